@@ -1,0 +1,72 @@
+"""The one user-facing error base, and the diagnostics it carries.
+
+Every failure a user can cause derives from ServegenError; `generator.cli` is the only
+place that turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem at one place in one file.
+
+    `path` is repository-relative with forward slashes; `line` and `col` are 1-based
+    (0 when the problem is about the whole file); `json_path` names the offending node
+    (`spec.adapters[0].name`), empty for file-level problems.
+    """
+
+    path: str
+    line: int
+    col: int
+    json_path: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}" if self.line else f"{self.path}:1:1"
+        what = f"{self.json_path}: {self.message}" if self.json_path else self.message
+        return f"{where}: {self.severity}: {what}"
+
+
+class ServegenError(Exception):
+    """Invalid input or a refused operation: reported without a traceback, exit 1."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, message: str, diagnostics: Iterable[Diagnostic] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.diagnostics = tuple(diagnostics)
+
+
+class InvalidInputError(ServegenError):
+    """Spec files or the repository config failed validation."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
+        diags = tuple(sorted(diagnostics))
+        errors = sum(1 for d in diags if d.severity == "error")
+        super().__init__(f"{errors} error(s) found", diags)
+
+
+class RenderError(ServegenError):
+    """A spec could not be rendered, or what it rendered failed validation."""
+
+
+class GitError(ServegenError):
+    """A git operation failed or was refused (publish, diff, push)."""
+
+
+class UsageError(ServegenError):
+    """Bad command-line usage: exit 2."""
+
+    exit_code = EXIT_USAGE

@@ -1,0 +1,272 @@
+"""Reusable field types for user input: Kubernetes names, labels, quantities, env vars.
+
+Every type carries a description so it reaches the JSON Schema and editor tooltips.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+
+class StrictModel(BaseModel):
+    """Base for everything a user writes: unknown keys are errors, nothing is coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+DNS_LABEL_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_RE)
+QUANTITY_RE = r"^([+]?([0-9]+(\.[0-9]*)?|\.[0-9]+))(([KMGTPE]i)|[mkMGTPE]|[eE][+-]?[0-9]+)?$"
+ENV_NAME_RE = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+DnsLabel = Annotated[
+    str,
+    StringConstraints(pattern=DNS_LABEL_RE, max_length=63),
+    Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63."),
+]
+DnsSubdomain = Annotated[
+    str,
+    StringConstraints(pattern=DNS_SUBDOMAIN_RE, max_length=253),
+    Field(description="A DNS-1123 subdomain, e.g. the name of a Kubernetes Secret."),
+]
+
+
+def _quantity(value: Any) -> Any:
+    # YAML reads `cpu: 2` as an int and `cpu: 0.5` as a float; Kubernetes wants strings.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return format(value, "g") if isinstance(value, float) else str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    StringConstraints(pattern=QUANTITY_RE, max_length=64),
+    Field(description="A Kubernetes quantity, e.g. 500m, 2, 16Gi.", examples=["16Gi"]),
+]
+
+
+def _label_problem(key: str, value: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return f"label key {key!r}: prefix must be a DNS subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name):
+        return (
+            f"label key {key!r}: name must be 1-63 characters of alphanumerics, '-', '_' "
+            "or '.', starting and ending with an alphanumeric"
+        )
+    if value and (len(value) > 63 or not _LABEL_NAME_RE.match(value)):
+        return (
+            f"label value {value!r}: must be at most 63 characters of alphanumerics, "
+            "'-', '_' or '.', starting and ending with an alphanumeric"
+        )
+    return None
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        problem = _label_problem(key, value)
+        if problem:
+            raise ValueError(problem)
+    return labels
+
+
+Labels = Annotated[
+    dict[str, str],
+    AfterValidator(_check_labels),
+    Field(description="Kubernetes labels: keys `[prefix/]name`, values of at most 63 characters."),
+]
+
+Annotations = Annotated[
+    dict[str, str],
+    Field(description="Kubernetes annotations added to every object."),
+]
+
+
+# --- plaintext secrets -----------------------------------------------------------------
+
+_CREDENTIAL_PATTERNS = (
+    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "a Hugging Face token"),
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}"), "a GitHub token"),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}"), "a GitHub token"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"), "an API key"),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"), "a GitLab token"),
+)
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY)", re.I)
+_TOKEN_LIKE = re.compile(r"^[A-Za-z0-9+/=_\-.]{32,}$")
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def credential_kind(value: str) -> str | None:
+    """Name the kind of credential `value` looks like, or None."""
+    for pattern, kind in _CREDENTIAL_PATTERNS:
+        if pattern.search(value):
+            return kind
+    if _TOKEN_LIKE.match(value) and "/" not in value.strip("/") and _entropy(value) > 4.0:
+        classes = sum(
+            any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit)
+        )
+        if classes == 3:
+            return "a long random token"
+    return None
+
+
+_USE_SECRETS = (
+    "never put credentials in specs; create a Kubernetes Secret and list its name under "
+    "`secrets`"
+)
+
+
+def reject_credential(value: str) -> str:
+    """Refuse a plain string that looks like a credential (used for env values and args)."""
+    kind = credential_kind(value)
+    if kind:
+        raise ValueError(f"value looks like {kind}: {_USE_SECRETS}")
+    return value
+
+
+def _reject_credential_names(envs: dict[str, str]) -> dict[str, str]:
+    for name, value in envs.items():
+        if value and _SECRET_NAME.search(name) and not value.startswith("/"):
+            raise ValueError(f"{name} looks like a credential by its name: {_USE_SECRETS}")
+    return envs
+
+
+def _env_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_RE, max_length=256)]
+EnvValue = Annotated[str, BeforeValidator(_env_value), AfterValidator(reject_credential)]
+
+
+class EnvEntry(StrictModel):
+    """One variable in the list form the seed platform's SDK writes."""
+
+    name: EnvName = Field(description="Variable name.")
+    value: EnvValue = Field(default="", description="Plain value (never a credential).")
+
+
+def _envs_from_list(value: Any) -> Any:
+    # The SDK writes `envs: [{name, value}]`; the core reads a map. Accept both.
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for index, item in enumerate(value):
+            entry = EnvEntry.model_validate(item)
+            if entry.name in out:
+                raise ValueError(f"envs[{index}]: duplicate variable {entry.name!r}")
+            out[entry.name] = entry.value
+        return out
+    return value
+
+
+def _envs_schema(schema: dict[str, Any]) -> None:
+    """Document both accepted forms (map, or list of {name, value}) in the JSON Schema."""
+    scalar = {"type": ["string", "number", "boolean"]}
+    as_map = {
+        "type": "object",
+        "propertyNames": {"pattern": ENV_NAME_RE},
+        "additionalProperties": scalar,
+    }
+    as_list = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"name": {"type": "string", "pattern": ENV_NAME_RE}, "value": scalar},
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    }
+    for key in ("type", "additionalProperties", "propertyNames"):
+        schema.pop(key, None)
+    schema["anyOf"] = [as_map, as_list]
+
+
+Envs = Annotated[
+    dict[EnvName, EnvValue],
+    BeforeValidator(_envs_from_list),
+    AfterValidator(_reject_credential_names),
+    Field(
+        description=(
+            "Plain environment variables: a map, or a list of {name, value}. Credentials "
+            "are refused: reference Secrets with `secrets` instead."
+        ),
+        json_schema_extra=lambda schema: _envs_schema(schema),
+    ),
+]
+
+SecretNames = Annotated[
+    list[DnsSubdomain],
+    Field(
+        description=(
+            "Names of existing Kubernetes Secrets in the target namespace; every key "
+            "becomes an environment variable (envFrom). Values never appear in specs."
+        ),
+    ),
+]
+
+
+class Toleration(StrictModel):
+    """A Kubernetes toleration, in the spec's snake_case."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="For NoExecute: how long the pod stays bound."
+    )
+
+    def to_kubernetes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"operator": self.operator}
+        if self.key is not None:
+            out["key"] = self.key
+        if self.value is not None:
+            out["value"] = self.value
+        if self.effect is not None:
+            out["effect"] = self.effect
+        if self.toleration_seconds is not None:
+            out["tolerationSeconds"] = self.toleration_seconds
+        return out
+
+
+class Resources(StrictModel):
+    """Compute resources, with the seed platform's names."""
+
+    cpu: Quantity | None = Field(default=None, description="CPU request, e.g. 2 or 500m.")
+    mem: Quantity | None = Field(default=None, description="Memory request and limit, e.g. 16Gi.")
+    gpu: Annotated[int, Field(ge=0, le=64)] | None = Field(
+        default=None, description="Number of GPUs (nvidia.com/gpu), request and limit."
+    )
+    disk: Quantity | None = Field(
+        default=None, description="Size of the model cache volume, e.g. 50Gi."
+    )

@@ -1,0 +1,974 @@
+"""The one module through which servegen uses git.
+
+Everything goes through GitPython's command wrapper (`git.Git`), hardened because the
+spec repository is untrusted input:
+
+* Repository hooks never run: every invocation carries `-c core.hooksPath=/dev/null`
+  (command-line config beats every config file), and we only use plumbing, which does
+  not run commit hooks in the first place.  fsmonitor, automatic gc/maintenance, replace
+  refs, split indexes and commit signing are switched off the same way (signing is
+  opt-in per call).
+* Inherited `GIT_*` variables (GIT_DIR, GIT_INDEX_FILE, GIT_WORK_TREE,
+  GIT_OBJECT_DIRECTORY, GIT_CONFIG_PARAMETERS, ...) are removed from every child
+  process.  GitPython always starts from a copy of `os.environ` and can only *add*
+  variables, so the command is prefixed with `env -u NAME ...`.  The few variables
+  that select the user's own config files or transport credentials are kept; identity
+  variables are set explicitly by the call that needs them.
+* The user's working tree, index and HEAD are never touched: commits are built with
+  `hash-object -w`, a private temporary index (`GIT_INDEX_FILE`), `write-tree` and
+  `commit-tree`, and branches move only by compare-and-swap with `update-ref`, so a
+  crash at any moment leaves a ref at its old or its new value.
+* Repository locations are never discovered from the environment: after `open_repo`,
+  every command runs with an explicit `--git-dir`.
+
+`git.Repo` is deliberately not exposed: it reads GIT_DIR & co. from `os.environ`, and
+its porcelain (`Repo.index.commit`) runs hooks in-process, outside our `-c` flags.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import git as gitpython
+from git.exc import GitCommandNotFound
+
+from generator.errors import GitError
+
+__all__ = [
+    "CommitInfo",
+    "Identity",
+    "PushResult",
+    "PushStatus",
+    "Repo",
+    "TreeEntry",
+    "branch_sha",
+    "build_commit",
+    "classify_push",
+    "commit_info",
+    "commit_tree",
+    "export_tree",
+    "fetch_branch",
+    "head_commit",
+    "identity_from_env_or_config",
+    "is_ancestor",
+    "list_tree",
+    "merge_base",
+    "open_repo",
+    "push_branch",
+    "read_tree_files",
+    "remote_url",
+    "resolve_commit",
+    "tracking_ref",
+    "tree_of",
+    "update_branch",
+    "write_tree",
+]
+
+# Passed as `-c` to every git process.  Command-line config wins over the repository's
+# .git/config, so an untrusted repository cannot turn any of these back on.
+_SAFE_CONFIG: tuple[str, ...] = (
+    "core.hooksPath=/dev/null",  # no hook (reference-transaction, post-index-change, ...)
+    "core.fsmonitor=false",  # core.fsmonitor may name a program to execute
+    "commit.gpgSign=false",  # signing only when asked for (commit_tree(sign=True) passes -S)
+    "gc.auto=0",  # no `gc --auto` mutating the repository behind a command
+    "maintenance.auto=false",  # ... nor detached background maintenance
+    "core.useReplaceRefs=false",  # read the real objects, as Flux will
+    "core.splitIndex=false",  # a split private index would drop sharedindex.* in .git
+    "protocol.ext.allow=never",  # `ext::` remote URLs run arbitrary commands
+)
+
+# Inherited GIT_* variables that survive: they pick the *user's* config files and
+# transport credentials (needed to push from CI), never a repository location, index or
+# object store.  Everything else named GIT_* is removed.
+_INHERITABLE_GIT_VARS = frozenset(
+    {
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_SSH_VARIANT",
+        "GIT_ASKPASS",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_CAPATH",
+    }
+)
+
+# Set for every command: a credential prompt would hang a CI job forever.
+_BASE_ENV: Mapping[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
+
+_REGULAR_MODES = frozenset({"100644", "100755", "100664"})
+_SYMLINK_MODE = "120000"
+_GITLINK_MODE = "160000"
+_HEX_OID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+_TRACKING_NAMESPACE = "refs/servegen/remotes"
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class _SafeGit(gitpython.Git):
+    """GitPython's `Git` with the safety flags and a scrubbed environment, always."""
+
+    def __init__(self, cwd: Path, git_dir: Path | None) -> None:
+        super().__init__(cwd)
+        options: dict[str, Any] = {}
+        if git_dir is not None:
+            # Explicit --git-dir: the repository is never found via cwd or GIT_DIR.
+            options["git_dir"] = str(git_dir)
+        options["c"] = list(_SAFE_CONFIG)
+        self.set_persistent_git_options(**options)
+
+    def execute(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every path into a git process (our calls and GitPython's own helpers) ends up
+        # here, so this is the one place the environment is cleaned.
+        env = {**_BASE_ENV, **(kwargs.pop("env", None) or {})}
+        return super().execute(_scrubbed(list(command), env), *args, env=env, **kwargs)
+
+
+def _scrubbed(command: list[str], explicit_env: Mapping[str, str]) -> list[str]:
+    """Prefix `command` with `env -u` for each inherited GIT_* variable we drop."""
+    drop = sorted(
+        name
+        for name in os.environ
+        if name.startswith("GIT_")
+        and name not in _INHERITABLE_GIT_VARS
+        and name not in explicit_env
+    )
+    if not drop:
+        return command
+    env_exe = shutil.which("env")
+    if env_exe is None:
+        raise GitError(f"cannot clear inherited {', '.join(drop)}: no `env` executable found")
+    unset = [arg for name in drop for arg in ("-u", name)]
+    return [env_exe, *unset, *command]
+
+
+@dataclass(frozen=True)
+class _Result:
+    status: int
+    stdout: bytes
+    stderr: str
+
+
+@contextmanager
+def _stdin(data: bytes | None) -> Iterator[IO[bytes] | None]:
+    # A real file rather than a pipe: GitPython hands stdin to Popen and then reads all
+    # output with communicate(), so a large input can neither deadlock nor need a thread.
+    if data is None:
+        yield None
+        return
+    with tempfile.TemporaryFile() as fh:
+        fh.write(data)
+        fh.seek(0)
+        yield fh
+
+
+def _exec(
+    runner: _SafeGit,
+    command: str,
+    *args: str,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> _Result:
+    """Run `git <command> <args>` via GitPython; never raises for a non-zero exit."""
+    method = getattr(runner, command.replace("-", "_"))
+    with _stdin(stdin) as istream:
+        try:
+            status, out, err = method(
+                *args,
+                istream=istream,
+                env=dict(env or {}),
+                with_extended_output=True,
+                with_exceptions=False,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+            )
+        except GitCommandNotFound as exc:
+            raise GitError(f"git executable not found: {exc}") from exc
+    return _Result(int(status), bytes(out), str(err))
+
+
+def _check(result: _Result, what: str) -> bytes:
+    if result.status != 0:
+        detail = result.stderr.strip() or f"exit status {result.status}"
+        raise GitError(f"{what}: {detail}")
+    return result.stdout
+
+
+def _line(out: bytes) -> str:
+    return out.decode("utf-8", "surrogateescape").strip()
+
+
+# --------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class Repo:
+    """An opened repository. `worktree` is None for bare repositories."""
+
+    git_dir: Path
+    worktree: Path | None
+    _git: _SafeGit = field(repr=False, compare=False)
+
+    def _run(
+        self,
+        command: str,
+        *args: str,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> _Result:
+        return _exec(self._git, command, *args, stdin=stdin, env=env)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A commit author or committer; `date` is any date git accepts (ISO 8601 works)."""
+
+    name: str
+    email: str
+    date: str | None = None
+
+    def __post_init__(self) -> None:
+        for label, value in (("name", self.name), ("email", self.email)):
+            if not value.strip():
+                raise GitError(f"identity {label} is empty")
+            if any(ch in value for ch in "<>\n\0"):
+                raise GitError(f"identity {label} {value!r} contains '<', '>' or a newline")
+
+    def env(self, role: str) -> dict[str, str]:
+        """GIT_<ROLE>_NAME/EMAIL/DATE for `role` in ("AUTHOR", "COMMITTER")."""
+        env = {f"GIT_{role}_NAME": self.name, f"GIT_{role}_EMAIL": self.email}
+        if self.date:
+            env[f"GIT_{role}_DATE"] = self.date
+        return env
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit, parsed from the raw object (no config-driven formatting involved)."""
+
+    sha: str
+    tree: str
+    parents: tuple[str, ...]
+    author: Identity  # `date` is strict ISO 8601, e.g. 2024-05-01T12:00:00+02:00
+    committer: Identity
+    subject: str
+    body: str
+    message: str
+    trailers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One `ls-tree -r` entry; `path` is relative to the listed prefix."""
+
+    path: str
+    mode: str
+    kind: str  # "blob" or "commit" (a submodule); -r never yields "tree"
+    oid: str
+
+    @property
+    def is_regular_file(self) -> bool:
+        return self.kind == "blob" and self.mode in _REGULAR_MODES
+
+    @property
+    def is_executable(self) -> bool:
+        return self.mode == "100755"
+
+    def describe(self) -> str:
+        what = {_SYMLINK_MODE: "symlink", _GITLINK_MODE: "submodule"}.get(self.mode, "entry")
+        return f"{what} {self.path!r} (mode {self.mode})"
+
+
+class PushStatus(enum.Enum):
+    OK = "ok"  # the remote branch now points at our commit
+    UP_TO_DATE = "up-to-date"  # it already did
+    REJECTED = "rejected"  # not a fast-forward of the remote branch: fetch and rebuild
+    RACE = "race"  # lost a ref-lock race on the remote, or unknown outcome: retry
+    DECLINED = "declined"  # refused by the remote (hook, branch protection): don't retry
+
+
+@dataclass(frozen=True)
+class PushResult:
+    status: PushStatus
+    summary: str  # git's one-line summary, e.g. "[rejected] (fetch first)"
+    detail: str = ""  # git's stderr, for the user
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (PushStatus.OK, PushStatus.UP_TO_DATE)
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (PushStatus.REJECTED, PushStatus.RACE)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_rev(rev: str) -> str:
+    # A leading dash would be parsed as an option; NUL/newline would split batch input.
+    if not rev or rev.startswith("-") or any(ch in rev for ch in "\0\n\r"):
+        raise GitError(f"invalid revision {rev!r}")
+    return rev
+
+
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def _check_ref_name(name: str, what: str) -> str:
+    """git check-ref-format rules, done in Python (no process, no config)."""
+    parts = name.split("/")
+    bad = (
+        not name
+        or name.startswith("-")
+        or name == "@"
+        or ".." in name
+        or "@{" in name
+        or name.endswith(".")
+        or _BAD_REF_CHARS.search(name) is not None
+        or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)
+    )
+    if bad:
+        raise GitError(f"invalid {what} name {name!r}")
+    return name
+
+
+def _branch_ref(branch: str) -> str:
+    if branch.startswith("refs/"):
+        raise GitError(f"give a branch name, not a ref: {branch!r}")
+    return "refs/heads/" + _check_ref_name(branch, "branch")
+
+
+def _check_remote(remote: str) -> str:
+    if not remote or remote.startswith("-") or any(ch in remote for ch in "\0\n\r"):
+        raise GitError(f"invalid remote {remote!r}")
+    return remote
+
+
+def _check_oid(oid: str) -> str:
+    if not _HEX_OID.fullmatch(oid):
+        raise GitError(f"not a full object id: {oid!r}")
+    return oid
+
+
+def _path_parts(path: str) -> list[str]:
+    """Split a repository path, rejecting anything that could escape or alias.
+
+    git itself *silently ignores* some of these in `update-index --index-info` (and
+    `mktree` accepts `..`), so the check has to happen here.
+    """
+    parts = path.split("/")
+    bad = (
+        not path
+        or "\0" in path
+        or "\\" in path
+        or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts)
+    )
+    if bad:
+        raise GitError(f"unsafe path {path!r}: must be relative, without '.', '..', '.git'")
+    return parts
+
+
+def _check_no_file_dir_conflicts(paths: Sequence[str]) -> None:
+    # update-index would silently keep only one of "a" and "a/b".
+    dirs = {"/".join(_path_parts(p)[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    clashes = sorted(p for p in paths if p in dirs)
+    if clashes:
+        raise GitError(f"paths used both as a file and a directory: {', '.join(clashes)}")
+
+
+def _encode_path(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+def _decode_path(raw: bytes) -> str:
+    # surrogateescape round-trips non-UTF-8 names back through _encode_path.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _normalize_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    if prefix:
+        _path_parts(prefix)
+    return prefix
+
+
+# --------------------------------------------------------------------------- repository
+
+
+def open_repo(path: str | os.PathLike[str]) -> Repo:
+    """Open the repository containing `path` (any directory inside its worktree)."""
+    start = Path(path).resolve()
+    if not start.is_dir():
+        raise GitError(f"{path}: not a directory")
+    probe = _SafeGit(start, None)
+    found = _exec(probe, "rev-parse", "--absolute-git-dir", "--is-bare-repository")
+    if found.status != 0:
+        raise GitError(f"{path} is not inside a git repository ({found.stderr.strip()})")
+    git_dir_line, bare_line = _line(found.stdout).splitlines()
+    git_dir = Path(git_dir_line)
+    worktree = None
+    if bare_line != "true":
+        top = _exec(probe, "rev-parse", "--show-toplevel")
+        # Fails when `path` is inside the .git directory itself: treat as bare.
+        if top.status == 0 and _line(top.stdout):
+            worktree = Path(_line(top.stdout))
+    return Repo(git_dir=git_dir, worktree=worktree, _git=_SafeGit(git_dir, git_dir))
+
+
+def resolve_commit(repo: Repo, rev: str) -> str:
+    """The commit sha `rev` names; GitError when it names none."""
+    res = repo._run(
+        "rev-parse", "--verify", "--quiet", "--end-of-options", _check_rev(rev) + "^{commit}"
+    )
+    if res.status != 0:
+        raise GitError(f"unknown revision {rev!r}")
+    return _line(res.stdout)
+
+
+def tree_of(repo: Repo, commit: str) -> str:
+    """The tree sha of `commit`."""
+    return _line(
+        _check(
+            repo._run("rev-parse", "--verify", "--end-of-options", _check_rev(commit) + "^{tree}"),
+            f"cannot read the tree of {commit!r}",
+        )
+    )
+
+
+def branch_sha(repo: Repo, branch: str) -> str | None:
+    """Where local branch `branch` points, or None if it does not exist."""
+    return _ref_sha(repo, _branch_ref(branch))
+
+
+def _ref_sha(repo: Repo, ref: str) -> str | None:
+    res = repo._run("rev-parse", "--verify", "--quiet", "--end-of-options", ref)
+    return _line(res.stdout) if res.status == 0 else None
+
+
+def is_ancestor(repo: Repo, a: str, b: str) -> bool:
+    """True when commit `a` is `b` or an ancestor of it."""
+    res = repo._run("merge-base", "--is-ancestor", _check_rev(a), _check_rev(b))
+    if res.status in (0, 1):  # documented: 0 yes, 1 no, anything else an error
+        return res.status == 0
+    raise GitError(f"cannot compare {a!r} and {b!r}: {res.stderr.strip()}")
+
+
+def merge_base(repo: Repo, a: str, b: str) -> str | None:
+    """The best common ancestor of `a` and `b`, or None for unrelated histories."""
+    res = repo._run("merge-base", _check_rev(a), _check_rev(b))
+    if res.status == 1 and not res.stdout.strip():
+        return None
+    return _line(_check(res, f"cannot find a merge base of {a!r} and {b!r}"))
+
+
+def remote_url(repo: Repo, remote: str) -> str | None:
+    """The fetch URL of configured remote `remote` (insteadOf applied), or None."""
+    res = repo._run("remote", "get-url", "--", _check_remote(remote))
+    return _line(res.stdout) if res.status == 0 else None
+
+
+def _config_get(repo: Repo, key: str) -> str | None:
+    res = repo._run("config", "--get", key)
+    value = _line(res.stdout) if res.status == 0 else ""
+    return value or None
+
+
+# --------------------------------------------------------------------------- commits
+
+
+def head_commit(repo: Repo) -> CommitInfo:
+    """The commit HEAD points at."""
+    return commit_info(repo, "HEAD")
+
+
+def commit_info(repo: Repo, rev: str) -> CommitInfo:
+    """Parse the raw commit object, so no config (log.showSignature...) can run code."""
+    sha = resolve_commit(repo, rev)
+    raw = _check(repo._run("cat-file", "commit", sha), f"cannot read commit {sha}")
+    return _parse_commit(sha, raw)
+
+
+def _parse_commit(sha: str, raw: bytes) -> CommitInfo:
+    head, _, body = raw.partition(b"\n\n")
+    headers: dict[str, list[str]] = {}
+    for line in head.split(b"\n"):
+        if line.startswith(b" "):  # continuation of a multi-line header (gpgsig)
+            continue
+        key, _, value = line.decode("utf-8", "replace").partition(" ")
+        headers.setdefault(key, []).append(value)
+    encoding = headers.get("encoding", ["utf-8"])[0]
+    try:
+        message = body.decode(encoding, "replace")
+    except LookupError:
+        message = body.decode("utf-8", "replace")
+    subject, rest = _split_message(message)
+    return CommitInfo(
+        sha=sha,
+        tree=headers["tree"][0],
+        parents=tuple(headers.get("parent", [])),
+        author=_parse_ident(headers["author"][0]),
+        committer=_parse_ident(headers["committer"][0]),
+        subject=subject,
+        body=rest,
+        message=message,
+        trailers=_parse_trailers(rest),
+    )
+
+
+def _parse_ident(value: str) -> Identity:
+    """`Name <email> 1700000000 +0100` -> Identity with an ISO 8601 date."""
+    name, _, rest = value.partition(" <")
+    email, _, stamp = rest.rpartition("> ")
+    seconds, _, offset = stamp.partition(" ")
+    sign = -1 if offset.startswith("-") else 1
+    digits = offset.lstrip("+-").rjust(4, "0")
+    tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
+    when = datetime.fromtimestamp(int(seconds), tz).isoformat()
+    return Identity(name=name.strip() or "?", email=email.strip() or "?", date=when)
+
+
+def _split_message(message: str) -> tuple[str, str]:
+    """Subject (first paragraph, joined like git's %s) and body (the rest)."""
+    paragraphs = message.strip("\n").split("\n\n", 1)
+    subject = " ".join(line.strip() for line in paragraphs[0].splitlines())
+    body = paragraphs[1].strip("\n") if len(paragraphs) > 1 else ""
+    return subject, body
+
+
+_TRAILER = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)")
+
+
+def _parse_trailers(body: str) -> tuple[tuple[str, str], ...]:
+    """`Key: value` lines of the body's last paragraph, if it consists only of them.
+
+    Stricter than git (which tolerates some non-trailer lines) but never misreads prose.
+    """
+    if not body:
+        return ()
+    trailers: list[tuple[str, str]] = []
+    for line in body.rstrip().split("\n\n")[-1].splitlines():
+        match = _TRAILER.fullmatch(line)
+        if match:
+            trailers.append((match.group(1), match.group(2).strip()))
+        elif line[:1] in (" ", "\t") and trailers:  # folded continuation line
+            key, value = trailers[-1]
+            trailers[-1] = (key, f"{value} {line.strip()}")
+        else:
+            return ()
+    return tuple(trailers)
+
+
+def identity_from_env_or_config(repo: Repo) -> Identity:
+    """The committer: SERVEGEN_COMMITTER_*, then GIT_COMMITTER_*, then user.name/email.
+
+    Each field is resolved on its own, like git does.  The servegen-specific variables
+    come first so a CI job can give servegen an identity different from other git use.
+    """
+    name = _first(
+        os.environ.get("SERVEGEN_COMMITTER_NAME"),
+        os.environ.get("GIT_COMMITTER_NAME"),
+        _config_get(repo, "user.name"),
+    )
+    email = _first(
+        os.environ.get("SERVEGEN_COMMITTER_EMAIL"),
+        os.environ.get("GIT_COMMITTER_EMAIL"),
+        _config_get(repo, "user.email"),
+    )
+    if name is None or email is None:
+        raise GitError(
+            "no committer identity: set deploy.committer in servegen.yaml, or git config "
+            "user.name/user.email, or GIT_COMMITTER_NAME/GIT_COMMITTER_EMAIL"
+        )
+    return Identity(name=name, email=email)
+
+
+def _first(*values: str | None) -> str | None:
+    return next((v.strip() for v in values if v and v.strip()), None)
+
+
+# --------------------------------------------------------------------------- reading trees
+
+
+def list_tree(repo: Repo, rev: str, prefix: str = "") -> list[TreeEntry]:
+    """Every non-tree entry under `prefix` of commit `rev`, recursively, in git order.
+
+    A missing `prefix` gives an empty list (e.g. a deploy branch not yet holding the
+    cluster directory); a missing `rev`, or a prefix naming a file, is a GitError.
+    """
+    prefix = _normalize_prefix(prefix)
+    tree = _subtree(repo, resolve_commit(repo, rev), prefix)
+    if tree is None:
+        return []
+    out = _check(repo._run("ls-tree", "-r", "-z", "--full-tree", tree), f"cannot list {rev!r}")
+    entries = []
+    for record in out.split(b"\0"):
+        if record:
+            meta, _, raw_path = record.partition(b"\t")
+            mode, kind, oid = meta.decode("ascii").split(" ")
+            entries.append(TreeEntry(_decode_path(raw_path), mode, kind, oid))
+    return entries
+
+
+def _subtree(repo: Repo, commit: str, prefix: str) -> str | None:
+    if not prefix:
+        return tree_of(repo, commit)
+    res = repo._run("rev-parse", "--verify", "--quiet", f"{commit}:{prefix}")
+    if res.status != 0:
+        return None
+    oid = _line(res.stdout)
+    kind = _line(_check(repo._run("cat-file", "-t", oid), f"cannot read {prefix!r}"))
+    if kind != "tree":
+        raise GitError(f"{prefix!r} in {commit} is a {kind}, not a directory")
+    return oid
+
+
+def read_tree_files(
+    repo: Repo, rev: str, prefix: str = "", *, skip_special: bool = False
+) -> dict[str, bytes]:
+    """Every regular file under `prefix` of commit `rev` -> its bytes.
+
+    Two git processes in total (`ls-tree -r -z` and one `cat-file --batch`), whatever
+    the number of files.  Symlinks and submodules are a GitError naming them, or are
+    left out with `skip_special=True` (an untrusted repository gets no say in what a
+    symlink would point at).
+    """
+    entries = _regular_entries(list_tree(repo, rev, prefix), rev, skip_special)
+    blobs = _read_blobs(repo, [e.oid for e in entries])
+    return {e.path: blobs[e.oid] for e in entries}
+
+
+def _regular_entries(entries: list[TreeEntry], rev: str, skip_special: bool) -> list[TreeEntry]:
+    special = [e for e in entries if not e.is_regular_file]
+    if special and not skip_special:
+        listed = "; ".join(e.describe() for e in special[:10])
+        more = f" and {len(special) - 10} more" if len(special) > 10 else ""
+        raise GitError(f"{rev}: only regular files are supported, found {listed}{more}")
+    return [e for e in entries if e.is_regular_file]
+
+
+def _read_blobs(repo: Repo, oids: Sequence[str]) -> dict[str, bytes]:
+    """Read many blobs with one `git cat-file --batch`."""
+    unique = list(dict.fromkeys(oids))
+    if not unique:
+        return {}
+    request = "".join(f"{oid}\n" for oid in unique).encode("ascii")
+    out = _check(repo._run("cat-file", "--batch", stdin=request), "cannot read blobs")
+    blobs: dict[str, bytes] = {}
+    pos = 0
+    for oid in unique:
+        # Each answer is "<oid> <type> <size>\n<content>\n", or "<oid> missing\n".
+        eol = out.index(b"\n", pos)
+        header = out[pos:eol].decode("ascii", "replace").split(" ")
+        if len(header) != 3 or header[1] != "blob":
+            raise GitError(f"object {oid} is not a readable blob: {' '.join(header)}")
+        start = eol + 1
+        size = int(header[2])
+        blobs[oid] = out[start : start + size]
+        pos = start + size + 1
+    return blobs
+
+
+def export_tree(
+    repo: Repo,
+    rev: str,
+    dest_dir: str | os.PathLike[str],
+    prefix: str = "",
+    *,
+    skip_special: bool = False,
+) -> list[str]:
+    """Write the regular files under `prefix` of `rev` into `dest_dir`; return their paths.
+
+    `dest_dir` must be missing or empty.  Nothing is written outside it: paths with
+    `..`, `.git` or absolute components (possible in hand-made trees) are refused,
+    files are created with O_EXCL|O_NOFOLLOW, and symlinks are never created.
+    """
+    entries = _regular_entries(list_tree(repo, rev, prefix), rev, skip_special)
+    for entry in entries:
+        _path_parts(entry.path)  # validate every path before writing anything
+    dest = Path(dest_dir)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise GitError(f"{dest}: export destination must be a missing or empty directory")
+    dest.mkdir(parents=True, exist_ok=True)
+    blobs = _read_blobs(repo, [e.oid for e in entries])
+    for entry in entries:
+        _write_new_file(dest, entry.path, blobs[entry.oid], entry.is_executable)
+    return [e.path for e in entries]
+
+
+def _write_new_file(dest: Path, rel: str, data: bytes, executable: bool) -> None:
+    target = dest.joinpath(*_path_parts(rel))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.parent.is_symlink() or not target.parent.resolve().is_relative_to(dest.resolve()):
+        raise GitError(f"refusing to write {rel!r} outside {dest}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(target, flags, 0o755 if executable else 0o644)
+    except FileExistsError as exc:
+        raise GitError(f"{rel!r} exists twice in the tree (case-insensitive file system?)") from exc
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_tree(repo: Repo, files: Mapping[str, bytes]) -> str:
+    """Store `files` (path -> content, mode 100644) as blobs and a tree; return its sha.
+
+    Uses a private temporary index, never the user's.  Compare the result with
+    `tree_of(repo, parent)` to skip a commit that would change nothing.
+    """
+    paths = sorted(files)
+    for path in paths:
+        _path_parts(path)
+    _check_no_file_dir_conflicts(paths)
+    oids = _write_blobs(repo, [files[p] for p in paths])
+    info = b"".join(
+        b"100644 %s\t%s\0" % (oid.encode(), _encode_path(p))
+        for p, oid in zip(paths, oids, strict=True)
+    )
+    with tempfile.TemporaryDirectory(prefix="servegen-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _check(
+            repo._run("update-index", "-z", "--index-info", stdin=info, env=env),
+            "cannot stage files in the private index",
+        )
+        _verify_index_count(repo, env, len(paths))
+        return _line(_check(repo._run("write-tree", env=env), "cannot write tree"))
+
+
+def _write_blobs(repo: Repo, contents: Sequence[bytes]) -> list[str]:
+    """`hash-object -w` every content in one process (via temporary files)."""
+    if not contents:
+        return []
+    with tempfile.TemporaryDirectory(prefix="servegen-blobs-") as tmp:
+        names = []
+        for i, data in enumerate(contents):
+            blob_file = Path(tmp) / str(i)
+            blob_file.write_bytes(data)
+            names.append(str(blob_file))
+        if any("\n" in n for n in names):
+            raise GitError(f"temporary directory {tmp!r} contains a newline")
+        listing = ("\n".join(names) + "\n").encode("utf-8", "surrogateescape")
+        # --no-filters: store the bytes exactly; no .gitattributes clean filter runs.
+        out = _check(
+            repo._run("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=listing),
+            "cannot write blobs",
+        )
+    oids = out.decode("ascii").split()
+    if len(oids) != len(contents):
+        raise GitError(f"hash-object returned {len(oids)} ids for {len(contents)} blobs")
+    return oids
+
+
+def _verify_index_count(repo: Repo, env: Mapping[str, str], expected: int) -> None:
+    # Belt and braces: update-index drops paths it dislikes with only a warning.
+    listed = _check(repo._run("ls-files", "-z", env=env), "cannot list the private index")
+    count = listed.count(b"\0")
+    if count != expected:
+        raise GitError(f"git accepted {count} of {expected} paths; refusing to commit")
+
+
+def commit_tree(
+    repo: Repo,
+    tree: str,
+    parents: Sequence[str],
+    message: str,
+    author: Identity,
+    committer: Identity,
+    sign: bool = False,
+) -> str:
+    """Create a commit object for `tree`; no ref moves.  `sign` uses git's signing key."""
+    if "\0" in message:
+        raise GitError("commit message contains a NUL byte")
+    args: list[str] = []
+    for parent in parents:
+        args += ["-p", _check_oid(parent)]
+    # Explicit either way: -S wins over commit.gpgSign=false, --no-gpg-sign documents it.
+    args.append("-S" if sign else "--no-gpg-sign")
+    text = message if message.endswith("\n") else message + "\n"
+    res = repo._run(
+        "commit-tree",
+        *args,
+        _check_oid(tree),
+        stdin=text.encode("utf-8"),
+        env={**author.env("AUTHOR"), **committer.env("COMMITTER")},
+    )
+    what = "cannot sign the commit (is a signing key configured?)" if sign else "cannot commit"
+    return _line(_check(res, what))
+
+
+def build_commit(
+    repo: Repo,
+    files: Mapping[str, bytes],
+    parent: str | None,
+    message: str,
+    author: Identity,
+    committer: Identity,
+    sign: bool = False,
+) -> str:
+    """`write_tree` + `commit_tree`: a commit holding exactly `files`; returns its sha.
+
+    `parent=None` makes a root commit (for an orphan branch).  Always creates a commit,
+    even an empty one; call `write_tree` first to skip no-op commits.
+    """
+    tree = write_tree(repo, files)
+    parents = [] if parent is None else [resolve_commit(repo, parent)]
+    return commit_tree(repo, tree, parents, message, author, committer, sign)
+
+
+def update_branch(repo: Repo, branch: str, new_sha: str, expected_old: str | None) -> bool:
+    """Compare-and-swap `refs/heads/<branch>` from `expected_old` to `new_sha`.
+
+    `expected_old=None` means the branch must not exist yet.  Returns False, without
+    raising, when the branch was not at `expected_old` (someone else moved it).
+    Refuses to move the branch checked out in the worktree, which would leave the
+    user's index and files out of step with HEAD.
+    """
+    ref = _branch_ref(branch)
+    new = resolve_commit(repo, _check_oid(new_sha))
+    old = "0" * len(new) if expected_old is None else _check_oid(expected_old)
+    _refuse_checked_out(repo, ref)
+    res = repo._run("update-ref", "--no-deref", "-m", "servegen: publish", ref, new, old)
+    if res.status == 0:
+        return True
+    if _is_lost_cas(res.stderr):
+        return False
+    raise GitError(f"cannot update {ref}: {res.stderr.strip()}")
+
+
+def _refuse_checked_out(repo: Repo, ref: str) -> None:
+    if repo.worktree is None:
+        return
+    head = repo._run("symbolic-ref", "--quiet", "HEAD")
+    if head.status == 0 and _line(head.stdout) == ref:
+        raise GitError(f"refusing to move {ref}: it is checked out in {repo.worktree}")
+
+
+def _is_lost_cas(stderr: str) -> bool:
+    text = stderr.lower()
+    return (
+        any(
+            marker in text
+            for marker in (
+                "but expected",  # ref is at X but expected Y
+                "reference already exists",  # expected absent, but it exists
+                "unable to resolve reference",  # expected X, but it is absent
+                "unable to create",  # another writer holds <ref>.lock
+                "cannot lock ref",
+            )
+        )
+        and "nonexistent object" not in text
+    )
+
+
+# --------------------------------------------------------------------------- remotes
+
+
+def tracking_ref(remote: str, branch: str) -> str:
+    """Our private remote-tracking ref; never collides with the user's refs/remotes."""
+    key = remote if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", remote) else None
+    if key is None or key.endswith(".lock"):
+        key = "url-" + hashlib.sha256(remote.encode()).hexdigest()[:16]
+    return f"{_TRACKING_NAMESPACE}/{key}/{_check_ref_name(branch, 'branch')}"
+
+
+def fetch_branch(repo: Repo, remote: str, branch: str) -> str | None:
+    """Fetch `branch` of `remote` (a name or URL) into `tracking_ref`; return its sha.
+
+    Returns None, and drops the tracking ref, when the remote has no such branch.
+    """
+    source = _branch_ref(branch)
+    target = tracking_ref(_check_remote(remote), branch)
+    res = repo._run(
+        "fetch",
+        "--no-tags",
+        "--no-recurse-submodules",
+        "--no-write-fetch-head",
+        "--no-auto-gc",
+        "--end-of-options",
+        remote,
+        f"+{source}:{target}",
+    )
+    if res.status != 0:
+        if "couldn't find remote ref" in res.stderr.lower():
+            repo._run("update-ref", "--no-deref", "-d", target)
+            return None
+        raise GitError(f"cannot fetch {branch!r} from {remote!r}: {res.stderr.strip()}")
+    return _ref_sha(repo, target)
+
+
+def push_branch(
+    repo: Repo, remote: str, local_sha: str, branch: str, expected_remote_sha: str | None
+) -> PushResult:
+    """Fast-forward `branch` on `remote` to `local_sha`; never forces.
+
+    `expected_remote_sha` is what the caller built on (None: the branch is new).  It
+    must be an ancestor of `local_sha`, so we never even attempt a non-fast-forward;
+    whether the remote still agrees is for git to decide: a moved branch comes back as
+    REJECTED (or RACE if it moved mid-push).  Auth/network failures raise GitError.
+    """
+    dest = _branch_ref(branch)
+    local = resolve_commit(repo, _check_oid(local_sha))
+    if expected_remote_sha is not None and not is_ancestor(repo, expected_remote_sha, local):
+        raise GitError(f"refusing to push {local}: it does not build on {expected_remote_sha}")
+    res = repo._run(
+        "push",
+        "--porcelain",
+        "--no-verify",
+        "--no-follow-tags",
+        "--no-signed",
+        "--recurse-submodules=no",
+        "--end-of-options",
+        _check_remote(remote),
+        f"{local}:{dest}",
+    )
+    result = classify_push(res.status, res.stdout.decode("utf-8", "replace"), res.stderr)
+    if result.ok:
+        # Keep our private view in step, so the next publish starts from what we pushed.
+        repo._run("update-ref", "--no-deref", tracking_ref(remote, branch), local)
+    return result
+
+
+_LOCK_MARKERS = (
+    "cannot lock ref",
+    "but expected",
+    "incorrect old value provided",
+    "failed to update ref",
+    "failed to lock",
+    "unable to create",
+)
+
+
+def classify_push(status: int, stdout: str, stderr: str) -> PushResult:
+    """Classify `git push --porcelain` output.  Raises GitError for fatal failures."""
+    ref_line = next((ln for ln in stdout.splitlines() if ln[:1] in " +-*!=" and "\t" in ln), None)
+    if ref_line is None:
+        raise GitError(f"push failed: {stderr.strip() or f'exit status {status}'}")
+    flag, _, rest = ref_line.partition("\t")
+    summary = rest.partition("\t")[2].strip()
+    detail = stderr.strip()
+    if flag == "=":
+        return PushResult(PushStatus.UP_TO_DATE, summary, detail)
+    if flag != "!":
+        return PushResult(PushStatus.OK, summary, detail)
+    text = f"{summary}\n{stderr}".lower()
+    if summary.startswith("[rejected]"):  # fetch first / non-fast-forward / stale info
+        return PushResult(PushStatus.REJECTED, summary, detail)
+    if summary.startswith("[remote failure]") or any(m in text for m in _LOCK_MARKERS):
+        return PushResult(PushStatus.RACE, summary, detail)
+    return PushResult(PushStatus.DECLINED, summary, detail)

@@ -1,0 +1,134 @@
+"""Step 1 of the pipeline: find and read the config and spec files, safely.
+
+Reading never trusts the repository: files are size-limited, must be UTF-8, and a
+symlink that resolves outside the repository is refused rather than followed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.config import CONFIG_FILE
+from generator.errors import Diagnostic
+from generator.yamlio import Document, YamlSyntaxError, load_documents
+
+MAX_FILE_BYTES = 1 << 20
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A parsed YAML file: its repository-relative path and its documents."""
+
+    path: str
+    documents: tuple[Document, ...]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    files: tuple[SourceFile, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    failed: frozenset[str]
+
+
+def file_error(path: str, message: str, line: int = 1, col: int = 1) -> Diagnostic:
+    return Diagnostic(path=path, line=line, col=col, json_path="", message=message)
+
+
+def is_spec_file(name: str) -> bool:
+    return name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
+
+
+def discover(root: Path, spec_dir: str) -> Iterator[Path]:
+    """Every spec file under root/spec_dir, in a stable order; hidden entries skipped."""
+    base = root / spec_dir
+    for current, dirs, files in os.walk(base, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if is_spec_file(name):
+                yield Path(current) / name
+
+
+def relative(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def read_source(root: Path, path: Path) -> SourceFile | Diagnostic:
+    """Read and parse one file; any problem becomes one positioned diagnostic."""
+    rel = relative(root, path)
+    problem = _unsafe_path(root, path)
+    if problem:
+        return file_error(rel, problem)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return file_error(rel, f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")
+        data = path.read_bytes()
+    except OSError as exc:
+        return file_error(rel, f"cannot read file: {exc.strerror or exc}")
+    return parse_source(rel, data)
+
+
+def parse_source(rel: str, data: bytes) -> SourceFile | Diagnostic:
+    """Parse bytes already read (from disk or from a git tree)."""
+    if len(data) > MAX_FILE_BYTES:
+        return file_error(rel, f"file is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, col = _position_of_byte(data, exc.start)
+        return file_error(rel, "file is not valid UTF-8", line, col)
+    if "\x00" in text:
+        line, col = _position_of_byte(data, data.index(b"\x00"))
+        return file_error(rel, "file contains a NUL character", line, col)
+    try:
+        documents = load_documents(text)
+    except YamlSyntaxError as exc:
+        return file_error(rel, f"invalid YAML: {exc.message}", exc.line, exc.col)
+    return SourceFile(path=rel, documents=tuple(documents))
+
+
+def _position_of_byte(data: bytes, offset: int) -> tuple[int, int]:
+    before = data[:offset]
+    line = before.count(b"\n") + 1
+    col = offset - (before.rfind(b"\n") + 1) + 1
+    return line, col
+
+
+def _unsafe_path(root: Path, path: Path) -> str | None:
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    if not target.is_relative_to(root.resolve()):
+        return "symlink points outside the repository; refusing to follow it"
+    if not target.is_file():
+        return "symlink does not point to a regular file"
+    return None
+
+
+def load_config_file(root: Path) -> SourceFile | Diagnostic | None:
+    path = root / CONFIG_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
+    return read_source(root, path)
+
+
+def load_specs(root: Path, spec_dir: str) -> LoadResult:
+    files: list[SourceFile] = []
+    diagnostics: list[Diagnostic] = []
+    failed: set[str] = set()
+    base = root / spec_dir
+    if base.is_symlink() and not base.resolve().is_relative_to(root.resolve()):
+        diag = file_error(spec_dir, "spec folder is a symlink outside the repository")
+        return LoadResult((), (diag,), frozenset({spec_dir}))
+    for path in discover(root, spec_dir):
+        result = read_source(root, path)
+        if isinstance(result, Diagnostic):
+            diagnostics.append(result)
+            failed.add(result.path)
+        else:
+            files.append(result)
+    return LoadResult(tuple(files), tuple(diagnostics), frozenset(failed))

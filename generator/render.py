@@ -1,0 +1,147 @@
+"""Step 3: render every valid spec into objects, per environment.
+
+For each spec the runtime renders a base (the spec's own `serve`) and, for each enabled
+environment whose overrides change anything, an environment variant. The final objects
+of an environment are what `kubectl kustomize clusters/<env>` builds: the variant with
+the environment's namespace, labels and annotations applied. Layout (files) is a
+separate step, in generator/layout.py.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from generator.config import Config
+from generator.errors import Diagnostic, RenderError
+from generator.validate import Spec
+from runtimes.base import Endpoint, ObjectRef
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "servegen"}
+
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EnvironmentRender:
+    """One model in one environment."""
+
+    namespace: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    variant: tuple[Object, ...]  # rendered for the environment, before overlay transforms
+    objects: tuple[Object, ...]  # as the cluster receives them
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True)
+class ModelRender:
+    """Everything one spec renders to."""
+
+    name: str
+    path: str
+    line: int
+    col: int
+    runtime: str
+    base: tuple[Object, ...]
+    environments: Mapping[str, EnvironmentRender]
+
+
+def overlay_labels(spec_name: str, environment_labels: Mapping[str, str]) -> dict[str, str]:
+    """Labels every object of a model gets in an environment; servegen's own win."""
+    labels = dict(environment_labels)
+    labels.update(MANAGED_BY)
+    labels["app.kubernetes.io/name"] = spec_name
+    labels["servegen.io/spec"] = spec_name
+    return dict(sorted(labels.items()))
+
+
+def render_spec(spec: Spec, config: Config) -> ModelRender:
+    try:
+        base = tuple(spec.runtime.render(spec.base, config))
+    except RenderError as exc:
+        raise RenderError(f"{spec.path}: {exc.message}") from exc
+    environments = {}
+    for env, doc in spec.environments.items():
+        environment = config.environments[env]
+        namespace = config.namespace_for(env, spec.base.namespace)
+        same = doc.model_dump(exclude={"environments"}) == spec.base.model_dump(
+            exclude={"environments"}
+        )
+        variant = base if same else tuple(spec.runtime.render(doc, config))
+        labels = overlay_labels(spec.name, environment.labels)
+        annotations = dict(sorted(environment.annotations.items()))
+        objects = tuple(apply_overlay(obj, namespace, labels, annotations) for obj in variant)
+        environments[env] = EnvironmentRender(
+            namespace=namespace,
+            labels=labels,
+            annotations=annotations,
+            variant=tuple(with_annotations(obj, annotations) for obj in variant),
+            objects=objects,
+            endpoint=spec.runtime.endpoint(doc, config, namespace),
+        )
+    line, col = spec.document.position(("name",))
+    return ModelRender(
+        name=spec.name,
+        path=spec.path,
+        line=line,
+        col=col,
+        runtime=spec.runtime.kind,
+        base=base,
+        environments=environments,
+    )
+
+
+def with_annotations(obj: Object, annotations: Mapping[str, str]) -> Object:
+    """The environment variant of an object: annotations are carried by overlay patches."""
+    if not annotations:
+        return obj
+    out = copy.deepcopy(obj)
+    out["metadata"].setdefault("annotations", {}).update(annotations)
+    return out
+
+
+def apply_overlay(
+    obj: Object, namespace: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> Object:
+    """What kustomize makes of an object: namespace set, metadata labels added."""
+    out = copy.deepcopy(obj)
+    metadata = out["metadata"]
+    metadata["namespace"] = namespace
+    metadata.setdefault("labels", {}).update(labels)
+    if annotations:
+        metadata.setdefault("annotations", {}).update(annotations)
+    return out
+
+
+def render_all(specs: Iterable[Spec], config: Config) -> list[ModelRender]:
+    return [render_spec(spec, config) for spec in sorted(specs, key=lambda s: s.name)]
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    metadata = obj["metadata"]
+    return (str(metadata.get("namespace", "")), group, str(obj.get("kind")), metadata["name"])
+
+
+def duplicate_objects(models: Sequence[ModelRender]) -> list[Diagnostic]:
+    """Two specs rendering the same object in one environment would overwrite each other."""
+    seen: dict[tuple[str, tuple[str, str, str, str]], ModelRender] = {}
+    out = []
+    for model in models:
+        for env, rendered in model.environments.items():
+            for obj in rendered.objects:
+                key = (env, object_key(obj))
+                other = seen.setdefault(key, model)
+                if other is model:
+                    continue
+                what = f"{ObjectRef.of(obj)} in namespace {key[1][0]} (environment {env})"
+                out.append(
+                    Diagnostic(
+                        model.path, model.line, model.col, "name",
+                        f"{what} is also rendered by {other.path}:{other.line}:{other.col}",
+                    )
+                )
+    return out

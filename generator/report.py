@@ -1,0 +1,99 @@
+"""Reporters for diagnostics: text for people, JSON for machines, GitHub workflow commands.
+
+GitHub shows at most 10 error annotations per step, so the github format annotates the
+first 10 and writes every diagnostic to the job summary ($GITHUB_STEP_SUMMARY).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from generator.errors import Diagnostic
+
+MAX_ANNOTATIONS = 10
+
+
+def report(
+    diagnostics: Sequence[Diagnostic],
+    fmt: str,
+    stream: TextIO | None = None,
+    summary: str = "",
+) -> None:
+    out = stream or sys.stdout
+    if fmt == "json":
+        out.write(json.dumps(to_json(diagnostics, summary), indent=2) + "\n")
+    elif fmt == "github":
+        write_github(diagnostics, out)
+        if summary:
+            out.write(summary + "\n")
+    else:
+        for diagnostic in diagnostics:
+            out.write(f"{diagnostic}\n")
+        if summary:
+            out.write(summary + "\n")
+
+
+def to_json(diagnostics: Sequence[Diagnostic], summary: str = "") -> dict[str, object]:
+    return {
+        "ok": not any(d.severity == "error" for d in diagnostics),
+        "summary": summary,
+        "diagnostics": [
+            {
+                "path": d.path,
+                "line": d.line,
+                "col": d.col,
+                "json_path": d.json_path,
+                "message": d.message,
+                "severity": d.severity,
+            }
+            for d in diagnostics
+        ],
+    }
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_command(diagnostic: Diagnostic) -> str:
+    level = "error" if diagnostic.severity == "error" else "warning"
+    props = [f"file={escape_property(diagnostic.path)}"]
+    if diagnostic.line:
+        props += [f"line={diagnostic.line}", f"col={diagnostic.col}"]
+    title = diagnostic.json_path or "servegen"
+    props.append(f"title={escape_property(title)}")
+    return f"::{level} {','.join(props)}::{escape_data(diagnostic.message)}"
+
+
+def write_github(diagnostics: Sequence[Diagnostic], out: TextIO) -> None:
+    for diagnostic in diagnostics[:MAX_ANNOTATIONS]:
+        out.write(github_command(diagnostic) + "\n")
+    if len(diagnostics) > MAX_ANNOTATIONS:
+        rest = len(diagnostics) - MAX_ANNOTATIONS
+        out.write(f"{rest} more problem(s) are listed in the job summary\n")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file and diagnostics:
+        with Path(summary_file).open("a", encoding="utf-8") as handle:
+            handle.write(summary_markdown(diagnostics))
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(diagnostics: Sequence[Diagnostic]) -> str:
+    rows = [
+        f"| `{_cell(d.path)}:{d.line}:{d.col}` | `{_cell(d.json_path)}` | {_cell(d.message)} |"
+        for d in diagnostics
+    ]
+    head = f"### servegen: {len(diagnostics)} problem(s)\n\n| where | field | problem |\n"
+    return head + "|---|---|---|\n" + "\n".join(rows) + "\n\n"

@@ -1,0 +1,71 @@
+"""JSON Schemas for editors and CI, generated from the pydantic models."""
+
+from __future__ import annotations
+
+import json
+from functools import reduce
+from operator import or_
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
+
+import runtimes
+import schemas
+from generator.config import Config
+
+SPEC_SCHEMA = "servespec.schema.json"
+CONFIG_SCHEMA = "servegen-config.schema.json"
+SCHEMA_URL = "https://servegen.dev/schemas/"
+
+
+def packaged_dir() -> Path:
+    return Path(schemas.__file__).parent
+
+
+def spec_schema() -> dict[str, Any]:
+    documents = [runtime.document for runtime in runtimes.registry().values()]
+    union = reduce(or_, documents)
+    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="kind")])
+    schema = adapter.json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["$id"] = SCHEMA_URL + SPEC_SCHEMA
+    schema["title"] = "servegen serve spec"
+    schema["description"] = "One model served on Kubernetes; `kind` picks the runtime."
+    return schema
+
+
+def config_schema() -> dict[str, Any]:
+    schema = Config.model_json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["$id"] = SCHEMA_URL + CONFIG_SCHEMA
+    schema["title"] = "servegen.yaml"
+    return schema
+
+
+def rendered() -> dict[str, str]:
+    """File name -> exact file content (stable: sorted keys, trailing newline)."""
+    return {
+        SPEC_SCHEMA: json.dumps(spec_schema(), indent=2, sort_keys=True) + "\n",
+        CONFIG_SCHEMA: json.dumps(config_schema(), indent=2, sort_keys=True) + "\n",
+    }
+
+
+def stale_files(directory: Path) -> list[str]:
+    stale = []
+    for name, content in rendered().items():
+        path = directory / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != content:
+            stale.append(name)
+    return stale
+
+
+def write(directory: Path) -> list[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in rendered().items():
+        path = directory / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != content:
+            path.write_text(content, encoding="utf-8")
+            written.append(name)
+    return written

@@ -1,0 +1,408 @@
+"""Step 2: validate the config and every spec, collecting every problem with its position.
+
+Field-level rules come from the pydantic models (runtimes own theirs); cross-field rules
+from each runtime's `check()`; repository-wide rules (unique names, declared
+environments, policy) live here. Nothing stops at the first error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+
+import runtimes
+from generator.config import CONFIG_FILE, Config
+from generator.errors import Diagnostic
+from generator.load import SourceFile, file_error, load_config_file, load_specs
+from generator.spec import SpecDocument, deep_merge
+from generator.yamlio import Document, JsonPath, format_path
+from runtimes.base import Problem, Runtime
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A valid serve spec: its base form and its merged form per enabled environment."""
+
+    path: str
+    document: Document
+    runtime: Runtime
+    base: SpecDocument
+    environments: dict[str, SpecDocument] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one spec file contributed: valid specs, problems, whether it failed."""
+
+    path: str
+    specs: tuple[Spec, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def failed(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The whole repository after validation."""
+
+    root: Path
+    config: Config
+    specs: tuple[Spec, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    failed_files: frozenset[str]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+# --- the repository -------------------------------------------------------------------
+
+
+def validate_repository(root: Path, config_override: Config | None = None) -> Validated:
+    config, diagnostics = load_config(root) if config_override is None else (config_override, [])
+    loaded = load_specs(root, config.specs)
+    diagnostics.extend(loaded.diagnostics)
+    results = [validate_file(source, config) for source in loaded.files]
+    for result in results:
+        diagnostics.extend(result.diagnostics)
+    specs = [spec for result in results for spec in result.specs]
+    diagnostics.extend(check_repository(specs))
+    failed = set(loaded.failed) | {r.path for r in results if r.failed}
+    if any(d.path == CONFIG_FILE for d in diagnostics):
+        failed.add(CONFIG_FILE)
+    return Validated(root, config, tuple(specs), tuple(sorted(set(diagnostics))), frozenset(failed))
+
+
+def load_config(root: Path) -> tuple[Config, list[Diagnostic]]:
+    """The repository config, or defaults plus diagnostics when it is invalid."""
+    source = load_config_file(root)
+    if source is None:
+        return Config(), []
+    if isinstance(source, Diagnostic):
+        return Config(), [source]
+    return config_from_source(source)
+
+
+def config_from_source(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
+    documents = source.documents
+    if not documents or documents[0].data is None:
+        return Config(), []
+    if len(documents) > 1:
+        line = documents[1].line
+        return Config(), [file_error(source.path, "servegen.yaml must hold one document", line)]
+    document = documents[0]
+    if not isinstance(document.data, dict):
+        return Config(), [_not_a_mapping(source.path, document, "the config")]
+    try:
+        return Config.model_validate(document.data), []
+    except ValidationError as exc:
+        return Config(), [_diagnostic(source.path, document, Config, err) for err in exc.errors()]
+
+
+# --- one file -------------------------------------------------------------------------
+
+
+def validate_file(source: SourceFile, config: Config) -> FileResult:
+    specs: list[Spec] = []
+    diagnostics: list[Diagnostic] = []
+    if not any(doc.data is not None for doc in source.documents):
+        diagnostics.append(file_error(source.path, "file holds no serve spec (it is empty)"))
+    for document in source.documents:
+        if document.data is None:
+            continue
+        spec, problems = validate_document(source.path, document, config)
+        diagnostics.extend(problems)
+        if spec is not None:
+            specs.append(spec)
+    return FileResult(source.path, tuple(specs), tuple(diagnostics))
+
+
+def validate_document(
+    path: str, document: Document, config: Config
+) -> tuple[Spec | None, list[Diagnostic]]:
+    data = document.data
+    if not isinstance(data, dict):
+        return None, [_not_a_mapping(path, document, "a serve spec")]
+    runtime, problem = _runtime_for(path, document)
+    if runtime is None:
+        return None, [problem] if problem else []
+    model = runtime.document
+    try:
+        base = model.model_validate(data)
+    except ValidationError as exc:
+        return None, [_diagnostic(path, document, model, err) for err in exc.errors()]
+    diagnostics = _check_environment_names(path, document, base, config)
+    if diagnostics:
+        return None, diagnostics
+    diagnostics.extend(_rule_diagnostics(path, document, runtime, base, config, None))
+    merged: dict[str, SpecDocument] = {}
+    for env in config.environments:
+        override = base.environments.get(env) if hasattr(base, "environments") else None
+        if override is not None and not override.enabled:
+            continue
+        env_doc, problems = _merged_for(path, document, runtime, config, env)
+        diagnostics.extend(problems)
+        if env_doc is not None:
+            merged[env] = env_doc
+    if any(d.severity == "error" for d in diagnostics):
+        return None, diagnostics
+    return Spec(path, document, runtime, base, merged), diagnostics
+
+
+def _runtime_for(path: str, document: Document) -> tuple[Runtime | None, Diagnostic | None]:
+    kind = document.data.get("kind")
+    known = runtimes.kinds()
+    if kind is None:
+        line, col = document.position(())
+        message = f"missing required field 'kind' (one of: {', '.join(known)})"
+        return None, Diagnostic(path, line, col, "", message)
+    runtime = runtimes.get(kind) if isinstance(kind, str) else None
+    if runtime is None:
+        line, col = document.position(("kind",))
+        hint = _did_you_mean(str(kind), known)
+        message = f"unknown kind {kind!r}{hint}; kinds are: {', '.join(known)}"
+        return None, Diagnostic(path, line, col, "kind", message)
+    return runtime, None
+
+
+def _merged_for(
+    path: str, document: Document, runtime: Runtime, config: Config, env: str
+) -> tuple[SpecDocument | None, list[Diagnostic]]:
+    data = dict(document.data)
+    override = ((data.get("environments") or {}).get(env) or {}).get("serve")
+    if override:
+        data["serve"] = deep_merge(data.get("serve") or {}, override)
+    data.pop("environments", None)
+    try:
+        merged = runtime.document.model_validate(data)
+    except ValidationError as exc:
+        return None, [
+            _diagnostic(path, document, runtime.document, err, environment=env)
+            for err in exc.errors()
+        ]
+    if not override:
+        return merged, []  # identical to the base, whose rules were already checked
+    return merged, _rule_diagnostics(path, document, runtime, merged, config, env)
+
+
+def _rule_diagnostics(
+    path: str,
+    document: Document,
+    runtime: Runtime,
+    doc: SpecDocument,
+    config: Config,
+    environment: str | None,
+) -> list[Diagnostic]:
+    problems = list(runtime.check(doc, config))
+    problems.extend(_policy_problems(runtime, doc, config))
+    return [_located(path, document, p.path, p.message, environment) for p in problems]
+
+
+def _policy_problems(runtime: Runtime, doc: SpecDocument, config: Config) -> Iterable[Problem]:
+    facts = runtime.facts(doc, config)
+    prefixes = config.policy.allowed_image_prefixes
+    for image in facts.images:
+        if prefixes and not image.startswith(tuple(prefixes)):
+            yield Problem(
+                ("spec", "image"),
+                f"image {image!r} is not allowed by policy (allowed prefixes: "
+                f"{', '.join(prefixes)})",
+            )
+    limit = config.policy.max_gpus_per_model
+    if limit is not None and facts.gpus_per_replica > limit:
+        yield Problem(
+            ("serve", "resources", "gpu"),
+            f"{facts.gpus_per_replica} GPUs exceed the policy limit of {limit} per model",
+        )
+
+
+def _check_environment_names(
+    path: str, document: Document, base: SpecDocument, config: Config
+) -> list[Diagnostic]:
+    out = []
+    for env in getattr(base, "environments", {}) or {}:
+        if env not in config.environments:
+            line, col = document.position(("environments", env), key=True)
+            declared = ", ".join(config.environments)
+            hint = _did_you_mean(env, list(config.environments))
+            message = f"environment {env!r} is not declared in servegen.yaml{hint}"
+            message += f" (declared: {declared})"
+            out.append(Diagnostic(path, line, col, f"environments.{env}", message))
+    return out
+
+
+# --- across files ---------------------------------------------------------------------
+
+
+def check_repository(specs: Sequence[Spec]) -> list[Diagnostic]:
+    """Rules that need every spec at once: unique names."""
+    first: dict[str, Spec] = {}
+    out = []
+    for spec in specs:
+        other = first.setdefault(spec.name, spec)
+        if other is spec:
+            continue
+        line, col = spec.document.position(("name",))
+        oline, ocol = other.document.position(("name",))
+        out.append(
+            Diagnostic(
+                spec.path, line, col, "name",
+                f"duplicate name {spec.name!r}: also defined at {other.path}:{oline}:{ocol}",
+            )
+        )
+        out.append(
+            Diagnostic(
+                other.path, oline, ocol, "name",
+                f"duplicate name {spec.name!r}: also defined at {spec.path}:{line}:{col}",
+            )
+        )
+    return out
+
+
+# --- pydantic errors -> positioned diagnostics ----------------------------------------
+
+
+def _located(
+    path: str, document: Document, loc: JsonPath, message: str, environment: str | None
+) -> Diagnostic:
+    """Position a problem; in an environment, prefer the override that caused it."""
+    where = _where(document, loc, environment)
+    if environment is not None:
+        message = f"{message} (environment {environment})"
+    line, col = document.position(where)
+    return Diagnostic(path, line, col, format_path(where), message)
+
+
+def _where(document: Document, loc: JsonPath, environment: str | None) -> JsonPath:
+    """In an environment, point at the override that caused a problem when it exists."""
+    if environment is not None and loc and loc[0] == "serve":
+        in_override = ("environments", environment, "serve", *loc[1:])
+        if document.has(in_override):
+            return in_override
+    return loc
+
+
+def _diagnostic(
+    path: str,
+    document: Document,
+    model: type[BaseModel],
+    error: ErrorDetails,
+    environment: str | None = None,
+) -> Diagnostic:
+    loc: JsonPath = tuple(error["loc"])
+    kind = error["type"]
+    message = error["msg"].removeprefix("Value error, ")
+    at_key = False
+    if loc and loc[-1] == "[key]":  # an invalid mapping key: point at the key itself
+        loc, at_key = loc[:-1], True
+        message = f"invalid key {loc[-1]!r}: {message}"
+    if kind == "extra_forbidden":
+        at_key = True
+        allowed = list(_fields_at(model, loc[:-1]))
+        message = f"unknown field {loc[-1]!r}{_did_you_mean(str(loc[-1]), allowed)}"
+        if allowed:
+            message += f"; allowed: {', '.join(allowed)}"
+    elif kind == "missing":
+        message = f"missing required field {loc[-1]!r}"
+    elif kind in ("string_pattern_mismatch", "literal_error", "enum"):
+        message = _explain_value(model, loc, error, message)
+    where = _where(document, loc, environment)
+    if environment is not None:
+        message = f"{message} (environment {environment})"
+    if kind == "missing":
+        line, col = document.position(where[:-1])
+    else:
+        line, col = document.position(where, key=at_key)
+    return Diagnostic(path, line, col, format_path(where), message)
+
+
+def _explain_value(
+    model: type[BaseModel], loc: JsonPath, error: ErrorDetails, message: str
+) -> str:
+    got = error.get("input")
+    info = _field_at(model, loc)
+    expected = (error.get("ctx") or {}).get("expected")
+    if error["type"] == "literal_error" and isinstance(got, str) and expected:
+        options = [o.strip(" '") for o in str(expected).replace(" or ", ",").split(",")]
+        return f"{got!r} is not one of {expected}{_did_you_mean(got, options)}"
+    description = info.description if info is not None else None
+    if error["type"] == "string_pattern_mismatch" and description:
+        return f"{got!r} is not valid: {description[0].lower()}{description[1:]}"
+    return message
+
+
+def _did_you_mean(word: str, options: Sequence[str]) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The concrete types an annotation may hold (Annotated/Optional/unions removed)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [t for arg in get_args(annotation) for t in _unwrap(arg) if t is not type(None)]
+    return [annotation]
+
+
+def _step(annotation: Any, step: str | int) -> tuple[Any, FieldInfo | None] | None:
+    for candidate in _unwrap(annotation):
+        origin = get_origin(candidate)
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            info = candidate.model_fields.get(str(step))
+            if info is not None:
+                return info.annotation, info
+        elif origin in (list, tuple) and isinstance(step, int):
+            return get_args(candidate)[0], None
+        elif origin is dict and isinstance(step, str):
+            return get_args(candidate)[1], None
+    return None
+
+
+def _field_at(model: type[BaseModel], loc: JsonPath) -> FieldInfo | None:
+    annotation: Any = model
+    info: FieldInfo | None = None
+    for step in loc:
+        found = _step(annotation, step)
+        if found is None:
+            return None
+        annotation, info = found
+    return info
+
+
+def _fields_at(model: type[BaseModel], loc: JsonPath) -> list[str]:
+    annotation: Any = model
+    for step in loc:
+        found = _step(annotation, step)
+        if found is None:
+            return []
+        annotation = found[0]
+    for candidate in _unwrap(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return list(candidate.model_fields)
+    return []
+
+
+def _not_a_mapping(path: str, document: Document, what: str) -> Diagnostic:
+    line, col = document.position(())
+    got = type(document.data).__name__
+    names = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}
+    return Diagnostic(
+        path, line, col, "", f"{what} must be a mapping, got {names.get(got, got)}"
+    )

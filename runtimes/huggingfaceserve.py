@@ -1,0 +1,554 @@
+"""huggingfaceserve: a KServe `InferenceService` (serving.kserve.io/v1beta1) run by the
+Hugging Face serving runtime (modelFormat `huggingface`).
+
+KServe's storage initializer downloads `storageUri` into /mnt/models and the runtime
+(`python -m huggingfaceserver`) serves it on the vLLM or the Hugging Face backend. The
+OpenAI routes live under /openai/v1 on the `<name>-predictor` Service; encoder tasks
+(classification, fill-mask) answer the Open Inference (v2) and v1 predict protocols.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, StringConstraints
+
+from generator.config import Config, PinnedImage, Profile
+from generator.errors import RenderError
+from generator.fields import (
+    DnsLabel,
+    DnsSubdomain,
+    Envs,
+    Resources,
+    SecretNames,
+    StrictModel,
+    Toleration,
+)
+from generator.spec import EnvironmentOverride, SpecDocument
+from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
+
+API_VERSION = "serving.kserve.io/v1beta1"
+KIND = "InferenceService"
+GPU = "nvidia.com/gpu"
+
+_HF_RE = (
+    r"(hf|huggingface)://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+    r"([@:][A-Za-z0-9][A-Za-z0-9._-]*)?"
+)
+_OBJECT_RE = r"(s3|gs)://[a-z0-9][a-z0-9._-]*[a-z0-9](/[A-Za-z0-9._/=+@-]*)?"
+_PVC_RE = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._/=+@-]*)?"
+PATH_RE = rf"^({_HF_RE}|{_OBJECT_RE}|{_PVC_RE})$"
+_HF_PARTS = re.compile(r"^(?:hf|huggingface)://([^@:]+)(?:[@:](.+))?$")
+
+# KServe's validating webhook: an InferenceService name starts with a letter.
+_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+PREDICTOR_SUFFIX = "-predictor"  # the Deployment/Service KServe creates: <name>-predictor
+KNATIVE_REVISION_SUFFIX = "-00001"  # Knative revisions append a 5-digit generation
+
+Task = Literal[
+    "sequence_classification",
+    "token_classification",
+    "fill_mask",
+    "text_generation",
+    "text2text_generation",
+    "text_embedding",
+    "time_series_forecast",
+]
+Backend = Literal["auto", "vllm", "huggingface"]
+Dtype = Literal["auto", "float16", "float32", "bfloat16", "float", "half"]
+ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
+DeploymentMode = Literal["Standard", "Knative"]
+TensorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]+$", max_length=256)]
+
+GENERATIVE_TASKS = frozenset({"text_generation", "text2text_generation"})
+OPENAI_PATHS = {
+    "TextGeneration": ("/chat/completions", "/completions", "/models"),
+    "TextEmbedding": ("/embeddings", "/models"),
+}
+# Standard mode scales with a HorizontalPodAutoscaler (resource metrics); Knative mode
+# with the Knative Pod Autoscaler (request metrics). KServe's webhook enforces both.
+MODE_METRICS: dict[str, frozenset[str]] = {
+    "Standard": frozenset({"cpu", "memory"}),
+    "Knative": frozenset({"concurrency", "rps"}),
+}
+
+# Arguments the generator sets, or that would make the rendered object lie about itself
+# (served name, model location, ports, backend and task). Compared with '-' read as '_',
+# because vLLM's argument parser accepts both spellings.
+OWNED_ARGS: dict[str, str] = {
+    "model_name": "it is spec.model_name",
+    "served_model_name": "the served name is spec.model_name",
+    "model_id": "the model comes from spec.path (storageUri)",
+    "model_dir": "the model comes from spec.path (storageUri)",
+    "backend": "it is serve.backend",
+    "task": "it is serve.huggingface_task",
+    "http_port": "KServe owns the serving ports",
+    "grpc_port": "KServe owns the serving ports",
+}
+# Flags a typed serve field renders; passing them in `args` too is ambiguous.
+FIELD_ARGS: dict[str, str] = {
+    "max_model_len": "max_length",
+    "max_length": "max_length",
+    "dtype": "dtype",
+    "tokenizer_revision": "tokenizer_revision",
+    "model_revision": "model_revision",
+    "trust_remote_code": "trust_remote_code",
+    "disable_lower_case": "disable_lower_case",
+    "disable_special_tokens": "disable_special_tokens",
+    "return_token_type_ids": "return_token_type_ids",
+    "return_probabilities": "return_probabilities",
+    "disable_log_requests": "disable_log_requests",
+    "tensor_input_names": "tensor_input_names",
+    "max_log_len": "max_log_len",
+}
+BOOL_FLAGS = (
+    "trust_remote_code",
+    "disable_lower_case",
+    "disable_special_tokens",
+    "return_token_type_ids",
+    "return_probabilities",
+    "disable_log_requests",
+)
+OPENAI_PREFIX_ENV = "KSERVE_OPENAI_ROUTE_PREFIX"
+DEFAULT_OPENAI_PREFIX = "/openai"
+
+
+class HFModelSpec(StrictModel):
+    """The model: where KServe's storage initializer fetches it from."""
+
+    path: str = Field(
+        pattern=PATH_RE,
+        max_length=1024,
+        description=(
+            "Model location: hf://org/model[@revision] (the legacy huggingface:// scheme "
+            "and org/model:revision are accepted), s3://bucket/path, gs://bucket/path or "
+            "pvc://claim/path."
+        ),
+        examples=["hf://Qwen/Qwen2.5-0.5B-Instruct", "s3://models/bert-base-uncased"],
+    )
+    model_name: DnsLabel | None = Field(
+        default=None,
+        description="Served model name (--model_name) and OpenAI `model` value "
+        "(default: the spec name).",
+    )
+    image: PinnedImage | None = Field(
+        default=None,
+        description="Serving image override (default: the image of KServe's "
+        "huggingfaceserver runtime).",
+    )
+
+
+class Scaling(StrictModel):
+    """Replica bounds and the autoscaler target."""
+
+    min_replicas: int | None = Field(
+        default=None, ge=0, description="Minimum replicas (KServe default 1); 0 needs Knative."
+    )
+    max_replicas: int | None = Field(default=None, ge=1, description="Maximum replicas.")
+    scale_metric: ScaleMetric | None = Field(
+        default=None,
+        description="Autoscaling metric: cpu or memory (Standard mode), concurrency or rps "
+        "(Knative mode).",
+    )
+    scale_target: int | None = Field(
+        default=None,
+        gt=0,
+        description="Target per replica: utilization percent for cpu/memory, requests for "
+        "concurrency/rps.",
+    )
+
+
+class HFServe(StrictModel):
+    """How the model is served."""
+
+    backend: Backend = Field(
+        default="auto",
+        description="auto (vLLM when it supports the architecture), vllm or huggingface.",
+    )
+    huggingface_task: Task | None = Field(
+        default=None,
+        description="Task for the Hugging Face backend (--task); default: inferred from the "
+        "model architecture. Needs backend: huggingface.",
+    )
+    max_length: int | None = Field(
+        default=None, gt=0, description="Context length in tokens (--max_model_len)."
+    )
+    dtype: Dtype | None = Field(default=None, description="Weights data type (--dtype).")
+    tokenizer_revision: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        max_length=255,
+        description="Tokenizer revision (--tokenizer_revision).",
+    )
+    model_revision: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=255,
+        description="Model revision (branch, tag or commit) for hf:// paths; the storage "
+        "initializer downloads it (storageUri hf://org/model:revision).",
+    )
+    trust_remote_code: bool | None = Field(
+        default=None, description="Allow custom model code (--trust_remote_code); off by default."
+    )
+    disable_lower_case: bool | None = Field(
+        default=None, description="Do not lower-case input for the tokenizer."
+    )
+    disable_special_tokens: bool | None = Field(
+        default=None, description="Encode without the model's special tokens."
+    )
+    return_token_type_ids: bool | None = Field(default=None, description="Return token type ids.")
+    return_probabilities: bool | None = Field(
+        default=None, description="Return all class probabilities."
+    )
+    disable_log_requests: bool | None = Field(default=None, description="Do not log requests.")
+    tensor_input_names: list[TensorName] = Field(
+        default_factory=list,
+        description="Tensor input names passed to the model (--tensor_input_names a,b).",
+    )
+    max_log_len: int | None = Field(
+        default=None, ge=0, description="Prompt characters or ids printed in request logs."
+    )
+    args: list[str] = Field(
+        default_factory=list,
+        description="Extra runtime/engine arguments, after the generated ones "
+        "(`--flag value` or `--flag=value`).",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description="cpu (request and limit), mem (request and limit), gpu (nvidia.com/gpu) "
+        "and disk (ephemeral-storage request for the downloaded model); overrides the "
+        "profile key by key.",
+    )
+    profile: DnsLabel | None = Field(
+        default=None, description="Name of a servegen.yaml profile supplying defaults."
+    )
+    envs: Envs = Field(default_factory=dict)
+    secrets: SecretNames = Field(default_factory=list)
+    service_account_name: DnsSubdomain | None = Field(
+        default=None,
+        description="ServiceAccount of the predictor; KServe hands its secrets' credentials "
+        "(e.g. HF_TOKEN for gated hf:// models) to the storage initializer.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector, merged over the profile's."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations; replace the profile's when set."
+    )
+    scaling: Scaling = Field(default_factory=Scaling, description="Replicas and autoscaling.")
+    deployment_mode: DeploymentMode = Field(
+        default="Standard",
+        description="KServe deployment mode: Standard (Deployment + HPA) or Knative.",
+    )
+
+
+class HuggingFaceServeDocument(SpecDocument):
+    """A huggingfaceserve serve spec."""
+
+    kind: Literal["huggingfaceserve"] = Field(
+        description="huggingfaceserve: a KServe InferenceService on the Hugging Face runtime."
+    )
+    spec: HFModelSpec
+    serve: HFServe = Field(default_factory=HFServe)
+    environments: dict[DnsLabel, EnvironmentOverride[HFServe]] = Field(
+        default_factory=dict, description="Per-environment overrides."
+    )
+
+
+def model_name(doc: HuggingFaceServeDocument) -> str:
+    return doc.spec.model_name or doc.name
+
+
+def storage_uri(doc: HuggingFaceServeDocument) -> str:
+    """spec.path as KServe's storage initializer reads it.
+
+    huggingface:// becomes hf://, and a revision (`@rev`, `:rev`, or serve.model_revision)
+    is written `hf://org/model:rev`, the form the storage initializer passes to
+    snapshot_download(revision=...). A --model_revision flag alone would not do: the
+    runtime loads the already-downloaded /mnt/models, where revisions mean nothing.
+    """
+    path = doc.spec.path
+    match = _HF_PARTS.match(path)
+    if match is None:
+        return path
+    repo, revision = match.group(1), match.group(2) or doc.serve.model_revision
+    return f"hf://{repo}:{revision}" if revision else f"hf://{repo}"
+
+
+def _path_revision(path: str) -> str | None:
+    match = _HF_PARTS.match(path)
+    return match.group(2) if match else None
+
+
+def _profile(doc: HuggingFaceServeDocument, config: Config) -> Profile | None:
+    name = doc.serve.profile
+    return config.profiles.get(name) if name else None
+
+
+def _resources(doc: HuggingFaceServeDocument, config: Config) -> dict[str, Any]:
+    """Profile resources overridden key by key by the spec's."""
+    profile = _profile(doc, config)
+    merged: dict[str, Any] = {}
+    for source in (profile.resources if profile else None, doc.serve.resources):
+        if source is not None:
+            merged.update({k: v for k, v in source.model_dump().items() if v is not None})
+    return merged
+
+
+def gpus(doc: HuggingFaceServeDocument, config: Config) -> int:
+    return int(_resources(doc, config).get("gpu") or 0)
+
+
+def _kubernetes_resources(res: dict[str, Any]) -> dict[str, Any]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.get("cpu"):
+        # KServe's defaulter fills a missing cpu limit with its default (1 core), which
+        # would undercut any larger request; so the limit follows the request.
+        requests["cpu"] = limits["cpu"] = res["cpu"]
+    if res.get("mem"):
+        requests["memory"] = limits["memory"] = res["mem"]
+    if res.get("gpu"):
+        requests[GPU] = limits[GPU] = str(res["gpu"])
+    if res.get("disk"):
+        # The storage initializer downloads into an emptyDir on node ephemeral storage.
+        requests["ephemeral-storage"] = res["disk"]
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def runtime_args(doc: HuggingFaceServeDocument) -> list[str]:
+    serve = doc.serve
+    args = [f"--model_name={model_name(doc)}"]
+    if serve.backend != "auto":
+        args.append(f"--backend={serve.backend}")
+    if serve.huggingface_task:
+        args.append(f"--task={serve.huggingface_task}")
+    if serve.max_length is not None:
+        args.append(f"--max_model_len={serve.max_length}")
+    if serve.dtype:
+        args.append(f"--dtype={serve.dtype}")
+    if serve.tokenizer_revision:
+        args.append(f"--tokenizer_revision={serve.tokenizer_revision}")
+    if serve.model_revision:
+        args.append(f"--model_revision={serve.model_revision}")
+    # The runtime declares these store_true: the flag alone turns them on, and there is
+    # no way to spell "false" but to leave the flag out.
+    args.extend(f"--{flag}" for flag in BOOL_FLAGS if getattr(serve, flag))
+    if serve.tensor_input_names:
+        args.append(f"--tensor_input_names={','.join(serve.tensor_input_names)}")
+    if serve.max_log_len is not None:
+        args.append(f"--max_log_len={serve.max_log_len}")
+    return [*args, *serve.args]
+
+
+def _arg_name(arg: str) -> str | None:
+    if not arg.startswith("--") or arg == "--":
+        return None
+    return arg[2:].split("=", 1)[0].replace("-", "_")
+
+
+def openai_prefix(doc: HuggingFaceServeDocument) -> str:
+    return doc.serve.envs.get(OPENAI_PREFIX_ENV, DEFAULT_OPENAI_PREFIX).rstrip("/")
+
+
+class HuggingFaceServe(Runtime):
+    kind: ClassVar[str] = "huggingfaceserve"
+    document: ClassVar[type[SpecDocument]] = HuggingFaceServeDocument
+    templates: ClassVar[tuple[str, ...]] = ("inferenceservice.yaml.j2",)
+
+    def check(self, doc: Any, config: Config) -> Iterable[Problem]:
+        serve: HFServe = doc.serve
+        yield from _check_name(doc)
+        yield from _check_model(doc)
+        if serve.huggingface_task and serve.backend != "huggingface":
+            yield Problem(
+                ("serve", "huggingface_task"),
+                f"huggingface_task needs backend: huggingface (it is {serve.backend}): the "
+                "runtime's task names are read by the Hugging Face backend only, while "
+                "under vLLM (backend vllm, or auto with a vLLM-supported model) --task is "
+                "parsed by vLLM, which does not know them",
+            )
+        yield from _check_args(serve)
+        if serve.profile is not None and serve.profile not in config.profiles:
+            known = ", ".join(sorted(config.profiles)) or "none are defined in servegen.yaml"
+            yield Problem(
+                ("serve", "profile"), f"unknown profile {serve.profile!r} (known: {known})"
+            )
+        prefix = serve.envs.get(OPENAI_PREFIX_ENV)
+        if prefix and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+/?", prefix):
+            yield Problem(
+                ("serve", "envs", OPENAI_PREFIX_ENV),
+                "the OpenAI route prefix must be empty or a URL path such as /openai",
+            )
+        yield from _check_scaling(serve)
+        limit = config.policy.max_gpus_per_model
+        count = gpus(doc, config)
+        if limit is not None and count > limit:
+            own = serve.resources is not None and serve.resources.gpu is not None
+            path = ("serve", "resources", "gpu") if own else ("serve", "profile")
+            yield Problem(
+                path, f"{count} GPUs per replica exceeds policy.max_gpus_per_model ({limit})"
+            )
+
+    def context(self, doc: Any, config: Config) -> dict[str, Any]:
+        serve: HFServe = doc.serve
+        if serve.profile is not None and serve.profile not in config.profiles:
+            raise RenderError(f"{self.kind} spec {doc.name!r}: unknown profile {serve.profile!r}")
+        profile = _profile(doc, config)
+        node_selector = {**(profile.node_selector if profile else {}), **serve.node_selector}
+        tolerations = serve.tolerations or (profile.tolerations if profile else [])
+        scaling = serve.scaling
+        return {
+            "name": doc.name,
+            "labels": {**doc.labels, "app.kubernetes.io/name": doc.name},
+            "deployment_mode": serve.deployment_mode,
+            "storage_uri": storage_uri(doc),
+            "args": runtime_args(doc),
+            "env": [{"name": k, "value": v} for k, v in sorted(serve.envs.items())],
+            "env_from": [{"secretRef": {"name": s}} for s in serve.secrets],
+            "image": doc.spec.image,
+            "resources": _kubernetes_resources(_resources(doc, config)),
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "scale_metric": scaling.scale_metric,
+            "scale_target": scaling.scale_target,
+            "service_account_name": serve.service_account_name,
+            "node_selector": node_selector,
+            "tolerations": [t.to_kubernetes() for t in tolerations],
+            "runtime_class_name": profile.runtime_class_name if profile else None,
+        }
+
+    def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
+        return [ObjectRef(API_VERSION, KIND, doc.name)]
+
+    def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+        """OpenAI tasks get the OpenAI base URL; the others the predictor's root URL,
+        with absolute protocol paths (Open Inference v2 and v1 predict, or the time
+        series routes), so `base_url + path` is always a callable URL."""
+        name = model_name(doc)
+        host = f"http://{doc.name}{PREDICTOR_SUFFIX}.{namespace}.svc.cluster.local"
+        task = doc.serve.huggingface_task
+        features: tuple[str, ...]
+        if task is None or task in GENERATIVE_TASKS or task == "text_embedding":
+            feature = "TextEmbedding" if task == "text_embedding" else "TextGeneration"
+            base_url, features, paths = (
+                f"{host}{openai_prefix(doc)}/v1",
+                (feature,),
+                OPENAI_PATHS[feature],
+            )
+        elif task == "time_series_forecast":
+            base_url, features = host, (task,)
+            paths = ("/v1/timeseries/forecast", "/v1/timeseries/models")
+        else:
+            base_url, features = host, (task,)
+            paths = (f"/v2/models/{name}/infer", f"/v1/models/{name}:predict")
+        return Endpoint(
+            name=doc.name,
+            runtime=self.kind,
+            namespace=namespace,
+            base_url=base_url,
+            model=name,
+            features=features,
+            paths=paths,
+        )
+
+    def facts(self, doc: Any, config: Config) -> Facts:
+        return Facts(
+            images=(doc.spec.image,) if doc.spec.image else (),
+            gpus_per_replica=gpus(doc, config),
+            extra={"deployment_mode": doc.serve.deployment_mode},
+        )
+
+
+def _check_name(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
+    if not _ISVC_NAME.match(doc.name):
+        yield Problem(("name",), "KServe InferenceService names must start with a letter")
+    longest = 63 - len(PREDICTOR_SUFFIX)
+    if doc.serve.deployment_mode == "Knative":
+        longest -= len(KNATIVE_REVISION_SUFFIX)
+    if len(doc.name) > longest:
+        yield Problem(
+            ("name",),
+            f"at most {longest} characters in {doc.serve.deployment_mode} mode: KServe names "
+            f"its objects {doc.name}{PREDICTOR_SUFFIX}..., which must fit in 63",
+        )
+
+
+def _check_model(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
+    revision = doc.serve.model_revision
+    if revision is None:
+        return
+    if not doc.spec.path.startswith(("hf://", "huggingface://")):
+        yield Problem(
+            ("serve", "model_revision"),
+            "model_revision only applies to hf:// paths: other paths are downloaded as they are",
+        )
+        return
+    in_path = _path_revision(doc.spec.path)
+    if in_path is not None and in_path != revision:
+        yield Problem(
+            ("serve", "model_revision"),
+            f"model_revision {revision!r} contradicts the revision {in_path!r} in spec.path",
+        )
+
+
+def _check_args(serve: HFServe) -> Iterable[Problem]:
+    for index, arg in enumerate(serve.args):
+        name = _arg_name(arg)
+        if name is None:
+            continue
+        if name in OWNED_ARGS:
+            yield Problem(
+                ("serve", "args", index),
+                f"--{name} is set by the generator ({OWNED_ARGS[name]})",
+            )
+        elif any(owned.startswith(name) for owned in OWNED_ARGS):
+            yield Problem(
+                ("serve", "args", index),
+                f"--{name} abbreviates an argument the generator sets; spell arguments out",
+            )
+        elif name in FIELD_ARGS:
+            field = FIELD_ARGS[name]
+            value = getattr(serve, field)
+            if value is not None and value != []:
+                yield Problem(("serve", "args", index), f"--{name} is already set by serve.{field}")
+
+
+def _check_scaling(serve: HFServe) -> Iterable[Problem]:
+    scaling, mode = serve.scaling, serve.deployment_mode
+    if (
+        scaling.min_replicas is not None
+        and scaling.max_replicas is not None
+        and scaling.min_replicas > scaling.max_replicas
+    ):
+        yield Problem(
+            ("serve", "scaling", "min_replicas"),
+            f"min_replicas ({scaling.min_replicas}) must be <= max_replicas "
+            f"({scaling.max_replicas})",
+        )
+    if scaling.min_replicas == 0 and mode == "Standard":
+        yield Problem(
+            ("serve", "scaling", "min_replicas"),
+            "scale to zero needs deployment_mode: Knative (Standard mode scales with a "
+            "HorizontalPodAutoscaler, which keeps at least one replica)",
+        )
+    if scaling.scale_metric is not None and scaling.scale_metric not in MODE_METRICS[mode]:
+        allowed = " or ".join(sorted(MODE_METRICS[mode]))
+        other = "Knative" if mode == "Standard" else "Standard"
+        yield Problem(
+            ("serve", "scaling", "scale_metric"),
+            f"{mode} mode autoscales on {allowed}; scale_metric {scaling.scale_metric} "
+            f"needs deployment_mode: {other}",
+        )
+    if mode == "Standard" and scaling.scale_target is not None and scaling.scale_target > 100:
+        yield Problem(
+            ("serve", "scaling", "scale_target"),
+            "in Standard mode scale_target is a utilization percentage (1-100)",
+        )

@@ -1,0 +1,271 @@
+"""kubeai-text: a KubeAI `Model` (kubeai.org/v1), served through the shared KubeAI proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, StringConstraints
+
+from generator.config import Config
+from generator.fields import DnsLabel, Envs, SecretNames, StrictModel
+from generator.spec import EnvironmentOverride, SpecDocument
+from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
+
+MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
+ADAPTER_URL_RE = r"^(hf|s3|gs|oss)://[a-zA-Z0-9._:/@-]+$"
+CACHEABLE_SCHEMES = ("hf://", "s3://", "gs://", "oss://")
+
+Feature = Literal["TextGeneration", "TextEmbedding", "Reranking", "SpeechToText"]
+Engine = Literal["VLLM", "OLlama", "Infinity", "FasterWhisper"]
+
+# Which features each engine can serve (KubeAI docs: embeddings on Infinity, vLLM and
+# Ollama; reranking on Infinity or vLLM; speech only on FasterWhisper).
+ENGINE_FEATURES: dict[str, frozenset[str]] = {
+    "VLLM": frozenset({"TextGeneration", "TextEmbedding", "Reranking"}),
+    "OLlama": frozenset({"TextGeneration", "TextEmbedding"}),
+    "Infinity": frozenset({"TextEmbedding", "Reranking"}),
+    "FasterWhisper": frozenset({"SpeechToText"}),
+}
+FEATURE_PATHS: dict[str, tuple[str, ...]] = {
+    "TextGeneration": ("/chat/completions", "/completions"),
+    "TextEmbedding": ("/embeddings",),
+    "Reranking": ("/rerank",),
+    "SpeechToText": ("/audio/transcriptions",),
+}
+# Environment KubeAI's Ollama images need to answer the proxy (seed platform defaults).
+OLLAMA_ENV = {"OLLAMA_DEBUG": "false", "GIN_MODE": "release", "OLLAMA_ORIGINS": "*"}
+
+
+class Adapter(StrictModel):
+    name: str = Field(
+        pattern=r"^[a-z0-9-]+$", max_length=63, description="Adapter name (a-z, 0-9, '-')."
+    )
+    url: str = Field(pattern=ADAPTER_URL_RE, description="hf://, s3://, gs:// or oss:// URL.")
+
+
+class File(StrictModel):
+    path: str = Field(
+        pattern=r"^/[^:]*$", max_length=1024, description="Absolute path in the model pod."
+    )
+    content: str = Field(max_length=100_000, description="File content.")
+
+
+class KubeAIModelSpec(StrictModel):
+    """The model: what KubeAI loads."""
+
+    url: str = Field(
+        pattern=MODEL_URL_RE,
+        description="Base model: hf://, s3://, gs://, oss://, pvc:// or ollama:// URL.",
+        examples=["hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0"],
+    )
+    model_name: Annotated[str, StringConstraints(max_length=40)] | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="KubeAI Model name and OpenAI `model` value (default: the spec name).",
+    )
+    image: str | None = Field(default=None, description="Serving image override.")
+    adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters (VLLM).")
+    features: list[Feature] = Field(
+        default_factory=lambda: ["TextGeneration"],
+        min_length=1,
+        description="OpenAI features served.",
+    )
+    engine: Engine = Field(default="VLLM", description="Serving engine.")
+
+
+class PrefixHash(StrictModel):
+    mean_load_factor: int | None = Field(default=None, ge=100, description="Default 125.")
+    replication: int | None = Field(
+        default=None, ge=1, description="Default 256; immutable once created."
+    )
+    prefix_char_length: int | None = Field(default=None, ge=1, description="Default 100.")
+
+
+class LoadBalancing(StrictModel):
+    strategy: Literal["LeastLoad", "PrefixHash"] = Field(
+        default="LeastLoad", description="LeastLoad or PrefixHash."
+    )
+    prefix_hash: PrefixHash | None = Field(default=None, description="PrefixHash tuning.")
+
+
+class Scaling(StrictModel):
+    replicas: int | None = Field(
+        default=None, ge=0, description="Fixed replicas; only with autoscaling_disabled."
+    )
+    min_replicas: int = Field(default=1, ge=0, description="0 allows scale from zero.")
+    max_replicas: int | None = Field(default=None, ge=1, description="Upper bound.")
+    autoscaling_disabled: bool = Field(default=False, description="Stop KubeAI autoscaling.")
+    target_requests: int | None = Field(
+        default=None, ge=1, description="Active requests per replica to aim for (100)."
+    )
+    scale_down_delay_seconds: int | None = Field(
+        default=None, ge=0, description="Delay before scaling down (30)."
+    )
+    load_balancing: LoadBalancing | None = Field(default=None, description="Load balancing.")
+
+
+class KubeAIServe(StrictModel):
+    """How the model is served."""
+
+    profile: str = Field(
+        default="cpu",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="KubeAI resource profile, e.g. cpu or nvidia-gpu-l4.",
+    )
+    processors: int = Field(default=1, ge=1, le=64, description="Profile multiplier.")
+    cache_profile: str | None = Field(default=None, description="KubeAI cache profile.")
+    args: list[str] = Field(default_factory=list, description="Extra engine arguments.")
+    envs: Envs = Field(default_factory=dict)
+    secrets: SecretNames = Field(default_factory=list)
+    files: list[File] = Field(default_factory=list, description="Files mounted into the pods.")
+    priority_class_name: DnsLabel | None = Field(default=None, description="PriorityClass.")
+    scaling: Scaling = Field(default_factory=Scaling, description="Replicas and autoscaling.")
+
+
+class KubeAITextDocument(SpecDocument):
+    """A kubeai-text serve spec."""
+
+    kind: Literal["kubeai-text"] = Field(description="kubeai-text: a KubeAI Model.")
+    spec: KubeAIModelSpec
+    serve: KubeAIServe = Field(default_factory=KubeAIServe)
+    environments: dict[DnsLabel, EnvironmentOverride[KubeAIServe]] = Field(
+        default_factory=dict, description="Per-environment overrides."
+    )
+
+
+def model_name(doc: KubeAITextDocument) -> str:
+    return doc.spec.model_name or doc.name
+
+
+class KubeAIText(Runtime):
+    kind: ClassVar[str] = "kubeai-text"
+    document: ClassVar[type[SpecDocument]] = KubeAITextDocument
+    templates: ClassVar[tuple[str, ...]] = ("model.yaml.j2",)
+
+    def check(self, doc: Any, config: Config) -> Iterable[Problem]:
+        spec: KubeAIModelSpec = doc.spec
+        serve: KubeAIServe = doc.serve
+        if len(model_name(doc)) > 40:
+            path = ("spec", "model_name") if doc.spec.model_name else ("name",)
+            yield Problem(path, "KubeAI Model names are at most 40 characters")
+        if spec.adapters and spec.engine != "VLLM":
+            yield Problem(("spec", "adapters"), "adapters are only supported with engine VLLM")
+        for feature in spec.features:
+            if feature not in ENGINE_FEATURES[spec.engine]:
+                index = spec.features.index(feature)
+                yield Problem(
+                    ("spec", "features", index),
+                    f"engine {spec.engine} cannot serve {feature} (it serves "
+                    f"{', '.join(sorted(ENGINE_FEATURES[spec.engine]))})",
+                )
+        if spec.url.startswith("ollama://") and spec.engine != "OLlama":
+            yield Problem(("spec", "url"), "ollama:// URLs need engine OLlama")
+        if spec.engine == "OLlama" and not spec.url.startswith(("ollama://", "pvc://")):
+            yield Problem(("spec", "url"), "engine OLlama loads ollama:// or pvc:// URLs")
+        if spec.url.startswith(("gs://", "oss://")) and serve.cache_profile is None:
+            yield Problem(("spec", "url"), "gs:// and oss:// URLs need serve.cache_profile")
+        if serve.cache_profile is not None and not spec.url.startswith(CACHEABLE_SCHEMES):
+            yield Problem(
+                ("serve", "cache_profile"),
+                "cache_profile is only supported with hf://, s3://, gs:// or oss:// URLs",
+            )
+        yield from _check_scaling(serve.scaling)
+        paths = [f.path for f in serve.files]
+        if len(paths) > 10:
+            yield Problem(("serve", "files"), "at most 10 files are allowed")
+        for index, path in enumerate(paths):
+            if path in paths[:index]:
+                yield Problem(("serve", "files", index, "path"), f"duplicate file path {path!r}")
+
+    def context(self, doc: Any, config: Config) -> dict[str, Any]:
+        spec: KubeAIModelSpec = doc.spec
+        serve: KubeAIServe = doc.serve
+        scaling = serve.scaling
+        env = dict(OLLAMA_ENV) if spec.engine == "OLlama" else {}
+        env.update(serve.envs)
+        model: dict[str, Any] = {
+            "url": spec.url,
+            "engine": spec.engine,
+            "features": list(spec.features),
+            "resourceProfile": f"{serve.profile}:{serve.processors}",
+            "minReplicas": scaling.min_replicas,
+        }
+        optional: dict[str, Any] = {
+            "adapters": [a.model_dump() for a in spec.adapters] or None,
+            "image": spec.image,
+            "args": list(serve.args) or None,
+            "env": dict(sorted(env.items())) or None,
+            "envFrom": [{"secretRef": {"name": s}} for s in serve.secrets] or None,
+            "files": [f.model_dump() for f in serve.files] or None,
+            "cacheProfile": serve.cache_profile,
+            "maxReplicas": scaling.max_replicas,
+            "targetRequests": scaling.target_requests,
+            "scaleDownDelaySeconds": scaling.scale_down_delay_seconds,
+            "priorityClassName": serve.priority_class_name,
+            "loadBalancing": _load_balancing(scaling.load_balancing),
+        }
+        if scaling.autoscaling_disabled:
+            # The KubeAI autoscaler owns spec.replicas; only a pinned model sets it.
+            optional["autoscalingDisabled"] = True
+            optional["replicas"] = (
+                scaling.replicas if scaling.replicas is not None else scaling.min_replicas
+            )
+        model.update({key: value for key, value in optional.items() if value is not None})
+        return {"name": model_name(doc), "labels": dict(doc.labels), "spec": model}
+
+    def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
+        return [ObjectRef("kubeai.org/v1", "Model", model_name(doc))]
+
+    def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+        name = model_name(doc)
+        paths = [path for f in doc.spec.features for path in FEATURE_PATHS[f]]
+        return Endpoint(
+            name=doc.name,
+            runtime=self.kind,
+            namespace=namespace,
+            base_url=config.kubeai.endpoint,
+            model=name,
+            adapters=tuple(f"{name}_{a.name}" for a in doc.spec.adapters),
+            features=tuple(doc.spec.features),
+            paths=(*paths, "/models"),
+        )
+
+    def facts(self, doc: Any, config: Config) -> Facts:
+        return Facts(images=(doc.spec.image,) if doc.spec.image else ())
+
+
+def _check_scaling(scaling: Scaling) -> Iterable[Problem]:
+    if scaling.max_replicas is not None and scaling.min_replicas > scaling.max_replicas:
+        yield Problem(
+            ("serve", "scaling", "min_replicas"),
+            f"min_replicas ({scaling.min_replicas}) must be <= max_replicas "
+            f"({scaling.max_replicas})",
+        )
+    if scaling.replicas is not None and not scaling.autoscaling_disabled:
+        yield Problem(
+            ("serve", "scaling", "replicas"),
+            "replicas is managed by the KubeAI autoscaler; set autoscaling_disabled: true "
+            "to pin it, or use min_replicas/max_replicas",
+        )
+    balancing = scaling.load_balancing
+    if balancing and balancing.prefix_hash and balancing.strategy != "PrefixHash":
+        yield Problem(
+            ("serve", "scaling", "load_balancing", "prefix_hash"),
+            "prefix_hash only applies with strategy PrefixHash",
+        )
+
+
+def _load_balancing(balancing: LoadBalancing | None) -> dict[str, Any] | None:
+    if balancing is None:
+        return None
+    out: dict[str, Any] = {"strategy": balancing.strategy}
+    if balancing.prefix_hash is not None:
+        # camelCase, as the CRD defines it: snake_case keys would be pruned silently.
+        prefix = {
+            "meanLoadFactor": balancing.prefix_hash.mean_load_factor,
+            "replication": balancing.prefix_hash.replication,
+            "prefixCharLength": balancing.prefix_hash.prefix_char_length,
+        }
+        out["prefixHash"] = {k: v for k, v in prefix.items() if v is not None}
+    return out

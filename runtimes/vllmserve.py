@@ -1,0 +1,674 @@
+"""vllmserve-text, vllmserve-speech, vllmserve-pooling: vLLM's OpenAI server on a Deployment.
+
+The three kinds share one implementation and one template folder (templates/vllmserve/);
+they differ in the catalog entry they publish, in whether LoRA adapters are allowed
+(not for speech), and in pooling's `task`. Each spec renders a Deployment and a Service
+named after the spec, an optional alias Service (`serve.service_name`), an optional
+HorizontalPodAutoscaler and an optional PodDisruptionBudget.
+
+Choices made here:
+
+- Model URLs: `hf://org/model[@revision]` is passed as the Hugging Face id (vLLM downloads
+  it into HF_HOME on the model-cache volume), the revision as `--revision`.
+  `s3://bucket/path` is passed as is with `--load-format runai_streamer`; credentials and
+  endpoint come only from `serve.secrets` (envFrom). `pvc://claim[/subpath]` mounts the
+  claim read-only at /models and serves /models/<subpath>; its files must be readable
+  by uid/gid 1000.
+- No `command`: the vllm/vllm-openai and vLLM CPU images start the OpenAI server from
+  their entrypoint, so the generated `args` are the server's flags. Custom images must
+  behave the same way.
+- Pooling `task`: vLLM up to 0.10.0 takes `--task <task>`; from 0.10.1 the same choice is
+  `--runner pooling --convert <conversion>`, where embed -> embed, classify -> classify,
+  score -> classify (cross-encoders are sequence-classification models, whose conversion
+  serves both classify and score) and reward -> reward. `--convert reward` is only
+  documented up to the 0.11 series and is gone by 0.16, so from 0.12 on reward emits just
+  `--runner pooling` and lets vLLM pick the conversion from the architecture. The version
+  comes from the image tag (`v0.10.2`, `0.10.1.1`, `v0.11.0-cu128`...), else from
+  `vllm.version` in servegen.yaml; when neither says it (e.g. a digest-only image) the
+  newest form is assumed. Without a task neither flag is emitted: vLLM auto-detects.
+- Owned flags (--model, --served-model-name, --host, --port, LoRA, task/runner/convert,
+  tracing) cannot be passed in `serve.args`; other user args come last, so they win
+  over generated ones such as --max-loras or --load-format.
+- Non-root: the upstream image runs as root by default but works as uid 1000 when its
+  writable paths are on a volume, so HOME and HF_HOME point into the model-cache emptyDir
+  (vLLM, Triton and FlashInfer keep compile caches under HOME). User `envs` override any
+  generated variable.
+- Scaling: an HPA is rendered when `scaling.max_replicas` exceeds the minimum
+  (`scaling.min_replicas`, default `replicas`). Metric `cpu` targets CPU utilization
+  (default 80%) and needs CPU requests, so a CPU request of DEFAULT_HPA_CPU_REQUEST is set
+  when none is given. Metric `requests_waiting` targets the per-pod average of
+  WAITING_METRIC (default 5) and needs a custom-metrics adapter (e.g. prometheus-adapter)
+  that exposes vLLM's Prometheus series under that name. With an HPA the Deployment's
+  `spec.replicas` is left out so Flux's server-side apply never fights the HPA over it.
+- A PodDisruptionBudget (maxUnavailable 1) is rendered when the minimum replica count
+  is above 1; with one replica it would only block node drains.
+- /dev/shm is a memory-backed emptyDir of SHM_SIZE (the size vLLM's Kubernetes example
+  uses); it counts against the memory limit, so it is fixed rather than derived from mem.
+- CPU image: VLLM_CPU_KVCACHE_SPACE (GiB) is half of `resources.mem` rounded down, at
+  least 1; CPU_IMAGE_DEFAULT_MEM is assumed when mem is unset.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, Field
+
+from generator.config import Config, PinnedImage, Profile
+from generator.fields import (
+    DnsLabel,
+    Envs,
+    Labels,
+    Resources,
+    SecretNames,
+    StrictModel,
+    Toleration,
+)
+from generator.spec import EnvironmentOverride, SpecDocument
+from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
+
+PORT = 8000
+MODELS_DIR = "/models"
+CACHE_DIR = "/models-cache"
+HF_HOME = f"{CACHE_DIR}/huggingface"
+# Writable homes for the non-root user (see the module docstring).
+HOME_ENV = {"HOME": CACHE_DIR, "HF_HOME": HF_HOME}
+SHM_SIZE = "2Gi"
+RUN_AS = 1000
+GPU_RESOURCE = "nvidia.com/gpu"
+# A CPU-utilization HPA divides usage by the request; without one it cannot scale.
+DEFAULT_HPA_CPU_REQUEST = "1"
+DEFAULT_TARGETS = {"cpu": 80, "requests_waiting": 5}
+WAITING_METRIC = "vllm:num_requests_waiting"
+CPU_IMAGE_DEFAULT_MEM = "16Gi"
+# vLLM versions that changed the pooling flags (see the module docstring).
+RUNNER_SINCE = (0, 10, 1)
+REWARD_CONVERT_UNTIL = (0, 12, 0)
+CONVERT = {"embed": "embed", "classify": "classify", "score": "classify", "reward": "reward"}
+
+# Flags servegen generates; users may not pass them in serve.args.
+OWNED_FLAGS = frozenset(
+    {
+        "--model",
+        "--served-model-name",
+        "--host",
+        "--port",
+        "--enable-lora",
+        "--lora-modules",
+        "--task",
+        "--runner",
+        "--convert",
+        "--otlp-traces-endpoint",
+    }
+)
+
+_HF = r"hf://([A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*"
+_S3 = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?"
+_PVC = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]+)*/?"
+MODEL_URL_RE = rf"^({_HF}(@[A-Za-z0-9][A-Za-z0-9._/-]*)?|{_S3}|{_PVC})$"
+ADAPTER_URL_RE = rf"^({_HF}|{_S3})$"
+_VERSION_RE = re.compile(r"^v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
+_QUANTITY_RE = re.compile(r"^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kKMGTPEm]|[eE][+-]?[0-9]+)?$")
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"m": -1, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+GIB = 1 << 30
+
+Feature = Literal["TextGeneration", "TextEmbedding", "Reranking", "Classification", "Reward"]
+
+
+def _no_dot_segments(url: str) -> str:
+    if url.startswith("pvc://") and {".", ".."} & set(url[len("pvc://") :].split("/")):
+        raise ValueError("pvc:// sub-paths may not contain '.' or '..' segments")
+    return url
+
+
+# --- the spec --------------------------------------------------------------------------
+
+
+class Adapter(StrictModel):
+    """A LoRA adapter served next to the base model."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9-]+$",
+        max_length=63,
+        description="Adapter name: the `model` value clients send (a-z, 0-9, '-').",
+    )
+    url: str = Field(
+        pattern=ADAPTER_URL_RE,
+        max_length=1024,
+        description="hf://org/repo (no revision) or s3://bucket/path.",
+    )
+
+
+class VLLMModelSpec(StrictModel):
+    """The model: what vLLM loads."""
+
+    url: Annotated[str, AfterValidator(_no_dot_segments)] = Field(
+        pattern=MODEL_URL_RE,
+        max_length=1024,
+        description="Base model: hf://org/model[@revision], s3://bucket/path or "
+        "pvc://claim[/subpath].",
+        examples=["hf://Qwen/Qwen3-0.6B", "s3://models/qwen3", "pvc://models/qwen3"],
+    )
+    model_name: DnsLabel | None = Field(
+        default=None,
+        description="Served model name (the OpenAI `model` value); default: the spec name.",
+    )
+    image: PinnedImage | None = Field(
+        default=None,
+        description="Image override; default: vllm.image (or vllm.cpu_image) of servegen.yaml.",
+    )
+    adapters: list[Adapter] = Field(
+        default_factory=list, description="LoRA adapters (text and pooling only)."
+    )
+
+
+class VLLMScaling(StrictModel):
+    """Horizontal autoscaling; an HPA exists when max_replicas exceeds the minimum."""
+
+    min_replicas: int | None = Field(
+        default=None, ge=1, description="Fewest replicas the HPA keeps (default: replicas)."
+    )
+    max_replicas: int | None = Field(
+        default=None, ge=1, description="Most replicas the HPA may run; unset: no HPA."
+    )
+    metric: Literal["cpu", "requests_waiting"] = Field(
+        default="cpu",
+        description="cpu (CPU utilization) or requests_waiting (vLLM queue length per pod, "
+        "needs a custom-metrics adapter).",
+    )
+    target: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU utilization percent (default 80) or waiting requests per pod "
+        "(default 5).",
+    )
+
+
+class VLLMServeOptions(StrictModel):
+    """How the model is served."""
+
+    args: list[str] = Field(
+        default_factory=list, description="Extra vLLM engine arguments, appended last."
+    )
+    enable_telemetry: bool = Field(
+        default=False, description="Send OTLP traces to telemetry.otlp_endpoint."
+    )
+    use_cpu_image: bool = Field(default=False, description="Run vLLM's CPU image (no GPUs).")
+    replicas: int = Field(
+        default=1, ge=0, description="Replica count; with autoscaling, the default minimum."
+    )
+    scaling: VLLMScaling = Field(default_factory=VLLMScaling, description="Autoscaling.")
+    resources: Resources = Field(
+        default_factory=Resources, description="Resources; override the profile's key by key."
+    )
+    profile: DnsLabel | None = Field(
+        default=None, description="Name of a `profiles` entry of servegen.yaml."
+    )
+    envs: Envs = Field(default_factory=dict)
+    secrets: SecretNames = Field(default_factory=list)
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Type of the Service."
+    )
+    service_name: DnsLabel | None = Field(
+        default=None, description="Name of an extra alias Service for the same pods."
+    )
+    node_selector: Labels = Field(
+        default_factory=dict, description="Node labels to schedule on; merged over the profile's."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations; replace the profile's when set."
+    )
+
+
+class VLLMPoolingServeOptions(VLLMServeOptions):
+    """How a pooling (embedding, scoring, classification, reward) model is served."""
+
+    task: Literal["embed", "classify", "score", "reward"] | None = Field(
+        default=None, description="Pooling task; unset: vLLM detects it from the model."
+    )
+
+
+class VLLMServeTextDocument(SpecDocument):
+    """A vllmserve-text serve spec."""
+
+    kind: Literal["vllmserve-text"] = Field(description="vllmserve-text: vLLM text generation.")
+    spec: VLLMModelSpec
+    serve: VLLMServeOptions = Field(default_factory=VLLMServeOptions)
+    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions]] = Field(
+        default_factory=dict, description="Per-environment overrides."
+    )
+
+
+class VLLMServeSpeechDocument(SpecDocument):
+    """A vllmserve-speech serve spec."""
+
+    kind: Literal["vllmserve-speech"] = Field(description="vllmserve-speech: vLLM speech-to-text.")
+    spec: VLLMModelSpec
+    serve: VLLMServeOptions = Field(default_factory=VLLMServeOptions)
+    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions]] = Field(
+        default_factory=dict, description="Per-environment overrides."
+    )
+
+
+class VLLMServePoolingDocument(SpecDocument):
+    """A vllmserve-pooling serve spec."""
+
+    kind: Literal["vllmserve-pooling"] = Field(
+        description="vllmserve-pooling: vLLM embeddings, scoring, classification, reward."
+    )
+    spec: VLLMModelSpec
+    serve: VLLMPoolingServeOptions = Field(default_factory=VLLMPoolingServeOptions)
+    environments: dict[DnsLabel, EnvironmentOverride[VLLMPoolingServeOptions]] = Field(
+        default_factory=dict, description="Per-environment overrides."
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def quantity_bytes(quantity: str) -> Decimal:
+    """The value of a Kubernetes quantity (`16Gi`, `500M`, `1e9`, `1024`) as a number."""
+    match = _QUANTITY_RE.match(quantity)
+    if not match:
+        raise ValueError(f"{quantity!r} is not a quantity")
+    number, suffix = Decimal(match.group(1)), match.group(2) or ""
+    if suffix in _BINARY:
+        return number * (1 << (10 * _BINARY[suffix]))
+    if suffix in _DECIMAL:
+        return number * Decimal(1000) ** _DECIMAL[suffix]
+    if suffix:
+        return number * Decimal(10) ** int(suffix[1:])
+    return number
+
+
+def image_version(image: str) -> tuple[int, int, int] | None:
+    """The version an image tag names (`vllm/vllm-openai:v0.10.2` -> (0, 10, 2))."""
+    tag = image.partition("@")[0].rsplit("/", 1)[-1].partition(":")[2]
+    return _parse_version(tag)
+
+
+def _parse_version(text: str | None) -> tuple[int, int, int] | None:
+    match = _VERSION_RE.match(text or "")
+    if not match:
+        return None
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def vllm_version(image: str, config: Config) -> tuple[int, int, int] | None:
+    """The tag's version, else servegen.yaml's vllm.version, else None (unknown)."""
+    return image_version(image) or _parse_version(config.vllm.version)
+
+
+def pooling_args(task: str | None, version: tuple[int, int, int] | None) -> list[str]:
+    """The flags selecting a pooling task for a vLLM version (None: unknown, newest)."""
+    if task is None:
+        return []
+    if version is not None and version < RUNNER_SINCE:
+        return ["--task", task]
+    if task == "reward" and (version is None or version >= REWARD_CONVERT_UNTIL):
+        return ["--runner", "pooling"]
+    return ["--runner", "pooling", "--convert", CONVERT[task]]
+
+
+def owned_flag(arg: str) -> str | None:
+    """The generator-owned flag `arg` sets (`--port 1`, `--port=1`, `--served_model_name`)."""
+    if not arg.startswith("--"):
+        return None
+    flag = arg.partition("=")[0].replace("_", "-")
+    return flag if flag in OWNED_FLAGS else None
+
+
+def _model_ref(url: str) -> tuple[str, list[str]]:
+    """The --model value and the extra flags loading it needs."""
+    if url.startswith("hf://"):
+        repo, _, revision = url[len("hf://") :].partition("@")
+        return repo, ["--revision", revision] if revision else []
+    if url.startswith("s3://"):
+        return url, ["--load-format", "runai_streamer"]
+    subpath = url[len("pvc://") :].partition("/")[2].strip("/")
+    return f"{MODELS_DIR}/{subpath}" if subpath else MODELS_DIR, []
+
+
+def _adapter_ref(url: str) -> str:
+    return url[len("hf://") :] if url.startswith("hf://") else url
+
+
+def _pvc_claim(url: str) -> str | None:
+    return url[len("pvc://") :].partition("/")[0] if url.startswith("pvc://") else None
+
+
+def model_name(doc: Any) -> str:
+    return str(doc.spec.model_name or doc.name)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything derived from a spec and the config that several methods need."""
+
+    image: str
+    resources: Resources
+    node_selector: dict[str, str]
+    tolerations: tuple[Toleration, ...]
+    runtime_class_name: str | None
+    min_replicas: int
+    hpa: bool
+
+    @property
+    def gpus(self) -> int:
+        return self.resources.gpu or 0
+
+
+def _plan(doc: Any, config: Config) -> _Plan:
+    serve: VLLMServeOptions = doc.serve
+    profile = config.profiles.get(serve.profile or "") or Profile()
+    base = profile.resources or Resources()
+    resources = base.model_copy(update=serve.resources.model_dump(exclude_none=True))
+    if doc.spec.image:
+        image = doc.spec.image
+    else:
+        image = config.vllm.cpu_image if serve.use_cpu_image else config.vllm.image
+    scaling = serve.scaling
+    minimum = scaling.min_replicas if scaling.min_replicas is not None else serve.replicas
+    hpa = scaling.max_replicas is not None and scaling.max_replicas > minimum
+    if hpa and scaling.metric == "cpu" and resources.cpu is None:
+        resources = resources.model_copy(update={"cpu": DEFAULT_HPA_CPU_REQUEST})
+    return _Plan(
+        image=image,
+        resources=resources,
+        node_selector={**profile.node_selector, **serve.node_selector},
+        tolerations=tuple(serve.tolerations or profile.tolerations),
+        runtime_class_name=profile.runtime_class_name,
+        min_replicas=minimum,
+        hpa=hpa,
+    )
+
+
+# --- the runtimes ----------------------------------------------------------------------
+
+
+class VLLMServeRuntime(Runtime):
+    """What the three vllmserve kinds share; subclasses name the kind and the catalog."""
+
+    template_dir: ClassVar[str | None] = "vllmserve"
+    templates: ClassVar[tuple[str, ...]] = (
+        "deployment.yaml.j2",
+        "service.yaml.j2",
+        "hpa.yaml.j2",
+        "pdb.yaml.j2",
+    )
+    features: ClassVar[tuple[str, ...]]
+    paths: ClassVar[tuple[str, ...]]
+    allows_adapters: ClassVar[bool] = True
+
+    def check(self, doc: Any, config: Config) -> Iterable[Problem]:
+        serve: VLLMServeOptions = doc.serve
+        scaling = serve.scaling
+        if serve.profile is not None and serve.profile not in config.profiles:
+            known = ", ".join(sorted(config.profiles)) or "none are defined"
+            yield Problem(
+                ("serve", "profile"), f"unknown profile {serve.profile!r} (known: {known})"
+            )
+        plan = _plan(doc, config)
+        for index, arg in enumerate(serve.args):
+            flag = owned_flag(arg)
+            if flag:
+                yield Problem(
+                    ("serve", "args", index),
+                    f"{flag} is set by servegen; use the spec's fields instead",
+                )
+        if scaling.min_replicas is not None and scaling.max_replicas is None:
+            yield Problem(
+                ("serve", "scaling", "min_replicas"),
+                "min_replicas only applies with max_replicas; use replicas for a fixed count",
+            )
+        if scaling.max_replicas is not None and plan.min_replicas > scaling.max_replicas:
+            yield Problem(
+                ("serve", "scaling", "min_replicas"),
+                f"min_replicas ({plan.min_replicas}, default: replicas) must be <= "
+                f"max_replicas ({scaling.max_replicas})",
+            )
+        if plan.hpa and plan.min_replicas < 1:
+            yield Problem(
+                ("serve", "replicas"),
+                "autoscaling needs at least one replica: set scaling.min_replicas",
+            )
+        if doc.spec.adapters and not self.allows_adapters:
+            yield Problem(("spec", "adapters"), f"{self.kind} does not support LoRA adapters")
+        names = [adapter.name for adapter in doc.spec.adapters]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                yield Problem(("spec", "adapters", index, "name"), f"duplicate adapter {name!r}")
+        if serve.use_cpu_image and plan.gpus > 0:
+            yield Problem(
+                ("serve", "use_cpu_image"),
+                f"the CPU image cannot use GPUs (resources.gpu is {plan.gpus})",
+            )
+        if serve.enable_telemetry and not config.telemetry.otlp_endpoint:
+            yield Problem(
+                ("serve", "enable_telemetry"),
+                "no traces endpoint: set telemetry.otlp_endpoint in servegen.yaml",
+            )
+        limit = config.policy.max_gpus_per_model
+        if limit is not None and plan.gpus > limit:
+            yield Problem(
+                ("serve", "resources", "gpu"),
+                f"{plan.gpus} GPUs per replica exceeds policy.max_gpus_per_model ({limit})",
+            )
+        if serve.service_name is not None and serve.service_name == doc.name:
+            yield Problem(
+                ("serve", "service_name"), "service_name must differ from the spec name"
+            )
+
+    def mode_args(self, doc: Any, config: Config, image: str) -> list[str]:
+        """Flags that select what kind of model this is (pooling's task)."""
+        return []
+
+    def catalog(self, doc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(features, paths under /v1) for the endpoint catalog."""
+        return self.features, self.paths
+
+    def context(self, doc: Any, config: Config) -> dict[str, Any]:
+        spec: VLLMModelSpec = doc.spec
+        serve: VLLMServeOptions = doc.serve
+        plan = _plan(doc, config)
+        name = doc.name
+        selector = {"app.kubernetes.io/name": name, "servegen.io/spec": name}
+        labels = {**doc.labels, "app.kubernetes.io/name": name, "app.kubernetes.io/component": "vllm"}
+        return {
+            "name": name,
+            "labels": labels,
+            "selector": selector,
+            "pod_labels": {**labels, **selector},
+            # With an HPA, spec.replicas is left out: the HPA owns it, and a value in the
+            # manifest would be reset by every Flux (server-side apply) reconciliation.
+            "replicas": None if plan.hpa else plan.min_replicas,
+            "image": plan.image,
+            "args": self._args(doc, config, plan),
+            "env": self._env(doc, config, plan),
+            "env_from": [{"secretRef": {"name": secret}} for secret in serve.secrets],
+            "resources": _resources(plan.resources),
+            "volumes": _volumes(spec, plan),
+            "volume_mounts": _volume_mounts(spec),
+            "node_selector": plan.node_selector,
+            "tolerations": [t.to_kubernetes() for t in plan.tolerations],
+            "runtime_class_name": plan.runtime_class_name,
+            "port": PORT,
+            "run_as": RUN_AS,
+            "service_type": serve.service_type,
+            "alias_name": serve.service_name,
+            "hpa": _hpa(serve.scaling, plan) if plan.hpa else None,
+            "pdb": plan.min_replicas > 1,
+        }
+
+    def _args(self, doc: Any, config: Config, plan: _Plan) -> list[str]:
+        spec: VLLMModelSpec = doc.spec
+        serve: VLLMServeOptions = doc.serve
+        model, load_args = _model_ref(spec.url)
+        args = ["--model", model, "--served-model-name", model_name(doc)]
+        args += ["--host", "0.0.0.0", "--port", str(PORT), *load_args]  # noqa: S104
+        args += self.mode_args(doc, config, plan.image)
+        if spec.adapters:
+            args += ["--enable-lora", "--max-loras", str(len(spec.adapters)), "--lora-modules"]
+            args += [f"{a.name}={_adapter_ref(a.url)}" for a in spec.adapters]
+        endpoint = config.telemetry.otlp_endpoint
+        if serve.enable_telemetry and endpoint:
+            args += ["--otlp-traces-endpoint", endpoint]
+        return [*args, *serve.args]
+
+    def _env(self, doc: Any, config: Config, plan: _Plan) -> list[dict[str, str]]:
+        """HOME and HF_HOME, then the user's envs by name, then feature variables.
+
+        A variable the user sets replaces the generated one of the same name.
+        """
+        serve: VLLMServeOptions = doc.serve
+        tail: dict[str, str] = {}
+        if serve.enable_telemetry and config.telemetry.otlp_endpoint:
+            tail["OTEL_SERVICE_NAME"] = doc.name
+        if serve.use_cpu_image:
+            tail["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib(plan.resources.mem))
+        env = {key: value for key, value in HOME_ENV.items() if key not in serve.envs}
+        env.update(sorted(serve.envs.items()))
+        env.update((key, value) for key, value in tail.items() if key not in serve.envs)
+        return [{"name": key, "value": value} for key, value in env.items()]
+
+    def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
+        plan = _plan(doc, config)
+        refs = [ObjectRef("apps/v1", "Deployment", doc.name), ObjectRef("v1", "Service", doc.name)]
+        if doc.serve.service_name:
+            refs.append(ObjectRef("v1", "Service", doc.serve.service_name))
+        if plan.hpa:
+            refs.append(ObjectRef("autoscaling/v2", "HorizontalPodAutoscaler", doc.name))
+        if plan.min_replicas > 1:
+            refs.append(ObjectRef("policy/v1", "PodDisruptionBudget", doc.name))
+        return refs
+
+    def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+        features, paths = self.catalog(doc)
+        return Endpoint(
+            name=doc.name,
+            runtime=self.kind,
+            namespace=namespace,
+            base_url=f"http://{doc.name}.{namespace}.svc.cluster.local:{PORT}/v1",
+            model=model_name(doc),
+            adapters=tuple(a.name for a in doc.spec.adapters),
+            features=features,
+            paths=paths,
+        )
+
+    def facts(self, doc: Any, config: Config) -> Facts:
+        plan = _plan(doc, config)
+        return Facts(images=(plan.image,), gpus_per_replica=plan.gpus)
+
+
+class VLLMServeText(VLLMServeRuntime):
+    kind: ClassVar[str] = "vllmserve-text"
+    document: ClassVar[type[SpecDocument]] = VLLMServeTextDocument
+    features: ClassVar[tuple[str, ...]] = ("TextGeneration",)
+    paths: ClassVar[tuple[str, ...]] = ("/chat/completions", "/completions", "/models")
+
+
+class VLLMServeSpeech(VLLMServeRuntime):
+    kind: ClassVar[str] = "vllmserve-speech"
+    document: ClassVar[type[SpecDocument]] = VLLMServeSpeechDocument
+    features: ClassVar[tuple[str, ...]] = ("SpeechToText",)
+    paths: ClassVar[tuple[str, ...]] = ("/audio/transcriptions", "/audio/translations", "/models")
+    allows_adapters: ClassVar[bool] = False
+
+
+# Catalog entry per pooling task. Only paths under /v1 are listed (the catalog appends
+# them to base_url); /classify and /pooling live at the server root.
+POOLING_CATALOG: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    None: (("TextEmbedding",), ("/embeddings", "/models")),
+    "embed": (("TextEmbedding",), ("/embeddings", "/models")),
+    "score": (("Reranking",), ("/score", "/rerank", "/models")),
+    "classify": (("Classification",), ("/models",)),
+    "reward": (("Reward",), ("/models",)),
+}
+
+
+class VLLMServePooling(VLLMServeRuntime):
+    kind: ClassVar[str] = "vllmserve-pooling"
+    document: ClassVar[type[SpecDocument]] = VLLMServePoolingDocument
+    features: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][0]
+    paths: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][1]
+
+    def mode_args(self, doc: Any, config: Config, image: str) -> list[str]:
+        return pooling_args(doc.serve.task, vllm_version(image, config))
+
+    def catalog(self, doc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return POOLING_CATALOG[doc.serve.task]
+
+
+# --- object fragments ------------------------------------------------------------------
+
+
+def kv_cache_gib(mem: str | None) -> int:
+    """VLLM_CPU_KVCACHE_SPACE: half the memory in GiB, rounded down, at least 1."""
+    try:
+        total = quantity_bytes(mem or CPU_IMAGE_DEFAULT_MEM)
+    except (ValueError, InvalidOperation):
+        total = quantity_bytes(CPU_IMAGE_DEFAULT_MEM)
+    return max(1, int(total // (2 * GIB)))
+
+
+def _resources(resources: Resources) -> dict[str, dict[str, str]]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if resources.cpu is not None:
+        requests["cpu"] = resources.cpu
+    if resources.mem is not None:
+        requests["memory"] = limits["memory"] = resources.mem
+    if resources.gpu:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(resources.gpu)
+    out = {"requests": requests, "limits": limits}
+    return {key: value for key, value in out.items() if value}
+
+
+def _volumes(spec: VLLMModelSpec, plan: _Plan) -> list[dict[str, Any]]:
+    cache: dict[str, Any] = {}
+    if plan.resources.disk is not None:
+        cache["sizeLimit"] = plan.resources.disk
+    volumes: list[dict[str, Any]] = [
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+        {"name": "model-cache", "emptyDir": cache},
+    ]
+    claim = _pvc_claim(spec.url)
+    if claim:
+        volumes.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    return volumes
+
+
+def _volume_mounts(spec: VLLMModelSpec) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "model-cache", "mountPath": CACHE_DIR},
+    ]
+    if _pvc_claim(spec.url):
+        mounts.append({"name": "model", "mountPath": MODELS_DIR, "readOnly": True})
+    return mounts
+
+
+def _hpa(scaling: VLLMScaling, plan: _Plan) -> dict[str, Any]:
+    target = scaling.target or DEFAULT_TARGETS[scaling.metric]
+    if scaling.metric == "cpu":
+        metric: dict[str, Any] = {
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
+        }
+    else:
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": WAITING_METRIC},
+                "target": {"type": "AverageValue", "averageValue": str(target)},
+            },
+        }
+    return {"min_replicas": plan.min_replicas, "max_replicas": scaling.max_replicas, "metrics": [metric]}

@@ -1,0 +1,738 @@
+"""Tests for generator.check: rendered objects judged the way the API server would."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator.check import (
+    CheckResult,
+    ManifestValidator,
+    ObjectProblem,
+    format_path,
+    kubeconform_command,
+    parse_kubeconform_output,
+    resolve_kubernetes_version,
+)
+from generator.errors import ServegenError
+
+# The vendored CRDs live beside the repository, never inside it.
+CRDS_DIR = Path(
+    os.environ.get("SERVEGEN_CRDS_DIR", Path(__file__).resolve().parents[2] / "shared" / "crds")
+)
+K8S = "1.33"
+
+
+@pytest.fixture(scope="module")
+def crds_dir() -> Path:
+    if not (CRDS_DIR / "kubeai.org_models.yaml").is_file():
+        pytest.fail(f"vendored CRDs not found in {CRDS_DIR} (set SERVEGEN_CRDS_DIR)")
+    return CRDS_DIR
+
+
+@pytest.fixture(scope="module")
+def validator(crds_dir: Path) -> ManifestValidator:
+    return ManifestValidator(K8S, [crds_dir])
+
+
+@pytest.fixture(scope="module")
+def builtin_only() -> ManifestValidator:
+    return ManifestValidator(K8S)
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def deployment(name: str = "llama") -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "llm", "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "vllm",
+                            "image": "vllm/vllm-openai:v0.6.3",
+                            "args": ["--model", "/models/x"],
+                            "ports": [{"name": "http", "containerPort": 8000}],
+                            "resources": {"limits": {"memory": "16Gi", "nvidia.com/gpu": "1"}},
+                            "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def service(name: str = "llama") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def hpa(name: str = "llama") -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def pdb(name: str = "llama") -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}},
+    }
+
+
+def kubeai_model(name: str = "llama") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeai.org/v1",
+        "kind": "Model",
+        "metadata": {"name": name},
+        "spec": {
+            "url": "hf://x/y",
+            "engine": "VLLM",
+            "features": ["TextGeneration"],
+            "resourceProfile": "cpu:1",
+        },
+    }
+
+
+def inference_service(name: str = "llama") -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "huggingface"},
+                    "storageUri": "hf://a/b",
+                    "args": ["--model_name=llama", "--max_model_len=4096"],
+                    "resources": {
+                        "limits": {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "1"},
+                        "requests": {"cpu": 6, "memory": "24Gi"},
+                    },
+                }
+            }
+        },
+    }
+
+
+def git_repository() -> dict[str, Any]:
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "serving", "namespace": "flux-system"},
+        "spec": {
+            "interval": "1m",
+            "url": "https://example.com/org/serving.git",
+            "ref": {"branch": "main"},
+        },
+    }
+
+
+def kustomization() -> dict[str, Any]:
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "serving", "namespace": "flux-system"},
+        "spec": {
+            "interval": "10m",
+            "path": "./clusters/prod",
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": "serving"},
+        },
+    }
+
+
+def problems_at(result: CheckResult) -> dict[str, str]:
+    return {p.path: p.message for p in result.problems}
+
+
+# --------------------------------------------------------------------------- built-in kinds
+
+
+def test_valid_builtin_objects_pass(builtin_only: ManifestValidator) -> None:
+    objects = [
+        deployment(),
+        service(),
+        hpa(),
+        pdb(),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "llm"}},
+    ]
+    assert builtin_only.validate(objects) == CheckResult(problems=(), skipped_kinds=())
+
+
+def test_unknown_field_is_reported_at_its_exact_path(builtin_only: ManifestValidator) -> None:
+    obj = deployment()
+    obj["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+    result = builtin_only.validate([obj])
+    assert result.problems == (
+        ObjectProblem(
+            "apps/v1",
+            "Deployment",
+            "llama",
+            "spec.template.spec.containers[0].imagePullPolcy",
+            'unknown field "imagePullPolcy"',
+        ),
+    )
+
+
+def test_wrong_type_is_reported_with_expected_and_actual_type(
+    builtin_only: ManifestValidator,
+) -> None:
+    obj = deployment()
+    obj["spec"]["replicas"] = "3"
+    assert problems_at(builtin_only.validate([obj])) == {
+        "spec.replicas": 'must be integer, not string ("3")'
+    }
+
+
+def test_missing_required_field_is_reported_at_the_field(builtin_only: ManifestValidator) -> None:
+    obj = deployment()
+    del obj["spec"]["template"]["spec"]["containers"][0]["name"]
+    assert problems_at(builtin_only.validate([obj])) == {
+        "spec.template.spec.containers[0].name": "required field is missing"
+    }
+
+
+def test_all_problems_of_all_objects_are_collected(builtin_only: ManifestValidator) -> None:
+    broken = deployment("one")
+    broken["spec"]["replicas"] = "3"
+    broken["spec"]["bogus"] = True
+    del broken["spec"]["selector"]
+    other = service("two")
+    other["spec"]["ports"][0]["port"] = "eighty"
+    result = builtin_only.validate([broken, service(), other])
+    assert {(p.name, p.path) for p in result.problems} == {
+        ("one", "spec.replicas"),
+        ("one", "spec.bogus"),
+        ("one", "spec.selector"),
+        ("two", "spec.ports[0].port"),
+    }
+
+
+def test_int_or_string_accepts_both_and_null_but_not_a_float(
+    builtin_only: ManifestValidator,
+) -> None:
+    ok = [deployment("a"), deployment("b"), deployment("c")]
+    ok[0]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = "25%"
+    ok[1]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = None
+    ok[2]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = 2
+    assert builtin_only.validate(ok).problems == ()
+    bad = deployment()
+    bad["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = 1.5
+    assert problems_at(builtin_only.validate([bad])) == {
+        "spec.strategy.rollingUpdate.maxSurge": "must be string or integer, not number (1.5)"
+    }
+
+
+def test_invalid_names_are_rejected_per_kind(builtin_only: ManifestValidator) -> None:
+    bad_deployment = deployment("Llama_3")
+    # "8b-chat" is a fine DNS-1123 subdomain, but Service names must start with a letter.
+    bad_service = service("8b-chat")
+    result = builtin_only.validate([bad_deployment, bad_service, deployment("8b-chat")])
+    messages = {(p.kind, p.path): p.message for p in result.problems}
+    assert set(messages) == {("Deployment", "metadata.name"), ("Service", "metadata.name")}
+    assert "DNS-1123 subdomain" in messages[("Deployment", "metadata.name")]
+    assert "DNS-1035 label" in messages[("Service", "metadata.name")]
+
+
+def test_missing_name_is_an_error(builtin_only: ManifestValidator) -> None:
+    obj = service()
+    del obj["metadata"]["name"]
+    assert problems_at(builtin_only.validate([obj])) == {
+        "metadata.name": "required field is missing"
+    }
+
+
+def test_label_keys_and_values_are_checked_everywhere(builtin_only: ManifestValidator) -> None:
+    obj = deployment()
+    obj["metadata"]["labels"]["model"] = "meta-llama/Llama-3.1-8B"
+    obj["spec"]["template"]["metadata"]["labels"]["bad key"] = "x"
+    found = problems_at(builtin_only.validate([obj]))
+    assert set(found) == {
+        'metadata.labels["model"]',
+        'spec.template.metadata.labels["bad key"]',
+    }
+    assert found['metadata.labels["model"]'].startswith('"meta-llama/Llama-3.1-8B" must be')
+    assert found['spec.template.metadata.labels["bad key"]'].startswith(
+        'key "bad key" must be a qualified name'
+    )
+
+
+def test_unknown_builtin_kind_is_an_error(builtin_only: ManifestValidator) -> None:
+    obj = {"apiVersion": "apps/v1", "kind": "Deploymnet", "metadata": {"name": "x"}}
+    assert builtin_only.validate([obj]).problems == (
+        ObjectProblem(
+            "apps/v1", "Deploymnet", "x", "kind", "no schema for apps/v1/Deploymnet in Kubernetes 1.33"
+        ),
+    )
+
+
+def test_objects_without_apiversion_or_values_json_cannot_hold_are_problems(
+    builtin_only: ManifestValidator,
+) -> None:
+    no_kind = {"apiVersion": "v1", "metadata": {"name": "x"}}
+    odd_value = service()
+    odd_value["metadata"]["annotations"] = {"at": datetime.datetime(2025, 1, 1)}
+    result = builtin_only.validate([no_kind, odd_value])
+    assert [(p.path, p.message.split(":")[0]) for p in result.problems] == [
+        ("kind", "required field is missing or not a string"),
+        ("", "not representable as JSON"),
+    ]
+
+
+# --------------------------------------------------------------------------- versions
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [("1.33", (1, 33)), ("v1.33.2", (1, 33)), ("1.33.0-gke.100", (1, 33)), ("1.99", None)],
+)
+def test_version_resolution_picks_newest_bundled_not_newer(
+    requested: str, expected: tuple[int, int] | None
+) -> None:
+    resolved = resolve_kubernetes_version(requested)
+    if expected is not None:
+        assert resolved == expected
+    else:  # newer than anything bundled: the newest bundled version
+        assert resolved[0] == 1 and 33 < resolved[1] < 99
+
+
+@pytest.mark.parametrize("requested", ["1.10", "0.9", "banana", "1"])
+def test_unsupported_or_malformed_version_is_a_servegen_error(requested: str) -> None:
+    with pytest.raises(ServegenError, match="(not supported|invalid kubernetes_version)"):
+        ManifestValidator(requested)
+
+
+def test_schema_version_differs_by_kubernetes_version() -> None:
+    # Sidecar containers' restartPolicy appeared in 1.28's Container schema.
+    obj = deployment()
+    obj["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": "side", "image": "busybox", "restartPolicy": "Always"}
+    ]
+    assert ManifestValidator("1.33").validate([obj]).problems == ()
+    old = ManifestValidator("1.25").validate([obj])
+    assert [p.path for p in old.problems] == ["spec.template.spec.initContainers[0].restartPolicy"]
+
+
+# --------------------------------------------------------------------------- CRDs
+
+
+def test_valid_custom_resources_pass(validator: ManifestValidator) -> None:
+    objects = [kubeai_model(), inference_service(), git_repository(), kustomization(), hpa()]
+    assert validator.validate(objects) == CheckResult(problems=(), skipped_kinds=())
+
+
+def test_kubeai_model_unknown_field_and_bad_enum(validator: ManifestValidator) -> None:
+    obj = kubeai_model()
+    obj["spec"]["engine"] = "TGI"
+    obj["spec"]["gpus"] = 1
+    found = problems_at(validator.validate([obj]))
+    assert set(found) == {"spec.engine", "spec.gpus"}
+    assert found["spec.gpus"] == 'unknown field "gpus"'
+    assert found["spec.engine"].startswith('"TGI" is not one of:')
+    assert '"VLLM"' in found["spec.engine"]
+
+
+def test_kubeai_model_required_field_without_default_is_required(
+    validator: ManifestValidator,
+) -> None:
+    # url is required and has no default; targetRequests is required but defaulted by the
+    # API server, so leaving it out is fine.
+    obj = kubeai_model()
+    del obj["spec"]["url"]
+    assert problems_at(validator.validate([obj])) == {"spec.url": "required field is missing"}
+
+
+def test_kserve_inference_service_problems(validator: ManifestValidator) -> None:
+    obj = inference_service()
+    model = obj["spec"]["predictor"]["model"]
+    model["storageUri"] = 42
+    del model["modelFormat"]["name"]
+    model["resources"]["limits"]["memory"] = "lots"
+    obj["spec"]["predictor"]["modle"] = {}
+    found = problems_at(validator.validate([obj]))
+    assert set(found) == {
+        "spec.predictor.model.storageUri",
+        "spec.predictor.model.modelFormat.name",
+        "spec.predictor.model.resources.limits.memory",
+        "spec.predictor.modle",
+    }
+    assert found["spec.predictor.model.storageUri"] == "must be string, not integer (42)"
+    assert found["spec.predictor.model.resources.limits.memory"].startswith('"lots" does not match')
+
+
+def test_flux_objects_are_judged_too(validator: ManifestValidator) -> None:
+    repo = git_repository()
+    repo["spec"]["interval"] = "every minute"
+    kust = kustomization()
+    kust["spec"]["sourceRef"]["kind"] = "HelmRepository"
+    found = problems_at(validator.validate([repo, kust]))
+    assert set(found) == {"spec.interval", "spec.sourceRef.kind"}
+
+
+def test_custom_resource_name_must_be_dns_subdomain(validator: ManifestValidator) -> None:
+    result = validator.validate([kubeai_model("Llama-3.1-8B")])
+    assert [p.path for p in result.problems] == ["metadata.name"]
+    assert "must be a DNS-1123 subdomain" in result.problems[0].message
+
+
+def test_unconfigured_crd_is_skipped_once_not_an_error(builtin_only: ManifestValidator) -> None:
+    result = builtin_only.validate([kubeai_model("a"), kubeai_model("b"), git_repository()])
+    assert result.problems == ()
+    assert result.skipped_kinds == ("kubeai.org/v1/Model", "source.toolkit.fluxcd.io/v1/GitRepository")
+
+
+def test_unserved_version_of_a_configured_crd_is_an_error(validator: ManifestValidator) -> None:
+    obj = kubeai_model()
+    obj["apiVersion"] = "kubeai.org/v2"
+    result = validator.validate([obj])
+    assert result.skipped_kinds == ()
+    assert [p.message for p in result.problems] == [
+        "the configured CRD for kubeai.org Model does not serve version v2 (served: v1)"
+    ]
+
+
+CONVERSION_CRD = """\
+# a comment, then a non-CRD document that must be ignored
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: false
+    storage: false
+    schema: {openAPIV3Schema: {type: object}}
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          apiVersion: {type: string}
+          kind: {type: string}
+          metadata: {type: object}
+          spec:
+            type: object
+            required: [port, size]
+            properties:
+              port: {x-kubernetes-int-or-string: true, anyOf: [{type: integer}, {type: string}]}
+              size: {type: integer, default: 1, exclusiveMinimum: true, minimum: 0}
+              note: {type: string, nullable: true}
+              mode: {type: string, enum: [fast, slow], nullable: true}
+              free: {type: object, x-kubernetes-preserve-unknown-fields: true}
+              map: {type: object, additionalProperties: {type: string}}
+              empty: {type: object}
+              tags: {type: array, x-kubernetes-list-type: set, items: {type: string}}
+              template:
+                type: object
+                x-kubernetes-embedded-resource: true
+                x-kubernetes-preserve-unknown-fields: true
+              either:
+                anyOf: [{required: [a]}, {required: [b]}]
+                type: object
+                properties: {a: {type: string}, b: {type: string}}
+            x-kubernetes-validations:
+            - rule: self.port != 0
+"""
+
+
+def widget(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"port": 80, **spec},
+    }
+
+
+@pytest.fixture()
+def widget_validator(tmp_path: Path) -> ManifestValidator:
+    crd_dir = tmp_path / "crds"
+    crd_dir.mkdir()
+    (crd_dir / "widgets.yaml").write_text(CONVERSION_CRD)
+    return ManifestValidator(K8S, [crd_dir])
+
+
+def test_crd_conversion_accepts_what_the_api_server_accepts(
+    widget_validator: ManifestValidator,
+) -> None:
+    objects = [
+        widget(),  # size is required but defaulted
+        widget(port="http", size=2, note=None, mode=None, tags=["a", "b"]),
+        widget(free={"anything": {"goes": [1]}}, map={"k": "v"}, either={"b": "x"}),
+        widget(template={"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {}}, "x": 1}),
+    ]
+    assert widget_validator.validate(objects).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "fragment"),
+    [
+        ({"port": 1.5}, "spec.port", "must be integer or string"),
+        ({"size": 0}, "spec.size", "less than or equal to the minimum of 0"),
+        ({"mode": "medium"}, "spec.mode", '"medium" is not one of'),
+        ({"empty": {"x": 1}}, "spec.empty.x", 'unknown field "x"'),
+        ({"map": {"k": 1}}, 'spec.map["k"]', "must be string"),
+        ({"tags": ["a", "a"]}, "spec.tags", "non-unique"),
+        ({"template": {"kind": "Pod"}}, "spec.template.apiVersion", "required field is missing"),
+        ({"either": {"c": "x"}}, "spec.either.c", 'unknown field "c"'),
+    ],
+)
+def test_crd_conversion_rejects_what_the_api_server_rejects(
+    widget_validator: ManifestValidator, spec: dict[str, Any], path: str, fragment: str
+) -> None:
+    found = problems_at(widget_validator.validate([widget(**spec)]))
+    assert path in found, found
+    assert fragment in found[path]
+
+
+def test_unserved_crd_version_is_not_validated_against(widget_validator: ManifestValidator) -> None:
+    obj = widget()
+    obj["apiVersion"] = "example.com/v1alpha1"
+    assert "does not serve version v1alpha1" in widget_validator.validate([obj]).problems[0].message
+
+
+def test_changed_crd_file_is_reloaded(tmp_path: Path) -> None:
+    crd = tmp_path / "widgets.yaml"
+    crd.write_text(CONVERSION_CRD)
+    obj = widget(mode="medium")
+    assert ManifestValidator(K8S, [crd]).validate([obj]).problems != ()
+    crd.write_text(CONVERSION_CRD.replace("enum: [fast, slow]", "enum: [fast, medium, slow]"))
+    assert ManifestValidator(K8S, [crd]).validate([obj]).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "does not exist"),
+        ("kind: [unclosed\n", "cannot parse CRD file"),
+        ("apiVersion: v1\nkind: ConfigMap\n", "contains no CustomResourceDefinition"),
+        ("kind: CustomResourceDefinition\nspec: {group: x.io}\n", "not a valid"),
+    ],
+)
+def test_bad_crd_sources_are_servegen_errors(
+    tmp_path: Path, content: str | None, fragment: str
+) -> None:
+    source = tmp_path / "crd.yaml"
+    if content is not None:
+        source.write_text(content)
+    with pytest.raises(ServegenError, match=fragment):
+        ManifestValidator(K8S, [source])
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def test_format_path_quotes_keys_that_are_not_identifiers() -> None:
+    assert format_path(["spec", "containers", 0, "image"]) == "spec.containers[0].image"
+    assert (
+        format_path(["metadata", "labels", "app.kubernetes.io/name"])
+        == 'metadata.labels["app.kubernetes.io/name"]'
+    )
+    assert format_path([]) == ""
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def test_warm_throughput_meets_target(validator: ManifestValidator) -> None:
+    mix = [deployment(), service(), hpa(), kubeai_model(), inference_service()]
+    objects = [copy.deepcopy(o) for _ in range(1000) for o in mix]
+    validator.validate(mix)  # warm-up: compiles the five validators
+    start = time.perf_counter()
+    result = validator.validate(objects)
+    elapsed = time.perf_counter() - start
+    assert result.problems == ()
+    assert len(objects) / elapsed >= 7500, f"{len(objects) / elapsed:.0f} objects/s"
+
+
+# --------------------------------------------------------------------------- kubeconform
+
+# What `kubeconform -strict -output json` prints for one invalid resource.
+RECORDED_KUBECONFORM_OUTPUT = {
+    "resources": [
+        {
+            "filename": "stdin",
+            "kind": "Deployment",
+            "name": "llama",
+            "version": "apps/v1",
+            "status": "statusInvalid",
+            "msg": "problem validating schema. Check JSON formatting: jsonschema: "
+            "'/spec/template/spec/containers/0/ports/0/containerPort' does not validate",
+            "validationErrors": [
+                {
+                    "path": "/spec/template/spec/containers/0/ports/0/containerPort",
+                    "msg": "expected integer, but got string",
+                }
+            ],
+        },
+        {
+            "filename": "stdin",
+            "kind": "Model",
+            "name": "llama",
+            "version": "kubeai.org/v1",
+            "status": "statusError",
+            "msg": "could not find schema for Model",
+        },
+    ]
+}
+
+FAKE_KUBECONFORM = """\
+#!{python}
+import json, os, sys
+record = {{"argv": sys.argv[1:], "stdin": sys.stdin.read()}}
+location = sys.argv[sys.argv.index("-schema-location", sys.argv.index("-schema-location") + 1) + 1]
+root = location.split("{{{{")[0]
+record["schemas"] = sorted(
+    os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+)
+with open({record!r}, "w") as out:
+    json.dump(record, out)
+print({output!r})
+sys.exit(1)
+"""
+
+
+@pytest.fixture()
+def fake_kubeconform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real executable named kubeconform, first on PATH, that records how it was run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "record.json"
+    script = bin_dir / "kubeconform"
+    script.write_text(
+        FAKE_KUBECONFORM.format(
+            python=sys.executable,
+            record=str(record),
+            output=json.dumps(RECORDED_KUBECONFORM_OUTPUT),
+        )
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return record
+
+
+def test_kubeconform_command_line() -> None:
+    command = kubeconform_command("/bin/kubeconform", "v1.33.2", Path("/tmp/schemas"))
+    assert command == [
+        "/bin/kubeconform",
+        "-strict",
+        "-output",
+        "json",
+        "-kubernetes-version",
+        "1.33.2",
+        "-schema-location",
+        "default",
+        "-schema-location",
+        "/tmp/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json",
+        "-",
+    ]
+
+
+def test_kubeconform_output_is_parsed_into_problems() -> None:
+    problems = parse_kubeconform_output(json.dumps(RECORDED_KUBECONFORM_OUTPUT))
+    assert problems == [
+        ObjectProblem(
+            "apps/v1",
+            "Deployment",
+            "llama",
+            "spec.template.spec.containers[0].ports[0].containerPort",
+            "kubeconform: expected integer, but got string",
+        ),
+        ObjectProblem(
+            "kubeai.org/v1", "Model", "llama", "", "kubeconform: could not find schema for Model"
+        ),
+    ]
+    assert parse_kubeconform_output('{"resources": []}') == []
+    with pytest.raises(ServegenError, match="not its JSON"):
+        parse_kubeconform_output("panic: runtime error")
+
+
+def test_kubeconform_runs_as_second_opinion_on_valid_objects(
+    fake_kubeconform: Path, crds_dir: Path
+) -> None:
+    broken = service("broken")
+    broken["spec"]["bogus"] = 1
+    validator = ManifestValidator(K8S, [crds_dir], kubeconform="auto")
+    result = validator.validate([deployment(), kubeai_model(), broken])
+    record = json.loads(fake_kubeconform.read_text())
+    assert record["argv"][:4] == ["-strict", "-output", "json", "-kubernetes-version"]
+    # Only the objects that passed our own check are sent, as a stream of documents.
+    sent = [json.loads(doc) for doc in record["stdin"].split("---\n") if doc.strip()]
+    assert [o["kind"] for o in sent] == ["Deployment", "Model"]
+    assert "kubeai.org/model_v1.json" in record["schemas"]
+    assert "serving.kserve.io/inferenceservice_v1beta1.json" in record["schemas"]
+    assert [(p.name, p.path) for p in result.problems] == [
+        ("broken", "spec.bogus"),
+        ("llama", "spec.template.spec.containers[0].ports[0].containerPort"),
+        ("llama", ""),
+    ]
+
+
+def test_kubeconform_never_does_not_run_it(fake_kubeconform: Path) -> None:
+    ManifestValidator(K8S, kubeconform="never").validate([deployment()])
+    assert not fake_kubeconform.exists()
+
+
+def test_kubeconform_always_without_binary_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ServegenError, match="no kubeconform binary"):
+        ManifestValidator(K8S, kubeconform="always")
+    assert ManifestValidator(K8S, kubeconform="auto").validate([deployment()]).problems == ()
+    with pytest.raises(ServegenError, match="invalid kubeconform setting"):
+        ManifestValidator(K8S, kubeconform="sometimes")
