@@ -36,6 +36,7 @@ HTTP, so that second opinion needs network access or kubeconform's own cache.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -44,18 +45,25 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
-import kubernetes_validate
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from generator.errors import ServegenError
 
-__all__ = ["CheckResult", "ManifestValidator", "ObjectProblem"]
+__all__ = [
+    "CheckResult",
+    "ManifestValidator",
+    "ObjectProblem",
+    "format_path",
+    "kubeconform_command",
+    "parse_kubeconform_output",
+    "resolve_kubernetes_version",
+]
 
 JSON = dict[str, Any]
 
@@ -89,17 +97,25 @@ class CheckResult:
 
 # --------------------------------------------------------------------------- versions
 
-_SCHEMA_ROOT = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+].*)?$")
 _BUNDLED_DIR_RE = re.compile(r"^v(\d+)\.(\d+)\.\d+-local-strict$")
 
 Version = tuple[int, int]
 
 
-@lru_cache(maxsize=1)
+@cache
+def _schema_root() -> Path:
+    # Found without importing the package, which would cost ~60 ms (jsonschema, PyYAML).
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or spec.origin is None:
+        raise ServegenError("the kubernetes-validate package is not installed")
+    return Path(spec.origin).parent / "kubernetes-json-schema"
+
+
+@cache
 def _bundled_versions() -> tuple[Version, ...]:
     found = []
-    for entry in _SCHEMA_ROOT.iterdir():
+    for entry in _schema_root().iterdir():
         match = _BUNDLED_DIR_RE.match(entry.name)
         if match and (entry / "_definitions.json").is_file():
             found.append((int(match[1]), int(match[2])))
@@ -214,7 +230,7 @@ class _Definitions:
 
 @cache
 def _definitions(version: Version) -> _Definitions:
-    path = _SCHEMA_ROOT / f"v{version[0]}.{version[1]}.0-local-strict" / "_definitions.json"
+    path = _schema_root() / f"v{version[0]}.{version[1]}.0-local-strict" / "_definitions.json"
     with path.open("rb") as handle:
         defs: dict[str, JSON] = json.load(handle)["$defs"]
     _tighten_definitions(defs)
@@ -457,6 +473,9 @@ def _convert(node: Mapping[str, Any], *, structural: bool) -> JSON:
         _drop_defaulted_required(node, out)
         if _prunes_unknown_fields(node, out):
             out["additionalProperties"] = False
+            # Without `properties`, jsonschema_rs reports only the first unknown field, as
+            # "False schema does not allow ..." at the parent; with it, all of them by name.
+            out.setdefault("properties", {})
     return out
 
 
@@ -757,18 +776,33 @@ class ManifestValidator:
             target.write_text(json.dumps(_bundle(crd.schema, self._definitions)), encoding="utf-8")
 
 
-def _errors(validator: jsonschema_rs.Validator, obj: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _errors(
+    validator: jsonschema_rs.Validator, obj: Any, *, retried: bool = False
+) -> list[tuple[str, str]]:
     try:
-        if validator.is_valid(obj):  # the common case; stops at nothing, allocates nothing
+        # The common case, and much cheaper than collecting errors.
+        if validator.is_valid(obj):
             return []
         errors = list(validator.iter_errors(obj))
-    except ValueError as exc:  # a value JSON cannot hold, such as a datetime
+    except ValueError as exc:
+        # jsonschema_rs takes only dicts as objects; any other Mapping gets one retry as
+        # dicts. What still fails holds a value JSON cannot, such as a datetime.
+        if not retried:
+            return _errors(validator, _as_dicts(obj), retried=True)
         return [("", f"not representable as JSON: {exc}")]
     found: dict[tuple[str, str], None] = {}
     for error in errors:
         for parts, message in _describe(error):
             found[(format_path(parts), message)] = None
     return list(found)
+
+
+def _as_dicts(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _as_dicts(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_dicts(item) for item in value]
+    return value
 
 
 # --------------------------------------------------------------------------- kubeconform

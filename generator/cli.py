@@ -29,7 +29,7 @@ VERSION = "0.1.0"
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors map to exit code 2 here."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message}")
 
 

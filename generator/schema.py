@@ -26,7 +26,8 @@ def packaged_dir() -> Path:
 def spec_schema() -> dict[str, Any]:
     documents = [runtime.document for runtime in runtimes.registry().values()]
     union = reduce(or_, documents)
-    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="kind")])
+    discriminated: Any = Annotated[union, Field(discriminator="kind")]
+    adapter: TypeAdapter[Any] = TypeAdapter(discriminated)
     schema = adapter.json_schema()
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
     schema["$id"] = SCHEMA_URL + SPEC_SCHEMA

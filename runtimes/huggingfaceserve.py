@@ -21,6 +21,7 @@ from generator.fields import (
     DnsLabel,
     DnsSubdomain,
     Envs,
+    Labels,
     Resources,
     SecretNames,
     StrictModel,
@@ -231,8 +232,8 @@ class HFServe(StrictModel):
         description="ServiceAccount of the predictor; KServe hands its secrets' credentials "
         "(e.g. HF_TOKEN for gated hf:// models) to the storage initializer.",
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node selector, merged over the profile's."
+    node_selector: Labels = Field(
+        default_factory=dict, description="Node selector labels, merged over the profile's."
     )
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Tolerations; replace the profile's when set."
@@ -429,26 +430,20 @@ class HuggingFaceServe(Runtime):
         return [ObjectRef(API_VERSION, KIND, doc.name)]
 
     def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
-        """OpenAI tasks get the OpenAI base URL; the others the predictor's root URL,
-        with absolute protocol paths (Open Inference v2 and v1 predict, or the time
-        series routes), so `base_url + path` is always a callable URL."""
+        """OpenAI tasks get the OpenAI base URL and paths relative to it; the other tasks
+        get the predictor's root URL and absolute protocol paths (Open Inference v2 and
+        v1 predict, or the time-series routes), so `base_url + path` is always callable."""
         name = model_name(doc)
         host = f"http://{doc.name}{PREDICTOR_SUFFIX}.{namespace}.svc.cluster.local"
         task = doc.serve.huggingface_task
-        features: tuple[str, ...]
+        base_url, features = host, (str(task),)
+        paths: tuple[str, ...] = (f"/v2/models/{name}/infer", f"/v1/models/{name}:predict")
         if task is None or task in GENERATIVE_TASKS or task == "text_embedding":
             feature = "TextEmbedding" if task == "text_embedding" else "TextGeneration"
-            base_url, features, paths = (
-                f"{host}{openai_prefix(doc)}/v1",
-                (feature,),
-                OPENAI_PATHS[feature],
-            )
+            base_url = f"{host}{openai_prefix(doc)}/v1"
+            features, paths = (feature,), OPENAI_PATHS[feature]
         elif task == "time_series_forecast":
-            base_url, features = host, (task,)
             paths = ("/v1/timeseries/forecast", "/v1/timeseries/models")
-        else:
-            base_url, features = host, (task,)
-            paths = (f"/v2/models/{name}/infer", f"/v1/models/{name}:predict")
         return Endpoint(
             name=doc.name,
             runtime=self.kind,

@@ -67,7 +67,7 @@ class KubeAIModelSpec(StrictModel):
     image: str | None = Field(default=None, description="Serving image override.")
     adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters (VLLM).")
     features: list[Feature] = Field(
-        default_factory=lambda: ["TextGeneration"],
+        default_factory=lambda: list[Feature](["TextGeneration"]),
         min_length=1,
         description="OpenAI features served.",
     )
@@ -147,8 +147,8 @@ class KubeAIText(Runtime):
         spec: KubeAIModelSpec = doc.spec
         serve: KubeAIServe = doc.serve
         if len(model_name(doc)) > 40:
-            path = ("spec", "model_name") if doc.spec.model_name else ("name",)
-            yield Problem(path, "KubeAI Model names are at most 40 characters")
+            where: tuple[str, ...] = ("spec", "model_name") if doc.spec.model_name else ("name",)
+            yield Problem(where, "KubeAI Model names are at most 40 characters")
         if spec.adapters and spec.engine != "VLLM":
             yield Problem(("spec", "adapters"), "adapters are only supported with engine VLLM")
         for feature in spec.features:
@@ -171,12 +171,14 @@ class KubeAIText(Runtime):
                 "cache_profile is only supported with hf://, s3://, gs:// or oss:// URLs",
             )
         yield from _check_scaling(serve.scaling)
-        paths = [f.path for f in serve.files]
-        if len(paths) > 10:
+        file_paths = [f.path for f in serve.files]
+        if len(file_paths) > 10:
             yield Problem(("serve", "files"), "at most 10 files are allowed")
-        for index, path in enumerate(paths):
-            if path in paths[:index]:
-                yield Problem(("serve", "files", index, "path"), f"duplicate file path {path!r}")
+        for index, file_path in enumerate(file_paths):
+            if file_path in file_paths[:index]:
+                yield Problem(
+                    ("serve", "files", index, "path"), f"duplicate file path {file_path!r}"
+                )
 
     def context(self, doc: Any, config: Config) -> dict[str, Any]:
         spec: KubeAIModelSpec = doc.spec

@@ -77,6 +77,7 @@ CACHE_DIR = "/models-cache"
 HF_HOME = f"{CACHE_DIR}/huggingface"
 # Writable homes for the non-root user (see the module docstring).
 HOME_ENV = {"HOME": CACHE_DIR, "HF_HOME": HF_HOME}
+SHM_DIR = "/dev/shm"  # noqa: S108 - the container's shared memory, not a temp file
 SHM_SIZE = "2Gi"
 RUN_AS = 1000
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -112,12 +113,12 @@ _PVC = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]+)*/?"
 MODEL_URL_RE = rf"^({_HF}(@[A-Za-z0-9][A-Za-z0-9._/-]*)?|{_S3}|{_PVC})$"
 ADAPTER_URL_RE = rf"^({_HF}|{_S3})$"
 _VERSION_RE = re.compile(r"^v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
-_QUANTITY_RE = re.compile(r"^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kKMGTPEm]|[eE][+-]?[0-9]+)?$")
+_QUANTITY_RE = re.compile(
+    r"^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kKMGTPEm]|[eE][+-]?[0-9]+)?$"
+)
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"m": -1, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 GIB = 1 << 30
-
-Feature = Literal["TextGeneration", "TextEmbedding", "Reranking", "Classification", "Reward"]
 
 
 def _no_dot_segments(url: str) -> str:
@@ -184,8 +185,7 @@ class VLLMScaling(StrictModel):
     target: int | None = Field(
         default=None,
         ge=1,
-        description="CPU utilization percent (default 80) or waiting requests per pod "
-        "(default 5).",
+        description="CPU utilization percent (default 80) or waiting requests per pod (default 5).",
     )
 
 
@@ -343,6 +343,11 @@ def _pvc_claim(url: str) -> str | None:
     return url[len("pvc://") :].partition("/")[0] if url.startswith("pvc://") else None
 
 
+def selector_labels(name: str) -> dict[str, str]:
+    """The Deployment's pod selector (also the Services' and the PDB's)."""
+    return {"app.kubernetes.io/name": name, "servegen.io/spec": name}
+
+
 def model_name(doc: Any) -> str:
     return str(doc.spec.model_name or doc.name)
 
@@ -369,10 +374,8 @@ def _plan(doc: Any, config: Config) -> _Plan:
     profile = config.profiles.get(serve.profile or "") or Profile()
     base = profile.resources or Resources()
     resources = base.model_copy(update=serve.resources.model_dump(exclude_none=True))
-    if doc.spec.image:
-        image = doc.spec.image
-    else:
-        image = config.vllm.cpu_image if serve.use_cpu_image else config.vllm.image
+    default_image = config.vllm.cpu_image if serve.use_cpu_image else config.vllm.image
+    image = doc.spec.image or default_image
     scaling = serve.scaling
     minimum = scaling.min_replicas if scaling.min_replicas is not None else serve.replicas
     hpa = scaling.max_replicas is not None and scaling.max_replicas > minimum
@@ -454,16 +457,8 @@ class VLLMServeRuntime(Runtime):
                 ("serve", "enable_telemetry"),
                 "no traces endpoint: set telemetry.otlp_endpoint in servegen.yaml",
             )
-        limit = config.policy.max_gpus_per_model
-        if limit is not None and plan.gpus > limit:
-            yield Problem(
-                ("serve", "resources", "gpu"),
-                f"{plan.gpus} GPUs per replica exceeds policy.max_gpus_per_model ({limit})",
-            )
         if serve.service_name is not None and serve.service_name == doc.name:
-            yield Problem(
-                ("serve", "service_name"), "service_name must differ from the spec name"
-            )
+            yield Problem(("serve", "service_name"), "service_name must differ from the spec name")
 
     def mode_args(self, doc: Any, config: Config, image: str) -> list[str]:
         """Flags that select what kind of model this is (pooling's task)."""
@@ -478,8 +473,12 @@ class VLLMServeRuntime(Runtime):
         serve: VLLMServeOptions = doc.serve
         plan = _plan(doc, config)
         name = doc.name
-        selector = {"app.kubernetes.io/name": name, "servegen.io/spec": name}
-        labels = {**doc.labels, "app.kubernetes.io/name": name, "app.kubernetes.io/component": "vllm"}
+        selector = selector_labels(name)
+        labels = {
+            **doc.labels,
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/component": "vllm",
+        }
         return {
             "name": name,
             "labels": labels,
@@ -562,6 +561,8 @@ class VLLMServeRuntime(Runtime):
         )
 
     def facts(self, doc: Any, config: Config) -> Facts:
+        # The policy (allowed_image_prefixes, max_gpus_per_model) is checked centrally
+        # from these facts; GPUs are counted after the profile merge.
         plan = _plan(doc, config)
         return Facts(images=(plan.image,), gpus_per_replica=plan.gpus)
 
@@ -648,7 +649,7 @@ def _volumes(spec: VLLMModelSpec, plan: _Plan) -> list[dict[str, Any]]:
 
 def _volume_mounts(spec: VLLMModelSpec) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
-        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "shm", "mountPath": SHM_DIR},
         {"name": "model-cache", "mountPath": CACHE_DIR},
     ]
     if _pvc_claim(spec.url):
@@ -661,7 +662,10 @@ def _hpa(scaling: VLLMScaling, plan: _Plan) -> dict[str, Any]:
     if scaling.metric == "cpu":
         metric: dict[str, Any] = {
             "type": "Resource",
-            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": target},
+            },
         }
     else:
         metric = {
@@ -671,4 +675,8 @@ def _hpa(scaling: VLLMScaling, plan: _Plan) -> dict[str, Any]:
                 "target": {"type": "AverageValue", "averageValue": str(target)},
             },
         }
-    return {"min_replicas": plan.min_replicas, "max_replicas": scaling.max_replicas, "metrics": [metric]}
+    return {
+        "min_replicas": plan.min_replicas,
+        "max_replicas": scaling.max_replicas,
+        "metrics": [metric],
+    }

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,13 @@ def deployment(name: str = "llama") -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "llm", "labels": labels},
+        "metadata": {"name": name, "namespace": "llm", "labels": dict(labels)},
         "spec": {
             "replicas": 2,
-            "selector": {"matchLabels": labels},
+            "selector": {"matchLabels": dict(labels)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": dict(labels)},
                 "spec": {
                     "containers": [
                         {
@@ -293,10 +294,10 @@ def test_label_keys_and_values_are_checked_everywhere(builtin_only: ManifestVali
     obj["spec"]["template"]["metadata"]["labels"]["bad key"] = "x"
     found = problems_at(builtin_only.validate([obj]))
     assert set(found) == {
-        'metadata.labels["model"]',
+        "metadata.labels.model",
         'spec.template.metadata.labels["bad key"]',
     }
-    assert found['metadata.labels["model"]'].startswith('"meta-llama/Llama-3.1-8B" must be')
+    assert found["metadata.labels.model"].startswith('"meta-llama/Llama-3.1-8B" must be')
     assert found['spec.template.metadata.labels["bad key"]'].startswith(
         'key "bad key" must be a qualified name'
     )
@@ -306,7 +307,11 @@ def test_unknown_builtin_kind_is_an_error(builtin_only: ManifestValidator) -> No
     obj = {"apiVersion": "apps/v1", "kind": "Deploymnet", "metadata": {"name": "x"}}
     assert builtin_only.validate([obj]).problems == (
         ObjectProblem(
-            "apps/v1", "Deploymnet", "x", "kind", "no schema for apps/v1/Deploymnet in Kubernetes 1.33"
+            "apps/v1",
+            "Deploymnet",
+            "x",
+            "kind",
+            "no schema for apps/v1/Deploymnet in Kubernetes 1.33",
         ),
     )
 
@@ -317,7 +322,9 @@ def test_objects_without_apiversion_or_values_json_cannot_hold_are_problems(
     no_kind = {"apiVersion": "v1", "metadata": {"name": "x"}}
     odd_value = service()
     odd_value["metadata"]["annotations"] = {"at": datetime.datetime(2025, 1, 1)}
-    result = builtin_only.validate([no_kind, odd_value])
+    # Any Mapping will do, not only dicts.
+    proxy = types.MappingProxyType({**service("proxy"), "spec": types.MappingProxyType({})})
+    result = builtin_only.validate([no_kind, odd_value, proxy])
     assert [(p.path, p.message.split(":")[0]) for p in result.problems] == [
         ("kind", "required field is missing or not a string"),
         ("", "not representable as JSON"),
@@ -343,7 +350,7 @@ def test_version_resolution_picks_newest_bundled_not_newer(
 
 @pytest.mark.parametrize("requested", ["1.10", "0.9", "banana", "1"])
 def test_unsupported_or_malformed_version_is_a_servegen_error(requested: str) -> None:
-    with pytest.raises(ServegenError, match="(not supported|invalid kubernetes_version)"):
+    with pytest.raises(ServegenError, match=r"(not supported|invalid kubernetes_version)"):
         ManifestValidator(requested)
 
 
@@ -423,7 +430,10 @@ def test_custom_resource_name_must_be_dns_subdomain(validator: ManifestValidator
 def test_unconfigured_crd_is_skipped_once_not_an_error(builtin_only: ManifestValidator) -> None:
     result = builtin_only.validate([kubeai_model("a"), kubeai_model("b"), git_repository()])
     assert result.problems == ()
-    assert result.skipped_kinds == ("kubeai.org/v1/Model", "source.toolkit.fluxcd.io/v1/GitRepository")
+    assert result.skipped_kinds == (
+        "kubeai.org/v1/Model",
+        "source.toolkit.fluxcd.io/v1/GitRepository",
+    )
 
 
 def test_unserved_version_of_a_configured_crd_is_an_error(validator: ManifestValidator) -> None:
@@ -525,9 +535,14 @@ def test_crd_conversion_accepts_what_the_api_server_accepts(
         ({"size": 0}, "spec.size", "less than or equal to the minimum of 0"),
         ({"mode": "medium"}, "spec.mode", '"medium" is not one of'),
         ({"empty": {"x": 1}}, "spec.empty.x", 'unknown field "x"'),
-        ({"map": {"k": 1}}, 'spec.map["k"]', "must be string"),
+        ({"map": {"k.io/x": 1}}, 'spec.map["k.io/x"]', "must be string"),
         ({"tags": ["a", "a"]}, "spec.tags", "non-unique"),
         ({"template": {"kind": "Pod"}}, "spec.template.apiVersion", "required field is missing"),
+        (
+            {"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": "x"}}},
+            "spec.template.metadata.labels",
+            "must be object",
+        ),
         ({"either": {"c": "x"}}, "spec.either.c", 'unknown field "c"'),
     ],
 )

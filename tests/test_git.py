@@ -1,4 +1,708 @@
-import generator.git as g
+"""Tests for generator.git against real git repositories (no mocks).
 
-def test_x() -> None:
-    assert g.f()
+Every test runs with an isolated global config (HOME, GIT_CONFIG_GLOBAL,
+GIT_CONFIG_NOSYSTEM) and identity set through the environment.  Setup uses the git
+CLI directly (`sh`), independently of the module under test.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from generator import git as g
+from generator.errors import GitError
+
+AUTHOR = g.Identity("Ada Author", "ada@example.com", "2024-05-01T12:00:00+02:00")
+COMMITTER = g.Identity("Servegen Bot", "bot@example.com", "2024-05-01T12:30:00+00:00")
+
+# Variables the test harness keeps for its own `git` calls; everything else GIT_* is
+# dropped so a bogus GIT_DIR set by a test cannot redirect the setup commands.
+_HARNESS_GIT_VARS = {
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+}
+
+
+def sh(cwd: Path, *args: str, input: bytes | None = None, check: bool = True) -> str:
+    """Run the real git CLI for test setup and inspection (hooks disabled)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({k: v for k, v in os.environ.items() if k in _HARNESS_GIT_VARS})
+    proc = subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {args} failed: {proc.stderr.decode()}")
+    return proc.stdout.decode("utf-8", "surrogateescape").strip()
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text("[init]\n\tdefaultBranch = main\n")
+    for name in list(os.environ):
+        if name.startswith(("GIT_", "SERVEGEN_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Setup Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "setup@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Setup Committer")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "setup@example.com")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare repository standing in for the deploy remote."""
+    path = tmp_path / "remote.git"
+    sh(tmp_path, "init", "-q", "--bare", str(path))
+    return path
+
+
+@pytest.fixture
+def work(tmp_path: Path, remote: Path) -> Path:
+    """A spec checkout with one commit, an origin remote and a dirty working tree."""
+    path = tmp_path / "work"
+    (path / "specs" / "llama").mkdir(parents=True)
+    (path / "specs" / "llama" / "serve.yaml").write_text("model: llama\n")
+    (path / "servegen.yaml").write_text("deploy: {}\n")
+    sh(tmp_path, "init", "-q", str(path))
+    sh(path, "add", "-A")
+    message = "Add llama\n\nServe llama-3 on the a100 pool.\n\nSigned-off-by: Ada <ada@x>\n"
+    sh(path, "commit", "-q", "-F", "-", input=message.encode())
+    sh(path, "remote", "add", "origin", str(remote))
+    # Leave the user mid-edit: one staged, one unstaged, one untracked change.
+    (path / "servegen.yaml").write_text("deploy: {branch: deploy}\n")
+    (path / "specs" / "staged.yaml").write_text("staged: true\n")
+    sh(path, "add", "specs/staged.yaml")
+    (path / "notes.txt").write_text("untracked\n")
+    return path
+
+
+@pytest.fixture
+def repo(work: Path) -> g.Repo:
+    return g.open_repo(work)
+
+
+def user_state(path: Path) -> tuple[str, bytes, str, str]:
+    """Everything about the checkout the user could notice us touching."""
+    return (
+        sh(path, "status", "--porcelain=v1", "--untracked-files=all"),
+        (path / ".git" / "index").read_bytes(),
+        sh(path, "rev-parse", "HEAD"),
+        sh(path, "symbolic-ref", "HEAD"),
+    )
+
+
+NESTED_FILES = {
+    "README.md": b"# deploy\n",
+    "clusters/prod/kustomization.yaml": b"resources:\n- llama.yaml\n",
+    "clusters/prod/llama.yaml": b"kind: Model\r\nname: llama\n",  # CRLF kept verbatim
+    "clusters/prod/deep/er/still/x.bin": bytes(range(256)) * 4,
+    "clusters/staging/empty.yaml": b"",
+    "clusters/staging/ünïcode name.yaml": "é: ü\n".encode(),
+    "no-trailing-newline": b"abc",
+}
+
+
+# --------------------------------------------------------------------------- open / read
+
+
+def test_open_repo_finds_toplevel_from_subdirectory(work: Path) -> None:
+    opened = g.open_repo(work / "specs" / "llama")
+    assert opened.worktree == work.resolve()
+    assert opened.git_dir == (work / ".git").resolve()
+
+
+def test_open_repo_bare(remote: Path) -> None:
+    opened = g.open_repo(remote)
+    assert opened.worktree is None
+    assert opened.git_dir == remote.resolve()
+
+
+def test_open_repo_outside_a_repository_is_a_git_error(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(GitError, match="not inside a git repository"):
+        g.open_repo(plain)
+    with pytest.raises(GitError, match="not a directory"):
+        g.open_repo(tmp_path / "missing")
+
+
+def test_head_commit(repo: g.Repo, work: Path) -> None:
+    info = g.head_commit(repo)
+    assert info.sha == sh(work, "rev-parse", "HEAD")
+    assert info.tree == sh(work, "rev-parse", "HEAD^{tree}")
+    assert info.parents == ()
+    assert info.subject == "Add llama"
+    assert info.body == "Serve llama-3 on the a100 pool.\n\nSigned-off-by: Ada <ada@x>"
+    assert info.trailers == (("Signed-off-by", "Ada <ada@x>"),)
+    assert (info.author.name, info.author.email) == ("Setup Author", "setup@example.com")
+    assert info.author.date == sh(work, "log", "-1", "--format=%aI")
+    assert info.committer.name == "Setup Committer"
+
+
+def test_commit_info_parses_dates_and_multiline_subject(repo: g.Repo) -> None:
+    sha = g.commit_tree(
+        repo,
+        g.tree_of(repo, "HEAD"),
+        [],
+        "first line\nsecond line\n\nbody text\nmore\n",
+        g.Identity("A", "a@x", "2001-02-03T04:05:06-0930"),
+        COMMITTER,
+    )
+    info = g.commit_info(repo, sha)
+    assert info.subject == "first line second line"
+    assert info.body == "body text\nmore"
+    assert info.trailers == ()
+    assert info.author.date == "2001-02-03T04:05:06-09:30"
+    assert info.committer.date == "2024-05-01T12:30:00+00:00"
+
+
+def test_read_tree_files_of_head(repo: g.Repo) -> None:
+    assert g.read_tree_files(repo, "HEAD") == {
+        "servegen.yaml": b"deploy: {}\n",
+        "specs/llama/serve.yaml": b"model: llama\n",
+    }
+    assert g.read_tree_files(repo, "HEAD", "specs") == {"llama/serve.yaml": b"model: llama\n"}
+    assert g.read_tree_files(repo, "HEAD", "/specs/llama/") == {"serve.yaml": b"model: llama\n"}
+    assert g.read_tree_files(repo, "HEAD", "no/such/dir") == {}
+
+
+def test_read_tree_files_errors(repo: g.Repo) -> None:
+    with pytest.raises(GitError, match="unknown revision"):
+        g.read_tree_files(repo, "no-such-branch")
+    with pytest.raises(GitError, match="not a directory"):
+        g.read_tree_files(repo, "HEAD", "servegen.yaml")
+    with pytest.raises(GitError, match="invalid revision"):
+        g.read_tree_files(repo, "--output=/tmp/x")
+    with pytest.raises(GitError, match="unsafe path"):
+        g.read_tree_files(repo, "HEAD", "../etc")
+
+
+def test_read_tree_files_many_files(tmp_path: Path) -> None:
+    path = tmp_path / "many"
+    expected: dict[str, bytes] = {}
+    for i in range(2000):
+        rel = f"d{i % 10}/sub{i % 37}/file-{i}.yaml"
+        data = f"index: {i}\n".encode() * (i % 5) + bytes([i % 256])
+        target = path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        expected[rel] = data
+    sh(tmp_path, "init", "-q", str(path))
+    sh(path, "add", "-A")
+    sh(path, "commit", "-q", "-m", "many")
+    many = g.open_repo(path)
+
+    started = time.perf_counter()
+    files = g.read_tree_files(many, "HEAD")
+    elapsed = time.perf_counter() - started
+
+    assert files == expected
+    assert list(files) == sorted(expected)  # git order, deterministic
+    assert g.read_tree_files(many, "HEAD", "d3") == {
+        rel.removeprefix("d3/"): data for rel, data in expected.items() if rel.startswith("d3/")
+    }
+    assert elapsed < 10, f"read_tree_files took {elapsed:.2f}s for 2,000 files"
+
+
+# --------------------------------------------------------------------------- build / CAS
+
+
+def test_build_commit_roundtrip_and_noop_detection(repo: g.Repo, work: Path) -> None:
+    sha = g.build_commit(repo, NESTED_FILES, None, "Publish\n\nDetails.", AUTHOR, COMMITTER)
+
+    assert g.read_tree_files(repo, sha) == NESTED_FILES
+    info = g.commit_info(repo, sha)
+    assert info.parents == ()
+    assert (info.subject, info.body) == ("Publish", "Details.")
+    assert info.author == g.Identity("Ada Author", "ada@example.com", "2024-05-01T12:00:00+02:00")
+    assert info.committer.name == "Servegen Bot"
+    assert sh(work, "cat-file", "-p", sha).count("gpgsig") == 0
+    # Same content, same tree: callers can skip a no-op commit.
+    assert g.write_tree(repo, dict(reversed(NESTED_FILES.items()))) == g.tree_of(repo, sha)
+    assert g.write_tree(repo, {**NESTED_FILES, "README.md": b"changed"}) != info.tree
+
+    child = g.build_commit(repo, {"only.yaml": b"x: 1\n"}, sha, "next", AUTHOR, COMMITTER)
+    assert g.commit_info(repo, child).parents == (sha,)
+    assert g.read_tree_files(repo, child) == {"only.yaml": b"x: 1\n"}
+
+
+def test_build_commit_empty_tree(repo: g.Repo) -> None:
+    sha = g.build_commit(repo, {}, None, "empty", AUTHOR, COMMITTER)
+    assert g.read_tree_files(repo, sha) == {}
+    assert g.tree_of(repo, sha) == "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["../escape", "/abs.yaml", "a//b", "a/./b", "a/", "", ".git/config", "x/.GIT/hooks/p", "a\\b"],
+)
+def test_build_commit_rejects_unsafe_paths(repo: g.Repo, bad: str) -> None:
+    with pytest.raises(GitError, match="unsafe path"):
+        g.write_tree(repo, {bad: b"x", "ok.yaml": b"y"})
+
+
+def test_build_commit_rejects_file_directory_clash(repo: g.Repo) -> None:
+    with pytest.raises(GitError, match="both as a file and a directory: a/b"):
+        g.write_tree(repo, {"a/b": b"file", "a/b/c": b"nested"})
+
+
+def test_update_branch_compare_and_swap(repo: g.Repo, work: Path) -> None:
+    first = g.build_commit(repo, {"a.yaml": b"1"}, None, "one", AUTHOR, COMMITTER)
+    second = g.build_commit(repo, {"a.yaml": b"2"}, first, "two", AUTHOR, COMMITTER)
+    other = g.build_commit(repo, {"a.yaml": b"3"}, first, "three", AUTHOR, COMMITTER)
+
+    assert g.branch_sha(repo, "deploy") is None
+    assert g.update_branch(repo, "deploy", first, None) is True  # orphan branch created
+    assert g.branch_sha(repo, "deploy") == first
+    assert g.update_branch(repo, "deploy", second, None) is False  # exists already
+    assert g.update_branch(repo, "deploy", second, other) is False  # stale old value
+    assert g.branch_sha(repo, "deploy") == first
+    assert g.update_branch(repo, "deploy", second, first) is True
+    assert g.branch_sha(repo, "deploy") == second
+    assert g.update_branch(repo, "gone", second, first) is False  # expected it to exist
+    assert sh(work, "rev-parse", "refs/heads/deploy") == second
+
+
+def test_update_branch_loses_to_a_concurrent_lock(repo: g.Repo, work: Path) -> None:
+    first = g.build_commit(repo, {"a.yaml": b"1"}, None, "one", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", first, None)
+    second = g.build_commit(repo, {"a.yaml": b"2"}, first, "two", AUTHOR, COMMITTER)
+    lock = work / ".git" / "refs" / "heads" / "deploy.lock"
+    lock.write_text("held by another writer\n")
+    assert g.update_branch(repo, "deploy", second, first) is False
+    lock.unlink()
+    assert g.update_branch(repo, "deploy", second, first) is True
+
+
+def test_update_branch_errors(repo: g.Repo, work: Path) -> None:
+    sha = g.build_commit(repo, {"a": b"1"}, None, "one", AUTHOR, COMMITTER)
+    with pytest.raises(GitError, match="unknown revision"):
+        g.update_branch(repo, "deploy", "1" * 40, None)
+    with pytest.raises(GitError, match="invalid branch name"):
+        g.update_branch(repo, "bad..name", sha, None)
+    with pytest.raises(GitError, match="not a ref"):
+        g.update_branch(repo, "refs/heads/x", sha, None)
+    with pytest.raises(GitError, match="checked out"):
+        g.update_branch(repo, "main", sha, sh(work, "rev-parse", "HEAD"))
+
+
+def test_orphan_branch_leaves_checkout_alone(repo: g.Repo, work: Path) -> None:
+    before = user_state(work)
+
+    sha = g.build_commit(repo, NESTED_FILES, None, "deploy root", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", sha, None)
+    child = g.build_commit(repo, {"x": b"y"}, sha, "deploy 2", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", child, sha)
+    g.read_tree_files(repo, "deploy")
+    g.export_tree(repo, "deploy", work.parent / "exported")
+
+    assert user_state(work) == before
+    assert g.merge_base(repo, "deploy", "main") is None  # unrelated (orphan) history
+    assert sh(work, "log", "--format=%s", "deploy").splitlines() == ["deploy 2", "deploy root"]
+    assert (work / "specs" / "staged.yaml").read_text() == "staged: true\n"
+
+
+def test_build_commit_in_bare_repository(remote: Path) -> None:
+    bare = g.open_repo(remote)
+    sha = g.build_commit(bare, NESTED_FILES, None, "bare", AUTHOR, COMMITTER)
+    assert g.update_branch(bare, "deploy", sha, None)
+    assert g.read_tree_files(bare, "deploy") == NESTED_FILES
+
+
+def test_fsck_clean_after_building_and_pushing(repo: g.Repo, work: Path, remote: Path) -> None:
+    first = g.build_commit(repo, NESTED_FILES, None, "one", AUTHOR, COMMITTER)
+    second = g.build_commit(repo, {**NESTED_FILES, "b": b"2"}, first, "two", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", second, None)
+    assert g.push_branch(repo, "origin", second, "deploy", None).ok
+    for path in (work, remote):
+        proc = subprocess.run(
+            ["git", "fsck", "--strict", "--no-dangling", "--no-progress"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "error" not in proc.stderr and "warning" not in proc.stderr, proc.stderr
+
+
+def test_ancestry_helpers(repo: g.Repo) -> None:
+    base = g.build_commit(repo, {"a": b"1"}, None, "base", AUTHOR, COMMITTER)
+    left = g.build_commit(repo, {"a": b"2"}, base, "left", AUTHOR, COMMITTER)
+    right = g.build_commit(repo, {"a": b"3"}, base, "right", AUTHOR, COMMITTER)
+    assert g.is_ancestor(repo, base, left)
+    assert g.is_ancestor(repo, left, left)
+    assert not g.is_ancestor(repo, left, base)
+    assert g.merge_base(repo, left, right) == base
+    assert g.merge_base(repo, left, "HEAD") is None
+    with pytest.raises(GitError):
+        g.is_ancestor(repo, "no-such-rev", left)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_export_tree_writes_regular_files(repo: g.Repo, tmp_path: Path) -> None:
+    sha = g.build_commit(repo, NESTED_FILES, None, "x", AUTHOR, COMMITTER)
+    dest = tmp_path / "out"
+    written = g.export_tree(repo, sha, dest)
+    assert sorted(written) == sorted(NESTED_FILES)
+    for rel, data in NESTED_FILES.items():
+        assert (dest / rel).read_bytes() == data
+    with pytest.raises(GitError, match="missing or empty"):
+        g.export_tree(repo, sha, dest)
+    prefixed = tmp_path / "prefixed"
+    assert g.export_tree(repo, sha, prefixed, "clusters/prod") == [
+        "deep/er/still/x.bin",
+        "kustomization.yaml",
+        "llama.yaml",
+    ]
+
+
+def test_symlinks_and_submodules_are_refused_or_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "special"
+    (path / "bin").mkdir(parents=True)
+    (path / "bin" / "run.sh").write_text("#!/bin/sh\n")
+    (path / "bin" / "run.sh").chmod(0o755)
+    (path / "plain.yaml").write_text("a: 1\n")
+    (path / "link.yaml").symlink_to("/etc/passwd")
+    sh(tmp_path, "init", "-q", str(path))
+    sh(path, "add", "-A")
+    sh(path, "update-index", "--add", "--cacheinfo", f"160000,{'a' * 40},vendor/sub")
+    sh(path, "commit", "-q", "-m", "special entries")
+    special = g.open_repo(path)
+
+    with pytest.raises(GitError, match=r"symlink 'link.yaml'.*submodule 'vendor/sub'"):
+        g.read_tree_files(special, "HEAD")
+    with pytest.raises(GitError, match="symlink 'link.yaml'"):
+        g.export_tree(special, "HEAD", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+    assert g.read_tree_files(special, "HEAD", skip_special=True) == {
+        "bin/run.sh": b"#!/bin/sh\n",
+        "plain.yaml": b"a: 1\n",
+    }
+    dest = tmp_path / "skipped"
+    assert g.export_tree(special, "HEAD", dest, skip_special=True) == ["bin/run.sh", "plain.yaml"]
+    assert not (dest / "link.yaml").exists() and not (dest / "vendor").exists()
+    assert (dest / "bin" / "run.sh").stat().st_mode & stat.S_IXUSR
+    assert not (dest / "plain.yaml").stat().st_mode & stat.S_IXUSR
+
+
+def test_export_tree_refuses_hand_made_traversal(repo: g.Repo, work: Path, tmp_path: Path) -> None:
+    # `git mktree` accepts a ".." entry; such a tree must not write outside dest.
+    blob = sh(work, "hash-object", "-w", "--stdin", input=b"owned\n")
+    inner = sh(work, "mktree", input=f"100644 blob {blob}\tpwned.txt\n".encode())
+    outer = sh(work, "mktree", input=f"040000 tree {inner}\t..\n".encode())
+    commit = sh(work, "commit-tree", outer, "-m", "evil")
+    dest = tmp_path / "box" / "dest"
+    with pytest.raises(GitError, match="unsafe path '../pwned.txt'"):
+        g.export_tree(repo, commit, dest)
+    assert not (tmp_path / "box" / "pwned.txt").exists()
+
+
+# --------------------------------------------------------------------------- remotes
+
+
+def test_push_to_bare_remote_and_fetch_back(repo: g.Repo, remote: Path) -> None:
+    assert g.fetch_branch(repo, "origin", "deploy") is None
+    first = g.build_commit(repo, NESTED_FILES, None, "one", AUTHOR, COMMITTER)
+
+    result = g.push_branch(repo, "origin", first, "deploy", None)
+    assert result.status is g.PushStatus.OK and result.ok
+    assert sh(remote, "rev-parse", "refs/heads/deploy") == first
+    assert g.fetch_branch(repo, "origin", "deploy") == first
+    assert g.branch_sha(repo, "deploy") is None  # fetch never touches local branches
+
+    again = g.push_branch(repo, "origin", first, "deploy", first)
+    assert again.status is g.PushStatus.UP_TO_DATE and again.ok
+
+    second = g.build_commit(repo, {"b": b"2"}, first, "two", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", second, "deploy", first).status is g.PushStatus.OK
+    assert g.read_tree_files(g.open_repo(remote), "deploy") == {"b": b"2"}
+    # A remote given as a URL works too, with its own private tracking ref.
+    assert g.fetch_branch(repo, str(remote), "deploy") == second
+    assert g.tracking_ref(str(remote), "deploy").startswith("refs/servegen/remotes/url-")
+
+
+def test_push_race_is_rejected_not_fatal(repo: g.Repo, tmp_path: Path, remote: Path) -> None:
+    base = g.build_commit(repo, {"a": b"base"}, None, "base", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", base, "deploy", None).ok
+
+    # Another publisher clones, commits on top of base and pushes first.
+    other = tmp_path / "other"
+    sh(tmp_path, "clone", "-q", "--branch", "deploy", str(remote), str(other))
+    (other / "a").write_text("theirs")
+    sh(other, "commit", "-q", "-am", "theirs")
+    sh(other, "push", "-q", "origin", "deploy")
+
+    ours = g.build_commit(repo, {"a": b"ours"}, base, "ours", AUTHOR, COMMITTER)
+    lost = g.push_branch(repo, "origin", ours, "deploy", base)
+    assert lost.status is g.PushStatus.REJECTED and lost.retryable
+    assert "fetch first" in lost.summary
+
+    theirs = g.fetch_branch(repo, "origin", "deploy")
+    assert theirs == sh(other, "rev-parse", "HEAD")
+    stale = g.push_branch(repo, "origin", ours, "deploy", base)
+    assert stale.status is g.PushStatus.REJECTED and "non-fast-forward" in stale.summary
+    assert sh(remote, "rev-parse", "refs/heads/deploy") == theirs
+
+    rebuilt = g.build_commit(repo, {"a": b"ours"}, theirs, "ours", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", rebuilt, "deploy", theirs).ok
+
+
+def test_push_ref_lock_race_is_retryable(repo: g.Repo, remote: Path) -> None:
+    base = g.build_commit(repo, {"a": b"1"}, None, "base", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", base, "deploy", None).ok
+    nxt = g.build_commit(repo, {"a": b"2"}, base, "next", AUTHOR, COMMITTER)
+    lock = remote / "refs" / "heads" / "deploy.lock"
+    lock.write_text("")
+    raced = g.push_branch(repo, "origin", nxt, "deploy", base)
+    assert raced.status is g.PushStatus.RACE and raced.retryable and not raced.ok
+    lock.unlink()
+    assert g.push_branch(repo, "origin", nxt, "deploy", base).ok
+
+
+def test_push_declined_by_remote_hook(repo: g.Repo, remote: Path) -> None:
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'branch is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    sha = g.build_commit(repo, {"a": b"1"}, None, "x", AUTHOR, COMMITTER)
+    declined = g.push_branch(repo, "origin", sha, "deploy", None)
+    assert declined.status is g.PushStatus.DECLINED and not declined.retryable
+    assert "branch is protected" in declined.detail
+
+
+def test_push_and_fetch_fatal_errors_raise(repo: g.Repo, tmp_path: Path) -> None:
+    sha = g.build_commit(repo, {"a": b"1"}, None, "x", AUTHOR, COMMITTER)
+    missing = str(tmp_path / "nowhere.git")
+    with pytest.raises(GitError, match="does not appear to be a git repository"):
+        g.push_branch(repo, missing, sha, "deploy", None)
+    with pytest.raises(GitError, match="cannot fetch"):
+        g.fetch_branch(repo, missing, "deploy")
+    with pytest.raises(GitError, match="invalid remote"):
+        g.push_branch(repo, "--receive-pack=touch /tmp/x", sha, "deploy", None)
+
+
+def test_push_refuses_to_leave_the_expected_history(repo: g.Repo) -> None:
+    a = g.build_commit(repo, {"a": b"1"}, None, "a", AUTHOR, COMMITTER)
+    b = g.build_commit(repo, {"b": b"1"}, None, "b", AUTHOR, COMMITTER)
+    with pytest.raises(GitError, match="does not build on"):
+        g.push_branch(repo, "origin", b, "deploy", a)
+
+
+def test_remote_url(repo: g.Repo, remote: Path) -> None:
+    assert g.remote_url(repo, "origin") == str(remote)
+    assert g.remote_url(repo, "upstream") is None
+
+
+@pytest.mark.parametrize(
+    ("stdout", "status", "expected"),
+    [
+        ("To r\n*\tabc:refs/heads/d\t[new branch]\nDone\n", 0, g.PushStatus.OK),
+        ("To r\n \tabc:refs/heads/d\t1..2\nDone\n", 0, g.PushStatus.OK),
+        ("To r\n=\tabc:refs/heads/d\t[up to date]\nDone\n", 0, g.PushStatus.UP_TO_DATE),
+        ("To r\n!\tabc:refs/heads/d\t[rejected] (fetch first)\nDone\n", 1, g.PushStatus.REJECTED),
+        (
+            "To r\n!\ta:refs/heads/d\t[rejected] (non-fast-forward)\nDone\n",
+            1,
+            g.PushStatus.REJECTED,
+        ),
+        (
+            "To r\n!\ta:refs/heads/d\t[remote rejected] (failed to update ref)\n",
+            1,
+            g.PushStatus.RACE,
+        ),
+        (
+            "To r\n!\ta:refs/heads/d\t[remote rejected] (incorrect old value provided)\n",
+            1,
+            g.PushStatus.RACE,
+        ),
+        ("To r\n!\ta:refs/heads/d\t[remote failure] (remote failed)\n", 1, g.PushStatus.RACE),
+        (
+            "To r\n!\ta:refs/heads/d\t[remote rejected] (pre-receive hook declined)\n",
+            1,
+            g.PushStatus.DECLINED,
+        ),
+    ],
+)
+def test_classify_push(stdout: str, status: int, expected: g.PushStatus) -> None:
+    assert g.classify_push(status, stdout, "").status is expected
+
+
+def test_classify_push_lock_message_on_stderr_and_fatal() -> None:
+    lock = g.classify_push(
+        1,
+        "To r\n!\ta:refs/heads/d\t[remote rejected] (deploy)\n",
+        "remote: error: cannot lock ref 'refs/heads/d': is at 1 but expected 2",
+    )
+    assert lock.status is g.PushStatus.RACE
+    with pytest.raises(GitError, match="Authentication failed"):
+        g.classify_push(128, "", "fatal: Authentication failed for 'https://x/'")
+
+
+# --------------------------------------------------------------------------- safety
+
+
+HOOK_NAMES = (
+    "pre-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "reference-transaction",
+    "pre-push",
+    "post-checkout",
+    "post-merge",
+    "post-rewrite",
+    "post-index-change",
+    "pre-auto-gc",
+    "push-to-checkout",
+    "fsmonitor-watchman",
+)
+
+
+def install_trap_hooks(hooks_dir: Path, marker: Path) -> None:
+    hooks_dir.mkdir(parents=True, exist_ok=True)
+    for name in HOOK_NAMES:
+        hook = hooks_dir / name
+        hook.write_text(f"#!/bin/sh\necho {name} >> '{marker}'\nexit 1\n")
+        hook.chmod(0o755)
+
+
+def test_hooks_and_fsmonitor_never_run(
+    repo: g.Repo, work: Path, remote: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "HOOK-RAN"
+    install_trap_hooks(work / ".git" / "hooks", marker)
+    # A configured hooks directory and fsmonitor program, as an attacker would set them.
+    install_trap_hooks(tmp_path / "evil-hooks", marker)
+    fsmonitor = tmp_path / "fsmonitor.sh"
+    fsmonitor.write_text(f"#!/bin/sh\necho fsmonitor >> '{marker}'\nexit 1\n")
+    fsmonitor.chmod(0o755)
+    sh(work, "config", "core.fsmonitor", str(fsmonitor))
+
+    g.head_commit(repo)
+    g.read_tree_files(repo, "HEAD")
+    first = g.build_commit(repo, NESTED_FILES, None, "one", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", first, None)
+    assert g.push_branch(repo, "origin", first, "deploy", None).ok
+    assert g.fetch_branch(repo, "origin", "deploy") == first
+    sh(work, "config", "core.hooksPath", str(tmp_path / "evil-hooks"))
+    second = g.build_commit(repo, {"x": b"1"}, first, "two", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", second, first)
+    assert g.push_branch(repo, "origin", second, "deploy", first).ok
+    g.export_tree(repo, "deploy", tmp_path / "export")
+    g.identity_from_env_or_config(repo)
+
+    assert not marker.exists(), marker.read_text()
+
+    # Control: the traps are live, so the absence above means something.
+    proc = subprocess.run(["git", "commit", "-q", "-m", "hooked"], cwd=work, check=False)
+    assert proc.returncode != 0
+    assert "pre-commit" in marker.read_text()
+
+
+def test_inherited_git_environment_is_ignored(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "decoy"
+    sh(tmp_path, "init", "-q", str(decoy))
+    decoy_refs = sh(decoy, "for-each-ref")
+    bogus_index = tmp_path / "bogus-index"
+    monkeypatch.setenv("GIT_DIR", str(decoy / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(decoy))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(bogus_index))
+    monkeypatch.setenv("GIT_OBJECT_DIRECTORY", str(tmp_path / "no-objects"))
+    monkeypatch.setenv("GIT_ALTERNATE_OBJECT_DIRECTORIES", str(tmp_path / "no-alt"))
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'core.hooksPath'='/tmp/evil'")
+    monkeypatch.setenv("GIT_NAMESPACE", "elsewhere")
+    before = user_state(work)
+
+    repo = g.open_repo(work)
+    assert repo.git_dir == (work / ".git").resolve()
+    assert g.head_commit(repo).subject == "Add llama"
+    sha = g.build_commit(repo, NESTED_FILES, None, "env", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", sha, None)
+    assert g.read_tree_files(repo, "deploy") == NESTED_FILES
+    assert g.push_branch(repo, "origin", sha, "deploy", None).ok
+
+    assert sh(work, "rev-parse", "refs/heads/deploy") == sha
+    assert sh(decoy, "for-each-ref") == decoy_refs
+    assert not bogus_index.exists()
+    assert not (tmp_path / "no-objects").exists()
+    assert user_state(work) == before
+
+
+def test_environment_identity_does_not_override_explicit_identity(
+    repo: g.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Inherited")
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2000-01-01T00:00:00+00:00")
+    sha = g.build_commit(repo, {"a": b"1"}, None, "x", g.Identity("Explicit", "e@x"), COMMITTER)
+    info = g.commit_info(repo, sha)
+    assert info.author.name == "Explicit"
+    assert info.author.date is not None and not info.author.date.startswith("2000-")
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_identity_precedence(repo: g.Repo, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(name)
+    sh(work, "config", "user.name", "Config Name")
+    sh(work, "config", "user.email", "config@example.com")
+    assert g.identity_from_env_or_config(repo) == g.Identity("Config Name", "config@example.com")
+
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Env Name")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "env@example.com")
+    assert g.identity_from_env_or_config(repo) == g.Identity("Env Name", "env@example.com")
+
+    monkeypatch.setenv("SERVEGEN_COMMITTER_NAME", "Servegen Name")
+    assert g.identity_from_env_or_config(repo) == g.Identity("Servegen Name", "env@example.com")
+
+
+def test_missing_identity_is_a_clear_error(repo: g.Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(name)
+    with pytest.raises(GitError, match=r"no committer identity: set deploy\.committer"):
+        g.identity_from_env_or_config(repo)
+
+
+def test_identity_validation() -> None:
+    with pytest.raises(GitError, match="contains"):
+        g.Identity("Evil <x>", "e@x")
+    with pytest.raises(GitError, match="empty"):
+        g.Identity("Name", " ")
+
+
+def test_signing_without_a_key_is_a_git_error(
+    repo: g.Repo, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gnupg = tmp_path / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(gnupg))
+    sh(work, "config", "user.signingkey", "nobody@example.invalid")
+    with pytest.raises(GitError, match="cannot sign"):
+        g.build_commit(repo, {"a": b"1"}, None, "signed", AUTHOR, COMMITTER, sign=True)

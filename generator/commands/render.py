@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from collections.abc import Callable
 
 from generator.errors import EXIT_INVALID, EXIT_OK
 from generator.options import RenderOptions
@@ -19,7 +20,7 @@ def run(options: RenderOptions) -> int:
     for note in result.notes:
         print(f"servegen: note: {note}", file=sys.stderr)
     out = options.out or root / result.config.output
-    scope = (
+    scope: Callable[[str], bool] = (
         functools.partial(in_environment, environment=options.environment)
         if options.environment
         else (lambda _path: True)

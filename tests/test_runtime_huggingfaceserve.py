@@ -1,0 +1,650 @@
+"""huggingfaceserve: real rendering of KServe InferenceServices, checked against the CRD."""
+
+from __future__ import annotations
+
+import copy
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+
+from generator.config import Config
+from runtimes.base import Problem
+from runtimes.huggingfaceserve import HuggingFaceServe, HuggingFaceServeDocument
+
+RUNTIME = HuggingFaceServe()
+CRD_FILE = "serving.kserve.io_inferenceservices.yaml"
+
+
+def crds_dir() -> Path:
+    default = Path(__file__).resolve().parents[2] / "shared" / "crds"
+    return Path(os.environ.get("SERVEGEN_CRDS_DIR", default))
+
+
+def _close(schema: Any) -> None:
+    """Mark every object schema that lists `properties` as closed, like the API server's
+    pruning would (an unknown field is dropped there; here it is an error)."""
+    if isinstance(schema, list):
+        for item in schema:
+            _close(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        schema["additionalProperties"] = False
+    for key, value in schema.items():
+        if key == "properties":
+            for sub in value.values():
+                _close(sub)
+        elif key in ("items", "additionalProperties", "not") or key in (
+            "anyOf",
+            "allOf",
+            "oneOf",
+        ):
+            _close(value)
+
+
+@cache
+def isvc_validator() -> Any:
+    path = crds_dir() / CRD_FILE
+    if not path.is_file():
+        pytest.skip(f"KServe CRD not found at {path} (set SERVEGEN_CRDS_DIR)")
+    crd = YAML(typ="safe", pure=False).load(path.read_text(encoding="utf-8"))
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
+    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+    _close(schema)
+    return jsonschema_rs.validator_for(schema)
+
+
+def assert_valid_isvc(obj: dict[str, Any]) -> None:
+    errors = [f"{list(e.instance_path)}: {e.message}" for e in isvc_validator().iter_errors(obj)]
+    assert not errors, "\n".join(errors)
+
+
+def make(serve: dict[str, Any] | None = None, **spec: Any) -> HuggingFaceServeDocument:
+    body: dict[str, Any] = {
+        "kind": "huggingfaceserve",
+        "name": spec.pop("name", "qwen"),
+        "spec": {"path": "hf://Qwen/Qwen2.5-0.5B-Instruct", **spec},
+    }
+    if serve is not None:
+        body["serve"] = serve
+    return HuggingFaceServeDocument.model_validate(body)
+
+
+def render(doc: HuggingFaceServeDocument, config: Config | None = None) -> dict[str, Any]:
+    config = config or Config()
+    assert list(RUNTIME.check(doc, config)) == []
+    objects = RUNTIME.render(doc, config)
+    assert len(objects) == 1
+    assert_valid_isvc(objects[0])
+    return objects[0]
+
+
+def problems(doc: HuggingFaceServeDocument, config: Config | None = None) -> list[Problem]:
+    return list(RUNTIME.check(doc, config or Config()))
+
+
+def paths(doc: HuggingFaceServeDocument, config: Config | None = None) -> list[tuple[Any, ...]]:
+    return [p.path for p in problems(doc, config)]
+
+
+# --- the rendered object ------------------------------------------------------------
+
+
+def test_minimal_spec_renders_a_lean_inferenceservice() -> None:
+    obj = render(make())
+    assert obj["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert obj["kind"] == "InferenceService"
+    assert obj["metadata"] == {
+        "name": "qwen",
+        "labels": {"app.kubernetes.io/name": "qwen"},
+        "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
+    }
+    assert obj["spec"] == {
+        "predictor": {
+            "model": {
+                "modelFormat": {"name": "huggingface"},
+                "storageUri": "hf://Qwen/Qwen2.5-0.5B-Instruct",
+                "args": ["--model_name=qwen"],
+            }
+        }
+    }
+
+
+def test_labels_and_model_name() -> None:
+    doc = HuggingFaceServeDocument.model_validate(
+        {
+            "kind": "huggingfaceserve",
+            "name": "chat",
+            "labels": {"team": "nlp"},
+            "spec": {"path": "hf://a/b", "model_name": "assistant"},
+        }
+    )
+    obj = render(doc)
+    assert obj["metadata"]["labels"] == {"team": "nlp", "app.kubernetes.io/name": "chat"}
+    assert obj["spec"]["predictor"]["model"]["args"] == ["--model_name=assistant"]
+
+
+def test_every_field_becomes_its_flag_in_order() -> None:
+    doc = make(
+        {
+            "backend": "huggingface",
+            "huggingface_task": "sequence_classification",
+            "max_length": 512,
+            "dtype": "bfloat16",
+            "tokenizer_revision": "v2",
+            "model_revision": "abc123",
+            "trust_remote_code": True,
+            "disable_lower_case": True,
+            "disable_special_tokens": True,
+            "return_token_type_ids": True,
+            "return_probabilities": True,
+            "disable_log_requests": True,
+            "tensor_input_names": ["input_ids", "attention_mask"],
+            "max_log_len": 100,
+            "args": ["--workers", "2", "--enable_docs_url=true"],
+        },
+        path="hf://google-bert/bert-base-uncased",
+    )
+    model = render(doc)["spec"]["predictor"]["model"]
+    assert model["args"] == [
+        "--model_name=qwen",
+        "--backend=huggingface",
+        "--task=sequence_classification",
+        "--max_model_len=512",
+        "--dtype=bfloat16",
+        "--tokenizer_revision=v2",
+        "--model_revision=abc123",
+        "--trust_remote_code",
+        "--disable_lower_case",
+        "--disable_special_tokens",
+        "--return_token_type_ids",
+        "--return_probabilities",
+        "--disable_log_requests",
+        "--tensor_input_names=input_ids,attention_mask",
+        "--max_log_len=100",
+        "--workers",
+        "2",
+        "--enable_docs_url=true",
+    ]
+    assert model["storageUri"] == "hf://google-bert/bert-base-uncased:abc123"
+
+
+def test_false_booleans_and_auto_backend_emit_nothing() -> None:
+    doc = make(
+        {
+            "backend": "auto",
+            "trust_remote_code": False,
+            "disable_lower_case": False,
+            "disable_log_requests": False,
+        }
+    )
+    assert render(doc)["spec"]["predictor"]["model"]["args"] == ["--model_name=qwen"]
+
+
+@pytest.mark.parametrize(
+    ("path", "uri"),
+    [
+        ("huggingface://meta-llama/Llama-3.2-1B", "hf://meta-llama/Llama-3.2-1B"),
+        ("hf://meta-llama/Llama-3.2-1B@main", "hf://meta-llama/Llama-3.2-1B:main"),
+        ("huggingface://org/model:v1.0", "hf://org/model:v1.0"),
+        ("hf://org/model:3f2a9c1", "hf://org/model:3f2a9c1"),
+        ("s3://models/bert/v1/", "s3://models/bert/v1/"),
+        ("gs://bucket/path/model", "gs://bucket/path/model"),
+        ("pvc://model-cache/llama", "pvc://model-cache/llama"),
+    ],
+)
+def test_storage_uri_normalisation(path: str, uri: str) -> None:
+    obj = render(make(path=path))
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == uri
+    assert not any("revision" in a for a in obj["spec"]["predictor"]["model"]["args"])
+
+
+def test_model_revision_reaches_the_storage_initializer() -> None:
+    model = render(make({"model_revision": "refs-pr-1"}))["spec"]["predictor"]["model"]
+    assert model["storageUri"] == "hf://Qwen/Qwen2.5-0.5B-Instruct:refs-pr-1"
+    assert "--model_revision=refs-pr-1" in model["args"]
+    same = make({"model_revision": "main"}, path="hf://a/b@main")
+    assert render(same)["spec"]["predictor"]["model"]["storageUri"] == "hf://a/b:main"
+
+
+def test_model_revision_conflicts() -> None:
+    clash = make({"model_revision": "v2"}, path="hf://a/b@v1")
+    assert paths(clash) == [("serve", "model_revision")]
+    not_hf = make({"model_revision": "v2"}, path="s3://bucket/model")
+    assert paths(not_hf) == [("serve", "model_revision")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "hf://just-a-name",
+        "hf://a/b/c",
+        "hf://a/b@",
+        "http://example.com/model",
+        "hf://a/b\n---",
+        "s3://",
+        "pvc://Claim/x",
+        "file:///mnt/models",
+    ],
+)
+def test_bad_paths_are_rejected(path: str) -> None:
+    with pytest.raises(ValidationError):
+        make(path=path)
+
+
+@pytest.mark.parametrize(
+    "serve",
+    [
+        {"max_length": 0},
+        {"backend": "tgi"},
+        {"huggingface_task": "question_answering"},
+        {"dtype": "int8"},
+        {"tensor_input_names": ["a,b"]},
+        {"scaling": {"min_replicas": -1}},
+        {"scaling": {"max_replicas": 0}},
+        {"scaling": {"scale_target": 0}},
+        {"scaling": {"scale_metric": "gpu"}},
+        {"deployment_mode": "RawDeployment"},
+        {"envs": {"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz123456"}},
+        {"unknown": 1},
+    ],
+)
+def test_invalid_serve_fields(serve: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        make(serve)
+
+
+def test_image_must_be_pinned() -> None:
+    with pytest.raises(ValidationError):
+        make(image="kserve/huggingfaceserver:latest")
+    obj = render(make(image="kserve/huggingfaceserver:v0.15.2"))
+    assert obj["spec"]["predictor"]["model"]["image"] == "kserve/huggingfaceserver:v0.15.2"
+
+
+def test_env_secrets_and_service_account() -> None:
+    doc = make(
+        {
+            "envs": [{"name": "ZED", "value": 1}, {"name": "ALPHA", "value": True}],
+            "secrets": ["hf-token", "s3-creds"],
+            "service_account_name": "models-reader",
+        }
+    )
+    obj = render(doc)
+    model = obj["spec"]["predictor"]["model"]
+    assert model["env"] == [{"name": "ALPHA", "value": "true"}, {"name": "ZED", "value": "1"}]
+    assert model["envFrom"] == [
+        {"secretRef": {"name": "hf-token"}},
+        {"secretRef": {"name": "s3-creds"}},
+    ]
+    assert obj["spec"]["predictor"]["serviceAccountName"] == "models-reader"
+
+
+# --- resources, profiles and policy ---------------------------------------------------
+
+
+def test_resources_map_to_kubernetes_names() -> None:
+    doc = make({"resources": {"cpu": 4, "mem": "16Gi", "gpu": 1, "disk": "50Gi"}})
+    assert render(doc)["spec"]["predictor"]["model"]["resources"] == {
+        "requests": {
+            "cpu": "4",
+            "memory": "16Gi",
+            "nvidia.com/gpu": "1",
+            "ephemeral-storage": "50Gi",
+        },
+        "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+    }
+
+
+def test_zero_gpus_and_empty_resources_are_omitted() -> None:
+    doc = make({"resources": {"gpu": 0}})
+    assert "resources" not in render(doc)["spec"]["predictor"]["model"]
+
+
+def gpu_config(**policy: Any) -> Config:
+    return Config.model_validate(
+        {
+            "profiles": {
+                "gpu-l4": {
+                    "resources": {"cpu": "8", "mem": "24Gi", "gpu": 1},
+                    "node_selector": {"gpu": "l4", "zone": "a"},
+                    "tolerations": [
+                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                    ],
+                    "runtime_class_name": "nvidia",
+                },
+                "cpu": {},
+            },
+            "policy": policy,
+        }
+    )
+
+
+def test_profile_supplies_defaults_and_spec_overrides_key_by_key() -> None:
+    doc = make(
+        {
+            "profile": "gpu-l4",
+            "resources": {"mem": "32Gi"},
+            "node_selector": {"zone": "b", "pool": "inference"},
+        }
+    )
+    predictor = render(doc, gpu_config())["spec"]["predictor"]
+    assert predictor["model"]["resources"] == {
+        "requests": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+        "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+    }
+    assert predictor["nodeSelector"] == {"gpu": "l4", "zone": "b", "pool": "inference"}
+    assert predictor["tolerations"] == [
+        {"operator": "Exists", "key": "nvidia.com/gpu", "effect": "NoSchedule"}
+    ]
+    assert predictor["runtimeClassName"] == "nvidia"
+    assert RUNTIME.facts(doc, gpu_config()).gpus_per_replica == 1
+
+
+def test_spec_tolerations_replace_the_profiles() -> None:
+    doc = make(
+        {"profile": "gpu-l4", "tolerations": [{"key": "dedicated", "value": "ml"}]},
+    )
+    predictor = render(doc, gpu_config())["spec"]["predictor"]
+    assert predictor["tolerations"] == [{"operator": "Equal", "key": "dedicated", "value": "ml"}]
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    found = problems(make({"profile": "tpu"}), gpu_config())
+    assert [p.path for p in found] == [("serve", "profile")]
+    assert "cpu, gpu-l4" in found[0].message
+    assert "none are defined" in problems(make({"profile": "tpu"}))[0].message
+
+
+def test_gpu_policy() -> None:
+    config = gpu_config(max_gpus_per_model=2)
+    assert paths(make({"resources": {"gpu": 4}}), config) == [("serve", "resources", "gpu")]
+    assert paths(make({"resources": {"gpu": 2}}), config) == []
+    strict = gpu_config(max_gpus_per_model=0)
+    assert paths(make({"profile": "gpu-l4"}), strict) == [("serve", "profile")]
+
+
+def test_facts() -> None:
+    facts = RUNTIME.facts(make(image="registry.local/hf:1.2"), Config())
+    assert facts.images == ("registry.local/hf:1.2",)
+    assert facts.gpus_per_replica == 0
+    assert RUNTIME.facts(make(), Config()).images == ()
+
+
+# --- arguments ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "index"),
+    [
+        (["--model_name", "other"], 0),
+        (["--workers=2", "--model_name=other"], 1),
+        (["--model_id", "org/model"], 0),
+        (["--model_dir=/tmp"], 0),
+        (["--backend=vllm"], 0),
+        (["--task", "embed"], 0),
+        (["--http_port=9000"], 0),
+        (["--grpc_port", "9001"], 0),
+        (["--model-name=other"], 0),
+        (["--served-model-name", "x"], 0),
+        (["--dtype=half", "--model"], 1),
+    ],
+)
+def test_owned_args_are_rejected(args: list[str], index: int) -> None:
+    found = problems(make({"args": args}))
+    assert [p.path for p in found] == [("serve", "args", index)]
+
+
+def test_args_duplicating_typed_fields() -> None:
+    assert paths(make({"dtype": "float16", "args": ["--dtype=half"]})) == [("serve", "args", 0)]
+    assert paths(make({"max_length": 10, "args": ["--max-model-len", "20"]})) == [
+        ("serve", "args", 0)
+    ]
+    # Without the typed field, the flag may come through args.
+    assert paths(make({"args": ["--dtype=half", "--max-model-len=4096"]})) == []
+
+
+# --- check() rules --------------------------------------------------------------------
+
+
+def test_min_replicas_above_max() -> None:
+    doc = make({"scaling": {"min_replicas": 3, "max_replicas": 2}})
+    assert paths(doc) == [("serve", "scaling", "min_replicas")]
+
+
+def test_scaling_renders_when_set() -> None:
+    doc = make(
+        {
+            "scaling": {
+                "min_replicas": 1,
+                "max_replicas": 4,
+                "scale_metric": "cpu",
+                "scale_target": 75,
+            }
+        }
+    )
+    predictor = render(doc)["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 4)
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 75)
+
+
+def test_scale_to_zero_needs_knative() -> None:
+    assert paths(make({"scaling": {"min_replicas": 0}})) == [("serve", "scaling", "min_replicas")]
+    doc = make({"deployment_mode": "Knative", "scaling": {"min_replicas": 0}})
+    obj = render(doc)
+    assert obj["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert obj["spec"]["predictor"]["minReplicas"] == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "metric", "ok"),
+    [
+        ("Standard", "cpu", True),
+        ("Standard", "memory", True),
+        ("Standard", "concurrency", False),
+        ("Standard", "rps", False),
+        ("Knative", "concurrency", True),
+        ("Knative", "rps", True),
+        ("Knative", "cpu", False),
+        ("Knative", "memory", False),
+    ],
+)
+def test_scale_metric_matches_the_autoscaler(mode: str, metric: str, ok: bool) -> None:
+    doc = make({"deployment_mode": mode, "scaling": {"scale_metric": metric}})
+    assert paths(doc) == ([] if ok else [("serve", "scaling", "scale_metric")])
+
+
+def test_standard_scale_target_is_a_percentage() -> None:
+    assert paths(make({"scaling": {"scale_target": 150}})) == [("serve", "scaling", "scale_target")]
+    knative = {"deployment_mode": "Knative", "scaling": {"scale_target": 150}}
+    assert paths(make(knative)) == []
+
+
+@pytest.mark.parametrize(
+    ("backend", "ok"), [("vllm", False), ("auto", False), ("huggingface", True)]
+)
+def test_huggingface_task_needs_the_huggingface_backend(backend: str, ok: bool) -> None:
+    doc = make({"backend": backend, "huggingface_task": "text_embedding"})
+    assert paths(doc) == ([] if ok else [("serve", "huggingface_task")])
+
+
+def test_inferenceservice_name_rules() -> None:
+    assert paths(make(name="7b-chat")) == [("name",)]
+    long = "m" * 54
+    assert paths(make(name=long)) == [("name",)]
+    assert paths(make(name="m" * 53)) == []
+    assert paths(make({"deployment_mode": "Knative"}, name="m" * 48)) == [("name",)]
+
+
+def test_openai_route_prefix_must_be_a_path() -> None:
+    bad = make({"envs": {"KSERVE_OPENAI_ROUTE_PREFIX": "openai v1"}})
+    assert paths(bad) == [("serve", "envs", "KSERVE_OPENAI_ROUTE_PREFIX")]
+
+
+# --- endpoint -------------------------------------------------------------------------
+
+
+def test_endpoint_for_text_generation() -> None:
+    endpoint = RUNTIME.endpoint(make(model_name="qwen-chat"), Config(), "llm")
+    assert endpoint.base_url == "http://qwen-predictor.llm.svc.cluster.local/openai/v1"
+    assert endpoint.model == "qwen-chat"
+    assert endpoint.features == ("TextGeneration",)
+    assert endpoint.to_json()["endpoints"] == [
+        "http://qwen-predictor.llm.svc.cluster.local/openai/v1/chat/completions",
+        "http://qwen-predictor.llm.svc.cluster.local/openai/v1/completions",
+        "http://qwen-predictor.llm.svc.cluster.local/openai/v1/models",
+    ]
+    t2t = make({"backend": "huggingface", "huggingface_task": "text2text_generation"})
+    assert RUNTIME.endpoint(t2t, Config(), "llm").features == ("TextGeneration",)
+
+
+def test_endpoint_for_embeddings() -> None:
+    doc = make({"backend": "huggingface", "huggingface_task": "text_embedding"})
+    endpoint = RUNTIME.endpoint(doc, Config(), "ns")
+    assert endpoint.features == ("TextEmbedding",)
+    assert endpoint.to_json()["endpoints"] == [
+        "http://qwen-predictor.ns.svc.cluster.local/openai/v1/embeddings",
+        "http://qwen-predictor.ns.svc.cluster.local/openai/v1/models",
+    ]
+
+
+def test_endpoint_for_predictive_tasks_uses_open_inference() -> None:
+    doc = make(
+        {"backend": "huggingface", "huggingface_task": "fill_mask"},
+        model_name="bert",
+    )
+    endpoint = RUNTIME.endpoint(doc, Config(), "ns")
+    assert endpoint.base_url == "http://qwen-predictor.ns.svc.cluster.local"
+    assert endpoint.features == ("fill_mask",)
+    assert endpoint.to_json()["endpoints"] == [
+        "http://qwen-predictor.ns.svc.cluster.local/v2/models/bert/infer",
+        "http://qwen-predictor.ns.svc.cluster.local/v1/models/bert:predict",
+    ]
+    ts = make({"backend": "huggingface", "huggingface_task": "time_series_forecast"})
+    assert RUNTIME.endpoint(ts, Config(), "ns").paths == (
+        "/v1/timeseries/forecast",
+        "/v1/timeseries/models",
+    )
+
+
+@pytest.mark.parametrize(("prefix", "base"), [("", "/v1"), ("/llm/", "/llm/v1")])
+def test_endpoint_follows_the_openai_route_prefix(prefix: str, base: str) -> None:
+    doc = make({"envs": {"KSERVE_OPENAI_ROUTE_PREFIX": prefix}})
+    assert paths(doc) == []
+    endpoint = RUNTIME.endpoint(doc, Config(), "ns")
+    assert endpoint.base_url == f"http://qwen-predictor.ns.svc.cluster.local{base}"
+
+
+# --- hostile input --------------------------------------------------------------------
+
+HOSTILE = [
+    "line1\nline2",
+    "---",
+    "a\n---\nkind: Secret",
+    "{{ name }}",
+    "{% if true %}x{% endif %}",
+    "'single' \"double\"",
+    "&a",
+    "*a",
+    "!!python/object:os.system",
+    "key: value",
+    "- item",
+    "# comment",
+    "\u2028sep\x85",
+    "tab\there",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_survive_verbatim(value: str) -> None:
+    doc = make({"envs": {"HOSTILE": value}, "args": [value, f"--flag={value}"]})
+    obj = render(doc)
+    model = obj["spec"]["predictor"]["model"]
+    assert model["env"] == [{"name": "HOSTILE", "value": value}]
+    assert model["args"][-2:] == [value, f"--flag={value}"]
+    assert obj["metadata"]["name"] == "qwen"
+
+
+def test_hostile_labels_cannot_escape() -> None:
+    with pytest.raises(ValidationError):
+        HuggingFaceServeDocument.model_validate(
+            {
+                "kind": "huggingfaceserve",
+                "name": "x",
+                "labels": {"a": "b\n---\nkind: Secret"},
+                "spec": {"path": "hf://a/b"},
+            }
+        )
+
+
+# --- CRD validation -------------------------------------------------------------------
+
+
+def test_crd_validator_is_not_vacuous() -> None:
+    obj = render(make())
+    broken = copy.deepcopy(obj)
+    broken["spec"]["predictor"]["model"]["bogusField"] = 1
+    assert not isvc_validator().is_valid(broken)
+    typo = copy.deepcopy(obj)
+    typo["spec"]["predictor"]["scaleMetric"] = "gpu"
+    assert not isvc_validator().is_valid(typo)
+
+
+def test_everything_at_once_is_valid_against_the_crd() -> None:
+    doc = make(
+        {
+            "backend": "vllm",
+            "max_length": 8192,
+            "dtype": "half",
+            "args": ["--gpu_memory_utilization=0.9"],
+            "resources": {"cpu": "500m", "mem": "8Gi", "gpu": 2, "disk": "40Gi"},
+            "profile": "gpu-l4",
+            "envs": {"VLLM_LOGGING_LEVEL": "INFO"},
+            "secrets": ["hf-token"],
+            "service_account_name": "sa",
+            "node_selector": {"x": "y"},
+            "tolerations": [
+                {
+                    "key": "k",
+                    "operator": "Equal",
+                    "value": "v",
+                    "effect": "NoExecute",
+                    "toleration_seconds": 30,
+                }
+            ],
+            "scaling": {
+                "min_replicas": 0,
+                "max_replicas": 3,
+                "scale_metric": "rps",
+                "scale_target": 5,
+            },
+            "deployment_mode": "Knative",
+        },
+        image="kserve/huggingfaceserver:v0.15.2-gpu",
+        model_name="big",
+    )
+    obj = render(doc, gpu_config())
+    assert obj["spec"]["predictor"]["tolerations"] == [
+        {
+            "operator": "Equal",
+            "key": "k",
+            "value": "v",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        }
+    ]
+
+
+def test_node_selector_must_be_labels() -> None:
+    with pytest.raises(ValidationError):
+        make({"node_selector": {"zone": "a\n---\nkind: Secret"}})

@@ -1,0 +1,679 @@
+"""vllmserve-text/-speech/-pooling: real rendering, checked against Kubernetes schemas."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from pydantic import ValidationError
+
+from generator.config import Config
+from generator.spec import deep_merge
+from runtimes.base import Problem, Runtime
+from runtimes.vllmserve import (
+    VLLMServePooling,
+    VLLMServeSpeech,
+    VLLMServeText,
+    image_version,
+    kv_cache_gib,
+    owned_flag,
+    pooling_args,
+    quantity_bytes,
+)
+
+RUNTIMES: dict[str, Runtime] = {
+    r.kind: r for r in (VLLMServeText(), VLLMServeSpeech(), VLLMServePooling())
+}
+HOSTILE = [
+    "line one\nline two",
+    "---",
+    "--- \napiVersion: v1\nkind: Secret\nmetadata:\n  name: evil",
+    "{{ name }}",
+    "{% if true %}x{% endif %}",
+    "'\"quoted\"'",
+    "&a *a",
+    "*a",
+    "key: value",
+    "- item",
+    "# comment",
+    "tab\there",
+    "\u2028sep\x85nel\x7f",
+]
+
+
+def doc(kind: str = "vllmserve-text", **fields: Any) -> Any:
+    data: dict[str, Any] = {"kind": kind, "name": "m", "spec": {"url": "hf://org/model"}}
+    data.update(fields)
+    return RUNTIMES[kind].document.model_validate(data)
+
+
+def config(**fields: Any) -> Config:
+    return Config.model_validate(fields)
+
+
+def render(d: Any, cfg: Config | None = None) -> dict[str, dict[str, Any]]:
+    """Render, validate every object strictly, and index the objects by Kind/name."""
+    cfg = cfg or Config()
+    runtime = RUNTIMES[d.kind]
+    assert list(runtime.check(d, cfg)) == []
+    objects = runtime.render(d, cfg)
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, "1.33", strict=True)
+        except kubernetes_validate.ValidationError as exc:  # keep the failure readable
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {str(exc).splitlines()[0]}")
+        assert "namespace" not in obj["metadata"]
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
+
+
+def container(objects: dict[str, dict[str, Any]], name: str = "m") -> dict[str, Any]:
+    c: dict[str, Any] = objects[f"Deployment/{name}"]["spec"]["template"]["spec"]["containers"][0]
+    return c
+
+
+def pod(objects: dict[str, dict[str, Any]], name: str = "m") -> dict[str, Any]:
+    p: dict[str, Any] = objects[f"Deployment/{name}"]["spec"]["template"]["spec"]
+    return p
+
+
+def env(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(objects)["env"]}
+
+
+def problems(d: Any, cfg: Config | None = None) -> list[Problem]:
+    return list(RUNTIMES[d.kind].check(d, cfg or Config()))
+
+
+# --- the default objects ---------------------------------------------------------------
+
+
+def test_defaults_render_deployment_and_service() -> None:
+    objects = render(doc(labels={"team": "nlp"}))
+    assert sorted(objects) == ["Deployment/m", "Service/m"]
+    deployment = objects["Deployment/m"]
+    labels = {"team": "nlp", "app.kubernetes.io/name": "m", "app.kubernetes.io/component": "vllm"}
+    assert deployment["metadata"]["labels"] == labels
+    selector = {"app.kubernetes.io/name": "m", "servegen.io/spec": "m"}
+    assert deployment["spec"]["selector"]["matchLabels"] == selector
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {**labels, **selector}
+    assert deployment["spec"]["replicas"] == 1
+    c = container(objects)
+    assert c["name"] == "vllm"
+    assert c["image"] == "vllm/vllm-openai:v0.10.2"
+    assert "command" not in c
+    assert c["args"] == [
+        "--model", "org/model", "--served-model-name", "m", "--host", "0.0.0.0", "--port", "8000",
+    ]  # fmt: skip
+    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert c["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] == 1800
+    assert c["livenessProbe"]["periodSeconds"] == 30
+    assert c["readinessProbe"]["periodSeconds"] == 10
+    assert env(objects) == {"HOME": "/models-cache", "HF_HOME": "/models-cache/huggingface"}
+    assert "envFrom" not in c and "resources" not in c
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    p = pod(objects)
+    assert p["securityContext"]["runAsNonRoot"] is True
+    assert p["securityContext"]["runAsUser"] == 1000
+    assert p["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert p["enableServiceLinks"] is False
+    assert {"nodeSelector", "tolerations", "runtimeClassName"}.isdisjoint(p)
+    assert p["volumes"] == [
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},
+        {"name": "model-cache", "emptyDir": {}},
+    ]
+    assert c["volumeMounts"] == [
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "model-cache", "mountPath": "/models-cache"},
+    ]
+    service = objects["Service/m"]
+    assert service["metadata"]["labels"] == labels
+    assert service["spec"] == {
+        "type": "ClusterIP",
+        "selector": selector,
+        "ports": [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}],
+    }
+
+
+def test_model_name_and_image_overrides() -> None:
+    d = doc(spec={"url": "hf://org/model", "model_name": "chat", "image": "my/vllm:v0.11.0"})
+    c = container(render(d))
+    assert c["image"] == "my/vllm:v0.11.0"
+    assert c["args"][2:4] == ["--served-model-name", "chat"]
+    assert "command" not in c
+
+
+def test_unpinned_image_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        doc(spec={"url": "hf://org/model", "image": "my/vllm:latest"})
+
+
+# --- model sources ---------------------------------------------------------------------
+
+
+def test_hf_revision_becomes_flag() -> None:
+    c = container(render(doc(spec={"url": "hf://Qwen/Qwen3-0.6B@a1b2c3"})))
+    assert c["args"][:2] == ["--model", "Qwen/Qwen3-0.6B"]
+    assert c["args"][8:] == ["--revision", "a1b2c3"]
+
+
+def test_s3_streams_with_runai() -> None:
+    d = doc(spec={"url": "s3://models/llama/3.1-8b"}, serve={"secrets": ["s3-creds"]})
+    c = container(render(d))
+    assert c["args"][:2] == ["--model", "s3://models/llama/3.1-8b"]
+    assert c["args"][8:] == ["--load-format", "runai_streamer"]
+    assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+
+
+@pytest.mark.parametrize(
+    ("url", "model"),
+    [("pvc://models/qwen/3b", "/models/qwen/3b"), ("pvc://models", "/models")],
+)
+def test_pvc_is_mounted_read_only(url: str, model: str) -> None:
+    objects = render(doc(spec={"url": url}))
+    c = container(objects)
+    assert c["args"][:2] == ["--model", model]
+    assert {"name": "model", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
+    assert {
+        "name": "model",
+        "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+    } in pod(objects)["volumes"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "pvc://models/../etc",
+        "pvc://models/./x",
+        "http://example.com/model",
+        "hf://org/model\nx",
+        "s3://UPPER/x",
+        "gs://bucket/x",
+        "hf://org/model@",
+    ],
+)
+def test_bad_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValidationError):
+        doc(spec={"url": url})
+
+
+# --- adapters --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["vllmserve-text", "vllmserve-pooling"])
+def test_adapters_enable_lora(kind: str) -> None:
+    adapters = [{"name": "sql", "url": "hf://org/sql-lora"}, {"name": "fr", "url": "s3://loras/fr"}]
+    d = doc(kind, spec={"url": "hf://org/model", "adapters": adapters})
+    c = container(render(d))
+    assert c["args"][8:] == [
+        "--enable-lora", "--max-loras", "2", "--lora-modules", "sql=org/sql-lora", "fr=s3://loras/fr",
+    ]  # fmt: skip
+    assert RUNTIMES[kind].endpoint(d, Config(), "ns").adapters == ("sql", "fr")
+
+
+def test_speech_refuses_adapters() -> None:
+    d = doc("vllmserve-speech", spec={"url": "hf://openai/whisper", "adapters": [
+        {"name": "x", "url": "hf://org/x"}]})  # fmt: skip
+    assert [p.path for p in problems(d)] == [("spec", "adapters")]
+
+
+def test_duplicate_adapter_names() -> None:
+    adapters = [{"name": "a", "url": "hf://o/a"}, {"name": "a", "url": "hf://o/b"}]
+    d = doc(spec={"url": "hf://org/model", "adapters": adapters})
+    assert [p.path for p in problems(d)] == [("spec", "adapters", 1, "name")]
+
+
+def test_adapter_revisions_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        doc(spec={"url": "hf://org/model", "adapters": [{"name": "a", "url": "hf://o/a@v1"}]})
+
+
+# --- telemetry -------------------------------------------------------------------------
+
+
+def test_telemetry_adds_endpoint_and_service_name() -> None:
+    cfg = config(telemetry={"otlp_endpoint": "grpc://otel-collector:4317"})
+    objects = render(
+        doc(serve={"enable_telemetry": True, "args": ["--max-model-len", "4096"]}), cfg
+    )
+    assert container(objects)["args"][8:] == [
+        "--otlp-traces-endpoint", "grpc://otel-collector:4317", "--max-model-len", "4096",
+    ]  # fmt: skip
+    assert env(objects)["OTEL_SERVICE_NAME"] == "m"
+
+
+def test_telemetry_without_endpoint_is_a_problem() -> None:
+    found = problems(doc(serve={"enable_telemetry": True}))
+    assert [p.path for p in found] == [("serve", "enable_telemetry")]
+    assert "telemetry.otlp_endpoint" in found[0].message
+
+
+def test_no_telemetry_when_disabled() -> None:
+    cfg = config(telemetry={"otlp_endpoint": "http://otel:4318"})
+    objects = render(doc(), cfg)
+    assert "--otlp-traces-endpoint" not in container(objects)["args"]
+    assert "OTEL_SERVICE_NAME" not in env(objects)
+
+
+# --- pooling ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "task", "flags"),
+    [
+        ("vllm/vllm-openai:v0.10.0", "embed", ["--task", "embed"]),
+        ("vllm/vllm-openai:v0.9.2", "score", ["--task", "score"]),
+        ("vllm/vllm-openai:v0.10.2", "embed", ["--runner", "pooling", "--convert", "embed"]),
+        ("vllm/vllm-openai:v0.10.1.1", "score", ["--runner", "pooling", "--convert", "classify"]),
+        ("vllm/vllm-openai:v0.11.0", "reward", ["--runner", "pooling", "--convert", "reward"]),
+        ("vllm/vllm-openai:v0.16.0", "reward", ["--runner", "pooling"]),
+        ("vllm/vllm-openai:v0.10.2", None, []),
+        ("vllm/vllm-openai:v0.9.0", None, []),
+        (
+            f"my/vllm@sha256:{'a' * 64}",
+            "classify",
+            ["--runner", "pooling", "--convert", "classify"],
+        ),
+    ],
+)
+def test_pooling_flags_follow_the_image_version(
+    image: str, task: str | None, flags: list[str]
+) -> None:
+    serve = {"task": task} if task else {}
+    d = doc("vllmserve-pooling", spec={"url": "hf://BAAI/bge-m3", "image": image}, serve=serve)
+    assert container(render(d))["args"][8:] == flags
+
+
+def test_pooling_version_from_config_when_the_tag_has_none() -> None:
+    cfg = config(vllm={"image": "registry.local/vllm:gpu-build-7", "version": "0.9.2"})
+    d = doc("vllmserve-pooling", serve={"task": "embed"})
+    assert container(render(d, cfg))["args"][8:] == ["--task", "embed"]
+    # A tag that names a version wins over the config's fallback.
+    cfg = config(vllm={"image": "vllm/vllm-openai:v0.10.2", "version": "0.9.2"})
+    assert container(render(d, cfg))["args"][8:10] == ["--runner", "pooling"]
+
+
+def test_pooling_flag_helpers() -> None:
+    assert image_version("registry:5000/vllm/vllm-openai:v0.11.0-cu128") == (0, 11, 0)
+    assert image_version("vllm/vllm-openai:0.10") == (0, 10, 0)
+    assert image_version(f"vllm/vllm-openai@sha256:{'b' * 64}") is None
+    assert image_version("vllm/vllm-openai:nightly") is None
+    assert pooling_args("reward", None) == ["--runner", "pooling"]
+    assert pooling_args("embed", (0, 10, 0)) == ["--task", "embed"]
+
+
+def test_task_only_exists_for_pooling() -> None:
+    for kind in ("vllmserve-text", "vllmserve-speech"):
+        with pytest.raises(ValidationError):
+            doc(kind, serve={"task": "embed"})
+
+
+@pytest.mark.parametrize(
+    ("task", "features", "paths"),
+    [
+        (None, ["TextEmbedding"], ["/embeddings", "/models"]),
+        ("embed", ["TextEmbedding"], ["/embeddings", "/models"]),
+        ("score", ["Reranking"], ["/score", "/rerank", "/models"]),
+        ("classify", ["Classification"], ["/models"]),
+        ("reward", ["Reward"], ["/models"]),
+    ],
+)
+def test_pooling_endpoint(task: str | None, features: list[str], paths: list[str]) -> None:
+    d = doc("vllmserve-pooling", serve={"task": task} if task else {})
+    entry = RUNTIMES[d.kind].endpoint(d, Config(), "ai").to_json()
+    assert entry["features"] == features
+    base = "http://m.ai.svc.cluster.local:8000/v1"
+    assert entry["base_url"] == base
+    assert entry["endpoints"] == [base + path for path in paths]
+
+
+def test_text_and_speech_endpoints() -> None:
+    text = doc(spec={"url": "hf://org/model", "model_name": "chat"})
+    entry = RUNTIMES[text.kind].endpoint(text, Config(), "ns").to_json()
+    assert entry["model"] == "chat"
+    assert entry["runtime"] == "vllmserve-text"
+    assert entry["features"] == ["TextGeneration"]
+    assert [e.rsplit("/v1", 1)[1] for e in entry["endpoints"]] == [
+        "/chat/completions", "/completions", "/models",
+    ]  # fmt: skip
+    speech = doc("vllmserve-speech", spec={"url": "hf://openai/whisper-large-v3"})
+    entry = RUNTIMES[speech.kind].endpoint(speech, Config(), "ns").to_json()
+    assert entry["features"] == ["SpeechToText"]
+    assert [e.rsplit("/v1", 1)[1] for e in entry["endpoints"]] == [
+        "/audio/transcriptions", "/audio/translations", "/models",
+    ]  # fmt: skip
+    assert container(render(speech))["args"][8:] == []
+
+
+# --- CPU image -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mem", "space"),
+    [(None, "8"), ("10Gi", "5"), ("5Gi", "2"), ("1Gi", "1"), ("16000M", "7"), ("64G", "29")],
+)
+def test_cpu_image_sets_kv_cache_space(mem: str | None, space: str) -> None:
+    serve: dict[str, Any] = {"use_cpu_image": True}
+    if mem:
+        serve["resources"] = {"mem": mem}
+    objects = render(doc(serve=serve))
+    assert container(objects)["image"].startswith("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:")
+    assert env(objects)["VLLM_CPU_KVCACHE_SPACE"] == space
+
+
+def test_cpu_image_refuses_gpus() -> None:
+    d = doc(serve={"use_cpu_image": True, "resources": {"gpu": 1}})
+    assert [p.path for p in problems(d)] == [("serve", "use_cpu_image")]
+
+
+def test_user_envs_win_over_generated_ones() -> None:
+    d = doc(serve={"use_cpu_image": True, "envs": {"VLLM_CPU_KVCACHE_SPACE": "3", "B": "2",
+                                                    "A": "1", "HF_HOME": "/data/hf"}})  # fmt: skip
+    names = [e["name"] for e in container(render(d))["env"]]
+    assert names == ["HOME", "A", "B", "HF_HOME", "VLLM_CPU_KVCACHE_SPACE"]
+    assert env(render(d))["VLLM_CPU_KVCACHE_SPACE"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("quantity", "value"),
+    [
+        ("16Gi", 16 << 30),
+        ("512Mi", 512 << 20),
+        ("1Ti", 1 << 40),
+        ("2Ki", 2048),
+        ("1k", 1000),
+        ("1K", 1000),
+        ("3M", 3_000_000),
+        ("2G", 2_000_000_000),
+        ("1T", 10**12),
+        ("1e9", 10**9),
+        ("1.5Gi", 3 << 29),
+        ("1024", 1024),
+        ("500m", Decimal("0.5")),
+    ],
+)
+def test_quantity_bytes(quantity: str, value: int | Decimal) -> None:
+    assert quantity_bytes(quantity) == value
+
+
+def test_kv_cache_gib_bounds() -> None:
+    assert kv_cache_gib(None) == 8
+    assert kv_cache_gib("100Mi") == 1
+    with pytest.raises(ValueError, match="not a quantity"):
+        quantity_bytes("lots")
+
+
+# --- resources and profiles ------------------------------------------------------------
+
+
+def test_resources_requests_and_limits() -> None:
+    d = doc(serve={"resources": {"cpu": 4, "mem": "32Gi", "gpu": 2, "disk": "100Gi"}})
+    objects = render(d)
+    assert container(objects)["resources"] == {
+        "requests": {"cpu": "4", "memory": "32Gi", "nvidia.com/gpu": "2"},
+        "limits": {"memory": "32Gi", "nvidia.com/gpu": "2"},
+    }
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "100Gi"}} in pod(objects)["volumes"]
+    assert RUNTIMES["vllmserve-text"].facts(d, Config()).gpus_per_replica == 2
+
+
+def test_profile_merge() -> None:
+    cfg = config(
+        profiles={
+            "l4": {
+                "resources": {"cpu": "8", "mem": "32Gi", "gpu": 1, "disk": "50Gi"},
+                "node_selector": {"gpu": "l4", "zone": "a"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+                "runtime_class_name": "nvidia",
+            }
+        }
+    )
+    d = doc(serve={"profile": "l4", "resources": {"mem": "48Gi"}, "node_selector": {"zone": "b"}})
+    objects = render(d, cfg)
+    assert container(objects)["resources"] == {
+        "requests": {"cpu": "8", "memory": "48Gi", "nvidia.com/gpu": "1"},
+        "limits": {"memory": "48Gi", "nvidia.com/gpu": "1"},
+    }
+    p = pod(objects)
+    assert p["nodeSelector"] == {"gpu": "l4", "zone": "b"}
+    assert p["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert p["runtimeClassName"] == "nvidia"
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "50Gi"}} in p["volumes"]
+    own = [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+    d = doc(serve={"profile": "l4", "tolerations": own})
+    assert pod(render(d, cfg))["tolerations"] == own
+
+
+def test_unknown_profile_lists_known_ones() -> None:
+    cfg = config(profiles={"l4": {}, "a100": {}})
+    found = problems(doc(serve={"profile": "h100"}), cfg)
+    assert [p.path for p in found] == [("serve", "profile")]
+    assert "a100, l4" in found[0].message
+    assert "none are defined" in problems(doc(serve={"profile": "h100"}))[0].message
+
+
+def test_facts_count_gpus_after_the_profile_merge() -> None:
+    # policy.max_gpus_per_model is enforced centrally from these facts.
+    cfg = config(profiles={"big": {"resources": {"gpu": 4}}})
+    runtime = RUNTIMES["vllmserve-text"]
+    assert runtime.facts(doc(serve={"profile": "big"}), cfg).gpus_per_replica == 4
+    d = doc(serve={"profile": "big", "resources": {"gpu": 2}})
+    assert runtime.facts(d, cfg).gpus_per_replica == 2
+    assert runtime.facts(d, cfg).images == ("vllm/vllm-openai:v0.10.2",)
+
+
+def test_facts_name_the_image() -> None:
+    cfg = config(vllm={"cpu_image": "cpu/vllm:v0.10.2"})
+    facts = RUNTIMES["vllmserve-text"].facts(doc(serve={"use_cpu_image": True}), cfg)
+    assert facts.images == ("cpu/vllm:v0.10.2",)
+    assert facts.gpus_per_replica == 0
+
+
+# --- scaling ---------------------------------------------------------------------------
+
+
+def test_cpu_hpa_omits_replicas_and_defaults_cpu_request() -> None:
+    objects = render(doc(serve={"scaling": {"max_replicas": 3}}))
+    assert sorted(objects) == ["Deployment/m", "HorizontalPodAutoscaler/m", "Service/m"]
+    assert "replicas" not in objects["Deployment/m"]["spec"]
+    hpa = objects["HorizontalPodAutoscaler/m"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "m"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert hpa["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 80},
+            },
+        }
+    ]
+    assert container(objects)["resources"] == {"requests": {"cpu": "1"}}
+
+
+def test_cpu_hpa_keeps_an_explicit_cpu_request() -> None:
+    d = doc(serve={"resources": {"cpu": "6"}, "scaling": {"max_replicas": 3, "target": 60}})
+    objects = render(d)
+    assert container(objects)["resources"] == {"requests": {"cpu": "6"}}
+    metric = objects["HorizontalPodAutoscaler/m"]["spec"]["metrics"][0]
+    assert metric["resource"]["target"]["averageUtilization"] == 60
+
+
+def test_requests_waiting_hpa() -> None:
+    scaling = {"min_replicas": 2, "max_replicas": 6, "metric": "requests_waiting"}
+    objects = render(doc(serve={"scaling": scaling}))
+    hpa = objects["HorizontalPodAutoscaler/m"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "vllm:num_requests_waiting"},
+                "target": {"type": "AverageValue", "averageValue": "5"},
+            },
+        }
+    ]
+    assert "resources" not in container(objects)
+    assert "PodDisruptionBudget/m" in objects
+
+
+def test_no_hpa_when_min_equals_max() -> None:
+    objects = render(doc(serve={"scaling": {"min_replicas": 3, "max_replicas": 3}}))
+    assert sorted(objects) == ["Deployment/m", "PodDisruptionBudget/m", "Service/m"]
+    assert objects["Deployment/m"]["spec"]["replicas"] == 3
+
+
+@pytest.mark.parametrize(
+    ("serve", "pdb"),
+    [
+        ({}, False),
+        ({"replicas": 2}, True),
+        ({"replicas": 0}, False),
+        ({"scaling": {"max_replicas": 4}}, False),
+        ({"replicas": 2, "scaling": {"max_replicas": 4}}, True),
+        ({"replicas": 5, "scaling": {"min_replicas": 1, "max_replicas": 4}}, False),
+    ],
+)
+def test_pdb_when_more_than_one_replica_must_run(serve: dict[str, Any], pdb: bool) -> None:
+    objects = render(doc(serve=serve))
+    assert ("PodDisruptionBudget/m" in objects) is pdb
+    if pdb:
+        assert objects["PodDisruptionBudget/m"]["spec"] == {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "m", "servegen.io/spec": "m"}},
+        }
+
+
+def test_scaling_problems() -> None:
+    bad = doc(serve={"scaling": {"min_replicas": 4, "max_replicas": 2}})
+    assert [p.path for p in problems(bad)] == [("serve", "scaling", "min_replicas")]
+    bad = doc(serve={"replicas": 3, "scaling": {"max_replicas": 2}})
+    assert [p.path for p in problems(bad)] == [("serve", "scaling", "min_replicas")]
+    lonely = doc(serve={"scaling": {"min_replicas": 2}})
+    assert [p.path for p in problems(lonely)] == [("serve", "scaling", "min_replicas")]
+    zero = doc(serve={"replicas": 0, "scaling": {"max_replicas": 2}})
+    assert [p.path for p in problems(zero)] == [("serve", "replicas")]
+    with pytest.raises(ValidationError):
+        doc(serve={"scaling": {"min_replicas": 0, "max_replicas": 2}})
+
+
+# --- services --------------------------------------------------------------------------
+
+
+def test_alias_service_and_type() -> None:
+    d = doc(serve={"service_name": "llm", "service_type": "NodePort"})
+    objects = render(d)
+    assert sorted(objects) == ["Deployment/m", "Service/llm", "Service/m"]
+    assert objects["Service/llm"]["spec"] == objects["Service/m"]["spec"]
+    assert objects["Service/llm"]["spec"]["type"] == "NodePort"
+
+
+def test_alias_must_differ_from_the_name() -> None:
+    assert [p.path for p in problems(doc(serve={"service_name": "m"}))] == [
+        ("serve", "service_name")
+    ]
+
+
+# --- user args -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--model", "--model=x", "--served-model-name", "--served_model_name=x", "--host",
+        "--port=9000", "--enable-lora", "--lora-modules=a=b", "--task", "--runner=pooling",
+        "--convert", "--otlp-traces-endpoint=http://x",
+    ],
+)  # fmt: skip
+def test_owned_args_are_refused(arg: str) -> None:
+    d = doc(serve={"args": ["--max-model-len", "4096", arg, "x"]})
+    found = problems(d)
+    assert [p.path for p in found] == [("serve", "args", 2)]
+    flag = owned_flag(arg)
+    assert flag is not None and flag in found[0].message
+
+
+@pytest.mark.parametrize("arg", ["--max-loras", "--model-impl=vllm", "--hosts", "model", "-p"])
+def test_other_args_pass(arg: str) -> None:
+    assert owned_flag(arg) is None
+
+
+# --- hostile input ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_envs_and_args_survive_verbatim(value: str) -> None:
+    d = doc(
+        "vllmserve-pooling",
+        serve={"envs": {"X": value}, "args": ["--chat-template", value], "task": "embed"},
+    )
+    objects = render(d)
+    assert sorted(objects) == ["Deployment/m", "Service/m"]
+    assert env(objects)["X"] == value
+    assert container(objects)["args"][-2:] == ["--chat-template", value]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_names_and_labels_are_refused(value: str) -> None:
+    with pytest.raises(ValidationError):
+        doc(labels={"team": value})
+    with pytest.raises(ValidationError):
+        doc(spec={"url": "hf://org/model", "model_name": value})
+    with pytest.raises(ValidationError):
+        doc(serve={"service_name": value})
+    with pytest.raises(ValidationError):
+        doc(serve={"node_selector": {"zone": value}})
+    with pytest.raises(ValidationError):
+        doc(serve={"secrets": [value]})
+
+
+def test_hostile_tolerations_survive_verbatim() -> None:
+    tolerations = [{"key": value, "value": value} for value in HOSTILE]
+    objects = render(doc(serve={"tolerations": tolerations}))
+    assert sorted(objects) == ["Deployment/m", "Service/m"]
+    assert pod(objects)["tolerations"] == [
+        {"operator": "Equal", "key": value, "value": value} for value in HOSTILE
+    ]
+
+
+# --- documents -------------------------------------------------------------------------
+
+
+def merged(kind: str, serve: dict[str, Any], override: dict[str, Any]) -> Any:
+    """The document for one environment, the way the generator merges overrides."""
+    d = doc(kind, serve=serve, environments={"env": {"serve": override}})
+    return doc(kind, serve=deep_merge(serve, d.environments["env"].serve))
+
+
+def test_environment_overrides_merge_into_a_valid_serve() -> None:
+    serve = {"replicas": 2, "resources": {"cpu": "4", "mem": "16Gi"}}
+    prod = merged("vllmserve-text", serve, {"replicas": 3, "resources": {"gpu": 1, "mem": None}})
+    assert prod.serve.replicas == 3
+    assert container(render(prod))["resources"]["requests"] == {"cpu": "4", "nvidia.com/gpu": "1"}
+    assert merged("vllmserve-pooling", {}, {"task": "score"}).serve.task == "score"
+    with pytest.raises(ValidationError):
+        merged("vllmserve-text", {}, {"task": "score"})
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        doc(serve={"replica": 2})
+    with pytest.raises(ValidationError):
+        doc(spec={"url": "hf://org/model", "engine": "VLLM"})
+
+
+def test_every_field_has_a_description() -> None:
+    def walk(schema: dict[str, Any], where: str) -> None:
+        for name, prop in schema.get("properties", {}).items():
+            assert prop.get("description") or "$ref" in prop or "allOf" in prop, f"{where}.{name}"
+
+    for runtime in RUNTIMES.values():
+        schema = runtime.document.model_json_schema()
+        walk(schema, runtime.kind)
+        for name, definition in schema.get("$defs", {}).items():
+            walk(definition, name)
