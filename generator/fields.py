@@ -189,7 +189,7 @@ def _envs_from_list(value: Any) -> Any:
 
 def _envs_schema(schema: dict[str, Any]) -> None:
     """Document both accepted forms (map, or list of {name, value}) in the JSON Schema."""
-    scalar = {"type": ["string", "number", "boolean"]}
+    scalar = {"type": ["string", "number", "boolean"], "description": "Plain value."}
     as_map = {
         "type": "object",
         "propertyNames": {"pattern": ENV_NAME_RE},
@@ -199,7 +199,10 @@ def _envs_schema(schema: dict[str, Any]) -> None:
         "type": "array",
         "items": {
             "type": "object",
-            "properties": {"name": {"type": "string", "pattern": ENV_NAME_RE}, "value": scalar},
+            "properties": {
+                "name": {"type": "string", "pattern": ENV_NAME_RE, "description": "Name."},
+                "value": scalar,
+            },
             "required": ["name"],
             "additionalProperties": False,
         },

@@ -503,6 +503,14 @@ def commit_info(repo: Repo, rev: str) -> CommitInfo:
 
 
 def _parse_commit(sha: str, raw: bytes) -> CommitInfo:
+    try:
+        return _parse_commit_object(sha, raw)
+    except (KeyError, ValueError, IndexError, OverflowError) as exc:
+        # Hand-made objects can carry anything; report, don't crash.
+        raise GitError(f"commit {sha} is malformed: {exc}") from exc
+
+
+def _parse_commit_object(sha: str, raw: bytes) -> CommitInfo:
     head, _, body = raw.partition(b"\n\n")
     headers: dict[str, list[str]] = {}
     for line in head.split(b"\n"):
@@ -538,7 +546,12 @@ def _parse_ident(value: str) -> Identity:
     digits = offset.lstrip("+-").rjust(4, "0")
     tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
     when = datetime.fromtimestamp(int(seconds), tz).isoformat()
-    return Identity(name=name.strip() or "?", email=email.strip() or "?", date=when)
+    return Identity(name=_clean_ident(name), email=_clean_ident(email), date=when)
+
+
+def _clean_ident(value: str) -> str:
+    # Identity refuses these characters; a hand-made commit may still contain them.
+    return "".join(ch for ch in value if ch not in "<>\n\0").strip() or "?"
 
 
 def _split_message(message: str) -> tuple[str, str]:
@@ -753,11 +766,12 @@ def write_tree(repo: Repo, files: Mapping[str, bytes]) -> str:
 
 def _write_blobs(repo: Repo, contents: Sequence[bytes]) -> list[str]:
     """`hash-object -w` every content in one process (via temporary files)."""
-    if not contents:
+    unique = list(dict.fromkeys(contents))  # generated manifests repeat a lot
+    if not unique:
         return []
     with tempfile.TemporaryDirectory(prefix="servegen-blobs-") as tmp:
         names = []
-        for i, data in enumerate(contents):
+        for i, data in enumerate(unique):
             blob_file = Path(tmp) / str(i)
             blob_file.write_bytes(data)
             names.append(str(blob_file))
@@ -770,9 +784,10 @@ def _write_blobs(repo: Repo, contents: Sequence[bytes]) -> list[str]:
             "cannot write blobs",
         )
     oids = out.decode("ascii").split()
-    if len(oids) != len(contents):
-        raise GitError(f"hash-object returned {len(oids)} ids for {len(contents)} blobs")
-    return oids
+    if len(oids) != len(unique):
+        raise GitError(f"hash-object returned {len(oids)} ids for {len(unique)} blobs")
+    by_content = dict(zip(unique, oids, strict=True))
+    return [by_content[data] for data in contents]
 
 
 def _verify_index_count(repo: Repo, env: Mapping[str, str], expected: int) -> None:
@@ -852,27 +867,20 @@ def update_branch(repo: Repo, branch: str, new_sha: str, expected_old: str | Non
 
 
 def _refuse_checked_out(repo: Repo, ref: str) -> None:
-    if repo.worktree is None:
-        return
-    head = repo._run("symbolic-ref", "--quiet", "HEAD")
-    if head.status == 0 and _line(head.stdout) == ref:
-        raise GitError(f"refusing to move {ref}: it is checked out in {repo.worktree}")
+    # Covers the main and every linked worktree.  (No -z: that needs git 2.36; a path
+    # with a newline could at worst cause a false refusal, never a false pass.)
+    listing = _check(repo._run("worktree", "list", "--porcelain"), "cannot list worktrees")
+    if f"branch {ref}" in _line(listing).splitlines():
+        raise GitError(f"refusing to move {ref}: it is checked out in a worktree")
 
 
 def _is_lost_cas(stderr: str) -> bool:
     text = stderr.lower()
     return (
-        any(
-            marker in text
-            for marker in (
-                "but expected",  # ref is at X but expected Y
-                "reference already exists",  # expected absent, but it exists
-                "unable to resolve reference",  # expected X, but it is absent
-                "unable to create",  # another writer holds <ref>.lock
-                "cannot lock ref",
-            )
-        )
-        and "nonexistent object" not in text
+        "but expected" in text  # the ref is at X but we expected Y
+        or "reference already exists" in text  # we expected it absent
+        or "unable to resolve reference" in text  # we expected it present
+        or ("unable to create" in text and "file exists" in text)  # another writer's .lock
     )
 
 

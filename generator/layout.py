@@ -5,6 +5,7 @@
     models/<name>/overlays/<env>/          namespace, labels, and JSON patches for the
                                            environment's overrides
     endpoints/<env>.json                   the OpenAI endpoint catalog
+    flux/<env>/                            GitRepository + Flux Kustomization (bootstrap)
     README.md                              an index of the above
 
 Overlay patches are computed, not hand-written: the difference between the base object
@@ -20,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from generator.config import Config
+from generator.flux import flux_objects
 from generator.render import ModelRender, Object
 from generator.yamlio import dump_documents
 
@@ -140,6 +142,20 @@ def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, by
         }
         text = json.dumps(catalog, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files[f"endpoints/{env}.json"] = text.encode()
+        files.update(_flux_files(models, config, env))
+    return files
+
+
+def _flux_files(models: Sequence[ModelRender], config: Config, env: str) -> dict[str, bytes]:
+    """flux/<env>/: `kubectl apply -k flux/<env>` points a cluster at this environment."""
+    objects = flux_objects(models, config, env)
+    if not objects:
+        return {}
+    files = {f"flux/{env}/{object_file(obj)}": _yaml("servegen.yaml", [obj]) for obj in objects}
+    resources = sorted(object_file(obj) for obj in objects)
+    files[f"flux/{env}/kustomization.yaml"] = _yaml(
+        "servegen.yaml", [{**KUSTOMIZATION, "resources": resources}]
+    )
     return files
 
 

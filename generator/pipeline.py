@@ -12,7 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from generator.config import Config
+from generator.config import CONFIG_FILE, Config
+from generator.flux import flux_objects
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.layout import layout
 from generator.render import ModelRender, duplicate_objects, render_all
@@ -71,6 +72,16 @@ def check_models(
                 diagnostics.append(
                     Diagnostic(model.path, model.line, model.col, "", message)
                 )
+    for env in config.environments:
+        result = validator.validate(flux_objects(models, config, env))
+        for problem in result.problems:
+            message = (
+                f"rendered Flux {problem.kind}/{problem.name} is invalid: "
+                f"{problem.path}: {problem.message}"
+            )
+            diagnostics.append(Diagnostic(CONFIG_FILE, 1, 1, "flux", message))
+        for kind in result.skipped_kinds:
+            skipped[kind] = skipped.get(kind, 0) + 1
     notes = [
         f"no CRD configured for {kind}: {count} object(s) not schema-checked "
         "(set validation.crds in servegen.yaml or pass --crds)"

@@ -19,12 +19,12 @@ class EnvironmentOverride(StrictModel, Generic[ServeT]):
     """Per-environment switch and serve overrides."""
 
     enabled: bool = Field(default=True, description="Render this model in the environment.")
-    # Validated after merging (an override alone is partial, and `null` removes a key),
-    # so the type here only documents the shape for the JSON Schema.
+    # Validated after merging (an override alone is partial: cross-field rules only make
+    # sense on the result), so the type here documents the shape for the JSON Schema.
     serve: SkipValidation[ServeT] | None = Field(
         default=None,
         description="Deep-merged over `serve` for this environment: mappings merge key by "
-        "key, lists and scalars replace, null removes a key (back to its default).",
+        "key, lists and scalars replace.",
     )
 
 
@@ -46,9 +46,6 @@ def deep_merge(base: Any, override: Any) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
         merged = dict(base)
         for key, value in override.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = deep_merge(base[key], value) if key in base else value
+            merged[key] = deep_merge(base[key], value) if key in base else value
         return merged
     return override

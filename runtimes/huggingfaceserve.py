@@ -251,8 +251,11 @@ class HuggingFaceServeDocument(SpecDocument):
     kind: Literal["huggingfaceserve"] = Field(
         description="huggingfaceserve: a KServe InferenceService on the Hugging Face runtime."
     )
-    spec: HFModelSpec
-    serve: HFServe = Field(default_factory=HFServe)
+    spec: HFModelSpec = Field(description="The model: where it comes from and how it is exposed.")
+    serve: HFServe = Field(
+        default_factory=HFServe,
+        description="How the model is served: resources, scaling, engine arguments.",
+    )
     environments: dict[DnsLabel, EnvironmentOverride[HFServe]] = Field(
         default_factory=dict, description="Per-environment overrides."
     )

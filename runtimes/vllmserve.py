@@ -237,8 +237,11 @@ class VLLMServeTextDocument(SpecDocument):
     """A vllmserve-text serve spec."""
 
     kind: Literal["vllmserve-text"] = Field(description="vllmserve-text: vLLM text generation.")
-    spec: VLLMModelSpec
-    serve: VLLMServeOptions = Field(default_factory=VLLMServeOptions)
+    spec: VLLMModelSpec = Field(description="The model: where it comes from and how it is exposed.")
+    serve: VLLMServeOptions = Field(
+        default_factory=VLLMServeOptions,
+        description="How the model is served: resources, scaling, engine arguments.",
+    )
     environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions]] = Field(
         default_factory=dict, description="Per-environment overrides."
     )
@@ -248,8 +251,11 @@ class VLLMServeSpeechDocument(SpecDocument):
     """A vllmserve-speech serve spec."""
 
     kind: Literal["vllmserve-speech"] = Field(description="vllmserve-speech: vLLM speech-to-text.")
-    spec: VLLMModelSpec
-    serve: VLLMServeOptions = Field(default_factory=VLLMServeOptions)
+    spec: VLLMModelSpec = Field(description="The model: where it comes from and how it is exposed.")
+    serve: VLLMServeOptions = Field(
+        default_factory=VLLMServeOptions,
+        description="How the model is served: resources, scaling, engine arguments.",
+    )
     environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions]] = Field(
         default_factory=dict, description="Per-environment overrides."
     )
@@ -261,8 +267,11 @@ class VLLMServePoolingDocument(SpecDocument):
     kind: Literal["vllmserve-pooling"] = Field(
         description="vllmserve-pooling: vLLM embeddings, scoring, classification, reward."
     )
-    spec: VLLMModelSpec
-    serve: VLLMPoolingServeOptions = Field(default_factory=VLLMPoolingServeOptions)
+    spec: VLLMModelSpec = Field(description="The model: where it comes from and how it is exposed.")
+    serve: VLLMPoolingServeOptions = Field(
+        default_factory=VLLMPoolingServeOptions,
+        description="How the model is served: resources, scaling, engine arguments.",
+    )
     environments: dict[DnsLabel, EnvironmentOverride[VLLMPoolingServeOptions]] = Field(
         default_factory=dict, description="Per-environment overrides."
     )

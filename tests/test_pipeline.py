@@ -133,8 +133,11 @@ def test_environment_overrides_become_patches(examples_build: Build) -> None:
     ].decode()
     assert "path: /spec/resourceProfile" in patch
     assert "value: nvidia-gpu-l4:1" in patch
-    assert "models/tinyllama-chat/overlays/dev/patch-model-tinyllama-chat.yaml" not in (
-        examples_build.files
+    dev_patch = "models/tinyllama-chat/overlays/dev/patch-model-tinyllama-chat.yaml"
+    assert "VLLM_CPU_KVCACHE_SPACE" in examples_build.files[dev_patch].decode()
+    # No override and no environment annotations: the overlay is namespace and labels only.
+    assert not any(
+        p.startswith("models/bge-reranker/overlays/dev/patch-") for p in examples_build.files
     )
 
 

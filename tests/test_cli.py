@@ -1,0 +1,224 @@
+"""The command line: exit codes, report formats, init, schema drift, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator import cli, schema
+from generator.commands import validate as validate_command
+from generator.report import escape_data, escape_property
+from tests.conftest import EXAMPLES, REPO_ROOT
+
+BROKEN = """kind: kubeai-text
+name: broken
+spec:
+  url: hf://org/model
+  engin: VLLM
+"""
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def broken_repo(example_repo: Path) -> Path:
+    (example_repo / "specs" / "broken.yaml").write_text(BROKEN)
+    return example_repo
+
+
+def test_validate_examples_ok(capsys: pytest.CaptureFixture[str], crds_dir: Path) -> None:
+    code, out, err = run(["-C", str(EXAMPLES), "validate", "--crds", str(crds_dir)], capsys)
+    assert code == 0, out + err
+    assert "10 spec(s) valid" in out
+
+
+def test_validate_reports_position_and_exits_1(
+    broken_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["-C", str(broken_repo), "validate"], capsys)
+    assert code == 1
+    assert out.splitlines()[0] == (
+        "specs/broken.yaml:5:3: error: spec.engin: unknown field 'engin' "
+        "(did you mean 'engine'?); allowed: url, model_name, image, adapters, features, engine"
+    )
+    assert "Traceback" not in out + err
+
+
+def test_json_format(broken_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["-C", str(broken_repo), "validate", "--format", "json"], capsys)
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False
+    assert report["diagnostics"][0] == {
+        "path": "specs/broken.yaml",
+        "line": 5,
+        "col": 3,
+        "json_path": "spec.engin",
+        "message": report["diagnostics"][0]["message"],
+        "severity": "error",
+    }
+
+
+def test_github_format_annotations_and_summary(
+    example_repo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for index in range(12):
+        (example_repo / "specs" / f"broken-{index:02}.yaml").write_text(
+            BROKEN.replace("name: broken", f"name: broken-{index}")
+        )
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, out, _ = run(["-C", str(example_repo), "validate", "--format", "github"], capsys)
+    assert code == 1
+    annotations = [line for line in out.splitlines() if line.startswith("::error ")]
+    assert len(annotations) == 10
+    assert annotations[0].startswith(
+        "::error file=specs/broken-00.yaml,line=5,col=3,title=spec.engin::unknown field"
+    )
+    assert "2 more problem(s) are listed in the job summary" in out
+    assert summary.read_text().count("specs/broken-") == 12
+
+
+def test_github_escaping() -> None:
+    assert escape_data("a%b\r\nc") == "a%25b%0D%0Ac"
+    assert escape_property("x:y,z%") == "x%3Ay%2Cz%25"
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["validate", "--format", "yaml"], capsys)
+    assert code == 2
+    assert "invalid choice: 'yaml'" in err
+
+
+def test_missing_directory_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["-C", "/nonexistent-servegen-dir", "validate"], capsys)
+    assert code == 2 and "not a directory" in err
+
+
+def test_internal_error_exits_3_with_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(_options: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(validate_command, "run", explode)
+    code, _, err = run(["-C", str(EXAMPLES), "validate"], capsys)
+    assert code == 3
+    assert "internal error (RuntimeError)" in err and "--debug" in err
+    assert "Traceback" not in err
+    code, _, err = run(["--debug", "-C", str(EXAMPLES), "validate"], capsys)
+    assert code == 3 and "Traceback" in err
+
+
+def test_interrupt_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(_options: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate_command, "run", interrupted)
+    code, _, _ = run(["-C", str(EXAMPLES), "validate"], capsys)
+    assert code == 130
+
+
+def test_init_scaffold_validates_and_renders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], crds_dir: Path
+) -> None:
+    demo = tmp_path / "demo"
+    code, out, _ = run(["init", str(demo)], capsys)
+    assert code == 0, out
+    assert (demo / ".github" / "workflows" / "servegen.yml").is_file()
+    assert (demo / ".gitignore").read_text().strip().endswith("/output/")
+    spec_kinds = {
+        line.split(":", 1)[1].strip()
+        for path in (demo / "specs").glob("*.yaml")
+        for line in path.read_text().splitlines()
+        if line.startswith("kind:")
+    }
+    assert spec_kinds == {
+        "kubeai-text", "vllmserve-text", "vllmserve-speech", "vllmserve-pooling",
+        "huggingfaceserve",
+    }
+    first_line = (demo / "specs" / "qwen-chat.yaml").read_text().splitlines()[0]
+    assert first_line == "# yaml-language-server: $schema=../schemas/servespec.schema.json"
+    code, out, err = run(["-C", str(demo), "validate", "--crds", str(crds_dir)], capsys)
+    assert code == 0, out + err
+    code, out, err = run(["-C", str(demo), "render", "--crds", str(crds_dir)], capsys)
+    assert code == 0, out + err
+    assert (demo / "output" / "clusters" / "prod" / "kustomization.yaml").is_file()
+
+
+def test_init_refuses_non_empty_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    code, _, err = run(["init", str(tmp_path)], capsys)
+    assert code == 1 and "not empty" in err
+
+
+def test_committed_schemas_are_current() -> None:
+    """CI fails when the JSON Schemas drift from the models: run `servegen schema`."""
+    assert schema.stale_files(schema.packaged_dir()) == []
+
+
+def test_schema_check_detects_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run(["schema", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    spec_schema = tmp_path / schema.SPEC_SCHEMA
+    spec_schema.write_text(spec_schema.read_text().replace("kubeai-text", "kubeai-txt"))
+    code, _, err = run(["schema", "--check", "--out", str(tmp_path)], capsys)
+    assert code == 1 and schema.SPEC_SCHEMA in err
+
+
+def test_every_schema_field_is_described() -> None:
+    def walk(node: object, path: str) -> list[str]:
+        missing = []
+        if isinstance(node, dict):
+            for name, prop in (node.get("properties") or {}).items():
+                if isinstance(prop, dict) and "description" not in prop:
+                    missing.append(f"{path}.{name}")
+            for key, value in node.items():
+                missing += walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                missing += walk(value, f"{path}[{index}]")
+        return missing
+
+    for document in (schema.spec_schema(), schema.config_schema()):
+        assert walk(document, "$") == []
+
+
+def test_examples_match_the_json_schema() -> None:
+    """Editors using the published schema accept every example (check-jsonschema)."""
+    specs = sorted(str(p) for p in (EXAMPLES / "specs").rglob("*.yaml"))
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--schemafile",
+         str(REPO_ROOT / "schemas" / schema.SPEC_SCHEMA), *specs],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--schemafile",
+         str(REPO_ROOT / "schemas" / schema.CONFIG_SCHEMA), str(EXAMPLES / "servegen.yaml")],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_help_is_cheap_to_import() -> None:
+    """`servegen --help` must not import pydantic, jinja2 or the runtimes."""
+    code = (
+        "import sys; from generator import cli; cli.build_parser();"
+        "heavy = [m for m in ('pydantic', 'jinja2', 'runtimes', 'ruamel') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
