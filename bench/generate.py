@@ -14,8 +14,9 @@ or from Python: `generate_repository(Path("/tmp/repo"), 1000, seed=7)`.
 from __future__ import annotations
 
 import argparse
-import io
+import json
 import random
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 
 HEADER = "# yaml-language-server: $schema=https://servegen.invalid/servespec.schema.json\n"
 
@@ -186,8 +186,8 @@ def _kubeai(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
                                             "target_requests": 50}}
         if flavour == "chat":
             prod["profile"] = "nvidia-gpu-l4"
-            if "envs" in serve:
-                prod["envs"] = {"VLLM_CPU_KVCACHE_SPACE": None}
+            prod["args"] = ["--max-model-len=8192", "--enable-prefix-caching",
+                            "--gpu-memory-utilization=0.9"]
         if flavour == "whisper":
             prod = {"scaling": {"replicas": 2}}
         doc["environments"] = {"prod": {"serve": prod}}
@@ -238,11 +238,10 @@ def _vllm_text(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
         if cpu:
             doc["environments"] = {"dev": {"serve": {"resources": {"mem": "8Gi"}}}}
         else:
-            doc["environments"] = {"prod": {"serve": {"replicas": 2,
-                                                      "scaling": _vllm_gpu_scaling(rng)}}}
-            doc["environments"]["prod"]["serve"]["replicas"] = (
-                doc["environments"]["prod"]["serve"]["scaling"]["min_replicas"]
-            )
+            scaling = _vllm_gpu_scaling(rng)
+            doc["environments"] = {
+                "prod": {"serve": {"replicas": scaling["min_replicas"], "scaling": scaling}}
+            }
     return comment, doc
 
 
@@ -254,9 +253,10 @@ def _vllm_speech(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
         "serve": {"profile": "gpu-l4", "secrets": ["hf-token"]},
     }
     if rng.random() < OVERRIDE_SHARE:
-        doc["environments"] = {"prod": {"serve": {"scaling": _vllm_gpu_scaling(rng)}}}
-        low = doc["environments"]["prod"]["serve"]["scaling"]["min_replicas"]
-        doc["environments"]["prod"]["serve"]["replicas"] = low
+        scaling = _vllm_gpu_scaling(rng)
+        doc["environments"] = {
+            "prod": {"serve": {"replicas": scaling["min_replicas"], "scaling": scaling}}
+        }
     return "Whisper served by vLLM: transcription and translation endpoints.", doc
 
 
@@ -353,18 +353,63 @@ def generate_specs(count: int, seed: int = 7) -> list[GeneratedSpec]:
     return out
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = None  # flow style for leaf collections, like hand-written specs
-    yaml.width = 100
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9._/-]*$")
+_RESERVED = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"})
 
 
-def spec_text(spec: GeneratedSpec, yaml: YAML | None = None) -> str:
-    buffer = io.StringIO()
-    (yaml or _yaml()).dump(spec.data, buffer)
-    return f"{HEADER}# {spec.comment}\n{buffer.getvalue()}"
+def _scalar(value: Any) -> str:
+    """A scalar as YAML: plain when unambiguous, else a JSON string (valid YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _RESERVED:
+        return text
+    return json.dumps(text)
+
+
+def _is_leaf(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_scalar(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return _scalar(value)
+
+
+def _small(value: Any) -> bool:
+    """Written in flow style, as people write short collections."""
+    if isinstance(value, dict):
+        return all(_is_leaf(v) for v in value.values()) and len(_flow(value)) < 80
+    if isinstance(value, list):
+        return all(_is_leaf(v) or _small(v) for v in value) and len(_flow(value)) < 80
+    return True
+
+
+def to_yaml(data: Any, indent: int = 0) -> str:
+    """Block style, key order kept, short leaf collections in flow style."""
+    pad = " " * indent
+    lines = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if _is_leaf(value) or _small(value):
+                lines.append(f"{pad}{_scalar(key)}: {_flow(value)}\n")
+            else:
+                lines.append(f"{pad}{_scalar(key)}:\n{to_yaml(value, indent + 2)}")
+    else:
+        for item in data:
+            lines.append(f"{pad}- {_flow(item)}\n")
+    return "".join(lines)
+
+
+def spec_text(spec: GeneratedSpec) -> str:
+    return f"{HEADER}# {spec.comment}\n{to_yaml(spec.data)}"
 
 
 def generate_repository(
@@ -379,14 +424,13 @@ def generate_repository(
     root.mkdir(parents=True, exist_ok=True)
     (root / "servegen.yaml").write_text(CONFIG.format(seed=seed, count=count), encoding="utf-8")
     specs = generate_specs(count, seed)
-    yaml = _yaml()
     made: set[Path] = set()
     for spec in specs:
         target = root / spec.path
         if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)
-        target.write_text(spec_text(spec, yaml), encoding="utf-8")
+        target.write_text(spec_text(spec), encoding="utf-8")
     return specs
 
 

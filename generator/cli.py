@@ -54,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="servegen",
         description="Render LLM serve specs into Kubernetes manifests and publish them for Flux.",
     )
-    parser.add_argument("-C", dest="root", type=Path, default=Path("."), metavar="DIR",
-                        help="run in DIR instead of the current directory")
+    parser.add_argument(
+        "-C",
+        dest="root",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="run in DIR instead of the current directory",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     parser.add_argument("--version", action="version", version=f"servegen {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -72,29 +78,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: config `output`)")
     _env(p)
     p.add_argument("--format", choices=["text", "json", "github"], default="text")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; fail when the output folder is not up to date")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; fail when the output folder is not up to date",
+    )
     _crds(p)
 
     p = sub.add_parser("diff", help="diff rendered objects against a base revision")
-    p.add_argument("--base", help="git revision to compare with (default: merge base "
-                   "with the default branch, else the deploy branch's source commit)")
+    p.add_argument(
+        "--base",
+        help="git revision to compare with (default: merge base "
+        "with the default branch, else the deploy branch's source commit)",
+    )
     _env(p)
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     p.add_argument("--output-file", type=Path, help="also write the full diff here")
-    p.add_argument("--max-chars", type=int, default=60_000,
-                   help="cap for markdown output (PR comments allow 65,536)")
-    p.add_argument("--committed", dest="worktree", action="store_false",
-                   help="compare HEAD instead of the working tree")
+    p.add_argument(
+        "--max-chars",
+        type=int,
+        default=60_000,
+        help="cap for markdown output (PR comments allow 65,536)",
+    )
+    p.add_argument(
+        "--committed",
+        dest="worktree",
+        action="store_false",
+        help="compare HEAD instead of the working tree",
+    )
 
     p = sub.add_parser("publish", help="commit rendered manifests to the deploy branch")
-    p.add_argument("--worktree", action="store_true",
-                   help="publish the working tree instead of HEAD")
+    p.add_argument(
+        "--worktree", action="store_true", help="publish the working tree instead of HEAD"
+    )
     p.add_argument("--push", action="store_true", help="push the deploy branch")
     p.add_argument("--remote", help="remote to push to (default: deploy.remote or origin)")
     p.add_argument("--branch", help="deploy branch (default: deploy.branch)")
-    p.add_argument("--allow-prune", action="store_true",
-                   help="allow removing models or shrinking the object count")
+    p.add_argument(
+        "--allow-prune",
+        action="store_true",
+        help="allow removing models or shrinking the object count",
+    )
     p.add_argument("--sign", action="store_true", help="sign the commit with git's key")
     _crds(p)
 
@@ -104,8 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", action="store_true", help="push after publishing")
     p.add_argument("--remote", help="remote to push to")
     p.add_argument("--allow-prune", action="store_true")
-    p.add_argument("--debounce", dest="debounce_ms", type=int, default=50, metavar="MS",
-                   help="quiet time before a batch is processed (default 50 ms)")
+    p.add_argument(
+        "--debounce",
+        dest="debounce_ms",
+        type=int,
+        default=50,
+        metavar="MS",
+        help="quiet time before a batch is processed (default 50 ms)",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text")
     _crds(p)
 

@@ -135,8 +135,7 @@ def credential_kind(value: str) -> str | None:
 
 
 _USE_SECRETS = (
-    "never put credentials in specs; create a Kubernetes Secret and list its name under "
-    "`secrets`"
+    "never put credentials in specs; create a Kubernetes Secret and list its name under `secrets`"
 )
 
 

@@ -72,11 +72,22 @@ def flux_objects(
         spec["healthCheckExprs"] = [
             {"apiVersion": "kubeai.org/v1", "kind": "Model", "current": KUBEAI_MODEL_READY}
         ]
-    metadata = {"name": name, "namespace": flux.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "servegen"}}
+    metadata = {
+        "name": name,
+        "namespace": flux.namespace,
+        "labels": {"app.kubernetes.io/managed-by": "servegen"},
+    }
     return [
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-         "metadata": metadata, "spec": source},
-        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-         "metadata": metadata, "spec": spec},
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": metadata,
+            "spec": source,
+        },
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": metadata,
+            "spec": spec,
+        },
     ]

@@ -76,8 +76,16 @@ def model_files(model: ModelRender) -> dict[str, bytes]:
         model.path, [{**KUSTOMIZATION, "resources": sorted(base_names)}]
     )
     for env, rendered in sorted(model.environments.items()):
-        files.update(_overlay_files(model, env, rendered.namespace, rendered.labels,
-                                    rendered.variant, f"{root}/overlays/{env}"))
+        files.update(
+            _overlay_files(
+                model,
+                env,
+                rendered.namespace,
+                rendered.labels,
+                rendered.variant,
+                f"{root}/overlays/{env}",
+            )
+        )
     return files
 
 
@@ -188,8 +196,13 @@ def index_markdown(models: Sequence[ModelRender], config: Config) -> str:
         count = sum(1 for m in models if env in m.environments)
         namespace = settings.namespace or config.namespace
         lines.append(f"| `{env}` | `{namespace}` | {count} |")
-    lines += ["", "## Models", "", "| model | runtime | environment | namespace | OpenAI base URL "
-              "| `model` | adapters |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Models",
+        "",
+        "| model | runtime | environment | namespace | OpenAI base URL | `model` | adapters |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in models:
         for env, rendered in sorted(m.environments.items()):
             e = rendered.endpoint
@@ -211,4 +224,3 @@ def index_markdown(models: Sequence[ModelRender], config: Config) -> str:
 
 def _node(name: str) -> str:
     return name.replace("-", "_").replace(".", "_")
-

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator.config import CONFIG_FILE, Config
-from generator.flux import flux_objects
 from generator.errors import Diagnostic, InvalidInputError, RenderError
+from generator.flux import flux_objects
 from generator.layout import layout
 from generator.render import ModelRender, duplicate_objects, render_all
 from generator.validate import Validated, validate_repository
@@ -69,9 +69,7 @@ def check_models(
                     f"rendered {problem.kind}/{problem.name} (environment {env}) is invalid: "
                     f"{problem.path}: {problem.message}"
                 )
-                diagnostics.append(
-                    Diagnostic(model.path, model.line, model.col, "", message)
-                )
+                diagnostics.append(Diagnostic(model.path, model.line, model.col, "", message))
     for env in config.environments:
         result = validator.validate(flux_objects(models, config, env))
         for problem in result.problems:

@@ -140,7 +140,10 @@ def duplicate_objects(models: Sequence[ModelRender]) -> list[Diagnostic]:
                 what = f"{ObjectRef.of(obj)} in namespace {key[1][0]} (environment {env})"
                 out.append(
                     Diagnostic(
-                        model.path, model.line, model.col, "name",
+                        model.path,
+                        model.line,
+                        model.col,
+                        "name",
                         f"{what} is also rendered by {other.path}:{other.line}:{other.col}",
                     )
                 )

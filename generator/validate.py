@@ -261,13 +261,19 @@ def check_repository(specs: Sequence[Spec]) -> list[Diagnostic]:
         oline, ocol = other.document.position(("name",))
         out.append(
             Diagnostic(
-                spec.path, line, col, "name",
+                spec.path,
+                line,
+                col,
+                "name",
                 f"duplicate name {spec.name!r}: also defined at {other.path}:{oline}:{ocol}",
             )
         )
         out.append(
             Diagnostic(
-                other.path, oline, ocol, "name",
+                other.path,
+                oline,
+                ocol,
+                "name",
                 f"duplicate name {spec.name!r}: also defined at {spec.path}:{line}:{col}",
             )
         )
@@ -331,9 +337,7 @@ def _diagnostic(
     return Diagnostic(path, line, col, format_path(where), message)
 
 
-def _explain_value(
-    model: type[BaseModel], loc: JsonPath, error: ErrorDetails, message: str
-) -> str:
+def _explain_value(model: type[BaseModel], loc: JsonPath, error: ErrorDetails, message: str) -> str:
     got = error.get("input")
     info = _field_at(model, loc)
     expected = (error.get("ctx") or {}).get("expected")
@@ -403,6 +407,4 @@ def _not_a_mapping(path: str, document: Document, what: str) -> Diagnostic:
     line, col = document.position(())
     got = type(document.data).__name__
     names = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}
-    return Diagnostic(
-        path, line, col, "", f"{what} must be a mapping, got {names.get(got, got)}"
-    )
+    return Diagnostic(path, line, col, "", f"{what} must be a mapping, got {names.get(got, got)}")

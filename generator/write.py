@@ -81,9 +81,7 @@ def existing_files(out: Path) -> set[str]:
     return found
 
 
-def _remove_stale(
-    out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool]
-) -> list[str]:
+def _remove_stale(out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool]) -> list[str]:
     stale = sorted(rel for rel in existing_files(out) - set(files) if scope(rel))
     for rel in stale:
         (out / rel).unlink()
@@ -91,7 +89,7 @@ def _remove_stale(
         top = out / entry
         if top.is_dir():
             for current, _dirs, _names in sorted(os.walk(top), reverse=True):
-                if not os.listdir(current):
+                if not any(Path(current).iterdir()):
                     Path(current).rmdir()
     return stale
 
@@ -99,7 +97,8 @@ def _remove_stale(
 def stale_paths(out: Path, files: Mapping[str, bytes]) -> list[str]:
     """Paths that `write_tree` would change, without writing anything."""
     changed = [
-        rel for rel, data in files.items()
+        rel
+        for rel, data in files.items()
         if not (out / rel).is_file() or (out / rel).read_bytes() != data
     ]
     return sorted(changed + sorted(existing_files(out) - set(files)))

@@ -84,7 +84,6 @@ class Document:
             node = child
         return int(node.start_mark.line) + 1, int(node.start_mark.column) + 1
 
-
     def has(self, path: Sequence[str | int]) -> bool:
         """Whether every step of `path` exists in this document."""
         node: Node | None = self.node

@@ -126,7 +126,7 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         finalize=to_yaml_value,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - YAML, not HTML: `finalize` does the escaping
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -168,7 +168,9 @@ class Runtime(ABC):
         parts = []
         for name in self.templates:
             try:
-                parts.append(env.get_template(f"{self.template_dir or self.kind}/{name}").render(variables))
+                parts.append(
+                    env.get_template(f"{self.template_dir or self.kind}/{name}").render(variables)
+                )
             except jinja2.TemplateError as exc:
                 raise RenderError(f"{self.kind}/{name}: template error: {exc}") from exc
         objects = [obj for obj in parse_rendered("\n---\n".join(parts)) if obj is not None]
@@ -176,8 +178,9 @@ class Runtime(ABC):
         return objects
 
     def _verify(self, doc: Any, config: Config, objects: list[Any]) -> None:
-        if not all(isinstance(obj, dict) and isinstance(obj.get("metadata"), dict)
-                   for obj in objects):
+        if not all(
+            isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) for obj in objects
+        ):
             raise RenderError(f"{self.kind}: rendered a document that is not an object")
         got = sorted(ObjectRef.of(obj) for obj in objects)
         want = sorted(self.expected(doc, config))

@@ -127,7 +127,9 @@ class KubeAITextDocument(SpecDocument):
     """A kubeai-text serve spec."""
 
     kind: Literal["kubeai-text"] = Field(description="kubeai-text: a KubeAI Model.")
-    spec: KubeAIModelSpec = Field(description="The model: where it comes from and how it is exposed.")
+    spec: KubeAIModelSpec = Field(
+        description="The model: where it comes from and how it is exposed."
+    )
     serve: KubeAIServe = Field(
         default_factory=KubeAIServe,
         description="How the model is served: resources, scaling, engine arguments.",

@@ -67,7 +67,9 @@ def test_json_format(broken_repo: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_github_format_annotations_and_summary(
-    example_repo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    example_repo: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for index in range(12):
@@ -144,7 +146,10 @@ def test_init_scaffold_validates_and_renders(
         if line.startswith("kind:")
     }
     assert spec_kinds == {
-        "kubeai-text", "vllmserve-text", "vllmserve-speech", "vllmserve-pooling",
+        "kubeai-text",
+        "vllmserve-text",
+        "vllmserve-speech",
+        "vllmserve-pooling",
         "huggingfaceserve",
     }
     first_line = (demo / "specs" / "qwen-chat.yaml").read_text().splitlines()[0]
@@ -156,9 +161,7 @@ def test_init_scaffold_validates_and_renders(
     assert (demo / "output" / "clusters" / "prod" / "kustomization.yaml").is_file()
 
 
-def test_init_refuses_non_empty_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_init_refuses_non_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "keep.txt").write_text("x")
     code, _, err = run(["init", str(tmp_path)], capsys)
     assert code == 1 and "not empty" in err
@@ -200,15 +203,31 @@ def test_examples_match_the_json_schema() -> None:
     """Editors using the published schema accept every example (check-jsonschema)."""
     specs = sorted(str(p) for p in (EXAMPLES / "specs").rglob("*.yaml"))
     done = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--schemafile",
-         str(REPO_ROOT / "schemas" / schema.SPEC_SCHEMA), *specs],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--schemafile",
+            str(REPO_ROOT / "schemas" / schema.SPEC_SCHEMA),
+            *specs,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--schemafile",
-         str(REPO_ROOT / "schemas" / schema.CONFIG_SCHEMA), str(EXAMPLES / "servegen.yaml")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--schemafile",
+            str(REPO_ROOT / "schemas" / schema.CONFIG_SCHEMA),
+            str(EXAMPLES / "servegen.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

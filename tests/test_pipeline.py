@@ -57,7 +57,9 @@ def test_output_folder_is_fresh(examples_build: Build) -> None:
         for path in OUTPUT.rglob("*")
         if path.is_file()
     }
-    assert sorted(on_disk) == sorted(examples_build.files), "run: servegen -C examples render --out output"
+    assert sorted(on_disk) == sorted(examples_build.files), (
+        "run: servegen -C examples render --out output"
+    )
     stale = [path for path, data in examples_build.files.items() if on_disk[path] != data]
     assert stale == [], "output/ is stale; run: servegen -C examples render --out output"
 

@@ -64,8 +64,11 @@ def _assert_round_trip(spec: Spec, config: Config) -> list[dict[str, Any]]:
     for path, data in model_files(model).items():
         parsed = [d for d in parse_rendered(data.decode()) if d is not None]
         if "/base/" in path and not path.endswith("kustomization.yaml"):
-            assert parsed == [o for o in objects if path.endswith(f"-{o['metadata']['name']}.yaml")
-                              and o["kind"].lower() in path]
+            assert parsed == [
+                o
+                for o in objects
+                if path.endswith(f"-{o['metadata']['name']}.yaml") and o["kind"].lower() in path
+            ]
     return objects
 
 
@@ -112,7 +115,7 @@ def test_vllmserve_text_hostile_values(name: str, envs: dict[str, str], extra: l
     objects = _assert_round_trip(spec, config)
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][-len(extra) or len(container["args"]):] == (extra or [])
+    assert container["args"][-len(extra) or len(container["args"]) :] == (extra or [])
     rendered_env = {e["name"]: e.get("value") for e in container["env"]}
     for key, value in envs.items():
         assert rendered_env[key] == value
@@ -120,9 +123,7 @@ def test_vllmserve_text_hostile_values(name: str, envs: dict[str, str], extra: l
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=names, envs=st.dictionaries(env_names, text, max_size=4), extra=args)
-def test_huggingfaceserve_hostile_values(
-    name: str, envs: dict[str, str], extra: list[str]
-) -> None:
+def test_huggingfaceserve_hostile_values(name: str, envs: dict[str, str], extra: list[str]) -> None:
     config = Config()
     spec = _spec(
         "huggingfaceserve",
@@ -135,5 +136,5 @@ def test_huggingfaceserve_hostile_values(
     )
     (isvc,) = _assert_round_trip(spec, config)
     model = isvc["spec"]["predictor"]["model"]
-    assert model["args"][len(model["args"]) - len(extra):] == extra
+    assert model["args"][len(model["args"]) - len(extra) :] == extra
     assert {e["name"]: e.get("value") for e in model.get("env", [])} == envs

@@ -14,12 +14,13 @@ from generator.pipeline import build
 
 def run(options: EndpointsOptions) -> int:
     result = build(options.common.root, environment=options.environment)
-    environments = [options.environment] if options.environment else list(
-        result.config.environments
+    environments = (
+        [options.environment] if options.environment else list(result.config.environments)
     )
     catalog = {
-        env: [m.environments[env].endpoint.to_json() for m in result.models
-              if env in m.environments]
+        env: [
+            m.environments[env].endpoint.to_json() for m in result.models if env in m.environments
+        ]
         for env in environments
     }
     if options.format == "json":
@@ -28,7 +29,13 @@ def run(options: EndpointsOptions) -> int:
     table = Table("environment", "model", "runtime", "base URL", "model value", "adapters")
     for env, rows in catalog.items():
         for row in rows:
-            table.add_row(env, row["name"], row["runtime"], row["base_url"], row["model"],
-                          ", ".join(row["adapters"]) or "-")
+            table.add_row(
+                env,
+                row["name"],
+                row["runtime"],
+                row["base_url"],
+                row["model"],
+                ", ".join(row["adapters"]) or "-",
+            )
     Console(width=200).print(table)
     return EXIT_OK

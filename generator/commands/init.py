@@ -16,6 +16,7 @@ RENAMES = {
     "workflows/servegen.yml": ".github/workflows/servegen.yml",
 }
 
+
 def scaffold_files() -> dict[str, bytes]:
     files = {}
     for path in sorted(SCAFFOLD.rglob("*")):
@@ -25,6 +26,7 @@ def scaffold_files() -> dict[str, bytes]:
     for name, content in schema.rendered().items():
         files[f"schemas/{name}"] = content.encode()
     return files
+
 
 def run(options: InitOptions) -> int:
     target = options.directory
@@ -42,4 +44,3 @@ def run(options: InitOptions) -> int:
     print(f"servegen: created {len(files)} file(s) in {target}")
     print(f"next: servegen -C {target} validate && servegen -C {target} render")
     return EXIT_OK
-
