@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 HEADER = "# yaml-language-server: $schema=https://servegen.invalid/servespec.schema.json\n"
 
 CONFIG = """\

@@ -14,8 +14,8 @@ invalid nothing is written at all, so the folder stays at the last good state.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +95,8 @@ class IncrementalBuild:
         self.config = Config()  # the last valid one: it decides which paths matter
         self._config_problems: tuple[Diagnostic, ...] = ()
         self._files: dict[str, FileState] = {}
+        self._stale = True  # rebuild everything at the next batch
+        self._last_problems: tuple[Diagnostic, ...] = ()
         self._written: dict[str, bytes] | None = None  # None: unknown, compare with disk
         self._written_out: Path | None = None
         self.generation = 0  # bumped whenever the output folder changes
@@ -111,24 +113,21 @@ class IncrementalBuild:
 
     def initial(self) -> BatchResult:
         """Read, render and write everything; the output folder is compared with disk."""
-        started = time.perf_counter()
-        self._written = None
-        self._reload_config()
-        return self._rebuild(started)
+        self.reset()
+        return self.apply(())
 
     def reset(self) -> None:
         """Forget every cache: the next batch rebuilds from scratch (after an internal error)."""
         self._files = {}
         self._written = None
-        self._config_problems = (file_error(CONFIG_FILE, "rebuild pending"),)
+        self._stale = True
 
     def apply(self, paths: Iterable[Path | str]) -> BatchResult:
         """Process paths that may have changed: each is re-read as it is now."""
         started = time.perf_counter()
         relatives = {rel for rel in map(self._relative, paths) if rel is not None}
-        config_touched = CONFIG_FILE in relatives
-        if config_touched or self._config_problems:
-            changed = self._reload_config()
+        if CONFIG_FILE in relatives or self._config_problems or self._stale:
+            changed = self._reload_config() or self._stale
             if self._config_problems:
                 return self._failed(started, (CONFIG_FILE,), self._config_problems)
             if changed:
@@ -150,12 +149,10 @@ class IncrementalBuild:
 
     def _rebuild(self, started: float) -> BatchResult:
         # A config change can alter how every spec validates and renders: drop everything.
-        self._files = {}
-        if self._config_problems:
-            return self._failed(started, (CONFIG_FILE,), self._config_problems, full=True)
+        self._files, self._stale = {}, False
         result = self._update(started, self._scan_all(), full=True)
         changed = tuple(sorted({CONFIG_FILE, *result.changed}))
-        return _replace_changed(result, changed)
+        return dataclasses.replace(result, changed=changed)
 
     # --- which spec files a batch touches ------------------------------------------------
 
@@ -176,9 +173,9 @@ class IncrementalBuild:
         spec_dir = self.config.specs
         out = {rel for rel, state in self._files.items() if state.volatile}
         for rel in relatives:
-            if _within(spec_dir, rel):  # the spec folder itself, or a parent, was replaced
+            if _within(rel, spec_dir):  # the spec folder itself, or a parent, was replaced
                 return out | self._scan_all()
-            if not _within(rel, spec_dir):
+            if not _within(spec_dir, rel):
                 continue
             out.add(rel)
             out.update(known for known in self._files if known.startswith(rel + "/"))
@@ -196,11 +193,8 @@ class IncrementalBuild:
 
     def _is_spec(self, rel: str) -> bool:
         """Whether `discover()` would list `rel` now (it does not follow linked folders)."""
-        spec_dir = self.config.specs
-        parts = PurePosixPath(rel).relative_to(spec_dir).parts
+        parts = PurePosixPath(rel).relative_to(self.config.specs).parts
         if any(part.startswith(".") for part in parts[:-1]) or not is_spec_file(parts[-1]):
-            return False
-        if self._spec_root_problem() or not self.spec_root.is_dir():
             return False
         folder = self.spec_root
         for part in parts[:-1]:
@@ -222,21 +216,23 @@ class IncrementalBuild:
     def _update(self, started: float, candidates: Iterable[str], full: bool = False) -> BatchResult:
         changed: list[str] = []
         fresh: list[str] = []
+        usable = self._spec_root_problem() is None and self.spec_root.is_dir()
         for rel in sorted(candidates):
-            if self._refresh(rel):
+            if self._refresh(rel, usable):
                 changed.append(rel)
                 if rel in self._files:
                     fresh.append(rel)
         notes = self._check(fresh)
-        if not changed and not full:
-            return BatchResult((), (), (), (), self._problems(), len(self._models()), _ms(started))
+        if not changed and not full:  # touched but identical: the last verdict stands
+            count = len(self._models())
+            return BatchResult((), (), (), (), self._last_problems, count, _ms(started))
         rendered = tuple(m.render.name for rel in fresh for m in self._files[rel].models)
         return self._finish(started, tuple(changed), rendered, full, notes)
 
-    def _refresh(self, rel: str) -> bool:
+    def _refresh(self, rel: str, usable: bool) -> bool:
         """Re-read one path; True when what it contributes changed."""
         old = self._files.get(rel)
-        if not self._is_spec(rel):
+        if not (usable and self._is_spec(rel)):
             return self._files.pop(rel, None) is not None
         digest, source, volatile = read_spec(self.root, self.root / rel)
         if old is not None and old.digest == digest:
@@ -272,7 +268,7 @@ class IncrementalBuild:
             by_file.setdefault(diagnostic.path, []).append(diagnostic)
         for rel in rels:
             state = self._files[rel]
-            self._files[rel] = _with_checks(state, tuple(by_file.get(rel, ())))
+            self._files[rel] = dataclasses.replace(state, checks=tuple(by_file.get(rel, ())))
         return tuple(notes)
 
     # --- the whole repository -------------------------------------------------------------
@@ -307,7 +303,7 @@ class IncrementalBuild:
         full: bool,
         notes: tuple[str, ...],
     ) -> BatchResult:
-        problems = self._problems()
+        problems = self._last_problems = self._problems()
         if _errors(problems):
             return self._failed(started, changed, problems, rendered, full)
         models = self._models()
@@ -324,6 +320,7 @@ class IncrementalBuild:
         rendered: tuple[str, ...] = (),
         full: bool = False,
     ) -> BatchResult:
+        self._last_problems = problems
         count = len(self._models())
         return BatchResult(changed, rendered, (), (), problems, count, _ms(started), full)
 
@@ -366,39 +363,27 @@ def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic, b
     """(digest, parsed file or its problem, volatile), as `read_source` would judge it.
 
     The digest is of the very bytes parsed, so a file that changes while it is read is
-    seen again by the next batch. Symlinks, oversized and unreadable files are left to
-    `read_source` for its checks and messages; their digest is that of the outcome.
+    parsed again by the next batch. Symlinks, oversized and unreadable files are left to
+    `read_source` for its checks and messages.
     """
+    linked = path.is_symlink()
     try:
-        special = path.is_symlink() or path.stat().st_size > MAX_FILE_BYTES
-        data = None if special else path.read_bytes()
+        if not linked and path.stat().st_size <= MAX_FILE_BYTES:
+            data = path.read_bytes()
+            return _digest(data), parse_source(path.relative_to(root).as_posix(), data), False
     except OSError:
-        data = None
-    if data is None:
-        judged = read_source(root, path)
-        if isinstance(judged, Diagnostic):
-            return _digest(str(judged).encode()), judged, True
-        data = path.read_bytes()  # a symlink read_source found safe
-        return _digest(data), judged, True
-    return _digest(data), parse_source(path.relative_to(root).as_posix(), data), False
+        pass  # read_source words the error
+    judged = read_source(root, path)
+    if isinstance(judged, Diagnostic):
+        return _digest(str(judged).encode()), judged, linked
+    try:
+        return _digest(path.read_bytes()), judged, linked  # a link read_source found safe
+    except OSError as exc:  # replaced since: the next batch reads it again
+        return _digest(str(exc).encode()), judged, linked
 
 
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
-
-
-def _with_checks(state: FileState, checks: tuple[Diagnostic, ...]) -> FileState:
-    return FileState(state.digest, state.specs, state.models, state.problems, checks,
-                     state.volatile)
-
-
-def _replace_changed(result: BatchResult, changed: tuple[str, ...]) -> BatchResult:
-    return BatchResult(changed, *_fields_after_changed(result))
-
-
-def _fields_after_changed(result: BatchResult) -> tuple[object, ...]:
-    return (result.rendered, result.written, result.removed, result.diagnostics,
-            result.models, result.elapsed_ms, result.full, result.notes)
 
 
 def _errors(diagnostics: Iterable[Diagnostic]) -> bool:
@@ -428,7 +413,3 @@ def _remove(out: Path, rel: str) -> None:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-__all__ = ["BatchResult", "FileState", "IncrementalBuild", "ModelOutput", "read_spec"]
-_ = os  # os.walk order is what _walk_order mirrors

@@ -149,13 +149,14 @@ def validate_document(
     diagnostics = _check_environment_names(path, document, base, config)
     if diagnostics:
         return None, diagnostics
-    diagnostics.extend(_rule_diagnostics(path, document, runtime, base, config, None))
+    base_problems = _problems(runtime, base, config)
+    diagnostics.extend(_located(path, document, p.path, p.message, None) for p in base_problems)
     merged: dict[str, SpecDocument] = {}
     for env in config.environments:
         override = base.environments.get(env) if hasattr(base, "environments") else None
         if override is not None and not override.enabled:
             continue
-        env_doc, problems = _merged_for(path, document, runtime, config, env)
+        env_doc, problems = _merged_for(path, document, runtime, config, env, base_problems)
         diagnostics.extend(problems)
         if env_doc is not None:
             merged[env] = env_doc
@@ -181,7 +182,12 @@ def _runtime_for(path: str, document: Document) -> tuple[Runtime | None, Diagnos
 
 
 def _merged_for(
-    path: str, document: Document, runtime: Runtime, config: Config, env: str
+    path: str,
+    document: Document,
+    runtime: Runtime,
+    config: Config,
+    env: str,
+    base_problems: list[Problem],
 ) -> tuple[SpecDocument | None, list[Diagnostic]]:
     data = dict(document.data)
     override = ((data.get("environments") or {}).get(env) or {}).get("serve")
@@ -197,20 +203,13 @@ def _merged_for(
         ]
     if not override:
         return merged, []  # identical to the base, whose rules were already checked
-    return merged, _rule_diagnostics(path, document, runtime, merged, config, env)
+    # What the base already breaks is reported once, for the base, not per environment.
+    problems = [p for p in _problems(runtime, merged, config) if p not in base_problems]
+    return merged, [_located(path, document, p.path, p.message, env) for p in problems]
 
 
-def _rule_diagnostics(
-    path: str,
-    document: Document,
-    runtime: Runtime,
-    doc: SpecDocument,
-    config: Config,
-    environment: str | None,
-) -> list[Diagnostic]:
-    problems = list(runtime.check(doc, config))
-    problems.extend(_policy_problems(runtime, doc, config))
-    return [_located(path, document, p.path, p.message, environment) for p in problems]
+def _problems(runtime: Runtime, doc: SpecDocument, config: Config) -> list[Problem]:
+    return [*runtime.check(doc, config), *_policy_problems(runtime, doc, config)]
 
 
 def _policy_problems(runtime: Runtime, doc: SpecDocument, config: Config) -> Iterable[Problem]:
