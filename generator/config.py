@@ -133,7 +133,8 @@ class Telemetry(StrictModel):
     otlp_endpoint: str | None = Field(
         default=None,
         pattern=r"^(https?|grpc)://[^\s]+$",
-        description="OTLP traces endpoint for specs with enable_telemetry.",
+        description="OTLP traces endpoint (http://, https:// or grpc://) for specs with "
+        "enable_telemetry.",
     )
 
 
@@ -155,7 +156,8 @@ class Validation(StrictModel):
 
 class Flux(StrictModel):
     url: str = Field(
-        pattern=r"^(http|https|ssh)://.*$", description="Git URL Flux pulls the deploy branch from."
+        pattern=r"^(http|https|ssh)://.*$",
+        description="Git URL (http://, https:// or ssh://) Flux pulls the deploy branch from.",
     )
     interval: Duration = Field(default="1m", description="How often Flux checks the branch.")
     namespace: DnsLabel = Field(default="flux-system", description="Namespace of Flux objects.")

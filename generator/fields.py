@@ -33,6 +33,17 @@ _DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_RE)
 QUANTITY_RE = r"^([+]?([0-9]+(\.[0-9]*)?|\.[0-9]+))(([KMGTPE]i)|[mkMGTPE]|[eE][+-]?[0-9]+)?$"
 ENV_NAME_RE = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
+# How to explain a pattern mismatch to a person, for the patterns users meet most.
+PATTERN_HELP = {
+    DNS_LABEL_RE: "must be a DNS-1123 label: lower-case letters, digits and '-', starting "
+    "and ending with a letter or digit",
+    DNS_SUBDOMAIN_RE: "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and "
+    "'.', starting and ending with a letter or digit",
+    QUANTITY_RE: "must be a Kubernetes quantity such as 500m, 2, 512Mi or 16Gi",
+    ENV_NAME_RE: "must be a variable name: letters, digits, '_', '-' and '.', not starting "
+    "with a digit",
+}
+
 DnsLabel = Annotated[
     str,
     StringConstraints(pattern=DNS_LABEL_RE, max_length=63),
@@ -62,34 +73,32 @@ Quantity = Annotated[
 ]
 
 
-def _label_problem(key: str, value: str) -> str | None:
+def _label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return f"label key {key!r}: prefix must be a DNS subdomain"
+        raise ValueError(f"label key {key!r}: the prefix must be a DNS subdomain")
     if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name):
-        return (
-            f"label key {key!r}: name must be 1-63 characters of alphanumerics, '-', '_' "
+        raise ValueError(
+            f"label key {key!r}: the name must be 1-63 characters of alphanumerics, '-', '_' "
             "or '.', starting and ending with an alphanumeric"
         )
+    return key
+
+
+def _label_value(value: str) -> str:
     if value and (len(value) > 63 or not _LABEL_NAME_RE.match(value)):
-        return (
-            f"label value {value!r}: must be at most 63 characters of alphanumerics, "
+        raise ValueError(
+            f"label value {value!r} must be at most 63 characters of alphanumerics, "
             "'-', '_' or '.', starting and ending with an alphanumeric"
         )
-    return None
+    return value
 
 
-def _check_labels(labels: dict[str, str]) -> dict[str, str]:
-    for key, value in labels.items():
-        problem = _label_problem(key, value)
-        if problem:
-            raise ValueError(problem)
-    return labels
-
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
 
 Labels = Annotated[
-    dict[str, str],
-    AfterValidator(_check_labels),
+    dict[LabelKey, LabelValue],
     Field(description="Kubernetes labels: keys `[prefix/]name`, values of at most 63 characters."),
 ]
 
@@ -147,11 +156,11 @@ def reject_credential(value: str) -> str:
     return value
 
 
-def _reject_credential_names(envs: dict[str, str]) -> dict[str, str]:
-    for name, value in envs.items():
-        if value and _SECRET_NAME.search(name) and not value.startswith("/"):
-            raise ValueError(f"{name} looks like a credential by its name: {_USE_SECRETS}")
-    return envs
+def credential_name_problem(name: str, value: str) -> str | None:
+    """A plain value under a name that says it is a credential (`HF_TOKEN: ...`)."""
+    if value and _SECRET_NAME.search(name) and not value.startswith("/"):
+        return f"{name} looks like a credential by its name: {_USE_SECRETS}"
+    return None
 
 
 def _env_value(value: Any) -> Any:
@@ -174,16 +183,21 @@ class EnvEntry(StrictModel):
 
 
 def _envs_from_list(value: Any) -> Any:
-    # The SDK writes `envs: [{name, value}]`; the core reads a map. Accept both.
-    if isinstance(value, list):
-        out: dict[str, Any] = {}
-        for index, item in enumerate(value):
-            entry = EnvEntry.model_validate(item)
-            if entry.name in out:
-                raise ValueError(f"envs[{index}]: duplicate variable {entry.name!r}")
-            out[entry.name] = entry.value
-        return out
-    return value
+    # The SDK writes `envs: [{name, value}]`; the core reads a map. Accept both. Entries
+    # become map items here, so their values are validated (and located) like a map's.
+    if not isinstance(value, list):
+        return value
+    out: dict[Any, Any] = {}
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError(f"envs[{index}] must be a mapping with a string `name`")
+        unknown = sorted(set(item) - {"name", "value"})
+        if unknown:
+            raise ValueError(f"envs[{index}]: unknown field {unknown[0]!r} (allowed: name, value)")
+        if item["name"] in out:
+            raise ValueError(f"envs[{index}]: duplicate variable {item['name']!r}")
+        out[item["name"]] = item.get("value", "")
+    return out
 
 
 def _envs_schema(schema: dict[str, Any]) -> None:
@@ -214,7 +228,6 @@ def _envs_schema(schema: dict[str, Any]) -> None:
 Envs = Annotated[
     dict[EnvName, EnvValue],
     BeforeValidator(_envs_from_list),
-    AfterValidator(_reject_credential_names),
     Field(
         description=(
             "Plain environment variables: a map, or a list of {name, value}. Credentials "

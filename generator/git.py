@@ -221,6 +221,7 @@ class Repo:
 
     git_dir: Path
     worktree: Path | None
+    object_format: str  # "sha1" or "sha256": the hash behind every object id
     _git: _SafeGit = field(repr=False, compare=False)
 
     def _run(
@@ -416,10 +417,12 @@ def open_repo(path: str | os.PathLike[str]) -> Repo:
     if not start.is_dir():
         raise GitError(f"{path}: not a directory")
     probe = _SafeGit(start, None)
-    found = _exec(probe, "rev-parse", "--absolute-git-dir", "--is-bare-repository")
+    found = _exec(
+        probe, "rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-object-format"
+    )
     if found.status != 0:
         raise GitError(f"{path} is not inside a git repository ({found.stderr.strip()})")
-    git_dir_line, bare_line = _line(found.stdout).splitlines()
+    git_dir_line, bare_line, object_format = _line(found.stdout).splitlines()
     git_dir = Path(git_dir_line)
     worktree = None
     if bare_line != "true":
@@ -427,7 +430,12 @@ def open_repo(path: str | os.PathLike[str]) -> Repo:
         # Fails when `path` is inside the .git directory itself: treat as bare.
         if top.status == 0 and _line(top.stdout):
             worktree = Path(_line(top.stdout))
-    return Repo(git_dir=git_dir, worktree=worktree, _git=_SafeGit(git_dir, git_dir))
+    return Repo(
+        git_dir=git_dir,
+        worktree=worktree,
+        object_format=object_format,
+        _git=_SafeGit(git_dir, git_dir),
+    )
 
 
 def resolve_commit(repo: Repo, rev: str) -> str:
@@ -766,17 +774,39 @@ def write_tree(repo: Repo, files: Mapping[str, bytes]) -> str:
 
 
 def _write_blobs(repo: Repo, contents: Sequence[bytes]) -> list[str]:
-    """Store every content as a blob with one `git fast-import`; return their ids.
+    """Store every content as a blob; return their ids, in order.
 
-    fast-import streams all blobs through stdin into one pack (loose objects when there
-    are fewer than fastimport.unpackLimit): measured ~15x faster for 10,000 new files
-    than temporary files plus `hash-object -w --stdin-paths`, and it touches no ref.
+    Ids are computed here (git's blob hash), so only blobs the repository lacks are
+    imported: one `cat-file --batch-check` finds them, one `git fast-import` streams
+    them into a single pack.  Measured ~15x faster for 10,000 new files than
+    temporary files plus `hash-object -w --stdin-paths`; no ref is touched.
     """
-    unique = list(dict.fromkeys(contents))  # generated manifests repeat a lot
-    if not unique:
-        return []
+    oid_of = {data: _blob_oid(repo, data) for data in dict.fromkeys(contents)}
+    missing = _missing_objects(repo, list(oid_of.values()))
+    _fast_import_blobs(repo, [(data, oid) for data, oid in oid_of.items() if oid in missing])
+    return [oid_of[data] for data in contents]
+
+
+def _blob_oid(repo: Repo, data: bytes) -> str:
+    digest = hashlib.new(repo.object_format, b"blob %d\0" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def _missing_objects(repo: Repo, oids: Sequence[str]) -> set[str]:
+    if not oids:
+        return set()
+    request = "".join(f"{oid}\n" for oid in oids).encode("ascii")
+    out = _check(repo._run("cat-file", "--batch-check", stdin=request), "cannot look up blobs")
+    # One line per request: "<oid> <type> <size>", or "<oid> missing".
+    return {line.split(" ")[0] for line in _line(out).splitlines() if line.endswith(" missing")}
+
+
+def _fast_import_blobs(repo: Repo, blobs: Sequence[tuple[bytes, str]]) -> None:
+    if not blobs:
+        return
     stream = bytearray(b"feature done\n")
-    for mark, data in enumerate(unique, start=1):
+    for mark, (data, _) in enumerate(blobs, start=1):
         stream += b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(data), data)
     stream += b"done\n"  # a truncated stream fails instead of importing half
     with tempfile.TemporaryDirectory(prefix="servegen-marks-") as tmp:
@@ -785,13 +815,11 @@ def _write_blobs(repo: Repo, contents: Sequence[bytes]) -> list[str]:
             repo._run("fast-import", "--quiet", f"--export-marks={marks}", stdin=bytes(stream)),
             "cannot write blobs",
         )
-        lines = marks.read_text(encoding="ascii").splitlines()
-    oid_of_mark = dict(line.split(" ") for line in lines)
-    oids = [oid_of_mark.get(f":{mark}", "") for mark in range(1, len(unique) + 1)]
-    if not all(oids):
-        raise GitError(f"fast-import stored {len(lines)} of {len(unique)} blobs")
-    by_content = dict(zip(unique, oids, strict=True))
-    return [by_content[data] for data in contents]
+        stored = dict(line.split(" ") for line in marks.read_text("ascii").splitlines())
+    # Our ids must be git's ids, or the tree would reference objects that don't exist.
+    for mark, (_, oid) in enumerate(blobs, start=1):
+        if stored.get(f":{mark}") != oid:
+            raise GitError(f"fast-import stored blob {mark} as {stored.get(f':{mark}')}, not {oid}")
 
 
 def _verify_index_count(repo: Repo, env: Mapping[str, str], expected: int) -> None:

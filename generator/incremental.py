@@ -20,9 +20,11 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, RenderError
+from generator.flux import flux_objects
 from generator.layout import cluster_files, index_markdown, model_files
 from generator.load import (
     MAX_FILE_BYTES,
@@ -97,6 +99,8 @@ class IncrementalBuild:
         self._files: dict[str, FileState] = {}
         self._stale = True  # rebuild everything at the next batch
         self._last_problems: tuple[Diagnostic, ...] = ()
+        self._flux: list[list[dict[str, Any]]] | None = None  # the Flux objects last checked
+        self._flux_checks: tuple[Diagnostic, ...] = ()
         self._written: dict[str, bytes] | None = None  # None: unknown, compare with disk
         self._written_out: Path | None = None
         self.generation = 0  # bumped whenever the output folder changes
@@ -118,7 +122,7 @@ class IncrementalBuild:
 
     def reset(self) -> None:
         """Forget every cache: the next batch rebuilds from scratch (after an internal error)."""
-        self._files = {}
+        self._files, self._flux = {}, None
         self._written = None
         self._stale = True
 
@@ -149,7 +153,7 @@ class IncrementalBuild:
 
     def _rebuild(self, started: float) -> BatchResult:
         # A config change can alter how every spec validates and renders: drop everything.
-        self._files, self._stale = {}, False
+        self._files, self._flux, self._stale = {}, None, False
         result = self._update(started, self._scan_all(), full=True)
         changed = tuple(sorted({CONFIG_FILE, *result.changed}))
         return dataclasses.replace(result, changed=changed)
@@ -227,7 +231,8 @@ class IncrementalBuild:
             count = len(self._models())
             return BatchResult((), (), (), (), self._last_problems, count, _ms(started))
         rendered = tuple(m.render.name for rel in fresh for m in self._files[rel].models)
-        return self._finish(started, tuple(changed), rendered, full, notes)
+        # Notes count skipped objects: only a full check's counts are the whole story.
+        return self._finish(started, tuple(changed), rendered, full, notes if full else ())
 
     def _refresh(self, rel: str, usable: bool) -> bool:
         """Re-read one path; True when what it contributes changed."""
@@ -257,18 +262,29 @@ class IncrementalBuild:
         return FileState(digest, result.specs, tuple(models), tuple(problems), volatile=volatile)
 
     def _check(self, rels: Sequence[str]) -> tuple[str, ...]:
-        """Validate the objects of freshly rendered files against the cluster's schemas."""
+        """Validate freshly rendered objects against the cluster's schemas.
+
+        The Flux objects list every model in their health checks, so check_models judges
+        them right only when given every model: that full check runs when they change.
+        """
+        renders = [m.render for m in self._models()]
+        flux = [flux_objects(renders, self.config, env) for env in self.config.environments]
+        everything = flux != self._flux
+        if everything:
+            rels, self._flux = list(self._files), flux
         models = [m.render for rel in rels for m in self._files[rel].models]
-        if not models:
+        if not models and not everything:
             return ()
         sources = crd_sources(self.root, self.config, self._crds)
         diagnostics, notes = check_models(models, self.config, sources)
         by_file: dict[str, list[Diagnostic]] = {}
-        for diagnostic in diagnostics:  # check_models reports at the spec's own path
+        for diagnostic in diagnostics:  # at the spec's own path, or servegen.yaml for Flux
             by_file.setdefault(diagnostic.path, []).append(diagnostic)
         for rel in rels:
             state = self._files[rel]
             self._files[rel] = dataclasses.replace(state, checks=tuple(by_file.get(rel, ())))
+        if everything:
+            self._flux_checks = tuple(by_file.get(CONFIG_FILE, ()))
         return tuple(notes)
 
     # --- the whole repository -------------------------------------------------------------
@@ -293,6 +309,7 @@ class IncrementalBuild:
             found += duplicate_objects([m.render for m in self._models()])
         if not _errors(found):
             found += [d for state in states for d in state.checks]
+            found += self._flux_checks
         return tuple(sorted(set(found)))
 
     def _finish(

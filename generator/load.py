@@ -92,10 +92,11 @@ def parse_source(rel: str, data: bytes) -> SourceFile | Diagnostic:
 
 
 def _position_of_byte(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters, as editors count) of a byte offset."""
     before = data[:offset]
     line = before.count(b"\n") + 1
-    col = offset - (before.rfind(b"\n") + 1) + 1
-    return line, col
+    line_start = before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
+    return line, len(line_start) + 1
 
 
 def _unsafe_path(root: Path, path: Path) -> str | None:

@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 import runtimes
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic
+from generator.fields import PATTERN_HELP, credential_name_problem
 from generator.load import SourceFile, file_error, load_config_file, load_specs
 from generator.spec import SpecDocument, deep_merge
 from generator.yamlio import Document, JsonPath, format_path
@@ -81,8 +82,10 @@ def validate_repository(root: Path, config_override: Config | None = None) -> Va
     for result in results:
         diagnostics.extend(result.diagnostics)
     specs = [spec for result in results for spec in result.specs]
-    diagnostics.extend(check_repository(specs))
+    repository = check_repository(specs)
+    diagnostics.extend(repository)
     failed = set(loaded.failed) | {r.path for r in results if r.failed}
+    failed |= {d.path for d in repository if d.severity == "error"}
     if any(d.path == CONFIG_FILE for d in diagnostics):
         failed.add(CONFIG_FILE)
     return Validated(root, config, tuple(specs), tuple(sorted(set(diagnostics))), frozenset(failed))
@@ -209,7 +212,19 @@ def _merged_for(
 
 
 def _problems(runtime: Runtime, doc: SpecDocument, config: Config) -> list[Problem]:
-    return [*runtime.check(doc, config), *_policy_problems(runtime, doc, config)]
+    return [
+        *runtime.check(doc, config),
+        *_policy_problems(runtime, doc, config),
+        *_credential_problems(doc),
+    ]
+
+
+def _credential_problems(doc: SpecDocument) -> Iterable[Problem]:
+    envs = getattr(getattr(doc, "serve", None), "envs", None) or {}
+    for name, value in envs.items():
+        message = credential_name_problem(name, value)
+        if message:
+            yield Problem(("serve", "envs", name), message)
 
 
 def _policy_problems(runtime: Runtime, doc: SpecDocument, config: Config) -> Iterable[Problem]:
@@ -312,10 +327,9 @@ def _diagnostic(
     loc: JsonPath = tuple(error["loc"])
     kind = error["type"]
     message = error["msg"].removeprefix("Value error, ")
-    at_key = False
-    if loc and loc[-1] == "[key]":  # an invalid mapping key: point at the key itself
-        loc, at_key = loc[:-1], True
-        message = f"invalid key {loc[-1]!r}: {message}"
+    at_key = loc[-1] == "[key]" if loc else False
+    if at_key:  # an invalid mapping key: point at the key itself
+        loc = loc[:-1]
     if kind == "extra_forbidden":
         at_key = True
         allowed = list(_fields_at(model, loc[:-1]))
@@ -326,6 +340,8 @@ def _diagnostic(
         message = f"missing required field {loc[-1]!r}"
     elif kind in ("string_pattern_mismatch", "literal_error", "enum"):
         message = _explain_value(model, loc, error, message)
+    if at_key:
+        message = f"invalid key {loc[-1]!r}: {message}"
     where = _where(document, loc, environment)
     if environment is not None:
         message = f"{message} (environment {environment})"
@@ -343,15 +359,21 @@ def _explain_value(model: type[BaseModel], loc: JsonPath, error: ErrorDetails, m
     if error["type"] == "literal_error" and isinstance(got, str) and expected:
         options = [o.strip(" '") for o in str(expected).replace(" or ", ",").split(",")]
         return f"{got!r} is not one of {expected}{_did_you_mean(got, options)}"
-    description = info.description if info is not None else None
-    if error["type"] == "string_pattern_mismatch" and description:
-        return f"{got!r} is not valid: {description[0].lower()}{description[1:]}"
+    if error["type"] == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        if pattern in PATTERN_HELP:
+            return f"{got!r} {PATTERN_HELP[pattern]}"
+        description = info.description if info is not None else None
+        if description:
+            return f"{got!r} is not valid: {description}"
+        return f"{got!r} does not match {pattern}"
     return message
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    by_lower = {option.lower(): option for option in options}
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[match[0]]!r}?)" if match else ""
 
 
 def _unwrap(annotation: Any) -> list[Any]:

@@ -12,6 +12,7 @@ line folding, so the same objects always give the same bytes.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ JsonPath = tuple[str | int, ...]
 # A document may expand aliases to at most this many nodes: generous for real specs,
 # far below what an alias bomb needs to exhaust memory.
 MAX_EXPANDED_NODES = 100_000
+# Collections may nest at most this deep. The C composer recurses per level, so a
+# deeply nested flow collection is refused from the event stream before composing.
+MAX_DEPTH = 200
 
 
 class YamlSyntaxError(Exception):
@@ -101,6 +105,12 @@ def _child(node: Node, step: str | int, *, key: bool) -> Node | None:
     if isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
         child: Node = node.value[step]
         return child
+    if isinstance(node, SequenceNode) and isinstance(step, str):
+        # A map written as a list of {name, value} (env vars): address an entry by name.
+        for item in node.value:
+            name = _child(item, "name", key=False)
+            if isinstance(name, ScalarNode) and name.value == step:
+                return _child(item, "value", key=False) or item
     return None
 
 
@@ -110,9 +120,11 @@ def load_documents(text: str) -> list[Document]:
     Raises YamlSyntaxError for malformed YAML, duplicate keys and alias bombs.
     """
     try:
+        if text.count("[") + text.count("{") > MAX_DEPTH:
+            _check_depth(text)
         nodes = list(_READER.compose_all(io.StringIO(text)))
     except MarkedYAMLError as exc:
-        raise _syntax_error(exc) from None
+        raise _syntax_error(exc, text) from None
     except YAMLError as exc:  # errors without a mark, e.g. a reader error
         raise YamlSyntaxError(str(exc).strip(), 1, 1) from None
     documents = []
@@ -123,7 +135,7 @@ def load_documents(text: str) -> list[Document]:
         try:
             data = _READER.constructor.construct_document(node)
         except MarkedYAMLError as exc:
-            raise _syntax_error(exc) from None
+            raise _syntax_error(exc, text) from None
         documents.append(Document(index=index, data=data, node=node))
     return documents
 
@@ -136,7 +148,25 @@ def parse_rendered(text: str) -> list[Any]:
         raise YamlSyntaxError(f"rendered text is not valid YAML: {exc}", 1, 1) from None
 
 
-def _syntax_error(exc: MarkedYAMLError) -> YamlSyntaxError:
+def _check_depth(text: str) -> None:
+    """Refuse collections nested deeper than MAX_DEPTH, reading events (no recursion)."""
+    depth = 0
+    for event in _READER.parse(text):
+        name = type(event).__name__
+        if name in ("MappingStartEvent", "SequenceStartEvent"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise YamlSyntaxError(
+                    f"document refused: nested too deeply (more than {MAX_DEPTH} levels)",
+                    int(mark.line) + 1,
+                    int(mark.column) + 1,
+                )
+        elif name in ("MappingEndEvent", "SequenceEndEvent"):
+            depth -= 1
+
+
+def _syntax_error(exc: MarkedYAMLError, text: str) -> YamlSyntaxError:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or "invalid YAML"
     if exc.context and "duplicate key" not in problem:
@@ -144,7 +174,14 @@ def _syntax_error(exc: MarkedYAMLError) -> YamlSyntaxError:
     problem = problem.split("\n")[0].strip()
     if mark is None:
         return YamlSyntaxError(problem, 1, 1)
-    return YamlSyntaxError(problem, int(mark.line) + 1, int(mark.column) + 1)
+    line, col = int(mark.line) + 1, int(mark.column) + 1
+    source_line = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
+    if "\t" in source_line[: col + 1] and "duplicate key" not in problem:
+        problem += "; tabs cannot indent YAML, use spaces"
+    opened = exc.context_mark
+    if opened is not None and exc.problem_mark is not None and opened.line != mark.line:
+        problem += f"; the collection opened at line {opened.line + 1}, column {opened.column + 1}"
+    return YamlSyntaxError(problem, line, col)
 
 
 def _check_expansion(root: Node) -> None:
@@ -152,8 +189,12 @@ def _check_expansion(root: Node) -> None:
     sizes: dict[int, int] = {}
 
     def size(node: Node, depth: int) -> int:
-        if depth > 200:
-            raise _too_big(node, "nested too deeply")
+        if depth > MAX_DEPTH:
+            raise YamlSyntaxError(
+                f"document refused: nested too deeply (more than {MAX_DEPTH} levels)",
+                int(node.start_mark.line) + 1,
+                int(node.start_mark.column) + 1,
+            )
         cached = sizes.get(id(node))
         if cached is not None:
             return cached
@@ -220,5 +261,5 @@ def format_path(path: Sequence[str | int]) -> str:
         elif _SIMPLE_KEY.match(step):
             out += f".{step}" if out else step
         else:
-            out += f'["{step}"]'
+            out += f"[{json.dumps(step, ensure_ascii=False)}]"
     return out

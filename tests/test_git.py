@@ -264,6 +264,35 @@ def test_write_then_read_roundtrips_any_tree(repo: g.Repo, files: dict[str, byte
     assert g.read_tree_files(repo, sha) == files
 
 
+def object_counts(path: Path) -> dict[str, str]:
+    lines = sh(path, "count-objects", "-v").splitlines()
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in lines)}
+
+
+def test_existing_objects_are_not_written_again(repo: g.Repo, work: Path) -> None:
+    g.write_tree(repo, NESTED_FILES)
+    before = object_counts(work)
+    g.write_tree(repo, NESTED_FILES)
+    after = object_counts(work)
+    assert (after["count"], after["in-pack"], after["packs"]) == (
+        before["count"],
+        before["in-pack"],
+        before["packs"],
+    )
+
+
+def test_sha256_repository(tmp_path: Path) -> None:
+    path = tmp_path / "sha256"
+    sh(tmp_path, "init", "-q", "--object-format=sha256", str(path))
+    repo = g.open_repo(path)
+    assert repo.object_format == "sha256"
+    sha = g.build_commit(repo, NESTED_FILES, None, "sha256", AUTHOR, COMMITTER)
+    assert len(sha) == 64
+    assert g.update_branch(repo, "deploy", sha, None)
+    assert g.read_tree_files(repo, "deploy") == NESTED_FILES
+    assert sh(path, "fsck", "--strict", "--no-dangling") == ""
+
+
 def test_build_commit_empty_tree(repo: g.Repo) -> None:
     sha = g.build_commit(repo, {}, None, "empty", AUTHOR, COMMITTER)
     assert g.read_tree_files(repo, sha) == {}

@@ -1,0 +1,163 @@
+"""`servegen watch`: re-render (and optionally publish) whenever a spec or the config changes.
+
+Output: one line per batch for people, or with --format json one JSON event per line
+(start, batch, error, publish, stop) for machines. SIGINT and SIGTERM stop it cleanly
+(exit 0) once the batch in progress is written; a second signal interrupts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from generator.errors import EXIT_OK, ServegenError, UsageError
+from generator.incremental import BatchResult, IncrementalBuild
+from generator.options import WatchOptions
+from generator.report import to_json
+from generator.watch import Event, Publish, run_watch
+
+
+def run(options: WatchOptions) -> int:
+    if options.debounce_ms < 0:
+        raise UsageError("servegen watch: --debounce must be 0 or more milliseconds")
+    if options.push and not options.publish:
+        raise UsageError("servegen watch: --push needs --publish")
+    publish = _publisher(options)
+    build = IncrementalBuild(options.common.root, out=options.out, crds=options.crds)
+    reporter = Reporter(options.format, options.debounce_ms)
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        run_watch(build, stop, reporter, debounce_ms=options.debounce_ms, publish=publish)
+    return EXIT_OK
+
+
+def _publisher(options: WatchOptions) -> Publish | None:
+    """The publish hook, checked at start so a missing feature fails before watching."""
+    if not options.publish:
+        return None
+    try:
+        module = importlib.import_module("generator.publish")
+    except ModuleNotFoundError as exc:
+        if exc.name != "generator.publish":
+            raise
+        raise ServegenError("publish support not available") from exc
+    publish_worktree = getattr(module, "publish_worktree", None)
+    if publish_worktree is None:
+        raise ServegenError("publish support not available")
+    return functools.partial(publish_worktree, options.common.root, options)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop`; a second one raises KeyboardInterrupt (exit 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Reporter:
+    """Turns loop events into text lines or JSON lines."""
+
+    def __init__(
+        self, fmt: str, debounce_ms: int, out: TextIO | None = None, err: TextIO | None = None
+    ) -> None:
+        self.json = fmt == "json"
+        self.debounce_ms = debounce_ms
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr  # diagnostics and notes, as `servegen render` does
+        self.batches = 0
+
+    def __call__(self, event: Event) -> None:
+        result = event.result
+        if event.kind in ("batch", "error") and result is not None and not result.changed:
+            return  # touched but unchanged: nothing to say
+        if event.kind in ("batch", "error") and result is not None:
+            self.batches += 1
+        if self.json:
+            self._write(json.dumps(self._fields(event), sort_keys=True))
+        else:
+            self._text(event)
+
+    def _write(self, line: str, stream: TextIO | None = None) -> None:
+        stream = stream or self.out
+        stream.write(line + "\n")
+        stream.flush()  # a pipe to another program: one event at a time
+
+    def _fields(self, event: Event) -> dict[str, Any]:
+        fields: dict[str, Any] = {"event": event.kind, "time": time.time()}
+        if event.message:
+            fields["message"] = event.message
+        if event.kind == "stop":
+            fields["batches"] = self.batches
+        if event.result is not None:
+            fields.update(_result_fields(event.result))
+            fields["debounce_ms"] = self.debounce_ms
+        return fields
+
+    def _text(self, event: Event) -> None:
+        stamp = time.strftime("[%H:%M:%S]")
+        result = event.result
+        if result is not None:
+            for note in result.notes:
+                self._write(f"servegen: note: {note}", self.err)
+            for diagnostic in result.diagnostics:
+                self._write(str(diagnostic), self.err)
+        if event.kind == "stop":
+            self._write(f"{stamp} stopped after {self.batches} batch(es)")
+        elif event.kind == "publish":
+            self._write(f"{stamp} published: {event.message}")
+        elif result is None:
+            self._write(f"{stamp} {event.message or event.kind}")
+        else:
+            self._write(f"{stamp} {_summary(event, result, self.debounce_ms)}")
+
+
+def _result_fields(result: BatchResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "full": result.full,
+        "changed": list(result.changed),
+        "rendered": list(result.rendered),
+        "written": list(result.written),
+        "removed": list(result.removed),
+        "models": result.models,
+        "ms": round(result.elapsed_ms, 1),
+        "diagnostics": to_json(result.diagnostics)["diagnostics"],
+        "notes": list(result.notes),
+    }
+
+
+def _summary(event: Event, result: BatchResult, debounce_ms: int) -> str:
+    timing = f"({result.elapsed_ms:.0f} ms, debounce {debounce_ms} ms)"
+    if event.kind == "start":
+        what = f"{event.message}: {result.models} model(s)"
+        timing = f"({result.elapsed_ms:.0f} ms)"
+    else:
+        what = f"{len(result.changed)} file(s) changed"
+    if not result.ok:
+        errors = sum(1 for d in result.diagnostics if d.severity == "error")
+        return f"{what}: {errors} error(s); output kept at the last good state {timing}"
+    return (
+        f"{what}: {len(result.rendered)} model(s) re-rendered, {len(result.written)} file(s) "
+        f"written, {len(result.removed)} removed {timing}"
+    )

@@ -1,0 +1,380 @@
+"""Diff rendered *objects* between a base revision and the working state, per environment.
+
+What is compared is what the cluster receives (each model's final objects per
+environment, plus the Flux objects), not the files of the output tree: a change to a
+base file shows up once per environment it reaches, as a YAML diff of the object.
+
+Secrets are never shown (servegen renders none; they are filtered defensively), and
+server-set metadata fields that would only add noise are stripped.  A base that does
+not build (e.g. one that predates servegen) is treated as empty, with a note.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from generator import git
+from generator.config import CONFIG_FILE
+from generator.errors import GitError, ServegenError
+from generator.flux import flux_objects
+from generator.options import DiffOptions
+from generator.pipeline import Build, build
+from generator.publish import recorded_source, repository_prefix
+from generator.render import Object, object_key
+from generator.yamlio import dump
+
+Action = Literal["added", "changed", "removed"]
+ObjectKey = tuple[str, str, str, str]  # namespace, group, kind, name
+
+DEFAULT_BRANCHES = ("origin/main", "origin/master", "main", "master")
+HIDDEN_KINDS = frozenset({"Secret"})
+NOISY_METADATA = ("creationTimestamp", "generation", "managedFields", "resourceVersion", "uid")
+NOISY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+ACTION_ORDER: dict[str, int] = {"added": 0, "changed": 1, "removed": 2}
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    environment: str
+    action: Action
+    model: str
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    diff: str  # unified diff of the YAML
+
+    @property
+    def title(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.action} {self.kind} {where} (model {self.model})"
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    base: str | None  # the base commit, None when there is none
+    head: str  # "working tree" or a commit sha
+    environments: tuple[str, ...]
+    changes: tuple[ObjectChange, ...]
+    notes: tuple[str, ...] = ()
+
+    def counts(self, env: str) -> dict[str, int]:
+        out = {"added": 0, "changed": 0, "removed": 0}
+        for change in self.changes:
+            if change.environment == env:
+                out[change.action] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class RenderedObject:
+    model: str
+    obj: Object
+    text: str = field(compare=False)
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def clean(obj: Object) -> Object:
+    """`obj` without metadata that only adds noise to a diff."""
+    out = copy.deepcopy(obj)
+    metadata = out.get("metadata", {})
+    for key in NOISY_METADATA:
+        metadata.pop(key, None)
+    annotations = metadata.get("annotations")
+    if isinstance(annotations, dict):
+        for key in NOISY_ANNOTATIONS:
+            annotations.pop(key, None)
+        if not annotations:
+            metadata.pop("annotations")
+    out.pop("status", None)
+    return out
+
+
+def environment_objects(result: Build | None) -> dict[str, dict[ObjectKey, RenderedObject]]:
+    """environment -> object key -> the object as the cluster receives it."""
+    if result is None:
+        return {}
+    out: dict[str, dict[ObjectKey, RenderedObject]] = {
+        env: {} for env in result.config.environments
+    }
+    for model in result.models:
+        for env, rendered in model.environments.items():
+            out.setdefault(env, {}).update(keyed_objects(model.name, rendered.objects))
+    for env in result.config.environments:
+        out[env].update(keyed_objects("(flux)", flux_objects(result.models, result.config, env)))
+    return out
+
+
+def keyed_objects(
+    model: str, objects: Sequence[Object]
+) -> Iterator[tuple[ObjectKey, RenderedObject]]:
+    for obj in objects:
+        if obj.get("kind") in HIDDEN_KINDS:
+            continue
+        cleaned = clean(obj)
+        yield object_key(obj), RenderedObject(model, cleaned, dump(cleaned))
+
+
+def diff_objects(
+    base: Mapping[str, Mapping[ObjectKey, RenderedObject]],
+    head: Mapping[str, Mapping[ObjectKey, RenderedObject]],
+    environment: str | None = None,
+) -> list[ObjectChange]:
+    changes = []
+    for env in sorted(base.keys() | head.keys()):
+        if environment is not None and env != environment:
+            continue
+        old, new = base.get(env, {}), head.get(env, {})
+        for key in sorted(old.keys() | new.keys()):
+            change = _change(env, key, old.get(key), new.get(key))
+            if change is not None:
+                changes.append(change)
+    changes.sort(key=lambda c: (c.environment, ACTION_ORDER[c.action], c.kind, c.namespace, c.name))
+    return changes
+
+
+def _change(
+    env: str, key: ObjectKey, old: RenderedObject | None, new: RenderedObject | None
+) -> ObjectChange | None:
+    if old is not None and new is not None and old.text == new.text:
+        return None
+    action: Action = "added" if old is None else "removed" if new is None else "changed"
+    some = new or old
+    assert some is not None
+    label = "/".join(part for part in (env, key[2], key[0], key[3]) if part)
+    diff = unified(old.text if old else "", new.text if new else "", label, action)
+    return ObjectChange(
+        environment=env,
+        action=action,
+        model=some.model,
+        api_version=str(some.obj.get("apiVersion", "")),
+        kind=key[2],
+        namespace=key[0],
+        name=key[3],
+        diff=diff,
+    )
+
+
+def unified(old: str, new: str, label: str, action: Action) -> str:
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile="/dev/null" if action == "added" else f"a/{label}",
+        tofile="/dev/null" if action == "removed" else f"b/{label}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+# --------------------------------------------------------------------------- revisions
+
+
+def default_base(repo: git.Repo, deploy_branch: str) -> tuple[str | None, str]:
+    """The merge base of HEAD with the default branch, else the deployed source commit."""
+    head = git.resolve_commit(repo, "HEAD")
+    for name in DEFAULT_BRANCHES:
+        try:
+            other = git.resolve_commit(repo, name)
+        except GitError:
+            continue
+        found = git.merge_base(repo, head, other)
+        if found is not None:
+            return found, f"merge base of HEAD and {name}"
+    for name in (deploy_branch, f"origin/{deploy_branch}"):
+        recorded = _deployed_source(repo, name)
+        if recorded is not None:
+            return recorded, f"source commit deployed on {name}"
+    return None, "no default branch or deploy branch found"
+
+
+def _deployed_source(repo: git.Repo, rev: str) -> str | None:
+    try:
+        files = git.read_tree_files(repo, rev, skip_special=True)
+    except GitError:
+        return None
+    recorded = recorded_source(files)
+    if recorded is None:
+        return None
+    try:
+        return git.resolve_commit(repo, recorded)
+    except GitError:
+        return None
+
+
+def build_at(repo: git.Repo, root: Path, commit: str, *, is_base: bool = False) -> Build:
+    """Build `root` as it is in `commit`."""
+    with tempfile.TemporaryDirectory(prefix="servegen-diff-") as tmp:
+        dest = Path(tmp) / "src"
+        git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
+        if is_base and not (dest / CONFIG_FILE).is_file() and (root / CONFIG_FILE).is_file():
+            raise ServegenError(f"it has no {CONFIG_FILE} (predates servegen?)")
+        return build(dest)
+
+
+def build_base(repo: git.Repo, root: Path, commit: str | None) -> tuple[Build | None, list[str]]:
+    """The base build, or None (with a note) when there is no base or it does not build."""
+    if commit is None:
+        return None, ["no base revision: everything shows as added"]
+    try:
+        return build_at(repo, root, commit, is_base=True), []
+    except ServegenError as exc:
+        first = f" ({exc.diagnostics[0]})" if exc.diagnostics else ""
+        note = f"base {commit[:7]} does not build: {exc.message}{first}; treated as empty"
+        return None, [note]
+
+
+def build_head(repo: git.Repo, options: DiffOptions) -> tuple[Build, str]:
+    """The working state: the working tree, or HEAD with --committed. Errors propagate."""
+    if options.worktree:
+        return build(options.common.root), "working tree"
+    head = git.resolve_commit(repo, "HEAD")
+    return build_at(repo, options.common.root, head), head
+
+
+def choose_base(repo: git.Repo, options: DiffOptions, deploy_branch: str) -> tuple[str | None, str]:
+    if options.base is not None:
+        return git.resolve_commit(repo, options.base), f"base: {options.base}"
+    base, why = default_base(repo, deploy_branch)
+    return base, f"base: {why}"
+
+
+def compute(options: DiffOptions) -> DiffResult:
+    repo = git.open_repo(options.common.root)
+    head_build, head_label = build_head(repo, options)
+    envs = tuple(head_build.config.environments)
+    if options.environment is not None and options.environment not in envs:
+        raise ServegenError(f"unknown environment {options.environment!r}")
+    base, why = choose_base(repo, options, head_build.config.deploy.branch)
+    base_build, notes = build_base(repo, options.common.root, base)
+    changes = diff_objects(
+        environment_objects(base_build), environment_objects(head_build), options.environment
+    )
+    shown = {c.environment for c in changes} | set(envs)
+    environments = tuple(e for e in sorted(shown) if options.environment in (None, e))
+    return DiffResult(base, head_label, environments, tuple(changes), (why, *notes))
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def _revision(result: DiffResult) -> str:
+    head = result.head if result.head == "working tree" else result.head[:7]
+    base = result.base[:7] if result.base else "(empty)"
+    return f"{base} -> {head}"
+
+
+def format_text(result: DiffResult) -> str:
+    lines = [f"servegen diff {_revision(result)}"]
+    lines += [f"note: {note}" for note in result.notes]
+    for env in result.environments:
+        c = result.counts(env)
+        lines.append(f"{env}: {c['added']} added, {c['changed']} changed, {c['removed']} removed")
+    out = "\n".join(lines) + "\n"
+    for change in result.changes:
+        out += f"\n== {change.environment}: {change.title}\n{change.diff}"
+    if not result.changes:
+        out += "no changes to rendered objects\n"
+    return out
+
+
+def format_json(result: DiffResult) -> str:
+    data = {
+        "base": result.base,
+        "head": result.head,
+        "notes": list(result.notes),
+        "summary": {env: result.counts(env) for env in result.environments},
+        "changes": [
+            {
+                "environment": c.environment,
+                "action": c.action,
+                "model": c.model,
+                "apiVersion": c.api_version,
+                "kind": c.kind,
+                "namespace": c.namespace,
+                "name": c.name,
+                "diff": c.diff,
+            }
+            for c in result.changes
+        ],
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _fence(text: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def markdown_head(result: DiffResult) -> str:
+    lines = [f"### servegen diff: `{_revision(result)}`", ""]
+    lines += [f"> {_cell(note)}" for note in result.notes]
+    if result.notes:
+        lines.append("")
+    lines += ["| environment | added | changed | removed |", "|---|---:|---:|---:|"]
+    for env in result.environments:
+        c = result.counts(env)
+        lines.append(f"| `{_cell(env)}` | {c['added']} | {c['changed']} | {c['removed']} |")
+    lines.append("")
+    if not result.changes:
+        lines += ["No changes to rendered objects.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_block(change: ObjectChange) -> str:
+    fence = _fence(change.diff)
+    summary = f"<code>{change.environment}</code>: {_html(change.title)}"
+    return (
+        f"<details><summary>{summary}</summary>\n\n"
+        f"{fence}diff\n{change.diff}{fence}\n\n</details>\n\n"
+    )
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncation_notice(omitted: int, total: int, max_chars: int) -> str:
+    return (
+        f"> **Truncated:** {omitted} of {total} object diff(s) not shown "
+        f"(comment limit {max_chars:,} characters). Run `servegen diff` locally or see the "
+        "full diff written with `--output-file`.\n"
+    )
+
+
+def format_markdown(result: DiffResult, max_chars: int | None = None) -> str:
+    """The PR comment; with `max_chars`, whole object blocks are dropped to fit."""
+    out = markdown_head(result)
+    blocks = [markdown_block(change) for change in result.changes]
+    if max_chars is None:
+        return out + "".join(blocks)
+    reserve = len(truncation_notice(len(blocks), len(blocks), max_chars))
+    shown = 0
+    for block in blocks:
+        if len(out) + len(block) + reserve > max_chars:
+            break
+        out += block
+        shown += 1
+    if shown < len(blocks):
+        out += truncation_notice(len(blocks) - shown, len(blocks), max_chars)
+    return out[:max_chars]
+
+
+def render(result: DiffResult, fmt: str, max_chars: int | None) -> str:
+    if fmt == "json":
+        return format_json(result)
+    if fmt == "markdown":
+        return format_markdown(result, max_chars)
+    return format_text(result)

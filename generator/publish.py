@@ -1,0 +1,542 @@
+"""Publish the rendered output to the deploy branch: atomically, idempotently, never backwards.
+
+One publish is one commit on `refs/heads/<deploy.branch>` holding exactly the rendered
+output tree (`Build.files`) plus `hydrator.metadata` at the root (the GitOps Promoter /
+Argo CD source-hydrator provenance file).  The order of work follows the safety
+practices for rendered-manifest generators:
+
+1. Render and validate *everything* first (HEAD's tree exported to a temporary folder,
+   or the working tree with `--worktree`); any error raises before git is written to.
+2. Compare with the deploy branch's current tip:
+   * never backwards: when the tip records (`drySha`) a source commit that already
+     contains the one being published, nothing is published;
+   * duplicate detection: when the output equals the tip's tree *ignoring*
+     `hydrator.metadata`, nothing is committed ("up to date").  Metadata alone changes
+     with every source commit, and a commit per source commit that changes no manifest
+     would only wake Flux for nothing;
+   * prune guard: removing a model from any environment, or shrinking the rendered
+     object count by more than `deploy.max_shrink`, needs `--allow-prune`.
+3. Build the commit with plumbing (private index, no hooks, user's worktree and index
+   untouched) and move the branch with compare-and-swap.
+4. With `--push`: fast-forward only; on rejection fetch, re-check, rebuild the same
+   files on the new tip and retry, a bounded number of times with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from generator import git
+from generator.errors import GitError, ServegenError
+from generator.options import PublishOptions
+from generator.pipeline import Build, build
+
+METADATA_FILE = "hydrator.metadata"
+DEFAULT_REMOTE = "origin"
+SHORT = 7
+
+Status = Literal["published", "up-to-date", "newer"]
+
+
+# --------------------------------------------------------------------------- the source
+
+
+@dataclass(frozen=True)
+class Source:
+    """What is being published: a commit, and whether uncommitted changes are included."""
+
+    commit: git.CommitInfo
+    dirty: bool
+    repo_url: str
+
+    @property
+    def sha(self) -> str:
+        return self.commit.sha
+
+
+def version() -> str:
+    from generator.cli import VERSION
+
+    return VERSION
+
+
+def repository_prefix(repo: git.Repo, root: Path) -> str:
+    """`root` relative to the repository's worktree, '' at the top."""
+    if repo.worktree is None:
+        raise GitError(f"{root} is inside a bare repository; publish needs a worktree")
+    return root.resolve().relative_to(repo.worktree.resolve()).as_posix().strip(".")
+
+
+def render_source(repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path]) -> Build:
+    """Build `root` as in `commit` (exported to a temporary folder), or as on disk."""
+    crds = tuple(p.resolve() for p in crds)
+    if commit is None:
+        result = build(root, crds=crds)
+    else:
+        with tempfile.TemporaryDirectory(prefix="servegen-source-") as tmp:
+            dest = Path(tmp) / "src"
+            git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
+            result = build(dest, crds=crds)
+    if result.failed_files:  # build() raises first; a failed file is never "removed"
+        raise ServegenError(f"not publishing: {', '.join(sorted(result.failed_files))} failed")
+    return result
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials (`https://user:token@host/x` -> `https://host/x`)."""
+    return _USERINFO.sub(r"\1", url)
+
+
+def source_url(repo: git.Repo, remote: str) -> str:
+    url = git.remote_url(repo, remote)
+    if url is None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", remote):
+        url = remote
+    return public_url(url) if url else str(repo.worktree or repo.git_dir)
+
+
+def metadata(source: Source) -> bytes:
+    """The root `hydrator.metadata` JSON (GitOps Promoter / Argo CD hydrator shape)."""
+    author = source.commit.author
+    data = {
+        "drySha": source.sha,
+        "repoURL": source.repo_url,
+        "author": f"{author.name} <{author.email}>",
+        "date": author.date or "",
+        "subject": source.commit.subject,
+        "body": source.commit.body,
+        "servegen": version(),
+    }
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def recorded_source(files: Mapping[str, bytes]) -> str | None:
+    """The `drySha` a deploy tree records, or None (no or unreadable metadata)."""
+    raw = files.get(METADATA_FILE)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw).get("drySha")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40,64}", value) else None
+
+
+# --------------------------------------------------------------------------- deploy trees
+
+
+@dataclass
+class _ModelFiles:
+    base: dict[str, bytes] = field(default_factory=dict)
+    overlays: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+
+def _index(files: Mapping[str, bytes]) -> dict[str, _ModelFiles]:
+    """models/<name>/base/<file> and models/<name>/overlays/<env>/<file>, by model."""
+    models: dict[str, _ModelFiles] = {}
+    for path, data in files.items():
+        parts = path.split("/")
+        if parts[0] != "models" or len(parts) < 4:
+            continue
+        entry = models.setdefault(parts[1], _ModelFiles())
+        if parts[2] == "base":
+            entry.base["/".join(parts[3:])] = data
+        elif parts[2] == "overlays" and len(parts) >= 5:
+            entry.overlays.setdefault(parts[3], {})["/".join(parts[4:])] = data
+    return models
+
+
+def models_by_environment(files: Mapping[str, bytes]) -> dict[str, set[str]]:
+    """environment -> models deployed there (models/<name>/overlays/<env>/ exists)."""
+    out: dict[str, set[str]] = {}
+    for name, model in _index(files).items():
+        for env in model.overlays:
+            out.setdefault(env, set()).add(name)
+    return out
+
+
+def _object_files(model: _ModelFiles, env: str) -> set[str]:
+    # Mirrors generator/layout.py: base objects, plus objects only the overlay adds,
+    # minus those it deletes with a `delete-<file>` patch.
+    overlay = model.overlays.get(env, {})
+    base = {n for n in model.base if n != "kustomization.yaml"}
+    added = {
+        n for n in overlay if n != "kustomization.yaml" and not n.startswith(("patch-", "delete-"))
+    }
+    deleted = {n.removeprefix("delete-") for n in overlay if n.startswith("delete-")}
+    return (base | added) - deleted
+
+
+def deployed_objects(files: Mapping[str, bytes]) -> dict[str, set[str]]:
+    """environment -> `<model>/<object file>` of every model object a deploy tree holds."""
+    out: dict[str, set[str]] = {}
+    for name, model in _index(files).items():
+        for env in model.overlays:
+            out.setdefault(env, set()).update(f"{name}/{f}" for f in _object_files(model, env))
+    return out
+
+
+def _model_env_files(model: _ModelFiles | None, env: str) -> dict[str, bytes]:
+    if model is None:
+        return {}
+    return {
+        **{f"base/{k}": v for k, v in model.base.items()},
+        **{f"overlay/{k}": v for k, v in model.overlays.get(env, {}).items()},
+    }
+
+
+@dataclass(frozen=True)
+class EnvironmentChanges:
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def model_changes(
+    old: Mapping[str, bytes], new: Mapping[str, bytes]
+) -> dict[str, EnvironmentChanges]:
+    """Per environment: models added, changed (any of their files differ) and removed."""
+    old_idx, new_idx = _index(old), _index(new)
+    old_envs, new_envs = models_by_environment(old), models_by_environment(new)
+    out = {}
+    for env in sorted(old_envs.keys() | new_envs.keys()):
+        before, after = old_envs.get(env, set()), new_envs.get(env, set())
+        changed = sorted(
+            m
+            for m in before & after
+            if _model_env_files(old_idx.get(m), env) != _model_env_files(new_idx.get(m), env)
+        )
+        changes = EnvironmentChanges(
+            tuple(sorted(after - before)), tuple(changed), tuple(sorted(before - after))
+        )
+        if changes:
+            out[env] = changes
+    return out
+
+
+def without_metadata(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    return {k: v for k, v in files.items() if k != METADATA_FILE}
+
+
+# --------------------------------------------------------------------------- prune guard
+
+
+def prune_problems(
+    old: Mapping[str, bytes], new: Mapping[str, bytes], max_shrink: float
+) -> list[str]:
+    """Why publishing `new` over `old` needs --allow-prune; empty when it does not."""
+    if not old:
+        return []
+    if METADATA_FILE not in old:
+        return [
+            f"the branch holds {len(old)} file(s) not written by servegen "
+            "(no hydrator.metadata); publishing would replace them"
+        ]
+    problems = [
+        f"{env}: model(s) removed: {', '.join(changes.removed)}"
+        for env, changes in model_changes(old, new).items()
+        if changes.removed
+    ]
+    before, after = deployed_objects(old), deployed_objects(new)
+    old_count = sum(len(v) for v in before.values())
+    new_count = sum(len(v) for v in after.values())
+    if old_count and (old_count - new_count) / old_count > max_shrink:
+        gone = sorted(
+            f"{env}/{obj}" for env, objs in before.items() for obj in objs - after.get(env, set())
+        )
+        problems.append(
+            f"rendered objects would drop from {old_count} to {new_count} "
+            f"({(old_count - new_count) / old_count:.0%}, more than deploy.max_shrink "
+            f"{max_shrink:.0%}); objects that would go: {', '.join(gone)}"
+        )
+    return problems
+
+
+# --------------------------------------------------------------------------- message
+
+
+def commit_message(source: Source, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> str:
+    subject = source.commit.subject or "(no subject)"
+    lines = [f"{source.sha[:SHORT]}: {subject}", ""]
+    if source.dirty:
+        lines += [f"Rendered from the working tree at {source.sha} (with uncommitted changes).", ""]
+    lines += [*_change_lines(model_changes(old, new)), ""]
+    author = source.commit.author
+    lines += [
+        f"Source-Commit: {source.sha}",
+        f"Source-Repository: {source.repo_url}",
+        f"Co-authored-by: {author.name} <{author.email}>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _change_lines(changes: Mapping[str, EnvironmentChanges]) -> list[str]:
+    if not changes:
+        return ["No model changed (shared files only)."]
+    lines = []
+    for env, change in changes.items():
+        lines.append(f"{env}:")
+        for label, names in (
+            ("added", change.added),
+            ("changed", change.changed),
+            ("removed", change.removed),
+        ):
+            if names:
+                lines.append(f"  {label}: {', '.join(names)}")
+    return lines
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+@dataclass(frozen=True)
+class Target:
+    repo: git.Repo
+    branch: str
+    remote: str | None  # None: local branch only
+    committer: git.Identity
+    sign: bool
+    allow_prune: bool
+    max_shrink: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class Tips:
+    """Where the local and remote deploy branches were seen at the start of an attempt."""
+
+    local: str | None
+    remote: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    branch: str
+    commit: str | None  # the deploy tip afterwards
+    source: str
+    recorded: str | None = None  # for "newer": the source the branch already holds
+    pushed: bool = False
+    changes: Mapping[str, EnvironmentChanges] = field(default_factory=dict)
+    attempts: int = 1
+
+
+def committer_identity(repo: git.Repo, build_result: Build) -> git.Identity:
+    configured = build_result.config.deploy.committer
+    if configured is not None:
+        return git.Identity(configured.name, configured.email)
+    return git.identity_from_env_or_config(repo)
+
+
+def prepare(options: PublishOptions) -> tuple[Target, Source, dict[str, bytes]]:
+    """Render and validate everything; nothing is written to git here."""
+    root = options.common.root
+    repo = git.open_repo(root)
+    repository_prefix(repo, root)
+    try:
+        head = git.head_commit(repo)
+    except GitError as exc:
+        raise GitError("the repository has no commit yet: commit the specs first") from exc
+    result = render_source(repo, root, None if options.worktree else head.sha, options.crds)
+    deploy = result.config.deploy
+    remote = options.remote or deploy.remote or DEFAULT_REMOTE
+    target = Target(
+        repo=repo,
+        branch=options.branch or deploy.branch,
+        remote=remote if options.push else None,
+        committer=committer_identity(repo, result),
+        sign=options.sign,
+        allow_prune=options.allow_prune,
+        max_shrink=deploy.max_shrink,
+        max_attempts=max(1, options.max_attempts),
+    )
+    source = Source(head, options.worktree, source_url(repo, remote))
+    for note in result.notes:
+        print(f"servegen: note: {note}", file=sys.stderr)
+    return target, source, dict(result.files)
+
+
+def publish(options: PublishOptions) -> Outcome:
+    target, source, files = prepare(options)
+    return publish_files(target, source, files)
+
+
+def publish_files(target: Target, source: Source, files: Mapping[str, bytes]) -> Outcome:
+    """The bounded fetch / build / compare-and-swap / push loop."""
+    for attempt in range(1, target.max_attempts + 1):
+        outcome = attempt_publish(target, source, files, current_tips(target))
+        if outcome is not None:
+            return replace(outcome, attempts=attempt)
+        if attempt < target.max_attempts:
+            backoff(attempt)
+    where = f"{target.remote}/{target.branch}" if target.remote else target.branch
+    raise GitError(
+        f"gave up publishing to {where} after {target.max_attempts} attempt(s): it kept "
+        "moving (or a stale .lock file blocks it); run publish again"
+    )
+
+
+def backoff(attempt: int) -> None:
+    delay = min(2.0, 0.05 * 2 ** (attempt - 1))
+    time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+
+
+def current_tips(target: Target) -> Tips:
+    local = git.branch_sha(target.repo, target.branch)
+    remote = None
+    if target.remote is not None:
+        remote = git.fetch_branch(target.repo, target.remote, target.branch)
+    return Tips(local, remote)
+
+
+def start_point(target: Target, tips: Tips) -> str | None:
+    """The commit to build on: the newer of the local and remote tips (remote if diverged)."""
+    if target.remote is None or tips.remote is None:
+        return tips.local
+    if tips.local is None or git.is_ancestor(target.repo, tips.local, tips.remote):
+        return tips.remote
+    if git.is_ancestor(target.repo, tips.remote, tips.local):
+        return tips.local  # unpushed local publishes: push them along with ours
+    print(
+        f"servegen: note: local {target.branch} has diverged from {target.remote}; "
+        "rebuilding on the remote's",
+        file=sys.stderr,
+    )
+    return tips.remote
+
+
+def attempt_publish(
+    target: Target, source: Source, files: Mapping[str, bytes], tips: Tips
+) -> Outcome | None:
+    """One attempt; None means "lost a race, try again"."""
+    parent = start_point(target, tips)
+    deployed = git.read_tree_files(target.repo, parent) if parent else {}
+    recorded = recorded_source(deployed)
+    if recorded and recorded != source.sha and contains(target, recorded, source.sha):
+        outcome = Outcome("newer", target.branch, parent, source.sha, recorded)
+        return finish(target, tips, outcome)
+    if parent and without_metadata(deployed) == without_metadata(files):
+        return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
+    check_prune(target, deployed, files)
+    new_files = {**files, METADATA_FILE: metadata(source)}
+    message = commit_message(source, deployed, new_files)
+    commit = git.build_commit(
+        target.repo, new_files, parent, message, target.committer, target.committer, target.sign
+    )
+    changes = model_changes(deployed, new_files)
+    return finish(
+        target, tips, Outcome("published", target.branch, commit, source.sha, changes=changes)
+    )
+
+
+def check_prune(target: Target, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> None:
+    problems = prune_problems(old, new, target.max_shrink)
+    if problems and not target.allow_prune:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise ServegenError(
+            f"refusing to publish to {target.branch}: it would prune\n{listing}\n"
+            "(a spec that fails to load is never removed: the build fails first). "
+            "Pass --allow-prune if this is intended."
+        )
+
+
+def contains(target: Target, recorded: str, source_sha: str) -> bool:
+    """True when `recorded` (from the deploy branch) already includes `source_sha`."""
+    if not commit_exists(target.repo, recorded) and target.remote is not None:
+        fetch_commit(target.repo, target.remote, recorded)
+    if not commit_exists(target.repo, recorded):
+        raise GitError(
+            f"{target.branch} was published from source commit {recorded}, which is not in "
+            "this repository: cannot tell whether it is newer than "
+            f"{source_sha[:SHORT]}. Fetch the full history (e.g. actions/checkout "
+            "fetch-depth: 0) and publish again"
+        )
+    return git.is_ancestor(target.repo, source_sha, recorded)
+
+
+def commit_exists(repo: git.Repo, sha: str) -> bool:
+    try:
+        git.resolve_commit(repo, sha)
+    except GitError:
+        return False
+    return True
+
+
+def fetch_commit(repo: git.Repo, remote: str, sha: str) -> None:
+    """Fetch one commit by id (the remote may allow it; failure is not an error here).
+
+    git.py has no by-id fetch; this uses its generic, hardened runner.
+    """
+    repo._run(
+        "fetch",
+        "--no-tags",
+        "--no-recurse-submodules",
+        "--no-write-fetch-head",
+        "--no-auto-gc",
+        "--end-of-options",
+        remote,
+        sha,
+    )
+
+
+def finish(target: Target, tips: Tips, outcome: Outcome) -> Outcome | None:
+    """Push (when asked), then move the local branch; None when a race was lost.
+
+    With --push the remote is the source of truth: the local branch follows it only
+    after a successful push, so a lost race leaves no local commit to reconcile.
+    """
+    tip = outcome.commit
+    if tip is None:
+        return outcome
+    pushed = False
+    if target.remote is not None and tip != tips.remote:
+        result = git.push_branch(target.repo, target.remote, tip, target.branch, tips.remote)
+        if result.retryable:
+            return None
+        if not result.ok:
+            detail = f": {result.detail}" if result.detail else ""
+            raise GitError(f"{target.remote} refused {target.branch} {result.summary}{detail}")
+        pushed = True
+    if tip != tips.local and not git.update_branch(target.repo, target.branch, tip, tips.local):
+        if target.remote is None:
+            return None  # another local publisher moved the branch: start again
+        print(
+            f"servegen: note: local {target.branch} moved meanwhile; left as it is", file=sys.stderr
+        )
+    return replace(outcome, pushed=pushed)
+
+
+def describe(outcome: Outcome) -> str:
+    """The one-line result for people."""
+    short = outcome.source[:SHORT]
+    pushed = " and pushed" if outcome.pushed else ""
+    tip = (outcome.commit or "")[:SHORT]
+    if outcome.status == "newer":
+        return (
+            f"{outcome.branch} already holds source {(outcome.recorded or '')[:SHORT]}, "
+            f"which contains {short}: nothing to publish{pushed}"
+        )
+    if outcome.status == "up-to-date":
+        return f"{outcome.branch} is up to date with {short} ({tip}){pushed}"
+    counts = (
+        ", ".join(
+            f"{env}: +{len(c.added)} ~{len(c.changed)} -{len(c.removed)}"
+            for env, c in outcome.changes.items()
+        )
+        or "no model changed"
+    )
+    return f"published {short} to {outcome.branch} as {tip}{pushed} ({counts})"
