@@ -327,8 +327,9 @@ def _diagnostic(
     loc: JsonPath = tuple(error["loc"])
     kind = error["type"]
     message = error["msg"].removeprefix("Value error, ")
-    at_key = loc[-1] == "[key]" if loc else False
-    if at_key:  # an invalid mapping key: point at the key itself
+    invalid_key = bool(loc) and loc[-1] == "[key]"
+    at_key = invalid_key  # an invalid mapping key: point at the key itself
+    if invalid_key:
         loc = loc[:-1]
     if kind == "extra_forbidden":
         at_key = True
@@ -340,7 +341,7 @@ def _diagnostic(
         message = f"missing required field {loc[-1]!r}"
     elif kind in ("string_pattern_mismatch", "literal_error", "enum"):
         message = _explain_value(model, loc, error, message)
-    if at_key:
+    if invalid_key:
         message = f"invalid key {loc[-1]!r}: {message}"
     where = _where(document, loc, environment)
     if environment is not None:

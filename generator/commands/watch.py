@@ -1,7 +1,10 @@
 """`servegen watch`: re-render (and optionally publish) whenever a spec or the config changes.
 
-Output: one line per batch for people, or with --format json one JSON event per line
-(start, batch, error, publish, stop) for machines. SIGINT and SIGTERM stop it cleanly
+Output: one line per batch for people, or with --format json one JSON object per line
+for machines: `type` (start, batch, error, publish, stop), `time` (epoch seconds),
+`message`, and for builds `ok`, `full`, `changed` and `rendered` (lists), `written` and
+`removed` (counts), `models`, `elapsed_ms` (processing), `debounce_ms`, `diagnostics`
+and `notes`. SIGINT and SIGTERM stop it cleanly
 (exit 0) once the batch in progress is written; a second signal interrupts at once.
 """
 
@@ -104,7 +107,7 @@ class Reporter:
         stream.flush()  # a pipe to another program: one event at a time
 
     def _fields(self, event: Event) -> dict[str, Any]:
-        fields: dict[str, Any] = {"event": event.kind, "time": time.time()}
+        fields: dict[str, Any] = {"type": event.kind, "time": round(time.time(), 3)}
         if event.message:
             fields["message"] = event.message
         if event.kind == "stop":
@@ -138,10 +141,10 @@ def _result_fields(result: BatchResult) -> dict[str, Any]:
         "full": result.full,
         "changed": list(result.changed),
         "rendered": list(result.rendered),
-        "written": list(result.written),
-        "removed": list(result.removed),
+        "written": len(result.written),
+        "removed": len(result.removed),
         "models": result.models,
-        "ms": round(result.elapsed_ms, 1),
+        "elapsed_ms": round(result.elapsed_ms, 1),
         "diagnostics": to_json(result.diagnostics)["diagnostics"],
         "notes": list(result.notes),
     }

@@ -1,0 +1,646 @@
+"""`servegen publish` against real git repositories (no mocks).
+
+Every test gets an isolated global git config and identity through the environment, a
+bare repository standing in for the remote, and a spec repository made from examples/.
+Setup and inspection use the git CLI directly (`sh`), independently of the code under
+test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from generator import cli, git
+from generator import publish as pub
+from generator.options import Common, PublishOptions
+from generator.pipeline import build
+from tests.conftest import EXAMPLES, REPO_ROOT
+
+_HARNESS_GIT_VARS = {
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+}
+TINYLLAMA = "specs/kubeai/tinyllama-chat.yaml"
+QWEN_CHAT = "specs/vllm/qwen-chat.yaml"
+
+
+def sh(cwd: Path, *args: str, check: bool = True) -> str:
+    """The real git CLI, hooks disabled, for setup and inspection."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({k: v for k, v in os.environ.items() if k in _HARNESS_GIT_VARS})
+    proc = subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", *args],
+        cwd=cwd,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {args} failed: {proc.stderr.decode()}")
+    return proc.stdout.decode("utf-8", "surrogateescape").strip()
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    for name in list(os.environ):
+        if name.startswith(("GIT_", "SERVEGEN_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Ada Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "ada@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Servegen Bot")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "bot@example.com")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    path = tmp_path / "remote.git"
+    sh(tmp_path, "init", "-q", "--bare", str(path))
+    return path
+
+
+@pytest.fixture
+def spec_repo(tmp_path: Path, remote: Path) -> Path:
+    """A clone of `remote` holding examples/, committed and pushed to main."""
+    work = tmp_path / "specs-repo"
+    sh(tmp_path, "clone", "-q", str(remote), str(work))
+    shutil.copytree(EXAMPLES, work, dirs_exist_ok=True)
+    commit_all(work, "Initial specs", "The example models.")
+    sh(work, "push", "-q", "origin", "main")
+    return work
+
+
+def commit_all(work: Path, subject: str, body: str = "") -> str:
+    sh(work, "add", "-A")
+    message = f"{subject}\n\n{body}" if body else subject
+    sh(work, "commit", "-q", "--allow-empty", "-m", message)
+    return sh(work, "rev-parse", "HEAD")
+
+
+def clone(tmp_path: Path, remote: Path, name: str) -> Path:
+    target = tmp_path / name
+    sh(tmp_path, "clone", "-q", str(remote), str(target))
+    return target
+
+
+def publish(
+    work: Path, crds: Path, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    code = cli.main(["-C", str(work), "publish", "--crds", str(crds), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tip(work: Path, ref: str = "deploy") -> str | None:
+    value = sh(work, "rev-parse", "--verify", "--quiet", ref, check=False)
+    return value or None
+
+
+def tree_files(work: Path, rev: str = "deploy") -> dict[str, bytes]:
+    return git.read_tree_files(git.open_repo(work), rev)
+
+
+def deploy_metadata(work: Path, rev: str = "deploy") -> dict[str, str]:
+    data: dict[str, str] = json.loads(tree_files(work, rev)[pub.METADATA_FILE])
+    return data
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def user_state(work: Path) -> tuple[str, bytes, str, str]:
+    return (
+        sh(work, "status", "--porcelain=v2", "--branch", "--untracked-files=all"),
+        (work / ".git" / "index").read_bytes(),
+        sh(work, "rev-parse", "HEAD"),
+        sh(work, "symbolic-ref", "HEAD"),
+    )
+
+
+# --------------------------------------------------------------------------- first publish
+
+
+def test_first_publish_is_an_orphan_with_the_build_and_metadata(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = sh(spec_repo, "rev-parse", "HEAD")
+    code, out, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 0, err
+    assert f"published {source[:7]} to deploy" in out
+    deploy = git.commit_info(git.open_repo(spec_repo), "deploy")
+    assert deploy.parents == ()
+    expected = build(EXAMPLES, crds=[crds_dir]).files
+    files = tree_files(spec_repo)
+    assert pub.without_metadata(files) == expected
+    assert set(files) == {*expected, "hydrator.metadata"}
+    raw = files["hydrator.metadata"]
+    assert raw.endswith(b"}\n")
+    meta = json.loads(raw)
+    assert list(meta) == sorted(meta)
+    assert meta == {
+        "drySha": source,
+        "repoURL": str(spec_repo.parent / "remote.git"),
+        "author": "Ada Author <ada@example.com>",
+        "date": meta["date"],
+        "subject": "Initial specs",
+        "body": "The example models.",
+        "servegen": cli.VERSION,
+    }
+    assert meta["date"] == git.commit_info(git.open_repo(spec_repo), source).author.date
+
+
+def test_commit_message_format_and_trailers(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = sh(spec_repo, "rev-parse", "HEAD")
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    deploy = git.commit_info(git.open_repo(spec_repo), "deploy")
+    assert deploy.subject == f"{source[:7]}: Initial specs"
+    assert "dev:\n  added: bert-sentiment, bge-embed," in deploy.body
+    assert "prod:\n  added: bert-sentiment, bge-embed, bge-reranker, llama-kserve," in deploy.body
+    assert dict(deploy.trailers) == {
+        "Source-Commit": source,
+        "Source-Repository": str(spec_repo.parent / "remote.git"),
+        "Co-authored-by": "Ada Author <ada@example.com>",
+    }
+    assert (deploy.committer.name, deploy.committer.email) == ("Servegen Bot", "bot@example.com")
+    assert (deploy.author.name, deploy.author.email) == ("Servegen Bot", "bot@example.com")
+
+
+def test_object_count_of_a_deploy_tree_matches_the_build(crds_dir: Path) -> None:
+    result = build(EXAMPLES, crds=[crds_dir])
+    objects = pub.deployed_objects(result.files)
+    assert sum(len(v) for v in objects.values()) == result.object_count()
+    assert pub.models_by_environment(result.files)["prod"] >= {"llama-kserve", "qwen-chat"}
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_second_publish_and_metadata_only_change_commit_nothing(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    first = tip(spec_repo)
+    code, out, _ = publish(spec_repo, crds_dir, capsys)
+    assert code == 0 and "up to date" in out
+    assert tip(spec_repo) == first
+    # A new source commit that renders the same output: duplicate detection skips it.
+    (spec_repo / "NOTES.md").write_text("unrelated\n")
+    commit_all(spec_repo, "Docs only")
+    code, out, _ = publish(spec_repo, crds_dir, capsys)
+    assert code == 0 and "up to date" in out
+    assert tip(spec_repo) == first
+
+
+def test_changed_spec_makes_a_commit_listing_the_change(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    first = tip(spec_repo)
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    source = commit_all(spec_repo, "Scale tinyllama to 3 in dev")
+    code, out, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 0, err
+    assert "dev: +0 ~1 -0" in out
+    info = git.commit_info(git.open_repo(spec_repo), "deploy")
+    assert info.parents == (first,)
+    assert info.subject == f"{source[:7]}: Scale tinyllama to 3 in dev"
+    # prod overrides the scaling, so only dev's rendering of the model changed.
+    assert info.body.startswith("dev:\n  changed: tinyllama-chat\n\nSource-Commit: ")
+    assert deploy_metadata(spec_repo)["drySha"] == source
+    expected = build(spec_repo, crds=[crds_dir]).files
+    assert pub.without_metadata(tree_files(spec_repo)) == expected
+
+
+# --------------------------------------------------------------------------- prune guard
+
+
+def test_removed_spec_is_refused_without_allow_prune(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    first = tip(spec_repo)
+    sh(spec_repo, "rm", "-q", QWEN_CHAT)
+    commit_all(spec_repo, "Retire qwen-chat")
+    code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1
+    assert "dev: model(s) removed: qwen-chat" in err
+    assert "prod: model(s) removed: qwen-chat" in err
+    assert "--allow-prune" in err
+    assert tip(spec_repo) == first
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--allow-prune")
+    assert code == 0, err
+    info = git.commit_info(git.open_repo(spec_repo), "deploy")
+    assert "dev:\n  removed: qwen-chat\nprod:\n  removed: qwen-chat\n" in info.body
+    assert not any(p.startswith("models/qwen-chat/") for p in tree_files(spec_repo))
+
+
+def test_object_count_shrink_is_refused(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(spec_repo / "servegen.yaml", "deploy:\n  branch: deploy\n",
+         "deploy:\n  branch: deploy\n  max_shrink: 0.01\n")
+    commit_all(spec_repo, "Tight shrink guard")
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    first = tip(spec_repo)
+    before = pub.deployed_objects(tree_files(spec_repo))
+    # Dropping bge-embed's prod autoscaling removes its HPA (and PDB) but no model.
+    text = (spec_repo / "specs/vllm/bge-embed.yaml").read_text()
+    assert "environments:" in text
+    (spec_repo / "specs/vllm/bge-embed.yaml").write_text(text.split("environments:")[0])
+    commit_all(spec_repo, "Same settings everywhere")
+    code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1
+    assert "rendered objects would drop from 30 to" in err
+    assert "prod/bge-embed/horizontalpodautoscaler-bge-embed.yaml" in err
+    assert "model(s) removed" not in err
+    assert tip(spec_repo) == first
+    assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 0
+    after = pub.deployed_objects(tree_files(spec_repo))
+    assert sum(map(len, after.values())) < sum(map(len, before.values()))
+
+
+def test_prune_problems_unit() -> None:
+    meta = {pub.METADATA_FILE: b"{}"}
+    old = {
+        **meta,
+        "models/a/base/deployment-a.yaml": b"a",
+        "models/a/base/kustomization.yaml": b"k",
+        "models/a/overlays/dev/kustomization.yaml": b"k",
+        "models/a/overlays/prod/kustomization.yaml": b"k",
+        "models/a/overlays/prod/service-a.yaml": b"s",
+    }
+    assert pub.prune_problems(old, old, 0.3) == []
+    assert pub.prune_problems({}, old, 0.3) == []
+    without_prod = {k: v for k, v in old.items() if "/prod/" not in k}
+    problems = pub.prune_problems(old, without_prod, 0.3)
+    assert problems[0] == "prod: model(s) removed: a"
+    assert "drop from 3 to 1" in problems[1]
+    assert "prod/a/service-a.yaml" in problems[1]
+    foreign = {"README.md": b"hand-written"}
+    assert "not written by servegen" in pub.prune_problems(foreign, old, 0.3)[0]
+
+
+def test_existing_foreign_branch_is_not_taken_over_silently(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sh(spec_repo, "branch", "deploy", "HEAD")  # a branch of the same name, not ours
+    before = tip(spec_repo)
+    code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1 and "not written by servegen" in err
+    assert tip(spec_repo) == before
+    assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 0
+    assert git.commit_info(git.open_repo(spec_repo), "deploy").parents == (before,)
+
+
+BROKEN_SPEC = """kind: vllm
+name: qwen-chat
+spec:
+  model: Qwen/Qwen2.5-0.5B-Instruct
+  enginee: oops
+"""
+
+
+def test_broken_spec_publishes_nothing_even_with_allow_prune(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    first = tip(spec_repo)
+    # The spec fails to load: were it treated as removed, its model would be pruned.
+    (spec_repo / QWEN_CHAT).write_text(BROKEN_SPEC)
+    commit_all(spec_repo, "Break qwen-chat")
+    for extra in ((), ("--allow-prune",)):
+        code, out, err = publish(spec_repo, crds_dir, capsys, *extra)
+        assert code == 1
+        assert f"{QWEN_CHAT}:" in err and ": error: " in err
+        assert "Traceback" not in out + err
+        assert tip(spec_repo) == first
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_never_publishes_an_older_source(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = sh(spec_repo, "rev-parse", "HEAD")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    new = commit_all(spec_repo, "Newer")
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    published = tip(spec_repo)
+    sh(spec_repo, "checkout", "-q", old)
+    code, out, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 0, err
+    assert f"already holds source {new[:7]}, which contains {old[:7]}" in out
+    assert tip(spec_repo) == published
+    assert deploy_metadata(spec_repo)["drySha"] == new
+
+
+def test_worktree_and_index_are_untouched(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 5\n")  # unstaged
+    (spec_repo / "staged.txt").write_text("staged\n")
+    sh(spec_repo, "add", "staged.txt")
+    (spec_repo / "untracked.txt").write_text("untracked\n")
+    before = user_state(spec_repo)
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    assert user_state(spec_repo) == before
+    # HEAD was published, not the uncommitted edit.
+    sh(spec_repo, "stash", "-q", "--include-untracked")
+    expected = build(spec_repo, crds=[crds_dir]).files
+    assert pub.without_metadata(tree_files(spec_repo)) == expected
+
+
+def test_worktree_flag_publishes_uncommitted_changes(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = sh(spec_repo, "rev-parse", "HEAD")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 5\n")
+    code, _, err = publish(spec_repo, crds_dir, capsys, "--worktree")
+    assert code == 0, err
+    info = git.commit_info(git.open_repo(spec_repo), "deploy")
+    assert f"Rendered from the working tree at {head} (with uncommitted changes)." in info.body
+    assert deploy_metadata(spec_repo)["drySha"] == head
+    assert pub.without_metadata(tree_files(spec_repo)) == build(spec_repo, crds=[crds_dir]).files
+
+
+def test_hooks_never_run(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    hook_dirs = [spec_repo / ".git" / "hooks", tmp_path / "configured-hooks"]
+    hook_dirs[1].mkdir()
+    names = ["pre-commit", "commit-msg", "post-commit", "reference-transaction", "pre-push",
+             "post-checkout", "post-index-change", "pre-auto-gc", "post-rewrite", "fsmonitor"]
+    for folder in hook_dirs:
+        for name in names:
+            hook = folder / name
+            hook.write_text(f"#!/bin/sh\ntouch '{markers}/{folder.name}-{name}'\nexit 1\n")
+            hook.chmod(0o755)
+    sh(spec_repo, "config", "core.hooksPath", str(hook_dirs[1]))
+    code, _, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0, err
+    assert list(markers.iterdir()) == []
+    assert tip(spec_repo.parent / "remote.git", "deploy") == tip(spec_repo)
+
+
+def test_committer_from_config_and_clear_error_without_identity(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GIT_COMMITTER_NAME")
+    monkeypatch.delenv("GIT_COMMITTER_EMAIL")
+    code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1 and "no committer identity" in err
+    assert tip(spec_repo) is None
+    edit(spec_repo / "servegen.yaml", "deploy:\n  branch: deploy\n",
+         "deploy:\n  branch: deploy\n  committer: {name: Deploy Bot, email: deploy@example.com}\n")
+    commit_all(spec_repo, "Configure the committer")
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    info = git.commit_info(git.open_repo(spec_repo), "deploy")
+    assert (info.committer.name, info.committer.email) == ("Deploy Bot", "deploy@example.com")
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_sign_uses_the_configured_signing_key(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key = tmp_path / "signing-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    sh(spec_repo, "config", "gpg.format", "ssh")
+    sh(spec_repo, "config", "user.signingkey", str(key))
+    assert publish(spec_repo, crds_dir, capsys, "--sign")[0] == 0
+    assert "gpgsig -----BEGIN SSH SIGNATURE-----" in sh(spec_repo, "cat-file", "commit", "deploy")
+
+
+def test_public_url_drops_credentials() -> None:
+    assert pub.public_url("https://user:tok@github.com/o/r.git") == "https://github.com/o/r.git"
+    assert pub.public_url("https://x-access-token@host/r") == "https://host/r"
+    assert pub.public_url("git@github.com:o/r.git") == "git@github.com:o/r.git"
+
+
+# --------------------------------------------------------------------------- pushing
+
+
+def test_push_creates_and_advances_the_remote_branch(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0 and "and pushed" in out, err
+    assert tip(remote) == tip(spec_repo)
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    commit_all(spec_repo, "Scale")
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    assert tip(remote) == tip(spec_repo)
+    assert sh(remote, "rev-list", "--count", "deploy") == "2"
+
+
+def test_push_starts_from_the_remote_branch_when_local_is_behind(
+    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    other = clone(tmp_path, remote, "other")
+    edit(other / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    commit_all(other, "Scale from another clone")
+    sh(other, "push", "-q", "origin", "main")
+    assert publish(other, crds_dir, capsys, "--push")[0] == 0  # no local deploy branch there
+    assert git.commit_info(git.open_repo(remote), "deploy").parents == (tip(spec_repo),)
+    sh(spec_repo, "pull", "-q", "--ff-only", "origin", "main")
+    code, out, _ = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0 and "up to date" in out
+    assert tip(spec_repo) == tip(remote)  # the local branch caught up
+
+
+def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
+    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    older = sh(spec_repo, "rev-parse", "HEAD")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    newer = commit_all(spec_repo, "Scale")
+    sh(spec_repo, "push", "-q", "origin", "main")
+    options = PublishOptions(Common(root=spec_repo), push=True, crds=(crds_dir,))
+    target, source, files = pub.prepare(options)
+    stale = pub.current_tips(target)
+    # Meanwhile another clone publishes an older-but-different source (a docs commit).
+    other = clone(tmp_path, remote, "other")
+    sh(other, "checkout", "-q", older)
+    (other / "NOTES.md").write_text("x\n")
+    sh(other, "checkout", "-q", "-b", "side")
+    commit_all(other, "Side change")
+    edit(other / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 4\n")
+    side = commit_all(other, "Side scale")
+    assert publish(other, crds_dir, capsys, "--push")[0] == 0
+    moved = tip(remote)
+    assert pub.attempt_publish(target, source, files, stale) is None  # rejected: remote moved
+    assert tip(remote) == moved
+    outcome = pub.publish_files(target, source, files)
+    assert outcome.status == "published" and outcome.pushed
+    info = git.commit_info(git.open_repo(remote), "deploy")
+    assert info.parents == (moved,)
+    assert dict(info.trailers)["Source-Commit"] == newer
+    assert "dev:\n  changed: tinyllama-chat" in info.body  # recomputed against `side`'s tree
+    assert side != newer
+
+
+def test_push_race_inside_the_remote_is_retried(
+    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The remote's pre-receive hook lets another clone publish first, once."""
+    other = clone(tmp_path, remote, "other")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    newer = commit_all(spec_repo, "Scale")
+    sh(spec_repo, "push", "-q", "origin", "main")
+    marker = tmp_path / "raced"
+    env = " ".join(
+        f"{k}='{v}'" for k, v in os.environ.items()
+        if k in _HARNESS_GIT_VARS or k in ("HOME", "PATH")
+    )
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f"[ -e '{marker}' ] && exit 0\n"
+        f"touch '{marker}'\n"
+        f"cd '{REPO_ROOT}' && env -i {env} '{sys.executable}' -m generator -C '{other}' "
+        f"publish --push --crds '{crds_dir}' >'{tmp_path}/other.log' 2>&1\n"
+        "exit 0\n"
+    )
+    hook.chmod(0o755)
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0, err
+    assert marker.exists()
+    assert "published" in (tmp_path / "other.log").read_text()
+    first = git.commit_info(git.open_repo(remote), "deploy")
+    assert dict(first.trailers)["Source-Commit"] == newer
+    assert len(first.parents) == 1  # built on the other clone's publish
+    assert tip(other) == first.parents[0]
+    assert tip(spec_repo) == tip(remote)
+
+
+def test_never_backwards_across_clones_fetches_the_recorded_source(
+    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stale = clone(tmp_path, remote, "stale")  # cloned before the newer commit exists
+    old = sh(stale, "rev-parse", "HEAD")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    newer = commit_all(spec_repo, "Newer")
+    sh(spec_repo, "push", "-q", "origin", "main")
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    published = tip(remote)
+    assert sh(stale, "cat-file", "-t", newer, check=False) == ""
+    code, out, err = publish(stale, crds_dir, capsys, "--push")
+    assert code == 0, err
+    assert f"already holds source {newer[:7]}, which contains {old[:7]}" in out
+    assert tip(remote) == published
+
+
+def _run_cli(work: Path, crds: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "generator", "-C", str(work), "publish", "--crds", str(crds),
+         *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def test_concurrent_publishers_from_different_clones(
+    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path
+) -> None:
+    sources = []
+    for replicas in (3, 4, 5, 6):
+        text = (spec_repo / TINYLLAMA).read_text()
+        current = text.split("max_replicas: ")[1].split("\n")[0]
+        edit(spec_repo / TINYLLAMA, f"max_replicas: {current}\n", f"max_replicas: {replicas}\n")
+        sources.append(commit_all(spec_repo, f"Scale to {replicas}"))
+    sh(spec_repo, "push", "-q", "origin", "main")
+    clones = []
+    for index, sha in enumerate(sources):
+        work = clone(tmp_path, remote, f"publisher-{index}")
+        sh(work, "checkout", "-q", sha)
+        clones.append(work)
+    procs = [_run_cli(work, crds_dir, "--push") for work in clones]
+    results = [(p.wait(timeout=240), *(s.decode() for s in p.communicate())) for p in procs]
+    for code, out, err in results:
+        assert code == 0, out + err
+        assert "published" in out or "already holds" in out, out + err
+        assert "Traceback" not in err
+    assert deploy_metadata(remote)["drySha"] == sources[-1]
+    # Never backwards along the deploy history: each recorded source contains the previous.
+    chain = sh(remote, "rev-list", "--first-parent", "--reverse", "deploy").split()
+    recorded = [deploy_metadata(remote, c)["drySha"] for c in chain]
+    for before, after in zip(recorded, recorded[1:], strict=False):
+        sh(spec_repo, "merge-base", "--is-ancestor", before, after)
+    assert pub.without_metadata(tree_files(remote)) == build(spec_repo, crds=[crds_dir]).files
+
+
+def test_killed_publish_leaves_the_branch_old_or_new(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    old = tip(spec_repo)
+    assert old is not None
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    commit_all(spec_repo, "Scale")
+    expected_tree = None
+    rng = random.Random(1234)
+    deadline = time.monotonic() + 90
+    iterations = 0
+    while iterations < 15 and time.monotonic() < deadline:
+        iterations += 1
+        sh(spec_repo, "update-ref", "refs/heads/deploy", old)
+        proc = _run_cli(spec_repo, crds_dir)
+        try:
+            proc.wait(timeout=rng.uniform(0.05, 3.0))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.communicate()
+        now = tip(spec_repo)
+        if now != old:
+            info = git.commit_info(git.open_repo(spec_repo), "deploy")
+            assert info.parents == (old,)
+            expected_tree = expected_tree or info.tree
+            assert info.tree == expected_tree
+        fsck = subprocess.run(
+            ["git", "fsck", "--no-dangling", "--no-progress"], cwd=spec_repo,
+            capture_output=True, text=True, check=False,
+        )
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert iterations >= 5
+    sh(spec_repo, "update-ref", "refs/heads/deploy", old)
+    code, out, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 0 and "published" in out, err
+    assert tip(spec_repo) != old
