@@ -36,6 +36,7 @@ _HARNESS_GIT_VARS = {
 }
 TINYLLAMA = "specs/kubeai/tinyllama-chat.yaml"
 QWEN_CHAT = "specs/vllm/qwen-chat.yaml"
+RERANKER = "specs/kubeai/bge-reranker.yaml"
 
 
 def sh(cwd: Path, *args: str, check: bool = True) -> str:
@@ -263,8 +264,11 @@ def test_removed_spec_is_refused_without_allow_prune(
 def test_object_count_shrink_is_refused(
     spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    edit(spec_repo / "servegen.yaml", "deploy:\n  branch: deploy\n",
-         "deploy:\n  branch: deploy\n  max_shrink: 0.01\n")
+    edit(
+        spec_repo / "servegen.yaml",
+        "deploy:\n  branch: deploy\n",
+        "deploy:\n  branch: deploy\n  max_shrink: 0.01\n",
+    )
     commit_all(spec_repo, "Tight shrink guard")
     assert publish(spec_repo, crds_dir, capsys)[0] == 0
     first = tip(spec_repo)
@@ -397,8 +401,18 @@ def test_hooks_never_run(
     markers.mkdir()
     hook_dirs = [spec_repo / ".git" / "hooks", tmp_path / "configured-hooks"]
     hook_dirs[1].mkdir()
-    names = ["pre-commit", "commit-msg", "post-commit", "reference-transaction", "pre-push",
-             "post-checkout", "post-index-change", "pre-auto-gc", "post-rewrite", "fsmonitor"]
+    names = [
+        "pre-commit",
+        "commit-msg",
+        "post-commit",
+        "reference-transaction",
+        "pre-push",
+        "post-checkout",
+        "post-index-change",
+        "pre-auto-gc",
+        "post-rewrite",
+        "fsmonitor",
+    ]
     for folder in hook_dirs:
         for name in names:
             hook = folder / name
@@ -412,7 +426,9 @@ def test_hooks_never_run(
 
 
 def test_committer_from_config_and_clear_error_without_identity(
-    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str],
+    spec_repo: Path,
+    crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("GIT_COMMITTER_NAME")
@@ -420,8 +436,11 @@ def test_committer_from_config_and_clear_error_without_identity(
     code, _, err = publish(spec_repo, crds_dir, capsys)
     assert code == 1 and "no committer identity" in err
     assert tip(spec_repo) is None
-    edit(spec_repo / "servegen.yaml", "deploy:\n  branch: deploy\n",
-         "deploy:\n  branch: deploy\n  committer: {name: Deploy Bot, email: deploy@example.com}\n")
+    edit(
+        spec_repo / "servegen.yaml",
+        "deploy:\n  branch: deploy\n",
+        "deploy:\n  branch: deploy\n  committer: {name: Deploy Bot, email: deploy@example.com}\n",
+    )
     commit_all(spec_repo, "Configure the committer")
     assert publish(spec_repo, crds_dir, capsys)[0] == 0
     info = git.commit_info(git.open_repo(spec_repo), "deploy")
@@ -463,7 +482,10 @@ def test_push_creates_and_advances_the_remote_branch(
 
 
 def test_push_starts_from_the_remote_branch_when_local_is_behind(
-    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    spec_repo: Path,
+    remote: Path,
+    tmp_path: Path,
+    crds_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
@@ -480,7 +502,10 @@ def test_push_starts_from_the_remote_branch_when_local_is_behind(
 
 
 def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
-    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    spec_repo: Path,
+    remote: Path,
+    tmp_path: Path,
+    crds_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
@@ -491,14 +516,12 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     options = PublishOptions(Common(root=spec_repo), push=True, crds=(crds_dir,))
     target, source, files = pub.prepare(options)
     stale = pub.current_tips(target)
-    # Meanwhile another clone publishes an older-but-different source (a docs commit).
+    # Meanwhile another clone publishes a source on a side branch (not an ancestor).
     other = clone(tmp_path, remote, "other")
-    sh(other, "checkout", "-q", older)
-    (other / "NOTES.md").write_text("x\n")
-    sh(other, "checkout", "-q", "-b", "side")
-    commit_all(other, "Side change")
-    edit(other / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 4\n")
+    sh(other, "checkout", "-q", "-b", "side", older)
+    edit(other / RERANKER, "max_replicas: 2}", "max_replicas: 3}")
     side = commit_all(other, "Side scale")
+    sh(other, "push", "-q", "origin", "side")
     assert publish(other, crds_dir, capsys, "--push")[0] == 0
     moved = tip(remote)
     assert pub.attempt_publish(target, source, files, stale) is None  # rejected: remote moved
@@ -508,12 +531,18 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     info = git.commit_info(git.open_repo(remote), "deploy")
     assert info.parents == (moved,)
     assert dict(info.trailers)["Source-Commit"] == newer
-    assert "dev:\n  changed: tinyllama-chat" in info.body  # recomputed against `side`'s tree
-    assert side != newer
+    # The body is recomputed against the new parent: `side` changed bge-reranker.
+    assert info.body.startswith(
+        "dev:\n  changed: bge-reranker, tinyllama-chat\nprod:\n  changed: bge-reranker\n"
+    )
+    assert deploy_metadata(remote, moved)["drySha"] == side
 
 
 def test_push_race_inside_the_remote_is_retried(
-    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    spec_repo: Path,
+    remote: Path,
+    tmp_path: Path,
+    crds_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The remote's pre-receive hook lets another clone publish first, once."""
@@ -523,7 +552,8 @@ def test_push_race_inside_the_remote_is_retried(
     sh(spec_repo, "push", "-q", "origin", "main")
     marker = tmp_path / "raced"
     env = " ".join(
-        f"{k}='{v}'" for k, v in os.environ.items()
+        f"{k}='{v}'"
+        for k, v in os.environ.items()
         if k in _HARNESS_GIT_VARS or k in ("HOME", "PATH")
     )
     hook = remote / "hooks" / "pre-receive"
@@ -548,7 +578,10 @@ def test_push_race_inside_the_remote_is_retried(
 
 
 def test_never_backwards_across_clones_fetches_the_recorded_source(
-    spec_repo: Path, remote: Path, tmp_path: Path, crds_dir: Path,
+    spec_repo: Path,
+    remote: Path,
+    tmp_path: Path,
+    crds_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stale = clone(tmp_path, remote, "stale")  # cloned before the newer commit exists
@@ -567,8 +600,7 @@ def test_never_backwards_across_clones_fetches_the_recorded_source(
 
 def _run_cli(work: Path, crds: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "generator", "-C", str(work), "publish", "--crds", str(crds),
-         *args],
+        [sys.executable, "-m", "generator", "-C", str(work), "publish", "--crds", str(crds), *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -635,8 +667,11 @@ def test_killed_publish_leaves_the_branch_old_or_new(
             expected_tree = expected_tree or info.tree
             assert info.tree == expected_tree
         fsck = subprocess.run(
-            ["git", "fsck", "--no-dangling", "--no-progress"], cwd=spec_repo,
-            capture_output=True, text=True, check=False,
+            ["git", "fsck", "--no-dangling", "--no-progress"],
+            cwd=spec_repo,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert iterations >= 5
