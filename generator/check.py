@@ -55,6 +55,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from generator.errors import ServegenError
+from generator.yamlio import format_path
 
 __all__ = [
     "CheckResult",
@@ -611,22 +612,6 @@ def _json_type(value: Any) -> str:
     )
 
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
-
-
-def format_path(parts: Iterable[str | int]) -> str:
-    """`["spec", "containers", 0, "image"]` -> `spec.containers[0].image`."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            text += f".{part}" if text else part
-        else:
-            text += f"[{json.dumps(part)}]"
-    return text
-
-
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -927,4 +912,4 @@ def parse_kubeconform_output(output: str) -> list[ObjectProblem]:
 def _pointer_to_path(pointer: str) -> str:
     """JSON pointer `/spec/containers/0/image` -> `spec.containers[0].image`."""
     tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
-    return format_path(int(t) if t.isdigit() else t for t in tokens)
+    return format_path([int(t) if t.isdigit() else t for t in tokens])
