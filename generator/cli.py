@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="compare HEAD instead of the working tree",
     )
+    _crds(p)
 
     p = sub.add_parser("publish", help="commit rendered manifests to the deploy branch")
     p.add_argument(

@@ -210,22 +210,26 @@ def _deployed_source(repo: git.Repo, rev: str) -> str | None:
         return None
 
 
-def build_at(repo: git.Repo, root: Path, commit: str, *, is_base: bool = False) -> Build:
+def build_at(
+    repo: git.Repo, root: Path, commit: str, *, crds: Sequence[Path] = (), is_base: bool = False
+) -> Build:
     """Build `root` as it is in `commit`."""
     with tempfile.TemporaryDirectory(prefix="servegen-diff-") as tmp:
         dest = Path(tmp) / "src"
         git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
         if is_base and not (dest / CONFIG_FILE).is_file() and (root / CONFIG_FILE).is_file():
             raise ServegenError(f"it has no {CONFIG_FILE} (predates servegen?)")
-        return build(dest)
+        return build(dest, crds=crds)
 
 
-def build_base(repo: git.Repo, root: Path, commit: str | None) -> tuple[Build | None, list[str]]:
+def build_base(
+    repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path] = ()
+) -> tuple[Build | None, list[str]]:
     """The base build, or None (with a note) when there is no base or it does not build."""
     if commit is None:
         return None, ["no base revision: everything shows as added"]
     try:
-        return build_at(repo, root, commit, is_base=True), []
+        return build_at(repo, root, commit, crds=crds, is_base=True), []
     except ServegenError as exc:
         first = f" ({exc.diagnostics[0]})" if exc.diagnostics else ""
         note = f"base {commit[:7]} does not build: {exc.message}{first}; treated as empty"
@@ -235,9 +239,9 @@ def build_base(repo: git.Repo, root: Path, commit: str | None) -> tuple[Build | 
 def build_head(repo: git.Repo, options: DiffOptions) -> tuple[Build, str]:
     """The working state: the working tree, or HEAD with --committed. Errors propagate."""
     if options.worktree:
-        return build(options.common.root), "working tree"
+        return build(options.common.root, crds=options.crds), "working tree"
     head = git.resolve_commit(repo, "HEAD")
-    return build_at(repo, options.common.root, head), head
+    return build_at(repo, options.common.root, head, crds=options.crds), head
 
 
 def choose_base(repo: git.Repo, options: DiffOptions, deploy_branch: str) -> tuple[str | None, str]:
@@ -254,7 +258,7 @@ def compute(options: DiffOptions) -> DiffResult:
     if options.environment is not None and options.environment not in envs:
         raise ServegenError(f"unknown environment {options.environment!r}")
     base, why = choose_base(repo, options, head_build.config.deploy.branch)
-    base_build, notes = build_base(repo, options.common.root, base)
+    base_build, notes = build_base(repo, options.common.root, base, options.crds)
     changes = diff_objects(
         environment_objects(base_build), environment_objects(head_build), options.environment
     )

@@ -927,14 +927,8 @@ def tracking_ref(remote: str, branch: str) -> str:
     return f"{_TRACKING_NAMESPACE}/{key}/{_check_ref_name(branch, 'branch')}"
 
 
-def fetch_branch(repo: Repo, remote: str, branch: str) -> str | None:
-    """Fetch `branch` of `remote` (a name or URL) into `tracking_ref`; return its sha.
-
-    Returns None, and drops the tracking ref, when the remote has no such branch.
-    """
-    source = _branch_ref(branch)
-    target = tracking_ref(_check_remote(remote), branch)
-    res = repo._run(
+def _fetch(repo: Repo, remote: str, refspec: str) -> _Result:
+    return repo._run(
         "fetch",
         "--no-tags",
         "--no-recurse-submodules",
@@ -942,8 +936,23 @@ def fetch_branch(repo: Repo, remote: str, branch: str) -> str | None:
         "--no-auto-gc",
         "--end-of-options",
         remote,
-        f"+{source}:{target}",
+        refspec,
     )
+
+
+def fetch_commit(repo: Repo, remote: str, sha: str) -> bool:
+    """Fetch one commit by id, where the remote allows it; True when it arrived."""
+    return _fetch(repo, _check_remote(remote), _check_oid(sha)).status == 0
+
+
+def fetch_branch(repo: Repo, remote: str, branch: str) -> str | None:
+    """Fetch `branch` of `remote` (a name or URL) into `tracking_ref`; return its sha.
+
+    Returns None, and drops the tracking ref, when the remote has no such branch.
+    """
+    source = _branch_ref(branch)
+    target = tracking_ref(_check_remote(remote), branch)
+    res = _fetch(repo, remote, f"+{source}:{target}")
     if res.status != 0:
         if "couldn't find remote ref" in res.stderr.lower():
             repo._run("update-ref", "--no-deref", "-d", target)

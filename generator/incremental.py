@@ -101,6 +101,7 @@ class IncrementalBuild:
         self._last_problems: tuple[Diagnostic, ...] = ()
         self._flux: list[list[dict[str, Any]]] | None = None  # the Flux objects last checked
         self._flux_checks: tuple[Diagnostic, ...] = ()
+        self._cluster: tuple[object, dict[str, bytes]] | None = None  # key, cluster_files()
         self._written: dict[str, bytes] | None = None  # None: unknown, compare with disk
         self._written_out: Path | None = None
         self.generation = 0  # bumped whenever the output folder changes
@@ -122,7 +123,7 @@ class IncrementalBuild:
 
     def reset(self) -> None:
         """Forget every cache: the next batch rebuilds from scratch (after an internal error)."""
-        self._files, self._flux = {}, None
+        self._files, self._flux, self._cluster = {}, None, None
         self._written = None
         self._stale = True
 
@@ -153,7 +154,7 @@ class IncrementalBuild:
 
     def _rebuild(self, started: float) -> BatchResult:
         # A config change can alter how every spec validates and renders: drop everything.
-        self._files, self._flux, self._stale = {}, None, False
+        self._files, self._flux, self._cluster, self._stale = {}, None, None, False
         result = self._update(started, self._scan_all(), full=True)
         changed = tuple(sorted({CONFIG_FILE, *result.changed}))
         return dataclasses.replace(result, changed=changed)
@@ -347,9 +348,25 @@ class IncrementalBuild:
         for model in models:
             files.update(model.files)
         renders = [m.render for m in models]
-        files.update(cluster_files(renders, self.config))
+        files.update(self._cluster_files(renders))
         files["README.md"] = index_markdown(renders, self.config).encode()
         return files
+
+    def _cluster_files(self, renders: Sequence[ModelRender]) -> Mapping[str, bytes]:
+        """cluster_files(), again only when what it reads of the models changed.
+
+        It dumps the Flux objects, whose health checks list every model, and the endpoint
+        catalog: ~120 ms for 1,000 models, while most edits change neither. What it reads
+        of the models is their names, environments and endpoints, and (through
+        flux_objects) the Flux objects: that is the key. Tests compare with layout().
+        """
+        key = (
+            [(m.name, [(env, r.endpoint) for env, r in m.environments.items()]) for m in renders],
+            self._flux,
+        )
+        if self._cluster is None or self._cluster[0] != key:
+            self._cluster = (key, cluster_files(renders, self.config))
+        return self._cluster[1]
 
     # --- the output folder ----------------------------------------------------------------
 

@@ -66,6 +66,7 @@ class DiffOptions:
     output_file: Path | None = None
     max_chars: int = 60_000
     worktree: bool = True
+    crds: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,11 @@ def repository_prefix(repo: git.Repo, root: Path) -> str:
     """`root` relative to the repository's worktree, '' at the top."""
     if repo.worktree is None:
         raise GitError(f"{root} is inside a bare repository; publish needs a worktree")
-    return root.resolve().relative_to(repo.worktree.resolve()).as_posix().strip(".")
+    try:
+        relative = root.resolve().relative_to(repo.worktree.resolve()).as_posix()
+    except ValueError as exc:
+        raise GitError(f"{root} is not inside the worktree {repo.worktree}") from exc
+    return "" if relative == "." else relative
 
 
 def render_source(repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path]) -> Build:
@@ -308,6 +312,7 @@ class Target:
     repo: git.Repo
     branch: str
     remote: str | None  # None: local branch only
+    source_remote: str  # where a recorded source commit we lack can be fetched from
     committer: git.Identity
     sign: bool
     allow_prune: bool
@@ -358,6 +363,7 @@ def prepare(options: PublishOptions) -> tuple[Target, Source, dict[str, bytes]]:
         repo=repo,
         branch=options.branch or deploy.branch,
         remote=remote if options.push else None,
+        source_remote=remote,
         committer=committer_identity(repo, result),
         sign=options.sign,
         allow_prune=options.allow_prune,
@@ -456,8 +462,8 @@ def check_prune(target: Target, old: Mapping[str, bytes], new: Mapping[str, byte
 
 def contains(target: Target, recorded: str, source_sha: str) -> bool:
     """True when `recorded` (from the deploy branch) already includes `source_sha`."""
-    if not commit_exists(target.repo, recorded) and target.remote is not None:
-        fetch_commit(target.repo, target.remote, recorded)
+    if not commit_exists(target.repo, recorded):
+        git.fetch_commit(target.repo, target.source_remote, recorded)
     if not commit_exists(target.repo, recorded):
         raise GitError(
             f"{target.branch} was published from source commit {recorded}, which is not in "
@@ -474,23 +480,6 @@ def commit_exists(repo: git.Repo, sha: str) -> bool:
     except GitError:
         return False
     return True
-
-
-def fetch_commit(repo: git.Repo, remote: str, sha: str) -> None:
-    """Fetch one commit by id (the remote may allow it; failure is not an error here).
-
-    git.py has no by-id fetch; this uses its generic, hardened runner.
-    """
-    repo._run(
-        "fetch",
-        "--no-tags",
-        "--no-recurse-submodules",
-        "--no-write-fetch-head",
-        "--no-auto-gc",
-        "--end-of-options",
-        remote,
-        sha,
-    )
 
 
 def finish(target: Target, tips: Tips, outcome: Outcome) -> Outcome | None:
@@ -511,19 +500,33 @@ def finish(target: Target, tips: Tips, outcome: Outcome) -> Outcome | None:
             detail = f": {result.detail}" if result.detail else ""
             raise GitError(f"{target.remote} refused {target.branch} {result.summary}{detail}")
         pushed = True
-    if tip != tips.local and not git.update_branch(target.repo, target.branch, tip, tips.local):
-        if target.remote is None:
-            return None  # another local publisher moved the branch: start again
-        print(
-            f"servegen: note: local {target.branch} moved meanwhile; left as it is", file=sys.stderr
-        )
+    if tip != tips.local and not move_local(target, tip, tips.local, pushed):
+        return None  # another local publisher moved the branch: start again
     return replace(outcome, pushed=pushed)
+
+
+def move_local(target: Target, tip: str, expected: str | None, pushed: bool) -> bool:
+    """CAS the local branch to `tip`.  After a push it only mirrors the remote: best effort."""
+    try:
+        if git.update_branch(target.repo, target.branch, tip, expected):
+            return True
+        problem = "it moved meanwhile"
+    except GitError as exc:
+        if not pushed:
+            raise
+        problem = exc.message
+    if not pushed:
+        return False
+    print(f"servegen: note: local {target.branch} not updated ({problem})", file=sys.stderr)
+    return True
 
 
 def describe(outcome: Outcome) -> str:
     """The one-line result for people."""
     short = outcome.source[:SHORT]
     pushed = " and pushed" if outcome.pushed else ""
+    if outcome.attempts > 1:
+        pushed += f" (attempt {outcome.attempts})"
     tip = (outcome.commit or "")[:SHORT]
     if outcome.status == "newer":
         return (

@@ -8,6 +8,7 @@ test.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -55,8 +56,8 @@ def sh(cwd: Path, *args: str, check: bool = True) -> str:
     return proc.stdout.decode("utf-8", "surrogateescape").strip()
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def isolate_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private global git config and identity; no inherited GIT_* or SERVEGEN_*."""
     home = tmp_path / "home"
     home.mkdir()
     gitconfig = home / ".gitconfig"
@@ -74,22 +75,31 @@ def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "bot@example.com")
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    path = tmp_path / "remote.git"
-    sh(tmp_path, "init", "-q", "--bare", str(path))
-    return path
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_git(tmp_path, monkeypatch)
 
 
-@pytest.fixture
-def spec_repo(tmp_path: Path, remote: Path) -> Path:
-    """A clone of `remote` holding examples/, committed and pushed to main."""
+def make_spec_repo(tmp_path: Path) -> Path:
+    """A bare "remote" and a clone of it holding examples/, committed and pushed to main."""
+    remote = tmp_path / "remote.git"
+    sh(tmp_path, "init", "-q", "--bare", str(remote))
     work = tmp_path / "specs-repo"
     sh(tmp_path, "clone", "-q", str(remote), str(work))
     shutil.copytree(EXAMPLES, work, dirs_exist_ok=True)
     commit_all(work, "Initial specs", "The example models.")
     sh(work, "push", "-q", "origin", "main")
     return work
+
+
+@pytest.fixture
+def spec_repo(tmp_path: Path) -> Path:
+    return make_spec_repo(tmp_path)
+
+
+@pytest.fixture
+def remote(spec_repo: Path) -> Path:
+    return spec_repo.parent / "remote.git"
 
 
 def commit_all(work: Path, subject: str, body: str = "") -> str:
@@ -223,15 +233,15 @@ def test_changed_spec_makes_a_commit_listing_the_change(
 ) -> None:
     assert publish(spec_repo, crds_dir, capsys)[0] == 0
     first = tip(spec_repo)
-    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
-    source = commit_all(spec_repo, "Scale tinyllama to 3 in dev")
+    edit(spec_repo / TINYLLAMA, 'VLLM_CPU_KVCACHE_SPACE: "4"', 'VLLM_CPU_KVCACHE_SPACE: "8"')
+    source = commit_all(spec_repo, "More KV cache for tinyllama in dev")
     code, out, err = publish(spec_repo, crds_dir, capsys)
     assert code == 0, err
     assert "dev: +0 ~1 -0" in out
     info = git.commit_info(git.open_repo(spec_repo), "deploy")
     assert info.parents == (first,)
-    assert info.subject == f"{source[:7]}: Scale tinyllama to 3 in dev"
-    # prod overrides the scaling, so only dev's rendering of the model changed.
+    assert info.subject == f"{source[:7]}: More KV cache for tinyllama in dev"
+    # Only dev's overlay changed; a model counts as changed where any of its files did.
     assert info.body.startswith("dev:\n  changed: tinyllama-chat\n\nSource-Commit: ")
     assert deploy_metadata(spec_repo)["drySha"] == source
     expected = build(spec_repo, crds=[crds_dir]).files
@@ -254,7 +264,7 @@ def test_removed_spec_is_refused_without_allow_prune(
     assert "prod: model(s) removed: qwen-chat" in err
     assert "--allow-prune" in err
     assert tip(spec_repo) == first
-    code, out, err = publish(spec_repo, crds_dir, capsys, "--allow-prune")
+    code, _, err = publish(spec_repo, crds_dir, capsys, "--allow-prune")
     assert code == 0, err
     info = git.commit_info(git.open_repo(spec_repo), "deploy")
     assert "dev:\n  removed: qwen-chat\nprod:\n  removed: qwen-chat\n" in info.body
@@ -366,8 +376,16 @@ def test_never_publishes_an_older_source(
 
 
 def test_worktree_and_index_are_untouched(
-    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+    spec_repo: Path,
+    crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    # Inherited variables that would redirect git to the user's index or elsewhere.
+    monkeypatch.setenv("GIT_INDEX_FILE", str(spec_repo / ".git" / "index"))
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(tmp_path))
     edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 5\n")  # unstaged
     (spec_repo / "staged.txt").write_text("staged\n")
     sh(spec_repo, "add", "staged.txt")
@@ -392,6 +410,21 @@ def test_worktree_flag_publishes_uncommitted_changes(
     assert f"Rendered from the working tree at {head} (with uncommitted changes)." in info.body
     assert deploy_metadata(spec_repo)["drySha"] == head
     assert pub.without_metadata(tree_files(spec_repo)) == build(spec_repo, crds=[crds_dir]).files
+
+
+def test_publishes_a_spec_folder_inside_a_larger_repository(
+    tmp_path: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "mono"
+    sh(tmp_path, "init", "-q", str(work))
+    (work / "app").mkdir()
+    (work / "app" / "main.py").write_text("print('hi')\n")
+    shutil.copytree(EXAMPLES, work / "serving")
+    commit_all(work, "Monorepo")
+    code, _, err = publish(work / "serving", crds_dir, capsys)
+    assert code == 0, err
+    files = tree_files(work)
+    assert pub.without_metadata(files) == build(EXAMPLES, crds=[crds_dir]).files
 
 
 def test_hooks_never_run(
@@ -441,7 +474,11 @@ def test_committer_from_config_and_clear_error_without_identity(
         "deploy:\n  branch: deploy\n",
         "deploy:\n  branch: deploy\n  committer: {name: Deploy Bot, email: deploy@example.com}\n",
     )
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Setup")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "setup@example.com")
     commit_all(spec_repo, "Configure the committer")
+    monkeypatch.delenv("GIT_COMMITTER_NAME")
+    monkeypatch.delenv("GIT_COMMITTER_EMAIL")
     assert publish(spec_repo, crds_dir, capsys)[0] == 0
     info = git.commit_info(git.open_repo(spec_repo), "deploy")
     assert (info.committer.name, info.committer.email) == ("Deploy Bot", "deploy@example.com")
@@ -533,7 +570,8 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     assert dict(info.trailers)["Source-Commit"] == newer
     # The body is recomputed against the new parent: `side` changed bge-reranker.
     assert info.body.startswith(
-        "dev:\n  changed: bge-reranker, tinyllama-chat\nprod:\n  changed: bge-reranker\n"
+        "dev:\n  changed: bge-reranker, tinyllama-chat\n"
+        "prod:\n  changed: bge-reranker, tinyllama-chat\n"
     )
     assert deploy_metadata(remote, moved)["drySha"] == side
 
@@ -568,6 +606,7 @@ def test_push_race_inside_the_remote_is_retried(
     hook.chmod(0o755)
     code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
     assert code == 0, err
+    assert "and pushed (attempt 2)" in out
     assert marker.exists()
     assert "published" in (tmp_path / "other.log").read_text()
     first = git.commit_info(git.open_repo(remote), "deploy")
@@ -633,7 +672,7 @@ def test_concurrent_publishers_from_different_clones(
     # Never backwards along the deploy history: each recorded source contains the previous.
     chain = sh(remote, "rev-list", "--first-parent", "--reverse", "deploy").split()
     recorded = [deploy_metadata(remote, c)["drySha"] for c in chain]
-    for before, after in zip(recorded, recorded[1:], strict=False):
+    for before, after in itertools.pairwise(recorded):
         sh(spec_repo, "merge-base", "--is-ancestor", before, after)
     assert pub.without_metadata(tree_files(remote)) == build(spec_repo, crds=[crds_dir]).files
 
@@ -646,25 +685,33 @@ def test_killed_publish_leaves_the_branch_old_or_new(
     assert old is not None
     edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
     commit_all(spec_repo, "Scale")
-    expected_tree = None
+    # One undisturbed run gives the expected tree and how long a whole publish takes.
+    started = time.monotonic()
+    proc = _run_cli(spec_repo, crds_dir)
+    assert proc.wait(timeout=120) == 0, proc.communicate()
+    proc.communicate()
+    duration = time.monotonic() - started
+    expected_tree = git.commit_info(git.open_repo(spec_repo), "deploy").tree
     rng = random.Random(1234)
-    deadline = time.monotonic() + 90
-    iterations = 0
-    while iterations < 15 and time.monotonic() < deadline:
-        iterations += 1
+    deadline = time.monotonic() + 120
+    killed = 0
+    for iteration in range(16):
+        if time.monotonic() > deadline:
+            break
         sh(spec_repo, "update-ref", "refs/heads/deploy", old)
+        # Half anywhere in the run, half late, where the git writes happen.
+        low = 0.0 if iteration % 2 else 0.6 * duration
         proc = _run_cli(spec_repo, crds_dir)
         try:
-            proc.wait(timeout=rng.uniform(0.05, 3.0))
+            proc.wait(timeout=rng.uniform(low, 1.05 * duration))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL)  # the publisher and its git children
+            killed += 1
         proc.communicate()
         now = tip(spec_repo)
         if now != old:
             info = git.commit_info(git.open_repo(spec_repo), "deploy")
             assert info.parents == (old,)
-            expected_tree = expected_tree or info.tree
             assert info.tree == expected_tree
         fsck = subprocess.run(
             ["git", "fsck", "--no-dangling", "--no-progress"],
@@ -674,8 +721,30 @@ def test_killed_publish_leaves_the_branch_old_or_new(
             check=False,
         )
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    assert iterations >= 5
+    assert killed >= 3
     sh(spec_repo, "update-ref", "refs/heads/deploy", old)
     code, out, err = publish(spec_repo, crds_dir, capsys)
     assert code == 0 and "published" in out, err
-    assert tip(spec_repo) != old
+    assert git.commit_info(git.open_repo(spec_repo), "deploy").tree == expected_tree
+
+
+def test_deploy_branch_checked_out_elsewhere(
+    spec_repo: Path,
+    remote: Path,
+    tmp_path: Path,
+    crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    first = tip(spec_repo)
+    sh(spec_repo, "worktree", "add", "-q", str(tmp_path / "deploy-wt"), "deploy")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    commit_all(spec_repo, "Scale")
+    code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1 and "checked out" in err
+    assert tip(spec_repo) == first
+    # With --push the remote is the target; the checked-out local branch is left alone.
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0 and "and pushed" in out, err
+    assert "local deploy not updated" in err
+    assert tip(spec_repo) == first and tip(remote) != first

@@ -1,0 +1,247 @@
+"""`servegen diff`: rendered-object diffs between a base revision and the working state."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from generator import cli
+from generator import diff as d
+from generator.pipeline import build
+from tests.conftest import EXAMPLES
+from tests.test_publish import TINYLLAMA, commit_all, edit, isolate_git, make_spec_repo, publish, sh
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_git(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def spec_repo(tmp_path: Path) -> Path:
+    return make_spec_repo(tmp_path)
+
+
+def dev_object_count() -> int:
+    """Objects the examples render in dev, Flux objects included."""
+    result = build(EXAMPLES)
+    models = sum(
+        len(m.environments["dev"].objects) for m in result.models if "dev" in m.environments
+    )
+    return models + 2
+
+
+def diff(work: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(["-C", str(work), "diff", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def scale_tinyllama(work: Path) -> None:
+    edit(work / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+
+
+def test_text_diff_of_a_known_change(spec_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scale_tinyllama(spec_repo)
+    code, out, err = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0, err
+    head = sh(spec_repo, "rev-parse", "--short=7", "HEAD")
+    assert out.startswith(f"servegen diff {head} -> working tree\nnote: base: HEAD\n")
+    assert "dev: 0 added, 1 changed, 0 removed\nprod: 0 added, 0 changed, 0 removed\n" in out
+    assert "== dev: changed Model llm-dev/tinyllama-chat (model tinyllama-chat)\n" in out
+    assert "--- a/dev/Model/llm-dev/tinyllama-chat\n+++ b/dev/Model/llm-dev/tinyllama-chat\n" in out
+    assert "\n-  maxReplicas: 2\n+  maxReplicas: 3\n" in out
+
+
+def test_no_change_is_reported_and_exits_0(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0
+    assert out.endswith("no changes to rendered objects\n")
+
+
+def test_markdown_diff_of_a_known_change(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scale_tinyllama(spec_repo)
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD", "--format", "markdown")
+    assert code == 0
+    table = (
+        "| environment | added | changed | removed |\n|---|---:|---:|---:|\n"
+        "| `dev` | 0 | 1 | 0 |\n| `prod` | 0 | 0 | 0 |\n"
+    )
+    assert table in out
+    assert out.index(table) < out.index("<details>")
+    assert (
+        "<details><summary><code>dev</code>: changed Model llm-dev/tinyllama-chat "
+        "(model tinyllama-chat)</summary>\n\n```diff\n"
+    ) in out
+    assert "+  maxReplicas: 3\n" in out and "\n```\n\n</details>\n" in out
+    assert "Truncated" not in out
+
+
+def test_json_diff_of_a_known_change(spec_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scale_tinyllama(spec_repo)
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["base"] == sh(spec_repo, "rev-parse", "HEAD")
+    assert data["head"] == "working tree"
+    assert data["summary"]["dev"] == {"added": 0, "changed": 1, "removed": 0}
+    (change,) = data["changes"]
+    assert {k: v for k, v in change.items() if k != "diff"} == {
+        "environment": "dev",
+        "action": "changed",
+        "model": "tinyllama-chat",
+        "apiVersion": "kubeai.org/v1",
+        "kind": "Model",
+        "namespace": "llm-dev",
+        "name": "tinyllama-chat",
+    }
+    assert "+  maxReplicas: 3\n" in change["diff"]
+
+
+def test_markdown_is_capped_and_the_output_file_is_complete(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A new label on every dev object: one changed block per object.
+    edit(
+        spec_repo / "servegen.yaml",
+        "labels: {environment: dev}",
+        "labels: {environment: dev, x: y}",
+    )
+    full_file = tmp_path / "full.md"
+    args = ["--base", "HEAD", "--format", "markdown", "--max-chars", "4000"]
+    code, out, _ = diff(spec_repo, capsys, *args, "--output-file", str(full_file))
+    assert code == 0
+    assert len(out) <= 4000
+    count = dev_object_count() - 2  # Flux objects carry no environment labels
+    assert f"| `dev` | 0 | {count} | 0 |" in out
+    assert "**Truncated:**" in out and f"of {count} object diff(s) not shown" in out
+    assert out.count("<details>") == out.count("</details>") >= 1
+    assert out.count("```diff") == out.count("<details>")
+    full = full_file.read_text()
+    assert full.count("<details>") == count
+    assert "Truncated" not in full
+    assert full.startswith(out.split("<details>")[0])
+
+
+def test_default_base_is_the_merge_base_with_the_default_branch(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sh(spec_repo, "checkout", "-q", "-b", "feature")
+    scale_tinyllama(spec_repo)
+    commit_all(spec_repo, "Scale on a branch")
+    code, out, _ = diff(spec_repo, capsys, "--committed")
+    assert code == 0
+    base = sh(spec_repo, "rev-parse", "--short=7", "origin/main")
+    assert out.startswith(f"servegen diff {base} -> ")
+    assert "note: base: merge base of HEAD and origin/main" in out
+    assert "dev: 0 added, 1 changed, 0 removed" in out
+
+
+def test_committed_ignores_the_working_tree(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scale_tinyllama(spec_repo)
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD", "--committed")
+    assert code == 0 and "no changes to rendered objects" in out
+
+
+def test_default_base_falls_back_to_the_deployed_source(
+    tmp_path: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "trunk-repo"
+    sh(tmp_path, "init", "-q", "-b", "trunk", str(work))
+    shutil.copytree(EXAMPLES, work, dirs_exist_ok=True)
+    deployed = commit_all(work, "Initial")
+    assert publish(work, crds_dir, capsys)[0] == 0
+    scale_tinyllama(work)
+    commit_all(work, "Scale")
+    code, out, _ = diff(work, capsys, "--committed")
+    assert code == 0
+    assert out.startswith(f"servegen diff {deployed[:7]} -> ")
+    assert "note: base: source commit deployed on deploy" in out
+    assert "dev: 0 added, 1 changed, 0 removed" in out
+
+
+def test_base_that_predates_servegen_is_empty_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "young-repo"
+    sh(tmp_path, "init", "-q", str(work))
+    (work / "README.md").write_text("before servegen\n")
+    first = commit_all(work, "Start")
+    shutil.copytree(EXAMPLES, work, dirs_exist_ok=True)
+    commit_all(work, "Adopt servegen")
+    code, out, _ = diff(work, capsys, "--base", "HEAD~1", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["base"] == first
+    assert any("has no servegen.yaml" in n and "treated as empty" in n for n in data["notes"])
+    assert data["summary"]["dev"]["added"] > 10
+    assert {c["action"] for c in data["changes"]} == {"added"}
+
+
+def test_base_that_fails_to_build_is_empty_with_a_note(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (spec_repo / "specs" / "broken.yaml").write_text("kind: nope\nname: broken\n")
+    commit_all(spec_repo, "Broken")
+    sh(spec_repo, "rm", "-q", "specs/broken.yaml")
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0
+    assert "does not build" in out and "treated as empty" in out
+    assert f"dev: {dev_object_count()} added, 0 changed, 0 removed" in out
+
+
+def test_broken_working_state_exits_1_with_positions(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (spec_repo / "specs" / "broken.yaml").write_text("kind: nope\nname: broken\n")
+    code, out, err = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 1
+    assert "specs/broken.yaml:1:" in err and "Traceback" not in out + err
+
+
+def test_environment_filter(spec_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scale_tinyllama(spec_repo)
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD", "--env", "prod")
+    assert code == 0
+    assert "prod: 0 added, 0 changed, 0 removed" in out and "dev:" not in out
+
+
+def test_secrets_are_never_shown_and_noise_is_stripped() -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"k": "djE="},
+    }
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "c",
+            "namespace": "n",
+            "uid": "123",
+            "resourceVersion": "9",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        },
+        "data": {"a": "b"},
+    }
+    keyed = dict(d.keyed_objects("m", [secret, config]))
+    assert list(keyed) == [("n", "", "ConfigMap", "c")]
+    assert keyed[("n", "", "ConfigMap", "c")].obj["metadata"] == {"name": "c", "namespace": "n"}
+    changes = d.diff_objects({}, {"dev": keyed})
+    assert [c.title for c in changes] == ["added ConfigMap n/c (model m)"]
+    assert changes[0].diff.startswith("--- /dev/null\n+++ b/dev/ConfigMap/n/c\n")
+
+
+def test_markdown_fence_outgrows_backticks_in_the_diff() -> None:
+    assert d._fence("a ``` b") == "````"
+    assert d._fence("plain") == "```"

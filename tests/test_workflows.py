@@ -1,0 +1,156 @@
+"""GitHub workflows, the composite action and the pre-commit hook are valid and pinned.
+
+Workflows and action.yml are checked against the GitHub schemas shipped (vendored) with
+check-jsonschema; every `uses:` must name a full commit SHA, and every `servegen ...`
+command line in a workflow must parse with the real CLI.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from generator import cli
+from tests.conftest import REPO_ROOT
+
+WORKFLOWS = sorted(
+    [
+        *(REPO_ROOT / ".github" / "workflows").glob("*.yml"),
+        *(REPO_ROOT / ".github" / "workflows").glob("*.yaml"),
+        REPO_ROOT / "generator" / "scaffold" / "workflows" / "servegen.yml",
+    ]
+)
+ACTION = REPO_ROOT / "action.yml"
+PRE_COMMIT_HOOKS = REPO_ROOT / ".pre-commit-hooks.yaml"
+PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> Any:
+    return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+
+
+def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def uses_of(data: Any) -> Iterator[str]:
+    """Every `uses:` value, wherever it appears (steps, reusable-workflow jobs)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "uses" and isinstance(value, str):
+                yield value
+            else:
+                yield from uses_of(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from uses_of(item)
+
+
+def run_scripts(data: Any) -> Iterator[str]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "run" and isinstance(value, str):
+                yield value
+            else:
+                yield from run_scripts(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from run_scripts(item)
+
+
+def servegen_commands(script: str) -> Iterator[list[str]]:
+    """`servegen ...` command lines of a shell script, continuations joined."""
+    for line in script.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] != ["servegen"]:
+            continue
+        for stop in (">", "|", "&&", "||", ";", "2>&1"):
+            if stop in words:
+                words = words[: words.index(stop)]
+        yield words[1:]
+
+
+def test_there_are_workflows_to_check() -> None:
+    assert len(WORKFLOWS) >= 2
+    assert all(path.is_file() for path in WORKFLOWS)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_workflow_matches_the_github_schema(path: Path) -> None:
+    result = check_jsonschema("vendor.github-workflows", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_action_matches_the_github_schema() -> None:
+    result = check_jsonschema("vendor.github-actions", ACTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_uses_is_pinned_to_a_commit_sha(path: Path) -> None:
+    uses = list(uses_of(load(path)))
+    assert uses, f"{path} uses no action"
+    unpinned = [u for u in uses if not u.startswith("./") and not PINNED.match(u)]
+    assert unpinned == [], f"not pinned to a 40-hex commit SHA: {unpinned}"
+    # The version the SHA stands for is named beside it, for people and Dependabot.
+    for line in path.read_text().splitlines():
+        if re.search(r"\buses:\s*\S+@[0-9a-f]{40}", line):
+            assert re.search(r"#\s*v\d", line), f"{path}: no version comment: {line.strip()}"
+
+
+def test_action_inputs_and_commands() -> None:
+    action = load(ACTION)
+    inputs = action["inputs"]
+    assert set(inputs) >= {"command", "args", "python-version", "version"}
+    assert inputs["python-version"]["default"] == "3.12"
+    assert inputs["version"]["default"] == ""
+    assert action["runs"]["using"] == "composite"
+    text = ACTION.read_text()
+    assert "${{ github.action_path }}" in text
+    assert "validate|diff|publish)" in text
+    # Inputs reach scripts through env only: no ${{ }} inside any `run:`.
+    for script in run_scripts(action):
+        assert "${{" not in script, script
+    for command in ("validate", "diff", "publish"):
+        cli.build_parser().parse_args([command])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_servegen_command_lines_parse_with_the_cli(path: Path) -> None:
+    parser = cli.build_parser()
+    seen = set()
+    for script in run_scripts(load(path)):
+        for argv in servegen_commands(script):
+            parser.parse_args(argv)  # raises UsageError on an unknown flag
+            seen.add(argv[0])
+    if path.parent.name == "workflows" and path.parent.parent.name == "scaffold":
+        assert seen >= {"validate", "diff", "publish"}
+
+
+def test_pre_commit_hook() -> None:
+    hooks = load(PRE_COMMIT_HOOKS)
+    assert isinstance(hooks, list)
+    (hook,) = (h for h in hooks if h["id"] == "servegen-validate")
+    assert hook["language"] == "python"
+    assert hook["entry"] == "servegen validate"
+    assert hook["pass_filenames"] is False
+    assert hook["files"] == r"(^servegen\.yaml$|\.ya?ml$)"
+    pattern = re.compile(hook["files"])
+    for name in ("servegen.yaml", "specs/a.yaml", "specs/kubeai/b.yml"):
+        assert pattern.search(name), name
+    for name in ("README.md", "servegen.yaml.bak", "specs/notes.txt"):
+        assert not pattern.search(name), name
+    cli.build_parser().parse_args(hook["entry"].split()[1:])
