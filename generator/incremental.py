@@ -3,9 +3,11 @@
 `IncrementalBuild` keeps, per spec file, the digest of its bytes and everything derived
 from them (validated specs, rendered models, their files, manifest-check results). A
 batch re-reads only the paths it is given; a file whose bytes did not change costs a
-read and a hash. Rules that need every spec at once (unique names, duplicate objects),
-the cluster files and the README are recomputed over the cached models each batch: they
-are cheap, and caching them would risk drifting from `build()`.
+read and a hash. What needs every spec at once is recomputed over the cached models
+each batch, with the very functions `build()` uses: unique names, duplicate objects,
+the README, and the cluster files (those only when their inputs changed: they are the
+one slow part). Manifest checks run for changed models only, except that the Flux
+objects, which list every model, are checked again whenever they change.
 
 The contract: after any sequence of batches the output folder holds exactly what a
 one-shot `servegen render` of the same tree writes, byte for byte. While anything is
@@ -40,7 +42,7 @@ from generator.render import ModelRender, duplicate_objects, render_spec
 from generator.validate import Spec, check_repository, load_config, validate_file
 
 # Private helpers of write_tree, reused for single files: write_tree itself walks the
-# whole output folder to find stale files, ~150 ms for 1,000 models, half the budget.
+# whole output folder to find stale files: ~175 ms for 1,000 models, too slow per batch.
 from generator.write import _atomic_write, _safe_relative, write_tree
 
 
@@ -82,10 +84,6 @@ class BatchResult:
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
 
-    @property
-    def wrote(self) -> bool:
-        return bool(self.written or self.removed)
-
 
 class IncrementalBuild:
     """The repository at `root`, rendered into its output folder batch by batch."""
@@ -115,6 +113,11 @@ class IncrementalBuild:
         return self.root / self.config.specs
 
     # --- batches --------------------------------------------------------------------
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """The output tree last written (empty before the first good build)."""
+        return dict(self._written or {})
 
     def initial(self) -> BatchResult:
         """Read, render and write everything; the output folder is compared with disk."""

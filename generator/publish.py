@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Literal
 
 from generator import git
+from generator.config import Config
 from generator.errors import GitError, ServegenError
-from generator.options import PublishOptions
+from generator.options import PublishOptions, WatchOptions
 from generator.pipeline import Build, build
 
 METADATA_FILE = "hydrator.metadata"
@@ -340,11 +341,37 @@ class Outcome:
     attempts: int = 1
 
 
-def committer_identity(repo: git.Repo, build_result: Build) -> git.Identity:
-    configured = build_result.config.deploy.committer
+def committer_identity(repo: git.Repo, config: Config) -> git.Identity:
+    configured = config.deploy.committer
     if configured is not None:
         return git.Identity(configured.name, configured.email)
     return git.identity_from_env_or_config(repo)
+
+
+def _head(repo: git.Repo) -> git.CommitInfo:
+    try:
+        return git.head_commit(repo)
+    except GitError as exc:
+        raise GitError("the repository has no commit yet: commit the specs first") from exc
+
+
+def _target(
+    options: PublishOptions, repo: git.Repo, head: git.CommitInfo, config: Config
+) -> tuple[Target, Source]:
+    deploy = config.deploy
+    remote = options.remote or deploy.remote or DEFAULT_REMOTE
+    target = Target(
+        repo=repo,
+        branch=options.branch or deploy.branch,
+        remote=remote if options.push else None,
+        source_remote=remote,
+        committer=committer_identity(repo, config),
+        sign=options.sign,
+        allow_prune=options.allow_prune,
+        max_shrink=deploy.max_shrink,
+        max_attempts=max(1, options.max_attempts),
+    )
+    return target, Source(head, options.worktree, source_url(repo, remote))
 
 
 def prepare(options: PublishOptions) -> tuple[Target, Source, dict[str, bytes]]:
@@ -352,25 +379,9 @@ def prepare(options: PublishOptions) -> tuple[Target, Source, dict[str, bytes]]:
     root = options.common.root
     repo = git.open_repo(root)
     repository_prefix(repo, root)
-    try:
-        head = git.head_commit(repo)
-    except GitError as exc:
-        raise GitError("the repository has no commit yet: commit the specs first") from exc
+    head = _head(repo)
     result = render_source(repo, root, None if options.worktree else head.sha, options.crds)
-    deploy = result.config.deploy
-    remote = options.remote or deploy.remote or DEFAULT_REMOTE
-    target = Target(
-        repo=repo,
-        branch=options.branch or deploy.branch,
-        remote=remote if options.push else None,
-        source_remote=remote,
-        committer=committer_identity(repo, result),
-        sign=options.sign,
-        allow_prune=options.allow_prune,
-        max_shrink=deploy.max_shrink,
-        max_attempts=max(1, options.max_attempts),
-    )
-    source = Source(head, options.worktree, source_url(repo, remote))
+    target, source = _target(options, repo, head, result.config)
     for note in result.notes:
         print(f"servegen: note: {note}", file=sys.stderr)
     return target, source, dict(result.files)
@@ -379,6 +390,26 @@ def prepare(options: PublishOptions) -> tuple[Target, Source, dict[str, bytes]]:
 def publish(options: PublishOptions) -> Outcome:
     target, source, files = prepare(options)
     return publish_files(target, source, files)
+
+
+def publish_worktree(options: WatchOptions, files: Mapping[str, bytes], config: Config) -> str:
+    """`publish --worktree` for the watcher, with the tree it already rendered and checked.
+
+    The same guards apply (never backwards, no-op skip, prune guard, CAS, push retry);
+    only the render is not repeated, which is what keeps watch-to-commit fast.
+    """
+    publish_options = PublishOptions(
+        common=options.common,
+        worktree=True,
+        push=options.push,
+        remote=options.remote,
+        allow_prune=options.allow_prune,
+        crds=options.crds,
+    )
+    repo = git.open_repo(options.common.root)
+    repository_prefix(repo, options.common.root)
+    target, source = _target(publish_options, repo, _head(repo), config)
+    return describe(publish_files(target, source, files))
 
 
 def publish_files(target: Target, source: Source, files: Mapping[str, bytes]) -> Outcome:

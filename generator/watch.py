@@ -33,9 +33,9 @@ from generator.load import is_spec_file
 # watchfiles yields once a `step` passes with no new event (or `debounce` after the
 # first): ~2 steps of latency. 10 ms is ample for an editor's write + rename.
 MAX_STEP_MS = 10
-# How long the Rust side waits before returning "no changes". The first return tells the
-# watcher is set up, so start-up waits this long; later ones are ignored (a few wake-ups
-# per second are the cost).
+# How long the Rust side waits before returning "no changes". Its first return shows the
+# watcher is set up (events are recorded from then on), so start-up waits this long;
+# later ones are ignored: ten idle wake-ups a second are the price.
 READY_MS = 100
 
 EventKind = Literal["start", "batch", "error", "publish", "stop"]
@@ -226,7 +226,8 @@ def _settle_heap() -> None:
 
     Each full collection walks every tracked object: with 1,000 cached models that is
     100-500 ms, paid by whichever batch triggers it. Frozen objects are still freed by
-    reference counting; a later rebuild unfreezes and collects them first.
+    reference counting; cycles among them wait for the next full rebuild, which
+    unfreezes and collects first (so at most one start-up cache's worth waits).
     """
     gc.unfreeze()
     gc.collect()

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,12 @@ def expected_output(repo: Path, crds: list[Path]) -> dict[str, bytes]:
         return one_shot(repo, crds)
 
 
+def output(folder: Path) -> dict[str, bytes]:
+    """The output folder between two batches (read while one is written, it may change)."""
+    with RENDER_LOCK:
+        return tree(folder)
+
+
 class Watching:
     """run_watch in a background thread; every event it emits lands in a queue."""
 
@@ -77,8 +82,9 @@ class Watching:
 
     def _run(self, debounce_ms: int, publish: Publish | None) -> None:
         try:
-            run_watch(self.build, self.stop, self.events.put, debounce_ms=debounce_ms,
-                      publish=publish)
+            run_watch(
+                self.build, self.stop, self.events.put, debounce_ms=debounce_ms, publish=publish
+            )
         except BaseException as exc:
             self.error = exc
 
@@ -109,7 +115,7 @@ class Watching:
 
     def wait_output(self, expected: dict[str, bytes]) -> None:
         out = self.build.out
-        self.wait_until(lambda: tree(out) == expected, "the output to equal a one-shot render")
+        self.wait_until(lambda: output(out) == expected, "the output to equal a one-shot render")
 
     def _get(self, deadline: float, what: str) -> Event:
         left = deadline - time.monotonic()
@@ -153,7 +159,7 @@ def atomic_write(path: Path, text: str, temp_name: str) -> None:
 def test_initial_output_equals_one_shot(
     watching: Watching, example_repo: Path, crds: list[Path]
 ) -> None:
-    assert tree(watching.build.out) == expected_output(example_repo, crds)
+    assert output(watching.build.out) == expected_output(example_repo, crds)
 
 
 def test_edit_in_place(watching: Watching, example_repo: Path, crds: list[Path]) -> None:
@@ -184,9 +190,7 @@ def test_delete(watching: Watching, example_repo: Path, crds: list[Path]) -> Non
     assert not (watching.build.out / "models" / "bge-reranker").exists()
 
 
-def test_rename_file_and_folder(
-    watching: Watching, example_repo: Path, crds: list[Path]
-) -> None:
+def test_rename_file_and_folder(watching: Watching, example_repo: Path, crds: list[Path]) -> None:
     specs = example_repo / "specs"
     (specs / "kubeai" / "bge-reranker.yaml").rename(specs / "kubeai" / "reranker.yml")
     expected = expected_output(example_repo, crds)
@@ -228,14 +232,14 @@ def test_burst_of_200_edits(watching: Watching, example_repo: Path, crds: list[P
 
 
 def test_broken_then_fixed(watching: Watching, example_repo: Path, crds: list[Path]) -> None:
-    before = tree(watching.build.out)
+    before = output(watching.build.out)
     path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
     good = path.read_text()
     path.write_text(good.replace("serve:\n", "serve:\n  scaling: {half typed\n"))
     event = watching.next_event(changed("specs/kubeai/nomic-embed.yaml"))
     assert event.kind == "error" and event.result is not None
     assert str(event.result.diagnostics[0]).startswith("specs/kubeai/nomic-embed.yaml:")
-    assert tree(watching.build.out) == before
+    assert output(watching.build.out) == before
     path.write_text(good.replace("max_replicas: 3", "max_replicas: 4"))
     expected = expected_output(example_repo, crds)
     watching.wait_output(expected)
@@ -271,11 +275,14 @@ def test_spec_folder_deleted_and_recreated(
 def test_git_checkout_between_branches(
     watching: Watching, example_repo: Path, crds: list[Path]
 ) -> None:
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgSign=0"]
+
     def git(*args: str) -> None:
         subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com",
-             "-c", "commit.gpgSign=false", *args],
-            cwd=example_repo, check=True, capture_output=True,
+            ["git", *identity, *args],
+            cwd=example_repo,
+            check=True,
+            capture_output=True,
         )
 
     (example_repo / ".gitignore").write_text("output/\n")
@@ -312,7 +319,8 @@ class NewerChangeWhileRendering(LockedBuild):
     def apply(self, paths: Any) -> BatchResult:
         self.batches += 1
         if self.batches == 1:
-            self.other.write_text(self.other.read_text().replace("max_replicas: 2", "max_replicas: 5"))
+            text = self.other.read_text()
+            self.other.write_text(text.replace("max_replicas: 2", "max_replicas: 5"))
             # watchfiles yields the change within ~2 steps (20 ms); this render must be
             # seen to be overtaken, so it lasts well beyond that.
             time.sleep(0.5)
@@ -326,7 +334,7 @@ def test_publish_only_good_and_latest_renders(example_repo: Path, crds: list[Pat
     build = NewerChangeWhileRendering(example_repo, crds, other)
 
     def publish() -> str:
-        published.append(tree(build.out))
+        published.append(tree(build.out))  # in the loop's thread
         return f"commit {len(published)}"
 
     running = Watching(build, publish=publish)
@@ -348,21 +356,35 @@ def test_publish_only_good_and_latest_renders(example_repo: Path, crds: list[Pat
     assert published[2] == expected_output(example_repo, crds)
 
 
-def test_publisher_is_looked_up_at_start(
-    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+def test_publish_hook_commits_the_watched_output(
+    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = WatchOptions(Common(example_repo), publish=True)
-    monkeypatch.setitem(sys.modules, "generator.publish", types.ModuleType("generator.publish"))
-    with pytest.raises(ServegenError, match="publish support not available"):
-        watch_command.run(options)
-    calls: list[tuple[Path, WatchOptions]] = []
-    module = types.ModuleType("generator.publish")
-    module.publish_worktree = lambda root, opts: calls.append((root, opts)) or "done"  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "generator.publish", module)
-    hook = watch_command._publisher(options)
-    assert hook is not None and hook() == "done"
-    assert calls == [(example_repo, options)]
-    assert watch_command._publisher(WatchOptions(Common(example_repo))) is None
+    """--publish goes through publish's own code with the tree the watcher rendered."""
+    from generator import git
+
+    options = WatchOptions(Common(example_repo), publish=True, crds=tuple(crds))
+    with pytest.raises(ServegenError, match="git"):
+        watch_command._publisher(options, IncrementalBuild(example_repo, crds=crds))
+    for key, value in {
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Bot",
+        "GIT_COMMITTER_EMAIL": "bot@example.com",
+    }.items():
+        monkeypatch.setenv(key, value)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(example_repo)], check=True)
+    subprocess.run(["git", "-C", str(example_repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(example_repo), "commit", "-qm", "specs"], check=True)
+    build = IncrementalBuild(example_repo, crds=crds)
+    assert build.initial().ok
+    hook = watch_command._publisher(options, build)
+    assert hook is not None
+    assert "deploy" in hook()
+    repo = git.open_repo(example_repo)
+    deployed = git.read_tree_files(repo, "refs/heads/deploy")
+    assert {k: v for k, v in deployed.items() if k != "hydrator.metadata"} == build.files
+    assert "up to date" in hook()  # nothing changed: no second commit
+    assert watch_command._publisher(WatchOptions(Common(example_repo)), build) is None
 
 
 # --------------------------------------------------------------------------- the loop
@@ -420,15 +442,15 @@ def test_text_and_json_reports(example_repo: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_cli_stops_cleanly_on_signal(example_repo: Path, signum: int) -> None:
-    command = [sys.executable, "-m", "generator", "-C", str(example_repo), "watch",
-               "--format", "json", "--debounce", "20"]
+    watch = ["watch", "--format", "json", "--debounce", "20"]
+    command = [sys.executable, "-m", "generator", "-C", str(example_repo), *watch]
     lines: queue.Queue[str] = queue.Queue()
-    with subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
         stdout, stderr_stream = proc.stdout, proc.stderr
         assert stdout is not None and stderr_stream is not None
-        reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout],
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
         reader.start()
         try:
             first = json.loads(lines.get(timeout=WAIT_S))

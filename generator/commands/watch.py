@@ -4,15 +4,15 @@ Output: one line per batch for people, or with --format json one JSON object per
 for machines: `type` (start, batch, error, publish, stop), `time` (epoch seconds),
 `message`, and for builds `ok`, `full`, `changed` and `rendered` (lists), `written` and
 `removed` (counts), `models`, `elapsed_ms` (processing), `debounce_ms`, `diagnostics`
-and `notes`. SIGINT and SIGTERM stop it cleanly
-(exit 0) once the batch in progress is written; a second signal interrupts at once.
+and `notes`.
+
+SIGINT and SIGTERM stop it cleanly (exit 0) once the batch in progress is written; a
+second signal interrupts at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib
 import json
 import signal
 import sys
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from generator.errors import EXIT_OK, ServegenError, UsageError
+from generator.errors import EXIT_OK, UsageError
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import WatchOptions
 from generator.report import to_json
@@ -33,8 +33,8 @@ def run(options: WatchOptions) -> int:
         raise UsageError("servegen watch: --debounce must be 0 or more milliseconds")
     if options.push and not options.publish:
         raise UsageError("servegen watch: --push needs --publish")
-    publish = _publisher(options)
     build = IncrementalBuild(options.common.root, out=options.out, crds=options.crds)
+    publish = _publisher(options, build)
     reporter = Reporter(options.format, options.debounce_ms)
     stop = threading.Event()
     with _stop_on_signals(stop):
@@ -42,20 +42,19 @@ def run(options: WatchOptions) -> int:
     return EXIT_OK
 
 
-def _publisher(options: WatchOptions) -> Publish | None:
-    """The publish hook, checked at start so a missing feature fails before watching."""
+def _publisher(options: WatchOptions, build: IncrementalBuild) -> Publish | None:
+    """The publish hook: the watcher's current output, through publish's guards."""
     if not options.publish:
         return None
-    try:
-        module = importlib.import_module("generator.publish")
-    except ModuleNotFoundError as exc:
-        if exc.name != "generator.publish":
-            raise
-        raise ServegenError("publish support not available") from exc
-    publish_worktree = getattr(module, "publish_worktree", None)
-    if publish_worktree is None:
-        raise ServegenError("publish support not available")
-    return functools.partial(publish_worktree, options.common.root, options)
+    from generator import git
+    from generator.publish import publish_worktree
+
+    git.open_repo(options.common.root)  # fail before watching when it is not a repository
+
+    def publish() -> str:
+        return publish_worktree(options, build.files, build.config)
+
+    return publish
 
 
 @contextlib.contextmanager
@@ -129,6 +128,8 @@ class Reporter:
             self._write(f"{stamp} stopped after {self.batches} batch(es)")
         elif event.kind == "publish":
             self._write(f"{stamp} published: {event.message}")
+        elif result is None and event.kind == "error":
+            self._write(f"{stamp} error: {event.message}", self.err)
         elif result is None:
             self._write(f"{stamp} {event.message or event.kind}")
         else:
@@ -151,16 +152,15 @@ def _result_fields(result: BatchResult) -> dict[str, Any]:
 
 
 def _summary(event: Event, result: BatchResult, debounce_ms: int) -> str:
-    timing = f"({result.elapsed_ms:.0f} ms, debounce {debounce_ms} ms)"
     if event.kind == "start":
-        what = f"{event.message}: {result.models} model(s)"
-        timing = f"({result.elapsed_ms:.0f} ms)"
+        what, timing = event.message, f"({result.elapsed_ms:.0f} ms)"
+        done = f"{result.models} model(s) rendered"
     else:
         what = f"{len(result.changed)} file(s) changed"
+        timing = f"({result.elapsed_ms:.0f} ms, debounce {debounce_ms} ms)"
+        done = f"{len(result.rendered)} model(s) re-rendered"
     if not result.ok:
         errors = sum(1 for d in result.diagnostics if d.severity == "error")
         return f"{what}: {errors} error(s); output kept at the last good state {timing}"
-    return (
-        f"{what}: {len(result.rendered)} model(s) re-rendered, {len(result.written)} file(s) "
-        f"written, {len(result.removed)} removed {timing}"
-    )
+    written, removed = len(result.written), len(result.removed)
+    return f"{what}: {done}, {written} file(s) written, {removed} removed {timing}"
