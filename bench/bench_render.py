@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -218,6 +219,8 @@ class SizeResult:
     worker: list[dict[str, Any]] = field(default_factory=list)
     kustomize_s: dict[str, list[float]] = field(default_factory=dict)
     kustomize_maxrss_mb: list[float] = field(default_factory=list)
+    kustomize_timeout: float = 0.0  # a run that took longer was killed, recorded as inf
+    kustomize_skipped: list[str] = field(default_factory=list)
 
     def phase(self, name: str) -> float:
         return statistics.median(w["phases"][name] for w in self.worker)
@@ -276,11 +279,24 @@ def bench_size(size: int, args: argparse.Namespace, workdir: Path) -> SizeResult
     shutil.rmtree(breakdown_out, ignore_errors=True)
 
     if args.kubectl:
+        result.kustomize_timeout = args.kustomize_timeout
         for i in range(repeat):
             for env in ENVIRONMENTS:
+                if any(math.isinf(v) for runs in result.kustomize_s.values() for v in runs):
+                    # clusters/prod holds more than clusters/dev: it would time out too.
+                    log(f"{size} specs: kubectl kustomize clusters/{env} skipped "
+                        "(an earlier build timed out)")
+                    result.kustomize_s.setdefault(env, []).append(math.inf)
+                    result.kustomize_skipped.append(env)
+                    continue
                 log(f"{size} specs: kubectl kustomize clusters/{env} ({i + 1}/{repeat})")
                 command = [args.kubectl, "kustomize", str(output / "clusters" / env)]
-                run = checked(run_measured(command, timeout=timeout), "kubectl kustomize")
+                run = run_measured(command, timeout=args.kustomize_timeout)
+                if run.returncode != 0 and run.seconds >= args.kustomize_timeout:
+                    log(f"  killed after {run.seconds:.0f} s (--kustomize-timeout)")
+                    result.kustomize_s.setdefault(env, []).append(math.inf)
+                    continue
+                checked(run, "kubectl kustomize")
                 result.kustomize_s.setdefault(env, []).append(run.seconds)
                 result.kustomize_maxrss_mb.append(run.maxrss_mb)
                 log(f"  {run.seconds:.2f} s, {run.maxrss_mb:.0f} MB")
@@ -306,8 +322,12 @@ def bench_help(args: argparse.Namespace, runs: int = 10) -> dict[str, float]:
 # --------------------------------------------------------------------------- the report
 
 
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
+def _s(value: float | None, timeout: float = 0.0) -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return f"> {timeout:.0f} s (killed)" if timeout else "timed out"
+    return f"{value:.2f} s"
 
 
 def _ms(value: float) -> str:
@@ -335,12 +355,17 @@ def report(results: list[SizeResult], help_times: dict[str, float] | None) -> st
         [f"**{_s(med(r.e2e_first_s))}**; {_s(min(r.e2e_first_s))}" for r in results])
     row("`servegen render` end to end, output up to date (median; min)",
         [f"{_s(med(r.e2e_noop_s))}; {_s(min(r.e2e_noop_s))}" for r in results])
-    row("`kubectl kustomize` clusters/dev",
-        [_s(med(r.kustomize_s["dev"])) if r.kustomize_s else "-" for r in results])
-    row("`kubectl kustomize` clusters/prod",
-        [_s(med(r.kustomize_s["prod"])) if r.kustomize_s else "-" for r in results])
+    def kustomize(r: SizeResult, env: str) -> str:
+        if not r.kustomize_s:
+            return "-"
+        if env in r.kustomize_skipped:
+            return "not run (dev timed out)"
+        return _s(med(r.kustomize_s[env]), r.kustomize_timeout)
+
+    row("`kubectl kustomize` clusters/dev", [kustomize(r, "dev") for r in results])
+    row("`kubectl kustomize` clusters/prod", [kustomize(r, "prod") for r in results])
     row("**`kubectl kustomize` both environments**",
-        [f"**{_s(r.kustomize_total_s)}**" for r in results])
+        [f"**{_s(r.kustomize_total_s, r.kustomize_timeout)}**" for r in results])
     row("peak RSS, `servegen render` (ru_maxrss)",
         [f"{max(r.e2e_maxrss_mb):.0f} MB" for r in results])
     row("peak RSS, `kubectl kustomize` (ru_maxrss)",
@@ -384,7 +409,7 @@ def report(results: list[SizeResult], help_times: dict[str, float] | None) -> st
         kz = r1k.kustomize_total_s
         targets.append(
             f"| 1,000 specs: faster than `kubectl kustomize` of both environments | "
-            f"servegen {e2e:.2f} s vs kustomize {_s(kz)} | "
+            f"servegen {e2e:.2f} s vs kustomize {_s(kz, r1k.kustomize_timeout)} | "
             f"{_status(None if kz is None else e2e < kz)} |")
     else:
         targets.append("| 1,000 specs end to end < 2 s, faster than kustomize | "
@@ -456,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="kubectl binary (default: the venv's, else PATH; '' to skip)")
     parser.add_argument("--no-help", action="store_true", help="skip the --help start-up runs")
     parser.add_argument("--timeout", type=float, default=3600, help="per subprocess, seconds")
+    parser.add_argument("--kustomize-timeout", type=float, default=240,
+                        help="kill `kubectl kustomize` after this many seconds and report "
+                        "it as slower (default 240; it grows superlinearly with size)")
     parser.add_argument("--json", type=Path, help="also write raw results here")
     args = parser.parse_args(argv)
     if args.kubectl and not Path(args.kubectl).exists() and not shutil.which(args.kubectl):

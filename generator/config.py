@@ -33,13 +33,13 @@ def _relative_dir(value: str) -> str:
 
 RelativeDir = Annotated[str, AfterValidator(_relative_dir)]
 
-_TAG = re.compile(r"^[^@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+_TAG = re.compile(r"^[^@\s]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
 
 
 def _pinned_image(value: str) -> str:
     name, _, digest = value.partition("@")
     tag = name.rsplit("/", 1)[-1].partition(":")[2]
-    if not _TAG.match(value):
+    if not _TAG.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid image reference")
     if not digest and (not tag or tag == "latest"):
         raise ValueError(f"image {value!r} must be pinned to a tag other than 'latest' or a digest")

@@ -75,9 +75,9 @@ Quantity = Annotated[
 
 def _label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
         raise ValueError(f"label key {key!r}: the prefix must be a DNS subdomain")
-    if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name):
+    if not name or len(name) > 63 or not _LABEL_NAME_RE.fullmatch(name):
         raise ValueError(
             f"label key {key!r}: the name must be 1-63 characters of alphanumerics, '-', '_' "
             "or '.', starting and ending with an alphanumeric"
@@ -86,7 +86,7 @@ def _label_key(key: str) -> str:
 
 
 def _label_value(value: str) -> str:
-    if value and (len(value) > 63 or not _LABEL_NAME_RE.match(value)):
+    if value and (len(value) > 63 or not _LABEL_NAME_RE.fullmatch(value)):
         raise ValueError(
             f"label value {value!r} must be at most 63 characters of alphanumerics, "
             "'-', '_' or '.', starting and ending with an alphanumeric"
@@ -134,7 +134,7 @@ def credential_kind(value: str) -> str | None:
     for pattern, kind in _CREDENTIAL_PATTERNS:
         if pattern.search(value):
             return kind
-    if _TOKEN_LIKE.match(value) and "/" not in value.strip("/") and _entropy(value) > 4.0:
+    if _TOKEN_LIKE.fullmatch(value) and "/" not in value.strip("/") and _entropy(value) > 4.0:
         classes = sum(
             any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit)
         )

@@ -43,7 +43,7 @@ from generator.validate import Spec, check_repository, load_config, validate_fil
 
 # Private helpers of write_tree, reused for single files: write_tree itself walks the
 # whole output folder to find stale files: ~175 ms for 1,000 models, too slow per batch.
-from generator.write import _atomic_write, _safe_relative, write_tree
+from generator.write import atomic_write, safe_relative, write_tree
 
 
 @dataclass(frozen=True)
@@ -384,9 +384,9 @@ class IncrementalBuild:
             written = tuple(sorted(r for r, data in files.items() if previous.get(r) != data))
             removed = tuple(sorted(set(previous) - set(files)))
             for rel in written:
-                _atomic_write(out / _safe_relative(rel), files[rel])
+                atomic_write(out / safe_relative(rel), files[rel])
             for rel in removed:
-                _remove(out, _safe_relative(rel))
+                _remove(out, safe_relative(rel))
         self._written, self._written_out = files, out
         if written or removed:
             self.generation += 1

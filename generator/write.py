@@ -8,7 +8,6 @@ renders are removed, but only inside the folders servegen owns.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ class WriteStats:
         return bool(self.written or self.removed)
 
 
-def _safe_relative(path: str) -> str:
+def safe_relative(path: str) -> str:
     parts = Path(path).parts
     if Path(path).is_absolute() or ".." in parts or not parts or parts[0] not in MANAGED:
         raise ServegenError(f"refusing to write {path!r} outside the managed output folders")
@@ -41,30 +40,37 @@ def write_tree(
     out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool] = lambda _: True
 ) -> WriteStats:
     """Write `files` under `out`; stale files for which `scope` holds are removed."""
+    existing = existing_files(out)  # one walk, instead of a stat per file
+    folders: set[Path] = set()
     written, unchanged = [], 0
     for rel, data in files.items():
-        target = out / _safe_relative(rel)
-        if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
+        target = out / safe_relative(rel)
+        if rel in existing and not target.is_symlink() and target.read_bytes() == data:
             unchanged += 1
             continue
-        _atomic_write(target, data)
+        if target.parent not in folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(target.parent)
+        atomic_write(target, data, folder_exists=True)
         written.append(rel)
-    removed = _remove_stale(out, files, scope)
+    removed = _remove_stale(out, existing - set(files), scope)
     return WriteStats(tuple(written), unchanged, tuple(removed))
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(target: Path, data: bytes, *, folder_exists: bool = False) -> None:
+    """Replace `target` with `data` in one step: readers see the old or the new bytes."""
+    if not folder_exists:
+        target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink():
         target.unlink()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, 0o644)  # noqa: PTH101 - mkstemp creates 0600 files
         os.replace(tmp, target)  # noqa: PTH105 - atomic on POSIX
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -81,17 +87,16 @@ def existing_files(out: Path) -> set[str]:
     return found
 
 
-def _remove_stale(out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool]) -> list[str]:
-    stale = sorted(rel for rel in existing_files(out) - set(files) if scope(rel))
-    for rel in stale:
+def _remove_stale(out: Path, stale: set[str], scope: Callable[[str], bool]) -> list[str]:
+    removed = sorted(rel for rel in stale if scope(rel))
+    for rel in removed:
         (out / rel).unlink()
-    for entry in MANAGED:
-        top = out / entry
-        if top.is_dir():
-            for current, _dirs, _names in sorted(os.walk(top), reverse=True):
-                if not any(Path(current).iterdir()):
-                    Path(current).rmdir()
-    return stale
+    # Folders the removals emptied go too, deepest first, up to the output folder.
+    folders = {parent for rel in removed for parent in (out / rel).parents if out in parent.parents}
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def stale_paths(out: Path, files: Mapping[str, bytes]) -> list[str]:

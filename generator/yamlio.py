@@ -48,18 +48,7 @@ def _reader() -> YAML:
     return yaml
 
 
-def _writer() -> YAML:
-    yaml = YAML(typ="safe", pure=False)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    yaml.width = 1 << 30  # never fold long strings: folding makes diffs noisy
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.explicit_start = False
-    return yaml
-
-
 _READER = _reader()
-_WRITER = _writer()
 
 
 @dataclass(frozen=True)
@@ -223,14 +212,114 @@ def _too_big(node: Node, why: str) -> YamlSyntaxError:
     )
 
 
+# --- writing -------------------------------------------------------------------------
+#
+# Rendered objects are plain JSON-like data, so they are written by a small emitter of
+# block-style YAML rather than by ruamel's representer, which costs ~0.45 ms per object
+# (most of a 1,000-spec render). Every string that is not unmistakably a plain word is
+# written as a JSON string, which YAML reads back as exactly that string; the round
+# trip through the parser is property-tested.
+
+# Plain scalars: start with a letter, '_' or '/', and contain no character YAML gives
+# meaning to (':', '#', ',', '[', quotes, spaces...).
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./@+=-]*$")
+# Words YAML 1.1 (as Go's YAML libraries read it) or 1.2 would not read as strings.
+_NOT_STRINGS = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"})
+# JSON writes characters beyond U+FFFF as surrogate pairs; YAML wants one \U escape.
+_SURROGATE_PAIR = re.compile(r"(\\\\)|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _astral(match: re.Match[str]) -> str:
+    if match.group(1):
+        return match.group(1)  # an escaped backslash, not the start of an escape
+    high, low = int(match.group(2), 16), int(match.group(3), 16)
+    return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+
+def json_scalar(value: Any) -> str:
+    """`value` as JSON that YAML reads back unchanged, on one line.
+
+    ASCII-only output escapes U+2028, U+0085 and the other characters YAML treats as
+    line breaks; DEL is escaped too (YAML does not allow it raw), and characters outside
+    the Basic Multilingual Plane use YAML's 8-digit escape.
+    """
+    text = json.dumps(value, ensure_ascii=True, allow_nan=False).replace("\x7f", "\\u007f")
+    return _SURROGATE_PAIR.sub(_astral, text) if "\\ud" in text else text
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        if _PLAIN.fullmatch(value) and value.lower() not in _NOT_STRINGS:
+            return value
+        return json_scalar(value)
+    if value is None or isinstance(value, bool | int):
+        return json_scalar(value)
+    if isinstance(value, float):
+        text = json_scalar(value)
+        # YAML 1.1 readers need a '.' to see a float ("1e-05" would be a string).
+        return text if "." in text or "e" not in text else text.replace("e", ".0e", 1)
+    raise TypeError(f"cannot write {type(value).__name__} as YAML")
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"mapping keys must be strings, got {key!r}")
+    return _scalar(key)
+
+
+def _emit(value: Any, pad: str, out: list[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _emit_entry(f"{pad}{_key(key)}:", item, pad, out)
+    elif isinstance(value, list):
+        for item in value:
+            _emit_item(item, pad, out)
+    else:
+        out.append(f"{pad}{_scalar(value)}\n")
+
+
+def _emit_entry(head: str, value: Any, pad: str, out: list[str]) -> None:
+    if isinstance(value, dict) and value:
+        out.append(head + "\n")
+        _emit(value, pad + "  ", out)
+    elif isinstance(value, list) and value:
+        out.append(head + "\n")
+        _emit(value, pad, out)  # kubectl style: list items at the key's indent
+    else:
+        out.append(f"{head} {_inline(value)}\n")
+
+
+def _emit_item(item: Any, pad: str, out: list[str]) -> None:
+    if isinstance(item, dict) and item:
+        start = len(out)
+        _emit(item, pad + "  ", out)
+        out[start] = f"{pad}- {out[start][len(pad) + 2 :]}"
+    elif isinstance(item, list) and item:
+        out.append(f"{pad}-\n")
+        _emit(item, pad + "  ", out)
+    else:
+        out.append(f"{pad}- {_inline(item)}\n")
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
+
+
 def dump_documents(objects: Sequence[Any]) -> str:
     """Serialise objects as a multi-document YAML stream, deterministically."""
-    buffer = io.StringIO()
+    out: list[str] = []
     for index, obj in enumerate(objects):
         if index:
-            buffer.write("---\n")
-        _WRITER.dump(obj, buffer)
-    return buffer.getvalue()
+            out.append("---\n")
+        if isinstance(obj, dict | list) and obj:
+            _emit(obj, "", out)
+        else:
+            out.append(_inline(obj) + "\n")
+    return "".join(out)
 
 
 def dump(obj: Any) -> str:
@@ -258,7 +347,7 @@ def format_path(path: Sequence[str | int]) -> str:
     for step in path:
         if isinstance(step, int):
             out += f"[{step}]"
-        elif _SIMPLE_KEY.match(step):
+        elif _SIMPLE_KEY.fullmatch(step):
             out += f".{step}" if out else step
         else:
             out += f"[{json.dumps(step, ensure_ascii=False)}]"

@@ -12,8 +12,6 @@ objects `expected()` names.
 
 from __future__ import annotations
 
-import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ import jinja2
 from generator.config import Config
 from generator.errors import RenderError
 from generator.spec import SpecDocument
-from generator.yamlio import parse_rendered
+from generator.yamlio import json_scalar, parse_rendered
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -92,32 +90,14 @@ class Facts:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-# JSON writes characters beyond U+FFFF as surrogate pairs; YAML wants one \U escape.
-_SURROGATE_PAIR = re.compile(r"(\\\\)|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
-
-
-def _astral(match: re.Match[str]) -> str:
-    if match.group(1):
-        return match.group(1)  # an escaped backslash, not the start of an escape
-    high, low = int(match.group(2), 16), int(match.group(3), 16)
-    return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
-
-
 def to_yaml_value(value: Any) -> str:
-    """Finalize every template expression into one JSON (hence YAML) node.
-
-    ASCII-only output escapes U+2028/U+0085 and other characters YAML treats as line
-    breaks; DEL is escaped too because YAML does not allow it unescaped, and characters
-    outside the Basic Multilingual Plane use YAML's 8-digit escape.
-    """
+    """Finalize every template expression into one JSON (hence YAML) node."""
     if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises first
         raise RenderError("undefined template value")
     try:
-        text = json.dumps(value, ensure_ascii=True, allow_nan=False)
+        return json_scalar(value)
     except (TypeError, ValueError) as exc:
         raise RenderError(f"template value is not plain data: {exc}") from None
-    text = text.replace("\x7f", "\\u007f")
-    return _SURROGATE_PAIR.sub(_astral, text) if "\\ud" in text else text
 
 
 @cache

@@ -274,7 +274,7 @@ def storage_uri(doc: HuggingFaceServeDocument) -> str:
     runtime loads the already-downloaded /mnt/models, where revisions mean nothing.
     """
     path = doc.spec.path
-    match = _HF_PARTS.match(path)
+    match = _HF_PARTS.fullmatch(path)
     if match is None:
         return path
     repo, revision = match.group(1), match.group(2) or doc.serve.model_revision
@@ -282,7 +282,7 @@ def storage_uri(doc: HuggingFaceServeDocument) -> str:
 
 
 def _path_revision(path: str) -> str | None:
-    match = _HF_PARTS.match(path)
+    match = _HF_PARTS.fullmatch(path)
     return match.group(2) if match else None
 
 
@@ -466,7 +466,7 @@ class HuggingFaceServe(Runtime):
 
 
 def _check_name(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
-    if not _ISVC_NAME.match(doc.name):
+    if not _ISVC_NAME.fullmatch(doc.name):
         yield Problem(("name",), "KServe InferenceService names must start with a letter")
     longest = 63 - len(PREDICTOR_SUFFIX)
     if doc.serve.deployment_mode == "Knative":

@@ -282,7 +282,7 @@ class VLLMServePoolingDocument(SpecDocument):
 
 def quantity_bytes(quantity: str) -> Decimal:
     """The value of a Kubernetes quantity (`16Gi`, `500M`, `1e9`, `1024`) as a number."""
-    match = _QUANTITY_RE.match(quantity)
+    match = _QUANTITY_RE.fullmatch(quantity)
     if not match:
         raise ValueError(f"{quantity!r} is not a quantity")
     number, suffix = Decimal(match.group(1)), match.group(2) or ""

@@ -134,7 +134,7 @@ def test_environment_overrides_become_patches(examples_build: Build) -> None:
         "models/tinyllama-chat/overlays/prod/patch-model-tinyllama-chat.yaml"
     ].decode()
     assert "path: /spec/resourceProfile" in patch
-    assert "value: nvidia-gpu-l4:1" in patch
+    assert 'value: "nvidia-gpu-l4:1"' in patch
     dev_patch = "models/tinyllama-chat/overlays/dev/patch-model-tinyllama-chat.yaml"
     assert "VLLM_CPU_KVCACHE_SPACE" in examples_build.files[dev_patch].decode()
     # No override and no environment annotations: the overlay is namespace and labels only.

@@ -317,7 +317,7 @@ def test_dump_keeps_key_order() -> None:
     text = dump(OBJECT)
     top = [line.split(":")[0] for line in text.splitlines() if line and line[0].isalpha()]
     assert top == ["apiVersion", "kind", "metadata", "spec"]
-    assert text.index("z: '1'") < text.index("a: '2'")
+    assert text.index('z: "1"') < text.index('a: "2"')
     assert dump({"b": 1, "a": 2}) == "b: 1\na: 2\n"
 
 
