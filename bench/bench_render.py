@@ -455,7 +455,9 @@ def environment_note(args: argparse.Namespace) -> str:
         done = subprocess.run([args.kubectl, "version", "--client"], capture_output=True,
                               text=True, check=False)
         kubectl = " / ".join(done.stdout.strip().splitlines())
-    return (f"servegen {rev or '?'}{' (modified working tree)' if dirty else ''}; "
+    modified = [line[3:] for line in dirty.splitlines() if not line[3:].startswith("bench/")]
+    state = f" + uncommitted changes to {', '.join(modified)}" if modified else ""
+    return (f"servegen {rev or '?'}{state}; "
             f"Python {platform.python_version()}; {platform.system()} {platform.release()}; "
             f"{os.cpu_count()} CPUs; {kubectl}; CRDs {args.crds}")
 

@@ -9,7 +9,6 @@ separate step, in generator/layout.py.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,26 +93,29 @@ def render_spec(spec: Spec, config: Config) -> ModelRender:
     )
 
 
+# Rendered objects are never mutated once made, so variants share everything but the
+# metadata they change (a deep copy per object and environment was a tenth of a render).
+
+
 def with_annotations(obj: Object, annotations: Mapping[str, str]) -> Object:
     """The environment variant of an object: annotations are carried by overlay patches."""
     if not annotations:
         return obj
-    out = copy.deepcopy(obj)
-    out["metadata"].setdefault("annotations", {}).update(annotations)
-    return out
+    metadata = dict(obj["metadata"])
+    metadata["annotations"] = {**metadata.get("annotations", {}), **annotations}
+    return {**obj, "metadata": metadata}
 
 
 def apply_overlay(
     obj: Object, namespace: str, labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> Object:
     """What kustomize makes of an object: namespace set, metadata labels added."""
-    out = copy.deepcopy(obj)
-    metadata = out["metadata"]
+    metadata = dict(obj["metadata"])
     metadata["namespace"] = namespace
-    metadata.setdefault("labels", {}).update(labels)
+    metadata["labels"] = {**metadata.get("labels", {}), **labels}
     if annotations:
-        metadata.setdefault("annotations", {}).update(annotations)
-    return out
+        metadata["annotations"] = {**metadata.get("annotations", {}), **annotations}
+    return {**obj, "metadata": metadata}
 
 
 def render_all(specs: Iterable[Spec], config: Config) -> list[ModelRender]:
