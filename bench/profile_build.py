@@ -51,6 +51,26 @@ def table(stats: pstats.Stats, key: str, top: int, total: float) -> str:
     return "\n".join(lines)
 
 
+def sample(repo: Path, args: argparse.Namespace) -> int:
+    """The same run under pyinstrument's sampling profiler; prints its call tree."""
+    from pyinstrument import Profiler
+
+    from generator.pipeline import build
+    from generator.write import write_tree
+
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    result = build(repo, crds=[args.crds])
+    write_tree(repo / "output", result.files)
+    profiler.stop()
+    print(f"## pyinstrument of build() + first write, {args.specs:,} specs\n")
+    print("```")
+    print(profiler.output_text(unicode=False, color=False, show_all=False,
+                               short_mode=False, time="percent_of_total"))
+    print("```")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--specs", type=int, default=1000)
@@ -58,15 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crds", type=Path, default=default_crds())
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--save", type=Path, help="write the raw cProfile data here")
+    parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile",
+                        help="cProfile (deterministic, inflates call-heavy code) or "
+                        "pyinstrument (sampling, pip install pyinstrument; prints a call tree)")
+    parser.add_argument("--workdir", type=Path,
+                        help="parent of the scratch folder, e.g. /dev/shm to leave the disk "
+                        "out of the profile (default: the system temp dir)")
     args = parser.parse_args(argv)
 
     from generator.pipeline import build
     from generator.write import write_tree
 
-    workdir = Path(tempfile.mkdtemp(prefix="servegen-profile-"))
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="servegen-profile-", dir=args.workdir))
     try:
         repo = workdir / "repo"
         generate_repository(repo, args.specs, seed=args.seed)
+        if args.profiler == "pyinstrument":
+            return sample(repo, args)
         profile = cProfile.Profile()
         started = time.perf_counter()
         profile.enable()

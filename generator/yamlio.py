@@ -14,8 +14,9 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -53,15 +54,24 @@ _READER = _reader()
 
 @dataclass(frozen=True)
 class Document:
-    """One YAML document: its data and the node tree that knows where each value is."""
+    """One YAML document: its data, and where each value is.
+
+    The data comes from the fast event reader. Top-level keys keep their positions as
+    they are read; the full node tree (positions of everything) is composed from the
+    text only when a problem needs a deeper position, which valid specs never do.
+    """
 
     index: int
     data: Any
-    node: Node
+    line: int
+    text: str = field(repr=False)
+    top: Mapping[str, tuple[Mark, Mark]] = field(default_factory=dict, repr=False)
 
-    @property
-    def line(self) -> int:
-        return int(self.node.start_mark.line) + 1
+    @cached_property
+    def node(self) -> Node:
+        nodes = list(_READER.compose_all(io.StringIO(self.text)))
+        node: Node = nodes[self.index]
+        return node
 
     def position(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the node at `path`, or of its deepest existing parent.
@@ -69,6 +79,10 @@ class Document:
         With `key=True` a mapping entry points at its key rather than its value, which
         is where an editor should put the cursor for an unknown or misspelled field.
         """
+        if len(path) == 1 and path[0] in self.top:
+            return self.top[str(path[0])][0 if key else 1]
+        if not path and not key:
+            return self.line, 1
         node = self.node
         for step in path:
             child = _child(node, step, key=key and step == path[-1])
@@ -79,6 +93,8 @@ class Document:
 
     def has(self, path: Sequence[str | int]) -> bool:
         """Whether every step of `path` exists in this document."""
+        if len(path) == 1:
+            return isinstance(self.data, dict) and path[0] in self.data
         node: Node | None = self.node
         for step in path:
             node = _child(node, step, key=False) if node is not None else None
@@ -106,27 +122,20 @@ def _child(node: Node, step: str | int, *, key: bool) -> Node | None:
 def load_documents(text: str) -> list[Document]:
     """Parse every document of a YAML stream, keeping positions.
 
-    Raises YamlSyntaxError for malformed YAML, duplicate keys and alias bombs.
+    Raises YamlSyntaxError for malformed YAML, duplicate keys, unknown tags, and alias
+    bombs or deep nesting (refused while reading events, before anything recurses).
     """
+    builder = _Builder(text, user_input=True)
     try:
-        if text.count("[") + text.count("{") > MAX_DEPTH:
-            _check_depth(text)
-        nodes = list(_READER.compose_all(io.StringIO(text)))
+        datas = builder.documents(_READER.parse(text))
     except MarkedYAMLError as exc:
         raise _syntax_error(exc, text) from None
     except YAMLError as exc:  # errors without a mark, e.g. a reader error
         raise YamlSyntaxError(str(exc).strip(), 1, 1) from None
-    documents = []
-    for index, node in enumerate(nodes):
-        if node is None:
-            continue
-        _check_expansion(node)
-        try:
-            data = _READER.constructor.construct_document(node)
-        except MarkedYAMLError as exc:
-            raise _syntax_error(exc, text) from None
-        documents.append(Document(index=index, data=data, node=node))
-    return documents
+    return [
+        Document(index, data, builder.starts[index], text, builder.tops[index])
+        for index, data in enumerate(datas)
+    ]
 
 
 def parse_rendered(text: str) -> list[Any]:
@@ -137,7 +146,7 @@ def parse_rendered(text: str) -> list[Any]:
     schema says; anything outside plain data is an error, since templates never make it.
     """
     try:
-        return _Builder().documents(_READER.parse(text))
+        return _Builder(text, user_input=False).documents(_READER.parse(text))
     except YAMLError as exc:
         raise YamlSyntaxError(f"rendered text is not valid YAML: {exc}", 1, 1) from None
 
@@ -169,73 +178,161 @@ def resolve_plain(value: str) -> Any:
     return value
 
 
+Mark = tuple[int, int]
+
+
 class _Builder:
-    """Plain data from parser events: a stack of open collections."""
+    """Plain data from parser events: a stack of open collections, no recursion.
+
+    For user input (`user_input=True`) it also allows anchors and aliases (expanding at
+    most MAX_EXPANDED_NODES nodes per document), the standard tags, and records where
+    each document starts and where its top-level keys and values are. Text servegen
+    rendered may hold none of those.
+    """
+
+    def __init__(self, text: str, *, user_input: bool) -> None:
+        self.text = text
+        self.user_input = user_input
+        self.starts: list[int] = []
+        self.tops: list[dict[str, tuple[Mark, Mark]]] = []
+        self._anchors: dict[str, tuple[Any, int]] = {}
+        self._expanded = 0
 
     def documents(self, events: Iterable[Any]) -> list[Any]:
         out: list[Any] = []
         stack: list[Any] = []  # open dicts and lists
         keys: list[Any] = []  # for each open dict, the key awaiting its value (or _NO_KEY)
-        started = 0  # len(out) when the current document started
+        sizes: list[int] = []  # nodes inside each open collection, for anchored values
+        anchors: list[str | None] = []
         for event in events:
             kind = type(event).__name__
             if kind == "ScalarEvent":
-                if event.anchor or (event.tag and not event.implicit[0] and not event.implicit[1]):
-                    raise YamlSyntaxError("rendered text has an anchor or tag", 1, 1)
-                value = event.value if event.style else resolve_plain(event.value)
-                self._add(value, stack, keys, out)
+                value = self._scalar(event)
+                self._record_top(event, stack, keys)
+                self._add(value, 1, event, stack, keys, sizes, out)
             elif kind in ("MappingStartEvent", "SequenceStartEvent"):
-                if event.anchor:
-                    raise YamlSyntaxError("rendered text has an anchor", 1, 1)
+                self._check_collection(event, len(stack))
+                self._record_top(event, stack, keys)
                 stack.append({} if kind == "MappingStartEvent" else [])
                 keys.append(_NO_KEY)
+                sizes.append(1)
+                anchors.append(event.anchor)
             elif kind in ("MappingEndEvent", "SequenceEndEvent"):
                 keys.pop()
-                self._add(stack.pop(), stack, keys, out)
+                value, size, anchor = stack.pop(), sizes.pop(), anchors.pop()
+                if anchor:
+                    self._anchors[anchor] = (value, size)
+                self._add(value, size, event, stack, keys, sizes, out)
             elif kind == "AliasEvent":
-                raise YamlSyntaxError("rendered text has an alias", 1, 1)
+                value, size = self._alias(event)
+                self._record_top(event, stack, keys)
+                self._add(value, size, event, stack, keys, sizes, out)
             elif kind == "DocumentStartEvent":
-                started = len(out)
-            elif kind == "DocumentEndEvent" and len(out) == started:
+                self.starts.append(int(event.start_mark.line) + 1)
+                self.tops.append({})
+                self._anchors, self._expanded = {}, 0
+                first = len(out)
+            elif kind == "DocumentEndEvent" and len(out) == first:
                 out.append(None)  # an empty document
         return out
 
-    @staticmethod
-    def _add(value: Any, stack: list[Any], keys: list[Any], out: list[Any]) -> None:
+    def _scalar(self, event: Any) -> Any:
+        tag = event.tag
+        if tag in (None, "!"):
+            value = event.value if event.style or tag == "!" else resolve_plain(event.value)
+        elif self.user_input and tag in _STANDARD_TAGS:
+            value = _STANDARD_TAGS[tag](event.value)
+        else:
+            raise self._error(event, f"unsupported tag {tag!r}")
+        if event.anchor:
+            self._need_user_input(event, "an anchor")
+            self._anchors[event.anchor] = (value, 1)
+        return value
+
+    def _check_collection(self, event: Any, depth: int) -> None:
+        if event.anchor:
+            self._need_user_input(event, "an anchor")
+        if event.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            raise self._error(event, f"unsupported tag {event.tag!r}")
+        if depth >= MAX_DEPTH:
+            raise self._error(
+                event, f"document refused: nested too deeply (more than {MAX_DEPTH} levels)"
+            )
+
+    def _alias(self, event: Any) -> tuple[Any, int]:
+        self._need_user_input(event, "an alias")
+        if event.anchor not in self._anchors:
+            raise self._error(event, f"unknown alias {event.anchor!r}")
+        value, size = self._anchors[event.anchor]
+        self._expanded += size
+        if self._expanded > MAX_EXPANDED_NODES:
+            raise self._error(
+                event,
+                f"document refused: aliases expand to too many nodes (limit {MAX_EXPANDED_NODES})",
+            )
+        return value, size
+
+    def _need_user_input(self, event: Any, what: str) -> None:
+        if not self.user_input:
+            raise self._error(event, f"rendered text has {what}")
+
+    def _record_top(self, event: Any, stack: list[Any], keys: list[Any]) -> None:
+        """Positions of the root node and of its keys and values (all a valid spec needs)."""
+        if not stack:
+            self.starts[-1] = int(event.start_mark.line) + 1
+        if not self.user_input or len(stack) != 1 or not isinstance(stack[0], dict):
+            return
+        mark = (int(event.start_mark.line) + 1, int(event.start_mark.column) + 1)
+        if keys[0] is _NO_KEY:
+            self._key_mark = mark
+        elif isinstance(keys[0], str):
+            self.tops[-1].setdefault(keys[0], (self._key_mark, mark))
+
+    _key_mark: Mark = (1, 1)
+
+    def _add(
+        self,
+        value: Any,
+        size: int,
+        event: Any,
+        stack: list[Any],
+        keys: list[Any],
+        sizes: list[int],
+        out: list[Any],
+    ) -> None:
         if not stack:
             out.append(value)
             return
+        sizes[-1] += size
         top = stack[-1]
         if isinstance(top, list):
             top.append(value)
-        elif keys[-1] is _NO_KEY:
-            keys[-1] = value
-        else:
-            if keys[-1] in top:
-                raise YamlSyntaxError(f"rendered text has a duplicate key {keys[-1]!r}", 1, 1)
+        elif keys[-1] is not _NO_KEY:
             top[keys[-1]] = value
             keys[-1] = _NO_KEY
+        elif isinstance(value, dict | list):
+            raise self._error(event, "a mapping key must be a scalar")
+        elif value in top:
+            raise self._error(event, f"found duplicate key {value!r}")
+        else:
+            keys[-1] = value
+
+    @staticmethod
+    def _error(event: Any, message: str) -> YamlSyntaxError:
+        mark = event.start_mark
+        return YamlSyntaxError(message, int(mark.line) + 1, int(mark.column) + 1)
+
+
+_STANDARD_TAGS: dict[str, Any] = {
+    "tag:yaml.org,2002:str": str,
+    "tag:yaml.org,2002:int": int,
+    "tag:yaml.org,2002:float": float,
+    "tag:yaml.org,2002:bool": lambda v: resolve_plain(v) if v.lower() in ("true", "false") else v,
+    "tag:yaml.org,2002:null": lambda v: None,
+}
 
 
 _NO_KEY = object()
-
-
-def _check_depth(text: str) -> None:
-    """Refuse collections nested deeper than MAX_DEPTH, reading events (no recursion)."""
-    depth = 0
-    for event in _READER.parse(text):
-        name = type(event).__name__
-        if name in ("MappingStartEvent", "SequenceStartEvent"):
-            depth += 1
-            if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise YamlSyntaxError(
-                    f"document refused: nested too deeply (more than {MAX_DEPTH} levels)",
-                    int(mark.line) + 1,
-                    int(mark.column) + 1,
-                )
-        elif name in ("MappingEndEvent", "SequenceEndEvent"):
-            depth -= 1
 
 
 def _syntax_error(exc: MarkedYAMLError, text: str) -> YamlSyntaxError:
@@ -254,45 +351,6 @@ def _syntax_error(exc: MarkedYAMLError, text: str) -> YamlSyntaxError:
     if opened is not None and exc.problem_mark is not None and opened.line != mark.line:
         problem += f"; the collection opened at line {opened.line + 1}, column {opened.column + 1}"
     return YamlSyntaxError(problem, line, col)
-
-
-def _check_expansion(root: Node) -> None:
-    """Refuse documents whose aliases expand to more than MAX_EXPANDED_NODES nodes."""
-    sizes: dict[int, int] = {}
-
-    def size(node: Node, depth: int) -> int:
-        if depth > MAX_DEPTH:
-            raise YamlSyntaxError(
-                f"document refused: nested too deeply (more than {MAX_DEPTH} levels)",
-                int(node.start_mark.line) + 1,
-                int(node.start_mark.column) + 1,
-            )
-        cached = sizes.get(id(node))
-        if cached is not None:
-            return cached
-        total = 1
-        if isinstance(node, MappingNode):
-            for key_node, value_node in node.value:
-                total += size(key_node, depth + 1) + size(value_node, depth + 1)
-                if total > MAX_EXPANDED_NODES:
-                    raise _too_big(value_node, "aliases expand to too many nodes")
-        elif isinstance(node, SequenceNode):
-            for item in node.value:
-                total += size(item, depth + 1)
-                if total > MAX_EXPANDED_NODES:
-                    raise _too_big(item, "aliases expand to too many nodes")
-        sizes[id(node)] = total
-        return total
-
-    size(root, 0)
-
-
-def _too_big(node: Node, why: str) -> YamlSyntaxError:
-    return YamlSyntaxError(
-        f"document refused: {why} (limit {MAX_EXPANDED_NODES} nodes)",
-        int(node.start_mark.line) + 1,
-        int(node.start_mark.column) + 1,
-    )
 
 
 # --- writing -------------------------------------------------------------------------
