@@ -46,6 +46,8 @@ def _escape(step: str | int) -> str:
 
 def json_patch(old: Any, new: Any, path: str = "") -> Iterator[dict[str, Any]]:
     """RFC 6902 operations turning `old` into `new` (lists of another length are replaced)."""
+    if old is new:
+        return  # environment variants share the subtrees they do not change
     if isinstance(old, dict) and isinstance(new, dict):
         for key in old:
             if key not in new:

@@ -6,6 +6,7 @@ writes anything, so a failure at any step leaves every output untouched.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -103,14 +104,21 @@ def build(
     if environment is not None and environment not in config.environments:
         known = ", ".join(config.environments)
         raise RenderError(f"unknown environment {environment!r} (declared: {known})")
-    models = render_all(result.specs, config)
-    diagnostics = duplicate_objects(models)
-    if diagnostics:
-        raise InvalidInputError(diagnostics)
-    checked, notes = check_models(models, config, crd_sources(root, config, crds))
-    if checked:
-        raise InvalidInputError(checked)
-    files = layout(models, config)
+    # What is loaded lives until the end: keep the cyclic collector from walking it again
+    # and again while rendering allocates (a tenth of a large render). Unfrozen after,
+    # so long-lived callers (tests, diff) still collect it.
+    gc.freeze()
+    try:
+        models = render_all(result.specs, config)
+        diagnostics = duplicate_objects(models)
+        if diagnostics:
+            raise InvalidInputError(diagnostics)
+        checked, notes = check_models(models, config, crd_sources(root, config, crds))
+        if checked:
+            raise InvalidInputError(checked)
+        files = layout(models, config)
+    finally:
+        gc.unfreeze()
     if environment is not None:
         files = {path: data for path, data in files.items() if in_environment(path, environment)}
     return Build(root, config, tuple(models), files, tuple(notes), result.failed_files)

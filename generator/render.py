@@ -66,7 +66,7 @@ def render_spec(spec: Spec, config: Config) -> ModelRender:
     for env, doc in spec.environments.items():
         environment = config.environments[env]
         namespace = config.namespace_for(env, spec.base.namespace)
-        same = doc.model_dump(exclude={"environments"}) == spec.base.model_dump(
+        same = doc is spec.base or doc.model_dump(exclude={"environments"}) == spec.base.model_dump(
             exclude={"environments"}
         )
         variant = base if same else tuple(spec.runtime.render(doc, config))

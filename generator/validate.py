@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import types
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -159,13 +159,14 @@ def validate_document(
         override = base.environments.get(env) if hasattr(base, "environments") else None
         if override is not None and not override.enabled:
             continue
-        env_doc, problems = _merged_for(path, document, runtime, config, env, base_problems)
+        env_doc, problems = _merged_for(path, document, runtime, config, env, base, base_problems)
         diagnostics.extend(problems)
         if env_doc is not None:
             merged[env] = env_doc
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
-    return Spec(path, document, runtime, base, merged), diagnostics
+    # The raw data is not needed once validated; positions come from the text.
+    return Spec(path, replace(document, data=None), runtime, base, merged), diagnostics
 
 
 def _runtime_for(path: str, document: Document) -> tuple[Runtime | None, Diagnostic | None]:
@@ -190,12 +191,14 @@ def _merged_for(
     runtime: Runtime,
     config: Config,
     env: str,
+    base: SpecDocument,
     base_problems: list[Problem],
 ) -> tuple[SpecDocument | None, list[Diagnostic]]:
     data = dict(document.data)
     override = ((data.get("environments") or {}).get(env) or {}).get("serve")
-    if override:
-        data["serve"] = deep_merge(data.get("serve") or {}, override)
+    if not override:
+        return base, []  # the base itself, whose rules were already checked
+    data["serve"] = deep_merge(data.get("serve") or {}, override)
     data.pop("environments", None)
     try:
         merged = runtime.document.model_validate(data)
@@ -204,8 +207,6 @@ def _merged_for(
             _diagnostic(path, document, runtime.document, err, environment=env)
             for err in exc.errors()
         ]
-    if not override:
-        return merged, []  # identical to the base, whose rules were already checked
     # What the base already breaks is reported once, for the base, not per environment.
     problems = [p for p in _problems(runtime, merged, config) if p not in base_problems]
     return merged, [_located(path, document, p.path, p.message, env) for p in problems]

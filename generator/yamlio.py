@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -94,7 +95,7 @@ class Document:
     def has(self, path: Sequence[str | int]) -> bool:
         """Whether every step of `path` exists in this document."""
         if len(path) == 1:
-            return isinstance(self.data, dict) and path[0] in self.data
+            return path[0] in self.top
         node: Node | None = self.node
         for step in path:
             node = _child(node, step, key=False) if node is not None else None
@@ -315,7 +316,8 @@ class _Builder:
         elif value in top:
             raise self._error(event, f"found duplicate key {value!r}")
         else:
-            keys[-1] = value
+            # Interned: the same few hundred keys recur in every object and spec.
+            keys[-1] = sys.intern(value) if isinstance(value, str) else value
 
     @staticmethod
     def _error(event: Any, message: str) -> YamlSyntaxError:
