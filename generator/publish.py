@@ -241,7 +241,10 @@ def without_metadata(files: Mapping[str, bytes]) -> dict[str, bytes]:
 
 
 def prune_problems(
-    old: Mapping[str, bytes], new: Mapping[str, bytes], max_shrink: float
+    old: Mapping[str, bytes],
+    new: Mapping[str, bytes],
+    max_shrink: float,
+    changes: Mapping[str, EnvironmentChanges] | None = None,
 ) -> list[str]:
     """Why publishing `new` over `old` needs --allow-prune; empty when it does not."""
     if not old:
@@ -252,9 +255,9 @@ def prune_problems(
             "(no hydrator.metadata); publishing would replace them"
         ]
     problems = [
-        f"{env}: model(s) removed: {', '.join(changes.removed)}"
-        for env, changes in model_changes(old, new).items()
-        if changes.removed
+        f"{env}: model(s) removed: {', '.join(env_changes.removed)}"
+        for env, env_changes in (changes or model_changes(old, new)).items()
+        if env_changes.removed
     ]
     before, after = deployed_objects(old), deployed_objects(new)
     old_count = sum(len(v) for v in before.values())
@@ -274,12 +277,12 @@ def prune_problems(
 # --------------------------------------------------------------------------- message
 
 
-def commit_message(source: Source, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> str:
+def commit_message(source: Source, changes: Mapping[str, EnvironmentChanges]) -> str:
     subject = source.commit.subject or "(no subject)"
     lines = [f"{source.sha[:SHORT]}: {subject}", ""]
     if source.dirty:
         lines += [f"Rendered from the working tree at {source.sha} (with uncommitted changes).", ""]
-    lines += [*_change_lines(model_changes(old, new)), ""]
+    lines += [*_change_lines(changes), ""]
     author = source.commit.author
     lines += [
         f"Source-Commit: {source.sha}",
@@ -468,20 +471,25 @@ def attempt_publish(
         return finish(target, tips, outcome)
     if parent and without_metadata(deployed) == without_metadata(files):
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
-    check_prune(target, deployed, files)
     new_files = {**files, METADATA_FILE: metadata(source)}
-    message = commit_message(source, deployed, new_files)
+    changes = model_changes(deployed, new_files)  # once: the guard and the message use it
+    check_prune(target, deployed, new_files, changes)
+    message = commit_message(source, changes)
     commit = git.build_commit(
         target.repo, new_files, parent, message, target.committer, target.committer, target.sign
     )
-    changes = model_changes(deployed, new_files)
     return finish(
         target, tips, Outcome("published", target.branch, commit, source.sha, changes=changes)
     )
 
 
-def check_prune(target: Target, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> None:
-    problems = prune_problems(old, new, target.max_shrink)
+def check_prune(
+    target: Target,
+    old: Mapping[str, bytes],
+    new: Mapping[str, bytes],
+    changes: Mapping[str, EnvironmentChanges],
+) -> None:
+    problems = prune_problems(old, new, target.max_shrink, changes)
     if problems and not target.allow_prune:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise ServegenError(
