@@ -159,8 +159,10 @@ def worker(root: Path, out: Path, crds: Path) -> dict[str, Any]:
     validated = validate_repository(root)
     phases["load_validate"] = time.perf_counter() - t
     if not validated.ok:
-        raise SystemExit("generated repository is invalid:\n" + "\n".join(
-            str(d) for d in validated.diagnostics[:20]))
+        raise SystemExit(
+            "generated repository is invalid:\n"
+            + "\n".join(str(d) for d in validated.diagnostics[:20])
+        )
     config = validated.config
 
     t = time.perf_counter()
@@ -271,8 +273,14 @@ def bench_size(size: int, args: argparse.Namespace, workdir: Path) -> SizeResult
     breakdown_out = workdir / f"breakdown-{size}"
     for i in range(repeat):
         log(f"{size} specs: in-process breakdown ({i + 1}/{repeat})")
-        command = [args.python, str(Path(__file__).resolve()), "--worker",
-                   str(repo), str(breakdown_out), str(args.crds)]
+        command = [
+            args.python,
+            str(Path(__file__).resolve()),
+            "--worker",
+            str(repo),
+            str(breakdown_out),
+            str(args.crds),
+        ]
         run = checked(run_measured(command, timeout=timeout), "breakdown worker")
         data = json.loads(run.stdout.strip().splitlines()[-1])
         data["wall_s"] = run.seconds
@@ -287,8 +295,10 @@ def bench_size(size: int, args: argparse.Namespace, workdir: Path) -> SizeResult
             for env in ENVIRONMENTS:
                 if any(math.isinf(v) for runs in result.kustomize_s.values() for v in runs):
                     # clusters/prod holds more than clusters/dev: it would time out too.
-                    log(f"{size} specs: kubectl kustomize clusters/{env} skipped "
-                        "(an earlier build timed out)")
+                    log(
+                        f"{size} specs: kubectl kustomize clusters/{env} skipped "
+                        "(an earlier build timed out)"
+                    )
                     result.kustomize_s.setdefault(env, []).append(math.inf)
                     result.kustomize_skipped.append(env)
                     continue
@@ -350,14 +360,21 @@ def report(results: list[SizeResult], help_times: dict[str, float] | None) -> st
     def row(label: str, values: list[str]) -> None:
         rows.append((label, values))
 
-    row("spec files / rendered objects (dev+prod, incl. Flux)",
-        [f"{r.spec_files:,} / {r.objects:,}" for r in results])
+    row(
+        "spec files / rendered objects (dev+prod, incl. Flux)",
+        [f"{r.spec_files:,} / {r.objects:,}" for r in results],
+    )
     row("output files written", [f"{r.worker[0]['files']:,}" for r in results])
     row("repeats (median shown)", [str(r.repeat) for r in results])
-    row("**`servegen render` end to end, empty output** (median; min)",
-        [f"**{_s(med(r.e2e_first_s))}**; {_s(min(r.e2e_first_s))}" for r in results])
-    row("`servegen render` end to end, output up to date (median; min)",
-        [f"{_s(med(r.e2e_noop_s))}; {_s(min(r.e2e_noop_s))}" for r in results])
+    row(
+        "**`servegen render` end to end, empty output** (median; min)",
+        [f"**{_s(med(r.e2e_first_s))}**; {_s(min(r.e2e_first_s))}" for r in results],
+    )
+    row(
+        "`servegen render` end to end, output up to date (median; min)",
+        [f"{_s(med(r.e2e_noop_s))}; {_s(min(r.e2e_noop_s))}" for r in results],
+    )
+
     def kustomize(r: SizeResult, env: str) -> str:
         if not r.kustomize_s:
             return "-"
@@ -367,13 +384,18 @@ def report(results: list[SizeResult], help_times: dict[str, float] | None) -> st
 
     row("`kubectl kustomize` clusters/dev", [kustomize(r, "dev") for r in results])
     row("`kubectl kustomize` clusters/prod", [kustomize(r, "prod") for r in results])
-    row("**`kubectl kustomize` both environments**",
-        [f"**{_s(r.kustomize_total_s, r.kustomize_timeout)}**" for r in results])
-    row("peak RSS, `servegen render` (ru_maxrss)",
-        [f"{max(r.e2e_maxrss_mb):.0f} MB" for r in results])
-    row("peak RSS, `kubectl kustomize` (ru_maxrss)",
-        [f"{max(r.kustomize_maxrss_mb):.0f} MB" if r.kustomize_maxrss_mb else "-"
-         for r in results])
+    row(
+        "**`kubectl kustomize` both environments**",
+        [f"**{_s(r.kustomize_total_s, r.kustomize_timeout)}**" for r in results],
+    )
+    row(
+        "peak RSS, `servegen render` (ru_maxrss)",
+        [f"{max(r.e2e_maxrss_mb):.0f} MB" for r in results],
+    )
+    row(
+        "peak RSS, `kubectl kustomize` (ru_maxrss)",
+        [f"{max(r.kustomize_maxrss_mb):.0f} MB" if r.kustomize_maxrss_mb else "-" for r in results],
+    )
     row("*in-process breakdown (one fresh process):*", ["" for _ in results])
     labels = [
         ("imports", "imports (generator, pydantic, runtimes)"),
@@ -388,15 +410,30 @@ def report(results: list[SizeResult], help_times: dict[str, float] | None) -> st
     ]
     for key, label in labels:
         row(label, [_ms(r.phase(key)) for r in results])
-    row("validation throughput, first call",
-        [f"{r.objects / r.phase('validation_cold'):,.0f} obj/s" for r in results])
-    row("validation throughput, warm",
-        [f"{r.objects / r.phase('validation_warm'):,.0f} obj/s" for r in results])
-    row("sum of phases (load+validate, render, cold validation, layout, first write)",
-        [_ms(sum(r.phase(k) for k in ("load_validate", "render", "validation_cold",
-                                      "layout", "write_first"))) for r in results])
-    row("peak RSS of the breakdown process",
-        [f"{max(w['maxrss_mb'] for w in r.worker):.0f} MB" for r in results])
+    row(
+        "validation throughput, first call",
+        [f"{r.objects / r.phase('validation_cold'):,.0f} obj/s" for r in results],
+    )
+    row(
+        "validation throughput, warm",
+        [f"{r.objects / r.phase('validation_warm'):,.0f} obj/s" for r in results],
+    )
+    row(
+        "sum of phases (load+validate, render, cold validation, layout, first write)",
+        [
+            _ms(
+                sum(
+                    r.phase(k)
+                    for k in ("load_validate", "render", "validation_cold", "layout", "write_first")
+                )
+            )
+            for r in results
+        ],
+    )
+    row(
+        "peak RSS of the breakdown process",
+        [f"{max(w['maxrss_mb'] for w in r.worker):.0f} MB" for r in results],
+    )
 
     out = [f"| metric | {sizes} |", line]
     out += [f"| {label} | " + " | ".join(values) + " |" for label, values in rows]
@@ -406,17 +443,22 @@ def report(results: list[SizeResult], help_times: dict[str, float] | None) -> st
     r1k = by_size.get(TARGET_E2E_SIZE)
     if r1k:
         e2e = med(r1k.e2e_first_s)
-        targets.append(f"| 1,000 specs x 2 environments end to end < {TARGET_E2E_S:.0f} s | "
-                       f"{e2e:.2f} s (up-to-date output: {med(r1k.e2e_noop_s):.2f} s) | "
-                       f"{_status(e2e < TARGET_E2E_S)} |")
+        targets.append(
+            f"| 1,000 specs x 2 environments end to end < {TARGET_E2E_S:.0f} s | "
+            f"{e2e:.2f} s (up-to-date output: {med(r1k.e2e_noop_s):.2f} s) | "
+            f"{_status(e2e < TARGET_E2E_S)} |"
+        )
         kz = r1k.kustomize_total_s
         targets.append(
             f"| 1,000 specs: faster than `kubectl kustomize` of both environments | "
             f"servegen {e2e:.2f} s vs kustomize {_s(kz, r1k.kustomize_timeout)} | "
-            f"{_status(None if kz is None else e2e < kz)} |")
+            f"{_status(None if kz is None else e2e < kz)} |"
+        )
     else:
-        targets.append("| 1,000 specs end to end < 2 s, faster than kustomize | "
-                       "not measured (add 1000 to --sizes) | n/a |")
+        targets.append(
+            "| 1,000 specs end to end < 2 s, faster than kustomize | "
+            "not measured (add 1000 to --sizes) | n/a |"
+        )
     for r in results:
         cold = r.objects / r.phase("validation_cold")
         warm = r.objects / r.phase("validation_warm")
@@ -426,45 +468,61 @@ def report(results: list[SizeResult], help_times: dict[str, float] | None) -> st
             f"({r.size:,} specs) | {cold:,.0f}/s in a CLI run (incl. ~{setup_ms:.0f} ms "
             f"one-off schema load), {warm:,.0f}/s warm | "
             f"{_status(cold >= TARGET_VALIDATION_OPS)} (warm: "
-            f"{_status(warm >= TARGET_VALIDATION_OPS)}) |")
+            f"{_status(warm >= TARGET_VALIDATION_OPS)}) |"
+        )
     r10k = by_size.get(TARGET_MEMORY_SIZE)
     if r10k:
         peak = max(r10k.e2e_maxrss_mb)
-        targets.append(f"| peak memory < {TARGET_MEMORY_MB:.0f} MB at 10,000 specs | "
-                       f"{peak:.0f} MB (ru_maxrss) | {_status(peak < TARGET_MEMORY_MB)} |")
+        targets.append(
+            f"| peak memory < {TARGET_MEMORY_MB:.0f} MB at 10,000 specs | "
+            f"{peak:.0f} MB (ru_maxrss) | {_status(peak < TARGET_MEMORY_MB)} |"
+        )
     else:
         largest = results[-1]
         peak = max(largest.e2e_maxrss_mb)
-        targets.append(f"| peak memory < {TARGET_MEMORY_MB:.0f} MB at 10,000 specs | "
-                       f"not measured; {peak:.0f} MB at {largest.size:,} specs | n/a |")
+        targets.append(
+            f"| peak memory < {TARGET_MEMORY_MB:.0f} MB at 10,000 specs | "
+            f"not measured; {peak:.0f} MB at {largest.size:,} specs | n/a |"
+        )
     if help_times:
         targets.append(
             f"| `servegen --help` < {TARGET_HELP_MS:.0f} ms (median of 10) | "
             f"{help_times['help_ms']:.0f} ms (min {help_times['help_min_ms']:.0f} ms; bare "
             f"`python -c pass` {help_times['python_ms']:.0f} ms) | "
-            f"{_status(help_times['help_ms'] < TARGET_HELP_MS)} |")
+            f"{_status(help_times['help_ms'] < TARGET_HELP_MS)} |"
+        )
     return "\n".join(out + targets)
 
 
 def environment_note(args: argparse.Namespace) -> str:
     try:
-        rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, check=False).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     except OSError:
         rev, dirty = "?", ""
     kubectl = "-"
     if args.kubectl:
-        done = subprocess.run([args.kubectl, "version", "--client"], capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(
+            [args.kubectl, "version", "--client"], capture_output=True, text=True, check=False
+        )
         kubectl = " / ".join(done.stdout.strip().splitlines())
     modified = [line[3:] for line in dirty.splitlines() if not line[3:].startswith("bench/")]
     state = f" + uncommitted changes to {', '.join(modified)}" if modified else ""
-    return (f"servegen {rev or '?'}{state}; "
-            f"Python {platform.python_version()}; {platform.system()} {platform.release()}; "
-            f"{os.cpu_count()} CPUs; {kubectl}; CRDs {args.crds}")
+    return (
+        f"servegen {rev or '?'}{state}; "
+        f"Python {platform.python_version()}; {platform.system()} {platform.release()}; "
+        f"{os.cpu_count()} CPUs; {kubectl}; CRDs {args.crds}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,23 +532,41 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(root, out, crds)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100,1000,10000",
-                        help="comma-separated spec counts (default 100,1000,10000)")
-    parser.add_argument("--crds", type=Path, default=default_crds(),
-                        help="CRD folder (default $SERVEGEN_CRDS_DIR or ../shared/crds)")
-    parser.add_argument("--repeat", type=int, default=0,
-                        help="runs per measurement (default 3 up to 1,000 specs, else 1)")
+    parser.add_argument(
+        "--sizes",
+        default="100,1000,10000",
+        help="comma-separated spec counts (default 100,1000,10000)",
+    )
+    parser.add_argument(
+        "--crds",
+        type=Path,
+        default=default_crds(),
+        help="CRD folder (default $SERVEGEN_CRDS_DIR or ../shared/crds)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="runs per measurement (default 3 up to 1,000 specs, else 1)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep generated repositories")
     parser.add_argument("--python", default=sys.executable, help="interpreter with servegen")
-    parser.add_argument("--kubectl", default=default_kubectl(),
-                        help="kubectl binary (default: the venv's, else PATH; '' to skip)")
+    parser.add_argument(
+        "--kubectl",
+        default=default_kubectl(),
+        help="kubectl binary (default: the venv's, else PATH; '' to skip)",
+    )
     parser.add_argument("--no-help", action="store_true", help="skip the --help start-up runs")
     parser.add_argument("--timeout", type=float, default=3600, help="per subprocess, seconds")
-    parser.add_argument("--kustomize-timeout", type=float, default=240,
-                        help="kill `kubectl kustomize` after this many seconds and report "
-                        "it as slower (default 240; it grows superlinearly with size)")
+    parser.add_argument(
+        "--kustomize-timeout",
+        type=float,
+        default=240,
+        help="kill `kubectl kustomize` after this many seconds and report "
+        "it as slower (default 240; it grows superlinearly with size)",
+    )
     parser.add_argument("--json", type=Path, help="also write raw results here")
     args = parser.parse_args(argv)
     if args.kubectl and not Path(args.kubectl).exists() and not shutil.which(args.kubectl):

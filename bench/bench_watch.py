@@ -86,9 +86,21 @@ def default_crds() -> Path:
 
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@example.com",
-         "-c", "commit.gpgSign=false", *args],
-        capture_output=True, text=True, check=False,
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "-c",
+            "commit.gpgSign=false",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"git {' '.join(args)} failed: {done.stderr.strip()}")
@@ -98,7 +110,9 @@ def git(repo: Path, *args: str) -> str:
 def deploy_sha(repo: Path, branch: str) -> str | None:
     done = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return done.stdout.strip() or None
 
@@ -117,9 +131,14 @@ def shim(root: Path, debounce_ms: int, crds: Path) -> int:
             data["message"] = event.message
         result = event.result
         if result is not None:
-            data.update(elapsed_ms=result.elapsed_ms, written=len(result.written),
-                        removed=len(result.removed), rendered=list(result.rendered),
-                        models=result.models, ok=result.ok)
+            data.update(
+                elapsed_ms=result.elapsed_ms,
+                written=len(result.written),
+                removed=len(result.removed),
+                rendered=list(result.rendered),
+                models=result.models,
+                ok=result.ok,
+            )
             if not result.ok:
                 data["diagnostics"] = [str(d) for d in result.diagnostics[:5]]
         print(json.dumps(data), flush=True)
@@ -169,8 +188,9 @@ class Watch:
                 at, event = self.events.get(timeout=min(left, 0.5))
             except queue.Empty:
                 if self.proc.poll() is not None:
-                    raise SystemExit(f"watch exited with {self.proc.returncode}: "
-                                     f"{' | '.join(self.other[-5:])}") from None
+                    raise SystemExit(
+                        f"watch exited with {self.proc.returncode}: {' | '.join(self.other[-5:])}"
+                    ) from None
                 continue
             kind_of = event.get("type")
             if kind_of == "error":
@@ -190,18 +210,34 @@ class Watch:
 
 def start_watch(args: argparse.Namespace, repo: Path, publish: bool, driver: str) -> Watch:
     if driver == "cli":
-        command = [args.python, "-m", "generator", "-C", str(repo), "watch",
-                   "--debounce", str(args.debounce), "--format", "json",
-                   "--crds", str(args.crds)]
+        command = [
+            args.python,
+            "-m",
+            "generator",
+            "-C",
+            str(repo),
+            "watch",
+            "--debounce",
+            str(args.debounce),
+            "--format",
+            "json",
+            "--crds",
+            str(args.crds),
+        ]
         if publish:
             command.append("--publish")
     else:
-        command = [args.python, str(Path(__file__).resolve()), "--shim", str(repo),
-                   str(args.debounce), str(args.crds)]
+        command = [
+            args.python,
+            str(Path(__file__).resolve()),
+            "--shim",
+            str(repo),
+            str(args.debounce),
+            str(args.crds),
+        ]
     log("starting: " + " ".join(command))
     stderr = None if args.verbose else subprocess.DEVNULL
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                            bufsize=1)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
     watch = Watch(proc)
     watch.start_reader()
     return watch
@@ -228,8 +264,9 @@ def poll_file(path: Path, marker: bytes, started: float, timeout: float, poll: f
         time.sleep(poll)
 
 
-def poll_deploy(repo: Path, branch: str, old: str | None, started: float,
-                timeout: float) -> tuple[float, str]:
+def poll_deploy(
+    repo: Path, branch: str, old: str | None, started: float, timeout: float
+) -> tuple[float, str]:
     while True:
         sha = deploy_sha(repo, branch)
         if sha is not None and sha != old:
@@ -274,14 +311,17 @@ def measure(args: argparse.Namespace, repo: Path, publish: bool, driver: str) ->
             at, event = watch.wait_for("batch", timeout=args.timeout, after=started)
             sample = Sample(output_s, at - started, event.get("elapsed_ms"))
             if publish:
-                sample.deploy_s, deploy = poll_deploy(repo, args.branch, deploy, started,
-                                                      args.timeout)
+                sample.deploy_s, deploy = poll_deploy(
+                    repo, args.branch, deploy, started, args.timeout
+                )
                 watch.wait_for("publish", timeout=args.timeout, after=started)
             samples.append(sample)
             extra = f", deploy {sample.deploy_s * 1000:.0f} ms" if sample.deploy_s else ""
             batch = f", batch {sample.batch_ms:.0f} ms" if sample.batch_ms is not None else ""
-            log(f"edit {i + 1}/{args.iterations}: output {output_s * 1000:.0f} ms, event "
-                f"{sample.event_s * 1000:.0f} ms{batch}{extra}")
+            log(
+                f"edit {i + 1}/{args.iterations}: output {output_s * 1000:.0f} ms, event "
+                f"{sample.event_s * 1000:.0f} ms{batch}{extra}"
+            )
             time.sleep(args.gap)  # let the watcher go idle so edits are separate batches
     finally:
         watch.stop()
@@ -301,9 +341,11 @@ def stats_row(label: str, values: list[float | None]) -> str:
     present = [v for v in values if v is not None]
     if not present:
         return f"| {label} | - | - | - | - |"
-    return (f"| {label} | {statistics.median(present):.0f} ms | "
-            f"{percentile(present, 0.9):.0f} ms | {min(present):.0f} ms | "
-            f"{max(present):.0f} ms |")
+    return (
+        f"| {label} | {statistics.median(present):.0f} ms | "
+        f"{percentile(present, 0.9):.0f} ms | {min(present):.0f} ms | "
+        f"{max(present):.0f} ms |"
+    )
 
 
 def report(
@@ -323,28 +365,46 @@ def report(
     for mode, run in runs.items():
         samples: list[Sample] = run["samples"]
         suffix = " (watch --publish)" if mode == "publish" else ""
-        lines.append(stats_row(f"updated output file{suffix}",
-                               [s.output_s * 1000 for s in samples]))
-        lines.append(stats_row(f"`batch` event on stdout{suffix}",
-                               [s.event_s * 1000 if s.event_s is not None else None
-                                for s in samples]))
-        lines.append(stats_row(f"(batch processing, `elapsed_ms` of the event){suffix}",
-                               [s.batch_ms for s in samples]))
-        lines.append(stats_row(
-            f"(wait before processing: output latency - `elapsed_ms`){suffix}",
-            [s.output_s * 1000 - s.batch_ms if s.batch_ms is not None else None
-             for s in samples]))
+        lines.append(
+            stats_row(f"updated output file{suffix}", [s.output_s * 1000 for s in samples])
+        )
+        lines.append(
+            stats_row(
+                f"`batch` event on stdout{suffix}",
+                [s.event_s * 1000 if s.event_s is not None else None for s in samples],
+            )
+        )
+        lines.append(
+            stats_row(
+                f"(batch processing, `elapsed_ms` of the event){suffix}",
+                [s.batch_ms for s in samples],
+            )
+        )
+        lines.append(
+            stats_row(
+                f"(wait before processing: output latency - `elapsed_ms`){suffix}",
+                [
+                    s.output_s * 1000 - s.batch_ms if s.batch_ms is not None else None
+                    for s in samples
+                ],
+            )
+        )
         if mode == "publish":
-            lines.append(stats_row("new commit on the deploy branch",
-                                   [s.deploy_s * 1000 if s.deploy_s is not None else None
-                                    for s in samples]))
+            lines.append(
+                stats_row(
+                    "new commit on the deploy branch",
+                    [s.deploy_s * 1000 if s.deploy_s is not None else None for s in samples],
+                )
+            )
     lines.append("")
     for mode, run in runs.items():
         startup = run["startup"]
         initial = startup.get("initial_ms")
         initial_text = f" (initial build {initial:.0f} ms)" if initial is not None else ""
-        line = (f"- {mode}: `start` event {startup.get('start_event_s', 0):.2f} s after "
-                f"launch{initial_text}")
+        line = (
+            f"- {mode}: `start` event {startup.get('start_event_s', 0):.2f} s after "
+            f"launch{initial_text}"
+        )
         if "first_publish_s" in startup:
             line += f"; first publish {startup['first_publish_s']:.2f} s after launch"
         lines.append(line)
@@ -353,7 +413,8 @@ def report(
         "new event came for `step` = min(10 ms, debounce) ms, or at the latest after "
         "`debounce` ms, so a single save waits about one step plus inotify delivery, not "
         "the whole debounce: that wait is the `output latency - elapsed_ms` row (it also "
-        "holds the final file write and the 1 ms polling).")
+        "holds the final file write and the 1 ms polling)."
+    )
     for note in notes:
         lines.append(f"- {note}")
     return "\n".join(lines)
@@ -395,13 +456,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--specs", type=int, default=1000, help="repository size (default 1000)")
     parser.add_argument("--iterations", type=int, default=20, help="edits (default 20)")
     parser.add_argument("--debounce", type=int, default=50, help="watch --debounce, ms")
-    parser.add_argument("--publish", action="store_true",
-                        help="also run watch --publish on a git repository")
+    parser.add_argument(
+        "--publish", action="store_true", help="also run watch --publish on a git repository"
+    )
     parser.add_argument("--publish-only", action="store_true", help="only the --publish run")
     parser.add_argument("--branch", default="deploy", help="deploy branch (servegen.yaml's)")
     parser.add_argument("--driver", choices=["auto", "cli", "api"], default="auto")
-    parser.add_argument("--write-mode", choices=["inplace", "rename"], default="inplace",
-                        help="save the spec in place, or write a temp file and rename it")
+    parser.add_argument(
+        "--write-mode",
+        choices=["inplace", "rename"],
+        default="inplace",
+        help="save the spec in place, or write a temp file and rename it",
+    )
     parser.add_argument("--poll-ms", type=float, default=1.0)
     parser.add_argument("--gap", type=float, default=0.3, help="pause between edits, s")
     parser.add_argument("--crds", type=Path, default=default_crds())
@@ -442,9 +508,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(report(args, driver, runs, notes))
     if args.json:
-        raw = {mode: {"startup": run["startup"],
-                      "samples": [s.__dict__ for s in run["samples"]]}
-               for mode, run in runs.items()}
+        raw = {
+            mode: {"startup": run["startup"], "samples": [s.__dict__ for s in run["samples"]]}
+            for mode, run in runs.items()
+        }
         args.json.write_text(json.dumps(raw, indent=2))
     return 0
 

@@ -92,16 +92,30 @@ HF_CHAT = (
     "google/gemma-2-2b-it",
     "mistralai/Mistral-7B-Instruct-v0.3",
 )
-HF_EMBED = ("BAAI/bge-small-en-v1.5", "BAAI/bge-base-en-v1.5", "intfloat/e5-small-v2",
-            "sentence-transformers/all-MiniLM-L6-v2", "nomic-ai/nomic-embed-text-v1.5")
-HF_RERANK = ("BAAI/bge-reranker-base", "BAAI/bge-reranker-v2-m3",
-             "cross-encoder/ms-marco-MiniLM-L-6-v2")
+HF_EMBED = (
+    "BAAI/bge-small-en-v1.5",
+    "BAAI/bge-base-en-v1.5",
+    "intfloat/e5-small-v2",
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "nomic-ai/nomic-embed-text-v1.5",
+)
+HF_RERANK = (
+    "BAAI/bge-reranker-base",
+    "BAAI/bge-reranker-v2-m3",
+    "cross-encoder/ms-marco-MiniLM-L-6-v2",
+)
 HF_WHISPER = ("openai/whisper-large-v3", "openai/whisper-small", "openai/whisper-medium")
-FASTER_WHISPER = ("Systran/faster-whisper-medium.en", "Systran/faster-whisper-small",
-                  "Systran/faster-whisper-large-v3")
-HF_CLASSIFY = ("distilbert/distilbert-base-uncased-finetuned-sst-2-english",
-               "cardiffnlp/twitter-roberta-base-sentiment-latest",
-               "ProsusAI/finbert", "dslim/bert-base-NER")
+FASTER_WHISPER = (
+    "Systran/faster-whisper-medium.en",
+    "Systran/faster-whisper-small",
+    "Systran/faster-whisper-large-v3",
+)
+HF_CLASSIFY = (
+    "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+    "cardiffnlp/twitter-roberta-base-sentiment-latest",
+    "ProsusAI/finbert",
+    "dslim/bert-base-NER",
+)
 OLLAMA = ("nomic-embed-text", "all-minilm", "mxbai-embed-large", "qwen2.5:0.5b", "llama3.2:1b")
 TEAM_LABELS = ("nlp", "assistants", "search", "platform", "speech", "risk")
 
@@ -142,51 +156,72 @@ def _kubeai(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
         doc["labels"] = {"team": _pick(rng, TEAM_LABELS)}
     serve: dict[str, Any] = {"profile": "cpu"}
     if flavour == "chat":
-        spec: dict[str, Any] = {"url": f"hf://{_pick(rng, HF_CHAT)}", "engine": "VLLM",
-                                "features": ["TextGeneration"]}
+        spec: dict[str, Any] = {
+            "url": f"hf://{_pick(rng, HF_CHAT)}",
+            "engine": "VLLM",
+            "features": ["TextGeneration"],
+        }
         if rng.random() < 0.35:
             spec["adapters"] = _adapters(rng, rng.randint(1, 3))
-        serve["args"] = [f"--max-model-len={_pick(rng, (2048, 4096, 8192))}",
-                         "--enable-prefix-caching"]
+        serve["args"] = [
+            f"--max-model-len={_pick(rng, (2048, 4096, 8192))}",
+            "--enable-prefix-caching",
+        ]
         if rng.random() < 0.5:
             serve["envs"] = {"VLLM_CPU_KVCACHE_SPACE": str(rng.randint(2, 8))}
-        serve["secrets"] = ["hf-token"] + (["model-store-credentials"]
-                                           if rng.random() < 0.3 else [])
+        serve["secrets"] = ["hf-token"] + (
+            ["model-store-credentials"] if rng.random() < 0.3 else []
+        )
         scaling: dict[str, Any] = {"min_replicas": 1, "max_replicas": rng.randint(2, 5)}
         if rng.random() < 0.3:
             scaling["load_balancing"] = {
                 "strategy": "PrefixHash",
-                "prefix_hash": {"mean_load_factor": 125, "replication": 256,
-                                "prefix_char_length": 100},
+                "prefix_hash": {
+                    "mean_load_factor": 125,
+                    "replication": 256,
+                    "prefix_char_length": 100,
+                },
             }
         serve["scaling"] = scaling
         comment = "A chat model on KubeAI (vLLM engine)."
     elif flavour == "embed":
-        spec = {"url": f"ollama://{_pick(rng, OLLAMA[:3])}", "engine": "OLlama",
-                "features": ["TextEmbedding"]}
+        spec = {
+            "url": f"ollama://{_pick(rng, OLLAMA[:3])}",
+            "engine": "OLlama",
+            "features": ["TextEmbedding"],
+        }
         serve["processors"] = rng.randint(1, 4)
-        serve["scaling"] = {"min_replicas": 0, "max_replicas": 3,
-                            "scale_down_delay_seconds": 120}
+        serve["scaling"] = {"min_replicas": 0, "max_replicas": 3, "scale_down_delay_seconds": 120}
         comment = "Embeddings on CPU with Ollama; scales to zero when idle."
     elif flavour == "rerank":
-        spec = {"url": f"hf://{_pick(rng, HF_RERANK)}", "engine": "Infinity",
-                "features": ["Reranking"]}
+        spec = {
+            "url": f"hf://{_pick(rng, HF_RERANK)}",
+            "engine": "Infinity",
+            "features": ["Reranking"],
+        }
         serve["scaling"] = {"min_replicas": 1, "max_replicas": 2}
         comment = "A reranker on Infinity."
     else:
-        spec = {"url": f"hf://{_pick(rng, FASTER_WHISPER)}", "engine": "FasterWhisper",
-                "features": ["SpeechToText"]}
+        spec = {
+            "url": f"hf://{_pick(rng, FASTER_WHISPER)}",
+            "engine": "FasterWhisper",
+            "features": ["SpeechToText"],
+        }
         serve["scaling"] = {"autoscaling_disabled": True, "replicas": 1}
         comment = "Speech to text with FasterWhisper, pinned to one replica."
     doc["spec"] = spec
     doc["serve"] = serve
     if rng.random() < OVERRIDE_SHARE:
-        prod: dict[str, Any] = {"scaling": {"min_replicas": 2, "max_replicas": rng.randint(4, 8),
-                                            "target_requests": 50}}
+        prod: dict[str, Any] = {
+            "scaling": {"min_replicas": 2, "max_replicas": rng.randint(4, 8), "target_requests": 50}
+        }
         if flavour == "chat":
             prod["profile"] = "nvidia-gpu-l4"
-            prod["args"] = ["--max-model-len=8192", "--enable-prefix-caching",
-                            "--gpu-memory-utilization=0.9"]
+            prod["args"] = [
+                "--max-model-len=8192",
+                "--enable-prefix-caching",
+                "--gpu-memory-utilization=0.9",
+            ]
         if flavour == "whisper":
             prod = {"scaling": {"replicas": 2}}
         doc["environments"] = {"prod": {"serve": prod}}
@@ -198,8 +233,12 @@ def _kubeai(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
 
 def _vllm_gpu_scaling(rng: random.Random) -> dict[str, Any]:
     low = rng.randint(1, 2)
-    return {"min_replicas": low, "max_replicas": low + rng.randint(2, 6),
-            "metric": "requests_waiting", "target": rng.randint(3, 10)}
+    return {
+        "min_replicas": low,
+        "max_replicas": low + rng.randint(2, 6),
+        "metric": "requests_waiting",
+        "target": rng.randint(3, 10),
+    }
 
 
 def _vllm_text(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
@@ -211,9 +250,12 @@ def _vllm_text(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
     spec: dict[str, Any] = {"url": f"hf://{model}" + ("@main" if rng.random() < 0.2 else "")}
     serve: dict[str, Any]
     if cpu:
-        serve = {"use_cpu_image": True, "profile": "cpu-small",
-                 "resources": {"mem": f"{_pick(rng, (8, 12, 16))}Gi"},
-                 "envs": [{"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"}]}
+        serve = {
+            "use_cpu_image": True,
+            "profile": "cpu-small",
+            "resources": {"mem": f"{_pick(rng, (8, 12, 16))}Gi"},
+            "envs": [{"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"}],
+        }
         comment = "A small model on the vLLM CPU image."
     else:
         if rng.random() < 0.5:
@@ -222,8 +264,12 @@ def _vllm_text(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
             spec["adapters"] = _adapters(rng, rng.randint(1, 2))
         serve = {
             "profile": _pick(rng, ("gpu-l4", "gpu-l4", "gpu-a100x2")),
-            "args": ["--max-model-len", str(_pick(rng, (4096, 8192, 16384))),
-                     "--gpu-memory-utilization", "0.9"],
+            "args": [
+                "--max-model-len",
+                str(_pick(rng, (4096, 8192, 16384))),
+                "--gpu-memory-utilization",
+                "0.9",
+            ],
             "secrets": ["hf-token"],
         }
         if rng.random() < 0.5:
@@ -262,15 +308,21 @@ def _vllm_speech(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
 def _vllm_pooling(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
     task = rng.choices(("embed", "score", "classify"), weights=(70, 20, 10))[0]
     model = _pick(rng, HF_EMBED if task == "embed" else HF_RERANK)
-    doc: dict[str, Any] = {"kind": "vllmserve-pooling", "name": name,
-                           "spec": {"url": f"hf://{model}"}}
+    doc: dict[str, Any] = {
+        "kind": "vllmserve-pooling",
+        "name": name,
+        "spec": {"url": f"hf://{model}"},
+    }
     if rng.random() < 0.6:
-        serve: dict[str, Any] = {"task": task, "use_cpu_image": True,
-                                 "resources": {"cpu": str(rng.randint(1, 4)),
-                                               "mem": f"{_pick(rng, (4, 8, 12))}Gi"}}
+        serve: dict[str, Any] = {
+            "task": task,
+            "use_cpu_image": True,
+            "resources": {"cpu": str(rng.randint(1, 4)), "mem": f"{_pick(rng, (4, 8, 12))}Gi"},
+        }
         comment = f"A {task} model on vLLM's pooling runner, on CPU."
-        override: dict[str, Any] = {"scaling": {"min_replicas": 2, "max_replicas": 4,
-                                                "metric": "cpu", "target": 75}}
+        override: dict[str, Any] = {
+            "scaling": {"min_replicas": 2, "max_replicas": 4, "metric": "cpu", "target": 75}
+        }
     else:
         serve = {"task": task, "profile": "gpu-l4", "secrets": ["hf-token"]}
         comment = f"A {task} model on vLLM's pooling runner, on a GPU."
@@ -292,22 +344,37 @@ def _kserve(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
         doc["spec"] = {"path": f"huggingface://{model}"}
         doc["serve"] = {
             "backend": "huggingface",
-            "huggingface_task": "token_classification" if "NER" in model
+            "huggingface_task": "token_classification"
+            if "NER" in model
             else "sequence_classification",
             "return_probabilities": True,
             "resources": {"cpu": str(rng.randint(1, 2)), "mem": f"{_pick(rng, (2, 4, 8))}Gi"},
-            "scaling": {"min_replicas": 1, "max_replicas": rng.randint(2, 5),
-                        "scale_metric": "cpu", "scale_target": 70},
+            "scaling": {
+                "min_replicas": 1,
+                "max_replicas": rng.randint(2, 5),
+                "scale_metric": "cpu",
+                "scale_target": 70,
+            },
         }
         comment = "A classifier on KServe's Hugging Face runtime (Open Inference Protocol)."
         override: dict[str, Any] = {"scaling": {"min_replicas": 2, "max_replicas": 8}}
     else:
         doc["spec"] = {"path": f"hf://{_pick(rng, HF_CHAT)}", "model_name": name.split("-")[0]}
-        doc["serve"] = {"backend": "vllm", "max_length": _pick(rng, (4096, 8192)),
-                        "profile": _pick(rng, ("gpu-l4", "gpu-a100x2")), "secrets": ["hf-token"]}
+        doc["serve"] = {
+            "backend": "vllm",
+            "max_length": _pick(rng, (4096, 8192)),
+            "profile": _pick(rng, ("gpu-l4", "gpu-a100x2")),
+            "secrets": ["hf-token"],
+        }
         comment = "Text generation through KServe with the vLLM backend on a GPU."
-        override = {"scaling": {"min_replicas": 1, "max_replicas": 4, "scale_metric": "cpu",
-                                "scale_target": 80}}
+        override = {
+            "scaling": {
+                "min_replicas": 1,
+                "max_replicas": 4,
+                "scale_metric": "cpu",
+                "scale_target": 80,
+            }
+        }
     if rng.random() < OVERRIDE_SHARE:
         doc["environments"] = {"prod": {"serve": override}}
     return comment, doc
@@ -444,13 +511,19 @@ def main(argv: list[str] | None = None) -> int:
     kinds: dict[str, int] = {}
     for spec in specs:
         kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
-    overrides = sum(1 for s in specs if any("serve" in e for e in
-                                            s.data.get("environments", {}).values()))
-    disabled = sum(1 for s in specs if any(e.get("enabled") is False for e in
-                                           s.data.get("environments", {}).values()))
+    overrides = sum(
+        1 for s in specs if any("serve" in e for e in s.data.get("environments", {}).values())
+    )
+    disabled = sum(
+        1
+        for s in specs
+        if any(e.get("enabled") is False for e in s.data.get("environments", {}).values())
+    )
     mix = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-    print(f"wrote {len(specs)} specs to {args.root} ({mix}; {overrides} with overrides, "
-          f"{disabled} with a disabled environment)")
+    print(
+        f"wrote {len(specs)} specs to {args.root} ({mix}; {overrides} with overrides, "
+        f"{disabled} with a disabled environment)"
+    )
     return 0
 
 

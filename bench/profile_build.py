@@ -38,16 +38,19 @@ def table(stats: pstats.Stats, key: str, top: int, total: float) -> str:
     entries = stats.stats  # type: ignore[attr-defined]
     index = 3 if key == "cumulative" else 2
     rows = sorted(entries.items(), key=lambda item: item[1][index], reverse=True)[:top]
-    lines = [f"| function | calls | own | cumulative | share ({key}) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"| function | calls | own | cumulative | share ({key}) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for (filename, line, name), (_cc, calls, own, cumulative, _callers) in rows:
         where = filename
         for prefix in (str(REPO_ROOT) + "/", sys.prefix + "/lib/python3.11/site-packages/"):
             where = where.removeprefix(prefix)
         label = f"`{where}:{line}({name})`" if line else f"`{name}`"
         value = cumulative if key == "cumulative" else own
-        lines.append(f"| {label} | {calls:,} | {own:.3f} s | {cumulative:.3f} s | "
-                     f"{value / total:.1%} |")
+        lines.append(
+            f"| {label} | {calls:,} | {own:.3f} s | {cumulative:.3f} s | {value / total:.1%} |"
+        )
     return "\n".join(lines)
 
 
@@ -65,8 +68,11 @@ def sample(repo: Path, args: argparse.Namespace) -> int:
     profiler.stop()
     print(f"## pyinstrument of build() + first write, {args.specs:,} specs\n")
     print("```")
-    print(profiler.output_text(unicode=False, color=False, show_all=False,
-                               short_mode=False, time="percent_of_total"))
+    print(
+        profiler.output_text(
+            unicode=False, color=False, show_all=False, short_mode=False, time="percent_of_total"
+        )
+    )
     print("```")
     return 0
 
@@ -78,12 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crds", type=Path, default=default_crds())
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--save", type=Path, help="write the raw cProfile data here")
-    parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile",
-                        help="cProfile (deterministic, inflates call-heavy code) or "
-                        "pyinstrument (sampling, pip install pyinstrument; prints a call tree)")
-    parser.add_argument("--workdir", type=Path,
-                        help="parent of the scratch folder, e.g. /dev/shm to leave the disk "
-                        "out of the profile (default: the system temp dir)")
+    parser.add_argument(
+        "--profiler",
+        choices=["cprofile", "pyinstrument"],
+        default="cprofile",
+        help="cProfile (deterministic, inflates call-heavy code) or "
+        "pyinstrument (sampling, pip install pyinstrument; prints a call tree)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="parent of the scratch folder, e.g. /dev/shm to leave the disk "
+        "out of the profile (default: the system temp dir)",
+    )
     args = parser.parse_args(argv)
 
     from generator.pipeline import build
@@ -107,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.save:
             profile.dump_stats(str(args.save))
         stats = pstats.Stats(profile)
-        print(f"## cProfile of build() + first write, {args.specs:,} specs "
-              f"({total:.2f} s under the profiler)\n")
+        print(
+            f"## cProfile of build() + first write, {args.specs:,} specs "
+            f"({total:.2f} s under the profiler)\n"
+        )
         print(table(stats, "cumulative", args.top, total))
         print()
         print(table(stats, "tottime", args.top, total))
