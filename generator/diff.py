@@ -219,7 +219,7 @@ def build_at(
         git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
         if is_base and not (dest / CONFIG_FILE).is_file() and (root / CONFIG_FILE).is_file():
             raise ServegenError(f"it has no {CONFIG_FILE} (predates servegen?)")
-        return build(dest, crds=crds)
+        return build(dest, crds=crds, keep_objects=True)
 
 
 def build_base(
@@ -239,7 +239,7 @@ def build_base(
 def build_head(repo: git.Repo, options: DiffOptions) -> tuple[Build, str]:
     """The working state: the working tree, or HEAD with --committed. Errors propagate."""
     if options.worktree:
-        return build(options.common.root, crds=options.crds), "working tree"
+        return build(options.common.root, crds=options.crds, keep_objects=True), "working tree"
     head = git.resolve_commit(repo, "HEAD")
     return build_at(repo, options.common.root, head, crds=options.crds), head
 

@@ -174,9 +174,16 @@ def layout(models: Sequence[ModelRender], config: Config) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for model in models:
         files.update(model_files(model))
-    files.update(cluster_files(models, config))
-    files["README.md"] = index_markdown(models, config).encode()
-    return dict(sorted(files.items()))
+    return finish_layout(files, models, config)
+
+
+def finish_layout(
+    files: Mapping[str, bytes], models: Sequence[ModelRender], config: Config
+) -> dict[str, bytes]:
+    """Add what spans every model (clusters, endpoints, Flux, README) to the model files."""
+    out = {**files, **cluster_files(models, config)}
+    out["README.md"] = index_markdown(models, config).encode()
+    return dict(sorted(out.items()))
 
 
 def _md(text: str) -> str:

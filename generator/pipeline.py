@@ -7,21 +7,21 @@ writes anything, so a failure at any step leaves every output untouched.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
-from generator.layout import layout
-from generator.render import ModelRender, duplicate_objects, render_all
+from generator.layout import finish_layout, model_files
+from generator.render import ModelRender, duplicate_objects, render_spec, summary
 from generator.validate import Validated, validate_repository
 
 if TYPE_CHECKING:
-    from generator.check import ManifestValidator
+    from generator.check import ManifestValidator, ObjectProblem
 
 
 @dataclass(frozen=True)
@@ -52,41 +52,56 @@ def _validator(version: str, sources: tuple[Path, ...], kubeconform: str) -> Man
     return ManifestValidator(version, sources, kubeconform=kubeconform)
 
 
-def check_models(
-    models: Sequence[ModelRender], config: Config, sources: tuple[Path, ...]
-) -> tuple[list[Diagnostic], list[str]]:
-    """Validate every final object against Kubernetes and CRD schemas."""
-    validation = config.validation
-    validator = _validator(validation.kubernetes_version, sources, validation.kubeconform)
-    diagnostics: list[Diagnostic] = []
-    skipped: dict[str, int] = {}
-    for model in models:
+class _Checker:
+    """Validates rendered objects model by model, counting kinds it had no schema for."""
+
+    def __init__(self, config: Config, sources: tuple[Path, ...]) -> None:
+        validation = config.validation
+        self.validator = _validator(validation.kubernetes_version, sources, validation.kubeconform)
+        self.diagnostics: list[Diagnostic] = []
+        self.skipped: dict[str, int] = {}
+
+    def model(self, model: ModelRender) -> None:
         for env, rendered in model.environments.items():
-            result = validator.validate(rendered.objects)
-            for kind in result.skipped_kinds:
-                skipped[kind] = skipped.get(kind, 0) + 1
-            for problem in result.problems:
+            for problem in self._problems(rendered.objects):
                 message = (
                     f"rendered {problem.kind}/{problem.name} (environment {env}) is invalid: "
                     f"{problem.path}: {problem.message}"
                 )
-                diagnostics.append(Diagnostic(model.path, model.line, model.col, "", message))
-    for env in config.environments:
-        result = validator.validate(flux_objects(models, config, env))
-        for problem in result.problems:
-            message = (
-                f"rendered Flux {problem.kind}/{problem.name} is invalid: "
-                f"{problem.path}: {problem.message}"
-            )
-            diagnostics.append(Diagnostic(CONFIG_FILE, 1, 1, "flux", message))
+                self.diagnostics.append(Diagnostic(model.path, model.line, model.col, "", message))
+
+    def flux(self, models: Sequence[ModelRender], config: Config) -> None:
+        for env in config.environments:
+            for problem in self._problems(flux_objects(models, config, env)):
+                message = (
+                    f"rendered Flux {problem.kind}/{problem.name} is invalid: "
+                    f"{problem.path}: {problem.message}"
+                )
+                self.diagnostics.append(Diagnostic(CONFIG_FILE, 1, 1, "flux", message))
+
+    def _problems(self, objects: Sequence[Mapping[str, Any]]) -> Sequence[ObjectProblem]:
+        result = self.validator.validate(objects)
         for kind in result.skipped_kinds:
-            skipped[kind] = skipped.get(kind, 0) + 1
-    notes = [
-        f"no CRD configured for {kind}: {count} object(s) not schema-checked "
-        "(set validation.crds in servegen.yaml or pass --crds)"
-        for kind, count in sorted(skipped.items())
-    ]
-    return diagnostics, notes
+            self.skipped[kind] = self.skipped.get(kind, 0) + 1
+        return result.problems
+
+    def notes(self) -> list[str]:
+        return [
+            f"no CRD configured for {kind}: {count} object(s) not schema-checked "
+            "(set validation.crds in servegen.yaml or pass --crds)"
+            for kind, count in sorted(self.skipped.items())
+        ]
+
+
+def check_models(
+    models: Sequence[ModelRender], config: Config, sources: tuple[Path, ...]
+) -> tuple[list[Diagnostic], list[str]]:
+    """Validate every final object (and the Flux objects) against their schemas."""
+    checker = _Checker(config, sources)
+    for model in models:
+        checker.model(model)
+    checker.flux(models, config)
+    return checker.diagnostics, checker.notes()
 
 
 def build(
@@ -95,8 +110,14 @@ def build(
     environment: str | None = None,
     crds: Sequence[Path] = (),
     validated: Validated | None = None,
+    keep_objects: bool = False,
 ) -> Build:
-    """Validate, render, check and lay out the repository at `root`; raise on any error."""
+    """Validate, render, check and lay out the repository at `root`; raise on any error.
+
+    Each spec streams through render -> check -> layout; unless `keep_objects`, only a
+    summary of its objects (identities, what Flux health checks need) is kept after
+    that, so memory holds output bytes rather than every rendered object at once.
+    """
     result = validated or validate_repository(root)
     if not result.ok:
         raise InvalidInputError(result.diagnostics)
@@ -109,19 +130,26 @@ def build(
     # so long-lived callers (tests, diff) still collect it.
     gc.freeze()
     try:
-        models = render_all(result.specs, config)
-        diagnostics = duplicate_objects(models)
-        if diagnostics:
-            raise InvalidInputError(diagnostics)
-        checked, notes = check_models(models, config, crd_sources(root, config, crds))
-        if checked:
-            raise InvalidInputError(checked)
-        files = layout(models, config)
+        checker = _Checker(config, crd_sources(root, config, crds))
+        files: dict[str, bytes] = {}
+        models = []
+        for spec in sorted(result.specs, key=lambda s: s.name):
+            model = render_spec(spec, config)
+            checker.model(model)
+            files.update(model_files(model))
+            models.append(model if keep_objects else summary(model))
+        duplicates = duplicate_objects(models)
+        if duplicates:
+            raise InvalidInputError(duplicates)
+        checker.flux(models, config)
+        if checker.diagnostics:
+            raise InvalidInputError(checker.diagnostics)
+        files = finish_layout(files, models, config)
     finally:
         gc.unfreeze()
     if environment is not None:
         files = {path: data for path, data in files.items() if in_environment(path, environment)}
-    return Build(root, config, tuple(models), files, tuple(notes), result.failed_files)
+    return Build(root, config, tuple(models), files, tuple(checker.notes()), result.failed_files)
 
 
 def in_environment(path: str, environment: str) -> bool:

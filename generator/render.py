@@ -10,7 +10,7 @@ separate step, in generator/layout.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from generator.config import Config
@@ -116,6 +116,27 @@ def apply_overlay(
     if annotations:
         metadata["annotations"] = {**metadata.get("annotations", {}), **annotations}
     return {**obj, "metadata": metadata}
+
+
+def summary(model: ModelRender) -> ModelRender:
+    """`model` without its rendered objects: their identities and what Flux needs."""
+    environments = {
+        env: replace(rendered, variant=(), objects=tuple(map(_identity, rendered.objects)))
+        for env, rendered in model.environments.items()
+    }
+    return replace(model, base=(), environments=environments)
+
+
+def _identity(obj: Object) -> Object:
+    metadata = obj["metadata"]
+    out: Object = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": metadata["name"], "namespace": metadata.get("namespace")},
+    }
+    if obj["kind"] == "Model":  # Flux health checks skip Models that scale to zero
+        out["spec"] = {"minReplicas": obj.get("spec", {}).get("minReplicas", 0)}
+    return out
 
 
 def render_all(specs: Iterable[Spec], config: Config) -> list[ModelRender]:

@@ -27,7 +27,7 @@ def kubectl() -> str:
 
 @pytest.fixture(scope="module")
 def examples_build(crds_dir: Path) -> Build:
-    return build(EXAMPLES, crds=[crds_dir])
+    return build(EXAMPLES, crds=[crds_dir], keep_objects=True)
 
 
 def kustomize(folder: Path) -> list[dict[str, Any]]:
@@ -148,3 +148,20 @@ def test_disabled_environment_has_no_overlay(examples_build: Build) -> None:
     assert "models/faster-whisper-medium/overlays/dev/kustomization.yaml" in files
     assert not any(p.startswith("models/faster-whisper-medium/overlays/prod/") for p in files)
     assert b"faster-whisper-medium" not in files["clusters/prod/kustomization.yaml"]
+
+
+def test_summaries_keep_identities_and_give_the_same_files(
+    crds_dir: Path, examples_build: Build
+) -> None:
+    """The default (streaming) build keeps only object identities, and writes the same."""
+    slim = build(EXAMPLES, crds=[crds_dir])
+    assert slim.files == examples_build.files
+    assert slim.object_count() == examples_build.object_count()
+    for full, small in zip(examples_build.models, slim.models, strict=True):
+        assert small.base == ()
+        for env, rendered in small.environments.items():
+            keys = [object_key(obj) for obj in full.environments[env].objects]
+            assert [object_key(obj) for obj in rendered.objects] == keys
+            assert all(
+                set(obj) <= {"apiVersion", "kind", "metadata", "spec"} for obj in rendered.objects
+            )
