@@ -7,7 +7,6 @@ CLI directly (`sh`), independently of the module under test.
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import time
@@ -19,56 +18,23 @@ from hypothesis import strategies as st
 
 from generator import git as g
 from generator.errors import GitError
+from tests.gitutil import isolate_git, sh
 
 AUTHOR = g.Identity("Ada Author", "ada@example.com", "2024-05-01T12:00:00+02:00")
 COMMITTER = g.Identity("Servegen Bot", "bot@example.com", "2024-05-01T12:30:00+00:00")
 
 # Variables the test harness keeps for its own `git` calls; everything else GIT_* is
 # dropped so a bogus GIT_DIR set by a test cannot redirect the setup commands.
-_HARNESS_GIT_VARS = {
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_NOSYSTEM",
-    "GIT_AUTHOR_NAME",
-    "GIT_AUTHOR_EMAIL",
-    "GIT_COMMITTER_NAME",
-    "GIT_COMMITTER_EMAIL",
-}
-
-
-def sh(cwd: Path, *args: str, input: bytes | None = None, check: bool = True) -> str:
-    """Run the real git CLI for test setup and inspection (hooks disabled)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update({k: v for k, v in os.environ.items() if k in _HARNESS_GIT_VARS})
-    proc = subprocess.run(
-        ["git", "-c", "core.hooksPath=/dev/null", *args],
-        cwd=cwd,
-        input=input,
-        capture_output=True,
-        env=env,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {args} failed: {proc.stderr.decode()}")
-    return proc.stdout.decode("utf-8", "surrogateescape").strip()
 
 
 @pytest.fixture(autouse=True)
 def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    gitconfig = home / ".gitconfig"
-    gitconfig.write_text("[init]\n\tdefaultBranch = main\n")
-    for name in list(os.environ):
-        if name.startswith(("GIT_", "SERVEGEN_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_AUTHOR_NAME", "Setup Author")
-    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "setup@example.com")
-    monkeypatch.setenv("GIT_COMMITTER_NAME", "Setup Committer")
-    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "setup@example.com")
+    isolate_git(
+        tmp_path,
+        monkeypatch,
+        author=("Setup Author", "setup@example.com"),
+        committer=("Setup Committer", "setup@example.com"),
+    )
 
 
 @pytest.fixture

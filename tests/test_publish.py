@@ -26,53 +26,11 @@ from generator import publish as pub
 from generator.options import Common, PublishOptions
 from generator.pipeline import build
 from tests.conftest import EXAMPLES, REPO_ROOT
+from tests.gitutil import HARNESS_GIT_VARS, isolate_git, sh
 
-_HARNESS_GIT_VARS = {
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_NOSYSTEM",
-    "GIT_AUTHOR_NAME",
-    "GIT_AUTHOR_EMAIL",
-    "GIT_COMMITTER_NAME",
-    "GIT_COMMITTER_EMAIL",
-}
 TINYLLAMA = "specs/kubeai/tinyllama-chat.yaml"
 QWEN_CHAT = "specs/vllm/qwen-chat.yaml"
 RERANKER = "specs/kubeai/bge-reranker.yaml"
-
-
-def sh(cwd: Path, *args: str, check: bool = True) -> str:
-    """The real git CLI, hooks disabled, for setup and inspection."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update({k: v for k, v in os.environ.items() if k in _HARNESS_GIT_VARS})
-    proc = subprocess.run(
-        ["git", "-c", "core.hooksPath=/dev/null", *args],
-        cwd=cwd,
-        capture_output=True,
-        env=env,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {args} failed: {proc.stderr.decode()}")
-    return proc.stdout.decode("utf-8", "surrogateescape").strip()
-
-
-def isolate_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private global git config and identity; no inherited GIT_* or SERVEGEN_*."""
-    home = tmp_path / "home"
-    home.mkdir()
-    gitconfig = home / ".gitconfig"
-    gitconfig.write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
-    for name in list(os.environ):
-        if name.startswith(("GIT_", "SERVEGEN_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_AUTHOR_NAME", "Ada Author")
-    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "ada@example.com")
-    monkeypatch.setenv("GIT_COMMITTER_NAME", "Servegen Bot")
-    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "bot@example.com")
 
 
 @pytest.fixture(autouse=True)
@@ -592,7 +550,7 @@ def test_push_race_inside_the_remote_is_retried(
     env = " ".join(
         f"{k}='{v}'"
         for k, v in os.environ.items()
-        if k in _HARNESS_GIT_VARS or k in ("HOME", "PATH")
+        if k in HARNESS_GIT_VARS or k in ("HOME", "PATH")
     )
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(
