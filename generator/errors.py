@@ -33,7 +33,8 @@ class Diagnostic:
     severity: str = "error"
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}:{self.col}" if self.line else f"{self.path}:1:1"
+        # Line 0: about a path as a whole (a missing folder), with no position inside it.
+        where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
         what = f"{self.json_path}: {self.message}" if self.json_path else self.message
         return f"{where}: {self.severity}: {what}"
 

@@ -149,7 +149,10 @@ def build(
         gc.unfreeze()
     if environment is not None:
         files = {path: data for path, data in files.items() if in_environment(path, environment)}
-    return Build(root, config, tuple(models), files, tuple(checker.notes()), result.failed_files)
+    # Warnings the caller already reported (it passed `validated`) are not repeated.
+    warnings = () if validated else tuple(d for d in result.diagnostics if d.severity == "warning")
+    notes = (*(f"{d.path}: {d.message}" for d in warnings), *checker.notes())
+    return Build(root, config, tuple(models), files, notes, result.failed_files)
 
 
 def in_environment(path: str, environment: str) -> bool:

@@ -78,6 +78,12 @@ def validate_repository(root: Path, config_override: Config | None = None) -> Va
     config, diagnostics = load_config(root) if config_override is None else (config_override, [])
     loaded = load_specs(root, config.specs)
     diagnostics.extend(loaded.diagnostics)
+    if not (root / config.specs).is_dir():
+        # Not an error (a new repository may have no specs yet), but worth saying: a typo
+        # in `specs:` would otherwise render nothing without a word.
+        diagnostics.append(
+            Diagnostic(config.specs, 0, 0, "", "spec folder does not exist", "warning")
+        )
     results = [validate_file(source, config) for source in loaded.files]
     for result in results:
         diagnostics.extend(result.diagnostics)

@@ -241,3 +241,14 @@ def test_help_is_cheap_to_import() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_missing_spec_folder_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "servegen.yaml").write_text("specs: spec\n")
+    code, out, _ = run(["-C", str(tmp_path), "validate"], capsys)
+    assert code == 0
+    assert out.splitlines()[0] == "spec: warning: spec folder does not exist"
+    code, _, err = run(["-C", str(tmp_path), "render"], capsys)
+    assert code == 0 and "note: spec: spec folder does not exist" in err
