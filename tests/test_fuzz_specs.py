@@ -1,0 +1,139 @@
+"""Whatever a spec author types, validate answers 0 or 1 with positions: never a crash."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from generator import cli
+from tests.conftest import EXAMPLES
+
+SPECS = sorted((EXAMPLES / "specs").rglob("*.yaml"))
+NOISE = st.sampled_from(
+    [
+        ":",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        "&a ",
+        "*a",
+        "!!python/object ",
+        "\t",
+        "\n",
+        "---\n",
+        '"',
+        "'",
+        "#",
+        "null",
+        "~",
+        "-1",
+        "1e999",
+        "\x00",
+        "\ud7ff",
+        "\u2028",
+        "0x",
+        "yes",
+    ]
+) | st.text(max_size=6)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    """An example spec with a few random insertions and deletions."""
+    text = draw(st.sampled_from(SPECS)).read_text()
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(text)))
+        if draw(st.booleans()):
+            text = text[:at] + draw(NOISE) + text[at:]
+        else:
+            text = text[:at] + text[at + draw(st.integers(1, 12)) :]
+    return text
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fuzz")
+    shutil.copy(EXAMPLES / "servegen.yaml", root / "servegen.yaml")
+    (root / "specs").mkdir()
+    return root
+
+
+@settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=mutated())
+def test_mutated_specs_never_crash(
+    repo: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "specs" / "spec.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+    code = cli.main(["-C", str(repo), "validate"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), out + err
+    assert "internal error" not in err and "Traceback" not in err
+    if code == 1:
+        assert out.startswith("specs/spec.yaml:"), out  # every problem is positioned
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["hf://a/b", "s3://b/k", "VLLM", "cpu", "1Gi", ""]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(data: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [prefix]
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            out += _paths(value, (*prefix, index))
+    return out
+
+
+@st.composite
+def retyped(draw: st.DrawFn) -> str:
+    """An example spec, still valid YAML, with one value replaced by arbitrary data."""
+    from generator.yamlio import dump, parse_rendered
+
+    (data,) = parse_rendered(draw(st.sampled_from(SPECS)).read_text())
+    path = draw(st.sampled_from(_paths(data)[1:]))
+    node = data
+    for step in path[:-1]:
+        node = node[step]  # type: ignore[index]
+    node[path[-1]] = draw(JSON_VALUES)  # type: ignore[index]
+    return dump(data)
+
+
+@settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=retyped())
+def test_retyped_specs_never_crash(
+    repo: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "specs" / "spec.yaml").write_text(text, encoding="utf-8")
+    code = cli.main(["-C", str(repo), "validate"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), out + err
+    assert "internal error" not in err and "Traceback" not in err
+    if code == 1:
+        assert out.startswith("specs/spec.yaml:"), out
