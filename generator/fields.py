@@ -175,13 +175,6 @@ EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_RE, max_length=256)]
 EnvValue = Annotated[str, BeforeValidator(_env_value), AfterValidator(reject_credential)]
 
 
-class EnvEntry(StrictModel):
-    """One variable in the list form the seed platform's SDK writes."""
-
-    name: EnvName = Field(description="Variable name.")
-    value: EnvValue = Field(default="", description="Plain value (never a credential).")
-
-
 def _envs_from_list(value: Any) -> Any:
     # The SDK writes `envs: [{name, value}]`; the core reads a map. Accept both. Entries
     # become map items here, so their values are validated (and located) like a map's.

@@ -41,8 +41,8 @@ from generator.pipeline import check_models, crd_sources
 from generator.render import ModelRender, duplicate_objects, render_spec
 from generator.validate import Spec, check_repository, load_config, validate_file
 
-# Private helpers of write_tree, reused for single files: write_tree itself walks the
-# whole output folder to find stale files: ~175 ms for 1,000 models, too slow per batch.
+# write_tree's single-file helpers: write_tree itself walks the whole output folder to
+# find stale files (~175 ms for 1,000 models), too slow for every batch.
 from generator.write import atomic_write, safe_relative, write_tree
 
 

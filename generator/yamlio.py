@@ -15,7 +15,7 @@ import io
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -467,18 +467,6 @@ def dump_documents(objects: Sequence[Any]) -> str:
 
 def dump(obj: Any) -> str:
     return dump_documents([obj])
-
-
-def iter_plain(data: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPath, Any]]:
-    """Yield (path, leaf) for every scalar of plain JSON-like data."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from iter_plain(value, (*path, key))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from iter_plain(value, (*path, index))
-    else:
-        yield path, data
 
 
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -87,7 +87,6 @@ class Facts:
 
     images: tuple[str, ...] = ()
     gpus_per_replica: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def to_yaml_value(value: Any) -> str:

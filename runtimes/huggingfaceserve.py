@@ -461,7 +461,6 @@ class HuggingFaceServe(Runtime):
         return Facts(
             images=(doc.spec.image,) if doc.spec.image else (),
             gpus_per_replica=gpus(doc, config),
-            extra={"deployment_mode": doc.serve.deployment_mode},
         )
 
 

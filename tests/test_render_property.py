@@ -115,7 +115,7 @@ def test_vllmserve_text_hostile_values(name: str, envs: dict[str, str], extra: l
     objects = _assert_round_trip(spec, config)
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][-len(extra) or len(container["args"]) :] == (extra or [])
+    assert container["args"][len(container["args"]) - len(extra) :] == extra
     rendered_env = {e["name"]: e.get("value") for e in container["env"]}
     for key, value in envs.items():
         assert rendered_env[key] == value

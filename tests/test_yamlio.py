@@ -22,7 +22,6 @@ from generator.yamlio import (
     dump,
     dump_documents,
     format_path,
-    iter_plain,
     load_documents,
     parse_rendered,
 )
@@ -283,11 +282,6 @@ def test_format_path_escapes_quotes_in_keys() -> None:
     """A key holding a quote or backslash must stay unambiguous: JSON string escaping."""
     assert format_path(("labels", 'say "hi"')) == 'labels["say \\"hi\\""]'
     assert format_path(("labels", "a\\b")) == 'labels["a\\\\b"]'
-
-
-def test_iter_plain() -> None:
-    data = {"a": [1, {"b": None}], "c": {}, "d": "x"}
-    assert list(iter_plain(data)) == [(("a", 0), 1), (("a", 1, "b"), None), (("d",), "x")]
 
 
 # --- writing ------------------------------------------------------------------------------
