@@ -75,11 +75,62 @@ def _branch_name(value: str) -> str:
 BranchName = Annotated[str, AfterValidator(_branch_name)]
 
 
+def in_cluster_namespace(url: str) -> str | None:
+    """The namespace an in-cluster Service URL names (`http://svc.ns.svc[.cluster.local]/...`)."""
+    host = re.sub(r"^[a-z]+://", "", url).split("/", 1)[0].split(":", 1)[0]
+    match = re.fullmatch(r"[a-z0-9-]+\.([a-z0-9-]+)\.svc(\.cluster\.local)?\.?", host)
+    return match.group(1) if match else None
+
+
+def kubeai_endpoint(namespace: str) -> str:
+    """The OpenAI base URL of the KubeAI proxy installed in `namespace`."""
+    # kubeai v0.22.1 charts/kubeai/templates/service.yaml: Service `kubeai`, port 80.
+    return f"http://kubeai.{namespace}.svc.cluster.local/openai/v1"
+
+
+class KubeAIInstall(StrictModel):
+    """Where one environment's KubeAI runs; its Models must live in that namespace."""
+
+    namespace: DnsLabel = Field(
+        description="Namespace KubeAI runs in. KubeAI reconciles Models only in its own "
+        "namespace, so this environment's Models are written there."
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="OpenAI base URL of this KubeAI, as clients reach it "
+        "(default: http://kubeai.<namespace>.svc.cluster.local/openai/v1).",
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_in_namespace(self) -> KubeAIInstall:
+        named = in_cluster_namespace(self.endpoint or "")
+        if named is not None and named != self.namespace:
+            raise ValueError(
+                f"endpoint {self.endpoint!r} is a Service in namespace {named!r}, but KubeAI "
+                f"runs in {self.namespace!r}: the Models and the endpoint must agree"
+            )
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.endpoint or kubeai_endpoint(self.namespace)
+
+
 class Environment(StrictModel):
     """One deployment environment (a Flux entry point under clusters/<env>)."""
 
     namespace: DnsLabel | None = Field(
         default=None, description="Namespace for this environment; default: the top-level one."
+    )
+    cluster: DnsLabel | None = Field(
+        default=None,
+        description="Name of the cluster this environment deploys to. Environments with the "
+        "same cluster (all of them, when none is set) must not write the same object: "
+        "servegen refuses, e.g., one KubeAI Model written by two environments.",
+    )
+    kubeai: KubeAIInstall | None = Field(
+        default=None, description="This environment's KubeAI; default: the top-level `kubeai`."
     )
     labels: Labels = Field(default_factory=dict, description="Labels added to every object.")
     annotations: Annotations = Field(
@@ -110,12 +161,26 @@ class Deploy(StrictModel):
     )
 
 
-class KubeAI(StrictModel):
-    endpoint: str = Field(
-        default="http://kubeai/openai/v1",
-        pattern=r"^https?://[^\s]+$",
-        description="OpenAI base URL of the KubeAI proxy, as clients reach it.",
+class KubeAI(KubeAIInstall):
+    """The KubeAI every environment uses unless it names its own."""
+
+    namespace: DnsLabel = Field(
+        default="kubeai",
+        description="Namespace KubeAI runs in (default kubeai). KubeAI reconciles Models "
+        "only in its own namespace, so Models are written there.",
     )
+
+
+class KServe(StrictModel):
+    version: str = Field(
+        default="0.20",
+        pattern=r"^v?0\.[0-9]+(\.[0-9]+)?$",
+        description="KServe release the clusters run (default 0.20); decides the "
+        "deployment-mode names (Standard/Knative from 0.16, RawDeployment/Serverless before).",
+    )
+
+    def at_least(self, minor: int) -> bool:
+        return int(self.version.lstrip("v").split(".")[1]) >= minor
 
 
 class VLLM(StrictModel):
@@ -206,6 +271,7 @@ class Config(StrictModel):
     )
     deploy: Deploy = Field(default_factory=Deploy, description="Publishing to the deploy branch.")
     kubeai: KubeAI = Field(default_factory=KubeAI, description="KubeAI settings.")
+    kserve: KServe = Field(default_factory=KServe, description="KServe settings.")
     vllm: VLLM = Field(default_factory=VLLM, description="vLLM images.")
     telemetry: Telemetry = Field(default_factory=Telemetry, description="Tracing.")
     validation: Validation = Field(
@@ -223,6 +289,13 @@ class Config(StrictModel):
         if specs == output or specs in output.parents or output in specs.parents:
             raise ValueError("`specs` and `output` must not contain each other")
         return self
+
+    def kubeai_for(self, environment: str) -> KubeAIInstall:
+        """The KubeAI install an environment's Models go to."""
+        return self.environments[environment].kubeai or self.kubeai
+
+    def cluster_of(self, environment: str) -> str:
+        return self.environments[environment].cluster or ""
 
     def namespace_for(self, environment: str, spec_namespace: str | None) -> str:
         if spec_namespace:

@@ -1,10 +1,15 @@
 """Flux objects that make a cluster follow one environment of the deploy branch.
 
-Per environment: a GitRepository on the deploy branch and a Kustomization applying
-./clusters/<env> with pruning and health checks that work for these kinds:
-Deployments and InferenceServices report kstatus conditions; KubeAI Models have no
-conditions, so they get a CEL `healthCheckExprs` on status.replicas.ready, and Models
-that may scale to zero are not health-checked at all (they would never become ready).
+Per environment, all in flux/<env>/:
+- a GitRepository on the deploy branch;
+- the Kustomization `<name>-<env>` applying ./clusters/<env> (the models) with pruning
+  and health checks that work for these kinds: Deployments and InferenceServices report
+  kstatus conditions; KubeAI Models have no conditions, so they get a CEL
+  `healthCheckExprs` on status.replicas.ready, and Models that may scale to zero are not
+  health-checked at all (they would never become ready);
+- the Kustomization `<name>-<env>-flux` applying ./flux/<env> itself. Applied once by
+  hand (`kubectl apply -k flux/<env>`), it keeps these objects, the health checks above
+  included, in step with the deploy branch from then on.
 """
 
 from __future__ import annotations
@@ -72,11 +77,21 @@ def flux_objects(
         spec["healthCheckExprs"] = [
             {"apiVersion": "kubeai.org/v1", "kind": "Model", "current": KUBEAI_MODEL_READY}
         ]
-    metadata = {
-        "name": name,
-        "namespace": flux.namespace,
-        "labels": {"app.kubernetes.io/managed-by": "servegen"},
+    labels = {"app.kubernetes.io/managed-by": "servegen"}
+    metadata = {"name": name, "namespace": flux.namespace, "labels": labels}
+    # kustomize-controller v1.9.4 (fluxcd/pkg ssa/manager_wait.go): a health check whose
+    # target is gone counts as NotFound until the timeout, and objects applied once by
+    # hand are never updated from git. So the objects carrying the health checks are
+    # themselves applied from the deploy branch, by a Kustomization that includes itself.
+    sync: dict[str, Any] = {
+        "interval": flux.interval,
+        "path": f"./flux/{environment}",
+        "prune": True,
+        "sourceRef": {"kind": "GitRepository", "name": name},
+        "timeout": flux.timeout,
+        "wait": False,
     }
+    kustomization = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization"}
     return [
         {
             "apiVersion": "source.toolkit.fluxcd.io/v1",
@@ -84,10 +99,6 @@ def flux_objects(
             "metadata": metadata,
             "spec": source,
         },
-        {
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": metadata,
-            "spec": spec,
-        },
+        {**kustomization, "metadata": metadata, "spec": spec},
+        {**kustomization, "metadata": {**metadata, "name": f"{name}-flux"}, "spec": sync},
     ]

@@ -310,7 +310,7 @@ class IncrementalBuild:
         found = [d for state in states for d in state.problems]
         found += check_repository([spec for state in states for spec in state.specs])
         if not _errors(found):
-            found += duplicate_objects([m.render for m in self._models()])
+            found += duplicate_objects([m.render for m in self._models()], self.config)
         if not _errors(found):
             found += [d for state in states for d in state.checks]
             found += self._flux_checks

@@ -138,7 +138,7 @@ def build(
             checker.model(model)
             files.update(model_files(model))
             models.append(model if keep_objects else summary(model))
-        duplicates = duplicate_objects(models)
+        duplicates = duplicate_objects(models, config)
         if duplicates:
             raise InvalidInputError(duplicates)
         checker.flux(models, config)

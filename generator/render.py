@@ -65,7 +65,7 @@ def render_spec(spec: Spec, config: Config) -> ModelRender:
     environments = {}
     for env, doc in spec.environments.items():
         environment = config.environments[env]
-        namespace = config.namespace_for(env, spec.base.namespace)
+        namespace = spec.runtime.namespace_in(doc, config, env)
         same = doc is spec.base or doc.model_dump(exclude={"environments"}) == spec.base.model_dump(
             exclude={"environments"}
         )
@@ -79,7 +79,7 @@ def render_spec(spec: Spec, config: Config) -> ModelRender:
             annotations=annotations,
             variant=tuple(with_annotations(obj, annotations) for obj in variant),
             objects=objects,
-            endpoint=spec.runtime.endpoint(doc, config, namespace),
+            endpoint=spec.runtime.endpoint_in(doc, config, env, namespace),
         )
     line, col = spec.document.position(("name",))
     return ModelRender(
@@ -149,25 +149,50 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (str(metadata.get("namespace", "")), group, str(obj.get("kind")), metadata["name"])
 
 
-def duplicate_objects(models: Sequence[ModelRender]) -> list[Diagnostic]:
-    """Two specs rendering the same object in one environment would overwrite each other."""
-    seen: dict[tuple[str, tuple[str, str, str, str]], ModelRender] = {}
+def duplicate_objects(
+    models: Sequence[ModelRender], config: Config | None = None
+) -> list[Diagnostic]:
+    """Two specs (or two environments on one cluster) writing one object would fight.
+
+    With `config`, environments on the same cluster (`environments.<env>.cluster`, all of
+    them when unset) are compared with each other too: two Flux Kustomizations applying
+    one object take it from each other, and pruning one deletes the other's.
+    """
+    seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, str]] = {}
     out = []
     for model in models:
         for env, rendered in model.environments.items():
+            cluster = config.cluster_of(env) if config is not None else env
             for obj in rendered.objects:
-                key = (env, object_key(obj))
-                other = seen.setdefault(key, model)
-                if other is model:
+                key = (cluster, object_key(obj))
+                other, other_env = seen.setdefault(key, (model, env))
+                if other is model and other_env == env:
                     continue
-                what = f"{ObjectRef.of(obj)} in namespace {key[1][0]} (environment {env})"
-                out.append(
-                    Diagnostic(
-                        model.path,
-                        model.line,
-                        model.col,
-                        "name",
-                        f"{what} is also rendered by {other.path}:{other.line}:{other.col}",
+                what = f"{ObjectRef.of(obj)} in namespace {key[1][0]}"
+                if other is model:
+                    message = (
+                        f"{what} is written by both environment {other_env} and {env}, which "
+                        f"share one cluster; {_shared_hint(obj, key[1][0])}"
                     )
-                )
+                else:
+                    where = f"{other.path}:{other.line}:{other.col}"
+                    envs = env if other_env == env else f"{other_env} and {env}"
+                    message = f"{what} (environment {envs}) is also rendered by {where}"
+                out.append(Diagnostic(model.path, model.line, model.col, "name", message))
     return out
+
+
+def _shared_hint(obj: Object, namespace: str) -> str:
+    if obj.get("kind") == "Model":
+        # kubeai v0.22.1 internal/manager/run.go: one KubeAI reconciles the Models of its
+        # own namespace only, so environments sharing it share one Model namespace.
+        return (
+            f"KubeAI reads Models only from its own namespace ({namespace}), so environments "
+            "sharing one KubeAI cannot both serve a model of this name: give each its own "
+            "KubeAI (environments.<env>.kubeai.namespace), declare separate clusters "
+            "(environments.<env>.cluster), or disable the model in one environment"
+        )
+    return (
+        "give the environments different namespaces, declare separate clusters "
+        "(environments.<env>.cluster), or disable the model in one environment"
+    )

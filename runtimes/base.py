@@ -140,6 +140,14 @@ class Runtime(ABC):
     def facts(self, doc: Any, config: Config) -> Facts:
         return Facts()
 
+    def namespace_in(self, doc: Any, config: Config, environment: str) -> str:
+        """The namespace this spec's objects go to in `environment`."""
+        return config.namespace_for(environment, doc.namespace)
+
+    def endpoint_in(self, doc: Any, config: Config, environment: str, namespace: str) -> Endpoint:
+        """The catalog entry in `environment` (runtimes whose URL depends on it override)."""
+        return self.endpoint(doc, config, namespace)
+
     def render(self, doc: Any, config: Config) -> list[dict[str, Any]]:
         """Render, parse back and verify the objects for one spec."""
         variables = self.context(doc, config)

@@ -61,13 +61,25 @@ Backend = Literal["auto", "vllm", "huggingface"]
 Dtype = Literal["auto", "float16", "float32", "bfloat16", "float", "half"]
 ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
 DeploymentMode = Literal["Standard", "Knative"]
+VllmTask = Literal["embed", "score"]
 TensorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]+$", max_length=256)]
 
 GENERATIVE_TASKS = frozenset({"text_generation", "text2text_generation"})
 OPENAI_PATHS = {
     "TextGeneration": ("/chat/completions", "/completions", "/models"),
     "TextEmbedding": ("/embeddings", "/models"),
+    "Reranking": ("/rerank", "/models"),
 }
+# kserve v0.20.0 huggingfaceserver: text2text (encoder-decoder) models have no chat
+# template, so only the completions route answers.
+TEXT2TEXT_PATHS = ("/completions", "/models")
+VLLM_TASK_FEATURES = {"embed": "TextEmbedding", "score": "Reranking"}
+# kserve v0.20.0 pkg/constants/constants.go: Standard/Knative exist from 0.16; older
+# releases know only RawDeployment/Serverless and silently fall back to their default.
+LEGACY_MODE_NAMES = {"Standard": "RawDeployment", "Knative": "Serverless"}
+STORAGE_ACCOUNT_SUFFIX = "-storage"
+# URIs the storage initializer downloads (pvc:// is mounted, no credentials involved).
+DOWNLOADED_SCHEMES = ("hf://", "huggingface://", "s3://", "gs://")
 # Standard mode scales with a HorizontalPodAutoscaler (resource metrics); Knative mode
 # with the Knative Pod Autoscaler (request metrics). KServe's webhook enforces both.
 MODE_METRICS: dict[str, frozenset[str]] = {
@@ -84,7 +96,7 @@ OWNED_ARGS: dict[str, str] = {
     "model_id": "the model comes from spec.path (storageUri)",
     "model_dir": "the model comes from spec.path (storageUri)",
     "backend": "it is serve.backend",
-    "task": "it is serve.huggingface_task",
+    "task": "it is serve.huggingface_task or serve.vllm_task",
     "http_port": "KServe owns the serving ports",
     "grpc_port": "KServe owns the serving ports",
 }
@@ -173,6 +185,11 @@ class HFServe(StrictModel):
         description="Task for the Hugging Face backend (--task); default: inferred from the "
         "model architecture. Needs backend: huggingface.",
     )
+    vllm_task: VllmTask | None = Field(
+        default=None,
+        description="Task for the vLLM backend (--task): embed (embeddings) or score "
+        "(reranking); default: text generation. Needs backend: vllm.",
+    )
     max_length: int | None = Field(
         default=None, gt=0, description="Context length in tokens (--max_model_len)."
     )
@@ -230,7 +247,8 @@ class HFServe(StrictModel):
     service_account_name: DnsSubdomain | None = Field(
         default=None,
         description="ServiceAccount of the predictor; KServe hands its secrets' credentials "
-        "(e.g. HF_TOKEN for gated hf:// models) to the storage initializer.",
+        "(e.g. HF_TOKEN for gated hf:// models) to the storage initializer. Default: one "
+        "servegen renders (<name>-storage) listing `secrets` when there are any.",
     )
     node_selector: Labels = Field(
         default_factory=dict, description="Node selector labels, merged over the profile's."
@@ -334,6 +352,8 @@ def runtime_args(doc: HuggingFaceServeDocument) -> list[str]:
         args.append(f"--backend={serve.backend}")
     if serve.huggingface_task:
         args.append(f"--task={serve.huggingface_task}")
+    if serve.vllm_task:
+        args.append(f"--task={serve.vllm_task}")
     if serve.max_length is not None:
         args.append(f"--max_model_len={serve.max_length}")
     if serve.dtype:
@@ -365,7 +385,7 @@ def openai_prefix(doc: HuggingFaceServeDocument) -> str:
 class HuggingFaceServe(Runtime):
     kind: ClassVar[str] = "huggingfaceserve"
     document: ClassVar[type[SpecDocument]] = HuggingFaceServeDocument
-    templates: ClassVar[tuple[str, ...]] = ("inferenceservice.yaml.j2",)
+    templates: ClassVar[tuple[str, ...]] = ("inferenceservice.yaml.j2", "serviceaccount.yaml.j2")
 
     def check(self, doc: Any, config: Config) -> Iterable[Problem]:
         serve: HFServe = doc.serve
@@ -379,7 +399,23 @@ class HuggingFaceServe(Runtime):
                 "under vLLM (backend vllm, or auto with a vLLM-supported model) --task is "
                 "parsed by vLLM, which does not know them",
             )
+        if serve.vllm_task and serve.backend != "vllm":
+            yield Problem(
+                ("serve", "vllm_task"),
+                f"vllm_task needs backend: vllm (it is {serve.backend}): only vLLM reads "
+                "these task names",
+            )
+        if serve.tokenizer_revision is not None:
+            # kserve v0.20.0 huggingfaceserver/__main__.py loads the tokenizer from
+            # --model_dir (/mnt/models, what storageUri downloaded): a revision is not read.
+            yield Problem(
+                ("serve", "tokenizer_revision"),
+                "tokenizer_revision has no effect: the tokenizer is loaded from the files the "
+                "storage initializer downloaded from spec.path; pin the revision in spec.path "
+                "(hf://org/model@rev) instead",
+            )
         yield from _check_args(serve)
+        yield from _check_exclusive_outputs(serve)
         if serve.profile is not None and serve.profile not in config.profiles:
             known = ", ".join(sorted(config.profiles)) or "none are defined in servegen.yaml"
             yield Problem(
@@ -409,10 +445,17 @@ class HuggingFaceServe(Runtime):
         node_selector = {**(profile.node_selector if profile else {}), **serve.node_selector}
         tolerations = serve.tolerations or (profile.tolerations if profile else [])
         scaling = serve.scaling
+        # kserve v0.20.0 pkg/credentials/service_account_credentials.go: the storage
+        # initializer gets credentials only from the predictor ServiceAccount's secrets
+        # (a secret with key HF_TOKEN, pkg/credentials/hf/hf_secret.go), never from the
+        # model container's envFrom. So `secrets` also go on a ServiceAccount.
+        storage_account = storage_account_name(doc) if uses_storage_account(doc) else None
         return {
             "name": doc.name,
             "labels": {**doc.labels, "app.kubernetes.io/name": doc.name},
-            "deployment_mode": serve.deployment_mode,
+            "deployment_mode": deployment_mode_name(serve.deployment_mode, config),
+            "storage_account": storage_account,
+            "storage_secrets": [{"name": s} for s in serve.secrets],
             "storage_uri": storage_uri(doc),
             "args": runtime_args(doc),
             "env": [{"name": k, "value": v} for k, v in sorted(serve.envs.items())],
@@ -423,14 +466,17 @@ class HuggingFaceServe(Runtime):
             "max_replicas": scaling.max_replicas,
             "scale_metric": scaling.scale_metric,
             "scale_target": scaling.scale_target,
-            "service_account_name": serve.service_account_name,
+            "service_account_name": serve.service_account_name or storage_account,
             "node_selector": node_selector,
             "tolerations": [t.to_kubernetes() for t in tolerations],
             "runtime_class_name": profile.runtime_class_name if profile else None,
         }
 
     def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
-        return [ObjectRef(API_VERSION, KIND, doc.name)]
+        refs = [ObjectRef(API_VERSION, KIND, doc.name)]
+        if uses_storage_account(doc):
+            refs.append(ObjectRef("v1", "ServiceAccount", storage_account_name(doc)))
+        return refs
 
     def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
         """OpenAI tasks get the OpenAI base URL and paths relative to it; the other tasks
@@ -441,10 +487,16 @@ class HuggingFaceServe(Runtime):
         task = doc.serve.huggingface_task
         base_url, features = host, (str(task),)
         paths: tuple[str, ...] = (f"/v2/models/{name}/infer", f"/v1/models/{name}:predict")
-        if task is None or task in GENERATIVE_TASKS or task == "text_embedding":
+        if doc.serve.vllm_task is not None:
+            feature = VLLM_TASK_FEATURES[doc.serve.vllm_task]
+            base_url = f"{host}{openai_prefix(doc)}/v1"
+            features, paths = (feature,), OPENAI_PATHS[feature]
+        elif task is None or task in GENERATIVE_TASKS or task == "text_embedding":
             feature = "TextEmbedding" if task == "text_embedding" else "TextGeneration"
             base_url = f"{host}{openai_prefix(doc)}/v1"
             features, paths = (feature,), OPENAI_PATHS[feature]
+            if task == "text2text_generation":
+                paths = TEXT2TEXT_PATHS
         elif task == "time_series_forecast":
             paths = ("/v1/timeseries/forecast", "/v1/timeseries/models")
         return Endpoint(
@@ -516,6 +568,38 @@ def _check_args(serve: HFServe) -> Iterable[Problem]:
             value = getattr(serve, field)
             if value is not None and value != []:
                 yield Problem(("serve", "args", index), f"--{name} is already set by serve.{field}")
+
+
+def _check_exclusive_outputs(serve: HFServe) -> Iterable[Problem]:
+    # kserve v0.20.0 python/huggingfaceserver/huggingfaceserver/__main__.py: the two flags
+    # are a mutually exclusive argparse group; the server exits at start with both.
+    names = [_arg_name(arg) for arg in serve.args]
+    if "return_raw_logits" not in names:
+        return
+    if serve.return_probabilities or "return_probabilities" in names:
+        yield Problem(
+            ("serve", "args", names.index("return_raw_logits")),
+            "--return_raw_logits cannot go with return_probabilities: the runtime refuses "
+            "both at start; choose one",
+        )
+
+
+def uses_storage_account(doc: HuggingFaceServeDocument) -> bool:
+    """Whether servegen renders a ServiceAccount carrying `secrets` for the download."""
+    serve = doc.serve
+    return (
+        bool(serve.secrets)
+        and serve.service_account_name is None
+        and doc.spec.path.startswith(DOWNLOADED_SCHEMES)
+    )
+
+
+def storage_account_name(doc: HuggingFaceServeDocument) -> str:
+    return f"{doc.name}{STORAGE_ACCOUNT_SUFFIX}"
+
+
+def deployment_mode_name(mode: str, config: Config) -> str:
+    return mode if config.kserve.at_least(16) else LEGACY_MODE_NAMES[mode]
 
 
 def _check_scaling(serve: HFServe) -> Iterable[Problem]:

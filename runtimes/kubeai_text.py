@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -15,6 +16,8 @@ from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
 ADAPTER_URL_RE = r"^(hf|s3|gs|oss)://[a-zA-Z0-9._:/@-]+$"
 CACHEABLE_SCHEMES = ("hf://", "s3://", "gs://", "oss://")
+# hf://org/model@revision: KubeAI itself has no revision syntax (see _revision()).
+_HF_REVISION = re.compile(r"^hf://([^@?]+)@([A-Za-z0-9][A-Za-z0-9._/-]*)$")
 
 Feature = Literal["TextGeneration", "TextEmbedding", "Reranking", "SpeechToText"]
 Engine = Literal["VLLM", "OLlama", "Infinity", "FasterWhisper"]
@@ -170,6 +173,8 @@ class KubeAIText(Runtime):
             yield Problem(("spec", "url"), "engine OLlama loads ollama:// or pvc:// URLs")
         if spec.url.startswith(("gs://", "oss://")) and serve.cache_profile is None:
             yield Problem(("spec", "url"), "gs:// and oss:// URLs need serve.cache_profile")
+        yield from _check_engine_source(spec, serve)
+        yield from _check_namespace(doc, config)
         if serve.cache_profile is not None and not spec.url.startswith(CACHEABLE_SCHEMES):
             yield Problem(
                 ("serve", "cache_profile"),
@@ -191,8 +196,9 @@ class KubeAIText(Runtime):
         scaling = serve.scaling
         env = dict(OLLAMA_ENV) if spec.engine == "OLlama" else {}
         env.update(serve.envs)
+        url, revision_args = _revision(spec.url)
         model: dict[str, Any] = {
-            "url": spec.url,
+            "url": url,
             "engine": spec.engine,
             "features": list(spec.features),
             "resourceProfile": f"{serve.profile}:{serve.processors}",
@@ -201,7 +207,7 @@ class KubeAIText(Runtime):
         optional: dict[str, Any] = {
             "adapters": [a.model_dump() for a in spec.adapters] or None,
             "image": spec.image,
-            "args": list(serve.args) or None,
+            "args": [*revision_args, *serve.args] or None,
             "env": dict(sorted(env.items())) or None,
             "envFrom": [{"secretRef": {"name": s}} for s in serve.secrets] or None,
             "files": [f.model_dump() for f in serve.files] or None,
@@ -214,32 +220,156 @@ class KubeAIText(Runtime):
         }
         if scaling.autoscaling_disabled:
             # The KubeAI autoscaler owns spec.replicas; only a pinned model sets it.
+            # kubeai v0.22.1 internal/modelcontroller/model_controller.go: with
+            # autoscalingDisabled the replica bounds are not applied, so minReplicas
+            # means nothing to KubeAI; it follows the pinned count so that a model pinned
+            # at 0 is not health-checked as if one replica had to become ready.
+            pinned = pinned_replicas(scaling)
             optional["autoscalingDisabled"] = True
-            optional["replicas"] = (
-                scaling.replicas if scaling.replicas is not None else scaling.min_replicas
-            )
+            optional["replicas"] = pinned
+            model["minReplicas"] = pinned
         model.update({key: value for key, value in optional.items() if value is not None})
         return {"name": model_name(doc), "labels": dict(doc.labels), "spec": model}
 
     def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
         return [ObjectRef("kubeai.org/v1", "Model", model_name(doc))]
 
+    def namespace_in(self, doc: Any, config: Config, environment: str) -> str:
+        # kubeai v0.22.1 internal/manager/run.go: the manager caches and reconciles only
+        # POD_NAMESPACE (its own); a Model anywhere else is never served.
+        return config.kubeai_for(environment).namespace
+
+    def endpoint_in(self, doc: Any, config: Config, environment: str, namespace: str) -> Endpoint:
+        return self._endpoint(doc, config.kubeai_for(environment).url, namespace)
+
     def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+        return self._endpoint(doc, config.kubeai.url, namespace)
+
+    def _endpoint(self, doc: Any, base_url: str, namespace: str) -> Endpoint:
         name = model_name(doc)
-        paths = [path for f in doc.spec.features for path in FEATURE_PATHS[f]]
+        features = list(doc.spec.features)
+        paths = [path for f in features for path in FEATURE_PATHS[f]]
         return Endpoint(
             name=doc.name,
             runtime=self.kind,
             namespace=namespace,
-            base_url=config.kubeai.endpoint,
+            base_url=base_url,
             model=name,
             adapters=tuple(f"{name}_{a.name}" for a in doc.spec.adapters),
-            features=tuple(doc.spec.features),
-            paths=(*paths, "/models"),
+            features=tuple(features),
+            paths=(*paths, models_path(features)),
         )
 
     def facts(self, doc: Any, config: Config) -> Facts:
         return Facts(images=(doc.spec.image,) if doc.spec.image else ())
+
+
+def models_path(features: list[str]) -> str:
+    """The model-list route that shows a model with these features."""
+    # kubeai v0.22.1 internal/openaiserver/models.go: /v1/models lists TextGeneration
+    # models only, unless ?feature=... names other features.
+    if "TextGeneration" in features:
+        return "/models"
+    return "/models?" + "&".join(f"feature={f}" for f in features)
+
+
+def pinned_replicas(scaling: Scaling) -> int:
+    return scaling.replicas if scaling.replicas is not None else scaling.min_replicas
+
+
+def _revision(url: str) -> tuple[str, list[str]]:
+    """`hf://org/model@rev` as KubeAI can load it: the plain repo plus vLLM's --revision."""
+    match = _HF_REVISION.fullmatch(url)
+    if match is None:
+        return url, []
+    return f"hf://{match.group(1)}", [f"--revision={match.group(2)}"]
+
+
+def _arg_names(args: list[str]) -> list[str]:
+    return [a[2:].split("=", 1)[0].replace("_", "-") for a in args if a.startswith("--")]
+
+
+def _check_revision(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
+    # kubeai v0.22.1 internal/modelcontroller/engine_vllm.go passes the repo as
+    # --model=<ref> and components/model-loader/load.sh downloads <ref> as given: neither
+    # knows `@revision`. Only vLLM downloading by itself (no cache profile) can take
+    # the revision, as its own --revision flag.
+    if "@" in spec.url.split("?", 1)[0] and _HF_REVISION.fullmatch(spec.url) is None:
+        yield Problem(("spec", "url"), "only hf:// URLs may name a revision (hf://org/model@rev)")
+        return
+    if _HF_REVISION.fullmatch(spec.url) is None:
+        return
+    if spec.engine != "VLLM" or serve.cache_profile is not None:
+        why = (
+            f"engine {spec.engine} downloads the repository as named"
+            if spec.engine != "VLLM"
+            else "with a cache_profile the KubeAI model loader downloads the default branch"
+        )
+        yield Problem(
+            ("spec", "url"),
+            f"KubeAI has no revision syntax for hf:// URLs ({why}, so @revision names a "
+            "repository that does not exist); drop @revision or pin a repository snapshot",
+        )
+    elif "revision" in _arg_names(serve.args):
+        yield Problem(
+            ("spec", "url"),
+            "the revision is given twice: in spec.url (@revision) and as --revision in serve.args",
+        )
+
+
+def _check_engine_source(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
+    yield from _check_revision(spec, serve)
+    for index, adapter in enumerate(spec.adapters):
+        if "@" in adapter.url:
+            # kubeai v0.22.1 internal/modelcontroller/adapters.go runs the loader's `load <url>`.
+            yield Problem(
+                ("spec", "adapters", index, "url"),
+                "KubeAI adapter URLs have no revision syntax (@revision)",
+            )
+    no_cache = serve.cache_profile is None
+    if spec.url.startswith("s3://") and spec.engine in ("Infinity", "FasterWhisper") and no_cache:
+        # kubeai v0.22.1 internal/modelcontroller/engine_infinity.go and
+        # engine_fasterwhisper.go pass s3's bucket/path on as a Hugging Face model id;
+        # only VLLM streams s3:// itself (engine_vllm.go, runai_streamer).
+        yield Problem(
+            ("spec", "url"),
+            f"engine {spec.engine} loads s3:// URLs only through a cache profile (without one "
+            "it would look bucket/path up on Hugging Face); set serve.cache_profile",
+        )
+    if spec.engine != "OLlama":
+        return
+    if spec.url.startswith("pvc://") and "model=" not in spec.url.partition("?")[2]:
+        # kubeai v0.22.1 internal/modelcontroller/engine_ollama.go: the startup probe
+        # runs `ollama cp <?model=> <name>`; without ?model= it copies "" and never starts.
+        yield Problem(
+            ("spec", "url"),
+            "engine OLlama needs the model's Ollama name with pvc:// URLs: "
+            "pvc://<claim>?model=<name>, e.g. pvc://models?model=qwen2:0.5b",
+        )
+    if serve.args:
+        # kubeai v0.22.1 internal/modelcontroller/engine_ollama.go: args replace the
+        # image's `serve` command, so the Ollama server never starts.
+        yield Problem(
+            ("serve", "args"),
+            "engine OLlama takes no args: they replace the image's `ollama serve` command; "
+            "configure Ollama with serve.envs (OLLAMA_*) instead",
+        )
+
+
+def _check_namespace(doc: KubeAITextDocument, config: Config) -> Iterable[Problem]:
+    if doc.namespace is None:
+        return
+    for env in config.environments:
+        kubeai = config.kubeai_for(env).namespace
+        if doc.namespace != kubeai:
+            # kubeai v0.22.1 internal/manager/run.go: Models outside KubeAI's own
+            # namespace are never reconciled.
+            yield Problem(
+                ("namespace",),
+                f"KubeAI Models must live where KubeAI runs: namespace {kubeai!r} in "
+                f"environment {env}; remove `namespace` (it is set from kubeai.namespace)",
+            )
+            return
 
 
 def _check_scaling(scaling: Scaling) -> Iterable[Problem]:
@@ -248,6 +378,13 @@ def _check_scaling(scaling: Scaling) -> Iterable[Problem]:
             ("serve", "scaling", "min_replicas"),
             f"min_replicas ({scaling.min_replicas}) must be <= max_replicas "
             f"({scaling.max_replicas})",
+        )
+    pinned = pinned_replicas(scaling)
+    limit = scaling.max_replicas
+    if scaling.autoscaling_disabled and limit is not None and pinned > limit:
+        yield Problem(
+            ("serve", "scaling", "replicas"),
+            f"replicas ({pinned}) must be <= max_replicas ({limit})",
         )
     if scaling.replicas is not None and not scaling.autoscaling_disabled:
         yield Problem(
