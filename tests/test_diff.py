@@ -31,7 +31,7 @@ def dev_object_count() -> int:
     models = sum(
         len(m.environments["dev"].objects) for m in result.models if "dev" in m.environments
     )
-    return models + 2
+    return models + 3  # GitRepository and the two Flux Kustomizations
 
 
 def diff(work: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -51,8 +51,8 @@ def test_text_diff_of_a_known_change(spec_repo: Path, capsys: pytest.CaptureFixt
     head = sh(spec_repo, "rev-parse", "--short=7", "HEAD")
     assert out.startswith(f"servegen diff {head} -> working tree\nnote: base: HEAD\n")
     assert "dev: 0 added, 1 changed, 0 removed\nprod: 0 added, 0 changed, 0 removed\n" in out
-    assert "== dev: changed Model llm-dev/tinyllama-chat (model tinyllama-chat)\n" in out
-    assert "--- a/dev/Model/llm-dev/tinyllama-chat\n+++ b/dev/Model/llm-dev/tinyllama-chat\n" in out
+    assert "== dev: changed Model kubeai/tinyllama-chat (model tinyllama-chat)\n" in out
+    assert "--- a/dev/Model/kubeai/tinyllama-chat\n+++ b/dev/Model/kubeai/tinyllama-chat\n" in out
     assert "\n-  maxReplicas: 2\n+  maxReplicas: 3\n" in out
 
 
@@ -77,7 +77,7 @@ def test_markdown_diff_of_a_known_change(
     assert table in out
     assert out.index(table) < out.index("<details>")
     assert (
-        "<details><summary><code>dev</code>: changed Model llm-dev/tinyllama-chat "
+        "<details><summary><code>dev</code>: changed Model kubeai/tinyllama-chat "
         "(model tinyllama-chat)</summary>\n\n```diff\n"
     ) in out
     assert "+  maxReplicas: 3\n" in out and "\n```\n\n</details>\n" in out
@@ -99,7 +99,7 @@ def test_json_diff_of_a_known_change(spec_repo: Path, capsys: pytest.CaptureFixt
         "model": "tinyllama-chat",
         "apiVersion": "kubeai.org/v1",
         "kind": "Model",
-        "namespace": "llm-dev",
+        "namespace": "kubeai",
         "name": "tinyllama-chat",
     }
     assert "+  maxReplicas: 3\n" in change["diff"]
@@ -119,7 +119,7 @@ def test_markdown_is_capped_and_the_output_file_is_complete(
     code, out, _ = diff(spec_repo, capsys, *args, "--output-file", str(full_file))
     assert code == 0
     assert len(out) <= 4000
-    count = dev_object_count() - 2  # Flux objects carry no environment labels
+    count = dev_object_count() - 3  # Flux objects carry no environment labels
     assert f"| `dev` | 0 | {count} | 0 |" in out
     assert "**Truncated:**" in out and f"of {count} object diff(s) not shown" in out
     assert out.count("<details>") == out.count("</details>") >= 1
