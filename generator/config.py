@@ -6,7 +6,14 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from generator.fields import (
     Annotations,
@@ -102,15 +109,18 @@ class KubeAIInstall(StrictModel):
         "(default: http://kubeai.<namespace>.svc.cluster.local/openai/v1).",
     )
 
-    @model_validator(mode="after")
-    def _endpoint_in_namespace(self) -> KubeAIInstall:
-        named = in_cluster_namespace(self.endpoint or "")
-        if named is not None and named != self.namespace:
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_in_namespace(cls, endpoint: str | None, info: ValidationInfo) -> str | None:
+        namespace = info.data.get("namespace")
+        named = in_cluster_namespace(endpoint or "")
+        if namespace is not None and named is not None and named != namespace:
             raise ValueError(
-                f"endpoint {self.endpoint!r} is a Service in namespace {named!r}, but KubeAI "
-                f"runs in {self.namespace!r}: the Models and the endpoint must agree"
+                f"{endpoint!r} is a Service in namespace {named!r}, but KubeAI runs in "
+                f"{namespace!r} (where the Models go): the endpoint and the namespace "
+                "must agree"
             )
-        return self
+        return endpoint
 
     @property
     def url(self) -> str:

@@ -308,7 +308,8 @@ def _check_revision(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
         yield Problem(
             ("spec", "url"),
             f"KubeAI has no revision syntax for hf:// URLs ({why}, so @revision names a "
-            "repository that does not exist); drop @revision or pin a repository snapshot",
+            "repository that does not exist); drop @revision: only engine VLLM without a "
+            "cache_profile can pin one (servegen passes it to vLLM as --revision)",
         )
     elif "revision" in _arg_names(serve.args):
         yield Problem(
