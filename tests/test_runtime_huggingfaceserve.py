@@ -288,6 +288,99 @@ def test_env_secrets_and_service_account() -> None:
     assert obj["spec"]["predictor"]["serviceAccountName"] == "models-reader"
 
 
+def all_objects(doc: HuggingFaceServeDocument, config: Config | None = None) -> list[Any]:
+    config = config or Config()
+    assert list(RUNTIME.check(doc, config)) == []
+    return RUNTIME.render(doc, config)
+
+
+def test_secrets_reach_the_storage_initializer_through_a_service_account() -> None:
+    """kserve v0.20.0: the downloader reads the predictor ServiceAccount's secrets only."""
+    isvc, account = all_objects(make({"secrets": ["hf-token", "s3-creds"]}))
+    assert_valid_isvc(isvc)
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == "qwen-storage"
+    assert account == {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "qwen-storage", "labels": {"app.kubernetes.io/name": "qwen"}},
+        "automountServiceAccountToken": False,
+        "secrets": [{"name": "hf-token"}, {"name": "s3-creds"}],
+    }
+    # The runtime container keeps them too (envFrom), as before.
+    assert isvc["spec"]["predictor"]["model"]["envFrom"][0] == {"secretRef": {"name": "hf-token"}}
+
+
+@pytest.mark.parametrize(
+    ("serve", "spec"),
+    [
+        ({"secrets": ["hf-token"], "service_account_name": "mine"}, {}),
+        ({"secrets": ["creds"]}, {"path": "pvc://models/qwen"}),
+        ({}, {}),
+    ],
+    ids=["own-account", "pvc-is-not-downloaded", "no-secrets"],
+)
+def test_no_service_account_when_not_needed(serve: dict[str, Any], spec: dict[str, Any]) -> None:
+    (isvc,) = all_objects(make(serve, **spec))
+    assert isvc["spec"]["predictor"].get("serviceAccountName") == serve.get("service_account_name")
+
+
+def test_the_gated_example_downloads_with_its_token(crds_dir: Path) -> None:
+    from generator.pipeline import build
+    from tests.conftest import EXAMPLES
+
+    result = build(EXAMPLES, crds=[crds_dir], keep_objects=True)
+    (llama,) = [m for m in result.models if m.name == "llama-kserve"]
+    objects = {o["kind"]: o for o in llama.environments["prod"].objects}
+    account = objects["ServiceAccount"]
+    assert account["metadata"]["namespace"] == "llm-prod"
+    assert account["secrets"] == [{"name": "hf-token"}]
+    predictor = objects["InferenceService"]["spec"]["predictor"]
+    assert predictor["serviceAccountName"] == account["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("version", "standard", "knative"),
+    [
+        ("0.15", "RawDeployment", "Serverless"),
+        ("v0.15.2", "RawDeployment", "Serverless"),
+        ("0.16", "Standard", "Knative"),
+        ("0.20", "Standard", "Knative"),
+    ],
+)
+def test_deployment_mode_names_follow_the_kserve_version(
+    version: str, standard: str, knative: str
+) -> None:
+    config = Config.model_validate({"kserve": {"version": version}})
+    key = "serving.kserve.io/deploymentMode"
+    assert render(make(), config)["metadata"]["annotations"][key] == standard
+    doc = make({"deployment_mode": "Knative"})
+    assert render(doc, config)["metadata"]["annotations"][key] == knative
+
+
+@pytest.mark.parametrize(
+    ("task", "feature", "route"),
+    [("embed", "TextEmbedding", "/embeddings"), ("score", "Reranking", "/rerank")],
+)
+def test_vllm_backend_tasks(task: str, feature: str, route: str) -> None:
+    doc = make({"backend": "vllm", "vllm_task": task})
+    assert render(doc)["spec"]["predictor"]["model"]["args"] == [
+        "--model_name=qwen",
+        "--backend=vllm",
+        f"--task={task}",
+    ]
+    endpoint = RUNTIME.endpoint(doc, Config(), "ns")
+    assert endpoint.features == (feature,)
+    assert endpoint.paths == (route, "/models")
+    assert endpoint.base_url == "http://qwen-predictor.ns.svc.cluster.local/openai/v1"
+
+
+def test_return_raw_logits_alone_is_fine() -> None:
+    doc = make({"backend": "huggingface", "args": ["--return_raw_logits"]})
+    assert paths(doc) == []
+    both = make({"args": ["--return_probabilities", "--return-raw-logits"]})
+    assert paths(both) == [("serve", "args", 1)]
+
+
 # --- resources, profiles and policy ---------------------------------------------------
 
 
@@ -503,7 +596,10 @@ def test_endpoint_for_text_generation() -> None:
         "http://qwen-predictor.llm.svc.cluster.local/openai/v1/models",
     ]
     t2t = make({"backend": "huggingface", "huggingface_task": "text2text_generation"})
-    assert RUNTIME.endpoint(t2t, Config(), "llm").features == ("TextGeneration",)
+    t2t_endpoint = RUNTIME.endpoint(t2t, Config(), "llm")
+    assert t2t_endpoint.features == ("TextGeneration",)
+    # Encoder-decoder models have no chat template: no chat route in the catalog.
+    assert t2t_endpoint.paths == ("/completions", "/models")
 
 
 def test_endpoint_for_embeddings() -> None:

@@ -1,0 +1,223 @@
+"""kubeai-text: what KubeAI v0.22.1 actually does with the Models servegen writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator.config import Config
+from generator.errors import InvalidInputError
+from generator.flux import flux_objects
+from generator.pipeline import build
+from runtimes.kubeai_text import KubeAIText, KubeAITextDocument
+
+RUNTIME = KubeAIText()
+
+TWO_ENVIRONMENTS = """\
+namespace: llm
+environments:
+  dev: {namespace: llm-dev}
+  prod: {namespace: llm-prod}
+flux: {url: "https://github.com/example-org/llm-serving"}
+"""
+
+CHAT = """\
+kind: kubeai-text
+name: tinyllama-chat
+spec:
+  url: hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0
+"""
+
+
+def make(serve: dict[str, Any] | None = None, **spec: Any) -> KubeAITextDocument:
+    body: dict[str, Any] = {
+        "kind": "kubeai-text",
+        "name": "chat",
+        "spec": {"url": "hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0", **spec},
+    }
+    if serve is not None:
+        body["serve"] = serve
+    return KubeAITextDocument.model_validate(body)
+
+
+def model_spec(doc: KubeAITextDocument, config: Config | None = None) -> dict[str, Any]:
+    config = config or Config()
+    assert list(RUNTIME.check(doc, config)) == []
+    (obj,) = RUNTIME.render(doc, config)
+    spec: dict[str, Any] = obj["spec"]
+    return spec
+
+
+def repo(tmp_path: Path, config: str, *specs: str) -> Path:
+    (tmp_path / "specs").mkdir(parents=True)
+    (tmp_path / "servegen.yaml").write_text(config)
+    for index, text in enumerate(specs):
+        (tmp_path / "specs" / f"spec{index}.yaml").write_text(text)
+    return tmp_path
+
+
+# --- defect 1: Models go where KubeAI runs --------------------------------------------
+
+
+def test_models_go_to_the_namespace_of_each_environments_kubeai(
+    tmp_path: Path, crds_dir: Path
+) -> None:
+    config = TWO_ENVIRONMENTS.replace(
+        "  dev: {namespace: llm-dev}",
+        "  dev: {namespace: llm-dev, kubeai: {namespace: kubeai-dev}}",
+    )
+    result = build(repo(tmp_path, config, CHAT), crds=[crds_dir], keep_objects=True)
+    (model,) = result.models
+    dev, prod = model.environments["dev"], model.environments["prod"]
+    assert dev.objects[0]["metadata"]["namespace"] == "kubeai-dev"
+    assert prod.objects[0]["metadata"]["namespace"] == "kubeai"  # the top-level default
+    assert dev.endpoint.base_url == "http://kubeai.kubeai-dev.svc.cluster.local/openai/v1"
+    assert prod.endpoint.base_url == "http://kubeai.kubeai.svc.cluster.local/openai/v1"
+    assert (dev.endpoint.namespace, prod.endpoint.namespace) == ("kubeai-dev", "kubeai")
+    overlay = result.files["models/tinyllama-chat/overlays/dev/kustomization.yaml"].decode()
+    assert "namespace: kubeai-dev" in overlay
+    checks = flux_objects(result.models, result.config, "dev")[1]["spec"]["healthChecks"]
+    assert checks == [
+        {
+            "apiVersion": "kubeai.org/v1",
+            "kind": "Model",
+            "name": "tinyllama-chat",
+            "namespace": "kubeai-dev",
+        }
+    ]
+
+
+def test_an_explicit_endpoint_is_the_catalog_url(tmp_path: Path, crds_dir: Path) -> None:
+    config = TWO_ENVIRONMENTS + "kubeai: {endpoint: 'https://llm.example.com/openai/v1'}\n"
+    config = config.replace(
+        "  prod: {namespace: llm-prod}", "  prod: {namespace: llm-prod, cluster: b}"
+    )
+    result = build(repo(tmp_path, config, CHAT), crds=[crds_dir])
+    assert result.models[0].environments["prod"].endpoint.base_url == (
+        "https://llm.example.com/openai/v1"
+    )
+
+
+def test_two_environments_sharing_one_kubeai_cannot_both_write_a_model(
+    tmp_path: Path, crds_dir: Path
+) -> None:
+    root = repo(tmp_path, TWO_ENVIRONMENTS, CHAT)
+    with pytest.raises(InvalidInputError) as caught:
+        build(root, crds=[crds_dir])
+    (problem,) = caught.value.diagnostics
+    assert (problem.path, problem.line, problem.col) == ("specs/spec0.yaml", 2, 7)
+    assert "Model/tinyllama-chat in namespace kubeai is written by both environment dev" in (
+        problem.message
+    )
+    assert "environments.<env>.kubeai.namespace" in problem.message
+
+
+@pytest.mark.parametrize(
+    "fix",
+    [
+        ("  prod: {namespace: llm-prod}", "  prod: {namespace: llm-prod, cluster: prod}"),
+        ("  dev: {namespace: llm-dev}", "  dev: {namespace: llm-dev, kubeai: {namespace: k2}}"),
+    ],
+    ids=["separate-clusters", "separate-kubeai"],
+)
+def test_separate_clusters_or_kubeai_installs_do_not_collide(
+    tmp_path: Path, crds_dir: Path, fix: tuple[str, str]
+) -> None:
+    root = repo(tmp_path, TWO_ENVIRONMENTS.replace(*fix), CHAT)
+    assert sorted(build(root, crds=[crds_dir]).models[0].environments) == ["dev", "prod"]
+
+
+def test_a_model_disabled_in_one_environment_does_not_collide(
+    tmp_path: Path, crds_dir: Path
+) -> None:
+    spec = CHAT + "environments:\n  prod: {enabled: false}\n"
+    assert build(repo(tmp_path, TWO_ENVIRONMENTS, spec), crds=[crds_dir]).models
+
+
+def test_environments_sharing_a_namespace_collide_for_every_kind(
+    tmp_path: Path, crds_dir: Path
+) -> None:
+    """The rule is general: two environments on one cluster writing one Deployment."""
+    config = TWO_ENVIRONMENTS.replace("{namespace: llm-prod}", "{namespace: llm-dev}")
+    vllm = "kind: vllmserve-text\nname: qwen\nspec:\n  url: hf://Qwen/Qwen2.5-0.5B-Instruct\n"
+    with pytest.raises(InvalidInputError) as caught:
+        build(repo(tmp_path, config, vllm), crds=[crds_dir])
+    messages = [d.message for d in caught.value.diagnostics]
+    assert any("Deployment/qwen in namespace llm-dev is written by both" in m for m in messages)
+
+
+# --- defect 2: revisions ----------------------------------------------------------------
+
+
+def test_hf_revision_becomes_vllms_revision_flag() -> None:
+    spec = model_spec(make({"args": ["--max-model-len=2048"]}, url="hf://org/model@v1.2"))
+    assert spec["url"] == "hf://org/model"
+    assert spec["args"] == ["--revision=v1.2", "--max-model-len=2048"]
+
+
+# --- defect 4: a model pinned at zero ---------------------------------------------------
+
+
+def test_pinned_at_zero_renders_zero_and_is_not_health_checked(
+    tmp_path: Path, crds_dir: Path
+) -> None:
+    spec = model_spec(make({"scaling": {"autoscaling_disabled": True, "replicas": 0}}))
+    assert (spec["replicas"], spec["minReplicas"], spec["autoscalingDisabled"]) == (0, 0, True)
+    pinned = CHAT + "serve:\n  scaling: {autoscaling_disabled: true, replicas: 0}\n"
+    config = TWO_ENVIRONMENTS.replace("{namespace: llm-prod}", "{namespace: llm-prod, cluster: b}")
+    result = build(repo(tmp_path, config, pinned), crds=[crds_dir])
+    flux_spec = flux_objects(result.models, result.config, "dev")[1]["spec"]
+    assert "healthChecks" not in flux_spec and "healthCheckExprs" not in flux_spec
+
+
+def test_pinned_replicas_set_min_replicas() -> None:
+    spec = model_spec(make({"scaling": {"autoscaling_disabled": True, "replicas": 3}}))
+    assert (spec["replicas"], spec["minReplicas"]) == (3, 3)
+
+
+# --- defect 15: the catalog -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("features", "engine", "listing"),
+    [
+        (["TextGeneration"], "VLLM", "/models"),
+        (["TextGeneration", "TextEmbedding"], "VLLM", "/models"),
+        (["TextEmbedding"], "Infinity", "/models?feature=TextEmbedding"),
+        (
+            ["TextEmbedding", "Reranking"],
+            "Infinity",
+            "/models?feature=TextEmbedding&feature=Reranking",
+        ),
+        (["SpeechToText"], "FasterWhisper", "/models?feature=SpeechToText"),
+    ],
+)
+def test_catalog_lists_models_where_kubeai_lists_them(
+    features: list[str], engine: str, listing: str
+) -> None:
+    doc = make(features=features, engine=engine)
+    endpoint = RUNTIME.endpoint_in(doc, Config(), "default", "kubeai").to_json()
+    assert endpoint["endpoints"][-1] == (
+        "http://kubeai.kubeai.svc.cluster.local/openai/v1" + listing
+    )
+
+
+def test_examples_put_models_where_each_environments_kubeai_runs(crds_dir: Path) -> None:
+    from tests.conftest import EXAMPLES
+
+    result = build(EXAMPLES, crds=[crds_dir], keep_objects=True)
+    namespaces = {
+        (env, obj["metadata"]["namespace"])
+        for model in result.models
+        for env, rendered in model.environments.items()
+        for obj in rendered.objects
+        if obj["kind"] == "Model"
+    }
+    assert namespaces == {("dev", "kubeai"), ("prod", "kubeai-system")}
+
+
+def test_a_spec_namespace_equal_to_kubeais_is_accepted() -> None:
+    doc = make().model_copy(update={"namespace": "kubeai"})
+    assert list(RUNTIME.check(doc, Config())) == []
