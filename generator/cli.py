@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow removing models or shrinking the object count",
     )
+    p.add_argument(
+        "--allow-replace",
+        action="store_true",
+        help="publish changes the cluster refuses in place (delete those objects after)",
+    )
     p.add_argument("--sign", action="store_true", help="sign the commit with git's key")
     _crds(p)
 

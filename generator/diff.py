@@ -25,6 +25,7 @@ from generator import git
 from generator.config import CONFIG_FILE
 from generator.errors import GitError, ServegenError
 from generator.flux import flux_objects
+from generator.immutable import ImmutableChange, tree_changes
 from generator.options import DiffOptions
 from generator.pipeline import Build, build
 from generator.publish import recorded_source, repository_prefix
@@ -65,6 +66,9 @@ class DiffResult:
     environments: tuple[str, ...]
     changes: tuple[ObjectChange, ...]
     notes: tuple[str, ...] = ()
+    # Changes against the deploy branch the cluster cannot make in place (issue: rename
+    # or --allow-replace); see generator/immutable.py.
+    replacements: tuple[str, ...] = ()
 
     def counts(self, env: str) -> dict[str, int]:
         out = {"added": 0, "changed": 0, "removed": 0}
@@ -264,7 +268,24 @@ def compute(options: DiffOptions) -> DiffResult:
     )
     shown = {c.environment for c in changes} | set(envs)
     environments = tuple(e for e in sorted(shown) if options.environment in (None, e))
-    return DiffResult(base, head_label, environments, tuple(changes), (why, *notes))
+    replacements = tuple(
+        change.describe()
+        for change in deployed_replacements(repo, head_build)
+        if options.environment in (None, change.environment)
+    )
+    return DiffResult(base, head_label, environments, tuple(changes), (why, *notes), replacements)
+
+
+def deployed_replacements(repo: git.Repo, head: Build) -> list[ImmutableChange]:
+    """What in `head` the cluster would refuse to update from the deploy branch's state."""
+    branch = head.config.deploy.branch
+    for rev in (branch, f"origin/{branch}"):
+        try:
+            deployed = git.read_tree_files(repo, rev, skip_special=True)
+        except GitError:
+            continue
+        return tree_changes(deployed, head.files)
+    return []
 
 
 # --------------------------------------------------------------------------- formats
@@ -279,6 +300,7 @@ def _revision(result: DiffResult) -> str:
 def format_text(result: DiffResult) -> str:
     lines = [f"servegen diff {_revision(result)}"]
     lines += [f"note: {note}" for note in result.notes]
+    lines += [f"warning: needs a replacement: {text}" for text in result.replacements]
     for env in result.environments:
         c = result.counts(env)
         lines.append(f"{env}: {c['added']} added, {c['changed']} changed, {c['removed']} removed")
@@ -295,6 +317,7 @@ def format_json(result: DiffResult) -> str:
         "base": result.base,
         "head": result.head,
         "notes": list(result.notes),
+        "replacements": list(result.replacements),
         "summary": {env: result.counts(env) for env in result.environments},
         "changes": [
             {
@@ -326,6 +349,9 @@ def markdown_head(result: DiffResult) -> str:
     lines = [f"### servegen diff: `{_revision(result)}`", ""]
     lines += [f"> {_cell(note)}" for note in result.notes]
     if result.notes:
+        lines.append("")
+    lines += [f"> **Needs a replacement:** {_cell(text)}" for text in result.replacements]
+    if result.replacements:
         lines.append("")
     lines += ["| environment | added | changed | removed |", "|---|---:|---:|---:|"]
     for env in result.environments:

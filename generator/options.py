@@ -77,6 +77,7 @@ class PublishOptions:
     remote: str | None = None
     branch: str | None = None
     allow_prune: bool = False
+    allow_replace: bool = False  # publish changes the cluster can only make by recreating
     sign: bool = False
     crds: tuple[Path, ...] = ()
     max_attempts: int = 10

@@ -38,6 +38,7 @@ from typing import Literal
 from generator import git
 from generator.config import Config
 from generator.errors import GitError, ServegenError
+from generator.immutable import tree_changes
 from generator.options import PublishOptions, WatchOptions
 from generator.pipeline import Build, build
 
@@ -322,6 +323,7 @@ class Target:
     allow_prune: bool
     max_shrink: float
     max_attempts: int
+    allow_replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,7 @@ def _target(
         allow_prune=options.allow_prune,
         max_shrink=deploy.max_shrink,
         max_attempts=max(1, options.max_attempts),
+        allow_replace=options.allow_replace,
     )
     return target, Source(head, options.worktree, source_url(repo, remote))
 
@@ -474,6 +477,7 @@ def attempt_publish(
     new_files = {**files, METADATA_FILE: metadata(source)}
     changes = model_changes(deployed, new_files)  # once: the guard and the message use it
     check_prune(target, deployed, new_files, changes)
+    check_replacements(target, deployed, new_files)
     message = commit_message(source, changes)
     commit = git.build_commit(
         target.repo, new_files, parent, message, target.committer, target.committer, target.sign
@@ -497,6 +501,22 @@ def check_prune(
             "(a spec that fails to load is never removed: the build fails first). "
             "Pass --allow-prune if this is intended."
         )
+
+
+def check_replacements(target: Target, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> None:
+    """Refuse changes the cluster cannot make in place, unless --allow-replace."""
+    found = tree_changes(old, new)
+    if not found:
+        return
+    listing = "\n".join(f"  - {change.describe()}" for change in found)
+    if not target.allow_replace:
+        raise ServegenError(
+            f"refusing to publish to {target.branch}: the cluster would refuse these "
+            f"updates\n{listing}\nPass --allow-replace to publish anyway."
+        )
+    print(
+        f"servegen: note: publishing changes that need a replacement:\n{listing}", file=sys.stderr
+    )
 
 
 def contains(target: Target, recorded: str, source_sha: str) -> bool:
