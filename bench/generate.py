@@ -31,9 +31,11 @@ CONFIG = """\
 namespace: llm
 environments:
   dev:
+    cluster: dev
     namespace: llm-dev
     labels: {{environment: dev}}
   prod:
+    cluster: prod
     namespace: llm-prod
     labels: {{environment: prod}}
     annotations: {{servegen.io/owner: platform-team}}

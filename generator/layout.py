@@ -5,7 +5,7 @@
     models/<name>/overlays/<env>/          namespace, labels, and JSON patches for the
                                            environment's overrides
     endpoints/<env>.json                   the OpenAI endpoint catalog
-    flux/<env>/                            GitRepository + Flux Kustomization (bootstrap)
+    flux/<env>/                            GitRepository + Flux Kustomizations (self-applying)
     README.md                              an index of the above
 
 Overlay patches are computed, not hand-written: the difference between the base object
