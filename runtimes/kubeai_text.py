@@ -295,7 +295,13 @@ def _check_revision(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
     # knows `@revision`. Only vLLM downloading by itself (no cache profile) can take
     # the revision, as its own --revision flag.
     if "@" in spec.url.split("?", 1)[0] and _HF_REVISION.fullmatch(spec.url) is None:
-        yield Problem(("spec", "url"), "only hf:// URLs may name a revision (hf://org/model@rev)")
+        # kubeai v0.22.1 internal/modelcontroller/model_source.go: the URL pattern
+        # ([a-zA-Z0-9._:/-]) has no '@'; such a Model never gets past parsing.
+        yield Problem(
+            ("spec", "url"),
+            "KubeAI URLs cannot contain '@'; only hf://org/model@rev is accepted, which "
+            "servegen turns into vLLM's --revision",
+        )
         return
     if _HF_REVISION.fullmatch(spec.url) is None:
         return
