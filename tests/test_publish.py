@@ -248,7 +248,7 @@ def test_object_count_shrink_is_refused(
     commit_all(spec_repo, "Same settings everywhere")
     code, _, err = publish(spec_repo, crds_dir, capsys)
     assert code == 1
-    assert "rendered objects would drop from 30 to" in err
+    assert "rendered objects would drop from 31 to" in err
     assert "prod/bge-embed/horizontalpodautoscaler-bge-embed.yaml" in err
     assert "model(s) removed" not in err
     assert tip(spec_repo) == first
