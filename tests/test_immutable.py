@@ -134,3 +134,27 @@ def test_publish_refuses_then_allows_with_opt_in_and_diff_warns(
     code, out, err = run(work, crds_dir, capsys, "publish", "--allow-replace")
     assert code == 0 and tip(work) != first
     assert "publishing changes that need a replacement" in err
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"models/m/overlays/dev/kustomization.yaml": b"- a list\n"},
+        {"models/m/overlays/dev/kustomization.yaml": b"namespace: x\nresources: [../../base]\n"},
+        {
+            "models/m/overlays/dev/kustomization.yaml": b"namespace: x\nresources: [a.yaml]\n"
+            b"patches: [{path: p.yaml, target: {kind: Model, name: m}}]\n",
+            "models/m/overlays/dev/a.yaml": b"kind: Model\nmetadata: {name: m}\n",
+            "models/m/overlays/dev/p.yaml": b"- {op: move, path: /spec}\n",
+        },
+        {"models/m/overlays/dev/kustomization.yaml": b"\xff\xfe"},
+        {"models/m/overlays/dev/kustomization.yaml": b"resources: [../../../../etc/passwd]\n"},
+    ],
+    ids=["not-a-mapping", "missing-base", "unknown-patch-op", "not-utf8", "path-escape"],
+)
+def test_unreadable_deploy_trees_are_skipped(
+    files: dict[str, bytes], example_repo: Path, crds_dir: Path
+) -> None:
+    """A deploy branch servegen did not write warns about nothing and never crashes."""
+    assert environment_objects(files) == {}
+    assert tree_changes(files, build(example_repo, crds=[crds_dir]).files) == []
