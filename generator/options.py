@@ -93,3 +93,14 @@ class WatchOptions:
     debounce_ms: int = 50
     format: Literal["text", "json"] = "text"
     crds: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    common: Common
+    environments: tuple[str, ...] = ()
+    format: Literal["text", "json", "markdown"] = "text"
+    wait: bool = False
+    timeout: float | None = None  # seconds; only with --wait (default 600)
+    fetch: bool = True  # fetch the deploy branch from the remote first
+    crds: tuple[Path, ...] = ()
