@@ -57,6 +57,10 @@ class Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
 
+class Interrupted(Exception):
+    """The watch connection dropped mid-stream: watch again from the last version."""
+
+
 def kubeconfig_files() -> str:
     """KUBECONFIG (a path list) or the default path; read per call, not at import."""
     return os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
@@ -273,7 +277,6 @@ class Cluster:
                 resource_version=resource_version,
                 timeout_seconds=max(1, timeout),
                 allow_watch_bookmarks=True,
-                deserialize=False,
                 _request_timeout=self._timeout(timeout + READ_TIMEOUT),
             ):
                 parsed = _event(event)
@@ -283,14 +286,17 @@ class Cluster:
             if exc.status == 410:
                 raise Gone(str(exc)) from None
             raise self._fail(exc, what) from None
+        except urllib3.exceptions.ProtocolError as exc:
+            raise Interrupted(str(exc)) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._fail(exc, what) from None
 
 
 def _event(event: Any) -> WatchEvent | None:
+    # The list functions return Any, so the client hands events over undeserialised.
     if not isinstance(event, dict):
         return None
-    obj = event.get("object")
+    obj = event.get("raw_object", event.get("object"))
     if event.get("type") == "ERROR" and isinstance(obj, dict):
         raise ApiException(status=int(obj.get("code") or 500), reason=str(obj.get("message")))
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):

@@ -26,12 +26,13 @@ from typing import Any
 from generator import git
 from generator.config import Config
 from generator.errors import ClusterError, GitError
-from generator.kube import Cluster, Gone, Listing, Object
+from generator.kube import Cluster, Gone, Interrupted, Listing, Object
 from generator.pipeline import in_environment
 from generator.publish import METADATA_FILE, models_by_environment, recorded_source
 from generator.statusplan import SERVEGEN_LABEL, SPEC_LABEL, EnvironmentPlan, Kind, ModelPlan, Ref
 
 DEFAULT_REMOTE = "origin"
+MAX_DROPS = 5  # consecutive dropped watch connections before giving up
 # fluxcd/source-controller v1 (api/v1 GitRepository): artifact revisions are
 # "<branch>@sha1:<hex>" (older releases wrote "<branch>/<hex>").
 _REVISION = re.compile(r"(?:^|[@/:])([0-9a-f]{40}|[0-9a-f]{64})$")
@@ -583,6 +584,7 @@ def _follow(
     """Watch one collection until the deadline; re-list on 410 Gone, resume on expiry."""
     _, kind, namespace = key
     version = resource_version
+    drops = 0
     try:
         while not stop.is_set():
             left = int(deadline - time.monotonic()) + 1
@@ -590,11 +592,19 @@ def _follow(
                 return
             try:
                 for event in cluster.watch(kind, namespace, version, left):
+                    drops = 0
                     version = str(event.obj["metadata"].get("resourceVersion") or version)
                     if event.type != "BOOKMARK":
                         changes.put(_Change(key, event.type, event.name, event.obj))
                     if stop.is_set():
                         return
+            except Interrupted as exc:
+                drops += 1  # a dropped connection: resume from the last version seen
+                if drops > MAX_DROPS:
+                    raise ClusterError(
+                        f"context {cluster.context!r}: the watch on {kind.kind} in namespace "
+                        f"{namespace!r} keeps dropping ({exc})"
+                    ) from None
             except Gone:
                 listing = cluster.list(kind, namespace)
                 version = listing.resource_version if listing else version

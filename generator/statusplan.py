@@ -160,9 +160,10 @@ def environment_plan(
 
 
 def _plural(kind: Kind) -> str:
-    # Every kind servegen renders or reads pluralises by adding "s" (deployments,
-    # services, models, inferenceservices, kustomizations, ...).
-    return kind.kind.lower() + "s"
+    # The kinds servegen renders or reads follow English plurals: deployments, services,
+    # models, inferenceservices, kustomizations, gitrepositories.
+    name = kind.kind.lower()
+    return name[:-1] + "ies" if name.endswith("y") else name + "s"
 
 
 def rbac_objects(plan: EnvironmentPlan, config: Config) -> list[dict[str, Any]]:

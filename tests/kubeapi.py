@@ -93,6 +93,8 @@ class FakeKubeAPI:
         self.tokens = set(tokens)
         self.installed = set(KINDS)  # kinds whose API (CRD) is served
         self.forbidden: set[tuple[str, str]] = set()  # (plural, namespace); "*" = any
+        # When set, RBAC in force: only these (group, plural, namespace, verb) are allowed.
+        self.allowed: set[tuple[str, str, str, str]] | None = None
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # kind, ns, name
         self.events: list[Event] = []
         self.oldest_rv = 0  # watches from before this get 410 Gone
@@ -102,6 +104,7 @@ class FakeKubeAPI:
         self._last_rv = 99
         self._cond = threading.Condition()
         self._stopping = False
+        self._generation = 0  # end_watches() bumps it: open watch streams end
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -184,12 +187,21 @@ class FakeKubeAPI:
             self._store(key, kind, stored, "MODIFIED" if old else "ADDED")
         return stored
 
-    def set_status(self, kind: str, namespace: str, name: str, status: Any) -> None:
+    def set_status(
+        self, kind: str, namespace: str, name: str, status: Any, emit: bool = True
+    ) -> None:
+        """Replace an object's status; `emit=False` changes it without a watch event
+        (as if it happened in history a later `compact()` forgets)."""
         key = (kind, namespace, name)
         with self._cond:
             stored = copy.deepcopy(self.objects[key])
             stored["status"] = status
-            self._store(key, KINDS[kind], stored, "MODIFIED")
+            if emit:
+                self._store(key, KINDS[kind], stored, "MODIFIED")
+            else:
+                self._last_rv = next(self._rv)
+                stored["metadata"]["resourceVersion"] = str(self._last_rv)
+                self.objects[key] = stored
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         key = (kind, namespace, name)
@@ -203,6 +215,23 @@ class FakeKubeAPI:
             self.installed.discard(kind)
             for key in [k for k in self.objects if k[0] == kind]:
                 del self.objects[key]
+
+    def allow_roles(self, roles: list[dict[str, Any]]) -> None:
+        """Enforce these RBAC Roles (namespaced rules) instead of allowing everything."""
+        self.allowed = {
+            (group, resource, role["metadata"]["namespace"], verb)
+            for role in roles
+            for rule in role["rules"]
+            for group in rule["apiGroups"]
+            for resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+
+    def end_watches(self) -> None:
+        """Close every open watch stream, as an API server does at its watch timeout."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
 
     def compact(self) -> None:
         """Forget the event history, as etcd compaction does: older watches get 410."""
@@ -249,6 +278,7 @@ class FakeKubeAPI:
         deadline = time.monotonic() + timeout
         with self._cond:
             self.watches_opened += 1
+            generation = self._generation
             self._cond.notify_all()
             expired = since < self.oldest_rv - 1
         if expired:
@@ -259,10 +289,17 @@ class FakeKubeAPI:
             with self._cond:  # never held while writing to the socket
                 pending = self._pending(kind, namespace, selector, since)
                 left = deadline - time.monotonic()
-                if not pending and left > 0 and not self._stopping:
+                if (
+                    not pending
+                    and left > 0
+                    and not self._stopping
+                    and generation == self._generation
+                ):
                     self._cond.wait(left)
                     pending = self._pending(kind, namespace, selector, since)
-                stop = self._stopping or deadline <= time.monotonic()
+                stop = (
+                    self._stopping or deadline <= time.monotonic() or generation != self._generation
+                )
             for event in pending:
                 since = event.rv
                 yield {"type": event.type, "object": copy.deepcopy(event.obj)}
@@ -424,7 +461,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         watching = query.get("watch") in ("true", "1")
         verb = "get" if name else ("watch" if watching else "list")
-        if (plural, namespace) in state.forbidden or (plural, "*") in state.forbidden:
+        denied = state.allowed is not None and (group, plural, namespace, verb) not in state.allowed
+        if denied or (plural, namespace) in state.forbidden or (plural, "*") in state.forbidden:
             resource = f"{plural}.{group}" if group else plural
             message = (
                 f'{resource} is forbidden: User "system:serviceaccount:ci:status-reader" cannot '
@@ -481,4 +519,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        self.close_connection = True
