@@ -29,6 +29,16 @@ from generator.errors import ClusterError, GitError
 from generator.kube import Cluster, Gone, Interrupted, Listing, Object
 from generator.pipeline import in_environment
 from generator.publish import METADATA_FILE, models_by_environment, recorded_source
+from generator.readiness import (
+    Malformed,
+    Readiness,
+    at,
+    condition,
+    condition_text,
+    deployment,
+    inference_service,
+    kubeai_model,
+)
 from generator.statusplan import SERVEGEN_LABEL, SPEC_LABEL, EnvironmentPlan, Kind, ModelPlan, Ref
 
 DEFAULT_REMOTE = "origin"
@@ -209,118 +219,6 @@ class EnvironmentStatus:
         }
 
 
-# --------------------------------------------------------------------------- reading status
-
-
-class Malformed(ValueError):
-    """A status field of the wrong type: reported as the model's message."""
-
-
-def _at(obj: Any, *path: str) -> Any:
-    for key in path:
-        if obj is None:
-            return None
-        if not isinstance(obj, dict):
-            raise Malformed(f"{'.'.join(path)} is not an object")
-        obj = obj.get(key)
-    return obj
-
-
-def _int(obj: Any, *path: str, default: int | None = None) -> int | None:
-    value = _at(obj, *path)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Malformed(f"{'.'.join(path)} is {value!r}, not an integer")
-    return value
-
-
-def _condition(obj: Any, type_: str) -> dict[str, Any] | None:
-    conditions = _at(obj, "status", "conditions")
-    if conditions is None:
-        return None
-    if not isinstance(conditions, list):
-        raise Malformed("status.conditions is not a list")
-    for condition in conditions:
-        if isinstance(condition, dict) and condition.get("type") == type_:
-            return condition
-    return None
-
-
-def _condition_text(condition: Mapping[str, Any] | None) -> str:
-    if condition is None:
-        return ""
-    parts = [str(condition.get(k)) for k in ("reason", "message") if condition.get(k)]
-    return ": ".join(parts)
-
-
-@dataclass(frozen=True)
-class Readiness:
-    ready: bool
-    desired: int | None
-    ready_replicas: int | None
-    message: str
-    cluster_url: str | None = None
-
-
-def kubeai_model(obj: Object) -> Readiness:
-    # kubeai v0.22.1 api/k8s/v1/model_types.go: status.replicas {all, ready}, no conditions;
-    # spec.replicas is the autoscaler's (scale subresource), minReplicas the floor.
-    desired = _int(obj, "spec", "replicas")
-    if desired is None:
-        desired = _int(obj, "spec", "minReplicas", default=0)
-    ready = _int(obj, "status", "replicas", "ready", default=0) or 0
-    if desired == 0 and ready == 0:
-        return Readiness(True, 0, 0, "scaled to zero: starts on the first request")
-    # The same rule as the Flux health check servegen renders (generator/flux.py).
-    ok = ready >= 1
-    return Readiness(ok, desired, ready, f"{ready}/{desired} replicas ready")
-
-
-def deployment(obj: Object) -> Readiness:
-    # kstatus (sigs.k8s.io/cli-utils pkg/kstatus/status/core.go, deploymentConditions),
-    # which Flux health checks use: a rollout is done when the controller has seen the
-    # generation and every desired replica is updated and available.
-    desired = _int(obj, "spec", "replicas", default=1) or 0
-    available = _int(obj, "status", "availableReplicas", default=0) or 0
-    updated = _int(obj, "status", "updatedReplicas", default=0) or 0
-    generation = _int(obj, "metadata", "generation", default=0) or 0
-    observed = _int(obj, "status", "observedGeneration", default=0) or 0
-    progressing = _condition(obj, "Progressing")
-    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
-        return Readiness(False, desired, available, f"failed: {_condition_text(progressing)}")
-    if observed < generation:
-        return Readiness(False, desired, available, "rollout not yet observed by the controller")
-    ok = available >= desired and updated >= desired
-    message = f"{available}/{desired} replicas available"
-    if not ok:
-        available_condition = _condition(obj, "Available")
-        if available_condition and available_condition.get("status") == "False":
-            message += f" ({_condition_text(available_condition)})"
-    return Readiness(ok, desired, available, message)
-
-
-def inference_service(obj: Object, predictors: Sequence[Object]) -> Readiness:
-    # kserve v0.20.0 pkg/apis/serving/v1beta1/inference_service_status.go: the Ready
-    # condition and status.url; replica counts live on the predictor Deployment, labelled
-    # serving.kserve.io/inferenceservice=<name> (pkg/constants InferenceServicePodLabelKey).
-    ready_condition = _condition(obj, "Ready")
-    url = _at(obj, "status", "url")
-    if url is not None and not isinstance(url, str):
-        raise Malformed(f"status.url is {url!r}, not a string")
-    desired = available = None
-    if predictors:
-        desired = sum(_int(p, "spec", "replicas", default=1) or 0 for p in predictors)
-        available = sum(_int(p, "status", "availableReplicas", default=0) or 0 for p in predictors)
-    if ready_condition is None:
-        return Readiness(False, desired, available, "no Ready condition yet", url)
-    ok = ready_condition.get("status") == "True"
-    message = "Ready" if ok else f"not ready: {_condition_text(ready_condition) or 'Ready=False'}"
-    if not ok and ready_condition.get("status") == "False" and ready_condition.get("reason"):
-        message = f"failed: {_condition_text(ready_condition)}"
-    return Readiness(ok, desired, available, message, url)
-
-
 # --------------------------------------------------------------------------- the snapshot
 
 
@@ -373,7 +271,7 @@ def read_all(clusters: Mapping[str | None, Cluster], plans: Sequence[Environment
 
 
 def _owned(obj: Object, model: str) -> bool:
-    labels = _at(obj, "metadata", "labels")
+    labels = at(obj, "metadata", "labels")
     return (
         isinstance(labels, dict)
         and labels.get(SERVEGEN_LABEL) == "servegen"
@@ -449,7 +347,7 @@ def _readiness(primary: Ref, obj: Object, context: str, snapshot: Snapshot) -> R
         predictors = [
             d
             for d in snapshot.items(context, Kind("apps/v1", "Deployment"), primary.namespace)
-            if _at(d, "metadata", "labels", "serving.kserve.io/inferenceservice") == primary.name
+            if at(d, "metadata", "labels", "serving.kserve.io/inferenceservice") == primary.name
         ]
         return inference_service(obj, predictors)
     return deployment(obj)
@@ -462,7 +360,7 @@ def orphans(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> list[Orp
     for namespace in namespaces:
         for kind in plan.orphan_kinds(namespace):
             for obj in snapshot.items(context, kind, namespace):
-                labels = _at(obj, "metadata", "labels")
+                labels = at(obj, "metadata", "labels")
                 if not isinstance(labels, dict) or labels.get(SERVEGEN_LABEL) != "servegen":
                     continue
                 name = str(obj["metadata"]["name"])
@@ -492,10 +390,10 @@ def flux_state(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> FluxS
     try:
         # fluxcd/kustomize-controller v1 api/v1/kustomization_types.go: lastAppliedRevision
         # and a Ready condition (reason e.g. ReconciliationSucceeded, HealthCheckFailed).
-        revision = _at(obj, "status", "lastAppliedRevision")
+        revision = at(obj, "status", "lastAppliedRevision")
         if revision is not None and not isinstance(revision, str):
             raise Malformed(f"status.lastAppliedRevision is {revision!r}, not a string")
-        ready = _condition(obj, "Ready")
+        ready = condition(obj, "Ready")
     except Malformed as exc:
         return FluxState(False, None, None, f"Flux {kustomization}: malformed status: {exc}")
     match = _REVISION.search(revision or "")
@@ -504,16 +402,16 @@ def flux_state(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> FluxS
         message = "Kustomization has no Ready condition yet"
     else:
         message = f"Kustomization Ready={ready.get('status')}"
-        text = _condition_text(ready)
+        text = condition_text(ready)
         message += f" ({text})" if text else ""
     _, repository = snapshot.get(context, source)
     if repository is not None:
         try:
-            repo_ready = _condition(repository, "Ready")
+            repo_ready = condition(repository, "Ready")
         except Malformed:
             repo_ready = None
         if repo_ready is not None and repo_ready.get("status") == "False":
-            message += f"; GitRepository not ready ({_condition_text(repo_ready)})"
+            message += f"; GitRepository not ready ({condition_text(repo_ready)})"
     ok = ready is not None and ready.get("status") == "True"
     return FluxState(ok, applied, revision, message)
 
