@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,10 +125,6 @@ def _status_message(exc: ApiException) -> str:
     return str(message or exc.reason or "no message")
 
 
-def _snake(kind: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
-
-
 @dataclass
 class Cluster:
     """One kubeconfig context. Discovery results are cached for the client's lifetime."""
@@ -159,9 +154,36 @@ class Cluster:
         reason = getattr(exc, "reason", None) or exc
         return ClusterError(f"cannot reach the API server of {where} while {what}: {reason}")
 
-    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+    def _get(self, path: str, query: list[tuple[str, Any]], read_timeout: float) -> Any:
+        """GET `path` with the client's auth; the unread urllib3 response (2xx only).
+
+        ApiClient is used directly, not the generated API classes: importing CoreV1Api
+        alone costs seconds, and the objects are wanted as JSON anyway.
+        """
+        method, url, headers, body, post = self.api.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(
+            method,
+            url,
+            header_params=headers,
+            body=body,
+            post_params=post,
+            _request_timeout=(CONNECT_TIMEOUT, read_timeout),
+        )
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def _json(self, what: str, path: str, query: list[tuple[str, Any]]) -> Any:
+        """GET and parse; ApiException for HTTP errors, ClusterError for transport ones."""
         try:
-            response = call()
+            response = self._get(path, query, READ_TIMEOUT)
             return json.loads(response.data)
         except ApiException:
             raise
@@ -182,25 +204,7 @@ class Cluster:
     def _discover(self, kind: Kind) -> dict[str, str] | None:
         what = f"discovering {kind.api_version}"
         try:
-            if kind.group:
-                objects = k8s.CustomObjectsApi(self.api)
-                body = self._call(
-                    what,
-                    lambda: objects.get_api_resources(
-                        kind.group,
-                        kind.version,
-                        _preload_content=False,
-                        _request_timeout=self._timeout(),
-                    ),
-                )
-            else:
-                core = k8s.CoreV1Api(self.api)
-                body = self._call(
-                    what,
-                    lambda: core.get_api_resources(
-                        _preload_content=False, _request_timeout=self._timeout()
-                    ),
-                )
+            body = self._json(what, _group_path(kind), [])
         except ApiException as exc:
             if exc.status == 404:
                 return None  # the group/version is not installed (no CRD)
@@ -212,28 +216,7 @@ class Cluster:
                 out.setdefault(str(resource.get("kind")), str(resource["name"]))
         return out
 
-    def _timeout(self, read: float = READ_TIMEOUT) -> tuple[float, float]:
-        return (CONNECT_TIMEOUT, read)
-
     # ------------------------------------------------------------------ list and watch
-
-    def _list_function(self, kind: Kind, namespace: str, plural: str) -> Callable[..., Any]:
-        """The client's list call for `kind` in `namespace` (also used to watch)."""
-        if kind.group:
-            objects = k8s.CustomObjectsApi(self.api)
-
-            def custom(**kwargs: Any) -> Any:
-                return objects.list_namespaced_custom_object(
-                    kind.group, kind.version, namespace, plural, **kwargs
-                )
-
-            return custom
-        method = getattr(k8s.CoreV1Api(self.api), f"list_namespaced_{_snake(kind.kind)}")
-
-        def core(**kwargs: Any) -> Any:
-            return method(namespace, **kwargs)
-
-        return core
 
     def list(self, kind: Kind, namespace: str) -> Listing | None:
         """Every `kind` object in `namespace`; None when the cluster does not serve `kind`."""
@@ -241,11 +224,8 @@ class Cluster:
         if plural is None:
             return None
         what = f"listing {plural} in namespace {namespace!r}"
-        call = self._list_function(kind, namespace, plural)
         try:
-            body = self._call(
-                what, lambda: call(_preload_content=False, _request_timeout=self._timeout())
-            )
+            body = self._json(what, _collection_path(kind, namespace, plural), [])
         except ApiException as exc:
             raise self._fail(exc, what) from None
         if not isinstance(body, dict):
@@ -269,15 +249,21 @@ class Cluster:
         if plural is None:
             return
         what = f"watching {plural} in namespace {namespace!r}"
-        stream = k8s_watch.Watch()
-        call = self._list_function(kind, namespace, plural)
+        path = _collection_path(kind, namespace, plural)
+
+        def request(**kwargs: Any) -> Any:
+            # Called by Watch.stream with watch=True and the query arguments below.
+            query = [
+                ("allowWatchBookmarks", "true"),
+                ("resourceVersion", kwargs["resource_version"]),
+                ("timeoutSeconds", kwargs["timeout_seconds"]),
+                ("watch", "true"),
+            ]
+            return self._get(path, query, kwargs["timeout_seconds"] + READ_TIMEOUT)
+
         try:
-            for event in stream.stream(
-                call,
-                resource_version=resource_version,
-                timeout_seconds=max(1, timeout),
-                allow_watch_bookmarks=True,
-                _request_timeout=self._timeout(timeout + READ_TIMEOUT),
+            for event in k8s_watch.Watch().stream(
+                request, resource_version=resource_version, timeout_seconds=max(1, timeout)
             ):
                 parsed = _event(event)
                 if parsed is not None:
@@ -290,6 +276,14 @@ class Cluster:
             raise Interrupted(str(exc)) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._fail(exc, what) from None
+
+
+def _group_path(kind: Kind) -> str:
+    return f"/apis/{kind.group}/{kind.version}" if kind.group else f"/api/{kind.version}"
+
+
+def _collection_path(kind: Kind, namespace: str, plural: str) -> str:
+    return f"{_group_path(kind)}/namespaces/{namespace}/{plural}"
 
 
 def _event(event: Any) -> WatchEvent | None:
