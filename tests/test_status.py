@@ -22,12 +22,14 @@ from typing import Any
 import pytest
 
 from generator import cli
+from generator.check import ManifestValidator
 from generator.flux import flux_objects
 from generator.pipeline import Build, build
 from generator.statusplan import environment_plan, rbac_objects
 from tests.conftest import EXAMPLES
 from tests.gitutil import isolate_git, sh
 from tests.kubeapi import FakeKubeAPI
+from tests.test_pipeline import kustomize
 
 ENV = "dev"
 KUBEAI_MODEL = "tinyllama-chat"  # kubeai-text, min_replicas 1
@@ -676,7 +678,7 @@ def test_each_environment_reads_its_own_context(
 
 
 def test_rendered_rbac_is_enough_for_status_and_only_reads(
-    live: Live, capsys: pytest.CaptureFixture[str], crds_dir: Path
+    live: Live, capsys: pytest.CaptureFixture[str], crds_dir: Path, tmp_path: Path
 ) -> None:
     config = live.work / "servegen.yaml"
     config.write_text(
@@ -697,6 +699,17 @@ def test_rendered_rbac_is_enough_for_status_and_only_reads(
             assert rule["verbs"] == ["list", "watch"]
     bindings = [o for o in rbac_objects(plan, result.config) if o["kind"] == "RoleBinding"]
     assert {b["subjects"][0]["name"] for b in bindings} == {"status-reader"}
+    # What the cluster will accept: strict schemas, and the folder builds with kustomize.
+    problems = ManifestValidator("1.33").validate(rbac_objects(plan, result.config)).problems
+    assert list(problems) == []
+    folder = tmp_path / "out"
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+    built = kustomize(folder / "rbac" / "dev")
+    assert sorted((o["kind"], o["metadata"]["namespace"]) for o in built) == sorted(
+        (o["kind"], o["metadata"]["namespace"]) for o in rbac_objects(plan, result.config)
+    )
     live.api.allow_roles(roles)
     code, out, err = status(live, capsys, "--env", ENV)
     assert code == 0, out + err
