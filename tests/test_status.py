@@ -24,6 +24,7 @@ import pytest
 from generator import cli
 from generator.check import ManifestValidator
 from generator.flux import flux_objects
+from generator.incremental import IncrementalBuild
 from generator.pipeline import Build, build
 from generator.statusplan import environment_plan, rbac_objects
 from tests.conftest import EXAMPLES
@@ -690,6 +691,9 @@ def test_rendered_rbac_is_enough_for_status_and_only_reads(
     )
     result = build(live.work, crds=[crds_dir])
     files = {p: d for p, d in result.files.items() if p.startswith("rbac/")}
+    watcher = IncrementalBuild(live.work, out=tmp_path / "watched", crds=[crds_dir])
+    assert watcher.initial().ok
+    assert watcher.files == result.files  # `servegen watch` writes the same RBAC
     assert files, "no RBAC rendered"
     assert all(p.startswith("rbac/dev/") for p in files)
     plan = environment_plan(result.models, result.config, ENV)
