@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="quiet time before a batch is processed (default 50 ms)",
     )
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="also show the cluster's live state, as `servegen status` reads it",
+    )
     _crds(p)
 
     p = sub.add_parser("schema", help="write (or --check) the JSON Schemas")

@@ -93,6 +93,7 @@ class WatchOptions:
     debounce_ms: int = 50
     format: Literal["text", "json"] = "text"
     crds: tuple[Path, ...] = ()
+    status: bool = False  # also follow the cluster's live state (servegen status)
 
 
 @dataclass(frozen=True)

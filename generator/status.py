@@ -522,44 +522,66 @@ def wait(
     statuses = report(snapshot)
     if all(s.ok for s in statuses):
         return statuses
-    deadline = time.monotonic() + timeout
-    changes: queue.Queue[_Change] = queue.Queue()
-    stop = threading.Event()
-    by_context = {c.context: c for c in clusters.values()}
-    for key, collection in sorted(snapshot.collections.items()):
-        if collection.served:
-            threading.Thread(
-                target=_follow,
-                args=(
-                    by_context[key[0]],
-                    key,
-                    collection.resource_version,
-                    deadline,
-                    changes,
-                    stop,
-                ),
-                daemon=True,  # a watch blocked in a read must not keep the process alive
-            ).start()
-    try:
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                change = changes.get(timeout=left)
-            except queue.Empty:
-                break
-            _apply(snapshot, change)
-            while not changes.empty():  # a burst of events: evaluate once
-                _apply(snapshot, changes.get_nowait())
-            statuses = report(snapshot)
-            if all(s.ok for s in statuses):
-                break
-    finally:
-        stop.set()
-    return statuses
+    follower = Follower(clusters, snapshot, report)
+    done = follower.run(lambda current: all(s.ok for s in current), time.monotonic() + timeout)
+    return done or statuses
+
+
+class Follower:
+    """Watches every served collection of a snapshot and re-reports after each change."""
+
+    def __init__(
+        self,
+        clusters: Mapping[str | None, Cluster],
+        snapshot: Snapshot,
+        report: Callable[[Snapshot], list[EnvironmentStatus]],
+    ) -> None:
+        self.clusters = {c.context: c for c in clusters.values()}
+        self.snapshot = snapshot
+        self.report = report
+        self.changes: queue.Queue[_Change] = queue.Queue()
+
+    def wake(self) -> None:
+        """Make run() look at `done` again now, without a cluster event."""
+        self.changes.put(_Change(("", Kind("", ""), ""), "WAKE", "", None))
+
+    def run(
+        self, done: Callable[[list[EnvironmentStatus]], bool], deadline: float
+    ) -> list[EnvironmentStatus]:
+        """Until `done(statuses)` or the deadline; the last statuses (empty: no change)."""
+        halt = threading.Event()
+        for key, collection in sorted(self.snapshot.collections.items()):
+            if collection.served:
+                cluster = self.clusters[key[0]]
+                version = collection.resource_version
+                threading.Thread(
+                    target=_follow,
+                    args=(cluster, key, version, deadline, self.changes, halt),
+                    daemon=True,  # a watch blocked in a read must not keep the process alive
+                ).start()
+        statuses: list[EnvironmentStatus] = []
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    change = self.changes.get(timeout=left)
+                except queue.Empty:
+                    break
+                _apply(self.snapshot, change)
+                while not self.changes.empty():  # a burst of events: evaluate once
+                    _apply(self.snapshot, self.changes.get_nowait())
+                statuses = self.report(self.snapshot)
+                if done(statuses):
+                    break
+        finally:
+            halt.set()
+        return statuses
 
 
 def _apply(snapshot: Snapshot, change: _Change) -> None:
     if change.error is not None:
         raise change.error
+    if change.type == "WAKE":
+        return
     collection = snapshot.collections[change.key]
     if change.type == "RELIST":
         snapshot.record(change.key, change.listing)

@@ -11,8 +11,12 @@ behind) and reads what `status` makes of it.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ from generator.flux import flux_objects
 from generator.incremental import IncrementalBuild
 from generator.pipeline import Build, build
 from generator.statusplan import environment_plan, rbac_objects
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.gitutil import isolate_git, sh
 from tests.kubeapi import FakeKubeAPI
 from tests.test_pipeline import kustomize
@@ -721,3 +725,43 @@ def test_rendered_rbac_is_enough_for_status_and_only_reads(
     live.api.allow_roles([r for r in roles if r["metadata"]["namespace"] != "flux-system"])
     code, _, err = status(live, capsys, "--env", ENV)
     assert code == 3 and "403 Forbidden" in err
+
+
+# --------------------------------------------------------------------------- watch --status
+
+
+def _status_events(lines: queue.Queue[str], timeout: float = 60) -> Iterator[dict[str, Any]]:
+    while True:
+        event = json.loads(lines.get(timeout=timeout))
+        if event["type"] == "status":
+            yield event
+
+
+def test_watch_status_shows_live_state_next_to_the_render(live: Live, tmp_path: Path) -> None:
+    namespace, name = live.where(KUBEAI_MODEL, "Model")
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 0}})
+    command = [sys.executable, "-m", "generator", "-C", str(live.work), "watch", "--status"]
+    command += ["--format", "json", "--out", str(tmp_path / "watched")]
+    lines: queue.Queue[str] = queue.Queue()
+    with subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        stdout = proc.stdout
+        threading.Thread(target=lambda: [lines.put(x) for x in stdout], daemon=True).start()
+        try:
+            events = _status_events(lines)
+            first = {e["name"]: e for e in next(events)["environments"]}
+            assert model(first[ENV], KUBEAI_MODEL)["message"] == "0/1 replicas ready"
+            live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 1}})
+            second = {e["name"]: e for e in next(events)["environments"]}
+            assert model(second[ENV], KUBEAI_MODEL)["ready"] is True
+            assert second[ENV]["ready"] is True
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        stderr = proc.stderr.read()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
