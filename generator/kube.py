@@ -73,25 +73,25 @@ def connect(context: str | None) -> Cluster:
     """A client for `context` (None: the current context, or in-cluster config)."""
     files = kubeconfig_files()
     configuration = k8s.Configuration()
-    try:
-        if (
-            context is None
-            and not _has_kubeconfig(files)
-            and "KUBERNETES_SERVICE_HOST" in os.environ
-        ):
+    if context is None and not _has_kubeconfig(files) and "KUBERNETES_SERVICE_HOST" in os.environ:
+        try:
             kubeconfig.load_incluster_config(client_configuration=configuration)
-            name = IN_CLUSTER
-        else:
-            name = _check_context(files, context)
+        except ConfigException as exc:
+            raise ClusterError(f"cannot use the {IN_CLUSTER}: {exc}") from None
+        name = IN_CLUSTER
+    else:
+        name = _check_context(files, context)
+        try:
             kubeconfig.load_kube_config(
                 config_file=files,
                 context=name,
                 client_configuration=configuration,
                 persist_config=False,
             )
-    except ConfigException as exc:
-        what = f"context {context!r}" if context else "the current context"
-        raise ClusterError(f"cannot load kubeconfig for {what} ({files}): {exc}") from None
+        except (ConfigException, ValueError, TypeError, KeyError, OSError) as exc:
+            raise ClusterError(
+                f"cannot use context {name!r} of kubeconfig {files}: {exc}"
+            ) from None
     # One quick retry of a refused connection; an unreachable cluster must fail fast.
     configuration.retries = urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.1)
     return Cluster(name, configuration.host, k8s.ApiClient(configuration))
@@ -102,8 +102,13 @@ def _check_context(files: str, context: str | None) -> str:
         raise ClusterError(
             f"no kubeconfig found at {files} and not running in a cluster; set KUBECONFIG"
         )
-    contexts, current = kubeconfig.list_kube_config_contexts(config_file=files)
-    names = sorted(str(c.get("name")) for c in contexts or [])
+    try:
+        contexts, current = kubeconfig.list_kube_config_contexts(config_file=files)
+        names = sorted(str(c.get("name")) for c in contexts or [])
+    except Exception as exc:
+        # A broken file fails inside the client in many ways (YAML errors, wrong shapes):
+        # every one of them is this file's problem, reported as such.
+        raise ClusterError(f"cannot read kubeconfig {files}: {exc}") from None
     if context is None:
         if not current:
             raise ClusterError(f"kubeconfig {files} has no current context; name one")

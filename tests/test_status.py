@@ -639,6 +639,41 @@ def test_no_kubeconfig_at_all_is_exit_3(
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("clusters: [\n", "cannot read kubeconfig"),
+        ("[1, 2]", "cannot read kubeconfig"),
+        ("{}", "Expected key current-context"),
+    ],
+)
+def test_a_broken_kubeconfig_is_exit_3(
+    live: Live,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    message: str,
+) -> None:
+    path = tmp_path / "broken-kubeconfig"
+    path.write_text(text)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert message in err
+
+
+def test_in_cluster_without_a_service_account_is_exit_3(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert "cannot use the in-cluster service account" in err
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--timeout", "5"), "--timeout needs --wait"),

@@ -69,7 +69,7 @@ def plans_for(options: StatusOptions) -> tuple[list[EnvironmentPlan], DeployHist
         raise UsageError(f"servegen status: unknown environment {unknown[0]!r} (declared: {known})")
     history = deploy_history(root, config, fetch=options.fetch)
     result = _render(options, history)
-    names = list(options.environments) or list(config.environments)
+    names = list(dict.fromkeys(options.environments)) or list(config.environments)
     plans = [
         environment_plan(
             result.models,
