@@ -213,11 +213,35 @@ def test_everything_applied_and_ready_is_exit_0_with_the_documented_shape(
     assert env["source_commit"] == live.source
     assert env["published_source_commit"] == live.source
     assert env["orphans"] == []
+    assert set(env) == {
+        "name",
+        "context",
+        "ready",
+        "in_sync",
+        "flux_ready",
+        "message",
+        "published_commit",
+        "published_source_commit",
+        "applied_revision",
+        "source_commit",
+        "models",
+        "orphans",
+    }
     catalog = json.loads(sh(live.work, "show", "deploy:endpoints/dev.json"))
     urls = {m["name"]: m["base_url"] for m in catalog["models"]}
     assert {m["name"] for m in env["models"]} == set(urls)
     for m in env["models"]:
-        assert set(m) >= {"name", "runtime", "ready", "replicas", "url", "message"}
+        assert set(m) == {
+            "name",
+            "runtime",
+            "ready",
+            "replicas",
+            "url",
+            "message",
+            "cluster_url",
+            "missing",
+            "not_owned",
+        }
         assert m["ready"] is True, m
         assert m["url"] == urls[m["name"]]
         assert m["missing"] == [] and m["not_owned"] == []
@@ -319,6 +343,18 @@ def test_a_failed_rollout_and_a_failed_inference_service_say_why(
     )
 
 
+def test_cluster_text_cannot_inject_terminal_escapes(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = live.where(KSERVE_MODEL, "InferenceService")
+    condition = {"type": "Ready", "status": "False", "reason": "X", "message": "\x1b[2Jgone\nnext"}
+    live.api.set_status("InferenceService", namespace, name, {"conditions": [condition]})
+    code, out, _ = status(live, capsys, "--env", ENV)
+    assert code == 1
+    assert "failed: X: ?[2Jgone?next" in out
+    assert "\x1b" not in out
+
+
 def test_missing_and_foreign_objects_are_named(
     live: Live, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -381,6 +417,17 @@ def test_a_missing_crd_is_reported_per_model_not_a_crash(
         assert m["ready"] is False
         assert m["message"].startswith("the cluster does not serve Model (kubeai.org/v1)")
     assert all(m["ready"] for m in env["models"] if m["runtime"] != "kubeai-text")
+
+
+def test_no_flux_in_the_cluster_is_out_of_sync(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live.api.uninstall("Kustomization")
+    live.api.uninstall("GitRepository")
+    code, env = status_json(live, capsys)
+    assert (code, env["in_sync"], env["applied_revision"]) == (1, False, None)
+    assert env["message"].startswith("the cluster does not serve Flux Kustomizations")
+    assert all(m["ready"] for m in env["models"])
 
 
 @pytest.mark.parametrize(
