@@ -62,6 +62,7 @@ class DeployHistory:
     notes: list[str] = field(default_factory=list)
     _sources: dict[str, str | None] = field(default_factory=dict)
     _fetched: set[str] = field(default_factory=set)
+    _same: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def deployed_models(self, environment: str) -> set[str] | None:
         if self.tip is None:
@@ -101,6 +102,12 @@ class DeployHistory:
 
     def same_for(self, environment: str, applied: str) -> bool:
         """True when `applied` is an older publish that gives `environment` the same files."""
+        key = (environment, applied)
+        if key not in self._same:  # --wait asks after every event: read git once
+            self._same[key] = self._compare(environment, applied)
+        return self._same[key]
+
+    def _compare(self, environment: str, applied: str) -> bool:
         if self.repo is None or self.tip is None or not self._known(applied):
             return False
         if not git.is_ancestor(self.repo, applied, self.tip):
@@ -121,10 +128,11 @@ def deploy_history(root: Path, config: Config, fetch: bool = True) -> DeployHist
     except GitError as exc:
         return DeployHistory(None, None, None, {}, [f"no deploy branch to compare: {exc.message}"])
     remote_name = config.deploy.remote or DEFAULT_REMOTE
-    remote = remote_name if git.remote_url(repo, remote_name) else None
+    # Without fetching, missing commits are not fetched one by one either.
+    remote = remote_name if fetch and git.remote_url(repo, remote_name) else None
     notes: list[str] = []
     tip = None
-    if remote is not None and fetch:
+    if remote is not None:
         try:
             tip = git.fetch_branch(repo, remote, branch)
         except GitError as exc:
@@ -289,24 +297,28 @@ def evaluate_model(model: ModelPlan, context: str, snapshot: Snapshot) -> ModelS
             missing.append(str(ref))
         elif not _owned(obj, model.name):
             not_owned.append(str(ref))
-    base = ModelStatus(model.name, model.runtime, False, None, None, model.url, "")
-    details = {"missing": tuple(missing), "not_owned": tuple(not_owned)}
+
+    def not_ready(message: str) -> ModelStatus:
+        return ModelStatus(
+            model.name, model.runtime, False, None, None, model.url, message,
+            missing=tuple(missing), not_owned=tuple(not_owned),
+        )  # fmt: skip
+
     primary = model.primary
     if primary is None:
-        return _with(base, details, "renders no object whose readiness servegen can read")
+        return not_ready("renders no object whose readiness servegen can read")
     if primary in unserved:
-        message = (
+        return not_ready(
             f"the cluster does not serve {primary.kind} (no CRD installed?); "
             f"{primary.kind.kind}/{primary.name} cannot exist in namespace {primary.namespace}"
         )
-        return _with(base, details, message)
     _, obj = snapshot.get(context, primary)
     if obj is None:
-        return _with(base, details, f"{primary} not found (not applied yet?)")
+        return not_ready(f"{primary} not found (not applied yet?)")
     try:
         readiness = _readiness(primary, obj, context, snapshot)
     except Malformed as exc:
-        return _with(base, details, f"{primary}: malformed status: {exc}")
+        return not_ready(f"{primary}: malformed status: {exc}")
     message = readiness.message
     if not_owned:
         message += f"; not owned by servegen: {', '.join(not_owned)}"
@@ -323,20 +335,6 @@ def evaluate_model(model: ModelPlan, context: str, snapshot: Snapshot) -> ModelS
         readiness.cluster_url,
         tuple(missing),
         tuple(not_owned),
-    )
-
-
-def _with(base: ModelStatus, details: Mapping[str, tuple[str, ...]], message: str) -> ModelStatus:
-    return ModelStatus(
-        base.name,
-        base.runtime,
-        False,
-        None,
-        None,
-        base.url,
-        message,
-        missing=details["missing"],
-        not_owned=details["not_owned"],
     )
 
 
