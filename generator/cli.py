@@ -175,7 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="use the local deploy branch; do not fetch it from the remote",
     )
-    _crds(p)
     return parser
 
 

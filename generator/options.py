@@ -104,4 +104,3 @@ class StatusOptions:
     wait: bool = False
     timeout: float | None = None  # seconds; only with --wait (default 600)
     fetch: bool = True  # fetch the deploy branch from the remote first
-    crds: tuple[Path, ...] = ()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,10 +26,15 @@ from typing import Any
 
 from generator import git
 from generator.config import Config
-from generator.errors import ClusterError, GitError
+from generator.errors import ClusterError, GitError, InvalidInputError
 from generator.kube import Cluster, Gone, Interrupted, Listing, Object
 from generator.pipeline import in_environment
-from generator.publish import METADATA_FILE, models_by_environment, recorded_source
+from generator.publish import (
+    METADATA_FILE,
+    models_by_environment,
+    recorded_source,
+    repository_prefix,
+)
 from generator.readiness import (
     Malformed,
     Readiness,
@@ -39,7 +45,9 @@ from generator.readiness import (
     inference_service,
     kubeai_model,
 )
+from generator.render import ModelRender, duplicate_objects, render_all
 from generator.statusplan import SERVEGEN_LABEL, SPEC_LABEL, EnvironmentPlan, Kind, ModelPlan, Ref
+from generator.validate import validate_repository
 
 DEFAULT_REMOTE = "origin"
 MAX_DROPS = 5  # consecutive dropped watch connections before giving up
@@ -144,6 +152,45 @@ def deploy_history(root: Path, config: Config, fetch: bool = True) -> DeployHist
         return DeployHistory(repo, remote, None, {}, notes)
     files = git.read_tree_files(repo, tip, skip_special=True)
     return DeployHistory(repo, remote, tip, files, notes)
+
+
+# --------------------------------------------------------------------------- the render
+
+
+def render_models(root: Path) -> tuple[Config, list[ModelRender]]:
+    """Validate and render `root`: every object as the cluster receives it.
+
+    No manifest checks and no file layout: where objects live is all status needs, and
+    what was published passed both already. This is most of status's running time.
+    """
+    validated = validate_repository(root)
+    if not validated.ok:
+        raise InvalidInputError(validated.diagnostics)
+    models = render_all(validated.specs, validated.config)
+    duplicates = duplicate_objects(models)
+    if duplicates:
+        raise InvalidInputError(duplicates)
+    return validated.config, models
+
+
+def render_published(root: Path, history: DeployHistory) -> tuple[Config, list[ModelRender]]:
+    """The render of the published source commit when this clone has it, else of `root`."""
+    source = history.source_of(history.tip)
+    if history.repo is None or source is None:
+        return render_models(root)
+    try:
+        git.resolve_commit(history.repo, source)
+    except GitError:
+        history.notes.append(
+            f"published source commit {source[:7]} is not in this clone; "
+            "object locations come from the working tree"
+        )
+        return render_models(root)
+    with tempfile.TemporaryDirectory(prefix="servegen-status-") as tmp:
+        dest = Path(tmp) / "src"
+        prefix = repository_prefix(history.repo, root)
+        git.export_tree(history.repo, source, dest, prefix, skip_special=True)
+        return render_models(dest)
 
 
 # --------------------------------------------------------------------------- reports

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from generator.errors import ServegenError
 from generator.kube import Cluster, connect
-from generator.pipeline import build
 from generator.status import (
     EnvironmentStatus,
     Follower,
@@ -25,6 +24,7 @@ from generator.status import (
     deploy_history,
     evaluate,
     read_all,
+    render_models,
 )
 from generator.statusplan import environment_plan
 
@@ -35,9 +35,8 @@ Emit = Callable[[Sequence[EnvironmentStatus] | str], None]
 
 
 class LiveView:
-    def __init__(self, root: Path, crds: Sequence[Path], emit: Emit) -> None:
+    def __init__(self, root: Path, emit: Emit) -> None:
         self.root = root
-        self.crds = tuple(crds)
         self.emit = emit
         self._replan = threading.Event()
         self._stop = threading.Event()
@@ -78,10 +77,9 @@ class LiveView:
                 self._replan.wait(RETRY_SECONDS)
 
     def _follow(self) -> None:
-        result = build(self.root, crds=self.crds)
-        config = result.config
+        config, models = render_models(self.root)
         plans = [
-            environment_plan(result.models, config, env, None, config.environments[env].context)
+            environment_plan(models, config, env, None, config.environments[env].context)
             for env in config.environments
         ]
         history = deploy_history(self.root, config, fetch=False)

@@ -11,11 +11,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from generator import git
-from generator.errors import EXIT_INVALID, EXIT_OK, GitError, InvalidInputError, UsageError
+from generator.errors import EXIT_INVALID, EXIT_OK, InvalidInputError, UsageError
 from generator.options import StatusOptions
-from generator.pipeline import Build, build
-from generator.publish import render_source
 from generator.status import (
     DeployHistory,
     EnvironmentStatus,
@@ -24,29 +21,13 @@ from generator.status import (
     deploy_history,
     evaluate,
     read_all,
+    render_published,
     wait,
 )
 from generator.statusplan import EnvironmentPlan, environment_plan
 from generator.validate import load_config
 
 DEFAULT_TIMEOUT = 600.0
-
-
-def _render(options: StatusOptions, history: DeployHistory) -> Build:
-    """The render of what was published: its source commit when this clone has it."""
-    root = options.common.root
-    source = history.source_of(history.tip)
-    if history.repo is not None and source is not None:
-        try:
-            git.resolve_commit(history.repo, source)
-        except GitError:
-            history.notes.append(
-                f"published source commit {source[:7]} is not in this clone; "
-                "object locations come from the working tree"
-            )
-        else:
-            return render_source(history.repo, root, source, options.crds)
-    return build(root, crds=options.crds)
 
 
 def _check_usage(options: StatusOptions) -> float:
@@ -68,21 +49,21 @@ def plans_for(options: StatusOptions) -> tuple[list[EnvironmentPlan], DeployHist
         known = ", ".join(config.environments)
         raise UsageError(f"servegen status: unknown environment {unknown[0]!r} (declared: {known})")
     history = deploy_history(root, config, fetch=options.fetch)
-    result = _render(options, history)
+    rendered_config, models = render_published(root, history)
     names = list(dict.fromkeys(options.environments)) or list(config.environments)
     plans = [
         environment_plan(
-            result.models,
-            result.config,
+            models,
+            rendered_config,
             env,
             history.deployed_models(env),
             config.environments[env].context,
         )
         for env in names
-        if env in result.config.environments
+        if env in rendered_config.environments
     ]
     for env in names:
-        if env not in result.config.environments:
+        if env not in rendered_config.environments:
             history.notes.append(f"environment {env!r} is not in the published render")
     return plans, history
 

@@ -50,7 +50,7 @@ def _live(options: WatchOptions, reporter: Reporter) -> Iterator[Callable[[Event
         return
     from generator.statuslive import LiveView  # the kubernetes client only when asked
 
-    live = LiveView(options.common.root, options.crds, reporter.live)
+    live = LiveView(options.common.root, reporter.live)
     live.start()
 
     def emit(event: Event) -> None:
