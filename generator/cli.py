@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="quiet time before a batch is processed (default 50 ms)",
     )
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="also show the cluster's live state, as `servegen status` reads it",
+    )
     _crds(p)
 
     p = sub.add_parser("schema", help="write (or --check) the JSON Schemas")
@@ -152,14 +157,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("endpoints", help="print the OpenAI endpoint catalog")
     _env(p)
     p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("status", help="live state from the cluster: in sync, models ready")
+    p.add_argument(
+        "--env",
+        dest="environments",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="only this environment (repeatable)",
+    )
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument(
+        "--wait", action="store_true", help="watch until applied and ready, or the timeout"
+    )
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="with --wait: give up after (600)"
+    )
+    p.add_argument(
+        "--no-fetch",
+        dest="fetch",
+        action="store_false",
+        help="use the local deploy branch; do not fetch it from the remote",
+    )
     return parser
 
 
 def _options(args: argparse.Namespace) -> tuple[str, Any]:
     common = opt.Common(root=args.root, debug=args.debug)
     fields = {k: v for k, v in vars(args).items() if k not in ("root", "debug", "command")}
-    if "crds" in fields:
-        fields["crds"] = tuple(fields["crds"])
+    for key in ("crds", "environments"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
     classes: dict[str, Callable[..., Any]] = {
         "init": opt.InitOptions,
         "validate": opt.ValidateOptions,
@@ -169,6 +198,7 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
         "watch": opt.WatchOptions,
         "schema": opt.SchemaOptions,
         "endpoints": opt.EndpointsOptions,
+        "status": opt.StatusOptions,
     }
     return args.command, classes[args.command](common=common, **fields)
 

@@ -127,6 +127,24 @@ class KubeAIInstall(StrictModel):
         return self.endpoint or kubeai_endpoint(self.namespace)
 
 
+class StatusReader(StrictModel):
+    """Who runs `servegen status` for an environment; gets read-only RBAC in rbac/<env>/."""
+
+    kind: Literal["ServiceAccount", "User", "Group"] = Field(
+        default="ServiceAccount", description="Subject kind of the RoleBindings."
+    )
+    name: str = Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$", description="Subject name.")
+    namespace: DnsLabel | None = Field(
+        default=None, description="The ServiceAccount's namespace (required for ServiceAccount)."
+    )
+
+    @model_validator(mode="after")
+    def _namespace_for_service_account(self) -> StatusReader:
+        if (self.kind == "ServiceAccount") != (self.namespace is not None):
+            raise ValueError("`namespace` is required for a ServiceAccount and only for one")
+        return self
+
+
 class Environment(StrictModel):
     """One deployment environment (a Flux entry point under clusters/<env>)."""
 
@@ -145,6 +163,18 @@ class Environment(StrictModel):
     labels: Labels = Field(default_factory=dict, description="Labels added to every object.")
     annotations: Annotations = Field(
         default_factory=dict, description="Annotations added to every object."
+    )
+    context: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="kubeconfig context `servegen status` reads this environment from; "
+        "default: the current context (or the in-cluster service account).",
+    )
+    status_reader: StatusReader | None = Field(
+        default=None,
+        description="Render least-privilege read-only RBAC (rbac/<env>/: a Role and "
+        "RoleBinding per namespace, list and watch only) for this subject.",
     )
 
 

@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_CLUSTER = 3  # `servegen status`: cannot reach or authenticate to the cluster
 EXIT_INTERRUPTED = 130
 
 
@@ -71,3 +72,9 @@ class UsageError(ServegenError):
     """Bad command-line usage: exit 2."""
 
     exit_code = EXIT_USAGE
+
+
+class ClusterError(ServegenError):
+    """The cluster cannot be reached, or refuses the credentials or a read: exit 3."""
+
+    exit_code = EXIT_CLUSTER

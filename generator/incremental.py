@@ -39,6 +39,7 @@ from generator.load import (
 )
 from generator.pipeline import check_models, crd_sources
 from generator.render import ModelRender, duplicate_objects, render_spec
+from generator.statusplan import rbac_files
 from generator.validate import Spec, check_repository, load_config, validate_file
 
 # write_tree's single-file helpers: write_tree itself walks the whole output folder to
@@ -352,6 +353,7 @@ class IncrementalBuild:
             files.update(model.files)
         renders = [m.render for m in models]
         files.update(self._cluster_files(renders))
+        files.update(rbac_files(renders, self.config))  # empty unless status_reader is set
         files["README.md"] = index_markdown(renders, self.config).encode()
         return files
 

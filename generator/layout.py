@@ -23,6 +23,7 @@ from typing import Any
 from generator.config import Config
 from generator.flux import flux_objects
 from generator.render import ModelRender, Object
+from generator.statusplan import rbac_files
 from generator.yamlio import dump_documents
 
 KUSTOMIZATION = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
@@ -181,7 +182,7 @@ def finish_layout(
     files: Mapping[str, bytes], models: Sequence[ModelRender], config: Config
 ) -> dict[str, bytes]:
     """Add what spans every model (clusters, endpoints, Flux, README) to the model files."""
-    out = {**files, **cluster_files(models, config)}
+    out = {**files, **cluster_files(models, config), **rbac_files(models, config)}
     out["README.md"] = index_markdown(models, config).encode()
     return dict(sorted(out.items()))
 

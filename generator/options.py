@@ -94,3 +94,14 @@ class WatchOptions:
     debounce_ms: int = 50
     format: Literal["text", "json"] = "text"
     crds: tuple[Path, ...] = ()
+    status: bool = False  # also follow the cluster's live state (servegen status)
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    common: Common
+    environments: tuple[str, ...] = ()
+    format: Literal["text", "json", "markdown"] = "text"
+    wait: bool = False
+    timeout: float | None = None  # seconds; only with --wait (default 600)
+    fetch: bool = True  # fetch the deploy branch from the remote first

@@ -157,7 +157,7 @@ def build(
 
 def in_environment(path: str, environment: str) -> bool:
     parts = path.split("/")
-    if parts[0] in ("clusters", "endpoints", "flux"):
+    if parts[0] in ("clusters", "endpoints", "flux", "rbac"):
         return parts[1] in (environment, f"{environment}.json")
     if parts[0] == "models" and len(parts) > 3 and parts[2] == "overlays":
         return parts[3] == environment

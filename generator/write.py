@@ -15,7 +15,7 @@ from pathlib import Path
 from generator.errors import ServegenError
 
 # Top-level entries of the output folder that servegen owns; anything else is left alone.
-MANAGED = ("clusters", "models", "endpoints", "flux", "README.md")
+MANAGED = ("clusters", "models", "endpoints", "flux", "rbac", "README.md")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from generator.errors import EXIT_OK, UsageError
@@ -37,9 +37,33 @@ def run(options: WatchOptions) -> int:
     publish = _publisher(options, build)
     reporter = Reporter(options.format, options.debounce_ms)
     stop = threading.Event()
-    with _stop_on_signals(stop):
-        run_watch(build, stop, reporter, debounce_ms=options.debounce_ms, publish=publish)
+    with _stop_on_signals(stop), _live(options, reporter) as emit:
+        run_watch(build, stop, emit, debounce_ms=options.debounce_ms, publish=publish)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _live(options: WatchOptions, reporter: Reporter) -> Iterator[Callable[[Event], None]]:
+    """With --status: the cluster's live state, planned again after each new render."""
+    if not options.status:
+        yield reporter
+        return
+    from generator.statuslive import LiveView  # the kubernetes client only when asked
+
+    live = LiveView(options.common.root, reporter.live)
+    live.start()
+
+    def emit(event: Event) -> None:
+        reporter(event)
+        result = event.result
+        rendered = result is not None and result.ok and bool(result.written or result.removed)
+        if event.kind == "start" or (event.kind == "batch" and rendered):
+            live.refresh()
+
+    try:
+        yield emit
+    finally:
+        live.stop()
 
 
 def _publisher(options: WatchOptions, build: IncrementalBuild) -> Publish | None:
@@ -99,6 +123,25 @@ class Reporter:
             self._write(json.dumps(self._fields(event), sort_keys=True))
         else:
             self._text(event)
+
+    def live(self, state: Any) -> None:
+        """`watch --status`: a message, or the environments' live statuses."""
+        if isinstance(state, str):
+            if self.json:
+                fields = {"type": "status", "time": round(time.time(), 3), "message": state}
+                self._write(json.dumps(fields, sort_keys=True))
+            else:
+                self._write(f"{time.strftime('[%H:%M:%S]')} {state}", self.err)
+            return
+        if self.json:
+            environments = [s.to_json() for s in state]
+            fields = {"type": "status", "time": round(time.time(), 3), "environments": environments}
+            self._write(json.dumps(fields, sort_keys=True))
+            return
+        from generator.statuslive import summary
+
+        for status in state:
+            self._write(f"{time.strftime('[%H:%M:%S]')} {summary(status)}")
 
     def _write(self, line: str, stream: TextIO | None = None) -> None:
         stream = stream or self.out

@@ -1,0 +1,123 @@
+"""What an object's status says about readiness, one function per kind servegen renders.
+
+Pure functions over the objects as the API server returns them. Controllers and users
+can leave any shape in `status`; a field of the wrong type raises Malformed, which
+status reports as the model's message instead of crashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Object = dict[str, Any]
+
+
+class Malformed(ValueError):
+    """A status field of the wrong type: reported as the model's message."""
+
+
+def at(obj: Any, *path: str) -> Any:
+    for key in path:
+        if obj is None:
+            return None
+        if not isinstance(obj, dict):
+            raise Malformed(f"{'.'.join(path)} is not an object")
+        obj = obj.get(key)
+    return obj
+
+
+def _int(obj: Any, *path: str, default: int | None = None) -> int | None:
+    value = at(obj, *path)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Malformed(f"{'.'.join(path)} is {value!r}, not an integer")
+    return value
+
+
+def condition(obj: Any, type_: str) -> dict[str, Any] | None:
+    conditions = at(obj, "status", "conditions")
+    if conditions is None:
+        return None
+    if not isinstance(conditions, list):
+        raise Malformed("status.conditions is not a list")
+    for entry in conditions:
+        if isinstance(entry, dict) and entry.get("type") == type_:
+            return entry
+    return None
+
+
+def condition_text(cond: Mapping[str, Any] | None) -> str:
+    if cond is None:
+        return ""
+    parts = [str(cond.get(k)) for k in ("reason", "message") if cond.get(k)]
+    return ": ".join(parts)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    desired: int | None
+    ready_replicas: int | None
+    message: str
+    cluster_url: str | None = None
+
+
+def kubeai_model(obj: Object) -> Readiness:
+    # kubeai v0.22.1 api/k8s/v1/model_types.go: status.replicas {all, ready}, no conditions;
+    # spec.replicas is the autoscaler's (scale subresource), minReplicas the floor.
+    desired = _int(obj, "spec", "replicas")
+    if desired is None:
+        desired = _int(obj, "spec", "minReplicas", default=0)
+    ready = _int(obj, "status", "replicas", "ready", default=0) or 0
+    if desired == 0 and ready == 0:
+        return Readiness(True, 0, 0, "scaled to zero: starts on the first request")
+    # The same rule as the Flux health check servegen renders (generator/flux.py).
+    ok = ready >= 1
+    return Readiness(ok, desired, ready, f"{ready}/{desired} replicas ready")
+
+
+def deployment(obj: Object) -> Readiness:
+    # kstatus (sigs.k8s.io/cli-utils pkg/kstatus/status/core.go, deploymentConditions),
+    # which Flux health checks use: a rollout is done when the controller has seen the
+    # generation and every desired replica is updated and available.
+    desired = _int(obj, "spec", "replicas", default=1) or 0
+    available = _int(obj, "status", "availableReplicas", default=0) or 0
+    updated = _int(obj, "status", "updatedReplicas", default=0) or 0
+    generation = _int(obj, "metadata", "generation", default=0) or 0
+    observed = _int(obj, "status", "observedGeneration", default=0) or 0
+    progressing = condition(obj, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Readiness(False, desired, available, f"failed: {condition_text(progressing)}")
+    if observed < generation:
+        return Readiness(False, desired, available, "rollout not yet observed by the controller")
+    ok = available >= desired and updated >= desired
+    message = f"{available}/{desired} replicas available"
+    if not ok:
+        available_condition = condition(obj, "Available")
+        if available_condition and available_condition.get("status") == "False":
+            message += f" ({condition_text(available_condition)})"
+    return Readiness(ok, desired, available, message)
+
+
+def inference_service(obj: Object, predictors: Sequence[Object]) -> Readiness:
+    # kserve v0.20.0 pkg/apis/serving/v1beta1/inference_service_status.go: the Ready
+    # condition and status.url; replica counts live on the predictor Deployment, labelled
+    # serving.kserve.io/inferenceservice=<name> (pkg/constants InferenceServicePodLabelKey).
+    ready_condition = condition(obj, "Ready")
+    url = at(obj, "status", "url")
+    if url is not None and not isinstance(url, str):
+        raise Malformed(f"status.url is {url!r}, not a string")
+    desired = available = None
+    if predictors:
+        desired = sum(_int(p, "spec", "replicas", default=1) or 0 for p in predictors)
+        available = sum(_int(p, "status", "availableReplicas", default=0) or 0 for p in predictors)
+    if ready_condition is None:
+        return Readiness(False, desired, available, "no Ready condition yet", url)
+    ok = ready_condition.get("status") == "True"
+    message = "Ready" if ok else f"not ready: {condition_text(ready_condition) or 'Ready=False'}"
+    if not ok and ready_condition.get("status") == "False" and ready_condition.get("reason"):
+        message = f"failed: {condition_text(ready_condition)}"
+    return Readiness(ok, desired, available, message, url)

@@ -1,0 +1,188 @@
+"""Readiness rules per kind, on status shapes the controllers write (and broken ones)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from generator.readiness import Malformed, deployment, inference_service, kubeai_model
+
+
+def _model(spec: dict[str, Any], status: Any = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {"kind": "Model", "metadata": {"name": "m"}, "spec": spec}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "expected"),
+    [
+        ({"minReplicas": 1}, None, (False, 1, 0, "0/1 replicas ready")),
+        (
+            {"minReplicas": 1},
+            {"replicas": {"all": 1, "ready": 1}},
+            (True, 1, 1, "1/1 replicas ready"),
+        ),
+        # The autoscaler's spec.replicas wins over the floor.
+        (
+            {"minReplicas": 1, "replicas": 3},
+            {"replicas": {"all": 3, "ready": 2}},
+            (True, 3, 2, "2/3 replicas ready"),
+        ),
+        (
+            {"minReplicas": 0},
+            {"replicas": {"all": 0, "ready": 0}},
+            (True, 0, 0, "scaled to zero: starts on the first request"),
+        ),
+        (
+            {"minReplicas": 0, "replicas": 1},
+            {"replicas": {"all": 1, "ready": 0}},
+            (False, 1, 0, "0/1 replicas ready"),
+        ),
+    ],
+)
+def test_kubeai_model(spec: dict[str, Any], status: Any, expected: tuple[Any, ...]) -> None:
+    r = kubeai_model(_model(spec, status))
+    assert (r.ready, r.desired, r.ready_replicas, r.message) == expected
+
+
+def _deployment(
+    spec_replicas: int | None, status: dict[str, Any], generation: int = 1
+) -> dict[str, Any]:
+    spec = {} if spec_replicas is None else {"replicas": spec_replicas}
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "d", "generation": generation},
+        "spec": spec,
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (
+            _deployment(2, {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2}),
+            (True, 2, 2, "2/2 replicas available"),
+        ),
+        (
+            _deployment(
+                None, {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1}
+            ),
+            (True, 1, 1, "1/1 replicas available"),
+        ),
+        # Available but not yet updated: a rollout in progress.
+        (
+            _deployment(2, {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 2}),
+            (False, 2, 2, "2/2 replicas available"),
+        ),
+        (
+            _deployment(
+                2,
+                {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2},
+                generation=2,
+            ),
+            (False, 2, 2, "rollout not yet observed by the controller"),
+        ),
+        (
+            _deployment(
+                1,
+                {
+                    "observedGeneration": 1,
+                    "availableReplicas": 0,
+                    "conditions": [
+                        {
+                            "type": "Available",
+                            "status": "False",
+                            "reason": "MinimumReplicasUnavailable",
+                            "message": "Deployment does not have minimum availability.",
+                        }
+                    ],
+                },
+            ),
+            (
+                False,
+                1,
+                0,
+                "0/1 replicas available (MinimumReplicasUnavailable: "
+                "Deployment does not have minimum availability.)",
+            ),
+        ),
+        (
+            _deployment(
+                1,
+                {
+                    "observedGeneration": 1,
+                    "conditions": [
+                        {
+                            "type": "Progressing",
+                            "status": "False",
+                            "reason": "ProgressDeadlineExceeded",
+                        }
+                    ],
+                },
+            ),
+            (False, 1, 0, "failed: ProgressDeadlineExceeded"),
+        ),
+    ],
+)
+def test_deployment(obj: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    r = deployment(obj)
+    assert (r.ready, r.desired, r.ready_replicas, r.message) == expected
+
+
+def test_inference_service_counts_its_predictor_deployments() -> None:
+    isvc = {
+        "status": {
+            "url": "http://x.ns.example.com",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    }
+    predictor = _deployment(2, {"availableReplicas": 1})
+    r = inference_service(isvc, [predictor])
+    assert (r.ready, r.desired, r.ready_replicas, r.message, r.cluster_url) == (
+        True,
+        2,
+        1,
+        "Ready",
+        "http://x.ns.example.com",
+    )
+    r = inference_service({"status": {}}, [])
+    assert (r.ready, r.desired, r.ready_replicas, r.message) == (
+        False,
+        None,
+        None,
+        "no Ready condition yet",
+    )
+    unknown = {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "Unknown", "reason": "PredictorNotReady"}]
+        }
+    }
+    assert inference_service(unknown, []).message == "not ready: PredictorNotReady"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: kubeai_model(_model({"minReplicas": "1"})),
+            "spec.minReplicas is '1', not an integer",
+        ),
+        (
+            lambda: kubeai_model(_model({}, {"replicas": {"ready": True}})),
+            "status.replicas.ready is True, not an integer",
+        ),
+        (
+            lambda: deployment(_deployment(1, {"conditions": {"type": "Available"}})),
+            "status.conditions is not a list",
+        ),
+        (lambda: inference_service({"status": {"url": 7}}, []), "status.url is 7, not a string"),
+    ],
+)
+def test_malformed_fields_raise_malformed(call: Any, message: str) -> None:
+    with pytest.raises(Malformed) as caught:
+        call()
+    assert str(caught.value) == message

@@ -1,0 +1,849 @@
+"""`servegen status` with the real `kubernetes` client against a stand-in API server.
+
+The published side is real git: a bare repository as the remote, the example specs
+committed and published with `servegen publish --push`. The cluster side is
+tests/kubeapi.py on loopback, reached through a kubeconfig file written here (token
+auth). The test plays Flux and the controllers: it applies exactly the objects servegen
+rendered, then scripts their status (not ready -> ready, failed, CRD missing, revision
+behind) and reads what `status` makes of it.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator import cli
+from generator.check import ManifestValidator
+from generator.flux import flux_objects
+from generator.incremental import IncrementalBuild
+from generator.pipeline import Build, build
+from generator.statusplan import environment_plan, rbac_objects
+from tests.conftest import EXAMPLES, REPO_ROOT
+from tests.gitutil import isolate_git, sh
+from tests.kubeapi import FakeKubeAPI
+from tests.test_pipeline import kustomize
+
+ENV = "dev"
+KUBEAI_MODEL = "tinyllama-chat"  # kubeai-text, min_replicas 1
+SCALE_TO_ZERO = "nomic-embed"  # kubeai-text, min_replicas 0
+VLLM_MODEL = "qwen-chat"  # vllmserve-text
+KSERVE_MODEL = "bert-sentiment"  # huggingfaceserve
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_git(tmp_path, monkeypatch)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubeAPI]:
+    with FakeKubeAPI() as server:
+        yield server
+
+
+def commit_all(work: Path, subject: str) -> str:
+    sh(work, "add", "-A")
+    sh(work, "commit", "-q", "-m", subject)
+    return sh(work, "rev-parse", "HEAD")
+
+
+def publish(work: Path, crds: Path) -> str:
+    code = cli.main(["-C", str(work), "publish", "--push", "--allow-prune", "--crds", str(crds)])
+    assert code == 0
+    return sh(work, "rev-parse", "deploy")
+
+
+@dataclass
+class Live:
+    work: Path
+    api: FakeKubeAPI
+    crds: Path
+    deploy: str  # the deploy commit published
+    source: str  # the spec commit it was rendered from
+    result: Build
+
+    def objects(self, kind: str, env: str = ENV) -> list[dict[str, Any]]:
+        return [
+            obj
+            for m in self.result.models
+            if env in m.environments
+            for obj in m.environments[env].objects
+            if obj["kind"] == kind
+        ]
+
+    def where(self, model: str, kind: str, env: str = ENV) -> tuple[str, str]:
+        """(namespace, name) of a model's object, as servegen rendered it."""
+        rendered = next(m for m in self.result.models if m.name == model)
+        obj = next(o for o in rendered.environments[env].objects if o["kind"] == kind)
+        return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+def ready_status(obj: dict[str, Any]) -> dict[str, Any]:
+    kind = obj["kind"]
+    if kind == "Model":
+        floor = int(obj["spec"].get("minReplicas", 0))
+        return {"replicas": {"all": floor, "ready": floor}}
+    if kind == "Deployment":
+        replicas = int(obj["spec"].get("replicas", 1))
+        return {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+            ],
+        }
+    if kind == "InferenceService":
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        return {
+            "url": f"http://{name}.{ns}.example.com",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    return {}
+
+
+def flux_status(deploy: str, ready: bool = True, reason: str = "ReconciliationSucceeded") -> Any:
+    revision = f"deploy@sha1:{deploy}"
+    condition = {
+        "type": "Ready",
+        "status": "True" if ready else "False",
+        "reason": reason,
+        "message": f"Applied revision: {revision}" if ready else "health check failed",
+    }
+    return {"lastAppliedRevision": revision, "conditions": [condition]}
+
+
+def apply_environment(api: FakeKubeAPI, result: Build, env: str, deploy: str) -> None:
+    """Play Flux and the controllers: apply what servegen rendered, all ready."""
+    for model in result.models:
+        rendered = model.environments.get(env)
+        for obj in rendered.objects if rendered else ():
+            applied = api.apply({**obj, "status": ready_status(obj)})
+            if obj["kind"] == "InferenceService":  # KServe's predictor Deployment
+                namespace, name = applied["metadata"]["namespace"], applied["metadata"]["name"]
+                api.apply(
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "metadata": {
+                            "name": f"{name}-predictor",
+                            "namespace": namespace,
+                            "labels": {"serving.kserve.io/inferenceservice": name},
+                        },
+                        "spec": {"replicas": 1},
+                        "status": ready_status({"kind": "Deployment", "spec": {"replicas": 1}}),
+                    }
+                )
+    for obj in flux_objects(result.models, result.config, env):
+        status = flux_status(deploy)
+        if obj["kind"] == "GitRepository":
+            status = {"artifact": {"revision": f"deploy@sha1:{deploy}"}, **status}
+        api.apply({**obj, "status": status})
+
+
+@pytest.fixture
+def live(tmp_path: Path, api: FakeKubeAPI, crds_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Live:
+    remote = tmp_path / "remote.git"
+    sh(tmp_path, "init", "-q", "--bare", str(remote))
+    work = tmp_path / "specs-repo"
+    sh(tmp_path, "clone", "-q", str(remote), str(work))
+    shutil.copytree(EXAMPLES, work, dirs_exist_ok=True)
+    source = commit_all(work, "Initial specs")
+    sh(work, "push", "-q", "origin", "main")
+    deploy = publish(work, crds_dir)
+    result = build(work, crds=[crds_dir], keep_objects=True)
+    apply_environment(api, result, ENV, deploy)
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    return Live(work, api, crds_dir, deploy, source, result)
+
+
+def status(live: Live, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()  # drop what setup (publish) printed
+    code = cli.main(["-C", str(live.work), "status", *args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def status_json(
+    live: Live, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, dict[str, Any]]:
+    code, out, err = status(live, capsys, "--env", ENV, "--format", "json", *args)
+    assert code in (0, 1), err
+    environments = json.loads(out)["environments"]
+    assert [e["name"] for e in environments] == [ENV]
+    env: dict[str, Any] = environments[0]
+    return code, env
+
+
+def model(env: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(m for m in env["models"] if m["name"] == name)
+    return found
+
+
+# --------------------------------------------------------------------------- all well
+
+
+def test_everything_applied_and_ready_is_exit_0_with_the_documented_shape(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, env = status_json(live, capsys)
+    assert code == 0, env
+    assert env["in_sync"] is True
+    assert env["published_commit"] == live.deploy
+    assert env["applied_revision"] == f"deploy@sha1:{live.deploy}"
+    assert env["source_commit"] == live.source
+    assert env["published_source_commit"] == live.source
+    assert env["orphans"] == []
+    assert set(env) == {
+        "name",
+        "context",
+        "ready",
+        "in_sync",
+        "flux_ready",
+        "message",
+        "published_commit",
+        "published_source_commit",
+        "applied_revision",
+        "source_commit",
+        "models",
+        "orphans",
+    }
+    catalog = json.loads(sh(live.work, "show", "deploy:endpoints/dev.json"))
+    urls = {m["name"]: m["base_url"] for m in catalog["models"]}
+    assert {m["name"] for m in env["models"]} == set(urls)
+    for m in env["models"]:
+        assert set(m) == {
+            "name",
+            "runtime",
+            "ready",
+            "replicas",
+            "url",
+            "message",
+            "cluster_url",
+            "missing",
+            "not_owned",
+        }
+        assert m["ready"] is True, m
+        assert m["url"] == urls[m["name"]]
+        assert m["missing"] == [] and m["not_owned"] == []
+    assert model(env, KUBEAI_MODEL)["replicas"] == {"ready": 1, "desired": 1}
+    assert model(env, SCALE_TO_ZERO)["message"].startswith("scaled to zero")
+    isvc = model(env, KSERVE_MODEL)
+    assert isvc["replicas"] == {"ready": 1, "desired": 1}
+    namespace, _ = live.where(KSERVE_MODEL, "InferenceService")
+    assert isvc["cluster_url"] == f"http://{KSERVE_MODEL}.{namespace}.example.com"
+
+
+def test_only_reads_and_only_lists_each_collection_once(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = status_json(live, capsys)
+    assert code == 0
+    assert {method for method, _ in live.api.requests} == {"GET"}
+    lists = [p for _, p in live.api.requests if "/namespaces/" in p]
+    assert len(lists) == len(set(lists))
+    assert not any("watch=" in p for p in lists)
+
+
+def test_text_and_markdown_name_every_model(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = status(live, capsys, "--env", ENV)
+    assert code == 0
+    assert f"environment {ENV} (context test): in sync" in out
+    assert f"ready      {KUBEAI_MODEL}  kubeai-text  1/1" in out
+    code, out, _ = status(live, capsys, "--env", ENV, "--format", "markdown")
+    assert code == 0
+    assert out.startswith(f"### `{ENV}`: in sync")
+    assert f"| `{VLLM_MODEL}` | vllmserve-text | yes |" in out
+
+
+# --------------------------------------------------------------------------- not ready
+
+
+def test_a_kubeai_model_with_no_ready_replica_is_exit_1(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = live.where(KUBEAI_MODEL, "Model")
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 0}})
+    code, env = status_json(live, capsys)
+    assert code == 1
+    m = model(env, KUBEAI_MODEL)
+    assert (m["ready"], m["replicas"], m["message"]) == (
+        False,
+        {"ready": 0, "desired": 1},
+        "0/1 replicas ready",
+    )
+    assert env["in_sync"] is True  # applied, just not ready
+
+
+def test_a_failed_rollout_and_a_failed_inference_service_say_why(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = live.where(VLLM_MODEL, "Deployment")
+    live.api.set_status(
+        "Deployment",
+        namespace,
+        name,
+        {
+            "observedGeneration": 1,
+            "availableReplicas": 0,
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": f'ReplicaSet "{name}-5d" has timed out progressing.',
+                }
+            ],
+        },
+    )
+    namespace, name = live.where(KSERVE_MODEL, "InferenceService")
+    live.api.set_status(
+        "InferenceService",
+        namespace,
+        name,
+        {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "RevisionFailed",
+                    "message": "Revision failed with message: container exited",
+                }
+            ]
+        },
+    )
+    code, env = status_json(live, capsys)
+    assert code == 1
+    vllm = model(env, VLLM_MODEL)
+    assert vllm["ready"] is False
+    assert vllm["message"].startswith("failed: ProgressDeadlineExceeded: ReplicaSet")
+    kserve = model(env, KSERVE_MODEL)
+    assert kserve["ready"] is False
+    assert kserve["message"] == (
+        "failed: RevisionFailed: Revision failed with message: container exited"
+    )
+
+
+def test_cluster_text_cannot_inject_terminal_escapes(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = live.where(KSERVE_MODEL, "InferenceService")
+    condition = {"type": "Ready", "status": "False", "reason": "X", "message": "\x1b[2Jgone\nnext"}
+    live.api.set_status("InferenceService", namespace, name, {"conditions": [condition]})
+    code, out, _ = status(live, capsys, "--env", ENV)
+    assert code == 1
+    assert "failed: X: ?[2Jgone?next" in out
+    assert "\x1b" not in out
+
+
+def test_missing_and_foreign_objects_are_named(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, service = live.where(VLLM_MODEL, "Service")
+    live.api.delete("Service", namespace, service)
+    namespace, deployment = live.where(VLLM_MODEL, "Deployment")
+    stored = live.api.objects[("Deployment", namespace, deployment)]
+    live.api.apply({**stored, "metadata": {**stored["metadata"], "labels": {"team": "other"}}})
+    code, env = status_json(live, capsys)
+    assert code == 1
+    m = model(env, VLLM_MODEL)
+    assert m["missing"] == [f"Service/{service} in namespace {namespace}"]
+    assert m["not_owned"] == [f"Deployment/{deployment} in namespace {namespace}"]
+    assert m["ready"] is False
+
+
+def test_a_model_left_in_the_cluster_is_reported(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, _ = live.where(KUBEAI_MODEL, "Model")
+    live.api.apply(
+        {
+            "apiVersion": "kubeai.org/v1",
+            "kind": "Model",
+            "metadata": {
+                "name": "retired-model",
+                "namespace": namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": "servegen",
+                    "servegen.io/spec": "retired-model",
+                },
+            },
+            "spec": {"url": "hf://org/old", "engine": "VLLM", "features": ["TextGeneration"]},
+        }
+    )
+    live.api.apply(
+        {
+            "apiVersion": "kubeai.org/v1",
+            "kind": "Model",
+            "metadata": {"name": "hand-made", "namespace": namespace},
+        }
+    )
+    code, env = status_json(live, capsys)
+    assert code == 1
+    assert env["orphans"] == [
+        {"kind": "Model", "namespace": namespace, "name": "retired-model", "spec": "retired-model"}
+    ]
+    assert all(m["ready"] for m in env["models"])
+
+
+def test_a_missing_crd_is_reported_per_model_not_a_crash(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live.api.uninstall("Model")
+    code, env = status_json(live, capsys)
+    assert code == 1
+    kubeai = [m for m in env["models"] if m["runtime"] == "kubeai-text"]
+    assert kubeai
+    for m in kubeai:
+        assert m["ready"] is False
+        assert m["message"].startswith("the cluster does not serve Model (kubeai.org/v1)")
+    assert all(m["ready"] for m in env["models"] if m["runtime"] != "kubeai-text")
+
+
+def test_no_flux_in_the_cluster_is_out_of_sync(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live.api.uninstall("Kustomization")
+    live.api.uninstall("GitRepository")
+    code, env = status_json(live, capsys)
+    assert (code, env["in_sync"], env["applied_revision"]) == (1, False, None)
+    assert env["message"].startswith("the cluster does not serve Flux Kustomizations")
+    assert all(m["ready"] for m in env["models"])
+
+
+@pytest.mark.parametrize(
+    ("status_value", "expected"),
+    [
+        (
+            {"replicas": {"all": 1, "ready": "one"}},
+            "status.replicas.ready is 'one', not an integer",
+        ),
+        ({"replicas": [1, 1]}, "status.replicas.ready is not an object"),
+        ("broken", "status.replicas.ready is not an object"),
+    ],
+)
+def test_malformed_status_fields_become_messages(
+    live: Live, capsys: pytest.CaptureFixture[str], status_value: Any, expected: str
+) -> None:
+    namespace, name = live.where(KUBEAI_MODEL, "Model")
+    live.api.set_status("Model", namespace, name, status_value)
+    code, env = status_json(live, capsys)
+    assert code == 1
+    m = model(env, KUBEAI_MODEL)
+    assert m["ready"] is False
+    assert m["message"] == f"Model/{name} in namespace {namespace}: malformed status: {expected}"
+
+
+def test_malformed_flux_conditions_are_a_message(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = _kustomization(live)
+    live.api.set_status("Kustomization", namespace, name, {"conditions": "Ready"})
+    code, env = status_json(live, capsys)
+    assert code == 1
+    assert env["in_sync"] is False
+    assert "malformed status: status.conditions is not a list" in env["message"]
+
+
+# --------------------------------------------------------------------------- GitOps revisions
+
+
+def _kustomization(live: Live) -> tuple[str, str]:
+    obj = next(
+        o
+        for o in flux_objects(live.result.models, live.result.config, ENV)
+        if o["kind"] == "Kustomization"
+    )
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+def test_flux_behind_the_published_commit_is_out_of_sync(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = live.work / "specs" / "vllm" / "qwen-chat.yaml"
+    spec.write_text(spec.read_text().replace("labels: {team: assistants}", "labels: {team: chat}"))
+    newer_source = commit_all(live.work, "Label qwen-chat")
+    newer = publish(live.work, live.crds)
+    assert newer != live.deploy
+    code, env = status_json(live, capsys)
+    assert code == 1
+    assert env["in_sync"] is False
+    assert env["published_commit"] == newer
+    assert env["published_source_commit"] == newer_source
+    assert env["applied_revision"] == f"deploy@sha1:{live.deploy}"
+    assert env["source_commit"] == live.source
+    assert f"applied {live.deploy[:7]}, published {newer[:7]}" in env["message"]
+
+    namespace, name = _kustomization(live)
+    live.api.set_status("Kustomization", namespace, name, flux_status(newer))
+    code, env = status_json(live, capsys)
+    assert (code, env["in_sync"], env["source_commit"]) == (0, True, newer_source)
+
+
+def test_a_publish_that_changes_only_another_environment_keeps_this_one_in_sync(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = live.work / "servegen.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "annotations: {servegen.io/owner: platform-team}",
+            "annotations: {servegen.io/owner: infra-team}",
+        )
+    )
+    commit_all(live.work, "prod owner")
+    newer = publish(live.work, live.crds)
+    assert newer != live.deploy
+    code, env = status_json(live, capsys)
+    assert code == 0, env
+    assert env["in_sync"] is True
+    assert env["published_commit"] == newer
+    assert "later publishes do not change this environment" in env["message"]
+
+
+def test_a_failing_kustomization_is_out_of_sync(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = _kustomization(live)
+    live.api.set_status(
+        "Kustomization", namespace, name, flux_status(live.deploy, False, "HealthCheckFailed")
+    )
+    code, env = status_json(live, capsys)
+    assert (code, env["in_sync"], env["flux_ready"]) == (1, False, False)
+    assert "Ready=False (HealthCheckFailed: health check failed)" in env["message"]
+
+
+def test_nothing_published_yet(
+    tmp_path: Path,
+    api: FakeKubeAPI,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work = tmp_path / "fresh"
+    shutil.copytree(EXAMPLES, work)
+    sh(work, "init", "-q")
+    commit_all(work, "specs")
+    monkeypatch.setenv("KUBECONFIG", str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+    code = cli.main(["-C", str(work), "status", "--env", ENV, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    env = json.loads(out)["environments"][0]
+    assert env["published_commit"] is None and env["in_sync"] is False
+    assert "nothing published yet: no 'deploy' branch" in err
+
+
+# --------------------------------------------------------------------------- --wait
+
+
+def _run_in_thread(live: Live, *args: str) -> tuple[threading.Thread, list[int]]:
+    codes: list[int] = []
+    thread = threading.Thread(
+        target=lambda: codes.append(cli.main(["-C", str(live.work), "status", *args])),
+        daemon=True,
+    )
+    thread.start()
+    return thread, codes
+
+
+def test_wait_follows_watch_events_until_ready(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = live.where(KUBEAI_MODEL, "Model")
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 0}})
+    thread, codes = _run_in_thread(
+        live, "--env", ENV, "--format", "json", "--wait", "--timeout", "120"
+    )
+    plan = environment_plan(live.result.models, live.result.config, ENV)
+    live.api.wait_for_watches(len(plan.reads))
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 1}})
+    thread.join(60)
+    assert not thread.is_alive()
+    out, err = capsys.readouterr()
+    assert codes == [0], err
+    assert model(json.loads(out)["environments"][0], KUBEAI_MODEL)["ready"] is True
+    # Event-driven: each collection was listed once, then watched from its list's version.
+    paths = [p for _, p in live.api.requests if "/namespaces/" in p]
+    models_path = f"/apis/kubeai.org/v1/namespaces/{namespace}/models"
+    assert len([p for p in paths if p.split("?")[0] == models_path and "watch" not in p]) == 1
+    watch = next(p for p in paths if p.startswith(models_path) and "watch=true" in p)
+    assert "resourceVersion=" in watch
+
+
+def test_wait_relists_after_410_gone(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    namespace, name = live.where(KUBEAI_MODEL, "Model")
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 0}})
+    thread, codes = _run_in_thread(live, "--env", ENV, "--wait", "--timeout", "120")
+    plan = environment_plan(live.result.models, live.result.config, ENV)
+    live.api.wait_for_watches(len(plan.reads))
+    # The change happens in history the server then forgets: only a fresh list shows it.
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 1}}, emit=False)
+    live.api.compact()
+    live.api.end_watches()
+    thread.join(60)
+    assert not thread.is_alive()
+    _, err = capsys.readouterr()
+    assert codes == [0], err
+    models_path = f"/apis/kubeai.org/v1/namespaces/{namespace}/models"
+    lists = [p for _, p in live.api.requests if p.split("?")[0] == models_path and "watch" not in p]
+    assert len(lists) == 2
+
+
+def test_wait_times_out_with_exit_1(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    namespace, name = live.where(KUBEAI_MODEL, "Model")
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 0}})
+    code, out, _ = status(live, capsys, "--env", ENV, "--wait", "--timeout", "1")
+    assert code == 1
+    assert f"NOT READY  {KUBEAI_MODEL}" in out
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_unreachable_server_is_exit_3_naming_the_context(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    kubeconfig = live.api.write_kubeconfig(tmp_path / "down", context="down", server=url)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert f"servegen: cannot reach the API server of context 'down' ({url})" in err
+    assert err.count("\n") == 1
+
+
+def test_expired_token_is_exit_3(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = live.api.write_kubeconfig(tmp_path / "expired", token="expired-token")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert "context 'test'" in err
+    assert "rejected the credentials" in err
+    assert "(401 Unauthorized: Unauthorized); the token may have expired" in err
+
+
+def test_forbidden_is_exit_3_and_points_at_the_rbac(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, _ = live.where(VLLM_MODEL, "Deployment")
+    live.api.forbidden.add(("deployments", namespace))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert (
+        f"context 'test' ({live.api.url}) forbids listing deployments in namespace "
+        f"'{namespace}' (403 Forbidden: deployments.apps is forbidden: User "
+    ) in err
+    assert "grant the read-only status RBAC" in err
+
+
+def test_a_context_that_does_not_exist_is_exit_3(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = live.work / "servegen.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "    namespace: llm-dev\n", "    namespace: llm-dev\n    context: staging\n"
+        )
+    )
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert "has no context 'staging' (it has: test)" in err
+
+
+def test_no_kubeconfig_at_all_is_exit_3(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert "no kubeconfig found" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("clusters: [\n", "cannot read kubeconfig"),
+        ("[1, 2]", "cannot read kubeconfig"),
+        ("{}", "Expected key current-context"),
+    ],
+)
+def test_a_broken_kubeconfig_is_exit_3(
+    live: Live,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    message: str,
+) -> None:
+    path = tmp_path / "broken-kubeconfig"
+    path.write_text(text)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert message in err
+
+
+def test_in_cluster_without_a_service_account_is_exit_3(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert "cannot use the in-cluster service account" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--timeout", "5"), "--timeout needs --wait"),
+        (("--wait", "--timeout", "0"), "--timeout must be a positive number"),
+        (("--env", "staging"), "unknown environment 'staging' (declared: dev, prod)"),
+        (("--format", "yaml"), "invalid choice: 'yaml'"),
+    ],
+)
+def test_usage_errors_are_exit_2(
+    live: Live, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    code, _, err = status(live, capsys, *args)
+    assert code == 2
+    assert message in err
+
+
+# --------------------------------------------------------------------------- contexts and RBAC
+
+
+def test_each_environment_reads_its_own_context(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeKubeAPI() as prod_api:
+        apply_environment(prod_api, live.result, "prod", live.deploy)
+        kubeconfig = live.api.write_kubeconfig(
+            tmp_path / "two", extra_contexts={"prod-cluster": prod_api.url}
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        config = live.work / "servegen.yaml"
+        config.write_text(
+            config.read_text().replace(
+                "    namespace: llm-prod\n", "    namespace: llm-prod\n    context: prod-cluster\n"
+            )
+        )
+        code, out, err = status(live, capsys, "--format", "json")
+        assert code == 0, out + err
+        envs = {e["name"]: e for e in json.loads(out)["environments"]}
+        assert (envs["dev"]["context"], envs["prod"]["context"]) == ("test", "prod-cluster")
+        assert all(e["in_sync"] and e["ready"] for e in envs.values())
+        assert any("/namespaces/llm-prod/" in p for _, p in prod_api.requests)
+        assert not any("/namespaces/llm-prod/" in p for _, p in live.api.requests)
+
+
+def test_rendered_rbac_is_enough_for_status_and_only_reads(
+    live: Live, capsys: pytest.CaptureFixture[str], crds_dir: Path, tmp_path: Path
+) -> None:
+    config = live.work / "servegen.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "    namespace: llm-dev\n",
+            "    namespace: llm-dev\n"
+            "    status_reader: {kind: ServiceAccount, name: status-reader, namespace: ci}\n",
+        )
+    )
+    result = build(live.work, crds=[crds_dir])
+    files = {p: d for p, d in result.files.items() if p.startswith("rbac/")}
+    watcher = IncrementalBuild(live.work, out=tmp_path / "watched", crds=[crds_dir])
+    assert watcher.initial().ok
+    assert watcher.files == result.files  # `servegen watch` writes the same RBAC
+    assert files, "no RBAC rendered"
+    assert all(p.startswith("rbac/dev/") for p in files)
+    plan = environment_plan(result.models, result.config, ENV)
+    roles = [o for o in rbac_objects(plan, result.config) if o["kind"] == "Role"]
+    for role in roles:
+        for rule in role["rules"]:
+            assert rule["verbs"] == ["list", "watch"]
+    bindings = [o for o in rbac_objects(plan, result.config) if o["kind"] == "RoleBinding"]
+    assert {b["subjects"][0]["name"] for b in bindings} == {"status-reader"}
+    # What the cluster will accept: strict schemas, and the folder builds with kustomize.
+    problems = ManifestValidator("1.33").validate(rbac_objects(plan, result.config)).problems
+    assert list(problems) == []
+    folder = tmp_path / "out"
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+    built = kustomize(folder / "rbac" / "dev")
+    assert sorted((o["kind"], o["metadata"]["namespace"]) for o in built) == sorted(
+        (o["kind"], o["metadata"]["namespace"]) for o in rbac_objects(plan, result.config)
+    )
+    live.api.allow_roles(roles)
+    code, out, err = status(live, capsys, "--env", ENV)
+    assert code == 0, out + err
+    # Without the Flux rule the same token is refused: the Roles are what grants access.
+    live.api.allow_roles([r for r in roles if r["metadata"]["namespace"] != "flux-system"])
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3 and "403 Forbidden" in err
+
+
+# --------------------------------------------------------------------------- watch --status
+
+
+def _status_events(lines: queue.Queue[str], timeout: float = 60) -> Iterator[dict[str, Any]]:
+    while True:
+        event = json.loads(lines.get(timeout=timeout))
+        if event["type"] == "status":
+            yield event
+
+
+def test_watch_status_shows_live_state_next_to_the_render(live: Live, tmp_path: Path) -> None:
+    namespace, name = live.where(KUBEAI_MODEL, "Model")
+    live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 0}})
+    command = [sys.executable, "-m", "generator", "-C", str(live.work), "watch", "--status"]
+    command += ["--format", "json", "--out", str(tmp_path / "watched")]
+    lines: queue.Queue[str] = queue.Queue()
+    with subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        stdout = proc.stdout
+        threading.Thread(target=lambda: [lines.put(x) for x in stdout], daemon=True).start()
+        try:
+            events = _status_events(lines)
+            first = {e["name"]: e for e in next(events)["environments"]}
+            assert model(first[ENV], KUBEAI_MODEL)["message"] == "0/1 replicas ready"
+            live.api.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 1}})
+            second = {e["name"]: e for e in next(events)["environments"]}
+            assert model(second[ENV], KUBEAI_MODEL)["ready"] is True
+            assert second[ENV]["ready"] is True
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        stderr = proc.stderr.read()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
