@@ -93,3 +93,12 @@ class WatchOptions:
     debounce_ms: int = 50
     format: Literal["text", "json"] = "text"
     crds: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class CrdsOptions:
+    common: Common
+    crds: tuple[Path, ...] = ()
+    refresh: tuple[str, ...] = ()
+    into: Path = Path("crds")
+    format: Literal["table", "json"] = "table"
