@@ -65,7 +65,7 @@ spec:
   engine: VLLM
   features: [TextGeneration]
 serve:
-  profile: cpu
+  resource_profile: cpu
   args: ["--max-model-len={value}", "--enable-prefix-caching"]
   scaling: {{min_replicas: 1, max_replicas: 2}}
 environments:

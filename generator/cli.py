@@ -198,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch the CRD at this http(s) URL into --into (repeatable)",
     )
     p.add_argument(
+        "--from-cluster",
+        action="store_true",
+        help="fetch the CRDs of the bundled kinds from the cluster of the current kubeconfig "
+        "context into --into (needs servegen[cluster])",
+    )
+    p.add_argument(
         "--into",
         type=Path,
         default=Path("crds"),

@@ -52,6 +52,12 @@ class BundledCrd:
     def location(self) -> Path:
         return bundled_dir() / self.file
 
+    @property
+    def name(self) -> str:
+        """The CRD's metadata.name, `<plural>.<group>` (the file is `<group>_<plural>.yaml`)."""
+        plural = self.file.removeprefix(f"{self.group}_").removesuffix(".yaml")
+        return f"{plural}.{self.group}"
+
 
 @dataclass(frozen=True)
 class CrdSummary:
@@ -160,7 +166,7 @@ def fetch_url(url: str) -> bytes:
     return data
 
 
-def store(data: bytes, directory: Path, origin: str) -> Fetched:
+def store(data: bytes, directory: Path, origin: str, suffix: str = ".yaml") -> Fetched:
     """Write a fetched CRD text into `directory` as `<group>_<plural>.yaml`.
 
     The file name comes from the CRD's own `metadata.name`, checked to be a DNS
@@ -174,7 +180,7 @@ def store(data: bytes, directory: Path, origin: str) -> Fetched:
     if not _CRD_NAME.fullmatch(name) or len(name) > 253:
         raise ServegenError(f"{origin}: CRD name {name!r} is not a DNS subdomain")
     plural, _, group = name.partition(".")
-    target = directory / f"{group}_{plural}.yaml"
+    target = directory / f"{group}_{plural}{suffix}"
     changed = not target.is_file() or target.read_bytes() != data
     if changed:
         directory.mkdir(parents=True, exist_ok=True)
@@ -190,3 +196,53 @@ def refresh(urls: list[str], directory: Path) -> list[Fetched]:
     for url, data in bodies:
         summarize(data, url)
     return [store(data, directory, url) for url, data in bodies]
+
+
+def from_cluster(directory: Path) -> tuple[list[Fetched], list[str]]:
+    """Store the CRDs of the bundled kinds as the cluster of the current kubeconfig
+    context serves them (KUBECONFIG, else ~/.kube/config); also return the names of
+    those the cluster does not have. Needs the `cluster` extra (the kubernetes client).
+    Every CRD is read and checked before any is written."""
+    api = _extensions_api()
+    found = [(entry.name, _read_crd(api, entry.name)) for entry in bundled()]
+    bodies = [(name, data) for name, data in found if data is not None]
+    for name, data in bodies:
+        summarize(data, f"cluster CRD {name}")
+    fetched = [store(data, directory, f"cluster CRD {name}", ".json") for name, data in bodies]
+    return fetched, [name for name, data in found if data is None]
+
+
+def _extensions_api() -> Any:
+    try:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError as exc:
+        raise ServegenError(
+            "--from-cluster needs the Kubernetes client: pip install 'servegen[cluster]'"
+        ) from exc
+    location = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    kubeconfig = location.split(os.pathsep)[0]
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return client.ApiextensionsV1Api(api_client)
+    except (ConfigException, OSError, TypeError, ValueError) as exc:
+        raise ServegenError(f"--from-cluster: cannot use kubeconfig {kubeconfig}: {exc}") from exc
+
+
+def _read_crd(api: Any, name: str) -> bytes | None:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        response = api.read_custom_resource_definition(
+            name, _preload_content=False, _request_timeout=FETCH_TIMEOUT_S
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        detail = f"{exc.status} {exc.reason}"
+        raise ServegenError(f"--from-cluster: reading CRD {name}: {detail}") from exc
+    except HTTPError as exc:
+        raise ServegenError(f"--from-cluster: cannot reach the cluster: {exc}") from exc
+    data: bytes = response.data
+    return data

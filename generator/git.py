@@ -1032,8 +1032,12 @@ def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
     if repo.worktree is None or not paths:
         return []
     specs = [f":(top,literal){_normalize_prefix(p) or '.'}" for p in paths]
+    # The runner works from the git directory; status needs the worktree named.
+    worktree = {"GIT_WORK_TREE": str(repo.worktree)}
     out = _check(
-        repo._run("status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *specs),
+        repo._run(
+            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *specs, env=worktree
+        ),
         "cannot read the working tree status",
     )
     found: list[str] = []

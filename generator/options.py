@@ -100,5 +100,6 @@ class CrdsOptions:
     common: Common
     crds: tuple[Path, ...] = ()
     refresh: tuple[str, ...] = ()
+    from_cluster: bool = False
     into: Path = Path("crds")
     format: Literal["table", "json"] = "table"

@@ -336,3 +336,99 @@ def test_refresh_only_fetches_http_urls(tmp_path: Path, capsys: pytest.CaptureFi
     local = bundled_dir() / "kubeai.org_models.yaml"
     code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"file://{local}"], capsys)
     assert code == 1 and "only http:// and https:// URLs" in err
+
+
+# --------------------------------------------------------------------------- from a cluster
+
+
+class _ApiServer(http.server.BaseHTTPRequestHandler):
+    """The one Kubernetes API call `--from-cluster` makes, over HTTP on loopback:
+    GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/<name>."""
+
+    crds: dict[str, bytes] = {}
+    seen: list[tuple[str, str]] = []
+
+    def do_GET(self) -> None:
+        prefix = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+        self.seen.append((self.path, self.headers.get("Authorization", "")))
+        name = self.path.removeprefix(prefix).partition("?")[0]
+        body = self.crds.get(name) if self.path.startswith(prefix) else None
+        status = 200 if body is not None else 404
+        if body is None:
+            body = json.dumps(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "reason": "NotFound",
+                    "code": 404,
+                    "message": f'customresourcedefinitions "{name}" not found',
+                }
+            ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_from_cluster_fetches_the_bundled_kinds_from_the_api_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ruamel.yaml import YAML
+
+    live = YAML(typ="safe").load((bundled_dir() / "kubeai.org_models.yaml").read_text())
+    live["status"] = {"acceptedNames": {"kind": "Model"}, "storedVersions": ["v1"]}
+    _ApiServer.crds = {"models.kubeai.org": json.dumps(live).encode()}
+    _ApiServer.seen = []
+    server = _Server(("127.0.0.1", 0), _ApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t0ken"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    try:
+        code, out, err = run(["-C", str(repo), "crds", "--from-cluster"], capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, err
+    fetched = repo / "crds" / "kubeai.org_models.json"
+    assert json.loads(fetched.read_bytes()) == live
+    assert "Model (kubeai.org v1)" in out
+    for entry in bundled():
+        if entry.kind != "Model":
+            assert f"the cluster has no CRD {entry.name}" in err
+    assert {auth for _, auth in _ApiServer.seen} == {"Bearer t0ken"}
+    assert len(_ApiServer.seen) == len(bundled())
+    # The fetched CRD validates like any configured one.
+    validator = ManifestValidator(K8S, [repo / "crds"], bundled_crds=bundled_files())
+    assert validator.validate([model()]).problems == ()
+    assert validator.validate([model(engin="x")]).problems != ()
+
+
+def test_from_cluster_without_a_kubeconfig_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    code, _, err = run(["-C", str(tmp_path), "crds", "--from-cluster"], capsys)
+    assert code == 1
+    assert "--from-cluster: cannot use kubeconfig" in err
+    assert not (tmp_path / "crds").exists()

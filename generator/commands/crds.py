@@ -3,7 +3,8 @@
 Listing shows the bundled CRDs (kind, group, served versions, upstream release, sha256)
 and any configured ones (`validation.crds`, `--crds`), marking bundled CRDs a configured
 one replaces. `--refresh URL` fetches a CRD into a folder of the spec repository
-(`--into`, default `crds/`) that `validation.crds` then lists.
+(`--into`, default `crds/`) that `validation.crds` then lists; `--from-cluster` fetches
+the bundled kinds' CRDs from the cluster of the current kubeconfig context.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Row:
 
 
 def run(options: CrdsOptions) -> int:
-    if options.refresh:
+    if options.refresh or options.from_cluster:
         return _refresh(options)
     rows = _rows(options)
     if options.format == "json":
@@ -84,7 +85,12 @@ def _rows(options: CrdsOptions) -> list[Row]:
 
 def _refresh(options: CrdsOptions) -> int:
     into = options.into
-    fetched = crds.refresh(list(options.refresh), into)
+    fetched = crds.refresh(list(options.refresh), into) if options.refresh else []
+    if options.from_cluster:
+        live, missing = crds.from_cluster(into)
+        fetched += live
+        for name in missing:
+            terminal.note(f"the cluster has no CRD {name}", color=options.common.color)
     for item in fetched:
         kinds = ", ".join(f"{c.kind} ({c.group} {'/'.join(c.versions)})" for c in item.crds)
         state = "written" if item.changed else "unchanged"
