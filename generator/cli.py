@@ -58,7 +58,7 @@ def _crds(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PATH",
         help="CRD file or folder for custom resource validation (repeatable; adds to "
-        "validation.crds in servegen.yaml)",
+        "validation.crds in servegen.yaml; replaces the bundled CRD of the same kind)",
     )
 
 

@@ -97,7 +97,7 @@ def next_steps(target: Path, *, pinned: bool) -> str:
     if not pinned:
         lines.insert(
             4,
-            f"  # first pin servegen in {WORKFLOW}: set SERVEGEN_REQUIREMENT to "
-            "servegen @ git+https://<servegen repository>@<full commit SHA>",
+            f"  # first pin servegen in {WORKFLOW}: set SERVEGEN_REQUIREMENT to\n"
+            "  #   servegen @ git+https://<servegen repository>@<full commit SHA>",
         )
     return "\n".join(lines)
