@@ -106,7 +106,25 @@ def load_config(root: Path) -> tuple[Config, list[Diagnostic]]:
         return Config(), []
     if isinstance(source, Diagnostic):
         return Config(), [source]
-    return config_from_source(source)
+    config, diagnostics = config_from_source(source)
+    if not diagnostics and source.documents:
+        diagnostics = missing_crd_sources(root, config, source.path, source.documents[0])
+    return config, diagnostics
+
+
+def missing_crd_sources(
+    root: Path, config: Config, path: str, document: Document
+) -> list[Diagnostic]:
+    """`validation.crds` entries that name nothing, at their place in servegen.yaml."""
+    problems = []
+    for index, entry in enumerate(config.validation.crds):
+        target = Path(entry) if Path(entry).is_absolute() else root / entry
+        if not target.exists():
+            where: JsonPath = ("validation", "crds", index)
+            line, col = document.position(where)
+            message = f"{entry!r}: no such CRD file or folder (relative to the repository)"
+            problems.append(Diagnostic(path, line, col, format_path(where), message))
+    return problems
 
 
 def config_from_source(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
