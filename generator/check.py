@@ -12,9 +12,10 @@ CustomResourceDefinition, converted to JSON Schema with the API server's structu
 rules: unknown (pruned) fields are errors unless `x-kubernetes-preserve-unknown-fields`,
 `x-kubernetes-int-or-string` means integer or string, `nullable` admits null,
 `x-kubernetes-embedded-resource` objects carry apiVersion/kind/ObjectMeta, and the root
-`metadata` is a real ObjectMeta whose name must be a DNS-1123 subdomain. A custom resource
-whose CRD is not configured is not an error: its kind is reported in
-`CheckResult.skipped_kinds` so the caller can say so once.
+`metadata` is a real ObjectMeta whose name must be a DNS-1123 subdomain. CRDs come from
+the given sources first; `bundled_crds` (servegen's own copies) cover only the kinds no
+source defines. A custom resource with no CRD at all is not an error: its kind is
+reported in `CheckResult.skipped_kinds` so the caller can say so once.
 
 Also checked, as the API server does: object names (per kind: DNS-1123 subdomain, DNS-1123
 label for Namespace, DNS-1035 label for Service), label keys and values, annotation keys.
