@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from generator import progress
-from generator.errors import Diagnostic, counted, problems_summary
-
-__all__ = ["counted", "problems_summary"]
+from generator.errors import Diagnostic
 
 if TYPE_CHECKING:
     from rich.console import Console
