@@ -23,8 +23,8 @@ Also `servegen --help` start-up (median of 10 subprocess runs) against bare
     python bench/bench_render.py --sizes 100,1000      # quick run
     python bench/bench_render.py --crds /path/to/crds --repeat 5 --json out.json
 
-Options: --crds (default $SERVEGEN_CRDS_DIR, else ../shared/crds next to the repository
-root), --repeat (default 3 up to 1,000 specs, 1 above), --workdir (e.g. /dev/shm/x to
+Options: --crds (default: the CRDs bundled with servegen), --repeat (default 3 up to
+1,000 specs, 1 above), --workdir (e.g. /dev/shm/x to
 take the disk out of the figures), --keep, --kubectl (default: the venv's),
 --kustomize-timeout (default 240 s: kustomize grows superlinearly and needs more than
 that for 10,000 specs; a killed run is reported as "> N s"), --json.
@@ -71,8 +71,10 @@ def log(message: str) -> None:
 
 
 def default_crds() -> Path:
-    env = os.environ.get("SERVEGEN_CRDS_DIR")
-    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "crds").resolve()
+    """The CRDs bundled with servegen (what every command validates against by default)."""
+    from generator.crds import bundled_dir
+
+    return bundled_dir()
 
 
 def default_kubectl() -> str:
@@ -541,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         "--crds",
         type=Path,
         default=default_crds(),
-        help="CRD folder (default $SERVEGEN_CRDS_DIR or ../shared/crds)",
+        help="CRD folder (default: the CRDs bundled with servegen)",
     )
     parser.add_argument(
         "--repeat",

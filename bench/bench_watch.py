@@ -65,7 +65,7 @@ spec:
   engine: VLLM
   features: [TextGeneration]
 serve:
-  profile: cpu
+  resource_profile: cpu
   args: ["--max-model-len={value}", "--enable-prefix-caching"]
   scaling: {{min_replicas: 1, max_replicas: 2}}
 environments:
@@ -80,8 +80,10 @@ def log(message: str) -> None:
 
 
 def default_crds() -> Path:
-    env = os.environ.get("SERVEGEN_CRDS_DIR")
-    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "crds").resolve()
+    """The CRDs bundled with servegen (what every command validates against by default)."""
+    from generator.crds import bundled_dir
+
+    return bundled_dir()
 
 
 def git(repo: Path, *args: str) -> str:

@@ -156,7 +156,7 @@ def _kubeai(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
     doc: dict[str, Any] = {"kind": "kubeai-text", "name": name}
     if rng.random() < 0.4:
         doc["labels"] = {"team": _pick(rng, TEAM_LABELS)}
-    serve: dict[str, Any] = {"profile": "cpu"}
+    serve: dict[str, Any] = {"resource_profile": "cpu"}
     if flavour == "chat":
         spec: dict[str, Any] = {
             "url": f"hf://{_pick(rng, HF_CHAT)}",
@@ -218,7 +218,7 @@ def _kubeai(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
             "scaling": {"min_replicas": 2, "max_replicas": rng.randint(4, 8), "target_requests": 50}
         }
         if flavour == "chat":
-            prod["profile"] = "nvidia-gpu-l4"
+            prod["resource_profile"] = "nvidia-gpu-l4"
             prod["args"] = [
                 "--max-model-len=8192",
                 "--enable-prefix-caching",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import shutil
 import sys
@@ -29,8 +28,10 @@ from generate import generate_repository  # noqa: E402
 
 
 def default_crds() -> Path:
-    env = os.environ.get("SERVEGEN_CRDS_DIR")
-    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "crds").resolve()
+    """The CRDs bundled with servegen (what every command validates against by default)."""
+    from generator.crds import bundled_dir
+
+    return bundled_dir()
 
 
 def table(stats: pstats.Stats, key: str, top: int, total: float) -> str:

@@ -12,9 +12,10 @@ CustomResourceDefinition, converted to JSON Schema with the API server's structu
 rules: unknown (pruned) fields are errors unless `x-kubernetes-preserve-unknown-fields`,
 `x-kubernetes-int-or-string` means integer or string, `nullable` admits null,
 `x-kubernetes-embedded-resource` objects carry apiVersion/kind/ObjectMeta, and the root
-`metadata` is a real ObjectMeta whose name must be a DNS-1123 subdomain. A custom resource
-whose CRD is not configured is not an error: its kind is reported in
-`CheckResult.skipped_kinds` so the caller can say so once.
+`metadata` is a real ObjectMeta whose name must be a DNS-1123 subdomain. CRDs come from
+the given sources first; `bundled_crds` (servegen's own copies) cover only the kinds no
+source defines. A custom resource with no CRD at all is not an error: its kind is
+reported in `CheckResult.skipped_kinds` so the caller can say so once.
 
 Also checked, as the API server does: object names (per kind: DNS-1123 subdomain, DNS-1123
 label for Namespace, DNS-1035 label for Service), label keys and values, annotation keys.
@@ -354,7 +355,7 @@ _CRD_FILE_CACHE: dict[tuple[str, int, int], tuple[_CrdVersion, ...]] = {}
 _CRD_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _crd_files(sources: Sequence[Path]) -> Iterator[Path]:
+def crd_files(sources: Sequence[Path]) -> Iterator[Path]:
     for source in sources:
         if source.is_dir():
             found = sorted(p for p in source.rglob("*") if p.suffix in _CRD_SUFFIXES)
@@ -367,18 +368,27 @@ def _crd_files(sources: Sequence[Path]) -> Iterator[Path]:
             raise ServegenError(f"CRD source {source} does not exist")
 
 
-def _load_crd_index(sources: Sequence[Path]) -> _CrdIndex:
+def _load_crd_index(sources: Sequence[Path], fallback: Sequence[Path] = ()) -> _CrdIndex:
+    """CRDs from `sources`, then from `fallback` (the bundled CRDs) for every kind that
+    no source defines: a configured CRD replaces the bundled one of its kind."""
     versions: dict[tuple[str, str], _CrdVersion] = {}
     served: dict[tuple[str, str], tuple[str, ...]] = {}
-    for path in _crd_files(sources):
-        for crd in _crd_file(path):
-            # The first definition of a kind wins, so that a CRD present in two
-            # directories (e.g. a chart and its source) is not an error.
-            key = (crd.api_version, crd.kind)
-            if key not in versions:
-                versions[key] = crd
-                group, _, version = crd.api_version.rpartition("/")
-                served[(group, crd.kind)] = (*served.get((group, crd.kind), ()), version)
+    configured = [crd for path in crd_files(sources) for crd in _crd_file(path)]
+    defined = {(crd.api_version.rpartition("/")[0], crd.kind) for crd in configured}
+    defaults = [
+        crd
+        for path in fallback
+        for crd in _crd_file(path)
+        if (crd.api_version.rpartition("/")[0], crd.kind) not in defined
+    ]
+    for crd in (*configured, *defaults):
+        # The first definition of a kind wins, so that a CRD present in two
+        # directories (e.g. a chart and its source) is not an error.
+        key = (crd.api_version, crd.kind)
+        if key not in versions:
+            versions[key] = crd
+            group, _, version = crd.api_version.rpartition("/")
+            served[(group, crd.kind)] = (*served.get((group, crd.kind), ()), version)
     return _CrdIndex(versions, served)
 
 
@@ -682,6 +692,8 @@ class _Target:
 class ManifestValidator:
     """Judge rendered objects against Kubernetes `kubernetes_version` and the given CRDs.
 
+    `bundled_crds` apply to the kinds no file of `crd_sources` defines.
+
     Raises ServegenError for an unsupported version, a missing or unparsable CRD source,
     or `kubeconform="always"` without a kubeconform binary on PATH.
     """
@@ -691,11 +703,12 @@ class ManifestValidator:
         kubernetes_version: str,
         crd_sources: Sequence[Path] = (),
         kubeconform: str = "never",
+        bundled_crds: Sequence[Path] = (),
     ) -> None:
         self.schema_version = resolve_kubernetes_version(kubernetes_version)
         self._requested_version = kubernetes_version
         self._definitions = _definitions(self.schema_version)
-        self._crds = _load_crd_index([Path(p) for p in crd_sources])
+        self._crds = _load_crd_index([Path(p) for p in crd_sources], bundled_crds)
         self._kubeconform = _find_kubeconform(kubeconform)
         self._targets: dict[tuple[str, str], _Target] = {}
 

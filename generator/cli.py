@@ -19,18 +19,35 @@ from generator.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    InvalidInputError,
     ServegenError,
     UsageError,
 )
 
-VERSION = "0.1.0"
+# Paths on the command line are relative to -C DIR, like every path in servegen.yaml.
+_PATH_OPTIONS = ("out", "output_file", "into")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors map to exit code 2 here."""
 
     def error(self, message: str) -> Any:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class _Version(argparse.Action):
+    """--version, read from the package metadata only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help")
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from generator.version import servegen_version
+
+        print(f"servegen {servegen_version()}")
+        parser.exit()
 
 
 def _crds(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +58,21 @@ def _crds(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PATH",
         help="CRD file or folder for custom resource validation (repeatable; adds to "
-        "validation.crds in servegen.yaml)",
+        "validation.crds in servegen.yaml; replaces the bundled CRD of the same kind)",
     )
 
 
 def _env(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", dest="environment", help="only this environment")
+
+
+def _format(parser: argparse.ArgumentParser, *choices: str, what: str = "report") -> None:
+    parser.add_argument(
+        "--format",
+        choices=list(choices),
+        default=choices[0],
+        help=f"{what} format: {', '.join(choices)} (default {choices[0]})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,24 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(),
         metavar="DIR",
-        help="run in DIR instead of the current directory",
+        help="run in DIR instead of the current directory; relative paths given to "
+        "options are relative to DIR too",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    parser.add_argument("--version", action="version", version=f"servegen {VERSION}")
+    parser.add_argument(
+        "--no-color",
+        dest="no_color",
+        action="store_true",
+        help="no colour, even on a terminal (so does a non-empty NO_COLOR)",
+    )
+    parser.add_argument("--version", action=_Version, help="print the servegen version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("init", help="scaffold a new spec repository")
-    p.add_argument("directory", type=Path)
+    p.add_argument("directory", type=Path, help="folder to create the repository in")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
 
     p = sub.add_parser("validate", help="check the config and every spec")
-    p.add_argument("--format", choices=["text", "json", "github"], default="text")
+    _format(p, "text", "json", "github")
     _crds(p)
 
     p = sub.add_parser("render", help="render manifests into the output folder")
     p.add_argument("--out", type=Path, help="output folder (default: config `output`)")
     _env(p)
-    p.add_argument("--format", choices=["text", "json", "github"], default="text")
+    _format(p, "text", "json", "github")
     p.add_argument(
         "--check",
         action="store_true",
@@ -92,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with the default branch, else the deploy branch's source commit)",
     )
     _env(p)
-    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    _format(p, "text", "markdown", "json", what="diff")
     p.add_argument("--output-file", type=Path, help="also write the full diff here")
     p.add_argument(
         "--max-chars",
@@ -132,8 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: config `output`)")
     p.add_argument("--publish", action="store_true", help="publish after each good batch")
     p.add_argument("--push", action="store_true", help="push after publishing")
-    p.add_argument("--remote", help="remote to push to")
-    p.add_argument("--allow-prune", action="store_true")
+    p.add_argument("--remote", help="remote to push to (default: deploy.remote or origin)")
+    p.add_argument(
+        "--allow-prune",
+        action="store_true",
+        help="allow removing models or shrinking the object count",
+    )
     p.add_argument(
         "--debounce",
         dest="debounce_ms",
@@ -142,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="quiet time before a batch is processed (default 50 ms)",
     )
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    _format(p, "text", "json", what="event")
     p.add_argument(
         "--status",
         action="store_true",
@@ -151,12 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     _crds(p)
 
     p = sub.add_parser("schema", help="write (or --check) the JSON Schemas")
-    p.add_argument("--out", type=Path, help="folder to write to (default: the packaged one)")
+    p.add_argument(
+        "--out", type=Path, help="folder to write to (default: schemas/ in the repository)"
+    )
     p.add_argument("--check", action="store_true", help="fail when the files are stale")
 
     p = sub.add_parser("endpoints", help="print the OpenAI endpoint catalog")
     _env(p)
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    _format(p, "table", "json", what="output")
 
     p = sub.add_parser("status", help="live state from the cluster: in sync, models ready")
     p.add_argument(
@@ -167,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ENV",
         help="only this environment (repeatable)",
     )
-    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    _format(p, "text", "json", "markdown", what="report")
     p.add_argument(
         "--wait", action="store_true", help="watch until applied and ready, or the timeout"
     )
@@ -180,15 +219,53 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="use the local deploy branch; do not fetch it from the remote",
     )
+
+    p = sub.add_parser(
+        "crds", help="list the CRDs custom resources are validated against, or fetch newer ones"
+    )
+    p.add_argument(
+        "--refresh",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="fetch the CRD at this http(s) URL into --into (repeatable)",
+    )
+    p.add_argument(
+        "--from-cluster",
+        action="store_true",
+        help="fetch the CRDs of the bundled kinds from the cluster of the current kubeconfig "
+        "context into --into",
+    )
+    p.add_argument(
+        "--into",
+        type=Path,
+        default=Path("crds"),
+        metavar="DIR",
+        help="folder for fetched CRDs (default: crds); list it in validation.crds",
+    )
+    _format(p, "table", "json", what="output")
+    _crds(p)
     return parser
 
 
+def _under(root: Path, path: Path) -> Path:
+    return path if path.is_absolute() else root / path
+
+
 def _options(args: argparse.Namespace) -> tuple[str, Any]:
-    common = opt.Common(root=args.root, debug=args.debug)
-    fields = {k: v for k, v in vars(args).items() if k not in ("root", "debug", "command")}
-    for key in ("crds", "environments"):
-        if key in fields:
-            fields[key] = tuple(fields[key])
+    root = args.root
+    common = opt.Common(root=root, debug=args.debug, color=False if args.no_color else None)
+    skip = ("root", "debug", "command", "no_color")
+    fields = {k: v for k, v in vars(args).items() if k not in skip}
+    if "crds" in fields:
+        fields["crds"] = tuple(_under(root, p) for p in fields["crds"])
+    if "environments" in fields:
+        fields["environments"] = tuple(fields["environments"])
+    if "refresh" in fields:
+        fields["refresh"] = tuple(fields["refresh"])
+    for key in _PATH_OPTIONS:
+        if fields.get(key) is not None:
+            fields[key] = _under(root, fields[key])
     classes: dict[str, Callable[..., Any]] = {
         "init": opt.InitOptions,
         "validate": opt.ValidateOptions,
@@ -199,12 +276,15 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
         "schema": opt.SchemaOptions,
         "endpoints": opt.EndpointsOptions,
         "status": opt.StatusOptions,
+        "crds": opt.CrdsOptions,
     }
     return args.command, classes[args.command](common=common, **fields)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in words
+    color = False if "--no-color" in words else None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -212,12 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         if not args.root.is_dir():
-            raise UsageError(f"servegen: -C {args.root}: not a directory")
+            raise UsageError(f"-C {args.root}: not a directory")
         command, options = _options(args)
         module = importlib.import_module(f"generator.commands.{command}")
         return int(module.run(options))
     except ServegenError as exc:
-        return _report_error(exc)
+        return _report_error(exc, color)
     except KeyboardInterrupt:
         print("servegen: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -241,10 +321,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _report_error(exc: ServegenError) -> int:
+def _report_error(exc: ServegenError, color: bool | None) -> int:
+    from generator import terminal
+
     for diagnostic in exc.diagnostics:
-        print(diagnostic, file=sys.stderr)
-    print(f"servegen: {exc.message}", file=sys.stderr)
+        terminal.diagnostic(diagnostic, color=color)
+    if isinstance(exc, InvalidInputError):
+        terminal.summary(exc.message, ok=False, color=color)
+    else:
+        terminal.error(exc.message, color=color)
     return exc.exit_code
 
 

@@ -251,8 +251,9 @@ class Validation(StrictModel):
     )
     crds: list[str] = Field(
         default_factory=list,
-        description="CRD YAML files or directories (relative to the repository, or absolute) "
-        "used to validate custom resources, like kubeconform's schema locations.",
+        description="Extra CRD YAML files or directories (relative to the repository, or "
+        "absolute) for validating custom resources. servegen bundles the CRDs of every kind "
+        "it renders; a CRD listed here replaces the bundled one of the same kind.",
     )
     kubeconform: Literal["auto", "always", "never"] = Field(
         default="auto", description="Use a kubeconform binary from PATH: auto, always or never."

@@ -56,8 +56,25 @@ class InvalidInputError(ServegenError):
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         diags = tuple(sorted(diagnostics))
-        errors = sum(1 for d in diags if d.severity == "error")
-        super().__init__(f"{errors} error(s) found", diags)
+        super().__init__(problems_summary(diags), diags)
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 error`, `3 errors`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def problems_summary(diagnostics: Iterable[Diagnostic], checked_files: int = 0) -> str:
+    """The summary every command ends with: `N errors in M files` (and warnings, if any).
+
+    M counts the files with errors; with none, the `checked_files` that were clean.
+    """
+    diags = tuple(diagnostics)
+    errors = [d for d in diags if d.severity == "error"]
+    warnings = sum(1 for d in diags if d.severity == "warning")
+    files = len({d.path for d in errors}) if errors else checked_files
+    text = f"{counted(len(errors), 'error')} in {counted(files, 'file')}"
+    return text + (f", {counted(warnings, 'warning')}" if warnings else "")
 
 
 class RenderError(ServegenError):

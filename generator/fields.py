@@ -73,16 +73,26 @@ Quantity = Annotated[
 ]
 
 
-def _label_key(key: str) -> str:
+def _qualified_key(key: str, what: str) -> str:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        raise ValueError(f"label key {key!r}: the prefix must be a DNS subdomain")
+        raise ValueError(f"{what} {key!r}: the prefix must be a DNS subdomain")
     if not name or len(name) > 63 or not _LABEL_NAME_RE.fullmatch(name):
         raise ValueError(
-            f"label key {key!r}: the name must be 1-63 characters of alphanumerics, '-', '_' "
+            f"{what} {key!r}: the name must be 1-63 characters of alphanumerics, '-', '_' "
             "or '.', starting and ending with an alphanumeric"
         )
     return key
+
+
+def _label_key(key: str) -> str:
+    return _qualified_key(key, "label key")
+
+
+def _annotation_key(key: str) -> str:
+    # Annotation keys follow the same qualified-name rule as label keys (kubernetes
+    # apimachinery pkg/api/validation/objectmeta.go: ValidateAnnotations, IsQualifiedName).
+    return _qualified_key(key, "annotation key")
 
 
 def _label_value(value: str) -> str:
@@ -103,7 +113,7 @@ Labels = Annotated[
 ]
 
 Annotations = Annotated[
-    dict[str, str],
+    dict[Annotated[str, AfterValidator(_annotation_key)], str],
     Field(description="Kubernetes annotations added to every object."),
 ]
 

@@ -1021,3 +1021,31 @@ def classify_push(status: int, stdout: str, stderr: str) -> PushResult:
     if summary.startswith("[remote failure]") or any(m in text for m in _LOCK_MARKERS):
         return PushResult(PushStatus.RACE, summary, detail)
     return PushResult(PushStatus.DECLINED, summary, detail)
+
+
+# --------------------------------------------------------------------------- working tree
+
+
+def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
+    """Files under `paths` (relative to the worktree top) that differ from HEAD: staged,
+    unstaged or untracked (ignored files excluded)."""
+    if repo.worktree is None or not paths:
+        return []
+    specs = [f":(top,literal){_normalize_prefix(p) or '.'}" for p in paths]
+    # The runner works from the git directory; status needs the worktree named.
+    worktree = {"GIT_WORK_TREE": str(repo.worktree)}
+    out = _check(
+        repo._run(
+            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *specs, env=worktree
+        ),
+        "cannot read the working tree status",
+    )
+    found: list[str] = []
+    entries = iter(out.split(b"\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        found.append(_decode_path(entry[3:]))
+        if entry[:1] in (b"R", b"C"):
+            next(entries, None)  # a rename's or copy's source path follows
+    return sorted(found)

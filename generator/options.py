@@ -105,3 +105,13 @@ class StatusOptions:
     wait: bool = False
     timeout: float | None = None  # seconds; only with --wait (default 600)
     fetch: bool = True  # fetch the deploy branch from the remote first
+
+
+@dataclass(frozen=True)
+class CrdsOptions:
+    common: Common
+    crds: tuple[Path, ...] = ()
+    refresh: tuple[str, ...] = ()
+    from_cluster: bool = False
+    into: Path = Path("crds")
+    format: Literal["table", "json"] = "table"

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from generator import progress
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
@@ -48,8 +49,11 @@ def crd_sources(root: Path, config: Config, extra: Sequence[Path] = ()) -> tuple
 def _validator(version: str, sources: tuple[Path, ...], kubeconform: str) -> ManifestValidator:
     # Imported on first use: schema loading is the slowest part of start-up.
     from generator.check import ManifestValidator
+    from generator.crds import bundled_files
 
-    return ManifestValidator(version, sources, kubeconform=kubeconform)
+    return ManifestValidator(
+        version, sources, kubeconform=kubeconform, bundled_crds=bundled_files()
+    )
 
 
 class _Checker:
@@ -87,8 +91,8 @@ class _Checker:
 
     def notes(self) -> list[str]:
         return [
-            f"no CRD configured for {kind}: {count} object(s) not schema-checked "
-            "(set validation.crds in servegen.yaml or pass --crds)"
+            f"no CRD bundled or configured for {kind}: {count} object(s) not schema-checked "
+            "(add it to validation.crds in servegen.yaml or pass --crds)"
             for kind, count in sorted(self.skipped.items())
         ]
 
@@ -133,11 +137,13 @@ def build(
         checker = _Checker(config, crd_sources(root, config, crds))
         files: dict[str, bytes] = {}
         models = []
-        for spec in sorted(result.specs, key=lambda s: s.name):
+        ordered = sorted(result.specs, key=lambda s: s.name)
+        for done, spec in enumerate(ordered, 1):
             model = render_spec(spec, config)
             checker.model(model)
             files.update(model_files(model))
             models.append(model if keep_objects else summary(model))
+            progress.step(done, len(ordered))
         duplicates = duplicate_objects(models, config)
         if duplicates:
             raise InvalidInputError(duplicates)

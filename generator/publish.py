@@ -66,9 +66,9 @@ class Source:
 
 
 def version() -> str:
-    from generator.cli import VERSION
+    from generator.version import servegen_version
 
-    return VERSION
+    return servegen_version()
 
 
 def repository_prefix(repo: git.Repo, root: Path) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from generator import terminal
 from generator.errors import Diagnostic
 
 MAX_ANNOTATIONS = 10
@@ -23,19 +24,22 @@ def report(
     fmt: str,
     stream: TextIO | None = None,
     summary: str = "",
+    color: bool | None = None,
 ) -> None:
+    """Every diagnostic, then the summary line (`servegen: <summary>`) unless JSON."""
     out = stream or sys.stdout
+    ok = not any(d.severity == "error" for d in diagnostics)
     if fmt == "json":
         out.write(json.dumps(to_json(diagnostics, summary), indent=2) + "\n")
-    elif fmt == "github":
+        return
+    if fmt == "github":
         write_github(diagnostics, out)
-        if summary:
-            out.write(summary + "\n")
+        color = False  # workflow logs: plain text
     else:
         for diagnostic in diagnostics:
-            out.write(f"{diagnostic}\n")
-        if summary:
-            out.write(summary + "\n")
+            terminal.diagnostic(diagnostic, stream=out, color=color)
+    if summary:
+        terminal.summary(summary, ok=ok, stream=out, color=color)
 
 
 def to_json(diagnostics: Sequence[Diagnostic], summary: str = "") -> dict[str, object]:

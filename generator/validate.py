@@ -78,7 +78,9 @@ def validate_repository(root: Path, config_override: Config | None = None) -> Va
     config, diagnostics = load_config(root) if config_override is None else (config_override, [])
     loaded = load_specs(root, config.specs)
     diagnostics.extend(loaded.diagnostics)
-    if not (root / config.specs).is_dir():
+    # After a config error `config` holds defaults, so its spec folder says nothing.
+    config_ok = not any(d.severity == "error" for d in diagnostics)
+    if config_ok and not (root / config.specs).is_dir():
         # Not an error (a new repository may have no specs yet), but worth saying: a typo
         # in `specs:` would otherwise render nothing without a word.
         diagnostics.append(
@@ -104,7 +106,25 @@ def load_config(root: Path) -> tuple[Config, list[Diagnostic]]:
         return Config(), []
     if isinstance(source, Diagnostic):
         return Config(), [source]
-    return config_from_source(source)
+    config, diagnostics = config_from_source(source)
+    if not diagnostics and source.documents:
+        diagnostics = missing_crd_sources(root, config, source.path, source.documents[0])
+    return config, diagnostics
+
+
+def missing_crd_sources(
+    root: Path, config: Config, path: str, document: Document
+) -> list[Diagnostic]:
+    """`validation.crds` entries that name nothing, at their place in servegen.yaml."""
+    problems = []
+    for index, entry in enumerate(config.validation.crds):
+        target = Path(entry) if Path(entry).is_absolute() else root / entry
+        if not target.exists():
+            where: JsonPath = ("validation", "crds", index)
+            line, col = document.position(where)
+            message = f"{entry!r}: no such CRD file or folder (relative to the repository)"
+            problems.append(Diagnostic(path, line, col, format_path(where), message))
+    return problems
 
 
 def config_from_source(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
@@ -340,10 +360,7 @@ def _diagnostic(
         loc = loc[:-1]
     if kind == "extra_forbidden":
         at_key = True
-        allowed = list(_fields_at(model, loc[:-1]))
-        message = f"unknown field {loc[-1]!r}{_did_you_mean(str(loc[-1]), allowed)}"
-        if allowed:
-            message += f"; allowed: {', '.join(allowed)}"
+        message = _unknown_field_message(model, loc)
     elif kind == "missing":
         message = f"missing required field {loc[-1]!r}"
     elif kind in ("string_pattern_mismatch", "literal_error", "enum"):
@@ -419,17 +436,34 @@ def _field_at(model: type[BaseModel], loc: JsonPath) -> FieldInfo | None:
     return info
 
 
-def _fields_at(model: type[BaseModel], loc: JsonPath) -> list[str]:
+def _model_at(model: type[BaseModel], loc: JsonPath) -> type[BaseModel] | None:
     annotation: Any = model
     for step in loc:
         found = _step(annotation, step)
         if found is None:
-            return []
+            return None
         annotation = found[0]
     for candidate in _unwrap(annotation):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return list(candidate.model_fields)
-    return []
+            return candidate
+    return None
+
+
+def _fields_at(model: type[BaseModel], loc: JsonPath) -> list[str]:
+    found = _model_at(model, loc)
+    return list(found.model_fields) if found is not None else []
+
+
+def _unknown_field_message(model: type[BaseModel], loc: JsonPath) -> str:
+    """`unknown field`, with the model's own word on a field it names differently
+    (`renamed_fields`), else a did-you-mean; then the allowed fields."""
+    owner = _model_at(model, loc[:-1])
+    allowed = list(owner.model_fields) if owner is not None else []
+    renamed: dict[str, str] = getattr(owner, "renamed_fields", {})
+    field = str(loc[-1])
+    hint = f": {renamed[field]}" if field in renamed else _did_you_mean(field, allowed)
+    message = f"unknown field {field!r}{hint}"
+    return message + (f"; allowed: {', '.join(allowed)}" if allowed else "")
 
 
 def _not_a_mapping(path: str, document: Document, what: str) -> Diagnostic:

@@ -111,12 +111,23 @@ class Scaling(StrictModel):
 class KubeAIServe(StrictModel):
     """How the model is served."""
 
-    profile: str = Field(
+    # In the other runtimes `profile` names a `profiles` entry of servegen.yaml; the KubeAI
+    # resource profile is a different thing, so it has a different name and `profile`
+    # is refused here with this explanation.
+    renamed_fields: ClassVar[dict[str, str]] = {
+        "profile": "the KubeAI resource profile is `resource_profile` here (`profile` names "
+        "a servegen.yaml `profiles` entry, which kubeai-text does not use)"
+    }
+
+    resource_profile: str = Field(
         default="cpu",
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        description="KubeAI resource profile, e.g. cpu or nvidia-gpu-l4.",
+        description="KubeAI resource profile (defined in the KubeAI installation, not in "
+        "servegen.yaml), e.g. cpu or nvidia-gpu-l4.",
     )
-    processors: int = Field(default=1, ge=1, le=64, description="Profile multiplier.")
+    processors: int = Field(
+        default=1, ge=1, le=64, description="Resource profile multiplier (the N in profile:N)."
+    )
     cache_profile: str | None = Field(default=None, description="KubeAI cache profile.")
     args: list[str] = Field(default_factory=list, description="Extra engine arguments.")
     envs: Envs = Field(default_factory=dict)
@@ -201,7 +212,7 @@ class KubeAIText(Runtime):
             "url": url,
             "engine": spec.engine,
             "features": list(spec.features),
-            "resourceProfile": f"{serve.profile}:{serve.processors}",
+            "resourceProfile": f"{serve.resource_profile}:{serve.processors}",
             "minReplicas": scaling.min_replicas,
         }
         optional: dict[str, Any] = {

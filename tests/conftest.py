@@ -1,4 +1,4 @@
-"""Shared fixtures: the upstream CRDs, the example repository, throwaway repositories."""
+"""Shared fixtures: the bundled upstream CRDs, the example repository, throwaway repositories."""
 
 from __future__ import annotations
 
@@ -14,18 +14,13 @@ EXAMPLES = REPO_ROOT / "examples"
 OUTPUT = REPO_ROOT / "output"
 
 
-def crds_path() -> Path:
-    """Upstream CRDs, read in place: SERVEGEN_CRDS_DIR, else `shared/crds` beside the repo."""
-    configured = os.environ.get("SERVEGEN_CRDS_DIR")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "crds"
-
-
 @pytest.fixture(scope="session")
 def crds_dir() -> Path:
-    path = crds_path()
-    assert (path / "kubeai.org_models.yaml").is_file(), (
-        f"upstream CRDs not found at {path}; set SERVEGEN_CRDS_DIR"
-    )
+    """The upstream CRDs bundled with servegen (what validation uses by default)."""
+    from generator.crds import bundled_dir
+
+    path = bundled_dir()
+    assert (path / "kubeai.org_models.yaml").is_file(), f"bundled CRDs missing from {path}"
     return path
 
 

@@ -25,18 +25,7 @@ from generator.check import (
 )
 from generator.errors import ServegenError
 
-# The vendored CRDs live beside the repository, never inside it.
-CRDS_DIR = Path(
-    os.environ.get("SERVEGEN_CRDS_DIR", Path(__file__).resolve().parents[2] / "shared" / "crds")
-)
 K8S = "1.33"
-
-
-@pytest.fixture(scope="module")
-def crds_dir() -> Path:
-    if not (CRDS_DIR / "kubeai.org_models.yaml").is_file():
-        pytest.fail(f"vendored CRDs not found in {CRDS_DIR} (set SERVEGEN_CRDS_DIR)")
-    return CRDS_DIR
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def spec_text(name: str, replicas: int = 2) -> str:
         "  engine: VLLM\n"
         "  features: [TextGeneration]\n"
         "serve:\n"
-        "  profile: cpu\n"
+        "  resource_profile: cpu\n"
         f"  scaling: {{min_replicas: 1, max_replicas: {replicas}}}\n"
     )
 

@@ -25,6 +25,7 @@ from generator import cli, git
 from generator import publish as pub
 from generator.options import Common, PublishOptions
 from generator.pipeline import build
+from generator.version import servegen_version
 from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.gitutil import HARNESS_GIT_VARS, isolate_git, sh
 
@@ -137,7 +138,7 @@ def test_first_publish_is_an_orphan_with_the_build_and_metadata(
         "date": meta["date"],
         "subject": "Initial specs",
         "body": "The example models.",
-        "servegen": cli.VERSION,
+        "servegen": servegen_version(),
     }
     assert meta["date"] == git.commit_info(git.open_repo(spec_repo), source).author.date
 

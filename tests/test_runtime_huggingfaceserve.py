@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from generator.config import Config
+from generator.crds import bundled_dir
 from runtimes.base import Problem
 from runtimes.huggingfaceserve import HuggingFaceServe, HuggingFaceServeDocument
 
@@ -22,8 +22,7 @@ CRD_FILE = "serving.kserve.io_inferenceservices.yaml"
 
 
 def crds_dir() -> Path:
-    default = Path(__file__).resolve().parents[2] / "shared" / "crds"
-    return Path(os.environ.get("SERVEGEN_CRDS_DIR", default))
+    return bundled_dir()
 
 
 def _close(schema: Any) -> None:
@@ -56,8 +55,6 @@ def _close(schema: Any) -> None:
 @cache
 def isvc_validator() -> Any:
     path = crds_dir() / CRD_FILE
-    if not path.is_file():
-        pytest.skip(f"KServe CRD not found at {path} (set SERVEGEN_CRDS_DIR)")
     crd = YAML(typ="safe", pure=False).load(path.read_text(encoding="utf-8"))
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
     schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])

@@ -2,27 +2,63 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from generator import schema
+from generator import schema, terminal
 from generator.errors import EXIT_OK, ServegenError
 from generator.options import InitOptions
 
 SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold"
+WORKFLOW = ".github/workflows/servegen.yml"
 
 # Scaffold file -> where it goes in the new repository.
 RENAMES = {
     "gitignore": ".gitignore",
-    "workflows/servegen.yml": ".github/workflows/servegen.yml",
+    "workflows/servegen.yml": WORKFLOW,
 }
 
+# What the scaffolded workflow installs until someone pins it (see the workflow's comment).
+PLACEHOLDER_REQUIREMENT = "servegen @ git+https://github.com/OWNER/servegen@COMMIT_SHA"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
-def scaffold_files() -> dict[str, bytes]:
+
+def requirement_from_direct_url(text: str) -> str | None:
+    """A pinned pip requirement for the servegen that is running, from its PEP 610
+    `direct_url.json`: only when it was installed from an https git URL at a commit."""
+    try:
+        data = json.loads(text)
+        url, vcs = data["url"], data["vcs_info"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    commit = vcs.get("commit_id", "") if isinstance(vcs, dict) else ""
+    if not (isinstance(url, str) and url.startswith("https://") and vcs.get("vcs") == "git"):
+        return None
+    if not _COMMIT.fullmatch(commit) or re.search(r"[\s\"'@]", url.partition("://")[2]):
+        return None
+    return f"servegen @ git+{url}@{commit}"
+
+
+def installed_requirement() -> str | None:
+    try:
+        text = distribution("servegen").read_text("direct_url.json")
+    except PackageNotFoundError:
+        return None
+    return requirement_from_direct_url(text) if text else None
+
+
+def scaffold_files(requirement: str | None = None) -> dict[str, bytes]:
     files = {}
     for path in sorted(SCAFFOLD.rglob("*")):
         if path.is_file():
             rel = path.relative_to(SCAFFOLD).as_posix()
             files[RENAMES.get(rel, rel)] = path.read_bytes()
+    if requirement:
+        workflow = files[WORKFLOW].decode()
+        files[WORKFLOW] = workflow.replace(PLACEHOLDER_REQUIREMENT, requirement).encode()
     for name, content in schema.rendered().items():
         files[f"schemas/{name}"] = content.encode()
     return files
@@ -36,11 +72,32 @@ def run(options: InitOptions) -> int:
         raise ServegenError(f"{target} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not options.force:
         raise ServegenError(f"{target} is not empty; use --force to write into it anyway")
-    files = scaffold_files()
+    requirement = installed_requirement()
+    files = scaffold_files(requirement)
     for rel, data in files.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    print(f"servegen: created {len(files)} file(s) in {target}")
-    print(f"next: servegen -C {target} validate && servegen -C {target} render")
+    terminal.summary(f"created {len(files)} files in {target}", color=options.common.color)
+    print(next_steps(target, pinned=requirement is not None))
     return EXIT_OK
+
+
+def next_steps(target: Path, *, pinned: bool) -> str:
+    folder = shlex.quote(str(target))
+    lines = [
+        "next:",
+        f"  cd {folder} && git init -q -b main",
+        "  servegen validate && servegen render        # check and render locally",
+        '  git add -A && git commit -qm "Serve specs"',
+        "  git remote add origin <your repository URL> && git push -u origin main",
+        "  # CI (.github/workflows/servegen.yml) then publishes every push to main to the",
+        "  # deploy branch; `servegen publish --push` does the same by hand.",
+    ]
+    if not pinned:
+        lines.insert(
+            4,
+            f"  # first pin servegen in {WORKFLOW}: set SERVEGEN_REQUIREMENT to\n"
+            "  #   servegen @ git+https://<servegen repository>@<full commit SHA>",
+        )
+    return "\n".join(lines)

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from generator import git, terminal
+from generator.config import CONFIG_FILE
 from generator.errors import EXIT_OK
 from generator.options import PublishOptions
-from generator.publish import describe, publish
+from generator.publish import describe, publish, repository_prefix
+from generator.validate import load_config
 
 
 def run(options: PublishOptions) -> int:
-    outcome = publish(options)
-    print(f"servegen: {describe(outcome)}")
+    color = options.common.color
+    with terminal.progress_bar("rendering", color=color):
+        outcome = publish(options)
+    left_out = [] if options.worktree else uncommitted_inputs(options)
+    if left_out:
+        # Publish renders HEAD: edits not yet committed are not in what was published.
+        shown = ", ".join(left_out[:5]) + (" ..." if len(left_out) > 5 else "")
+        terminal.note(
+            f"{len(left_out)} uncommitted change(s) not published ({shown}): "
+            "commit them, or run `servegen publish --worktree` to publish the working tree",
+            color=color,
+        )
+    message = describe(outcome)
+    if left_out and outcome.status != "published":
+        message += " (HEAD only; uncommitted spec changes are not included)"
+    terminal.summary(message, color=color)
     return EXIT_OK
+
+
+def uncommitted_inputs(options: PublishOptions) -> list[str]:
+    """Spec files and servegen.yaml that differ from HEAD in the working tree."""
+    root = options.common.root
+    repo = git.open_repo(root)
+    prefix = repository_prefix(repo, root)
+    config, _ = load_config(root)
+    inputs = [f"{prefix}/{p}" if prefix else p for p in (config.specs, CONFIG_FILE)]
+    return git.uncommitted_paths(repo, inputs)

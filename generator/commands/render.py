@@ -7,7 +7,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from generator.errors import EXIT_INVALID, EXIT_OK
+from generator import terminal
+from generator.errors import EXIT_INVALID, EXIT_OK, counted
 from generator.options import RenderOptions
 from generator.pipeline import build, in_environment
 from generator.write import stale_paths, write_tree
@@ -15,10 +16,11 @@ from generator.write import stale_paths, write_tree
 
 def run(options: RenderOptions) -> int:
     started = time.perf_counter()
-    root = options.common.root
-    result = build(root, environment=options.environment, crds=options.crds)
+    root, color = options.common.root, options.common.color
+    with terminal.progress_bar("rendering", color=color):
+        result = build(root, environment=options.environment, crds=options.crds)
     for note in result.notes:
-        print(f"servegen: note: {note}", file=sys.stderr)
+        terminal.note(note, color=color)
     out = options.out or root / result.config.output
     scope: Callable[[str], bool] = (
         functools.partial(in_environment, environment=options.environment)
@@ -30,15 +32,21 @@ def run(options: RenderOptions) -> int:
         for path in stale:
             print(f"{out / path}: stale", file=sys.stderr)
         if stale:
-            print(f"servegen: {len(stale)} output file(s) are stale; run `servegen render`")
+            terminal.summary(
+                f"{counted(len(stale), 'output file')} in {out} are stale; run `servegen render`",
+                ok=False,
+                color=color,
+            )
             return EXIT_INVALID
-        print(f"servegen: {out} is up to date")
+        terminal.summary(f"{out} is up to date", color=color)
         return EXIT_OK
     stats = write_tree(out, result.files, scope)
     elapsed = (time.perf_counter() - started) * 1000
-    print(
-        f"servegen: rendered {len(result.models)} model(s), {result.object_count()} object(s) "
-        f"into {out}: {len(stats.written)} written, {len(stats.removed)} removed, "
-        f"{stats.unchanged} unchanged ({elapsed:.0f} ms)"
+    terminal.summary(
+        f"rendered {counted(len(result.models), 'model')} "
+        f"({counted(result.object_count(), 'object')}) into {out}: "
+        f"{len(stats.written)} written, {len(stats.removed)} removed, "
+        f"{stats.unchanged} unchanged ({elapsed:.0f} ms)",
+        color=color,
     )
     return EXIT_OK

@@ -1,22 +1,31 @@
-"""`servegen schema`: write the JSON Schemas, or --check that the committed ones are current."""
+"""`servegen schema`: write the JSON Schemas into the repository, or --check them.
+
+They go to `schemas/` of the repository servegen runs in (or --out), where the editor
+modelines of the spec files point; never into the installed package.
+"""
 
 from __future__ import annotations
 
-from generator import schema
+from generator import schema, terminal
 from generator.errors import EXIT_OK, ServegenError
 from generator.options import SchemaOptions
 
+SCHEMA_DIR = "schemas"
+
 
 def run(options: SchemaOptions) -> int:
-    directory = options.out or schema.packaged_dir()
+    directory = options.out or options.common.root / SCHEMA_DIR
     if options.check:
         stale = schema.stale_files(directory)
         if stale:
             raise ServegenError(
                 f"stale JSON Schema(s) in {directory}: {', '.join(stale)}; run `servegen schema`"
             )
-        print(f"servegen: schemas in {directory} are up to date")
+        terminal.summary(f"schemas in {directory} are up to date", color=options.common.color)
         return EXIT_OK
     written = schema.write(directory)
-    print(f"servegen: wrote {len(written)} schema file(s) to {directory}")
+    terminal.summary(
+        f"wrote {len(written)} of {len(schema.rendered())} schema files to {directory}",
+        color=options.common.color,
+    )
     return EXIT_OK

@@ -30,9 +30,9 @@ from generator.watch import Event, Publish, run_watch
 
 def run(options: WatchOptions) -> int:
     if options.debounce_ms < 0:
-        raise UsageError("servegen watch: --debounce must be 0 or more milliseconds")
+        raise UsageError("watch: --debounce must be 0 or more milliseconds")
     if options.push and not options.publish:
-        raise UsageError("servegen watch: --push needs --publish")
+        raise UsageError("watch: --push needs --publish")
     build = IncrementalBuild(options.common.root, out=options.out, crds=options.crds)
     publish = _publisher(options, build)
     reporter = Reporter(options.format, options.debounce_ms)
