@@ -144,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="folder to write to (default: the packaged one)")
     p.add_argument("--check", action="store_true", help="fail when the files are stale")
 
+    p = sub.add_parser("promote", help="give an environment the model version another one runs")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to promote")
+    p.add_argument("--from", dest="source", required=True, metavar="ENV")
+    p.add_argument("--to", dest="target", required=True, metavar="ENV")
+    p.add_argument("--all", action="store_true", help="every model enabled in both")
+    p.add_argument(
+        "--serve",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="also promote this serve field (repeatable), e.g. --serve args",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the change, write nothing")
+    p.add_argument("--commit", action="store_true", help="commit the edited spec files")
+
     p = sub.add_parser("endpoints", help="print the OpenAI endpoint catalog")
     _env(p)
     p.add_argument("--format", choices=["table", "json"], default="table")
@@ -153,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> tuple[str, Any]:
     common = opt.Common(root=args.root, debug=args.debug)
     fields = {k: v for k, v in vars(args).items() if k not in ("root", "debug", "command")}
-    if "crds" in fields:
-        fields["crds"] = tuple(fields["crds"])
+    for name in ("crds", "names", "serve"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
     classes: dict[str, Callable[..., Any]] = {
         "init": opt.InitOptions,
         "validate": opt.ValidateOptions,
@@ -164,6 +180,7 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
         "watch": opt.WatchOptions,
         "schema": opt.SchemaOptions,
         "endpoints": opt.EndpointsOptions,
+        "promote": opt.PromoteOptions,
     }
     return args.command, classes[args.command](common=common, **fields)
 

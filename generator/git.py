@@ -57,7 +57,9 @@ __all__ = [
     "build_commit",
     "classify_push",
     "commit_info",
+    "commit_paths",
     "commit_tree",
+    "dirty_paths",
     "export_tree",
     "fetch_branch",
     "head_commit",
@@ -1021,3 +1023,63 @@ def classify_push(status: int, stdout: str, stderr: str) -> PushResult:
     if summary.startswith("[remote failure]") or any(m in text for m in _LOCK_MARKERS):
         return PushResult(PushStatus.RACE, summary, detail)
     return PushResult(PushStatus.DECLINED, summary, detail)
+
+
+# --------------------------------------------------------------------------- the user's branch
+#
+# `servegen promote --commit` is the one place servegen commits to the user's own branch:
+# the user asked for it, and the commit holds only the spec files promote edited. Hooks
+# stay off (`core.hooksPath=/dev/null`, `--no-verify`), as everywhere.
+
+
+def _worktree_env(repo: Repo) -> dict[str, str]:
+    if repo.worktree is None:
+        raise GitError(f"{repo.git_dir} is a bare repository: there is nothing to commit")
+    return {"GIT_WORK_TREE": str(repo.worktree)}
+
+
+def _top_pathspecs(paths: Sequence[str]) -> list[str]:
+    # Relative to the worktree's top whatever the cwd, and never read as globs.
+    return [":(top,literal)" + "/".join(_path_parts(path)) for path in paths]
+
+
+def dirty_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
+    """Which of `paths` (relative to the worktree) differ from HEAD, staged or not."""
+    res = repo._run(
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--no-renames",
+        "--",
+        *_top_pathspecs(paths),
+        env=_worktree_env(repo),
+    )
+    out = _check(res, "cannot read the status of the spec files")
+    return sorted(_decode_path(record[3:]) for record in out.split(b"\0") if record)
+
+
+def commit_paths(repo: Repo, paths: Sequence[str], message: str) -> str:
+    """Commit exactly `paths` as they are on disk to the checked-out branch; return the sha.
+
+    Other staged changes stay staged and out of the commit (`git commit --only`).
+    """
+    if "\0" in message:
+        raise GitError("commit message contains a NUL byte")
+    env = _worktree_env(repo)
+    specs = _top_pathspecs(paths)
+    _check(repo._run("add", "--", *specs, env=env), "cannot stage the promoted files")
+    text = message if message.endswith("\n") else message + "\n"
+    res = repo._run(
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "--only",
+        "--file=-",
+        "--",
+        *specs,
+        stdin=text.encode("utf-8"),
+        env=env,
+    )
+    _check(res, "cannot commit the promoted files")
+    return resolve_commit(repo, "HEAD")

@@ -93,3 +93,15 @@ class WatchOptions:
     debounce_ms: int = 50
     format: Literal["text", "json"] = "text"
     crds: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromoteOptions:
+    common: Common
+    names: tuple[str, ...] = ()
+    source: str = ""
+    target: str = ""
+    all: bool = False
+    serve: tuple[str, ...] = ()  # serve fields to promote besides the model version
+    dry_run: bool = False
+    commit: bool = False
