@@ -23,6 +23,7 @@ from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic
 from generator.fields import PATTERN_HELP, credential_name_problem
 from generator.load import SourceFile, file_error, load_config_file, load_specs
+from generator.pinning import pinning_problems
 from generator.spec import SpecDocument, deep_merge
 from generator.yamlio import Document, JsonPath, format_path
 from runtimes.base import Problem, Runtime
@@ -172,6 +173,8 @@ def validate_document(
         diagnostics.extend(problems)
         if env_doc is not None:
             merged[env] = env_doc
+            pins = pinning_problems(runtime, env_doc, config, env)
+            diagnostics.extend(_located(path, document, p.path, p.message, env) for p in pins)
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
     # The raw data is not needed once validated; positions come from the text.
