@@ -51,19 +51,19 @@ def set_value(text: str, document: int, path: JsonPath, value: Any) -> str:
     """`text` with `path` of document `document` set to `value` (keys created as needed)."""
     root = _documents(text)[document]
     shared = _shared(root)
-    node, done, flow = root, 0, False
+    node, key, done, flow = root, None, 0, False
     for step in path:
         _refuse_shared(node, shared, path[:done])
-        child = _value(node, step)
-        if child is None:
+        found = _entry(node, step)
+        if found is None:
             break
         flow = flow or bool(getattr(node, "flow_style", False))
-        node, done = child, done + 1
+        (key, node), done = found, done + 1
     if done == len(path):
         _refuse_shared(node, shared, path)
         splices = list(_replace(text, node, value, flow))
     else:
-        splices = [_insert(text, node, path[done:], value)]
+        splices = [_insert(text, node, key, path[done:], value)]
     new = text
     for splice in sorted(splices, key=lambda s: s.start, reverse=True):
         new = splice.apply(new)
@@ -89,8 +89,12 @@ def remove_key(text: str, document: int, path: JsonPath) -> str:
     index = next((i for i, (k, _) in enumerate(entries) if k.value == path[-1]), None)
     if index is None:
         return text
-    if len(entries) == 1:
+    if len(entries) == 1 and node.flow_style:
         splice = _Splice(node.start_mark.index, _end(node), "{}")
+    elif len(entries) == 1:
+        # `spec:` + its only entry's lines (with their comment) become `spec: {}`.
+        start = _before_space(text, int(node.start_mark.index))
+        splice = _Splice(start, _line_end(text, _end(node)) - 1, " {}")
     elif node.flow_style:
         splice = _remove_flow_entry(text, entries, index)
     else:
@@ -112,12 +116,18 @@ def _documents(text: str) -> list[Node]:
         raise EditError(f"{exc.line}:{exc.col}: {exc.message}") from None
 
 
-def _value(node: Node, step: str | int) -> Node | None:
+def _entry(node: Node, step: str | int) -> tuple[Node, Node] | None:
+    """(key node, value node) of `step` in a mapping."""
     if isinstance(node, MappingNode):
         for key, item in node.value:
             if isinstance(key, ScalarNode) and key.value == str(step):
-                return item  # type: ignore[no-any-return]
+                return key, item
     return None
+
+
+def _value(node: Node, step: str | int) -> Node | None:
+    found = _entry(node, step)
+    return None if found is None else found[1]
 
 
 def _walk(node: Node, seen: Counter[int]) -> None:
@@ -224,7 +234,7 @@ def _whole(text: str, node: Node, value: Any) -> _Splice:
     return _Splice(start, _end(node), flow_text(value))
 
 
-def _insert(text: str, mapping: Node, rest: JsonPath, value: Any) -> _Splice:
+def _insert(text: str, mapping: Node, key_node: Node | None, rest: JsonPath, value: Any) -> _Splice:
     """Add `rest` (missing keys, outermost first) holding `value` to `mapping`."""
     nested: Any = value
     for step in reversed(rest[1:]):
@@ -233,9 +243,9 @@ def _insert(text: str, mapping: Node, rest: JsonPath, value: Any) -> _Splice:
     if isinstance(mapping, ScalarNode) and mapping.value in ("", "~", "null", "Null", "NULL"):
         # `prod:` with nothing (or null) after it: give it a one-line mapping.
         flow = f"{{{key}: {flow_text(nested)}}}"
-        if mapping.value:
+        if mapping.value or key_node is None:
             return _Splice(_start(text, mapping), _end(mapping), flow)
-        colon = _before_space(text, int(mapping.start_mark.index))
+        colon = text.index(":", int(key_node.end_mark.index)) + 1
         return _Splice(colon, colon, " " + flow)
     if not isinstance(mapping, MappingNode):
         raise EditError(f"cannot add {format_path(rest)}: its parent is not a mapping")
