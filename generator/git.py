@@ -53,6 +53,7 @@ __all__ = [
     "PushStatus",
     "Repo",
     "TreeEntry",
+    "author_from_env_or_config",
     "branch_sha",
     "build_commit",
     "classify_push",
@@ -1059,14 +1060,31 @@ def dirty_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
     return sorted(_decode_path(record[3:]) for record in out.split(b"\0") if record)
 
 
+def author_from_env_or_config(repo: Repo) -> Identity:
+    """The user as author: GIT_AUTHOR_NAME/EMAIL, then user.name/user.email."""
+    name = _first(os.environ.get("GIT_AUTHOR_NAME"), _config_get(repo, "user.name"))
+    email = _first(os.environ.get("GIT_AUTHOR_EMAIL"), _config_get(repo, "user.email"))
+    if name is None or email is None:
+        raise GitError(
+            "no author identity: set git config user.name/user.email, or "
+            "GIT_AUTHOR_NAME/GIT_AUTHOR_EMAIL"
+        )
+    return Identity(name=name, email=email)
+
+
 def commit_paths(repo: Repo, paths: Sequence[str], message: str) -> str:
     """Commit exactly `paths` as they are on disk to the checked-out branch; return the sha.
 
-    Other staged changes stay staged and out of the commit (`git commit --only`).
+    Other staged changes stay staged and out of the commit (`git commit --only`). The
+    identities are passed explicitly, since inherited GIT_* variables are cleared.
     """
     if "\0" in message:
         raise GitError("commit message contains a NUL byte")
-    env = _worktree_env(repo)
+    identities = {
+        **author_from_env_or_config(repo).env("AUTHOR"),
+        **identity_from_env_or_config(repo).env("COMMITTER"),
+    }
+    env = {**_worktree_env(repo), **identities}
     specs = _top_pathspecs(paths)
     _check(repo._run("add", "--", *specs, env=env), "cannot stage the promoted files")
     text = message if message.endswith("\n") else message + "\n"

@@ -162,7 +162,9 @@ def _selected(validated: Validated, options: PromoteOptions) -> list[Spec]:
     for name in dict.fromkeys(options.names):
         spec = by_name.get(name)
         if spec is None:
-            raise PromoteError(f"no model named {name!r} (models: {', '.join(sorted(by_name))})")
+            close = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PromoteError(f"no model named {name!r}{hint}")
         for env in (options.source, options.target):
             if env not in spec.environments:
                 raise PromoteError(

@@ -142,7 +142,7 @@ def test_pinning_an_undeclared_environment_is_a_config_error(tmp_path: Path) -> 
     (tmp_path / "servegen.yaml").write_text(
         "environments: {prod: {}}\npolicy: {pinned_environments: [production]}\n"
     )
-    assert [str(d) for d in validate_repository(tmp_path).diagnostics][0] == (
+    assert next(str(d) for d in validate_repository(tmp_path).diagnostics) == (
         "servegen.yaml:1:1: error: policy.pinned_environments names undeclared "
         "environment(s) production (declared: prod)"
     )
