@@ -208,7 +208,7 @@ def _replace(text: str, node: Node, value: Any, flow: bool) -> Iterator[_Splice]
     inner = flow or bool(getattr(node, "flow_style", False))
     if isinstance(node, MappingNode) and isinstance(value, dict):
         keys = [k.value for k, _ in node.value if isinstance(k, ScalarNode)]
-        if keys == list(value) and len(keys) == len(node.value):
+        if sorted(keys) == sorted(value) and len(keys) == len(node.value):
             for key, item in node.value:
                 yield from _replace(text, item, value[key.value], inner)
             return

@@ -82,6 +82,12 @@ def test_lists_of_the_same_length_change_item_by_item() -> None:
     assert new == FILE.replace('url: "hf://org/sql"', 'url: "hf://org/sql-v3"')
 
 
+def test_mapping_items_in_another_key_order_change_in_place() -> None:
+    adapters = [{"url": "hf://org/sql", "name": "sql"}, {"url": "hf://org/web-v2", "name": "web"}]
+    new = set_value(FILE, 0, ("spec", "adapters"), adapters)
+    assert new == FILE.replace("url: 'hf://org/web'", "url: 'hf://org/web-v2'")
+
+
 def test_a_longer_list_replaces_the_block_and_keeps_what_follows() -> None:
     adapters = [{"name": "sql", "url": "hf://org/sql"}]
     new = set_value(FILE, 0, ("environments", "prod", "spec", "adapters"), adapters)
