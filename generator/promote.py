@@ -34,6 +34,10 @@ from generator.validate import Spec, Validated, validate_file, validate_reposito
 from generator.versions import ModelVersion, describe_change, version_of
 from generator.write import atomic_write
 
+# `serve` fields that are part of the model version (generator/versions.py), so they are
+# always promoted: KServe's Hugging Face runtime may take the revision from serve.
+VERSION_SERVE_FIELDS = ("model_revision",)
+
 
 class PromoteError(ServegenError):
     """A promotion was refused; nothing was written."""
@@ -255,7 +259,9 @@ def _promote_spec(
         entry = files[spec.path] = _File(spec.path, read_spec(root, spec.path))
     source, target = spec.environments[options.source], spec.environments[options.target]
     wanted = [("spec", name) for name in spec.runtime.spec_overrides]
-    wanted += [("serve", name) for name in options.serve]
+    serve_fields = type(source.serve).model_fields
+    wanted += [("serve", name) for name in VERSION_SERVE_FIELDS if name in serve_fields]
+    wanted += [("serve", name) for name in options.serve if ("serve", name) not in wanted]
     changed = []
     for part, name in wanted:
         new, old = _effective(source, part, name), _effective(target, part, name)

@@ -512,10 +512,11 @@ def format_path(path: Sequence[str | int]) -> str:
 
 # --- fragments spliced into user files (servegen promote) ----------------------------
 
-# Plain scalars that read back as the same string in block and in flow context: no
-# indicator YAML gives meaning to anywhere in them (':' is fine only inside block
-# scalars like `hf://org/model`, so flow context gets the stricter set).
-_PLAIN_BLOCK = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./@+=:-]*$")
+# Plain scalars spliced into spec files (which only servegen's YAML 1.2 reader reads):
+# no indicator YAML gives meaning to ('hf://org/model' may keep its ':' in block
+# context only, so flow context gets the stricter set), and, checked separately, read
+# back by the core schema as the same string (a commit SHA yes, `0123` or `true` no).
+_PLAIN_BLOCK = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./@+=:-]*$")
 _PLAIN_FLOW = _PLAIN
 
 

@@ -230,3 +230,26 @@ def test_serve_fields_are_promoted_on_request(
     )
     assert code == 1
     assert err.startswith("servegen: serve has no field 'argz' in vllmserve-text (fields: args,")
+
+
+def test_a_revision_kept_in_serve_is_part_of_the_version(
+    staged: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """KServe's runtime may take the revision from serve.model_revision: it moves too."""
+    bert = staged / "specs/kserve/bert-sentiment.yaml"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    bert.write_text(
+        bert.read_text() + f"environments:\n  dev:\n    serve: {{model_revision: {sha}}}\n"
+    )
+    commit_all(staged, "dev: bert at a fixed commit")
+    code, _, err = publish(staged, crds_dir, capsys)
+    assert code == 0, err
+    code, out, err = promote(staged, capsys, "bert-sentiment", "--from", "dev", "--to", "prod")
+    assert code == 0, err
+    assert bert.read_text().endswith(
+        f"    serve: {{model_revision: {sha}}}\n  prod:\n    serve:\n      model_revision: {sha}\n"
+    )
+    assert (
+        "servegen: prod: distilbert/distilbert-base-uncased-finetuned-sst-2-english "
+        f"(default) -> {sha} (bert-sentiment)\n"
+    ) in out
