@@ -259,7 +259,8 @@ def _promote_spec(
         entry = files[spec.path] = _File(spec.path, read_spec(root, spec.path))
     source, target = spec.environments[options.source], spec.environments[options.target]
     wanted = [("spec", name) for name in spec.runtime.spec_overrides]
-    serve_fields = type(source.serve).model_fields
+    serve: Any = getattr(source, "serve", None)  # every runtime has one; the envelope does not
+    serve_fields = type(serve).model_fields if serve is not None else {}
     wanted += [("serve", name) for name in VERSION_SERVE_FIELDS if name in serve_fields]
     wanted += [("serve", name) for name in options.serve if ("serve", name) not in wanted]
     changed = []

@@ -64,9 +64,7 @@ def set_value(text: str, document: int, path: JsonPath, value: Any) -> str:
         splices = list(_replace(text, node, value, flow))
     else:
         splices = [_insert(text, node, key, path[done:], value)]
-    new = text
-    for splice in sorted(splices, key=lambda s: s.start, reverse=True):
-        new = splice.apply(new)
+    new = _apply(text, splices)
     _verify(text, new, document, lambda data: _assign(data, path, value), path)
     return new
 
@@ -94,16 +92,27 @@ def remove_key(text: str, document: int, path: JsonPath) -> str:
     elif len(entries) == 1:
         # `spec:` + its only entry's lines (with their comment) become `spec: {}`.
         start = _before_space(text, int(node.start_mark.index))
-        splice = _Splice(start, _line_end(text, _end(node)) - 1, " {}")
+        end = _line_end(text, _end(node)) - 1
+        splice = _Splice(start, end - 1 if text[end - 1 : end] == "\r" else end, " {}")
     elif node.flow_style:
         splice = _remove_flow_entry(text, entries, index)
     else:
         key, item = entries[index]
         start = text.rfind("\n", 0, key.start_mark.index) + 1
         splice = _Splice(start, _line_end(text, _end(item)), "")
-    new = splice.apply(text)
+    new = _apply(text, [splice])
     _verify(text, new, document, lambda data: _delete(data, path), path)
     return new
+
+
+def _apply(text: str, splices: Sequence[_Splice]) -> str:
+    """Apply non-overlapping splices; new lines follow the file's line endings."""
+    crlf = "\r\n" in text
+    for splice in sorted(splices, key=lambda s: s.start, reverse=True):
+        if crlf:
+            splice = _Splice(splice.start, splice.end, splice.text.replace("\n", "\r\n"))
+        text = splice.apply(text)
+    return text
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -186,7 +195,7 @@ def _start(text: str, node: Node) -> int:
 
 def _before_space(text: str, index: int) -> int:
     """The index just after the last non-blank character before `index`."""
-    while index > 0 and text[index - 1] in " \t\n":
+    while index > 0 and text[index - 1] in " \t\r\n":
         index -= 1
     return index
 

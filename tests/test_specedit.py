@@ -105,6 +105,17 @@ def test_missing_keys_are_created_in_the_mappings_style() -> None:
     )
 
 
+def test_windows_line_endings_are_kept() -> None:
+    text = FILE.replace("\n", "\r\n")
+    new = set_value(text, 1, ("environments", "dev", "spec", "url"), NEW_URL)
+    assert "\n" not in new.replace("\r\n", "")
+    assert new == text.replace(
+        "  prod:\r\n...", "  prod:\r\n  dev:\r\n    spec:\r\n      url: " + NEW_URL + "\r\n..."
+    )
+    removed = remove_key(text, 0, ("environments", "prod", "spec", "url"))
+    assert "    spec: {}\r\n    # trailing comment of prod\r\n" in removed
+
+
 def test_an_aliased_node_is_refused_with_its_anchor() -> None:
     text = "spec: &s {url: hf://a/b}\nenvironments:\n  prod: {spec: *s}\n"
     with pytest.raises(EditError) as caught:
