@@ -119,9 +119,6 @@ def plan(options: PromoteOptions) -> Plan:
         raise InvalidInputError(validated.diagnostics)
     _check_environments(validated, options.source, options.target)
     specs = _selected(validated, options)
-    published = published_versions(root, validated, options.source)
-    for spec in specs:
-        _check_published(spec, options.source, published, validated)
     files: dict[str, _File] = {}
     promotions, current = [], []
     for spec in specs:
@@ -133,6 +130,12 @@ def plan(options: PromoteOptions) -> Plan:
             )
         else:
             current.append(spec.name)
+    # Only what would move must be published (edits so far are in memory only).
+    if promotions:
+        published = published_versions(root, validated, options.source)
+        by_name = {spec.name: spec for spec in specs}
+        for promotion in promotions:
+            _check_published(by_name[promotion.model], options.source, published, validated)
     edits = [FileEdit(f.path, read_spec(root, f.path), f.text) for f in files.values()]
     edits = [edit for edit in edits if edit.old != edit.new]
     _check_result(validated, edits, options)

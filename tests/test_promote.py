@@ -129,6 +129,12 @@ def test_refused_without_a_deploy_branch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work = make_spec_repo(tmp_path)
+    code, out, err = promote(work, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert (code, out) == (
+        0,
+        "servegen: qwen-chat already runs dev's version in prod\nservegen: nothing to promote\n",
+    ), err
+    edit(work / QWEN, "environments:\n", DEV_OVERRIDE)
     code, _, err = promote(work, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
     assert code == 1
     assert err == (
@@ -253,3 +259,17 @@ def test_a_revision_kept_in_serve_is_part_of_the_version(
         "servegen: prod: distilbert/distilbert-base-uncased-finetuned-sst-2-english "
         f"(default) -> {sha} (bert-sentiment)\n"
     ) in out
+
+
+def test_all_needs_only_what_moves_to_be_published(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model added since the last publish, the same everywhere, does not block --all."""
+    (staged / "specs" / "new.yaml").write_text(
+        "kind: kubeai-text\nname: fresh\nspec:\n  url: hf://Qwen/Qwen2.5-0.5B-Instruct\n"
+    )
+    commit_all(staged, "a new model, not published yet")
+    code, out, err = promote(staged, capsys, "--all", "--from", "dev", "--to", "prod")
+    assert code == 0, err
+    assert "servegen: fresh already runs dev's version in prod\n" in out
+    assert "servegen: promoted 1 model(s) from dev to prod\n" in out
