@@ -193,6 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--check", action="store_true", help="fail when the files are stale")
 
+    p = sub.add_parser("promote", help="give an environment the model version another one runs")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to promote")
+    p.add_argument("--from", dest="source", required=True, metavar="ENV")
+    p.add_argument("--to", dest="target", required=True, metavar="ENV")
+    p.add_argument("--all", action="store_true", help="every model enabled in both")
+    p.add_argument(
+        "--serve",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="also promote this serve field (repeatable), e.g. --serve args",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the change, write nothing")
+    p.add_argument("--commit", action="store_true", help="commit the edited spec files")
+
     p = sub.add_parser("endpoints", help="print the OpenAI endpoint catalog")
     _env(p)
     _format(p, "table", "json", what="output")
@@ -261,8 +276,9 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
         fields["crds"] = tuple(_under(root, p) for p in fields["crds"])
     if "environments" in fields:
         fields["environments"] = tuple(fields["environments"])
-    if "refresh" in fields:
-        fields["refresh"] = tuple(fields["refresh"])
+    for name in ("refresh", "names", "serve"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
     for key in _PATH_OPTIONS:
         if fields.get(key) is not None:
             fields[key] = _under(root, fields[key])
@@ -277,6 +293,7 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
         "endpoints": opt.EndpointsOptions,
         "status": opt.StatusOptions,
         "crds": opt.CrdsOptions,
+        "promote": opt.PromoteOptions,
     }
     return args.command, classes[args.command](common=common, **fields)
 

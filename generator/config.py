@@ -297,6 +297,16 @@ class Policy(StrictModel):
     max_gpus_per_model: int | None = Field(
         default=None, ge=0, description="Upper bound on GPUs per replica."
     )
+    pinned_environments: list[DnsLabel] = Field(
+        default_factory=list,
+        description="Environments whose models must pin an immutable version: hf:// models "
+        "a commit SHA revision, and every image a tag (not latest) or a digest, set in the "
+        "spec rather than left to the runtime's default.",
+    )
+    pinned_image_digest: bool = Field(
+        default=False,
+        description="In pinned environments, images need a digest (@sha256:...), not just a tag.",
+    )
 
 
 class Config(StrictModel):
@@ -323,6 +333,16 @@ class Config(StrictModel):
         default_factory=dict, description="Named resource/scheduling profiles."
     )
     policy: Policy = Field(default_factory=Policy, description="Guard rails for every spec.")
+
+    @model_validator(mode="after")
+    def _pinned_environments_declared(self) -> Config:
+        unknown = [env for env in self.policy.pinned_environments if env not in self.environments]
+        if unknown:
+            raise ValueError(
+                f"policy.pinned_environments names undeclared environment(s) {', '.join(unknown)} "
+                f"(declared: {', '.join(self.environments)})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _output_apart_from_specs(self) -> Config:

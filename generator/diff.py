@@ -30,6 +30,7 @@ from generator.options import DiffOptions
 from generator.pipeline import Build, build
 from generator.publish import recorded_source, repository_prefix
 from generator.render import Object, object_key
+from generator.versions import ModelVersion, describe_change
 from generator.yamlio import dump
 
 Action = Literal["added", "changed", "removed"]
@@ -60,6 +61,20 @@ class ObjectChange:
 
 
 @dataclass(frozen=True)
+class VersionChange:
+    """A model whose version (location, revision, image, adapters) moved in an environment."""
+
+    environment: str
+    model: str
+    old: ModelVersion | None
+    new: ModelVersion | None
+
+    @property
+    def line(self) -> str:
+        return f"{self.environment}: {describe_change(self.old, self.new)} ({self.model})"
+
+
+@dataclass(frozen=True)
 class DiffResult:
     base: str | None  # the base commit, None when there is none
     head: str  # "working tree" or a commit sha
@@ -69,6 +84,7 @@ class DiffResult:
     # Changes against the deploy branch the cluster cannot make in place (issue: rename
     # or --allow-replace); see generator/immutable.py.
     replacements: tuple[str, ...] = ()
+    versions: tuple[VersionChange, ...] = ()
 
     def counts(self, env: str) -> dict[str, int]:
         out = {"added": 0, "changed": 0, "removed": 0}
@@ -127,6 +143,30 @@ def keyed_objects(
             continue
         cleaned = clean(obj)
         yield object_key(obj), RenderedObject(model, cleaned, dump(cleaned))
+
+
+def environment_versions(result: Build | None) -> dict[tuple[str, str], ModelVersion]:
+    """(environment, model) -> the model version it runs there."""
+    if result is None:
+        return {}
+    return {
+        (env, model.name): rendered.version
+        for model in result.models
+        for env, rendered in model.environments.items()
+        if rendered.version is not None
+    }
+
+
+def diff_versions(
+    base: Mapping[tuple[str, str], ModelVersion],
+    head: Mapping[tuple[str, str], ModelVersion],
+    environment: str | None = None,
+) -> list[VersionChange]:
+    return [
+        VersionChange(env, model, base.get((env, model)), head.get((env, model)))
+        for env, model in sorted(base.keys() | head.keys())
+        if environment in (None, env) and base.get((env, model)) != head.get((env, model))
+    ]
 
 
 def diff_objects(
@@ -273,7 +313,18 @@ def compute(options: DiffOptions) -> DiffResult:
         for change in deployed_replacements(repo, head_build)
         if options.environment in (None, change.environment)
     )
-    return DiffResult(base, head_label, environments, tuple(changes), (why, *notes), replacements)
+    versions = diff_versions(
+        environment_versions(base_build), environment_versions(head_build), options.environment
+    )
+    return DiffResult(
+        base,
+        head_label,
+        environments,
+        tuple(changes),
+        (why, *notes),
+        replacements=replacements,
+        versions=tuple(versions),
+    )
 
 
 def deployed_replacements(repo: git.Repo, head: Build) -> list[ImmutableChange]:
@@ -301,6 +352,9 @@ def format_text(result: DiffResult) -> str:
     lines = [f"servegen diff {_revision(result)}"]
     lines += [f"note: {note}" for note in result.notes]
     lines += [f"warning: needs a replacement: {text}" for text in result.replacements]
+    if result.versions:
+        lines.append("model versions:")
+        lines += [f"  {change.line}" for change in result.versions]
     for env in result.environments:
         c = result.counts(env)
         lines.append(f"{env}: {c['added']} added, {c['changed']} changed, {c['removed']} removed")
@@ -319,6 +373,16 @@ def format_json(result: DiffResult) -> str:
         "notes": list(result.notes),
         "replacements": list(result.replacements),
         "summary": {env: result.counts(env) for env in result.environments},
+        "versions": [
+            {
+                "environment": v.environment,
+                "model": v.model,
+                "old": _version_json(v.old),
+                "new": _version_json(v.new),
+                "summary": describe_change(v.old, v.new),
+            }
+            for v in result.versions
+        ],
         "changes": [
             {
                 "environment": c.environment,
@@ -336,6 +400,17 @@ def format_json(result: DiffResult) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+def _version_json(version: ModelVersion | None) -> dict[str, object] | None:
+    if version is None:
+        return None
+    return {
+        "model": version.model,
+        "revision": version.revision,
+        "image": version.image,
+        "adapters": list(version.adapters),
+    }
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -350,6 +425,9 @@ def markdown_head(result: DiffResult) -> str:
     lines += [f"> {_cell(note)}" for note in result.notes]
     if result.notes:
         lines.append("")
+    if result.versions:
+        lines += ["**Model versions**", ""]
+        lines += [f"- **<code>{_html(_cell(v.line))}</code>**" for v in result.versions]
     lines += [f"> **Needs a replacement:** {_cell(text)}" for text in result.replacements]
     if result.replacements:
         lines.append("")

@@ -53,10 +53,12 @@ __all__ = [
     "PushStatus",
     "Repo",
     "TreeEntry",
+    "author_from_env_or_config",
     "branch_sha",
     "build_commit",
     "classify_push",
     "commit_info",
+    "commit_paths",
     "commit_tree",
     "export_tree",
     "fetch_branch",
@@ -1049,3 +1051,64 @@ def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
         if entry[:1] in (b"R", b"C"):
             next(entries, None)  # a rename's or copy's source path follows
     return sorted(found)
+
+
+# --------------------------------------------------------------------------- the user's branch
+#
+# `servegen promote --commit` is the one place servegen commits to the user's own branch:
+# the user asked for it, and the commit holds only the spec files promote edited. Hooks
+# stay off (`core.hooksPath=/dev/null`, `--no-verify`), as everywhere.
+
+
+def _worktree_env(repo: Repo) -> dict[str, str]:
+    if repo.worktree is None:
+        raise GitError(f"{repo.git_dir} is a bare repository: there is nothing to commit")
+    return {"GIT_WORK_TREE": str(repo.worktree)}
+
+
+def _top_pathspecs(paths: Sequence[str]) -> list[str]:
+    # Relative to the worktree's top whatever the cwd, and never read as globs.
+    return [":(top,literal)" + "/".join(_path_parts(path)) for path in paths]
+
+
+def author_from_env_or_config(repo: Repo) -> Identity:
+    """The user as author: GIT_AUTHOR_NAME/EMAIL, then user.name/user.email."""
+    name = _first(os.environ.get("GIT_AUTHOR_NAME"), _config_get(repo, "user.name"))
+    email = _first(os.environ.get("GIT_AUTHOR_EMAIL"), _config_get(repo, "user.email"))
+    if name is None or email is None:
+        raise GitError(
+            "no author identity: set git config user.name/user.email, or "
+            "GIT_AUTHOR_NAME/GIT_AUTHOR_EMAIL"
+        )
+    return Identity(name=name, email=email)
+
+
+def commit_paths(repo: Repo, paths: Sequence[str], message: str) -> str:
+    """Commit exactly `paths` as they are on disk to the checked-out branch; return the sha.
+
+    Other staged changes stay staged and out of the commit (`git commit --only`). The
+    identities are passed explicitly, since inherited GIT_* variables are cleared.
+    """
+    if "\0" in message:
+        raise GitError("commit message contains a NUL byte")
+    identities = {
+        **author_from_env_or_config(repo).env("AUTHOR"),
+        **identity_from_env_or_config(repo).env("COMMITTER"),
+    }
+    env = {**_worktree_env(repo), **identities}
+    specs = _top_pathspecs(paths)
+    _check(repo._run("add", "--", *specs, env=env), "cannot stage the promoted files")
+    text = message if message.endswith("\n") else message + "\n"
+    res = repo._run(
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "--only",
+        "--file=-",
+        "--",
+        *specs,
+        stdin=text.encode("utf-8"),
+        env=env,
+    )
+    _check(res, "cannot commit the promoted files")
+    return resolve_commit(repo, "HEAD")

@@ -115,3 +115,15 @@ class CrdsOptions:
     from_cluster: bool = False
     into: Path = Path("crds")
     format: Literal["table", "json"] = "table"
+
+
+@dataclass(frozen=True)
+class PromoteOptions:
+    common: Common
+    names: tuple[str, ...] = ()
+    source: str = ""
+    target: str = ""
+    all: bool = False
+    serve: tuple[str, ...] = ()  # serve fields to promote besides the model version
+    dry_run: bool = False
+    commit: bool = False

@@ -16,6 +16,7 @@ from typing import Any
 from generator.config import Config
 from generator.errors import Diagnostic, RenderError
 from generator.validate import Spec
+from generator.versions import ModelVersion, version_of
 from runtimes.base import Endpoint, ObjectRef
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "servegen"}
@@ -33,6 +34,7 @@ class EnvironmentRender:
     variant: tuple[Object, ...]  # rendered for the environment, before overlay transforms
     objects: tuple[Object, ...]  # as the cluster receives them
     endpoint: Endpoint
+    version: ModelVersion | None = None  # the model version it runs (servegen diff, promote)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def render_spec(spec: Spec, config: Config) -> ModelRender:
             variant=tuple(with_annotations(obj, annotations) for obj in variant),
             objects=objects,
             endpoint=spec.runtime.endpoint_in(doc, config, env, namespace),
+            version=version_of(doc),
         )
     line, col = spec.document.position(("name",))
     return ModelRender(

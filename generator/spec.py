@@ -6,17 +6,20 @@ and `serve` (how it is served) models; generator code only relies on what is her
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from pydantic import Field, SkipValidation
+from pydantic import Field, SkipValidation, create_model
 
 from generator.fields import DnsLabel, Labels, StrictModel
 
 ServeT = TypeVar("ServeT", bound=StrictModel)
+SpecT = TypeVar("SpecT", bound=StrictModel)
 
 
-class EnvironmentOverride(StrictModel, Generic[ServeT]):
-    """Per-environment switch and serve overrides."""
+class EnvironmentOverride(StrictModel, Generic[ServeT, SpecT]):
+    """Per-environment switch, model version (`spec`) and serve overrides."""
 
     enabled: bool = Field(default=True, description="Render this model in the environment.")
     # Validated after merging (an override alone is partial: cross-field rules only make
@@ -26,6 +29,35 @@ class EnvironmentOverride(StrictModel, Generic[ServeT]):
         description="Deep-merged over `serve` for this environment: mappings merge key by "
         "key, lists and scalars replace.",
     )
+    # Same as `serve`: validated on the merged result. Which fields may appear is the
+    # runtime's `spec_overrides`; the model here carries just those, for the schema.
+    spec: SkipValidation[SpecT] | None = Field(
+        default=None,
+        description="Deep-merged over `spec` for this environment: the model version "
+        "(URL or path with its revision, image, adapters) this environment runs.",
+    )
+
+
+def spec_override_model(model: type[StrictModel], fields: Sequence[str]) -> type[StrictModel]:
+    """The shape of `environments.<env>.spec`: `fields` of `model`, each optional.
+
+    Field constraints and descriptions are kept, so editors check an override the way
+    they check the field itself.
+    """
+    definitions: dict[str, Any] = {}
+    for name in fields:
+        info = model.model_fields[name]
+        copied = copy.copy(info)
+        copied.default, copied.default_factory = None, None
+        # Not nullable: `null` would not unset the base value, it would be refused.
+        definitions[name] = (info.annotation, copied)
+    override: type[StrictModel] = create_model(
+        f"{model.__name__}Override",
+        __base__=StrictModel,
+        __doc__=f"What an environment may override in `spec`: {', '.join(fields)}.",
+        **definitions,
+    )
+    return override
 
 
 class SpecDocument(StrictModel):

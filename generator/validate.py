@@ -23,9 +23,13 @@ from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic
 from generator.fields import PATTERN_HELP, credential_name_problem
 from generator.load import SourceFile, file_error, load_config_file, load_specs
+from generator.pinning import pinning_problems
 from generator.spec import SpecDocument, deep_merge
 from generator.yamlio import Document, JsonPath, format_path
 from runtimes.base import Problem, Runtime
+
+# The parts of a spec an environment may override, deep-merged in this order.
+OVERRIDABLE = ("spec", "serve")
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ def validate_document(
         diagnostics.extend(problems)
         if env_doc is not None:
             merged[env] = env_doc
+            pins = pinning_problems(runtime, env_doc, config, env)
+            diagnostics.extend(_located(path, document, p.path, p.message, env) for p in pins)
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
     # The raw data is not needed once validated; positions come from the text.
@@ -221,21 +227,52 @@ def _merged_for(
     base_problems: list[Problem],
 ) -> tuple[SpecDocument | None, list[Diagnostic]]:
     data = dict(document.data)
-    override = ((data.get("environments") or {}).get(env) or {}).get("serve")
-    if not override:
+    override = (data.get("environments") or {}).get(env) or {}
+    parts = {part: override.get(part) for part in OVERRIDABLE if override.get(part)}
+    if not parts:
         return base, []  # the base itself, whose rules were already checked
-    data["serve"] = deep_merge(data.get("serve") or {}, override)
+    refused = _not_overridable(path, document, runtime, env, parts.get("spec"))
+    if refused:  # merged without them, so the rest of the override is still checked
+        parts["spec"] = {k: v for k, v in override["spec"].items() if k not in refused}
+    for part, value in parts.items():
+        data[part] = deep_merge(data.get(part) or {}, value)
     data.pop("environments", None)
     try:
         merged = runtime.document.model_validate(data)
     except ValidationError as exc:
         return None, [
-            _diagnostic(path, document, runtime.document, err, environment=env)
-            for err in exc.errors()
+            *refused.values(),
+            *(
+                _diagnostic(path, document, runtime.document, err, environment=env)
+                for err in exc.errors()
+            ),
         ]
+    if refused:
+        return None, list(refused.values())
     # What the base already breaks is reported once, for the base, not per environment.
     problems = [p for p in _problems(runtime, merged, config) if p not in base_problems]
     return merged, [_located(path, document, p.path, p.message, env) for p in problems]
+
+
+def _not_overridable(
+    path: str, document: Document, runtime: Runtime, env: str, spec: Any
+) -> dict[str, Diagnostic]:
+    """`spec` fields that name or shape the endpoint stay the same in every environment."""
+    if not isinstance(spec, dict):
+        return {}  # not a mapping: the merged validation says so, at the override
+    known = _fields_at(runtime.document, ("spec",))
+    allowed = runtime.spec_overrides
+    out = {}
+    for key in spec:
+        if key in known and key not in allowed:
+            where = ("environments", env, "spec", key)
+            line, col = document.position(where, key=True)
+            message = (
+                f"spec.{key} cannot differ between environments (environment {env}); "
+                f"an environment may override: {', '.join(allowed) or 'nothing'}"
+            )
+            out[key] = Diagnostic(path, line, col, format_path(where), message)
+    return out
 
 
 def _problems(runtime: Runtime, doc: SpecDocument, config: Config) -> list[Problem]:
@@ -337,8 +374,8 @@ def _located(
 
 def _where(document: Document, loc: JsonPath, environment: str | None) -> JsonPath:
     """In an environment, point at the override that caused a problem when it exists."""
-    if environment is not None and loc and loc[0] == "serve":
-        in_override = ("environments", environment, "serve", *loc[1:])
+    if environment is not None and loc and loc[0] in OVERRIDABLE:
+        in_override = ("environments", environment, *loc)
         if document.has(in_override):
             return in_override
     return loc

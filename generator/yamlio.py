@@ -7,6 +7,10 @@ a "billion laughs" document is refused before anything walks the expanded data.
 
 Writing: rendered objects are emitted as block-style YAML with a fixed indent and no
 line folding, so the same objects always give the same bytes.
+
+Editing (servegen promote): spec files are composed with ruamel.yaml's round-trip
+composer, whose nodes keep their exact spans, styles and anchors; generator/specedit.py
+splices new values into the original text at those spans.
 """
 
 from __future__ import annotations
@@ -51,6 +55,27 @@ def _reader() -> YAML:
 
 
 _READER = _reader()
+
+
+def _round_trip() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True
+    return yaml
+
+
+_ROUND_TRIP = _round_trip()
+
+
+def compose_round_trip(text: str) -> list[Node]:
+    """Every document's node tree as written: spans (`start_mark.index`..`end_mark.index`),
+    flow or block style, quote style and anchors. An alias is the anchored node itself."""
+    try:
+        return list(_ROUND_TRIP.compose_all(io.StringIO(text)))
+    except MarkedYAMLError as exc:
+        raise _syntax_error(exc, text) from None
+    except YAMLError as exc:
+        raise YamlSyntaxError(str(exc).strip(), 1, 1) from None
 
 
 @dataclass(frozen=True)
@@ -483,3 +508,62 @@ def format_path(path: Sequence[str | int]) -> str:
         else:
             out += f"[{json.dumps(step, ensure_ascii=False)}]"
     return out
+
+
+# --- fragments spliced into user files (servegen promote) ----------------------------
+
+# Plain scalars spliced into spec files (which only servegen's YAML 1.2 reader reads):
+# no indicator YAML gives meaning to ('hf://org/model' may keep its ':' in block
+# context only, so flow context gets the stricter set), and, checked separately, read
+# back by the core schema as the same string (a commit SHA yes, `0123` or `true` no).
+_PLAIN_BLOCK = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./@+=:-]*$")
+_PLAIN_FLOW = _PLAIN
+
+
+def scalar_text(value: Any, *, style: str | None = None, flow: bool = False) -> str:
+    """One scalar as YAML text, in the quote style of the value it replaces when possible."""
+    if not isinstance(value, str):
+        return _scalar(value)
+    plain = _PLAIN_FLOW if flow else _PLAIN_BLOCK
+    readable = plain.fullmatch(value) and value.lower() not in _NOT_STRINGS
+    if style is None and readable and resolve_plain(value) == value and value[-1] != ":":
+        return value
+    if style == "'" and "\n" not in value and value.isprintable():
+        return "'" + value.replace("'", "''") + "'"
+    return json_scalar(value)
+
+
+def flow_text(value: Any) -> str:
+    """A value on one line in flow style: `{name: sql, url: "hf://org/sql"}`."""
+    if isinstance(value, dict):
+        items = ", ".join(f"{scalar_text(k, flow=True)}: {flow_text(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(flow_text(item) for item in value) + "]"
+    return scalar_text(value, flow=True)
+
+
+def block_lines(value: Any) -> list[str]:
+    """A mapping or sequence in block style (two-space indent), one line per entry."""
+    out: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            head = f"{scalar_text(key)}:"
+            if isinstance(item, dict | list) and item:
+                out.append(head)
+                out.extend("  " + line for line in block_lines(item))
+            else:
+                out.append(f"{head} {_fragment_inline(item)}")
+    else:
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                lines = block_lines(item)
+                out.append("- " + lines[0])
+                out.extend("  " + line for line in lines[1:])
+            else:
+                out.append(f"- {_fragment_inline(item)}")
+    return out
+
+
+def _fragment_inline(value: Any) -> str:
+    return flow_text(value) if isinstance(value, dict | list) else scalar_text(value)

@@ -120,6 +120,9 @@ class Runtime(ABC):
     templates: ClassVar[tuple[str, ...]]
     # Runtimes that share templates (the vLLM variants) name one folder for all of them.
     template_dir: ClassVar[str | None] = None
+    # `spec` fields an environment may override (environments.<env>.spec): the model
+    # version, never what names or shapes the endpoint (see README, "Staged rollouts").
+    spec_overrides: ClassVar[tuple[str, ...]] = ()
 
     def check(self, doc: Any, config: Config) -> Iterable[Problem]:
         """Cross-field rules pydantic field validation cannot express."""

@@ -27,7 +27,7 @@ from generator.fields import (
     StrictModel,
     Toleration,
 )
-from generator.spec import EnvironmentOverride, SpecDocument
+from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -153,6 +153,14 @@ class HFModelSpec(StrictModel):
     )
 
 
+# What an environment may pin differently: the model version (see README).
+SPEC_OVERRIDES = ("path", "image")
+
+
+class HFModelSpecOverride(spec_override_model(HFModelSpec, SPEC_OVERRIDES)):  # type: ignore[misc]
+    """What an environment may override in `spec` (environments.<env>.spec)."""
+
+
 class Scaling(StrictModel):
     """Replica bounds and the autoscaler target."""
 
@@ -274,7 +282,7 @@ class HuggingFaceServeDocument(SpecDocument):
         default_factory=HFServe,
         description="How the model is served: resources, scaling, engine arguments.",
     )
-    environments: dict[DnsLabel, EnvironmentOverride[HFServe]] = Field(
+    environments: dict[DnsLabel, EnvironmentOverride[HFServe, HFModelSpecOverride]] = Field(
         default_factory=dict, description="Per-environment overrides."
     )
 
@@ -386,6 +394,7 @@ class HuggingFaceServe(Runtime):
     kind: ClassVar[str] = "huggingfaceserve"
     document: ClassVar[type[SpecDocument]] = HuggingFaceServeDocument
     templates: ClassVar[tuple[str, ...]] = ("inferenceservice.yaml.j2", "serviceaccount.yaml.j2")
+    spec_overrides: ClassVar[tuple[str, ...]] = SPEC_OVERRIDES
 
     def check(self, doc: Any, config: Config) -> Iterable[Problem]:
         serve: HFServe = doc.serve

@@ -10,7 +10,7 @@ from pydantic import Field, StringConstraints
 
 from generator.config import Config
 from generator.fields import DnsLabel, Envs, SecretNames, StrictModel
-from generator.spec import EnvironmentOverride, SpecDocument
+from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
 MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
@@ -75,6 +75,14 @@ class KubeAIModelSpec(StrictModel):
         description="OpenAI features served.",
     )
     engine: Engine = Field(default="VLLM", description="Serving engine.")
+
+
+# What an environment may pin differently: the model version (see README).
+SPEC_OVERRIDES = ("url", "image", "adapters")
+
+
+class KubeAIModelSpecOverride(spec_override_model(KubeAIModelSpec, SPEC_OVERRIDES)):  # type: ignore[misc]
+    """What an environment may override in `spec` (environments.<env>.spec)."""
 
 
 class PrefixHash(StrictModel):
@@ -148,7 +156,7 @@ class KubeAITextDocument(SpecDocument):
         default_factory=KubeAIServe,
         description="How the model is served: resources, scaling, engine arguments.",
     )
-    environments: dict[DnsLabel, EnvironmentOverride[KubeAIServe]] = Field(
+    environments: dict[DnsLabel, EnvironmentOverride[KubeAIServe, KubeAIModelSpecOverride]] = Field(
         default_factory=dict, description="Per-environment overrides."
     )
 
@@ -161,6 +169,7 @@ class KubeAIText(Runtime):
     kind: ClassVar[str] = "kubeai-text"
     document: ClassVar[type[SpecDocument]] = KubeAITextDocument
     templates: ClassVar[tuple[str, ...]] = ("model.yaml.j2",)
+    spec_overrides: ClassVar[tuple[str, ...]] = SPEC_OVERRIDES
 
     def check(self, doc: Any, config: Config) -> Iterable[Problem]:
         spec: KubeAIModelSpec = doc.spec

@@ -68,7 +68,7 @@ from generator.fields import (
     StrictModel,
     Toleration,
 )
-from generator.spec import EnvironmentOverride, SpecDocument
+from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
 PORT = 8000
@@ -168,6 +168,14 @@ class VLLMModelSpec(StrictModel):
     )
 
 
+# What an environment may pin differently: the model version (see README).
+SPEC_OVERRIDES = ("url", "image", "adapters")
+
+
+class VLLMModelSpecOverride(spec_override_model(VLLMModelSpec, SPEC_OVERRIDES)):  # type: ignore[misc]
+    """What an environment may override in `spec` (environments.<env>.spec)."""
+
+
 class VLLMScaling(StrictModel):
     """Horizontal autoscaling; an HPA exists when max_replicas exceeds the minimum."""
 
@@ -242,8 +250,8 @@ class VLLMServeTextDocument(SpecDocument):
         default_factory=VLLMServeOptions,
         description="How the model is served: resources, scaling, engine arguments.",
     )
-    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions]] = Field(
-        default_factory=dict, description="Per-environment overrides."
+    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions, VLLMModelSpecOverride]] = (
+        Field(default_factory=dict, description="Per-environment overrides.")
     )
 
 
@@ -256,8 +264,8 @@ class VLLMServeSpeechDocument(SpecDocument):
         default_factory=VLLMServeOptions,
         description="How the model is served: resources, scaling, engine arguments.",
     )
-    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions]] = Field(
-        default_factory=dict, description="Per-environment overrides."
+    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions, VLLMModelSpecOverride]] = (
+        Field(default_factory=dict, description="Per-environment overrides.")
     )
 
 
@@ -272,9 +280,9 @@ class VLLMServePoolingDocument(SpecDocument):
         default_factory=VLLMPoolingServeOptions,
         description="How the model is served: resources, scaling, engine arguments.",
     )
-    environments: dict[DnsLabel, EnvironmentOverride[VLLMPoolingServeOptions]] = Field(
-        default_factory=dict, description="Per-environment overrides."
-    )
+    environments: dict[
+        DnsLabel, EnvironmentOverride[VLLMPoolingServeOptions, VLLMModelSpecOverride]
+    ] = Field(default_factory=dict, description="Per-environment overrides.")
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -417,6 +425,7 @@ class VLLMServeRuntime(Runtime):
     features: ClassVar[tuple[str, ...]]
     paths: ClassVar[tuple[str, ...]]
     allows_adapters: ClassVar[bool] = True
+    spec_overrides: ClassVar[tuple[str, ...]] = SPEC_OVERRIDES
 
     def check(self, doc: Any, config: Config) -> Iterable[Problem]:
         serve: VLLMServeOptions = doc.serve

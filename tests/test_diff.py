@@ -245,3 +245,44 @@ def test_secrets_are_never_shown_and_noise_is_stripped() -> None:
 def test_markdown_fence_outgrows_backticks_in_the_diff() -> None:
     assert d._fence("a ``` b") == "````"
     assert d._fence("plain") == "```"
+
+
+def test_version_changes_are_listed_first_per_environment(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A promotion PR reads at a glance: which environment moves to which revision."""
+    qwen = spec_repo / "specs/vllm/qwen-chat.yaml"
+    edit(
+        qwen,
+        "  prod:\n    serve:\n",
+        '  prod:\n    spec: {url: "hf://Qwen/Qwen2.5-1.5B-Instruct@d4e5f6"}\n    serve:\n',
+    )
+    code, out, err = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0, err
+    head = out.split("\ndev: ")[0]
+    assert head.endswith(
+        "model versions:\n  prod: Qwen/Qwen2.5-1.5B-Instruct main -> d4e5f6 (qwen-chat)"
+    )
+    code, out, err = diff(spec_repo, capsys, "--base", "HEAD", "--format", "markdown")
+    assert (
+        "- **<code>prod: Qwen/Qwen2.5-1.5B-Instruct main -&gt; d4e5f6 (qwen-chat)</code>**" in out
+    )
+    assert out.index("**Model versions**") < out.index("| environment | added |")
+    code, out, err = diff(spec_repo, capsys, "--base", "HEAD", "--format", "json")
+    (version,) = json.loads(out)["versions"]
+    assert version["environment"] == "prod"
+    assert version["old"]["revision"] == "main"
+    assert version["new"] == {
+        "model": "Qwen/Qwen2.5-1.5B-Instruct",
+        "revision": "d4e5f6",
+        "image": None,
+        "adapters": ["qwen-sql=hf://example-org/qwen2.5-sql-lora"],
+    }
+
+
+def test_no_version_section_without_version_changes(
+    spec_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scale_tinyllama(spec_repo)
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0 and "model versions:" not in out

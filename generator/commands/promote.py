@@ -1,0 +1,31 @@
+"""`servegen promote`: copy the model version of one environment to another (spec edits)."""
+
+from __future__ import annotations
+
+import sys
+
+from generator.errors import EXIT_OK
+from generator.options import PromoteOptions
+from generator.promote import apply, plan
+
+
+def run(options: PromoteOptions) -> int:
+    planned = plan(options)
+    for edit in planned.edits:
+        sys.stdout.write(edit.diff)
+    for name in planned.current:
+        print(f"servegen: {name} already runs {planned.source}'s version in {planned.target}")
+    if not planned.promotions:
+        print("servegen: nothing to promote")
+        return EXIT_OK
+    for promotion in planned.promotions:
+        print(f"servegen: {promotion.line(planned.target)}")
+    if options.dry_run:
+        print("servegen: dry run: nothing written")
+        return EXIT_OK
+    done = apply(planned, options)
+    count = len(done.promotions)
+    print(f"servegen: promoted {count} model(s) from {done.source} to {done.target}")
+    if done.commit:
+        print(f"servegen: committed {done.commit[:12]}: {done.message().splitlines()[0]}")
+    return EXIT_OK

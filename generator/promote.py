@@ -1,0 +1,344 @@
+"""`servegen promote`: give one environment exactly the model version another one runs.
+
+For each model, the effective value of every overridable `spec` field (the runtime's
+`spec_overrides`: model URL or path with its revision, image, adapters), plus the
+`serve` fields asked for, is copied from the source environment into the target's
+override (`environments.<to>.spec`/`serve`) of the spec file. The file changes only in
+those values (generator/specedit.py). Before anything is written:
+
+* the source environment's version must be the one published for it on the deploy
+  branch: the deploy tree records the source commit it was rendered from (`drySha`),
+  and the model's version in that commit's specs must equal today's. Promoting
+  something never published would ship an untested version;
+* the edited files must validate, and the target must end up with exactly the source's
+  version while every other environment keeps its own.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator import git
+from generator.errors import Diagnostic, GitError, InvalidInputError, ServegenError
+from generator.load import parse_source
+from generator.options import PromoteOptions
+from generator.publish import recorded_source, repository_prefix
+from generator.specedit import remove_key, set_value
+from generator.validate import Spec, Validated, validate_file, validate_repository
+from generator.versions import ModelVersion, describe_change, version_of
+from generator.write import atomic_write
+
+# `serve` fields that are part of the model version (generator/versions.py), so they are
+# always promoted: KServe's Hugging Face runtime may take the revision from serve.
+VERSION_SERVE_FIELDS = ("model_revision",)
+
+
+class PromoteError(ServegenError):
+    """A promotion was refused; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model: str
+    path: str
+    before: ModelVersion  # the target's version until now
+    after: ModelVersion  # the source's, which the target now runs
+    fields: tuple[str, ...]  # spec.url, serve.args, ...
+
+    def line(self, target: str) -> str:
+        return f"{target}: {describe_change(self.before, self.after)} ({self.model})"
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    path: str
+    old: str
+    new: str
+
+    @property
+    def diff(self) -> str:
+        lines = difflib.unified_diff(
+            self.old.splitlines(keepends=True),
+            self.new.splitlines(keepends=True),
+            fromfile=f"a/{self.path}",
+            tofile=f"b/{self.path}",
+        )
+        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: str
+    target: str
+    promotions: tuple[Promotion, ...]
+    current: tuple[str, ...]  # models already at the source's version
+    edits: tuple[FileEdit, ...]
+    commit: str | None = None
+
+    def message(self) -> str:
+        names = ", ".join(p.model for p in self.promotions)
+        lines = [f"Promote {names} from {self.source} to {self.target}", ""]
+        lines += [p.line(self.target) for p in self.promotions]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _File:
+    path: str
+    text: str
+    fields: dict[str, list[str]] = field(default_factory=dict)  # model -> fields changed
+
+
+# --- the plan -------------------------------------------------------------------------
+
+
+def read_spec(root: Path, path: str) -> str:
+    """A spec file's text exactly (no newline translation; a BOM is kept apart)."""
+    target = root / path
+    if target.is_symlink():
+        raise PromoteError(f"{path} is a symlink: promote edits regular files only")
+    return target.read_bytes().decode("utf-8-sig")
+
+
+def _spec_bytes(root: Path, path: str, text: str) -> bytes:
+    bom = codecs.BOM_UTF8 if (root / path).read_bytes().startswith(codecs.BOM_UTF8) else b""
+    return bom + text.encode("utf-8")
+
+
+def plan(options: PromoteOptions) -> Plan:
+    """Everything promote would do, computed and checked; nothing is written."""
+    root = options.common.root
+    validated = validate_repository(root)
+    if not validated.ok:
+        raise InvalidInputError(validated.diagnostics)
+    _check_environments(validated, options.source, options.target)
+    specs = _selected(validated, options)
+    files: dict[str, _File] = {}
+    promotions, current = [], []
+    for spec in specs:
+        changed = _promote_spec(root, spec, options, files)
+        source, target = spec.environments[options.source], spec.environments[options.target]
+        if changed:
+            promotions.append(
+                Promotion(spec.name, spec.path, version_of(target), version_of(source), changed)
+            )
+        else:
+            current.append(spec.name)
+    # Only what would move must be published (edits so far are in memory only).
+    if promotions:
+        published = published_versions(root, validated, options.source)
+        by_name = {spec.name: spec for spec in specs}
+        for promotion in promotions:
+            _check_published(by_name[promotion.model], options.source, published, validated)
+    edits = [FileEdit(f.path, read_spec(root, f.path), f.text) for f in files.values()]
+    edits = [edit for edit in edits if edit.old != edit.new]
+    _check_result(validated, edits, options)
+    return Plan(options.source, options.target, tuple(promotions), tuple(current), tuple(edits))
+
+
+def _check_environments(validated: Validated, source: str, target: str) -> None:
+    declared = list(validated.config.environments)
+    for env in (source, target):
+        if env not in declared:
+            raise PromoteError(
+                f"unknown environment {env!r} (declared in servegen.yaml: {', '.join(declared)})"
+            )
+    if source == target:
+        raise PromoteError(f"--from and --to are both {source!r}: nothing to promote")
+
+
+def _selected(validated: Validated, options: PromoteOptions) -> list[Spec]:
+    by_name = {spec.name: spec for spec in validated.specs}
+    if options.all:
+        if options.names:
+            raise PromoteError("give model names or --all, not both")
+        return [
+            spec
+            for name, spec in sorted(by_name.items())
+            if options.source in spec.environments and options.target in spec.environments
+        ]
+    if not options.names:
+        raise PromoteError("name the models to promote, or pass --all")
+    out = []
+    for name in dict.fromkeys(options.names):
+        spec = by_name.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PromoteError(f"no model named {name!r}{hint}")
+        for env in (options.source, options.target):
+            if env not in spec.environments:
+                raise PromoteError(
+                    f"{spec.path}: {name} is not enabled in {env} "
+                    f"(environments.{env}.enabled is false)"
+                )
+        out.append(spec)
+    return out
+
+
+# --- what is published ----------------------------------------------------------------
+
+
+def published_versions(root: Path, validated: Validated, env: str) -> dict[str, ModelVersion]:
+    """Model -> the version published for `env` on the deploy branch (read through git)."""
+    repo = git.open_repo(root)
+    deploy = validated.config.deploy
+    remote = deploy.remote or "origin"
+    files = None
+    for rev in (deploy.branch, f"{remote}/{deploy.branch}"):
+        try:
+            files = git.read_tree_files(repo, rev, skip_special=True)
+        except GitError:
+            continue
+        break
+    if files is None:
+        raise PromoteError(
+            f"nothing is published: there is no deploy branch {deploy.branch!r} (nor "
+            f"{remote}/{deploy.branch}); promote copies what {env} runs, so publish first"
+        )
+    source = recorded_source(files)
+    if source is None:
+        raise PromoteError(
+            f"the deploy branch {deploy.branch!r} does not record the source commit it was "
+            "rendered from (hydrator.metadata): publish it with servegen first"
+        )
+    try:
+        commit = git.resolve_commit(repo, source)
+    except GitError:
+        raise PromoteError(
+            f"the deploy branch was rendered from {source[:12]}, which this clone does not "
+            "have: fetch it first"
+        ) from None
+    in_env = {
+        path.split("/")[1]
+        for path in files
+        if path.startswith("models/") and path.endswith(f"/overlays/{env}/kustomization.yaml")
+    }
+    with tempfile.TemporaryDirectory(prefix="servegen-promote-") as tmp:
+        dest = Path(tmp) / "src"
+        git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
+        then = validate_repository(dest)
+    return {
+        spec.name: version_of(spec.environments[env])
+        for spec in then.specs
+        if spec.name in in_env and env in spec.environments
+    }
+
+
+def _check_published(
+    spec: Spec, env: str, published: Mapping[str, ModelVersion], validated: Validated
+) -> None:
+    now = version_of(spec.environments[env])
+    then = published.get(spec.name)
+    branch = validated.config.deploy.branch
+    if then is None:
+        raise PromoteError(
+            f"{spec.path}: {spec.name} is not published in {env} on the deploy branch "
+            f"{branch!r}: publish {env} first, then promote what it runs"
+        )
+    if then != now:
+        raise PromoteError(
+            f"{spec.path}: {spec.name} in {env} is not what is published for {env}: the "
+            f"deploy branch {branch!r} has {then}, the spec says {now}; publish {env} "
+            "first, then promote what it runs"
+        )
+
+
+# --- editing --------------------------------------------------------------------------
+
+
+def _promote_spec(
+    root: Path, spec: Spec, options: PromoteOptions, files: dict[str, _File]
+) -> tuple[str, ...]:
+    """Edit the spec's file (in `files`) so the target runs the source's values."""
+    entry = files.get(spec.path)
+    if entry is None:
+        entry = files[spec.path] = _File(spec.path, read_spec(root, spec.path))
+    source, target = spec.environments[options.source], spec.environments[options.target]
+    wanted = [("spec", name) for name in spec.runtime.spec_overrides]
+    serve: Any = getattr(source, "serve", None)  # every runtime has one; the envelope does not
+    serve_fields = type(serve).model_fields if serve is not None else {}
+    wanted += [("serve", name) for name in VERSION_SERVE_FIELDS if name in serve_fields]
+    wanted += [("serve", name) for name in options.serve if ("serve", name) not in wanted]
+    changed = []
+    for part, name in wanted:
+        new, old = _effective(source, part, name), _effective(target, part, name)
+        if new == old:
+            continue
+        where = ("environments", options.target, part, name)
+        if new is None and _effective(spec.base, part, name) is None:
+            # Back to the base's default: drop the target's override rather than pin null.
+            entry.text = remove_key(entry.text, spec.document.index, where)
+        else:
+            entry.text = set_value(entry.text, spec.document.index, where, new)
+        changed.append(f"{part}.{name}")
+    return tuple(changed)
+
+
+def _effective(doc: Any, part: str, name: str) -> Any:
+    model = getattr(doc, part)
+    if name not in type(model).model_fields:
+        raise PromoteError(
+            f"serve has no field {name!r} in {doc.kind} "
+            f"(fields: {', '.join(type(model).model_fields)})"
+        )
+    return model.model_dump(mode="json", exclude_unset=False).get(name)
+
+
+def _check_result(validated: Validated, edits: Sequence[FileEdit], options: PromoteOptions) -> None:
+    """The edited files validate; the target runs the source's version; nobody else moved."""
+    before = {spec.name: spec for spec in validated.specs}
+    for edit in edits:
+        source = parse_source(edit.path, edit.new.encode("utf-8"))
+        if isinstance(source, Diagnostic):
+            raise InvalidInputError([source])
+        result = validate_file(source, validated.config)
+        errors = [d for d in result.diagnostics if d.severity == "error"]
+        if errors:
+            raise InvalidInputError(errors)
+        for spec in result.specs:
+            old = before[spec.name]
+            for env, doc in spec.environments.items():
+                expected = old.environments[env]
+                if env == options.target:
+                    expected = old.environments[options.source]
+                if version_of(doc) != version_of(expected):
+                    raise PromoteError(
+                        f"{edit.path}: after editing, {spec.name} in {env} would run "
+                        f"{version_of(doc)}, not {version_of(expected)}; edit it by hand"
+                    )
+
+
+# --- doing it -------------------------------------------------------------------------
+
+
+def apply(plan_: Plan, options: PromoteOptions) -> Plan:
+    """Write the edited files (and commit them with --commit); return the plan as done."""
+    root = options.common.root
+    repo = None
+    paths = [edit.path for edit in plan_.edits]
+    if options.commit and paths:
+        repo = git.open_repo(root)
+        prefix = repository_prefix(repo, root)
+        paths = [f"{prefix}/{path}" if prefix else path for path in paths]
+        dirty = git.uncommitted_paths(repo, paths)
+        if dirty:
+            raise PromoteError(
+                f"{', '.join(dirty)} has uncommitted changes: commit or stash them first, "
+                "so the promotion commit holds only the promoted values"
+            )
+    for edit in plan_.edits:
+        target = root / edit.path
+        mode = target.stat().st_mode & 0o777
+        atomic_write(target, _spec_bytes(root, edit.path, edit.new), folder_exists=True)
+        target.chmod(mode)
+    if repo is None:
+        return plan_
+    sha = git.commit_paths(repo, paths, plan_.message())
+    return Plan(plan_.source, plan_.target, plan_.promotions, plan_.current, plan_.edits, sha)

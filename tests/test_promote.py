@@ -1,0 +1,275 @@
+"""`servegen promote`: real git repositories with a deploy branch published by servegen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator import cli
+from generator.validate import validate_repository
+from generator.versions import version_of
+from tests.test_publish import commit_all, edit, isolate_git, make_spec_repo, publish, sh
+
+QWEN = "specs/vllm/qwen-chat.yaml"
+CANDIDATE = "hf://Qwen/Qwen2.5-1.5B-Instruct@d4e5f6"
+DEV_OVERRIDE = f"environments:\n  dev:\n    spec:\n      url: {CANDIDATE}  # candidate\n"
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_git(tmp_path, monkeypatch)
+
+
+def promote(work: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(["-C", str(work), "promote", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def versions(work: Path, name: str) -> dict[str, str]:
+    (spec,) = [s for s in validate_repository(work).specs if s.name == name]
+    return {env: str(version_of(doc)) for env, doc in spec.environments.items()}
+
+
+@pytest.fixture
+def staged(tmp_path: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """The examples, published; then dev tries a new Qwen revision, published too."""
+    work = make_spec_repo(tmp_path)
+    edit(work / QWEN, "environments:\n", DEV_OVERRIDE)
+    commit_all(work, "dev: try Qwen d4e5f6")
+    code, _, err = publish(work, crds_dir, capsys)
+    assert code == 0, err
+    return work
+
+
+def test_promote_copies_the_published_version_and_changes_only_that(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (staged / QWEN).read_text()
+    code, out, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert code == 0, err
+    after = (staged / QWEN).read_text()
+    # The file differs only by the new prod override: every old byte is still in place.
+    inserted = "    spec:\n      url: hf://Qwen/Qwen2.5-1.5B-Instruct@d4e5f6\n"
+    assert after == before + inserted
+    assert out == (
+        "--- a/specs/vllm/qwen-chat.yaml\n"
+        "+++ b/specs/vllm/qwen-chat.yaml\n"
+        "@@ -22,3 +22,5 @@\n"
+        "     serve:\n"
+        "       replicas: 2\n"
+        "       scaling: {min_replicas: 2, max_replicas: 8, metric: requests_waiting, target: 5}\n"
+        "+    spec:\n"
+        "+      url: hf://Qwen/Qwen2.5-1.5B-Instruct@d4e5f6\n"
+        "servegen: prod: Qwen/Qwen2.5-1.5B-Instruct main -> d4e5f6 (qwen-chat)\n"
+        "servegen: promoted 1 model(s) from dev to prod\n"
+    )
+    now = versions(staged, "qwen-chat")
+    assert (
+        now["prod"]
+        == now["dev"]
+        == ("Qwen/Qwen2.5-1.5B-Instruct d4e5f6 adapters qwen-sql=hf://example-org/qwen2.5-sql-lora")
+    )
+    # Nothing was committed without --commit.
+    assert sh(staged, "status", "--porcelain") == f"M {QWEN}"
+
+
+def test_dry_run_prints_the_diff_and_writes_nothing(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (staged / QWEN).read_bytes()
+    code, out, err = promote(
+        staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod", "--dry-run"
+    )
+    assert code == 0, err
+    assert "+      url: hf://Qwen/Qwen2.5-1.5B-Instruct@d4e5f6\n" in out
+    assert out.endswith("servegen: dry run: nothing written\n")
+    assert (staged / QWEN).read_bytes() == before
+
+
+def test_commit_holds_only_the_promoted_file_with_a_clear_message(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (staged / "notes.txt").write_text("unrelated, staged\n")
+    sh(staged, "add", "notes.txt")
+    head = sh(staged, "rev-parse", "HEAD")
+    code, out, err = promote(staged, capsys, "--all", "--from", "dev", "--to", "prod", "--commit")
+    assert code == 0, err
+    assert sh(staged, "rev-parse", "HEAD~1") == head
+    assert sh(staged, "log", "-1", "--format=%B") == (
+        "Promote qwen-chat from dev to prod\n\n"
+        "prod: Qwen/Qwen2.5-1.5B-Instruct main -> d4e5f6 (qwen-chat)"
+    )
+    assert sh(staged, "show", "--name-only", "--format=", "HEAD") == QWEN
+    # The unrelated staged file stays staged and out of the commit.
+    assert sh(staged, "status", "--porcelain") == "A  notes.txt"
+    assert "already runs dev's version in prod" in out  # the other models
+
+
+def test_refused_when_the_source_version_is_not_published(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(staged / QWEN, CANDIDATE, "hf://Qwen/Qwen2.5-1.5B-Instruct@ffffff")
+    before = (staged / QWEN).read_bytes()
+    code, out, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert code == 1
+    assert out == ""
+    assert err == (
+        "servegen: specs/vllm/qwen-chat.yaml: qwen-chat in dev is not what is published for "
+        "dev: the deploy branch 'deploy' has Qwen/Qwen2.5-1.5B-Instruct d4e5f6 adapters "
+        "qwen-sql=hf://example-org/qwen2.5-sql-lora, the spec says "
+        "Qwen/Qwen2.5-1.5B-Instruct ffffff adapters qwen-sql=hf://example-org/qwen2.5-sql-lora; "
+        "publish dev first, then promote what it runs\n"
+    )
+    assert (staged / QWEN).read_bytes() == before
+
+
+def test_refused_without_a_deploy_branch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = make_spec_repo(tmp_path)
+    code, out, err = promote(work, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert (code, out) == (
+        0,
+        "servegen: qwen-chat already runs dev's version in prod\nservegen: nothing to promote\n",
+    ), err
+    edit(work / QWEN, "environments:\n", DEV_OVERRIDE)
+    code, _, err = promote(work, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert code == 1
+    assert err == (
+        "servegen: nothing is published: there is no deploy branch 'deploy' (nor "
+        "origin/deploy); promote copies what dev runs, so publish first\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["qwen-chat", "--from", "dev", "--to", "production"],
+            "unknown environment 'production' (declared in servegen.yaml: dev, prod)",
+        ),
+        (
+            ["qwen-chat", "--from", "dev", "--to", "dev"],
+            "--from and --to are both 'dev': nothing to promote",
+        ),
+        (["--from", "dev", "--to", "prod"], "name the models to promote, or pass --all"),
+        (
+            ["qwn-chat", "--from", "dev", "--to", "prod"],
+            "no model named 'qwn-chat' (did you mean 'qwen-chat'?)",
+        ),
+    ],
+)
+def test_refusals_name_the_problem(
+    staged: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = promote(staged, capsys, *args)
+    assert (code, out, err) == (1, "", f"servegen: {message}\n")
+
+
+def test_refused_for_a_model_disabled_in_an_environment(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disabled = [s.name for s in validate_repository(staged).specs if "prod" not in s.environments]
+    assert disabled, "the examples have a model disabled in prod"
+    code, _, err = promote(staged, capsys, disabled[0], "--from", "dev", "--to", "prod")
+    assert code == 1
+    assert f"{disabled[0]} is not enabled in prod (environments.prod.enabled is false)" in err
+
+
+def test_commit_refused_when_the_spec_file_has_other_changes(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(staged / QWEN, "# vLLM on a GPU", "# vLLM on one GPU")
+    before = (staged / QWEN).read_bytes()
+    code, _, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod", "--commit")
+    assert code == 1
+    assert err == (
+        f"servegen: {QWEN} has uncommitted changes: commit or stash them first, so the "
+        "promotion commit holds only the promoted values\n"
+    )
+    assert (staged / QWEN).read_bytes() == before
+
+
+def test_shared_anchor_is_refused_and_nothing_written(
+    staged: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """prod's url is an alias of the base url: promoting would change the base too."""
+    edit(staged / QWEN, "  url: hf://", "  url: &base-url hf://")
+    edit(
+        staged / QWEN, "  prod:\n    serve:\n", "  prod:\n    spec: {url: *base-url}\n    serve:\n"
+    )
+    commit_all(staged, "prod pins the base url through an alias")
+    code, _, err = publish(staged, crds_dir, capsys)
+    assert code == 0, err
+    before = (staged / QWEN).read_bytes()
+    code, out, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert (code, out) == (1, "")
+    assert err == (
+        "servegen: environments.prod.spec.url is shared through the YAML anchor &base-url: "
+        "changing it would change every alias of it too; edit it by hand\n"
+    )
+    assert (staged / QWEN).read_bytes() == before
+
+
+def test_serve_fields_are_promoted_on_request(
+    staged: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(
+        staged / QWEN,
+        "      url: " + CANDIDATE + "  # candidate\n",
+        "      url: " + CANDIDATE + '  # candidate\n    serve: {args: [--max-model-len, "4096"]}\n',
+    )
+    commit_all(staged, "dev: shorter context")
+    code, _, err = publish(staged, crds_dir, capsys)
+    assert code == 0, err
+    code, _, err = promote(
+        staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod", "--serve", "args"
+    )
+    assert code == 0, err
+    (spec,) = [s for s in validate_repository(staged).specs if s.name == "qwen-chat"]
+    assert spec.environments["prod"].serve.args == ["--max-model-len", "4096"]
+    assert spec.environments["prod"].serve.replicas == 2  # not asked for: unchanged
+    code, _, err = promote(
+        staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod", "--serve", "argz"
+    )
+    assert code == 1
+    assert err.startswith("servegen: serve has no field 'argz' in vllmserve-text (fields: args,")
+
+
+def test_a_revision_kept_in_serve_is_part_of_the_version(
+    staged: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """KServe's runtime may take the revision from serve.model_revision: it moves too."""
+    bert = staged / "specs/kserve/bert-sentiment.yaml"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    bert.write_text(
+        bert.read_text() + f"environments:\n  dev:\n    serve: {{model_revision: {sha}}}\n"
+    )
+    commit_all(staged, "dev: bert at a fixed commit")
+    code, _, err = publish(staged, crds_dir, capsys)
+    assert code == 0, err
+    code, out, err = promote(staged, capsys, "bert-sentiment", "--from", "dev", "--to", "prod")
+    assert code == 0, err
+    assert bert.read_text().endswith(
+        f"    serve: {{model_revision: {sha}}}\n  prod:\n    serve:\n      model_revision: {sha}\n"
+    )
+    assert (
+        "servegen: prod: distilbert/distilbert-base-uncased-finetuned-sst-2-english "
+        f"(default) -> {sha} (bert-sentiment)\n"
+    ) in out
+
+
+def test_all_needs_only_what_moves_to_be_published(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model added since the last publish, the same everywhere, does not block --all."""
+    (staged / "specs" / "new.yaml").write_text(
+        "kind: kubeai-text\nname: fresh\nspec:\n  url: hf://Qwen/Qwen2.5-0.5B-Instruct\n"
+    )
+    commit_all(staged, "a new model, not published yet")
+    code, out, err = promote(staged, capsys, "--all", "--from", "dev", "--to", "prod")
+    assert code == 0, err
+    assert "servegen: fresh already runs dev's version in prod\n" in out
+    assert "servegen: promoted 1 model(s) from dev to prod\n" in out
