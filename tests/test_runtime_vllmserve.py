@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from generator.config import Config
 from generator.spec import deep_merge
+from generator.validate import validate_repository
 from runtimes.base import Problem, Runtime
 from runtimes.vllmserve import (
     VLLMServePooling,
@@ -895,3 +897,20 @@ def test_config_images_outside_the_supported_range_warn_once() -> None:
         (("vllm", "image"), "warning"), (("vllm", "cpu_image"), "warning"),
     ]  # fmt: skip
     assert [p for r in RUNTIMES.values() for p in r.config_problems(Config())] == []
+
+
+def test_supported_range_warnings_are_positioned_and_do_not_fail(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "servegen.yaml").write_text("vllm:\n  image: vllm/vllm-openai:v0.9.2\n")
+    (tmp_path / "specs" / "m.yaml").write_text(
+        "kind: vllmserve-text\nname: m\nspec:\n  url: hf://org/model\n"
+        "  image: vllm/vllm-openai:v0.8.5\n"
+    )
+    validated = validate_repository(tmp_path)
+    assert validated.ok and [s.name for s in validated.specs] == ["m"]
+    assert validated.failed_files == frozenset()
+    found = [(d.path, d.line, d.col, d.json_path, d.severity) for d in validated.diagnostics]
+    assert found == [
+        ("servegen.yaml", 2, 10, "vllm.image", "warning"),
+        ("specs/m.yaml", 5, 10, "spec.image", "warning"),
+    ]
