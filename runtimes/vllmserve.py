@@ -15,8 +15,10 @@ Choices made here:
   claim read-only at /models and serves /models/<subpath>; its files must be readable
   by uid/gid 1000.
 - No `command`: the vllm/vllm-openai and vLLM CPU images start the OpenAI server from
-  their entrypoint, so the generated `args` are the server's flags. Custom images must
-  behave the same way.
+  their entrypoint, so the generated `args` are the server's flags. That entrypoint is
+  the api_server module up to 0.11.0 (model via --model) and `vllm serve` from 0.11.1
+  (model first, positional); see runtimes/vllm_engine.py for this and the other rules
+  that depend on the image's vLLM release. Custom images must behave the same way.
 - Pooling `task`: vLLM up to 0.10.0 takes `--task <task>`; from 0.10.1 the same choice is
   `--runner pooling --convert <conversion>`, where embed -> embed, classify -> classify,
   score -> classify (cross-encoders are sequence-classification models, whose conversion
@@ -44,8 +46,11 @@ Choices made here:
   is above 1; with one replica it would only block node drains.
 - /dev/shm is a memory-backed emptyDir of SHM_SIZE (the size vLLM's Kubernetes example
   uses); it counts against the memory limit, so it is fixed rather than derived from mem.
-- CPU image: VLLM_CPU_KVCACHE_SPACE (GiB) is half of `resources.mem` rounded down, at
-  least 1; CPU_IMAGE_DEFAULT_MEM is assumed when mem is unset.
+- CPU image: VLLM_CPU_KVCACHE_SPACE (GiB) is what the memory limit leaves after
+  /dev/shm, the runtime and the weights (CpuMemory in vllm_engine.py);
+  CPU_IMAGE_DEFAULT_MEM is assumed when mem is unset.
+- GPUs: with more than one and no --tensor-parallel-size in serve.args, tensor
+  parallelism spans them all (divided by any pipeline/data parallel size given).
 """
 
 from __future__ import annotations
@@ -162,7 +167,8 @@ class Adapter(StrictModel):
     url: str = Field(
         pattern=ADAPTER_URL_RE,
         max_length=1024,
-        description="hf://org/repo (no revision) or s3://bucket/path.",
+        description="hf://org/repo (no revision). s3:// is refused: vLLM cannot load "
+        "adapters from it.",
     )
 
 
@@ -217,7 +223,9 @@ class VLLMServeOptions(StrictModel):
         default_factory=list, description="Extra vLLM engine arguments, appended last."
     )
     enable_telemetry: bool = Field(
-        default=False, description="Send OTLP traces to telemetry.otlp_endpoint."
+        default=False,
+        description="Send OTLP traces to telemetry.otlp_endpoint (images of vLLM 0.17.0 and "
+        "later).",
     )
     use_cpu_image: bool = Field(default=False, description="Run vLLM's CPU image (no GPUs).")
     replicas: int = Field(
