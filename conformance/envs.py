@@ -19,10 +19,9 @@ TORCH = "torch==2.13.0"
 # Requirements the CLI parser never imports: GPU kernels, torch companions pinned to a
 # CUDA build, the distributed runtime and compilers.
 SKIPPED = re.compile(
-    r"^(torch|torchaudio|torchvision|torchcodec|xformers|flashinfer-python|flashinfer|ray|"
-    r"triton|cupy.*|nvidia-.*|deep-gemm|numba|intel-extension-for-pytorch|xgrammar|"
-    r"llguidance|outlines-core|outlines_core|opencv-python-headless|mistral-common|"
-    r"mistral_common|quack-kernels|cuda-.*|apache-tvm-ffi|nixl|lmcache)$",
+    r"^(torch|torchaudio|torchvision|torchcodec|xformers|flashinfer-python|flashinfer-cubin|"
+    r"ray|triton|cupy.*|nvidia-.*|deep-gemm|intel-extension-for-pytorch|quack-kernels|"
+    r"cuda-.*|apache-tvm-ffi|nixl|lmcache)$",
     re.IGNORECASE,
 )
 
@@ -77,14 +76,16 @@ def ensure_vllm(cache: Path, version: str) -> Path:
     venv = cache / f"vllm-{version}"
     done = venv / ".servegen-ready"
     log = cache / f"vllm-{version}.log"
-    if done.exists():
+    # The marker records what was installed, so a changed SKIPPED list re-runs the deps.
+    stamp = f"{version} {SKIPPED.pattern}"
+    if done.exists() and done.read_text() == stamp:
         return python_of(venv)
     python = ensure_venv(venv, log)
     pip = [str(python), "-m", "pip", "install", "-q"]
     run([*pip, TORCH, "packaging"], log)
     run([*pip, "--no-deps", f"vllm=={version}"], log)
     run([*pip, *requirements(python, "vllm")], log)
-    done.write_text(version)
+    done.write_text(stamp)
     return python
 
 

@@ -63,6 +63,7 @@ class Case:
     cpu: bool
     expect_ok: bool = True
     control: bool = False
+    expect_deprecation: bool = False
 
 
 @dataclass
@@ -185,6 +186,20 @@ def control_cases(version: str) -> list[Case]:
             control=True,
         )
     ]
+    if not api:
+        cases.append(
+            Case(
+                "control:--model-on-vllm-serve",
+                "serve",
+                ["--model", "org/model", *head],
+                {},
+                1,
+                "org/model",
+                cpu=False,
+                control=True,
+                expect_deprecation=True,
+            )
+        )
     if api:
         cases.append(
             Case(
@@ -231,8 +246,11 @@ def requires_opentelemetry(python: Path) -> bool:
 
 
 def passed(case: Case, result: dict[str, Any]) -> bool:
+    """Parsed and built as expected, serving the intended model, with a deprecation
+    warning exactly when one is expected."""
     ok = bool(result.get("ok")) and result.get("model") == case.model
-    return ok == case.expect_ok
+    warned = bool(result.get("deprecations"))
+    return ok == case.expect_ok and (not ok or warned == case.expect_deprecation)
 
 
 def check_version(version: str, cache: Path) -> Outcome:
@@ -347,7 +365,11 @@ def report(outcomes: list[Outcome], kserve: dict[str, Any] | None) -> str:
         for c in [*real, *controls]:
             r = o.results.get(c.id, {"ok": False, "error": "no result"})
             if not passed(c, r):
-                why = r.get("error") or f"model {r.get('model')!r}, expected {c.model!r}"
+                why = (
+                    r.get("error")
+                    or (r.get("model") != c.model and f"model {r.get('model')!r} not {c.model!r}")
+                    or f"deprecations: {r.get('deprecations')}"
+                )
                 details.append(f"{o.version} FAIL {c.id}: {why.splitlines()[-1]}")
         details += [f"{o.version} refused {r}" for r in o.refused]
     if kserve is not None:

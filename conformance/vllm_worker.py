@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import runpy
+import subprocess
 import sys
 import traceback
 import types
@@ -36,17 +37,54 @@ class Captured(Exception):
         self.parsed = args
 
 
+def cuda_platform() -> Any:
+    """vLLM's CUDA platform answering device queries for one L4 (sm 8.9, 24 GiB), the
+    GPU of the examples' profile: some modules the CLI imports ask at import time."""
+    # The compiled kernels need the CUDA runtime; the parser never calls them.
+    sys.modules.setdefault("vllm._C", types.ModuleType("vllm._C"))
+    from vllm.platforms import cuda
+    from vllm.platforms.interface import DeviceCapability
+
+    capability = DeviceCapability(8, 9)
+
+    class L4(cuda.CudaPlatform):  # type: ignore[misc,valid-type]
+        @classmethod
+        def get_device_capability(cls, device_id: int = 0) -> Any:
+            return capability
+
+        @classmethod
+        def has_device_capability(cls, wanted: Any, device_id: int = 0) -> bool:
+            if isinstance(wanted, tuple):
+                return tuple(capability) >= tuple(wanted)
+            return bool(capability.to_int() >= wanted)
+
+        @classmethod
+        def get_device_name(cls, device_id: int = 0) -> str:
+            return "NVIDIA L4"
+
+        @classmethod
+        def get_device_total_memory(cls, device_id: int = 0) -> int:
+            return 24 << 30
+
+        @classmethod
+        def is_fully_connected(cls, device_ids: list[int]) -> bool:
+            return True
+
+    cuda.CudaPlatform = L4
+    return L4()
+
+
 def use_platform(kind: str) -> None:
     """Pin vLLM's platform: no GPU is here, and the parser needs a device type."""
-    if kind == "cuda":
-        # The compiled kernels need the CUDA runtime; the parser never calls them.
-        sys.modules.setdefault("vllm._C", types.ModuleType("vllm._C"))
-        from vllm.platforms.cuda import CudaPlatform as Platform
-    else:
-        from vllm.platforms.cpu import CpuPlatform as Platform
     import vllm.platforms
 
-    vllm.platforms._current_platform = Platform()  # type: ignore[attr-defined]
+    if kind == "cuda":
+        platform = cuda_platform()
+    else:
+        from vllm.platforms.cpu import CpuPlatform
+
+        platform = CpuPlatform()
+    vllm.platforms._current_platform = platform  # type: ignore[attr-defined]
 
 
 def parse_serve(argv: list[str]) -> Any:
@@ -153,7 +191,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         result.update(ok=True, model=args.model, built=built, exporter=exporter)
     except BaseException as exc:  # argparse exits; every failure is a result
         detail = "".join(traceback.format_exception(exc)).strip()
-        result.update(ok=False, error=detail[-800:])
+        result.update(ok=False, error=detail[-6000:])
     finally:
         logging.getLogger("vllm").removeHandler(handler)
         os.environ.clear()
@@ -167,13 +205,34 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def cuda_importable() -> str | None:
+    """None when the CLI imports under the CUDA platform here, else why not. Some releases
+    call compiled CUDA kernels while importing the CLI, which needs a real GPU."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--probe-cuda"], capture_output=True, text=True
+    )
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit {done.returncode}"
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--probe-cuda"]:
+        use_platform("cuda")
+        import vllm.entrypoints.cli.main
+        import vllm.entrypoints.openai.api_server  # noqa: F401
+
+        return
     cases_file, results_file, platform = sys.argv[1:4]
     if "--no-opentelemetry" in sys.argv[4:]:
         block_opentelemetry()
-    use_platform(platform)
+    fallback = cuda_importable() if platform == "cuda" else None
+    use_platform("cpu" if fallback else platform)
     cases = json.loads(Path(cases_file).read_text())
     results = [run_case(case) for case in cases]
+    for result in results:
+        result["platform"] = f"cpu (cuda: {fallback})" if fallback else platform
     Path(results_file).write_text(json.dumps(results, indent=1))
 
 
