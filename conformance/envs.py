@@ -89,16 +89,31 @@ def ensure_vllm(cache: Path, version: str) -> Path:
     return python
 
 
+def kserve_vllm_pin(source: Path) -> str:
+    """The `vllm==X` requirement of kserve's `llm` extra (python/kserve/pyproject.toml)."""
+    text = (source / "python" / "kserve" / "pyproject.toml").read_text()
+    match = re.search(r"^llm = \[\s*\"(vllm==[0-9.]+)\"", text, re.MULTILINE)
+    if not match:
+        raise RuntimeError("no vllm pin in kserve's llm extra")
+    return match.group(1)
+
+
 def ensure_kserve(cache: Path, source: Path) -> Path:
     """A virtualenv with the KServe Hugging Face server of `source` (a kserve checkout)."""
     venv = cache / "kserve-huggingfaceserver"
     done = venv / ".servegen-ready"
     log = cache / "kserve.log"
-    if done.exists():
+    stamp = f"{source} {SKIPPED.pattern}"
+    if done.exists() and done.read_text() == stamp:
         return python_of(venv)
     python = ensure_venv(venv, log)
     pip = [str(python), "-m", "pip", "install", "-q"]
     run([*pip, TORCH, "packaging"], log)
+    # kserve's OpenAI protocol types import vLLM, so the server needs the release its
+    # `llm` extra pins (the one KServe's image ships), installed the same way as above.
+    vllm_pin = kserve_vllm_pin(source)
+    run([*pip, "--no-deps", vllm_pin], log)
+    run([*pip, *requirements(python, "vllm")], log)
     run([*pip, str(source / "python" / "storage"), str(source / "python" / "kserve")], log)
     run([*pip, "--no-deps", str(source / "python" / "huggingfaceserver")], log)
     # Its own requirements name the sibling folders by file URL (installed above); the
@@ -109,5 +124,5 @@ def ensure_kserve(cache: Path, source: Path) -> Path:
         if "@" not in r and not r.startswith(("bitsandbytes", "modelscope"))
     ]
     run([*pip, *wanted], log)
-    done.write_text(str(source))
+    done.write_text(stamp)
     return python

@@ -296,10 +296,18 @@ def kserve_cases() -> list[dict[str, Any]]:
 
 
 # Replays huggingfaceserver/__main__.py's module-level parsing (it parses sys.argv when
-# imported) for one argv; prints the parsed names and what parse_known_args left over.
+# imported) for one argv and prints what it parsed and what parse_known_args left over.
+# /mnt/models, which the storage initializer fills in the pod, is stood in for by a
+# folder holding only a config.json naming the architecture (the server reads it to
+# choose the backend); vLLM's platform is pinned as in vllm_worker.py.
 KSERVE_PARSE = """
-import json, runpy, sys
-sys.argv = ["huggingfaceserver", *json.loads(sys.argv[1])]
+import json, pathlib, runpy, sys, tempfile
+sys.path.insert(0, sys.argv[3])
+from vllm_worker import use_platform
+use_platform("cpu")
+model_dir = tempfile.mkdtemp()
+pathlib.Path(model_dir, "config.json").write_text(sys.argv[2])
+sys.argv = ["huggingfaceserver", f"--model_dir={model_dir}", *json.loads(sys.argv[1])]
 try:
     ns = runpy.run_module("huggingfaceserver.__main__", run_name="servegen_conformance")
     args, extra = ns["parser"].parse_known_args()
@@ -308,20 +316,31 @@ try:
 except SystemExit as exc:
     print(json.dumps({"ok": False, "error": f"exit {exc.code}"}))
 """
+# What /mnt/models/config.json says for each backend the examples use.
+KSERVE_CONFIGS = {
+    "vllm": {"architectures": ["LlamaForCausalLM"], "model_type": "llama"},
+    "other": {"architectures": ["BertForSequenceClassification"], "model_type": "bert"},
+}
 
 
 def check_kserve(source: Path, cache: Path) -> dict[str, Any]:
-    """Without a vLLM install the server takes its Hugging Face backend branch, which is
-    what it does for models vLLM cannot serve; vLLM-backend flags then count as extra."""
     cases = kserve_cases()
     try:
         python = envs.ensure_kserve(cache, source)
-    except (subprocess.CalledProcessError, OSError) as exc:
+    except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
         return {"cases": cases, "setup_error": str(exc)[-1000:], "results": []}
     results = []
     for case in cases:
+        backend = "vllm" if "--backend=vllm" in case["args"] else "other"
         done = subprocess.run(
-            [str(python), "-c", KSERVE_PARSE, json.dumps(case["args"])],
+            [
+                str(python),
+                "-c",
+                KSERVE_PARSE,
+                json.dumps(case["args"]),
+                json.dumps(KSERVE_CONFIGS[backend]),
+                str(WORKER.parent),
+            ],
             capture_output=True,
             text=True,
             env={"PATH": "/usr/bin:/bin", "HOME": str(cache), "HF_HUB_OFFLINE": "1"},
@@ -389,7 +408,7 @@ def report(outcomes: list[Outcome], kserve: dict[str, Any] | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--versions", nargs="+", default=list(VERSIONS))
+    parser.add_argument("--versions", nargs="*", default=list(VERSIONS))
     parser.add_argument(
         "--cache", type=Path, default=Path.home() / ".cache" / "servegen-conformance"
     )

@@ -198,7 +198,9 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         os.environ.update(saved)
     text = log.getvalue()
     result["deprecations"] = [
-        line.strip()[-300:] for line in text.splitlines() if "deprecat" in line.lower()
+        line.strip()[-300:]
+        for line in text.splitlines()
+        if "deprecat" in line.lower() or "will be removed" in line.lower()
     ]
     if not result["ok"]:
         result["log_tail"] = text[-1500:]
