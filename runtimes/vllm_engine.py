@@ -165,8 +165,8 @@ _BERT_STYLE = re.compile(
     re.IGNORECASE,
 )
 # Names that mark a pooling model (embedding, reranking, reward); vLLM's runner "auto"
-# (vllm v0.10.1 vllm/config/__init__.py) serves such architectures with the pooling
-# runner, which has no /v1/chat/completions.
+# (vllm v0.10.2 vllm/config/__init__.py ModelConfig) serves pooling architectures with the
+# pooling runner, which has no /v1/chat/completions.
 _POOLING_NAME = re.compile(
     r"(embed|rerank|(^|[-_/])(bge|gte|e5)-|minilm|mpnet|sentence-transformers/|reward)",
     re.IGNORECASE,
