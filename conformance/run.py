@@ -275,7 +275,7 @@ def check_version(version: str, cache: Path) -> Outcome:
 
 def kserve_cases() -> list[dict[str, Any]]:
     """Every huggingfaceserve InferenceService of examples/ and the corpus, as server argv."""
-    cases = []
+    cases: list[dict[str, Any]] = []
     for label, source in SOURCES.items():
         validated = validate_repository(source)
         for spec in validated.specs:
@@ -292,6 +292,16 @@ def kserve_cases() -> list[dict[str, Any]]:
                     case = {"id": f"{label}:{spec.name}@{env_name}", "args": argv}
                     if case not in cases:
                         cases.append(case)
+    # Controls: what the server must refuse or drop, so a pass means something.
+    hf = ["--model_name=m", "--backend=huggingface", "--task=sequence_classification"]
+    cases.append(
+        {
+            "id": "control:probabilities-with-raw-logits",
+            "args": [*hf, "--return_probabilities", "--return_raw_logits"],
+            "control": True,
+        }
+    )
+    cases.append({"id": "control:unknown-flag", "args": [*hf, "--no_such_flag"], "control": True})
     return cases
 
 
@@ -355,6 +365,9 @@ def check_kserve(source: Path, cache: Path) -> dict[str, Any]:
         if result.get("extra"):
             result["ok"] = False  # parse_known_args drops them: the flag has no effect
             result["error"] = f"ignored by the server: {result['extra']}"
+        if case.get("control"):
+            result["ok"] = not result.get("ok")  # a control passes when the server refuses
+            result["control"] = True
         results.append({"id": case["id"], "args": case["args"], **result})
     return {"cases": cases, "results": results}
 
@@ -393,9 +406,16 @@ def report(outcomes: list[Outcome], kserve: dict[str, Any] | None) -> str:
         details += [f"{o.version} refused {r}" for r in o.refused]
     if kserve is not None:
         results = kserve.get("results", [])
-        ok = sum(1 for r in results if r.get("ok"))
-        lines += ["", "| KServe huggingfaceserver | cases | passed | failed |", "|---|---|---|---|"]
-        lines.append(f"| parser | {len(kserve['cases'])} | {ok} | {len(results) - ok} |")
+        k_real = [r for r in results if not r.get("control")]
+        k_controls = [r for r in results if r.get("control")]
+        ok = sum(1 for r in k_real if r.get("ok"))
+        k_caught = sum(1 for r in k_controls if r.get("ok"))
+        lines += [
+            "",
+            "| KServe huggingfaceserver | rendered cases | passed | failed | controls caught |",
+            "|---|---|---|---|---|",
+            f"| parser | {len(k_real)} | {ok} | {len(k_real) - ok} | {k_caught}/{len(k_controls)} |",
+        ]
         if kserve.get("setup_error"):
             details.append(f"kserve: setup failed: {kserve['setup_error']}")
         details += [
