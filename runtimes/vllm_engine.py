@@ -199,6 +199,9 @@ def weight_bytes(repo: str) -> Decimal | None:
     return Decimal(match.group(1)) * Decimal(10**9) * WEIGHT_BYTES
 
 
+# vllm v0.10.2 vllm/platforms/cpu.py: VLLM_CPU_KVCACHE_SPACE is the KV cache in GiB
+# (4 when unset), allocated in process memory next to the weights; the memory-backed
+# /dev/shm emptyDir is charged to the same cgroup limit.
 @dataclass(frozen=True)
 class CpuMemory:
     """How a CPU pod's memory limit is shared (all in bytes)."""
