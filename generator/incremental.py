@@ -149,6 +149,8 @@ class IncrementalBuild:
         """Load servegen.yaml; True when a valid config differs from the current one."""
         was_broken = bool(self._config_problems)
         config, problems = load_config(self.root)
+        # Warnings (e.g. an image outside the supported range) do not break the config.
+        problems = [p for p in problems if p.severity == "error"]
         self._config_problems = tuple(problems)
         if problems:
             return False

@@ -98,7 +98,7 @@ def validate_repository(root: Path, config_override: Config | None = None) -> Va
     diagnostics.extend(repository)
     failed = set(loaded.failed) | {r.path for r in results if r.failed}
     failed |= {d.path for d in repository if d.severity == "error"}
-    if any(d.path == CONFIG_FILE for d in diagnostics):
+    if any(d.path == CONFIG_FILE and d.severity == "error" for d in diagnostics):
         failed.add(CONFIG_FILE)
     return Validated(root, config, tuple(specs), tuple(sorted(set(diagnostics))), frozenset(failed))
 
@@ -142,9 +142,11 @@ def config_from_source(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
     if not isinstance(document.data, dict):
         return Config(), [_not_a_mapping(source.path, document, "the config")]
     try:
-        return Config.model_validate(document.data), []
+        config = Config.model_validate(document.data)
     except ValidationError as exc:
         return Config(), [_diagnostic(source.path, document, Config, err) for err in exc.errors()]
+    problems = [p for r in runtimes.registry().values() for p in r.config_problems(config)]
+    return config, [_located(source.path, document, p, None) for p in problems]
 
 
 # --- one file -------------------------------------------------------------------------
@@ -183,7 +185,7 @@ def validate_document(
     if diagnostics:
         return None, diagnostics
     base_problems = _problems(runtime, base, config)
-    diagnostics.extend(_located(path, document, p.path, p.message, None) for p in base_problems)
+    diagnostics.extend(_located(path, document, p, None) for p in base_problems)
     merged: dict[str, SpecDocument] = {}
     for env in config.environments:
         override = base.environments.get(env) if hasattr(base, "environments") else None
@@ -251,7 +253,7 @@ def _merged_for(
         return None, list(refused.values())
     # What the base already breaks is reported once, for the base, not per environment.
     problems = [p for p in _problems(runtime, merged, config) if p not in base_problems]
-    return merged, [_located(path, document, p.path, p.message, env) for p in problems]
+    return merged, [_located(path, document, p, env) for p in problems]
 
 
 def _not_overridable(
@@ -362,14 +364,15 @@ def check_repository(specs: Sequence[Spec]) -> list[Diagnostic]:
 
 
 def _located(
-    path: str, document: Document, loc: JsonPath, message: str, environment: str | None
+    path: str, document: Document, problem: Problem, environment: str | None
 ) -> Diagnostic:
     """Position a problem; in an environment, prefer the override that caused it."""
-    where = _where(document, loc, environment)
+    where = _where(document, problem.path, environment)
+    message = problem.message
     if environment is not None:
         message = f"{message} (environment {environment})"
     line, col = document.position(where)
-    return Diagnostic(path, line, col, format_path(where), message)
+    return Diagnostic(path, line, col, format_path(where), message, problem.severity)
 
 
 def _where(document: Document, loc: JsonPath, environment: str | None) -> JsonPath:

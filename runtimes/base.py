@@ -49,10 +49,14 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class Problem:
-    """A rule a spec breaks; `path` points into the spec document (e.g. serve.scaling)."""
+    """A rule a spec breaks; `path` points into the spec document (e.g. serve.scaling).
+
+    A "warning" is reported but does not stop the spec from rendering.
+    """
 
     path: JsonPath
     message: str
+    severity: str = "error"
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,10 @@ class Runtime(ABC):
 
     def check(self, doc: Any, config: Config) -> Iterable[Problem]:
         """Cross-field rules pydantic field validation cannot express."""
+        return ()
+
+    def config_problems(self, config: Config) -> Iterable[Problem]:
+        """Rules about this runtime's settings in servegen.yaml (paths point into it)."""
         return ()
 
     @abstractmethod

@@ -15,8 +15,10 @@ Choices made here:
   claim read-only at /models and serves /models/<subpath>; its files must be readable
   by uid/gid 1000.
 - No `command`: the vllm/vllm-openai and vLLM CPU images start the OpenAI server from
-  their entrypoint, so the generated `args` are the server's flags. Custom images must
-  behave the same way.
+  their entrypoint, so the generated `args` are the server's flags. That entrypoint is
+  the api_server module up to 0.11.0 (model via --model) and `vllm serve` from 0.11.1
+  (model first, positional); see runtimes/vllm_engine.py for this and the other rules
+  that depend on the image's vLLM release. Custom images must behave the same way.
 - Pooling `task`: vLLM up to 0.10.0 takes `--task <task>`; from 0.10.1 the same choice is
   `--runner pooling --convert <conversion>`, where embed -> embed, classify -> classify,
   score -> classify (cross-encoders are sequence-classification models, whose conversion
@@ -44,8 +46,11 @@ Choices made here:
   is above 1; with one replica it would only block node drains.
 - /dev/shm is a memory-backed emptyDir of SHM_SIZE (the size vLLM's Kubernetes example
   uses); it counts against the memory limit, so it is fixed rather than derived from mem.
-- CPU image: VLLM_CPU_KVCACHE_SPACE (GiB) is half of `resources.mem` rounded down, at
-  least 1; CPU_IMAGE_DEFAULT_MEM is assumed when mem is unset.
+- CPU image: VLLM_CPU_KVCACHE_SPACE (GiB) is what the memory limit leaves after
+  /dev/shm, the runtime and the weights (CpuMemory in vllm_engine.py);
+  CPU_IMAGE_DEFAULT_MEM is assumed when mem is unset.
+- GPUs: with more than one and no --tensor-parallel-size in serve.args, tensor
+  parallelism spans them all (divided by any pipeline/data parallel size given).
 """
 
 from __future__ import annotations
@@ -70,6 +75,26 @@ from generator.fields import (
 )
 from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
+from runtimes.vllm_engine import (
+    BERT_LORA_SINCE,
+    CPU_RUNAI_SINCE,
+    OTEL_SINCE,
+    SUPPORTED_BELOW,
+    CpuMemory,
+    Version,
+    bert_style,
+    image_version,
+    model_args,
+    older_than,
+    otlp_exporter,
+    parallel_args,
+    parse_version,
+    pooling_name,
+    show,
+    supported,
+    unsupported_message,
+    weight_bytes,
+)
 
 PORT = 8000
 MODELS_DIR = "/models"
@@ -86,6 +111,8 @@ DEFAULT_HPA_CPU_REQUEST = "1"
 DEFAULT_TARGETS = {"cpu": 80, "requests_waiting": 5}
 WAITING_METRIC = "vllm:num_requests_waiting"
 CPU_IMAGE_DEFAULT_MEM = "16Gi"
+KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+OTLP_PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 # vLLM versions that changed the pooling flags (see the module docstring).
 RUNNER_SINCE = (0, 10, 1)
 REWARD_CONVERT_UNTIL = (0, 12, 0)
@@ -112,7 +139,6 @@ _S3 = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?"
 _PVC = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]+)*/?"
 MODEL_URL_RE = rf"^({_HF}(@[A-Za-z0-9][A-Za-z0-9._/-]*)?|{_S3}|{_PVC})$"
 ADAPTER_URL_RE = rf"^({_HF}|{_S3})$"
-_VERSION_RE = re.compile(r"^v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
 _QUANTITY_RE = re.compile(
     r"^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kKMGTPEm]|[eE][+-]?[0-9]+)?$"
 )
@@ -141,7 +167,8 @@ class Adapter(StrictModel):
     url: str = Field(
         pattern=ADAPTER_URL_RE,
         max_length=1024,
-        description="hf://org/repo (no revision) or s3://bucket/path.",
+        description="hf://org/repo (no revision). s3:// is refused: vLLM cannot load "
+        "adapters from it.",
     )
 
 
@@ -204,7 +231,9 @@ class VLLMServeOptions(StrictModel):
         default_factory=list, description="Extra vLLM engine arguments, appended last."
     )
     enable_telemetry: bool = Field(
-        default=False, description="Send OTLP traces to telemetry.otlp_endpoint."
+        default=False,
+        description="Send OTLP traces to telemetry.otlp_endpoint (images of vLLM 0.17.0 and "
+        "later).",
     )
     use_cpu_image: bool = Field(default=False, description="Run vLLM's CPU image (no GPUs).")
     replicas: int = Field(
@@ -303,26 +332,12 @@ def quantity_bytes(quantity: str) -> Decimal:
     return number
 
 
-def image_version(image: str) -> tuple[int, int, int] | None:
-    """The version an image tag names (`vllm/vllm-openai:v0.10.2` -> (0, 10, 2))."""
-    tag = image.partition("@")[0].rsplit("/", 1)[-1].partition(":")[2]
-    return _parse_version(tag)
-
-
-def _parse_version(text: str | None) -> tuple[int, int, int] | None:
-    match = _VERSION_RE.match(text or "")
-    if not match:
-        return None
-    major, minor, patch = match.groups()
-    return int(major), int(minor), int(patch or 0)
-
-
-def vllm_version(image: str, config: Config) -> tuple[int, int, int] | None:
+def vllm_version(image: str, config: Config) -> Version | None:
     """The tag's version, else servegen.yaml's vllm.version, else None (unknown)."""
-    return image_version(image) or _parse_version(config.vllm.version)
+    return image_version(image) or parse_version(config.vllm.version)
 
 
-def pooling_args(task: str | None, version: tuple[int, int, int] | None) -> list[str]:
+def pooling_args(task: str | None, version: Version | None) -> list[str]:
     """The flags selecting a pooling task for a vLLM version (None: unknown, newest)."""
     if task is None:
         return []
@@ -360,6 +375,90 @@ def _pvc_claim(url: str) -> str | None:
     return url[len("pvc://") :].partition("/")[0] if url.startswith("pvc://") else None
 
 
+def _model_repo(url: str) -> str:
+    """What names the model: the Hugging Face repo, else the bucket or claim path."""
+    return url.partition("://")[2].partition("@")[0]
+
+
+def tensor_parallel(args: list[str], gpus: int) -> list[str]:
+    """--tensor-parallel-size filling the GPUs when the user sets none.
+
+    vllm v0.10.0 vllm/config.py ParallelConfig: tensor_parallel_size defaults to 1, so
+    without it every GPU but one sits idle; the GPUs left by pipeline and data
+    parallelism (when the user sets those) are split by tensor parallelism.
+    """
+    found = parallel_args(args)
+    if gpus <= 1 or any(p.kind == "tensor" for p in found):
+        return []
+    others = 1
+    for p in found:
+        others *= p.value or 1
+    if others > gpus or gpus % others:
+        return []  # refused by _parallel_problems
+    return ["--tensor-parallel-size", str(gpus // others)]
+
+
+def _parallel_problems(args: list[str], plan: _Plan) -> Iterable[Problem]:
+    found = parallel_args(args)
+    for p in found:
+        if p.value is None:
+            yield Problem(
+                ("serve", "args", p.index), f"{args[p.index]}: needs a positive whole number"
+            )
+    if plan.gpus < 1 or any(p.value is None for p in found):
+        return
+    world = 1
+    for p in found:
+        world *= p.value or 1
+    tensor = any(p.kind == "tensor" for p in found)
+    if world > plan.gpus or (not tensor and plan.gpus % world):
+        sizes = " x ".join(f"{p.kind} {p.value}" for p in found)
+        yield Problem(
+            ("serve", "args", found[0].index),
+            f"parallel sizes ({sizes}) cannot fit resources.gpu = {plan.gpus}: tensor x "
+            "pipeline x data parallel size must divide it",
+        )
+    elif tensor and world < plan.gpus:
+        yield Problem(
+            ("serve", "args", found[0].index),
+            f"parallel sizes use {world} of the {plan.gpus} GPUs (resources.gpu); the rest "
+            "sit idle",
+            "warning",
+        )
+
+
+def cpu_memory(url: str, mem: str | None) -> CpuMemory:
+    """How the CPU image's memory limit is shared (CPU_IMAGE_DEFAULT_MEM when unset)."""
+    try:
+        limit = quantity_bytes(mem or CPU_IMAGE_DEFAULT_MEM)
+    except (ValueError, InvalidOperation):  # reported by the field's own validation
+        limit = quantity_bytes(CPU_IMAGE_DEFAULT_MEM)
+    return CpuMemory(limit, quantity_bytes(SHM_SIZE), weight_bytes(_model_repo(url)))
+
+
+def _cpu_memory_problems(doc: Any, plan: _Plan) -> Iterable[Problem]:
+    memory = cpu_memory(doc.spec.url, plan.resources.mem)
+    user = doc.serve.envs.get(KV_CACHE_ENV)
+    if user is not None:
+        if not (user.isdigit() and memory.fits(int(user))):
+            yield Problem(
+                ("serve", "envs", KV_CACHE_ENV),
+                f"{KV_CACHE_ENV}={user} GiB does not fit: the memory limit leaves "
+                f"{_gib(memory.free)} GiB after /dev/shm ({SHM_SIZE}), the runtime and the "
+                "weights the name states",
+            )
+    elif memory.kv_cache_gib() < 1:
+        yield Problem(
+            ("serve", "resources", "mem"),
+            f"{plan.resources.mem or CPU_IMAGE_DEFAULT_MEM} leaves no room for a KV cache "
+            f"after /dev/shm ({SHM_SIZE}), the runtime and the weights; raise resources.mem",
+        )
+
+
+def _gib(value: Decimal) -> str:
+    return f"{max(value, Decimal(0)) / GIB:.1f}"
+
+
 def selector_labels(name: str) -> dict[str, str]:
     """The Deployment's pod selector (also the Services' and the PDB's)."""
     return {"app.kubernetes.io/name": name, "servegen.io/spec": name}
@@ -380,6 +479,7 @@ class _Plan:
     runtime_class_name: str | None
     min_replicas: int
     hpa: bool
+    version: Version | None
 
     @property
     def gpus(self) -> int:
@@ -406,6 +506,7 @@ def _plan(doc: Any, config: Config) -> _Plan:
         runtime_class_name=profile.runtime_class_name,
         min_replicas=minimum,
         hpa=hpa,
+        version=vllm_version(image, config),
     )
 
 
@@ -426,6 +527,8 @@ class VLLMServeRuntime(Runtime):
     paths: ClassVar[tuple[str, ...]]
     allows_adapters: ClassVar[bool] = True
     spec_overrides: ClassVar[tuple[str, ...]] = SPEC_OVERRIDES
+    pooling: ClassVar[bool] = False
+    generates_text: ClassVar[bool] = False
 
     def check(self, doc: Any, config: Config) -> Iterable[Problem]:
         serve: VLLMServeOptions = doc.serve
@@ -477,6 +580,72 @@ class VLLMServeRuntime(Runtime):
             )
         if serve.service_name is not None and serve.service_name == doc.name:
             yield Problem(("serve", "service_name"), "service_name must differ from the spec name")
+        yield from self._engine_problems(doc, config, plan)
+
+    def _engine_problems(self, doc: Any, config: Config, plan: _Plan) -> Iterable[Problem]:
+        """What the image's vLLM release cannot do (see runtimes/vllm_engine.py)."""
+        spec: VLLMModelSpec = doc.spec
+        serve: VLLMServeOptions = doc.serve
+        version = plan.version
+        if spec.image and version is not None and not supported(version):
+            yield Problem(("spec", "image"), unsupported_message(spec.image, version), "warning")
+        telemetry = serve.enable_telemetry and config.telemetry.otlp_endpoint
+        if telemetry and older_than(version, OTEL_SINCE):
+            yield Problem(
+                ("serve", "enable_telemetry"),
+                f"vLLM {show(version or OTEL_SINCE)} images do not ship OpenTelemetry and stop "
+                "at start-up ('OpenTelemetry is not available'); use an image of vLLM "
+                f"{show(OTEL_SINCE)} or later (spec.image)",
+            )
+        for index, adapter in enumerate(spec.adapters):
+            if adapter.url.startswith("s3://"):
+                # vllm v0.11.0 vllm/lora/utils.py get_adapter_absolute_path: a local path or
+                # a Hugging Face repo id; an s3:// URL is looked up on the Hub and not found.
+                yield Problem(
+                    ("spec", "adapters", index, "url"),
+                    "vLLM loads LoRA adapters only from a local path or a Hugging Face repo, "
+                    "not s3://; publish the adapter as hf://org/repo",
+                )
+        yield from self._model_problems(doc, plan)
+        yield from _parallel_problems(serve.args, plan)
+        if serve.use_cpu_image:
+            yield from _cpu_memory_problems(doc, plan)
+
+    def _model_problems(self, doc: Any, plan: _Plan) -> Iterable[Problem]:
+        spec: VLLMModelSpec = doc.spec
+        version = plan.version
+        repo = _model_repo(spec.url)
+        where = show(version or SUPPORTED_BELOW)
+        cpu_s3 = spec.url.startswith("s3://") and doc.serve.use_cpu_image
+        if cpu_s3 and older_than(version, CPU_RUNAI_SINCE):
+            yield Problem(
+                ("spec", "url"),
+                f"the vLLM {where} CPU image has no run:ai model streamer, which s3:// needs; "
+                f"use a CPU image of vLLM {show(CPU_RUNAI_SINCE)} or later, or pvc://",
+            )
+        pooled_lora = spec.adapters and self.pooling and bert_style(repo)
+        if pooled_lora and older_than(version, BERT_LORA_SINCE):
+            yield Problem(
+                ("spec", "adapters"),
+                f"{repo!r} is a BERT-style model, which supports no LoRA in vLLM {where}; use "
+                f"an image of vLLM {show(BERT_LORA_SINCE)} or later",
+            )
+        if self.generates_text and pooling_name(repo):
+            yield Problem(
+                ("spec", "url"),
+                f"{repo!r} looks like an embedding/reranking model: vLLM serves it with the "
+                "pooling runner, without chat or completions; use kind vllmserve-pooling",
+            )
+
+    def config_problems(self, config: Config) -> Iterable[Problem]:
+        # Warned once, from servegen.yaml, not from every spec that uses the default image.
+        if self.kind != VLLMServeText.kind:
+            return
+        for key in ("image", "cpu_image"):
+            image = getattr(config.vllm, key)
+            version = vllm_version(image, config)
+            if version is not None and not supported(version):
+                yield Problem(("vllm", key), unsupported_message(image, version), "warning")
 
     def mode_args(self, doc: Any, config: Config, image: str) -> list[str]:
         """Flags that select what kind of model this is (pooling's task)."""
@@ -527,15 +696,16 @@ class VLLMServeRuntime(Runtime):
         spec: VLLMModelSpec = doc.spec
         serve: VLLMServeOptions = doc.serve
         model, load_args = _model_ref(spec.url)
-        args = ["--model", model, "--served-model-name", model_name(doc)]
+        args = [*model_args(model, plan.version), "--served-model-name", model_name(doc)]
         args += ["--host", "0.0.0.0", "--port", str(PORT), *load_args]  # noqa: S104
+        args += tensor_parallel(serve.args, plan.gpus)
         args += self.mode_args(doc, config, plan.image)
         if spec.adapters:
             args += ["--enable-lora", "--max-loras", str(len(spec.adapters)), "--lora-modules"]
             args += [f"{a.name}={_adapter_ref(a.url)}" for a in spec.adapters]
         endpoint = config.telemetry.otlp_endpoint
         if serve.enable_telemetry and endpoint:
-            args += ["--otlp-traces-endpoint", endpoint]
+            args += ["--otlp-traces-endpoint", otlp_exporter(endpoint).endpoint]
         return [*args, *serve.args]
 
     def _env(self, doc: Any, config: Config, plan: _Plan) -> list[dict[str, str]]:
@@ -545,10 +715,12 @@ class VLLMServeRuntime(Runtime):
         """
         serve: VLLMServeOptions = doc.serve
         tail: dict[str, str] = {}
-        if serve.enable_telemetry and config.telemetry.otlp_endpoint:
+        endpoint = config.telemetry.otlp_endpoint
+        if serve.enable_telemetry and endpoint:
             tail["OTEL_SERVICE_NAME"] = doc.name
+            tail[OTLP_PROTOCOL_ENV] = otlp_exporter(endpoint).protocol
         if serve.use_cpu_image:
-            tail["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib(plan.resources.mem))
+            tail[KV_CACHE_ENV] = str(cpu_memory(doc.spec.url, plan.resources.mem).kv_cache_gib())
         env = {key: value for key, value in HOME_ENV.items() if key not in serve.envs}
         env.update(sorted(serve.envs.items()))
         env.update((key, value) for key, value in tail.items() if key not in serve.envs)
@@ -589,6 +761,7 @@ class VLLMServeText(VLLMServeRuntime):
     kind: ClassVar[str] = "vllmserve-text"
     document: ClassVar[type[SpecDocument]] = VLLMServeTextDocument
     features: ClassVar[tuple[str, ...]] = ("TextGeneration",)
+    generates_text: ClassVar[bool] = True
     paths: ClassVar[tuple[str, ...]] = ("/chat/completions", "/completions", "/models")
 
 
@@ -616,6 +789,7 @@ class VLLMServePooling(VLLMServeRuntime):
     document: ClassVar[type[SpecDocument]] = VLLMServePoolingDocument
     features: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][0]
     paths: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][1]
+    pooling: ClassVar[bool] = True
 
     def mode_args(self, doc: Any, config: Config, image: str) -> list[str]:
         return pooling_args(doc.serve.task, vllm_version(image, config))
@@ -625,15 +799,6 @@ class VLLMServePooling(VLLMServeRuntime):
 
 
 # --- object fragments ------------------------------------------------------------------
-
-
-def kv_cache_gib(mem: str | None) -> int:
-    """VLLM_CPU_KVCACHE_SPACE: half the memory in GiB, rounded down, at least 1."""
-    try:
-        total = quantity_bytes(mem or CPU_IMAGE_DEFAULT_MEM)
-    except (ValueError, InvalidOperation):
-        total = quantity_bytes(CPU_IMAGE_DEFAULT_MEM)
-    return max(1, int(total // (2 * GIB)))
 
 
 def _resources(resources: Resources) -> dict[str, dict[str, str]]:

@@ -75,8 +75,8 @@ def test_cache_profile_and_its_url_are_fixed_once_set(example_repo: Path, crds_d
         example_repo,
         crds_dir,
         TINYLLAMA,
-        "  profile: cpu\n",
-        "  profile: cpu\n  cache_profile: fast\n",
+        "  resource_profile: cpu\n",
+        "  resource_profile: cpu\n  cache_profile: fast\n",
     )
     other = files_after(
         example_repo, crds_dir, TINYLLAMA, "cache_profile: fast", "cache_profile: slow"

@@ -274,6 +274,17 @@ def test_config_change_rebuilds_everything(
     assert_rendered(example_repo, crds)
 
 
+def test_config_warning_still_renders(
+    started: IncrementalBuild, example_repo: Path, crds: list[Path]
+) -> None:
+    # An image outside the supported vLLM range is a warning, not a broken config.
+    config = example_repo / "servegen.yaml"
+    config.write_text(config.read_text() + "vllm:\n  image: vllm/vllm-openai:v0.9.2\n")
+    result = apply(started, config)
+    assert result.ok and result.full and "servegen.yaml" in result.changed
+    assert_rendered(example_repo, crds)
+
+
 def test_comment_in_config_changes_nothing(started: IncrementalBuild, example_repo: Path) -> None:
     config = example_repo / "servegen.yaml"
     config.write_text("# a comment\n" + config.read_text())

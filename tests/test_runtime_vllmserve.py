@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -11,13 +12,14 @@ from pydantic import ValidationError
 
 from generator.config import Config
 from generator.spec import deep_merge
+from generator.validate import validate_repository
 from runtimes.base import Problem, Runtime
 from runtimes.vllmserve import (
     VLLMServePooling,
     VLLMServeSpeech,
     VLLMServeText,
+    cpu_memory,
     image_version,
-    kv_cache_gib,
     owned_flag,
     pooling_args,
     quantity_bytes,
@@ -80,6 +82,11 @@ def pod(objects: dict[str, dict[str, Any]], name: str = "m") -> dict[str, Any]:
 
 def env(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container(objects)["env"]}
+
+
+def after_port(args: list[str]) -> list[str]:
+    """The generated flags after the fixed head (model, name, host, port)."""
+    return args[args.index("--port") + 2 :]
 
 
 def problems(d: Any, cfg: Config | None = None) -> list[Problem]:
@@ -207,11 +214,11 @@ def test_bad_urls_are_refused(url: str) -> None:
 
 @pytest.mark.parametrize("kind", ["vllmserve-text", "vllmserve-pooling"])
 def test_adapters_enable_lora(kind: str) -> None:
-    adapters = [{"name": "sql", "url": "hf://org/sql-lora"}, {"name": "fr", "url": "s3://loras/fr"}]
+    adapters = [{"name": "sql", "url": "hf://org/sql-lora"}, {"name": "fr", "url": "hf://o/fr"}]
     d = doc(kind, spec={"url": "hf://org/model", "adapters": adapters})
     c = container(render(d))
     assert c["args"][8:] == [
-        "--enable-lora", "--max-loras", "2", "--lora-modules", "sql=org/sql-lora", "fr=s3://loras/fr",
+        "--enable-lora", "--max-loras", "2", "--lora-modules", "sql=org/sql-lora", "fr=o/fr",
     ]  # fmt: skip
     assert RUNTIMES[kind].endpoint(d, Config(), "ns").adapters == ("sql", "fr")
 
@@ -236,15 +243,53 @@ def test_adapter_revisions_are_refused() -> None:
 # --- telemetry -------------------------------------------------------------------------
 
 
+OTEL_IMAGE = "vllm/vllm-openai:v0.17.0"
+
+
 def test_telemetry_adds_endpoint_and_service_name() -> None:
     cfg = config(telemetry={"otlp_endpoint": "grpc://otel-collector:4317"})
-    objects = render(
-        doc(serve={"enable_telemetry": True, "args": ["--max-model-len", "4096"]}), cfg
-    )
-    assert container(objects)["args"][8:] == [
-        "--otlp-traces-endpoint", "grpc://otel-collector:4317", "--max-model-len", "4096",
+    spec = {"url": "hf://org/model", "image": OTEL_IMAGE}
+    serve = {"enable_telemetry": True, "args": ["--max-model-len", "4096"]}
+    objects = render(doc(spec=spec, serve=serve), cfg)
+    assert container(objects)["args"][7:] == [
+        "--otlp-traces-endpoint", "http://otel-collector:4317", "--max-model-len", "4096",
     ]  # fmt: skip
     assert env(objects)["OTEL_SERVICE_NAME"] == "m"
+    assert env(objects)["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "grpc"
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint", "protocol"),
+    [
+        # grpc:// is plaintext gRPC: the gRPC exporter is plaintext only for http://.
+        ("grpc://otel:4317", "http://otel:4317", "grpc"),
+        ("http://otel:4317", "http://otel:4317", "grpc"),
+        ("https://otel.example.com:4317", "https://otel.example.com:4317", "grpc"),
+        # OTLP/HTTP posts to the URL as given: the traces path is added when missing.
+        ("http://otel:4318", "http://otel:4318/v1/traces", "http/protobuf"),
+        ("https://otel.example.com:4318/", "https://otel.example.com:4318/v1/traces",
+         "http/protobuf"),
+        ("https://otel.example.com/v1/traces", "https://otel.example.com/v1/traces",
+         "http/protobuf"),
+    ],
+)  # fmt: skip
+def test_otlp_scheme_selects_the_exporter(url: str, endpoint: str, protocol: str) -> None:
+    spec = {"url": "hf://org/model", "image": OTEL_IMAGE}
+    objects = render(doc(spec=spec, serve={"enable_telemetry": True}), config(
+        telemetry={"otlp_endpoint": url}))  # fmt: skip
+    args = container(objects)["args"]
+    assert args[args.index("--otlp-traces-endpoint") + 1] == endpoint
+    assert env(objects)["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == protocol
+
+
+@pytest.mark.parametrize("image", ["vllm/vllm-openai:v0.10.2", "vllm/vllm-openai:v0.16.1"])
+def test_telemetry_is_refused_on_images_without_opentelemetry(image: str) -> None:
+    cfg = config(telemetry={"otlp_endpoint": "http://otel:4317"})
+    found = problems(doc(spec={"url": "hf://o/m", "image": image},
+                         serve={"enable_telemetry": True}), cfg)  # fmt: skip
+    assert [p.path for p in found] == [("serve", "enable_telemetry")]
+    assert "OpenTelemetry is not available" in found[0].message
+    assert "0.17.0 or later" in found[0].message
 
 
 def test_telemetry_without_endpoint_is_a_problem() -> None:
@@ -267,13 +312,13 @@ def test_no_telemetry_when_disabled() -> None:
     ("image", "task", "flags"),
     [
         ("vllm/vllm-openai:v0.10.0", "embed", ["--task", "embed"]),
-        ("vllm/vllm-openai:v0.9.2", "score", ["--task", "score"]),
+        ("vllm/vllm-openai:v0.10.0", "score", ["--task", "score"]),
         ("vllm/vllm-openai:v0.10.2", "embed", ["--runner", "pooling", "--convert", "embed"]),
         ("vllm/vllm-openai:v0.10.1.1", "score", ["--runner", "pooling", "--convert", "classify"]),
         ("vllm/vllm-openai:v0.11.0", "reward", ["--runner", "pooling", "--convert", "reward"]),
         ("vllm/vllm-openai:v0.16.0", "reward", ["--runner", "pooling"]),
         ("vllm/vllm-openai:v0.10.2", None, []),
-        ("vllm/vllm-openai:v0.9.0", None, []),
+        ("vllm/vllm-openai:v0.10.0", None, []),
         (
             f"my/vllm@sha256:{'a' * 64}",
             "classify",
@@ -286,15 +331,15 @@ def test_pooling_flags_follow_the_image_version(
 ) -> None:
     serve = {"task": task} if task else {}
     d = doc("vllmserve-pooling", spec={"url": "hf://BAAI/bge-m3", "image": image}, serve=serve)
-    assert container(render(d))["args"][8:] == flags
+    assert after_port(container(render(d))["args"]) == flags
 
 
 def test_pooling_version_from_config_when_the_tag_has_none() -> None:
-    cfg = config(vllm={"image": "registry.local/vllm:gpu-build-7", "version": "0.9.2"})
+    cfg = config(vllm={"image": "registry.local/vllm:gpu-build-7", "version": "0.10.0"})
     d = doc("vllmserve-pooling", serve={"task": "embed"})
     assert container(render(d, cfg))["args"][8:] == ["--task", "embed"]
     # A tag that names a version wins over the config's fallback.
-    cfg = config(vllm={"image": "vllm/vllm-openai:v0.10.2", "version": "0.9.2"})
+    cfg = config(vllm={"image": "vllm/vllm-openai:v0.10.2", "version": "0.10.0"})
     assert container(render(d, cfg))["args"][8:10] == ["--runner", "pooling"]
 
 
@@ -355,7 +400,8 @@ def test_text_and_speech_endpoints() -> None:
 
 @pytest.mark.parametrize(
     ("mem", "space"),
-    [(None, "8"), ("10Gi", "5"), ("5Gi", "2"), ("1Gi", "1"), ("16000M", "7"), ("64G", "29")],
+    # (limit - 2Gi /dev/shm - 1Gi runtime) / 2: the other half is for the weights.
+    [(None, "6"), ("10Gi", "3"), ("5Gi", "1"), ("16000M", "5"), ("64G", "28")],
 )
 def test_cpu_image_sets_kv_cache_space(mem: str | None, space: str) -> None:
     serve: dict[str, Any] = {"use_cpu_image": True}
@@ -401,9 +447,7 @@ def test_quantity_bytes(quantity: str, value: int | Decimal) -> None:
     assert quantity_bytes(quantity) == value
 
 
-def test_kv_cache_gib_bounds() -> None:
-    assert kv_cache_gib(None) == 8
-    assert kv_cache_gib("100Mi") == 1
+def test_quantity_bytes_refuses_words() -> None:
     with pytest.raises(ValueError, match="not a quantity"):
         quantity_bytes("lots")
 
@@ -677,3 +721,196 @@ def test_every_field_has_a_description() -> None:
         walk(schema, runtime.kind)
         for name, definition in schema.get("$defs", {}).items():
             walk(definition, name)
+
+
+# --- what each vLLM release can do (issue: manifests that work on a real cluster) -------
+
+
+@pytest.mark.parametrize(
+    ("image", "head"),
+    [
+        # Up to 0.11.0 the entrypoint is the api_server module, which needs --model.
+        ("vllm/vllm-openai:v0.10.2", ["--model", "org/model", "--served-model-name"]),
+        ("vllm/vllm-openai:v0.11.0", ["--model", "org/model", "--served-model-name"]),
+        # From 0.11.1 it is `vllm serve`, whose model is the first positional argument.
+        ("vllm/vllm-openai:v0.11.1", ["org/model", "--served-model-name"]),
+        ("vllm/vllm-openai:v0.33.0", ["org/model", "--served-model-name"]),
+        (f"vllm/vllm-openai@sha256:{'c' * 64}", ["org/model", "--served-model-name"]),
+    ],
+)
+def test_model_is_passed_the_way_the_entrypoint_expects(image: str, head: list[str]) -> None:
+    c = container(render(doc(spec={"url": "hf://org/model", "image": image})))
+    assert "command" not in c
+    assert c["args"][: len(head)] == head
+
+
+@pytest.mark.parametrize(
+    ("gpus", "args", "added"),
+    [
+        (1, [], []),
+        (2, [], ["--tensor-parallel-size", "2"]),
+        (4, [], ["--tensor-parallel-size", "4"]),
+        (4, ["--pipeline-parallel-size", "2"], ["--tensor-parallel-size", "2"]),
+        (4, ["-tp", "4"], []),
+        (4, ["--tensor_parallel_size=2", "-pp=2"], []),
+    ],
+)
+def test_tensor_parallelism_fills_the_gpus(gpus: int, args: list[str], added: list[str]) -> None:
+    d = doc(serve={"resources": {"gpu": gpus}, "args": args})
+    assert after_port(container(render(d))["args"]) == [*added, *args]
+
+
+@pytest.mark.parametrize(
+    ("gpus", "args", "index", "fragment"),
+    [
+        (2, ["--tensor-parallel-size", "4"], 0, "cannot fit resources.gpu = 2"),
+        (2, ["-tp=2", "--pipeline-parallel-size", "2"], 0, "tensor 2 x pipeline 2"),
+        (4, ["--pipeline-parallel-size", "3"], 0, "cannot fit resources.gpu = 4"),
+        (2, ["--max-model-len", "8", "-tp", "two"], 2, "needs a positive whole number"),
+        (2, ["--tensor-parallel-size"], 0, "needs a positive whole number"),
+    ],
+)
+def test_parallel_sizes_that_cannot_fit_are_refused(
+    gpus: int, args: list[str], index: int, fragment: str
+) -> None:
+    found = problems(doc(serve={"resources": {"gpu": gpus}, "args": args}))
+    assert [(p.path, p.severity) for p in found] == [(("serve", "args", index), "error")]
+    assert fragment in found[0].message
+
+
+def test_parallel_sizes_leaving_gpus_idle_warn() -> None:
+    found = problems(doc(serve={"resources": {"gpu": 4}, "args": ["-tp", "2"]}))
+    assert [(p.path, p.severity) for p in found] == [(("serve", "args", 0), "warning")]
+    assert "2 of the 4 GPUs" in found[0].message
+
+
+def test_s3_adapters_are_refused() -> None:
+    adapters = [{"name": "a", "url": "hf://o/a"}, {"name": "b", "url": "s3://loras/b"}]
+    found = problems(doc(spec={"url": "hf://org/model", "adapters": adapters}))
+    assert [p.path for p in found] == [("spec", "adapters", 1, "url")]
+    assert "not s3://" in found[0].message
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [("0.10.2", True), ("0.11.2", True), ("0.12.0", False), ("0.33.0", False)],
+)
+def test_s3_on_old_cpu_images_is_refused(version: str, refused: bool) -> None:
+    image = f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{version}"
+    d = doc(spec={"url": "s3://models/qwen", "image": image}, serve={"use_cpu_image": True})
+    found = problems(d)
+    assert [p.path for p in found] == ([("spec", "url")] if refused else [])
+    if refused:
+        assert "run:ai model streamer" in found[0].message
+
+
+def test_s3_on_gpu_images_streams() -> None:
+    d = doc(spec={"url": "s3://models/qwen", "image": "vllm/vllm-openai:v0.10.2"})
+    assert problems(d) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "image", "refused"),
+    [
+        ("hf://BAAI/bge-small-en-v1.5", "vllm/vllm-openai:v0.10.2", True),
+        ("hf://sentence-transformers/all-MiniLM-L6-v2", "vllm/vllm-openai:v0.12.0", True),
+        ("hf://FacebookAI/roberta-base", "vllm/vllm-openai:v0.11.0", True),
+        ("hf://BAAI/bge-small-en-v1.5", "vllm/vllm-openai:v0.33.0", False),
+        ("hf://Qwen/Qwen3-Embedding-0.6B", "vllm/vllm-openai:v0.10.2", False),
+    ],
+)
+def test_lora_on_bert_style_pooling_models(url: str, image: str, refused: bool) -> None:
+    spec = {"url": url, "image": image, "adapters": [{"name": "a", "url": "hf://o/a"}]}
+    found = problems(doc("vllmserve-pooling", spec=spec))
+    assert [p.path for p in found] == ([("spec", "adapters")] if refused else [])
+    if refused:
+        assert "BERT-style" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["hf://BAAI/bge-small-en-v1.5", "hf://intfloat/e5-large-v2", "hf://Qwen/Qwen3-Embedding-0.6B",
+     "hf://BAAI/bge-reranker-v2-m3", "s3://models/nomic-embed-text"],
+)  # fmt: skip
+def test_pooling_models_are_not_served_as_text(url: str) -> None:
+    found = problems(doc(spec={"url": url}))
+    assert [p.path for p in found] == [("spec", "url")]
+    assert "vllmserve-pooling" in found[0].message
+    # The same model as a pooling spec is fine and is catalogued as what it is.
+    pooled = doc("vllmserve-pooling", spec={"url": url})
+    assert problems(pooled) == []
+    features = RUNTIMES["vllmserve-pooling"].endpoint(pooled, Config(), "ns").features
+    assert "TextGeneration" not in features
+
+
+@pytest.mark.parametrize(
+    ("url", "mem", "space"),
+    [
+        # The name states 0.5B parameters: ~0.93 GiB of bf16 weights, the rest is KV cache.
+        ("hf://Qwen/Qwen2.5-0.5B-Instruct", "12Gi", "8"),
+        ("hf://Qwen/Qwen2.5-7B-Instruct", "32Gi", "15"),
+        # No size in the name: half of what /dev/shm and the runtime leave.
+        ("hf://BAAI/bge-small-en-v1.5", "8Gi", "2"),
+    ],
+)
+def test_cpu_kv_cache_leaves_room_for_weights_and_shm(url: str, mem: str, space: str) -> None:
+    kind = "vllmserve-pooling" if "bge" in url else "vllmserve-text"
+    d = doc(kind, spec={"url": url}, serve={"use_cpu_image": True, "resources": {"mem": mem}})
+    objects = render(d)
+    assert env(objects)["VLLM_CPU_KVCACHE_SPACE"] == space
+    shm = next(v for v in pod(objects)["volumes"] if v["name"] == "shm")
+    total = int(space) * (1 << 30) + quantity_bytes(shm["emptyDir"]["sizeLimit"])
+    memory = cpu_memory(url, mem)
+    assert total + (memory.weights or 0) < quantity_bytes(mem)
+
+
+@pytest.mark.parametrize(
+    ("url", "mem", "user", "path"),
+    [
+        ("hf://Qwen/Qwen2.5-7B-Instruct", "16Gi", None, ("serve", "resources", "mem")),
+        ("hf://org/model", "4Gi", None, ("serve", "resources", "mem")),
+        ("hf://org/model", "12Gi", "10", ("serve", "envs", "VLLM_CPU_KVCACHE_SPACE")),
+        ("hf://org/model", "12Gi", "lots", ("serve", "envs", "VLLM_CPU_KVCACHE_SPACE")),
+    ],
+)
+def test_cpu_memory_that_cannot_hold_the_kv_cache_is_refused(
+    url: str, mem: str, user: str | None, path: tuple[str, ...]
+) -> None:
+    serve: dict[str, Any] = {"use_cpu_image": True, "resources": {"mem": mem}}
+    if user is not None:
+        serve["envs"] = {"VLLM_CPU_KVCACHE_SPACE": user}
+    found = problems(doc(spec={"url": url}, serve=serve))
+    assert [p.path for p in found] == [path]
+
+
+def test_image_outside_the_supported_range_warns() -> None:
+    found = problems(doc(spec={"url": "hf://o/m", "image": "vllm/vllm-openai:v0.9.2"}))
+    assert [(p.path, p.severity) for p in found] == [(("spec", "image"), "warning")]
+    assert "outside the supported range 0.10.0" in found[0].message
+    assert problems(doc(spec={"url": "hf://o/m", "image": "vllm/vllm-openai:v0.33.0"})) == []
+
+
+def test_config_images_outside_the_supported_range_warn_once() -> None:
+    cfg = config(vllm={"image": "vllm/vllm-openai:v0.8.5", "cpu_image": "cpu/vllm:v0.34.0"})
+    found = [p for r in RUNTIMES.values() for p in r.config_problems(cfg)]
+    assert [(p.path, p.severity) for p in found] == [
+        (("vllm", "image"), "warning"), (("vllm", "cpu_image"), "warning"),
+    ]  # fmt: skip
+    assert [p for r in RUNTIMES.values() for p in r.config_problems(Config())] == []
+
+
+def test_supported_range_warnings_are_positioned_and_do_not_fail(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "servegen.yaml").write_text("vllm:\n  image: vllm/vllm-openai:v0.9.2\n")
+    (tmp_path / "specs" / "m.yaml").write_text(
+        "kind: vllmserve-text\nname: m\nspec:\n  url: hf://org/model\n"
+        "  image: vllm/vllm-openai:v0.8.5\n"
+    )
+    validated = validate_repository(tmp_path)
+    assert validated.ok and [s.name for s in validated.specs] == ["m"]
+    assert validated.failed_files == frozenset()
+    found = [(d.path, d.line, d.col, d.json_path, d.severity) for d in validated.diagnostics]
+    assert found == [
+        ("servegen.yaml", 2, 10, "vllm.image", "warning"),
+        ("specs/m.yaml", 5, 10, "spec.image", "warning"),
+    ]

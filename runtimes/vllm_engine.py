@@ -1,0 +1,225 @@
+"""What vLLM itself does, release by release: the rules vllmserve renders and checks by.
+
+Each rule names the upstream file and release it follows. The version of an image comes
+from its tag (`v0.10.2`, `0.10.1.1`, `v0.11.0-cu128`), else from `vllm.version` in
+servegen.yaml; None means unknown, and the newest behaviour is assumed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+Version = tuple[int, int, int]
+
+# The releases servegen renders for; the conformance check (conformance/run.py) parses
+# rendered command lines with the real CLI of the releases listed in the README.
+SUPPORTED_FROM: Version = (0, 10, 0)
+SUPPORTED_BELOW: Version = (0, 34, 0)
+
+# vllm v0.11.1 docker/Dockerfile: the vllm-openai ENTRYPOINT becomes `vllm serve`, whose
+# model is the first positional argument (--model only logs a deprecation there);
+# up to v0.11.0 it is `python3 -m vllm.entrypoints.openai.api_server`, which needs --model.
+SERVE_ENTRYPOINT_SINCE: Version = (0, 11, 1)
+# vllm v0.17.0 requirements/common.txt adds the OpenTelemetry SDK; older images fail at
+# start-up with "OpenTelemetry is not available" (vllm/tracing.py) given an OTLP endpoint.
+OTEL_SINCE: Version = (0, 17, 0)
+# vllm v0.12.0 docker/Dockerfile.cpu installs the run:ai model streamer; the CPU images up
+# to v0.11.x lack it, so `--load-format runai_streamer` (s3://) fails there.
+CPU_RUNAI_SINCE: Version = (0, 12, 0)
+# vllm v0.12.0 vllm/model_executor/models/bert.py: no BERT model implements SupportsLoRA
+# ("does not support LoRA yet"); v0.33.0 bert.py and roberta.py do. Releases in between
+# were not checked, so they are refused too.
+BERT_LORA_SINCE: Version = (0, 33, 0)
+
+_VERSION_RE = re.compile(r"^v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
+
+
+def parse_version(text: str | None) -> Version | None:
+    match = _VERSION_RE.match(text or "")
+    if not match:
+        return None
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def image_version(image: str) -> Version | None:
+    """The vLLM version in an image tag (`vllm/vllm-openai:v0.10.2` -> (0, 10, 2))."""
+    tag = image.partition("@")[0].rsplit("/", 1)[-1].partition(":")[2]
+    return parse_version(tag)
+
+
+def show(version: Version) -> str:
+    return ".".join(map(str, version))
+
+
+def older_than(version: Version | None, since: Version) -> bool:
+    """Known to predate `since` (an unknown version is taken as the newest)."""
+    return version is not None and version < since
+
+
+def supported(version: Version | None) -> bool:
+    return version is None or SUPPORTED_FROM <= version < SUPPORTED_BELOW
+
+
+def unsupported_message(image: str, version: Version) -> str:
+    return (
+        f"image {image!r} is vLLM {show(version)}, outside the supported range "
+        f"{show(SUPPORTED_FROM)} to below {show(SUPPORTED_BELOW)}: its flags are not checked "
+        "against that release and may not start"
+    )
+
+
+def serve_entrypoint(version: Version | None) -> bool:
+    """Whether the image's entrypoint is `vllm serve` (model positional)."""
+    return version is None or version >= SERVE_ENTRYPOINT_SINCE
+
+
+def model_args(model: str, version: Version | None) -> list[str]:
+    """How the model is passed to the image's entrypoint."""
+    return [model] if serve_entrypoint(version) else ["--model", model]
+
+
+# --- parallelism ----------------------------------------------------------------------
+
+# vllm v0.10.0 vllm/engine/arg_utils.py: the parallel sizes and their short aliases.
+PARALLEL_FLAGS = {
+    "--tensor-parallel-size": "tensor",
+    "-tp": "tensor",
+    "--pipeline-parallel-size": "pipeline",
+    "-pp": "pipeline",
+    "--data-parallel-size": "data",
+    "-dp": "data",
+}
+
+
+@dataclass(frozen=True)
+class ParallelArg:
+    """One parallel-size flag found in serve.args."""
+
+    index: int
+    kind: str
+    value: int | None  # None: not a positive integer
+
+
+def parallel_args(args: list[str]) -> list[ParallelArg]:
+    """The tensor/pipeline/data parallel sizes a user passes (`-tp 2`, `--tp=2`...)."""
+    found = []
+    for index, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        kind = PARALLEL_FLAGS.get(flag.replace("_", "-") if flag.startswith("--") else flag)
+        if kind is None:
+            continue
+        if not eq:
+            value = args[index + 1] if index + 1 < len(args) else ""
+        number = int(value) if value.isdigit() and int(value) > 0 else None
+        found.append(ParallelArg(index, kind, number))
+    return found
+
+
+# --- tracing ----------------------------------------------------------------------------
+
+OTLP_HTTP_PORT = 4318
+OTLP_TRACES_PATH = "/v1/traces"
+
+
+@dataclass(frozen=True)
+class OtlpExporter:
+    """The --otlp-traces-endpoint value and the exporter variables that make it mean
+    what the configured URL says."""
+
+    endpoint: str
+    protocol: str  # "grpc" or "http/protobuf"
+
+
+def otlp_exporter(url: str) -> OtlpExporter:
+    """Map telemetry.otlp_endpoint to vLLM's exporter settings.
+
+    vllm v0.33.0 vllm/tracing/otel.py picks the exporter from
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL (default grpc); the gRPC exporter
+    (opentelemetry-exporter-otlp-proto-grpc) uses TLS for `https://` and plaintext for
+    `http://`, so `grpc://host:port` (plaintext gRPC, as written) is passed as
+    `http://host:port`. An http(s) URL on port 4318 or with a /v1/traces path is
+    OTLP/HTTP, whose exporter posts to the URL as given, so an empty path gets /v1/traces.
+    Any other http(s) URL is gRPC: plaintext for http, TLS for https.
+    """
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if parts.scheme == "grpc":
+        return OtlpExporter(f"http://{parts.netloc}", "grpc")
+    if parts.port == OTLP_HTTP_PORT or path.endswith(OTLP_TRACES_PATH):
+        full = url if path else f"{parts.scheme}://{parts.netloc}{OTLP_TRACES_PATH}"
+        return OtlpExporter(full, "http/protobuf")
+    return OtlpExporter(f"{parts.scheme}://{parts.netloc}", "grpc")
+
+
+# --- what the model name tells ----------------------------------------------------------
+
+# Hugging Face repos whose names say they are BERT-family encoders (BertModel,
+# RobertaModel, XLMRobertaModel and their classifiers); only these are recognised.
+_BERT_STYLE = re.compile(
+    r"(bert|roberta|minilm|mpnet|bge-(small|base|large|m3)|bge-reranker-(base|large|v2-m3)"
+    r"|(^|[-_/])e5-(small|base|large)|ms-marco)",
+    re.IGNORECASE,
+)
+# Names that mark a pooling model (embedding, reranking, reward); vLLM's runner "auto"
+# (vllm v0.10.2 vllm/config/__init__.py ModelConfig) serves pooling architectures with the
+# pooling runner, which has no /v1/chat/completions.
+_POOLING_NAME = re.compile(
+    r"(embed|rerank|(^|[-_/])(bge|gte|e5)-|minilm|mpnet|sentence-transformers/|reward)",
+    re.IGNORECASE,
+)
+
+
+def bert_style(repo: str) -> bool:
+    return bool(_BERT_STYLE.search(repo))
+
+
+def pooling_name(repo: str) -> bool:
+    return bool(_POOLING_NAME.search(repo))
+
+
+# --- CPU memory -------------------------------------------------------------------------
+
+GIB = 1 << 30
+# The vLLM process, tokenizer and Python heap outside weights and KV cache.
+CPU_RUNTIME_RESERVE = 1 * GIB
+# Bytes per parameter of bf16/fp16 weights (the CPU image's default dtype is bfloat16).
+WEIGHT_BYTES = 2
+_PARAMS = re.compile(r"(?<![0-9.])([0-9]+(?:\.[0-9]+)?)[bB](?![a-zA-Z0-9])")
+
+
+def weight_bytes(repo: str) -> Decimal | None:
+    """Weights implied by a parameter count in the name (`Qwen2.5-0.5B` -> 1e9 bytes)."""
+    match = _PARAMS.search(repo.rsplit("/", 1)[-1])
+    if not match:
+        return None
+    return Decimal(match.group(1)) * Decimal(10**9) * WEIGHT_BYTES
+
+
+# vllm v0.10.2 vllm/platforms/cpu.py: VLLM_CPU_KVCACHE_SPACE is the KV cache in GiB
+# (4 when unset), allocated in process memory next to the weights; the memory-backed
+# /dev/shm emptyDir is charged to the same cgroup limit.
+@dataclass(frozen=True)
+class CpuMemory:
+    """How a CPU pod's memory limit is shared (all in bytes)."""
+
+    limit: Decimal
+    shm: Decimal
+    weights: Decimal | None  # None: the name does not say
+
+    @property
+    def free(self) -> Decimal:
+        """What the limit leaves after /dev/shm, the runtime and known weights."""
+        return self.limit - self.shm - CPU_RUNTIME_RESERVE - (self.weights or 0)
+
+    def kv_cache_gib(self) -> int:
+        """VLLM_CPU_KVCACHE_SPACE: all that is free when the weights are known, else half
+        of it (the other half for the weights); 0 when nothing is left."""
+        free = self.free if self.weights is not None else self.free / 2
+        return max(0, int(free // GIB))
+
+    def fits(self, kv_gib: int) -> bool:
+        return kv_gib >= 1 and kv_gib * GIB <= self.free
