@@ -195,8 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="give an environment the model version another one runs")
     p.add_argument("names", nargs="*", metavar="NAME", help="models to promote")
-    p.add_argument("--from", dest="source", required=True, metavar="ENV")
-    p.add_argument("--to", dest="target", required=True, metavar="ENV")
+    p.add_argument(
+        "--from", dest="source", required=True, metavar="ENV", help="environment to copy from"
+    )
+    p.add_argument(
+        "--to", dest="target", required=True, metavar="ENV", help="environment to change"
+    )
     p.add_argument("--all", action="store_true", help="every model enabled in both")
     p.add_argument(
         "--serve",

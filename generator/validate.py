@@ -196,7 +196,7 @@ def validate_document(
         if env_doc is not None:
             merged[env] = env_doc
             pins = pinning_problems(runtime, env_doc, config, env)
-            diagnostics.extend(_located(path, document, p.path, p.message, env) for p in pins)
+            diagnostics.extend(_located(path, document, p, env) for p in pins)
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
     # The raw data is not needed once validated; positions come from the text.

@@ -53,6 +53,7 @@ KINDS = {
     for k in (
         Kind("", "v1", "Service", "services"),
         Kind("", "v1", "ConfigMap", "configmaps"),
+        Kind("", "v1", "ServiceAccount", "serviceaccounts"),
         Kind("apps", "v1", "Deployment", "deployments"),
         Kind("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets"),

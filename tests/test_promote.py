@@ -56,7 +56,7 @@ def test_promote_copies_the_published_version_and_changes_only_that(
     assert out == (
         "--- a/specs/vllm/qwen-chat.yaml\n"
         "+++ b/specs/vllm/qwen-chat.yaml\n"
-        "@@ -22,3 +22,5 @@\n"
+        "@@ -24,3 +24,5 @@\n"
         "     serve:\n"
         "       replicas: 2\n"
         "       scaling: {min_replicas: 2, max_replicas: 8, metric: requests_waiting, target: 5}\n"
@@ -69,7 +69,10 @@ def test_promote_copies_the_published_version_and_changes_only_that(
     assert (
         now["prod"]
         == now["dev"]
-        == ("Qwen/Qwen2.5-1.5B-Instruct d4e5f6 adapters qwen-sql=hf://example-org/qwen2.5-sql-lora")
+        == (
+            "Qwen/Qwen2.5-1.5B-Instruct d4e5f6 image vllm/vllm-openai:v0.33.0 "
+            "adapters qwen-sql=hf://example-org/qwen2.5-sql-lora"
+        )
     )
     # Nothing was committed without --commit.
     assert sh(staged, "status", "--porcelain") == f"M {QWEN}"
@@ -116,10 +119,11 @@ def test_refused_when_the_source_version_is_not_published(
     assert code == 1
     assert out == ""
     assert err == (
-        "servegen: specs/vllm/qwen-chat.yaml: qwen-chat in dev is not what is published for "
-        "dev: the deploy branch 'deploy' has Qwen/Qwen2.5-1.5B-Instruct d4e5f6 adapters "
-        "qwen-sql=hf://example-org/qwen2.5-sql-lora, the spec says "
-        "Qwen/Qwen2.5-1.5B-Instruct ffffff adapters qwen-sql=hf://example-org/qwen2.5-sql-lora; "
+        "servegen: error: specs/vllm/qwen-chat.yaml: qwen-chat in dev is not what is published for "
+        "dev: the deploy branch 'deploy' has Qwen/Qwen2.5-1.5B-Instruct d4e5f6 image "
+        "vllm/vllm-openai:v0.33.0 adapters qwen-sql=hf://example-org/qwen2.5-sql-lora, the spec "
+        "says Qwen/Qwen2.5-1.5B-Instruct ffffff image vllm/vllm-openai:v0.33.0 adapters "
+        "qwen-sql=hf://example-org/qwen2.5-sql-lora; "
         "publish dev first, then promote what it runs\n"
     )
     assert (staged / QWEN).read_bytes() == before
@@ -138,7 +142,7 @@ def test_refused_without_a_deploy_branch(
     code, _, err = promote(work, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
     assert code == 1
     assert err == (
-        "servegen: nothing is published: there is no deploy branch 'deploy' (nor "
+        "servegen: error: nothing is published: there is no deploy branch 'deploy' (nor "
         "origin/deploy); promote copies what dev runs, so publish first\n"
     )
 
@@ -165,7 +169,7 @@ def test_refusals_name_the_problem(
     staged: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     code, out, err = promote(staged, capsys, *args)
-    assert (code, out, err) == (1, "", f"servegen: {message}\n")
+    assert (code, out, err) == (1, "", f"servegen: error: {message}\n")
 
 
 def test_refused_for_a_model_disabled_in_an_environment(
@@ -186,7 +190,7 @@ def test_commit_refused_when_the_spec_file_has_other_changes(
     code, _, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod", "--commit")
     assert code == 1
     assert err == (
-        f"servegen: {QWEN} has uncommitted changes: commit or stash them first, so the "
+        f"servegen: error: {QWEN} has uncommitted changes: commit or stash them first, so the "
         "promotion commit holds only the promoted values\n"
     )
     assert (staged / QWEN).read_bytes() == before
@@ -207,7 +211,7 @@ def test_shared_anchor_is_refused_and_nothing_written(
     code, out, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
     assert (code, out) == (1, "")
     assert err == (
-        "servegen: environments.prod.spec.url is shared through the YAML anchor &base-url: "
+        "servegen: error: environments.prod.spec.url is shared through the YAML anchor &base-url: "
         "changing it would change every alias of it too; edit it by hand\n"
     )
     assert (staged / QWEN).read_bytes() == before
@@ -235,7 +239,9 @@ def test_serve_fields_are_promoted_on_request(
         staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod", "--serve", "argz"
     )
     assert code == 1
-    assert err.startswith("servegen: serve has no field 'argz' in vllmserve-text (fields: args,")
+    assert err.startswith(
+        "servegen: error: serve has no field 'argz' in vllmserve-text (fields: args,"
+    )
 
 
 def test_a_revision_kept_in_serve_is_part_of_the_version(

@@ -19,15 +19,15 @@ from tests.test_pipeline import kustomize
 
 CONFIG = """\
 environments:
-  staging: {namespace: llm-staging}
-  prod: {namespace: llm-prod}
+  staging: {namespace: llm-staging, cluster: staging}
+  prod: {namespace: llm-prod, cluster: prod}
 """
 
 BASES: dict[str, str] = {
     "kubeai-text": "url: hf://Qwen/Qwen2.5-0.5B-Instruct",
     "vllmserve-text": "url: hf://Qwen/Qwen2.5-0.5B-Instruct@a1b2c3",
     "vllmserve-speech": "url: hf://openai/whisper-large-v3@a1b2c3",
-    "vllmserve-pooling": "url: hf://BAAI/bge-small-en-v1.5",
+    "vllmserve-pooling": "url: hf://Qwen/Qwen3-Embedding-0.6B",
     "huggingfaceserve": "path: hf://google-bert/bert-base-uncased@a1b2c3",
 }
 

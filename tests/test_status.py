@@ -632,7 +632,7 @@ def test_unreachable_server_is_exit_3_naming_the_context(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     code, _, err = status(live, capsys, "--env", ENV)
     assert code == 3
-    assert f"servegen: cannot reach the API server of context 'down' ({url})" in err
+    assert f"servegen: error: cannot reach the API server of context 'down' ({url})" in err
     assert err.count("\n") == 1
 
 
