@@ -275,7 +275,7 @@ def test_version_changes_are_listed_first_per_environment(
     assert version["new"] == {
         "model": "Qwen/Qwen2.5-1.5B-Instruct",
         "revision": "d4e5f6",
-        "image": None,
+        "image": "vllm/vllm-openai:v0.33.0",
         "adapters": ["qwen-sql=hf://example-org/qwen2.5-sql-lora"],
     }
 
