@@ -17,6 +17,7 @@ import pytest
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.pipeline import build
+from generator.write import MANIFEST, manifest_bytes
 
 CONFIG_EXTRA_ENV = """
   staging:
@@ -52,8 +53,9 @@ def empty_folders(folder: Path) -> list[str]:
 
 
 def one_shot(repo: Path, crds: Iterable[Path]) -> dict[str, bytes]:
-    """What `servegen render` writes for the tree as it is now."""
-    return build(repo, crds=tuple(crds)).files
+    """What `servegen render` writes for the tree as it is now (with its manifest)."""
+    files = build(repo, crds=tuple(crds)).files
+    return {**files, MANIFEST: manifest_bytes(files)}
 
 
 def assert_rendered(repo: Path, crds: Iterable[Path], out: Path | None = None) -> None:

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from generator.layout import json_patch
 from generator.pipeline import Build, build
 from generator.render import object_key
-from generator.write import write_tree
+from generator.write import MANIFEST, manifest_bytes, write_tree
 from tests.conftest import EXAMPLES, OUTPUT
 
 
@@ -57,10 +57,9 @@ def test_output_folder_is_fresh(examples_build: Build) -> None:
         for path in OUTPUT.rglob("*")
         if path.is_file()
     }
-    assert sorted(on_disk) == sorted(examples_build.files), (
-        "run: servegen -C examples render --out output"
-    )
-    stale = [path for path, data in examples_build.files.items() if on_disk[path] != data]
+    expected = {**examples_build.files, MANIFEST: manifest_bytes(examples_build.files)}
+    assert sorted(on_disk) == sorted(expected), "run: servegen -C examples render --out output"
+    stale = [path for path, data in expected.items() if on_disk[path] != data]
     assert stale == [], "output/ is stale; run: servegen -C examples render --out output"
 
 
@@ -93,11 +92,11 @@ def test_unchanged_files_are_not_rewritten(examples_build: Build, tmp_path: Path
     assert second.unchanged == len(examples_build.files)
 
 
-def test_stale_files_are_removed_only_in_managed_folders(
+def test_stale_files_are_removed_but_not_files_servegen_did_not_write(
     examples_build: Build, tmp_path: Path
 ) -> None:
-    (tmp_path / "models" / "gone" / "base").mkdir(parents=True)
-    (tmp_path / "models" / "gone" / "base" / "x.yaml").write_text("x: 1\n")
+    gone = {"models/gone/base/x.yaml": b"x: 1\n"}
+    write_tree(tmp_path, {**examples_build.files, **gone})
     (tmp_path / "NOTES.txt").write_text("mine\n")
     stats = write_tree(tmp_path, examples_build.files)
     assert stats.removed == ("models/gone/base/x.yaml",)

@@ -7,15 +7,17 @@ import sys
 import time
 from collections.abc import Callable
 
-from generator.errors import EXIT_INVALID, EXIT_OK
+from generator.errors import EXIT_INVALID, EXIT_OK, UsageError
 from generator.options import RenderOptions
 from generator.pipeline import build, in_environment
-from generator.write import stale_paths, write_tree
+from generator.write import CannotWriteError, stale_paths, write_tree
 
 
 def run(options: RenderOptions) -> int:
     started = time.perf_counter()
     root = options.common.root
+    if options.out is not None and options.out.exists() and not options.out.is_dir():
+        raise UsageError(f"servegen: --out {options.out}: not a folder")
     result = build(root, environment=options.environment, crds=options.crds)
     for note in result.notes:
         print(f"servegen: note: {note}", file=sys.stderr)
@@ -26,7 +28,7 @@ def run(options: RenderOptions) -> int:
         else (lambda _path: True)
     )
     if options.check:
-        stale = [path for path in stale_paths(out, result.files) if scope(path)]
+        stale = stale_paths(out, result.files, scope)
         for path in stale:
             print(f"{out / path}: stale", file=sys.stderr)
         if stale:
@@ -34,7 +36,12 @@ def run(options: RenderOptions) -> int:
             return EXIT_INVALID
         print(f"servegen: {out} is up to date")
         return EXIT_OK
-    stats = write_tree(out, result.files, scope)
+    try:
+        stats = write_tree(out, result.files, scope)
+    except CannotWriteError as exc:
+        if options.out is None:
+            raise
+        raise UsageError(f"servegen: --out {options.out}: {exc.message}") from exc
     elapsed = (time.perf_counter() - started) * 1000
     print(
         f"servegen: rendered {len(result.models)} model(s), {result.object_count()} object(s) "
