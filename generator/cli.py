@@ -21,6 +21,7 @@ from generator.errors import (
     EXIT_USAGE,
     ServegenError,
     UsageError,
+    printable,
 )
 
 VERSION = "0.1.0"
@@ -209,7 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report_error(exc: ServegenError) -> int:
     for diagnostic in exc.diagnostics:
         print(diagnostic, file=sys.stderr)
-    print(f"servegen: {exc.message}", file=sys.stderr)
+    # Messages may quote git or untrusted names: every line escaped, and indented, so no
+    # line of ours can pose as a CI workflow command.
+    lines = [printable(line) for line in exc.message.splitlines()] or [""]
+    print("\n  ".join([f"servegen: {lines[0]}", *lines[1:]]), file=sys.stderr)
     return exc.exit_code
 
 

@@ -28,6 +28,8 @@ def _relative_dir(value: str) -> str:
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value or not value.strip():
         raise ValueError("must be a relative path inside the repository (no '..')")
+    if not value.isprintable():  # it is written into headers and messages
+        raise ValueError("must not contain control or line-break characters")
     return str(path)
 
 
