@@ -1,10 +1,12 @@
 """Step 5: write an output tree to disk, all at once or not at all.
 
-The output folder is replaced as a whole: the new tree is built in a sibling folder and
-swapped in with one `renameat2(RENAME_EXCHANGE)`, so a reader (or `kubectl kustomize`)
-sees exactly the old or exactly the new tree, even when servegen is killed at any
-moment. Files whose bytes did not change are hard-linked into the new tree rather than
-rewritten, and nothing changes at all when the output is already up to date.
+The output folder is replaced as a whole: the new tree is prepared in a sibling folder
+(`.<output>.servegen-spare`) and swapped in with one `renameat2(RENAME_EXCHANGE)`, so a
+reader (or `kubectl kustomize`) sees exactly the old or exactly the new tree, even when
+servegen is killed at any moment. The swapped-out tree stays as the next spare, so the
+next write only touches what changed since: files whose bytes did not change are hard
+links to the live ones (same inode, same mtime), and nothing at all happens when the
+output is already up to date.
 
 servegen only ever deletes what it wrote itself: the output folder carries a manifest
 (`.servegen-manifest`) listing those files. Anything else found there is carried over
@@ -18,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +35,6 @@ MANAGED = ("clusters", "models", "endpoints", "flux", "README.md")
 MANIFEST = ".servegen-manifest"
 MANIFEST_HEAD = b"# Files servegen wrote in this folder; it deletes only these. Do not edit.\n"
 _STAGING_MARK = ".servegen-staging"
-_SWAP = re.compile(r"\.(?P<name>.+)\.servegen-swap-(?P<pid>[0-9]+)")
 # Any control or line-break character: never part of a path servegen writes.
 _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -79,6 +81,7 @@ class OutputFolder:
     owned: dict[str, bytes]
     foreign: tuple[str, ...]  # files and symlinks servegen did not write
     folders: tuple[str, ...]  # every folder, so empty foreign ones are carried over too
+    inodes: dict[str, int]  # every file's inode: the spare shares unchanged ones
     manifest: bytes | None
     exists: bool
 
@@ -92,10 +95,11 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
     if out.is_symlink():
         raise OutputFolderError(f"{out} is a symlink; servegen never writes through symlinks")
     if not out.exists():
-        return OutputFolder({}, (), (), None, exists=False)
+        return OutputFolder({}, (), (), {}, None, exists=False)
     if not out.is_dir():
         raise OutputFolderError(f"{out} exists and is not a folder")
-    entries, folders = _walk(out)
+    scan = _scan(out)
+    entries = {rel: link for rel, (_inode, link) in scan.files.items()}
     manifest = _read_regular(out / MANIFEST) if MANIFEST in entries else None
     listed = _listed(manifest) if manifest is not None else _legacy_owned(out, entries)
     owned: dict[str, bytes] = {}
@@ -114,28 +118,36 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
             owned[rel] = cached if cached is not None else _read_regular(out / rel)
         else:
             foreign.append(rel)
-    return OutputFolder(owned, tuple(foreign), folders, manifest, exists=True)
+    inodes = {rel: inode for rel, (inode, _link) in scan.files.items()}
+    return OutputFolder(owned, tuple(foreign), scan.folders, inodes, manifest, exists=True)
 
 
-def _walk(out: Path) -> tuple[dict[str, bool], tuple[str, ...]]:
-    """Files and symlinks under `out` (path -> is a symlink), and folders; no link followed."""
-    found: dict[str, bool] = {}
+@dataclass(frozen=True)
+class _Scan:
+    """One folder's entries, relative paths; read with scandir, no symlink followed."""
+
+    files: dict[str, tuple[int, bool]]  # file or symlink -> (inode, is a symlink)
+    folders: tuple[str, ...]
+
+
+def _scan(folder: Path) -> _Scan:
+    files: dict[str, tuple[int, bool]] = {}
     folders: list[str] = []
-
-    def fail(exc: OSError) -> None:
-        raise OutputFolderError(f"cannot read the output folder {out}: {exc.strerror or exc}")
-
-    for current, dirs, names in os.walk(out, onerror=fail, followlinks=False):
-        here = Path(current)
-        for name in [*dirs, *names]:
-            path = here / name
-            if path.is_symlink():
-                found[path.relative_to(out).as_posix()] = True
-            elif name in names:
-                found[path.relative_to(out).as_posix()] = False
-        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
-        folders.extend((here / d).relative_to(out).as_posix() for d in dirs)
-    return found, tuple(folders)
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        try:
+            with os.scandir(folder / rel if rel else folder) as entries:
+                for entry in entries:
+                    path = f"{rel}/{entry.name}" if rel else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(path)
+                        pending.append(path)
+                    else:
+                        files[path] = (entry.inode(), entry.is_symlink())
+        except OSError as exc:
+            raise OutputFolderError(f"cannot read {folder / rel}: {exc.strerror or exc}") from exc
+    return _Scan(files, tuple(sorted(folders)))
 
 
 def _read_regular(path: Path) -> bytes:
@@ -196,8 +208,6 @@ def write_tree(
     manifest = manifest_bytes(wanted)
     if written or removed or manifest != current.manifest or not current.exists:
         _replace_folder(out, wanted, current, manifest)
-    else:
-        _clean_leftovers(out)
     return WriteStats(written, len(files) - len(written), removed)
 
 
@@ -206,51 +216,105 @@ def _replace_folder(
 ) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _clean_leftovers(out)
-        stage = out.parent / f".{out.name}.servegen-swap-{os.getpid()}"
-        stage.mkdir()
-        (stage / _STAGING_MARK).touch()
-        _fill(stage, out, wanted, current, manifest)
-        (stage / _STAGING_MARK).unlink()
-        if current.exists:
-            _exchange(stage, out)  # stage now holds the old tree
-            remove_tree(stage)
-        else:
-            os.rename(stage, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
+        with _locked(out.parent):
+            spare = _spare(out)
+            _sync(spare, out, wanted, current, manifest)
+            (spare / _STAGING_MARK).unlink()
+            if current.exists:
+                _exchange(spare, out)  # the old tree is the next spare
+            else:
+                os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
 
 
-def _fill(
-    stage: Path, out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One writer per folder at a time: two renders must not share a spare."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def spare_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}.servegen-spare"
+
+
+def _spare(out: Path) -> Path:
+    """The sibling folder the new tree is prepared in: servegen's own, or made now."""
+    spare = spare_folder(out)
+    if spare.is_symlink() or (spare.exists() and not spare.is_dir()):
+        raise OutputFolderError(f"{spare} is not servegen's spare folder; remove it")
+    if spare.exists():
+        marked = (spare / MANIFEST).is_file() or (spare / _STAGING_MARK).is_file()
+        # Unmarked: the tree swapped out was empty, or written before manifests.
+        visible = {p.name for p in spare.iterdir() if not p.name.startswith(".")}
+        if not marked and visible - set(MANAGED):
+            raise OutputFolderError(f"{spare} was not made by servegen; remove it")
+    else:
+        spare.mkdir()
+    (spare / _STAGING_MARK).touch()  # until the swap: an interrupted run is seen as such
+    return spare
+
+
+def _sync(
+    spare: Path, out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
 ) -> None:
-    folders: set[Path] = {stage}
-    for rel in current.folders:
-        if rel.split("/")[0] not in MANAGED:
-            _mkdirs(stage / rel, folders)
-    for rel in current.foreign:  # carried over as they are: files linked, links copied
-        if rel in wanted:
-            continue  # servegen's layout claims this path: the new file replaces it
-        source, target = out / rel, stage / rel
-        _mkdirs(target.parent, folders)
-        if source.is_symlink():
-            target.symlink_to(source.readlink())
-        else:
-            os.link(source, target, follow_symlinks=False)
-    for rel, data in wanted.items():
-        target = stage / rel
-        _mkdirs(target.parent, folders)
-        if current.owned.get(rel) == data:
-            os.link(out / rel, target, follow_symlinks=False)  # unchanged: same inode, mtime
-        else:
-            _new_file(target, data)
-    _new_file(stage / MANIFEST, manifest)
+    """Make `spare` hold `wanted`, the manifest and the foreign entries of `out`."""
+    have = _scan(spare)
+    targets: dict[str, bytes | None] = {  # None: carry over `out`'s entry as it is
+        **{rel: None for rel in current.foreign if rel not in wanted},
+        **wanted,
+        MANIFEST: manifest,
+        _STAGING_MARK: b"",
+    }
+    folders = {p.as_posix() for rel in targets for p in Path(rel).parents if p.name}
+    folders.update(rel for rel in current.folders if rel.split("/")[0] not in MANAGED)
+    for rel in sorted(set(have.files) - set(targets), reverse=True):
+        (spare / rel).unlink()
+    for rel in sorted(set(have.folders) - folders, key=lambda r: r.count("/"), reverse=True):
+        _remove_entry(spare / rel)
+    made = set(have.folders) & folders
+    for rel in sorted(folders - made, key=lambda r: r.count("/")):
+        _remove_entry(spare / rel)  # a file where a folder must be
+        (spare / rel).mkdir()
+    for rel, data in targets.items():
+        if rel == _STAGING_MARK:
+            continue
+        if not _in_step(rel, data, have, current):
+            _remove_entry(spare / rel)
+            _place(spare / rel, out / rel, data, current.owned.get(rel) == data)
 
 
-def _mkdirs(folder: Path, made: set[Path]) -> None:
-    if folder not in made:
-        folder.mkdir(parents=True, exist_ok=True)
-        made.update((folder, *folder.parents))
+def _in_step(rel: str, data: bytes | None, have: _Scan, current: OutputFolder) -> bool:
+    """Whether the spare's entry is already right: the very file `out` holds, unchanged."""
+    entry = have.files.get(rel)
+    if entry is None or rel == MANIFEST:
+        return False
+    live = current.inodes.get(rel)
+    unchanged = data is None or current.owned.get(rel) == data
+    return unchanged and live is not None and entry == (live, False) and not entry[1]
+
+
+def _place(target: Path, source: Path, data: bytes | None, unchanged: bool) -> None:
+    if data is None and source.is_symlink():
+        target.symlink_to(source.readlink())
+    elif data is None or unchanged:
+        os.link(source, target, follow_symlinks=False)  # same inode, mtime and bytes
+    else:
+        _new_file(target, data)
+
+
+def _remove_entry(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        remove_tree(path, markers=False)
+    elif os.path.lexists(path):
+        path.unlink()  # a FIFO or socket
 
 
 def _new_file(target: Path, data: bytes) -> None:
@@ -281,43 +345,20 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(old, a)  # noqa: PTH104
 
 
-def remove_tree(folder: Path) -> None:
+def remove_tree(folder: Path, *, markers: bool = True) -> None:
     """Delete a folder servegen made, never following a symlink; its markers go last."""
+    keep = (MANIFEST, _STAGING_MARK) if markers else ()
     for current, dirs, names in os.walk(folder, topdown=False, followlinks=False):
         here = Path(current)
         for name in names:
-            if here != folder or name not in (MANIFEST, _STAGING_MARK):
+            if here != folder or name not in keep:
                 (here / name).unlink()
         for name in dirs:
             path = here / name
             path.unlink() if path.is_symlink() else path.rmdir()
-    for marker in (MANIFEST, _STAGING_MARK):
+    for marker in keep:
         (folder / marker).unlink(missing_ok=True)
     folder.rmdir()
-
-
-def _clean_leftovers(out: Path) -> None:
-    """Remove swap folders a killed run left beside `out` (only ours, only dead runs')."""
-    with contextlib.suppress(OSError):
-        for entry in out.parent.iterdir():
-            match = _SWAP.fullmatch(entry.name)
-            if not match or match["name"] != out.name or entry.is_symlink() or not entry.is_dir():
-                continue
-            marked = (entry / _STAGING_MARK).is_file() or (entry / MANIFEST).is_file()
-            if marked and not _alive(int(match["pid"])):
-                remove_tree(entry)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a previous run of ours with a recycled pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stale_paths(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -181,16 +180,13 @@ def test_read_tree_files_many_files(tmp_path: Path) -> None:
     sh(path, "commit", "-q", "-m", "many")
     many = g.open_repo(path)
 
-    started = time.perf_counter()
-    files = g.read_tree_files(many, "HEAD")
-    elapsed = time.perf_counter() - started
+    files = g.read_tree_files(many, "HEAD")  # its speed: bench/bench_limits.py
 
     assert files == expected
     assert list(files) == sorted(expected)  # git order, deterministic
     assert g.read_tree_files(many, "HEAD", "d3") == {
         rel.removeprefix("d3/"): data for rel, data in expected.items() if rel.startswith("d3/")
     }
-    assert elapsed < 10, f"read_tree_files took {elapsed:.2f}s for 2,000 files"
 
 
 # --------------------------------------------------------------------------- build / CAS

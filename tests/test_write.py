@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from generator import cli
-from generator.write import MANIFEST, OutputFolderError, stale_paths, write_tree
+from generator.write import (
+    MANIFEST,
+    OutputFolderError,
+    manifest_bytes,
+    spare_folder,
+    stale_paths,
+    write_tree,
+)
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import kubectl
 
@@ -187,19 +194,47 @@ def test_render_out_where_nothing_can_be_written_is_a_usage_error(
     assert "cannot write" in err and "Traceback" not in err
 
 
-def test_leftovers_of_a_killed_run_are_cleaned(tmp_path: Path) -> None:
+def test_an_interrupted_spare_is_repaired_before_the_swap(tmp_path: Path) -> None:
     out = tmp_path / "out"
     write_tree(out, FILES)
-    dead = tmp_path / ".out.servegen-swap-999999999"
-    (dead / "models").mkdir(parents=True)
-    (dead / ".servegen-staging").touch()
-    (dead / "models" / "half.yaml").write_text("x")
-    unrelated = tmp_path / ".out.servegen-swap-notapid"
-    unrelated.mkdir()
-    write_tree(out, {**FILES, "README.md": b"# changed\n"})
-    assert not dead.exists()
-    assert unrelated.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.servegen-swap-notapid", "out"]
+    write_tree(out, {**FILES, "README.md": b"# second\n"})
+    spare = spare_folder(out)
+    assert (spare / MANIFEST).is_file()  # the previous tree, kept for the next write
+    # What a run killed while preparing the spare leaves: half-written and stray files.
+    (spare / ".servegen-staging").touch()
+    (spare / "models" / "a" / "base" / "x.yaml").write_bytes(b"a: half")
+    (spare / "models" / "stray.yaml").write_bytes(b"x")
+    (spare / "clusters").rename(spare / "moved")
+    third = {**FILES, "README.md": b"# third\n"}
+    write_tree(out, third)
+    assert snapshot(out) == {**third, MANIFEST: manifest_bytes(third)}
+
+
+def test_unchanged_files_are_shared_with_the_spare_not_copied(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    for n in range(3):
+        write_tree(out, {**FILES, "README.md": f"# {n}\n".encode()})
+        live = (out / "models/a/base/x.yaml").stat()
+        assert live.st_nlink == 2  # one inode, in the live tree and the spare
+
+
+@pytest.mark.parametrize("kind", ["symlink", "foreign"])
+def test_a_spare_servegen_did_not_make_is_refused(tmp_path: Path, kind: str) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.txt").write_text("keep\n")
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    if kind == "symlink":
+        spare_folder(out).symlink_to(victim)
+    else:
+        spare_folder(out).mkdir()
+        (spare_folder(out) / "data.txt").write_text("keep\n")
+    with pytest.raises(OutputFolderError, match="spare"):
+        write_tree(out, {**FILES, "README.md": b"# changed\n"})
+    assert snapshot(victim) == {"data.txt": b"keep\n"}
+    assert (out / "README.md").read_bytes() == FILES["README.md"]
 
 
 # --- SIGKILL at any moment ----------------------------------------------------------------
@@ -257,7 +292,8 @@ def test_sigkill_at_any_moment_leaves_exactly_the_old_or_the_new_tree(tmp_path: 
         assert state in (old, new), f"kill after {kill_after:.3f}s left a mixed tree"
         _write_in_subprocess(out, "new", None)  # the next run finishes the job
         assert snapshot(out) == new
-        assert sorted(p.name for p in out.parent.iterdir()) == ["out"], "stray files left"
+        left = sorted(p.name for p in out.parent.iterdir())
+        assert left in (["out"], [".out.servegen-spare", "out"]), "stray files left"
 
 
 def test_sigkill_during_render_kustomize_builds_old_or_new(
