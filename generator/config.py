@@ -16,6 +16,7 @@ from generator.fields import (
     Resources,
     StrictModel,
     Toleration,
+    single_line,
 )
 
 CONFIG_FILE = "servegen.yaml"
@@ -39,6 +40,7 @@ _TAG = re.compile(r"^[^@\s]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-
 
 
 def _pinned_image(value: str) -> str:
+    single_line(value)
     name, _, digest = value.partition("@")
     tag = name.rsplit("/", 1)[-1].partition(":")[2]
     if not _TAG.fullmatch(value):
