@@ -149,25 +149,53 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (str(metadata.get("namespace", "")), group, str(obj.get("kind")), metadata["name"])
 
 
+# kserve v0.20.0 pkg/constants/constants.go (PredictorServiceName): an InferenceService
+# `<name>` makes its predictor's Deployment, Service and HPA as `<name>-predictor` in its
+# namespace (Standard mode), so those names are taken even though servegen renders none.
+_KSERVE_PREDICTOR_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)
+
+
+def _claimed(obj: Object) -> Iterable[tuple[Object, bool]]:
+    """The objects `obj` puts in the cluster: itself, and what a controller makes for it."""
+    yield obj, False
+    if obj["kind"] == "InferenceService":
+        metadata = {"name": f"{obj['metadata']['name']}-predictor"}
+        metadata["namespace"] = obj["metadata"].get("namespace")
+        for api, kind in _KSERVE_PREDICTOR_KINDS:
+            yield {"apiVersion": api, "kind": kind, "metadata": metadata}, True
+
+
 def duplicate_objects(models: Sequence[ModelRender]) -> list[Diagnostic]:
-    """Two specs rendering the same object in one environment would overwrite each other."""
-    seen: dict[tuple[str, tuple[str, str, str, str]], ModelRender] = {}
+    """Two specs rendering (or making KServe create) the same object in one environment."""
+    seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, bool]] = {}
     out = []
     for model in models:
         for env, rendered in model.environments.items():
-            for obj in rendered.objects:
+            for obj, implied in (c for o in rendered.objects for c in _claimed(o)):
                 key = (env, object_key(obj))
-                other = seen.setdefault(key, model)
+                other, other_implied = seen.setdefault(key, (model, implied))
                 if other is model:
                     continue
                 what = f"{ObjectRef.of(obj)} in namespace {key[1][0]} (environment {env})"
+                by = (
+                    "made by KServe for the InferenceService of"
+                    if other_implied
+                    else "also rendered by"
+                )
+                if implied:
+                    what = f"KServe's predictor {what}"
+                    by = "also rendered by"
                 out.append(
                     Diagnostic(
                         model.path,
                         model.line,
                         model.col,
                         "name",
-                        f"{what} is also rendered by {other.path}:{other.line}:{other.col}",
+                        f"{what} is {by} {other.path}:{other.line}:{other.col}",
                     )
                 )
     return out

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from generator.errors import InvalidInputError
 from generator.layout import json_patch
 from generator.pipeline import Build, build
 from generator.render import object_key
@@ -164,3 +165,33 @@ def test_summaries_keep_identities_and_give_the_same_files(
             assert all(
                 set(obj) <= {"apiVersion", "kind", "metadata", "spec"} for obj in rendered.objects
             )
+
+
+def test_vllm_spec_named_like_a_kserve_predictor_is_refused(example_repo: Path) -> None:
+    """KServe makes `<name>-predictor` objects: a vLLM spec of that name would collide."""
+    qwen = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
+    qwen.write_text(qwen.read_text().replace("name: qwen-cpu", "name: bert-sentiment-predictor"))
+    with pytest.raises(InvalidInputError) as caught:
+        build(example_repo)
+    messages = sorted(str(d) for d in caught.value.diagnostics)
+    assert messages and all("specs/vllm/qwen-cpu.yaml:4:7: error: name:" in m for m in messages)
+    assert any(
+        "Deployment/bert-sentiment-predictor in namespace llm-dev (environment dev) is made "
+        "by KServe for the InferenceService of specs/kserve/bert-sentiment.yaml:4:7" in m
+        for m in messages
+    )
+    assert any("Service/bert-sentiment-predictor in namespace llm-dev" in m for m in messages)
+
+
+def test_kserve_spec_whose_predictor_takes_a_vllm_name_is_refused(example_repo: Path) -> None:
+    bert = example_repo / "specs" / "kserve" / "bert-sentiment.yaml"
+    bert.write_text(bert.read_text().replace("name: bert-sentiment", "name: qwen"))
+    qwen = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
+    qwen.write_text(qwen.read_text().replace("name: qwen-cpu", "name: qwen-predictor"))
+    with pytest.raises(InvalidInputError) as caught:
+        build(example_repo)
+    assert any(
+        "KServe's predictor Deployment/qwen-predictor in namespace llm-dev (environment dev) is "
+        "also rendered by specs/vllm/qwen-cpu.yaml" in str(d)
+        for d in caught.value.diagnostics
+    )
