@@ -170,25 +170,26 @@ def _claimed(obj: Object) -> Iterable[tuple[Object, bool]]:
 
 
 def duplicate_objects(models: Sequence[ModelRender]) -> list[Diagnostic]:
-    """Two specs rendering (or making KServe create) the same object in one environment."""
+    """Two specs rendering (or making KServe create) the same object in one environment.
+
+    Models come sorted by name, and `<name>` sorts before `<name>-predictor`: a KServe
+    predictor's objects are always seen before a spec that collides with them.
+    """
     seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, bool]] = {}
     out = []
     for model in models:
         for env, rendered in model.environments.items():
             for obj, implied in (c for o in rendered.objects for c in _claimed(o)):
                 key = (env, object_key(obj))
-                other, other_implied = seen.setdefault(key, (model, implied))
+                other, by_kserve = seen.setdefault(key, (model, implied))
                 if other is model:
                     continue
                 what = f"{ObjectRef.of(obj)} in namespace {key[1][0]} (environment {env})"
                 by = (
                     "made by KServe for the InferenceService of"
-                    if other_implied
+                    if by_kserve
                     else "also rendered by"
                 )
-                if implied:
-                    what = f"KServe's predictor {what}"
-                    by = "also rendered by"
                 out.append(
                     Diagnostic(
                         model.path,

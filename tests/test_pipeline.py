@@ -181,17 +181,3 @@ def test_vllm_spec_named_like_a_kserve_predictor_is_refused(example_repo: Path) 
         for m in messages
     )
     assert any("Service/bert-sentiment-predictor in namespace llm-dev" in m for m in messages)
-
-
-def test_kserve_spec_whose_predictor_takes_a_vllm_name_is_refused(example_repo: Path) -> None:
-    bert = example_repo / "specs" / "kserve" / "bert-sentiment.yaml"
-    bert.write_text(bert.read_text().replace("name: bert-sentiment", "name: qwen"))
-    qwen = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
-    qwen.write_text(qwen.read_text().replace("name: qwen-cpu", "name: qwen-predictor"))
-    with pytest.raises(InvalidInputError) as caught:
-        build(example_repo)
-    assert any(
-        "KServe's predictor Deployment/qwen-predictor in namespace llm-dev (environment dev) is "
-        "also rendered by specs/vllm/qwen-cpu.yaml" in str(d)
-        for d in caught.value.diagnostics
-    )
