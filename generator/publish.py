@@ -96,12 +96,22 @@ def render_source(repo: git.Repo, root: Path, commit: str | None, crds: Sequence
     return result
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
 
 
 def public_url(url: str) -> str:
-    """`url` without credentials (`https://user:token@host/x` -> `https://host/x`)."""
-    return _USERINFO.sub(r"\1", url)
+    """`url` without credentials: no userinfo, query or fragment.
+
+    `https://user:p@ss@host/r?token=x` -> `https://host/r`. A password may hold an
+    unescaped `@` or `/`, so everything up to the last `@` before the query goes.
+    (scp-style `git@host:path` names an ssh user, not a secret, and is kept.)
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        return url
+    scheme, rest = match.groups()
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    return scheme + rest.rpartition("@")[2]
 
 
 def source_url(repo: git.Repo, remote: str) -> str:

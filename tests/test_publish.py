@@ -460,6 +460,23 @@ def test_public_url_drops_credentials() -> None:
     assert pub.public_url("git@github.com:o/r.git") == "git@github.com:o/r.git"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:p@ss@host/o/r",
+        "https://user:p/ss@host/o/r",
+        "https://host/o/r?private_token=s3cret",
+        "https://host/o/r#s3cret",
+        "https://u:pa%40ss@host/o/r?x=1&token=s3cret",
+        "ssh://user:s3cret@host/o/r",
+    ],
+)
+def test_public_url_keeps_no_part_of_any_credential(url: str) -> None:
+    public = pub.public_url(url)
+    assert public in ("https://host/o/r", "ssh://host/o/r")
+    assert not any(part in public for part in ("p@ss", "ss@", "s3cret", "user", "token"))
+
+
 # --------------------------------------------------------------------------- pushing
 
 
