@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="scaffold a new spec repository")
     p.add_argument("directory", type=Path)
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.add_argument(
+        "--overwrite",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="with --force, replace this existing file (repeatable); others are kept",
+    )
 
     p = sub.add_parser("validate", help="check the config and every spec")
     p.add_argument("--format", choices=["text", "json", "github"], default="text")
@@ -156,6 +163,8 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
     fields = {k: v for k, v in vars(args).items() if k not in ("root", "debug", "command")}
     if "crds" in fields:
         fields["crds"] = tuple(fields["crds"])
+    if "overwrite" in fields:
+        fields["overwrite"] = tuple(fields["overwrite"])
     classes: dict[str, Callable[..., Any]] = {
         "init": opt.InitOptions,
         "validate": opt.ValidateOptions,

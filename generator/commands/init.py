@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from generator import schema
-from generator.errors import EXIT_OK, ServegenError
+from generator.errors import EXIT_OK, ServegenError, UsageError
 from generator.options import InitOptions
 
 SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold"
@@ -37,10 +37,23 @@ def run(options: InitOptions) -> int:
     if target.is_dir() and any(target.iterdir()) and not options.force:
         raise ServegenError(f"{target} is not empty; use --force to write into it anyway")
     files = scaffold_files()
+    unknown = sorted(set(options.overwrite) - set(files))
+    if unknown:
+        raise UsageError(f"servegen: --overwrite {unknown[0]}: not a file init writes")
+    written, kept = [], []
     for rel, data in files.items():
         path = target / rel
+        # The user's own servegen.yaml, .gitignore or workflow is kept unless named.
+        if (path.exists() or path.is_symlink()) and rel not in options.overwrite:
+            kept.append(rel)
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            path.unlink()  # replace the link itself, never write through it
         path.write_bytes(data)
-    print(f"servegen: created {len(files)} file(s) in {target}")
+        written.append(rel)
+    print(f"servegen: created {len(written)} file(s) in {target}")
+    for rel in kept:
+        print(f"servegen: kept existing {rel} (replace it with --overwrite {rel})")
     print(f"next: servegen -C {target} validate && servegen -C {target} render")
     return EXIT_OK
