@@ -195,6 +195,22 @@ def test_init_overwrite_of_an_unknown_file_is_a_usage_error(
     assert code == 2 and "not a file init writes" in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["diff", "--output-file", "/missing/x"],
+        ["schema", "--out", "/proc/x"],
+        ["schema", "--out", "/dev/null"],
+    ],
+)
+def test_unwritable_output_paths_are_usage_errors(
+    argv: list[str], example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["-C", str(example_repo), *argv], capsys)
+    assert code == 2, err
+    assert err.startswith(f"servegen: {argv[1]} {argv[2]}: ") and "Traceback" not in err
+
+
 def test_committed_schemas_are_current() -> None:
     """CI fails when the JSON Schemas drift from the models: run `servegen schema`."""
     assert schema.stale_files(schema.packaged_dir()) == []

@@ -39,7 +39,7 @@ def run(options: InitOptions) -> int:
     files = scaffold_files()
     unknown = sorted(set(options.overwrite) - set(files))
     if unknown:
-        raise UsageError(f"servegen: --overwrite {unknown[0]}: not a file init writes")
+        raise UsageError(f"--overwrite {unknown[0]}: not a file init writes")
     written, kept = [], []
     for rel, data in files.items():
         path = target / rel

@@ -17,7 +17,7 @@ def run(options: RenderOptions) -> int:
     started = time.perf_counter()
     root = options.common.root
     if options.out is not None and options.out.exists() and not options.out.is_dir():
-        raise UsageError(f"servegen: --out {options.out}: not a folder")
+        raise UsageError(f"--out {options.out}: not a folder")
     result = build(root, environment=options.environment, crds=options.crds)
     for note in result.notes:
         print(f"servegen: note: {note}", file=sys.stderr)
@@ -41,7 +41,7 @@ def run(options: RenderOptions) -> int:
     except CannotWriteError as exc:
         if options.out is None:
             raise
-        raise UsageError(f"servegen: --out {options.out}: {exc.message}") from exc
+        raise UsageError(f"--out {options.out}: {exc.message}") from exc
     elapsed = (time.perf_counter() - started) * 1000
     print(
         f"servegen: rendered {len(result.models)} model(s), {result.object_count()} object(s) "

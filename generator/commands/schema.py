@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from generator import schema
-from generator.errors import EXIT_OK, ServegenError
+from generator.errors import EXIT_OK, ServegenError, UsageError
 from generator.options import SchemaOptions
 
 
@@ -17,6 +17,9 @@ def run(options: SchemaOptions) -> int:
             )
         print(f"servegen: schemas in {directory} are up to date")
         return EXIT_OK
-    written = schema.write(directory)
+    try:
+        written = schema.write(directory)
+    except OSError as exc:
+        raise UsageError(f"--out {directory}: {exc.strerror or exc}") from exc
     print(f"servegen: wrote {len(written)} schema file(s) to {directory}")
     return EXIT_OK
