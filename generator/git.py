@@ -58,11 +58,13 @@ __all__ = [
     "classify_push",
     "commit_info",
     "commit_tree",
+    "current_branch",
     "export_tree",
     "fetch_branch",
     "head_commit",
     "identity_from_env_or_config",
     "is_ancestor",
+    "is_shallow",
     "list_tree",
     "merge_base",
     "open_repo",
@@ -475,6 +477,18 @@ def is_ancestor(repo: Repo, a: str, b: str) -> bool:
     if res.status in (0, 1):  # documented: 0 yes, 1 no, anything else an error
         return res.status == 0
     raise GitError(f"cannot compare {a!r} and {b!r}: {res.stderr.strip()}")
+
+
+def is_shallow(repo: Repo) -> bool:
+    """True in a shallow clone, where missing history can hide that one commit has another."""
+    out = _check(repo._run("rev-parse", "--is-shallow-repository"), "cannot inspect the clone")
+    return _line(out) == "true"
+
+
+def current_branch(repo: Repo) -> str | None:
+    """The branch HEAD is on, or None when detached."""
+    res = repo._run("symbolic-ref", "--quiet", "--short", "HEAD")
+    return _line(res.stdout) if res.status == 0 else None
 
 
 def merge_base(repo: Repo, a: str, b: str) -> str | None:

@@ -473,6 +473,7 @@ def attempt_publish(
     target: Target, source: Source, files: Mapping[str, bytes], tips: Tips
 ) -> Outcome | None:
     """One attempt; None means "lost a race, try again"."""
+    check_deploy_branch(target, tips, source.sha)
     parent = start_point(target, tips)
     deployed = git.read_tree_files(target.repo, parent) if parent else {}
     recorded = recorded_source(deployed)
@@ -520,7 +521,38 @@ def contains(target: Target, recorded: str, source_sha: str) -> bool:
             f"{source_sha[:SHORT]}. Fetch the full history (e.g. actions/checkout "
             "fetch-depth: 0) and publish again"
         )
-    return git.is_ancestor(target.repo, source_sha, recorded)
+    if git.is_ancestor(target.repo, source_sha, recorded):
+        return True
+    if git.is_shallow(target.repo) and not git.is_ancestor(target.repo, recorded, source_sha):
+        # A shallow clone may lack the history linking the two: "not an ancestor" would
+        # then be a guess, and a wrong guess publishes an older state over a newer one.
+        raise GitError(
+            f"this is a shallow clone: cannot tell whether {target.branch}'s source commit "
+            f"{recorded[:SHORT]} contains {source_sha[:SHORT]}. Run `git fetch --unshallow` "
+            "(actions/checkout: fetch-depth: 0) and publish again"
+        )
+    return False
+
+
+def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:
+    """The deploy branch must be servegen's own: never a source branch, never sharing history.
+
+    Publishing to `main` would fast-forward it to a tree of manifests: specs and config
+    gone. A deploy branch always starts as an orphan, so any common ancestor with the
+    source means it is (or was built on) a source branch.
+    """
+    if target.branch == git.current_branch(target.repo):
+        raise GitError(
+            f"refusing to publish to {target.branch}: it is the branch checked out here "
+            "(the source). Set deploy.branch in servegen.yaml to a branch of its own"
+        )
+    for tip in (tips.local, tips.remote):
+        if tip is not None and git.merge_base(target.repo, tip, source_sha) is not None:
+            raise GitError(
+                f"refusing to publish to {target.branch}: it shares history with the source "
+                f"commit {source_sha[:SHORT]}, so it is a source branch, not a deploy branch. "
+                "Set deploy.branch in servegen.yaml to a branch of its own"
+            )
 
 
 def commit_exists(repo: git.Repo, sha: str) -> bool:

@@ -723,3 +723,53 @@ def test_deploy_branch_checked_out_elsewhere(
     assert code == 0 and "and pushed" in out, err
     assert "local deploy not updated" in err
     assert tip(spec_repo) == first and tip(remote) != first
+
+
+# --------------------------------------------------------------------------- hostile setups
+
+
+@pytest.mark.parametrize("branch", ["main", "feature"])
+def test_deploy_branch_that_is_a_source_branch_is_refused(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], branch: str
+) -> None:
+    """`deploy.branch: main` plus --push fast-forwarded main to the manifests."""
+    if branch == "feature":  # not checked out, but it shares history with the source
+        sh(spec_repo, "push", "-q", "origin", "main:feature")
+    before = sh(remote, "rev-parse", "refs/heads/main")
+    args = ("--push", "--allow-prune", "--branch", branch)  # CI passes --allow-prune on main
+    code, out, err = publish(spec_repo, crds_dir, capsys, *args)
+    assert code == 1, out + err
+    assert f"refusing to publish to {branch}" in err and "Traceback" not in err
+    assert sh(remote, "rev-parse", "refs/heads/main") == before
+    assert (spec_repo / "servegen.yaml").is_file()
+
+
+def test_shallow_clone_cannot_publish_backwards(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shallow clone lacking the history between two sources must not guess."""
+    old = sh(spec_repo, "rev-parse", "HEAD")
+    sh(spec_repo, "tag", "old")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    commit_all(spec_repo, "Scale tinyllama")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 3\n", "max_replicas: 4\n")
+    new = commit_all(spec_repo, "Scale tinyllama more")
+    sh(spec_repo, "push", "-q", "origin", "main", "old")
+    code, _, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0, err
+    published = sh(remote, "rev-parse", "refs/heads/deploy")
+    # CI re-running the older commit, with a depth-1 checkout of each ref it fetched.
+    shallow = spec_repo.parent / "shallow"
+    url = f"file://{remote}"
+    sh(spec_repo.parent, "clone", "-q", "--depth", "1", "--branch", "old", url, str(shallow))
+    sh(shallow, "fetch", "-q", "--depth", "1", "origin", new)
+    assert sh(shallow, "rev-parse", "HEAD") == old
+    code, out, err = publish(shallow, crds_dir, capsys, "--push")
+    assert code == 1, out + err
+    assert "shallow clone" in err and "git fetch --unshallow" in err
+    assert sh(remote, "rev-parse", "refs/heads/deploy") == published
+    # With the history, the same run sees that a newer source was published: no change.
+    sh(shallow, "fetch", "-q", "--unshallow", "origin")
+    code, out, err = publish(shallow, crds_dir, capsys, "--push")
+    assert code == 0 and "nothing to publish" in out, out + err
+    assert sh(remote, "rev-parse", "refs/heads/deploy") == published
