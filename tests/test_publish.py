@@ -284,6 +284,20 @@ def test_existing_foreign_branch_is_not_taken_over_silently(
     sh(spec_repo, "branch", "deploy", "HEAD")  # a branch of the same name, not ours
     before = tip(spec_repo)
     code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1 and "shares history with the source" in err
+    assert tip(spec_repo) == before
+    # Not even --allow-prune: a source branch is never turned into manifests.
+    assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 1
+    assert tip(spec_repo) == before
+
+
+def test_existing_unrelated_branch_needs_allow_prune(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = sh(spec_repo, "mktree", input=b"")
+    before = sh(spec_repo, "commit-tree", tree, "-m", "someone else's")
+    sh(spec_repo, "update-ref", "refs/heads/deploy", before)
+    code, _, err = publish(spec_repo, crds_dir, capsys)
     assert code == 1 and "not written by servegen" in err
     assert tip(spec_repo) == before
     assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 0
