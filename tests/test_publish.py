@@ -294,7 +294,8 @@ def test_existing_foreign_branch_is_not_taken_over_silently(
 def test_existing_unrelated_branch_needs_allow_prune(
     spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tree = sh(spec_repo, "mktree", input=b"")
+    blob = sh(spec_repo, "hash-object", "-w", "--stdin", input=b"theirs\n")
+    tree = sh(spec_repo, "mktree", input=f"100644 blob {blob}\tnotes.txt\n".encode())
     before = sh(spec_repo, "commit-tree", tree, "-m", "someone else's")
     sh(spec_repo, "update-ref", "refs/heads/deploy", before)
     code, _, err = publish(spec_repo, crds_dir, capsys)
