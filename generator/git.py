@@ -70,6 +70,7 @@ __all__ = [
     "open_repo",
     "push_branch",
     "read_tree_files",
+    "remote_default_branch",
     "remote_url",
     "resolve_commit",
     "tracking_ref",
@@ -188,10 +189,13 @@ def _exec(
 ) -> _Result:
     """Run `git <command> <args>` via GitPython; never raises for a non-zero exit."""
     method = getattr(runner, command.replace("-", "_"))
+    # GitPython refuses --upload-pack for ls-remote; ours only ever names git's own.
+    unsafe = {"allow_unsafe_options": True} if command == "ls-remote" else {}
     with _stdin(stdin) as istream:
         try:
             status, out, err = method(
                 *args,
+                **unsafe,
                 istream=istream,
                 env=dict(env or {}),
                 with_extended_output=True,
@@ -1001,6 +1005,20 @@ def _fetch(repo: Repo, remote: str, refspec: str) -> _Result:
         remote,
         refspec,
     )
+
+
+def remote_default_branch(repo: Repo, remote: str) -> str | None:
+    """The branch the remote's HEAD names (its default branch), or None."""
+    res = _transport(
+        repo, "ls-remote", "--symref", "--end-of-options", _check_remote(remote), "HEAD"
+    )
+    if res.status != 0:
+        raise GitError(f"cannot reach {remote!r}: {res.stderr.strip()}")
+    for line in _line(res.stdout).splitlines():
+        target, _, name = line.partition("\t")
+        if name == "HEAD" and target.startswith("ref: refs/heads/"):
+            return target.removeprefix("ref: refs/heads/")
+    return None
 
 
 def fetch_commit(repo: Repo, remote: str, sha: str) -> bool:

@@ -425,8 +425,40 @@ def publish_worktree(options: WatchOptions, files: Mapping[str, bytes], config: 
     return describe(publish_files(target, source, files))
 
 
+def check_pushable(target: Target, source: Source) -> None:
+    """With --push, only a source commit the remote's default branch holds is published.
+
+    What Flux deploys must be what was reviewed and merged: an unpushed commit or a
+    feature branch would put a state on the deploy branch that its source branch never
+    had, and "never backwards" would then block the real next merge.
+    """
+    if target.remote is None:
+        return
+    remote = target.remote
+    branch = git.remote_default_branch(target.repo, remote)
+    if branch is None:
+        raise GitError(f"{remote} names no default branch (its HEAD): cannot check the source")
+    tip = git.fetch_branch(target.repo, remote, branch)
+    if tip is not None and not git.is_ancestor(target.repo, source.sha, tip):
+        if git.is_shallow(target.repo):
+            raise GitError(
+                f"this is a shallow clone: cannot tell whether {remote}/{branch} contains "
+                f"{source.sha[:SHORT]}. Run `git fetch --unshallow` (actions/checkout: "
+                "fetch-depth: 0) and publish again"
+            )
+        tip = None
+    if tip is None:
+        raise GitError(
+            f"refusing to push: source commit {source.sha[:SHORT]} is not on {remote}'s "
+            f"default branch {branch}. Only merged commits are published: merge it into "
+            f"{branch} (and push {branch}) first, or run publish without --push to build the "
+            "deploy commit locally"
+        )
+
+
 def publish_files(target: Target, source: Source, files: Mapping[str, bytes]) -> Outcome:
     """The bounded fetch / build / compare-and-swap / push loop."""
+    check_pushable(target, source)
     for attempt in range(1, target.max_attempts + 1):
         outcome = attempt_publish(target, source, files, current_tips(target))
         if outcome is not None:

@@ -503,6 +503,7 @@ def test_push_creates_and_advances_the_remote_branch(
     assert tip(remote) == tip(spec_repo)
     edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
     commit_all(spec_repo, "Scale")
+    sh(spec_repo, "push", "-q", "origin", "main")  # only merged commits are pushed
     assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
     assert tip(remote) == tip(spec_repo)
     assert sh(remote, "rev-list", "--count", "deploy") == "2"
@@ -549,7 +550,11 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     edit(other / RERANKER, "max_replicas: 2}", "max_replicas: 3}")
     side = commit_all(other, "Side scale")
     sh(other, "push", "-q", "origin", "side")
-    assert publish(other, crds_dir, capsys, "--push")[0] == 0
+    # (Straight through the publish loop: `publish --push` only takes merged commits.)
+    side_options = PublishOptions(Common(root=other), push=True, crds=(crds_dir,))
+    side_target, side_source, side_files = pub.prepare(side_options)
+    side_tips = pub.current_tips(side_target)
+    assert pub.attempt_publish(side_target, side_source, side_files, side_tips) is not None
     moved = tip(remote)
     assert pub.attempt_publish(target, source, files, stale) is None  # rejected: remote moved
     assert tip(remote) == moved
@@ -734,6 +739,7 @@ def test_deploy_branch_checked_out_elsewhere(
     assert code == 1 and "checked out" in err
     assert tip(spec_repo) == first
     # With --push the remote is the target; the checked-out local branch is left alone.
+    sh(spec_repo, "push", "-q", "origin", "main")
     code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
     assert code == 0 and "and pushed" in out, err
     assert "local deploy not updated" in err
@@ -741,6 +747,25 @@ def test_deploy_branch_checked_out_elsewhere(
 
 
 # --------------------------------------------------------------------------- hostile setups
+
+
+@pytest.mark.parametrize("where", ["unpushed", "feature"])
+def test_push_only_publishes_commits_on_the_default_branch(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """An unpushed or feature-branch commit on the deploy branch blocked later merges."""
+    if where == "feature":
+        sh(spec_repo, "checkout", "-q", "-b", "feature")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    sha = commit_all(spec_repo, "Scale")
+    if where == "feature":
+        sh(spec_repo, "push", "-q", "origin", "feature")
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 1, out + err
+    assert f"source commit {sha[:7]} is not on origin's default branch main" in err
+    assert "merge it into main" in err
+    assert tip(remote) is None and tip(spec_repo) is None
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0  # without --push: a local commit
 
 
 @pytest.mark.parametrize("branch", ["main", "feature"])
