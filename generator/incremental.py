@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -396,7 +397,9 @@ def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic, b
     """
     linked = path.is_symlink()
     try:
-        if not linked and path.stat().st_size <= MAX_FILE_BYTES:
+        info = path.stat()
+        # Only regular files are read here: a FIFO would block forever (read_source says so).
+        if not linked and stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
             data = path.read_bytes()
             return _digest(data), parse_source(path.relative_to(root).as_posix(), data), False
     except OSError:

@@ -162,6 +162,14 @@ def test_validation_error_is_positioned(started: IncrementalBuild, example_repo:
     )
 
 
+def test_fifo_spec_is_an_error_not_a_hang(started: IncrementalBuild, example_repo: Path) -> None:
+    path = example_repo / "specs" / "pipe.yaml"
+    os.mkfifo(path)
+    result = apply(started, path)
+    assert not result.ok
+    assert str(result.diagnostics[0]).startswith("specs/pipe.yaml:1:1: error: not a regular file")
+
+
 def test_duplicate_name_across_files_then_resolved(
     started: IncrementalBuild, example_repo: Path, crds: list[Path]
 ) -> None:
