@@ -200,32 +200,32 @@ def write_tree(
     """
     for rel in files:
         safe_relative(rel)
-    current = read_output(out, known)
-    kept = {rel: data for rel, data in current.owned.items() if rel not in files and not scope(rel)}
-    wanted = {**kept, **files}
-    written = tuple(sorted(rel for rel, data in files.items() if current.owned.get(rel) != data))
-    removed = tuple(sorted(set(current.owned) - set(wanted)))
-    manifest = manifest_bytes(wanted)
-    if written or removed or manifest != current.manifest or not current.exists:
-        _replace_folder(out, wanted, current, manifest)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(out.parent):  # read and swap as one: no other writer in between
+            current = read_output(out, known)
+            kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
+            wanted = {**kept, **files}
+            written = tuple(sorted(r for r, d in files.items() if current.owned.get(r) != d))
+            removed = tuple(sorted(set(current.owned) - set(wanted)))
+            manifest = manifest_bytes(wanted)
+            if written or removed or manifest != current.manifest or not current.exists:
+                _replace_folder(out, wanted, current, manifest)
+    except OSError as exc:
+        raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
 
 
 def _replace_folder(
     out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
 ) -> None:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(out.parent):
-            spare = _spare(out)
-            _sync(spare, out, wanted, current, manifest)
-            (spare / _STAGING_MARK).unlink()
-            if current.exists:
-                _exchange(spare, out)  # the old tree is the next spare
-            else:
-                os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
-    except OSError as exc:
-        raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
+    spare = _spare(out)
+    _sync(spare, out, wanted, current, manifest)
+    (spare / _STAGING_MARK).unlink()
+    if current.exists:
+        _exchange(spare, out)  # the old tree is the next spare
+    else:
+        os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
 
 
 @contextlib.contextmanager
