@@ -22,6 +22,7 @@ from generator.errors import (
     InvalidInputError,
     ServegenError,
     UsageError,
+    printable,
 )
 
 # Paths on the command line are relative to -C DIR, like every path in servegen.yaml.
@@ -102,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="scaffold a new spec repository")
     p.add_argument("directory", type=Path, help="folder to create the repository in")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.add_argument(
+        "--overwrite",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="with --force, replace this existing file (repeatable); others are kept",
+    )
 
     p = sub.add_parser("validate", help="check the config and every spec")
     _format(p, "text", "json", "github")
@@ -280,7 +288,7 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
         fields["crds"] = tuple(_under(root, p) for p in fields["crds"])
     if "environments" in fields:
         fields["environments"] = tuple(fields["environments"])
-    for name in ("refresh", "names", "serve"):
+    for name in ("refresh", "names", "serve", "overwrite"):
         if name in fields:
             fields[name] = tuple(fields[name])
     for key in _PATH_OPTIONS:
@@ -347,10 +355,14 @@ def _report_error(exc: ServegenError, color: bool | None) -> int:
 
     for diagnostic in exc.diagnostics:
         terminal.diagnostic(diagnostic, color=color)
+    # Messages may quote git or untrusted names: every line escaped, and indented, so no
+    # line of ours can pose as a CI workflow command.
+    lines = [printable(line) for line in exc.message.splitlines()] or [""]
+    message = "\n  ".join(lines)
     if isinstance(exc, InvalidInputError):
-        terminal.summary(exc.message, ok=False, color=color)
+        terminal.summary(message, ok=False, color=color)
     else:
-        terminal.error(exc.message, color=color)
+        terminal.error(message, color=color)
     return exc.exit_code
 
 

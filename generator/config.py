@@ -23,6 +23,7 @@ from generator.fields import (
     Resources,
     StrictModel,
     Toleration,
+    single_line,
 )
 
 CONFIG_FILE = "servegen.yaml"
@@ -35,6 +36,8 @@ def _relative_dir(value: str) -> str:
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value or not value.strip():
         raise ValueError("must be a relative path inside the repository (no '..')")
+    if not value.isprintable():  # it is written into headers and messages
+        raise ValueError("must not contain control or line-break characters")
     return str(path)
 
 
@@ -44,6 +47,7 @@ _TAG = re.compile(r"^[^@\s]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-
 
 
 def _pinned_image(value: str) -> str:
+    single_line(value)
     name, _, digest = value.partition("@")
     tag = name.rsplit("/", 1)[-1].partition(":")[2]
     if not _TAG.fullmatch(value):

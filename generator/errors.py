@@ -16,6 +16,26 @@ EXIT_INTERNAL = 3
 EXIT_CLUSTER = 3  # `servegen status`: cannot reach or authenticate to the cluster
 EXIT_INTERRUPTED = 130
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` with every unprintable character escaped (`\\n`, `\\x1b`, `\\u2028`).
+
+    Paths and messages carry untrusted text (file names, field values): escaped, none
+    can start a new output line, forge a CI workflow command or send a terminal escape.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 @dataclass(frozen=True, order=True)
 class Diagnostic:
@@ -35,9 +55,10 @@ class Diagnostic:
 
     def __str__(self) -> str:
         # Line 0: about a path as a whole (a missing folder), with no position inside it.
-        where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
+        path = printable(self.path)
+        where = f"{path}:{self.line}:{self.col}" if self.line else path
         what = f"{self.json_path}: {self.message}" if self.json_path else self.message
-        return f"{where}: {self.severity}: {what}"
+        return f"{where}: {self.severity}: {printable(what)}"
 
 
 class ServegenError(Exception):

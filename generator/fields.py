@@ -19,6 +19,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from generator.errors import printable
+
 
 class StrictModel(BaseModel):
     """Base for everything a user writes: unknown keys are errors, nothing is coerced silently."""
@@ -89,12 +91,6 @@ def _label_key(key: str) -> str:
     return _qualified_key(key, "label key")
 
 
-def _annotation_key(key: str) -> str:
-    # Annotation keys follow the same qualified-name rule as label keys (kubernetes
-    # apimachinery pkg/api/validation/objectmeta.go: ValidateAnnotations, IsQualifiedName).
-    return _qualified_key(key, "annotation key")
-
-
 def _label_value(value: str) -> str:
     if value and (len(value) > 63 or not _LABEL_NAME_RE.fullmatch(value)):
         raise ValueError(
@@ -107,13 +103,68 @@ def _label_value(value: str) -> str:
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
 
+
+# --- control characters -----------------------------------------------------------------
+# Engines read args, env values, images and toleration fields as one line; a control
+# character there is refused by the runtime or breaks `kubectl kustomize` for a whole
+# environment. Multi-line text (file contents, annotation values) keeps tab and newline.
+
+_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_TEXT_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _refuse(pattern: re.Pattern[str], value: str, what: str) -> str:
+    found = pattern.search(value)
+    if found:
+        char = printable(found.group()) if found.group() != "\n" else "a newline"
+        raise ValueError(f"contains {char} at character {found.start() + 1}: {what}")
+    return value
+
+
+def single_line(value: str) -> str:
+    return _refuse(_LINE_FORBIDDEN, value, "control and line-break characters are not allowed")
+
+
+def plain_text(value: str) -> str:
+    return _refuse(
+        _TEXT_FORBIDDEN, value, "control characters other than tab and newline are not allowed"
+    )
+
+
+Line = Annotated[str, AfterValidator(single_line)]
+Text = Annotated[str, AfterValidator(plain_text)]
+
+# Go YAML (kustomize's kyaml) reads these unquoted words as null, booleans, numbers or
+# timestamps, and kustomize writes map keys back unquoted after patching: such an
+# annotation key becomes a non-string key and the build fails (kubectl 1.3x kustomize).
+_GO_YAML_NOT_STRING = re.compile(
+    r"(?i:~|null|true|false|yes|no|on|off|y|n)"
+    r"|[-+]?(0b[01_]+|0o?[0-7_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)"
+    r"|[-+]?(\.[0-9_]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?i:inf)|\.(?i:nan)"
+    r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?"
+)
+
+
+def _annotation_key(key: str) -> str:
+    # Annotation keys follow the same qualified-name rule as label keys (kubernetes
+    # apimachinery pkg/api/validation/objectmeta.go: ValidateAnnotations, IsQualifiedName).
+    _qualified_key(key, "annotation key")
+    if _GO_YAML_NOT_STRING.fullmatch(key):
+        raise ValueError(
+            f"annotation key {key!r} would be read back as a number, boolean, null or date "
+            "by kustomize; use a prefixed name such as example.com/" + key
+        )
+    return key
+
+
 Labels = Annotated[
     dict[LabelKey, LabelValue],
     Field(description="Kubernetes labels: keys `[prefix/]name`, values of at most 63 characters."),
 ]
 
 Annotations = Annotated[
-    dict[Annotated[str, AfterValidator(_annotation_key)], str],
+    dict[Annotated[str, AfterValidator(_annotation_key)], Text],
     Field(description="Kubernetes annotations added to every object."),
 ]
 
@@ -182,7 +233,12 @@ def _env_value(value: Any) -> Any:
 
 
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_RE, max_length=256)]
-EnvValue = Annotated[str, BeforeValidator(_env_value), AfterValidator(reject_credential)]
+EnvValue = Annotated[
+    str,
+    BeforeValidator(_env_value),
+    AfterValidator(reject_credential),  # first: the more useful message for a pasted key
+    AfterValidator(single_line),
+]
 
 
 def _envs_from_list(value: Any) -> Any:
@@ -254,9 +310,9 @@ SecretNames = Annotated[
 class Toleration(StrictModel):
     """A Kubernetes toleration, in the spec's snake_case."""
 
-    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    key: Line | None = Field(default=None, description="Taint key; empty with Exists matches all.")
     operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value for Equal.")
+    value: Line | None = Field(default=None, description="Taint value for Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
     )

@@ -60,19 +60,23 @@ __all__ = [
     "commit_info",
     "commit_paths",
     "commit_tree",
+    "current_branch",
     "export_tree",
     "fetch_branch",
     "head_commit",
     "identity_from_env_or_config",
     "is_ancestor",
+    "is_shallow",
     "list_tree",
     "merge_base",
     "open_repo",
     "push_branch",
     "read_tree_files",
+    "remote_default_branch",
     "remote_url",
     "resolve_commit",
     "tracking_ref",
+    "transport_overrides",
     "tree_of",
     "update_branch",
     "write_tree",
@@ -124,13 +128,13 @@ _TRACKING_NAMESPACE = "refs/servegen/remotes"
 class _SafeGit(gitpython.Git):
     """GitPython's `Git` with the safety flags and a scrubbed environment, always."""
 
-    def __init__(self, cwd: Path, git_dir: Path | None) -> None:
+    def __init__(self, cwd: Path, git_dir: Path | None, extra: Sequence[str] = ()) -> None:
         super().__init__(cwd)
         options: dict[str, Any] = {}
         if git_dir is not None:
             # Explicit --git-dir: the repository is never found via cwd or GIT_DIR.
             options["git_dir"] = str(git_dir)
-        options["c"] = list(_SAFE_CONFIG)
+        options["c"] = [*_SAFE_CONFIG, *extra]
         self.set_persistent_git_options(**options)
 
     def execute(self, command: Any, *args: Any, **kwargs: Any) -> Any:
@@ -187,10 +191,13 @@ def _exec(
 ) -> _Result:
     """Run `git <command> <args>` via GitPython; never raises for a non-zero exit."""
     method = getattr(runner, command.replace("-", "_"))
+    # GitPython refuses --upload-pack for ls-remote; ours only ever names git's own.
+    unsafe = {"allow_unsafe_options": True} if command == "ls-remote" else {}
     with _stdin(stdin) as istream:
         try:
             status, out, err = method(
                 *args,
+                **unsafe,
                 istream=istream,
                 env=dict(env or {}),
                 with_extended_output=True,
@@ -476,6 +483,18 @@ def is_ancestor(repo: Repo, a: str, b: str) -> bool:
     if res.status in (0, 1):  # documented: 0 yes, 1 no, anything else an error
         return res.status == 0
     raise GitError(f"cannot compare {a!r} and {b!r}: {res.stderr.strip()}")
+
+
+def is_shallow(repo: Repo) -> bool:
+    """True in a shallow clone, where missing history can hide that one commit has another."""
+    out = _check(repo._run("rev-parse", "--is-shallow-repository"), "cannot inspect the clone")
+    return _line(out) == "true"
+
+
+def current_branch(repo: Repo) -> str | None:
+    """The branch HEAD is on, or None when detached."""
+    res = repo._run("symbolic-ref", "--quiet", "--short", "HEAD")
+    return _line(res.stdout) if res.status == 0 else None
 
 
 def merge_base(repo: Repo, a: str, b: str) -> str | None:
@@ -929,8 +948,56 @@ def tracking_ref(remote: str, branch: str) -> str:
     return f"{_TRACKING_NAMESPACE}/{key}/{_check_ref_name(branch, 'branch')}"
 
 
+# Config keys that name programs git runs to reach a remote. The repository's own
+# config (.git/config, and files it includes) is as untrusted as its content: values
+# from there are replaced, for the transport commands, by the user's (global, system)
+# values or git's default. remote.<name>.uploadpack/receivepack are overridden by the
+# --upload-pack/--receive-pack options of every fetch and push.
+_PROGRAM_KEYS = r"^(core\.sshcommand|core\.gitproxy|core\.askpass|credential\..*helper)$"
+_TRUSTED_SCOPES = frozenset({"system", "global", "command"})
+_DEFAULTS = {"core.sshcommand": "ssh", "core.gitproxy": "", "core.askpass": ""}
+
+
+def transport_overrides(repo: Repo) -> list[str]:
+    """`-c` values that neutralise program-naming config from the repository itself."""
+    res = repo._run("config", "--show-scope", "-z", "--get-regexp", _PROGRAM_KEYS)
+    if res.status not in (0, 1):  # 1: none of these keys is set anywhere
+        raise GitError(f"cannot read git config: {res.stderr.strip()}")
+    values: dict[str, list[tuple[str, str]]] = {}
+    for scope, key, value in _records(res.stdout):
+        values.setdefault(key, []).append((scope, value))
+    out: list[str] = []
+    for key, found in sorted(values.items()):
+        if all(scope in _TRUSTED_SCOPES for scope, _ in found):
+            continue
+        trusted = [value for scope, value in found if scope in _TRUSTED_SCOPES]
+        if key.endswith(".helper"):  # a list: an empty value resets it
+            out += [f"{key}=", *(f"{key}={value}" for value in trusted)]
+        else:
+            out.append(f"{key}={trusted[-1] if trusted else _DEFAULTS[key]}")
+    return out
+
+
+def _records(raw: bytes) -> Iterator[tuple[str, str, str]]:
+    """`scope NUL key LF value NUL` records of `git config --show-scope -z`."""
+    fields = raw.split(b"\0")
+    for scope, entry in zip(fields[0::2], fields[1::2], strict=False):
+        key, _, value = _decode_path(entry).partition("\n")
+        yield _decode_path(scope), key.lower(), value
+
+
+def _transport(repo: Repo, command: str, *args: str) -> _Result:
+    """A fetch or push: repository-named programs neutralised, git's own pack programs."""
+    runner = _SafeGit(repo.git_dir, repo.git_dir, transport_overrides(repo))
+    pack = (
+        "--receive-pack=git-receive-pack" if command == "push" else "--upload-pack=git-upload-pack"
+    )
+    return _exec(runner, command, pack, *args)
+
+
 def _fetch(repo: Repo, remote: str, refspec: str) -> _Result:
-    return repo._run(
+    return _transport(
+        repo,
         "fetch",
         "--no-tags",
         "--no-recurse-submodules",
@@ -940,6 +1007,20 @@ def _fetch(repo: Repo, remote: str, refspec: str) -> _Result:
         remote,
         refspec,
     )
+
+
+def remote_default_branch(repo: Repo, remote: str) -> str | None:
+    """The branch the remote's HEAD names (its default branch), or None."""
+    res = _transport(
+        repo, "ls-remote", "--symref", "--end-of-options", _check_remote(remote), "HEAD"
+    )
+    if res.status != 0:
+        raise GitError(f"cannot reach {remote!r}: {res.stderr.strip()}")
+    for line in _line(res.stdout).splitlines():
+        target, _, name = line.partition("\t")
+        if name == "HEAD" and target.startswith("ref: refs/heads/"):
+            return target.removeprefix("ref: refs/heads/")
+    return None
 
 
 def fetch_commit(repo: Repo, remote: str, sha: str) -> bool:
@@ -977,7 +1058,8 @@ def push_branch(
     local = resolve_commit(repo, _check_oid(local_sha))
     if expected_remote_sha is not None and not is_ancestor(repo, expected_remote_sha, local):
         raise GitError(f"refusing to push {local}: it does not build on {expected_remote_sha}")
-    res = repo._run(
+    res = _transport(
+        repo,
         "push",
         "--porcelain",
         "--no-verify",

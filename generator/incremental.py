@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,10 +42,7 @@ from generator.pipeline import check_models, crd_sources
 from generator.render import ModelRender, duplicate_objects, render_spec
 from generator.statusplan import rbac_files
 from generator.validate import Spec, check_repository, load_config, validate_file
-
-# write_tree's single-file helpers: write_tree itself walks the whole output folder to
-# find stale files (~175 ms for 1,000 models), too slow for every batch.
-from generator.write import atomic_write, safe_relative, write_tree
+from generator.write import write_tree
 
 
 @dataclass(frozen=True)
@@ -380,17 +378,11 @@ class IncrementalBuild:
     def _write(self, files: dict[str, bytes]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Write what differs from the last written tree; the first time, compare with disk."""
         out = self.out
-        if self._written is None or self._written_out != out:
-            stats = write_tree(out, files)
-            written, removed = stats.written, stats.removed
-        else:
-            previous = self._written
-            written = tuple(sorted(r for r, data in files.items() if previous.get(r) != data))
-            removed = tuple(sorted(set(previous) - set(files)))
-            for rel in written:
-                atomic_write(out / safe_relative(rel), files[rel])
-            for rel in removed:
-                _remove(out, safe_relative(rel))
+        # The whole tree is swapped in at once (a crash leaves old or new, never a mix);
+        # bytes this watcher wrote last time are trusted instead of read back.
+        known = self._written if self._written_out == out else None
+        stats = write_tree(out, files, known=known)
+        written, removed = stats.written, stats.removed
         self._written, self._written_out = files, out
         if written or removed:
             self.generation += 1
@@ -409,7 +401,9 @@ def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic, b
     """
     linked = path.is_symlink()
     try:
-        if not linked and path.stat().st_size <= MAX_FILE_BYTES:
+        info = path.stat()
+        # Only regular files are read here: a FIFO would block forever (read_source says so).
+        if not linked and stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
             data = path.read_bytes()
             return _digest(data), parse_source(path.relative_to(root).as_posix(), data), False
     except OSError:
@@ -440,16 +434,6 @@ def _walk_order(rel: str) -> tuple[tuple[int, str], ...]:
     """Sort key matching os.walk(topdown) with sorted names: a folder's files first."""
     *folders, name = rel.split("/")
     return (*((1, folder) for folder in folders), (0, name))
-
-
-def _remove(out: Path, rel: str) -> None:
-    """Remove one output file and the folders it leaves empty, as write_tree would."""
-    target = out / rel
-    target.unlink(missing_ok=True)
-    folder = target.parent
-    while folder != out and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
 
 
 def _ms(started: float) -> float:

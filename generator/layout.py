@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from generator.config import Config
+from generator.errors import printable
 from generator.flux import flux_objects
 from generator.render import ModelRender, Object
 from generator.statusplan import rbac_files
@@ -66,7 +67,9 @@ def json_patch(old: Any, new: Any, path: str = "") -> Iterator[dict[str, Any]]:
 
 
 def _yaml(source: str, objects: Sequence[Any]) -> bytes:
-    return (HEADER.format(source=source) + dump_documents(objects)).encode()
+    # Spec paths are checked when loaded; escaped here as well, since a line break in a
+    # comment would let a file name add YAML documents of its own.
+    return (HEADER.format(source=printable(source)) + dump_documents(objects)).encode()
 
 
 def model_files(model: ModelRender) -> dict[str, bytes]:

@@ -6,13 +6,15 @@ symlink that resolves outside the repository is refused rather than followed.
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator.config import CONFIG_FILE
-from generator.errors import Diagnostic
+from generator.errors import Diagnostic, printable
 from generator.yamlio import Document, YamlSyntaxError, load_documents
 
 MAX_FILE_BYTES = 1 << 20
@@ -42,10 +44,15 @@ def is_spec_file(name: str) -> bool:
     return name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
 
 
-def discover(root: Path, spec_dir: str) -> Iterator[Path]:
-    """Every spec file under root/spec_dir, in a stable order; hidden entries skipped."""
+def discover(
+    root: Path, spec_dir: str, onerror: Callable[[OSError], None] | None = None
+) -> Iterator[Path]:
+    """Every spec file under root/spec_dir, in a stable order; hidden entries skipped.
+
+    `onerror` hears of folders that cannot be listed (they would otherwise vanish).
+    """
     base = root / spec_dir
-    for current, dirs, files in os.walk(base, followlinks=False):
+    for current, dirs, files in os.walk(base, onerror=onerror, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if is_spec_file(name):
@@ -59,21 +66,51 @@ def relative(root: Path, path: Path) -> str:
 def read_source(root: Path, path: Path) -> SourceFile | Diagnostic:
     """Read and parse one file; any problem becomes one positioned diagnostic."""
     rel = relative(root, path)
-    problem = _unsafe_path(root, path)
+    problem = name_problem(rel) or _unsafe_path(root, path)
     if problem:
         return file_error(rel, problem)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return file_error(rel, f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")
-        data = path.read_bytes()
+        data = _read_regular(path)
+    except _NotReadable as exc:
+        return file_error(rel, str(exc))
     except OSError as exc:
         return file_error(rel, f"cannot read file: {exc.strerror or exc}")
     return parse_source(rel, data)
 
 
+class _NotReadable(Exception):
+    """Not a file servegen reads: too large, or not a regular file."""
+
+
+def _read_regular(path: Path) -> bytes:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is,
+    # so a FIFO or a device (endless, or unbounded) is refused before anything is read.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotReadable("not a regular file (a FIFO, socket or device); remove it")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _NotReadable(f"file is {info.st_size} bytes; the limit is {MAX_FILE_BYTES}")
+        return handle.read(MAX_FILE_BYTES + 1)
+
+
+def name_problem(rel: str) -> str | None:
+    """Why a file or folder name cannot be used: it is copied into headers and messages."""
+    if rel.isprintable():
+        return None
+    bad = next(ch for ch in rel if not ch.isprintable())
+    return (
+        f"file or folder name contains {printable(bad)} (a control, line-break or "
+        "unprintable character); rename it"
+    )
+
+
 def parse_source(rel: str, data: bytes) -> SourceFile | Diagnostic:
     """Parse bytes already read (from disk or from a git tree)."""
+    problem = name_problem(rel)
+    if problem:
+        return file_error(rel, problem)
     if len(data) > MAX_FILE_BYTES:
         return file_error(rel, f"file is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
     try:
@@ -102,7 +139,12 @@ def _position_of_byte(data: bytes, offset: int) -> tuple[int, int]:
 def _unsafe_path(root: Path, path: Path) -> str | None:
     if not path.is_symlink():
         return None
-    target = path.resolve()
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return "symlink does not point to a regular file"
+    except (OSError, RuntimeError):  # ELOOP, or Python's own "Symlink loop" check
+        return "symlink loop; refusing to follow it"
     if not target.is_relative_to(root.resolve()):
         return "symlink points outside the repository; refusing to follow it"
     if not target.is_file():
@@ -125,7 +167,16 @@ def load_specs(root: Path, spec_dir: str) -> LoadResult:
     if base.is_symlink() and not base.resolve().is_relative_to(root.resolve()):
         diag = file_error(spec_dir, "spec folder is a symlink outside the repository")
         return LoadResult((), (diag,), frozenset({spec_dir}))
-    for path in discover(root, spec_dir):
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else base
+        rel = relative(root, where) if where.is_relative_to(root) else spec_dir
+        if exc.errno == errno.ENOENT and where == base:
+            return  # a missing spec folder is a warning, given by validation
+        diagnostics.append(file_error(rel, f"cannot read folder: {exc.strerror or exc}"))
+        failed.add(rel)
+
+    for path in discover(root, spec_dir, unreadable):
         result = read_source(root, path)
         if isinstance(result, Diagnostic):
             diagnostics.append(result)

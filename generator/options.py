@@ -31,6 +31,7 @@ class InitOptions:
     common: Common
     directory: Path
     force: bool = False
+    overwrite: tuple[str, ...] = ()  # existing files --force may replace; others are kept
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,22 @@ def render_source(repo: git.Repo, root: Path, commit: str | None, crds: Sequence
     return result
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
 
 
 def public_url(url: str) -> str:
-    """`url` without credentials (`https://user:token@host/x` -> `https://host/x`)."""
-    return _USERINFO.sub(r"\1", url)
+    """`url` without credentials: no userinfo, query or fragment.
+
+    `https://user:p@ss@host/r?token=x` -> `https://host/r`. A password may hold an
+    unescaped `@` or `/`, so everything up to the last `@` before the query goes.
+    (scp-style `git@host:path` names an ssh user, not a secret, and is kept.)
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        return url
+    scheme, rest = match.groups()
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    return scheme + rest.rpartition("@")[2]
 
 
 def source_url(repo: git.Repo, remote: str) -> str:
@@ -418,8 +428,40 @@ def publish_worktree(options: WatchOptions, files: Mapping[str, bytes], config: 
     return describe(publish_files(target, source, files))
 
 
+def check_pushable(target: Target, source: Source) -> None:
+    """With --push, only a source commit the remote's default branch holds is published.
+
+    What Flux deploys must be what was reviewed and merged: an unpushed commit or a
+    feature branch would put a state on the deploy branch that its source branch never
+    had, and "never backwards" would then block the real next merge.
+    """
+    if target.remote is None:
+        return
+    remote = target.remote
+    branch = git.remote_default_branch(target.repo, remote)
+    if branch is None:
+        raise GitError(f"{remote} names no default branch (its HEAD): cannot check the source")
+    tip = git.fetch_branch(target.repo, remote, branch)
+    if tip is not None and not git.is_ancestor(target.repo, source.sha, tip):
+        if git.is_shallow(target.repo):
+            raise GitError(
+                f"this is a shallow clone: cannot tell whether {remote}/{branch} contains "
+                f"{source.sha[:SHORT]}. Run `git fetch --unshallow` (actions/checkout: "
+                "fetch-depth: 0) and publish again"
+            )
+        tip = None
+    if tip is None:
+        raise GitError(
+            f"refusing to push: source commit {source.sha[:SHORT]} is not on {remote}'s "
+            f"default branch {branch}. Only merged commits are published: merge it into "
+            f"{branch} (and push {branch}) first, or run publish without --push to build the "
+            "deploy commit locally"
+        )
+
+
 def publish_files(target: Target, source: Source, files: Mapping[str, bytes]) -> Outcome:
     """The bounded fetch / build / compare-and-swap / push loop."""
+    check_pushable(target, source)
     for attempt in range(1, target.max_attempts + 1):
         outcome = attempt_publish(target, source, files, current_tips(target))
         if outcome is not None:
@@ -466,6 +508,7 @@ def attempt_publish(
     target: Target, source: Source, files: Mapping[str, bytes], tips: Tips
 ) -> Outcome | None:
     """One attempt; None means "lost a race, try again"."""
+    check_deploy_branch(target, tips, source.sha)
     parent = start_point(target, tips)
     deployed = git.read_tree_files(target.repo, parent) if parent else {}
     recorded = recorded_source(deployed)
@@ -530,7 +573,38 @@ def contains(target: Target, recorded: str, source_sha: str) -> bool:
             f"{source_sha[:SHORT]}. Fetch the full history (e.g. actions/checkout "
             "fetch-depth: 0) and publish again"
         )
-    return git.is_ancestor(target.repo, source_sha, recorded)
+    if git.is_ancestor(target.repo, source_sha, recorded):
+        return True
+    if git.is_shallow(target.repo) and not git.is_ancestor(target.repo, recorded, source_sha):
+        # A shallow clone may lack the history linking the two: "not an ancestor" would
+        # then be a guess, and a wrong guess publishes an older state over a newer one.
+        raise GitError(
+            f"this is a shallow clone: cannot tell whether {target.branch}'s source commit "
+            f"{recorded[:SHORT]} contains {source_sha[:SHORT]}. Run `git fetch --unshallow` "
+            "(actions/checkout: fetch-depth: 0) and publish again"
+        )
+    return False
+
+
+def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:
+    """The deploy branch must be servegen's own: never a source branch, never sharing history.
+
+    Publishing to `main` would fast-forward it to a tree of manifests: specs and config
+    gone. A deploy branch always starts as an orphan, so any common ancestor with the
+    source means it is (or was built on) a source branch.
+    """
+    if target.branch == git.current_branch(target.repo):
+        raise GitError(
+            f"refusing to publish to {target.branch}: it is the branch checked out here "
+            "(the source). Set deploy.branch in servegen.yaml to a branch of its own"
+        )
+    for tip in (tips.local, tips.remote):
+        if tip is not None and git.merge_base(target.repo, tip, source_sha) is not None:
+            raise GitError(
+                f"refusing to publish to {target.branch}: it shares history with the source "
+                f"commit {source_sha[:SHORT]}, so it is a source branch, not a deploy branch. "
+                "Set deploy.branch in servegen.yaml to a branch of its own"
+            )
 
 
 def commit_exists(repo: git.Repo, sha: str) -> bool:

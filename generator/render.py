@@ -152,6 +152,26 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (str(metadata.get("namespace", "")), group, str(obj.get("kind")), metadata["name"])
 
 
+# kserve v0.20.0 pkg/constants/constants.go (PredictorServiceName): an InferenceService
+# `<name>` makes its predictor's Deployment, Service and HPA as `<name>-predictor` in its
+# namespace (Standard mode), so those names are taken even though servegen renders none.
+_KSERVE_PREDICTOR_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)
+
+
+def _claimed(obj: Object) -> Iterable[tuple[Object, bool]]:
+    """The objects `obj` puts in the cluster: itself, and what a controller makes for it."""
+    yield obj, False
+    if obj["kind"] == "InferenceService":
+        metadata = {"name": f"{obj['metadata']['name']}-predictor"}
+        metadata["namespace"] = obj["metadata"].get("namespace")
+        for api, kind in _KSERVE_PREDICTOR_KINDS:
+            yield {"apiVersion": api, "kind": kind, "metadata": metadata}, True
+
+
 def duplicate_objects(
     models: Sequence[ModelRender], config: Config | None = None
 ) -> list[Diagnostic]:
@@ -159,16 +179,19 @@ def duplicate_objects(
 
     With `config`, environments on the same cluster (`environments.<env>.cluster`, all of
     them when unset) are compared with each other too: two Flux Kustomizations applying
-    one object take it from each other, and pruning one deletes the other's.
+    one object take it from each other, and pruning one deletes the other's. Objects that
+    KServe makes for an InferenceService count as written by its spec. Models come sorted
+    by name, and `<name>` sorts before `<name>-predictor`: a KServe predictor's objects
+    are always seen before a spec that collides with them.
     """
-    seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, str]] = {}
+    seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, str, bool]] = {}
     out = []
     for model in models:
         for env, rendered in model.environments.items():
             cluster = config.cluster_of(env) if config is not None else env
-            for obj in rendered.objects:
+            for obj, implied in (c for o in rendered.objects for c in _claimed(o)):
                 key = (cluster, object_key(obj))
-                other, other_env = seen.setdefault(key, (model, env))
+                other, other_env, by_kserve = seen.setdefault(key, (model, env, implied))
                 if other is model and other_env == env:
                     continue
                 what = f"{ObjectRef.of(obj)} in namespace {key[1][0]}"
@@ -180,7 +203,12 @@ def duplicate_objects(
                 else:
                     where = f"{other.path}:{other.line}:{other.col}"
                     envs = env if other_env == env else f"{other_env} and {env}"
-                    message = f"{what} (environment {envs}) is also rendered by {where}"
+                    by = (
+                        "made by KServe for the InferenceService of"
+                        if by_kserve
+                        else ("also rendered by")
+                    )
+                    message = f"{what} (environment {envs}) is {by} {where}"
                 out.append(Diagnostic(model.path, model.line, model.col, "name", message))
     return out
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from generator import terminal
-from generator.errors import Diagnostic
+from generator.errors import Diagnostic, printable
 
 MAX_ANNOTATIONS = 10
 
@@ -61,7 +61,9 @@ def to_json(diagnostics: Sequence[Diagnostic], summary: str = "") -> dict[str, o
 
 
 def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # % and line breaks are escaped per the workflow-command rules; any other unprintable
+    # character (ESC, U+2028, ...) is spelled out, so none reaches the log raw.
+    return printable(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def escape_property(text: str) -> str:
@@ -90,13 +92,19 @@ def write_github(diagnostics: Sequence[Diagnostic], out: TextIO) -> None:
             handle.write(summary_markdown(diagnostics))
 
 
+def _code(text: str) -> str:
+    """Table cell text inside backticks: one line, no way out of the code span."""
+    return printable(text).replace("|", "\\|").replace("`", "'")
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Table cell text: one line, no HTML."""
+    return _code(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def summary_markdown(diagnostics: Sequence[Diagnostic]) -> str:
     rows = [
-        f"| `{_cell(d.path)}:{d.line}:{d.col}` | `{_cell(d.json_path)}` | {_cell(d.message)} |"
+        f"| `{_code(d.path)}:{d.line}:{d.col}` | `{_code(d.json_path)}` | {_cell(d.message)} |"
         for d in diagnostics
     ]
     head = f"### servegen: {len(diagnostics)} problem(s)\n\n| where | field | problem |\n"

@@ -1,21 +1,50 @@
-"""Step 5: write an output tree to disk, touching only what changed.
+"""Step 5: write an output tree to disk, all at once or not at all.
 
-Unchanged files are not rewritten (editors, watchers and `git status` stay quiet), each
-changed file is replaced atomically (temp file + rename), and files servegen no longer
-renders are removed, but only inside the folders servegen owns.
+The output folder is replaced as a whole: the new tree is prepared in a sibling folder
+(`.<output>.servegen-spare`) and swapped in with one `renameat2(RENAME_EXCHANGE)`, so a
+reader (or `kubectl kustomize`) sees exactly the old or exactly the new tree, even when
+servegen is killed at any moment. The swapped-out tree stays as the next spare, so the
+next write only touches what changed since: files whose bytes did not change are hard
+links to the live ones (same inode, same mtime), and nothing at all happens when the
+output is already up to date.
+
+servegen only ever deletes what it wrote itself: the output folder carries a manifest
+(`.servegen-manifest`) listing those files. Anything else found there is carried over
+into the new tree untouched. A non-empty folder without a manifest is refused, unless it
+is an output written before manifests existed (only servegen's folders in it). Symlinks
+inside servegen's folders are refused, never followed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import fcntl
 import os
-from collections.abc import Callable, Mapping
+import re
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator.errors import ServegenError
 
-# Top-level entries of the output folder that servegen owns; anything else is left alone.
+# Top-level entries of the output folder that servegen owns.
 MANAGED = ("clusters", "models", "endpoints", "flux", "rbac", "README.md")
+MANIFEST = ".servegen-manifest"
+MANIFEST_HEAD = b"# Files servegen wrote in this folder; it deletes only these. Do not edit.\n"
+_STAGING_MARK = ".servegen-staging"
+# Any control or line-break character: never part of a path servegen writes.
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class OutputFolderError(ServegenError):
+    """The output folder is not servegen's to write, or holds something unsafe."""
+
+
+class CannotWriteError(OutputFolderError):
+    """The file system refused: a path where no folder can be made or written."""
 
 
 @dataclass(frozen=True)
@@ -31,34 +60,325 @@ class WriteStats:
 
 def safe_relative(path: str) -> str:
     parts = Path(path).parts
-    if Path(path).is_absolute() or ".." in parts or not parts or parts[0] not in MANAGED:
+    if (
+        Path(path).is_absolute()
+        or ".." in parts
+        or not parts
+        or parts[0] not in MANAGED
+        or _UNSAFE_CHARS.search(path)
+    ):
         raise ServegenError(f"refusing to write {path!r} outside the managed output folders")
     return path
 
 
-def write_tree(
-    out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool] = lambda _: True
-) -> WriteStats:
-    """Write `files` under `out`; stale files for which `scope` holds are removed."""
-    existing = existing_files(out)  # one walk, instead of a stat per file
-    folders: set[Path] = set()
-    written, unchanged = [], 0
-    for rel, data in files.items():
-        target = out / safe_relative(rel)
-        if rel in existing and not target.is_symlink() and target.read_bytes() == data:
-            unchanged += 1
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class OutputFolder:
+    """What is on disk: servegen's files (bytes) and everything else (left alone)."""
+
+    owned: dict[str, bytes]
+    foreign: tuple[str, ...]  # files and symlinks servegen did not write
+    folders: tuple[str, ...]  # every folder, so empty foreign ones are carried over too
+    inodes: dict[str, int]  # every file's inode: the spare shares unchanged ones
+    manifest: bytes | None
+    exists: bool
+
+
+def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFolder:
+    """Read the output folder without following a single symlink; refuse foreign folders.
+
+    `known` is what the caller last wrote there (the watcher): those bytes are trusted
+    instead of read again.
+    """
+    if out.is_symlink():
+        raise OutputFolderError(f"{out} is a symlink; servegen never writes through symlinks")
+    if not out.exists():
+        return OutputFolder({}, (), (), {}, None, exists=False)
+    if not out.is_dir():
+        raise OutputFolderError(f"{out} exists and is not a folder")
+    scan = _scan(out)
+    entries = {rel: link for rel, (_inode, link) in scan.files.items()}
+    manifest = _read_regular(out / MANIFEST) if MANIFEST in entries else None
+    listed = _listed(manifest) if manifest is not None else _legacy_owned(out, entries)
+    owned: dict[str, bytes] = {}
+    foreign = []
+    for rel, is_link in sorted(entries.items()):
+        if rel == MANIFEST:
             continue
-        if target.parent not in folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            folders.add(target.parent)
-        atomic_write(target, data, folder_exists=True)
-        written.append(rel)
-    removed = _remove_stale(out, existing - set(files), scope)
-    return WriteStats(tuple(written), unchanged, tuple(removed))
+        managed = rel.split("/")[0] in MANAGED
+        if is_link and (managed or rel in listed):
+            raise OutputFolderError(
+                f"{out / rel} is a symlink inside servegen's output; servegen never follows "
+                "symlinks there: remove it and render again"
+            )
+        if rel in listed and not is_link:
+            cached = known.get(rel) if known is not None else None
+            owned[rel] = cached if cached is not None else _read_regular(out / rel)
+        else:
+            foreign.append(rel)
+    inodes = {rel: inode for rel, (inode, _link) in scan.files.items()}
+    return OutputFolder(owned, tuple(foreign), scan.folders, inodes, manifest, exists=True)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One folder's entries, relative paths; read with scandir, no symlink followed."""
+
+    files: dict[str, tuple[int, bool]]  # file or symlink -> (inode, is a symlink)
+    folders: tuple[str, ...]
+
+
+def _scan(folder: Path) -> _Scan:
+    files: dict[str, tuple[int, bool]] = {}
+    folders: list[str] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        try:
+            with os.scandir(folder / rel if rel else folder) as entries:
+                for entry in entries:
+                    path = f"{rel}/{entry.name}" if rel else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(path)
+                        pending.append(path)
+                    else:
+                        files[path] = (entry.inode(), entry.is_symlink())
+        except OSError as exc:
+            raise OutputFolderError(f"cannot read {folder / rel}: {exc.strerror or exc}") from exc
+    return _Scan(files, tuple(sorted(folders)))
+
+
+def _read_regular(path: Path) -> bytes:
+    """A regular file's bytes; O_NOFOLLOW|O_NONBLOCK so neither a link nor a FIFO is entered."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise OutputFolderError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputFolderError(f"{path} is not a regular file; refusing to replace it")
+        return handle.read()
+
+
+def _listed(manifest: bytes) -> set[str]:
+    lines = manifest.decode("utf-8", "replace").splitlines()
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def _legacy_owned(out: Path, entries: Mapping[str, bool]) -> set[str]:
+    """An output from before manifests: only servegen's folders (and hidden entries)."""
+    tops = {rel.split("/")[0] for rel in entries} | {p.name for p in out.iterdir()}
+    visible = {top for top in tops if not top.startswith(".")}
+    if visible - set(MANAGED):
+        shown = ", ".join(sorted(visible - set(MANAGED))[:5])
+        raise OutputFolderError(
+            f"{out} is not empty and was not written by servegen (no {MANIFEST}; it holds "
+            f"{shown}); refusing to write there. Render into an empty or new folder"
+        )
+    return {rel for rel in entries if rel.split("/")[0] in MANAGED}
+
+
+def manifest_bytes(paths: Iterable[str]) -> bytes:
+    return MANIFEST_HEAD + "".join(f"{p}\n" for p in sorted(paths)).encode()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_tree(
+    out: Path,
+    files: Mapping[str, bytes],
+    scope: Callable[[str], bool] = lambda _: True,
+    known: Mapping[str, bytes] | None = None,
+) -> WriteStats:
+    """Make `out` hold `files`; servegen's files outside `scope` are kept, stale ones removed.
+
+    `known` is what the caller last wrote to `out` (the watcher), saving a re-read.
+    """
+    for rel in files:
+        safe_relative(rel)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(out.parent):  # read and swap as one: no other writer in between
+            current = read_output(out, known)
+            kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
+            wanted = {**kept, **files}
+            written = tuple(sorted(r for r, d in files.items() if current.owned.get(r) != d))
+            removed = tuple(sorted(set(current.owned) - set(wanted)))
+            manifest = manifest_bytes(wanted)
+            if written or removed or manifest != current.manifest or not current.exists:
+                _replace_folder(out, wanted, current, manifest)
+    except OSError as exc:
+        raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
+    return WriteStats(written, len(files) - len(written), removed)
+
+
+def _replace_folder(
+    out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
+) -> None:
+    spare = _spare(out)
+    _sync(spare, out, wanted, current, manifest)
+    (spare / _STAGING_MARK).unlink()
+    if current.exists:
+        _exchange(spare, out)  # the old tree is the next spare
+    else:
+        os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One writer per folder at a time: two renders must not share a spare."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def spare_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}.servegen-spare"
+
+
+def _spare(out: Path) -> Path:
+    """The sibling folder the new tree is prepared in: servegen's own, or made now."""
+    spare = spare_folder(out)
+    if spare.is_symlink() or (spare.exists() and not spare.is_dir()):
+        raise OutputFolderError(f"{spare} is not servegen's spare folder; remove it")
+    if spare.exists():
+        marked = (spare / MANIFEST).is_file() or (spare / _STAGING_MARK).is_file()
+        # Unmarked: the tree swapped out was empty, or written before manifests.
+        visible = {p.name for p in spare.iterdir() if not p.name.startswith(".")}
+        if not marked and visible - set(MANAGED):
+            raise OutputFolderError(f"{spare} was not made by servegen; remove it")
+    else:
+        spare.mkdir()
+    (spare / _STAGING_MARK).touch()  # until the swap: an interrupted run is seen as such
+    return spare
+
+
+def _sync(
+    spare: Path, out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
+) -> None:
+    """Make `spare` hold `wanted`, the manifest and the foreign entries of `out`."""
+    have = _scan(spare)
+    targets: dict[str, bytes | None] = {  # None: carry over `out`'s entry as it is
+        **{rel: None for rel in current.foreign if rel not in wanted},
+        **wanted,
+        MANIFEST: manifest,
+        _STAGING_MARK: b"",
+    }
+    folders = {p.as_posix() for rel in targets for p in Path(rel).parents if p.name}
+    folders.update(rel for rel in current.folders if rel.split("/")[0] not in MANAGED)
+    for rel in sorted(set(have.files) - set(targets), reverse=True):
+        (spare / rel).unlink()
+    for rel in sorted(set(have.folders) - folders, key=lambda r: r.count("/"), reverse=True):
+        _remove_entry(spare / rel)
+    made = set(have.folders) & folders
+    for rel in sorted(folders - made, key=lambda r: r.count("/")):
+        _remove_entry(spare / rel)  # a file where a folder must be
+        (spare / rel).mkdir()
+    for rel, data in targets.items():
+        if rel == _STAGING_MARK:
+            continue
+        if not _in_step(rel, data, have, current):
+            _remove_entry(spare / rel)
+            _place(spare / rel, out / rel, data, current.owned.get(rel) == data)
+
+
+def _in_step(rel: str, data: bytes | None, have: _Scan, current: OutputFolder) -> bool:
+    """Whether the spare's entry is already right: the very file `out` holds, unchanged."""
+    entry = have.files.get(rel)
+    if entry is None or rel == MANIFEST:
+        return False
+    live = current.inodes.get(rel)
+    unchanged = data is None or current.owned.get(rel) == data
+    return unchanged and live is not None and entry == (live, False) and not entry[1]
+
+
+def _place(target: Path, source: Path, data: bytes | None, unchanged: bool) -> None:
+    if data is None and source.is_symlink():
+        target.symlink_to(source.readlink())
+    elif data is None or unchanged:
+        os.link(source, target, follow_symlinks=False)  # same inode, mtime and bytes
+    else:
+        _new_file(target, data)
+
+
+def _remove_entry(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        remove_tree(path, markers=False)
+    elif os.path.lexists(path):
+        path.unlink()  # a FIFO or socket
+
+
+def _new_file(target: Path, data: bytes) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders in one step (Linux renameat2), else two renames as a fallback."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+        if done == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
+            raise OSError(code, os.strerror(code), str(b))
+    # No atomic exchange on this system or file system: a short window without `b`.
+    old = b.with_name(f"{a.name}.old")
+    os.rename(b, old)  # noqa: PTH104
+    os.rename(a, b)  # noqa: PTH104
+    os.rename(old, a)  # noqa: PTH104
+
+
+def remove_tree(folder: Path, *, markers: bool = True) -> None:
+    """Delete a folder servegen made, never following a symlink; its markers go last."""
+    keep = (MANIFEST, _STAGING_MARK) if markers else ()
+    for current, dirs, names in os.walk(folder, topdown=False, followlinks=False):
+        here = Path(current)
+        for name in names:
+            if here != folder or name not in keep:
+                (here / name).unlink()
+        for name in dirs:
+            path = here / name
+            path.unlink() if path.is_symlink() else path.rmdir()
+    for marker in keep:
+        (folder / marker).unlink(missing_ok=True)
+    folder.rmdir()
+
+
+def stale_paths(
+    out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool] = lambda _: True
+) -> list[str]:
+    """Paths that `write_tree` would change, without writing anything."""
+    current = read_output(out)
+    kept = [rel for rel in current.owned if rel not in files and not scope(rel)]
+    changed = [rel for rel, data in files.items() if current.owned.get(rel) != data]
+    gone = [rel for rel in current.owned if rel not in files and scope(rel)]
+    if current.manifest != manifest_bytes([*kept, *files]):
+        changed.append(MANIFEST)
+    return sorted(changed + gone)
 
 
 def atomic_write(target: Path, data: bytes, *, folder_exists: bool = False) -> None:
-    """Replace `target` with `data` in one step: readers see the old or the new bytes."""
+    """Replace one file (a spec `promote` edits) in one step: readers see old or new bytes.
+
+    The output tree is written by `write_tree`; this is for single files outside it.
+    """
     if not folder_exists:
         target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink():
@@ -72,38 +392,3 @@ def atomic_write(target: Path, data: bytes, *, folder_exists: bool = False) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def existing_files(out: Path) -> set[str]:
-    found = set()
-    for entry in MANAGED:
-        top = out / entry
-        if top.is_file():
-            found.add(entry)
-        elif top.is_dir():
-            for current, _dirs, names in os.walk(top):
-                for name in names:
-                    found.add((Path(current) / name).relative_to(out).as_posix())
-    return found
-
-
-def _remove_stale(out: Path, stale: set[str], scope: Callable[[str], bool]) -> list[str]:
-    removed = sorted(rel for rel in stale if scope(rel))
-    for rel in removed:
-        (out / rel).unlink()
-    # Folders the removals emptied go too, deepest first, up to the output folder.
-    folders = {parent for rel in removed for parent in (out / rel).parents if out in parent.parents}
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    return removed
-
-
-def stale_paths(out: Path, files: Mapping[str, bytes]) -> list[str]:
-    """Paths that `write_tree` would change, without writing anything."""
-    changed = [
-        rel
-        for rel, data in files.items()
-        if not (out / rel).is_file() or (out / rel).read_bytes() != data
-    ]
-    return sorted(changed + sorted(existing_files(out) - set(files)))

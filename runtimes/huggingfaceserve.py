@@ -22,6 +22,7 @@ from generator.fields import (
     DnsSubdomain,
     Envs,
     Labels,
+    Line,
     Resources,
     SecretNames,
     StrictModel,
@@ -236,7 +237,7 @@ class HFServe(StrictModel):
     max_log_len: int | None = Field(
         default=None, ge=0, description="Prompt characters or ids printed in request logs."
     )
-    args: list[str] = Field(
+    args: list[Line] = Field(
         default_factory=list,
         description="Extra runtime/engine arguments, after the generated ones "
         "(`--flag value` or `--flag=value`).",

@@ -8,8 +8,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
-from generator.config import Config
-from generator.fields import DnsLabel, Envs, SecretNames, StrictModel
+from generator.config import Config, PinnedImage
+from generator.fields import DnsLabel, Envs, Line, SecretNames, StrictModel, Text
 from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
@@ -51,7 +51,7 @@ class File(StrictModel):
     path: str = Field(
         pattern=r"^/[^:]*$", max_length=1024, description="Absolute path in the model pod."
     )
-    content: str = Field(max_length=100_000, description="File content.")
+    content: Text = Field(max_length=100_000, description="File content.")
 
 
 class KubeAIModelSpec(StrictModel):
@@ -67,7 +67,7 @@ class KubeAIModelSpec(StrictModel):
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="KubeAI Model name and OpenAI `model` value (default: the spec name).",
     )
-    image: str | None = Field(default=None, description="Serving image override.")
+    image: PinnedImage | None = Field(default=None, description="Serving image override.")
     adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters (VLLM).")
     features: list[Feature] = Field(
         default_factory=lambda: list[Feature](["TextGeneration"]),
@@ -137,7 +137,7 @@ class KubeAIServe(StrictModel):
         default=1, ge=1, le=64, description="Resource profile multiplier (the N in profile:N)."
     )
     cache_profile: str | None = Field(default=None, description="KubeAI cache profile.")
-    args: list[str] = Field(default_factory=list, description="Extra engine arguments.")
+    args: list[Line] = Field(default_factory=list, description="Extra engine arguments.")
     envs: Envs = Field(default_factory=dict)
     secrets: SecretNames = Field(default_factory=list)
     files: list[File] = Field(default_factory=list, description="Files mounted into the pods.")

@@ -68,6 +68,7 @@ from generator.fields import (
     DnsLabel,
     Envs,
     Labels,
+    Line,
     Resources,
     SecretNames,
     StrictModel,
@@ -227,7 +228,7 @@ class VLLMScaling(StrictModel):
 class VLLMServeOptions(StrictModel):
     """How the model is served."""
 
-    args: list[str] = Field(
+    args: list[Line] = Field(
         default_factory=list, description="Extra vLLM engine arguments, appended last."
     )
     enable_telemetry: bool = Field(

@@ -169,6 +169,50 @@ def test_init_refuses_non_empty_folder(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1 and "not empty" in err
 
 
+def test_init_force_keeps_the_users_files_unless_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`init . --force` used to overwrite servegen.yaml, .gitignore and the workflow."""
+    mine = {
+        "servegen.yaml": "namespace: mine\n",
+        ".gitignore": "secrets/\n",
+        ".github/workflows/servegen.yml": "name: mine\n",
+    }
+    for rel, text in mine.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    code, out, _ = run(["init", str(tmp_path), "--force", "--overwrite", ".gitignore"], capsys)
+    assert code == 0, out
+    assert (tmp_path / "servegen.yaml").read_text() == "namespace: mine\n"
+    assert (tmp_path / ".github/workflows/servegen.yml").read_text() == "name: mine\n"
+    assert (tmp_path / ".gitignore").read_text().strip().endswith("/output/")
+    assert "kept existing servegen.yaml (replace it with --overwrite servegen.yaml)" in out
+    assert (tmp_path / "specs").is_dir()
+
+
+def test_init_overwrite_of_an_unknown_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["init", str(tmp_path), "--force", "--overwrite", "README.md"], capsys)
+    assert code == 2 and "not a file init writes" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["diff", "--output-file", "/missing/x"],
+        ["schema", "--out", "/proc/x"],
+        ["schema", "--out", "/dev/null"],
+    ],
+)
+def test_unwritable_output_paths_are_usage_errors(
+    argv: list[str], example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["-C", str(example_repo), *argv], capsys)
+    assert code == 2, err
+    assert err.startswith(f"servegen: {argv[1]} {argv[2]}: ") and "Traceback" not in err
+
+
 def test_committed_schemas_are_current() -> None:
     """CI fails when the JSON Schemas drift from the models: run `servegen schema`."""
     assert schema.stale_files(schema.packaged_dir()) == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -181,16 +180,13 @@ def test_read_tree_files_many_files(tmp_path: Path) -> None:
     sh(path, "commit", "-q", "-m", "many")
     many = g.open_repo(path)
 
-    started = time.perf_counter()
-    files = g.read_tree_files(many, "HEAD")
-    elapsed = time.perf_counter() - started
+    files = g.read_tree_files(many, "HEAD")  # its speed: bench/bench_limits.py
 
     assert files == expected
     assert list(files) == sorted(expected)  # git order, deterministic
     assert g.read_tree_files(many, "HEAD", "d3") == {
         rel.removeprefix("d3/"): data for rel, data in expected.items() if rel.startswith("d3/")
     }
-    assert elapsed < 10, f"read_tree_files took {elapsed:.2f}s for 2,000 files"
 
 
 # --------------------------------------------------------------------------- build / CAS
@@ -474,6 +470,45 @@ def test_push_to_bare_remote_and_fetch_back(repo: g.Repo, remote: Path) -> None:
     # A remote given as a URL works too, with its own private tracking ref.
     assert g.fetch_branch(repo, str(remote), "deploy") == second
     assert g.tracking_ref(str(remote), "deploy").startswith("refs/servegen/remotes/url-")
+
+
+def test_repository_config_cannot_name_programs_for_push_or_fetch(
+    work: Path, repo: g.Repo, remote: Path, tmp_path: Path
+) -> None:
+    """.git/config (and what it includes) used to run its own programs during publish --push."""
+    ran = tmp_path / "ran"
+    evil = f"touch {ran}/$(date +%N) && git-"
+    included = tmp_path / "included.cfg"
+    included.write_text(f"[core]\n\tsshCommand = touch {ran}/ssh\n")
+    sh(work, "config", "remote.origin.receivepack", evil + "receive-pack")
+    sh(work, "config", "remote.origin.uploadpack", evil + "upload-pack")
+    sh(work, "config", "credential.helper", f"!touch {ran}/helper")
+    sh(work, "config", "core.askPass", f"{ran}/askpass")
+    sh(work, "config", "includeIf.gitdir:/.path", str(included))
+    ran.mkdir()
+    first = g.build_commit(repo, NESTED_FILES, None, "one", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", first, "deploy", None).ok
+    assert g.fetch_branch(repo, "origin", "deploy") == first
+    sh(work, "remote", "add", "ssh", "ssh://127.0.0.1:1/x.git")  # refused at once
+    with pytest.raises(GitError):
+        g.fetch_branch(repo, "ssh", "deploy")
+    assert list(ran.iterdir()) == []
+    overrides = g.transport_overrides(repo)
+    assert "core.sshcommand=ssh" in overrides and "credential.helper=" in overrides
+
+
+def test_users_own_program_config_still_applies(
+    work: Path, repo: g.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sh(work, "config", "core.sshCommand", "evil")
+    sh(work, "config", "--global", "core.sshCommand", "ssh -i /home/me/key")
+    sh(work, "config", "--global", "credential.helper", "store")
+    sh(work, "config", "credential.helper", "!evil")
+    assert g.transport_overrides(repo) == [
+        "core.sshcommand=ssh -i /home/me/key",
+        "credential.helper=",
+        "credential.helper=store",
+    ]
 
 
 def test_push_race_is_rejected_not_fatal(repo: g.Repo, tmp_path: Path, remote: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.pipeline import build
+from generator.write import MANIFEST, manifest_bytes
 
 CONFIG_EXTRA_ENV = """
   staging:
@@ -52,8 +53,9 @@ def empty_folders(folder: Path) -> list[str]:
 
 
 def one_shot(repo: Path, crds: Iterable[Path]) -> dict[str, bytes]:
-    """What `servegen render` writes for the tree as it is now."""
-    return build(repo, crds=tuple(crds)).files
+    """What `servegen render` writes for the tree as it is now (with its manifest)."""
+    files = build(repo, crds=tuple(crds)).files
+    return {**files, MANIFEST: manifest_bytes(files)}
 
 
 def assert_rendered(repo: Path, crds: Iterable[Path], out: Path | None = None) -> None:
@@ -158,6 +160,14 @@ def test_validation_error_is_positioned(started: IncrementalBuild, example_repo:
     assert str(result.diagnostics[0]).startswith(
         f"specs/kubeai/nomic-embed.yaml:{line}:3: error: spec.engin: unknown field 'engin'"
     )
+
+
+def test_fifo_spec_is_an_error_not_a_hang(started: IncrementalBuild, example_repo: Path) -> None:
+    path = example_repo / "specs" / "pipe.yaml"
+    os.mkfifo(path)
+    result = apply(started, path)
+    assert not result.ok
+    assert str(result.diagnostics[0]).startswith("specs/pipe.yaml:1:1: error: not a regular file")
 
 
 def test_duplicate_name_across_files_then_resolved(

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from generator import cli
 from generator.errors import Diagnostic
 from generator.load import (
     MAX_FILE_BYTES,
@@ -271,3 +279,115 @@ def test_config_problems_are_reported_on_servegen_yaml(tmp_path: Path) -> None:
     [diag] = validated.diagnostics
     assert (diag.path, diag.line, diag.col) == ("servegen.yaml", 2, 1)
     assert "servegen.yaml" in validated.failed_files
+
+
+# --- hostile names and files --------------------------------------------------------------
+
+INJECTED_FOLDER = (
+    "x\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: pwn, namespace: kube-system}\n"
+)
+
+
+@pytest.mark.parametrize("char", ["\n", "\r", "\x85", "\u2028", "\u2029", "\x1b", "\x7f", "\t"])
+def test_spec_path_with_a_control_or_line_break_is_refused(tmp_path: Path, char: str) -> None:
+    """Such a folder name was pasted raw into the header of every file it rendered."""
+    write(tmp_path / "specs" / f"team{char}a" / "chat.yaml", spec("chat"))
+    validated = validate_repository(tmp_path)
+    [diag] = validated.diagnostics
+    assert (diag.path, diag.line, diag.col) == (f"specs/team{char}a/chat.yaml", 1, 1)
+    assert "control, line-break or unprintable character" in diag.message
+    assert validated.specs == ()
+    assert "\n" not in str(diag) and "\x1b" not in str(diag) and char not in str(diag)
+
+
+def test_folder_name_cannot_add_an_object_to_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "specs" / INJECTED_FOLDER / "chat.yaml", spec("chat"))
+    code = cli.main(["-C", str(tmp_path), "render"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert not (tmp_path / "output").exists()
+    # One line, escaped: the name can neither add output lines nor YAML documents.
+    [line] = [ln for ln in err.splitlines() if "chat.yaml" in ln]
+    assert line.startswith("specs/x\\n---\\napiVersion: v1\\nkind: ConfigMap")
+    assert all(not ln.startswith(("apiVersion", "kind", "metadata")) for ln in err.splitlines())
+
+
+def test_non_utf8_file_name_is_refused_not_a_crash(tmp_path: Path) -> None:
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.yaml"), "w") as handle:
+        handle.write(spec("cafe"))
+    [diag] = validate_repository(tmp_path).diagnostics
+    assert diag.path == "specs/caf\udce9.yaml"
+    assert "\\udce9" in str(diag)
+
+
+def test_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    os.mkfifo(tmp_path / "specs" / "pipe.yaml")
+    [diag] = load_specs(tmp_path, "specs").diagnostics
+    assert (diag.path, diag.line, diag.col) == ("specs/pipe.yaml", 1, 1)
+    assert "not a regular file" in diag.message
+
+
+def test_character_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    os.mknod(tmp_path / "specs" / "zero.yaml", stat.S_IFCHR | 0o666, os.makedev(1, 5))
+    [diag] = load_specs(tmp_path, "specs").diagnostics
+    assert (diag.path, diag.line, diag.col) == ("specs/zero.yaml", 1, 1)
+    assert "not a regular file" in diag.message
+
+
+def test_symlink_loop_is_a_positioned_error(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "specs" / "b.yaml").symlink_to("a.yaml")
+    (tmp_path / "specs" / "loop").symlink_to(".")
+    loaded = load_specs(tmp_path, "specs")
+    assert [(d.path, d.line, d.col) for d in loaded.diagnostics] == [
+        ("specs/a.yaml", 1, 1),
+        ("specs/b.yaml", 1, 1),
+    ]
+    assert all("symlink loop" in d.message for d in loaded.diagnostics)
+
+
+def _without_root_privileges() -> list[str]:
+    """A prefix that makes permission bits apply to this test's servegen, even as root."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to test unreadable files as root"
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_unreadable_spec_folder_or_file_is_an_error(tmp_path: Path, what: str) -> None:
+    """An unreadable team folder used to drop that team's models from output/ silently."""
+    write(tmp_path / "specs" / "a" / "good.yaml", spec("good"))
+    hidden = write(tmp_path / "specs" / "team" / "chat.yaml", spec("chat"))
+    locked = hidden.parent if what == "folder" else hidden
+    locked.chmod(0)
+    try:
+        done = subprocess.run(
+            [
+                *_without_root_privileges(),
+                sys.executable,
+                "-m",
+                "generator",
+                "-C",
+                str(tmp_path),
+                "render",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        locked.chmod(0o755)
+    where = "specs/team" if what == "folder" else "specs/team/chat.yaml"
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{where}:1:1: error: cannot read" in done.stderr
+    assert "Permission denied" in done.stderr
+    assert not (tmp_path / "output").exists()

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from generator.errors import InvalidInputError
 from generator.layout import json_patch
 from generator.pipeline import Build, build
 from generator.render import object_key
-from generator.write import write_tree
+from generator.write import MANIFEST, manifest_bytes, write_tree
 from tests.conftest import EXAMPLES, OUTPUT
 
 
@@ -57,10 +58,9 @@ def test_output_folder_is_fresh(examples_build: Build) -> None:
         for path in OUTPUT.rglob("*")
         if path.is_file()
     }
-    assert sorted(on_disk) == sorted(examples_build.files), (
-        "run: servegen -C examples render --out ../output"
-    )
-    stale = [path for path, data in examples_build.files.items() if on_disk[path] != data]
+    expected = {**examples_build.files, MANIFEST: manifest_bytes(examples_build.files)}
+    assert sorted(on_disk) == sorted(expected), "run: servegen -C examples render --out ../output"
+    stale = [path for path, data in expected.items() if on_disk[path] != data]
     assert stale == [], "output/ is stale; run: servegen -C examples render --out ../output"
 
 
@@ -93,11 +93,11 @@ def test_unchanged_files_are_not_rewritten(examples_build: Build, tmp_path: Path
     assert second.unchanged == len(examples_build.files)
 
 
-def test_stale_files_are_removed_only_in_managed_folders(
+def test_stale_files_are_removed_but_not_files_servegen_did_not_write(
     examples_build: Build, tmp_path: Path
 ) -> None:
-    (tmp_path / "models" / "gone" / "base").mkdir(parents=True)
-    (tmp_path / "models" / "gone" / "base" / "x.yaml").write_text("x: 1\n")
+    gone = {"models/gone/base/x.yaml": b"x: 1\n"}
+    write_tree(tmp_path, {**examples_build.files, **gone})
     (tmp_path / "NOTES.txt").write_text("mine\n")
     stats = write_tree(tmp_path, examples_build.files)
     assert stats.removed == ("models/gone/base/x.yaml",)
@@ -165,3 +165,19 @@ def test_summaries_keep_identities_and_give_the_same_files(
             assert all(
                 set(obj) <= {"apiVersion", "kind", "metadata", "spec"} for obj in rendered.objects
             )
+
+
+def test_vllm_spec_named_like_a_kserve_predictor_is_refused(example_repo: Path) -> None:
+    """KServe makes `<name>-predictor` objects: a vLLM spec of that name would collide."""
+    qwen = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
+    qwen.write_text(qwen.read_text().replace("name: qwen-cpu", "name: bert-sentiment-predictor"))
+    with pytest.raises(InvalidInputError) as caught:
+        build(example_repo)
+    messages = sorted(str(d) for d in caught.value.diagnostics)
+    assert messages and all("specs/vllm/qwen-cpu.yaml:4:7: error: name:" in m for m in messages)
+    assert any(
+        "Deployment/bert-sentiment-predictor in namespace llm-dev (environment dev) is made "
+        "by KServe for the InferenceService of specs/kserve/bert-sentiment.yaml:4:7" in m
+        for m in messages
+    )
+    assert any("Service/bert-sentiment-predictor in namespace llm-dev" in m for m in messages)

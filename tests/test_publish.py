@@ -285,6 +285,21 @@ def test_existing_foreign_branch_is_not_taken_over_silently(
     sh(spec_repo, "branch", "deploy", "HEAD")  # a branch of the same name, not ours
     before = tip(spec_repo)
     code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1 and "shares history with the source" in err
+    assert tip(spec_repo) == before
+    # Not even --allow-prune: a source branch is never turned into manifests.
+    assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 1
+    assert tip(spec_repo) == before
+
+
+def test_existing_unrelated_branch_needs_allow_prune(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blob = sh(spec_repo, "hash-object", "-w", "--stdin", input=b"theirs\n")
+    tree = sh(spec_repo, "mktree", input=f"100644 blob {blob}\tnotes.txt\n".encode())
+    before = sh(spec_repo, "commit-tree", tree, "-m", "someone else's")
+    sh(spec_repo, "update-ref", "refs/heads/deploy", before)
+    code, _, err = publish(spec_repo, crds_dir, capsys)
     assert code == 1 and "not written by servegen" in err
     assert tip(spec_repo) == before
     assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 0
@@ -461,6 +476,23 @@ def test_public_url_drops_credentials() -> None:
     assert pub.public_url("git@github.com:o/r.git") == "git@github.com:o/r.git"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:p@ss@host/o/r",
+        "https://user:p/ss@host/o/r",
+        "https://host/o/r?private_token=s3cret",
+        "https://host/o/r#s3cret",
+        "https://u:pa%40ss@host/o/r?x=1&token=s3cret",
+        "ssh://user:s3cret@host/o/r",
+    ],
+)
+def test_public_url_keeps_no_part_of_any_credential(url: str) -> None:
+    public = pub.public_url(url)
+    assert public in ("https://host/o/r", "ssh://host/o/r")
+    assert not any(part in public for part in ("p@ss", "ss@", "s3cret", "user", "token"))
+
+
 # --------------------------------------------------------------------------- pushing
 
 
@@ -472,6 +504,7 @@ def test_push_creates_and_advances_the_remote_branch(
     assert tip(remote) == tip(spec_repo)
     edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
     commit_all(spec_repo, "Scale")
+    sh(spec_repo, "push", "-q", "origin", "main")  # only merged commits are pushed
     assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
     assert tip(remote) == tip(spec_repo)
     assert sh(remote, "rev-list", "--count", "deploy") == "2"
@@ -518,7 +551,11 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     edit(other / RERANKER, "max_replicas: 2}", "max_replicas: 3}")
     side = commit_all(other, "Side scale")
     sh(other, "push", "-q", "origin", "side")
-    assert publish(other, crds_dir, capsys, "--push")[0] == 0
+    # (Straight through the publish loop: `publish --push` only takes merged commits.)
+    side_options = PublishOptions(Common(root=other), push=True, crds=(crds_dir,))
+    side_target, side_source, side_files = pub.prepare(side_options)
+    side_tips = pub.current_tips(side_target)
+    assert pub.attempt_publish(side_target, side_source, side_files, side_tips) is not None
     moved = tip(remote)
     assert pub.attempt_publish(target, source, files, stale) is None  # rejected: remote moved
     assert tip(remote) == moved
@@ -703,7 +740,77 @@ def test_deploy_branch_checked_out_elsewhere(
     assert code == 1 and "checked out" in err
     assert tip(spec_repo) == first
     # With --push the remote is the target; the checked-out local branch is left alone.
+    sh(spec_repo, "push", "-q", "origin", "main")
     code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
     assert code == 0 and "and pushed" in out, err
     assert "local deploy not updated" in err
     assert tip(spec_repo) == first and tip(remote) != first
+
+
+# --------------------------------------------------------------------------- hostile setups
+
+
+@pytest.mark.parametrize("where", ["unpushed", "feature"])
+def test_push_only_publishes_commits_on_the_default_branch(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """An unpushed or feature-branch commit on the deploy branch blocked later merges."""
+    if where == "feature":
+        sh(spec_repo, "checkout", "-q", "-b", "feature")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    sha = commit_all(spec_repo, "Scale")
+    if where == "feature":
+        sh(spec_repo, "push", "-q", "origin", "feature")
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 1, out + err
+    assert f"source commit {sha[:7]} is not on origin's default branch main" in err
+    assert "merge it into main" in err
+    assert tip(remote) is None and tip(spec_repo) is None
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0  # without --push: a local commit
+
+
+@pytest.mark.parametrize("branch", ["main", "feature"])
+def test_deploy_branch_that_is_a_source_branch_is_refused(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], branch: str
+) -> None:
+    """`deploy.branch: main` plus --push fast-forwarded main to the manifests."""
+    if branch == "feature":  # not checked out, but it shares history with the source
+        sh(spec_repo, "push", "-q", "origin", "main:feature")
+    before = sh(remote, "rev-parse", "refs/heads/main")
+    args = ("--push", "--allow-prune", "--branch", branch)  # CI passes --allow-prune on main
+    code, out, err = publish(spec_repo, crds_dir, capsys, *args)
+    assert code == 1, out + err
+    assert f"refusing to publish to {branch}" in err and "Traceback" not in err
+    assert sh(remote, "rev-parse", "refs/heads/main") == before
+    assert (spec_repo / "servegen.yaml").is_file()
+
+
+def test_shallow_clone_cannot_publish_backwards(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shallow clone lacking the history between two sources must not guess."""
+    old = sh(spec_repo, "rev-parse", "HEAD")
+    sh(spec_repo, "tag", "old")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    commit_all(spec_repo, "Scale tinyllama")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 3\n", "max_replicas: 4\n")
+    new = commit_all(spec_repo, "Scale tinyllama more")
+    sh(spec_repo, "push", "-q", "origin", "main", "old")
+    code, _, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0, err
+    published = sh(remote, "rev-parse", "refs/heads/deploy")
+    # CI re-running the older commit, with a depth-1 checkout of each ref it fetched.
+    shallow = spec_repo.parent / "shallow"
+    url = f"file://{remote}"
+    sh(spec_repo.parent, "clone", "-q", "--depth", "1", "--branch", "old", url, str(shallow))
+    sh(shallow, "fetch", "-q", "--depth", "1", "origin", new)
+    assert sh(shallow, "rev-parse", "HEAD") == old
+    code, out, err = publish(shallow, crds_dir, capsys, "--push")
+    assert code == 1, out + err
+    assert "shallow clone" in err and "git fetch --unshallow" in err
+    assert sh(remote, "rev-parse", "refs/heads/deploy") == published
+    # With the history, the same run sees that a newer source was published: no change.
+    sh(shallow, "fetch", "-q", "--unshallow", "origin")
+    code, out, err = publish(shallow, crds_dir, capsys, "--push")
+    assert code == 0 and "nothing to publish" in out, out + err
+    assert sh(remote, "rev-parse", "refs/heads/deploy") == published

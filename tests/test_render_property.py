@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator.config import Config
-from generator.fields import credential_kind
+from generator.fields import _LINE_FORBIDDEN, _TEXT_FORBIDDEN, credential_kind
 from generator.layout import model_files
 from generator.render import render_spec
 from generator.validate import Spec
@@ -45,7 +45,11 @@ env_names = st.from_regex(r"\A[A-Z][A-Z0-9_]{0,12}\Z").filter(
     lambda n: not any(w in n for w in ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY"))
 )
 names = st.from_regex(r"\A[a-z][a-z0-9-]{0,20}[a-z0-9]\Z")
-args = st.lists(text.filter(lambda a: not a.startswith("-")), max_size=4)
+# Args, env values and the like are one line: control characters are refused there
+# (tests/corpus/invalid/control-characters-*.yaml); file contents may span lines.
+line = text.filter(lambda value: _LINE_FORBIDDEN.search(value) is None)
+content = text.filter(lambda value: _TEXT_FORBIDDEN.search(value) is None)
+args = st.lists(line.filter(lambda a: not a.startswith("-")), max_size=4)
 
 
 def _spec(runtime_kind: str, document: dict[str, Any]) -> Spec:
@@ -75,9 +79,9 @@ def _assert_round_trip(spec: Spec, config: Config) -> list[dict[str, Any]]:
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=names,
-    envs=st.dictionaries(env_names, text, max_size=4),
+    envs=st.dictionaries(env_names, line, max_size=4),
     extra=args,
-    content=text,
+    content=content,
 )
 def test_kubeai_text_hostile_values(
     name: str, envs: dict[str, str], extra: list[str], content: str
@@ -100,7 +104,7 @@ def test_kubeai_text_hostile_values(
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=names, envs=st.dictionaries(env_names, text, max_size=4), extra=args)
+@given(name=names, envs=st.dictionaries(env_names, line, max_size=4), extra=args)
 def test_vllmserve_text_hostile_values(name: str, envs: dict[str, str], extra: list[str]) -> None:
     config = Config()
     spec = _spec(
@@ -122,7 +126,7 @@ def test_vllmserve_text_hostile_values(name: str, envs: dict[str, str], extra: l
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=names, envs=st.dictionaries(env_names, text, max_size=4), extra=args)
+@given(name=names, envs=st.dictionaries(env_names, line, max_size=4), extra=args)
 def test_huggingfaceserve_hostile_values(name: str, envs: dict[str, str], extra: list[str]) -> None:
     config = Config()
     spec = _spec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -656,9 +657,17 @@ HOSTILE = [
 ]
 
 
+_LINE_BREAK_OR_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 @pytest.mark.parametrize("value", HOSTILE)
-def test_hostile_strings_survive_verbatim(value: str) -> None:
-    doc = make({"envs": {"HOSTILE": value}, "args": [value, f"--flag={value}"]})
+def test_hostile_strings_survive_verbatim_or_are_refused(value: str) -> None:
+    serve = {"envs": {"HOSTILE": value}, "args": [value, f"--flag={value}"]}
+    if _LINE_BREAK_OR_CONTROL.search(value):  # the engine would refuse it
+        with pytest.raises(ValidationError, match="control and line-break"):
+            make(serve)
+        return
+    doc = make(serve)
     obj = render(doc)
     model = obj["spec"]["predictor"]["model"]
     assert model["env"] == [{"name": "HOSTILE", "value": value}]

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from generator.config import Config
+from generator.fields import single_line
 from generator.spec import deep_merge
 from generator.validate import validate_repository
 from runtimes.base import Problem, Runtime
@@ -650,12 +651,22 @@ def test_other_args_pass(arg: str) -> None:
 # --- hostile input ---------------------------------------------------------------------
 
 
+def one_line(value: str) -> bool:
+    try:
+        single_line(value)
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("value", HOSTILE)
-def test_hostile_envs_and_args_survive_verbatim(value: str) -> None:
-    d = doc(
-        "vllmserve-pooling",
-        serve={"envs": {"X": value}, "args": ["--chat-template", value], "task": "embed"},
-    )
+def test_hostile_envs_and_args_survive_verbatim_or_are_refused(value: str) -> None:
+    serve = {"envs": {"X": value}, "args": ["--chat-template", value], "task": "embed"}
+    if not one_line(value):  # a line break or control character: the engine refuses it
+        with pytest.raises(ValidationError, match="control and line-break"):
+            doc("vllmserve-pooling", serve=serve)
+        return
+    d = doc("vllmserve-pooling", serve=serve)
     objects = render(d)
     assert sorted(objects) == ["Deployment/m", "Service/m"]
     assert env(objects)["X"] == value
@@ -676,13 +687,17 @@ def test_hostile_names_and_labels_are_refused(value: str) -> None:
         doc(serve={"secrets": [value]})
 
 
-def test_hostile_tolerations_survive_verbatim() -> None:
-    tolerations = [{"key": value, "value": value} for value in HOSTILE]
+def test_hostile_tolerations_survive_verbatim_or_are_refused() -> None:
+    lines = [value for value in HOSTILE if one_line(value)]
+    tolerations = [{"key": value, "value": value} for value in lines]
     objects = render(doc(serve={"tolerations": tolerations}))
     assert sorted(objects) == ["Deployment/m", "Service/m"]
     assert pod(objects)["tolerations"] == [
-        {"operator": "Equal", "key": value, "value": value} for value in HOSTILE
+        {"operator": "Equal", "key": value, "value": value} for value in lines
     ]
+    for value in set(HOSTILE) - set(lines):
+        with pytest.raises(ValidationError, match="control and line-break"):
+            doc(serve={"tolerations": [{"key": "k", "value": value}]})
 
 
 # --- documents -------------------------------------------------------------------------

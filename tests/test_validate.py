@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,14 +111,11 @@ def test_corpus_config_is_valid(tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_spec(case: Path, tmp_path: Path) -> None:
     root = spec_repo(tmp_path, case.name, case.read_bytes())
-    started = time.perf_counter()
     validated = validate_repository(root)
-    elapsed = time.perf_counter() - started
     rel = f"specs/{case.name}"
     assert_diagnostics(validated.diagnostics, rel, expectations(case))
     assert not validated.ok
     assert validated.failed_files == {rel}, "every file with an error counts as failed"
-    assert elapsed < 5, f"validation took {elapsed:.1f}s"
 
 
 @pytest.mark.parametrize("case", INVALID_CONFIG, ids=[p.stem for p in INVALID_CONFIG])
@@ -151,9 +147,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
     root = spec_repo(tmp_path, "bomb.yaml", ("\n".join(lines) + "\n").encode())
-    started = time.perf_counter()
-    validated = validate_repository(root)
-    assert time.perf_counter() - started < 2
+    validated = validate_repository(root)  # time to refuse: bench/bench_limits.py
     [diag] = validated.diagnostics
     assert diag.path == "specs/bomb.yaml"
     assert "too many nodes" in diag.message

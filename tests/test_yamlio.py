@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import subprocess
 import sys
 import textwrap
-import time
 from typing import Any
 
 import pytest
@@ -185,10 +183,8 @@ def bomb(levels: int, width: int) -> str:
 
 def test_alias_bomb_is_refused_quickly_with_a_position() -> None:
     text = bomb(9, 9)  # 9**9 = 387 million strings once expanded
-    started = time.perf_counter()
     with pytest.raises(YamlSyntaxError) as caught:
-        load_documents(text)
-    assert time.perf_counter() - started < 1
+        load_documents(text)  # time to refuse: bench/bench_limits.py
     assert "aliases expand to too many nodes" in caught.value.message
     assert str(MAX_EXPANDED_NODES) in caught.value.message
     assert 1 <= caught.value.line <= 9 and caught.value.col >= 1
@@ -343,12 +339,10 @@ def test_parse_rendered() -> None:
         parse_rendered("a: 1\na: 2\n")
 
 
-def test_parse_rendered_refuses_alias_bombs_quickly() -> None:
+def test_parse_rendered_refuses_alias_bombs() -> None:
     """Rendered text never has aliases; if it had a bomb it must not be expanded."""
-    started = time.perf_counter()
-    with contextlib.suppress(YamlSyntaxError):
+    with pytest.raises(YamlSyntaxError, match=r"anchor|alias"):
         parse_rendered(bomb(9, 9))
-    assert time.perf_counter() - started < 5
 
 
 # --- property: what is dumped parses back the same ----------------------------------------
@@ -447,8 +441,16 @@ def test_parse_rendered_reads_like_ruamel(objects: list[Any]) -> None:
     buffer = io.StringIO()
     writer.dump_all(objects, buffer)
     text = buffer.getvalue()
+    reader = YAML(typ="safe", pure=False)
     try:
-        expected = list(YAML(typ="safe", pure=False).load_all(text))
+        expected = list(reader.load_all(text))
+        anchored = any(getattr(event, "anchor", None) for event in reader.parse(text))
     except YAMLError:
         assume(False)  # ruamel's pure writer makes a few texts its own C reader rejects
+    if anchored:
+        # ruamel's writer left a string such as `?&0` plain, which reads as an anchor:
+        # rendered text never holds one, so the fast reader must refuse it, not guess.
+        with pytest.raises(YamlSyntaxError, match="anchor"):
+            parse_rendered(text)
+        return
     assert parse_rendered(text) == expected

@@ -5,14 +5,20 @@ from __future__ import annotations
 import sys
 
 from generator.diff import compute, render
-from generator.errors import EXIT_OK
+from generator.errors import EXIT_OK, UsageError
 from generator.options import DiffOptions
 
 
 def run(options: DiffOptions) -> int:
+    target = options.output_file
+    if target is not None and not target.parent.is_dir():  # before the slow part
+        raise UsageError(f"--output-file {target}: no folder {target.parent}")
     result = compute(options)
-    if options.output_file is not None:
+    if target is not None:
         full = render(result, options.format, None)
-        options.output_file.write_text(full, encoding="utf-8")
+        try:
+            target.write_text(full, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--output-file {target}: {exc.strerror or exc}") from exc
     sys.stdout.write(render(result, options.format, options.max_chars))
     return EXIT_OK

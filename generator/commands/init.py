@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from generator import schema, terminal
-from generator.errors import EXIT_OK, ServegenError
+from generator.errors import EXIT_OK, ServegenError, UsageError
 from generator.options import InitOptions
 
 SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold"
@@ -74,11 +75,24 @@ def run(options: InitOptions) -> int:
         raise ServegenError(f"{target} is not empty; use --force to write into it anyway")
     requirement = installed_requirement()
     files = scaffold_files(requirement)
+    unknown = sorted(set(options.overwrite) - set(files))
+    if unknown:
+        raise UsageError(f"--overwrite {unknown[0]}: not a file init writes")
+    written, kept = [], []
     for rel, data in files.items():
         path = target / rel
+        # The user's own servegen.yaml, .gitignore or workflow is kept unless named.
+        if (path.exists() or path.is_symlink()) and rel not in options.overwrite:
+            kept.append(rel)
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            path.unlink()  # replace the link itself, never write through it
         path.write_bytes(data)
-    terminal.summary(f"created {len(files)} files in {target}", color=options.common.color)
+        written.append(rel)
+    terminal.summary(f"created {len(written)} files in {target}", color=options.common.color)
+    for rel in kept:
+        terminal.note(f"kept existing {rel} (replace it with --overwrite {rel})", stream=sys.stdout)
     print(next_steps(target, pinned=requirement is not None))
     return EXIT_OK
 

@@ -8,15 +8,17 @@ import time
 from collections.abc import Callable
 
 from generator import terminal
-from generator.errors import EXIT_INVALID, EXIT_OK, counted
+from generator.errors import EXIT_INVALID, EXIT_OK, UsageError, counted
 from generator.options import RenderOptions
 from generator.pipeline import build, in_environment
-from generator.write import stale_paths, write_tree
+from generator.write import CannotWriteError, stale_paths, write_tree
 
 
 def run(options: RenderOptions) -> int:
     started = time.perf_counter()
     root, color = options.common.root, options.common.color
+    if options.out is not None and options.out.exists() and not options.out.is_dir():
+        raise UsageError(f"--out {options.out}: not a folder")
     with terminal.progress_bar("rendering", color=color):
         result = build(root, environment=options.environment, crds=options.crds)
     for note in result.notes:
@@ -28,7 +30,7 @@ def run(options: RenderOptions) -> int:
         else (lambda _path: True)
     )
     if options.check:
-        stale = [path for path in stale_paths(out, result.files) if scope(path)]
+        stale = stale_paths(out, result.files, scope)
         for path in stale:
             print(f"{out / path}: stale", file=sys.stderr)
         if stale:
@@ -40,7 +42,12 @@ def run(options: RenderOptions) -> int:
             return EXIT_INVALID
         terminal.summary(f"{out} is up to date", color=color)
         return EXIT_OK
-    stats = write_tree(out, result.files, scope)
+    try:
+        stats = write_tree(out, result.files, scope)
+    except CannotWriteError as exc:
+        if options.out is None:
+            raise
+        raise UsageError(f"--out {options.out}: {exc.message}") from exc
     elapsed = (time.perf_counter() - started) * 1000
     terminal.summary(
         f"rendered {counted(len(result.models), 'model')} "

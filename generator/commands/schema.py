@@ -7,7 +7,7 @@ modelines of the spec files point; never into the installed package.
 from __future__ import annotations
 
 from generator import schema, terminal
-from generator.errors import EXIT_OK, ServegenError
+from generator.errors import EXIT_OK, ServegenError, UsageError
 from generator.options import SchemaOptions
 
 SCHEMA_DIR = "schemas"
@@ -23,7 +23,10 @@ def run(options: SchemaOptions) -> int:
             )
         terminal.summary(f"schemas in {directory} are up to date", color=options.common.color)
         return EXIT_OK
-    written = schema.write(directory)
+    try:
+        written = schema.write(directory)
+    except OSError as exc:
+        raise UsageError(f"--out {directory}: {exc.strerror or exc}") from exc
     terminal.summary(
         f"wrote {len(written)} of {len(schema.rendered())} schema files to {directory}",
         color=options.common.color,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from generator.errors import EXIT_OK, UsageError
+from generator.errors import EXIT_OK, UsageError, printable
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import WatchOptions
 from generator.report import to_json
@@ -145,7 +145,8 @@ class Reporter:
 
     def _write(self, line: str, stream: TextIO | None = None) -> None:
         stream = stream or self.out
-        stream.write(line + "\n")
+        # One event, one line: messages may quote untrusted names (escaped, never raw).
+        stream.write(printable(line) + "\n")
         stream.flush()  # a pipe to another program: one event at a time
 
     def _fields(self, event: Event) -> dict[str, Any]:

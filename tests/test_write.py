@@ -1,0 +1,340 @@
+"""Writing the output folder: owned files only, no symlinks followed, all or nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from generator import cli
+from generator.write import (
+    MANIFEST,
+    OutputFolderError,
+    manifest_bytes,
+    spare_folder,
+    stale_paths,
+    write_tree,
+)
+from tests.conftest import REPO_ROOT
+from tests.test_pipeline import kubectl
+
+FILES = {
+    "models/a/base/x.yaml": b"a: 1\n",
+    "models/b/base/y.yaml": b"b: 1\n",
+    "clusters/dev/kustomization.yaml": b"k: 1\n",
+    "README.md": b"# index\n",
+}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (no symlink followed), as the tests compare trees."""
+    found = {}
+    for current, _dirs, names in os.walk(folder):
+        for name in names:
+            path = Path(current) / name
+            found[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return found
+
+
+def test_first_write_has_a_manifest_of_exactly_what_was_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    stats = write_tree(out, FILES)
+    assert sorted(stats.written) == sorted(FILES)
+    listed = (out / MANIFEST).read_text().splitlines()[1:]
+    assert listed == sorted(FILES)
+    assert {k: v for k, v in snapshot(out).items() if k != MANIFEST} == FILES
+
+
+def test_up_to_date_output_is_not_touched(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    inode = (out / "README.md").stat().st_ino
+    stats = write_tree(out, FILES)
+    assert not stats.changed and stats.unchanged == len(FILES)
+    assert (out / "README.md").stat().st_ino == inode
+
+
+def test_unchanged_files_keep_their_inode_when_others_change(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    inode = (out / "README.md").stat().st_ino
+    stats = write_tree(out, {**FILES, "models/a/base/x.yaml": b"a: 2\n"})
+    assert stats.written == ("models/a/base/x.yaml",)
+    assert (out / "README.md").stat().st_ino == inode
+    assert (out / "models/a/base/x.yaml").read_bytes() == b"a: 2\n"
+
+
+def test_only_files_servegen_wrote_are_deleted(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    (out / "NOTES.txt").write_text("mine\n")
+    (out / "models" / "mine.txt").write_text("mine too\n")
+    (out / ".git-like" / "empty").mkdir(parents=True)
+    (out / "link").symlink_to("NOTES.txt")
+    smaller = {k: v for k, v in FILES.items() if not k.startswith("models/b/")}
+    stats = write_tree(out, smaller)
+    assert stats.removed == ("models/b/base/y.yaml",)
+    assert not (out / "models" / "b").exists()
+    assert (out / "NOTES.txt").read_text() == "mine\n"
+    assert (out / "models" / "mine.txt").read_text() == "mine too\n"
+    assert (out / ".git-like" / "empty").is_dir()
+    assert os.readlink(out / "link") == "NOTES.txt"
+
+
+@pytest.mark.parametrize("out_arg", [".", "..", "specs"])
+def test_render_refuses_a_folder_it_does_not_own(
+    example_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], out_arg: str
+) -> None:
+    """`render --out .` used to delete unrelated files under models/ and overwrite README.md."""
+    (example_repo / "models").mkdir()
+    (example_repo / "models" / "weights.txt").write_text("precious\n")
+    (example_repo / "README.md").write_text("my readme\n")
+    before = snapshot(example_repo.parent)
+    out = str(example_repo / out_arg)
+    argv = ["-C", str(example_repo), "render", "--out", out, "--crds", str(crds_dir)]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "was not written by servegen" in err and "Traceback" not in err
+    assert snapshot(example_repo.parent) == before
+
+
+def test_legacy_output_without_manifest_is_adopted(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "models" / "gone" / "base").mkdir(parents=True)
+    (out / "models" / "gone" / "base" / "x.yaml").write_text("x: 1\n")
+    stats = write_tree(out, FILES)
+    assert stats.removed == ("models/gone/base/x.yaml",)
+    assert (out / MANIFEST).is_file()
+
+
+def test_symlinked_managed_folder_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """A committed `output/models -> ../../victim` made render empty and fill victim/."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.txt").write_text("keep\n")
+    out = tmp_path / "repo" / "output"
+    write_tree(out, FILES)
+    shutil.rmtree(out / "models")
+    (out / "models").symlink_to(victim)
+    with pytest.raises(OutputFolderError, match="symlink"):
+        write_tree(out, FILES)
+    assert snapshot(victim) == {"data.txt": b"keep\n"}
+
+
+def test_symlink_inside_a_legacy_output_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.txt").write_text("keep\n")
+    out = tmp_path / "out"
+    (out / "clusters").mkdir(parents=True)
+    (out / "models").symlink_to(victim)
+    with pytest.raises(OutputFolderError, match="symlink"):
+        write_tree(out, FILES)
+    with pytest.raises(OutputFolderError, match="symlink"):
+        stale_paths(out, FILES)
+    assert snapshot(victim) == {"data.txt": b"keep\n"}
+
+
+def test_symlinked_file_in_output_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    (out / "README.md").unlink()
+    (out / "README.md").symlink_to(victim)
+    with pytest.raises(OutputFolderError, match="symlink"):
+        write_tree(out, FILES)
+    assert victim.read_text() == "keep\n"
+
+
+def test_output_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "out").symlink_to(victim)
+    with pytest.raises(OutputFolderError, match="symlink"):
+        write_tree(tmp_path / "out", FILES)
+    assert list(victim.iterdir()) == []
+
+
+def test_fifo_in_output_is_refused_without_hanging(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    (out / "README.md").unlink()
+    os.mkfifo(out / "README.md")
+    with pytest.raises(OutputFolderError, match="not a regular file"):
+        write_tree(out, FILES)
+
+
+@pytest.mark.parametrize("target", ["file", "/dev/null"])
+def test_render_out_at_a_file_is_a_usage_error(
+    example_repo: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    path = example_repo / "file" if target == "file" else Path(target)
+    if target == "file":
+        path.write_text("x\n")
+    code = cli.main(["-C", str(example_repo), "render", "--out", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "not a folder" in err and "Traceback" not in err
+
+
+def test_render_out_where_nothing_can_be_written_is_a_usage_error(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["-C", str(example_repo), "render", "--out", "/proc/servegen-out"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "cannot write" in err and "Traceback" not in err
+
+
+def test_an_interrupted_spare_is_repaired_before_the_swap(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    write_tree(out, {**FILES, "README.md": b"# second\n"})
+    spare = spare_folder(out)
+    assert (spare / MANIFEST).is_file()  # the previous tree, kept for the next write
+    # What a run killed while preparing the spare leaves: half-written and stray files.
+    (spare / ".servegen-staging").touch()
+    (spare / "models" / "a" / "base" / "x.yaml").write_bytes(b"a: half")
+    (spare / "models" / "stray.yaml").write_bytes(b"x")
+    (spare / "clusters").rename(spare / "moved")
+    third = {**FILES, "README.md": b"# third\n"}
+    write_tree(out, third)
+    assert snapshot(out) == {**third, MANIFEST: manifest_bytes(third)}
+
+
+def test_unchanged_files_are_shared_with_the_spare_not_copied(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    for n in range(3):
+        write_tree(out, {**FILES, "README.md": f"# {n}\n".encode()})
+        live = (out / "models/a/base/x.yaml").stat()
+        assert live.st_nlink == 2  # one inode, in the live tree and the spare
+
+
+@pytest.mark.parametrize("kind", ["symlink", "foreign"])
+def test_a_spare_servegen_did_not_make_is_refused(tmp_path: Path, kind: str) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.txt").write_text("keep\n")
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    if kind == "symlink":
+        spare_folder(out).symlink_to(victim)
+    else:
+        spare_folder(out).mkdir()
+        (spare_folder(out) / "data.txt").write_text("keep\n")
+    with pytest.raises(OutputFolderError, match="spare"):
+        write_tree(out, {**FILES, "README.md": b"# changed\n"})
+    assert snapshot(victim) == {"data.txt": b"keep\n"}
+    assert (out / "README.md").read_bytes() == FILES["README.md"]
+
+
+# --- SIGKILL at any moment ----------------------------------------------------------------
+
+WRITER = """
+import sys
+from pathlib import Path
+from generator.write import write_tree
+n, version = int(sys.argv[2]), sys.argv[3]
+files = {f"models/m{i:04}/base/obj.yaml": f"{version} {i}\\n".encode() for i in range(n)}
+if version == "new":  # new files, changed files and removed files
+    files = {k: v for k, v in files.items() if not k.endswith(("7/base/obj.yaml",))}
+    files.update({f"models/n{i:04}/base/obj.yaml": b"added\\n" for i in range(n // 10)})
+files["README.md"] = version.encode()
+print("ready", flush=True)
+write_tree(Path(sys.argv[1]), files)
+"""
+
+
+def _write_in_subprocess(out: Path, version: str, kill_after: float | None) -> float:
+    """Run the writer; kill it `kill_after` seconds after it is ready. Returns its run time."""
+    with subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(out), "1000", version],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        started = time.perf_counter()
+        if kill_after is None:
+            assert proc.wait(timeout=120) == 0
+        else:
+            time.sleep(kill_after)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        return time.perf_counter() - started
+
+
+def test_sigkill_at_any_moment_leaves_exactly_the_old_or_the_new_tree(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    _write_in_subprocess(reference / "new", "new", None)
+    _write_in_subprocess(reference / "old", "old", None)
+    duration = _write_in_subprocess(reference / "old", "new", None)  # old -> new takes this long
+    new = snapshot(reference / "new")
+    _write_in_subprocess(reference / "old", "old", None)
+    old = snapshot(reference / "old")
+    assert old != new
+    # Kill points spread over the whole run: reading, staging, swapping, cleaning up.
+    for step in range(12):
+        kill_after = duration * step / 10
+        out = tmp_path / f"run{step}" / "out"
+        _write_in_subprocess(out, "old", None)
+        _write_in_subprocess(out, "new", kill_after)
+        state = snapshot(out)
+        assert state in (old, new), f"kill after {kill_after:.3f}s left a mixed tree"
+        _write_in_subprocess(out, "new", None)  # the next run finishes the job
+        assert snapshot(out) == new
+        left = sorted(p.name for p in out.parent.iterdir())
+        assert left in (["out"], [".out.servegen-spare", "out"]), "stray files left"
+
+
+def test_sigkill_during_render_kustomize_builds_old_or_new(
+    example_repo: Path, crds_dir: Path, tmp_path: Path
+) -> None:
+    """A real `servegen render` killed mid-way: kustomize builds exactly one of the states."""
+    base = [sys.executable, "-m", "generator", "-C", str(example_repo), "render"]
+
+    def render(out: Path) -> list[str]:
+        return [*base, "--out", str(out), "--crds", str(crds_dir)]
+
+    old_copy, new_copy = tmp_path / "old", tmp_path / "new"
+    subprocess.run(render(old_copy), check=True, capture_output=True)
+    (example_repo / "specs" / "vllm" / "qwen-chat.yaml").unlink()
+    bert = example_repo / "specs" / "kserve" / "bert-sentiment.yaml"
+    bert.write_text(bert.read_text().replace("bert-sentiment", "bert-renamed"))
+    subprocess.run(render(new_copy), check=True, capture_output=True)
+    built = {
+        name: kustomize_text(folder / "clusters" / "prod")
+        for name, folder in (("old", old_copy), ("new", new_copy))
+    }
+    trees = {"old": snapshot(old_copy), "new": snapshot(new_copy)}
+    assert built["old"] != built["new"]
+    seen = set()
+    for step in range(8):
+        out = tmp_path / f"run{step}" / "out"
+        shutil.copytree(old_copy, out)
+        proc = subprocess.Popen(render(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.2 + step * 0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        state = next((name for name, tree in trees.items() if snapshot(out) == tree), None)
+        assert state is not None, f"kill after {0.2 + step * 0.2:.1f}s left a mixed tree"
+        assert kustomize_text(out / "clusters" / "prod") == built[state]
+        seen.add(state)
+    assert "old" in seen  # at least one kill landed before the swap
+
+
+def kustomize_text(folder: Path) -> str:
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(folder)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
