@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generator.check import ManifestValidator  # noqa: E402
+from generator.crds import bundled_dir  # noqa: E402
 from generator.git import open_repo, read_tree_files  # noqa: E402
 from generator.validate import validate_repository  # noqa: E402
 from generator.write import write_tree  # noqa: E402
@@ -125,8 +126,7 @@ def write_figures(tmp: Path, repeat: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_crds = os.environ.get("SERVEGEN_CRDS_DIR", str(ROOT.parent / "shared" / "crds"))
-    parser.add_argument("--crds", type=Path, default=Path(default_crds))
+    parser.add_argument("--crds", type=Path, default=bundled_dir())
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()

@@ -200,11 +200,16 @@ def refresh(urls: list[str], directory: Path) -> list[Fetched]:
 
 def from_cluster(directory: Path) -> tuple[list[Fetched], list[str]]:
     """Store the CRDs of the bundled kinds as the cluster of the current kubeconfig
-    context serves them (KUBECONFIG, else ~/.kube/config); also return the names of
-    those the cluster does not have. Needs the `cluster` extra (the kubernetes client).
-    Every CRD is read and checked before any is written."""
-    api = _extensions_api()
-    found = [(entry.name, _read_crd(api, entry.name)) for entry in bundled()]
+    context serves them (the same client and kubeconfig rules as `servegen status`); also
+    return the names of those the cluster does not have. Every CRD is read and checked
+    before any is written."""
+    from generator import kube
+
+    cluster = kube.connect(None)
+    found = [
+        (entry.name, cluster.read(f"{_CRD_API}/{entry.name}", f"reading CRD {entry.name}"))
+        for entry in bundled()
+    ]
     bodies = [(name, data) for name, data in found if data is not None]
     for name, data in bodies:
         summarize(data, f"cluster CRD {name}")
@@ -212,33 +217,4 @@ def from_cluster(directory: Path) -> tuple[list[Fetched], list[str]]:
     return fetched, [name for name, data in found if data is None]
 
 
-def _extensions_api() -> Any:
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    location = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    kubeconfig = location.split(os.pathsep)[0]
-    try:
-        api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return client.ApiextensionsV1Api(api_client)
-    except (ConfigException, OSError, TypeError, ValueError) as exc:
-        raise ServegenError(f"--from-cluster: cannot use kubeconfig {kubeconfig}: {exc}") from exc
-
-
-def _read_crd(api: Any, name: str) -> bytes | None:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    try:
-        response = api.read_custom_resource_definition(
-            name, _preload_content=False, _request_timeout=FETCH_TIMEOUT_S
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        detail = f"{exc.status} {exc.reason}"
-        raise ServegenError(f"--from-cluster: reading CRD {name}: {detail}") from exc
-    except HTTPError as exc:
-        raise ServegenError(f"--from-cluster: cannot reach the cluster: {exc}") from exc
-    data: bytes = response.data
-    return data
+_CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"

@@ -197,6 +197,17 @@ class Cluster:
         except ValueError as exc:
             raise ClusterError(f"context {self.context!r}: {what}: not JSON ({exc})") from None
 
+    def read(self, path: str, what: str) -> bytes | None:
+        """The raw JSON body at `path`, or None when the server answers 404 Not Found."""
+        try:
+            return bytes(self._get(path, [], READ_TIMEOUT).data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise self._fail(exc, what) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._fail(exc, what) from None
+
     # ------------------------------------------------------------------ discovery
 
     def plural(self, kind: Kind) -> str | None:

@@ -42,9 +42,9 @@ def pinning_problems(runtime: Runtime, doc: Any, config: Config, env: str) -> It
             f"{why}: set spec.image; a default image changes when the platform is upgraded",
         )
         return
-    if not ("@" in image or ":" in image.rsplit("/", 1)[-1]) or image.endswith(":latest"):
-        yield Problem(("spec", "image"), f"{why}: image {image!r} needs a tag or a digest")
-    elif config.policy.pinned_image_digest and not _DIGEST.fullmatch(image):
+    # A tag other than `latest` is required everywhere (config.PinnedImage); a pinned
+    # environment may also demand a digest.
+    if config.policy.pinned_image_digest and not _DIGEST.fullmatch(image):
         yield Problem(
             ("spec", "image"),
             f"{why}: image {image!r} needs a digest (policy.pinned_image_digest)",

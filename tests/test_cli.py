@@ -210,7 +210,7 @@ def test_unwritable_output_paths_are_usage_errors(
 ) -> None:
     code, _, err = run(["-C", str(example_repo), *argv], capsys)
     assert code == 2, err
-    assert err.startswith(f"servegen: {argv[1]} {argv[2]}: ") and "Traceback" not in err
+    assert err.startswith(f"servegen: error: {argv[1]} {argv[2]}: ") and "Traceback" not in err
 
 
 def test_committed_schemas_are_current() -> None:

@@ -71,16 +71,23 @@ spec:
 @pytest.mark.parametrize(
     ("image", "extra", "problem"),
     [
-        ("substratusai/vllm", "", "image 'substratusai/vllm' needs a tag or a digest"),
+        # Every image must have a tag other than latest, pinned environment or not.
+        (
+            "substratusai/vllm",
+            "",
+            "image 'substratusai/vllm' must be pinned to a tag other than 'latest' or a digest",
+        ),
         (
             "substratusai/vllm:latest",
             "",
-            "image 'substratusai/vllm:latest' needs a tag or a digest",
+            "image 'substratusai/vllm:latest' must be pinned to a tag other than 'latest' or "
+            "a digest",
         ),
         (
             "substratusai/vllm:v0.6.3",
             ", pinned_image_digest: true",
-            "image 'substratusai/vllm:v0.6.3' needs a digest (policy.pinned_image_digest)",
+            "pinned environment (policy.pinned_environments): image 'substratusai/vllm:v0.6.3' "
+            "needs a digest (policy.pinned_image_digest)",
         ),
         ("substratusai/vllm:v0.6.3", "", None),
         (f"substratusai/vllm{DIGEST}", ", pinned_image_digest: true", None),
@@ -97,10 +104,7 @@ environments:
     spec: {{image: "{image}"}}
 """
     expected = (
-        [
-            "specs/m.yaml:7:19: error: environments.prod.spec.image: pinned environment "
-            f"(policy.pinned_environments): {problem} (environment prod)"
-        ]
+        [f"specs/m.yaml:7:19: error: environments.prod.spec.image: {problem} (environment prod)"]
         if problem
         else []
     )

@@ -56,8 +56,10 @@ def api() -> Iterator[FakeKubeAPI]:
 
 
 def commit_all(work: Path, subject: str) -> str:
+    """Commit and push to the remote's default branch: only merged commits are published."""
     sh(work, "add", "-A")
     sh(work, "commit", "-q", "-m", subject)
+    sh(work, "push", "-q", "origin", "HEAD:main")
     return sh(work, "rev-parse", "HEAD")
 
 
