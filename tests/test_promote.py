@@ -417,7 +417,8 @@ def test_require_live_refuses_when_nothing_says_what_flux_applied(
     """Without `flux:` status cannot tell published from applied: not proof of live."""
     edit(
         staged / "servegen.yaml",
-        "flux:\n  url: https://github.com/example-org/llm-serving\n  depends_on: [kubeai, kserve]\n",
+        "flux:\n  url: https://github.com/example-org/llm-serving\n"
+        "  depends_on: [kubeai, kserve]\n",
         "",
     )
     commit_all(staged, "No Flux objects")
