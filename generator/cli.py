@@ -219,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="print the change, write nothing")
     p.add_argument("--commit", action="store_true", help="commit the edited spec files")
+    p.add_argument(
+        "--require-live",
+        action="store_true",
+        help="refuse unless the cluster runs the source as published and its models are ready",
+    )
 
     p = sub.add_parser("endpoints", help="print the OpenAI endpoint catalog")
     _env(p)

@@ -128,3 +128,4 @@ class PromoteOptions:
     serve: tuple[str, ...] = ()  # serve fields to promote besides the model version
     dry_run: bool = False
     commit: bool = False
+    require_live: bool = False  # the source must be live (in sync, models ready)

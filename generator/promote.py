@@ -10,6 +10,9 @@ those values (generator/specedit.py). Before anything is written:
   branch: the deploy tree records the source commit it was rendered from (`drySha`),
   and the model's version in that commit's specs must equal today's. Promoting
   something never published would ship an untested version;
+* with --require-live, the source environment must also be live, as `servegen status`
+  reads it (generator/status.py): Flux applied what is published, and every model
+  that would move is ready;
 * the edited files must validate, and the target must end up with exactly the source's
   version while every other environment keeps its own.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import git
+from generator.config import Config
 from generator.errors import Diagnostic, GitError, InvalidInputError, ServegenError
 from generator.load import parse_source
 from generator.options import PromoteOptions
@@ -80,6 +84,7 @@ class Plan:
     current: tuple[str, ...]  # models already at the source's version
     edits: tuple[FileEdit, ...]
     commit: str | None = None
+    live: str = ""  # with --require-live: what the cluster showed
 
     def message(self) -> str:
         names = ", ".join(p.model for p in self.promotions)
@@ -136,10 +141,16 @@ def plan(options: PromoteOptions) -> Plan:
         by_name = {spec.name: spec for spec in specs}
         for promotion in promotions:
             _check_published(by_name[promotion.model], options.source, published, validated)
+    live = ""
+    if promotions and options.require_live:
+        names = [p.model for p in promotions]
+        live = check_live(root, validated.config, options.source, names)
     edits = [FileEdit(f.path, read_spec(root, f.path), f.text) for f in files.values()]
     edits = [edit for edit in edits if edit.old != edit.new]
     _check_result(validated, edits, options)
-    return Plan(options.source, options.target, tuple(promotions), tuple(current), tuple(edits))
+    return Plan(
+        options.source, options.target, tuple(promotions), tuple(current), tuple(edits), None, live
+    )
 
 
 def _check_environments(validated: Validated, source: str, target: str) -> None:
@@ -248,6 +259,47 @@ def _check_published(
             f"deploy branch {branch!r} has {then}, the spec says {now}; publish {env} "
             "first, then promote what it runs"
         )
+
+
+# --- what is live ---------------------------------------------------------------------
+
+
+def check_live(root: Path, config: Config, env: str, models: Sequence[str]) -> str:
+    """Refuse unless `env` is live for `models` as `servegen status` reads it; a summary.
+
+    Live: Flux applied the published deploy commit (or one giving `env` the same files)
+    and reports Ready, and each model is ready. Without `flux:` in servegen.yaml nothing
+    says what the cluster applied, so that is refused too. Raises ClusterError (exit 3)
+    when the cluster cannot be read.
+    """
+    from generator.status import environment_status, printable  # the client only when asked
+
+    status, notes = environment_status(root, config, env)
+    if status is None:
+        raise PromoteError(f"cannot tell whether {env} is live: {'; '.join(notes)}")
+    problems = []
+    if status.in_sync is None:
+        problems.append(
+            "Flux is not configured (no `flux:` in servegen.yaml), so nothing says "
+            "which deploy commit the cluster applied"
+        )
+    elif not status.in_sync:
+        problems.append(f"not in sync: {printable(status.message)}")
+    reports = {m.name: m for m in status.models}
+    for name in models:
+        report = reports.get(name)
+        if report is None:
+            problems.append(f"{name}: not in the status of {env}")
+        elif not report.ready:
+            problems.append(f"{name}: not ready: {printable(report.message)}")
+    if problems:
+        raise PromoteError(
+            f"{env} is not live in context {status.context!r} (as `servegen status --env "
+            f"{env}` reads it); promote once it is:\n"
+            + "\n".join(f"  {problem}" for problem in problems)
+        )
+    applied = printable(status.applied_revision or "")
+    return f"{env} is live: Flux applied {applied}; ready: {', '.join(models)}"
 
 
 # --- editing --------------------------------------------------------------------------

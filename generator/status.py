@@ -27,7 +27,7 @@ from typing import Any
 from generator import git
 from generator.config import Config
 from generator.errors import ClusterError, GitError, InvalidInputError
-from generator.kube import Cluster, Gone, Interrupted, Listing, Object
+from generator.kube import Cluster, Gone, Interrupted, Listing, Object, connect
 from generator.pipeline import in_environment
 from generator.publish import (
     METADATA_FILE,
@@ -46,7 +46,15 @@ from generator.readiness import (
     kubeai_model,
 )
 from generator.render import ModelRender, duplicate_objects, render_all
-from generator.statusplan import SERVEGEN_LABEL, SPEC_LABEL, EnvironmentPlan, Kind, ModelPlan, Ref
+from generator.statusplan import (
+    SERVEGEN_LABEL,
+    SPEC_LABEL,
+    EnvironmentPlan,
+    Kind,
+    ModelPlan,
+    Ref,
+    environment_plan,
+)
 from generator.validate import validate_repository
 
 DEFAULT_REMOTE = "origin"
@@ -191,6 +199,29 @@ def render_published(root: Path, history: DeployHistory) -> tuple[Config, list[M
         prefix = repository_prefix(history.repo, root)
         git.export_tree(history.repo, source, dest, prefix, skip_special=True)
         return render_models(dest)
+
+
+def environment_plans(
+    root: Path, config: Config, names: Sequence[str], fetch: bool = True
+) -> tuple[list[EnvironmentPlan], DeployHistory]:
+    """What each named environment should run, from the render of what is published."""
+    history = deploy_history(root, config, fetch=fetch)
+    rendered_config, models = render_published(root, history)
+    plans = [
+        environment_plan(
+            models,
+            rendered_config,
+            env,
+            history.deployed_models(env),
+            config.environments[env].context,
+        )
+        for env in names
+        if env in rendered_config.environments
+    ]
+    for env in names:
+        if env not in rendered_config.environments:
+            history.notes.append(f"environment {env!r} is not in the published render")
+    return plans, history
 
 
 # --------------------------------------------------------------------------- reports
@@ -501,6 +532,28 @@ def evaluate(
         models=tuple(sorted(models, key=lambda m: m.name)),
         orphans=tuple(orphans(plan, context, snapshot)),
     )
+
+
+def environment_status(
+    root: Path, config: Config, name: str, fetch: bool = True
+) -> tuple[EnvironmentStatus | None, list[str]]:
+    """One environment as `servegen status --env NAME` reads it now (no waiting).
+
+    None when the environment is not in the published render; the notes say why.
+    Raises ClusterError when the cluster cannot be reached or refuses a read.
+    """
+    plans, history = environment_plans(root, config, [name], fetch)
+    if not plans:
+        return None, history.notes
+    (plan,) = plans
+    cluster = connect(plan.context)
+    snapshot = read_all({plan.context: cluster}, plans)
+    return evaluate(plan, cluster.context, snapshot, history), history.notes
+
+
+def printable(text: str) -> str:
+    """Cluster-written text without control characters (no terminal escapes)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 # --------------------------------------------------------------------------- waiting

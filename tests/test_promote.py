@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from generator import cli
+from generator.pipeline import build
 from generator.validate import validate_repository
 from generator.versions import version_of
+from tests.kubeapi import FakeKubeAPI
 from tests.test_publish import commit_all, edit, isolate_git, make_spec_repo, publish, sh
+from tests.test_status import apply_environment
 
 QWEN = "specs/vllm/qwen-chat.yaml"
 CANDIDATE = "hf://Qwen/Qwen2.5-1.5B-Instruct@d4e5f6"
@@ -279,3 +284,149 @@ def test_all_needs_only_what_moves_to_be_published(
     assert code == 0, err
     assert "servegen: fresh already runs dev's version in prod\n" in out
     assert "servegen: promoted 1 model(s) from dev to prod\n" in out
+
+
+# --- --require-live: the source as `servegen status` reads it from the cluster ----------
+
+PROMOTE_QWEN = ("qwen-chat", "--from", "dev", "--to", "prod", "--require-live")
+
+
+@pytest.fixture
+def cluster(
+    staged: Path, crds_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeKubeAPI]:
+    """A stand-in API server where "Flux" applied dev as published and all is ready."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with FakeKubeAPI() as api:
+        rendered = build(staged, crds=[crds_dir], keep_objects=True)
+        apply_environment(api, rendered, "dev", sh(staged, "rev-parse", "deploy"))
+        monkeypatch.setenv("KUBECONFIG", str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+        yield api
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rendered_at(staged: Path, crds_dir: Path, model: str, kind: str) -> tuple[str, str]:
+    """(namespace, name) of a model's object in dev, as servegen renders it."""
+    rendered = next(
+        m for m in build(staged, crds=[crds_dir], keep_objects=True).models if m.name == model
+    )
+    obj = next(o for o in rendered.environments["dev"].objects if o["kind"] == kind)
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+NOT_AVAILABLE = {
+    "observedGeneration": 1,
+    "replicas": 1,
+    "updatedReplicas": 1,
+    "readyReplicas": 0,
+    "availableReplicas": 0,
+}
+
+
+def test_require_live_promotes_when_the_source_is_live_and_ready(
+    staged: Path, cluster: FakeKubeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy = sh(staged, "rev-parse", "deploy")
+    code, out, err = promote(staged, capsys, *PROMOTE_QWEN)
+    assert code == 0, err
+    assert f"servegen: dev is live: Flux applied deploy@sha1:{deploy}; ready: qwen-chat\n" in out
+    assert "servegen: promoted 1 model(s) from dev to prod\n" in out
+    assert versions(staged, "qwen-chat")["prod"] == versions(staged, "qwen-chat")["dev"]
+    assert cluster.requests and {method for method, _ in cluster.requests} == {"GET"}
+
+
+def test_require_live_refuses_a_model_that_is_not_ready_and_writes_nothing(
+    staged: Path, crds_dir: Path, cluster: FakeKubeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (staged / QWEN).read_bytes()
+    # Another model not being ready is no reason to refuse: only what moves is checked.
+    namespace, name = rendered_at(staged, crds_dir, "tinyllama-chat", "Model")
+    cluster.set_status("Model", namespace, name, {"replicas": {"all": 1, "ready": 0}})
+    code, _, err = promote(staged, capsys, *PROMOTE_QWEN, "--dry-run")
+    assert code == 0, err
+    namespace, name = rendered_at(staged, crds_dir, "qwen-chat", "Deployment")
+    cluster.set_status("Deployment", namespace, name, NOT_AVAILABLE)
+    code, out, err = promote(staged, capsys, *PROMOTE_QWEN)
+    assert (code, out) == (1, "")
+    assert err == (
+        "servegen: error: dev is not live in context 'test' (as `servegen status --env dev` "
+        "reads it); promote once it is:\n"
+        "  qwen-chat: not ready: 0/1 replicas available\n"
+    )
+    assert (staged / QWEN).read_bytes() == before
+
+
+def test_require_live_refuses_while_flux_has_not_applied_the_latest_publish(
+    staged: Path, crds_dir: Path, cluster: FakeKubeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    applied = sh(staged, "rev-parse", "deploy")
+    # A later publish that changes dev (a label, not qwen-chat's version): Flux is behind.
+    edit(staged / QWEN, "labels: {team: assistants}", "labels: {team: chat}")
+    commit_all(staged, "Label qwen-chat")
+    code, _, err = publish(staged, crds_dir, capsys)
+    assert code == 0, err
+    published = sh(staged, "rev-parse", "deploy")
+    before = (staged / QWEN).read_bytes()
+    code, out, err = promote(staged, capsys, *PROMOTE_QWEN)
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "servegen: error: dev is not live in context 'test' (as `servegen status --env dev` "
+        "reads it); promote once it is:\n  not in sync: Kustomization Ready=True ("
+    )
+    assert err.endswith(f"; applied {applied[:7]}, published {published[:7]}\n")
+    assert "qwen-chat" not in err  # the model itself is ready
+    assert (staged / QWEN).read_bytes() == before
+
+
+def test_require_live_with_an_unreachable_cluster_is_exit_3_and_writes_nothing(
+    staged: Path,
+    cluster: FakeKubeAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "down", context="down", server=url)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    before = (staged / QWEN).read_bytes()
+    code, out, err = promote(staged, capsys, *PROMOTE_QWEN)
+    assert (code, out) == (3, "")
+    assert err.startswith(f"servegen: error: cannot reach the API server of context 'down' ({url})")
+    assert err.count("\n") == 1
+    assert (staged / QWEN).read_bytes() == before
+
+
+def test_without_require_live_the_cluster_is_not_read(
+    staged: Path, cluster: FakeKubeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert code == 0, err
+    assert "is live" not in out
+    assert cluster.requests == []
+
+
+def test_require_live_refuses_when_nothing_says_what_flux_applied(
+    staged: Path, crds_dir: Path, cluster: FakeKubeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without `flux:` status cannot tell published from applied: not proof of live."""
+    edit(
+        staged / "servegen.yaml",
+        "flux:\n  url: https://github.com/example-org/llm-serving\n"
+        "  depends_on: [kubeai, kserve]\n",
+        "",
+    )
+    commit_all(staged, "No Flux objects")
+    code, _, err = publish(staged, crds_dir, capsys)
+    assert code == 0, err
+    code, out, err = promote(staged, capsys, *PROMOTE_QWEN)
+    assert (code, out) == (1, "")
+    assert err.endswith(
+        "  Flux is not configured (no `flux:` in servegen.yaml), so nothing says which "
+        "deploy commit the cluster applied\n"
+    )

@@ -15,6 +15,8 @@ def run(options: PromoteOptions) -> int:
         sys.stdout.write(edit.diff)
     for name in planned.current:
         print(f"servegen: {name} already runs {planned.source}'s version in {planned.target}")
+    if planned.live:
+        print(f"servegen: {planned.live}")
     if not planned.promotions:
         print("servegen: nothing to promote")
         return EXIT_OK

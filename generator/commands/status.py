@@ -18,13 +18,12 @@ from generator.status import (
     EnvironmentStatus,
     Snapshot,
     contexts,
-    deploy_history,
+    environment_plans,
     evaluate,
     read_all,
-    render_published,
     wait,
 )
-from generator.statusplan import EnvironmentPlan, environment_plan
+from generator.statusplan import EnvironmentPlan
 from generator.validate import load_config
 
 DEFAULT_TIMEOUT = 600.0
@@ -48,24 +47,8 @@ def plans_for(options: StatusOptions) -> tuple[list[EnvironmentPlan], DeployHist
     if unknown:
         known = ", ".join(config.environments)
         raise UsageError(f"servegen status: unknown environment {unknown[0]!r} (declared: {known})")
-    history = deploy_history(root, config, fetch=options.fetch)
-    rendered_config, models = render_published(root, history)
     names = list(dict.fromkeys(options.environments)) or list(config.environments)
-    plans = [
-        environment_plan(
-            models,
-            rendered_config,
-            env,
-            history.deployed_models(env),
-            config.environments[env].context,
-        )
-        for env in names
-        if env in rendered_config.environments
-    ]
-    for env in names:
-        if env not in rendered_config.environments:
-            history.notes.append(f"environment {env!r} is not in the published render")
-    return plans, history
+    return environment_plans(root, config, names, options.fetch)
 
 
 def run(options: StatusOptions) -> int:
