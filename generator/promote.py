@@ -29,7 +29,7 @@ from typing import Any
 
 from generator import git
 from generator.config import Config
-from generator.errors import Diagnostic, GitError, InvalidInputError, ServegenError
+from generator.errors import Diagnostic, GitError, InvalidInputError, ServegenError, printable
 from generator.load import parse_source
 from generator.options import PromoteOptions
 from generator.publish import recorded_source, repository_prefix
@@ -272,7 +272,7 @@ def check_live(root: Path, config: Config, env: str, models: Sequence[str]) -> s
     says what the cluster applied, so that is refused too. Raises ClusterError (exit 3)
     when the cluster cannot be read.
     """
-    from generator.status import environment_status, printable  # the client only when asked
+    from generator.status import environment_status  # the client only when asked
 
     status, notes = environment_status(root, config, env)
     if status is None:

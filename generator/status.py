@@ -551,11 +551,6 @@ def environment_status(
     return evaluate(plan, cluster.context, snapshot, history), history.notes
 
 
-def printable(text: str) -> str:
-    """Cluster-written text without control characters (no terminal escapes)."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
 # --------------------------------------------------------------------------- waiting
 
 

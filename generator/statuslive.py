@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from generator.errors import ServegenError
+from generator.errors import ServegenError, printable
 from generator.kube import Cluster, connect
 from generator.status import (
     EnvironmentStatus,
@@ -117,13 +117,9 @@ def summary(status: EnvironmentStatus) -> str:
     sync = {True: "in sync", False: "out of sync", None: "sync unknown"}[status.in_sync]
     ready = sum(1 for m in status.models if m.ready)
     line = f"live {status.name}: {sync}, {ready}/{len(status.models)} model(s) ready"
-    waiting = [f"{m.name} ({_printable(m.message)})" for m in status.models if not m.ready]
+    waiting = [f"{m.name} ({printable(m.message)})" for m in status.models if not m.ready]
     if waiting:
         line += "; not ready: " + ", ".join(waiting)
     if status.orphans:
         line += "; left behind: " + ", ".join(f"{o.kind}/{o.name}" for o in status.orphans)
     return line
-
-
-def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from generator.errors import EXIT_INVALID, EXIT_OK, InvalidInputError, UsageError
+from generator.errors import EXIT_INVALID, EXIT_OK, InvalidInputError, UsageError, printable
 from generator.options import StatusOptions
 from generator.status import (
     DeployHistory,
@@ -83,11 +83,6 @@ def render(statuses: Sequence[EnvironmentStatus], format: str) -> str:
     return "\n".join(_text(s) for s in statuses).rstrip()
 
 
-def _clean(text: str) -> str:
-    """Cluster-written text without control characters (no terminal escapes)."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
 def _short(sha: str | None) -> str:
     return sha[:7] if sha else "-"
 
@@ -106,13 +101,13 @@ def _text(status: EnvironmentStatus) -> str:
         f"  published {_short(status.published_commit)} "
         f"(source {_short(status.published_source_commit)}), "
         f"applied {status.applied_revision or '-'} (source {_short(status.source_commit)})",
-        f"  {_clean(status.message)}",
+        f"  {printable(status.message)}",
     ]
     for m in status.models:
         state = "ready" if m.ready else "NOT READY"
         lines.append(
             f"  {state:9}  {m.name}  {m.runtime}  {_replicas(m.ready_replicas, m.desired)}  "
-            f"{m.url or '-'}  {_clean(m.message)}"
+            f"{m.url or '-'}  {printable(m.message)}"
         )
     lines += [
         f"  ORPHAN     {o.kind}/{o.name} in namespace {o.namespace} (spec {o.spec}): "
@@ -123,7 +118,7 @@ def _text(status: EnvironmentStatus) -> str:
 
 
 def _cell(text: str) -> str:
-    return _clean(text.replace("|", "\\|").replace("\n", " ").replace("`", "'"))
+    return printable(text.replace("|", "\\|").replace("\n", " ").replace("`", "'"))
 
 
 def _markdown(status: EnvironmentStatus) -> str:
