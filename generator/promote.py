@@ -296,7 +296,7 @@ def check_live(root: Path, config: Config, env: str, models: Sequence[str]) -> s
         raise PromoteError(
             f"{env} is not live in context {status.context!r} (as `servegen status --env "
             f"{env}` reads it); promote once it is:\n"
-            + "\n".join(f"  {problem}" for problem in problems)
+            + "\n".join(problems)  # the CLI indents every further line of a message
         )
     applied = printable(status.applied_revision or "")
     return f"{env} is live: Flux applied {applied}; ready: {', '.join(models)}"
