@@ -7,7 +7,8 @@ writes anything, so a failure at any step leaves every output untouched.
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -144,6 +145,18 @@ def build(
         reused = reused_build(root, repository)
         if reused is not None:
             return _filtered(reused[0], environment)
+    with _young_collections_only():
+        return _build(root, environment, crds, validated, keep_objects, repository)
+
+
+def _build(
+    root: Path,
+    environment: str | None,
+    crds: Sequence[Path],
+    validated: Validated | None,
+    keep_objects: bool,
+    repository: str | None,
+) -> Build:
     result = validated or validate_repository(root)
     if not result.ok:
         raise InvalidInputError(result.diagnostics)
@@ -191,6 +204,22 @@ def build(
         notes = notes[len(warnings) :]
     built = Build(root, config, tuple(models), files, notes, result.failed_files)
     return _filtered(built, environment)
+
+
+@contextmanager
+def _young_collections_only() -> Iterator[None]:
+    """No full garbage collections while building; young objects are still collected.
+
+    A full collection walks every object alive, and a build keeps what it loads to the
+    end: at 10,000 specs the default thresholds made 13 of them (CPython 3.11), with
+    no memory to show for it (peak RSS the same without them).
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], 1_000_000))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def _check_environment(config: Config, environment: str | None) -> None:
