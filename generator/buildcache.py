@@ -24,9 +24,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ from runtimes.base import Endpoint
 # Bump when what an entry holds changes shape.
 FORMAT = "1"
 _PACKAGES = ("generator", "runtimes", "schemas")
+# Validation (pydantic), templates (jinja2), YAML reading, schema checks.
+_LIBRARIES = ("pydantic", "pydantic-core", "jinja2", "ruamel.yaml", "jsonschema-rs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +67,17 @@ def cache_dir() -> Path:
 
 @cache
 def code_digest() -> str:
-    """servegen's version and the bytes of its own code, templates and bundled CRDs.
+    """servegen's version, the bytes of its own code, templates and bundled CRDs, and
+    the versions of Python and the libraries that decide what a spec renders to.
 
     The version alone would let an edited source tree reuse results of the old code.
     """
-    digest = hashlib.sha256(f"{FORMAT}\0{servegen_version()}\0".encode())
+    digest = hashlib.sha256(f"{FORMAT}\0{servegen_version()}\0{sys.version}\0".encode())
+    for library in _LIBRARIES:
+        try:
+            digest.update(f"{library}={metadata.version(library)}\0".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library} missing\0".encode())
     here = Path(__file__).resolve().parent.parent
     for package in _PACKAGES:
         for path in sorted((here / package).rglob("*")):

@@ -196,3 +196,16 @@ def test_validate_reports_the_same_from_the_cache(
     assert (second_code, second.out, second.err) == (first_code, first.out, first.err)
     assert first_code == 0
     assert ("warning" in first.out + first.err) != specs
+
+
+def test_the_code_key_follows_library_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    before = buildcache.code_digest()
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "999" if name == "jinja2" else real(name))
+    buildcache.code_digest.cache_clear()
+    try:
+        assert buildcache.code_digest() != before
+    finally:
+        buildcache.code_digest.cache_clear()
