@@ -4,14 +4,20 @@ A runtime is one module: a SpecDocument subclass (what users write), a `context(
 turns a validated spec into template variables, `expected()` naming the objects it must
 produce, an `endpoint()` for the catalog, and Jinja2 templates under templates/<kind>/.
 
-Templates cannot be tricked by spec values: every `{{ expression }}` is finalised to a
-JSON scalar or flow collection (valid YAML that can only ever be one node), undefined
-variables are errors, and the rendered text is parsed back and must contain exactly the
-objects `expected()` names.
+Templates cannot be tricked by spec values: they never reach YAML text at all. Every
+`{{ expression }}` is finalised to an opaque placeholder token, and its value is kept
+aside; the template's own text (placeholders in place of values) is parsed, and the
+values are put in as leaves of the tree, copied through JSON so they are plain data.
+A value can thus only ever be one node, whatever characters it holds. Undefined
+variables are errors, and the objects must be exactly the ones `expected()` names.
+The parsed skeleton depends only on which template branches ran, so it is parsed once
+per shape and reused.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ import jinja2
 from generator.config import Config
 from generator.errors import RenderError
 from generator.spec import SpecDocument
-from generator.yamlio import json_scalar, parse_rendered
+from generator.yamlio import parse_rendered
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -93,14 +99,28 @@ class Facts:
     gpus_per_replica: int = 0
 
 
-def to_yaml_value(value: Any) -> str:
-    """Finalize every template expression into one JSON (hence YAML) node."""
+# A placeholder is MARK, the value's index, MARK: a plain YAML scalar that reads back as
+# that very string. MARK is a private-use character no template contains; a scalar that
+# holds one but is not exactly one placeholder means a template spliced a value into
+# other text, which is refused.
+MARK = "\ue000"
+_PLACEHOLDER = re.compile(f"{MARK}([0-9]+){MARK}")
+# The render's value list, under a key no template can name (it is not an identifier).
+VALUES = "servegen values"
+
+
+@jinja2.pass_context
+def to_placeholder(context: jinja2.runtime.Context, value: Any) -> str:
+    """Finalize every template expression into a placeholder; the value is kept aside.
+
+    Taking the context also stops Jinja from finalizing constant expressions while it
+    compiles a template, so every placeholder belongs to the render that made it.
+    """
     if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises first
         raise RenderError("undefined template value")
-    try:
-        return json_scalar(value)
-    except (TypeError, ValueError) as exc:
-        raise RenderError(f"template value is not plain data: {exc}") from None
+    values: list[Any] = context[VALUES]
+    values.append(value)
+    return f"{MARK}{len(values) - 1}{MARK}"
 
 
 @cache
@@ -108,8 +128,8 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
-        finalize=to_yaml_value,
-        autoescape=False,  # noqa: S701 - YAML, not HTML: `finalize` does the escaping
+        finalize=to_placeholder,
+        autoescape=False,  # noqa: S701 - YAML, not HTML: values never reach the text
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -160,8 +180,9 @@ class Runtime(ABC):
         return self.endpoint(doc, config, namespace)
 
     def render(self, doc: Any, config: Config) -> list[dict[str, Any]]:
-        """Render, parse back and verify the objects for one spec."""
-        variables = self.context(doc, config)
+        """Render the templates into objects, and verify they are the expected ones."""
+        values: list[Any] = []
+        variables = {**self.context(doc, config), VALUES: values}
         env = _environment()
         parts = []
         for name in self.templates:
@@ -171,7 +192,9 @@ class Runtime(ABC):
                 )
             except jinja2.TemplateError as exc:
                 raise RenderError(f"{self.kind}/{name}: template error: {exc}") from exc
-        objects = [obj for obj in parse_rendered("\n---\n".join(parts)) if obj is not None]
+        skeleton = _skeleton("\n---\n".join(parts))
+        plain = plain_values(values)
+        objects = [fill(obj, plain) for obj in skeleton if obj is not None]
         self._verify(doc, config, objects)
         return objects
 
@@ -187,3 +210,51 @@ class Runtime(ABC):
                 f"{self.kind} spec {doc.name!r}: rendered {', '.join(map(str, got))} "
                 f"but expected {', '.join(map(str, want))}"
             )
+
+
+def plain_values(values: list[Any]) -> list[Any]:
+    """Fresh plain-data copies of template values, as JSON (hence YAML) would read them."""
+    try:
+        text = json.dumps(values, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise RenderError(f"template value is not plain data: {exc}") from None
+    copied: list[Any] = json.loads(text)
+    return copied
+
+
+# Skeletons seen so far, by the text that parsed to them: one per combination of template
+# branches, a handful per runtime. Bounded, in case a template's shape follows its values.
+_SKELETONS: dict[str, list[Any]] = {}
+_MAX_SKELETONS = 1024
+
+
+def _skeleton(text: str) -> list[Any]:
+    """The template text parsed (placeholders still in it); never mutated, only filled."""
+    found = _SKELETONS.get(text)
+    if found is None:
+        found = parse_rendered(text)
+        if len(_SKELETONS) >= _MAX_SKELETONS:
+            _SKELETONS.clear()
+        _SKELETONS[text] = found
+    return found
+
+
+def fill(node: Any, values: list[Any]) -> Any:
+    """A new tree: `node` with every placeholder replaced by its value."""
+    if isinstance(node, str):
+        if MARK not in node:
+            return node
+        match = _PLACEHOLDER.fullmatch(node)
+        if match is None:
+            raise RenderError("a template put a value inside other text; values must be whole")
+        return values[int(match[1])]
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if isinstance(key, str) and MARK in key:
+                raise RenderError("a template used a value as a key; keys must be literal")
+            out[key] = fill(value, values)
+        return out
+    if isinstance(node, list):
+        return [fill(item, values) for item in node]
+    return node

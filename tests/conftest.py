@@ -42,3 +42,11 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _private_build_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with an empty build cache, so none reuses another's results."""
+    from generator import buildcache
+
+    monkeypatch.setattr(buildcache, "cache_dir", lambda: tmp_path / "build-cache")

@@ -36,6 +36,8 @@ HOSTILE = [
     "null",
     "true",
     "0x1F",
+    "\ue0000\ue000",  # what a placeholder for the first template value looks like
+    "\ue000",
 ]
 text = st.one_of(
     st.sampled_from(HOSTILE),

@@ -1,0 +1,300 @@
+"""A persistent, content-addressed cache of per-model build results.
+
+A model's result (its summary, its files under models/<name>/, the kinds its objects had
+no schema for) depends only on servegen itself, the configuration, the CRDs it is
+checked against and its spec file's bytes; the cache key is a hash of exactly those, so
+`render`, `render --check` and `validate` with nothing changed reuse what an earlier
+process computed. Only results that passed the manifest checks are stored.
+
+Safe by construction:
+- each entry holds its full key and is used only when that key matches, so a truncated,
+  foreign or colliding file is a miss, never a wrong result;
+- entries are written to a temporary file and renamed over, so concurrent runs never
+  read half an entry (the last writer wins, and both wrote the same bytes);
+- anything that cannot be read or written is ignored: the cache only saves time, and
+  deleting the folder at any moment is safe.
+
+It lives next to the CRD cache, in $XDG_CACHE_HOME/servegen/builds (~/.cache by default).
+SERVEGEN_NO_CACHE=1 turns it off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from generator.config import Config
+from generator.errors import Diagnostic
+from generator.render import EnvironmentRender, ModelRender
+from generator.validate import Spec
+from generator.version import servegen_version
+from generator.versions import ModelVersion
+from runtimes.base import Endpoint
+
+# Bump when what an entry holds changes shape.
+FORMAT = "1"
+_PACKAGES = ("generator", "runtimes", "schemas")
+# Validation (pydantic), templates (jinja2), YAML reading, schema checks.
+_LIBRARIES = ("pydantic", "pydantic-core", "jinja2", "ruamel.yaml", "jsonschema-rs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cached:
+    """One model's stored result."""
+
+    model: ModelRender  # a summary, as build() keeps it
+    files: dict[str, bytes]
+    skipped: dict[str, int]
+
+
+def enabled() -> bool:
+    return os.environ.get("SERVEGEN_NO_CACHE", "") in ("", "0")
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "servegen" / "builds"
+
+
+@cache
+def code_digest() -> str:
+    """servegen's version, the bytes of its own code, templates and bundled CRDs, and
+    the versions of Python and the libraries that decide what a spec renders to.
+
+    The version alone would let an edited source tree reuse results of the old code.
+    """
+    digest = hashlib.sha256(f"{FORMAT}\0{servegen_version()}\0{sys.version}\0".encode())
+    for library in _LIBRARIES:
+        try:
+            digest.update(f"{library}={metadata.version(library)}\0".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library} missing\0".encode())
+    here = Path(__file__).resolve().parent.parent
+    for package in _PACKAGES:
+        for path in sorted((here / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(here).as_posix().encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def build_key(config: Config, crd_files: Iterable[Path]) -> str:
+    """What every model's result depends on besides its own spec file."""
+    digest = hashlib.sha256(code_digest().encode() + b"\0")
+    digest.update(config.model_dump_json().encode() + b"\0")
+    for path in crd_files:  # configured CRDs, in the order they take precedence
+        digest.update(str(path).encode() + b"\0")
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
+def model_key(build: str, spec: Spec) -> str:
+    document = spec.document
+    digest = hashlib.sha256(f"{build}\0{spec.path}\0{document.index}\0{spec.name}\0".encode())
+    digest.update(document.text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _entry_path(key: str) -> Path:
+    return cache_dir() / key[:2] / f"{key}.json"
+
+
+def load(key: str) -> Cached | None:
+    """The stored result for `key`, or None (missing, unreadable or not for this key)."""
+    try:
+        entry = json.loads(_entry_path(key).read_bytes())
+        if entry.get("key") != key:
+            return None
+        return Cached(
+            _model_from(entry["model"]),
+            {path: text.encode() for path, text in entry["files"].items()},
+            {str(kind): int(count) for kind, count in entry["skipped"].items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def store(key: str, result: Cached) -> None:
+    try:
+        files = {path: data.decode() for path, data in result.files.items()}
+    except UnicodeDecodeError:
+        return
+    model = _model_to(result.model)
+    _write(key, {"key": key, "model": model, "files": files, "skipped": result.skipped})
+
+
+def _write(key: str, entry: Mapping[str, Any]) -> None:
+    """Write an entry whole or not at all: a temporary file renamed over the old one."""
+    target = _entry_path(key)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(entry, out, ensure_ascii=False, separators=(",", ":"))
+            Path(tmp).replace(target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        pass  # a read-only or full cache folder is fine: the cache only saves time
+
+
+# --- whole repositories -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedBuild:
+    """A whole successful build: its models' entries plus what spans every model."""
+
+    models: tuple[Cached, ...]
+    files: dict[str, bytes]  # every output file
+    notes: tuple[str, ...]
+    failed_files: frozenset[str]
+    warnings: tuple[Diagnostic, ...]  # what validation warned about
+
+
+def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | None:
+    """`build` plus every spec file's path and bytes; None when a file is a symlink
+    (whatever it points at is for the loader to judge) or cannot be read."""
+    digest = hashlib.sha256(f"repository\0{build}\0".encode())
+    try:
+        for path in spec_files:
+            if path.is_symlink():
+                return None
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def load_build(key: str) -> CachedBuild | None:
+    """A stored build, when it and every model entry it names are still there."""
+    try:
+        entry = json.loads(_entry_path(key).read_bytes())
+        if entry.get("key") != key:
+            return None
+        models = []
+        for model_key in entry["models"]:
+            cached = load(model_key)
+            if cached is None:
+                return None
+            models.append(cached)
+        files: dict[str, bytes] = {}
+        for cached in models:
+            files.update(cached.files)
+        files.update((path, text.encode()) for path, text in entry["files"].items())
+        notes = tuple(str(note) for note in entry["notes"])
+        warnings = tuple(Diagnostic(*w) for w in entry["warnings"])
+        failed = frozenset(entry["failed_files"])
+        return CachedBuild(tuple(models), files, notes, failed, warnings)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def store_build(
+    key: str,
+    model_keys: Sequence[str],
+    files: Mapping[str, bytes],
+    model_files: Mapping[str, bytes],
+    notes: Sequence[str],
+    failed_files: Iterable[str],
+    warnings: Iterable[Diagnostic],
+) -> None:
+    """Store a build; the models' own files stay in their entries (`model_keys`)."""
+    try:
+        shared = {
+            path: data.decode() for path, data in files.items() if model_files.get(path) != data
+        }
+    except UnicodeDecodeError:
+        return
+    entry = {
+        "key": key,
+        "models": list(model_keys),
+        "files": shared,
+        "notes": list(notes),
+        "failed_files": sorted(failed_files),
+        "warnings": [dataclasses.astuple(w) for w in warnings],
+    }
+    _write(key, entry)
+
+
+# --- summaries <-> JSON ---------------------------------------------------------------
+
+
+def _model_to(model: ModelRender) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "path": model.path,
+        "line": model.line,
+        "col": model.col,
+        "runtime": model.runtime,
+        "environments": {env: _environment_to(r) for env, r in model.environments.items()},
+    }
+
+
+def _environment_to(rendered: EnvironmentRender) -> dict[str, Any]:
+    version = rendered.version
+    return {
+        "namespace": rendered.namespace,
+        "labels": dict(rendered.labels),
+        "annotations": dict(rendered.annotations),
+        "objects": list(rendered.objects),
+        "endpoint": dataclasses.asdict(rendered.endpoint),
+        "version": None if version is None else dataclasses.asdict(version),
+    }
+
+
+def _model_from(data: Mapping[str, Any]) -> ModelRender:
+    return ModelRender(
+        name=data["name"],
+        path=data["path"],
+        line=data["line"],
+        col=data["col"],
+        runtime=data["runtime"],
+        base=(),
+        environments={env: _environment_from(r) for env, r in data["environments"].items()},
+    )
+
+
+def _environment_from(data: Mapping[str, Any]) -> EnvironmentRender:
+    version = data["version"]
+    return EnvironmentRender(
+        namespace=data["namespace"],
+        labels=data["labels"],
+        annotations=data["annotations"],
+        variant=(),
+        objects=tuple(data["objects"]),
+        endpoint=Endpoint(**_tuples(data["endpoint"])),
+        version=None if version is None else ModelVersion(**_tuples(version)),
+    )
+
+
+def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON lists back to the tuples the frozen dataclasses hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+
+def crd_inputs(sources: Sequence[Path]) -> list[Path]:
+    """Every configured CRD file a check may read (folders walked); the bundled ones are
+    part of code_digest()."""
+    out: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            out.extend(sorted(p for p in source.rglob("*") if p.is_file()))
+        else:
+            out.append(source)
+    return out

@@ -1,0 +1,211 @@
+"""The persistent build cache: reused across builds, keyed by content, never trusted blindly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from generator import buildcache, pipeline
+from generator.errors import RenderError
+from generator.pipeline import build
+from generator.validate import validate_repository
+
+
+def _entries() -> list[Path]:
+    return sorted(buildcache.cache_dir().rglob("*.json"))
+
+
+def _model_entries() -> list[Path]:
+    return [path for path in _entries() if "model" in json.loads(path.read_bytes())]
+
+
+def _no_render(*_: object) -> object:
+    raise RenderError("rendered again")
+
+
+def test_a_second_build_reuses_every_model(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build(example_repo)
+    assert len(_model_entries()) == len(first.models)
+    monkeypatch.setattr(pipeline, "render_spec", _no_render)
+    # Validated afresh: only the whole-build entry is bypassed, every model is reused.
+    second = build(example_repo, validated=validate_repository(example_repo))
+    assert second.files == first.files
+    assert second.models == first.models
+    assert second.notes == first.notes
+
+
+def test_a_changed_spec_is_rendered_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(example_repo)
+    spec = example_repo / "specs/kubeai/nomic-embed.yaml"
+    spec.write_text(spec.read_text() + "\n# a comment changes the bytes\n")
+    rendered: list[str] = []
+    original = pipeline.render_spec
+
+    def counting(spec: object, config: object) -> object:
+        result = original(spec, config)  # type: ignore[arg-type]
+        rendered.append(result.name)
+        return result
+
+    monkeypatch.setattr(pipeline, "render_spec", counting)
+    build(example_repo)
+    assert rendered == ["nomic-embed"]
+
+
+def test_a_config_change_invalidates_everything(example_repo: Path) -> None:
+    build(example_repo)
+    config = example_repo / "servegen.yaml"
+    config.write_text(config.read_text() + "\n# changed\n")
+    before = set(_model_entries())
+    # The config's comments do not change what it means: same key.
+    build(example_repo)
+    assert set(_model_entries()) == before
+    config.write_text(config.read_text().replace("namespace:", "namespace: other\n#", 1))
+    changed = build(example_repo)
+    assert len(set(_model_entries()) - before) == len(changed.models)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],
+        lambda data: json.dumps({**json.loads(data), "key": "0" * 64}).encode(),
+        lambda data: b"\xff\xfe",
+    ],
+    ids=["truncated", "other key", "garbage"],
+)
+def test_a_damaged_entry_is_a_miss(example_repo: Path, damage: object) -> None:
+    first = build(example_repo)
+    for entry in _entries():
+        entry.write_bytes(damage(entry.read_bytes()))  # type: ignore[operator]
+    assert build(example_repo).files == first.files
+
+
+def test_an_entry_is_used_only_under_its_own_key(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swapping two entries' contents (same file names) makes both misses."""
+    first = build(example_repo)
+    a, b = _model_entries()[:2]
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    assert build(example_repo).files == first.files
+    assert json.loads(a.read_bytes())["key"] == a.stem  # stored again, correctly
+
+
+def test_keep_objects_and_no_cache_bypass_it(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(example_repo, keep_objects=True)
+    assert _entries() == []
+    monkeypatch.setenv("SERVEGEN_NO_CACHE", "1")
+    build(example_repo)
+    assert _entries() == []
+
+
+def test_an_unwritable_cache_only_costs_time(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(buildcache, "cache_dir", lambda: blocker / "builds")
+    expected = build(example_repo, keep_objects=True).files
+    assert build(example_repo).files == expected
+
+
+def _no_validation(*_: object) -> object:
+    raise AssertionError("validated again")
+
+
+def test_nothing_changed_skips_validation_too(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build(example_repo)
+    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    again = build(example_repo)
+    assert again.files == first.files
+    assert again.models == first.models
+    assert again.notes == first.notes
+    only_dev = build(example_repo, environment="dev")
+    assert set(only_dev.files) < set(first.files)
+    with pytest.raises(RenderError, match="unknown environment"):
+        build(example_repo, environment="nope")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda repo: (repo / "specs/kubeai/new.yaml").write_text(
+            (repo / "specs/kubeai/nomic-embed.yaml").read_text().replace("nomic-embed", "new-one")
+        ),
+        lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").unlink(),
+        lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").write_text("name: [broken\n"),
+    ],
+    ids=["added", "removed", "broken"],
+)
+def test_any_spec_file_change_validates_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, change: object
+) -> None:
+    build(example_repo)
+    change(example_repo)  # type: ignore[operator]
+    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    with pytest.raises(AssertionError, match="validated again"):
+        build(example_repo)
+
+
+def test_a_linked_spec_file_is_never_reused(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a symlink points at is for the loader to judge, every time."""
+    spec = example_repo / "specs/kubeai/nomic-embed.yaml"
+    target = example_repo / "nomic.yaml"
+    target.write_bytes(spec.read_bytes())
+    spec.unlink()
+    spec.symlink_to(target)
+    build(example_repo)
+    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    with pytest.raises(AssertionError, match="validated again"):
+        build(example_repo)
+
+
+@pytest.mark.parametrize("specs", [True, False], ids=["examples", "no spec folder (a warning)"])
+def test_validate_reports_the_same_from_the_cache(
+    example_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    specs: bool,
+) -> None:
+    from generator.cli import main
+    from generator.commands import validate as validate_command
+
+    if not specs:
+        shutil.rmtree(example_repo / "specs")
+    first_code = main(["-C", str(example_repo), "validate"])
+    first = capsys.readouterr()
+    monkeypatch.setattr(validate_command, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    second_code = main(["-C", str(example_repo), "validate"])
+    second = capsys.readouterr()
+    assert (second_code, second.out, second.err) == (first_code, first.out, first.err)
+    assert first_code == 0
+    assert ("warning" in first.out + first.err) != specs
+
+
+def test_the_code_key_follows_library_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    before = buildcache.code_digest()
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "999" if name == "jinja2" else real(name))
+    buildcache.code_digest.cache_clear()
+    try:
+        assert buildcache.code_digest() != before
+    finally:
+        buildcache.code_digest.cache_clear()
