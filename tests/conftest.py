@@ -45,8 +45,13 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _private_build_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with an empty build cache, so none reuses another's results."""
+def _private_build_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test starts with an empty build cache, so none reuses another's results.
+
+    It lives outside the test's own tmp_path, which tests snapshot whole."""
     from generator import buildcache
 
-    monkeypatch.setattr(buildcache, "cache_dir", lambda: tmp_path / "build-cache")
+    cache = tmp_path_factory.mktemp("build-cache")
+    monkeypatch.setattr(buildcache, "cache_dir", lambda: cache)
