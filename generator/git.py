@@ -988,7 +988,10 @@ def _records(raw: bytes) -> Iterator[tuple[str, str, str]]:
 
 def _transport(repo: Repo, command: str, *args: str) -> _Result:
     """A fetch or push: repository-named programs neutralised, git's own pack programs."""
-    runner = _SafeGit(repo.git_dir, repo.git_dir, transport_overrides(repo))
+    # From the worktree, as git itself runs: a relative remote path (`../remote.git`)
+    # is resolved against the directory the user's own git commands run in.
+    cwd = repo.worktree or repo.git_dir
+    runner = _SafeGit(cwd, repo.git_dir, transport_overrides(repo))
     pack = (
         "--receive-pack=git-receive-pack" if command == "push" else "--upload-pack=git-upload-pack"
     )

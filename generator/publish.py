@@ -440,7 +440,11 @@ def check_pushable(target: Target, source: Source) -> None:
     remote = target.remote
     branch = git.remote_default_branch(target.repo, remote)
     if branch is None:
-        raise GitError(f"{remote} names no default branch (its HEAD): cannot check the source")
+        raise GitError(
+            f"{remote} names no default branch (its HEAD points at no branch): cannot check "
+            "that the source is merged. Point the remote's HEAD at the branch you merge into "
+            "(in a bare repository: git symbolic-ref HEAD refs/heads/main)"
+        )
     tip = git.fetch_branch(target.repo, remote, branch)
     if tip is not None and not git.is_ancestor(target.repo, source.sha, tip):
         if git.is_shallow(target.repo):

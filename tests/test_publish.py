@@ -510,6 +510,27 @@ def test_push_creates_and_advances_the_remote_branch(
     assert sh(remote, "rev-list", "--count", "deploy") == "2"
 
 
+def test_push_to_a_remote_named_by_a_relative_path(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`../remote.git` means what it means to the user's git: relative to the worktree."""
+    sh(spec_repo, "remote", "set-url", "origin", "../remote.git")
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0 and "and pushed" in out, err
+    assert tip(remote) == tip(spec_repo)
+
+
+def test_push_to_a_remote_without_a_default_branch_says_how_to_set_one(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sh(remote, "symbolic-ref", "HEAD", "refs/heads/nothing-here")
+    code, _, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 1
+    assert "origin names no default branch" in err
+    assert "git symbolic-ref HEAD refs/heads/main" in err
+    assert tip(remote) is None
+
+
 def test_push_starts_from_the_remote_branch_when_local_is_behind(
     spec_repo: Path,
     remote: Path,
