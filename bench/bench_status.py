@@ -68,13 +68,17 @@ def main() -> int:
         }
         os.environ.update(env)
         remote, repo = base / "remote.git", base / "repo"
-        git(base, "init", "-q", "--bare", str(remote))
+        git(base, "init", "-q", "--bare", "-b", "main", str(remote))
         generate_repository(repo, args.specs)
         git(repo, "init", "-q", "-b", "main")
         git(repo, "remote", "add", "origin", str(remote))
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "specs")
-        assert servegen(repo, env, "publish", "--push", "--allow-prune").wait() == 0
+        git(repo, "push", "-q", "origin", "main")  # only merged commits are published
+        published = servegen(repo, env, "publish", "--push", "--allow-prune")
+        _, err = published.communicate()
+        if published.returncode != 0:
+            raise SystemExit(f"publish failed: {err.decode()}")
         deploy = git(repo, "rev-parse", "deploy")
         result = build(repo, keep_objects=True)
         with FakeKubeAPI() as api:

@@ -44,6 +44,9 @@ deploy:
   committer: {{name: servegen-bench, email: bench@example.com}}
 kubeai:
   endpoint: http://kubeai.kubeai.svc.cluster.local/openai/v1
+vllm:  # tracing needs OpenTelemetry, in the images from vLLM 0.17.0 on
+  image: vllm/vllm-openai:v0.33.0
+  cpu_image: public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.33.0
 telemetry:
   otlp_endpoint: http://otel-collector.observability.svc.cluster.local:4317
 validation:
@@ -255,7 +258,8 @@ def _vllm_text(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
         serve = {
             "use_cpu_image": True,
             "profile": "cpu-small",
-            "resources": {"mem": f"{_pick(rng, (8, 12, 16))}Gi"},
+            # Room for /dev/shm, the runtime, the weights and a KV cache under one limit.
+            "resources": {"mem": f"{_pick(rng, (32, 48, 64))}Gi"},
             "envs": [{"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"}],
         }
         comment = "A small model on the vLLM CPU image."
@@ -263,7 +267,8 @@ def _vllm_text(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
         if rng.random() < 0.5:
             spec["model_name"] = name.rsplit("-", 1)[0]
         if rng.random() < 0.4:
-            spec["adapters"] = _adapters(rng, rng.randint(1, 2))
+            # vLLM loads LoRA adapters from a path or a Hugging Face repo, not s3://.
+            spec["adapters"] = _adapters(rng, rng.randint(1, 2), scheme_s3=False)
         serve = {
             "profile": _pick(rng, ("gpu-l4", "gpu-l4", "gpu-a100x2")),
             "args": [
@@ -283,7 +288,7 @@ def _vllm_text(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
     doc["serve"] = serve
     if rng.random() < OVERRIDE_SHARE:
         if cpu:
-            doc["environments"] = {"dev": {"serve": {"resources": {"mem": "8Gi"}}}}
+            doc["environments"] = {"dev": {"serve": {"resources": {"mem": "32Gi"}}}}
         else:
             scaling = _vllm_gpu_scaling(rng)
             doc["environments"] = {
@@ -319,7 +324,7 @@ def _vllm_pooling(rng: random.Random, name: str) -> tuple[str, dict[str, Any]]:
         serve: dict[str, Any] = {
             "task": task,
             "use_cpu_image": True,
-            "resources": {"cpu": str(rng.randint(1, 4)), "mem": f"{_pick(rng, (4, 8, 12))}Gi"},
+            "resources": {"cpu": str(rng.randint(1, 4)), "mem": f"{_pick(rng, (8, 12, 16))}Gi"},
         }
         comment = f"A {task} model on vLLM's pooling runner, on CPU."
         override: dict[str, Any] = {
