@@ -37,8 +37,8 @@ from generator.git import open_repo, read_tree_files  # noqa: E402
 from generator.validate import validate_repository  # noqa: E402
 from generator.write import write_tree  # noqa: E402
 from generator.yamlio import YamlSyntaxError, load_documents, parse_rendered  # noqa: E402
-from tests import test_check as objects  # noqa: E402
-from tests.test_yamlio import bomb  # noqa: E402
+from tests import objects  # noqa: E402
+from tests.yamlbombs import bomb  # noqa: E402
 
 
 def median_s(action: Callable[[], object], repeat: int) -> float:

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from bench.generate import generate_repository  # noqa: E402
 from generator.pipeline import build  # noqa: E402
 from generator.statusplan import environment_plan  # noqa: E402
+from tests.cluster import apply_environment  # noqa: E402
 from tests.kubeapi import FakeKubeAPI  # noqa: E402
-from tests.test_status import apply_environment  # noqa: E402
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gitutil import isolate_git
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
 OUTPUT = REPO_ROOT / "output"
@@ -55,3 +57,20 @@ def _private_build_cache(
 
     cache = tmp_path_factory.mktemp("build-cache")
     monkeypatch.setattr(buildcache, "cache_dir", lambda: cache)
+
+
+@pytest.fixture
+def git_identity() -> tuple[tuple[str, str], tuple[str, str]]:
+    """(author, committer) the isolated git environment sets; a module may override it."""
+    return ("Ada Author", "ada@example.com"), ("Servegen Bot", "bot@example.com")
+
+
+@pytest.fixture
+def isolated_git(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    git_identity: tuple[tuple[str, str], tuple[str, str]],
+) -> None:
+    """A private global git config and identity; no inherited GIT_* or SERVEGEN_*."""
+    author, committer = git_identity
+    isolate_git(tmp_path, monkeypatch, author=author, committer=committer)

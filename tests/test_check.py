@@ -23,6 +23,16 @@ from generator.check import (
     resolve_kubernetes_version,
 )
 from generator.errors import ServegenError
+from tests.objects import (
+    deployment,
+    git_repository,
+    hpa,
+    inference_service,
+    kubeai_model,
+    kustomization,
+    pdb,
+    service,
+)
 
 K8S = "1.33"
 
@@ -38,140 +48,6 @@ def builtin_only() -> ManifestValidator:
 
 
 # --------------------------------------------------------------------------- objects
-
-
-def deployment(name: str = "llama") -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "llm", "labels": dict(labels)},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": dict(labels)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai:v0.6.3",
-                            "args": ["--model", "/models/x"],
-                            "ports": [{"name": "http", "containerPort": 8000}],
-                            "resources": {"limits": {"memory": "16Gi", "nvidia.com/gpu": "1"}},
-                            "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}},
-                        }
-                    ]
-                },
-            },
-        },
-    }
-
-
-def service(name: str = "llama") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"app.kubernetes.io/name": name},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
-
-
-def hpa(name: str = "llama") -> dict[str, Any]:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": 1,
-            "maxReplicas": 4,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {"type": "Utilization", "averageUtilization": 70},
-                    },
-                }
-            ],
-        },
-    }
-
-
-def pdb(name: str = "llama") -> dict[str, Any]:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": {"name": name},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}},
-    }
-
-
-def kubeai_model(name: str = "llama") -> dict[str, Any]:
-    return {
-        "apiVersion": "kubeai.org/v1",
-        "kind": "Model",
-        "metadata": {"name": name},
-        "spec": {
-            "url": "hf://x/y",
-            "engine": "VLLM",
-            "features": ["TextGeneration"],
-            "resourceProfile": "cpu:1",
-        },
-    }
-
-
-def inference_service(name: str = "llama") -> dict[str, Any]:
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {
-            "predictor": {
-                "model": {
-                    "modelFormat": {"name": "huggingface"},
-                    "storageUri": "hf://a/b",
-                    "args": ["--model_name=llama", "--max_model_len=4096"],
-                    "resources": {
-                        "limits": {"cpu": "6", "memory": "24Gi", "nvidia.com/gpu": "1"},
-                        "requests": {"cpu": 6, "memory": "24Gi"},
-                    },
-                }
-            }
-        },
-    }
-
-
-def git_repository() -> dict[str, Any]:
-    return {
-        "apiVersion": "source.toolkit.fluxcd.io/v1",
-        "kind": "GitRepository",
-        "metadata": {"name": "serving", "namespace": "flux-system"},
-        "spec": {
-            "interval": "1m",
-            "url": "https://example.com/org/serving.git",
-            "ref": {"branch": "main"},
-        },
-    }
-
-
-def kustomization() -> dict[str, Any]:
-    return {
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-        "kind": "Kustomization",
-        "metadata": {"name": "serving", "namespace": "flux-system"},
-        "spec": {
-            "interval": "10m",
-            "path": "./clusters/prod",
-            "prune": True,
-            "sourceRef": {"kind": "GitRepository", "name": "serving"},
-        },
-    }
 
 
 def problems_at(result: CheckResult) -> dict[str, str]:

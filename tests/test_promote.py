@@ -12,18 +12,17 @@ from generator import cli
 from generator.pipeline import build
 from generator.validate import validate_repository
 from generator.versions import version_of
+from tests.cluster import apply_environment
+from tests.gitutil import sh
 from tests.kubeapi import FakeKubeAPI
-from tests.test_publish import commit_all, edit, isolate_git, make_spec_repo, publish, sh
-from tests.test_status import apply_environment
+from tests.specrepo import commit_all, edit, make_spec_repo, publish
 
 QWEN = "specs/vllm/qwen-chat.yaml"
 CANDIDATE = "hf://Qwen/Qwen2.5-1.5B-Instruct@d4e5f6"
 DEV_OVERRIDE = f"environments:\n  dev:\n    spec:\n      url: {CANDIDATE}  # candidate\n"
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(tmp_path, monkeypatch)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def promote(work: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -21,34 +21,25 @@ from pathlib import Path
 
 import pytest
 
-from generator import cli, git
+from generator import git
 from generator import publish as pub
 from generator.options import Common, PublishOptions
 from generator.pipeline import build
 from generator.version import servegen_version
 from tests.conftest import EXAMPLES, REPO_ROOT
-from tests.gitutil import HARNESS_GIT_VARS, isolate_git, sh
+from tests.gitutil import HARNESS_GIT_VARS, sh
+from tests.specrepo import (
+    QWEN_CHAT,
+    RERANKER,
+    TINYLLAMA,
+    commit_all,
+    edit,
+    make_spec_repo,
+    publish,
+    tip,
+)
 
-TINYLLAMA = "specs/kubeai/tinyllama-chat.yaml"
-QWEN_CHAT = "specs/vllm/qwen-chat.yaml"
-RERANKER = "specs/kubeai/bge-reranker.yaml"
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(tmp_path, monkeypatch)
-
-
-def make_spec_repo(tmp_path: Path) -> Path:
-    """A bare "remote" and a clone of it holding examples/, committed and pushed to main."""
-    remote = tmp_path / "remote.git"
-    sh(tmp_path, "init", "-q", "--bare", str(remote))
-    work = tmp_path / "specs-repo"
-    sh(tmp_path, "clone", "-q", str(remote), str(work))
-    shutil.copytree(EXAMPLES, work, dirs_exist_ok=True)
-    commit_all(work, "Initial specs", "The example models.")
-    sh(work, "push", "-q", "origin", "main")
-    return work
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 @pytest.fixture
@@ -61,30 +52,10 @@ def remote(spec_repo: Path) -> Path:
     return spec_repo.parent / "remote.git"
 
 
-def commit_all(work: Path, subject: str, body: str = "") -> str:
-    sh(work, "add", "-A")
-    message = f"{subject}\n\n{body}" if body else subject
-    sh(work, "commit", "-q", "--allow-empty", "-m", message)
-    return sh(work, "rev-parse", "HEAD")
-
-
 def clone(tmp_path: Path, remote: Path, name: str) -> Path:
     target = tmp_path / name
     sh(tmp_path, "clone", "-q", str(remote), str(target))
     return target
-
-
-def publish(
-    work: Path, crds: Path, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    code = cli.main(["-C", str(work), "publish", "--crds", str(crds), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def tip(work: Path, ref: str = "deploy") -> str | None:
-    value = sh(work, "rev-parse", "--verify", "--quiet", ref, check=False)
-    return value or None
 
 
 def tree_files(work: Path, rev: str = "deploy") -> dict[str, bytes]:
@@ -94,12 +65,6 @@ def tree_files(work: Path, rev: str = "deploy") -> dict[str, bytes]:
 def deploy_metadata(work: Path, rev: str = "deploy") -> dict[str, str]:
     data: dict[str, str] = json.loads(tree_files(work, rev)[pub.METADATA_FILE])
     return data
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def user_state(work: Path) -> tuple[str, bytes, str, str]:

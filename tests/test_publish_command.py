@@ -9,12 +9,11 @@ import pytest
 
 from generator import cli, git
 from tests.conftest import EXAMPLES
-from tests.gitutil import isolate_git, sh
+from tests.gitutil import sh
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    isolate_git(tmp_path, monkeypatch)
+def repo(tmp_path: Path, isolated_git: None) -> Path:
     work = tmp_path / "specs-repo"
     shutil.copytree(EXAMPLES, work)
     sh(work, "init", "-q", "-b", "main")

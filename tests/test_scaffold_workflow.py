@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from generator import cli
 from generator.commands.init import PLACEHOLDER_REQUIREMENT, requirement_from_direct_url
 from tests.conftest import REPO_ROOT
-from tests.gitutil import isolate_git, sh
+from tests.gitutil import sh
 
 WORKFLOW = Path(".github/workflows/servegen.yml")
 GITHUB_API_STEP = "gh pr comment"
@@ -125,9 +125,8 @@ def ci_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def spec_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+def spec_repo(tmp_path: Path, isolated_git: None) -> tuple[Path, Path]:
     """`servegen init`, committed and pushed to a bare remote, as the init hint says."""
-    isolate_git(tmp_path, monkeypatch)
     repo, remote = tmp_path / "my-models", tmp_path / "remote.git"
     assert cli.main(["init", str(repo)]) == 0
     sh(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))

@@ -15,7 +15,7 @@ from generator.pipeline import Build, build
 from generator.render import object_key
 from generator.validate import validate_repository
 from generator.write import write_tree
-from tests.test_pipeline import kustomize
+from tests.kustomize import kustomize
 
 CONFIG = """\
 environments:

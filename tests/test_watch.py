@@ -31,7 +31,7 @@ from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import Common, WatchOptions
 from generator.watch import ChangeFilter, Event, Publish, run_watch
 from tests.conftest import REPO_ROOT
-from tests.test_incremental import add_env, one_shot, spec_text, tree
+from tests.incrementalutil import add_env, one_shot, spec_text, tree
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -22,7 +22,7 @@ from generator.write import (
     write_tree,
 )
 from tests.conftest import REPO_ROOT
-from tests.test_pipeline import kubectl
+from tests.kustomize import kubectl
 
 FILES = {
     "models/a/base/x.yaml": b"a: 1\n",

@@ -23,6 +23,7 @@ from generator.yamlio import (
     load_documents,
     parse_rendered,
 )
+from tests.yamlbombs import bomb
 
 SPEC = textwrap.dedent(
     """\
@@ -171,14 +172,6 @@ def test_aliases_within_the_limit_are_expanded() -> None:
     [document] = load_documents("base: &b {cpu: 1}\nprod: *b\nlist: [*b, *b]\n")
     assert document.data["prod"] == {"cpu": 1}
     assert document.data["list"] == [{"cpu": 1}, {"cpu": 1}]
-
-
-def bomb(levels: int, width: int) -> str:
-    lines = ["l0: &l0 [" + ", ".join(['"lol"'] * width) + "]"]
-    for level in range(1, levels):
-        refs = ", ".join([f"*l{level - 1}"] * width)
-        lines.append(f"l{level}: &l{level} [{refs}]")
-    return "\n".join(lines) + "\n"
 
 
 def test_alias_bomb_is_refused_quickly_with_a_position() -> None:
