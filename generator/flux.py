@@ -61,14 +61,7 @@ def flux_objects(
     if flux.secret_ref:
         source["secretRef"] = {"name": flux.secret_ref}
     checks = _health_checks(models, environment)
-    spec: dict[str, Any] = {
-        "interval": flux.interval,
-        "path": f"./clusters/{environment}",
-        "prune": True,
-        "sourceRef": {"kind": "GitRepository", "name": name},
-        "timeout": flux.timeout,
-        "wait": False,
-    }
+    spec = _kustomization_spec(flux, name, f"./clusters/{environment}")
     if flux.depends_on:
         spec["dependsOn"] = [{"name": dep} for dep in flux.depends_on]
     if checks:
@@ -83,14 +76,7 @@ def flux_objects(
     # target is gone counts as NotFound until the timeout, and objects applied once by
     # hand are never updated from git. So the objects carrying the health checks are
     # themselves applied from the deploy branch, by a Kustomization that includes itself.
-    sync: dict[str, Any] = {
-        "interval": flux.interval,
-        "path": f"./flux/{environment}",
-        "prune": True,
-        "sourceRef": {"kind": "GitRepository", "name": name},
-        "timeout": flux.timeout,
-        "wait": False,
-    }
+    sync = _kustomization_spec(flux, name, f"./flux/{environment}")
     kustomization = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization"}
     return [
         {
@@ -102,3 +88,15 @@ def flux_objects(
         {**kustomization, "metadata": metadata, "spec": spec},
         {**kustomization, "metadata": {**metadata, "name": f"{name}-flux"}, "spec": sync},
     ]
+
+
+def _kustomization_spec(flux: Flux, source: str, path: str) -> dict[str, Any]:
+    """A Flux Kustomization applying `path` of the GitRepository `source`, pruning."""
+    return {
+        "interval": flux.interval,
+        "path": path,
+        "prune": True,
+        "sourceRef": {"kind": "GitRepository", "name": source},
+        "timeout": flux.timeout,
+        "wait": False,
+    }

@@ -55,3 +55,10 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
+
+
+def empty_spec_repo(root: Path) -> Path:
+    """The examples' servegen.yaml and an empty specs/ folder in `root`."""
+    shutil.copy(EXAMPLES / "servegen.yaml", root / "servegen.yaml")
+    (root / "specs").mkdir()
+    return root

@@ -16,6 +16,7 @@ from generator.errors import InvalidInputError
 from generator.layout import HEADER
 from generator.pipeline import build
 from tests.conftest import EXAMPLES
+from tests.specrepo import empty_spec_repo
 
 SPEC = EXAMPLES / "specs" / "vllm" / "qwen-chat.yaml"
 PIECES = st.sampled_from(
@@ -72,10 +73,7 @@ def parsed(files: dict[str, bytes]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("names")
-    shutil.copy(EXAMPLES / "servegen.yaml", root / "servegen.yaml")
-    (root / "specs").mkdir()
-    return root
+    return empty_spec_repo(tmp_path_factory.mktemp("names"))
 
 
 @pytest.fixture(scope="module")

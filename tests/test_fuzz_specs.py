@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 
 from generator import cli
 from tests.conftest import EXAMPLES
+from tests.specrepo import empty_spec_repo
 
 SPECS = sorted((EXAMPLES / "specs").rglob("*.yaml"))
 NOISE = st.sampled_from(
@@ -58,10 +58,7 @@ def mutated(draw: st.DrawFn) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fuzz")
-    shutil.copy(EXAMPLES / "servegen.yaml", root / "servegen.yaml")
-    (root / "specs").mkdir()
-    return root
+    return empty_spec_repo(tmp_path_factory.mktemp("fuzz"))
 
 
 @settings(
