@@ -22,7 +22,9 @@ _DIGEST = re.compile(r".+@sha256:[0-9a-f]{64}")
 _HF_SCHEMES = ("hf://", "huggingface://")
 
 
-def pinning_problems(runtime: Runtime, doc: Any, config: Config, env: str) -> Iterable[Problem]:
+def pinning_problems(
+    runtime: Runtime[Any], doc: Any, config: Config, env: str
+) -> Iterable[Problem]:
     if env not in config.policy.pinned_environments:
         return
     why = "pinned environment (policy.pinned_environments)"

@@ -34,7 +34,7 @@ from generator.load import parse_source
 from generator.options import PromoteOptions
 from generator.publish import recorded_source, repository_prefix
 from generator.specedit import remove_key, set_value
-from generator.validate import Spec, Validated, validate_file, validate_repository
+from generator.validate import ValidatedSpec, Validated, validate_file, validate_repository
 from generator.versions import ModelVersion, describe_change, version_of
 from generator.write import atomic_write
 
@@ -164,7 +164,7 @@ def _check_environments(validated: Validated, source: str, target: str) -> None:
         raise PromoteError(f"--from and --to are both {source!r}: nothing to promote")
 
 
-def _selected(validated: Validated, options: PromoteOptions) -> list[Spec]:
+def _selected(validated: Validated, options: PromoteOptions) -> list[ValidatedSpec]:
     by_name = {spec.name: spec for spec in validated.specs}
     if options.all:
         if options.names:
@@ -243,7 +243,7 @@ def published_versions(root: Path, validated: Validated, env: str) -> dict[str, 
 
 
 def _check_published(
-    spec: Spec, env: str, published: Mapping[str, ModelVersion], validated: Validated
+    spec: ValidatedSpec, env: str, published: Mapping[str, ModelVersion], validated: Validated
 ) -> None:
     now = version_of(spec.environments[env])
     then = published.get(spec.name)
@@ -306,7 +306,7 @@ def check_live(root: Path, config: Config, env: str, models: Sequence[str]) -> s
 
 
 def _promote_spec(
-    root: Path, spec: Spec, options: PromoteOptions, files: dict[str, _File]
+    root: Path, spec: ValidatedSpec, options: PromoteOptions, files: dict[str, _File]
 ) -> tuple[str, ...]:
     """Edit the spec's file (in `files`) so the target runs the source's values."""
     entry = files.get(spec.path)

@@ -15,7 +15,7 @@ from typing import Any
 
 from generator.config import Config
 from generator.errors import Diagnostic, RenderError
-from generator.validate import Spec
+from generator.validate import ValidatedSpec
 from generator.versions import ModelVersion, version_of
 from runtimes.base import Endpoint, ObjectRef
 
@@ -59,7 +59,7 @@ def overlay_labels(spec_name: str, environment_labels: Mapping[str, str]) -> dic
     return dict(sorted(labels.items()))
 
 
-def render_spec(spec: Spec, config: Config) -> ModelRender:
+def render_spec(spec: ValidatedSpec, config: Config) -> ModelRender:
     try:
         base = tuple(spec.runtime.render(spec.base, config))
     except RenderError as exc:
@@ -142,7 +142,7 @@ def _identity(obj: Object) -> Object:
     return out
 
 
-def render_all(specs: Iterable[Spec], config: Config) -> list[ModelRender]:
+def render_all(specs: Iterable[ValidatedSpec], config: Config) -> list[ModelRender]:
     return [render_spec(spec, config) for spec in sorted(specs, key=lambda s: s.name)]
 
 

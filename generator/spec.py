@@ -1,7 +1,9 @@
-"""The serve spec envelope shared by every runtime.
+"""The serve spec as written (`SpecDocument`), the same shape for every runtime.
 
-A runtime module subclasses SpecDocument with its own `kind` literal, `spec` (the model)
-and `serve` (how it is served) models; generator code only relies on what is here.
+A runtime's document is `SpecDocument[ModelT, ServeT, OverrideT]` with its own `kind`
+literal: ModelT is its `spec` (the model), ServeT its `serve` (how it is served) and
+OverrideT what an environment may override in `spec`. Generator code only relies on
+what is here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from generator.fields import DnsLabel, Labels, StrictModel
 
 ServeT = TypeVar("ServeT", bound=StrictModel)
 SpecT = TypeVar("SpecT", bound=StrictModel)
+# Covariant (documents are frozen), so a runtime written for one serve shape also takes
+# documents whose serve section extends it (vllmserve-pooling's `task`).
+ModelT_co = TypeVar("ModelT_co", bound=StrictModel, covariant=True)
+ServeT_co = TypeVar("ServeT_co", bound=StrictModel, covariant=True)
+OverrideT_co = TypeVar("OverrideT_co", bound=StrictModel, covariant=True)
 
 
 class EnvironmentOverride(StrictModel, Generic[ServeT, SpecT]):
@@ -60,8 +67,8 @@ def spec_override_model(model: type[StrictModel], fields: Sequence[str]) -> type
     return override
 
 
-class SpecDocument(StrictModel):
-    """Fields every serve spec has, whatever its runtime."""
+class SpecDocument(StrictModel, Generic[ModelT_co, ServeT_co, OverrideT_co]):
+    """A serve spec as written; a runtime's subclass names its `kind` literal."""
 
     kind: str = Field(description="The runtime that serves this model.")
     name: DnsLabel = Field(description="Unique name of this spec across the repository.")
@@ -71,6 +78,21 @@ class SpecDocument(StrictModel):
         "the config default.",
     )
     labels: Labels = Field(default_factory=dict, description="Labels added to every object.")
+    spec: ModelT_co = Field(description="The model: where it comes from and how it is exposed.")
+    # An absent `serve` is read as `{}`: every serve field has a default, and a type
+    # parameter cannot name its own default factory.
+    serve: ServeT_co = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="How the model is served: resources, scaling, engine arguments.",
+    )
+    environments: dict[DnsLabel, EnvironmentOverride[ServeT_co, OverrideT_co]] = Field(
+        default_factory=dict, description="Per-environment overrides."
+    )
+
+
+# What generator code holds when the runtime is not known statically.
+AnySpecDocument = SpecDocument[Any, Any, Any]
 
 
 def deep_merge(base: Any, override: Any) -> Any:

@@ -1,7 +1,7 @@
 """Step 2: validate the config and every spec, collecting every problem with its position.
 
 Field-level rules come from the pydantic models (runtimes own theirs); cross-field rules
-from each runtime's `check()`; repository-wide rules (unique names, declared
+from each runtime's `spec_problems()`; repository-wide rules (unique names, declared
 environments, policy) live here. Nothing stops at the first error.
 """
 
@@ -24,7 +24,7 @@ from generator.errors import Diagnostic
 from generator.fields import PATTERN_HELP, credential_name_problem
 from generator.load import SourceFile, file_error, load_config_file, load_specs
 from generator.pinning import pinning_problems
-from generator.spec import SpecDocument, deep_merge
+from generator.spec import AnySpecDocument, deep_merge
 from generator.yamlio import Document, JsonPath, format_path
 from runtimes.base import Problem, Runtime
 
@@ -33,14 +33,14 @@ OVERRIDABLE = ("spec", "serve")
 
 
 @dataclass(frozen=True)
-class Spec:
+class ValidatedSpec:
     """A valid serve spec: its base form and its merged form per enabled environment."""
 
     path: str
     document: Document
-    runtime: Runtime
-    base: SpecDocument
-    environments: dict[str, SpecDocument] = field(default_factory=dict)
+    runtime: Runtime[Any]
+    base: AnySpecDocument
+    environments: dict[str, AnySpecDocument] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -52,7 +52,7 @@ class FileResult:
     """What one spec file contributed: valid specs, problems, whether it failed."""
 
     path: str
-    specs: tuple[Spec, ...]
+    specs: tuple[ValidatedSpec, ...]
     diagnostics: tuple[Diagnostic, ...]
 
     @property
@@ -66,7 +66,7 @@ class Validated:
 
     root: Path
     config: Config
-    specs: tuple[Spec, ...]
+    specs: tuple[ValidatedSpec, ...]
     diagnostics: tuple[Diagnostic, ...]
     failed_files: frozenset[str]
 
@@ -153,7 +153,7 @@ def config_from_source(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
 
 
 def validate_file(source: SourceFile, config: Config) -> FileResult:
-    specs: list[Spec] = []
+    specs: list[ValidatedSpec] = []
     diagnostics: list[Diagnostic] = []
     if not any(doc.data is not None for doc in source.documents):
         diagnostics.append(file_error(source.path, "file holds no serve spec (it is empty)"))
@@ -169,7 +169,7 @@ def validate_file(source: SourceFile, config: Config) -> FileResult:
 
 def validate_document(
     path: str, document: Document, config: Config
-) -> tuple[Spec | None, list[Diagnostic]]:
+) -> tuple[ValidatedSpec | None, list[Diagnostic]]:
     data = document.data
     if not isinstance(data, dict):
         return None, [_not_a_mapping(path, document, "a serve spec")]
@@ -186,9 +186,9 @@ def validate_document(
         return None, diagnostics
     base_problems = _problems(runtime, base, config)
     diagnostics.extend(_located(path, document, p, None) for p in base_problems)
-    merged: dict[str, SpecDocument] = {}
+    merged: dict[str, AnySpecDocument] = {}
     for env in config.environments:
-        override = base.environments.get(env) if hasattr(base, "environments") else None
+        override = base.environments.get(env)
         if override is not None and not override.enabled:
             continue
         env_doc, problems = _merged_for(path, document, runtime, config, env, base, base_problems)
@@ -200,10 +200,10 @@ def validate_document(
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
     # The raw data is not needed once validated; positions come from the text.
-    return Spec(path, replace(document, data=None), runtime, base, merged), diagnostics
+    return ValidatedSpec(path, replace(document, data=None), runtime, base, merged), diagnostics
 
 
-def _runtime_for(path: str, document: Document) -> tuple[Runtime | None, Diagnostic | None]:
+def _runtime_for(path: str, document: Document) -> tuple[Runtime[Any] | None, Diagnostic | None]:
     kind = document.data.get("kind")
     known = runtimes.kinds()
     if kind is None:
@@ -222,12 +222,12 @@ def _runtime_for(path: str, document: Document) -> tuple[Runtime | None, Diagnos
 def _merged_for(
     path: str,
     document: Document,
-    runtime: Runtime,
+    runtime: Runtime[Any],
     config: Config,
     env: str,
-    base: SpecDocument,
+    base: AnySpecDocument,
     base_problems: list[Problem],
-) -> tuple[SpecDocument | None, list[Diagnostic]]:
+) -> tuple[AnySpecDocument | None, list[Diagnostic]]:
     data = dict(document.data)
     override = (data.get("environments") or {}).get(env) or {}
     parts = {part: override.get(part) for part in OVERRIDABLE if override.get(part)}
@@ -257,7 +257,7 @@ def _merged_for(
 
 
 def _not_overridable(
-    path: str, document: Document, runtime: Runtime, env: str, spec: Any
+    path: str, document: Document, runtime: Runtime[Any], env: str, spec: Any
 ) -> dict[str, Diagnostic]:
     """`spec` fields that name or shape the endpoint stay the same in every environment."""
     if not isinstance(spec, dict):
@@ -277,15 +277,15 @@ def _not_overridable(
     return out
 
 
-def _problems(runtime: Runtime, doc: SpecDocument, config: Config) -> list[Problem]:
+def _problems(runtime: Runtime[Any], doc: AnySpecDocument, config: Config) -> list[Problem]:
     return [
-        *runtime.check(doc, config),
+        *runtime.spec_problems(doc, config),
         *_policy_problems(runtime, doc, config),
         *_credential_problems(doc),
     ]
 
 
-def _credential_problems(doc: SpecDocument) -> Iterable[Problem]:
+def _credential_problems(doc: AnySpecDocument) -> Iterable[Problem]:
     envs = getattr(getattr(doc, "serve", None), "envs", None) or {}
     for name, value in envs.items():
         message = credential_name_problem(name, value)
@@ -293,7 +293,9 @@ def _credential_problems(doc: SpecDocument) -> Iterable[Problem]:
             yield Problem(("serve", "envs", name), message)
 
 
-def _policy_problems(runtime: Runtime, doc: SpecDocument, config: Config) -> Iterable[Problem]:
+def _policy_problems(
+    runtime: Runtime[Any], doc: AnySpecDocument, config: Config
+) -> Iterable[Problem]:
     facts = runtime.facts(doc, config)
     prefixes = config.policy.allowed_image_prefixes
     for image in facts.images:
@@ -312,10 +314,10 @@ def _policy_problems(runtime: Runtime, doc: SpecDocument, config: Config) -> Ite
 
 
 def _check_environment_names(
-    path: str, document: Document, base: SpecDocument, config: Config
+    path: str, document: Document, base: AnySpecDocument, config: Config
 ) -> list[Diagnostic]:
     out = []
-    for env in getattr(base, "environments", {}) or {}:
+    for env in base.environments:
         if env not in config.environments:
             line, col = document.position(("environments", env), key=True)
             declared = ", ".join(config.environments)
@@ -329,9 +331,9 @@ def _check_environment_names(
 # --- across files ---------------------------------------------------------------------
 
 
-def check_repository(specs: Sequence[Spec]) -> list[Diagnostic]:
+def check_repository(specs: Sequence[ValidatedSpec]) -> list[Diagnostic]:
     """Rules that need every spec at once: unique names."""
-    first: dict[str, Spec] = {}
+    first: dict[str, ValidatedSpec] = {}
     out = []
     for spec in specs:
         other = first.setdefault(spec.name, spec)
@@ -511,3 +513,7 @@ def _not_a_mapping(path: str, document: Document, what: str) -> Diagnostic:
     got = type(document.data).__name__
     names = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}
     return Diagnostic(path, line, col, "", f"{what} must be a mapping, got {names.get(got, got)}")
+
+
+# The record's former name, for modules not yet moved to ValidatedSpec.
+Spec = ValidatedSpec

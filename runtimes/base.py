@@ -1,8 +1,10 @@
 """The interface every runtime implements, and the injection-proof template renderer.
 
-A runtime is one module: a SpecDocument subclass (what users write), a `context()` that
-turns a validated spec into template variables, `expected()` naming the objects it must
-produce, an `endpoint()` for the catalog, and Jinja2 templates under templates/<kind>/.
+A runtime is one module: a SpecDocument subclass (what users write), a `Runtime` over
+that document type whose methods receive it fully typed (`spec_problems()` for the rules
+field validation cannot express, `context()` turning a validated spec into template
+variables, `expected()` naming the objects it must produce, `endpoint()` for the
+catalog), and Jinja2 templates under templates/<kind>/.
 
 Templates cannot be tricked by spec values: they never reach YAML text at all. Every
 `{{ expression }}` is finalised to an opaque placeholder token, and its value is kept
@@ -23,13 +25,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import jinja2
 
 from generator.config import Config
 from generator.errors import RenderError
-from generator.spec import SpecDocument
+from generator.spec import AnySpecDocument
 from generator.yamlio import parse_rendered
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -136,11 +138,18 @@ def _environment() -> jinja2.Environment:
     )
 
 
-class Runtime(ABC):
-    """One way of serving a model. Subclasses live one per module in `runtimes/`."""
+DocT = TypeVar("DocT", bound=AnySpecDocument)
+
+
+class Runtime(ABC, Generic[DocT]):
+    """One way of serving a model, over its document type `DocT` (what users write).
+
+    Subclasses live one per module in `runtimes/`.
+    """
 
     kind: ClassVar[str]
-    document: ClassVar[type[SpecDocument]]
+    # Set by each subclass to its DocT (a ClassVar cannot name a type parameter).
+    document: type[DocT]
     templates: ClassVar[tuple[str, ...]]
     # Runtimes that share templates (the vLLM variants) name one folder for all of them.
     template_dir: ClassVar[str | None] = None
@@ -148,8 +157,8 @@ class Runtime(ABC):
     # version, never what names or shapes the endpoint (see README, "Staged rollouts").
     spec_overrides: ClassVar[tuple[str, ...]] = ()
 
-    def check(self, doc: Any, config: Config) -> Iterable[Problem]:
-        """Cross-field rules pydantic field validation cannot express."""
+    def spec_problems(self, doc: DocT, config: Config) -> Iterable[Problem]:
+        """What a schema-valid spec still gets wrong: cross-field rules and engine facts."""
         return ()
 
     def config_problems(self, config: Config) -> Iterable[Problem]:
@@ -157,29 +166,29 @@ class Runtime(ABC):
         return ()
 
     @abstractmethod
-    def context(self, doc: Any, config: Config) -> dict[str, Any]:
+    def context(self, doc: DocT, config: Config) -> dict[str, Any]:
         """Template variables for one spec (already merged for its environment)."""
 
     @abstractmethod
-    def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
+    def expected(self, doc: DocT, config: Config) -> list[ObjectRef]:
         """The exact objects the templates must produce for this spec."""
 
     @abstractmethod
-    def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+    def endpoint(self, doc: DocT, config: Config, namespace: str) -> Endpoint:
         """The catalog entry for this spec in a namespace."""
 
-    def facts(self, doc: Any, config: Config) -> Facts:
+    def facts(self, doc: DocT, config: Config) -> Facts:
         return Facts()
 
-    def namespace_in(self, doc: Any, config: Config, environment: str) -> str:
+    def namespace_in(self, doc: DocT, config: Config, environment: str) -> str:
         """The namespace this spec's objects go to in `environment`."""
         return config.namespace_for(environment, doc.namespace)
 
-    def endpoint_in(self, doc: Any, config: Config, environment: str, namespace: str) -> Endpoint:
+    def endpoint_in(self, doc: DocT, config: Config, environment: str, namespace: str) -> Endpoint:
         """The catalog entry in `environment` (runtimes whose URL depends on it override)."""
         return self.endpoint(doc, config, namespace)
 
-    def render(self, doc: Any, config: Config) -> list[dict[str, Any]]:
+    def render(self, doc: DocT, config: Config) -> list[dict[str, Any]]:
         """Render the templates into objects, and verify they are the expected ones."""
         values: list[Any] = []
         variables = {**self.context(doc, config), VALUES: values}
@@ -198,7 +207,7 @@ class Runtime(ABC):
         self._verify(doc, config, objects)
         return objects
 
-    def _verify(self, doc: Any, config: Config, objects: list[Any]) -> None:
+    def _verify(self, doc: DocT, config: Config, objects: list[Any]) -> None:
         if not all(
             isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) for obj in objects
         ):

@@ -28,7 +28,7 @@ from generator.fields import (
     StrictModel,
     Toleration,
 )
-from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
+from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -272,19 +272,11 @@ class HFServe(StrictModel):
     )
 
 
-class HuggingFaceServeDocument(SpecDocument):
+class HuggingFaceServeDocument(SpecDocument[HFModelSpec, HFServe, HFModelSpecOverride]):
     """A huggingfaceserve serve spec."""
 
     kind: Literal["huggingfaceserve"] = Field(
         description="huggingfaceserve: a KServe InferenceService on the Hugging Face runtime."
-    )
-    spec: HFModelSpec = Field(description="The model: where it comes from and how it is exposed.")
-    serve: HFServe = Field(
-        default_factory=HFServe,
-        description="How the model is served: resources, scaling, engine arguments.",
-    )
-    environments: dict[DnsLabel, EnvironmentOverride[HFServe, HFModelSpecOverride]] = Field(
-        default_factory=dict, description="Per-environment overrides."
     )
 
 
@@ -391,16 +383,16 @@ def openai_prefix(doc: HuggingFaceServeDocument) -> str:
     return doc.serve.envs.get(OPENAI_PREFIX_ENV, DEFAULT_OPENAI_PREFIX).rstrip("/")
 
 
-class HuggingFaceServe(Runtime):
+class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
     kind: ClassVar[str] = "huggingfaceserve"
-    document: ClassVar[type[SpecDocument]] = HuggingFaceServeDocument
+    document = HuggingFaceServeDocument
     templates: ClassVar[tuple[str, ...]] = ("inferenceservice.yaml.j2", "serviceaccount.yaml.j2")
     spec_overrides: ClassVar[tuple[str, ...]] = SPEC_OVERRIDES
 
-    def check(self, doc: Any, config: Config) -> Iterable[Problem]:
-        serve: HFServe = doc.serve
-        yield from _check_name(doc)
-        yield from _check_model(doc)
+    def spec_problems(self, doc: HuggingFaceServeDocument, config: Config) -> Iterable[Problem]:
+        serve = doc.serve
+        yield from _name_problems(doc)
+        yield from _model_problems(doc)
         if serve.huggingface_task and serve.backend != "huggingface":
             yield Problem(
                 ("serve", "huggingface_task"),
@@ -424,8 +416,8 @@ class HuggingFaceServe(Runtime):
                 "storage initializer downloaded from spec.path; pin the revision in spec.path "
                 "(hf://org/model@rev) instead",
             )
-        yield from _check_args(serve)
-        yield from _check_exclusive_outputs(serve)
+        yield from _args_problems(serve)
+        yield from _exclusive_output_problems(serve)
         if serve.profile is not None and serve.profile not in config.profiles:
             known = ", ".join(sorted(config.profiles)) or "none are defined in servegen.yaml"
             yield Problem(
@@ -437,7 +429,7 @@ class HuggingFaceServe(Runtime):
                 ("serve", "envs", OPENAI_PREFIX_ENV),
                 "the OpenAI route prefix must be empty or a URL path such as /openai",
             )
-        yield from _check_scaling(serve)
+        yield from _scaling_problems(serve)
         limit = config.policy.max_gpus_per_model
         count = gpus(doc, config)
         if limit is not None and count > limit:
@@ -447,8 +439,8 @@ class HuggingFaceServe(Runtime):
                 path, f"{count} GPUs per replica exceeds policy.max_gpus_per_model ({limit})"
             )
 
-    def context(self, doc: Any, config: Config) -> dict[str, Any]:
-        serve: HFServe = doc.serve
+    def context(self, doc: HuggingFaceServeDocument, config: Config) -> dict[str, Any]:
+        serve = doc.serve
         if serve.profile is not None and serve.profile not in config.profiles:
             raise RenderError(f"{self.kind} spec {doc.name!r}: unknown profile {serve.profile!r}")
         profile = _profile(doc, config)
@@ -482,13 +474,13 @@ class HuggingFaceServe(Runtime):
             "runtime_class_name": profile.runtime_class_name if profile else None,
         }
 
-    def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
+    def expected(self, doc: HuggingFaceServeDocument, config: Config) -> list[ObjectRef]:
         refs = [ObjectRef(API_VERSION, KIND, doc.name)]
         if uses_storage_account(doc):
             refs.append(ObjectRef("v1", "ServiceAccount", storage_account_name(doc)))
         return refs
 
-    def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+    def endpoint(self, doc: HuggingFaceServeDocument, config: Config, namespace: str) -> Endpoint:
         """OpenAI tasks get the OpenAI base URL and paths relative to it; the other tasks
         get the predictor's root URL and absolute protocol paths (Open Inference v2 and
         v1 predict, or the time-series routes), so `base_url + path` is always callable."""
@@ -519,14 +511,14 @@ class HuggingFaceServe(Runtime):
             paths=paths,
         )
 
-    def facts(self, doc: Any, config: Config) -> Facts:
+    def facts(self, doc: HuggingFaceServeDocument, config: Config) -> Facts:
         return Facts(
             images=(doc.spec.image,) if doc.spec.image else (),
             gpus_per_replica=gpus(doc, config),
         )
 
 
-def _check_name(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
+def _name_problems(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
     if not _ISVC_NAME.fullmatch(doc.name):
         yield Problem(("name",), "KServe InferenceService names must start with a letter")
     longest = 63 - len(PREDICTOR_SUFFIX)
@@ -540,7 +532,7 @@ def _check_name(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
         )
 
 
-def _check_model(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
+def _model_problems(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
     revision = doc.serve.model_revision
     if revision is None:
         return
@@ -558,7 +550,7 @@ def _check_model(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
         )
 
 
-def _check_args(serve: HFServe) -> Iterable[Problem]:
+def _args_problems(serve: HFServe) -> Iterable[Problem]:
     for index, arg in enumerate(serve.args):
         name = _arg_name(arg)
         if name is None:
@@ -580,7 +572,7 @@ def _check_args(serve: HFServe) -> Iterable[Problem]:
                 yield Problem(("serve", "args", index), f"--{name} is already set by serve.{field}")
 
 
-def _check_exclusive_outputs(serve: HFServe) -> Iterable[Problem]:
+def _exclusive_output_problems(serve: HFServe) -> Iterable[Problem]:
     # kserve v0.20.0 python/huggingfaceserver/huggingfaceserver/__main__.py: the two flags
     # are a mutually exclusive argparse group; the server exits at start with both.
     names = [_arg_name(arg) for arg in serve.args]
@@ -612,7 +604,7 @@ def deployment_mode_name(mode: str, config: Config) -> str:
     return mode if config.kserve.at_least(16) else LEGACY_MODE_NAMES[mode]
 
 
-def _check_scaling(serve: HFServe) -> Iterable[Problem]:
+def _scaling_problems(serve: HFServe) -> Iterable[Problem]:
     scaling, mode = serve.scaling, serve.deployment_mode
     if (
         scaling.min_replicas is not None

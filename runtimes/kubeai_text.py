@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
 from generator.config import Config, PinnedImage
 from generator.fields import DnsLabel, Envs, Line, SecretNames, StrictModel, Text
-from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
+from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
 MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
@@ -145,35 +145,24 @@ class KubeAIServe(StrictModel):
     scaling: Scaling = Field(default_factory=Scaling, description="Replicas and autoscaling.")
 
 
-class KubeAITextDocument(SpecDocument):
+class KubeAITextDocument(SpecDocument[KubeAIModelSpec, KubeAIServe, KubeAIModelSpecOverride]):
     """A kubeai-text serve spec."""
 
     kind: Literal["kubeai-text"] = Field(description="kubeai-text: a KubeAI Model.")
-    spec: KubeAIModelSpec = Field(
-        description="The model: where it comes from and how it is exposed."
-    )
-    serve: KubeAIServe = Field(
-        default_factory=KubeAIServe,
-        description="How the model is served: resources, scaling, engine arguments.",
-    )
-    environments: dict[DnsLabel, EnvironmentOverride[KubeAIServe, KubeAIModelSpecOverride]] = Field(
-        default_factory=dict, description="Per-environment overrides."
-    )
 
 
 def model_name(doc: KubeAITextDocument) -> str:
     return doc.spec.model_name or doc.name
 
 
-class KubeAIText(Runtime):
+class KubeAIText(Runtime[KubeAITextDocument]):
     kind: ClassVar[str] = "kubeai-text"
-    document: ClassVar[type[SpecDocument]] = KubeAITextDocument
+    document = KubeAITextDocument
     templates: ClassVar[tuple[str, ...]] = ("model.yaml.j2",)
     spec_overrides: ClassVar[tuple[str, ...]] = SPEC_OVERRIDES
 
-    def check(self, doc: Any, config: Config) -> Iterable[Problem]:
-        spec: KubeAIModelSpec = doc.spec
-        serve: KubeAIServe = doc.serve
+    def spec_problems(self, doc: KubeAITextDocument, config: Config) -> Iterable[Problem]:
+        spec, serve = doc.spec, doc.serve
         if len(model_name(doc)) > 40:
             where: tuple[str, ...] = ("spec", "model_name") if doc.spec.model_name else ("name",)
             yield Problem(where, "KubeAI Model names are at most 40 characters")
@@ -193,14 +182,14 @@ class KubeAIText(Runtime):
             yield Problem(("spec", "url"), "engine OLlama loads ollama:// or pvc:// URLs")
         if spec.url.startswith(("gs://", "oss://")) and serve.cache_profile is None:
             yield Problem(("spec", "url"), "gs:// and oss:// URLs need serve.cache_profile")
-        yield from _check_engine_source(spec, serve)
-        yield from _check_namespace(doc, config)
+        yield from _engine_source_problems(spec, serve)
+        yield from _namespace_problems(doc, config)
         if serve.cache_profile is not None and not spec.url.startswith(CACHEABLE_SCHEMES):
             yield Problem(
                 ("serve", "cache_profile"),
                 "cache_profile is only supported with hf://, s3://, gs:// or oss:// URLs",
             )
-        yield from _check_scaling(serve.scaling)
+        yield from _scaling_problems(serve.scaling)
         file_paths = [f.path for f in serve.files]
         if len(file_paths) > 10:
             yield Problem(("serve", "files"), "at most 10 files are allowed")
@@ -210,9 +199,8 @@ class KubeAIText(Runtime):
                     ("serve", "files", index, "path"), f"duplicate file path {file_path!r}"
                 )
 
-    def context(self, doc: Any, config: Config) -> dict[str, Any]:
-        spec: KubeAIModelSpec = doc.spec
-        serve: KubeAIServe = doc.serve
+    def context(self, doc: KubeAITextDocument, config: Config) -> dict[str, Any]:
+        spec, serve = doc.spec, doc.serve
         scaling = serve.scaling
         env = dict(OLLAMA_ENV) if spec.engine == "OLlama" else {}
         env.update(serve.envs)
@@ -251,21 +239,23 @@ class KubeAIText(Runtime):
         model.update({key: value for key, value in optional.items() if value is not None})
         return {"name": model_name(doc), "labels": dict(doc.labels), "spec": model}
 
-    def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
+    def expected(self, doc: KubeAITextDocument, config: Config) -> list[ObjectRef]:
         return [ObjectRef("kubeai.org/v1", "Model", model_name(doc))]
 
-    def namespace_in(self, doc: Any, config: Config, environment: str) -> str:
+    def namespace_in(self, doc: KubeAITextDocument, config: Config, environment: str) -> str:
         # kubeai v0.22.1 internal/manager/run.go: the manager caches and reconciles only
         # POD_NAMESPACE (its own); a Model anywhere else is never served.
         return config.kubeai_for(environment).namespace
 
-    def endpoint_in(self, doc: Any, config: Config, environment: str, namespace: str) -> Endpoint:
+    def endpoint_in(
+        self, doc: KubeAITextDocument, config: Config, environment: str, namespace: str
+    ) -> Endpoint:
         return self._endpoint(doc, config.kubeai_for(environment).url, namespace)
 
-    def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+    def endpoint(self, doc: KubeAITextDocument, config: Config, namespace: str) -> Endpoint:
         return self._endpoint(doc, config.kubeai.url, namespace)
 
-    def _endpoint(self, doc: Any, base_url: str, namespace: str) -> Endpoint:
+    def _endpoint(self, doc: KubeAITextDocument, base_url: str, namespace: str) -> Endpoint:
         name = model_name(doc)
         features = list(doc.spec.features)
         paths = [path for f in features for path in FEATURE_PATHS[f]]
@@ -280,11 +270,11 @@ class KubeAIText(Runtime):
             paths=(*paths, models_path(features)),
         )
 
-    def facts(self, doc: Any, config: Config) -> Facts:
+    def facts(self, doc: KubeAITextDocument, config: Config) -> Facts:
         return Facts(images=(doc.spec.image,) if doc.spec.image else ())
 
 
-def models_path(features: list[str]) -> str:
+def models_path(features: Sequence[str]) -> str:
     """The model-list route that shows a model with these features."""
     # kubeai v0.22.1 internal/openaiserver/models.go: /v1/models lists TextGeneration
     # models only, unless ?feature=... names other features.
@@ -309,7 +299,7 @@ def _arg_names(args: list[str]) -> list[str]:
     return [a[2:].split("=", 1)[0].replace("_", "-") for a in args if a.startswith("--")]
 
 
-def _check_revision(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
+def _revision_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
     # kubeai v0.22.1 internal/modelcontroller/engine_vllm.go passes the repo as
     # --model=<ref> and components/model-loader/load.sh downloads <ref> as given: neither
     # knows `@revision`. Only vLLM downloading by itself (no cache profile) can take
@@ -344,8 +334,8 @@ def _check_revision(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
         )
 
 
-def _check_engine_source(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
-    yield from _check_revision(spec, serve)
+def _engine_source_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
+    yield from _revision_problems(spec, serve)
     for index, adapter in enumerate(spec.adapters):
         if "@" in adapter.url:
             # kubeai v0.22.1 internal/modelcontroller/adapters.go runs the loader's `load <url>`.
@@ -383,7 +373,7 @@ def _check_engine_source(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[
         )
 
 
-def _check_namespace(doc: KubeAITextDocument, config: Config) -> Iterable[Problem]:
+def _namespace_problems(doc: KubeAITextDocument, config: Config) -> Iterable[Problem]:
     if doc.namespace is None:
         return
     for env in config.environments:
@@ -399,7 +389,7 @@ def _check_namespace(doc: KubeAITextDocument, config: Config) -> Iterable[Proble
             return
 
 
-def _check_scaling(scaling: Scaling) -> Iterable[Problem]:
+def _scaling_problems(scaling: Scaling) -> Iterable[Problem]:
     if scaling.max_replicas is not None and scaling.min_replicas > scaling.max_replicas:
         yield Problem(
             ("serve", "scaling", "min_replicas"),

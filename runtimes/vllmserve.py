@@ -59,7 +59,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, Field
 
@@ -74,7 +74,7 @@ from generator.fields import (
     StrictModel,
     Toleration,
 )
-from generator.spec import EnvironmentOverride, SpecDocument, spec_override_model
+from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 from runtimes.vllm_engine import (
     BERT_LORA_SINCE,
@@ -271,48 +271,33 @@ class VLLMPoolingServeOptions(VLLMServeOptions):
     )
 
 
-class VLLMServeTextDocument(SpecDocument):
+# What the three vllmserve kinds share; pooling's serve section extends VLLMServeOptions.
+VLLMDocument = SpecDocument[VLLMModelSpec, VLLMServeOptions, VLLMModelSpecOverride]
+
+
+class VLLMServeTextDocument(VLLMDocument):
     """A vllmserve-text serve spec."""
 
     kind: Literal["vllmserve-text"] = Field(description="vllmserve-text: vLLM text generation.")
-    spec: VLLMModelSpec = Field(description="The model: where it comes from and how it is exposed.")
-    serve: VLLMServeOptions = Field(
-        default_factory=VLLMServeOptions,
-        description="How the model is served: resources, scaling, engine arguments.",
-    )
-    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions, VLLMModelSpecOverride]] = (
-        Field(default_factory=dict, description="Per-environment overrides.")
-    )
 
 
-class VLLMServeSpeechDocument(SpecDocument):
+class VLLMServeSpeechDocument(VLLMDocument):
     """A vllmserve-speech serve spec."""
 
     kind: Literal["vllmserve-speech"] = Field(description="vllmserve-speech: vLLM speech-to-text.")
-    spec: VLLMModelSpec = Field(description="The model: where it comes from and how it is exposed.")
-    serve: VLLMServeOptions = Field(
-        default_factory=VLLMServeOptions,
-        description="How the model is served: resources, scaling, engine arguments.",
-    )
-    environments: dict[DnsLabel, EnvironmentOverride[VLLMServeOptions, VLLMModelSpecOverride]] = (
-        Field(default_factory=dict, description="Per-environment overrides.")
-    )
 
 
-class VLLMServePoolingDocument(SpecDocument):
+class VLLMServePoolingDocument(
+    SpecDocument[VLLMModelSpec, VLLMPoolingServeOptions, VLLMModelSpecOverride]
+):
     """A vllmserve-pooling serve spec."""
 
     kind: Literal["vllmserve-pooling"] = Field(
         description="vllmserve-pooling: vLLM embeddings, scoring, classification, reward."
     )
-    spec: VLLMModelSpec = Field(description="The model: where it comes from and how it is exposed.")
-    serve: VLLMPoolingServeOptions = Field(
-        default_factory=VLLMPoolingServeOptions,
-        description="How the model is served: resources, scaling, engine arguments.",
-    )
-    environments: dict[
-        DnsLabel, EnvironmentOverride[VLLMPoolingServeOptions, VLLMModelSpecOverride]
-    ] = Field(default_factory=dict, description="Per-environment overrides.")
+
+
+VLLMDocT = TypeVar("VLLMDocT", bound=VLLMDocument)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -437,7 +422,7 @@ def cpu_memory(url: str, mem: str | None) -> CpuMemory:
     return CpuMemory(limit, quantity_bytes(SHM_SIZE), weight_bytes(_model_repo(url)))
 
 
-def _cpu_memory_problems(doc: Any, plan: _Plan) -> Iterable[Problem]:
+def _cpu_memory_problems(doc: VLLMDocument, plan: _Plan) -> Iterable[Problem]:
     memory = cpu_memory(doc.spec.url, plan.resources.mem)
     user = doc.serve.envs.get(KV_CACHE_ENV)
     if user is not None:
@@ -465,7 +450,7 @@ def selector_labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "servegen.io/spec": name}
 
 
-def model_name(doc: Any) -> str:
+def model_name(doc: VLLMDocument) -> str:
     return str(doc.spec.model_name or doc.name)
 
 
@@ -487,7 +472,7 @@ class _Plan:
         return self.resources.gpu or 0
 
 
-def _plan(doc: Any, config: Config) -> _Plan:
+def _plan(doc: VLLMDocument, config: Config) -> _Plan:
     serve: VLLMServeOptions = doc.serve
     profile = config.profiles.get(serve.profile or "") or Profile()
     base = profile.resources or Resources()
@@ -514,7 +499,7 @@ def _plan(doc: Any, config: Config) -> _Plan:
 # --- the runtimes ----------------------------------------------------------------------
 
 
-class VLLMServeRuntime(Runtime):
+class VLLMServeRuntime(Runtime[VLLMDocT]):
     """What the three vllmserve kinds share; subclasses name the kind and the catalog."""
 
     template_dir: ClassVar[str | None] = "vllmserve"
@@ -531,8 +516,8 @@ class VLLMServeRuntime(Runtime):
     pooling: ClassVar[bool] = False
     generates_text: ClassVar[bool] = False
 
-    def check(self, doc: Any, config: Config) -> Iterable[Problem]:
-        serve: VLLMServeOptions = doc.serve
+    def spec_problems(self, doc: VLLMDocT, config: Config) -> Iterable[Problem]:
+        serve = doc.serve
         scaling = serve.scaling
         if serve.profile is not None and serve.profile not in config.profiles:
             known = ", ".join(sorted(config.profiles)) or "none are defined"
@@ -583,10 +568,9 @@ class VLLMServeRuntime(Runtime):
             yield Problem(("serve", "service_name"), "service_name must differ from the spec name")
         yield from self._engine_problems(doc, config, plan)
 
-    def _engine_problems(self, doc: Any, config: Config, plan: _Plan) -> Iterable[Problem]:
+    def _engine_problems(self, doc: VLLMDocT, config: Config, plan: _Plan) -> Iterable[Problem]:
         """What the image's vLLM release cannot do (see runtimes/vllm_engine.py)."""
-        spec: VLLMModelSpec = doc.spec
-        serve: VLLMServeOptions = doc.serve
+        spec, serve = doc.spec, doc.serve
         version = plan.version
         if spec.image and version is not None and not supported(version):
             yield Problem(("spec", "image"), unsupported_message(spec.image, version), "warning")
@@ -612,8 +596,8 @@ class VLLMServeRuntime(Runtime):
         if serve.use_cpu_image:
             yield from _cpu_memory_problems(doc, plan)
 
-    def _model_problems(self, doc: Any, plan: _Plan) -> Iterable[Problem]:
-        spec: VLLMModelSpec = doc.spec
+    def _model_problems(self, doc: VLLMDocT, plan: _Plan) -> Iterable[Problem]:
+        spec = doc.spec
         version = plan.version
         repo = _model_repo(spec.url)
         where = show(version or SUPPORTED_BELOW)
@@ -648,17 +632,16 @@ class VLLMServeRuntime(Runtime):
             if version is not None and not supported(version):
                 yield Problem(("vllm", key), unsupported_message(image, version), "warning")
 
-    def mode_args(self, doc: Any, config: Config, image: str) -> list[str]:
+    def mode_args(self, doc: VLLMDocT, config: Config, image: str) -> list[str]:
         """Flags that select what kind of model this is (pooling's task)."""
         return []
 
-    def catalog(self, doc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def catalog(self, doc: VLLMDocT) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(features, paths under /v1) for the endpoint catalog."""
         return self.features, self.paths
 
-    def context(self, doc: Any, config: Config) -> dict[str, Any]:
-        spec: VLLMModelSpec = doc.spec
-        serve: VLLMServeOptions = doc.serve
+    def context(self, doc: VLLMDocT, config: Config) -> dict[str, Any]:
+        spec, serve = doc.spec, doc.serve
         plan = _plan(doc, config)
         name = doc.name
         selector = selector_labels(name)
@@ -693,9 +676,8 @@ class VLLMServeRuntime(Runtime):
             "pdb": plan.min_replicas > 1,
         }
 
-    def _args(self, doc: Any, config: Config, plan: _Plan) -> list[str]:
-        spec: VLLMModelSpec = doc.spec
-        serve: VLLMServeOptions = doc.serve
+    def _args(self, doc: VLLMDocT, config: Config, plan: _Plan) -> list[str]:
+        spec, serve = doc.spec, doc.serve
         model, load_args = _model_ref(spec.url)
         args = [*model_args(model, plan.version), "--served-model-name", model_name(doc)]
         args += ["--host", "0.0.0.0", "--port", str(PORT), *load_args]  # noqa: S104
@@ -709,12 +691,12 @@ class VLLMServeRuntime(Runtime):
             args += ["--otlp-traces-endpoint", otlp_exporter(endpoint).endpoint]
         return [*args, *serve.args]
 
-    def _env(self, doc: Any, config: Config, plan: _Plan) -> list[dict[str, str]]:
+    def _env(self, doc: VLLMDocT, config: Config, plan: _Plan) -> list[dict[str, str]]:
         """HOME and HF_HOME, then the user's envs by name, then feature variables.
 
         A variable the user sets replaces the generated one of the same name.
         """
-        serve: VLLMServeOptions = doc.serve
+        serve = doc.serve
         tail: dict[str, str] = {}
         endpoint = config.telemetry.otlp_endpoint
         if serve.enable_telemetry and endpoint:
@@ -727,7 +709,7 @@ class VLLMServeRuntime(Runtime):
         env.update((key, value) for key, value in tail.items() if key not in serve.envs)
         return [{"name": key, "value": value} for key, value in env.items()]
 
-    def expected(self, doc: Any, config: Config) -> list[ObjectRef]:
+    def expected(self, doc: VLLMDocT, config: Config) -> list[ObjectRef]:
         plan = _plan(doc, config)
         refs = [ObjectRef("apps/v1", "Deployment", doc.name), ObjectRef("v1", "Service", doc.name)]
         if doc.serve.service_name:
@@ -738,7 +720,7 @@ class VLLMServeRuntime(Runtime):
             refs.append(ObjectRef("policy/v1", "PodDisruptionBudget", doc.name))
         return refs
 
-    def endpoint(self, doc: Any, config: Config, namespace: str) -> Endpoint:
+    def endpoint(self, doc: VLLMDocT, config: Config, namespace: str) -> Endpoint:
         features, paths = self.catalog(doc)
         return Endpoint(
             name=doc.name,
@@ -751,24 +733,24 @@ class VLLMServeRuntime(Runtime):
             paths=paths,
         )
 
-    def facts(self, doc: Any, config: Config) -> Facts:
+    def facts(self, doc: VLLMDocT, config: Config) -> Facts:
         # The policy (allowed_image_prefixes, max_gpus_per_model) is checked centrally
         # from these facts; GPUs are counted after the profile merge.
         plan = _plan(doc, config)
         return Facts(images=(plan.image,), gpus_per_replica=plan.gpus)
 
 
-class VLLMServeText(VLLMServeRuntime):
+class VLLMServeText(VLLMServeRuntime[VLLMServeTextDocument]):
     kind: ClassVar[str] = "vllmserve-text"
-    document: ClassVar[type[SpecDocument]] = VLLMServeTextDocument
+    document = VLLMServeTextDocument
     features: ClassVar[tuple[str, ...]] = ("TextGeneration",)
     generates_text: ClassVar[bool] = True
     paths: ClassVar[tuple[str, ...]] = ("/chat/completions", "/completions", "/models")
 
 
-class VLLMServeSpeech(VLLMServeRuntime):
+class VLLMServeSpeech(VLLMServeRuntime[VLLMServeSpeechDocument]):
     kind: ClassVar[str] = "vllmserve-speech"
-    document: ClassVar[type[SpecDocument]] = VLLMServeSpeechDocument
+    document = VLLMServeSpeechDocument
     features: ClassVar[tuple[str, ...]] = ("SpeechToText",)
     paths: ClassVar[tuple[str, ...]] = ("/audio/transcriptions", "/audio/translations", "/models")
     allows_adapters: ClassVar[bool] = False
@@ -785,17 +767,17 @@ POOLING_CATALOG: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-class VLLMServePooling(VLLMServeRuntime):
+class VLLMServePooling(VLLMServeRuntime[VLLMServePoolingDocument]):
     kind: ClassVar[str] = "vllmserve-pooling"
-    document: ClassVar[type[SpecDocument]] = VLLMServePoolingDocument
+    document = VLLMServePoolingDocument
     features: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][0]
     paths: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][1]
     pooling: ClassVar[bool] = True
 
-    def mode_args(self, doc: Any, config: Config, image: str) -> list[str]:
+    def mode_args(self, doc: VLLMServePoolingDocument, config: Config, image: str) -> list[str]:
         return pooling_args(doc.serve.task, vllm_version(image, config))
 
-    def catalog(self, doc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def catalog(self, doc: VLLMServePoolingDocument) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return POOLING_CATALOG[doc.serve.task]
 
 

@@ -16,7 +16,7 @@ from generator.config import Config
 from generator.fields import _LINE_FORBIDDEN, _TEXT_FORBIDDEN, credential_kind
 from generator.layout import model_files
 from generator.render import render_spec
-from generator.validate import Spec
+from generator.validate import ValidatedSpec
 from generator.yamlio import load_documents, parse_rendered
 from runtimes import registry
 from runtimes.base import ObjectRef
@@ -54,14 +54,14 @@ content = text.filter(lambda value: _TEXT_FORBIDDEN.search(value) is None)
 args = st.lists(line.filter(lambda a: not a.startswith("-")), max_size=4)
 
 
-def _spec(runtime_kind: str, document: dict[str, Any]) -> Spec:
+def _spec(runtime_kind: str, document: dict[str, Any]) -> ValidatedSpec:
     runtime = registry()[runtime_kind]
     parsed = load_documents("{}")[0]
     base = runtime.document.model_validate(document)
-    return Spec("specs/x.yaml", parsed, runtime, base, {"default": base})
+    return ValidatedSpec("specs/x.yaml", parsed, runtime, base, {"default": base})
 
 
-def _assert_round_trip(spec: Spec, config: Config) -> list[dict[str, Any]]:
+def _assert_round_trip(spec: ValidatedSpec, config: Config) -> list[dict[str, Any]]:
     model = render_spec(spec, config)
     objects = list(model.base)
     assert sorted(ObjectRef.of(o) for o in objects) == sorted(

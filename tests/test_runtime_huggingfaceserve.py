@@ -81,7 +81,7 @@ def make(serve: dict[str, Any] | None = None, **spec: Any) -> HuggingFaceServeDo
 
 def render(doc: HuggingFaceServeDocument, config: Config | None = None) -> dict[str, Any]:
     config = config or Config()
-    assert list(RUNTIME.check(doc, config)) == []
+    assert list(RUNTIME.spec_problems(doc, config)) == []
     objects = RUNTIME.render(doc, config)
     assert len(objects) == 1
     assert_valid_isvc(objects[0])
@@ -89,7 +89,7 @@ def render(doc: HuggingFaceServeDocument, config: Config | None = None) -> dict[
 
 
 def problems(doc: HuggingFaceServeDocument, config: Config | None = None) -> list[Problem]:
-    return list(RUNTIME.check(doc, config or Config()))
+    return list(RUNTIME.spec_problems(doc, config or Config()))
 
 
 def paths(doc: HuggingFaceServeDocument, config: Config | None = None) -> list[tuple[Any, ...]]:
@@ -288,7 +288,7 @@ def test_env_secrets_and_service_account() -> None:
 
 def all_objects(doc: HuggingFaceServeDocument, config: Config | None = None) -> list[Any]:
     config = config or Config()
-    assert list(RUNTIME.check(doc, config)) == []
+    assert list(RUNTIME.spec_problems(doc, config)) == []
     return RUNTIME.render(doc, config)
 
 

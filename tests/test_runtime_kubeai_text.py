@@ -44,7 +44,7 @@ def make(serve: dict[str, Any] | None = None, **spec: Any) -> KubeAITextDocument
 
 def model_spec(doc: KubeAITextDocument, config: Config | None = None) -> dict[str, Any]:
     config = config or Config()
-    assert list(RUNTIME.check(doc, config)) == []
+    assert list(RUNTIME.spec_problems(doc, config)) == []
     (obj,) = RUNTIME.render(doc, config)
     spec: dict[str, Any] = obj["spec"]
     return spec
@@ -220,4 +220,4 @@ def test_examples_put_models_where_each_environments_kubeai_runs(crds_dir: Path)
 
 def test_a_spec_namespace_equal_to_kubeais_is_accepted() -> None:
     doc = make().model_copy(update={"namespace": "kubeai"})
-    assert list(RUNTIME.check(doc, Config())) == []
+    assert list(RUNTIME.spec_problems(doc, Config())) == []

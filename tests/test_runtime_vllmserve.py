@@ -60,7 +60,7 @@ def render(d: Any, cfg: Config | None = None) -> dict[str, dict[str, Any]]:
     """Render, validate every object strictly, and index the objects by Kind/name."""
     cfg = cfg or Config()
     runtime = RUNTIMES[d.kind]
-    assert list(runtime.check(d, cfg)) == []
+    assert list(runtime.spec_problems(d, cfg)) == []
     objects = runtime.render(d, cfg)
     for obj in objects:
         try:
@@ -91,7 +91,7 @@ def after_port(args: list[str]) -> list[str]:
 
 
 def problems(d: Any, cfg: Config | None = None) -> list[Problem]:
-    return list(RUNTIMES[d.kind].check(d, cfg or Config()))
+    return list(RUNTIMES[d.kind].spec_problems(d, cfg or Config()))
 
 
 # --- the default objects ---------------------------------------------------------------
