@@ -28,7 +28,7 @@ def pinning_problems(
     if env not in config.policy.pinned_environments:
         return
     why = "pinned environment (policy.pinned_environments)"
-    location_field = "url" if "url" in type(doc.spec).model_fields else "path"
+    location_field = doc.location_field
     location = str(getattr(doc.spec, location_field))
     revision = version_of(doc).revision
     if location.startswith(_HF_SCHEMES) and not (revision and _COMMIT.fullmatch(revision)):

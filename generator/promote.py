@@ -34,13 +34,9 @@ from generator.load import parse_source
 from generator.options import PromoteOptions
 from generator.publish import recorded_source, repository_prefix
 from generator.specedit import remove_key, set_value
-from generator.validate import ValidatedSpec, Validated, validate_file, validate_repository
+from generator.validate import Validated, ValidatedSpec, validate_file, validate_repository
 from generator.versions import ModelVersion, describe_change, version_of
 from generator.write import atomic_write
-
-# `serve` fields that are part of the model version (generator/versions.py), so they are
-# always promoted: KServe's Hugging Face runtime may take the revision from serve.
-VERSION_SERVE_FIELDS = ("model_revision",)
 
 
 class PromoteError(ServegenError):
@@ -314,9 +310,8 @@ def _promote_spec(
         entry = files[spec.path] = _File(spec.path, read_spec(root, spec.path))
     source, target = spec.environments[options.source], spec.environments[options.target]
     wanted = [("spec", name) for name in spec.runtime.spec_overrides]
-    serve: Any = getattr(source, "serve", None)  # every runtime has one; the envelope does not
-    serve_fields = type(serve).model_fields if serve is not None else {}
-    wanted += [("serve", name) for name in VERSION_SERVE_FIELDS if name in serve_fields]
+    # `serve` fields that are part of the model version are always promoted.
+    wanted += [("serve", name) for name in source.version_serve_fields]
     wanted += [("serve", name) for name in options.serve if ("serve", name) not in wanted]
     changed = []
     for part, name in wanted:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, SkipValidation, create_model
 
@@ -69,6 +69,12 @@ def spec_override_model(model: type[StrictModel], fields: Sequence[str]) -> type
 
 class SpecDocument(StrictModel, Generic[ModelT_co, ServeT_co, OverrideT_co]):
     """A serve spec as written; a runtime's subclass names its `kind` literal."""
+
+    # The `spec` field naming the model's location (with any revision), and the `serve`
+    # fields that are part of the model version too (generator/versions.py): what
+    # `promote` copies and pinned environments check, whatever the runtime calls them.
+    location_field: ClassVar[str] = "url"
+    version_serve_fields: ClassVar[tuple[str, ...]] = ()
 
     kind: str = Field(description="The runtime that serves this model.")
     name: DnsLabel = Field(description="Unique name of this spec across the repository.")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from generator.spec import AnySpecDocument
 
 # hf://org/model@revision (huggingface:// and KServe's org/model:revision too); a query
 # string (KubeAI's ?...) is not part of the revision.
@@ -32,20 +35,17 @@ class ModelVersion:
         return " ".join(parts)
 
 
-def version_of(doc: Any) -> ModelVersion:
+def version_of(doc: AnySpecDocument) -> ModelVersion:
     """The version of a validated (merged) spec document."""
     spec = doc.spec
-    location = str(getattr(spec, "url", None) or getattr(spec, "path", ""))
+    location = str(getattr(spec, doc.location_field))
     model, revision = location, None
     match = _HF.fullmatch(location)
     if match:
         model, revision = match.group(1) + (match.group(3) or ""), match.group(2)
-    # A runtime may take the revision as a field of its own.
-    revision = (
-        getattr(spec, "revision", None)
-        or revision
-        or getattr(getattr(doc, "serve", None), "model_revision", None)
-    )
+    # A runtime may take the revision as a serve field of its own.
+    for name in doc.version_serve_fields:
+        revision = revision or getattr(doc.serve, name)
     adapters = tuple(f"{a.name}={a.url}" for a in getattr(spec, "adapters", None) or ())
     return ModelVersion(model, revision, getattr(spec, "image", None), adapters)
 

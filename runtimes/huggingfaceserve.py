@@ -275,6 +275,10 @@ class HFServe(StrictModel):
 class HuggingFaceServeDocument(SpecDocument[HFModelSpec, HFServe, HFModelSpecOverride]):
     """A huggingfaceserve serve spec."""
 
+    location_field: ClassVar[str] = "path"
+    # kserve v0.20.0 storage initializer: serve.model_revision picks what is downloaded.
+    version_serve_fields: ClassVar[tuple[str, ...]] = ("model_revision",)
+
     kind: Literal["huggingfaceserve"] = Field(
         description="huggingfaceserve: a KServe InferenceService on the Hugging Face runtime."
     )
