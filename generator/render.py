@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import runtimes
 from generator.config import Config
 from generator.errors import Diagnostic, RenderError
 from generator.validate import ValidatedSpec
@@ -152,24 +153,13 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (str(metadata.get("namespace", "")), group, str(obj.get("kind")), metadata["name"])
 
 
-# kserve v0.20.0 pkg/constants/constants.go (PredictorServiceName): an InferenceService
-# `<name>` makes its predictor's Deployment, Service and HPA as `<name>-predictor` in its
-# namespace (Standard mode), so those names are taken even though servegen renders none.
-_KSERVE_PREDICTOR_KINDS = (
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-)
-
-
-def _claimed(obj: Object) -> Iterable[tuple[Object, bool]]:
-    """The objects `obj` puts in the cluster: itself, and what a controller makes for it."""
-    yield obj, False
-    if obj["kind"] == "InferenceService":
-        metadata = {"name": f"{obj['metadata']['name']}-predictor"}
-        metadata["namespace"] = obj["metadata"].get("namespace")
-        for api, kind in _KSERVE_PREDICTOR_KINDS:
-            yield {"apiVersion": api, "kind": kind, "metadata": metadata}, True
+def _claimed(model: ModelRender, obj: Object) -> Iterable[tuple[Object, str | None]]:
+    """The objects `obj` puts in the cluster: itself, and what a controller makes for it
+    (with the runtime's words for who makes it)."""
+    yield obj, None
+    runtime = runtimes.get(model.runtime)
+    if runtime is not None:
+        yield from runtime.controller_objects(obj)
 
 
 def duplicate_objects(
@@ -179,51 +169,41 @@ def duplicate_objects(
 
     With `config`, environments on the same cluster (`environments.<env>.cluster`, all of
     them when unset) are compared with each other too: two Flux Kustomizations applying
-    one object take it from each other, and pruning one deletes the other's. Objects that
-    KServe makes for an InferenceService count as written by its spec. Models come sorted
+    one object take it from each other, and pruning one deletes the other's. Objects a
+    controller makes for a rendered one (the runtime's `controller_objects()`, e.g. KServe's
+    predictor for an InferenceService) count as written by its spec. Models come sorted
     by name, and `<name>` sorts before `<name>-predictor`: a KServe predictor's objects
     are always seen before a spec that collides with them.
     """
-    seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, str, bool]] = {}
+    seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, str, str | None]] = {}
     out = []
     for model in models:
         for env, rendered in model.environments.items():
             cluster = config.cluster_of(env) if config is not None else env
-            for obj, implied in (c for o in rendered.objects for c in _claimed(o)):
+            for obj, made_by in (c for o in rendered.objects for c in _claimed(model, o)):
                 key = (cluster, object_key(obj))
-                other, other_env, by_kserve = seen.setdefault(key, (model, env, implied))
+                other, other_env, other_made_by = seen.setdefault(key, (model, env, made_by))
                 if other is model and other_env == env:
                     continue
                 what = f"{ObjectRef.of(obj)} in namespace {key[1][0]}"
                 if other is model:
                     message = (
                         f"{what} is written by both environment {other_env} and {env}, which "
-                        f"share one cluster; {_shared_hint(obj, key[1][0])}"
+                        f"share one cluster; {_shared_hint(model, obj, key[1][0])}"
                     )
                 else:
                     where = f"{other.path}:{other.line}:{other.col}"
                     envs = env if other_env == env else f"{other_env} and {env}"
-                    by = (
-                        "made by KServe for the InferenceService of"
-                        if by_kserve
-                        else ("also rendered by")
-                    )
+                    by = other_made_by or "also rendered by"
                     message = f"{what} (environment {envs}) is {by} {where}"
                 out.append(Diagnostic(model.path, model.line, model.col, "name", message))
     return out
 
 
-def _shared_hint(obj: Object, namespace: str) -> str:
-    if obj.get("kind") == "Model":
-        # kubeai v0.22.1 internal/manager/run.go: one KubeAI reconciles the Models of its
-        # own namespace only, so environments sharing it share one Model namespace.
-        return (
-            f"KubeAI reads Models only from its own namespace ({namespace}), so environments "
-            "sharing one KubeAI cannot both serve a model of this name: give each its own "
-            "KubeAI (environments.<env>.kubeai.namespace), declare separate clusters "
-            "(environments.<env>.cluster), or disable the model in one environment"
-        )
-    return (
+def _shared_hint(model: ModelRender, obj: Object, namespace: str) -> str:
+    runtime = runtimes.get(model.runtime)
+    hint = runtime.shared_object_hint(obj, namespace) if runtime is not None else None
+    return hint or (
         "give the environments different namespaces, declare separate clusters "
         "(environments.<env>.cluster), or disable the model in one environment"
     )

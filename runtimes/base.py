@@ -188,6 +188,16 @@ class Runtime(ABC, Generic[DocT]):
         """The catalog entry in `environment` (runtimes whose URL depends on it override)."""
         return self.endpoint(doc, config, namespace)
 
+    def controller_objects(self, obj: Mapping[str, Any]) -> Iterable[tuple[dict[str, Any], str]]:
+        """Objects a controller makes in the cluster for the rendered `obj`, each with
+        who makes them (`made by ... of`): their names are taken as if rendered."""
+        return ()
+
+    def shared_object_hint(self, obj: Mapping[str, Any], namespace: str) -> str | None:
+        """How to resolve two environments on one cluster writing `obj`, when the
+        general advice (different namespaces or clusters) does not apply."""
+        return None
+
     def render(self, doc: DocT, config: Config) -> list[dict[str, Any]]:
         """Render the templates into objects, and verify they are the expected ones."""
         values: list[Any] = []

@@ -10,7 +10,7 @@ OpenAI routes live under /openai/v1 on the `<name>-predictor` Service; encoder t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
@@ -47,6 +47,14 @@ _HF_PARTS = re.compile(r"^(?:hf|huggingface)://([^@:]+)(?:[@:](.+))?$")
 # KServe's validating webhook: an InferenceService name starts with a letter.
 _ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 PREDICTOR_SUFFIX = "-predictor"  # the Deployment/Service KServe creates: <name>-predictor
+# kserve v0.20.0 pkg/constants/constants.go (PredictorServiceName): an InferenceService
+# `<name>` makes its predictor's Deployment, Service and HPA as `<name>-predictor` in its
+# namespace (Standard mode), so those names are taken even though servegen renders none.
+PREDICTOR_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)
 KNATIVE_REVISION_SUFFIX = "-00001"  # Knative revisions append a 5-digit generation
 
 Task = Literal[
@@ -514,6 +522,15 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
             features=features,
             paths=paths,
         )
+
+    def controller_objects(self, obj: Mapping[str, Any]) -> Iterable[tuple[dict[str, Any], str]]:
+        if obj["kind"] != KIND:
+            return
+        metadata = {"name": f"{obj['metadata']['name']}{PREDICTOR_SUFFIX}"}
+        metadata["namespace"] = obj["metadata"].get("namespace")
+        for api, kind in PREDICTOR_KINDS:
+            made = {"apiVersion": api, "kind": kind, "metadata": metadata}
+            yield made, "made by KServe for the InferenceService of"
 
     def facts(self, doc: HuggingFaceServeDocument, config: Config) -> Facts:
         return Facts(

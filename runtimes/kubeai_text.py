@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
@@ -268,6 +268,18 @@ class KubeAIText(Runtime[KubeAITextDocument]):
             adapters=tuple(f"{name}_{a.name}" for a in doc.spec.adapters),
             features=tuple(features),
             paths=(*paths, models_path(features)),
+        )
+
+    def shared_object_hint(self, obj: Mapping[str, Any], namespace: str) -> str | None:
+        if obj.get("kind") != "Model":
+            return None
+        # kubeai v0.22.1 internal/manager/run.go: one KubeAI reconciles the Models of its
+        # own namespace only, so environments sharing it share one Model namespace.
+        return (
+            f"KubeAI reads Models only from its own namespace ({namespace}), so environments "
+            "sharing one KubeAI cannot both serve a model of this name: give each its own "
+            "KubeAI (environments.<env>.kubeai.namespace), declare separate clusters "
+            "(environments.<env>.cluster), or disable the model in one environment"
         )
 
     def facts(self, doc: KubeAITextDocument, config: Config) -> Facts:
