@@ -1,11 +1,89 @@
-"""The template renderer: values are leaves of the parsed template, never YAML text."""
+"""The runtime boundary (one document shape, typed plug-ins) and the template renderer:
+values are leaves of the parsed template, never YAML text."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any, get_args
 
+import pytest
+from pydantic import ValidationError
+
+import runtimes
 from generator.errors import RenderError
-from runtimes.base import MARK, fill, plain_values
+from generator.spec import SpecDocument
+from runtimes.base import MARK, Runtime, fill, plain_values
+from runtimes.huggingfaceserve import HuggingFaceServe
+from runtimes.kubeai_text import KubeAIText
+
+RUNTIMES = list(runtimes.registry().values())
+MINIMAL_SPEC = {"url": "hf://org/model", "path": "hf://org/model"}
+
+
+def _minimal(runtime: Runtime[Any], **extra: Any) -> dict[str, Any]:
+    location = runtime.document.location_field
+    return {"kind": runtime.kind, "name": "m", "spec": {location: MINIMAL_SPEC[location]}, **extra}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES, ids=lambda r: r.kind)
+def test_each_runtime_document_is_the_shared_shape_with_its_own_kind(
+    runtime: Runtime[Any],
+) -> None:
+    document = runtime.document
+    assert issubclass(document, SpecDocument)
+    assert get_args(document.model_fields["kind"].annotation) == (runtime.kind,)
+    assert list(document.model_fields)[:4] == ["kind", "name", "namespace", "labels"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES, ids=lambda r: r.kind)
+def test_version_and_override_fields_name_real_fields(runtime: Runtime[Any]) -> None:
+    """promote, pinning and diff read these names: a typo would silently read nothing."""
+    document = runtime.document
+    spec = document.model_fields["spec"].annotation
+    serve = document.model_fields["serve"].annotation
+    assert isinstance(spec, type) and isinstance(serve, type)
+    assert document.location_field in spec.model_fields
+    assert set(document.version_serve_fields) <= set(serve.model_fields)
+    assert set(runtime.spec_overrides) <= set(spec.model_fields)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES, ids=lambda r: r.kind)
+def test_an_absent_serve_section_is_an_empty_one(runtime: Runtime[Any]) -> None:
+    absent = runtime.document.model_validate(_minimal(runtime))
+    empty = runtime.document.model_validate(_minimal(runtime, serve={}))
+    assert absent == empty
+    assert absent.serve == type(empty.serve)()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES, ids=lambda r: r.kind)
+def test_a_null_serve_section_is_refused(runtime: Runtime[Any]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        runtime.document.model_validate(_minimal(runtime, serve=None))
+    assert [error["loc"] for error in caught.value.errors()] == [("serve",)]
+
+
+def test_only_kserve_claims_objects_a_controller_makes() -> None:
+    isvc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "bert", "namespace": "ml"},
+    }
+    made = list(HuggingFaceServe().controller_objects(isvc))
+    assert [(o["kind"], o["metadata"]["name"]) for o, _ in made] == [
+        ("Deployment", "bert-predictor"),
+        ("Service", "bert-predictor"),
+        ("HorizontalPodAutoscaler", "bert-predictor"),
+    ]
+    assert all(o["metadata"]["namespace"] == "ml" for o, _ in made)
+    others = [r for r in RUNTIMES if r.kind != HuggingFaceServe.kind]
+    assert all(list(r.controller_objects(isvc)) == [] for r in others)
+
+
+def test_only_kubeai_has_advice_for_a_shared_model() -> None:
+    model = {"apiVersion": "kubeai.org/v1", "kind": "Model", "metadata": {"name": "m"}}
+    assert "own namespace (kubeai)" in str(KubeAIText().shared_object_hint(model, "kubeai"))
+    assert [r.shared_object_hint(model, "x") for r in RUNTIMES if r.kind != "kubeai-text"] == [
+        None
+    ] * (len(RUNTIMES) - 1)
 
 
 def _placeholder(index: int) -> str:
