@@ -322,35 +322,33 @@ def _profile(doc: HuggingFaceServeDocument, config: Config) -> Profile | None:
     return config.profiles.get(name) if name else None
 
 
-def _resources(doc: HuggingFaceServeDocument, config: Config) -> dict[str, Any]:
+def _resources(doc: HuggingFaceServeDocument, config: Config) -> Resources:
     """Profile resources overridden key by key by the spec's."""
     profile = _profile(doc, config)
-    merged: dict[str, Any] = {}
-    for source in (profile.resources if profile else None, doc.serve.resources):
-        if source is not None:
-            merged.update({k: v for k, v in source.model_dump().items() if v is not None})
-    return merged
+    base = (profile.resources if profile else None) or Resources()
+    own = doc.serve.resources or Resources()
+    return base.model_copy(update=own.model_dump(exclude_none=True))
 
 
 def gpus(doc: HuggingFaceServeDocument, config: Config) -> int:
-    return int(_resources(doc, config).get("gpu") or 0)
+    return _resources(doc, config).gpu or 0
 
 
-def _kubernetes_resources(res: dict[str, Any]) -> dict[str, Any]:
+def _kubernetes_resources(res: Resources) -> dict[str, dict[str, str]]:
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
-    if res.get("cpu"):
+    if res.cpu:
         # KServe's defaulter fills a missing cpu limit with its default (1 core), which
         # would undercut any larger request; so the limit follows the request.
-        requests["cpu"] = limits["cpu"] = res["cpu"]
-    if res.get("mem"):
-        requests["memory"] = limits["memory"] = res["mem"]
-    if res.get("gpu"):
-        requests[GPU] = limits[GPU] = str(res["gpu"])
-    if res.get("disk"):
+        requests["cpu"] = limits["cpu"] = res.cpu
+    if res.mem:
+        requests["memory"] = limits["memory"] = res.mem
+    if res.gpu:
+        requests[GPU] = limits[GPU] = str(res.gpu)
+    if res.disk:
         # The storage initializer downloads into an emptyDir on node ephemeral storage.
-        requests["ephemeral-storage"] = res["disk"]
-    out: dict[str, Any] = {}
+        requests["ephemeral-storage"] = res.disk
+    out: dict[str, dict[str, str]] = {}
     if requests:
         out["requests"] = requests
     if limits:
