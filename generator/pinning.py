@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from generator.config import Config
+from generator.spec import AnySpecDocument
 from generator.versions import version_of
 from runtimes.base import Problem, Runtime
 
@@ -23,7 +24,7 @@ _HF_SCHEMES = ("hf://", "huggingface://")
 
 
 def pinning_problems(
-    runtime: Runtime[Any], doc: Any, config: Config, env: str
+    runtime: Runtime[Any], doc: AnySpecDocument, config: Config, env: str
 ) -> Iterable[Problem]:
     if env not in config.policy.pinned_environments:
         return

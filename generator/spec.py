@@ -1,8 +1,8 @@
 """The serve spec as written (`SpecDocument`), the same shape for every runtime.
 
-A runtime's document is `SpecDocument[ModelT, ServeT, OverrideT]` with its own `kind`
-literal: ModelT is its `spec` (the model), ServeT its `serve` (how it is served) and
-OverrideT what an environment may override in `spec`. Generator code only relies on
+A runtime's document is `SpecDocument[Model, Serve, Override]` with its own `kind`
+literal: Model is its `spec` (the model), Serve its `serve` (how it is served) and
+Override what an environment may override in `spec`. Generator code only relies on
 what is here.
 """
 

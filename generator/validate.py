@@ -34,7 +34,8 @@ OVERRIDABLE = ("spec", "serve")
 
 @dataclass(frozen=True)
 class ValidatedSpec:
-    """A valid serve spec: its base form and its merged form per enabled environment."""
+    """A serve spec that passed validation (frozen): where it came from, its runtime, its
+    base document and its merged document per enabled environment."""
 
     path: str
     document: Document
@@ -286,7 +287,7 @@ def _problems(runtime: Runtime[Any], doc: AnySpecDocument, config: Config) -> li
 
 
 def _credential_problems(doc: AnySpecDocument) -> Iterable[Problem]:
-    envs = getattr(getattr(doc, "serve", None), "envs", None) or {}
+    envs = getattr(doc.serve, "envs", None) or {}
     for name, value in envs.items():
         message = credential_name_problem(name, value)
         if message:
