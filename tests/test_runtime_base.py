@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 import runtimes
 from generator.errors import RenderError
@@ -40,7 +40,8 @@ def test_version_and_override_fields_name_real_fields(runtime: Runtime[Any]) -> 
     document = runtime.document
     spec = document.model_fields["spec"].annotation
     serve = document.model_fields["serve"].annotation
-    assert isinstance(spec, type) and isinstance(serve, type)
+    assert isinstance(spec, type) and issubclass(spec, BaseModel)
+    assert isinstance(serve, type) and issubclass(serve, BaseModel)
     assert document.location_field in spec.model_fields
     assert set(document.version_serve_fields) <= set(serve.model_fields)
     assert set(runtime.spec_overrides) <= set(spec.model_fields)

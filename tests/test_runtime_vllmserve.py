@@ -15,18 +15,18 @@ from generator.fields import single_line
 from generator.spec import deep_merge
 from generator.validate import validate_repository
 from runtimes.base import Problem, Runtime
+from runtimes.vllm_engine import image_version
 from runtimes.vllmserve import (
     VLLMServePooling,
     VLLMServeSpeech,
     VLLMServeText,
     cpu_memory,
-    image_version,
     owned_flag,
     pooling_args,
     quantity_bytes,
 )
 
-RUNTIMES: dict[str, Runtime] = {
+RUNTIMES: dict[str, Runtime[Any]] = {
     r.kind: r for r in (VLLMServeText(), VLLMServeSpeech(), VLLMServePooling())
 }
 HOSTILE = [
