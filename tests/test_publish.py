@@ -710,6 +710,21 @@ def test_killed_publish_leaves_the_branch_old_or_new(
     assert git.commit_info(git.open_repo(spec_repo), "deploy").tree == expected_tree
 
 
+def test_the_core_reports_notes_to_its_reporter_and_prints_nothing(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = pub.PublishSettings(allow_replace=True, crds=(crds_dir,))
+    assert pub.publish(spec_repo, settings, Notes()).status == "published"
+    edit(spec_repo / TINYLLAMA, "replication: 256", "replication: 512")
+    commit_all(spec_repo, "More prefix-hash replication")
+    notes = Notes()
+    assert pub.publish(spec_repo, settings, notes).status == "published"
+    (note,) = notes.notes
+    assert note.startswith("publishing changes that need a replacement:\n  - dev: Model ")
+    assert "\n  - prod: Model " in note
+    assert capsys.readouterr() == ("", "")
+
+
 def test_deploy_branch_checked_out_elsewhere(
     spec_repo: Path,
     remote: Path,

@@ -438,6 +438,14 @@ def test_text_and_json_reports(example_repo: Path) -> None:
     assert lines[0]["debounce_ms"] == 50 and lines[1]["batches"] == 1
 
 
+def test_publish_notes_go_to_stderr_one_line_each_in_both_formats() -> None:
+    for fmt in ("text", "json"):
+        out, err = io.StringIO(), io.StringIO()
+        watch_command.EventWriter(fmt, 50, out, err).note("first\nsecond \x1b[2J")
+        assert out.getvalue() == ""
+        assert err.getvalue() == "servegen: note: first\nsecond \\x1b[2J\n"
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
