@@ -15,7 +15,7 @@ def run(options: PublishOptions) -> int:
     color = options.common.color
     reporter = terminal.TerminalReporter(color)
     with terminal.progress_bar("rendering", color=color):
-        outcome = publish(options.common.root, settings(options), reporter)
+        outcome = publish(options.common.root, publish_settings(options), reporter)
     left_out = [] if options.worktree else uncommitted_inputs(options)
     if left_out:
         # Publish renders HEAD: edits not yet committed are not in what was published.
@@ -32,7 +32,7 @@ def run(options: PublishOptions) -> int:
     return EXIT_OK
 
 
-def settings(options: PublishOptions) -> PublishSettings:
+def publish_settings(options: PublishOptions) -> PublishSettings:
     return PublishSettings(
         worktree=options.worktree,
         push=options.push,
