@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 MODELS = "models"
 CLUSTERS = "clusters"
@@ -87,9 +87,12 @@ def delete_file(object_file: str) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True, slots=True)
-class TreePath:
-    """One file of the output tree. `file` is relative to the folder `kind` names."""
+class TreePath(NamedTuple):
+    """One file of the output tree. `file` is relative to the folder `kind` names.
+
+    A named tuple rather than a dataclass: a deploy tree holds tens of thousands of
+    files, and tuples are the quickest records to make.
+    """
 
     kind: Kind
     model: str | None = None  # base and overlay files
@@ -127,24 +130,26 @@ _KINDS: dict[str, Kind] = {CLUSTERS: "cluster", FLUX: "flux", RBAC: "rbac"}
 def parse(path: str) -> TreePath | None:
     """What a path of the output tree is; None for anything servegen does not write there."""
     parts = path.split("/")
-    if not all(parts):
+    if "" in parts:
         return None
-    top, rest = parts[0], parts[1:]
-    if top == INDEX and not rest:
-        return TreePath("index")
-    if top == ENDPOINTS and len(rest) == 1 and rest[0].endswith(".json"):
-        environment = rest[0].removesuffix(".json")
-        return TreePath("endpoints", environment=environment) if environment else None
-    if top in _ENV_FOLDERS and len(rest) >= 2:
-        return TreePath(_KINDS[top], environment=rest[0], file="/".join(rest[1:]))
-    if top != MODELS or len(rest) < 3:
+    top, count = parts[0], len(parts)
+    if top == MODELS:
+        if count >= 4 and parts[2] == BASE:
+            return _record("base", parts[1], None, "/".join(parts[3:]))
+        if count >= 5 and parts[2] == OVERLAYS:
+            return _record("overlay", parts[1], parts[3], "/".join(parts[4:]))
         return None
-    model, folder = rest[0], rest[1]
-    if folder == BASE:
-        return TreePath("base", model=model, file="/".join(rest[2:]))
-    if folder == OVERLAYS and len(rest) >= 4:
-        return TreePath("overlay", model=model, environment=rest[2], file="/".join(rest[3:]))
-    return None
+    kind = _KINDS.get(top)
+    if kind is not None:
+        return _record(kind, None, parts[1], "/".join(parts[2:])) if count >= 3 else None
+    if top == ENDPOINTS and count == 2 and parts[1].endswith(".json") and parts[1] != ".json":
+        return _record("endpoints", None, parts[1].removesuffix(".json"), "")
+    return _record("index", None, None, "") if path == INDEX else None
+
+
+def _record(kind: Kind, model: str | None, environment: str | None, file: str) -> TreePath:
+    # TreePath(...) without its Python-level __new__: this runs for every file of a tree.
+    return tuple.__new__(TreePath, (kind, model, environment, file))
 
 
 def in_environment(path: str, environment: str) -> bool:
