@@ -15,7 +15,6 @@ import copy
 import difflib
 import json
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +25,15 @@ from generator.config import CONFIG_FILE
 from generator.errors import GitError, ServegenError
 from generator.flux import flux_objects
 from generator.immutable import ImmutableChange, tree_changes
-from generator.options import DiffOptions
 from generator.pipeline import Build, build
-from generator.publish import recorded_source, repository_prefix
+from generator.publish import recorded_source
 from generator.render import Object, object_key
+from generator.snapshot import build_at
 from generator.versions import ModelVersion, describe_change
 from generator.yamlio import dump
 
 Action = Literal["added", "changed", "removed"]
+DiffFormat = Literal["text", "markdown", "json"]
 ObjectKey = tuple[str, str, str, str]  # namespace, group, kind, name
 
 DEFAULT_BRANCHES = ("origin/main", "origin/master", "main", "master")
@@ -120,7 +120,7 @@ def clean(obj: Object) -> Object:
     return out
 
 
-def environment_objects(result: Build | None) -> dict[str, dict[ObjectKey, RenderedObject]]:
+def build_objects(result: Build | None) -> dict[str, dict[ObjectKey, RenderedObject]]:
     """environment -> object key -> the object as the cluster receives it."""
     if result is None:
         return {}
@@ -254,18 +254,6 @@ def _deployed_source(repo: git.Repo, rev: str) -> str | None:
         return None
 
 
-def build_at(
-    repo: git.Repo, root: Path, commit: str, *, crds: Sequence[Path] = (), is_base: bool = False
-) -> Build:
-    """Build `root` as it is in `commit`."""
-    with tempfile.TemporaryDirectory(prefix="servegen-diff-") as tmp:
-        dest = Path(tmp) / "src"
-        git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
-        if is_base and not (dest / CONFIG_FILE).is_file() and (root / CONFIG_FILE).is_file():
-            raise ServegenError(f"it has no {CONFIG_FILE} (predates servegen?)")
-        return build(dest, crds=crds, keep_objects=True)
-
-
 def build_base(
     repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path] = ()
 ) -> tuple[Build | None, list[str]]:
@@ -273,51 +261,66 @@ def build_base(
     if commit is None:
         return None, ["no base revision: everything shows as added"]
     try:
-        return build_at(repo, root, commit, crds=crds, is_base=True), []
+        # A base without servegen.yaml when the head has one predates servegen: not a
+        # repository with default settings and no specs.
+        has_config = (root / CONFIG_FILE).is_file()
+        built = build_at(
+            repo, root, commit, crds=crds, keep_objects=True, require_config=has_config
+        )
+        return built, []
     except ServegenError as exc:
         first = f" ({exc.diagnostics[0]})" if exc.diagnostics else ""
         note = f"base {commit[:7]} does not build: {exc.message}{first}; treated as empty"
         return None, [note]
 
 
-def build_head(repo: git.Repo, options: DiffOptions) -> tuple[Build, str]:
+def build_head(
+    repo: git.Repo, root: Path, worktree: bool, crds: Sequence[Path] = ()
+) -> tuple[Build, str]:
     """The working state: the working tree, or HEAD with --committed. Errors propagate."""
-    if options.worktree:
-        return build(options.common.root, crds=options.crds, keep_objects=True), "working tree"
+    if worktree:
+        return build(root, crds=crds, keep_objects=True), "working tree"
     head = git.resolve_commit(repo, "HEAD")
-    return build_at(repo, options.common.root, head, crds=options.crds), head
+    return build_at(repo, root, head, crds=crds, keep_objects=True), head
 
 
-def choose_base(repo: git.Repo, options: DiffOptions, deploy_branch: str) -> tuple[str | None, str]:
-    if options.base is not None:
-        return git.resolve_commit(repo, options.base), f"base: {options.base}"
-    base, why = default_base(repo, deploy_branch)
-    return base, f"base: {why}"
+def choose_base(repo: git.Repo, base: str | None, deploy_branch: str) -> tuple[str | None, str]:
+    if base is not None:
+        return git.resolve_commit(repo, base), f"base: {base}"
+    found, why = default_base(repo, deploy_branch)
+    return found, f"base: {why}"
 
 
-def compute(options: DiffOptions) -> DiffResult:
-    repo = git.open_repo(options.common.root)
-    head_build, head_label = build_head(repo, options)
+def compare(
+    root: Path,
+    *,
+    base: str | None = None,
+    environment: str | None = None,
+    worktree: bool = True,
+    crds: Sequence[Path] = (),
+) -> DiffResult:
+    """Diff the rendered objects of `base` (default: see `default_base`) against the
+    working tree (or HEAD when not `worktree`), in one environment or all."""
+    repo = git.open_repo(root)
+    head_build, head_label = build_head(repo, root, worktree, crds)
     envs = tuple(head_build.config.environments)
-    if options.environment is not None and options.environment not in envs:
-        raise ServegenError(f"unknown environment {options.environment!r}")
-    base, why = choose_base(repo, options, head_build.config.deploy.branch)
-    base_build, notes = build_base(repo, options.common.root, base, options.crds)
-    changes = diff_objects(
-        environment_objects(base_build), environment_objects(head_build), options.environment
-    )
+    if environment is not None and environment not in envs:
+        raise ServegenError(f"unknown environment {environment!r}")
+    base_sha, why = choose_base(repo, base, head_build.config.deploy.branch)
+    base_build, notes = build_base(repo, root, base_sha, crds)
+    changes = diff_objects(build_objects(base_build), build_objects(head_build), environment)
     shown = {c.environment for c in changes} | set(envs)
-    environments = tuple(e for e in sorted(shown) if options.environment in (None, e))
+    environments = tuple(e for e in sorted(shown) if environment in (None, e))
     replacements = tuple(
         change.describe()
         for change in deployed_replacements(repo, head_build)
-        if options.environment in (None, change.environment)
+        if environment in (None, change.environment)
     )
     versions = diff_versions(
-        environment_versions(base_build), environment_versions(head_build), options.environment
+        environment_versions(base_build), environment_versions(head_build), environment
     )
     return DiffResult(
-        base,
+        base_sha,
         head_label,
         environments,
         tuple(changes),
@@ -480,7 +483,8 @@ def format_markdown(result: DiffResult, max_chars: int | None = None) -> str:
     return out[:max_chars]
 
 
-def render(result: DiffResult, fmt: str, max_chars: int | None) -> str:
+def format_diff(result: DiffResult, fmt: DiffFormat, max_chars: int | None) -> str:
+    """The diff as `fmt`; `max_chars` caps only the markdown (a PR comment's limit)."""
     if fmt == "json":
         return format_json(result)
     if fmt == "markdown":

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from generator import outtree
 from generator.config import Config, Flux
 from generator.render import ModelRender
 
@@ -61,7 +62,7 @@ def flux_objects(
     if flux.secret_ref:
         source["secretRef"] = {"name": flux.secret_ref}
     checks = _health_checks(models, environment)
-    spec = _kustomization_spec(flux, name, f"./clusters/{environment}")
+    spec = _kustomization_spec(flux, name, f"./{outtree.cluster_dir(environment)}")
     if flux.depends_on:
         spec["dependsOn"] = [{"name": dep} for dep in flux.depends_on]
     if checks:
@@ -76,7 +77,7 @@ def flux_objects(
     # target is gone counts as NotFound until the timeout, and objects applied once by
     # hand are never updated from git. So the objects carrying the health checks are
     # themselves applied from the deploy branch, by a Kustomization that includes itself.
-    sync = _kustomization_spec(flux, name, f"./flux/{environment}")
+    sync = _kustomization_spec(flux, name, f"./{outtree.flux_dir(environment)}")
     kustomization = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization"}
     return [
         {

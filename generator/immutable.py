@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from generator import outtree
 from generator.errors import ServegenError
 from generator.yamlio import YamlSyntaxError, parse_rendered
 
@@ -57,7 +58,7 @@ class ImmutableChange:
 # --------------------------------------------------------------------------- reading trees
 
 
-def environment_objects(files: Mapping[str, bytes]) -> dict[str, dict[Key, Object]]:
+def tree_objects(files: Mapping[str, bytes]) -> dict[str, dict[Key, Object]]:
     """environment -> (kind, namespace, name) -> object, from an output tree.
 
     Trees servegen did not write (or that do not parse) contribute nothing: this only
@@ -65,16 +66,15 @@ def environment_objects(files: Mapping[str, bytes]) -> dict[str, dict[Key, Objec
     """
     out: dict[str, dict[Key, Object]] = {}
     for path in sorted(files):
-        parts = path.split("/")
-        if len(parts) != 5 or parts[0] != "models" or parts[2] != "overlays":
+        parsed = outtree.parse(path)
+        if parsed is None or parsed.kind != "overlay" or parsed.file != outtree.KUSTOMIZATION:
             continue
-        if parts[4] != "kustomization.yaml":
-            continue
+        assert parsed.model is not None and parsed.environment is not None
         try:
-            objects = _overlay_objects(files, parts[1], parts[3])
+            objects = _overlay_objects(files, parsed.model, parsed.environment)
         except (ServegenError, YamlSyntaxError, ValueError, LookupError, TypeError, AttributeError):
             continue
-        env = out.setdefault(parts[3], {})
+        env = out.setdefault(parsed.environment, {})
         for obj in objects:
             metadata = obj["metadata"]
             env[(str(obj["kind"]), str(metadata.get("namespace", "")), metadata["name"])] = obj
@@ -86,13 +86,13 @@ def _documents(files: Mapping[str, bytes], path: str) -> list[Any]:
 
 
 def _overlay_objects(files: Mapping[str, bytes], model: str, env: str) -> list[Object]:
-    folder = f"models/{model}/overlays/{env}"
-    (kustomization,) = _documents(files, f"{folder}/kustomization.yaml")
+    folder = outtree.overlay_dir(model, env)
+    (kustomization,) = _documents(files, f"{folder}/{outtree.KUSTOMIZATION}")
     objects: list[Object] = []
     for resource in kustomization.get("resources", []):
-        if resource == "../../base":
-            base = f"models/{model}/base"
-            (listing,) = _documents(files, f"{base}/kustomization.yaml")
+        if resource == outtree.BASE_FROM_OVERLAY:
+            base = outtree.base_dir(model)
+            (listing,) = _documents(files, f"{base}/{outtree.KUSTOMIZATION}")
             for name in listing.get("resources", []):
                 objects.extend(_documents(files, f"{base}/{name}"))
         else:
@@ -240,4 +240,4 @@ def tree_changes(
     deployed: Mapping[str, bytes], rendered: Mapping[str, bytes]
 ) -> list[ImmutableChange]:
     """Immutable changes from the deploy branch's tree to a newly rendered tree."""
-    return immutable_changes(environment_objects(deployed), environment_objects(rendered))
+    return immutable_changes(tree_objects(deployed), tree_objects(rendered))

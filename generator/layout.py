@@ -1,12 +1,10 @@
 """Step 4: lay rendered models out as a Kustomize tree Flux can apply.
 
-    clusters/<env>/kustomization.yaml      entry point per environment
-    models/<name>/base/                    the runtime's objects, one file each
-    models/<name>/overlays/<env>/          namespace, labels, and JSON patches for the
-                                           environment's overrides
-    endpoints/<env>.json                   the OpenAI endpoint catalog
-    flux/<env>/                            GitRepository + Flux Kustomizations (self-applying)
-    README.md                              an index of the above
+Where each file goes is generator/outtree.py's: a base folder per model with the
+runtime's objects, one file each; an overlay folder per model and environment with the
+namespace, labels, and JSON patches for the environment's overrides; per environment a
+cluster entry point, the endpoint catalog and the Flux objects (self-applying); a README
+indexing it all.
 
 Overlay patches are computed, not hand-written: the difference between the base object
 and the environment's variant, as RFC 6902 operations. Objects only the environment has
@@ -20,6 +18,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from generator import outtree
 from generator.config import Config
 from generator.errors import printable
 from generator.flux import flux_objects
@@ -73,12 +72,12 @@ def _yaml(source: str, objects: Sequence[Any]) -> bytes:
 
 
 def model_files(model: ModelRender) -> dict[str, bytes]:
-    root = f"models/{model.name}"
+    base = outtree.base_dir(model.name)
     files = {}
     base_names = [object_file(obj) for obj in model.base]
     for obj, name in zip(model.base, base_names, strict=True):
-        files[f"{root}/base/{name}"] = _yaml(model.path, [obj])
-    files[f"{root}/base/kustomization.yaml"] = _yaml(
+        files[f"{base}/{name}"] = _yaml(model.path, [obj])
+    files[f"{base}/{outtree.KUSTOMIZATION}"] = _yaml(
         model.path, [{**KUSTOMIZATION, "resources": sorted(base_names)}]
     )
     for env, rendered in sorted(model.environments.items()):
@@ -89,7 +88,7 @@ def model_files(model: ModelRender) -> dict[str, bytes]:
                 rendered.namespace,
                 rendered.labels,
                 rendered.variant,
-                f"{root}/overlays/{env}",
+                outtree.overlay_dir(model.name, env),
             )
         )
     return files
@@ -106,7 +105,7 @@ def _overlay_files(
     files: dict[str, bytes] = {}
     base = {object_file(obj): obj for obj in model.base}
     wanted = {object_file(obj): obj for obj in variant}
-    resources = ["../../base"]
+    resources = [outtree.BASE_FROM_OVERLAY]
     patches = []
     for name, obj in sorted(wanted.items()):
         if name not in base:
@@ -115,7 +114,7 @@ def _overlay_files(
             continue
         operations = list(json_patch(base[name], obj))
         if operations:
-            patch_name = f"patch-{name}"
+            patch_name = outtree.patch_file(name)
             files[f"{folder}/{patch_name}"] = _yaml(model.path, [operations])
             patches.append({"path": patch_name, "target": _target(obj)})
     for name, obj in sorted(base.items()):
@@ -126,8 +125,9 @@ def _overlay_files(
                 "metadata": {"name": obj["metadata"]["name"]},
                 "$patch": "delete",
             }
-            files[f"{folder}/delete-{name}"] = _yaml(model.path, [delete])
-            patches.append({"path": f"delete-{name}"})
+            delete_name = outtree.delete_file(name)
+            files[f"{folder}/{delete_name}"] = _yaml(model.path, [delete])
+            patches.append({"path": delete_name})
     kustomization: dict[str, Any] = {
         **KUSTOMIZATION,
         "namespace": namespace,
@@ -136,7 +136,7 @@ def _overlay_files(
     }
     if patches:
         kustomization["patches"] = patches
-    files[f"{folder}/kustomization.yaml"] = _yaml(f"{model.path} ({env})", [kustomization])
+    files[f"{folder}/{outtree.KUSTOMIZATION}"] = _yaml(f"{model.path} ({env})", [kustomization])
     return files
 
 
@@ -144,10 +144,11 @@ def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, by
     files = {}
     for env in config.environments:
         resources = sorted(
-            f"../../models/{m.name}/overlays/{env}" for m in models if env in m.environments
+            outtree.overlay_from_cluster(m.name, env) for m in models if env in m.environments
         )
         kustomization = {**KUSTOMIZATION, "resources": resources}
-        files[f"clusters/{env}/kustomization.yaml"] = _yaml("servegen.yaml", [kustomization])
+        cluster = outtree.cluster_dir(env)
+        files[f"{cluster}/{outtree.KUSTOMIZATION}"] = _yaml("servegen.yaml", [kustomization])
         catalog = {
             "environment": env,
             "models": [
@@ -155,19 +156,20 @@ def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, by
             ],
         }
         text = json.dumps(catalog, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        files[f"endpoints/{env}.json"] = text.encode()
+        files[outtree.endpoints_file(env)] = text.encode()
         files.update(_flux_files(models, config, env))
     return files
 
 
 def _flux_files(models: Sequence[ModelRender], config: Config, env: str) -> dict[str, bytes]:
-    """flux/<env>/: `kubectl apply -k flux/<env>` points a cluster at this environment."""
+    """The Flux folder: `kubectl apply -k flux/<env>` points a cluster at this environment."""
     objects = flux_objects(models, config, env)
     if not objects:
         return {}
-    files = {f"flux/{env}/{object_file(obj)}": _yaml("servegen.yaml", [obj]) for obj in objects}
+    folder = outtree.flux_dir(env)
+    files = {f"{folder}/{object_file(obj)}": _yaml("servegen.yaml", [obj]) for obj in objects}
     resources = sorted(object_file(obj) for obj in objects)
-    files[f"flux/{env}/kustomization.yaml"] = _yaml(
+    files[f"{folder}/{outtree.KUSTOMIZATION}"] = _yaml(
         "servegen.yaml", [{**KUSTOMIZATION, "resources": resources}]
     )
     return files
@@ -186,7 +188,7 @@ def finish_layout(
 ) -> dict[str, bytes]:
     """Add what spans every model (clusters, endpoints, Flux, README) to the model files."""
     out = {**files, **cluster_files(models, config), **rbac_files(models, config)}
-    out["README.md"] = index_markdown(models, config).encode()
+    out[outtree.INDEX] = index_markdown(models, config).encode()
     return dict(sorted(out.items()))
 
 
@@ -226,7 +228,7 @@ def index_markdown(models: Sequence[ModelRender], config: Config) -> str:
             )
     lines += ["", "## Layout", "", "```mermaid", "flowchart LR"]
     for env in config.environments:
-        lines.append(f'  env_{_node(env)}["clusters/{env}"]')
+        lines.append(f'  env_{_node(env)}["{outtree.cluster_dir(env)}"]')
         for m in models:
             if env in m.environments:
                 node = f"{_node(env)}_{_node(m.name)}"

@@ -20,6 +20,7 @@ from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
 from generator.layout import finish_layout, model_files
 from generator.load import discover
+from generator.outtree import in_environment
 from generator.render import ModelRender, duplicate_objects, render_spec, summary
 from generator.validate import Spec, Validated, load_config, validate_repository
 
@@ -288,12 +289,3 @@ def _model_result(
     if entry is not None and passed:
         buildcache.store(entry, buildcache.Cached(summary(model), files, skipped))
     return kept, files
-
-
-def in_environment(path: str, environment: str) -> bool:
-    parts = path.split("/")
-    if parts[0] in ("clusters", "endpoints", "flux", "rbac"):
-        return parts[1] in (environment, f"{environment}.json")
-    if parts[0] == "models" and len(parts) > 3 and parts[2] == "overlays":
-        return parts[3] == environment
-    return True

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import codecs
 import difflib
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,9 @@ from generator import git
 from generator.config import Config
 from generator.errors import Diagnostic, GitError, InvalidInputError, ServegenError, printable
 from generator.load import parse_source
-from generator.options import PromoteOptions
-from generator.publish import recorded_source, repository_prefix
+from generator.outtree import models_by_environment
+from generator.publish import recorded_source
+from generator.snapshot import exported, repository_prefix
 from generator.specedit import remove_key, set_value
 from generator.validate import Validated, ValidatedSpec, validate_file, validate_repository
 from generator.versions import ModelVersion, describe_change, version_of
@@ -41,6 +41,18 @@ from generator.write import atomic_write
 
 class PromoteError(ServegenError):
     """A promotion was refused; nothing was written."""
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    """What to promote: `names` (or `all` models enabled in both) from `source` to `target`."""
+
+    source: str
+    target: str
+    names: tuple[str, ...] = ()
+    all: bool = False
+    serve: tuple[str, ...] = ()  # serve fields to promote besides the model version
+    require_live: bool = False  # the source must be live (in sync, models ready)
 
 
 @dataclass(frozen=True)
@@ -112,19 +124,18 @@ def _spec_bytes(root: Path, path: str, text: str) -> bytes:
     return bom + text.encode("utf-8")
 
 
-def plan(options: PromoteOptions) -> Plan:
+def plan(root: Path, request: PromoteRequest) -> Plan:
     """Everything promote would do, computed and checked; nothing is written."""
-    root = options.common.root
     validated = validate_repository(root)
     if not validated.ok:
         raise InvalidInputError(validated.diagnostics)
-    _check_environments(validated, options.source, options.target)
-    specs = _selected(validated, options)
+    _check_environments(validated, request.source, request.target)
+    specs = _selected(validated, request)
     files: dict[str, _File] = {}
     promotions, current = [], []
     for spec in specs:
-        changed = _promote_spec(root, spec, options, files)
-        source, target = spec.environments[options.source], spec.environments[options.target]
+        changed = _promote_spec(root, spec, request, files)
+        source, target = spec.environments[request.source], spec.environments[request.target]
         if changed:
             promotions.append(
                 Promotion(spec.name, spec.path, version_of(target), version_of(source), changed)
@@ -133,19 +144,19 @@ def plan(options: PromoteOptions) -> Plan:
             current.append(spec.name)
     # Only what would move must be published (edits so far are in memory only).
     if promotions:
-        published = published_versions(root, validated, options.source)
+        published = published_versions(root, validated, request.source)
         by_name = {spec.name: spec for spec in specs}
         for promotion in promotions:
-            _check_published(by_name[promotion.model], options.source, published, validated)
+            _check_published(by_name[promotion.model], request.source, published, validated)
     live = ""
-    if promotions and options.require_live:
+    if promotions and request.require_live:
         names = [p.model for p in promotions]
-        live = check_live(root, validated.config, options.source, names)
+        live = check_live(root, validated.config, request.source, names)
     edits = [FileEdit(f.path, read_spec(root, f.path), f.text) for f in files.values()]
     edits = [edit for edit in edits if edit.old != edit.new]
-    _check_result(validated, edits, options)
+    _check_result(validated, edits, request)
     return Plan(
-        options.source, options.target, tuple(promotions), tuple(current), tuple(edits), None, live
+        request.source, request.target, tuple(promotions), tuple(current), tuple(edits), None, live
     )
 
 
@@ -160,26 +171,26 @@ def _check_environments(validated: Validated, source: str, target: str) -> None:
         raise PromoteError(f"--from and --to are both {source!r}: nothing to promote")
 
 
-def _selected(validated: Validated, options: PromoteOptions) -> list[ValidatedSpec]:
+def _selected(validated: Validated, request: PromoteRequest) -> list[ValidatedSpec]:
     by_name = {spec.name: spec for spec in validated.specs}
-    if options.all:
-        if options.names:
+    if request.all:
+        if request.names:
             raise PromoteError("give model names or --all, not both")
         return [
             spec
             for name, spec in sorted(by_name.items())
-            if options.source in spec.environments and options.target in spec.environments
+            if request.source in spec.environments and request.target in spec.environments
         ]
-    if not options.names:
+    if not request.names:
         raise PromoteError("name the models to promote, or pass --all")
     out = []
-    for name in dict.fromkeys(options.names):
+    for name in dict.fromkeys(request.names):
         spec = by_name.get(name)
         if spec is None:
             close = difflib.get_close_matches(name, list(by_name), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise PromoteError(f"no model named {name!r}{hint}")
-        for env in (options.source, options.target):
+        for env in (request.source, request.target):
             if env not in spec.environments:
                 raise PromoteError(
                     f"{spec.path}: {name} is not enabled in {env} "
@@ -222,14 +233,8 @@ def published_versions(root: Path, validated: Validated, env: str) -> dict[str, 
             f"the deploy branch was rendered from {source[:12]}, which this clone does not "
             "have: fetch it first"
         ) from None
-    in_env = {
-        path.split("/")[1]
-        for path in files
-        if path.startswith("models/") and path.endswith(f"/overlays/{env}/kustomization.yaml")
-    }
-    with tempfile.TemporaryDirectory(prefix="servegen-promote-") as tmp:
-        dest = Path(tmp) / "src"
-        git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
+    in_env = models_by_environment(files).get(env, set())
+    with exported(repo, root, commit) as dest:
         then = validate_repository(dest)
     return {
         spec.name: version_of(spec.environments[env])
@@ -302,23 +307,23 @@ def check_live(root: Path, config: Config, env: str, models: Sequence[str]) -> s
 
 
 def _promote_spec(
-    root: Path, spec: ValidatedSpec, options: PromoteOptions, files: dict[str, _File]
+    root: Path, spec: ValidatedSpec, request: PromoteRequest, files: dict[str, _File]
 ) -> tuple[str, ...]:
     """Edit the spec's file (in `files`) so the target runs the source's values."""
     entry = files.get(spec.path)
     if entry is None:
         entry = files[spec.path] = _File(spec.path, read_spec(root, spec.path))
-    source, target = spec.environments[options.source], spec.environments[options.target]
+    source, target = spec.environments[request.source], spec.environments[request.target]
     wanted = [("spec", name) for name in spec.runtime.spec_overrides]
     # `serve` fields that are part of the model version are always promoted.
     wanted += [("serve", name) for name in source.version_serve_fields]
-    wanted += [("serve", name) for name in options.serve if ("serve", name) not in wanted]
+    wanted += [("serve", name) for name in request.serve if ("serve", name) not in wanted]
     changed = []
     for part, name in wanted:
         new, old = _effective(source, part, name), _effective(target, part, name)
         if new == old:
             continue
-        where = ("environments", options.target, part, name)
+        where = ("environments", request.target, part, name)
         if new is None and _effective(spec.base, part, name) is None:
             # Back to the base's default: drop the target's override rather than pin null.
             entry.text = remove_key(entry.text, spec.document.index, where)
@@ -338,7 +343,7 @@ def _effective(doc: Any, part: str, name: str) -> Any:
     return model.model_dump(mode="json", exclude_unset=False).get(name)
 
 
-def _check_result(validated: Validated, edits: Sequence[FileEdit], options: PromoteOptions) -> None:
+def _check_result(validated: Validated, edits: Sequence[FileEdit], request: PromoteRequest) -> None:
     """The edited files validate; the target runs the source's version; nobody else moved."""
     before = {spec.name: spec for spec in validated.specs}
     for edit in edits:
@@ -353,8 +358,8 @@ def _check_result(validated: Validated, edits: Sequence[FileEdit], options: Prom
             old = before[spec.name]
             for env, doc in spec.environments.items():
                 expected = old.environments[env]
-                if env == options.target:
-                    expected = old.environments[options.source]
+                if env == request.target:
+                    expected = old.environments[request.source]
                 if version_of(doc) != version_of(expected):
                     raise PromoteError(
                         f"{edit.path}: after editing, {spec.name} in {env} would run "
@@ -365,12 +370,11 @@ def _check_result(validated: Validated, edits: Sequence[FileEdit], options: Prom
 # --- doing it -------------------------------------------------------------------------
 
 
-def apply(plan_: Plan, options: PromoteOptions) -> Plan:
-    """Write the edited files (and commit them with --commit); return the plan as done."""
-    root = options.common.root
+def apply(plan_: Plan, root: Path, *, commit: bool = False) -> Plan:
+    """Write the edited files (and commit them when asked); return the plan as done."""
     repo = None
     paths = [edit.path for edit in plan_.edits]
-    if options.commit and paths:
+    if commit and paths:
         repo = git.open_repo(root)
         prefix = repository_prefix(repo, root)
         paths = [f"{prefix}/{path}" if prefix else path for path in paths]

@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,14 +37,32 @@ from generator import git
 from generator.config import Config
 from generator.errors import GitError, ServegenError
 from generator.immutable import tree_changes
-from generator.options import PublishOptions, WatchOptions
+from generator.outtree import deployed_objects, index_models, models_by_environment
 from generator.pipeline import Build, build
+from generator.reporter import Reporter
+from generator.snapshot import build_at, repository_prefix
+from generator.version import servegen_version
 
 METADATA_FILE = "hydrator.metadata"
 DEFAULT_REMOTE = "origin"
 SHORT = 7
 
 Status = Literal["published", "up-to-date", "newer"]
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """How to publish: what `servegen publish` and `watch --publish` are asked to do."""
+
+    worktree: bool = False  # the working tree (uncommitted changes included), not HEAD
+    push: bool = False
+    remote: str | None = None  # default: deploy.remote in servegen.yaml, else origin
+    branch: str | None = None  # default: deploy.branch in servegen.yaml
+    allow_prune: bool = False
+    allow_replace: bool = False  # publish changes the cluster can only make by recreating
+    sign: bool = False
+    crds: tuple[Path, ...] = ()
+    max_attempts: int = 10
 
 
 # --------------------------------------------------------------------------- the source
@@ -65,33 +81,10 @@ class Source:
         return self.commit.sha
 
 
-def version() -> str:
-    from generator.version import servegen_version
-
-    return servegen_version()
-
-
-def repository_prefix(repo: git.Repo, root: Path) -> str:
-    """`root` relative to the repository's worktree, '' at the top."""
-    if repo.worktree is None:
-        raise GitError(f"{root} is inside a bare repository; publish needs a worktree")
-    try:
-        relative = root.resolve().relative_to(repo.worktree.resolve()).as_posix()
-    except ValueError as exc:
-        raise GitError(f"{root} is not inside the worktree {repo.worktree}") from exc
-    return "" if relative == "." else relative
-
-
-def render_source(repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path]) -> Build:
+def build_source(repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path]) -> Build:
     """Build `root` as in `commit` (exported to a temporary folder), or as on disk."""
     crds = tuple(p.resolve() for p in crds)
-    if commit is None:
-        result = build(root, crds=crds)
-    else:
-        with tempfile.TemporaryDirectory(prefix="servegen-source-") as tmp:
-            dest = Path(tmp) / "src"
-            git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
-            result = build(dest, crds=crds)
+    result = build(root, crds=crds) if commit is None else build_at(repo, root, commit, crds=crds)
     if result.failed_files:  # build() raises first; a failed file is never "removed"
         raise ServegenError(f"not publishing: {', '.join(sorted(result.failed_files))} failed")
     return result
@@ -132,7 +125,7 @@ def metadata(source: Source) -> bytes:
         "date": author.date or "",
         "subject": source.commit.subject,
         "body": source.commit.body,
-        "servegen": version(),
+        "servegen": servegen_version(),
     }
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
@@ -152,66 +145,6 @@ def recorded_source(files: Mapping[str, bytes]) -> str | None:
 # --------------------------------------------------------------------------- deploy trees
 
 
-@dataclass
-class _ModelFiles:
-    base: dict[str, bytes] = field(default_factory=dict)
-    overlays: dict[str, dict[str, bytes]] = field(default_factory=dict)
-
-
-def _index(files: Mapping[str, bytes]) -> dict[str, _ModelFiles]:
-    """models/<name>/base/<file> and models/<name>/overlays/<env>/<file>, by model."""
-    models: dict[str, _ModelFiles] = {}
-    for path, data in files.items():
-        parts = path.split("/")
-        if parts[0] != "models" or len(parts) < 4:
-            continue
-        entry = models.setdefault(parts[1], _ModelFiles())
-        if parts[2] == "base":
-            entry.base["/".join(parts[3:])] = data
-        elif parts[2] == "overlays" and len(parts) >= 5:
-            entry.overlays.setdefault(parts[3], {})["/".join(parts[4:])] = data
-    return models
-
-
-def models_by_environment(files: Mapping[str, bytes]) -> dict[str, set[str]]:
-    """environment -> models deployed there (models/<name>/overlays/<env>/ exists)."""
-    out: dict[str, set[str]] = {}
-    for name, model in _index(files).items():
-        for env in model.overlays:
-            out.setdefault(env, set()).add(name)
-    return out
-
-
-def _object_files(model: _ModelFiles, env: str) -> set[str]:
-    # Mirrors generator/layout.py: base objects, plus objects only the overlay adds,
-    # minus those it deletes with a `delete-<file>` patch.
-    overlay = model.overlays.get(env, {})
-    base = {n for n in model.base if n != "kustomization.yaml"}
-    added = {
-        n for n in overlay if n != "kustomization.yaml" and not n.startswith(("patch-", "delete-"))
-    }
-    deleted = {n.removeprefix("delete-") for n in overlay if n.startswith("delete-")}
-    return (base | added) - deleted
-
-
-def deployed_objects(files: Mapping[str, bytes]) -> dict[str, set[str]]:
-    """environment -> `<model>/<object file>` of every model object a deploy tree holds."""
-    out: dict[str, set[str]] = {}
-    for name, model in _index(files).items():
-        for env in model.overlays:
-            out.setdefault(env, set()).update(f"{name}/{f}" for f in _object_files(model, env))
-    return out
-
-
-def _model_env_files(model: _ModelFiles | None, env: str) -> dict[str, bytes]:
-    if model is None:
-        return {}
-    return {
-        **{f"base/{k}": v for k, v in model.base.items()},
-        **{f"overlay/{k}": v for k, v in model.overlays.get(env, {}).items()},
-    }
-
-
 @dataclass(frozen=True)
 class EnvironmentChanges:
     added: tuple[str, ...] = ()
@@ -226,7 +159,7 @@ def model_changes(
     old: Mapping[str, bytes], new: Mapping[str, bytes]
 ) -> dict[str, EnvironmentChanges]:
     """Per environment: models added, changed (any of their files differ) and removed."""
-    old_idx, new_idx = _index(old), _index(new)
+    old_idx, new_idx = index_models(old), index_models(new)
     old_envs, new_envs = models_by_environment(old), models_by_environment(new)
     out = {}
     for env in sorted(old_envs.keys() | new_envs.keys()):
@@ -234,7 +167,7 @@ def model_changes(
         changed = sorted(
             m
             for m in before & after
-            if _model_env_files(old_idx.get(m), env) != _model_env_files(new_idx.get(m), env)
+            if old_idx[m].environment_files(env) != new_idx[m].environment_files(env)
         )
         changes = EnvironmentChanges(
             tuple(sorted(after - before)), tuple(changed), tuple(sorted(before - after))
@@ -333,6 +266,7 @@ class Target:
     allow_prune: bool
     max_shrink: float
     max_attempts: int
+    reporter: Reporter  # notes for people: where they go is the caller's choice
     allow_replace: bool = False
 
 
@@ -370,61 +304,66 @@ def _head(repo: git.Repo) -> git.CommitInfo:
         raise GitError("the repository has no commit yet: commit the specs first") from exc
 
 
-def _target(
-    options: PublishOptions, repo: git.Repo, head: git.CommitInfo, config: Config
+def _target_and_source(
+    settings: PublishSettings,
+    repo: git.Repo,
+    head: git.CommitInfo,
+    config: Config,
+    reporter: Reporter,
 ) -> tuple[Target, Source]:
     deploy = config.deploy
-    remote = options.remote or deploy.remote or DEFAULT_REMOTE
+    remote = settings.remote or deploy.remote or DEFAULT_REMOTE
     target = Target(
         repo=repo,
-        branch=options.branch or deploy.branch,
-        remote=remote if options.push else None,
+        branch=settings.branch or deploy.branch,
+        remote=remote if settings.push else None,
         source_remote=remote,
         committer=committer_identity(repo, config),
-        sign=options.sign,
-        allow_prune=options.allow_prune,
+        sign=settings.sign,
+        allow_prune=settings.allow_prune,
         max_shrink=deploy.max_shrink,
-        max_attempts=max(1, options.max_attempts),
-        allow_replace=options.allow_replace,
+        max_attempts=max(1, settings.max_attempts),
+        reporter=reporter,
+        allow_replace=settings.allow_replace,
     )
-    return target, Source(head, options.worktree, source_url(repo, remote))
+    return target, Source(head, settings.worktree, source_url(repo, remote))
 
 
-def prepare(options: PublishOptions) -> tuple[Target, Source, dict[str, bytes]]:
+def prepare(
+    root: Path, settings: PublishSettings, reporter: Reporter
+) -> tuple[Target, Source, dict[str, bytes]]:
     """Render and validate everything; nothing is written to git here."""
-    root = options.common.root
     repo = git.open_repo(root)
     repository_prefix(repo, root)
     head = _head(repo)
-    result = render_source(repo, root, None if options.worktree else head.sha, options.crds)
-    target, source = _target(options, repo, head, result.config)
+    result = build_source(repo, root, None if settings.worktree else head.sha, settings.crds)
+    target, source = _target_and_source(settings, repo, head, result.config, reporter)
     for note in result.notes:
-        print(f"servegen: note: {note}", file=sys.stderr)
+        reporter.note(note)
     return target, source, dict(result.files)
 
 
-def publish(options: PublishOptions) -> Outcome:
-    target, source, files = prepare(options)
+def publish(root: Path, settings: PublishSettings, reporter: Reporter) -> Outcome:
+    target, source, files = prepare(root, settings, reporter)
     return publish_files(target, source, files)
 
 
-def publish_worktree(options: WatchOptions, files: Mapping[str, bytes], config: Config) -> str:
+def publish_worktree(
+    root: Path,
+    settings: PublishSettings,
+    files: Mapping[str, bytes],
+    config: Config,
+    reporter: Reporter,
+) -> str:
     """`publish --worktree` for the watcher, with the tree it already rendered and checked.
 
     The same guards apply (never backwards, no-op skip, prune guard, CAS, push retry);
     only the render is not repeated, which is what keeps watch-to-commit fast.
     """
-    publish_options = PublishOptions(
-        common=options.common,
-        worktree=True,
-        push=options.push,
-        remote=options.remote,
-        allow_prune=options.allow_prune,
-        crds=options.crds,
-    )
-    repo = git.open_repo(options.common.root)
-    repository_prefix(repo, options.common.root)
-    target, source = _target(publish_options, repo, _head(repo), config)
+    repo = git.open_repo(root)
+    repository_prefix(repo, root)
+    worktree = replace(settings, worktree=True)
+    target, source = _target_and_source(worktree, repo, _head(repo), config, reporter)
     return describe(publish_files(target, source, files))
 
 
@@ -500,10 +439,8 @@ def start_point(target: Target, tips: Tips) -> str | None:
         return tips.remote
     if git.is_ancestor(target.repo, tips.remote, tips.local):
         return tips.local  # unpushed local publishes: push them along with ours
-    print(
-        f"servegen: note: local {target.branch} has diverged from {target.remote}; "
-        "rebuilding on the remote's",
-        file=sys.stderr,
+    target.reporter.note(
+        f"local {target.branch} has diverged from {target.remote}; rebuilding on the remote's"
     )
     return tips.remote
 
@@ -561,9 +498,7 @@ def check_replacements(target: Target, old: Mapping[str, bytes], new: Mapping[st
             f"refusing to publish to {target.branch}: the cluster would refuse these "
             f"updates\n{listing}\nPass --allow-replace to publish anyway."
         )
-    print(
-        f"servegen: note: publishing changes that need a replacement:\n{listing}", file=sys.stderr
-    )
+    target.reporter.note(f"publishing changes that need a replacement:\n{listing}")
 
 
 def contains(target: Target, recorded: str, source_sha: str) -> bool:
@@ -654,7 +589,7 @@ def move_local(target: Target, tip: str, expected: str | None, pushed: bool) -> 
         problem = exc.message
     if not pushed:
         return False
-    print(f"servegen: note: local {target.branch} not updated ({problem})", file=sys.stderr)
+    target.reporter.note(f"local {target.branch} not updated ({problem})")
     return True
 
 

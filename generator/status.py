@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import queue
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,13 +27,8 @@ from generator import git
 from generator.config import Config
 from generator.errors import ClusterError, GitError, InvalidInputError
 from generator.kube import Cluster, Gone, Interrupted, Listing, Object, connect
-from generator.pipeline import in_environment
-from generator.publish import (
-    METADATA_FILE,
-    models_by_environment,
-    recorded_source,
-    repository_prefix,
-)
+from generator.outtree import in_environment, models_by_environment
+from generator.publish import METADATA_FILE, recorded_source
 from generator.readiness import (
     Malformed,
     Readiness,
@@ -46,6 +40,7 @@ from generator.readiness import (
     kubeai_model,
 )
 from generator.render import ModelRender, duplicate_objects, render_all
+from generator.snapshot import exported
 from generator.statusplan import (
     SERVEGEN_LABEL,
     SPEC_LABEL,
@@ -194,10 +189,7 @@ def render_published(root: Path, history: DeployHistory) -> tuple[Config, list[M
             "object locations come from the working tree"
         )
         return render_models(root)
-    with tempfile.TemporaryDirectory(prefix="servegen-status-") as tmp:
-        dest = Path(tmp) / "src"
-        prefix = repository_prefix(history.repo, root)
-        git.export_tree(history.repo, source, dest, prefix, skip_special=True)
+    with exported(history.repo, root, source) as dest:
         return render_models(dest)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from generator import outtree
 from generator.config import Config
 from generator.flux import flux_objects
 from generator.render import ModelRender
@@ -221,17 +222,18 @@ def rbac_files(models: Sequence[ModelRender], config: Config) -> dict[str, bytes
         if settings.status_reader is None:
             continue
         objects = rbac_objects(environment_plan(models, config, env), config)
+        folder = outtree.rbac_dir(env)
         names = []
         for obj in objects:
             name = f"{obj['kind'].lower()}-{obj['metadata']['namespace']}.yaml"
-            files[f"rbac/{env}/{name}"] = (RBAC_HEADER + dump_documents([obj])).encode()
+            files[f"{folder}/{name}"] = (RBAC_HEADER + dump_documents([obj])).encode()
             names.append(name)
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             "resources": sorted(names),
         }
-        files[f"rbac/{env}/kustomization.yaml"] = (
+        files[f"{folder}/{outtree.KUSTOMIZATION}"] = (
             RBAC_HEADER + dump_documents([kustomization])
         ).encode()
     return files

@@ -170,3 +170,14 @@ class _LazyBar:
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+class TerminalReporter:
+    """The command line's `generator.reporter.Reporter`: notes as `servegen: note: ...`."""
+
+    def __init__(self, color: bool | None = None, stream: TextIO | None = None) -> None:
+        self.color = color
+        self.stream = stream  # None: stderr at the time of each note
+
+    def note(self, message: str) -> None:
+        note(message, stream=self.stream, color=self.color)

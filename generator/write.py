@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.errors import ServegenError
+from generator.outtree import MANAGED
 
-# Top-level entries of the output folder that servegen owns.
-MANAGED = ("clusters", "models", "endpoints", "flux", "rbac", "README.md")
 MANIFEST = ".servegen-manifest"
 MANIFEST_HEAD = b"# Files servegen wrote in this folder; it deletes only these. Do not edit.\n"
 _STAGING_MARK = ".servegen-staging"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -274,6 +275,68 @@ def test_help_is_cheap_to_import() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+# The command line's own modules: argv, options, and what is written to the terminal.
+CLI_MODULES = {"cli.py", "options.py", "__main__.py", "terminal.py", "report.py"}
+CLI_ONLY = ("generator.cli", "generator.options", "generator.commands")
+
+
+def _imported(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    module = node.module or ""
+    if module.startswith(CLI_ONLY):
+        return [module]
+    return [f"{module}.{alias.name}" for alias in node.names]
+
+
+def _layering_problems(source: str) -> list[str]:
+    """Imports of the CLI's modules, print() calls and sys.stdout/stderr in `source`."""
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = _imported(node)
+            problems += [f"{node.lineno}: imports {n}" for n in names if n.startswith(CLI_ONLY)]
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ):
+            problems.append(f"{node.lineno}: print()")
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("stdout", "stderr")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+        ):
+            problems.append(f"{node.lineno}: sys.{node.attr}")
+    return sorted(problems)
+
+
+def test_the_layering_scan_finds_what_it_looks_for() -> None:
+    source = (
+        "import sys\nfrom generator import options\nfrom generator.cli import main\n"
+        "print('x', file=sys.stderr)\n"
+    )
+    assert _layering_problems(source) == [
+        "2: imports generator.options",
+        "3: imports generator.cli",
+        "4: print()",
+        "4: sys.stderr",
+    ]
+
+
+def test_only_the_command_line_knows_argv_and_the_terminal() -> None:
+    """Core modules take plain parameters or core settings and report through a Reporter."""
+    found = {
+        path.name: problems
+        for path in sorted((REPO_ROOT / "generator").glob("*.py"))
+        if path.name not in CLI_MODULES
+        for problems in [_layering_problems(path.read_text(encoding="utf-8"))]
+        if problems
+    }
+    assert found == {}
 
 
 def test_missing_spec_folder_is_a_warning(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from generator import cli
-from generator.immutable import environment_objects, tree_changes
+from generator.immutable import tree_changes, tree_objects
 from generator.pipeline import build
 from tests.conftest import EXAMPLES
 from tests.specrepo import TINYLLAMA, commit_all, edit, make_spec_repo, tip
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("isolated_git")
 def test_trees_are_read_back_as_the_cluster_receives_them(crds_dir: Path) -> None:
     """The overlay reading (namespace, labels, patches, deletes) equals the render."""
     result = build(EXAMPLES, crds=[crds_dir], keep_objects=True)
-    read = environment_objects(result.files)
+    read = tree_objects(result.files)
     for env in result.config.environments:
         rendered = {
             (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o
@@ -150,5 +150,5 @@ def test_unreadable_deploy_trees_are_skipped(
     files: dict[str, bytes], example_repo: Path, crds_dir: Path
 ) -> None:
     """A deploy branch servegen did not write warns about nothing and never crashes."""
-    assert environment_objects(files) == {}
+    assert tree_objects(files) == {}
     assert tree_changes(files, build(example_repo, crds=[crds_dir]).files) == []

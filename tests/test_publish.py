@@ -23,8 +23,9 @@ import pytest
 
 from generator import git
 from generator import publish as pub
-from generator.options import Common, PublishOptions
+from generator.outtree import deployed_objects, models_by_environment
 from generator.pipeline import build
+from generator.reporter import Notes
 from generator.version import servegen_version
 from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.gitutil import HARNESS_GIT_VARS, sh
@@ -128,9 +129,9 @@ def test_commit_message_format_and_trailers(
 
 def test_object_count_of_a_deploy_tree_matches_the_build(crds_dir: Path) -> None:
     result = build(EXAMPLES, crds=[crds_dir])
-    objects = pub.deployed_objects(result.files)
+    objects = deployed_objects(result.files)
     assert sum(len(v) for v in objects.values()) == result.object_count()
-    assert pub.models_by_environment(result.files)["prod"] >= {"llama-kserve", "qwen-chat"}
+    assert models_by_environment(result.files)["prod"] >= {"llama-kserve", "qwen-chat"}
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -206,7 +207,7 @@ def test_object_count_shrink_is_refused(
     commit_all(spec_repo, "Tight shrink guard")
     assert publish(spec_repo, crds_dir, capsys)[0] == 0
     first = tip(spec_repo)
-    before = pub.deployed_objects(tree_files(spec_repo))
+    before = deployed_objects(tree_files(spec_repo))
     # Dropping bge-embed's prod autoscaling removes its HPA (and PDB) but no model.
     text = (spec_repo / "specs/vllm/bge-embed.yaml").read_text()
     assert "environments:" in text
@@ -219,7 +220,7 @@ def test_object_count_shrink_is_refused(
     assert "model(s) removed" not in err
     assert tip(spec_repo) == first
     assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 0
-    after = pub.deployed_objects(tree_files(spec_repo))
+    after = deployed_objects(tree_files(spec_repo))
     assert sum(map(len, after.values())) < sum(map(len, before.values()))
 
 
@@ -528,8 +529,8 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
     newer = commit_all(spec_repo, "Scale")
     sh(spec_repo, "push", "-q", "origin", "main")
-    options = PublishOptions(Common(root=spec_repo), push=True, crds=(crds_dir,))
-    target, source, files = pub.prepare(options)
+    settings = pub.PublishSettings(push=True, crds=(crds_dir,))
+    target, source, files = pub.prepare(spec_repo, settings, Notes())
     stale = pub.current_tips(target)
     # Meanwhile another clone publishes a source on a side branch (not an ancestor).
     other = clone(tmp_path, remote, "other")
@@ -538,8 +539,7 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     side = commit_all(other, "Side scale")
     sh(other, "push", "-q", "origin", "side")
     # (Straight through the publish loop: `publish --push` only takes merged commits.)
-    side_options = PublishOptions(Common(root=other), push=True, crds=(crds_dir,))
-    side_target, side_source, side_files = pub.prepare(side_options)
+    side_target, side_source, side_files = pub.prepare(other, settings, Notes())
     side_tips = pub.current_tips(side_target)
     assert pub.attempt_publish(side_target, side_source, side_files, side_tips) is not None
     moved = tip(remote)
@@ -708,6 +708,21 @@ def test_killed_publish_leaves_the_branch_old_or_new(
     code, out, err = publish(spec_repo, crds_dir, capsys)
     assert code == 0 and "published" in out, err
     assert git.commit_info(git.open_repo(spec_repo), "deploy").tree == expected_tree
+
+
+def test_the_core_reports_notes_to_its_reporter_and_prints_nothing(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = pub.PublishSettings(allow_replace=True, crds=(crds_dir,))
+    assert pub.publish(spec_repo, settings, Notes()).status == "published"
+    edit(spec_repo / TINYLLAMA, "replication: 256", "replication: 512")
+    commit_all(spec_repo, "More prefix-hash replication")
+    notes = Notes()
+    assert pub.publish(spec_repo, settings, notes).status == "published"
+    (note,) = notes.notes
+    assert note.startswith("publishing changes that need a replacement:\n  - dev: Model ")
+    assert "\n  - prod: Model " in note
+    assert capsys.readouterr() == ("", "")
 
 
 def test_deploy_branch_checked_out_elsewhere(

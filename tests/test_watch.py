@@ -29,6 +29,7 @@ from generator.commands import watch as watch_command
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import Common, WatchOptions
+from generator.reporter import Notes
 from generator.watch import ChangeFilter, Event, Publish, run_watch
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import add_env, one_shot, spec_text, tree
@@ -364,7 +365,7 @@ def test_publish_hook_commits_the_watched_output(
 
     options = WatchOptions(Common(example_repo), publish=True, crds=tuple(crds))
     with pytest.raises(ServegenError, match="git"):
-        watch_command._publisher(options, IncrementalBuild(example_repo, crds=crds))
+        watch_command._publisher(options, IncrementalBuild(example_repo, crds=crds), Notes())
     for key, value in {
         "GIT_AUTHOR_NAME": "Ada",
         "GIT_AUTHOR_EMAIL": "ada@example.com",
@@ -377,14 +378,14 @@ def test_publish_hook_commits_the_watched_output(
     subprocess.run(["git", "-C", str(example_repo), "commit", "-qm", "specs"], check=True)
     build = IncrementalBuild(example_repo, crds=crds)
     assert build.initial().ok
-    hook = watch_command._publisher(options, build)
+    hook = watch_command._publisher(options, build, Notes())
     assert hook is not None
     assert "deploy" in hook()
     repo = git.open_repo(example_repo)
     deployed = git.read_tree_files(repo, "refs/heads/deploy")
     assert {k: v for k, v in deployed.items() if k != "hydrator.metadata"} == build.files
     assert "up to date" in hook()  # nothing changed: no second commit
-    assert watch_command._publisher(WatchOptions(Common(example_repo)), build) is None
+    assert watch_command._publisher(WatchOptions(Common(example_repo)), build, Notes()) is None
 
 
 # --------------------------------------------------------------------------- the loop
@@ -421,20 +422,28 @@ def test_text_and_json_reports(example_repo: Path) -> None:
         ("specs/a.yaml", "specs/b.yaml"), ("a",), ("x", "y", "z"), (), (), 10, 41.2
     )
     out, err = io.StringIO(), io.StringIO()
-    watch_command.Reporter("text", 50, out, err)(Event("batch", result))
+    watch_command.EventWriter("text", 50, out, err)(Event("batch", result))
     assert out.getvalue().endswith(
         "] 2 file(s) changed: 1 model(s) re-rendered, 3 file(s) written, 0 removed "
         "(41 ms, debounce 50 ms)\n"
     )
     out = io.StringIO()
-    reporter = watch_command.Reporter("json", 50, out, err)
-    reporter(Event("batch", result))
-    reporter(Event("batch", BatchResult((), (), (), (), (), 10, 1.0)))  # nothing changed
-    reporter(Event("stop"))
+    writer = watch_command.EventWriter("json", 50, out, err)
+    writer(Event("batch", result))
+    writer(Event("batch", BatchResult((), (), (), (), (), 10, 1.0)))  # nothing changed
+    writer(Event("stop"))
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["type"] for line in lines] == ["batch", "stop"]
     assert lines[0]["written"] == 3 and lines[0]["elapsed_ms"] == 41.2
     assert lines[0]["debounce_ms"] == 50 and lines[1]["batches"] == 1
+
+
+def test_publish_notes_go_to_stderr_one_line_each_in_both_formats() -> None:
+    for fmt in ("text", "json"):
+        out, err = io.StringIO(), io.StringIO()
+        watch_command.EventWriter(fmt, 50, out, err).note("first\nsecond \x1b[2J")
+        assert out.getvalue() == ""
+        assert err.getvalue() == "servegen: note: first\nsecond \\x1b[2J\n"
 
 
 # --------------------------------------------------------------------------- the CLI

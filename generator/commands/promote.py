@@ -6,11 +6,19 @@ import sys
 
 from generator.errors import EXIT_OK
 from generator.options import PromoteOptions
-from generator.promote import apply, plan
+from generator.promote import PromoteRequest, apply, plan
 
 
 def run(options: PromoteOptions) -> int:
-    planned = plan(options)
+    request = PromoteRequest(
+        source=options.source,
+        target=options.target,
+        names=options.names,
+        all=options.all,
+        serve=options.serve,
+        require_live=options.require_live,
+    )
+    planned = plan(options.common.root, request)
     for edit in planned.edits:
         sys.stdout.write(edit.diff)
     for name in planned.current:
@@ -25,7 +33,7 @@ def run(options: PromoteOptions) -> int:
     if options.dry_run:
         print("servegen: dry run: nothing written")
         return EXIT_OK
-    done = apply(planned, options)
+    done = apply(planned, options.common.root, commit=options.commit)
     count = len(done.promotions)
     print(f"servegen: promoted {count} model(s) from {done.source} to {done.target}")
     if done.commit:

@@ -6,14 +6,16 @@ from generator import git, terminal
 from generator.config import CONFIG_FILE
 from generator.errors import EXIT_OK
 from generator.options import PublishOptions
-from generator.publish import describe, publish, repository_prefix
+from generator.publish import PublishSettings, describe, publish
+from generator.snapshot import repository_prefix
 from generator.validate import load_config
 
 
 def run(options: PublishOptions) -> int:
     color = options.common.color
+    reporter = terminal.TerminalReporter(color)
     with terminal.progress_bar("rendering", color=color):
-        outcome = publish(options)
+        outcome = publish(options.common.root, publish_settings(options), reporter)
     left_out = [] if options.worktree else uncommitted_inputs(options)
     if left_out:
         # Publish renders HEAD: edits not yet committed are not in what was published.
@@ -28,6 +30,20 @@ def run(options: PublishOptions) -> int:
         message += " (HEAD only; uncommitted spec changes are not included)"
     terminal.summary(message, color=color)
     return EXIT_OK
+
+
+def publish_settings(options: PublishOptions) -> PublishSettings:
+    return PublishSettings(
+        worktree=options.worktree,
+        push=options.push,
+        remote=options.remote,
+        branch=options.branch,
+        allow_prune=options.allow_prune,
+        allow_replace=options.allow_replace,
+        sign=options.sign,
+        crds=options.crds,
+        max_attempts=options.max_attempts,
+    )
 
 
 def uncommitted_inputs(options: PublishOptions) -> list[str]:

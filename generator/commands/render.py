@@ -10,7 +10,8 @@ from collections.abc import Callable
 from generator import terminal
 from generator.errors import EXIT_INVALID, EXIT_OK, UsageError, counted
 from generator.options import RenderOptions
-from generator.pipeline import build, in_environment
+from generator.outtree import in_environment
+from generator.pipeline import build
 from generator.write import CannotWriteError, stale_paths, write_tree
 
 

@@ -25,6 +25,7 @@ from generator.errors import EXIT_OK, UsageError, printable
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import WatchOptions
 from generator.report import to_json
+from generator.reporter import Reporter
 from generator.watch import Event, Publish, run_watch
 
 
@@ -34,27 +35,27 @@ def run(options: WatchOptions) -> int:
     if options.push and not options.publish:
         raise UsageError("watch: --push needs --publish")
     build = IncrementalBuild(options.common.root, out=options.out, crds=options.crds)
-    publish = _publisher(options, build)
-    reporter = Reporter(options.format, options.debounce_ms)
+    writer = EventWriter(options.format, options.debounce_ms)
+    publish = _publisher(options, build, writer)
     stop = threading.Event()
-    with _stop_on_signals(stop), _live(options, reporter) as emit:
+    with _stop_on_signals(stop), _live(options, writer) as emit:
         run_watch(build, stop, emit, debounce_ms=options.debounce_ms, publish=publish)
     return EXIT_OK
 
 
 @contextlib.contextmanager
-def _live(options: WatchOptions, reporter: Reporter) -> Iterator[Callable[[Event], None]]:
+def _live(options: WatchOptions, writer: EventWriter) -> Iterator[Callable[[Event], None]]:
     """With --status: the cluster's live state, planned again after each new render."""
     if not options.status:
-        yield reporter
+        yield writer
         return
     from generator.statuslive import LiveView  # the kubernetes client only when asked
 
-    live = LiveView(options.common.root, reporter.live)
+    live = LiveView(options.common.root, writer.live)
     live.start()
 
     def emit(event: Event) -> None:
-        reporter(event)
+        writer(event)
         result = event.result
         rendered = result is not None and result.ok and bool(result.written or result.removed)
         if event.kind == "start" or (event.kind == "batch" and rendered):
@@ -66,17 +67,27 @@ def _live(options: WatchOptions, reporter: Reporter) -> Iterator[Callable[[Event
         live.stop()
 
 
-def _publisher(options: WatchOptions, build: IncrementalBuild) -> Publish | None:
+def _publisher(
+    options: WatchOptions, build: IncrementalBuild, reporter: Reporter
+) -> Publish | None:
     """The publish hook: the watcher's current output, through publish's guards."""
     if not options.publish:
         return None
     from generator import git
-    from generator.publish import publish_worktree
+    from generator.publish import PublishSettings, publish_worktree
 
-    git.open_repo(options.common.root)  # fail before watching when it is not a repository
+    root = options.common.root
+    git.open_repo(root)  # fail before watching when it is not a repository
+    settings = PublishSettings(
+        worktree=True,
+        push=options.push,
+        remote=options.remote,
+        allow_prune=options.allow_prune,
+        crds=options.crds,
+    )
 
     def publish() -> str:
-        return publish_worktree(options, build.files, build.config)
+        return publish_worktree(root, settings, build.files, build.config, reporter)
 
     return publish
 
@@ -101,8 +112,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-class Reporter:
-    """Turns loop events into text lines or JSON lines."""
+class EventWriter:
+    """Turns loop events into text lines or JSON lines; a Reporter for publish's notes."""
 
     def __init__(
         self, fmt: str, debounce_ms: int, out: TextIO | None = None, err: TextIO | None = None
@@ -123,6 +134,12 @@ class Reporter:
             self._write(json.dumps(self._fields(event), sort_keys=True))
         else:
             self._text(event)
+
+    def note(self, message: str) -> None:
+        """A note from publishing: on stderr in either format, as `servegen publish` writes
+        it (a line break in the message starts a new line; nothing else unprintable does)."""
+        for line in f"servegen: note: {message}".split("\n"):
+            self._write(line, self.err)
 
     def live(self, state: Any) -> None:
         """`watch --status`: a message, or the environments' live statuses."""
