@@ -113,8 +113,8 @@ def retyped(draw: st.DrawFn) -> str:
     path = draw(st.sampled_from(_paths(data)[1:]))
     node = data
     for step in path[:-1]:
-        node = node[step]  # type: ignore[index]
-    node[path[-1]] = draw(JSON_VALUES)  # type: ignore[index]
+        node = node[step]
+    node[path[-1]] = draw(JSON_VALUES)
     return dump(data)
 
 

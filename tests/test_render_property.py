@@ -41,7 +41,7 @@ HOSTILE = [
 ]
 text = st.one_of(
     st.sampled_from(HOSTILE),
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40),
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40),
 ).filter(lambda value: credential_kind(value) is None)
 env_names = st.from_regex(r"\A[A-Z][A-Z0-9_]{0,12}\Z").filter(
     lambda n: not any(w in n for w in ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY"))

@@ -36,6 +36,7 @@ from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.gitutil import sh
 from tests.kubeapi import FakeKubeAPI
 from tests.kustomize import kustomize
+from tests.streams import pump_lines
 
 ENV = "dev"
 KUBEAI_MODEL = "tinyllama-chat"  # kubeai-text, min_replicas 1
@@ -767,7 +768,7 @@ def test_watch_status_shows_live_state_next_to_the_render(live: Live, tmp_path: 
     ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         stdout = proc.stdout
-        threading.Thread(target=lambda: [lines.put(x) for x in stdout], daemon=True).start()
+        threading.Thread(target=pump_lines, args=(stdout, lines), daemon=True).start()
         try:
             events = _status_events(lines)
             first = {e["name"]: e for e in next(events)["environments"]}

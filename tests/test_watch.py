@@ -33,6 +33,7 @@ from generator.reporter import Notes
 from generator.watch import ChangeFilter, Event, Publish, run_watch
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import add_env, one_shot, spec_text, tree
+from tests.streams import pump_lines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -459,7 +460,7 @@ def test_cli_stops_cleanly_on_signal(example_repo: Path, signum: int) -> None:
     ) as proc:
         stdout, stderr_stream = proc.stdout, proc.stderr
         assert stdout is not None and stderr_stream is not None
-        reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+        reader = threading.Thread(target=pump_lines, args=(stdout, lines), daemon=True)
         reader.start()
         try:
             first = json.loads(lines.get(timeout=WAIT_S))

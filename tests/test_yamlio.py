@@ -388,7 +388,7 @@ TRICKY = [
 ]
 texts = st.one_of(
     st.sampled_from(TRICKY),
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30),
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30),
     st.lists(st.sampled_from(TRICKY), max_size=4).map("".join),
 )
 scalars = st.one_of(
