@@ -168,10 +168,12 @@ def bundle(root: JSON, definitions: Definitions) -> JSON:
     """`root` plus every definition it reaches, as one self-contained document.
 
     One document with local `#/$defs/...` refs needs no registry or retriever, and only
-    the reachable part of the 700 definitions gets compiled.
+    the reachable part of the 700 definitions gets compiled. Definitions `root` brings
+    in its own `$defs` (a CRD's shared subschemas) are kept beside them.
     """
+    own: dict[str, JSON] = root.get("$defs", {})
     needed: set[str] = set()
-    todo = list(local_refs(root))
+    todo = [name for name in local_refs(root) if name not in own]
     while todo:
         name = todo.pop()
         if name not in needed:
@@ -180,7 +182,7 @@ def bundle(root: JSON, definitions: Definitions) -> JSON:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **root,
-        "$defs": {name: definitions.defs[name] for name in sorted(needed)},
+        "$defs": {**{name: definitions.defs[name] for name in sorted(needed)}, **own},
     }
 
 
