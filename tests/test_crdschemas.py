@@ -1,0 +1,251 @@
+"""Tests for generator.crdschemas: CRD conversions, looked up by content, shipped or cached."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from generator import crdschemas, k8sschemas
+from generator.check import ManifestChecker
+from generator.crds import bundled_dir, bundled_files
+from generator.crdschemas import share_repeats, shipped_dir, write_shipped
+from generator.objectproblems import schema_problems
+from tests.objects import git_repository, inference_service, kubeai_model, kustomization
+
+K8S = "1.33"
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "spec": {"type": "object", "properties": {}},
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No CRD file read yet in this process, and an empty cache folder."""
+    monkeypatch.setattr(crdschemas, "_FILE_CACHE", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "servegen" / "crds"
+
+
+def counting_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The CRD files converted from now on (the conversion still runs)."""
+    converted: list[str] = []
+    real: Callable[[Path, bytes], Any] = crdschemas._convert_file
+
+    def convert(path: Path, data: bytes) -> Any:
+        converted.append(path.name)
+        return real(path, data)
+
+    monkeypatch.setattr(crdschemas, "_convert_file", convert)
+    return converted
+
+
+# --------------------------------------------------------------------------- shipped
+
+
+def test_shipped_conversions_are_those_of_the_pinned_crds(tmp_path: Path) -> None:
+    """The package data is exactly what converting the bundled CRDs gives today."""
+    write_shipped(tmp_path)
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    shipped = {p.name: p.read_bytes() for p in shipped_dir().iterdir()}
+    assert written == shipped, "stale: run `python -m generator.crdschemas`"
+    index = json.loads(written["index.json"])
+    assert sorted(index) == sorted(p.name for p in bundled_files())
+    for path in bundled_files():
+        assert index[path.name]["key"] == crdschemas.content_key(path.read_bytes())
+
+
+def test_bundled_crds_are_not_converted_when_checking(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converted = counting_conversions(monkeypatch)
+    checker = ManifestChecker(K8S, bundled_crds=bundled_files())
+    objects = [kubeai_model(), inference_service(), git_repository(), kustomization()]
+    assert checker.check(objects).problems == ()
+    assert converted == []
+    assert not fresh.exists(), "nothing needs the cache"
+
+
+def test_a_changed_converter_does_not_use_the_shipped_conversions(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converted = counting_conversions(monkeypatch)
+    monkeypatch.setattr(crdschemas, "converter_digest", lambda: "another converter")
+    models = bundled_dir() / "kubeai.org_models.yaml"  # the small one: YAML parsing is slow
+    checker = ManifestChecker(K8S, bundled_crds=[models])
+    assert checker.check([kubeai_model()]).problems == ()
+    assert converted == [models.name]
+    assert len(list(fresh.glob("*.json"))) == 1
+
+
+def test_an_edited_bundled_crd_is_converted_again(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file named like a bundled CRD, with other bytes, gets its own conversion."""
+    converted = counting_conversions(monkeypatch)
+    mine = tmp_path / "crds" / "kubeai.org_models.yaml"
+    mine.parent.mkdir()
+    text = (bundled_dir() / mine.name).read_text()
+    mine.write_text(
+        text.replace(
+            "                - VLLM\n", "                - VLLM\n                - Triton\n", 1
+        )
+    )
+    obj = kubeai_model()
+    obj["spec"]["engine"] = "Triton"
+    assert ManifestChecker(K8S, [mine]).check([obj]).problems == ()
+    assert converted == [mine.name]
+
+
+# --------------------------------------------------------------------------- disk cache
+
+
+def test_a_configured_crd_is_converted_once_per_machine(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    crd = tmp_path / "widgets.json"
+    crd.write_text(json.dumps(WIDGET_CRD))
+    converted = counting_conversions(monkeypatch)
+    assert ManifestChecker(K8S, [crd]).check([WIDGET]).problems == ()
+    (entry,) = fresh.glob("*.json")
+    assert entry.stem == crdschemas.content_key(crd.read_bytes())
+    monkeypatch.setattr(crdschemas, "_FILE_CACHE", {})  # a new process
+    bad = {**WIDGET, "spec": {"x": 1}}
+    assert [p.path for p in ManifestChecker(K8S, [crd]).check([bad]).problems] == ["spec.x"]
+    assert converted == ["widgets.json"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b'{"key": "another key", "versions": []}',
+        b'{"key": "%s"}',
+        b"[]",
+    ],
+)
+def test_a_damaged_or_foreign_cache_entry_is_not_used(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes
+) -> None:
+    crd = tmp_path / "widgets.json"
+    crd.write_text(json.dumps(WIDGET_CRD))
+    key = crdschemas.content_key(crd.read_bytes())
+    fresh.mkdir(parents=True)
+    (fresh / f"{key}.json").write_bytes(content.replace(b"%s", key.encode()))
+    converted = counting_conversions(monkeypatch)
+    bad = {**WIDGET, "spec": {"x": 1}}
+    assert [p.path for p in ManifestChecker(K8S, [crd]).check([bad]).problems] == ["spec.x"]
+    assert converted == ["widgets.json"]
+    assert json.loads((fresh / f"{key}.json").read_bytes())["key"] == key
+
+
+def test_an_unwritable_cache_only_costs_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(crdschemas, "_FILE_CACHE", {})
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    crd = tmp_path / "widgets.json"
+    crd.write_text(json.dumps(WIDGET_CRD))
+    assert ManifestChecker(K8S, [crd]).check([WIDGET]).problems == ()
+
+
+# --------------------------------------------------------------------------- sharing
+
+
+def kserve_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The InferenceService schema converted with and without shared subschemas."""
+    path = bundled_dir() / "serving.kserve.io_inferenceservices.yaml"
+    definitions = k8sschemas.definitions(k8sschemas.resolve_kubernetes_version(K8S))
+    converted = crdschemas._convert_file(path, path.read_bytes())
+    shared = converted[("serving.kserve.io/v1beta1", "InferenceService")]
+    unshared = _inline(shared, shared.get("$defs", {}))
+    unshared.pop("$defs", None)
+    return k8sschemas.bundle(unshared, definitions), k8sschemas.bundle(shared, definitions)
+
+
+def _inline(node: Any, shared: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        name = ref.removeprefix(k8sschemas.DEFS_PREFIX)
+        if name.startswith("crd.") and len(node) == 1:
+            return _inline(shared[name], shared)
+        return {k: _inline(v, shared) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, shared) for v in node]
+    return node
+
+
+def broken_inference_services() -> list[dict[str, Any]]:
+    """Valid and invalid objects whose errors lie inside shared subschemas."""
+    objects = [inference_service()]
+    for component in ("predictor", "transformer"):
+        obj = inference_service()
+        obj["spec"][component] = {
+            "containers": [
+                {"name": "c", "image": "x", "bogus": 1, "ports": [{"containerPort": "80"}]},
+                {"name": 2, "env": [{"name": "A", "valueFrom": {"secretKeyRef": 3}}]},
+            ],
+            "volumes": [{"name": "v", "emptyDir": {"medium": 1, "sizeLimit": []}}],
+            "minReplicas": -1,
+        }
+        objects.append(obj)
+    model = inference_service()
+    model["spec"]["predictor"]["model"]["resources"]["limits"]["cpu"] = {"a": 1}
+    return [*objects, model]
+
+
+def test_shared_subschemas_judge_every_object_as_the_inline_ones_do() -> None:
+    unshared, shared = kserve_schemas()
+    assert len(json.dumps(shared)) * 4 < len(json.dumps(unshared))
+    assert all(name.startswith("crd.") for name in shared["$defs"] if "io.k8s" not in name)
+    inline = jsonschema_rs.validator_for(unshared)
+    compact = jsonschema_rs.validator_for(shared)
+    for obj in broken_inference_services():
+        expected = schema_problems(inline, copy.deepcopy(obj))
+        assert schema_problems(compact, copy.deepcopy(obj)) == expected
+    assert len(schema_problems(compact, broken_inference_services()[1])) >= 5
+
+
+def test_share_repeats_keeps_a_schema_without_repeats_as_it_is() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert share_repeats(copy.deepcopy(schema)) == schema
+    leaf = {"type": "object", "properties": {f"f{i}": {"type": "integer"} for i in range(8)}}
+    twice = {"type": "object", "properties": {"x": leaf, "y": copy.deepcopy(leaf)}}
+    shared = share_repeats(twice)
+    (name,) = shared["$defs"]
+    ref = {"$ref": f"#/$defs/{name}"}
+    assert shared["properties"] == {"x": ref, "y": ref}
+    assert shared["$defs"][name] == leaf
