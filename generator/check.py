@@ -21,7 +21,6 @@ one pass of the Rust validator (`jsonschema_rs`).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +187,8 @@ class ManifestChecker:
         return _Target(skipped=f"{api_version}/{kind}")
 
     def _second_opinion(self, objects: list[Mapping[str, Any]]) -> list[ObjectProblem]:
+        import tempfile  # here, like the bridge itself: most runs have no kubeconform
+
         from generator import kubeconform
 
         assert self._kubeconform is not None

@@ -11,10 +11,11 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from generator import crdschemas, k8sschemas
+from generator import crdconvert, crdschemas, k8sschemas
 from generator.check import ManifestChecker
+from generator.crdconvert import share_repeats
 from generator.crds import bundled_dir, bundled_files
-from generator.crdschemas import share_repeats, shipped_dir, write_shipped
+from generator.crdschemas import shipped_dir, write_shipped
 from generator.objectproblems import schema_problems
 from tests.objects import git_repository, inference_service, kubeai_model, kustomization
 
@@ -61,13 +62,13 @@ def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def counting_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The CRD files converted from now on (the conversion still runs)."""
     converted: list[str] = []
-    real: Callable[[Path, bytes], Any] = crdschemas._convert_file
+    real: Callable[[Path, bytes], Any] = crdconvert.convert_file
 
     def convert(path: Path, data: bytes) -> Any:
         converted.append(path.name)
         return real(path, data)
 
-    monkeypatch.setattr(crdschemas, "_convert_file", convert)
+    monkeypatch.setattr(crdconvert, "convert_file", convert)
     return converted
 
 
@@ -189,7 +190,7 @@ def kserve_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     """The InferenceService schema converted with and without shared subschemas."""
     path = bundled_dir() / "serving.kserve.io_inferenceservices.yaml"
     definitions = k8sschemas.definitions(k8sschemas.resolve_kubernetes_version(K8S))
-    converted = crdschemas._convert_file(path, path.read_bytes())
+    converted = crdconvert.convert_file(path, path.read_bytes())
     shared = converted[("serving.kserve.io/v1beta1", "InferenceService")]
     unshared = _inline(shared, shared.get("$defs", {}))
     unshared.pop("$defs", None)
