@@ -63,6 +63,9 @@ def main() -> None:
         default=ROOT,
         help="the source tree to run (e.g. before a change)",
     )
+    parser.add_argument(
+        "--compare", type=Path, default=None, help="another source tree, timed in the same rounds"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="servegen-coldstart-") as name:
         tmp = Path(name)
@@ -74,11 +77,14 @@ def main() -> None:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         repos = [one_spec_repo(tmp, spec) for spec in SPECS]
+        trees = {"": args.pythonpath, **({" before": args.compare} if args.compare else {})}
         rows: dict[str, list[float]] = {"`python -c pass`": [], "`python -c 'import pydantic'`": []}
-        rows.update({f"`servegen validate`, 1 spec ({spec})": [] for spec in SPECS})
         cache = tmp / "xdg"
-        for repo in repos:  # compiles bytecode, and checks each repository is valid
-            timed([*SERVEGEN, "validate"], repo, {**env, "XDG_CACHE_HOME": str(cache)})
+        for label, tree in trees.items():
+            for spec, repo in zip(SPECS, repos, strict=True):
+                rows[f"`servegen validate`{label}, 1 spec ({spec})"] = []
+                tree_env = {**env, "PYTHONPATH": str(tree), "XDG_CACHE_HOME": str(cache)}
+                timed([*SERVEGEN, "validate"], repo, tree_env)  # compiles bytecode; must pass
         for _ in range(args.repeat):
             shutil.rmtree(cache, ignore_errors=True)
             cold = {**env, "XDG_CACHE_HOME": str(cache)}
@@ -86,11 +92,12 @@ def main() -> None:
             rows["`python -c 'import pydantic'`"].append(
                 timed([PYTHON, "-c", "import pydantic"], tmp, cold)
             )
-            for spec, repo in zip(SPECS, repos, strict=True):
-                shutil.rmtree(cache, ignore_errors=True)
-                rows[f"`servegen validate`, 1 spec ({spec})"].append(
-                    timed([*SERVEGEN, "validate"], repo, cold)
-                )
+            for label, tree in trees.items():
+                for spec, repo in zip(SPECS, repos, strict=True):
+                    shutil.rmtree(cache, ignore_errors=True)
+                    rows[f"`servegen validate`{label}, 1 spec ({spec})"].append(
+                        timed([*SERVEGEN, "validate"], repo, {**cold, "PYTHONPATH": str(tree)})
+                    )
         print(
             f"Medians of {args.repeat} fresh processes, empty cache each time; "
             f"load average {os.getloadavg()[0]:.1f}.\n"
