@@ -87,6 +87,12 @@ def test_shipped_conversions_are_those_of_the_pinned_crds(tmp_path: Path) -> Non
         assert index[path.name]["key"] == crdschemas.content_key(path.read_bytes())
 
 
+def test_the_package_ships_the_conversions() -> None:
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"crdschemas/*.json"' in pyproject
+    assert shipped_dir().parent == bundled_dir().parent  # the `schemas` package
+
+
 def test_bundled_crds_are_not_converted_when_checking(
     fresh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
