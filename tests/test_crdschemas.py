@@ -12,10 +12,11 @@ import jsonschema_rs
 import pytest
 
 from generator import crdconvert, crdschemas, k8sschemas
-from generator.check import ManifestChecker
+from generator.check import CheckResult, ManifestChecker
 from generator.crdconvert import share_repeats
 from generator.crds import bundled_dir, bundled_files
 from generator.crdschemas import shipped_dir, write_shipped
+from generator.errors import ServegenError
 from generator.objectproblems import schema_problems
 from tests.objects import git_repository, inference_service, kubeai_model, kustomization
 
@@ -256,3 +257,152 @@ def test_share_repeats_keeps_a_schema_without_repeats_as_it_is() -> None:
     ref = {"$ref": f"#/$defs/{name}"}
     assert shared["properties"] == {"x": ref, "y": ref}
     assert shared["$defs"][name] == leaf
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def problems_at(result: CheckResult) -> dict[str, str]:
+    return {p.path: p.message for p in result.problems}
+
+
+CONVERSION_CRD = """\
+# a comment, then a non-CRD document that must be ignored
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: false
+    storage: false
+    schema: {openAPIV3Schema: {type: object}}
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          apiVersion: {type: string}
+          kind: {type: string}
+          metadata: {type: object}
+          spec:
+            type: object
+            required: [port, size]
+            properties:
+              port: {x-kubernetes-int-or-string: true, anyOf: [{type: integer}, {type: string}]}
+              size: {type: integer, default: 1, exclusiveMinimum: true, minimum: 0}
+              note: {type: string, nullable: true}
+              mode: {type: string, enum: [fast, slow], nullable: true}
+              free: {type: object, x-kubernetes-preserve-unknown-fields: true}
+              map: {type: object, additionalProperties: {type: string}}
+              empty: {type: object}
+              tags: {type: array, x-kubernetes-list-type: set, items: {type: string}}
+              template:
+                type: object
+                x-kubernetes-embedded-resource: true
+                x-kubernetes-preserve-unknown-fields: true
+              either:
+                anyOf: [{required: [a]}, {required: [b]}]
+                type: object
+                properties: {a: {type: string}, b: {type: string}}
+            x-kubernetes-validations:
+            - rule: self.port != 0
+"""
+
+
+def widget(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"port": 80, **spec},
+    }
+
+
+@pytest.fixture()
+def widget_validator(tmp_path: Path) -> ManifestChecker:
+    crd_dir = tmp_path / "crds"
+    crd_dir.mkdir()
+    (crd_dir / "widgets.yaml").write_text(CONVERSION_CRD)
+    return ManifestChecker(K8S, [crd_dir])
+
+
+def test_crd_conversion_accepts_what_the_api_server_accepts(
+    widget_validator: ManifestChecker,
+) -> None:
+    objects = [
+        widget(),  # size is required but defaulted
+        widget(port="http", size=2, note=None, mode=None, tags=["a", "b"]),
+        widget(free={"anything": {"goes": [1]}}, map={"k": "v"}, either={"b": "x"}),
+        widget(template={"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {}}, "x": 1}),
+    ]
+    assert widget_validator.check(objects).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "fragment"),
+    [
+        ({"port": 1.5}, "spec.port", "must be integer or string"),
+        ({"size": 0}, "spec.size", "less than or equal to the minimum of 0"),
+        ({"mode": "medium"}, "spec.mode", '"medium" is not one of'),
+        ({"empty": {"x": 1}}, "spec.empty.x", 'unknown field "x"'),
+        ({"map": {"k.io/x": 1}}, 'spec.map["k.io/x"]', "must be string"),
+        ({"tags": ["a", "a"]}, "spec.tags", "non-unique"),
+        ({"template": {"kind": "Pod"}}, "spec.template.apiVersion", "required field is missing"),
+        (
+            {"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": "x"}}},
+            "spec.template.metadata.labels",
+            "must be object",
+        ),
+        ({"either": {"c": "x"}}, "spec.either.c", 'unknown field "c"'),
+    ],
+)
+def test_crd_conversion_rejects_what_the_api_server_rejects(
+    widget_validator: ManifestChecker, spec: dict[str, Any], path: str, fragment: str
+) -> None:
+    found = problems_at(widget_validator.check([widget(**spec)]))
+    assert path in found, found
+    assert fragment in found[path]
+
+
+def test_unserved_crd_version_is_not_validated_against(widget_validator: ManifestChecker) -> None:
+    obj = widget()
+    obj["apiVersion"] = "example.com/v1alpha1"
+    assert "does not serve version v1alpha1" in widget_validator.check([obj]).problems[0].message
+
+
+def test_changed_crd_file_is_reloaded(tmp_path: Path) -> None:
+    crd = tmp_path / "widgets.yaml"
+    crd.write_text(CONVERSION_CRD)
+    obj = widget(mode="medium")
+    assert ManifestChecker(K8S, [crd]).check([obj]).problems != ()
+    crd.write_text(CONVERSION_CRD.replace("enum: [fast, slow]", "enum: [fast, medium, slow]"))
+    assert ManifestChecker(K8S, [crd]).check([obj]).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "does not exist"),
+        ("kind: [unclosed\n", "cannot parse CRD file"),
+        ("apiVersion: v1\nkind: ConfigMap\n", "contains no CustomResourceDefinition"),
+        ("kind: CustomResourceDefinition\nspec: {group: x.io}\n", "not a valid"),
+    ],
+)
+def test_bad_crd_sources_are_servegen_errors(
+    tmp_path: Path, content: str | None, fragment: str
+) -> None:
+    source = tmp_path / "crd.yaml"
+    if content is not None:
+        source.write_text(content)
+    with pytest.raises(ServegenError, match=fragment):
+        ManifestChecker(K8S, [source])
