@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generator.check import ManifestValidator  # noqa: E402
+from generator.check import ManifestChecker  # noqa: E402
 from generator.crds import bundled_dir  # noqa: E402
 from generator.git import open_repo, read_tree_files  # noqa: E402
 from generator.validate import validate_repository  # noqa: E402
@@ -62,7 +62,7 @@ def refused(action: Callable[[], object]) -> Callable[[], None]:
 
 
 def throughput(crds: Path, repeat: int) -> float:
-    validator = ManifestValidator("1.33", (crds,))
+    validator = ManifestChecker("1.33", (crds,))
     mix = [
         objects.deployment(),
         objects.service(),
@@ -71,8 +71,8 @@ def throughput(crds: Path, repeat: int) -> float:
         objects.inference_service(),
     ]
     batch = [copy.deepcopy(o) for _ in range(1000) for o in mix]
-    validator.validate(mix)  # warm-up: compiles the validators
-    return len(batch) / median_s(lambda: validator.validate(batch), repeat)
+    validator.check(mix)  # warm-up: compiles the validators
+    return len(batch) / median_s(lambda: validator.check(batch), repeat)
 
 
 def bomb_repo(tmp: Path) -> Path:

@@ -2,7 +2,8 @@
 
 The bundled CRDs (schemas/crds/, package data) validate every custom resource servegen
 renders with no configuration. `validation.crds` and `--crds` add CRDs; one that defines
-the same kind (group and kind) as a bundled CRD replaces it (generator.check).
+the same kind (group and kind) as a bundled CRD replaces it (generator/crdschemas.py
+turns CRD files into schemas).
 
 `SOURCES.toml` beside the files records where each came from (repository, path, commit,
 release) and its sha256; `servegen crds` lists them and `verify_bundled()` checks them.
@@ -12,25 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tomllib
-import urllib.error
-import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 import schemas
 from generator.errors import ServegenError
+from generator.k8sformats import DNS1123_SUBDOMAIN
 
 SOURCES_FILE = "SOURCES.toml"  # not .yaml/.json: a --crds scan of this folder skips it
 MAX_CRD_BYTES = 16 * 1024 * 1024  # the KServe CRD is 2 MB; anything far larger is not a CRD
 FETCH_TIMEOUT_S = 30
-
-_CRD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+")
+CRD_SUFFIXES = (".yaml", ".yml", ".json")  # what a folder of CRDs is searched for
 
 
 @dataclass(frozen=True)
@@ -97,6 +93,20 @@ def bundled_files() -> tuple[Path, ...]:
     return tuple(entry.location for entry in bundled())
 
 
+def crd_files(sources: Sequence[Path]) -> Iterator[Path]:
+    """The CRD files of configured sources: files as given, folders searched."""
+    for source in sources:
+        if source.is_dir():
+            found = sorted(p for p in source.rglob("*") if p.suffix in CRD_SUFFIXES)
+            if not found:
+                raise ServegenError(f"CRD directory {source} contains no YAML or JSON files")
+            yield from found
+        elif source.is_file():
+            yield source
+        else:
+            raise ServegenError(f"CRD source {source} does not exist")
+
+
 def verify_bundled() -> list[str]:
     """Problems with the bundled files: missing, or a sha256 other than the recorded one."""
     problems = []
@@ -113,6 +123,9 @@ def verify_bundled() -> list[str]:
 
 def summarize(data: bytes, origin: str) -> list[CrdSummary]:
     """The CRDs in one YAML or JSON text; ServegenError when it holds none."""
+    from ruamel.yaml import YAML  # only `servegen crds` reads whole CRDs as YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
         text = data.decode("utf-8")
         documents = list(YAML(typ="safe", pure=False).load_all(text))
@@ -150,6 +163,9 @@ class Fetched:
 
 def fetch_url(url: str) -> bytes:
     """The body at an http(s) URL, at most MAX_CRD_BYTES."""
+    import urllib.error  # imported here: only --refresh fetches
+    import urllib.request
+
     if not url.startswith(("https://", "http://")):
         raise ServegenError(f"--refresh {url}: only http:// and https:// URLs are fetched")
     request = urllib.request.Request(url, headers={"User-Agent": "servegen"})  # noqa: S310
@@ -177,8 +193,10 @@ def store(data: bytes, directory: Path, origin: str, suffix: str = ".yaml") -> F
     if len(names) != 1:
         raise ServegenError(f"{origin}: holds {len(names)} CRDs; fetch one CRD per URL")
     name = names.pop()
-    if not _CRD_NAME.fullmatch(name) or len(name) > 253:
-        raise ServegenError(f"{origin}: CRD name {name!r} is not a DNS subdomain")
+    if not DNS1123_SUBDOMAIN.matches(name) or "." not in name:
+        raise ServegenError(
+            f"{origin}: CRD name {name!r} {DNS1123_SUBDOMAIN.help}, <plural>.<group>"
+        )
     plural, _, group = name.partition(".")
     target = directory / f"{group}_{plural}{suffix}"
     changed = not target.is_file() or target.read_bytes() != data

@@ -20,6 +20,15 @@ from pydantic import (
 )
 
 from generator.errors import printable
+from generator.k8sformats import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    ENV_VAR_NAME,
+    HELP_BY_PATTERN,
+    LABEL_VALUE,
+    QUANTITY,
+    qualified_name_problem,
+)
 
 
 class StrictModel(BaseModel):
@@ -28,32 +37,17 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
 
-DNS_LABEL_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_RE)
-QUANTITY_RE = r"^([+]?([0-9]+(\.[0-9]*)?|\.[0-9]+))(([KMGTPE]i)|[mkMGTPE]|[eE][+-]?[0-9]+)?$"
-ENV_NAME_RE = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-
-# How to explain a pattern mismatch to a person, for the patterns users meet most.
-PATTERN_HELP = {
-    DNS_LABEL_RE: "must be a DNS-1123 label: lower-case letters, digits and '-', starting "
-    "and ending with a letter or digit",
-    DNS_SUBDOMAIN_RE: "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and "
-    "'.', starting and ending with a letter or digit",
-    QUANTITY_RE: "must be a Kubernetes quantity such as 500m, 2, 512Mi or 16Gi",
-    ENV_NAME_RE: "must be a variable name: letters, digits, '_', '-' and '.', not starting "
-    "with a digit",
-}
+# The rules themselves, and how a mismatch is explained, live in generator/k8sformats.py.
+PATTERN_HELP = HELP_BY_PATTERN
 
 DnsLabel = Annotated[
     str,
-    StringConstraints(pattern=DNS_LABEL_RE, max_length=63),
+    StringConstraints(pattern=DNS1123_LABEL.pattern, max_length=DNS1123_LABEL.max_length),
     Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63."),
 ]
 DnsSubdomain = Annotated[
     str,
-    StringConstraints(pattern=DNS_SUBDOMAIN_RE, max_length=253),
+    StringConstraints(pattern=DNS1123_SUBDOMAIN.pattern, max_length=DNS1123_SUBDOMAIN.max_length),
     Field(description="A DNS-1123 subdomain, e.g. the name of a Kubernetes Secret."),
 ]
 
@@ -70,20 +64,15 @@ def _quantity(value: Any) -> Any:
 Quantity = Annotated[
     str,
     BeforeValidator(_quantity),
-    StringConstraints(pattern=QUANTITY_RE, max_length=64),
+    StringConstraints(pattern=QUANTITY.pattern, max_length=QUANTITY.max_length),
     Field(description="A Kubernetes quantity, e.g. 500m, 2, 16Gi.", examples=["16Gi"]),
 ]
 
 
 def _qualified_key(key: str, what: str) -> str:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        raise ValueError(f"{what} {key!r}: the prefix must be a DNS subdomain")
-    if not name or len(name) > 63 or not _LABEL_NAME_RE.fullmatch(name):
-        raise ValueError(
-            f"{what} {key!r}: the name must be 1-63 characters of alphanumerics, '-', '_' "
-            "or '.', starting and ending with an alphanumeric"
-        )
+    problem = qualified_name_problem(key)
+    if problem:
+        raise ValueError(f"{what} {key!r} {problem}")
     return key
 
 
@@ -92,11 +81,8 @@ def _label_key(key: str) -> str:
 
 
 def _label_value(value: str) -> str:
-    if value and (len(value) > 63 or not _LABEL_NAME_RE.fullmatch(value)):
-        raise ValueError(
-            f"label value {value!r} must be at most 63 characters of alphanumerics, "
-            "'-', '_' or '.', starting and ending with an alphanumeric"
-        )
+    if not LABEL_VALUE.matches(value):
+        raise ValueError(f"label value {value!r} {LABEL_VALUE.help}")
     return value
 
 
@@ -232,7 +218,9 @@ def _env_value(value: Any) -> Any:
     return value
 
 
-EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_RE, max_length=256)]
+EnvName = Annotated[
+    str, StringConstraints(pattern=ENV_VAR_NAME.pattern, max_length=ENV_VAR_NAME.max_length)
+]
 EnvValue = Annotated[
     str,
     BeforeValidator(_env_value),
@@ -264,7 +252,7 @@ def _envs_schema(schema: dict[str, Any]) -> None:
     scalar = {"type": ["string", "number", "boolean"], "description": "Plain value."}
     as_map = {
         "type": "object",
-        "propertyNames": {"pattern": ENV_NAME_RE},
+        "propertyNames": {"pattern": ENV_VAR_NAME.pattern},
         "additionalProperties": scalar,
     }
     as_list = {
@@ -272,7 +260,7 @@ def _envs_schema(schema: dict[str, Any]) -> None:
         "items": {
             "type": "object",
             "properties": {
-                "name": {"type": "string", "pattern": ENV_NAME_RE, "description": "Name."},
+                "name": {"type": "string", "pattern": ENV_VAR_NAME.pattern, "description": "Name."},
                 "value": scalar,
             },
             "required": ["name"],

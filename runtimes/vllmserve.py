@@ -55,7 +55,6 @@ Choices made here:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -74,6 +73,7 @@ from generator.fields import (
     StrictModel,
     Toleration,
 )
+from generator.k8sformats import parse_quantity
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 from runtimes.vllm_engine import (
@@ -140,11 +140,6 @@ _S3 = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?"
 _PVC = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]+)*/?"
 MODEL_URL_RE = rf"^({_HF}(@[A-Za-z0-9][A-Za-z0-9._/-]*)?|{_S3}|{_PVC})$"
 ADAPTER_URL_RE = rf"^({_HF}|{_S3})$"
-_QUANTITY_RE = re.compile(
-    r"^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kKMGTPEm]|[eE][+-]?[0-9]+)?$"
-)
-_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
-_DECIMAL = {"m": -1, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 GIB = 1 << 30
 
 
@@ -305,17 +300,7 @@ VLLMDocT = TypeVar("VLLMDocT", bound=VLLMDocument)
 
 def quantity_bytes(quantity: str) -> Decimal:
     """The value of a Kubernetes quantity (`16Gi`, `500M`, `1e9`, `1024`) as a number."""
-    match = _QUANTITY_RE.fullmatch(quantity)
-    if not match:
-        raise ValueError(f"{quantity!r} is not a quantity")
-    number, suffix = Decimal(match.group(1)), match.group(2) or ""
-    if suffix in _BINARY:
-        return number * (1 << (10 * _BINARY[suffix]))
-    if suffix in _DECIMAL:
-        return number * Decimal(1000) ** _DECIMAL[suffix]
-    if suffix:
-        return number * Decimal(10) ** int(suffix[1:])
-    return number
+    return parse_quantity(quantity)
 
 
 def vllm_version(image: str, config: Config) -> Version | None:

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
-import os
-import sys
 import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from generator.check import (
     CheckResult,
-    ManifestValidator,
+    ManifestChecker,
     ObjectProblem,
     format_path,
-    kubeconform_command,
-    parse_kubeconform_output,
     resolve_kubernetes_version,
 )
 from generator.errors import ServegenError
@@ -38,13 +32,13 @@ K8S = "1.33"
 
 
 @pytest.fixture(scope="module")
-def validator(crds_dir: Path) -> ManifestValidator:
-    return ManifestValidator(K8S, [crds_dir])
+def validator(crds_dir: Path) -> ManifestChecker:
+    return ManifestChecker(K8S, [crds_dir])
 
 
 @pytest.fixture(scope="module")
-def builtin_only() -> ManifestValidator:
-    return ManifestValidator(K8S)
+def builtin_only() -> ManifestChecker:
+    return ManifestChecker(K8S)
 
 
 # --------------------------------------------------------------------------- objects
@@ -57,7 +51,7 @@ def problems_at(result: CheckResult) -> dict[str, str]:
 # --------------------------------------------------------------------------- built-in kinds
 
 
-def test_valid_builtin_objects_pass(builtin_only: ManifestValidator) -> None:
+def test_valid_builtin_objects_pass(builtin_only: ManifestChecker) -> None:
     objects = [
         deployment(),
         service(),
@@ -66,13 +60,13 @@ def test_valid_builtin_objects_pass(builtin_only: ManifestValidator) -> None:
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "llm"}},
     ]
-    assert builtin_only.validate(objects) == CheckResult(problems=(), skipped_kinds=())
+    assert builtin_only.check(objects) == CheckResult(problems=(), skipped_kinds=())
 
 
-def test_unknown_field_is_reported_at_its_exact_path(builtin_only: ManifestValidator) -> None:
+def test_unknown_field_is_reported_at_its_exact_path(builtin_only: ManifestChecker) -> None:
     obj = deployment()
     obj["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
-    result = builtin_only.validate([obj])
+    result = builtin_only.check([obj])
     assert result.problems == (
         ObjectProblem(
             "apps/v1",
@@ -85,31 +79,31 @@ def test_unknown_field_is_reported_at_its_exact_path(builtin_only: ManifestValid
 
 
 def test_wrong_type_is_reported_with_expected_and_actual_type(
-    builtin_only: ManifestValidator,
+    builtin_only: ManifestChecker,
 ) -> None:
     obj = deployment()
     obj["spec"]["replicas"] = "3"
-    assert problems_at(builtin_only.validate([obj])) == {
+    assert problems_at(builtin_only.check([obj])) == {
         "spec.replicas": 'must be integer, not string ("3")'
     }
 
 
-def test_missing_required_field_is_reported_at_the_field(builtin_only: ManifestValidator) -> None:
+def test_missing_required_field_is_reported_at_the_field(builtin_only: ManifestChecker) -> None:
     obj = deployment()
     del obj["spec"]["template"]["spec"]["containers"][0]["name"]
-    assert problems_at(builtin_only.validate([obj])) == {
+    assert problems_at(builtin_only.check([obj])) == {
         "spec.template.spec.containers[0].name": "required field is missing"
     }
 
 
-def test_all_problems_of_all_objects_are_collected(builtin_only: ManifestValidator) -> None:
+def test_all_problems_of_all_objects_are_collected(builtin_only: ManifestChecker) -> None:
     broken = deployment("one")
     broken["spec"]["replicas"] = "3"
     broken["spec"]["bogus"] = True
     del broken["spec"]["selector"]
     other = service("two")
     other["spec"]["ports"][0]["port"] = "eighty"
-    result = builtin_only.validate([broken, service(), other])
+    result = builtin_only.check([broken, service(), other])
     assert {(p.name, p.path) for p in result.problems} == {
         ("one", "spec.replicas"),
         ("one", "spec.bogus"),
@@ -119,44 +113,42 @@ def test_all_problems_of_all_objects_are_collected(builtin_only: ManifestValidat
 
 
 def test_int_or_string_accepts_both_and_null_but_not_a_float(
-    builtin_only: ManifestValidator,
+    builtin_only: ManifestChecker,
 ) -> None:
     ok = [deployment("a"), deployment("b"), deployment("c")]
     ok[0]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = "25%"
     ok[1]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = None
     ok[2]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = 2
-    assert builtin_only.validate(ok).problems == ()
+    assert builtin_only.check(ok).problems == ()
     bad = deployment()
     bad["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = 1.5
-    assert problems_at(builtin_only.validate([bad])) == {
+    assert problems_at(builtin_only.check([bad])) == {
         "spec.strategy.rollingUpdate.maxSurge": "must be string or integer, not number (1.5)"
     }
 
 
-def test_invalid_names_are_rejected_per_kind(builtin_only: ManifestValidator) -> None:
+def test_invalid_names_are_rejected_per_kind(builtin_only: ManifestChecker) -> None:
     bad_deployment = deployment("Llama_3")
     # "8b-chat" is a fine DNS-1123 subdomain, but Service names must start with a letter.
     bad_service = service("8b-chat")
-    result = builtin_only.validate([bad_deployment, bad_service, deployment("8b-chat")])
+    result = builtin_only.check([bad_deployment, bad_service, deployment("8b-chat")])
     messages = {(p.kind, p.path): p.message for p in result.problems}
     assert set(messages) == {("Deployment", "metadata.name"), ("Service", "metadata.name")}
     assert "DNS-1123 subdomain" in messages[("Deployment", "metadata.name")]
     assert "DNS-1035 label" in messages[("Service", "metadata.name")]
 
 
-def test_missing_name_is_an_error(builtin_only: ManifestValidator) -> None:
+def test_missing_name_is_an_error(builtin_only: ManifestChecker) -> None:
     obj = service()
     del obj["metadata"]["name"]
-    assert problems_at(builtin_only.validate([obj])) == {
-        "metadata.name": "required field is missing"
-    }
+    assert problems_at(builtin_only.check([obj])) == {"metadata.name": "required field is missing"}
 
 
-def test_label_keys_and_values_are_checked_everywhere(builtin_only: ManifestValidator) -> None:
+def test_label_keys_and_values_are_checked_everywhere(builtin_only: ManifestChecker) -> None:
     obj = deployment()
     obj["metadata"]["labels"]["model"] = "meta-llama/Llama-3.1-8B"
     obj["spec"]["template"]["metadata"]["labels"]["bad key"] = "x"
-    found = problems_at(builtin_only.validate([obj]))
+    found = problems_at(builtin_only.check([obj]))
     assert set(found) == {
         "metadata.labels.model",
         'spec.template.metadata.labels["bad key"]',
@@ -167,9 +159,9 @@ def test_label_keys_and_values_are_checked_everywhere(builtin_only: ManifestVali
     )
 
 
-def test_unknown_builtin_kind_is_an_error(builtin_only: ManifestValidator) -> None:
+def test_unknown_builtin_kind_is_an_error(builtin_only: ManifestChecker) -> None:
     obj = {"apiVersion": "apps/v1", "kind": "Deploymnet", "metadata": {"name": "x"}}
-    assert builtin_only.validate([obj]).problems == (
+    assert builtin_only.check([obj]).problems == (
         ObjectProblem(
             "apps/v1",
             "Deploymnet",
@@ -181,14 +173,14 @@ def test_unknown_builtin_kind_is_an_error(builtin_only: ManifestValidator) -> No
 
 
 def test_objects_without_apiversion_or_values_json_cannot_hold_are_problems(
-    builtin_only: ManifestValidator,
+    builtin_only: ManifestChecker,
 ) -> None:
     no_kind = {"apiVersion": "v1", "metadata": {"name": "x"}}
     odd_value = service()
     odd_value["metadata"]["annotations"] = {"at": datetime.datetime(2025, 1, 1)}
     # Any Mapping will do, not only dicts.
     proxy = types.MappingProxyType({**service("proxy"), "spec": types.MappingProxyType({})})
-    result = builtin_only.validate([no_kind, odd_value, proxy])
+    result = builtin_only.check([no_kind, odd_value, proxy])
     assert [(p.path, p.message.split(":")[0]) for p in result.problems] == [
         ("kind", "required field is missing or not a string"),
         ("", "not representable as JSON"),
@@ -215,7 +207,7 @@ def test_version_resolution_picks_newest_bundled_not_newer(
 @pytest.mark.parametrize("requested", ["1.10", "0.9", "banana", "1"])
 def test_unsupported_or_malformed_version_is_a_servegen_error(requested: str) -> None:
     with pytest.raises(ServegenError, match=r"(not supported|invalid kubernetes_version)"):
-        ManifestValidator(requested)
+        ManifestChecker(requested)
 
 
 def test_schema_version_differs_by_kubernetes_version() -> None:
@@ -224,24 +216,24 @@ def test_schema_version_differs_by_kubernetes_version() -> None:
     obj["spec"]["template"]["spec"]["initContainers"] = [
         {"name": "side", "image": "busybox", "restartPolicy": "Always"}
     ]
-    assert ManifestValidator("1.33").validate([obj]).problems == ()
-    old = ManifestValidator("1.25").validate([obj])
+    assert ManifestChecker("1.33").check([obj]).problems == ()
+    old = ManifestChecker("1.25").check([obj])
     assert [p.path for p in old.problems] == ["spec.template.spec.initContainers[0].restartPolicy"]
 
 
 # --------------------------------------------------------------------------- CRDs
 
 
-def test_valid_custom_resources_pass(validator: ManifestValidator) -> None:
+def test_valid_custom_resources_pass(validator: ManifestChecker) -> None:
     objects = [kubeai_model(), inference_service(), git_repository(), kustomization(), hpa()]
-    assert validator.validate(objects) == CheckResult(problems=(), skipped_kinds=())
+    assert validator.check(objects) == CheckResult(problems=(), skipped_kinds=())
 
 
-def test_kubeai_model_unknown_field_and_bad_enum(validator: ManifestValidator) -> None:
+def test_kubeai_model_unknown_field_and_bad_enum(validator: ManifestChecker) -> None:
     obj = kubeai_model()
     obj["spec"]["engine"] = "TGI"
     obj["spec"]["gpus"] = 1
-    found = problems_at(validator.validate([obj]))
+    found = problems_at(validator.check([obj]))
     assert set(found) == {"spec.engine", "spec.gpus"}
     assert found["spec.gpus"] == 'unknown field "gpus"'
     assert found["spec.engine"].startswith('"TGI" is not one of:')
@@ -249,23 +241,23 @@ def test_kubeai_model_unknown_field_and_bad_enum(validator: ManifestValidator) -
 
 
 def test_kubeai_model_required_field_without_default_is_required(
-    validator: ManifestValidator,
+    validator: ManifestChecker,
 ) -> None:
     # url is required and has no default; targetRequests is required but defaulted by the
     # API server, so leaving it out is fine.
     obj = kubeai_model()
     del obj["spec"]["url"]
-    assert problems_at(validator.validate([obj])) == {"spec.url": "required field is missing"}
+    assert problems_at(validator.check([obj])) == {"spec.url": "required field is missing"}
 
 
-def test_kserve_inference_service_problems(validator: ManifestValidator) -> None:
+def test_kserve_inference_service_problems(validator: ManifestChecker) -> None:
     obj = inference_service()
     model = obj["spec"]["predictor"]["model"]
     model["storageUri"] = 42
     del model["modelFormat"]["name"]
     model["resources"]["limits"]["memory"] = "lots"
     obj["spec"]["predictor"]["modle"] = {}
-    found = problems_at(validator.validate([obj]))
+    found = problems_at(validator.check([obj]))
     assert set(found) == {
         "spec.predictor.model.storageUri",
         "spec.predictor.model.modelFormat.name",
@@ -276,23 +268,23 @@ def test_kserve_inference_service_problems(validator: ManifestValidator) -> None
     assert found["spec.predictor.model.resources.limits.memory"].startswith('"lots" does not match')
 
 
-def test_flux_objects_are_judged_too(validator: ManifestValidator) -> None:
+def test_flux_objects_are_judged_too(validator: ManifestChecker) -> None:
     repo = git_repository()
     repo["spec"]["interval"] = "every minute"
     kust = kustomization()
     kust["spec"]["sourceRef"]["kind"] = "HelmRepository"
-    found = problems_at(validator.validate([repo, kust]))
+    found = problems_at(validator.check([repo, kust]))
     assert set(found) == {"spec.interval", "spec.sourceRef.kind"}
 
 
-def test_custom_resource_name_must_be_dns_subdomain(validator: ManifestValidator) -> None:
-    result = validator.validate([kubeai_model("Llama-3.1-8B")])
+def test_custom_resource_name_must_be_dns_subdomain(validator: ManifestChecker) -> None:
+    result = validator.check([kubeai_model("Llama-3.1-8B")])
     assert [p.path for p in result.problems] == ["metadata.name"]
     assert "must be a DNS-1123 subdomain" in result.problems[0].message
 
 
-def test_unconfigured_crd_is_skipped_once_not_an_error(builtin_only: ManifestValidator) -> None:
-    result = builtin_only.validate([kubeai_model("a"), kubeai_model("b"), git_repository()])
+def test_unconfigured_crd_is_skipped_once_not_an_error(builtin_only: ManifestChecker) -> None:
+    result = builtin_only.check([kubeai_model("a"), kubeai_model("b"), git_repository()])
     assert result.problems == ()
     assert result.skipped_kinds == (
         "kubeai.org/v1/Model",
@@ -300,156 +292,14 @@ def test_unconfigured_crd_is_skipped_once_not_an_error(builtin_only: ManifestVal
     )
 
 
-def test_unserved_version_of_a_configured_crd_is_an_error(validator: ManifestValidator) -> None:
+def test_unserved_version_of_a_configured_crd_is_an_error(validator: ManifestChecker) -> None:
     obj = kubeai_model()
     obj["apiVersion"] = "kubeai.org/v2"
-    result = validator.validate([obj])
+    result = validator.check([obj])
     assert result.skipped_kinds == ()
     assert [p.message for p in result.problems] == [
         "the configured CRD for kubeai.org Model does not serve version v2 (served: v1)"
     ]
-
-
-CONVERSION_CRD = """\
-# a comment, then a non-CRD document that must be ignored
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: unrelated}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  names: {kind: Widget, plural: widgets}
-  scope: Namespaced
-  versions:
-  - name: v1alpha1
-    served: false
-    storage: false
-    schema: {openAPIV3Schema: {type: object}}
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          apiVersion: {type: string}
-          kind: {type: string}
-          metadata: {type: object}
-          spec:
-            type: object
-            required: [port, size]
-            properties:
-              port: {x-kubernetes-int-or-string: true, anyOf: [{type: integer}, {type: string}]}
-              size: {type: integer, default: 1, exclusiveMinimum: true, minimum: 0}
-              note: {type: string, nullable: true}
-              mode: {type: string, enum: [fast, slow], nullable: true}
-              free: {type: object, x-kubernetes-preserve-unknown-fields: true}
-              map: {type: object, additionalProperties: {type: string}}
-              empty: {type: object}
-              tags: {type: array, x-kubernetes-list-type: set, items: {type: string}}
-              template:
-                type: object
-                x-kubernetes-embedded-resource: true
-                x-kubernetes-preserve-unknown-fields: true
-              either:
-                anyOf: [{required: [a]}, {required: [b]}]
-                type: object
-                properties: {a: {type: string}, b: {type: string}}
-            x-kubernetes-validations:
-            - rule: self.port != 0
-"""
-
-
-def widget(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "example.com/v1",
-        "kind": "Widget",
-        "metadata": {"name": "w"},
-        "spec": {"port": 80, **spec},
-    }
-
-
-@pytest.fixture()
-def widget_validator(tmp_path: Path) -> ManifestValidator:
-    crd_dir = tmp_path / "crds"
-    crd_dir.mkdir()
-    (crd_dir / "widgets.yaml").write_text(CONVERSION_CRD)
-    return ManifestValidator(K8S, [crd_dir])
-
-
-def test_crd_conversion_accepts_what_the_api_server_accepts(
-    widget_validator: ManifestValidator,
-) -> None:
-    objects = [
-        widget(),  # size is required but defaulted
-        widget(port="http", size=2, note=None, mode=None, tags=["a", "b"]),
-        widget(free={"anything": {"goes": [1]}}, map={"k": "v"}, either={"b": "x"}),
-        widget(template={"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {}}, "x": 1}),
-    ]
-    assert widget_validator.validate(objects).problems == ()
-
-
-@pytest.mark.parametrize(
-    ("spec", "path", "fragment"),
-    [
-        ({"port": 1.5}, "spec.port", "must be integer or string"),
-        ({"size": 0}, "spec.size", "less than or equal to the minimum of 0"),
-        ({"mode": "medium"}, "spec.mode", '"medium" is not one of'),
-        ({"empty": {"x": 1}}, "spec.empty.x", 'unknown field "x"'),
-        ({"map": {"k.io/x": 1}}, 'spec.map["k.io/x"]', "must be string"),
-        ({"tags": ["a", "a"]}, "spec.tags", "non-unique"),
-        ({"template": {"kind": "Pod"}}, "spec.template.apiVersion", "required field is missing"),
-        (
-            {"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": "x"}}},
-            "spec.template.metadata.labels",
-            "must be object",
-        ),
-        ({"either": {"c": "x"}}, "spec.either.c", 'unknown field "c"'),
-    ],
-)
-def test_crd_conversion_rejects_what_the_api_server_rejects(
-    widget_validator: ManifestValidator, spec: dict[str, Any], path: str, fragment: str
-) -> None:
-    found = problems_at(widget_validator.validate([widget(**spec)]))
-    assert path in found, found
-    assert fragment in found[path]
-
-
-def test_unserved_crd_version_is_not_validated_against(widget_validator: ManifestValidator) -> None:
-    obj = widget()
-    obj["apiVersion"] = "example.com/v1alpha1"
-    assert "does not serve version v1alpha1" in widget_validator.validate([obj]).problems[0].message
-
-
-def test_changed_crd_file_is_reloaded(tmp_path: Path) -> None:
-    crd = tmp_path / "widgets.yaml"
-    crd.write_text(CONVERSION_CRD)
-    obj = widget(mode="medium")
-    assert ManifestValidator(K8S, [crd]).validate([obj]).problems != ()
-    crd.write_text(CONVERSION_CRD.replace("enum: [fast, slow]", "enum: [fast, medium, slow]"))
-    assert ManifestValidator(K8S, [crd]).validate([obj]).problems == ()
-
-
-@pytest.mark.parametrize(
-    ("content", "fragment"),
-    [
-        (None, "does not exist"),
-        ("kind: [unclosed\n", "cannot parse CRD file"),
-        ("apiVersion: v1\nkind: ConfigMap\n", "contains no CustomResourceDefinition"),
-        ("kind: CustomResourceDefinition\nspec: {group: x.io}\n", "not a valid"),
-    ],
-)
-def test_bad_crd_sources_are_servegen_errors(
-    tmp_path: Path, content: str | None, fragment: str
-) -> None:
-    source = tmp_path / "crd.yaml"
-    if content is not None:
-        source.write_text(content)
-    with pytest.raises(ServegenError, match=fragment):
-        ManifestValidator(K8S, [source])
 
 
 # --------------------------------------------------------------------------- paths
@@ -468,147 +318,8 @@ def test_format_path_quotes_keys_that_are_not_identifiers() -> None:
 # (Throughput is measured by bench/bench_limits.py, not asserted here.)
 
 
-def test_a_large_batch_validates_clean(validator: ManifestValidator) -> None:
+def test_a_large_batch_validates_clean(validator: ManifestChecker) -> None:
     mix = [deployment(), service(), hpa(), kubeai_model(), inference_service()]
     objects = [copy.deepcopy(o) for _ in range(1000) for o in mix]
-    result = validator.validate(objects)
+    result = validator.check(objects)
     assert result.problems == ()
-
-
-# --------------------------------------------------------------------------- kubeconform
-
-# What `kubeconform -strict -output json` prints for one invalid resource.
-RECORDED_KUBECONFORM_OUTPUT = {
-    "resources": [
-        {
-            "filename": "stdin",
-            "kind": "Deployment",
-            "name": "llama",
-            "version": "apps/v1",
-            "status": "statusInvalid",
-            "msg": "problem validating schema. Check JSON formatting: jsonschema: "
-            "'/spec/template/spec/containers/0/ports/0/containerPort' does not validate",
-            "validationErrors": [
-                {
-                    "path": "/spec/template/spec/containers/0/ports/0/containerPort",
-                    "msg": "expected integer, but got string",
-                }
-            ],
-        },
-        {
-            "filename": "stdin",
-            "kind": "Model",
-            "name": "llama",
-            "version": "kubeai.org/v1",
-            "status": "statusError",
-            "msg": "could not find schema for Model",
-        },
-    ]
-}
-
-FAKE_KUBECONFORM = """\
-#!{python}
-import json, os, sys
-record = {{"argv": sys.argv[1:], "stdin": sys.stdin.read()}}
-location = sys.argv[sys.argv.index("-schema-location", sys.argv.index("-schema-location") + 1) + 1]
-root = location.split("{{{{")[0]
-record["schemas"] = sorted(
-    os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
-)
-with open({record!r}, "w") as out:
-    json.dump(record, out)
-print({output!r})
-sys.exit(1)
-"""
-
-
-@pytest.fixture()
-def fake_kubeconform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A real executable named kubeconform, first on PATH, that records how it was run."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    record = tmp_path / "record.json"
-    script = bin_dir / "kubeconform"
-    script.write_text(
-        FAKE_KUBECONFORM.format(
-            python=sys.executable,
-            record=str(record),
-            output=json.dumps(RECORDED_KUBECONFORM_OUTPUT),
-        )
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    return record
-
-
-def test_kubeconform_command_line() -> None:
-    command = kubeconform_command("/bin/kubeconform", "v1.33.2", Path("/tmp/schemas"))
-    assert command == [
-        "/bin/kubeconform",
-        "-strict",
-        "-output",
-        "json",
-        "-kubernetes-version",
-        "1.33.2",
-        "-schema-location",
-        "default",
-        "-schema-location",
-        "/tmp/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json",
-        "-",
-    ]
-
-
-def test_kubeconform_output_is_parsed_into_problems() -> None:
-    problems = parse_kubeconform_output(json.dumps(RECORDED_KUBECONFORM_OUTPUT))
-    assert problems == [
-        ObjectProblem(
-            "apps/v1",
-            "Deployment",
-            "llama",
-            "spec.template.spec.containers[0].ports[0].containerPort",
-            "kubeconform: expected integer, but got string",
-        ),
-        ObjectProblem(
-            "kubeai.org/v1", "Model", "llama", "", "kubeconform: could not find schema for Model"
-        ),
-    ]
-    assert parse_kubeconform_output('{"resources": []}') == []
-    with pytest.raises(ServegenError, match="not its JSON"):
-        parse_kubeconform_output("panic: runtime error")
-
-
-def test_kubeconform_runs_as_second_opinion_on_valid_objects(
-    fake_kubeconform: Path, crds_dir: Path
-) -> None:
-    broken = service("broken")
-    broken["spec"]["bogus"] = 1
-    validator = ManifestValidator(K8S, [crds_dir], kubeconform="auto")
-    result = validator.validate([deployment(), kubeai_model(), broken])
-    record = json.loads(fake_kubeconform.read_text())
-    assert record["argv"][:4] == ["-strict", "-output", "json", "-kubernetes-version"]
-    # Only the objects that passed our own check are sent, as a stream of documents.
-    sent = [json.loads(doc) for doc in record["stdin"].split("---\n") if doc.strip()]
-    assert [o["kind"] for o in sent] == ["Deployment", "Model"]
-    assert "kubeai.org/model_v1.json" in record["schemas"]
-    assert "serving.kserve.io/inferenceservice_v1beta1.json" in record["schemas"]
-    assert [(p.name, p.path) for p in result.problems] == [
-        ("broken", "spec.bogus"),
-        ("llama", "spec.template.spec.containers[0].ports[0].containerPort"),
-        ("llama", ""),
-    ]
-
-
-def test_kubeconform_never_does_not_run_it(fake_kubeconform: Path) -> None:
-    ManifestValidator(K8S, kubeconform="never").validate([deployment()])
-    assert not fake_kubeconform.exists()
-
-
-def test_kubeconform_always_without_binary_is_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ServegenError, match="no kubeconform binary"):
-        ManifestValidator(K8S, kubeconform="always")
-    assert ManifestValidator(K8S, kubeconform="auto").validate([deployment()]).problems == ()
-    with pytest.raises(ServegenError, match="invalid kubeconform setting"):
-        ManifestValidator(K8S, kubeconform="sometimes")

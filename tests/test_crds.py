@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from generator import crds
-from generator.check import ManifestValidator
+from generator.check import ManifestChecker
 from generator.cli import main
 from generator.crds import bundled, bundled_dir, bundled_files, verify_bundled
 from generator.pipeline import build
@@ -122,11 +122,11 @@ def test_examples_validate_every_custom_resource_with_no_configuration() -> None
 
 
 def test_bundled_crds_reject_a_bad_custom_resource() -> None:
-    validator = ManifestValidator(K8S, bundled_crds=bundled_files())
-    assert validator.validate([model()]).problems == ()
-    problems = validator.validate([model(replicas="two", engin="VLLM")]).problems
+    validator = ManifestChecker(K8S, bundled_crds=bundled_files())
+    assert validator.check([model()]).problems == ()
+    problems = validator.check([model(replicas="two", engin="VLLM")]).problems
     assert {(p.path, p.kind) for p in problems} >= {("spec.engin", "Model")}
-    assert validator.validate([model()]).skipped_kinds == ()
+    assert validator.check([model()]).skipped_kinds == ()
 
 
 def _crd(group: str, kind: str, version: str, required: list[str]) -> str:
@@ -170,11 +170,11 @@ def _crd(group: str, kind: str, version: str, required: list[str]) -> str:
 def test_a_configured_crd_replaces_the_bundled_one_of_its_kind(tmp_path: Path) -> None:
     mine = tmp_path / "models.json"
     mine.write_text(_crd("kubeai.org", "Model", "v1", required=["owner"]))
-    validator = ManifestValidator(K8S, [mine], bundled_crds=bundled_files())
-    problems = validator.validate([model()]).problems
+    validator = ManifestChecker(K8S, [mine], bundled_crds=bundled_files())
+    problems = validator.check([model()]).problems
     assert [(p.path, p.message) for p in problems] == [("spec.owner", "required field is missing")]
     # Nothing of the bundled schema applies any more: an unknown field is fine in mine.
-    assert validator.validate([model(owner="me", engin="x")]).problems == ()
+    assert validator.check([model(owner="me", engin="x")]).problems == ()
 
 
 def test_a_configured_crd_with_other_versions_is_not_mixed_with_the_bundled_one(
@@ -182,25 +182,9 @@ def test_a_configured_crd_with_other_versions_is_not_mixed_with_the_bundled_one(
 ) -> None:
     mine = tmp_path / "models.json"
     mine.write_text(_crd("kubeai.org", "Model", "v2", required=[]))
-    validator = ManifestValidator(K8S, [mine], bundled_crds=bundled_files())
-    (problem,) = validator.validate([model()]).problems
+    validator = ManifestChecker(K8S, [mine], bundled_crds=bundled_files())
+    (problem,) = validator.check([model()]).problems
     assert "does not serve version v1 (served: v2)" in problem.message
-
-
-def test_the_converted_bundled_crds_are_cached_on_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from generator import check
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(check, "_CRD_FILE_CACHE", {})
-    ManifestValidator(K8S, bundled_crds=bundled_files())
-    cached = sorted((tmp_path / "cache" / "servegen" / "crds").glob("*.json"))
-    assert len(cached) == len(bundled())
-    monkeypatch.setattr(check, "_CRD_FILE_CACHE", {})
-    monkeypatch.setattr(check, "_parse_crd_text", None)  # a second parse would fail
-    again = ManifestValidator(K8S, bundled_crds=bundled_files())
-    assert again.validate([model()]).problems == ()
 
 
 # --------------------------------------------------------------------------- servegen crds
@@ -328,7 +312,7 @@ def test_refresh_takes_the_file_name_from_a_checked_crd_name(
     (www / "hostile.json").write_text(json.dumps(hostile))
     code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"{base}/hostile.json"], capsys)
     assert code == 1
-    assert "is not a DNS subdomain" in err
+    assert "'../../escape.kubeai.org' must be a DNS-1123 subdomain" in err
     assert list(tmp_path.rglob("*escape*")) == []
 
 
@@ -419,9 +403,9 @@ def test_from_cluster_fetches_the_bundled_kinds_from_the_api_server(
     assert {auth for _, auth in _ApiServer.seen} == {"Bearer t0ken"}
     assert len(_ApiServer.seen) == len(bundled())
     # The fetched CRD validates like any configured one.
-    validator = ManifestValidator(K8S, [repo / "crds"], bundled_crds=bundled_files())
-    assert validator.validate([model()]).problems == ()
-    assert validator.validate([model(engin="x")]).problems != ()
+    validator = ManifestChecker(K8S, [repo / "crds"], bundled_crds=bundled_files())
+    assert validator.check([model()]).problems == ()
+    assert validator.check([model(engin="x")]).problems != ()
 
 
 def test_from_cluster_without_a_kubeconfig_is_a_clear_error(

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from generator import cli
-from generator.check import ManifestValidator
+from generator.check import ManifestChecker
 from generator.flux import flux_objects
 from generator.incremental import IncrementalBuild
 from generator.pipeline import Build, build
@@ -728,7 +728,7 @@ def test_rendered_rbac_is_enough_for_status_and_only_reads(
     bindings = [o for o in rbac_objects(plan, result.config) if o["kind"] == "RoleBinding"]
     assert {b["subjects"][0]["name"] for b in bindings} == {"status-reader"}
     # What the cluster will accept: strict schemas, and the folder builds with kustomize.
-    problems = ManifestValidator("1.33").validate(rbac_objects(plan, result.config)).problems
+    problems = ManifestChecker("1.33").check(rbac_objects(plan, result.config)).problems
     assert list(problems) == []
     folder = tmp_path / "out"
     for path, data in files.items():

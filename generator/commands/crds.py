@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from generator import crds, terminal
-from generator.check import crd_files
 from generator.config import CONFIG_FILE
 from generator.errors import EXIT_OK, InvalidInputError, counted
 from generator.options import CrdsOptions
@@ -61,7 +60,7 @@ def _rows(options: CrdsOptions) -> list[Row]:
     if any(d.severity == "error" for d in problems):
         raise InvalidInputError(problems)
     configured: list[Row] = []
-    for path in crd_files(crd_sources(root, config, options.crds)):
+    for path in crds.crd_files(crd_sources(root, config, options.crds)):
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         for crd in crds.summarize(data, str(path)):

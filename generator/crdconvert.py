@@ -1,0 +1,250 @@
+"""A CRD file as JSON Schemas, with the API server's structural-schema rules.
+
+Each served version's `openAPIV3Schema` becomes JSON Schema 2020-12: unknown (pruned)
+fields are errors unless `x-kubernetes-preserve-unknown-fields`,
+`x-kubernetes-int-or-string` means integer or string, `nullable` admits null,
+`x-kubernetes-embedded-resource` objects carry apiVersion/kind/ObjectMeta, and the root
+`metadata` is a real ObjectMeta whose name must be a DNS-1123 subdomain. Not converted,
+because no schema can say them: CEL rules (`x-kubernetes-validations`), uniqueness of
+`x-kubernetes-list-type: map` keys, `format`s.
+
+What this module (with k8sschemas.py and k8sformats.py) produces is part of every
+conversion's content key (generator/crdschemas.py), so editing it retires old results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from generator import k8sschemas
+from generator.errors import ServegenError
+from generator.k8sformats import DNS1123_SUBDOMAIN
+from generator.k8sschemas import metadata_schema, with_root_metadata
+
+JSON = dict[str, Any]
+Kind = tuple[str, str]  # (apiVersion, kind)
+
+
+def convert_file(path: Path, data: bytes) -> dict[Kind, JSON]:
+    """The served versions of the CRDs in one file, as JSON Schemas; ServegenError if none."""
+    try:
+        text = data.decode("utf-8")
+        documents = [json.loads(text)] if path.suffix == ".json" else _yaml_documents(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ServegenError(f"cannot parse CRD file {path}: {exc}") from exc
+    found = [
+        d for d in documents if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
+    ]
+    if not found:
+        raise ServegenError(f"CRD file {path} contains no CustomResourceDefinition")
+    return {kind: schema for crd in found for kind, schema in _crd_versions(crd, path)}
+
+
+def _yaml_documents(text: str) -> list[Any]:
+    # Imported here: only a CRD file with no conversion cached needs a YAML parser.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        # The C loader (ruamel.yaml.clib): the KServe CRD alone is 2 MB of YAML.
+        return list(YAML(typ="safe", pure=False).load_all(text))
+    except YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _crd_versions(crd: JSON, path: Path) -> Iterator[tuple[Kind, JSON]]:
+    try:
+        spec = crd["spec"]
+        group, kind = spec["group"], spec["names"]["kind"]
+        for version in spec["versions"]:
+            if not version.get("served", True):
+                continue
+            schema = version["schema"]["openAPIV3Schema"]
+            root = with_root_metadata(convert(schema, structural=True), DNS1123_SUBDOMAIN)
+            root = share_repeats(root)
+            yield (f"{group}/{version['name']}", kind), root
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ServegenError(
+            f"CRD file {path}: not a valid apiextensions.k8s.io/v1 CRD (missing or malformed {exc})"
+        ) from exc
+
+
+# Keys not copied as they are: documentation and defaults, which the API server does not
+# judge by, CEL rules, which it cannot here, and extensions that _apply_extensions translates.
+_IGNORED_KEYS = frozenset(
+    {
+        "description",
+        "default",
+        "example",
+        "externalDocs",
+        "title",
+        "nullable",
+        "x-kubernetes-validations",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-map-type",
+        "x-kubernetes-list-type",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-embedded-resource",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+    }
+)
+_INT_OR_STRING_BRANCHES = [{"type": "integer"}, {"type": "string"}]
+
+
+def convert(node: Mapping[str, Any], *, structural: bool) -> JSON:
+    """One OpenAPI v3 (structural) schema node as JSON Schema 2020-12.
+
+    `structural` is False inside anyOf/allOf/oneOf/not: fields named there are value
+    validations only, so they neither prune nor make anything unknown.
+    """
+    out: JSON = {}
+    for key, value in node.items():
+        if key in _IGNORED_KEYS:
+            continue
+        if key == "properties":
+            out[key] = {k: convert(v, structural=structural) for k, v in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, Mapping):
+            out[key] = convert(value, structural=structural and key != "not")
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [convert(v, structural=False) for v in value]
+        else:
+            out[key] = value
+    _apply_extensions(node, out)
+    if structural:
+        _drop_defaulted_required(node, out)
+        if _prunes_unknown_fields(node, out):
+            out["additionalProperties"] = False
+            # Without `properties`, jsonschema_rs reports only the first unknown field, as
+            # "False schema does not allow ..." at the parent; with it, all of them by name.
+            out.setdefault("properties", {})
+    return out
+
+
+def _drop_defaulted_required(node: Mapping[str, Any], out: JSON) -> None:
+    """The API server fills in defaults before it validates, so a required field that has
+    a default can never be missing."""
+    properties = node.get("properties")
+    if "required" not in out or not isinstance(properties, Mapping):
+        return
+    required = [r for r in out["required"] if "default" not in properties.get(r, {})]
+    if required:
+        out["required"] = required
+    else:
+        del out["required"]
+
+
+def _apply_extensions(node: Mapping[str, Any], out: JSON) -> None:
+    if node.get("x-kubernetes-int-or-string"):
+        out["type"] = ["integer", "string"]
+        if out.get("anyOf") == _INT_OR_STRING_BRANCHES:
+            del out["anyOf"]  # implied by the type; dropping it halves the error messages
+    if node.get("x-kubernetes-embedded-resource"):
+        properties = out.setdefault("properties", {})
+        properties.setdefault("apiVersion", {"type": "string"})
+        properties.setdefault("kind", {"type": "string"})
+        properties["metadata"] = metadata_schema(None)
+        out["required"] = sorted({*out.get("required", ()), "apiVersion", "kind"})
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True
+    # OpenAPI 3.0 exclusive bounds are booleans that modify minimum/maximum.
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if node.get(exclusive) is True and bound in out:
+            out[exclusive] = out.pop(bound)
+    if node.get("nullable"):
+        kind = out.get("type")
+        if isinstance(kind, str):
+            out["type"] = [kind, "null"]
+        elif isinstance(kind, list) and "null" not in kind:
+            out["type"] = [*kind, "null"]
+        if "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+
+
+def _prunes_unknown_fields(node: Mapping[str, Any], out: JSON) -> bool:
+    """Whether the API server drops (and, with strict field validation, rejects) fields
+    not named in `properties` at this node."""
+    if node.get("x-kubernetes-preserve-unknown-fields") or "additionalProperties" in out:
+        return False
+    return "properties" in out or out.get("type") == "object"
+
+
+# --------------------------------------------------------------------------- sharing
+
+# Subschemas smaller than this (in schema nodes) stay inline: a $ref costs more than it saves.
+_SHARED_MIN_NODES = 8
+_SCHEMA_MAPS = ("properties",)
+_SCHEMA_VALUES = ("items", "additionalProperties", "not")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
+
+
+def share_repeats(root: JSON) -> JSON:
+    """`root` with every subschema that occurs more than once kept once, in `$defs`.
+
+    CRDs inline the same schema many times (KServe's InferenceService repeats the
+    container and volume schemas of each component: 2.8 MB of 3.3 MB). Compiling the
+    shared form takes a sixth of the time and judges every object the same way; the
+    `crd.<digest>` names cannot collide with the Kubernetes definitions' `io.k8s...`.
+    """
+    digests: dict[int, tuple[str, int]] = {}  # id(node) -> (digest, size in nodes)
+    counts: dict[str, int] = {}
+    _digest(root, digests, counts)
+    shared: JSON = {}
+
+    def rebuild(node: JSON, top: bool = False) -> JSON:
+        digest, size = digests[id(node)]
+        if top or counts[digest] < 2 or size < _SHARED_MIN_NODES:
+            return _map_children(node, rebuild)
+        name = f"crd.{digest[:24]}"
+        if name not in shared:
+            shared[name] = _map_children(node, rebuild)
+        return {"$ref": f"{k8sschemas.DEFS_PREFIX}{name}"}
+
+    out = rebuild(root, top=True)
+    if shared:
+        out["$defs"] = dict(sorted(shared.items()))
+    return out
+
+
+def _children(node: JSON) -> Iterator[JSON]:
+    """The subschemas directly inside `node` (converted schemas are plain dicts)."""
+    for key, value in node.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            yield from (v for v in value.values() if isinstance(v, dict))
+        elif key in _SCHEMA_VALUES and isinstance(value, dict):
+            yield value
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            yield from (v for v in value if isinstance(v, dict))
+
+
+def _map_children(node: JSON, change: Callable[[JSON], JSON]) -> JSON:
+    """A copy of `node` with `change` applied to each of its direct subschemas."""
+    out: JSON = {}
+    for key, value in node.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {k: change(v) if isinstance(v, dict) else v for k, v in value.items()}
+        elif key in _SCHEMA_VALUES and isinstance(value, dict):
+            out[key] = change(value)
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [change(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def _digest(node: JSON, digests: dict[int, tuple[str, int]], counts: dict[str, int]) -> str:
+    """A hash of `node`'s content, from its children's hashes: linear in the schema's size."""
+    size = 1
+    for child in _children(node):
+        _digest(child, digests, counts)
+        size += digests[id(child)][1]
+    flat = _map_children(node, lambda child: {"#": digests[id(child)][0]})
+    digest = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
+    digests[id(node)] = (digest, size)
+    counts[digest] = counts.get(digest, 0) + 1
+    return digest

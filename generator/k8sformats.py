@@ -1,0 +1,187 @@
+"""Kubernetes' own string rules: object names, label and annotation keys, label values,
+environment variable names and resource quantities. One rule, one wording.
+
+The spec's field types (generator/fields.py), the schemas rendered objects are checked
+against (generator/k8sschemas.py, generator/crdschemas.py), the messages for a value that
+breaks a rule (generator/validate.py, generator/check.py) and the runtimes' arithmetic on
+quantities all take them from here. Only `re` and `decimal` are imported: this module is
+on the start-up path of every command.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+__all__ = [
+    "DNS1035_LABEL",
+    "DNS1123_LABEL",
+    "DNS1123_SUBDOMAIN",
+    "ENV_VAR_NAME",
+    "HELP_BY_PATTERN",
+    "LABEL_VALUE",
+    "PATH_SEGMENT",
+    "QUALIFIED_NAME",
+    "QUANTITY",
+    "Rule",
+    "name_rule",
+    "parse_quantity",
+    "qualified_name_problem",
+]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A regular expression with a length limit, and what to tell someone who breaks it."""
+
+    pattern: str  # as JSON Schema and pydantic spell it (anchored with ^ and $)
+    max_length: int
+    help: str  # "must be ...", to follow the offending value
+    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", re.compile(self.pattern))
+
+    def matches(self, value: str) -> bool:
+        return len(value) <= self.max_length and self.compiled.match(value) is not None
+
+
+# k8s.io/apimachinery v0.33 pkg/util/validation/validation.go: dns1123LabelFmt, at most 63.
+DNS1123_LABEL = Rule(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    63,
+    "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending "
+    "with a letter or digit",
+)
+# same file: dns1123SubdomainFmt, at most 253.
+DNS1123_SUBDOMAIN = Rule(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    253,
+    "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and "
+    "ending with a letter or digit",
+)
+# same file: dns1035LabelFmt (Service names), at most 63.
+DNS1035_LABEL = Rule(
+    r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+    63,
+    "must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter "
+    "and ending with a letter or digit",
+)
+# k8s.io/apimachinery v0.33 pkg/api/validation/path/name.go: IsValidPathSegmentName, which
+# every object name must pass (RBAC names may contain ':', for instance).
+PATH_SEGMENT = Rule(
+    r"^(?!\.{1,2}$)[^/%]+$", 253, "must not contain '/' or '%' and must not be '.' or '..'"
+)
+# validation.go: IsQualifiedName (label and annotation keys): an optional DNS-1123
+# subdomain prefix of at most 253 characters and '/', then a name of at most 63.
+QUALIFIED_NAME = Rule(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+    253 + 1 + 63,
+    "must be a qualified name: an optional DNS subdomain prefix and '/', then 1-63 "
+    "letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+)
+# validation.go: IsValidLabelValue, at most 63, may be empty.
+LABEL_VALUE = Rule(
+    r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+    63,
+    "must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
+    "letter or digit (or empty)",
+)
+# validation.go: IsEnvVarName (envVarNameFmt); servegen caps the length.
+ENV_VAR_NAME = Rule(
+    r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+    256,
+    "must be a variable name: letters, digits, '_', '-' and '.', not starting with a digit",
+)
+# k8s.io/apimachinery v0.33 pkg/api/resource/quantity.go: a number with an optional binary
+# (Ki..Ei), decimal (m, k, M..E) or exponent suffix. Signs and the n/u suffixes, which the
+# API server also reads, are not offered: no resource servegen writes uses them.
+QUANTITY = Rule(
+    r"^([+]?([0-9]+(\.[0-9]*)?|\.[0-9]+))(([KMGTPE]i)|[mkMGTPE]|[eE][+-]?[0-9]+)?$",
+    64,
+    "must be a Kubernetes quantity such as 500m, 2, 512Mi or 16Gi",
+)
+
+RULES = (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    DNS1035_LABEL,
+    PATH_SEGMENT,
+    QUALIFIED_NAME,
+    LABEL_VALUE,
+    ENV_VAR_NAME,
+    QUANTITY,
+)
+# What a schema's `pattern` means, for messages: raw regular expressions are unreadable.
+HELP_BY_PATTERN = {rule.pattern: rule.help for rule in RULES}
+
+
+# --------------------------------------------------------------------------- object names
+
+# Kinds whose name is a DNS-1123 subdomain (their ValidateXName in k8s.io/kubernetes v1.33
+# pkg/apis/*/validation uses NameIsDNSSubdomain). Service and Namespace have their own
+# rule; every other kind gets only the path-segment rule.
+_SUBDOMAIN_KINDS = frozenset(
+    {
+        "ConfigMap",
+        "CronJob",
+        "CustomResourceDefinition",
+        "DaemonSet",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "IngressClass",
+        "Job",
+        "NetworkPolicy",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "Pod",
+        "PodDisruptionBudget",
+        "PriorityClass",
+        "ReplicaSet",
+        "Secret",
+        "ServiceAccount",
+        "StatefulSet",
+        "StorageClass",
+    }
+)
+# pkg/apis/core/validation: ValidateServiceName (DNS-1035), ValidateNamespaceName (label).
+_OWN_NAME_RULE = {"Service": DNS1035_LABEL, "Namespace": DNS1123_LABEL}
+
+
+def name_rule(kind: str) -> Rule:
+    """The rule `metadata.name` of a built-in `kind` follows."""
+    if kind in _OWN_NAME_RULE:
+        return _OWN_NAME_RULE[kind]
+    return DNS1123_SUBDOMAIN if kind in _SUBDOMAIN_KINDS else PATH_SEGMENT
+
+
+def qualified_name_problem(key: str) -> str | None:
+    """Why `key` is not a label or annotation key, or None."""
+    prefix, _, _ = key.rpartition("/")
+    if QUALIFIED_NAME.matches(key) and len(prefix) <= DNS1123_SUBDOMAIN.max_length:
+        return None
+    return QUALIFIED_NAME.help
+
+
+# --------------------------------------------------------------------------- quantities
+
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"m": -1, "k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The value of a quantity (`16Gi`, `500m`, `1e9`, `1024`); ValueError if it is none."""
+    match = QUANTITY.compiled.match(text) if len(text) <= QUANTITY.max_length else None
+    if match is None:
+        raise ValueError(f"{text!r} is not a quantity")
+    number, suffix = Decimal(match.group(1)), match.group(4) or ""  # QUANTITY's groups
+    if suffix in _BINARY:
+        return number * (1 << (10 * _BINARY[suffix]))
+    if suffix in _DECIMAL:
+        return number * Decimal(1000) ** _DECIMAL[suffix]
+    if suffix:
+        return number * Decimal(10) ** int(suffix[1:])
+    return number

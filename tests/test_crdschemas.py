@@ -1,0 +1,408 @@
+"""Tests for generator.crdschemas: CRD conversions, looked up by content, shipped or cached."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from generator import crdconvert, crdschemas, k8sschemas
+from generator.check import CheckResult, ManifestChecker
+from generator.crdconvert import share_repeats
+from generator.crds import bundled_dir, bundled_files
+from generator.crdschemas import shipped_dir, write_shipped
+from generator.errors import ServegenError
+from generator.objectproblems import schema_problems
+from tests.objects import git_repository, inference_service, kubeai_model, kustomization
+
+K8S = "1.33"
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "spec": {"type": "object", "properties": {}},
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No CRD file read yet in this process, and an empty cache folder."""
+    monkeypatch.setattr(crdschemas, "_FILE_CACHE", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "servegen" / "crds"
+
+
+def counting_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The CRD files converted from now on (the conversion still runs)."""
+    converted: list[str] = []
+    real: Callable[[Path, bytes], Any] = crdconvert.convert_file
+
+    def convert(path: Path, data: bytes) -> Any:
+        converted.append(path.name)
+        return real(path, data)
+
+    monkeypatch.setattr(crdconvert, "convert_file", convert)
+    return converted
+
+
+# --------------------------------------------------------------------------- shipped
+
+
+def test_shipped_conversions_are_those_of_the_pinned_crds(tmp_path: Path) -> None:
+    """The package data is exactly what converting the bundled CRDs gives today."""
+    write_shipped(tmp_path)
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    shipped = {p.name: p.read_bytes() for p in shipped_dir().iterdir()}
+    assert written == shipped, "stale: run `python -m generator.crdschemas`"
+    index = json.loads(written["index.json"])
+    assert sorted(index) == sorted(p.name for p in bundled_files())
+    for path in bundled_files():
+        assert index[path.name]["key"] == crdschemas.content_key(path.read_bytes())
+
+
+def test_the_package_ships_the_conversions() -> None:
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"crdschemas/*.json"' in pyproject
+    assert shipped_dir().parent == bundled_dir().parent  # the `schemas` package
+
+
+def test_bundled_crds_are_not_converted_when_checking(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converted = counting_conversions(monkeypatch)
+    checker = ManifestChecker(K8S, bundled_crds=bundled_files())
+    objects = [kubeai_model(), inference_service(), git_repository(), kustomization()]
+    assert checker.check(objects).problems == ()
+    assert converted == []
+    assert not fresh.exists(), "nothing needs the cache"
+
+
+def test_a_changed_converter_does_not_use_the_shipped_conversions(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converted = counting_conversions(monkeypatch)
+    monkeypatch.setattr(crdschemas, "converter_digest", lambda: "another converter")
+    models = bundled_dir() / "kubeai.org_models.yaml"  # the small one: YAML parsing is slow
+    checker = ManifestChecker(K8S, bundled_crds=[models])
+    assert checker.check([kubeai_model()]).problems == ()
+    assert converted == [models.name]
+    assert len(list(fresh.glob("*.json"))) == 1
+
+
+def test_an_edited_bundled_crd_is_converted_again(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file named like a bundled CRD, with other bytes, gets its own conversion."""
+    converted = counting_conversions(monkeypatch)
+    mine = tmp_path / "crds" / "kubeai.org_models.yaml"
+    mine.parent.mkdir()
+    text = (bundled_dir() / mine.name).read_text()
+    mine.write_text(
+        text.replace(
+            "                - VLLM\n", "                - VLLM\n                - Triton\n", 1
+        )
+    )
+    obj = kubeai_model()
+    obj["spec"]["engine"] = "Triton"
+    assert ManifestChecker(K8S, [mine]).check([obj]).problems == ()
+    assert converted == [mine.name]
+
+
+# --------------------------------------------------------------------------- disk cache
+
+
+def test_a_configured_crd_is_converted_once_per_machine(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    crd = tmp_path / "widgets.json"
+    crd.write_text(json.dumps(WIDGET_CRD))
+    converted = counting_conversions(monkeypatch)
+    assert ManifestChecker(K8S, [crd]).check([WIDGET]).problems == ()
+    (entry,) = fresh.glob("*.json")
+    assert entry.stem == crdschemas.content_key(crd.read_bytes())
+    monkeypatch.setattr(crdschemas, "_FILE_CACHE", {})  # a new process
+    bad = {**WIDGET, "spec": {"x": 1}}
+    assert [p.path for p in ManifestChecker(K8S, [crd]).check([bad]).problems] == ["spec.x"]
+    assert converted == ["widgets.json"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b'{"key": "another key", "versions": []}',
+        b'{"key": "%s"}',
+        b"[]",
+    ],
+)
+def test_a_damaged_or_foreign_cache_entry_is_not_used(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes
+) -> None:
+    crd = tmp_path / "widgets.json"
+    crd.write_text(json.dumps(WIDGET_CRD))
+    key = crdschemas.content_key(crd.read_bytes())
+    fresh.mkdir(parents=True)
+    (fresh / f"{key}.json").write_bytes(content.replace(b"%s", key.encode()))
+    converted = counting_conversions(monkeypatch)
+    bad = {**WIDGET, "spec": {"x": 1}}
+    assert [p.path for p in ManifestChecker(K8S, [crd]).check([bad]).problems] == ["spec.x"]
+    assert converted == ["widgets.json"]
+    assert json.loads((fresh / f"{key}.json").read_bytes())["key"] == key
+
+
+def test_an_unwritable_cache_only_costs_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(crdschemas, "_FILE_CACHE", {})
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    crd = tmp_path / "widgets.json"
+    crd.write_text(json.dumps(WIDGET_CRD))
+    assert ManifestChecker(K8S, [crd]).check([WIDGET]).problems == ()
+
+
+# --------------------------------------------------------------------------- sharing
+
+
+def kserve_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The InferenceService schema converted with and without shared subschemas."""
+    path = bundled_dir() / "serving.kserve.io_inferenceservices.yaml"
+    definitions = k8sschemas.definitions(k8sschemas.resolve_kubernetes_version(K8S))
+    converted = crdconvert.convert_file(path, path.read_bytes())
+    shared = converted[("serving.kserve.io/v1beta1", "InferenceService")]
+    unshared = _inline(shared, shared.get("$defs", {}))
+    unshared.pop("$defs", None)
+    return k8sschemas.bundle(unshared, definitions), k8sschemas.bundle(shared, definitions)
+
+
+def _inline(node: Any, shared: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        name = ref.removeprefix(k8sschemas.DEFS_PREFIX)
+        if name.startswith("crd.") and len(node) == 1:
+            return _inline(shared[name], shared)
+        return {k: _inline(v, shared) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, shared) for v in node]
+    return node
+
+
+def broken_inference_services() -> list[dict[str, Any]]:
+    """Valid and invalid objects whose errors lie inside shared subschemas."""
+    objects = [inference_service()]
+    for component in ("predictor", "transformer"):
+        obj = inference_service()
+        obj["spec"][component] = {
+            "containers": [
+                {"name": "c", "image": "x", "bogus": 1, "ports": [{"containerPort": "80"}]},
+                {"name": 2, "env": [{"name": "A", "valueFrom": {"secretKeyRef": 3}}]},
+            ],
+            "volumes": [{"name": "v", "emptyDir": {"medium": 1, "sizeLimit": []}}],
+            "minReplicas": -1,
+        }
+        objects.append(obj)
+    model = inference_service()
+    model["spec"]["predictor"]["model"]["resources"]["limits"]["cpu"] = {"a": 1}
+    return [*objects, model]
+
+
+def test_shared_subschemas_judge_every_object_as_the_inline_ones_do() -> None:
+    unshared, shared = kserve_schemas()
+    assert len(json.dumps(shared)) * 4 < len(json.dumps(unshared))
+    assert all(name.startswith("crd.") for name in shared["$defs"] if "io.k8s" not in name)
+    inline = jsonschema_rs.validator_for(unshared)
+    compact = jsonschema_rs.validator_for(shared)
+    for obj in broken_inference_services():
+        expected = schema_problems(inline, copy.deepcopy(obj))
+        assert schema_problems(compact, copy.deepcopy(obj)) == expected
+    assert len(schema_problems(compact, broken_inference_services()[1])) >= 5
+
+
+def test_share_repeats_keeps_a_schema_without_repeats_as_it_is() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert share_repeats(copy.deepcopy(schema)) == schema
+    leaf = {"type": "object", "properties": {f"f{i}": {"type": "integer"} for i in range(8)}}
+    twice = {"type": "object", "properties": {"x": leaf, "y": copy.deepcopy(leaf)}}
+    shared = share_repeats(twice)
+    (name,) = shared["$defs"]
+    ref = {"$ref": f"#/$defs/{name}"}
+    assert shared["properties"] == {"x": ref, "y": ref}
+    assert shared["$defs"][name] == leaf
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def problems_at(result: CheckResult) -> dict[str, str]:
+    return {p.path: p.message for p in result.problems}
+
+
+CONVERSION_CRD = """\
+# a comment, then a non-CRD document that must be ignored
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: false
+    storage: false
+    schema: {openAPIV3Schema: {type: object}}
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          apiVersion: {type: string}
+          kind: {type: string}
+          metadata: {type: object}
+          spec:
+            type: object
+            required: [port, size]
+            properties:
+              port: {x-kubernetes-int-or-string: true, anyOf: [{type: integer}, {type: string}]}
+              size: {type: integer, default: 1, exclusiveMinimum: true, minimum: 0}
+              note: {type: string, nullable: true}
+              mode: {type: string, enum: [fast, slow], nullable: true}
+              free: {type: object, x-kubernetes-preserve-unknown-fields: true}
+              map: {type: object, additionalProperties: {type: string}}
+              empty: {type: object}
+              tags: {type: array, x-kubernetes-list-type: set, items: {type: string}}
+              template:
+                type: object
+                x-kubernetes-embedded-resource: true
+                x-kubernetes-preserve-unknown-fields: true
+              either:
+                anyOf: [{required: [a]}, {required: [b]}]
+                type: object
+                properties: {a: {type: string}, b: {type: string}}
+            x-kubernetes-validations:
+            - rule: self.port != 0
+"""
+
+
+def widget(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"port": 80, **spec},
+    }
+
+
+@pytest.fixture()
+def widget_validator(tmp_path: Path) -> ManifestChecker:
+    crd_dir = tmp_path / "crds"
+    crd_dir.mkdir()
+    (crd_dir / "widgets.yaml").write_text(CONVERSION_CRD)
+    return ManifestChecker(K8S, [crd_dir])
+
+
+def test_crd_conversion_accepts_what_the_api_server_accepts(
+    widget_validator: ManifestChecker,
+) -> None:
+    objects = [
+        widget(),  # size is required but defaulted
+        widget(port="http", size=2, note=None, mode=None, tags=["a", "b"]),
+        widget(free={"anything": {"goes": [1]}}, map={"k": "v"}, either={"b": "x"}),
+        widget(template={"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {}}, "x": 1}),
+    ]
+    assert widget_validator.check(objects).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "fragment"),
+    [
+        ({"port": 1.5}, "spec.port", "must be integer or string"),
+        ({"size": 0}, "spec.size", "less than or equal to the minimum of 0"),
+        ({"mode": "medium"}, "spec.mode", '"medium" is not one of'),
+        ({"empty": {"x": 1}}, "spec.empty.x", 'unknown field "x"'),
+        ({"map": {"k.io/x": 1}}, 'spec.map["k.io/x"]', "must be string"),
+        ({"tags": ["a", "a"]}, "spec.tags", "non-unique"),
+        ({"template": {"kind": "Pod"}}, "spec.template.apiVersion", "required field is missing"),
+        (
+            {"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": "x"}}},
+            "spec.template.metadata.labels",
+            "must be object",
+        ),
+        ({"either": {"c": "x"}}, "spec.either.c", 'unknown field "c"'),
+    ],
+)
+def test_crd_conversion_rejects_what_the_api_server_rejects(
+    widget_validator: ManifestChecker, spec: dict[str, Any], path: str, fragment: str
+) -> None:
+    found = problems_at(widget_validator.check([widget(**spec)]))
+    assert path in found, found
+    assert fragment in found[path]
+
+
+def test_unserved_crd_version_is_not_validated_against(widget_validator: ManifestChecker) -> None:
+    obj = widget()
+    obj["apiVersion"] = "example.com/v1alpha1"
+    assert "does not serve version v1alpha1" in widget_validator.check([obj]).problems[0].message
+
+
+def test_changed_crd_file_is_reloaded(tmp_path: Path) -> None:
+    crd = tmp_path / "widgets.yaml"
+    crd.write_text(CONVERSION_CRD)
+    obj = widget(mode="medium")
+    assert ManifestChecker(K8S, [crd]).check([obj]).problems != ()
+    crd.write_text(CONVERSION_CRD.replace("enum: [fast, slow]", "enum: [fast, medium, slow]"))
+    assert ManifestChecker(K8S, [crd]).check([obj]).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "does not exist"),
+        ("kind: [unclosed\n", "cannot parse CRD file"),
+        ("apiVersion: v1\nkind: ConfigMap\n", "contains no CustomResourceDefinition"),
+        ("kind: CustomResourceDefinition\nspec: {group: x.io}\n", "not a valid"),
+    ],
+)
+def test_bad_crd_sources_are_servegen_errors(
+    tmp_path: Path, content: str | None, fragment: str
+) -> None:
+    source = tmp_path / "crd.yaml"
+    if content is not None:
+        source.write_text(content)
+    with pytest.raises(ServegenError, match=fragment):
+        ManifestChecker(K8S, [source])
