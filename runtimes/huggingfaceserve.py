@@ -28,6 +28,7 @@ from generator.fields import (
     StrictModel,
     Toleration,
 )
+from generator.k8sformats import DNS1035_LABEL
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
@@ -44,8 +45,6 @@ _PVC_RE = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._/=+@-]*)?"
 PATH_RE = rf"^({_HF_RE}|{_OBJECT_RE}|{_PVC_RE})$"
 _HF_PARTS = re.compile(r"^(?:hf|huggingface)://([^@:]+)(?:[@:](.+))?$")
 
-# KServe's validating webhook: an InferenceService name starts with a letter.
-_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 PREDICTOR_SUFFIX = "-predictor"  # the Deployment/Service KServe creates: <name>-predictor
 # kserve v0.20.0 pkg/constants/constants.go (PredictorServiceName): an InferenceService
 # `<name>` makes its predictor's Deployment, Service and HPA as `<name>-predictor` in its
@@ -538,16 +537,18 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
 
 
 def _name_problems(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
-    if not _ISVC_NAME.fullmatch(doc.name):
+    # KServe's validating webhook: an InferenceService name is a DNS-1035 label.
+    if not DNS1035_LABEL.compiled.match(doc.name):
         yield Problem(("name",), "KServe InferenceService names must start with a letter")
-    longest = 63 - len(PREDICTOR_SUFFIX)
+    longest = DNS1035_LABEL.max_length - len(PREDICTOR_SUFFIX)
     if doc.serve.deployment_mode == "Knative":
         longest -= len(KNATIVE_REVISION_SUFFIX)
     if len(doc.name) > longest:
         yield Problem(
             ("name",),
             f"at most {longest} characters in {doc.serve.deployment_mode} mode: KServe names "
-            f"its objects {doc.name}{PREDICTOR_SUFFIX}..., which must fit in 63",
+            f"its objects {doc.name}{PREDICTOR_SUFFIX}..., which must fit in "
+            f"{DNS1035_LABEL.max_length}",
         )
 
 

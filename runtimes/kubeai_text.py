@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints
 
 from generator.config import Config, PinnedImage
 from generator.fields import DnsLabel, Envs, Line, SecretNames, StrictModel, Text
+from generator.k8sformats import DNS1123_LABEL
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
@@ -64,7 +65,7 @@ class KubeAIModelSpec(StrictModel):
     )
     model_name: Annotated[str, StringConstraints(max_length=40)] | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        pattern=DNS1123_LABEL.pattern,
         description="KubeAI Model name and OpenAI `model` value (default: the spec name).",
     )
     image: PinnedImage | None = Field(default=None, description="Serving image override.")
