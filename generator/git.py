@@ -33,13 +33,12 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
 
 import git as gitpython
 from git.exc import GitCommandNotFound
@@ -125,43 +124,6 @@ _TRACKING_NAMESPACE = "refs/servegen/remotes"
 # --------------------------------------------------------------------------- runner
 
 
-class _SafeGit(gitpython.Git):
-    """GitPython's `Git` with the safety flags and a scrubbed environment, always."""
-
-    def __init__(self, cwd: Path, git_dir: Path | None, extra: Sequence[str] = ()) -> None:
-        super().__init__(cwd)
-        options: dict[str, Any] = {}
-        if git_dir is not None:
-            # Explicit --git-dir: the repository is never found via cwd or GIT_DIR.
-            options["git_dir"] = str(git_dir)
-        options["c"] = [*_SAFE_CONFIG, *extra]
-        self.set_persistent_git_options(**options)
-
-    def execute(self, command: Any, *args: Any, **kwargs: Any) -> Any:
-        # Every path into a git process (our calls and GitPython's own helpers) ends up
-        # here, so this is the one place the environment is cleaned.
-        env = {**_BASE_ENV, **(kwargs.pop("env", None) or {})}
-        return super().execute(_scrubbed(list(command), env), *args, env=env, **kwargs)
-
-
-def _scrubbed(command: list[str], explicit_env: Mapping[str, str]) -> list[str]:
-    """Prefix `command` with `env -u` for each inherited GIT_* variable we drop."""
-    drop = sorted(
-        name
-        for name in os.environ
-        if name.startswith("GIT_")
-        and name not in _INHERITABLE_GIT_VARS
-        and name not in explicit_env
-    )
-    if not drop:
-        return command
-    env_exe = shutil.which("env")
-    if env_exe is None:
-        raise GitError(f"cannot clear inherited {', '.join(drop)}: no `env` executable found")
-    unset = [arg for name in drop for arg in ("-u", name)]
-    return [env_exe, *unset, *command]
-
-
 @dataclass(frozen=True)
 class _Result:
     status: int
@@ -169,45 +131,61 @@ class _Result:
     stderr: str
 
 
-@contextmanager
-def _stdin(data: bytes | None) -> Iterator[IO[bytes] | None]:
-    # A real file rather than a pipe: GitPython hands stdin to Popen and then reads all
-    # output with communicate(), so a large input can neither deadlock nor need a thread.
-    if data is None:
-        yield None
-        return
-    with tempfile.TemporaryFile() as fh:
-        fh.write(data)
-        fh.seek(0)
-        yield fh
-
-
-def _exec(
-    runner: _SafeGit,
-    command: str,
-    *args: str,
+def _git(
+    cwd: Path,
+    git_dir: Path | None,
+    args: Sequence[str],
+    *,
     stdin: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    config: Sequence[str] = (),
 ) -> _Result:
-    """Run `git <command> <args>` via GitPython; never raises for a non-zero exit."""
-    method = getattr(runner, command.replace("-", "_"))
-    # GitPython refuses --upload-pack for ls-remote; ours only ever names git's own.
-    unsafe = {"allow_unsafe_options": True} if command == "ls-remote" else {}
-    with _stdin(stdin) as istream:
-        try:
-            status, out, err = method(
-                *args,
-                **unsafe,
-                istream=istream,
-                env=dict(env or {}),
-                with_extended_output=True,
-                with_exceptions=False,
-                stdout_as_string=False,
-                strip_newline_in_stdout=False,
-            )
-        except GitCommandNotFound as exc:
-            raise GitError(f"git executable not found: {exc}") from exc
-    return _Result(int(status), bytes(out), str(err))
+    """Run `git <args>` through GitPython's command layer; never raises for an exit status.
+
+    Every git process servegen starts comes through here, so this is the one place the
+    safety flags are added and the environment is cleaned.
+    """
+    argv = [gitpython.Git.GIT_PYTHON_GIT_EXECUTABLE]
+    if git_dir is not None:
+        # Explicit --git-dir: the repository is never found via cwd or GIT_DIR.
+        argv.append(f"--git-dir={git_dir}")
+    for item in (*_SAFE_CONFIG, *config):
+        argv += ["-c", item]
+    explicit = {**_BASE_ENV, **(env or {})}
+    try:
+        # as_process: the input goes through communicate(), so a large stdin can
+        # neither deadlock nor need a temporary file or a thread.
+        process = gitpython.Git(cwd).execute(
+            [*_unset_inherited(explicit), *argv, *args],
+            as_process=True,
+            istream=subprocess.PIPE if stdin is not None else None,
+            env=explicit,
+        )
+    except GitCommandNotFound as exc:
+        raise GitError(f"git executable not found: {exc}") from exc
+    proc = process.proc
+    assert proc is not None  # set until the process is reaped
+    out, err = proc.communicate(stdin)
+    return _Result(proc.returncode, out, err.decode("utf-8", "replace"))
+
+
+def _unset_inherited(explicit: Mapping[str, str]) -> list[str]:
+    """`env -u NAME ...` for every inherited GIT_* variable that is dropped.
+
+    GitPython starts every child's environment from a copy of `os.environ` and can only
+    add to it, so removing a variable takes the `env` program in front of git.
+    """
+    drop = sorted(
+        name
+        for name in os.environ
+        if name.startswith("GIT_") and name not in _INHERITABLE_GIT_VARS and name not in explicit
+    )
+    if not drop:
+        return []
+    env_exe = shutil.which("env")
+    if env_exe is None:
+        raise GitError(f"cannot clear inherited {', '.join(drop)}: no `env` executable found")
+    return [env_exe, *(arg for name in drop for arg in ("-u", name))]
 
 
 def _check(result: _Result, what: str) -> bytes:
@@ -231,16 +209,11 @@ class Repo:
     git_dir: Path
     worktree: Path | None
     object_format: str  # "sha1" or "sha256": the hash behind every object id
-    _git: _SafeGit = field(repr=False, compare=False)
 
     def _run(
-        self,
-        command: str,
-        *args: str,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
+        self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
     ) -> _Result:
-        return _exec(self._git, command, *args, stdin=stdin, env=env)
+        return _git(self.git_dir, self.git_dir, args, stdin=stdin, env=env)
 
 
 @dataclass(frozen=True)
@@ -425,9 +398,10 @@ def open_repo(path: str | os.PathLike[str]) -> Repo:
     start = Path(path).resolve()
     if not start.is_dir():
         raise GitError(f"{path}: not a directory")
-    probe = _SafeGit(start, None)
-    found = _exec(
-        probe, "rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-object-format"
+    found = _git(
+        start,
+        None,
+        ("rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-object-format"),
     )
     if found.status != 0:
         raise GitError(f"{path} is not inside a git repository ({found.stderr.strip()})")
@@ -435,16 +409,11 @@ def open_repo(path: str | os.PathLike[str]) -> Repo:
     git_dir = Path(git_dir_line)
     worktree = None
     if bare_line != "true":
-        top = _exec(probe, "rev-parse", "--show-toplevel")
+        top = _git(start, None, ("rev-parse", "--show-toplevel"))
         # Fails when `path` is inside the .git directory itself: treat as bare.
         if top.status == 0 and _line(top.stdout):
             worktree = Path(_line(top.stdout))
-    return Repo(
-        git_dir=git_dir,
-        worktree=worktree,
-        object_format=object_format,
-        _git=_SafeGit(git_dir, git_dir),
-    )
+    return Repo(git_dir=git_dir, worktree=worktree, object_format=object_format)
 
 
 def resolve_commit(repo: Repo, rev: str) -> str:
@@ -991,11 +960,10 @@ def _transport(repo: Repo, command: str, *args: str) -> _Result:
     # From the worktree, as git itself runs: a relative remote path (`../remote.git`)
     # is resolved against the directory the user's own git commands run in.
     cwd = repo.worktree or repo.git_dir
-    runner = _SafeGit(cwd, repo.git_dir, transport_overrides(repo))
     pack = (
         "--receive-pack=git-receive-pack" if command == "push" else "--upload-pack=git-upload-pack"
     )
-    return _exec(runner, command, pack, *args)
+    return _git(cwd, repo.git_dir, (command, pack, *args), config=transport_overrides(repo))
 
 
 def _fetch(repo: Repo, remote: str, refspec: str) -> _Result:
