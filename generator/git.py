@@ -903,9 +903,7 @@ def _tree_objects(
         raw = b"".join(
             b"%s %s\0%s" % (mode, key.rstrip(b"/"), bytes.fromhex(oid)) for key, mode, oid in rows
         )
-        digest = hashlib.new(repo.object_format, b"tree %d\0" % len(raw))
-        digest.update(raw)
-        ids[folder] = digest.hexdigest()
+        ids[folder] = _tree_id(repo, raw)
         kinds = {_TREE_MODE: b"tree", _FILE_MODE: b"blob"}
         entries = b"".join(
             b"%s %s %s\t%s\0" % (mode, kinds[mode], oid.encode(), key.rstrip(b"/"))
@@ -913,6 +911,12 @@ def _tree_objects(
         )
         out.append((folder, ids[folder], entries))
     return out
+
+
+def _tree_id(repo: Repo, raw: bytes) -> str:
+    digest = hashlib.new(repo.object_format, b"tree %d\0" % len(raw))
+    digest.update(raw)
+    return digest.hexdigest()
 
 
 def _holds(entry: TreeEntry | None, oid: str) -> bool:
