@@ -96,25 +96,39 @@ def check_tree(work: Path, target: pub.Target, files: dict[str, bytes]) -> None:
     assert git.tree_of(target.repo, tip) == full_rebuild(target, deployed)
 
 
+def change(files: dict[str, bytes]) -> None:
+    files.update(model("llama", 3))
+
+
+def add(files: dict[str, bytes]) -> None:
+    files.update(model("bert", 1, ("dev",)))
+
+
+def remove(files: dict[str, bytes]) -> None:
+    for path in [p for p in files if p.startswith("models/qwen/")]:
+        del files[path]
+
+
+def file_to_folder(files: dict[str, bytes]) -> None:
+    files["clusters/dev/kustomization.yaml/x"] = files.pop("clusters/dev/kustomization.yaml")
+
+
+def folder_to_file(files: dict[str, bytes]) -> None:
+    files["clusters/dev/kustomization.yaml"] = files.pop("clusters/dev/kustomization.yaml/x")
+
+
+def rename(files: dict[str, bytes]) -> None:
+    for path in [p for p in files if p.startswith("models/bert/")]:
+        files[path.replace("models/bert/", "models/bert2/")] = files.pop(path)
+
+
 def test_each_publish_equals_a_full_rebuild(
     work: Path, target: pub.Target, source: pub.Source
 ) -> None:
     files = {**model("llama", 1), **model("qwen", 2), "clusters/dev/kustomization.yaml": b"a\n"}
-    steps = [
-        lambda f: f.update(model("llama", 3)),  # change
-        lambda f: f.update(model("bert", 1, ("dev",))),  # add
-        lambda f: [f.pop(p) for p in list(f) if p.startswith("models/qwen/")],  # remove
-        lambda f: (
-            f.update({"clusters/dev/kustomization.yaml/x": b"folder now\n"})
-            or f.pop("clusters/dev/kustomization.yaml")
-        ),  # a file becomes a folder
-        lambda f: f.update(
-            {p.replace("/bert/", "/bert2/"): f.pop(p) for p in list(f) if "/bert/" in p}
-        ),  # rename
-    ]
     publish(target, source, files)
     check_tree(work, target, files)
-    for step in steps:
+    for step in (change, add, remove, file_to_folder, rename, folder_to_file):
         step(files)
         publish(target, source, files)
         check_tree(work, target, files)
