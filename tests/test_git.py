@@ -887,3 +887,11 @@ def test_a_tree_git_would_name_differently_is_refused(
     monkeypatch.setattr(g, "_tree_id", lambda repo, raw: "1" * 40)  # a hashing slip
     with pytest.raises(GitError, match="other ids than computed"):
         g.write_tree(repo, {"b": b"1"})
+
+
+def test_a_parent_that_is_not_a_commit_is_refused(repo: g.Repo, work: Path) -> None:
+    blob = sh(work, "hash-object", "-w", "--stdin", input=b"not a commit\n")
+    with pytest.raises(GitError, match="cannot commit"):
+        g.build_commit(repo, {"a": b"1"}, blob, "x", AUTHOR, COMMITTER)
+    with pytest.raises(GitError, match="unknown revision"):
+        g.build_commit(repo, {"a": b"1"}, "no-such-branch", "x", AUTHOR, COMMITTER)
