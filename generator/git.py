@@ -775,16 +775,22 @@ def export_tree(
         raise GitError(f"{dest}: export destination must be a missing or empty directory")
     dest.mkdir(parents=True, exist_ok=True)
     blobs = _read_blobs(repo, [e.oid for e in entries])
+    checked: set[Path] = set()  # folders made and found inside dest, in this export
     for entry in entries:
-        _write_new_file(dest, entry.path, blobs[entry.oid], entry.is_executable)
+        _write_new_file(dest, entry.path, blobs[entry.oid], entry.is_executable, checked)
     return [e.path for e in entries]
 
 
-def _write_new_file(dest: Path, rel: str, data: bytes, executable: bool) -> None:
+def _write_new_file(
+    dest: Path, rel: str, data: bytes, executable: bool, checked: set[Path]
+) -> None:
     target = dest.joinpath(*_path_parts(rel))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.parent.is_symlink() or not target.parent.resolve().is_relative_to(dest.resolve()):
-        raise GitError(f"refusing to write {rel!r} outside {dest}")
+    folder = target.parent
+    if folder not in checked:  # once per folder: this export never creates a symlink
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_symlink() or not folder.resolve().is_relative_to(dest.resolve()):
+            raise GitError(f"refusing to write {rel!r} outside {dest}")
+        checked.add(folder)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(target, flags, 0o755 if executable else 0o644)
