@@ -603,19 +603,16 @@ def _parse_trailers(body: str) -> tuple[tuple[str, str], ...]:
 def identity_from_env_or_config(repo: Repo) -> Identity:
     """The committer: SERVEGEN_COMMITTER_*, then GIT_COMMITTER_*, then user.name/email.
 
-    Each field is resolved on its own, like git does.  The servegen-specific variables
-    come first so a CI job can give servegen an identity different from other git use.
+    Each field is resolved on its own, like git does, and git config is read only for
+    a field the environment leaves unset.  The servegen-specific variables come first
+    so a CI job can give servegen an identity different from other git use.
     """
     name = _first(
-        os.environ.get("SERVEGEN_COMMITTER_NAME"),
-        os.environ.get("GIT_COMMITTER_NAME"),
-        _config_get(repo, "user.name"),
-    )
+        os.environ.get("SERVEGEN_COMMITTER_NAME"), os.environ.get("GIT_COMMITTER_NAME")
+    ) or _config_get(repo, "user.name")
     email = _first(
-        os.environ.get("SERVEGEN_COMMITTER_EMAIL"),
-        os.environ.get("GIT_COMMITTER_EMAIL"),
-        _config_get(repo, "user.email"),
-    )
+        os.environ.get("SERVEGEN_COMMITTER_EMAIL"), os.environ.get("GIT_COMMITTER_EMAIL")
+    ) or _config_get(repo, "user.email")
     if name is None or email is None:
         raise GitError(
             "no committer identity: set deploy.committer in servegen.yaml, or git config "
@@ -1286,8 +1283,9 @@ def _top_pathspecs(paths: Sequence[str]) -> list[str]:
 
 def author_from_env_or_config(repo: Repo) -> Identity:
     """The user as author: GIT_AUTHOR_NAME/EMAIL, then user.name/user.email."""
-    name = _first(os.environ.get("GIT_AUTHOR_NAME"), _config_get(repo, "user.name"))
-    email = _first(os.environ.get("GIT_AUTHOR_EMAIL"), _config_get(repo, "user.email"))
+    # git config is read only when the environment does not say (one process less).
+    name = _first(os.environ.get("GIT_AUTHOR_NAME")) or _config_get(repo, "user.name")
+    email = _first(os.environ.get("GIT_AUTHOR_EMAIL")) or _config_get(repo, "user.email")
     if name is None or email is None:
         raise GitError(
             "no author identity: set git config user.name/user.email, or "
