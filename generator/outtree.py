@@ -152,6 +152,12 @@ def _record(kind: Kind, model: str | None, environment: str | None, file: str) -
     return tuple.__new__(TreePath, (kind, model, environment, file))
 
 
+def model_of(path: str) -> str | None:
+    """The model whose folder holds `path` (its base or an overlay), else None."""
+    parsed = parse(path)
+    return parsed.model if parsed is not None else None
+
+
 def in_environment(path: str, environment: str) -> bool:
     """Whether `path` is part of what `environment` needs (shared files are)."""
     parsed = parse(path)

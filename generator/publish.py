@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from generator import git
+from generator import git, outtree
 from generator.config import Config
 from generator.errors import GitError, ServegenError
 from generator.immutable import tree_changes
@@ -451,20 +451,25 @@ def attempt_publish(
     """One attempt; None means "lost a race, try again"."""
     check_deploy_branch(target, tips, source.sha)
     parent = start_point(target, tips)
-    deployed = git.read_tree_files(target.repo, parent) if parent else {}
+    new_files = {**files, METADATA_FILE: metadata(source)}
+    oids = git.blob_ids(target.repo, new_files)
+    tip = git.read_tree(target.repo, parent) if parent else None
+    # The tip's files; only those that differ from the new ones are read from git.
+    deployed = git.read_unlike(target.repo, tip, new_files, oids) if tip else {}
     recorded = recorded_source(deployed)
     if recorded and recorded != source.sha and contains(target, recorded, source.sha):
         outcome = Outcome("newer", target.branch, parent, source.sha, recorded)
         return finish(target, tips, outcome)
     if parent and without_metadata(deployed) == without_metadata(files):
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
-    new_files = {**files, METADATA_FILE: metadata(source)}
-    changes = model_changes(deployed, new_files)  # once: the guard and the message use it
+    touched = _touched_models(deployed, new_files)
+    changes = model_changes(*touched)  # once: the guard and the message use it
     check_prune(target, deployed, new_files, changes)
-    check_replacements(target, deployed, new_files)
+    check_replacements(target, *touched)
     message = commit_message(source, changes)
+    committer = target.committer
     commit = git.build_commit(
-        target.repo, new_files, parent, message, target.committer, target.committer, target.sign
+        target.repo, new_files, parent, message, committer, committer, target.sign, tip, oids
     )
     return finish(
         target, tips, Outcome("published", target.branch, commit, source.sha, changes=changes)
@@ -499,6 +504,33 @@ def check_replacements(target: Target, old: Mapping[str, bytes], new: Mapping[st
             f"updates\n{listing}\nPass --allow-replace to publish anyway."
         )
     target.reporter.note(f"publishing changes that need a replacement:\n{listing}")
+
+
+def _touched_models(
+    old: Mapping[str, bytes], new: Mapping[str, bytes]
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Both trees cut down to the models with any file added, changed or removed.
+
+    A model's files (and the objects read from them) live in its own folder, so an
+    untouched model is the same on both sides: it is neither added, changed nor
+    removed, and has no update for the cluster to refuse. Leaving it out of
+    `model_changes` and `tree_changes` changes no result and spares comparing and
+    parsing thousands of unchanged files.
+    """
+    touched = {
+        outtree.model_of(path)
+        for path in old.keys() | new.keys()
+        if old.get(path) is not new.get(path) and old.get(path) != new.get(path)
+    } - {None}
+
+    def cut(files: Mapping[str, bytes]) -> dict[str, bytes]:
+        return {
+            path: data
+            for path, data in files.items()
+            if outtree.model_of(path) in touched
+        }
+
+    return cut(old), cut(new)
 
 
 def contains(target: Target, recorded: str, source_sha: str) -> bool:

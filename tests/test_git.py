@@ -7,6 +7,7 @@ CLI directly (`sh`), independently of the module under test.
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -770,3 +771,127 @@ def test_signing_without_a_key_is_a_git_error(
     sh(work, "config", "user.signingkey", "nobody@example.invalid")
     with pytest.raises(GitError, match="cannot sign"):
         g.build_commit(repo, {"a": b"1"}, None, "signed", AUTHOR, COMMITTER, sign=True)
+
+
+# --------------------------------------------------------------------------- incremental trees
+
+# Paths that overlap as files and folders ("a" and "a/x"), so drawing two trees from them
+# gives additions, changes, removals, renames and files turning into folders and back.
+_UNIVERSE = ("a", "a/x", "a/y/z", "b", "b/c", "d/e", "d/e/f", "d/g", "é ü/h", "k")
+_CONTENT = st.sampled_from([b"", b"1\n", b"2\n", bytes(range(7)), b"x" * 300])
+
+
+def _without_clashes(files: dict[str, bytes]) -> dict[str, bytes]:
+    folders = {p.rsplit("/", 1)[0] for p in files if "/" in p}
+    folders |= {f.rsplit("/", 1)[0] for f in list(folders) if "/" in f}
+    return {p: data for p, data in files.items() if p not in folders}
+
+
+_TREES = st.dictionaries(st.sampled_from(_UNIVERSE), _CONTENT).map(_without_clashes)
+
+
+def plain_git_tree(scratch: Path, files: dict[str, bytes]) -> str:
+    """The tree id git itself gives `files`: written out, `git add -A`, `git write-tree`."""
+    if not scratch.exists():
+        sh(scratch.parent, "init", "-q", str(scratch))
+    for entry in scratch.iterdir():
+        if entry.name != ".git":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for rel, data in files.items():
+        (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / rel).write_bytes(data)
+    sh(scratch, "add", "-A")
+    return sh(scratch, "write-tree")
+
+
+def listed_by_git(repo: g.Repo, commit: str) -> g.Tree:
+    g._LISTED.clear()  # list with ls-tree, not from what build_commit remembers
+    return g.read_tree(repo, commit)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(old=_TREES, new=_TREES)
+def test_incremental_tree_equals_a_full_rebuild(
+    repo: g.Repo, tmp_path: Path, old: dict[str, bytes], new: dict[str, bytes]
+) -> None:
+    base = g.build_commit(repo, old, None, "base", AUTHOR, COMMITTER)
+    listing = listed_by_git(repo, base)
+    expected = plain_git_tree(tmp_path / "scratch", new)
+
+    assert g.write_tree(repo, new, listing) == expected
+    assert g.write_tree(repo, new) == expected
+    child = g.build_commit(repo, new, base, "child", AUTHOR, COMMITTER, base=listing)
+    assert g.tree_of(repo, child) == expected
+    assert g.read_tree_files(repo, child) == new
+    # The listing kept in memory for the next publish is the one git gives.
+    remembered = g.read_tree(repo, child)
+    fresh = listed_by_git(repo, child)
+    assert (remembered.files, remembered.folders) == (fresh.files, fresh.folders)
+
+
+def test_incremental_tree_over_a_hand_made_base(repo: g.Repo, work: Path, tmp_path: Path) -> None:
+    """Special entries of the base (executable, symlink, submodule, empty folder) never
+    survive into the new tree, even where the content is the same."""
+    blob = sh(work, "hash-object", "-w", "--stdin", input=b"same\n")
+    empty = sh(work, "mktree", input=b"")
+    inner = sh(work, "mktree", input=f"040000 tree {empty}\tnothing\n".encode())
+    entries = (
+        f"100755 blob {blob}\trun.sh\n"
+        f"120000 blob {blob}\tlink.yaml\n"
+        f"160000 commit {'a' * 40}\tvendor\n"
+        f"100644 blob {blob}\tkept.yaml\n"
+        f"040000 tree {inner}\tdir\n"
+    )
+    base = sh(work, "commit-tree", sh(work, "mktree", input=entries.encode()), "-m", "hand-made")
+    new = {"run.sh": b"same\n", "link.yaml": b"same\n", "kept.yaml": b"same\n", "vendor/x": b"1"}
+
+    listing = listed_by_git(repo, base)
+    assert set(listing.folders) == {"dir", "dir/nothing"}
+    assert g.write_tree(repo, new, listing) == plain_git_tree(tmp_path / "scratch", new)
+    with pytest.raises(GitError, match=r"only regular files.*symlink 'link\.yaml'"):
+        g.read_unlike(repo, listing, new, g.blob_ids(repo, new))
+
+
+def test_read_unlike_reads_only_the_blobs_that_differ(
+    repo: g.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = {f"models/m{i}/base/model.yaml": f"model: {i}\n".encode() for i in range(50)}
+    base = g.build_commit(repo, old, None, "base", AUTHOR, COMMITTER)
+    new = {**old, "models/m7/base/model.yaml": b"model: seven\n", "models/new/x.yaml": b"x"}
+    del new["models/m9/base/model.yaml"]
+    requested: list[str] = []
+    real = g._read_blobs
+
+    def spy(repo: g.Repo, oids: list[str]) -> dict[str, bytes]:
+        requested.extend(oids)
+        return real(repo, oids)
+
+    monkeypatch.setattr(g, "_read_blobs", spy)
+
+    deployed = g.read_unlike(repo, listed_by_git(repo, base), new, g.blob_ids(repo, new))
+
+    assert deployed == old  # exactly the base's files and bytes
+    assert sorted(requested) == sorted(
+        g.blob_ids(
+            repo, {p: old[p] for p in ("models/m7/base/model.yaml", "models/m9/base/model.yaml")}
+        ).values()
+    )
+
+
+def test_a_tree_git_would_name_differently_is_refused(
+    repo: g.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mktree must confirm every tree id computed here, or nothing is committed."""
+    monkeypatch.setattr(g, "_tree_id", lambda repo, raw: "1" * 40)  # a hashing slip
+    with pytest.raises(GitError, match="other ids than computed"):
+        g.write_tree(repo, {"b": b"1"})
+
+
+def test_a_parent_that_is_not_a_commit_is_refused(repo: g.Repo, work: Path) -> None:
+    blob = sh(work, "hash-object", "-w", "--stdin", input=b"not a commit\n")
+    with pytest.raises(GitError, match="cannot commit"):
+        g.build_commit(repo, {"a": b"1"}, blob, "x", AUTHOR, COMMITTER)
+    with pytest.raises(GitError, match="unknown revision"):
+        g.build_commit(repo, {"a": b"1"}, "no-such-branch", "x", AUTHOR, COMMITTER)

@@ -1,0 +1,246 @@
+"""The deploy commit built from what changed (generator/publish.py with generator/git.py).
+
+Publishing reads only the tip's blobs that differ from the new files and writes only the
+changed folders' trees; these tests hold that to the tree a full rebuild gives, and
+check that a tip moved, deleted or tampered with by someone else is never trusted from
+memory. Real git throughout; another writer is plain git (`sh`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from generator import git
+from generator import publish as pub
+from generator.errors import GitError
+from tests.gitutil import sh
+
+pytestmark = pytest.mark.usefixtures("isolated_git")
+
+COMMITTER = git.Identity("Servegen Bot", "bot@example.com")
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    path = tmp_path / "work"
+    (path / "specs").mkdir(parents=True)
+    (path / "specs" / "a.yaml").write_text("a: 1\n")
+    sh(tmp_path, "init", "-q", str(path))
+    sh(path, "add", "-A")
+    sh(path, "commit", "-q", "-m", "specs")
+    return path
+
+
+@pytest.fixture
+def target(work: Path) -> pub.Target:
+    return pub.Target(
+        repo=git.open_repo(work),
+        branch="deploy",
+        remote=None,
+        source_remote="origin",
+        committer=COMMITTER,
+        sign=False,
+        allow_prune=True,
+        max_shrink=0.3,
+        max_attempts=3,
+    )
+
+
+@pytest.fixture
+def source(target: pub.Target) -> pub.Source:
+    return pub.Source(git.head_commit(target.repo), dirty=True, repo_url="https://example/r")
+
+
+@pytest.fixture(autouse=True)
+def _forget_listings() -> Iterator[None]:
+    yield
+    git._LISTED.clear()
+
+
+def model(name: str, replicas: int, envs: tuple[str, ...] = ("dev", "prod")) -> dict[str, bytes]:
+    base = f"models/{name}/base"
+    files = {
+        f"{base}/kustomization.yaml": b"resources:\n- model.yaml\n",
+        f"{base}/model.yaml": f"kind: Model\nname: {name}\nreplicas: {replicas}\n".encode(),
+    }
+    for env in envs:
+        files[f"models/{name}/overlays/{env}/kustomization.yaml"] = (
+            f"namespace: {env}\nresources:\n- ../../base\n".encode()
+        )
+    return files
+
+
+def full_rebuild(target: pub.Target, files: dict[str, bytes]) -> str:
+    """The tree id of `files` written from nothing (no base, no memory)."""
+    return git.write_tree(target.repo, files)
+
+
+def deploy_tip(work: Path) -> str:
+    return sh(work, "rev-parse", "refs/heads/deploy")
+
+
+def publish(target: pub.Target, source: pub.Source, files: dict[str, bytes]) -> pub.Outcome:
+    outcome = pub.publish_files(target, source, files)
+    assert outcome.status == "published"
+    return outcome
+
+
+def check_tree(work: Path, target: pub.Target, files: dict[str, bytes]) -> None:
+    """The deploy tip holds exactly `files` plus metadata, as a full rebuild would."""
+    tip = deploy_tip(work)
+    deployed = git.read_tree_files(target.repo, tip)
+    assert pub.without_metadata(deployed) == files
+    assert git.tree_of(target.repo, tip) == full_rebuild(target, deployed)
+
+
+def change(files: dict[str, bytes]) -> None:
+    files.update(model("llama", 3))
+
+
+def add(files: dict[str, bytes]) -> None:
+    files.update(model("bert", 1, ("dev",)))
+
+
+def remove(files: dict[str, bytes]) -> None:
+    for path in [p for p in files if p.startswith("models/qwen/")]:
+        del files[path]
+
+
+def file_to_folder(files: dict[str, bytes]) -> None:
+    files["clusters/dev/kustomization.yaml/x"] = files.pop("clusters/dev/kustomization.yaml")
+
+
+def folder_to_file(files: dict[str, bytes]) -> None:
+    files["clusters/dev/kustomization.yaml"] = files.pop("clusters/dev/kustomization.yaml/x")
+
+
+def rename(files: dict[str, bytes]) -> None:
+    for path in [p for p in files if p.startswith("models/bert/")]:
+        files[path.replace("models/bert/", "models/bert2/")] = files.pop(path)
+
+
+def test_each_publish_equals_a_full_rebuild(
+    work: Path, target: pub.Target, source: pub.Source
+) -> None:
+    files = {**model("llama", 1), **model("qwen", 2), "clusters/dev/kustomization.yaml": b"a\n"}
+    publish(target, source, files)
+    check_tree(work, target, files)
+    for step in (change, add, remove, file_to_folder, rename, folder_to_file):
+        step(files)
+        publish(target, source, files)
+        check_tree(work, target, files)
+    assert sh(work, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_the_change_listing_is_the_same_as_from_whole_trees(
+    work: Path, target: pub.Target, source: pub.Source
+) -> None:
+    files = {**model("llama", 1), **model("qwen", 2), **model("bert", 1, ("dev",))}
+    publish(target, source, files)
+    old = git.read_tree_files(target.repo, deploy_tip(work))
+    files.update(model("llama", 5))
+    files.update(model("new", 1))
+    for path in [p for p in files if p.startswith("models/bert/")]:
+        del files[path]
+
+    outcome = publish(target, source, files)
+
+    new = git.read_tree_files(target.repo, deploy_tip(work))
+    assert outcome.changes == pub.model_changes(old, new)
+    assert outcome.changes == {
+        "dev": pub.EnvironmentChanges(("new",), ("llama",), ("bert",)),
+        "prod": pub.EnvironmentChanges(("new",), ("llama",), ()),
+    }
+
+
+def test_a_tip_moved_by_another_writer_loses_the_swap_and_is_rebuilt_on(
+    work: Path, target: pub.Target, source: pub.Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {**model("llama", 1), **model("qwen", 2)}
+    first = publish(target, source, files).commit
+    assert first is not None
+    # Another writer commits on the deploy branch (plain git) just before our swap.
+    theirs_tree = sh(work, "mktree", input=b"")
+    theirs = sh(work, "commit-tree", theirs_tree, "-p", first, "-m", "someone else")
+    real = git.update_branch
+    moved: list[str] = []
+
+    def race(repo: git.Repo, branch: str, new: str, expected: str | None) -> bool:
+        if not moved:
+            sh(work, "update-ref", "refs/heads/deploy", theirs, first)
+            moved.append(theirs)
+        return real(repo, branch, new, expected)
+
+    monkeypatch.setattr(git, "update_branch", race)
+    files.update(model("llama", 2))
+
+    outcome = publish(target, source, files)
+
+    assert outcome.attempts == 2
+    info = git.commit_info(target.repo, deploy_tip(work))
+    assert info.parents == (theirs,)
+    check_tree(work, target, files)  # their empty tree was not taken for ours
+
+
+def test_a_tip_deleted_meanwhile_gives_a_fresh_orphan(
+    work: Path, target: pub.Target, source: pub.Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {**model("llama", 1)}
+    first = publish(target, source, files).commit
+    real = git.update_branch
+    deleted: list[bool] = []
+
+    def race(repo: git.Repo, branch: str, new: str, expected: str | None) -> bool:
+        if not deleted:
+            sh(work, "update-ref", "-d", "refs/heads/deploy", str(first))
+            deleted.append(True)
+        return real(repo, branch, new, expected)
+
+    monkeypatch.setattr(git, "update_branch", race)
+    files.update(model("llama", 2))
+
+    outcome = publish(target, source, files)
+
+    assert outcome.attempts == 2
+    assert git.commit_info(target.repo, deploy_tip(work)).parents == ()
+    check_tree(work, target, files)
+
+
+def test_a_tip_replaced_behind_our_back_is_listed_again(
+    work: Path, target: pub.Target, source: pub.Source
+) -> None:
+    """The listing kept from our own commit is never used for someone else's."""
+    files = {**model("llama", 1), **model("qwen", 2)}
+    ours = publish(target, source, files).commit
+    # Another writer drops qwen and changes llama's base behind our back.
+    other = work.parent / "other"
+    sh(work.parent, "clone", "-q", "--branch", "deploy", str(work), str(other))
+    sh(other, "rm", "-rq", "models/qwen")
+    (other / "models/llama/base/model.yaml").write_text("tampered\n")
+    sh(other, "commit", "-qam", "tampered")
+    sh(work, "fetch", "-q", str(other), "deploy:deploy", "--update-head-ok")
+    assert deploy_tip(work) != ours
+
+    outcome = publish(target, source, files)
+
+    assert outcome.changes["prod"] == pub.EnvironmentChanges(("qwen",), ("llama",), ())
+    check_tree(work, target, files)
+
+
+def test_a_tip_with_a_symlink_is_refused_and_left_alone(
+    work: Path, target: pub.Target, source: pub.Source
+) -> None:
+    files = {**model("llama", 1)}
+    publish(target, source, files)
+    blob = sh(work, "hash-object", "-w", "--stdin", input=b"/etc/passwd")
+    tree = sh(work, "mktree", input=f"120000 blob {blob}\tmodels\n".encode())
+    evil = sh(work, "commit-tree", tree, "-p", deploy_tip(work), "-m", "evil")
+    sh(work, "update-ref", "refs/heads/deploy", evil)
+
+    with pytest.raises(GitError, match=r"only regular files.*symlink 'models'"):
+        pub.publish_files(target, source, {**files, **model("qwen", 1)})
+
+    assert deploy_tip(work) == evil
