@@ -524,11 +524,7 @@ def _touched_models(
     } - {None}
 
     def cut(files: Mapping[str, bytes]) -> dict[str, bytes]:
-        return {
-            path: data
-            for path, data in files.items()
-            if outtree.model_of(path) in touched
-        }
+        return {path: data for path, data in files.items() if outtree.model_of(path) in touched}
 
     return cut(old), cut(new)
 

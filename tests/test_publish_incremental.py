@@ -16,6 +16,7 @@ import pytest
 from generator import git
 from generator import publish as pub
 from generator.errors import GitError
+from generator.reporter import Notes
 from tests.gitutil import sh
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
@@ -46,6 +47,7 @@ def target(work: Path) -> pub.Target:
         allow_prune=True,
         max_shrink=0.3,
         max_attempts=3,
+        reporter=Notes(),
     )
 
 
