@@ -11,7 +11,6 @@ import pytest
 from generator import buildcache, pipeline
 from generator.errors import RenderError
 from generator.pipeline import build
-from generator.validate import validate_repository
 
 
 def _entries() -> list[Path]:
@@ -20,6 +19,13 @@ def _entries() -> list[Path]:
 
 def _model_entries() -> list[Path]:
     return [path for path in _entries() if "model" in json.loads(path.read_bytes())]
+
+
+def _forget_whole_builds() -> None:
+    """Leave only the per-model entries, so a build must read and validate every spec."""
+    for path in _entries():
+        if "models" in json.loads(path.read_bytes()):
+            path.unlink()
 
 
 def _no_render(*_: object) -> object:
@@ -32,8 +38,9 @@ def test_a_second_build_reuses_every_model(
     first = build(example_repo)
     assert len(_model_entries()) == len(first.models)
     monkeypatch.setattr(pipeline, "render_spec", _no_render)
-    # Validated afresh: only the whole-build entry is bypassed, every model is reused.
-    second = build(example_repo, validated=validate_repository(example_repo))
+    # Validated afresh: only the whole-build entry is gone, every model is reused.
+    _forget_whole_builds()
+    second = build(example_repo)
     assert second.files == first.files
     assert second.models == first.models
     assert second.notes == first.notes
@@ -128,7 +135,7 @@ def test_nothing_changed_skips_validation_too(
     example_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = build(example_repo)
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
     again = build(example_repo)
     assert again.files == first.files
     assert again.models == first.models
@@ -155,7 +162,7 @@ def test_any_spec_file_change_validates_again(
 ) -> None:
     build(example_repo)
     change(example_repo)  # type: ignore[operator]
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
     with pytest.raises(AssertionError, match="validated again"):
         build(example_repo)
 
@@ -170,7 +177,7 @@ def test_a_linked_spec_file_is_never_reused(
     spec.unlink()
     spec.symlink_to(target)
     build(example_repo)
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
     with pytest.raises(AssertionError, match="validated again"):
         build(example_repo)
 
@@ -183,14 +190,11 @@ def test_validate_reports_the_same_from_the_cache(
     specs: bool,
 ) -> None:
     from generator.cli import main
-    from generator.commands import validate as validate_command
-
     if not specs:
         shutil.rmtree(example_repo / "specs")
     first_code = main(["-C", str(example_repo), "validate"])
     first = capsys.readouterr()
-    monkeypatch.setattr(validate_command, "validate_repository", _no_validation)
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
     second_code = main(["-C", str(example_repo), "validate"])
     second = capsys.readouterr()
     assert (second_code, second.out, second.err) == (first_code, first.out, first.err)
