@@ -16,16 +16,24 @@ Safe by construction:
 
 It lives next to the CRD cache, in $XDG_CACHE_HOME/servegen/builds (~/.cache by default).
 SERVEGEN_NO_CACHE=1 turns it off.
+
+Eviction: an entry's modification time says when it was last used (a hit older than a
+day touches it). At most once a day, the first process that stores something prunes
+the folder: entries unused for MAX_AGE_DAYS go, then the least recently used until the
+folder is under MAX_BYTES. That walk is a stat per entry (well under a second for the
+entries of a 10,000-spec repository), paid once a day rather than on every run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import metadata
@@ -45,6 +53,10 @@ FORMAT = "1"
 _PACKAGES = ("generator", "runtimes", "schemas")
 # Validation (pydantic), templates (jinja2), YAML reading, schema checks.
 _LIBRARIES = ("pydantic", "pydantic-core", "jinja2", "ruamel.yaml", "jsonschema-rs")
+DAY = 86_400.0
+MAX_AGE_DAYS = 30  # an entry no run used for this long is deleted
+MAX_BYTES = 1 << 30  # beyond this, the least recently used entries are deleted
+_PRUNED = ".pruned"  # its modification time: when the folder was last pruned
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +123,21 @@ def _entry_path(key: str) -> Path:
     return cache_dir() / key[:2] / f"{key}.json"
 
 
+def _read(key: str) -> bytes:
+    """An entry's bytes; a hit on an entry not used for a day marks it used (its mtime)."""
+    path = _entry_path(key)
+    with path.open("rb") as handle:
+        data = handle.read()
+        if os.fstat(handle.fileno()).st_mtime < time.time() - DAY:
+            with contextlib.suppress(OSError):  # a read-only cache is still used
+                os.utime(handle.fileno())
+    return data
+
+
 def load(key: str) -> Cached | None:
     """The stored result for `key`, or None (missing, unreadable or not for this key)."""
     try:
-        entry = json.loads(_entry_path(key).read_bytes())
+        entry = json.loads(_read(key))
         if entry.get("key") != key:
             return None
         return Cached(
@@ -149,7 +172,61 @@ def _write(key: str, entry: Mapping[str, Any]) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError:
-        pass  # a read-only or full cache folder is fine: the cache only saves time
+        return  # a read-only or full cache folder is fine: the cache only saves time
+    prune_daily()
+
+
+# --- eviction ---------------------------------------------------------------------------
+
+
+@cache
+def prune_daily() -> None:
+    """Prune the folder when no process did for a day; at most once per process.
+
+    The stamp is touched before pruning, so concurrent runs do not all walk the folder.
+    """
+    stamp = cache_dir() / _PRUNED
+    try:
+        if stamp.stat().st_mtime > time.time() - DAY:
+            return
+    except OSError:
+        pass  # never pruned
+    try:
+        stamp.touch()
+    except OSError:
+        return
+    prune()
+
+
+def prune(now: float | None = None) -> list[Path]:
+    """Delete entries unused for MAX_AGE_DAYS, then the least recently used ones until
+    the folder holds at most MAX_BYTES; returns what was deleted.
+
+    Another process may read an entry while it goes: that is a miss, as for any entry.
+    Temporary files a crashed writer left (a day old) go too.
+    """
+    now = time.time() if now is None else now
+    kept: list[tuple[float, int, Path]] = []
+    deleted: list[Path] = []
+    for path in cache_dir().glob("??/*"):
+        try:
+            info = path.stat()
+        except OSError:
+            continue  # deleted meanwhile
+        abandoned = path.name.endswith(".tmp") and info.st_mtime < now - DAY
+        if abandoned or info.st_mtime < now - MAX_AGE_DAYS * DAY:
+            deleted.append(path)
+        elif path.suffix == ".json":
+            kept.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in kept)
+    for _, size, path in sorted(kept):  # least recently used first
+        if total <= MAX_BYTES:
+            break
+        deleted.append(path)
+        total -= size
+    for path in deleted:
+        path.unlink(missing_ok=True)
+    return deleted
 
 
 # --- whole repositories -----------------------------------------------------------------
@@ -184,7 +261,7 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
 def load_build(key: str) -> CachedBuild | None:
     """A stored build, when it and every model entry it names are still there."""
     try:
-        entry = json.loads(_entry_path(key).read_bytes())
+        entry = json.loads(_read(key))
         if entry.get("key") != key:
             return None
         models = []

@@ -359,7 +359,8 @@ class Repository:
         flux = [flux_objects(renders, self.config, env) for env in self.config.environments]
         if flux == self._flux:
             return self._flux_checks
-        checks, skipped = [], {}
+        checks: list[Diagnostic] = []
+        skipped: dict[str, int] = {}
         for objects in flux:
             result = self._validator.validate(objects)
             _count(skipped, result.skipped_kinds)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from generator import buildcache, pipeline
+from generator.config import Config
 from generator.errors import RenderError
+from generator.incremental import IncrementalBuild
 from generator.pipeline import build
+from generator.render import ModelRender
+from generator.validate import Spec
+from generator.write import MANIFEST, manifest_bytes
+from tests.incrementalutil import one_shot, tree
 
 
 def _entries() -> list[Path]:
@@ -190,6 +198,7 @@ def test_validate_reports_the_same_from_the_cache(
     specs: bool,
 ) -> None:
     from generator.cli import main
+
     if not specs:
         shutil.rmtree(example_repo / "specs")
     first_code = main(["-C", str(example_repo), "validate"])
@@ -213,3 +222,190 @@ def test_the_code_key_follows_library_versions(monkeypatch: pytest.MonkeyPatch) 
         assert buildcache.code_digest() != before
     finally:
         buildcache.code_digest.cache_clear()
+
+
+# --- one build path: IncrementalBuild (watch) shares the cache with build() ----------------
+
+
+class _Counting:
+    """render_spec, counting the models it renders."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._render = pipeline.render_spec
+
+    def __call__(self, spec: Spec, config: Config) -> ModelRender:
+        model = self._render(spec, config)
+        self.names.append(model.name)
+        return model
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> _Counting:
+    counting = _Counting()
+    monkeypatch.setattr(pipeline, "render_spec", counting)
+    return counting
+
+
+def test_a_fresh_watcher_reuses_what_another_process_rendered(
+    example_repo: Path, renders: _Counting
+) -> None:
+    """Each IncrementalBuild starts with nothing in memory, as a new `watch` process does."""
+    first = IncrementalBuild(example_repo).initial()
+    assert first.ok and len(renders.names) == first.models == 10
+    renders.names.clear()
+    (example_repo / "output").rename(example_repo / "output.first")
+    second = IncrementalBuild(example_repo).initial()
+    assert second.ok and second.models == 10
+    assert renders.names == []  # every model came from the cache
+    assert tree(example_repo / "output") == tree(example_repo / "output.first")
+    assert second.notes == first.notes
+
+
+def test_a_watcher_and_a_render_share_entries(example_repo: Path, renders: _Counting) -> None:
+    built = build(example_repo)
+    assert len(renders.names) == len(built.models)
+    renders.names.clear()
+    assert IncrementalBuild(example_repo).initial().ok
+    assert renders.names == []
+    assert tree(example_repo / "output") == {**built.files, MANIFEST: manifest_bytes(built.files)}
+
+
+def test_a_changed_spec_misses_in_a_fresh_watcher(example_repo: Path, renders: _Counting) -> None:
+    assert IncrementalBuild(example_repo).initial().ok
+    spec = example_repo / "specs/kubeai/nomic-embed.yaml"
+    spec.write_text(spec.read_text().replace("max_replicas: 3", "max_replicas: 4"))
+    renders.names.clear()
+    assert IncrementalBuild(example_repo).initial().ok
+    assert renders.names == ["nomic-embed"]
+    assert tree(example_repo / "output") == one_shot(example_repo, ())
+
+
+def test_a_changed_config_misses_every_model(example_repo: Path, renders: _Counting) -> None:
+    assert IncrementalBuild(example_repo).initial().ok
+    config = example_repo / "servegen.yaml"
+    config.write_text(config.read_text().replace("labels: {environment: dev", "labels: {x: y", 1))
+    renders.names.clear()
+    result = IncrementalBuild(example_repo).initial()
+    assert result.ok
+    assert len(set(renders.names)) == len(renders.names) == result.models == 10
+
+
+def test_a_changed_configured_crd_misses_every_model(
+    example_repo: Path, renders: _Counting, crds_dir: Path, tmp_path: Path
+) -> None:
+    crds = tmp_path / "crds"
+    shutil.copytree(crds_dir, crds)
+    built = build(example_repo, crds=[crds])
+    renders.names.clear()
+    build(example_repo, crds=[crds])
+    assert renders.names == []  # the whole build was reused
+    kubeai = crds / "kubeai.org_models.yaml"
+    kubeai.write_text(kubeai.read_text() + "\n# another release\n")
+    assert build(example_repo, crds=[crds]).files == built.files
+    assert len(renders.names) == len(built.models)
+
+
+def test_a_changed_bundled_crd_changes_the_code_key(
+    monkeypatch: pytest.MonkeyPatch, crds_dir: Path
+) -> None:
+    """Bundled CRDs are part of servegen's own code digest, read byte for byte."""
+    before = buildcache.code_digest()
+    real = Path.read_bytes
+    kubeai = (crds_dir / "kubeai.org_models.yaml").resolve()
+
+    def edited(path: Path) -> bytes:
+        data = real(path)
+        return data + b"\n# edited\n" if path.resolve() == kubeai else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    buildcache.code_digest.cache_clear()
+    try:
+        assert buildcache.code_digest() != before
+    finally:
+        buildcache.code_digest.cache_clear()
+
+
+def test_a_corrupted_model_entry_is_a_miss_for_a_watcher(
+    example_repo: Path, renders: _Counting
+) -> None:
+    assert IncrementalBuild(example_repo).initial().ok
+    damaged = _model_entries()[0]
+    name = json.loads(damaged.read_bytes())["model"]["name"]
+    damaged.write_bytes(damaged.read_bytes()[:-20])
+    renders.names.clear()
+    (example_repo / "output").rename(example_repo / "output.first")
+    assert IncrementalBuild(example_repo).initial().ok
+    assert renders.names == [name]
+    assert tree(example_repo / "output") == tree(example_repo / "output.first")
+
+
+# --- eviction -------------------------------------------------------------------------------
+
+
+def _age(path: Path, days: float) -> None:
+    when = time.time() - days * buildcache.DAY
+    os.utime(path, (when, when))
+
+
+def test_prune_deletes_entries_unused_for_a_month(example_repo: Path) -> None:
+    build(example_repo)
+    old, recent, *_ = _entries()
+    _age(old, buildcache.MAX_AGE_DAYS + 1)
+    _age(recent, buildcache.MAX_AGE_DAYS - 1)
+    leftover = old.parent / ".abandoned.tmp"
+    leftover.write_text("a crashed writer's")
+    _age(leftover, 2)
+    assert sorted(buildcache.prune()) == sorted([old, leftover])
+    assert recent.exists() and not old.exists() and not leftover.exists()
+
+
+def test_a_hit_marks_an_entry_used(example_repo: Path) -> None:
+    build(example_repo)
+    _forget_whole_builds()
+    for entry in _entries():
+        _age(entry, buildcache.MAX_AGE_DAYS + 1)
+    build(example_repo)  # reuses every model entry, which makes them recent again
+    assert buildcache.prune() == []
+    assert len(_model_entries()) == 10
+
+
+def test_prune_keeps_the_folder_under_its_size_cap(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(example_repo)
+    entries = _entries()
+    for days, entry in enumerate(entries):  # the first entry was used most recently
+        _age(entry, days + 1)
+    sizes = [entry.stat().st_size for entry in entries]
+    monkeypatch.setattr(buildcache, "MAX_BYTES", sum(sizes[:3]))
+    deleted = buildcache.prune()
+    assert sorted(deleted) == sorted(entries[3:])
+    assert _entries() == sorted(entries[:3])
+
+
+def test_pruning_runs_once_a_day_when_something_is_stored(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    buildcache.prune_daily.cache_clear()
+    build(example_repo)  # the first store of this process prunes, and stamps the folder
+    # The whole-build entry: no later build reads it (and so marks it used) again.
+    (stale,) = set(_entries()) - set(_model_entries())
+    _age(stale, buildcache.MAX_AGE_DAYS + 1)
+    stamp = buildcache.cache_dir() / ".pruned"
+    _age(stamp, 0.5)  # pruned half a day ago: not yet again
+    buildcache.prune_daily.cache_clear()
+    (example_repo / "specs/kubeai/nomic-embed.yaml").write_text(
+        (example_repo / "specs/kubeai/nomic-embed.yaml").read_text() + "# new bytes\n"
+    )
+    build(example_repo)
+    assert stale.exists()
+    _age(stamp, 2)
+    buildcache.prune_daily.cache_clear()
+    (example_repo / "specs/kubeai/nomic-embed.yaml").write_text(
+        (example_repo / "specs/kubeai/nomic-embed.yaml").read_text() + "# newer bytes\n"
+    )
+    build(example_repo)
+    assert not stale.exists()
+    assert stamp.stat().st_mtime > time.time() - 60
+    buildcache.prune_daily.cache_clear()
