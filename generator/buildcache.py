@@ -1,10 +1,13 @@
-"""A persistent, content-addressed cache of per-model build results.
+"""A persistent, content-addressed cache of per-spec-file build results.
 
-A model's result (its summary, its files under models/<name>/, the kinds its objects had
-no schema for) depends only on servegen itself, the configuration, the CRDs it is
-checked against and its spec file's bytes; the cache key is a hash of exactly those, so
-`render`, `render --check` and `validate` with nothing changed reuse what an earlier
-process computed. Only results that passed the manifest checks are stored.
+What a spec file contributes (its specs' names and positions, its warnings, and each
+model's summary, files under models/<name>/ and the kinds its objects had no schema for)
+depends only on servegen itself, the configuration, the CRDs it is checked against and
+the file's path and bytes; the cache key is a hash of exactly those, so any build
+(`render`, `render --check`, `validate`, `diff`'s and `publish`'s builds, `watch`'s
+first) reuses what an earlier process computed for every file that did not change,
+without parsing or validating it. Only files whose specs all passed every check are
+stored.
 
 Safe by construction:
 - each entry holds its full key and is used only when that key matches, so a truncated,
@@ -43,13 +46,13 @@ from typing import Any
 from generator.config import Config
 from generator.errors import Diagnostic
 from generator.render import EnvironmentRender, ModelRender
-from generator.validate import Spec
+from generator.validate import SpecName
 from generator.version import servegen_version
 from generator.versions import ModelVersion
 from runtimes.base import Endpoint
 
 # Bump when what an entry holds changes shape.
-FORMAT = "1"
+FORMAT = "2"
 _PACKAGES = ("generator", "runtimes", "schemas")
 # Validation (pydantic), templates (jinja2), YAML reading, schema checks.
 _LIBRARIES = ("pydantic", "pydantic-core", "jinja2", "ruamel.yaml", "jsonschema-rs")
@@ -64,8 +67,17 @@ class Cached:
     """One model's stored result."""
 
     model: ModelRender  # a summary, as build() keeps it
-    files: dict[str, bytes]
-    skipped: dict[str, int]
+    files: Mapping[str, bytes]
+    skipped: Mapping[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedFile:
+    """One spec file's stored result: every spec in it was valid and passed its checks."""
+
+    names: tuple[SpecName, ...]
+    warnings: tuple[Diagnostic, ...]
+    models: tuple[Cached, ...]
 
 
 def enabled() -> bool:
@@ -112,10 +124,10 @@ def build_key(config: Config, crd_files: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def model_key(build: str, spec: Spec) -> str:
-    document = spec.document
-    digest = hashlib.sha256(f"{build}\0{spec.path}\0{document.index}\0{spec.name}\0".encode())
-    digest.update(document.text.encode("utf-8", "surrogatepass"))
+def file_key(build: str, path: str, content: bytes) -> str:
+    """`build` plus one spec file's repository path and a digest of its bytes."""
+    digest = hashlib.sha256(f"file\0{build}\0{path}\0".encode())
+    digest.update(content)
     return digest.hexdigest()
 
 
@@ -134,28 +146,50 @@ def _read(key: str) -> bytes:
     return data
 
 
-def load(key: str) -> Cached | None:
+def load(key: str) -> CachedFile | None:
     """The stored result for `key`, or None (missing, unreadable or not for this key)."""
     try:
         entry = json.loads(_read(key))
         if entry.get("key") != key:
             return None
-        return Cached(
-            _model_from(entry["model"]),
-            {path: text.encode() for path, text in entry["files"].items()},
-            {str(kind): int(count) for kind, count in entry["skipped"].items()},
+        return CachedFile(
+            tuple(
+                SpecName(str(n), str(p), int(line), int(col)) for n, p, line, col in entry["names"]
+            ),
+            tuple(Diagnostic(*w) for w in entry["warnings"]),
+            tuple(_cached_from(model) for model in entry["models"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def store(key: str, result: Cached) -> None:
+def _cached_from(entry: Mapping[str, Any]) -> Cached:
+    return Cached(
+        _model_from(entry["model"]),
+        {path: text.encode() for path, text in entry["files"].items()},
+        {str(kind): int(count) for kind, count in entry["skipped"].items()},
+    )
+
+
+def store(key: str, result: CachedFile) -> None:
     try:
-        files = {path: data.decode() for path, data in result.files.items()}
+        models = [
+            {
+                "model": _model_to(cached.model),
+                "files": {path: data.decode() for path, data in cached.files.items()},
+                "skipped": dict(cached.skipped),
+            }
+            for cached in result.models
+        ]
     except UnicodeDecodeError:
         return
-    model = _model_to(result.model)
-    _write(key, {"key": key, "model": model, "files": files, "skipped": result.skipped})
+    entry = {
+        "key": key,
+        "names": [dataclasses.astuple(name) for name in result.names],
+        "warnings": [dataclasses.astuple(w) for w in result.warnings],
+        "models": models,
+    }
+    _write(key, entry)
 
 
 def _write(key: str, entry: Mapping[str, Any]) -> None:
@@ -234,7 +268,7 @@ def prune(now: float | None = None) -> list[Path]:
 
 @dataclasses.dataclass(frozen=True)
 class CachedBuild:
-    """A whole successful build: its models' entries plus what spans every model."""
+    """A whole successful build: its files' entries plus what spans every model."""
 
     models: tuple[Cached, ...]
     files: dict[str, bytes]  # every output file
@@ -259,20 +293,21 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
 
 
 def load_build(key: str) -> CachedBuild | None:
-    """A stored build, when it and every model entry it names are still there."""
+    """A stored build, when it and every file entry it names are still there."""
     try:
         entry = json.loads(_read(key))
         if entry.get("key") != key:
             return None
-        models = []
-        for model_key in entry["models"]:
-            cached = load(model_key)
+        models: list[Cached] = []
+        for source in entry["sources"]:
+            cached = load(source)
             if cached is None:
                 return None
-            models.append(cached)
+            models.extend(cached.models)
+        models.sort(key=lambda cached: cached.model.name)  # build order: by name
         files: dict[str, bytes] = {}
-        for cached in models:
-            files.update(cached.files)
+        for model in models:
+            files.update(model.files)
         files.update((path, text.encode()) for path, text in entry["files"].items())
         notes = tuple(str(note) for note in entry["notes"])
         warnings = tuple(Diagnostic(*w) for w in entry["warnings"])
@@ -284,14 +319,14 @@ def load_build(key: str) -> CachedBuild | None:
 
 def store_build(
     key: str,
-    model_keys: Sequence[str],
+    sources: Sequence[str],
     files: Mapping[str, bytes],
     model_files: Mapping[str, bytes],
     notes: Sequence[str],
     failed_files: Iterable[str],
     warnings: Iterable[Diagnostic],
 ) -> None:
-    """Store a build; the models' own files stay in their entries (`model_keys`)."""
+    """Store a build; the models' own files stay in their files' entries (`sources`)."""
     try:
         shared = {
             path: data.decode() for path, data in files.items() if model_files.get(path) != data
@@ -300,7 +335,7 @@ def store_build(
         return
     entry = {
         "key": key,
-        "models": list(model_keys),
+        "sources": list(sources),
         "files": shared,
         "notes": list(notes),
         "failed_files": sorted(failed_files),

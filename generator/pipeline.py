@@ -44,7 +44,7 @@ from generator.load import (
 )
 from generator.render import ModelRender, duplicate_objects, render_spec, summary
 from generator.statusplan import rbac_files
-from generator.validate import Spec, check_repository, load_config, validate_file
+from generator.validate import Spec, SpecName, duplicate_names, load_config, validate_file
 
 if TYPE_CHECKING:
     from generator.check import ManifestValidator
@@ -95,7 +95,6 @@ class ModelOutput:
     files: Mapping[str, bytes]  # under models/<name>/
     skipped: Mapping[str, int]  # kinds it had no schema for, and how often
     checks: tuple[Diagnostic, ...] = ()  # what the manifest check found
-    entry: str | None = None  # its build-cache key
 
 
 @dataclass(frozen=True)
@@ -112,11 +111,18 @@ class FileState:
     """One spec file as last read, and everything derived from those bytes."""
 
     digest: bytes
-    specs: tuple[Spec, ...]
+    names: tuple[SpecName, ...]  # of its valid specs, for the unique-name rule
     models: tuple[ModelOutput, ...]
     problems: tuple[Diagnostic, ...]  # reading and validation, warnings included
     failures: tuple[RenderFailure, ...] = ()
     volatile: bool = False  # a symlink: its target may change unseen, so re-read each batch
+    entry: str | None = None  # its build-cache key, once stored or found there
+
+    @property
+    def passed(self) -> bool:
+        """Every spec valid, rendered and checked: what the build cache may keep."""
+        checks = any(m.checks for m in self.models)
+        return not (_errors(self.problems) or self.failures or checks)
 
 
 # --- the repository --------------------------------------------------------------------------
@@ -149,6 +155,7 @@ class Repository:
             self._key = buildcache.build_key(config, buildcache.crd_inputs(self.sources))
         self._folder_problems: dict[str, Diagnostic] = {}  # folders that cannot be listed
         self._validation: tuple[Diagnostic, ...] | None = None  # validation_problems()
+        self._listed: set[str] = set()  # what scan() just listed: known to be spec files
         self._flux: Objects | None = None  # the Flux objects last checked
         self._flux_checks: tuple[Diagnostic, ...] = ()
         self._flux_skipped: dict[str, int] = {}
@@ -185,7 +192,9 @@ class Repository:
             problem = file_error(rel, f"cannot read folder: {exc.strerror or exc}")
             self._folder_problems[rel] = problem
 
-        return {_relative(self.root, p) for p in discover(self.root, folder, unreadable)}
+        listed = {_relative(self.root, p) for p in discover(self.root, folder, unreadable)}
+        self._listed |= listed
+        return listed
 
     def spec_root_problem(self) -> Diagnostic | None:
         # A linked spec folder must stay inside the repository.
@@ -219,24 +228,43 @@ class Repository:
             if self._refresh(rel, usable):
                 changed.append(rel)
             progress.step(done, len(ordered))
+        self._listed = set()  # what a later batch names is checked again
         return changed
 
     def _refresh(self, rel: str, usable: bool) -> bool:
         old = self.files.get(rel)
-        if not (usable and self.is_spec(rel)):
+        if not (usable and (rel in self._listed or self.is_spec(rel))):
             return self.files.pop(rel, None) is not None
-        digest, source, volatile = read_spec(self.root, self.root / rel)
+        data, source, volatile = read_spec(self.root, self.root / rel)
+        digest = _digest(data)
         if old is not None and old.digest == digest:
             return False
-        self.files[rel] = self._derive(digest, source, volatile)
+        # What a symlink points at is for the loader to judge, every time: never cached.
+        entry = None
+        if self._key is not None and not volatile:
+            entry = buildcache.file_key(self._key, rel, data)
+        self.files[rel] = self._reused(digest, entry) or self._derive(
+            digest, source, volatile, entry
+        )
         return True
 
-    def _derive(self, digest: bytes, source: SourceFile | Diagnostic, volatile: bool) -> FileState:
+    def _reused(self, digest: bytes, entry: str | None) -> FileState | None:
+        cached = buildcache.load(entry) if entry is not None else None
+        if cached is None:
+            return None
+        models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
+        return FileState(digest, cached.names, models, cached.warnings, entry=entry)
+
+    def _derive(
+        self, digest: bytes, source: SourceFile | Diagnostic, volatile: bool, entry: str | None
+    ) -> FileState:
+        """Validate, then render, check and lay out each spec; stored when all passed."""
         if isinstance(source, Diagnostic):
             return FileState(digest, (), (), (source,), volatile=volatile)
         result = validate_file(source, self.config)
+        names = tuple(SpecName.of(spec) for spec in result.specs)
         if result.failed:  # rendered only once every spec of the file is valid
-            return FileState(digest, result.specs, (), result.diagnostics, volatile=volatile)
+            return FileState(digest, names, (), result.diagnostics, volatile=volatile)
         models, failures = [], []
         for spec in result.specs:
             try:
@@ -246,27 +274,22 @@ class Repository:
                 message = exc.message.removeprefix(f"{spec.path}: ")
                 where = Diagnostic(spec.path, line, col, "", message)
                 failures.append(RenderFailure(spec.name, exc, where))
-        return FileState(
-            digest, result.specs, tuple(models), result.diagnostics, tuple(failures), volatile
+        state = FileState(
+            digest, names, tuple(models), result.diagnostics, tuple(failures), volatile
         )
+        if entry is None or not state.passed:
+            return state  # one that failed is derived (and reported) again each time
+        cached = [buildcache.Cached(summary(m.render), m.files, m.skipped) for m in models]
+        buildcache.store(entry, buildcache.CachedFile(names, state.problems, tuple(cached)))
+        return replace(state, entry=entry)
 
     def _model(self, spec: Spec) -> ModelOutput:
-        """One spec rendered, checked and laid out, or its result reused from the cache.
-
-        Only a model that passed its checks is stored; one that failed is rendered (and
-        reported) again each time.
-        """
-        entry = buildcache.model_key(self._key, spec) if self._key is not None else None
-        cached = buildcache.load(entry) if entry is not None else None
-        if cached is not None:
-            return ModelOutput(cached.model, cached.files, cached.skipped, (), entry)
+        """One spec rendered, checked and laid out."""
         model = render_spec(spec, self.config)
         checks, skipped = self._check_model(model)
         files = model_files(model)
         kept = model if self.keep_objects else summary(model)
-        if entry is not None and not checks:
-            buildcache.store(entry, buildcache.Cached(kept, files, skipped))
-        return ModelOutput(kept, files, skipped, checks, entry)
+        return ModelOutput(kept, files, skipped, checks)
 
     def _check_model(self, model: ModelRender) -> tuple[tuple[Diagnostic, ...], dict[str, int]]:
         found: list[Diagnostic] = []
@@ -314,7 +337,7 @@ class Repository:
         found += self._folder_problems.values()
         states = self.ordered()
         found += (d for state in states for d in state.problems)
-        found += check_repository([spec for state in states for spec in state.specs])
+        found += duplicate_names([name for state in states for name in state.names])
         return tuple(sorted(set(found)))
 
     def warnings(self) -> tuple[Diagnostic, ...]:
@@ -429,11 +452,11 @@ class Repository:
 
     def store(self, key: str | None, built: Build) -> None:
         """Remember a whole passing build under `key` (see repository_key())."""
-        models = self.models()
-        entries = [m.entry for m in models]
+        states = self.ordered()
+        entries = [state.entry for state in states]
         if key is None or None in entries:
             return
-        own = {path: data for m in models for path, data in m.files.items()}
+        own = {path: data for m in self.models() for path, data in m.files.items()}
         buildcache.store_build(
             key,
             [e for e in entries if e is not None],
@@ -561,11 +584,12 @@ def in_environment(path: str, environment: str) -> bool:
 
 
 def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic, bool]:
-    """(digest, parsed file or its problem, volatile), as `read_source` would judge it.
+    """(bytes, parsed file or its problem, volatile), as `read_source` would judge it.
 
-    The digest is of the very bytes parsed, so a file that changes while it is read is
-    parsed again by the next batch. Symlinks, oversized and unreadable files are left to
-    `read_source` for its checks and messages.
+    The bytes are the very ones parsed (their digest says whether a file changed), so a
+    file that changes while it is read is parsed again by the next batch. Symlinks,
+    oversized and unreadable files are left to `read_source` for its checks and messages;
+    for those the bytes stand for the verdict.
     """
     linked = path.is_symlink()
     try:
@@ -573,16 +597,16 @@ def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic, b
         # Only regular files are read here: a FIFO would block forever (read_source says so).
         if not linked and stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
             data = path.read_bytes()
-            return _digest(data), parse_source(_relative(root, path), data), False
+            return data, parse_source(_relative(root, path), data), False
     except OSError:
         pass  # read_source words the error
     judged = read_source(root, path)
     if isinstance(judged, Diagnostic):
-        return _digest(str(judged).encode()), judged, linked
+        return str(judged).encode(), judged, linked
     try:
-        return _digest(path.read_bytes()), judged, linked  # a link read_source found safe
+        return path.read_bytes(), judged, linked  # a link read_source found safe
     except OSError as exc:  # replaced since: the next batch reads it again
-        return _digest(str(exc).encode()), judged, linked
+        return str(exc).encode(), judged, linked
 
 
 def _digest(data: bytes) -> bytes:

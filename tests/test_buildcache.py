@@ -12,11 +12,12 @@ import pytest
 
 from generator import buildcache, pipeline
 from generator.config import Config
-from generator.errors import RenderError
+from generator.errors import InvalidInputError, RenderError
 from generator.incremental import IncrementalBuild
+from generator.load import SourceFile
 from generator.pipeline import build
 from generator.render import ModelRender
-from generator.validate import Spec
+from generator.validate import FileResult, Spec
 from generator.write import MANIFEST, manifest_bytes
 from tests.incrementalutil import one_shot, tree
 
@@ -26,13 +27,14 @@ def _entries() -> list[Path]:
 
 
 def _model_entries() -> list[Path]:
-    return [path for path in _entries() if "model" in json.loads(path.read_bytes())]
+    """The spec files' entries (each example file holds one spec)."""
+    return [path for path in _entries() if "names" in json.loads(path.read_bytes())]
 
 
 def _forget_whole_builds() -> None:
-    """Leave only the per-model entries, so a build must read and validate every spec."""
+    """Leave only the spec files' entries, so a build must read every spec file."""
     for path in _entries():
-        if "models" in json.loads(path.read_bytes()):
+        if "sources" in json.loads(path.read_bytes()):
             path.unlink()
 
 
@@ -155,24 +157,49 @@ def test_nothing_changed_skips_validation_too(
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "validated"),
     [
-        lambda repo: (repo / "specs/kubeai/new.yaml").write_text(
-            (repo / "specs/kubeai/nomic-embed.yaml").read_text().replace("nomic-embed", "new-one")
+        (
+            lambda repo: (repo / "specs/kubeai/new.yaml").write_text(
+                (repo / "specs/kubeai/nomic-embed.yaml").read_text().replace("nomic-embed", "new")
+            ),
+            ["specs/kubeai/new.yaml"],
         ),
-        lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").unlink(),
-        lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").write_text("name: [broken\n"),
+        (lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").unlink(), []),
+        (
+            lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").write_text("name: [broken\n"),
+            [],  # not even parsed into documents: the YAML error comes first
+        ),
+        (
+            lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").write_text(
+                (repo / "specs/kubeai/nomic-embed.yaml").read_text() + "# a comment\n"
+            ),
+            ["specs/kubeai/nomic-embed.yaml"],
+        ),
     ],
-    ids=["added", "removed", "broken"],
+    ids=["added", "removed", "broken", "commented"],
 )
-def test_any_spec_file_change_validates_again(
-    example_repo: Path, monkeypatch: pytest.MonkeyPatch, change: object
+def test_only_changed_spec_files_are_validated_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, change: object, validated: list[str]
 ) -> None:
     build(example_repo)
     change(example_repo)  # type: ignore[operator]
-    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
-    with pytest.raises(AssertionError, match="validated again"):
-        build(example_repo)
+    seen: list[str] = []
+    real = pipeline.validate_file
+
+    def counting(source: SourceFile, config: Config) -> FileResult:
+        seen.append(source.path)
+        return real(source, config)
+
+    monkeypatch.setattr(pipeline, "validate_file", counting)
+    try:
+        again = build(example_repo)
+    except InvalidInputError as exc:
+        assert [d.path for d in exc.diagnostics] == ["specs/kubeai/nomic-embed.yaml"]
+        assert seen == validated
+    else:
+        assert seen == validated
+        assert again.files == build(example_repo, keep_objects=True).files  # uncached
 
 
 def test_a_linked_spec_file_is_never_reused(
@@ -331,7 +358,7 @@ def test_a_corrupted_model_entry_is_a_miss_for_a_watcher(
 ) -> None:
     assert IncrementalBuild(example_repo).initial().ok
     damaged = _model_entries()[0]
-    name = json.loads(damaged.read_bytes())["model"]["name"]
+    name = json.loads(damaged.read_bytes())["models"][0]["model"]["name"]
     damaged.write_bytes(damaged.read_bytes()[:-20])
     renders.names.clear()
     (example_repo / "output").rename(example_repo / "output.first")
