@@ -192,6 +192,31 @@ def store(key: str, result: CachedFile) -> None:
     _write(key, entry)
 
 
+def derived_key(build: str, what: str, inputs: Any) -> str:
+    """The key of something computed from `inputs` (plain data) under `build`."""
+    text = json.dumps(inputs, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{what}\0{build}\0{text}".encode()).hexdigest()
+
+
+def load_files(key: str) -> dict[str, bytes] | None:
+    """Output files stored under `key` (cluster files), or None."""
+    try:
+        entry = json.loads(_read(key))
+        if entry.get("key") != key:
+            return None
+        return {str(path): text.encode() for path, text in entry["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def store_files(key: str, files: Mapping[str, bytes]) -> None:
+    try:
+        texts = {path: data.decode() for path, data in files.items()}
+    except UnicodeDecodeError:
+        return
+    _write(key, {"key": key, "files": texts})
+
+
 def _write(key: str, entry: Mapping[str, Any]) -> None:
     """Write an entry whole or not at all: a temporary file renamed over the old one."""
     target = _entry_path(key)
@@ -199,8 +224,10 @@ def _write(key: str, entry: Mapping[str, Any]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
         try:
+            # json.dumps, not json.dump: only the former uses the C encoder.
+            text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
             with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(entry, out, ensure_ascii=False, separators=(",", ":"))
+                out.write(text)
             Path(tmp).replace(target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

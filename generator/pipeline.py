@@ -17,6 +17,7 @@ every output untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gc
 import hashlib
@@ -243,9 +244,11 @@ class Repository:
         entry = None
         if self._key is not None and not volatile:
             entry = buildcache.file_key(self._key, rel, data)
-        self.files[rel] = self._reused(digest, entry) or self._derive(
-            digest, source, volatile, entry
-        )
+        state = self._reused(digest, entry)
+        if state is None:
+            parsed = parse_source(rel, data) if source is None else source
+            state = self._derive(digest, parsed, volatile, entry)
+        self.files[rel] = state
         return True
 
     def _reused(self, digest: bytes, entry: str | None) -> FileState | None:
@@ -425,17 +428,32 @@ class Repository:
         """cluster_files(), again only when what it reads of the models changed.
 
         It dumps the Flux objects, whose health checks list every model, and the endpoint
-        catalog: ~120 ms for 1,000 models, while most watch edits change neither. What it
-        reads of the models is their names, environments and endpoints, and (through
-        flux_objects) the Flux objects: that is the key.
+        catalog: ~120 ms for 1,000 models, while most edits change neither. What it reads
+        of the models is their names, environments and endpoints, and (through
+        flux_objects) the Flux objects: that is the key, in memory and in the build cache.
         """
-        key = (
-            [(m.name, [(env, r.endpoint) for env, r in m.environments.items()]) for m in renders],
+        inputs = (
+            [
+                (
+                    m.name,
+                    [(env, dataclasses.asdict(r.endpoint)) for env, r in m.environments.items()],
+                )
+                for m in renders
+            ],
             self._flux,
         )
-        if self._cluster is None or self._cluster[0] != key:
-            self._cluster = (key, cluster_files(renders, self.config))
-        return self._cluster[1]
+        if self._cluster is not None and self._cluster[0] == inputs:
+            return self._cluster[1]
+        entry = None
+        if self._key is not None:
+            entry = buildcache.derived_key(self._key, "cluster files", inputs)
+        files = buildcache.load_files(entry) if entry is not None else None
+        if files is None:
+            files = cluster_files(renders, self.config)
+            if entry is not None:
+                buildcache.store_files(entry, files)
+        self._cluster = (inputs, files)
+        return files
 
     def result(self) -> Build:
         """The Build (after a passing `problems()`)."""
@@ -583,21 +601,22 @@ def in_environment(path: str, environment: str) -> bool:
 # --- reading one spec file -------------------------------------------------------------------
 
 
-def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic, bool]:
-    """(bytes, parsed file or its problem, volatile), as `read_source` would judge it.
+def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic | None, bool]:
+    """(bytes, verdict, volatile), as `read_source` would judge the file.
 
-    The bytes are the very ones parsed (their digest says whether a file changed), so a
-    file that changes while it is read is parsed again by the next batch. Symlinks,
-    oversized and unreadable files are left to `read_source` for its checks and messages;
-    for those the bytes stand for the verdict.
+    A regular file within the size limit is read whole and not parsed yet (verdict None:
+    `parse_source` of the bytes, unless the build cache knows them). The bytes are the
+    very ones to parse (their digest says whether a file changed), so a file that changes
+    while it is read is read again by the next batch. Symlinks, oversized and unreadable
+    files are left to `read_source` for its checks and messages; for those the bytes
+    stand for the verdict.
     """
     linked = path.is_symlink()
     try:
         info = path.stat()
         # Only regular files are read here: a FIFO would block forever (read_source says so).
         if not linked and stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
-            data = path.read_bytes()
-            return data, parse_source(_relative(root, path), data), False
+            return path.read_bytes(), None, False
     except OSError:
         pass  # read_source words the error
     judged = read_source(root, path)
