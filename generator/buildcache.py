@@ -295,9 +295,9 @@ def prune(now: float | None = None) -> list[Path]:
 
 @dataclasses.dataclass(frozen=True)
 class CachedBuild:
-    """A whole successful build: its files' entries plus what spans every model."""
+    """A whole successful build."""
 
-    models: tuple[Cached, ...]
+    models: tuple[ModelRender, ...]  # summaries
     files: dict[str, bytes]  # every output file
     notes: tuple[str, ...]
     failed_files: frozenset[str]
@@ -320,50 +320,38 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
 
 
 def load_build(key: str) -> CachedBuild | None:
-    """A stored build, when it and every file entry it names are still there."""
+    """A stored build: one entry holding everything, so a hit is one read."""
     try:
         entry = json.loads(_read(key))
         if entry.get("key") != key:
             return None
-        models: list[Cached] = []
-        for source in entry["sources"]:
-            cached = load(source)
-            if cached is None:
-                return None
-            models.extend(cached.models)
-        models.sort(key=lambda cached: cached.model.name)  # build order: by name
-        files: dict[str, bytes] = {}
-        for model in models:
-            files.update(model.files)
-        files.update((path, text.encode()) for path, text in entry["files"].items())
+        models = tuple(_model_from(model) for model in entry["models"])
+        files = {str(path): text.encode() for path, text in entry["files"].items()}
         notes = tuple(str(note) for note in entry["notes"])
         warnings = tuple(Diagnostic(*w) for w in entry["warnings"])
         failed = frozenset(entry["failed_files"])
-        return CachedBuild(tuple(models), files, notes, failed, warnings)
+        return CachedBuild(models, files, notes, failed, warnings)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def store_build(
     key: str,
-    sources: Sequence[str],
+    models: Sequence[ModelRender],
     files: Mapping[str, bytes],
-    model_files: Mapping[str, bytes],
     notes: Sequence[str],
     failed_files: Iterable[str],
     warnings: Iterable[Diagnostic],
 ) -> None:
-    """Store a build; the models' own files stay in their files' entries (`sources`)."""
+    """Store a whole build: model summaries, every output file, notes and warnings."""
     try:
-        shared = {
-            path: data.decode() for path, data in files.items() if model_files.get(path) != data
-        }
+        texts = {path: data.decode() for path, data in files.items()}
     except UnicodeDecodeError:
         return
     entry = {
         "key": key,
-        "sources": list(sources),
-        "files": shared,
+        "models": [_model_to(model) for model in models],
+        "files": texts,
         "notes": list(notes),
         "failed_files": sorted(failed_files),
         "warnings": [dataclasses.astuple(w) for w in warnings],

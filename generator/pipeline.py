@@ -469,20 +469,12 @@ class Repository:
         )
 
     def store(self, key: str | None, built: Build) -> None:
-        """Remember a whole passing build under `key` (see repository_key())."""
-        states = self.ordered()
-        entries = [state.entry for state in states]
-        if key is None or None in entries:
+        """Remember a whole passing build under `key` (see _reused_build())."""
+        if key is None:
             return
-        own = {path: data for m in self.models() for path, data in m.files.items()}
+        models = [summary(model) for model in built.models]
         buildcache.store_build(
-            key,
-            [e for e in entries if e is not None],
-            built.files,
-            own,
-            built.notes,
-            built.failed_files,
-            built.warnings,
+            key, models, built.files, built.notes, built.failed_files, built.warnings
         )
 
 
@@ -506,8 +498,7 @@ def build(
     """
     key = None
     if not keep_objects and buildcache.enabled():
-        key = repository_key(root, crds)  # before anything is read
-        reused = _reused_build(root, key)
+        key, reused = _reused_build(root, crds)  # before anything else is read
         if reused is not None:
             return _filtered(reused, environment)
     with _young_collections_only():
@@ -562,31 +553,25 @@ def _filtered(built: Build, environment: str | None) -> Build:
     return replace(built, files=files)
 
 
-def repository_key(root: Path, crds: Sequence[Path] = ()) -> str | None:
-    """The key of a whole build: everything any model depends on, and every spec file.
+def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[str | None, Build | None]:
+    """The key of a whole build of `root` (everything any model depends on, and every
+    spec file's path and bytes), and the build stored under it; None when anything it
+    depends on changed.
 
-    Only a build without problems is ever stored under it, so a config with problems
-    (which a fresh validation reports) never finds one.
+    Only a build without problems is ever stored, so a config with problems (which a
+    fresh validation reports) has no key.
     """
     config, problems = load_config(root)
     if problems or (root / config.specs).is_symlink():
-        return None
+        return None, None
     sources = crd_sources(root, config, crds)
-    key = buildcache.build_key(config, buildcache.crd_inputs(sources))
-    return buildcache.repository_key(key, root, discover(root, config.specs))
-
-
-def _reused_build(root: Path, key: str | None) -> Build | None:
-    """An earlier build of exactly this repository from the build cache; None when
-    anything it depends on changed."""
+    build_key = buildcache.build_key(config, buildcache.crd_inputs(sources))
+    key = buildcache.repository_key(build_key, root, discover(root, config.specs))
     reused = buildcache.load_build(key) if key is not None else None
     if reused is None:
-        return None
-    config, _ = load_config(root)
-    models = tuple(cached.model for cached in reused.models)
-    return Build(
-        root, config, models, reused.files, reused.notes, reused.failed_files, reused.warnings
-    )
+        return key, None
+    built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
+    return key, replace(built, warnings=reused.warnings)
 
 
 def in_environment(path: str, environment: str) -> bool:
