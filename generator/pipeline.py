@@ -17,7 +17,6 @@ every output untouched.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import gc
 import hashlib
@@ -436,7 +435,7 @@ class Repository:
             [
                 (
                     m.name,
-                    [(env, dataclasses.asdict(r.endpoint)) for env, r in m.environments.items()],
+                    [(env, r.endpoint) for env, r in m.environments.items()],
                 )
                 for m in renders
             ],
