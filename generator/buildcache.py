@@ -136,14 +136,18 @@ def _entry_path(key: str) -> Path:
 
 
 def _read(key: str) -> bytes:
-    """An entry's bytes; a hit on an entry not used for a day marks it used (its mtime)."""
-    path = _entry_path(key)
-    with path.open("rb") as handle:
+    """An entry's bytes (and the entry marked used)."""
+    with _entry_path(key).open("rb") as handle:
         data = handle.read()
-        if os.fstat(handle.fileno()).st_mtime < time.time() - DAY:
-            with contextlib.suppress(OSError):  # a read-only cache is still used
-                os.utime(handle.fileno())
+        _mark_used(handle.fileno())
     return data
+
+
+def _mark_used(fd: int) -> None:
+    """A hit on an entry not used for a day touches it: its mtime is its last use."""
+    if os.fstat(fd).st_mtime < time.time() - DAY:
+        with contextlib.suppress(OSError):  # a read-only cache is still used
+            os.utime(fd)
 
 
 def load(key: str) -> CachedFile | None:
@@ -219,18 +223,20 @@ def store_files(key: str, files: Mapping[str, bytes]) -> None:
     _write(key, {"key": key, "files": texts})
 
 
-def _write(key: str, entry: Mapping[str, Any]) -> None:
-    """Write an entry whole or not at all: a temporary file renamed over the old one."""
+def _write(key: str, entry: Mapping[str, Any] | Sequence[bytes]) -> None:
+    """Write an entry (a JSON object, or chunks of bytes) whole or not at all: a
+    temporary file renamed over the old one."""
     target = _entry_path(key)
-    # json.dumps, not json.dump: only the former uses the C encoder.
-    data = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+    if isinstance(entry, Mapping):
+        # json.dumps, not json.dump: only the former uses the C encoder.
+        entry = [json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()]
     # Unique per process and thread: concurrent writers of one key never share a file.
     tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = _create(tmp)
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(data)
+                out.writelines(entry)
             tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -339,16 +345,30 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
 
 
 def load_build(key: str) -> CachedBuild | None:
-    """A stored build: one entry holding everything, so a hit is one read."""
+    """A stored build: one entry holding everything, so a hit is one read.
+
+    The entry is a JSON line (key, model summaries, notes, warnings, and each output
+    file's path and length) followed by the files' bytes, read one at a time: no copy
+    of the whole output is ever held besides the files themselves.
+    """
     try:
-        entry = json.loads(_read(key))
-        if entry.get("key") != key:
-            return None
-        models = tuple(_model_from(model) for model in entry["models"])
-        files = {str(path): text.encode() for path, text in entry["files"].items()}
-        notes = tuple(str(note) for note in entry["notes"])
-        warnings = tuple(Diagnostic(*w) for w in entry["warnings"])
-        failed = frozenset(entry["failed_files"])
+        with _entry_path(key).open("rb") as handle:
+            head = json.loads(handle.readline())
+            if head.get("key") != key:
+                return None
+            files = {}
+            for path, length in head["files"]:
+                data = handle.read(length)
+                if len(data) != length:
+                    return None  # truncated
+                files[str(path)] = data
+            if handle.read(1):
+                return None  # longer than it says
+            _mark_used(handle.fileno())
+        models = tuple(_model_from(model) for model in head["models"])
+        notes = tuple(str(note) for note in head["notes"])
+        warnings = tuple(Diagnostic(*w) for w in head["warnings"])
+        failed = frozenset(head["failed_files"])
         return CachedBuild(models, files, notes, failed, warnings)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -362,20 +382,17 @@ def store_build(
     failed_files: Iterable[str],
     warnings: Iterable[Diagnostic],
 ) -> None:
-    """Store a whole build: model summaries, every output file, notes and warnings."""
-    try:
-        texts = {path: data.decode() for path, data in files.items()}
-    except UnicodeDecodeError:
-        return
-    entry = {
+    """Store a whole build: model summaries, notes, warnings and every output file."""
+    head = {
         "key": key,
         "models": [_model_to(model) for model in models],
-        "files": texts,
         "notes": list(notes),
         "failed_files": sorted(failed_files),
         "warnings": [dataclasses.astuple(w) for w in warnings],
+        "files": [[path, len(data)] for path, data in files.items()],
     }
-    _write(key, entry)
+    line = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    _write(key, [line, *files.values()])
 
 
 # --- summaries <-> JSON ---------------------------------------------------------------
