@@ -112,7 +112,7 @@ def test_a_config_change_invalidates_everything(example_repo: Path) -> None:
     "damage",
     [
         lambda data: data[: len(data) // 2],
-        lambda data: re.sub(rb'"key":"[0-9a-f]{64}"', b'"key":"' + b"0" * 64 + b'"', data, 1),
+        lambda data: re.sub(rb'"key":"[0-9a-f]{64}"', b'"key":"' + b"0" * 64 + b'"', data, count=1),
         lambda data: b"\xff\xfe",
         lambda data: data + b"x",
     ],
