@@ -471,9 +471,8 @@ class Repository:
         """Remember a whole passing build under `key` (see _reused_build())."""
         if key is None:
             return
-        models = [summary(model) for model in built.models]
-        buildcache.store_build(
-            key, models, built.files, built.notes, built.failed_files, built.warnings
+        buildcache.store_build(  # without keep_objects, models are summaries already
+            key, built.models, built.files, built.notes, built.failed_files, built.warnings
         )
 
 
