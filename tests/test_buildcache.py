@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from generator.pipeline import build
 from generator.render import ModelRender
 from generator.validate import FileResult, Spec
 from generator.write import MANIFEST, manifest_bytes
+from tests.conftest import REPO_ROOT
 from tests.incrementalutil import one_shot, tree
 
 
@@ -458,3 +461,25 @@ def test_pruning_runs_once_a_day_when_something_is_stored(
     assert not stale.exists()
     assert stamp.stat().st_mtime > time.time() - 60
     buildcache.prune_daily.cache_clear()
+
+
+def test_concurrent_runs_share_one_cache_safely(example_repo: Path, tmp_path: Path) -> None:
+    """Three `render` processes at once, one cache folder: each writes every entry by
+    rename, none reads half an entry, and a fourth run reuses what they stored."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "shared")}
+    env.pop("SERVEGEN_NO_CACHE", None)
+
+    def render(out: Path) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "generator", "-C", str(example_repo), "render"]
+        return subprocess.Popen([*command, "--out", str(out)], env=env, cwd=REPO_ROOT)
+
+    runs = [render(tmp_path / f"out-{i}") for i in range(3)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0, 0]
+    trees = [tree(tmp_path / f"out-{i}") for i in range(3)]
+    assert trees[0] == trees[1] == trees[2] == one_shot(example_repo, ())
+    builds = tmp_path / "shared" / "servegen" / "builds"
+    assert not list(builds.rglob("*.tmp"))  # every write was renamed into place
+    stored = {path: path.stat().st_mtime_ns for path in builds.rglob("*.json")}
+    assert render(tmp_path / "out-again").wait(timeout=300) == 0
+    assert tree(tmp_path / "out-again") == trees[0]
+    assert {path: path.stat().st_mtime_ns for path in builds.rglob("*.json")} == stored
