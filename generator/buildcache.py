@@ -4,10 +4,10 @@ What a spec file contributes (its specs' names and positions, its warnings, and 
 model's summary, files under models/<name>/ and the kinds its objects had no schema for)
 depends only on servegen itself, the configuration, the CRDs it is checked against and
 the file's path and bytes; the cache key is a hash of exactly those, so any build
-(`render`, `render --check`, `validate`, `publish`'s builds, `watch`'s first;
-`diff` keeps full objects, which are not cached) reuses what an earlier process computed for every file that did not change,
-without parsing or validating it. Only files whose specs all passed every check are
-stored.
+(`render`, `render --check`, `validate`, `publish`'s builds, `watch`'s first; `diff`
+keeps full objects, which are not cached) reuses what an earlier process computed for
+every file that did not change, without parsing or validating it. Only files whose
+specs all passed every check are stored.
 
 Safe by construction:
 - each entry holds its full key and is used only when that key matches, so a truncated,
