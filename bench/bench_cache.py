@@ -1,17 +1,24 @@
-"""Benchmark what a run costs when little or nothing changed (the persistent build cache).
+"""Benchmark the build path against its targets: cold, nothing changed, one spec changed.
 
 For each size a repository is generated (bench/generate.py), then every row below is a
-fresh `python -m generator` process (wall time and the kernel's peak RSS from os.wait4),
-repeated --repeat times (median reported), with its yardstick from the same run:
+fresh process (wall time and the kernel's peak RSS from os.wait4), repeated --repeat
+times (median reported), with its yardsticks from the same run:
 
 - full cold render: empty build cache, empty output folder (CRD cache warm, as on any
-  machine that ran servegen once); yardstick `cp -r` of the rendered output folder;
-- nothing changed: `render` (output up to date), `render --check`, `validate`; each
-  also with SERVEGEN_NO_CACHE=1, i.e. what the same run costs without the cache;
+  machine that ran servegen once);
+- nothing changed: `render` (output up to date), `render --check`, `validate`;
 - one spec changed: one spec file gets a new comment line, then `render`;
-- `python -c pass`: a bare interpreter's start-up.
+- watch's first build: a fresh IncrementalBuild.initial() (what `servegen watch` does
+  first), with the output up to date and the build cache warm;
+- with --no-cache-rows, the nothing-changed and one-changed runs again with
+  SERVEGEN_NO_CACHE=1, i.e. what they cost without the cache;
+- yardsticks: `cp -r` of the rendered output folder, `python -c pass`, and (at sizes up
+  to --kustomize-max, 1,000 by default) `kubectl kustomize` of every environment.
 
-    python bench/bench_cache.py --sizes 1000 --repeat 5 --workdir /dev/shm/sgc
+It prints every row, then the issue's targets next to the measured medians and the
+yardsticks of the same run:
+
+    python bench/bench_cache.py --sizes 1000,10000 --repeat 3 --workdir /dev/shm/sgc
 
 The figures are noisy on a shared machine: the load average is printed with them.
 """
@@ -25,13 +32,45 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from bench_render import Run, checked, run_measured  # noqa: E402
+from bench_render import Run, checked, default_kubectl, run_measured  # noqa: E402
 from generate import generate_repository  # noqa: E402
+
+COLD = "render, cold (empty build cache and output)"
+UNCHANGED = (
+    "render, nothing changed",
+    "render --check, nothing changed",
+    "validate, nothing changed",
+)
+ONE_CHANGED = "render, one spec changed"
+WATCH_FIRST = "watch's first build (IncrementalBuild.initial), warm cache"
+CP = "yardstick: cp -r of the output"
+PYTHON = "yardstick: python -c pass"
+KUSTOMIZE = "yardstick: kubectl kustomize, every environment"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the issue's table: a measured row at a size, and its limit."""
+
+    label: str
+    size: int
+    rows: tuple[str, ...]
+    limit: float
+    unit: str = "s"  # "s": median seconds; "MB": the largest peak RSS of the rows
+
+
+TARGETS = (
+    Target("nothing changed: render / render --check / validate", 10_000, UNCHANGED, 1.5),
+    Target("one spec changed: render", 10_000, (ONE_CHANGED,), 2.0),
+    Target("full cold render (tmpfs)", 10_000, (COLD,), 8.0),
+    Target("peak RSS, every servegen run", 10_000, (COLD, *UNCHANGED, ONE_CHANGED), 200, "MB"),
+)
 
 
 def log(message: str) -> None:
@@ -46,21 +85,30 @@ class Scenario:
         self.root, self.cache = root, cache
         self.out = root / "output"
 
-    def servegen(self, *args: str, cache: bool = True) -> Run:
+    def _env(self, cache: bool) -> list[str]:
         env = [f"XDG_CACHE_HOME={self.cache}", f"SERVEGEN_NO_CACHE={'' if cache else '1'}"]
         if self.pythonpath:  # another servegen source tree (e.g. before a change)
             env.append(f"PYTHONPATH={self.pythonpath}")
-        command = ["env", *env, self.python, "-m", "generator", "-C", str(self.root), *args]
+        return env
+
+    def servegen(self, *args: str, cache: bool = True) -> Run:
+        command = ["env", *self._env(cache), self.python, "-m", "generator", "-C"]
         # Not from this folder: `python -m` puts the working folder first on sys.path.
-        return checked(run_measured(command, cwd=self.root), " ".join(args))
+        return checked(run_measured([*command, str(self.root), *args], cwd=self.root), args[0])
+
+    def watch_first_build(self) -> Run:
+        code = (
+            "import sys; from pathlib import Path; "
+            "from generator.incremental import IncrementalBuild; "
+            "result = IncrementalBuild(Path(sys.argv[1])).initial(); "
+            "sys.exit(0 if result.ok and not result.written else 1)"
+        )
+        command = ["env", *self._env(True), self.python, "-c", code, str(self.root)]
+        return checked(run_measured(command, cwd=self.root), "IncrementalBuild.initial")
 
     def forget_builds(self) -> None:
         shutil.rmtree(self.cache / "servegen" / "builds", ignore_errors=True)
         shutil.rmtree(self.out, ignore_errors=True)
-
-
-def _median(runs: Sequence[Run]) -> tuple[float, float]:
-    return statistics.median(r.seconds for r in runs), max(r.maxrss_mb for r in runs)
 
 
 def bench_size(
@@ -83,23 +131,22 @@ def bench_size(
             rows.setdefault(name, []).append(action())
         log(f"{size} specs: {name}: {statistics.median(r.seconds for r in rows[name]):.2f} s")
 
-    measure("render, cold (no cache, empty output)", lambda: s.servegen("render"), s.forget_builds)
+    measure(COLD, lambda: s.servegen("render"), s.forget_builds)
     copy = workdir / "copy"
 
     def cp() -> Run:
         shutil.rmtree(copy, ignore_errors=True)
         return checked(run_measured(["cp", "-r", str(s.out), str(copy)]), "cp -r")
 
-    measure("yardstick: cp -r of the output", cp)
-    measure("render, nothing changed", lambda: s.servegen("render"))
-    measure("render, nothing changed, no cache", lambda: s.servegen("render", cache=False))
-    measure("render --check, nothing changed", lambda: s.servegen("render", "--check"))
-    measure(
-        "render --check, nothing changed, no cache",
-        lambda: s.servegen("render", "--check", cache=False),
-    )
-    measure("validate, nothing changed", lambda: s.servegen("validate"))
-    measure("validate, nothing changed, no cache", lambda: s.servegen("validate", cache=False))
+    measure(CP, cp)
+    shutil.rmtree(copy, ignore_errors=True)
+    for name, command in zip(
+        UNCHANGED, (["render"], ["render", "--check"], ["validate"]), strict=True
+    ):
+        measure(name, lambda c=command: s.servegen(*c))
+        if args.no_cache_rows:
+            measure(f"{name}, no cache", lambda c=command: s.servegen(*c, cache=False))
+    measure(WATCH_FIRST, s.watch_first_build)
     spec = sorted((root / "specs").rglob("*.yaml"))[size // 2]
     counter = iter(range(10**6))
 
@@ -107,32 +154,81 @@ def bench_size(
         with spec.open("a", encoding="utf-8") as handle:
             handle.write(f"# edit {next(counter)}\n")
 
-    measure("render, one spec changed", lambda: s.servegen("render"), touch)
-    measure(
-        "render, one spec changed, no cache",
-        lambda: s.servegen("render", cache=False),
-        touch,
-    )
-    measure(
-        "yardstick: python -c pass",
-        lambda: checked(run_measured([args.python, "-c", "pass"]), "python"),
-    )
+    measure(ONE_CHANGED, lambda: s.servegen("render"), touch)
+    if args.no_cache_rows:
+        measure(f"{ONE_CHANGED}, no cache", lambda: s.servegen("render", cache=False), touch)
+    measure(PYTHON, lambda: checked(run_measured([args.python, "-c", "pass"]), "python"))
+    if size <= args.kustomize_max and args.kubectl:
+        measure(KUSTOMIZE, lambda: kustomize_all(args.kubectl, s.out, args.kustomize_timeout))
     return {name: _median(runs) for name, runs in rows.items()}
+
+
+def kustomize_all(kubectl: str, out: Path, timeout: float) -> Run:
+    """`kubectl kustomize` of every clusters/<env>, as one summed run."""
+    runs = [
+        checked(run_measured([kubectl, "kustomize", str(env)], timeout=timeout), "kustomize")
+        for env in sorted((out / "clusters").iterdir())
+    ]
+    return Run(sum(r.seconds for r in runs), max(r.maxrss_mb for r in runs), 0, "", "")
+
+
+def _median(runs: Sequence[Run]) -> tuple[float, float]:
+    return statistics.median(r.seconds for r in runs), max(r.maxrss_mb for r in runs)
 
 
 def report(results: dict[int, dict[str, tuple[float, float]]], repeat: int) -> str:
     sizes = sorted(results)
+    names = list(dict.fromkeys(name for n in sizes for name in results[n]))
     lines = [
         "| " + " | ".join(["run", *(f"{n:,} specs: s / peak RSS MB" for n in sizes)]) + " |",
         "|---" + "|---:" * len(sizes) + "|",
     ]
-    for name in results[sizes[0]]:
-        cells = [f"{results[n][name][0]:.2f} / {results[n][name][1]:.0f}" for n in sizes]
+    for name in names:
+        cells = [
+            f"{results[n][name][0]:.2f} / {results[n][name][1]:.0f}" if name in results[n] else ""
+            for n in sizes
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", *targets(results)]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines.append("")
     lines.append(f"Medians of {repeat} fresh processes; load average after the run: {load}.")
     return "\n".join(lines)
+
+
+def targets(results: dict[int, dict[str, tuple[float, float]]]) -> list[str]:
+    """The issue's targets, each next to its measured value and the run's yardsticks."""
+    lines = [
+        "| target | specs | now | target | met | yardsticks, same run |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for target in TARGETS:
+        measured = results.get(target.size)
+        if measured is None or not all(row in measured for row in target.rows):
+            limit = f"< {target.limit:g} {target.unit}"
+            lines.append(f"| {target.label} | {target.size:,} | not run | {limit} | | |")
+            continue
+        if target.unit == "MB":
+            values = [measured[row][1] for row in target.rows]
+            now = f"{max(values):.0f} MB"
+            met = max(values) < target.limit
+        else:
+            values = [measured[row][0] for row in target.rows]
+            now = " / ".join(f"{v:.2f}" for v in values) + " s"
+            met = max(values) < target.limit
+        lines.append(
+            f"| {target.label} | {target.size:,} | {now} | < {target.limit:g} {target.unit} "
+            f"| {'yes' if met else 'no'} | {yardsticks(results, target.size)} |"
+        )
+    return lines
+
+
+def yardsticks(results: dict[int, dict[str, tuple[float, float]]], size: int) -> str:
+    found = [f"cp -r {results[size][CP][0]:.2f} s"] if CP in results[size] else []
+    for n, measured in sorted(results.items()):
+        if KUSTOMIZE in measured:
+            found.append(f"kubectl kustomize at {n:,} specs {measured[KUSTOMIZE][0]:.2f} s")
+    return "; ".join(found)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp dir)")
     parser.add_argument("--python", default=sys.executable, help="interpreter with servegen")
     parser.add_argument("--pythonpath", help="run servegen from this source tree instead")
+    parser.add_argument("--no-cache-rows", action="store_true", help="also SERVEGEN_NO_CACHE=1")
+    parser.add_argument("--kubectl", default=default_kubectl())
+    parser.add_argument("--kustomize-max", type=int, default=1000, help="largest size to kustomize")
+    parser.add_argument("--kustomize-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="servegen-bench-cache-"))
     workdir.mkdir(parents=True, exist_ok=True)

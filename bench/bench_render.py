@@ -141,10 +141,12 @@ def worker(root: Path, out: Path, crds: Path) -> dict[str, Any]:
 
     phases: dict[str, float] = {}
     t = time.perf_counter()
+    from generator.check import ManifestChecker
+    from generator.crds import bundled_files
     from generator.flux import flux_objects
     from generator.layout import layout
     from generator.load import load_specs
-    from generator.pipeline import check_models, crd_sources
+    from generator.pipeline import crd_sources
     from generator.render import duplicate_objects, render_all
     from generator.validate import load_config, validate_repository
     from generator.write import write_tree
@@ -177,13 +179,27 @@ def worker(root: Path, out: Path, crds: Path) -> dict[str, Any]:
     objects = sum(len(e.objects) for m in models for e in m.environments.values())
     objects += sum(len(flux_objects(models, config, env)) for env in config.environments)
     sources = crd_sources(root, config, [crds])
+
+    def check(validator: ManifestChecker) -> list[Any]:
+        """Every model's objects and the Flux objects, as the pipeline checks them."""
+        batches = [r.objects for m in models for r in m.environments.values()]
+        batches += [flux_objects(models, config, env) for env in config.environments]
+        return [p for objects in batches for p in validator.check(objects).problems]
+
+    settings = config.validation
     t = time.perf_counter()
-    problems, _notes = check_models(models, config, sources)
+    validator = ManifestChecker(
+        settings.kubernetes_version,
+        sources,
+        kubeconform=settings.kubeconform,
+        bundled_crds=bundled_files(),
+    )
+    problems = check(validator)
     phases["validation_cold"] = time.perf_counter() - t
     if problems:
         raise SystemExit(f"manifest validation failed: {problems[:5]}")
     t = time.perf_counter()
-    check_models(models, config, sources)
+    check(validator)
     phases["validation_warm"] = time.perf_counter() - t
 
     t = time.perf_counter()

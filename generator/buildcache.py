@@ -1,10 +1,13 @@
-"""A persistent, content-addressed cache of per-model build results.
+"""A persistent, content-addressed cache of per-spec-file build results.
 
-A model's result (its summary, its files under models/<name>/, the kinds its objects had
-no schema for) depends only on servegen itself, the configuration, the CRDs it is
-checked against and its spec file's bytes; the cache key is a hash of exactly those, so
-`render`, `render --check` and `validate` with nothing changed reuse what an earlier
-process computed. Only results that passed the manifest checks are stored.
+What a spec file contributes (its specs' names and positions, its warnings, and each
+model's summary, files under models/<name>/ and the kinds its objects had no schema for)
+depends only on servegen itself, the configuration, the CRDs it is checked against and
+the file's path and bytes; the cache key is a hash of exactly those, so any build
+(`render`, `render --check`, `validate`, `publish`'s builds, `watch`'s first; `diff`
+keeps full objects, which are not cached) reuses what an earlier process computed for
+every file that did not change, without parsing or validating it. Only files whose
+specs all passed every check are stored.
 
 Safe by construction:
 - each entry holds its full key and is used only when that key matches, so a truncated,
@@ -16,16 +19,24 @@ Safe by construction:
 
 It lives next to the CRD cache, in $XDG_CACHE_HOME/servegen/builds (~/.cache by default).
 SERVEGEN_NO_CACHE=1 turns it off.
+
+Eviction: an entry's modification time says when it was last used (a hit older than a
+day touches it). At most once a day, the first process that stores something prunes
+the folder: entries unused for MAX_AGE_DAYS go, then the least recently used until the
+folder is under MAX_BYTES. That walk is a stat per entry (well under a second for the
+entries of a 10,000-spec repository), paid once a day rather than on every run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import sys
-import tempfile
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import metadata
@@ -35,16 +46,20 @@ from typing import Any
 from generator.config import Config
 from generator.errors import Diagnostic
 from generator.render import EnvironmentRender, ModelRender
-from generator.validate import Spec
+from generator.validate import SpecName
 from generator.version import servegen_version
 from generator.versions import ModelVersion
 from runtimes.base import Endpoint
 
 # Bump when what an entry holds changes shape.
-FORMAT = "1"
+FORMAT = "2"
 _PACKAGES = ("generator", "runtimes", "schemas")
 # Validation (pydantic), templates (jinja2), YAML reading, schema checks.
 _LIBRARIES = ("pydantic", "pydantic-core", "jinja2", "ruamel.yaml", "jsonschema-rs")
+DAY = 86_400.0
+MAX_AGE_DAYS = 30  # an entry no run used for this long is deleted
+MAX_BYTES = 1 << 30  # beyond this, the least recently used entries are deleted
+_PRUNED = ".pruned"  # its modification time: when the folder was last pruned
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +67,17 @@ class Cached:
     """One model's stored result."""
 
     model: ModelRender  # a summary, as build() keeps it
-    files: dict[str, bytes]
-    skipped: dict[str, int]
+    files: Mapping[str, bytes]
+    skipped: Mapping[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedFile:
+    """One spec file's stored result: every spec in it was valid and passed its checks."""
+
+    names: tuple[SpecName, ...]
+    warnings: tuple[Diagnostic, ...]
+    models: tuple[Cached, ...]
 
 
 def enabled() -> bool:
@@ -100,56 +124,196 @@ def build_key(config: Config, crd_files: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def model_key(build: str, spec: Spec) -> str:
-    document = spec.document
-    digest = hashlib.sha256(f"{build}\0{spec.path}\0{document.index}\0{spec.name}\0".encode())
-    digest.update(document.text.encode("utf-8", "surrogatepass"))
+def file_key(build: str, path: str, content: bytes) -> str:
+    """`build` plus one spec file's repository path and a digest of its bytes."""
+    digest = hashlib.sha256(f"file\0{build}\0{path}\0".encode())
+    digest.update(content)
     return digest.hexdigest()
 
 
 def _entry_path(key: str) -> Path:
-    return cache_dir() / key[:2] / f"{key}.json"
+    # One Path made from a string: pathlib's `/` per part was a tenth of a warm build.
+    return Path(f"{cache_dir()}/{key[:2]}/{key}.json")
 
 
-def load(key: str) -> Cached | None:
+def _read(key: str) -> bytes:
+    """An entry's bytes (and the entry marked used)."""
+    with _entry_path(key).open("rb") as handle:
+        data = handle.read()
+        _mark_used(handle.fileno())
+    return data
+
+
+def _mark_used(fd: int) -> None:
+    """A hit on an entry not used for a day touches it: its mtime is its last use."""
+    if os.fstat(fd).st_mtime < time.time() - DAY:
+        with contextlib.suppress(OSError):  # a read-only cache is still used
+            os.utime(fd)
+
+
+def load(key: str) -> CachedFile | None:
     """The stored result for `key`, or None (missing, unreadable or not for this key)."""
     try:
-        entry = json.loads(_entry_path(key).read_bytes())
+        entry = json.loads(_read(key))
         if entry.get("key") != key:
             return None
-        return Cached(
-            _model_from(entry["model"]),
-            {path: text.encode() for path, text in entry["files"].items()},
-            {str(kind): int(count) for kind, count in entry["skipped"].items()},
+        return CachedFile(
+            tuple(
+                SpecName(str(n), str(p), int(line), int(col)) for n, p, line, col in entry["names"]
+            ),
+            tuple(Diagnostic(*w) for w in entry["warnings"]),
+            tuple(_cached_from(model) for model in entry["models"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def store(key: str, result: Cached) -> None:
+def _cached_from(entry: Mapping[str, Any]) -> Cached:
+    return Cached(
+        _model_from(entry["model"]),
+        {path: text.encode() for path, text in entry["files"].items()},
+        {str(kind): int(count) for kind, count in entry["skipped"].items()},
+    )
+
+
+def store(key: str, result: CachedFile) -> None:
     try:
-        files = {path: data.decode() for path, data in result.files.items()}
+        models = [
+            {
+                "model": _model_to(cached.model),
+                "files": {path: data.decode() for path, data in cached.files.items()},
+                "skipped": dict(cached.skipped),
+            }
+            for cached in result.models
+        ]
     except UnicodeDecodeError:
         return
-    model = _model_to(result.model)
-    _write(key, {"key": key, "model": model, "files": files, "skipped": result.skipped})
+    entry = {
+        "key": key,
+        "names": [dataclasses.astuple(name) for name in result.names],
+        "warnings": [dataclasses.astuple(w) for w in result.warnings],
+        "models": models,
+    }
+    _write(key, entry)
 
 
-def _write(key: str, entry: Mapping[str, Any]) -> None:
-    """Write an entry whole or not at all: a temporary file renamed over the old one."""
-    target = _entry_path(key)
+def derived_key(build: str, what: str, inputs: Any) -> str:
+    """The key of something computed from `inputs` (plain data and flat dataclasses)."""
+    text = json.dumps(
+        inputs, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_fields
+    )
+    return hashlib.sha256(f"{what}\0{build}\0{text}".encode()).hexdigest()
+
+
+def load_files(key: str) -> dict[str, bytes] | None:
+    """Output files stored under `key` (cluster files), or None."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+        entry = json.loads(_read(key))
+        if entry.get("key") != key:
+            return None
+        return {str(path): text.encode() for path, text in entry["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def store_files(key: str, files: Mapping[str, bytes]) -> None:
+    try:
+        texts = {path: data.decode() for path, data in files.items()}
+    except UnicodeDecodeError:
+        return
+    _write(key, {"key": key, "files": texts})
+
+
+def _write(key: str, entry: Mapping[str, Any] | Sequence[bytes]) -> None:
+    """Write an entry (a JSON object, or chunks of bytes) whole or not at all: a
+    temporary file renamed over the old one."""
+    target = _entry_path(key)
+    if isinstance(entry, Mapping):
+        # json.dumps, not json.dump: only the former uses the C encoder.
+        entry = [json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()]
+    # Unique per process and thread: concurrent writers of one key never share a file.
+    tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = _create(tmp)
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(entry, out, ensure_ascii=False, separators=(",", ":"))
-            Path(tmp).replace(target)
+            with os.fdopen(fd, "wb") as out:
+                out.writelines(entry)
+            tmp.replace(target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
     except OSError:
-        pass  # a read-only or full cache folder is fine: the cache only saves time
+        return  # a read-only or full cache folder is fine: the cache only saves time
+    prune_daily()
+
+
+_made: set[Path] = set()  # folders this process made or found (one mkdir each)
+
+
+def _create(path: Path) -> int:
+    """Open a new file for writing, making its folder (again, if it was deleted)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    if path.parent not in _made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made.add(path.parent)
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:  # the cache was deleted meanwhile: that is allowed
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)
+
+
+# --- eviction ---------------------------------------------------------------------------
+
+
+@cache
+def prune_daily() -> None:
+    """Prune the folder when no process did for a day; at most once per process.
+
+    The stamp is touched before pruning, so concurrent runs do not all walk the folder.
+    """
+    stamp = cache_dir() / _PRUNED
+    try:
+        if stamp.stat().st_mtime > time.time() - DAY:
+            return
+    except OSError:
+        pass  # never pruned
+    try:
+        stamp.touch()
+    except OSError:
+        return
+    prune()
+
+
+def prune(now: float | None = None) -> list[Path]:
+    """Delete entries unused for MAX_AGE_DAYS, then the least recently used ones until
+    the folder holds at most MAX_BYTES; returns what was deleted.
+
+    Another process may read an entry while it goes: that is a miss, as for any entry.
+    Temporary files a crashed writer left (a day old) go too.
+    """
+    now = time.time() if now is None else now
+    kept: list[tuple[float, int, Path]] = []
+    deleted: list[Path] = []
+    for path in cache_dir().glob("??/*"):
+        try:
+            info = path.stat()
+        except OSError:
+            continue  # deleted meanwhile
+        abandoned = path.name.endswith(".tmp") and info.st_mtime < now - DAY
+        if abandoned or info.st_mtime < now - MAX_AGE_DAYS * DAY:
+            deleted.append(path)
+        elif path.suffix == ".json":
+            kept.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in kept)
+    for _, size, path in sorted(kept):  # least recently used first
+        if total <= MAX_BYTES:
+            break
+        deleted.append(path)
+        total -= size
+    for path in deleted:
+        path.unlink(missing_ok=True)
+    return deleted
 
 
 # --- whole repositories -----------------------------------------------------------------
@@ -157,9 +321,9 @@ def _write(key: str, entry: Mapping[str, Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class CachedBuild:
-    """A whole successful build: its models' entries plus what spans every model."""
+    """A whole successful build."""
 
-    models: tuple[Cached, ...]
+    models: tuple[ModelRender, ...]  # summaries
     files: dict[str, bytes]  # every output file
     notes: tuple[str, ...]
     failed_files: frozenset[str]
@@ -170,11 +334,13 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
     """`build` plus every spec file's path and bytes; None when a file is a symlink
     (whatever it points at is for the loader to judge) or cannot be read."""
     digest = hashlib.sha256(f"repository\0{build}\0".encode())
+    prefix = len(str(root)) + 1
     try:
-        for path in spec_files:
+        for path in spec_files:  # below root, as discover() lists them
             if path.is_symlink():
                 return None
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            # The relative path by slicing: relative_to() was a tenth of a warm build.
+            digest.update(str(path)[prefix:].replace(os.sep, "/").encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     except OSError:
         return None
@@ -182,54 +348,54 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
 
 
 def load_build(key: str) -> CachedBuild | None:
-    """A stored build, when it and every model entry it names are still there."""
+    """A stored build: one entry holding everything, so a hit is one read.
+
+    The entry is a JSON line (key, model summaries, notes, warnings, and each output
+    file's path and length) followed by the files' bytes, read one at a time: no copy
+    of the whole output is ever held besides the files themselves.
+    """
     try:
-        entry = json.loads(_entry_path(key).read_bytes())
-        if entry.get("key") != key:
-            return None
-        models = []
-        for model_key in entry["models"]:
-            cached = load(model_key)
-            if cached is None:
+        with _entry_path(key).open("rb") as handle:
+            head = json.loads(handle.readline())
+            if head.get("key") != key:
                 return None
-            models.append(cached)
-        files: dict[str, bytes] = {}
-        for cached in models:
-            files.update(cached.files)
-        files.update((path, text.encode()) for path, text in entry["files"].items())
-        notes = tuple(str(note) for note in entry["notes"])
-        warnings = tuple(Diagnostic(*w) for w in entry["warnings"])
-        failed = frozenset(entry["failed_files"])
-        return CachedBuild(tuple(models), files, notes, failed, warnings)
+            files = {}
+            for path, length in head["files"]:
+                data = handle.read(length)
+                if len(data) != length:
+                    return None  # truncated
+                files[str(path)] = data
+            if handle.read(1):
+                return None  # longer than it says
+            _mark_used(handle.fileno())
+        models = tuple(_model_from(model) for model in head["models"])
+        notes = tuple(str(note) for note in head["notes"])
+        warnings = tuple(Diagnostic(*w) for w in head["warnings"])
+        failed = frozenset(head["failed_files"])
+        return CachedBuild(models, files, notes, failed, warnings)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def store_build(
     key: str,
-    model_keys: Sequence[str],
+    models: Sequence[ModelRender],
     files: Mapping[str, bytes],
-    model_files: Mapping[str, bytes],
     notes: Sequence[str],
     failed_files: Iterable[str],
     warnings: Iterable[Diagnostic],
 ) -> None:
-    """Store a build; the models' own files stay in their entries (`model_keys`)."""
-    try:
-        shared = {
-            path: data.decode() for path, data in files.items() if model_files.get(path) != data
-        }
-    except UnicodeDecodeError:
-        return
-    entry = {
+    """Store a whole build: model summaries, notes, warnings and every output file."""
+    head = {
         "key": key,
-        "models": list(model_keys),
-        "files": shared,
+        "models": [_model_to(model) for model in models],
         "notes": list(notes),
         "failed_files": sorted(failed_files),
         "warnings": [dataclasses.astuple(w) for w in warnings],
+        "files": [[path, len(data)] for path, data in files.items()],
     }
-    _write(key, entry)
+    line = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    _write(key, [line, *files.values()])
 
 
 # --- summaries <-> JSON ---------------------------------------------------------------
@@ -253,8 +419,8 @@ def _environment_to(rendered: EnvironmentRender) -> dict[str, Any]:
         "labels": dict(rendered.labels),
         "annotations": dict(rendered.annotations),
         "objects": list(rendered.objects),
-        "endpoint": dataclasses.asdict(rendered.endpoint),
-        "version": None if version is None else dataclasses.asdict(version),
+        "endpoint": _fields(rendered.endpoint),
+        "version": None if version is None else _fields(version),
     }
 
 
@@ -281,6 +447,11 @@ def _environment_from(data: Mapping[str, Any]) -> EnvironmentRender:
         endpoint=Endpoint(**_tuples(data["endpoint"])),
         version=None if version is None else ModelVersion(**_tuples(version)),
     )
+
+
+def _fields(flat: Any) -> dict[str, Any]:
+    """A flat dataclass's fields (dataclasses.asdict copies deeply, ten times slower)."""
+    return {field.name: getattr(flat, field.name) for field in dataclasses.fields(flat)}
 
 
 def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:

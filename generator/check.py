@@ -38,7 +38,6 @@ from generator.yamlio import format_path
 __all__ = [
     "CheckResult",
     "ManifestChecker",
-    "ManifestValidator",
     "ObjectProblem",
     "format_path",
     "resolve_kubernetes_version",
@@ -211,10 +210,3 @@ def _kubeconform_binary(mode: str) -> str | None:
     from generator import kubeconform
 
     return kubeconform.find_kubeconform(mode)
-
-
-class ManifestValidator(ManifestChecker):
-    """The former name, kept while callers move to `ManifestChecker.check`."""
-
-    def validate(self, objects: Iterable[Mapping[str, Any]]) -> CheckResult:
-        return self.check(objects)

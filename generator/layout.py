@@ -184,10 +184,15 @@ def layout(models: Sequence[ModelRender], config: Config) -> dict[str, bytes]:
 
 
 def finish_layout(
-    files: Mapping[str, bytes], models: Sequence[ModelRender], config: Config
+    files: Mapping[str, bytes],
+    models: Sequence[ModelRender],
+    config: Config,
+    clusters: Mapping[str, bytes] | None = None,
 ) -> dict[str, bytes]:
-    """Add what spans every model (clusters, endpoints, Flux, README) to the model files."""
-    out = {**files, **cluster_files(models, config), **rbac_files(models, config)}
+    """Add what spans every model (clusters, endpoints, Flux, RBAC, README) to the model
+    files. `clusters` is `cluster_files()` of the same models when the caller kept it."""
+    clusters = cluster_files(models, config) if clusters is None else clusters
+    out = {**files, **clusters, **rbac_files(models, config)}
     out[outtree.INDEX] = index_markdown(models, config).encode()
     return dict(sorted(out.items()))
 

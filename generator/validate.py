@@ -332,16 +332,35 @@ def _check_environment_names(
 # --- across files ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SpecName:
+    """Where a valid spec's name is written: all the unique-name rule needs of it."""
+
+    name: str
+    path: str
+    line: int
+    col: int
+
+    @classmethod
+    def of(cls, spec: ValidatedSpec) -> SpecName:
+        return cls(spec.name, spec.path, *spec.document.position(("name",)))
+
+
 def check_repository(specs: Sequence[ValidatedSpec]) -> list[Diagnostic]:
     """Rules that need every spec at once: unique names."""
-    first: dict[str, ValidatedSpec] = {}
+    return duplicate_names([SpecName.of(spec) for spec in specs])
+
+
+def duplicate_names(names: Sequence[SpecName]) -> list[Diagnostic]:
+    """Each spec whose name an earlier one already has, and that earlier one."""
+    first: dict[str, SpecName] = {}
     out = []
-    for spec in specs:
+    for spec in names:
         other = first.setdefault(spec.name, spec)
         if other is spec:
             continue
-        line, col = spec.document.position(("name",))
-        oline, ocol = other.document.position(("name",))
+        line, col = spec.line, spec.col
+        oline, ocol = other.line, other.col
         out.append(
             Diagnostic(
                 spec.path,
@@ -514,7 +533,3 @@ def _not_a_mapping(path: str, document: Document, what: str) -> Diagnostic:
     got = type(document.data).__name__
     names = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}
     return Diagnostic(path, line, col, "", f"{what} must be a mapping, got {names.get(got, got)}")
-
-
-# The record's former name, for modules not yet moved to ValidatedSpec.
-Spec = ValidatedSpec

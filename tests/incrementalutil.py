@@ -38,8 +38,9 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def one_shot(repo: Path, crds: Iterable[Path]) -> dict[str, bytes]:
-    """What `servegen render` writes for the tree as it is now (with its manifest)."""
-    files = build(repo, crds=tuple(crds)).files
+    """What `servegen render` writes for the tree as it is now (with its manifest),
+    computed afresh: full objects bypass the build cache that incremental builds use."""
+    files = build(repo, crds=tuple(crds), keep_objects=True).files
     return {**files, MANIFEST: manifest_bytes(files)}
 
 

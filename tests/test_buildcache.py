@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from generator import buildcache, pipeline
-from generator.errors import RenderError
+from generator.config import Config
+from generator.errors import InvalidInputError, RenderError
+from generator.incremental import IncrementalBuild
+from generator.load import SourceFile
 from generator.pipeline import build
-from generator.validate import validate_repository
+from generator.render import ModelRender
+from generator.validate import FileResult, ValidatedSpec
+from generator.write import MANIFEST, manifest_bytes
+from tests.conftest import REPO_ROOT
+from tests.incrementalutil import one_shot, tree
 
 
 def _entries() -> list[Path]:
     return sorted(buildcache.cache_dir().rglob("*.json"))
 
 
+def _head(path: Path) -> dict[str, object]:
+    """An entry's JSON (a whole build's: its first line; its files' bytes follow)."""
+    head: dict[str, object] = json.loads(path.read_bytes().split(b"\n", 1)[0])
+    return head
+
+
 def _model_entries() -> list[Path]:
-    return [path for path in _entries() if "model" in json.loads(path.read_bytes())]
+    """The spec files' entries (each example file holds one spec)."""
+    return [path for path in _entries() if "names" in _head(path)]
+
+
+def _forget_whole_builds() -> None:
+    """Leave only the spec files' entries, so a build must read every spec file."""
+    for path in _entries():
+        if "notes" in _head(path):
+            path.unlink()
 
 
 def _no_render(*_: object) -> object:
@@ -32,11 +58,25 @@ def test_a_second_build_reuses_every_model(
     first = build(example_repo)
     assert len(_model_entries()) == len(first.models)
     monkeypatch.setattr(pipeline, "render_spec", _no_render)
-    # Validated afresh: only the whole-build entry is bypassed, every model is reused.
-    second = build(example_repo, validated=validate_repository(example_repo))
+    # Validated afresh: only the whole-build entry is gone, every model is reused.
+    _forget_whole_builds()
+    second = build(example_repo)
     assert second.files == first.files
     assert second.models == first.models
     assert second.notes == first.notes
+
+
+def test_cluster_files_are_reused_while_what_they_list_is_unchanged(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build(example_repo)
+    _forget_whole_builds()
+    monkeypatch.setattr(pipeline, "cluster_files", _no_render)
+    assert build(example_repo).files == first.files
+    spec = example_repo / "specs/kubeai/nomic-embed.yaml"
+    spec.write_text(spec.read_text().replace("nomic-embed", "nomic-embed-2"))
+    with pytest.raises(RenderError, match="rendered again"):  # the catalog lists it
+        build(example_repo)
 
 
 def test_a_changed_spec_is_rendered_again(
@@ -75,10 +115,11 @@ def test_a_config_change_invalidates_everything(example_repo: Path) -> None:
     "damage",
     [
         lambda data: data[: len(data) // 2],
-        lambda data: json.dumps({**json.loads(data), "key": "0" * 64}).encode(),
+        lambda data: re.sub(rb'"key":"[0-9a-f]{64}"', b'"key":"' + b"0" * 64 + b'"', data, count=1),
         lambda data: b"\xff\xfe",
+        lambda data: data + b"x",
     ],
-    ids=["truncated", "other key", "garbage"],
+    ids=["truncated", "other key", "garbage", "extended"],
 )
 def test_a_damaged_entry_is_a_miss(example_repo: Path, damage: object) -> None:
     first = build(example_repo)
@@ -96,6 +137,7 @@ def test_an_entry_is_used_only_under_its_own_key(
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
+    _forget_whole_builds()  # else that one entry answers without reading the others
     assert build(example_repo).files == first.files
     assert json.loads(a.read_bytes())["key"] == a.stem  # stored again, correctly
 
@@ -128,7 +170,7 @@ def test_nothing_changed_skips_validation_too(
     example_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = build(example_repo)
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
     again = build(example_repo)
     assert again.files == first.files
     assert again.models == first.models
@@ -140,24 +182,49 @@ def test_nothing_changed_skips_validation_too(
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "validated"),
     [
-        lambda repo: (repo / "specs/kubeai/new.yaml").write_text(
-            (repo / "specs/kubeai/nomic-embed.yaml").read_text().replace("nomic-embed", "new-one")
+        (
+            lambda repo: (repo / "specs/kubeai/new.yaml").write_text(
+                (repo / "specs/kubeai/nomic-embed.yaml").read_text().replace("nomic-embed", "new")
+            ),
+            ["specs/kubeai/new.yaml"],
         ),
-        lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").unlink(),
-        lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").write_text("name: [broken\n"),
+        (lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").unlink(), []),
+        (
+            lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").write_text("name: [broken\n"),
+            [],  # not even parsed into documents: the YAML error comes first
+        ),
+        (
+            lambda repo: (repo / "specs/kubeai/nomic-embed.yaml").write_text(
+                (repo / "specs/kubeai/nomic-embed.yaml").read_text() + "# a comment\n"
+            ),
+            ["specs/kubeai/nomic-embed.yaml"],
+        ),
     ],
-    ids=["added", "removed", "broken"],
+    ids=["added", "removed", "broken", "commented"],
 )
-def test_any_spec_file_change_validates_again(
-    example_repo: Path, monkeypatch: pytest.MonkeyPatch, change: object
+def test_only_changed_spec_files_are_validated_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, change: object, validated: list[str]
 ) -> None:
     build(example_repo)
     change(example_repo)  # type: ignore[operator]
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
-    with pytest.raises(AssertionError, match="validated again"):
-        build(example_repo)
+    seen: list[str] = []
+    real = pipeline.validate_file
+
+    def counting(source: SourceFile, config: Config) -> FileResult:
+        seen.append(source.path)
+        return real(source, config)
+
+    monkeypatch.setattr(pipeline, "validate_file", counting)
+    try:
+        again = build(example_repo)
+    except InvalidInputError as exc:
+        assert [d.path for d in exc.diagnostics] == ["specs/kubeai/nomic-embed.yaml"]
+        assert seen == validated
+    else:
+        assert seen == validated
+        assert again.files == build(example_repo, keep_objects=True).files  # uncached
 
 
 def test_a_linked_spec_file_is_never_reused(
@@ -170,7 +237,7 @@ def test_a_linked_spec_file_is_never_reused(
     spec.unlink()
     spec.symlink_to(target)
     build(example_repo)
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
     with pytest.raises(AssertionError, match="validated again"):
         build(example_repo)
 
@@ -183,14 +250,12 @@ def test_validate_reports_the_same_from_the_cache(
     specs: bool,
 ) -> None:
     from generator.cli import main
-    from generator.commands import validate as validate_command
 
     if not specs:
         shutil.rmtree(example_repo / "specs")
     first_code = main(["-C", str(example_repo), "validate"])
     first = capsys.readouterr()
-    monkeypatch.setattr(validate_command, "validate_repository", _no_validation)
-    monkeypatch.setattr(pipeline, "validate_repository", _no_validation)
+    monkeypatch.setattr(pipeline, "validate_file", _no_validation)
     second_code = main(["-C", str(example_repo), "validate"])
     second = capsys.readouterr()
     assert (second_code, second.out, second.err) == (first_code, first.out, first.err)
@@ -209,3 +274,212 @@ def test_the_code_key_follows_library_versions(monkeypatch: pytest.MonkeyPatch) 
         assert buildcache.code_digest() != before
     finally:
         buildcache.code_digest.cache_clear()
+
+
+# --- one build path: IncrementalBuild (watch) shares the cache with build() ----------------
+
+
+class _Counting:
+    """render_spec, counting the models it renders."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._render = pipeline.render_spec
+
+    def __call__(self, spec: ValidatedSpec, config: Config) -> ModelRender:
+        model = self._render(spec, config)
+        self.names.append(model.name)
+        return model
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> _Counting:
+    counting = _Counting()
+    monkeypatch.setattr(pipeline, "render_spec", counting)
+    return counting
+
+
+def test_a_fresh_watcher_reuses_what_another_process_rendered(
+    example_repo: Path, renders: _Counting
+) -> None:
+    """Each IncrementalBuild starts with nothing in memory, as a new `watch` process does."""
+    first = IncrementalBuild(example_repo).initial()
+    assert first.ok and len(renders.names) == first.models == 10
+    renders.names.clear()
+    (example_repo / "output").rename(example_repo / "output.first")
+    second = IncrementalBuild(example_repo).initial()
+    assert second.ok and second.models == 10
+    assert renders.names == []  # every model came from the cache
+    assert tree(example_repo / "output") == tree(example_repo / "output.first")
+    assert second.notes == first.notes
+
+
+def test_a_watcher_and_a_render_share_entries(example_repo: Path, renders: _Counting) -> None:
+    built = build(example_repo)
+    assert len(renders.names) == len(built.models)
+    renders.names.clear()
+    assert IncrementalBuild(example_repo).initial().ok
+    assert renders.names == []
+    assert tree(example_repo / "output") == {**built.files, MANIFEST: manifest_bytes(built.files)}
+
+
+def test_a_changed_spec_misses_in_a_fresh_watcher(example_repo: Path, renders: _Counting) -> None:
+    assert IncrementalBuild(example_repo).initial().ok
+    spec = example_repo / "specs/kubeai/nomic-embed.yaml"
+    spec.write_text(spec.read_text().replace("max_replicas: 3", "max_replicas: 4"))
+    renders.names.clear()
+    assert IncrementalBuild(example_repo).initial().ok
+    assert renders.names == ["nomic-embed"]
+    assert tree(example_repo / "output") == one_shot(example_repo, ())
+
+
+def test_a_changed_config_misses_every_model(example_repo: Path, renders: _Counting) -> None:
+    assert IncrementalBuild(example_repo).initial().ok
+    config = example_repo / "servegen.yaml"
+    config.write_text(config.read_text().replace("labels: {environment: dev", "labels: {x: y", 1))
+    renders.names.clear()
+    result = IncrementalBuild(example_repo).initial()
+    assert result.ok
+    assert len(set(renders.names)) == len(renders.names) == result.models == 10
+
+
+def test_a_changed_configured_crd_misses_every_model(
+    example_repo: Path, renders: _Counting, crds_dir: Path, tmp_path: Path
+) -> None:
+    crds = tmp_path / "crds"
+    shutil.copytree(crds_dir, crds)
+    built = build(example_repo, crds=[crds])
+    renders.names.clear()
+    build(example_repo, crds=[crds])
+    assert renders.names == []  # the whole build was reused
+    kubeai = crds / "kubeai.org_models.yaml"
+    kubeai.write_text(kubeai.read_text() + "\n# another release\n")
+    assert build(example_repo, crds=[crds]).files == built.files
+    assert len(renders.names) == len(built.models)
+
+
+def test_a_changed_bundled_crd_changes_the_code_key(
+    monkeypatch: pytest.MonkeyPatch, crds_dir: Path
+) -> None:
+    """Bundled CRDs are part of servegen's own code digest, read byte for byte."""
+    before = buildcache.code_digest()
+    real = Path.read_bytes
+    kubeai = (crds_dir / "kubeai.org_models.yaml").resolve()
+
+    def edited(path: Path) -> bytes:
+        data = real(path)
+        return data + b"\n# edited\n" if path.resolve() == kubeai else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    buildcache.code_digest.cache_clear()
+    try:
+        assert buildcache.code_digest() != before
+    finally:
+        buildcache.code_digest.cache_clear()
+
+
+def test_a_corrupted_model_entry_is_a_miss_for_a_watcher(
+    example_repo: Path, renders: _Counting
+) -> None:
+    assert IncrementalBuild(example_repo).initial().ok
+    damaged = _model_entries()[0]
+    name = json.loads(damaged.read_bytes())["models"][0]["model"]["name"]
+    damaged.write_bytes(damaged.read_bytes()[:-20])
+    renders.names.clear()
+    (example_repo / "output").rename(example_repo / "output.first")
+    assert IncrementalBuild(example_repo).initial().ok
+    assert renders.names == [name]
+    assert tree(example_repo / "output") == tree(example_repo / "output.first")
+
+
+# --- eviction -------------------------------------------------------------------------------
+
+
+def _age(path: Path, days: float) -> None:
+    when = time.time() - days * buildcache.DAY
+    os.utime(path, (when, when))
+
+
+def test_prune_deletes_entries_unused_for_a_month(example_repo: Path) -> None:
+    build(example_repo)
+    old, recent, *_ = _entries()
+    _age(old, buildcache.MAX_AGE_DAYS + 1)
+    _age(recent, buildcache.MAX_AGE_DAYS - 1)
+    leftover = old.parent / ".abandoned.tmp"
+    leftover.write_text("a crashed writer's")
+    _age(leftover, 2)
+    assert sorted(buildcache.prune()) == sorted([old, leftover])
+    assert recent.exists() and not old.exists() and not leftover.exists()
+
+
+def test_a_hit_marks_an_entry_used(example_repo: Path) -> None:
+    build(example_repo)
+    _forget_whole_builds()
+    for entry in _entries():
+        _age(entry, buildcache.MAX_AGE_DAYS + 1)
+    build(example_repo)  # reuses every model entry, which makes them recent again
+    assert buildcache.prune() == []
+    assert len(_model_entries()) == 10
+
+
+def test_prune_keeps_the_folder_under_its_size_cap(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(example_repo)
+    entries = _entries()
+    for days, entry in enumerate(entries):  # the first entry was used most recently
+        _age(entry, days + 1)
+    sizes = [entry.stat().st_size for entry in entries]
+    monkeypatch.setattr(buildcache, "MAX_BYTES", sum(sizes[:3]))
+    deleted = buildcache.prune()
+    assert sorted(deleted) == sorted(entries[3:])
+    assert _entries() == sorted(entries[:3])
+
+
+def test_pruning_runs_once_a_day_when_something_is_stored(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    buildcache.prune_daily.cache_clear()
+    build(example_repo)  # the first store of this process prunes, and stamps the folder
+    # The whole-build entry: no later build reads it (and so marks it used) again.
+    (stale,) = [path for path in _entries() if "notes" in _head(path)]
+    _age(stale, buildcache.MAX_AGE_DAYS + 1)
+    stamp = buildcache.cache_dir() / ".pruned"
+    _age(stamp, 0.5)  # pruned half a day ago: not yet again
+    buildcache.prune_daily.cache_clear()
+    (example_repo / "specs/kubeai/nomic-embed.yaml").write_text(
+        (example_repo / "specs/kubeai/nomic-embed.yaml").read_text() + "# new bytes\n"
+    )
+    build(example_repo)
+    assert stale.exists()
+    _age(stamp, 2)
+    buildcache.prune_daily.cache_clear()
+    (example_repo / "specs/kubeai/nomic-embed.yaml").write_text(
+        (example_repo / "specs/kubeai/nomic-embed.yaml").read_text() + "# newer bytes\n"
+    )
+    build(example_repo)
+    assert not stale.exists()
+    assert stamp.stat().st_mtime > time.time() - 60
+    buildcache.prune_daily.cache_clear()
+
+
+def test_concurrent_runs_share_one_cache_safely(example_repo: Path, tmp_path: Path) -> None:
+    """Three `render` processes at once, one cache folder: each writes every entry by
+    rename, none reads half an entry, and a fourth run reuses what they stored."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "shared")}
+    env.pop("SERVEGEN_NO_CACHE", None)
+
+    def render(out: Path) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "generator", "-C", str(example_repo), "render"]
+        return subprocess.Popen([*command, "--out", str(out)], env=env, cwd=REPO_ROOT)
+
+    runs = [render(tmp_path / f"out-{i}") for i in range(3)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0, 0]
+    trees = [tree(tmp_path / f"out-{i}") for i in range(3)]
+    assert trees[0] == trees[1] == trees[2] == one_shot(example_repo, ())
+    builds = tmp_path / "shared" / "servegen" / "builds"
+    assert not list(builds.rglob("*.tmp"))  # every write was renamed into place
+    stored = {path: path.stat().st_mtime_ns for path in builds.rglob("*.json")}
+    assert render(tmp_path / "out-again").wait(timeout=300) == 0
+    assert tree(tmp_path / "out-again") == trees[0]
+    assert {path: path.stat().st_mtime_ns for path in builds.rglob("*.json")} == stored

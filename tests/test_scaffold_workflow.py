@@ -262,3 +262,38 @@ def test_init_pins_the_workflow_only_to_an_https_git_commit(
     direct_url: str, expected: str | None
 ) -> None:
     assert requirement_from_direct_url(direct_url) == expected
+
+
+@pytest.mark.parametrize("job", ["validate", "publish"])
+def test_jobs_that_build_keep_the_build_cache_between_runs(job: str, tmp_path: Path) -> None:
+    """An actions/cache step, pinned, before servegen runs, saving the folder where
+    servegen keeps its cache on a runner (HOME set, XDG_CACHE_HOME not), under a key that
+    changes with the pinned servegen and servegen.yaml, falling back to older runs'."""
+    from generator.commands.init import scaffold_files
+
+    workflow: dict[str, Any] = YAML(typ="safe").load(scaffold_files()[WORKFLOW.as_posix()])
+    steps = workflow["jobs"][job]["steps"]
+    (index,) = [i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/cache@")]
+    assert re.fullmatch(r"actions/cache@[0-9a-f]{40}", steps[index]["uses"])
+    first_servegen = min(i for i, s in enumerate(steps) if "servegen " in s.get("run", ""))
+    assert index < first_servegen
+    cached = steps[index]["with"]
+    home = tmp_path / "runner"
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
+    where = subprocess.run(
+        [sys.executable, "-c", "from generator import buildcache; print(buildcache.cache_dir())"],
+        env={**env, "HOME": str(home)},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(cached["path"].replace("~", str(home), 1))
+    key = cached["key"]
+    for part in ("${{ env.SERVEGEN_REQUIREMENT }}", "${{ hashFiles('servegen.yaml') }}"):
+        assert part in key
+    assert key.endswith("-${{ github.run_id }}")
+    restore = cached["restore-keys"].split("\n")
+    restore = [line for line in restore if line]
+    assert len(restore) == 2 and all(key.startswith(prefix) for prefix in restore)
+    assert "hashFiles" in restore[0] and "hashFiles" not in restore[1]
