@@ -1,0 +1,43 @@
+"""The README's "How it works" table is the map of the code: it must name every module."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def _how_it_works() -> str:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## How it works")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _named(section: str) -> set[str]:
+    names = set(re.findall(r"`((?:generator|runtimes)/[\w/]+\.py)`", section))
+    if "`generator/commands/<command>.py`" in section:
+        names |= {f"generator/commands/{p.name}" for p in _modules("generator/commands")}
+    return names
+
+
+def _modules(folder: str) -> list[Path]:
+    return [p for p in (REPO_ROOT / folder).glob("*.py") if p.name not in ("__init__.py",)]
+
+
+def test_every_module_is_on_the_map() -> None:
+    section = _how_it_works()
+    named = _named(section)
+    modules = {
+        p.relative_to(REPO_ROOT).as_posix()
+        for folder in ("generator", "runtimes")
+        for p in _modules(folder)
+        if p.name != "__main__.py"
+    } | {"runtimes/__init__.py"}
+    assert sorted(modules - named) == []
+    assert sorted(m for m in named if not (REPO_ROOT / m).is_file()) == []
+
+
+def test_the_map_check_sees_a_missing_module() -> None:
+    section = _how_it_works().replace("`generator/outtree.py`", "`outtree`")
+    assert "generator/outtree.py" not in _named(section)
