@@ -137,3 +137,29 @@ def kustomization() -> dict[str, Any]:
             "sourceRef": {"kind": "GitRepository", "name": "serving"},
         },
     }
+
+
+def crd(group: str, kind: str, version: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A namespaced CustomResourceDefinition serving one version whose `spec` is `spec`."""
+    plural = kind.lower() + "s"
+    schema = {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+        },
+    }
+    served = {"name": version, "served": True, "storage": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural},
+            "scope": "Namespaced",
+            "versions": [{**served, "schema": {"openAPIV3Schema": schema}}],
+        },
+    }

@@ -19,6 +19,7 @@ from generator.cli import main
 from generator.crds import bundled, bundled_dir, bundled_files, verify_bundled
 from generator.pipeline import build
 from tests.conftest import EXAMPLES, REPO_ROOT
+from tests.objects import crd
 
 K8S = "1.33"
 RENDERED_KINDS = {
@@ -130,41 +131,8 @@ def test_bundled_crds_reject_a_bad_custom_resource() -> None:
 
 
 def _crd(group: str, kind: str, version: str, required: list[str]) -> str:
-    plural = kind.lower() + "s"
-    return json.dumps(
-        {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{group}"},
-            "spec": {
-                "group": group,
-                "names": {"kind": kind, "plural": plural},
-                "scope": "Namespaced",
-                "versions": [
-                    {
-                        "name": version,
-                        "served": True,
-                        "storage": True,
-                        "schema": {
-                            "openAPIV3Schema": {
-                                "type": "object",
-                                "properties": {
-                                    "apiVersion": {"type": "string"},
-                                    "kind": {"type": "string"},
-                                    "metadata": {"type": "object"},
-                                    "spec": {
-                                        "type": "object",
-                                        "required": required,
-                                        "x-kubernetes-preserve-unknown-fields": True,
-                                    },
-                                },
-                            }
-                        },
-                    }
-                ],
-            },
-        }
-    )
+    spec = {"type": "object", "required": required, "x-kubernetes-preserve-unknown-fields": True}
+    return json.dumps(crd(group, kind, version, spec))
 
 
 def test_a_configured_crd_replaces_the_bundled_one_of_its_kind(tmp_path: Path) -> None:

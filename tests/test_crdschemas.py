@@ -18,37 +18,11 @@ from generator.crds import bundled_dir, bundled_files
 from generator.crdschemas import shipped_dir, write_shipped
 from generator.errors import ServegenError
 from generator.objectproblems import schema_problems
-from tests.objects import git_repository, inference_service, kubeai_model, kustomization
+from tests.objects import crd, git_repository, inference_service, kubeai_model, kustomization
 
 K8S = "1.33"
 
-WIDGET_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.example.com"},
-    "spec": {
-        "group": "example.com",
-        "names": {"kind": "Widget", "plural": "widgets"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "apiVersion": {"type": "string"},
-                            "kind": {"type": "string"},
-                            "spec": {"type": "object", "properties": {}},
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
+WIDGET_CRD = crd("example.com", "Widget", "v1", {"type": "object", "properties": {}})
 WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
 
 

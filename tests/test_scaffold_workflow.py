@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,11 @@ def step(workflow: dict[str, Any], job: str, starts: str) -> Step:
 
 
 def execute(
-    found: Step, cwd: Path, ci: Path, expressions: dict[str, str] | None = None, **github: str
+    found: Step,
+    cwd: Path,
+    ci: Path,
+    expressions: dict[str, str] | None = None,
+    github: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
     env["PATH"] = f"{ci / 'bin'}{os.pathsep}{env['PATH']}"
@@ -77,7 +82,7 @@ def execute(
             assert expressions and value in expressions, f"unknown expression {value}"
             value = expressions[value]
         env[key] = value
-    env.update(github)
+    env.update(github or {})
     # No package index: servegen's dependencies are already there, servegen comes from git.
     env.update(PIP_NO_INDEX="1", PIP_NO_DEPS="1", PIP_NO_BUILD_ISOLATION="0")
     return subprocess.run(
@@ -222,7 +227,7 @@ def test_pull_request_job_validates_with_crds_and_diffs(
     assert names[0] == "Install servegen (pinned to a commit)"
     pr = {"GITHUB_BASE_REF": "main", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
     for found in run_steps(workflow, "validate"):
-        done = execute(found, work, ci_python, **pr)
+        done = execute(found, work, ci_python, github=pr)
         assert done.returncode == 0, f"{found.name}: {done.stdout}{done.stderr}"
         if found.name.startswith("Validate"):
             assert "::error" not in done.stdout
@@ -234,7 +239,7 @@ def test_pull_request_job_validates_with_crds_and_diffs(
     # A broken spec fails the validate step with an annotation at its position.
     spec = work / "specs" / "whisper.yaml"
     spec.write_text(spec.read_text().replace("use_cpu_image", "use_cpu_imag"))
-    done = execute(step(workflow, "validate", "Validate"), work, ci_python, **pr)
+    done = execute(step(workflow, "validate", "Validate"), work, ci_python, github=pr)
     assert done.returncode == 1
     assert done.stdout.startswith("::error file=specs/whisper.yaml,line=")
 
