@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -415,11 +415,20 @@ def json_scalar(value: Any) -> str:
     return _SURROGATE_PAIR.sub(_astral, text) if "\\ud" in text else text
 
 
+def _string(value: str) -> str:
+    if _PLAIN.fullmatch(value) and value.lower() not in _NOT_STRINGS:
+        return value
+    return json_scalar(value)
+
+
+# Rendered objects repeat the same keys and short values thousands of times: each is
+# judged once (a third of writing YAML). Long strings are rarely repeated: not kept.
+_short_string = lru_cache(maxsize=1 << 16)(_string)
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, str):
-        if _PLAIN.fullmatch(value) and value.lower() not in _NOT_STRINGS:
-            return value
-        return json_scalar(value)
+        return _short_string(value) if len(value) <= 200 else _string(value)
     if value is None or isinstance(value, bool | int):
         return json_scalar(value)
     if isinstance(value, float):
