@@ -54,6 +54,7 @@ __all__ = [
     "Repo",
     "Tree",
     "TreeEntry",
+    "WorktreeStatus",
     "author_from_env_or_config",
     "blob_ids",
     "branch_sha",
@@ -83,6 +84,7 @@ __all__ = [
     "transport_overrides",
     "tree_of",
     "update_branch",
+    "worktree_status",
     "write_tree",
 ]
 
@@ -1261,6 +1263,43 @@ def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
         if entry[:1] in (b"R", b"C"):
             next(entries, None)  # a rename's or copy's source path follows
     return sorted(found)
+
+
+@dataclass(frozen=True)
+class WorktreeStatus:
+    """What `git status` says about some paths: the commit HEAD names, and every entry
+    (staged, unstaged, untracked or ignored) found under them."""
+
+    head: str | None  # None on an unborn branch
+    entries: tuple[str, ...]  # raw porcelain v2 records; empty when the paths are clean
+
+
+def worktree_status(repo: Repo, paths: Sequence[str]) -> WorktreeStatus:
+    """`paths` (relative to the worktree top) against HEAD, in one `git status`.
+
+    Ignored files count as entries: a build of the working tree would read them, an
+    export of HEAD would not have them. The user's index is not refreshed
+    (GIT_OPTIONAL_LOCKS=0): status is read-only here.
+    """
+    if repo.worktree is None:
+        raise GitError(f"{repo.git_dir} is a bare repository: it has no working tree")
+    specs = [f":(top,literal){_normalize_prefix(p) or '.'}" for p in paths]
+    env = {"GIT_WORK_TREE": str(repo.worktree), "GIT_OPTIONAL_LOCKS": "0"}
+    args = ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"]
+    out = _check(
+        repo._run(*args, "--ignored=matching", "--", *specs, env=env),
+        "cannot read the working tree status",
+    )
+    head: str | None = None
+    entries = []
+    for record in out.split(b"\0"):
+        text = record.decode("utf-8", "surrogateescape")
+        if text.startswith("# branch.oid "):
+            oid = text.removeprefix("# branch.oid ")
+            head = oid if _HEX_OID.fullmatch(oid) else None  # "(initial)" when unborn
+        elif text and not text.startswith("# "):
+            entries.append(text)
+    return WorktreeStatus(head, tuple(entries))
 
 
 # --------------------------------------------------------------------------- the user's branch
