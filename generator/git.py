@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -216,6 +216,8 @@ class Repo:
     git_dir: Path
     worktree: Path | None
     object_format: str  # "sha1" or "sha256": the hash behind every object id
+    # What was read once for this handle (config that one publish needs several times).
+    memo: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def _run(
         self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
@@ -416,22 +418,18 @@ def open_repo(path: str | os.PathLike[str]) -> Repo:
     start = Path(path).resolve()
     if not start.is_dir():
         raise GitError(f"{path}: not a directory")
-    found = _git(
-        start,
-        None,
-        ("rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-object-format"),
-    )
+    query = ("rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-object-format")
+    # The usual case, a worktree, in one process; --show-toplevel fails without one.
+    found = _git(start, None, (*query, "--show-toplevel"))
+    lines = _line(found.stdout).splitlines() if found.status == 0 else []
+    if len(lines) == 4 and lines[1] != "true" and lines[3]:
+        return Repo(git_dir=Path(lines[0]), worktree=Path(lines[3]), object_format=lines[2])
+    found = _git(start, None, query)
     if found.status != 0:
         raise GitError(f"{path} is not inside a git repository ({found.stderr.strip()})")
-    git_dir_line, bare_line, object_format = _line(found.stdout).splitlines()
-    git_dir = Path(git_dir_line)
-    worktree = None
-    if bare_line != "true":
-        top = _git(start, None, ("rev-parse", "--show-toplevel"))
-        # Fails when `path` is inside the .git directory itself: treat as bare.
-        if top.status == 0 and _line(top.stdout):
-            worktree = Path(_line(top.stdout))
-    return Repo(git_dir=git_dir, worktree=worktree, object_format=object_format)
+    git_dir_line, _, object_format = _line(found.stdout).splitlines()
+    # Bare, or `path` is inside the .git directory itself: treated as bare.
+    return Repo(git_dir=Path(git_dir_line), worktree=None, object_format=object_format)
 
 
 def resolve_commit(repo: Repo, rev: str) -> str:
@@ -465,7 +463,13 @@ def _ref_sha(repo: Repo, ref: str) -> str | None:
 
 
 def is_ancestor(repo: Repo, a: str, b: str) -> bool:
-    """True when commit `a` is `b` or an ancestor of it."""
+    """True when commit `a` is `b` or an ancestor of it.
+
+    A commit id compared with itself needs no git process (callers pass ids they
+    resolved or read from refs).
+    """
+    if a == b and _HEX_OID.fullmatch(a):
+        return True
     res = repo._run("merge-base", "--is-ancestor", _check_rev(a), _check_rev(b))
     if res.status in (0, 1):  # documented: 0 yes, 1 no, anything else an error
         return res.status == 0
@@ -513,10 +517,21 @@ def head_commit(repo: Repo) -> CommitInfo:
 
 
 def commit_info(repo: Repo, rev: str) -> CommitInfo:
-    """Parse the raw commit object, so no config (log.showSignature...) can run code."""
-    sha = resolve_commit(repo, rev)
-    raw = _check(repo._run("cat-file", "commit", sha), f"cannot read commit {sha}")
-    return _parse_commit(sha, raw)
+    """Parse the raw commit object, so no config (log.showSignature...) can run code.
+
+    One `cat-file --batch` resolves `rev` and reads the object.
+    """
+    query = (_check_rev(rev) + "^{commit}\n").encode("utf-8", "surrogateescape")
+    res = repo._run("cat-file", "--batch", stdin=query)
+    header, _, rest = res.stdout.partition(b"\n")
+    fields = header.decode("ascii", "replace").split(" ")
+    # The answer is "<oid> commit <size>", or "<rev> missing" / "<rev> ambiguous".
+    if res.status != 0 or len(fields) != 3 or fields[1] != "commit" or not fields[2].isdigit():
+        raise GitError(f"unknown revision {rev!r}")
+    sha, size = fields[0], int(fields[2])
+    if not _HEX_OID.fullmatch(sha) or len(rest) < size:
+        raise GitError(f"cannot read commit {sha}")
+    return _parse_commit(sha, rest[:size])
 
 
 def _parse_commit(sha: str, raw: bytes) -> CommitInfo:
@@ -1087,7 +1102,17 @@ _DEFAULTS = {"core.sshcommand": "ssh", "core.gitproxy": "", "core.askpass": ""}
 
 
 def transport_overrides(repo: Repo) -> list[str]:
-    """`-c` values that neutralise program-naming config from the repository itself."""
+    """`-c` values that neutralise program-naming config from the repository itself.
+
+    Read once per opened `Repo` (a publish opens its own): a fetch, a push and their
+    retries all need the same answer.
+    """
+    if "transport" not in repo.memo:
+        repo.memo["transport"] = _read_transport_overrides(repo)
+    return list(repo.memo["transport"])
+
+
+def _read_transport_overrides(repo: Repo) -> list[str]:
     res = repo._run("config", "--show-scope", "-z", "--get-regexp", _PROGRAM_KEYS)
     if res.status not in (0, 1):  # 1: none of these keys is set anywhere
         raise GitError(f"cannot read git config: {res.stderr.strip()}")

@@ -345,9 +345,7 @@ def prepare(
     repo = git.open_repo(root)
     repository_prefix(repo, root)
     head = _head(repo)
-    result, clean = build_source(
-        repo, root, None if settings.worktree else head.sha, settings.crds
-    )
+    result, clean = build_source(repo, root, None if settings.worktree else head.sha, settings.crds)
     target, source = _target_and_source(settings, repo, head, result.config, reporter)
     for note in result.notes:
         reporter.note(note)
@@ -542,9 +540,10 @@ def _touched_models(
 
 def contains(target: Target, recorded: str, source_sha: str) -> bool:
     """True when `recorded` (from the deploy branch) already includes `source_sha`."""
-    if not commit_exists(target.repo, recorded):
+    if not commit_exists(target.repo, recorded) and not (
         git.fetch_commit(target.repo, target.source_remote, recorded)
-    if not commit_exists(target.repo, recorded):
+        and commit_exists(target.repo, recorded)
+    ):
         raise GitError(
             f"{target.branch} was published from source commit {recorded}, which is not in "
             "this repository: cannot tell whether it is newer than "
@@ -576,7 +575,7 @@ def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:
             f"refusing to publish to {target.branch}: it is the branch checked out here "
             "(the source). Set deploy.branch in servegen.yaml to a branch of its own"
         )
-    for tip in (tips.local, tips.remote):
+    for tip in dict.fromkeys((tips.local, tips.remote)):  # once when both are the same
         if tip is not None and git.merge_base(target.repo, tip, source_sha) is not None:
             raise GitError(
                 f"refusing to publish to {target.branch}: it shares history with the source "

@@ -9,6 +9,7 @@ user's worktree and index untouched) into a folder that is gone afterwards.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -95,7 +96,7 @@ def _clean_inputs(
     """(spec folder, stat of every input) when the working tree's inputs are HEAD's."""
     started = time.time_ns()
     config, problems = load_config(root)
-    if problems or any(not os.path.isabs(p) for p in config.validation.crds):
+    if problems or any(not Path(p).is_absolute() for p in config.validation.crds):
         return None  # the export reports problems; relative CRDs are inputs too
     stats = _input_stats(root, config.specs)
     if stats is None or any(stat[3] >= started - RACY_NS for stat in stats.values()):
@@ -118,17 +119,17 @@ def _input_stats(root: Path, specs: str) -> dict[str, tuple[int, ...]] | None:
             info = os.lstat(path)
         except FileNotFoundError:
             return True
-        if os.path.islink(path) or os.path.basename(path) == ".git":
+        if stat.S_ISLNK(info.st_mode) or path.endswith("/.git"):
             return False
         stats[path] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
         return True
 
     unlisted: list[OSError] = []  # a folder the build could not list, the export could
-    base = os.path.join(root, specs)
-    if not (add(os.path.join(root, CONFIG_FILE)) and add(base)):
+    base = f"{root}/{specs}"  # strings, not Paths: a thousand joins add up
+    if not (add(f"{root}/{CONFIG_FILE}") and add(base)):
         return None
     for current, dirs, files in os.walk(base, onerror=unlisted.append, followlinks=False):
         for name in (*dirs, *files):
-            if not add(os.path.join(current, name)):
+            if not add(f"{current}/{name}"):
                 return None
     return None if unlisted else stats
