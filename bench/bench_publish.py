@@ -87,7 +87,10 @@ def prepare(args: argparse.Namespace, workdir: Path) -> Path:
 def run_publish(args: argparse.Namespace, repo: Path, env: dict[str, str]) -> float:
     command = [args.python, "-m", "generator", "-C", str(repo), "publish", "--push"]
     started = time.perf_counter()
-    done = subprocess.run([*command, "--crds", str(args.crds)], env=env, capture_output=True)
+    # cwd outside every source tree: `python -m` puts the cwd before PYTHONPATH.
+    done = subprocess.run(
+        [*command, "--crds", str(args.crds)], env=env, capture_output=True, cwd=repo.parent
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"publish failed: {done.stderr.decode(errors='replace')}")
