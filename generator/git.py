@@ -70,6 +70,7 @@ __all__ = [
     "identity_from_env_or_config",
     "is_ancestor",
     "is_shallow",
+    "list_commit",
     "list_tree",
     "merge_base",
     "open_repo",
@@ -656,6 +657,11 @@ def list_tree(repo: Repo, rev: str, prefix: str = "") -> list[TreeEntry]:
     if tree is None:
         return []
     return _ls_tree(repo, tree, f"cannot list {rev!r}")
+
+
+def list_commit(repo: Repo, commit: str) -> list[TreeEntry]:
+    """Every non-tree entry of commit `commit` (an id), recursively: one `ls-tree`."""
+    return _ls_tree(repo, _check_oid(commit), f"cannot list {commit!r}")
 
 
 def _ls_tree(repo: Repo, tree: str, what: str, *options: str) -> list[TreeEntry]:

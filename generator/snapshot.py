@@ -106,7 +106,47 @@ def _clean_inputs(
     status = git.worktree_status(repo, inputs)
     if status.head != commit or status.entries:
         return None
+    if not _same_bytes(repo, root, commit, prefix, config.specs, stats):
+        return None
     return config.specs, stats
+
+
+def _same_bytes(
+    repo: git.Repo,
+    root: Path,
+    commit: str,
+    prefix: str,
+    specs: str,
+    stats: dict[str, tuple[int, ...]],
+) -> bool:
+    """Every input file on disk holds exactly the bytes of `commit`'s blob at its path,
+    and `commit` has no other file there.
+
+    Hashed here, because git status compares after eol conversion and clean filters
+    (core.autocrlf, .gitattributes): a clean status does not mean the same bytes.
+    """
+    top = f"{prefix}/" if prefix else ""
+    folder, config = f"{top}{specs.strip('/')}/", f"{top}{CONFIG_FILE}"
+    wanted = {
+        entry.path: entry
+        for entry in git.list_commit(repo, commit)
+        if entry.path == config or entry.path.startswith(folder)
+    }
+    on_disk = {
+        top + path[len(str(root)) + 1 :]: path
+        for path, info in stats.items()
+        if stat.S_ISREG(info[0])
+    }
+    if on_disk.keys() != wanted.keys():
+        return False
+    if not all(entry.is_regular_file for entry in wanted.values()):
+        return False
+    try:
+        data = {path: Path(disk).read_bytes() for path, disk in on_disk.items()}
+    except OSError:
+        return False
+    oids = git.blob_ids(repo, data)
+    return all(oids[path] == entry.oid for path, entry in wanted.items())
 
 
 def _input_stats(root: Path, specs: str) -> dict[str, tuple[int, ...]] | None:

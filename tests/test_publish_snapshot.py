@@ -93,6 +93,25 @@ def test_anything_head_lacks_means_an_export(spec_repo: Path, crds_dir: Path, ch
 
 
 @pytest.mark.usefixtures("settled")
+def test_a_clean_status_with_other_bytes_means_an_export(spec_repo: Path, crds_dir: Path) -> None:
+    """git status compares after eol conversion: CRLF on disk, LF committed, is clean."""
+    expected = exported_build(spec_repo, crds_dir).files
+    sh(spec_repo, "config", "core.autocrlf", "true")
+    spec = spec_repo / TINYLLAMA
+    spec.write_bytes(spec.read_bytes().replace(b"\n", b"\r\n"))
+    sh(spec_repo, "add", TINYLLAMA)  # the index agrees: status shows nothing
+    assert sh(spec_repo, "status", "--porcelain", "--ignored") == ""
+    assert spec.read_bytes() != sh_blob(spec_repo, f"HEAD:{TINYLLAMA}")
+    built, in_place = head_build(spec_repo, crds_dir)
+    assert not in_place
+    assert built.files == expected
+
+
+def sh_blob(work: Path, rev: str) -> bytes:
+    return git.read_tree_files(git.open_repo(work), "HEAD")[rev.split(":", 1)[1]]
+
+
+@pytest.mark.usefixtures("settled")
 def test_an_edit_while_the_build_reads_falls_back_to_the_export(
     spec_repo: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
