@@ -78,7 +78,8 @@ def build_head(
 
     Same bytes: git status finds nothing staged, changed, untracked or ignored under the
     spec folder and servegen.yaml, HEAD is `commit`, no symlink or nested repository
-    is among them (an export leaves those out), and no input changed (size, mtime,
+    is among them (an export leaves those out), every input file hashes to the
+    commit's blob at its path with no other file there, and no input changed (size, mtime,
     ctime, inode) between before that status and after the build. ctime cannot be set
     back by anyone, so an edit while the build read the files is seen.
     """
