@@ -14,12 +14,15 @@ times, the probe spec gets a new `--max-model-len` and
   commit, compare-and-swap, push), which is what publish and `watch --publish` share.
 
 Every row is printed with its median, p90, the target and the yardstick of the same
-run. `--pythonpath TREE` runs another source tree (for example the code before a change)
-for every servegen row, so before and after can be compared on one machine.
+run. `--pythonpath TREE` runs another source tree for every servegen row; `--baseline
+TREE` also times a fresh-process publish of that tree (for example the code before a
+change) after every edit, alternating with this tree's, so before and after come from
+one run on one machine.
 
     python bench/bench_publish.py                     # 1,000 specs, 7 edits
     python bench/bench_publish.py --specs 200 --iterations 3
     python bench/bench_publish.py --pythonpath /tmp/before   # same, with another tree
+    python bench/bench_publish.py --baseline /tmp/before     # before and after, one run
 """
 
 from __future__ import annotations
@@ -51,11 +54,13 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def servegen_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+def servegen_env(
+    args: argparse.Namespace, workdir: Path, tree: Path | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(IDENTITY)
     env["XDG_CACHE_HOME"] = str(workdir / "cache")  # the same warm cache for every run
-    env["PYTHONPATH"] = str(args.pythonpath or REPO_ROOT)
+    env["PYTHONPATH"] = str(tree or args.pythonpath or REPO_ROOT)
     return env
 
 
@@ -82,7 +87,10 @@ def prepare(args: argparse.Namespace, workdir: Path) -> Path:
 def run_publish(args: argparse.Namespace, repo: Path, env: dict[str, str]) -> float:
     command = [args.python, "-m", "generator", "-C", str(repo), "publish", "--push"]
     started = time.perf_counter()
-    done = subprocess.run([*command, "--crds", str(args.crds)], env=env, capture_output=True)
+    # cwd outside every source tree: `python -m` puts the cwd before PYTHONPATH.
+    done = subprocess.run(
+        [*command, "--crds", str(args.crds)], env=env, capture_output=True, cwd=repo.parent
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"publish failed: {done.stderr.decode(errors='replace')}")
@@ -90,18 +98,26 @@ def run_publish(args: argparse.Namespace, repo: Path, env: dict[str, str]) -> fl
 
 
 def end_to_end(args: argparse.Namespace, repo: Path, workdir: Path) -> dict[str, list[float]]:
-    env = servegen_env(args, workdir)
+    trees = {"publish": servegen_env(args, workdir)}
+    if args.baseline:
+        trees["baseline"] = servegen_env(args, workdir, args.baseline)
     log("first publish (creates the deploy branch, warms the build cache)")
-    run_publish(args, repo, env)
-    rows: dict[str, list[float]] = {"yardstick": [], "publish": []}
+    for env in trees.values():
+        run_publish(args, repo, env)
+    rows: dict[str, list[float]] = {"yardstick": [], **{name: [] for name in trees}}
+    value = 5000
     for i in range(args.iterations):
-        edit_probe(repo, 5000 + i)
-        started = time.perf_counter()
-        git(repo, "commit", "-qam", f"edit {i}")
-        git(repo, "push", "-q", "origin", "main")
-        rows["yardstick"].append(time.perf_counter() - started)
-        rows["publish"].append(run_publish(args, repo, env))
-        log(f"edit {i}: publish {rows['publish'][-1]:.3f} s, git {rows['yardstick'][-1]:.3f} s")
+        for name, env in trees.items():  # alternating: both see the same machine load
+            value += 1
+            edit_probe(repo, value)
+            started = time.perf_counter()
+            git(repo, "commit", "-qam", f"edit {value}")
+            git(repo, "push", "-q", "origin", "main")
+            rows["yardstick"].append(time.perf_counter() - started)
+            # The in-place build trusts only inputs older than its racy window.
+            time.sleep(0.2)
+            rows[name].append(run_publish(args, repo, env))
+            log(f"edit {i}: {name} {rows[name][-1]:.3f} s, git {rows['yardstick'][-1]:.3f} s")
     return rows
 
 
@@ -120,6 +136,7 @@ def split(repo: Path, iterations: int, crds: Path) -> int:
     from generator import git as sg_git
     from generator import publish as pub
     from generator.pipeline import build
+    from generator.reporter import Notes
 
     handle = sg_git.open_repo(repo)
     target = pub.Target(
@@ -132,6 +149,7 @@ def split(repo: Path, iterations: int, crds: Path) -> int:
         allow_prune=False,
         max_shrink=0.3,
         max_attempts=3,
+        reporter=Notes(),
     )
     rows: dict[str, list[float]] = {"render": [], "deploy": []}
     for i in range(iterations):
@@ -182,6 +200,11 @@ def report(args: argparse.Namespace, rows: dict[str, list[float]]) -> str:
             f"< {TARGET_END_TO_END_S * 1000:.0f} ms",
             yard,
         ),
+        *(
+            [row(f"the same, baseline `{args.baseline}`", rows["baseline"], "-", yard)]
+            if "baseline" in rows
+            else []
+        ),
         row("of which render (`build()`, in-process)", rows["render"], "-", yard),
         row("of which the deploy commit (`publish_files`)", rows["deploy"], "-", yard),
         row("yardstick: `git commit` + `git push`", yard, "-", yard),
@@ -198,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=7, help="edits (default 7)")
     parser.add_argument("--crds", type=Path, default=None, help="default: the bundled CRDs")
     parser.add_argument("--pythonpath", type=Path, help="run servegen from this source tree")
+    parser.add_argument("--baseline", type=Path, help="also time publish from this tree")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp dir)")

@@ -111,12 +111,18 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def build_key(config: Config, crd_files: Iterable[Path]) -> str:
-    """What every model's result depends on besides its own spec file."""
+def build_key(config: Config, crd_files: Iterable[Path], root: Path | None = None) -> str:
+    """What every model's result depends on besides its own spec file.
+
+    A CRD file inside `root` (the repository) is named by its path there: the same
+    commit exported to another temporary folder is the same input.
+    """
     digest = hashlib.sha256(code_digest().encode() + b"\0")
     digest.update(config.model_dump_json().encode() + b"\0")
     for path in crd_files:  # configured CRDs, in the order they take precedence
-        digest.update(str(path).encode() + b"\0")
+        inside = root is not None and path.is_relative_to(root)
+        name = f"root:{path.relative_to(root).as_posix()}" if inside and root else str(path)
+        digest.update(name.encode() + b"\0")
         try:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         except OSError:

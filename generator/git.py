@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -54,6 +54,7 @@ __all__ = [
     "Repo",
     "Tree",
     "TreeEntry",
+    "WorktreeStatus",
     "author_from_env_or_config",
     "blob_ids",
     "branch_sha",
@@ -69,6 +70,7 @@ __all__ = [
     "identity_from_env_or_config",
     "is_ancestor",
     "is_shallow",
+    "list_commit",
     "list_tree",
     "merge_base",
     "open_repo",
@@ -83,6 +85,7 @@ __all__ = [
     "transport_overrides",
     "tree_of",
     "update_branch",
+    "worktree_status",
     "write_tree",
 ]
 
@@ -214,6 +217,8 @@ class Repo:
     git_dir: Path
     worktree: Path | None
     object_format: str  # "sha1" or "sha256": the hash behind every object id
+    # What was read once for this handle (config that one publish needs several times).
+    memo: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def _run(
         self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
@@ -414,22 +419,18 @@ def open_repo(path: str | os.PathLike[str]) -> Repo:
     start = Path(path).resolve()
     if not start.is_dir():
         raise GitError(f"{path}: not a directory")
-    found = _git(
-        start,
-        None,
-        ("rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-object-format"),
-    )
+    query = ("rev-parse", "--absolute-git-dir", "--is-bare-repository", "--show-object-format")
+    # The usual case, a worktree, in one process; --show-toplevel fails without one.
+    found = _git(start, None, (*query, "--show-toplevel"))
+    lines = _line(found.stdout).splitlines() if found.status == 0 else []
+    if len(lines) == 4 and lines[1] != "true" and lines[3]:
+        return Repo(git_dir=Path(lines[0]), worktree=Path(lines[3]), object_format=lines[2])
+    found = _git(start, None, query)
     if found.status != 0:
         raise GitError(f"{path} is not inside a git repository ({found.stderr.strip()})")
-    git_dir_line, bare_line, object_format = _line(found.stdout).splitlines()
-    git_dir = Path(git_dir_line)
-    worktree = None
-    if bare_line != "true":
-        top = _git(start, None, ("rev-parse", "--show-toplevel"))
-        # Fails when `path` is inside the .git directory itself: treat as bare.
-        if top.status == 0 and _line(top.stdout):
-            worktree = Path(_line(top.stdout))
-    return Repo(git_dir=git_dir, worktree=worktree, object_format=object_format)
+    git_dir_line, _, object_format = _line(found.stdout).splitlines()
+    # Bare, or `path` is inside the .git directory itself: treated as bare.
+    return Repo(git_dir=Path(git_dir_line), worktree=None, object_format=object_format)
 
 
 def resolve_commit(repo: Repo, rev: str) -> str:
@@ -463,7 +464,13 @@ def _ref_sha(repo: Repo, ref: str) -> str | None:
 
 
 def is_ancestor(repo: Repo, a: str, b: str) -> bool:
-    """True when commit `a` is `b` or an ancestor of it."""
+    """True when commit `a` is `b` or an ancestor of it.
+
+    A commit id compared with itself needs no git process (callers pass ids they
+    resolved or read from refs).
+    """
+    if a == b and _HEX_OID.fullmatch(a):
+        return True
     res = repo._run("merge-base", "--is-ancestor", _check_rev(a), _check_rev(b))
     if res.status in (0, 1):  # documented: 0 yes, 1 no, anything else an error
         return res.status == 0
@@ -511,10 +518,21 @@ def head_commit(repo: Repo) -> CommitInfo:
 
 
 def commit_info(repo: Repo, rev: str) -> CommitInfo:
-    """Parse the raw commit object, so no config (log.showSignature...) can run code."""
-    sha = resolve_commit(repo, rev)
-    raw = _check(repo._run("cat-file", "commit", sha), f"cannot read commit {sha}")
-    return _parse_commit(sha, raw)
+    """Parse the raw commit object, so no config (log.showSignature...) can run code.
+
+    One `cat-file --batch` resolves `rev` and reads the object.
+    """
+    query = (_check_rev(rev) + "^{commit}\n").encode("utf-8", "surrogateescape")
+    res = repo._run("cat-file", "--batch", stdin=query)
+    header, _, rest = res.stdout.partition(b"\n")
+    fields = header.decode("ascii", "replace").split(" ")
+    # The answer is "<oid> commit <size>", or "<rev> missing" / "<rev> ambiguous".
+    if res.status != 0 or len(fields) != 3 or fields[1] != "commit" or not fields[2].isdigit():
+        raise GitError(f"unknown revision {rev!r}")
+    sha, size = fields[0], int(fields[2])
+    if not _HEX_OID.fullmatch(sha) or len(rest) < size:
+        raise GitError(f"cannot read commit {sha}")
+    return _parse_commit(sha, rest[:size])
 
 
 def _parse_commit(sha: str, raw: bytes) -> CommitInfo:
@@ -639,6 +657,11 @@ def list_tree(repo: Repo, rev: str, prefix: str = "") -> list[TreeEntry]:
     if tree is None:
         return []
     return _ls_tree(repo, tree, f"cannot list {rev!r}")
+
+
+def list_commit(repo: Repo, commit: str) -> list[TreeEntry]:
+    """Every non-tree entry of commit `commit` (an id), recursively: one `ls-tree`."""
+    return _ls_tree(repo, _check_oid(commit), f"cannot list {commit!r}")
 
 
 def _ls_tree(repo: Repo, tree: str, what: str, *options: str) -> list[TreeEntry]:
@@ -1085,7 +1108,17 @@ _DEFAULTS = {"core.sshcommand": "ssh", "core.gitproxy": "", "core.askpass": ""}
 
 
 def transport_overrides(repo: Repo) -> list[str]:
-    """`-c` values that neutralise program-naming config from the repository itself."""
+    """`-c` values that neutralise program-naming config from the repository itself.
+
+    Read once per opened `Repo` (a publish opens its own): a fetch, a push and their
+    retries all need the same answer.
+    """
+    if "transport" not in repo.memo:
+        repo.memo["transport"] = _read_transport_overrides(repo)
+    return list(repo.memo["transport"])
+
+
+def _read_transport_overrides(repo: Repo) -> list[str]:
     res = repo._run("config", "--show-scope", "-z", "--get-regexp", _PROGRAM_KEYS)
     if res.status not in (0, 1):  # 1: none of these keys is set anywhere
         raise GitError(f"cannot read git config: {res.stderr.strip()}")
@@ -1261,6 +1294,43 @@ def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
         if entry[:1] in (b"R", b"C"):
             next(entries, None)  # a rename's or copy's source path follows
     return sorted(found)
+
+
+@dataclass(frozen=True)
+class WorktreeStatus:
+    """What `git status` says about some paths: the commit HEAD names, and every entry
+    (staged, unstaged, untracked or ignored) found under them."""
+
+    head: str | None  # None on an unborn branch
+    entries: tuple[str, ...]  # raw porcelain v2 records; empty when the paths are clean
+
+
+def worktree_status(repo: Repo, paths: Sequence[str]) -> WorktreeStatus:
+    """`paths` (relative to the worktree top) against HEAD, in one `git status`.
+
+    Ignored files count as entries: a build of the working tree would read them, an
+    export of HEAD would not have them. The user's index is not refreshed
+    (GIT_OPTIONAL_LOCKS=0): status is read-only here.
+    """
+    if repo.worktree is None:
+        raise GitError(f"{repo.git_dir} is a bare repository: it has no working tree")
+    specs = [f":(top,literal){_normalize_prefix(p) or '.'}" for p in paths]
+    env = {"GIT_WORK_TREE": str(repo.worktree), "GIT_OPTIONAL_LOCKS": "0"}
+    args = ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"]
+    out = _check(
+        repo._run(*args, "--ignored=matching", "--", *specs, env=env),
+        "cannot read the working tree status",
+    )
+    head: str | None = None
+    entries = []
+    for record in out.split(b"\0"):
+        text = record.decode("utf-8", "surrogateescape")
+        if text.startswith("# branch.oid "):
+            oid = text.removeprefix("# branch.oid ")
+            head = oid if _HEX_OID.fullmatch(oid) else None  # "(initial)" when unborn
+        elif text and not text.startswith("# "):
+            entries.append(text)
+    return WorktreeStatus(head, tuple(entries))
 
 
 # --------------------------------------------------------------------------- the user's branch

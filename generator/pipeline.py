@@ -150,7 +150,7 @@ class Repository:
         # Full objects are not cached (only summaries are): diff renders afresh.
         self._key: str | None = None
         if buildcache.enabled() and not keep_objects:
-            self._key = buildcache.build_key(config, buildcache.crd_inputs(self.sources))
+            self._key = buildcache.build_key(config, buildcache.crd_inputs(self.sources), root)
         self._folder_problems: dict[str, Diagnostic] = {}  # folders that cannot be listed
         self._validation: tuple[Diagnostic, ...] | None = None  # validation_problems()
         self._listed: set[str] = set()  # what scan() just listed: known to be spec files
@@ -558,7 +558,7 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[str | None, Build |
     if problems or (root / config.specs).is_symlink():
         return None, None
     sources = crd_sources(root, config, crds)
-    build_key = buildcache.build_key(config, buildcache.crd_inputs(sources))
+    build_key = buildcache.build_key(config, buildcache.crd_inputs(sources), root)
     key = buildcache.repository_key(build_key, root, discover(root, config.specs))
     reused = buildcache.load_build(key) if key is not None else None
     if reused is None:

@@ -5,8 +5,9 @@ output tree (`Build.files`) plus `hydrator.metadata` at the root (the GitOps Pro
 Argo CD source-hydrator provenance file).  The order of work follows the safety
 practices for rendered-manifest generators:
 
-1. Render and validate *everything* first (HEAD's tree exported to a temporary folder,
-   or the working tree with `--worktree`); any error raises before git is written to.
+1. Render and validate *everything* first (HEAD: from the working tree when it provably
+   holds HEAD's inputs, else HEAD's tree exported to a temporary folder; or the working
+   tree with `--worktree`); any error raises before git is written to.
 2. Compare with the deploy branch's current tip:
    * never backwards: when the tip records (`drySha`) a source commit that already
      contains the one being published, nothing is published;
@@ -40,7 +41,7 @@ from generator.immutable import tree_changes
 from generator.outtree import deployed_objects, index_models, models_by_environment
 from generator.pipeline import Build, build
 from generator.reporter import Reporter
-from generator.snapshot import build_at, repository_prefix
+from generator.snapshot import build_head, repository_prefix
 from generator.version import servegen_version
 
 METADATA_FILE = "hydrator.metadata"
@@ -75,19 +76,26 @@ class Source:
     commit: git.CommitInfo
     dirty: bool
     repo_url: str
+    clean: bool = False  # built from a working tree known to hold exactly this commit
 
     @property
     def sha(self) -> str:
         return self.commit.sha
 
 
-def build_source(repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path]) -> Build:
-    """Build `root` as in `commit` (exported to a temporary folder), or as on disk."""
+def build_source(
+    repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path]
+) -> tuple[Build, bool]:
+    """Build `root` as in `commit` (HEAD), or as on disk; the flag: the working tree's
+    inputs are known to be HEAD's (see snapshot.build_head)."""
     crds = tuple(p.resolve() for p in crds)
-    result = build(root, crds=crds) if commit is None else build_at(repo, root, commit, crds=crds)
+    if commit is None:
+        result, clean = build(root, crds=crds), False
+    else:
+        result, clean = build_head(repo, root, commit, crds=crds)
     if result.failed_files:  # build() raises first; a failed file is never "removed"
         raise ServegenError(f"not publishing: {', '.join(sorted(result.failed_files))} failed")
-    return result
+    return result, clean
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
@@ -288,6 +296,7 @@ class Outcome:
     pushed: bool = False
     changes: Mapping[str, EnvironmentChanges] = field(default_factory=dict)
     attempts: int = 1
+    clean: bool = False  # HEAD was built and the working tree holds it: nothing uncommitted
 
 
 def committer_identity(repo: git.Repo, config: Config) -> git.Identity:
@@ -336,16 +345,16 @@ def prepare(
     repo = git.open_repo(root)
     repository_prefix(repo, root)
     head = _head(repo)
-    result = build_source(repo, root, None if settings.worktree else head.sha, settings.crds)
+    result, clean = build_source(repo, root, None if settings.worktree else head.sha, settings.crds)
     target, source = _target_and_source(settings, repo, head, result.config, reporter)
     for note in result.notes:
         reporter.note(note)
-    return target, source, dict(result.files)
+    return target, replace(source, clean=clean), dict(result.files)
 
 
 def publish(root: Path, settings: PublishSettings, reporter: Reporter) -> Outcome:
     target, source, files = prepare(root, settings, reporter)
-    return publish_files(target, source, files)
+    return replace(publish_files(target, source, files), clean=source.clean)
 
 
 def publish_worktree(
@@ -531,9 +540,10 @@ def _touched_models(
 
 def contains(target: Target, recorded: str, source_sha: str) -> bool:
     """True when `recorded` (from the deploy branch) already includes `source_sha`."""
-    if not commit_exists(target.repo, recorded):
+    if not commit_exists(target.repo, recorded) and not (
         git.fetch_commit(target.repo, target.source_remote, recorded)
-    if not commit_exists(target.repo, recorded):
+        and commit_exists(target.repo, recorded)
+    ):
         raise GitError(
             f"{target.branch} was published from source commit {recorded}, which is not in "
             "this repository: cannot tell whether it is newer than "
@@ -565,7 +575,7 @@ def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:
             f"refusing to publish to {target.branch}: it is the branch checked out here "
             "(the source). Set deploy.branch in servegen.yaml to a branch of its own"
         )
-    for tip in (tips.local, tips.remote):
+    for tip in dict.fromkeys((tips.local, tips.remote)):  # once when both are the same
         if tip is not None and git.merge_base(target.repo, tip, source_sha) is not None:
             raise GitError(
                 f"refusing to publish to {target.branch}: it shares history with the source "

@@ -8,7 +8,10 @@ user's worktree and index untouched) into a folder that is gone afterwards.
 
 from __future__ import annotations
 
+import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +20,12 @@ from generator import git
 from generator.config import CONFIG_FILE
 from generator.errors import GitError, ServegenError
 from generator.pipeline import Build, build
+from generator.validate import load_config
+
+# A file changed this recently may change again within the same file system timestamp
+# tick, unseen by a stat comparison (git's "racily clean" problem): such inputs are
+# exported instead. Coarse kernel clocks tick every 1-10 ms; this is well above.
+RACY_NS = 100_000_000
 
 
 def repository_prefix(repo: git.Repo, root: Path) -> str:
@@ -58,3 +67,110 @@ def build_at(
         if require_config and not (dest / CONFIG_FILE).is_file():
             raise ServegenError(f"it has no {CONFIG_FILE} (predates servegen?)")
         return build(dest, crds=crds, keep_objects=keep_objects)
+
+
+def build_head(
+    repo: git.Repo, root: Path, commit: str, *, crds: Sequence[Path] = ()
+) -> tuple[Build, bool]:
+    """Build `root` as it is in `commit` (HEAD): from the working tree when it provably
+    holds the same bytes for every input, else exported (`build_at`). The flag: the
+    working tree was used (so no spec change is left uncommitted).
+
+    Same bytes: git status finds nothing staged, changed, untracked or ignored under the
+    spec folder and servegen.yaml, HEAD is `commit`, no symlink or nested repository
+    is among them (an export leaves those out), every input file hashes to the
+    commit's blob at its path with no other file there, and no input changed (size, mtime,
+    ctime, inode) between before that status and after the build. ctime cannot be set
+    back by anyone, so an edit while the build read the files is seen.
+    """
+    before = _clean_inputs(repo, root, commit)
+    if before is not None:
+        built = build(root, crds=crds)
+        if _input_stats(root, before[0]) == before[1]:
+            return built, True
+    return build_at(repo, root, commit, crds=crds), False
+
+
+def _clean_inputs(
+    repo: git.Repo, root: Path, commit: str
+) -> tuple[str, dict[str, tuple[int, ...]]] | None:
+    """(spec folder, stat of every input) when the working tree's inputs are HEAD's."""
+    started = time.time_ns()
+    config, problems = load_config(root)
+    if problems or any(not Path(p).is_absolute() for p in config.validation.crds):
+        return None  # the export reports problems; relative CRDs are inputs too
+    stats = _input_stats(root, config.specs)
+    if stats is None or any(stat[3] >= started - RACY_NS for stat in stats.values()):
+        return None
+    prefix = repository_prefix(repo, root)
+    inputs = [f"{prefix}/{p}" if prefix else p for p in (config.specs, CONFIG_FILE)]
+    status = git.worktree_status(repo, inputs)
+    if status.head != commit or status.entries:
+        return None
+    if not _same_bytes(repo, root, commit, prefix, config.specs, stats):
+        return None
+    return config.specs, stats
+
+
+def _same_bytes(
+    repo: git.Repo,
+    root: Path,
+    commit: str,
+    prefix: str,
+    specs: str,
+    stats: dict[str, tuple[int, ...]],
+) -> bool:
+    """Every input file on disk holds exactly the bytes of `commit`'s blob at its path,
+    and `commit` has no other file there.
+
+    Hashed here, because git status compares after eol conversion and clean filters
+    (core.autocrlf, .gitattributes): a clean status does not mean the same bytes.
+    """
+    top = f"{prefix}/" if prefix else ""
+    folder, config = f"{top}{specs.strip('/')}/", f"{top}{CONFIG_FILE}"
+    wanted = {
+        entry.path: entry
+        for entry in git.list_commit(repo, commit)
+        if entry.path == config or entry.path.startswith(folder)
+    }
+    on_disk = {
+        top + path[len(str(root)) + 1 :]: path
+        for path, info in stats.items()
+        if stat.S_ISREG(info[0])
+    }
+    if on_disk.keys() != wanted.keys():
+        return False
+    if not all(entry.is_regular_file for entry in wanted.values()):
+        return False
+    try:
+        data = {path: Path(disk).read_bytes() for path, disk in on_disk.items()}
+    except OSError:
+        return False
+    oids = git.blob_ids(repo, data)
+    return all(oids[path] == entry.oid for path, entry in wanted.items())
+
+
+def _input_stats(root: Path, specs: str) -> dict[str, tuple[int, ...]] | None:
+    """lstat of servegen.yaml and of everything under the spec folder; None when a
+    symlink or a nested repository is there."""
+    stats: dict[str, tuple[int, ...]] = {}
+
+    def add(path: str) -> bool:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return True
+        if stat.S_ISLNK(info.st_mode) or path.endswith("/.git"):
+            return False
+        stats[path] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        return True
+
+    unlisted: list[OSError] = []  # a folder the build could not list, the export could
+    base = f"{root}/{specs}"  # strings, not Paths: a thousand joins add up
+    if not (add(f"{root}/{CONFIG_FILE}") and add(base)):
+        return None
+    for current, dirs, files in os.walk(base, onerror=unlisted.append, followlinks=False):
+        for name in (*dirs, *files):
+            if not add(f"{current}/{name}"):
+                return None
+    return None if unlisted else stats

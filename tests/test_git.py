@@ -895,3 +895,37 @@ def test_a_parent_that_is_not_a_commit_is_refused(repo: g.Repo, work: Path) -> N
         g.build_commit(repo, {"a": b"1"}, blob, "x", AUTHOR, COMMITTER)
     with pytest.raises(GitError, match="unknown revision"):
         g.build_commit(repo, {"a": b"1"}, "no-such-branch", "x", AUTHOR, COMMITTER)
+
+
+# --------------------------------------------------------------------------- fewer processes
+
+
+def test_open_repo_inside_the_git_dir_is_bare(work: Path) -> None:
+    opened = g.open_repo(work / ".git")
+    assert opened.worktree is None
+    assert opened.git_dir == (work / ".git").resolve()
+
+
+def test_commit_info_of_what_is_no_commit_is_unknown(repo: g.Repo, work: Path) -> None:
+    for rev in ("no-such-branch", sh(work, "rev-parse", "HEAD^{tree}"), "0" * 40):
+        with pytest.raises(GitError, match="unknown revision"):
+            g.commit_info(repo, rev)
+    assert g.commit_info(repo, "HEAD").sha == sh(work, "rev-parse", "HEAD")
+
+
+def test_a_commit_is_its_own_ancestor_and_other_pairs_still_ask_git(
+    repo: g.Repo, work: Path
+) -> None:
+    head = sh(work, "rev-parse", "HEAD")
+    assert g.is_ancestor(repo, head, head)
+    other = g.commit_tree(repo, g.tree_of(repo, "HEAD"), [], "unrelated\n", AUTHOR, COMMITTER)
+    assert not g.is_ancestor(repo, other, head)
+    with pytest.raises(GitError, match="cannot compare"):
+        g.is_ancestor(repo, "f" * 40, head)
+
+
+def test_transport_config_is_read_once_per_opened_repository(repo: g.Repo, work: Path) -> None:
+    assert g.transport_overrides(repo) == []
+    sh(work, "config", "core.sshCommand", "touch /tmp/pwned")
+    assert g.transport_overrides(repo) == []  # this handle already read it
+    assert g.transport_overrides(g.open_repo(work)) == ["core.sshcommand=ssh"]

@@ -16,7 +16,7 @@ def run(options: PublishOptions) -> int:
     reporter = terminal.TerminalReporter(color)
     with terminal.progress_bar("rendering", color=color):
         outcome = publish(options.common.root, publish_settings(options), reporter)
-    left_out = [] if options.worktree else uncommitted_inputs(options)
+    left_out = [] if options.worktree or outcome.clean else uncommitted_inputs(options)
     if left_out:
         # Publish renders HEAD: edits not yet committed are not in what was published.
         shown = ", ".join(left_out[:5]) + (" ..." if len(left_out) > 5 else "")
