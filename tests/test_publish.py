@@ -543,6 +543,7 @@ def test_rejected_push_is_rebuilt_on_the_new_remote_tip(
     side_tips = pub.current_tips(side_target)
     assert pub.attempt_publish(side_target, side_source, side_files, side_tips) is not None
     moved = tip(remote)
+    assert moved is not None
     assert pub.attempt_publish(target, source, files, stale) is None  # rejected: remote moved
     assert tip(remote) == moved
     outcome = pub.publish_files(target, source, files)
@@ -645,7 +646,11 @@ def test_concurrent_publishers_from_different_clones(
         sh(work, "checkout", "-q", sha)
         clones.append(work)
     procs = [_run_cli(work, crds_dir, "--push") for work in clones]
-    results = [(p.wait(timeout=240), *(s.decode() for s in p.communicate())) for p in procs]
+    results = []
+    for proc in procs:
+        code = proc.wait(timeout=240)
+        out, err = (stream.decode() for stream in proc.communicate())
+        results.append((code, out, err))
     for code, out, err in results:
         assert code == 0, out + err
         assert "published" in out or "already holds" in out, out + err

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import buildcache, git, snapshot
+from generator import buildcache, git, pipeline, snapshot
 from generator.pipeline import Build
 from tests.gitutil import sh
 from tests.specrepo import QWEN_CHAT, TINYLLAMA, commit_all, edit, make_spec_repo
@@ -116,7 +116,7 @@ def test_an_edit_while_the_build_reads_falls_back_to_the_export(
     spec_repo: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expected = exported_build(spec_repo, crds_dir).files
-    real_build = snapshot.build
+    real_build = pipeline.build  # what snapshot.build names
 
     def build_then_edit(root: Path, **kwargs: object) -> Build:
         built = real_build(root, **kwargs)  # type: ignore[arg-type]
