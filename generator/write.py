@@ -21,11 +21,12 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.errors import ServegenError
@@ -74,22 +75,55 @@ def safe_relative(path: str) -> str:
 
 
 @dataclass(frozen=True)
-class OutputFolder:
-    """What is on disk: servegen's files (bytes) and everything else (left alone)."""
+class Stamp:
+    """What git's index records of a file, and a digest of the bytes servegen wrote."""
 
-    owned: dict[str, bytes]
+    size: int
+    mtime_ns: int
+    ino: int
+    digest: bytes
+
+    def matches(self, info: os.stat_result) -> bool:
+        return (info.st_size, info.st_mtime_ns, info.st_ino) == (
+            self.size,
+            self.mtime_ns,
+            self.ino,
+        )
+
+
+@dataclass(frozen=True)
+class OutputFolder:
+    """What is on disk: digests of servegen's files and everything else (left alone)."""
+
+    owned: dict[str, bytes]  # path -> digest of its bytes
     foreign: tuple[str, ...]  # files and symlinks servegen did not write
     folders: tuple[str, ...]  # every folder, so empty foreign ones are carried over too
     inodes: dict[str, int]  # every file's inode: the spare shares unchanged ones
     manifest: bytes | None
     exists: bool
+    stamps: dict[str, Stamp] = field(default_factory=dict)  # owned files as they are now
+    index_stale: bool = True  # the stat index does not describe this folder exactly
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def tree_digest(digests: Mapping[str, bytes]) -> str:
+    """One digest of a whole tree: every path and the digest of its bytes."""
+    total = hashlib.blake2b(digest_size=16)
+    for rel in sorted(digests):
+        total.update(rel.encode() + b"\0" + digests[rel])
+    return total.hexdigest()
 
 
 def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFolder:
     """Read the output folder without following a single symlink; refuse foreign folders.
 
-    `known` is what the caller last wrote there (the watcher): those bytes are trusted
-    instead of read again.
+    A file whose lstat matches the stat index (see `_load_index`) is trusted to hold the
+    bytes servegen wrote, as git trusts its index: a stat, not a read. `known` is what
+    the caller last wrote there (the watcher): those bytes are trusted instead of read
+    again when the index cannot vouch for a file.
     """
     if out.is_symlink():
         raise OutputFolderError(f"{out} is a symlink; servegen never writes through symlinks")
@@ -97,12 +131,15 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
         return OutputFolder({}, (), (), {}, None, exists=False)
     if not out.is_dir():
         raise OutputFolderError(f"{out} exists and is not a folder")
+    index = _load_index(out)
     scan = _scan(out)
     entries = {rel: link for rel, (_inode, link) in scan.files.items()}
     manifest = _read_regular(out / MANIFEST) if MANIFEST in entries else None
     listed = _listed(manifest) if manifest is not None else _legacy_owned(out, entries)
     owned: dict[str, bytes] = {}
+    stamps: dict[str, Stamp] = {}
     foreign = []
+    stale = index is None
     for rel, is_link in sorted(entries.items()):
         if rel == MANIFEST:
             continue
@@ -113,12 +150,38 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
                 "symlinks there: remove it and render again"
             )
         if rel in listed and not is_link:
-            cached = known.get(rel) if known is not None else None
-            owned[rel] = cached if cached is not None else _read_regular(out / rel)
+            stamp, trusted = _stamp(out / rel, index, rel, known)
+            owned[rel], stamps[rel] = stamp.digest, stamp
+            stale = stale or not trusted
         else:
             foreign.append(rel)
+    if index is not None and set(index.stamps) != set(stamps):
+        stale = True
     inodes = {rel: inode for rel, (inode, _link) in scan.files.items()}
-    return OutputFolder(owned, tuple(foreign), scan.folders, inodes, manifest, exists=True)
+    return OutputFolder(
+        owned, tuple(foreign), scan.folders, inodes, manifest, True, stamps, stale
+    )
+
+
+def _stamp(
+    path: Path, index: _Index | None, rel: str, known: Mapping[str, bytes] | None
+) -> tuple[Stamp, bool]:
+    """A listed file's stamp, and whether the index vouched for it (no read needed)."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise OutputFolderError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputFolderError(f"{path} is not a regular file; refusing to replace it")
+    recorded = index.stamps.get(rel) if index is not None else None
+    if recorded is not None and index is not None and recorded.matches(info):
+        # Racy: modified in the timestamp granule the index was written in, a same-size
+        # edit could keep every field equal. Read such files (git does the same).
+        if info.st_mtime_ns < index.written_ns:
+            return recorded, True
+    cached = known.get(rel) if known is not None else None
+    data = cached if cached is not None else _read_regular(path)
+    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data)), False
 
 
 @dataclass(frozen=True)
@@ -184,6 +247,82 @@ def manifest_bytes(paths: Iterable[str]) -> bytes:
     return MANIFEST_HEAD + "".join(f"{p}\n" for p in sorted(paths)).encode()
 
 
+# --------------------------------------------------------------------------- stat index
+
+_INDEX_HEAD = "servegen output index 1"
+
+
+@dataclass(frozen=True)
+class _Index:
+    """What servegen last wrote into one output folder: each owned file's stamp.
+
+    It lives in the user's cache folder (never in the output, which is committed, nor
+    beside it), keyed by the output folder's absolute path; deleting it only means the
+    next write reads every file once.
+    """
+
+    tree: str  # tree_digest() of the owned files
+    written_ns: int  # the index file's own mtime: files at least as new are racy
+    stamps: dict[str, Stamp]
+
+
+def index_path(out: Path) -> Path | None:
+    """Where `out`'s index lives; None with SERVEGEN_NO_CACHE=1 (always read files)."""
+    if os.environ.get("SERVEGEN_NO_CACHE", "") not in ("", "0"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    where = hashlib.sha256(os.fsencode(out.parent.resolve() / out.name)).hexdigest()
+    return Path(base) / "servegen" / "outputs" / f"{where[:40]}.index"
+
+
+def _load_index(out: Path) -> _Index | None:
+    path = index_path(out)
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as handle:
+            text = handle.read().decode()
+            written_ns = os.fstat(handle.fileno()).st_mtime_ns
+        head, *lines = text.split("\n")
+        magic, tree = head.rsplit(" ", 1)
+        if magic != _INDEX_HEAD or lines.pop() != "":
+            return None
+        stamps = {}
+        for line in lines:
+            hexed, size, mtime, ino, rel = line.split("\t", 4)
+            stamps[rel] = Stamp(int(size), int(mtime), int(ino), bytes.fromhex(hexed))
+        return _Index(tree, written_ns, stamps)
+    except (OSError, ValueError):
+        return None  # missing, unreadable or not an index: every file is read
+
+
+def _store_index(out: Path, stamps: Mapping[str, Stamp]) -> None:
+    """Record `stamps` (written last, after the swap: the index never runs ahead)."""
+    path = index_path(out)
+    if path is None:
+        return
+    tree = tree_digest({rel: s.digest for rel, s in stamps.items()})
+    lines = [f"{_INDEX_HEAD} {tree}\n"]
+    lines.extend(
+        f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n"
+        for rel, s in stamps.items()
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("".join(lines))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # an index only saves reads
+
+
+def _forget_index(out: Path) -> None:
+    path = index_path(out)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -192,10 +331,14 @@ def write_tree(
     files: Mapping[str, bytes],
     scope: Callable[[str], bool] = lambda _: True,
     known: Mapping[str, bytes] | None = None,
+    tree: str | None = None,
 ) -> WriteStats:
     """Make `out` hold `files`; servegen's files outside `scope` are kept, stale ones removed.
 
     `known` is what the caller last wrote to `out` (the watcher), saving a re-read.
+    `tree` is `tree_digest()` of `files` when the caller knows it (a whole build from
+    the build cache): when the folder already holds exactly that tree, not one of the
+    bytes in `files` is looked at.
     """
     for rel in files:
         safe_relative(rel)
@@ -203,28 +346,50 @@ def write_tree(
         out.parent.mkdir(parents=True, exist_ok=True)
         with _locked(out.parent):  # read and swap as one: no other writer in between
             current = read_output(out, known)
+            if tree is not None and _holds(current, files, tree):
+                if current.index_stale:
+                    _store_index(out, current.stamps)
+                return WriteStats((), len(files), ())
+            new = {rel: digest(data) for rel, data in files.items()}
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
-            wanted = {**kept, **files}
-            written = tuple(sorted(r for r, d in files.items() if current.owned.get(r) != d))
+            wanted = {**kept, **new}
+            written = tuple(sorted(r for r, d in new.items() if current.owned.get(r) != d))
             removed = tuple(sorted(set(current.owned) - set(wanted)))
             manifest = manifest_bytes(wanted)
             if written or removed or manifest != current.manifest or not current.exists:
-                _replace_folder(out, wanted, current, manifest)
+                _forget_index(out)  # until the new tree's is written
+                made = _replace_folder(out, files, wanted, current, manifest)
+                _store_index(out, {r: made.get(r) or current.stamps[r] for r in wanted})
+            elif current.index_stale:
+                _store_index(out, current.stamps)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
 
 
+def _holds(current: OutputFolder, files: Mapping[str, bytes], tree: str) -> bool:
+    """Whether `current` is exactly the tree `files` (paths only, digests from `tree`)."""
+    if current.manifest != manifest_bytes(files) or set(current.owned) != set(files):
+        return False
+    return tree_digest(current.owned) == tree
+
+
 def _replace_folder(
-    out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
-) -> None:
+    out: Path,
+    files: Mapping[str, bytes],
+    wanted: Mapping[str, bytes],
+    current: OutputFolder,
+    manifest: bytes,
+) -> dict[str, Stamp]:
+    """Swap in the new tree; returns the stamps of the files written anew."""
     spare = _spare(out)
-    _sync(spare, out, wanted, current, manifest)
+    made = _sync(spare, out, files, wanted, current, manifest)
     (spare / _STAGING_MARK).unlink()
     if current.exists:
         _exchange(spare, out)  # the old tree is the next spare
     else:
         os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
+    return made
 
 
 @contextlib.contextmanager
@@ -260,15 +425,21 @@ def _spare(out: Path) -> Path:
 
 
 def _sync(
-    spare: Path, out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
-) -> None:
-    """Make `spare` hold `wanted`, the manifest and the foreign entries of `out`."""
+    spare: Path,
+    out: Path,
+    files: Mapping[str, bytes],
+    wanted: Mapping[str, bytes],
+    current: OutputFolder,
+    manifest: bytes,
+) -> dict[str, Stamp]:
+    """Make `spare` hold `wanted` (path -> digest; new bytes in `files`), the manifest
+    and the foreign entries of `out`; returns the stamps of the files written anew."""
     have = _scan(spare)
     targets: dict[str, bytes | None] = {  # None: carry over `out`'s entry as it is
         **{rel: None for rel in current.foreign if rel not in wanted},
         **wanted,
-        MANIFEST: manifest,
-        _STAGING_MARK: b"",
+        MANIFEST: None,
+        _STAGING_MARK: None,
     }
     folders = {p.as_posix() for rel in targets for p in Path(rel).parents if p.name}
     folders.update(rel for rel in current.folders if rel.split("/")[0] not in MANAGED)
@@ -280,31 +451,36 @@ def _sync(
     for rel in sorted(folders - made, key=lambda r: r.count("/")):
         _remove_entry(spare / rel)  # a file where a folder must be
         (spare / rel).mkdir()
-    for rel, data in targets.items():
+    stamps: dict[str, Stamp] = {}
+    for rel, wanted_digest in targets.items():
         if rel == _STAGING_MARK:
             continue
-        if not _in_step(rel, data, have, current):
+        if rel == MANIFEST:
             _remove_entry(spare / rel)
-            _place(spare / rel, out / rel, data, current.owned.get(rel) == data)
+            _new_file(spare / rel, manifest)
+            continue
+        unchanged = wanted_digest is None or current.owned.get(rel) == wanted_digest
+        if not (unchanged and _in_step(rel, have, current)):
+            _remove_entry(spare / rel)
+            if unchanged:
+                _link(spare / rel, out / rel)
+            else:
+                stamps[rel] = _new_file(spare / rel, files[rel])
+    return stamps
 
 
-def _in_step(rel: str, data: bytes | None, have: _Scan, current: OutputFolder) -> bool:
-    """Whether the spare's entry is already right: the very file `out` holds, unchanged."""
+def _in_step(rel: str, have: _Scan, current: OutputFolder) -> bool:
+    """Whether the spare's entry is already right: the very file `out` holds."""
     entry = have.files.get(rel)
-    if entry is None or rel == MANIFEST:
-        return False
     live = current.inodes.get(rel)
-    unchanged = data is None or current.owned.get(rel) == data
-    return unchanged and live is not None and entry == (live, False) and not entry[1]
+    return entry is not None and live is not None and entry == (live, False)
 
 
-def _place(target: Path, source: Path, data: bytes | None, unchanged: bool) -> None:
-    if data is None and source.is_symlink():
+def _link(target: Path, source: Path) -> None:
+    if source.is_symlink():  # a foreign symlink, carried over as it is
         target.symlink_to(source.readlink())
-    elif data is None or unchanged:
-        os.link(source, target, follow_symlinks=False)  # same inode, mtime and bytes
     else:
-        _new_file(target, data)
+        os.link(source, target, follow_symlinks=False)  # same inode, mtime and bytes
 
 
 def _remove_entry(path: Path) -> None:
@@ -316,10 +492,13 @@ def _remove_entry(path: Path) -> None:
         path.unlink()  # a FIFO or socket
 
 
-def _new_file(target: Path, data: bytes) -> None:
+def _new_file(target: Path, data: bytes) -> Stamp:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        info = os.fstat(fd)
+    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data))
 
 
 _AT_FDCWD = -100
@@ -361,12 +540,17 @@ def remove_tree(folder: Path, *, markers: bool = True) -> None:
 
 
 def stale_paths(
-    out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool] = lambda _: True
+    out: Path,
+    files: Mapping[str, bytes],
+    scope: Callable[[str], bool] = lambda _: True,
+    tree: str | None = None,
 ) -> list[str]:
-    """Paths that `write_tree` would change, without writing anything."""
+    """Paths that `write_tree` would change, without writing anything (`tree` as there)."""
     current = read_output(out)
+    if tree is not None and _holds(current, files, tree):
+        return []
     kept = [rel for rel in current.owned if rel not in files and not scope(rel)]
-    changed = [rel for rel, data in files.items() if current.owned.get(rel) != data]
+    changed = [rel for rel, data in files.items() if current.owned.get(rel) != digest(data)]
     gone = [rel for rel in current.owned if rel not in files and scope(rel)]
     if current.manifest != manifest_bytes([*kept, *files]):
         changed.append(MANIFEST)
