@@ -158,9 +158,7 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
     if index is not None and set(index.stamps) != set(stamps):
         stale = True
     inodes = {rel: inode for rel, (inode, _link) in scan.files.items()}
-    return OutputFolder(
-        owned, tuple(foreign), scan.folders, inodes, manifest, True, stamps, stale
-    )
+    return OutputFolder(owned, tuple(foreign), scan.folders, inodes, manifest, True, stamps, stale)
 
 
 def _stamp(
@@ -174,11 +172,11 @@ def _stamp(
     if not stat.S_ISREG(info.st_mode):
         raise OutputFolderError(f"{path} is not a regular file; refusing to replace it")
     recorded = index.stamps.get(rel) if index is not None else None
-    if recorded is not None and index is not None and recorded.matches(info):
-        # Racy: modified in the timestamp granule the index was written in, a same-size
-        # edit could keep every field equal. Read such files (git does the same).
-        if info.st_mtime_ns < index.written_ns:
-            return recorded, True
+    # A file modified no earlier than the index was written is "racy": a same-size edit
+    # in that timestamp granule keeps every field equal, so it is read (as git does).
+    racy = index is None or info.st_mtime_ns >= index.written_ns
+    if recorded is not None and not racy and recorded.matches(info):
+        return recorded, True
     cached = known.get(rel) if known is not None else None
     data = cached if cached is not None else _read_regular(path)
     return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data)), False
@@ -304,8 +302,7 @@ def _store_index(out: Path, stamps: Mapping[str, Stamp]) -> None:
     tree = tree_digest({rel: s.digest for rel, s in stamps.items()})
     lines = [f"{_INDEX_HEAD} {tree}\n"]
     lines.extend(
-        f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n"
-        for rel, s in stamps.items()
+        f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n" for rel, s in stamps.items()
     )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
