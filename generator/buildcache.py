@@ -45,11 +45,11 @@ from typing import Any
 
 from generator.config import Config
 from generator.errors import Diagnostic
+from generator.outindex import digest, tree_digest
 from generator.render import EnvironmentRender, ModelRender
 from generator.validate import SpecName
 from generator.version import servegen_version
 from generator.versions import ModelVersion
-from generator.write import digest, tree_digest
 from runtimes.base import Endpoint
 
 # Bump when what an entry holds changes shape.

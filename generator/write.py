@@ -13,6 +13,11 @@ servegen only ever deletes what it wrote itself: the output folder carries a man
 into the new tree untouched. A non-empty folder without a manifest is refused, unless it
 is an output written before manifests existed (only servegen's folders in it). Symlinks
 inside servegen's folders are refused, never followed.
+
+Whether a file still holds what servegen wrote is told by a stat, not a read: see
+generator/outindex.py (git's index, and git's caveat). A caller that knows the digest of
+the whole new tree (a build from the build cache) passes it, and an up-to-date folder is
+recognised without looking at any of the new bytes.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import stat
@@ -30,6 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.errors import ServegenError
+from generator.outindex import (
+    Index,
+    Stamp,
+    digest,
+    forget_index,
+    load_index,
+    store_index,
+    tree_digest,
+)
 from generator.outtree import MANAGED
 
 MANIFEST = ".servegen-manifest"
@@ -76,23 +89,6 @@ def safe_relative(path: str) -> str:
 
 
 @dataclass(frozen=True)
-class Stamp:
-    """What git's index records of a file, and a digest of the bytes servegen wrote."""
-
-    size: int
-    mtime_ns: int
-    ino: int
-    digest: bytes
-
-    def matches(self, info: os.stat_result) -> bool:
-        return (info.st_size, info.st_mtime_ns, info.st_ino) == (
-            self.size,
-            self.mtime_ns,
-            self.ino,
-        )
-
-
-@dataclass(frozen=True)
 class OutputFolder:
     """What is on disk: digests of servegen's files and everything else (left alone)."""
 
@@ -104,18 +100,6 @@ class OutputFolder:
     exists: bool
     stamps: dict[str, Stamp] = field(default_factory=dict)  # owned files as they are now
     index_stale: bool = True  # the stat index does not describe this folder exactly
-
-
-def digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
-def tree_digest(digests: Mapping[str, bytes]) -> str:
-    """One digest of a whole tree: every path and the digest of its bytes."""
-    total = hashlib.blake2b(digest_size=16)
-    for rel in sorted(digests):
-        total.update(rel.encode() + b"\0" + digests[rel])
-    return total.hexdigest()
 
 
 def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFolder:
@@ -132,7 +116,7 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
         return OutputFolder({}, (), (), {}, None, exists=False)
     if not out.is_dir():
         raise OutputFolderError(f"{out} exists and is not a folder")
-    index = _load_index(out)
+    index = load_index(out)
     scan = _scan(out)
     entries = {rel: link for rel, (_inode, link) in scan.files.items()}
     manifest = _read_regular(out / MANIFEST) if MANIFEST in entries else None
@@ -163,7 +147,7 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
 
 
 def _stamp(
-    path: str, index: _Index | None, rel: str, known: Mapping[str, bytes] | None
+    path: str, index: Index | None, rel: str, known: Mapping[str, bytes] | None
 ) -> tuple[Stamp, bool]:
     """A listed file's stamp, and whether the index vouched for it (no read needed)."""
     try:
@@ -247,81 +231,6 @@ def manifest_bytes(paths: Iterable[str]) -> bytes:
     return MANIFEST_HEAD + "".join(f"{p}\n" for p in sorted(paths)).encode()
 
 
-# --------------------------------------------------------------------------- stat index
-
-_INDEX_HEAD = "servegen output index 1"
-
-
-@dataclass(frozen=True)
-class _Index:
-    """What servegen last wrote into one output folder: each owned file's stamp.
-
-    It lives in the user's cache folder (never in the output, which is committed, nor
-    beside it), keyed by the output folder's absolute path; deleting it only means the
-    next write reads every file once.
-    """
-
-    tree: str  # tree_digest() of the owned files
-    written_ns: int  # the index file's own mtime: files at least as new are racy
-    stamps: dict[str, Stamp]
-
-
-def index_path(out: Path) -> Path | None:
-    """Where `out`'s index lives; None with SERVEGEN_NO_CACHE=1 (always read files)."""
-    if os.environ.get("SERVEGEN_NO_CACHE", "") not in ("", "0"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    where = hashlib.sha256(os.fsencode(out.parent.resolve() / out.name)).hexdigest()
-    return Path(base) / "servegen" / "outputs" / f"{where[:40]}.index"
-
-
-def _load_index(out: Path) -> _Index | None:
-    path = index_path(out)
-    if path is None:
-        return None
-    try:
-        with path.open("rb") as handle:
-            text = handle.read().decode()
-            written_ns = os.fstat(handle.fileno()).st_mtime_ns
-        head, *lines = text.split("\n")
-        magic, tree = head.rsplit(" ", 1)
-        if magic != _INDEX_HEAD or lines.pop() != "":
-            return None
-        stamps = {}
-        for line in lines:
-            hexed, size, mtime, ino, rel = line.split("\t", 4)
-            stamps[rel] = Stamp(int(size), int(mtime), int(ino), bytes.fromhex(hexed))
-        return _Index(tree, written_ns, stamps)
-    except (OSError, ValueError):
-        return None  # missing, unreadable or not an index: every file is read
-
-
-def _store_index(out: Path, stamps: Mapping[str, Stamp]) -> None:
-    """Record `stamps` (written last, after the swap: the index never runs ahead)."""
-    path = index_path(out)
-    if path is None:
-        return
-    tree = tree_digest({rel: s.digest for rel, s in stamps.items()})
-    lines = [f"{_INDEX_HEAD} {tree}\n"]
-    lines.extend(
-        f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n" for rel, s in stamps.items()
-    )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(lines))
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # an index only saves reads
-
-
-def _forget_index(out: Path) -> None:
-    path = index_path(out)
-    if path is not None:
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -347,7 +256,7 @@ def write_tree(
             current = read_output(out, known)
             if tree is not None and _holds(current, files, tree):
                 if current.index_stale:
-                    _store_index(out, current.stamps)
+                    store_index(out, current.stamps)
                 return WriteStats((), len(files), ())
             new = {rel: digest(data) for rel, data in files.items()}
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
@@ -356,11 +265,11 @@ def write_tree(
             removed = tuple(sorted(set(current.owned) - set(wanted)))
             manifest = manifest_bytes(wanted)
             if written or removed or manifest != current.manifest or not current.exists:
-                _forget_index(out)  # until the new tree's is written
+                forget_index(out)  # until the new tree's is written
                 made = _replace_folder(out, files, wanted, current, manifest)
-                _store_index(out, {r: made.get(r) or current.stamps[r] for r in wanted})
+                store_index(out, {r: made.get(r) or current.stamps[r] for r in wanted})
             elif current.index_stale:
-                _store_index(out, current.stamps)
+                store_index(out, current.stamps)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)

@@ -19,10 +19,11 @@ from generator.config import Config
 from generator.errors import InvalidInputError, RenderError
 from generator.incremental import IncrementalBuild
 from generator.load import SourceFile
+from generator.outindex import index_path
 from generator.pipeline import build
 from generator.render import ModelRender
 from generator.validate import FileResult, ValidatedSpec
-from generator.write import MANIFEST, index_path, manifest_bytes, stale_paths, write_tree
+from generator.write import MANIFEST, manifest_bytes, stale_paths, write_tree
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import one_shot, tree
 

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from generator import cli
+from generator.outindex import digest, index_path
 from generator.write import (
     MANIFEST,
     OutputFolderError,
-    digest,
-    index_path,
     manifest_bytes,
     spare_folder,
     stale_paths,
