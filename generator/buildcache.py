@@ -37,7 +37,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +45,7 @@ from typing import Any
 
 from generator.config import Config
 from generator.errors import Diagnostic
+from generator.outindex import digest, tree_digest
 from generator.render import EnvironmentRender, ModelRender
 from generator.validate import SpecName
 from generator.version import servegen_version
@@ -325,15 +326,39 @@ def prune(now: float | None = None) -> list[Path]:
 # --- whole repositories -----------------------------------------------------------------
 
 
+class StoredFiles(Mapping[str, bytes]):
+    """A stored build's output files, each cut from the entry's bytes when asked for:
+    a render that finds its output folder already holding this tree (by its digest)
+    never makes the 60,000 bytes objects of a 10,000-spec build."""
+
+    def __init__(self, blob: bytes, spans: dict[str, tuple[int, int]]):
+        self._blob = blob
+        self._spans = spans
+
+    def __getitem__(self, path: str) -> bytes:
+        start, end = self._spans[path]
+        return self._blob[start:end]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._spans
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+
 @dataclasses.dataclass(frozen=True)
 class CachedBuild:
     """A whole successful build."""
 
     models: tuple[ModelRender, ...]  # summaries
-    files: dict[str, bytes]  # every output file
+    files: Mapping[str, bytes]  # every output file
     notes: tuple[str, ...]
     failed_files: frozenset[str]
     warnings: tuple[Diagnostic, ...]  # what validation warned about
+    tree: str | None  # write.tree_digest() of the files
 
 
 def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | None:
@@ -356,29 +381,32 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
 def load_build(key: str) -> CachedBuild | None:
     """A stored build: one entry holding everything, so a hit is one read.
 
-    The entry is a JSON line (key, model summaries, notes, warnings, and each output
-    file's path and length) followed by the files' bytes, read one at a time: no copy
-    of the whole output is ever held besides the files themselves.
+    The entry is a JSON line (key, model summaries, notes, warnings, the tree's digest
+    and each output file's path and length) followed by the files' bytes, read in one
+    piece and cut into files only when a caller asks for one (StoredFiles).
     """
     try:
         with _entry_path(key).open("rb") as handle:
-            head = json.loads(handle.readline())
+            line = handle.readline()
+            head = json.loads(line)
             if head.get("key") != key:
                 return None
-            files = {}
-            for path, length in head["files"]:
-                data = handle.read(length)
-                if len(data) != length:
-                    return None  # truncated
-                files[str(path)] = data
-            if handle.read(1):
-                return None  # longer than it says
+            blob = handle.read()
             _mark_used(handle.fileno())
+        spans = {}
+        offset = 0
+        for path, length in head["files"]:
+            spans[str(path)] = (offset, offset + int(length))
+            offset += int(length)
+        if offset != len(blob):
+            return None  # truncated, or longer than it says
         models = tuple(_model_from(model) for model in head["models"])
         notes = tuple(str(note) for note in head["notes"])
         warnings = tuple(Diagnostic(*w) for w in head["warnings"])
         failed = frozenset(head["failed_files"])
-        return CachedBuild(models, files, notes, failed, warnings)
+        tree = head.get("tree")
+        files = StoredFiles(blob, spans)
+        return CachedBuild(models, files, notes, failed, warnings, tree)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -391,13 +419,15 @@ def store_build(
     failed_files: Iterable[str],
     warnings: Iterable[Diagnostic],
 ) -> None:
-    """Store a whole build: model summaries, notes, warnings and every output file."""
+    """Store a whole build: model summaries, notes, warnings and every output file,
+    with the digest of the tree they make (what the output folder's index compares)."""
     head = {
         "key": key,
         "models": [_model_to(model) for model in models],
         "notes": list(notes),
         "failed_files": sorted(failed_files),
         "warnings": [dataclasses.astuple(w) for w in warnings],
+        "tree": tree_digest({path: digest(data) for path, data in files.items()}),
         "files": [[path, len(data)] for path, data in files.items()],
     }
     line = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"

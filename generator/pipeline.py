@@ -59,10 +59,13 @@ class Build:
     root: Path
     config: Config
     models: tuple[ModelRender, ...]
-    files: dict[str, bytes]
+    files: Mapping[str, bytes]
     notes: tuple[str, ...]  # the warnings first (`path: message`), then check notes
     failed_files: frozenset[str]
     warnings: tuple[Diagnostic, ...] = ()  # what validation warned about
+    # write.tree_digest() of `files` when known (a build from the build cache): lets
+    # write_tree find an up-to-date output folder without looking at a file's bytes.
+    tree: str | None = None
 
     def object_count(self) -> int:
         return sum(len(env.objects) for m in self.models for env in m.environments.values())
@@ -543,7 +546,7 @@ def _filtered(built: Build, environment: str | None) -> Build:
     if environment is None:
         return built
     files = {path: data for path, data in built.files.items() if in_environment(path, environment)}
-    return replace(built, files=files)
+    return replace(built, files=files, tree=None)
 
 
 def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[str | None, Build | None]:
@@ -564,7 +567,7 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[str | None, Build |
     if reused is None:
         return key, None
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
-    return key, replace(built, warnings=reused.warnings)
+    return key, replace(built, warnings=reused.warnings, tree=reused.tree)
 
 
 # --- reading one spec file -------------------------------------------------------------------

@@ -13,6 +13,11 @@ servegen only ever deletes what it wrote itself: the output folder carries a man
 into the new tree untouched. A non-empty folder without a manifest is refused, unless it
 is an output written before manifests existed (only servegen's folders in it). Symlinks
 inside servegen's folders are refused, never followed.
+
+Whether a file still holds what servegen wrote is told by a stat, not a read: see
+generator/outindex.py (git's index, and git's caveat). A caller that knows the digest of
+the whole new tree (a build from the build cache) passes it, and an up-to-date folder is
+recognised without looking at any of the new bytes.
 """
 
 from __future__ import annotations
@@ -25,10 +30,19 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.errors import ServegenError
+from generator.outindex import (
+    Index,
+    Stamp,
+    digest,
+    forget_index,
+    load_index,
+    store_index,
+    tree_digest,
+)
 from generator.outtree import MANAGED
 
 MANIFEST = ".servegen-manifest"
@@ -58,9 +72,10 @@ class WriteStats:
 
 
 def safe_relative(path: str) -> str:
-    parts = Path(path).parts
+    # Plain string checks: pathlib per path was a third of a watch batch's write.
+    parts = [part for part in path.split("/") if part not in ("", ".")]
     if (
-        Path(path).is_absolute()
+        path.startswith("/")
         or ".." in parts
         or not parts
         or parts[0] not in MANAGED
@@ -75,21 +90,25 @@ def safe_relative(path: str) -> str:
 
 @dataclass(frozen=True)
 class OutputFolder:
-    """What is on disk: servegen's files (bytes) and everything else (left alone)."""
+    """What is on disk: digests of servegen's files and everything else (left alone)."""
 
-    owned: dict[str, bytes]
+    owned: dict[str, bytes]  # path -> digest of its bytes
     foreign: tuple[str, ...]  # files and symlinks servegen did not write
     folders: tuple[str, ...]  # every folder, so empty foreign ones are carried over too
     inodes: dict[str, int]  # every file's inode: the spare shares unchanged ones
     manifest: bytes | None
     exists: bool
+    stamps: dict[str, Stamp] = field(default_factory=dict)  # owned files as they are now
+    index_stale: bool = True  # the stat index does not describe this folder exactly
 
 
 def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFolder:
     """Read the output folder without following a single symlink; refuse foreign folders.
 
-    `known` is what the caller last wrote there (the watcher): those bytes are trusted
-    instead of read again.
+    A file whose lstat matches the stat index (see `_load_index`) is trusted to hold the
+    bytes servegen wrote, as git trusts its index: a stat, not a read. `known` is what
+    the caller last wrote there (the watcher): those bytes are trusted instead of read
+    again when the index cannot vouch for a file.
     """
     if out.is_symlink():
         raise OutputFolderError(f"{out} is a symlink; servegen never writes through symlinks")
@@ -97,12 +116,15 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
         return OutputFolder({}, (), (), {}, None, exists=False)
     if not out.is_dir():
         raise OutputFolderError(f"{out} exists and is not a folder")
+    index = load_index(out)
     scan = _scan(out)
     entries = {rel: link for rel, (_inode, link) in scan.files.items()}
     manifest = _read_regular(out / MANIFEST) if MANIFEST in entries else None
     listed = _listed(manifest) if manifest is not None else _legacy_owned(out, entries)
     owned: dict[str, bytes] = {}
+    stamps: dict[str, Stamp] = {}
     foreign = []
+    stale = index is None
     for rel, is_link in sorted(entries.items()):
         if rel == MANIFEST:
             continue
@@ -113,12 +135,36 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
                 "symlinks there: remove it and render again"
             )
         if rel in listed and not is_link:
-            cached = known.get(rel) if known is not None else None
-            owned[rel] = cached if cached is not None else _read_regular(out / rel)
+            stamp, trusted = _stamp(f"{out}/{rel}", index, rel, known)
+            owned[rel], stamps[rel] = stamp.digest, stamp
+            stale = stale or not trusted
         else:
             foreign.append(rel)
+    if index is not None and set(index.stamps) != set(stamps):
+        stale = True
     inodes = {rel: inode for rel, (inode, _link) in scan.files.items()}
-    return OutputFolder(owned, tuple(foreign), scan.folders, inodes, manifest, exists=True)
+    return OutputFolder(owned, tuple(foreign), scan.folders, inodes, manifest, True, stamps, stale)
+
+
+def _stamp(
+    path: str, index: Index | None, rel: str, known: Mapping[str, bytes] | None
+) -> tuple[Stamp, bool]:
+    """A listed file's stamp, and whether the index vouched for it (no read needed)."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise OutputFolderError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputFolderError(f"{path} is not a regular file; refusing to replace it")
+    recorded = index.stamps.get(rel) if index is not None else None
+    # A file modified no earlier than the index was written is "racy": a same-size edit
+    # in that timestamp granule keeps every field equal, so it is read (as git does).
+    racy = index is None or info.st_mtime_ns >= index.written_ns
+    if recorded is not None and not racy and recorded.matches(info):
+        return recorded, True
+    cached = known.get(rel) if known is not None else None
+    data = cached if cached is not None else _read_regular(Path(path))
+    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data)), False
 
 
 @dataclass(frozen=True)
@@ -133,10 +179,11 @@ def _scan(folder: Path) -> _Scan:
     files: dict[str, tuple[int, bool]] = {}
     folders: list[str] = []
     pending = [""]
+    top = str(folder)
     while pending:
         rel = pending.pop()
         try:
-            with os.scandir(folder / rel if rel else folder) as entries:
+            with os.scandir(f"{top}/{rel}" if rel else top) as entries:
                 for entry in entries:
                     path = f"{rel}/{entry.name}" if rel else entry.name
                     if entry.is_dir(follow_symlinks=False):
@@ -192,10 +239,14 @@ def write_tree(
     files: Mapping[str, bytes],
     scope: Callable[[str], bool] = lambda _: True,
     known: Mapping[str, bytes] | None = None,
+    tree: str | None = None,
 ) -> WriteStats:
     """Make `out` hold `files`; servegen's files outside `scope` are kept, stale ones removed.
 
     `known` is what the caller last wrote to `out` (the watcher), saving a re-read.
+    `tree` is `tree_digest()` of `files` when the caller knows it (a whole build from
+    the build cache): when the folder already holds exactly that tree, not one of the
+    bytes in `files` is looked at.
     """
     for rel in files:
         safe_relative(rel)
@@ -203,28 +254,50 @@ def write_tree(
         out.parent.mkdir(parents=True, exist_ok=True)
         with _locked(out.parent):  # read and swap as one: no other writer in between
             current = read_output(out, known)
+            if tree is not None and _holds(current, files, tree):
+                if current.index_stale:
+                    store_index(out, current.stamps)
+                return WriteStats((), len(files), ())
+            new = {rel: digest(data) for rel, data in files.items()}
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
-            wanted = {**kept, **files}
-            written = tuple(sorted(r for r, d in files.items() if current.owned.get(r) != d))
+            wanted = {**kept, **new}
+            written = tuple(sorted(r for r, d in new.items() if current.owned.get(r) != d))
             removed = tuple(sorted(set(current.owned) - set(wanted)))
             manifest = manifest_bytes(wanted)
             if written or removed or manifest != current.manifest or not current.exists:
-                _replace_folder(out, wanted, current, manifest)
+                forget_index(out)  # until the new tree's is written
+                made = _replace_folder(out, files, wanted, current, manifest)
+                store_index(out, {r: made.get(r) or current.stamps[r] for r in wanted})
+            elif current.index_stale:
+                store_index(out, current.stamps)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
 
 
+def _holds(current: OutputFolder, files: Mapping[str, bytes], tree: str) -> bool:
+    """Whether `current` is exactly the tree `files` (paths only, digests from `tree`)."""
+    if current.manifest != manifest_bytes(files) or set(current.owned) != set(files):
+        return False
+    return tree_digest(current.owned) == tree
+
+
 def _replace_folder(
-    out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
-) -> None:
+    out: Path,
+    files: Mapping[str, bytes],
+    wanted: Mapping[str, bytes],
+    current: OutputFolder,
+    manifest: bytes,
+) -> dict[str, Stamp]:
+    """Swap in the new tree; returns the stamps of the files written anew."""
     spare = _spare(out)
-    _sync(spare, out, wanted, current, manifest)
+    made = _sync(spare, out, files, wanted, current, manifest)
     (spare / _STAGING_MARK).unlink()
     if current.exists:
         _exchange(spare, out)  # the old tree is the next spare
     else:
         os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
+    return made
 
 
 @contextlib.contextmanager
@@ -260,17 +333,23 @@ def _spare(out: Path) -> Path:
 
 
 def _sync(
-    spare: Path, out: Path, wanted: Mapping[str, bytes], current: OutputFolder, manifest: bytes
-) -> None:
-    """Make `spare` hold `wanted`, the manifest and the foreign entries of `out`."""
+    spare: Path,
+    out: Path,
+    files: Mapping[str, bytes],
+    wanted: Mapping[str, bytes],
+    current: OutputFolder,
+    manifest: bytes,
+) -> dict[str, Stamp]:
+    """Make `spare` hold `wanted` (path -> digest; new bytes in `files`), the manifest
+    and the foreign entries of `out`; returns the stamps of the files written anew."""
     have = _scan(spare)
     targets: dict[str, bytes | None] = {  # None: carry over `out`'s entry as it is
         **{rel: None for rel in current.foreign if rel not in wanted},
         **wanted,
-        MANIFEST: manifest,
-        _STAGING_MARK: b"",
+        MANIFEST: None,
+        _STAGING_MARK: None,
     }
-    folders = {p.as_posix() for rel in targets for p in Path(rel).parents if p.name}
+    folders = _folders_of(targets)
     folders.update(rel for rel in current.folders if rel.split("/")[0] not in MANAGED)
     for rel in sorted(set(have.files) - set(targets), reverse=True):
         (spare / rel).unlink()
@@ -280,31 +359,48 @@ def _sync(
     for rel in sorted(folders - made, key=lambda r: r.count("/")):
         _remove_entry(spare / rel)  # a file where a folder must be
         (spare / rel).mkdir()
-    for rel, data in targets.items():
+    stamps: dict[str, Stamp] = {}
+    for rel, wanted_digest in targets.items():
         if rel == _STAGING_MARK:
             continue
-        if not _in_step(rel, data, have, current):
+        if rel == MANIFEST:
             _remove_entry(spare / rel)
-            _place(spare / rel, out / rel, data, current.owned.get(rel) == data)
+            _new_file(spare / rel, manifest)
+            continue
+        unchanged = wanted_digest is None or current.owned.get(rel) == wanted_digest
+        if not (unchanged and _in_step(rel, have, current)):
+            _remove_entry(spare / rel)
+            if unchanged:
+                _link(spare / rel, out / rel)
+            else:
+                stamps[rel] = _new_file(spare / rel, files[rel])
+    return stamps
 
 
-def _in_step(rel: str, data: bytes | None, have: _Scan, current: OutputFolder) -> bool:
-    """Whether the spare's entry is already right: the very file `out` holds, unchanged."""
+def _folders_of(paths: Iterable[str]) -> set[str]:
+    """Every folder the paths lie in (string slicing: Path.parents per file was most of a
+    watch batch's write)."""
+    folders: set[str] = set()
+    for rel in paths:
+        folder = rel.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    return folders
+
+
+def _in_step(rel: str, have: _Scan, current: OutputFolder) -> bool:
+    """Whether the spare's entry is already right: the very file `out` holds."""
     entry = have.files.get(rel)
-    if entry is None or rel == MANIFEST:
-        return False
     live = current.inodes.get(rel)
-    unchanged = data is None or current.owned.get(rel) == data
-    return unchanged and live is not None and entry == (live, False) and not entry[1]
+    return entry is not None and live is not None and entry == (live, False)
 
 
-def _place(target: Path, source: Path, data: bytes | None, unchanged: bool) -> None:
-    if data is None and source.is_symlink():
+def _link(target: Path, source: Path) -> None:
+    if source.is_symlink():  # a foreign symlink, carried over as it is
         target.symlink_to(source.readlink())
-    elif data is None or unchanged:
-        os.link(source, target, follow_symlinks=False)  # same inode, mtime and bytes
     else:
-        _new_file(target, data)
+        os.link(source, target, follow_symlinks=False)  # same inode, mtime and bytes
 
 
 def _remove_entry(path: Path) -> None:
@@ -316,10 +412,13 @@ def _remove_entry(path: Path) -> None:
         path.unlink()  # a FIFO or socket
 
 
-def _new_file(target: Path, data: bytes) -> None:
+def _new_file(target: Path, data: bytes) -> Stamp:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        info = os.fstat(fd)
+    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data))
 
 
 _AT_FDCWD = -100
@@ -361,12 +460,17 @@ def remove_tree(folder: Path, *, markers: bool = True) -> None:
 
 
 def stale_paths(
-    out: Path, files: Mapping[str, bytes], scope: Callable[[str], bool] = lambda _: True
+    out: Path,
+    files: Mapping[str, bytes],
+    scope: Callable[[str], bool] = lambda _: True,
+    tree: str | None = None,
 ) -> list[str]:
-    """Paths that `write_tree` would change, without writing anything."""
+    """Paths that `write_tree` would change, without writing anything (`tree` as there)."""
     current = read_output(out)
+    if tree is not None and _holds(current, files, tree):
+        return []
     kept = [rel for rel in current.owned if rel not in files and not scope(rel)]
-    changed = [rel for rel, data in files.items() if current.owned.get(rel) != data]
+    changed = [rel for rel, data in files.items() if current.owned.get(rel) != digest(data)]
     gone = [rel for rel in current.owned if rel not in files and scope(rel)]
     if current.manifest != manifest_bytes([*kept, *files]):
         changed.append(MANIFEST)

@@ -9,19 +9,21 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from generator import buildcache, pipeline
+from generator import buildcache, cli, pipeline
 from generator.config import Config
 from generator.errors import InvalidInputError, RenderError
 from generator.incremental import IncrementalBuild
 from generator.load import SourceFile
+from generator.outindex import index_path
 from generator.pipeline import build
 from generator.render import ModelRender
 from generator.validate import FileResult, ValidatedSpec
-from generator.write import MANIFEST, manifest_bytes
+from generator.write import MANIFEST, manifest_bytes, stale_paths, write_tree
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import one_shot, tree
 
@@ -483,3 +485,64 @@ def test_concurrent_runs_share_one_cache_safely(example_repo: Path, tmp_path: Pa
     assert render(tmp_path / "out-again").wait(timeout=300) == 0
     assert tree(tmp_path / "out-again") == trees[0]
     assert {path: path.stat().st_mtime_ns for path in builds.rglob("*.json")} == stored
+
+
+# --- a whole-build hit against an up-to-date output folder -------------------------------
+
+
+class _Untouchable(Mapping[str, bytes]):
+    """A build's files whose bytes must not be looked at (paths may be)."""
+
+    def __init__(self, files: Mapping[str, bytes]):
+        self._paths = list(files)
+
+    def __getitem__(self, path: str) -> bytes:
+        raise AssertionError(f"the bytes of {path} were looked at")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def test_an_up_to_date_output_is_found_by_the_tree_digest_alone(example_repo: Path) -> None:
+    build(example_repo)  # stores the whole build
+    again = build(example_repo)
+    assert isinstance(again.files, buildcache.StoredFiles) and again.tree is not None
+    out = example_repo / "output"
+    write_tree(out, again.files, tree=again.tree)
+    before = tree(out)
+    stats = write_tree(out, _Untouchable(again.files), tree=again.tree)
+    assert not stats.changed and stats.unchanged == len(again.files)
+    assert stale_paths(out, _Untouchable(again.files), tree=again.tree) == []
+    assert tree(out) == before == {**again.files, MANIFEST: manifest_bytes(again.files)}
+
+
+def _render(repo: Path, *extra: str) -> int:
+    return cli.main(["-C", str(repo), "render", *extra])
+
+
+@pytest.mark.parametrize("when", ["later", "same granule"])
+def test_render_check_finds_a_same_size_hand_edit(
+    example_repo: Path, capsys: pytest.CaptureFixture[str], when: str
+) -> None:
+    assert _render(example_repo) == 0
+    assert _render(example_repo) == 0  # a whole-build hit
+    edited = example_repo / "output" / "README.md"
+    recorded = edited.stat().st_mtime_ns
+    data = edited.read_bytes()
+    time.sleep(0.02 if when == "later" else 0)
+    edited.write_bytes(data.replace(b"e", b"E", 1))
+    assert len(edited.read_bytes()) == len(data) and edited.read_bytes() != data
+    if when == "same granule":  # the edit kept every stat field, in the index's granule
+        index = index_path(example_repo / "output")
+        assert index is not None
+        os.utime(edited, ns=(recorded, recorded))
+        os.utime(index, ns=(recorded, recorded))
+    capsys.readouterr()
+    assert _render(example_repo, "--check") == 1
+    assert f"{edited}: stale" in capsys.readouterr().err
+    assert _render(example_repo) == 0
+    assert edited.read_bytes() == data
+    assert _render(example_repo, "--check") == 0

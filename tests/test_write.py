@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from generator import cli
+from generator.outindex import digest, index_path
 from generator.write import (
     MANIFEST,
     OutputFolderError,
@@ -235,6 +236,86 @@ def test_a_spare_servegen_did_not_make_is_refused(tmp_path: Path, kind: str) -> 
         write_tree(out, {**FILES, "README.md": b"# changed\n"})
     assert snapshot(victim) == {"data.txt": b"keep\n"}
     assert (out / "README.md").read_bytes() == FILES["README.md"]
+
+
+# --- the stat index: an unchanged file costs a stat, not a read ---------------------------
+
+
+def _same_size_edit(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data.upper() if data.upper() != data else data.lower())
+    assert len(path.read_bytes()) == len(data)
+
+
+def test_a_same_size_edit_after_the_write_is_found(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    time.sleep(0.02)  # a later timestamp granule than the index
+    _same_size_edit(out / "README.md")
+    assert stale_paths(out, FILES) == ["README.md"]
+    assert write_tree(out, FILES).written == ("README.md",)
+    assert (out / "README.md").read_bytes() == FILES["README.md"]
+
+
+def test_a_same_size_edit_in_the_granule_of_the_write_is_read_as_racy(tmp_path: Path) -> None:
+    """Every stat field equal to what was recorded, but no older than the index: read."""
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    index = index_path(out)
+    assert index is not None and index.is_file()
+    recorded = (out / "README.md").stat().st_mtime_ns
+    _same_size_edit(out / "README.md")
+    os.utime(out / "README.md", ns=(recorded, recorded))  # the edit kept the timestamp
+    os.utime(index, ns=(recorded, recorded))  # and the index was written in that granule
+    assert stale_paths(out, FILES) == ["README.md"]
+    assert write_tree(out, FILES).written == ("README.md",)
+
+
+def test_an_unchanged_stat_is_trusted_without_reading_the_file(tmp_path: Path) -> None:
+    """git's caveat, on purpose: bytes changed behind a forged stat older than the index
+    go unnoticed; deleting the index (the cache) makes every file read again."""
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    path = out / "README.md"
+    before = path.stat()
+    time.sleep(0.02)
+    _same_size_edit(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    index = index_path(out)
+    assert index is not None
+    later = index.stat().st_mtime_ns + 50_000_000
+    os.utime(index, ns=(later, later))  # the index clearly newer than the file
+    assert stale_paths(out, FILES) == []  # a stat, not a read
+    index.unlink()
+    assert stale_paths(out, FILES) == ["README.md"]
+
+
+def test_the_index_records_what_was_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    index = index_path(out)
+    assert index is not None
+    lines = index.read_text().splitlines()[1:]
+    recorded = {line.split("\t")[4]: line.split("\t")[:4] for line in lines}
+    assert set(recorded) == set(FILES)
+    for rel, data in FILES.items():
+        info = (out / rel).stat()
+        want = [digest(data).hex(), str(len(data)), str(info.st_mtime_ns), str(info.st_ino)]
+        assert recorded[rel] == want
+
+
+def test_without_the_cache_every_file_is_compared_by_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVEGEN_NO_CACHE", "1")
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    assert index_path(out) is None
+    path = out / "README.md"
+    before = path.stat()
+    _same_size_edit(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert stale_paths(out, FILES) == ["README.md"]
 
 
 # --- SIGKILL at any moment ----------------------------------------------------------------

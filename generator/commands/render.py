@@ -31,7 +31,7 @@ def run(options: RenderOptions) -> int:
         else (lambda _path: True)
     )
     if options.check:
-        stale = stale_paths(out, result.files, scope)
+        stale = stale_paths(out, result.files, scope, tree=result.tree)
         for path in stale:
             print(f"{out / path}: stale", file=sys.stderr)
         if stale:
@@ -44,7 +44,7 @@ def run(options: RenderOptions) -> int:
         terminal.summary(f"{out} is up to date", color=color)
         return EXIT_OK
     try:
-        stats = write_tree(out, result.files, scope)
+        stats = write_tree(out, result.files, scope, tree=result.tree)
     except CannotWriteError as exc:
         if options.out is None:
             raise
