@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ NAME = (
 )
 
 
-def parsed(files: dict[str, bytes]) -> dict[str, Any]:
+def parsed(files: Mapping[str, bytes]) -> dict[str, Any]:
     """Every output file as data: YAML documents (comments dropped), JSON, or text."""
     out: dict[str, Any] = {}
     for path, data in files.items():

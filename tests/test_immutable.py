@@ -33,7 +33,7 @@ def files_after(
     example_repo: Path, crds_dir: Path, path: str, old: str, new: str
 ) -> dict[str, bytes]:
     edit(example_repo / path, old, new)
-    return build(example_repo, crds=[crds_dir]).files
+    return dict(build(example_repo, crds=[crds_dir]).files)
 
 
 @pytest.mark.parametrize(
