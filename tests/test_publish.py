@@ -23,6 +23,7 @@ import pytest
 
 from generator import git
 from generator import publish as pub
+from generator.errors import GitError
 from generator.outtree import deployed_objects, models_by_environment
 from generator.pipeline import build
 from generator.reporter import Notes
@@ -695,6 +696,9 @@ def test_killed_publish_leaves_the_branch_old_or_new(
             os.killpg(proc.pid, signal.SIGKILL)  # the publisher and its git children
             killed += 1
         proc.communicate()
+        # git killed while moving the ref leaves its lock behind, as after any crash; git
+        # (and so publish, which says so) refuses the ref until it is removed.
+        (spec_repo / ".git" / "refs" / "heads" / "deploy.lock").unlink(missing_ok=True)
         now = tip(spec_repo)
         if now != old:
             info = git.commit_info(git.open_repo(spec_repo), "deploy")
@@ -820,3 +824,17 @@ def test_shallow_clone_cannot_publish_backwards(
     code, out, err = publish(shallow, crds_dir, capsys, "--push")
     assert code == 0 and "nothing to publish" in out, out + err
     assert sh(remote, "rev-parse", "refs/heads/deploy") == published
+
+
+def test_a_lock_left_by_a_killed_git_stops_publish_with_a_clear_reason(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    old = tip(spec_repo)
+    (spec_repo / ".git" / "refs" / "heads" / "deploy.lock").write_text("")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    commit_all(spec_repo, "Scale")
+    settings = pub.PublishSettings(crds=(crds_dir,), max_attempts=2)
+    with pytest.raises(GitError, match=r"after 2 attempt\(s\).*stale \.lock file"):
+        pub.publish(spec_repo, settings, Notes())
+    assert tip(spec_repo) == old
