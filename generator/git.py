@@ -45,6 +45,7 @@ import git as gitpython
 from git.exc import GitCommandNotFound
 
 from generator.errors import GitError
+from generator.outtree import folders_of
 
 __all__ = [
     "CommitInfo",
@@ -384,12 +385,7 @@ def _path_parts(path: str) -> list[str]:
 
 def _check_no_file_dir_conflicts(paths: Sequence[str]) -> None:
     # A tree cannot hold both "a" and "a/b".
-    dirs: set[str] = set()
-    for path in paths:
-        folder = path.rpartition("/")[0]
-        while folder and folder not in dirs:
-            dirs.add(folder)
-            folder = folder.rpartition("/")[0]
+    dirs = folders_of(paths)
     clashes = sorted(p for p in paths if p in dirs)
     if clashes:
         raise GitError(f"paths used both as a file and a directory: {', '.join(clashes)}")

@@ -16,7 +16,7 @@ never holds a `/` and every path parses back to the record it was built from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -150,6 +150,18 @@ def parse(path: str) -> TreePath | None:
 def _record(kind: Kind, model: str | None, environment: str | None, file: str) -> TreePath:
     # TreePath(...) without its Python-level __new__: this runs for every file of a tree.
     return tuple.__new__(TreePath, (kind, model, environment, file))
+
+
+def folders_of(paths: Iterable[str]) -> set[str]:
+    """Every folder the paths lie in ("a/b/c" lies in "a" and "a/b"). String slicing:
+    `Path.parents` per file was most of a watch batch's write."""
+    folders: set[str] = set()
+    for rel in paths:
+        folder = rel.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    return folders
 
 
 def model_of(path: str) -> str | None:

@@ -43,7 +43,7 @@ from generator.outindex import (
     store_index,
     tree_digest,
 )
-from generator.outtree import MANAGED
+from generator.outtree import MANAGED, folders_of
 
 MANIFEST = ".servegen-manifest"
 MANIFEST_HEAD = b"# Files servegen wrote in this folder; it deletes only these. Do not edit.\n"
@@ -349,7 +349,7 @@ def _sync(
         MANIFEST: None,
         _STAGING_MARK: None,
     }
-    folders = _folders_of(targets)
+    folders = folders_of(targets)
     folders.update(rel for rel in current.folders if rel.split("/")[0] not in MANAGED)
     for rel in sorted(set(have.files) - set(targets), reverse=True):
         (spare / rel).unlink()
@@ -375,18 +375,6 @@ def _sync(
             else:
                 stamps[rel] = _new_file(spare / rel, files[rel])
     return stamps
-
-
-def _folders_of(paths: Iterable[str]) -> set[str]:
-    """Every folder the paths lie in (string slicing: Path.parents per file was most of a
-    watch batch's write)."""
-    folders: set[str] = set()
-    for rel in paths:
-        folder = rel.rpartition("/")[0]
-        while folder and folder not in folders:
-            folders.add(folder)
-            folder = folder.rpartition("/")[0]
-    return folders
 
 
 def _in_step(rel: str, have: _Scan, current: OutputFolder) -> bool:
