@@ -361,20 +361,34 @@ class CachedBuild:
     tree: str | None  # write.tree_digest() of the files
 
 
+def spec_digest(data: bytes) -> bytes:
+    """What a spec file's bytes contribute to the key of a whole build."""
+    return hashlib.sha256(data).digest()
+
+
 def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | None:
     """`build` plus every spec file's path and bytes; None when a file is a symlink
     (whatever it points at is for the loader to judge) or cannot be read."""
-    digest = hashlib.sha256(f"repository\0{build}\0".encode())
     prefix = len(str(root)) + 1
+    digests = []
     try:
         for path in spec_files:  # below root, as discover() lists them
             if path.is_symlink():
                 return None
             # The relative path by slicing: relative_to() was a tenth of a warm build.
-            digest.update(str(path)[prefix:].replace(os.sep, "/").encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            rel = str(path)[prefix:].replace(os.sep, "/")
+            digests.append((rel, spec_digest(path.read_bytes())))
     except OSError:
         return None
+    return repository_key_of(build, digests)
+
+
+def repository_key_of(build: str, digests: Iterable[tuple[str, bytes]]) -> str:
+    """repository_key() from each spec file's path and `spec_digest()`, in discover() order."""
+    digest = hashlib.sha256(f"repository\0{build}\0".encode())
+    for rel, file_digest in digests:
+        digest.update(rel.encode() + b"\0")
+        digest.update(file_digest)
     return digest.hexdigest()
 
 

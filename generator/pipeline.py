@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import hashlib
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -237,7 +236,7 @@ class Repository:
         if not (usable and (rel in self._listed or self.is_spec(rel))):
             return self.files.pop(rel, None) is not None
         data, source, volatile = read_spec(self.root, self.root / rel)
-        digest = _digest(data)
+        digest = buildcache.spec_digest(data)
         if old is not None and old.digest == digest:
             return False
         # What a symlink points at is for the loader to judge, every time: never cached.
@@ -465,10 +464,18 @@ class Repository:
             self.warnings(),
         )
 
-    def store(self, key: str | None, built: Build) -> None:
-        """Remember a whole passing build under `key` (see _reused_build())."""
-        if key is None:
+    def store(self, built: Build) -> None:
+        """Remember a whole passing build under the key of the very bytes it was built
+        from (what _reused_build() computes before reading anything else): a file that
+        changed between that look and the build cannot store this build under its old
+        bytes."""
+        if self._key is None or self.spec_root.is_symlink():
             return
+        ordered = sorted(self.files, key=_walk_order)  # discover() order, as the key reads
+        if any(self.files[rel].volatile for rel in ordered):
+            return  # a symlink: _reused_build() never finds such a build either
+        digests = ((rel, self.files[rel].digest) for rel in ordered)
+        key = buildcache.repository_key_of(self._key, digests)
         buildcache.store_build(  # without keep_objects, models are summaries already
             key, built.models, built.files, built.notes, built.failed_files, built.warnings
         )
@@ -492,9 +499,8 @@ def build(
     every rendered object at once. With nothing changed since a passing build, that
     build is taken whole from the build cache, without reading a spec.
     """
-    key = None
     if not keep_objects and buildcache.enabled():
-        key, reused = _reused_build(root, crds)  # before anything else is read
+        reused = _reused_build(root, crds)  # before anything else is read
         if reused is not None:
             return _filtered(reused, environment)
     with _young_collections_only():
@@ -514,7 +520,7 @@ def build(
             built = repository.result()
         finally:
             gc.unfreeze()
-    repository.store(key, built)
+    repository.store(built)
     return _filtered(built, environment)
 
 
@@ -549,25 +555,24 @@ def _filtered(built: Build, environment: str | None) -> Build:
     return replace(built, files=files, tree=None)
 
 
-def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[str | None, Build | None]:
-    """The key of a whole build of `root` (everything any model depends on, and every
-    spec file's path and bytes), and the build stored under it; None when anything it
-    depends on changed.
+def _reused_build(root: Path, crds: Sequence[Path]) -> Build | None:
+    """The build of `root` stored under its key (everything any model depends on, and
+    every spec file's path and bytes); None when anything it depends on changed.
 
     Only a build without problems is ever stored, so a config with problems (which a
     fresh validation reports) has no key.
     """
     config, problems = load_config(root)
     if problems or (root / config.specs).is_symlink():
-        return None, None
+        return None
     sources = crd_sources(root, config, crds)
     build_key = buildcache.build_key(config, buildcache.crd_inputs(sources), root)
     key = buildcache.repository_key(build_key, root, discover(root, config.specs))
     reused = buildcache.load_build(key) if key is not None else None
     if reused is None:
-        return key, None
+        return None
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
-    return key, replace(built, warnings=reused.warnings, tree=reused.tree)
+    return replace(built, warnings=reused.warnings, tree=reused.tree)
 
 
 # --- reading one spec file -------------------------------------------------------------------
@@ -598,10 +603,6 @@ def read_spec(root: Path, path: Path) -> tuple[bytes, SourceFile | Diagnostic | 
         return path.read_bytes(), judged, linked  # a link read_source found safe
     except OSError as exc:  # replaced since: the next batch reads it again
         return str(exc).encode(), judged, linked
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _relative(root: Path, path: Path) -> str:

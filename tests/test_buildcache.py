@@ -546,3 +546,23 @@ def test_render_check_finds_a_same_size_hand_edit(
     assert _render(example_repo) == 0
     assert edited.read_bytes() == data
     assert _render(example_repo, "--check") == 0
+
+
+def test_a_spec_edited_while_building_is_not_stored_under_its_old_bytes(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = example_repo / "specs/kubeai/nomic-embed.yaml"
+    before = spec.read_text()
+    after = before.replace("max_replicas: 3", "max_replicas: 4")
+    real_load_build = buildcache.load_build
+
+    def miss_then_edit(key: str) -> object:
+        # The whole-build key was just computed from `before`; the build reads `after`.
+        spec.write_text(after)
+        return real_load_build(key)
+
+    monkeypatch.setattr(buildcache, "load_build", miss_then_edit)
+    assert b"maxReplicas: 4" in b"".join(build(example_repo).files.values())
+    monkeypatch.setattr(buildcache, "load_build", real_load_build)
+    spec.write_text(before)
+    assert build(example_repo).files == build(example_repo, keep_objects=True).files
