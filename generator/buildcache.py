@@ -369,14 +369,16 @@ def spec_digest(data: bytes) -> bytes:
 def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | None:
     """`build` plus every spec file's path and bytes; None when a file is a symlink
     (whatever it points at is for the loader to judge) or cannot be read."""
-    prefix = len(str(root)) + 1
+    # pathlib drops a leading "./": below Path("."), "specs/a.yaml" has no prefix to cut.
+    base = "" if str(root) == "." else f"{str(root).rstrip(os.sep)}{os.sep}"
     digests = []
     try:
         for path in spec_files:  # below root, as discover() lists them
-            if path.is_symlink():
+            text = str(path)
+            if path.is_symlink() or not text.startswith(base):
                 return None
             # The relative path by slicing: relative_to() was a tenth of a warm build.
-            rel = str(path)[prefix:].replace(os.sep, "/")
+            rel = text[len(base) :].replace(os.sep, "/")
             digests.append((rel, spec_digest(path.read_bytes())))
     except OSError:
         return None

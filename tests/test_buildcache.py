@@ -566,3 +566,15 @@ def test_a_spec_edited_while_building_is_not_stored_under_its_old_bytes(
     monkeypatch.setattr(buildcache, "load_build", real_load_build)
     spec.write_text(before)
     assert build(example_repo).files == build(example_repo, keep_objects=True).files
+
+
+def test_a_build_from_a_relative_root_is_found_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`servegen render` without -C builds Path("."): its whole build must be found by
+    the next run from the same folder, not stored under paths cut one character short."""
+    monkeypatch.chdir(example_repo)
+    first = build(Path("."))
+    monkeypatch.setattr(pipeline, "Repository", _no_validation)  # the whole build, or fail
+    again = build(Path("."))
+    assert again.files == first.files
