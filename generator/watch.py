@@ -1,14 +1,22 @@
 """The watch loop: file-system events in, incremental batches and events out.
 
-One watchfiles watcher covers the whole repository, recursively, and a filter keeps
-servegen.yaml and what may be a spec file or folder. Watching the root rather than the
-spec folder itself is deliberate: the spec folder can be deleted and re-created (`git
-checkout` of a branch without it, `mv specs specs.old`) or moved by a new `specs:` in
-servegen.yaml, and a watch on a folder dies with it, while the root's watch sees it come
-back. The price is that the output folder and .git are watched too; their events are
-dropped by the filter (in Python, per batch), so servegen's own writes never trigger it.
+What is watched is the spec folder (recursively) and, without recursion, the repository
+root and every folder between it and the spec folder: servegen.yaml lives in the root,
+and the spec folder can be deleted and re-created (`git checkout` of a branch without
+it, `mv specs specs.old`) or moved by a new `specs:` in servegen.yaml, which those
+shallow watches see. After each batch the folders to watch are looked at again (path and
+inode, so a replaced folder counts as new); when they differ the watchers are started
+afresh and, once they are ready, the whole spec folder is re-read, so nothing that
+changed in between is missed.
 
-watchfiles runs in a thread of its own (`_Feeder`) and queues batches; the calling thread
+The output folder and .git are deliberately not watched. Each batch swaps in a new
+output tree (see generator/write.py): a recursive watch there made the watcher drop and
+re-add an inotify watch for every output folder (thousands) on each write, and the
+events of walking them overflowed the kernel's inotify queue (max_queued_events, 16,384
+by default), which silently loses events, a spec save among them. A filter still keeps
+only servegen.yaml and what may be a spec file or folder.
+
+watchfiles runs in threads of its own (`_Feeder`) and queues batches; the calling thread
 processes them. That split is what lets the loop see that newer changes arrived while it
 was rendering: such a render is never published, the next batch is processed instead.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import queue
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,29 +103,81 @@ class _Either:
         return any(event.is_set() for event in self._events)
 
 
-class _Feeder(threading.Thread):
-    """Runs watchfiles and queues each batch of changed paths."""
+# A folder as watched: its path, and the identity (device, inode) of what is there.
+Folder = tuple[Path, int, int]
 
-    def __init__(self, root: Path, keep: ChangeFilter, debounce_ms: int, stop: _Either) -> None:
+
+@dataclass(frozen=True)
+class WatchSet:
+    """The folders to watch: `shallow` without recursion, `deep` (the spec folder) with."""
+
+    shallow: tuple[Folder, ...]
+    deep: Folder | None
+
+    def paths(self) -> list[tuple[list[Path], bool]]:
+        """(folders, recursive) for each watcher to run."""
+        watchers = [([folder for folder, _dev, _ino in self.shallow], False)]
+        if self.deep is not None:
+            watchers.append(([self.deep[0]], True))
+        return watchers
+
+
+def watch_set(build: IncrementalBuild) -> WatchSet:
+    """The root, each existing folder on the way down to the spec folder, and the spec
+    folder itself when it exists: a few stats, taken again after every batch."""
+    root, spec_root = build.root, build.spec_root
+    shallow = [_identity(root) or (root, 0, 0)]  # a missing root: watchfiles says why
+    folder = root
+    for part in spec_root.relative_to(root).parts[:-1]:
+        folder = folder / part
+        found = _identity(folder)
+        if found is None:
+            return WatchSet(tuple(shallow), None)
+        shallow.append(found)
+    return WatchSet(tuple(shallow), _identity(spec_root))
+
+
+def _identity(folder: Path) -> Folder | None:
+    try:
+        info = folder.stat()
+    except OSError:
+        return None
+    return (folder, info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+class _Feeder(threading.Thread):
+    """Runs one watchfiles watcher and queues each batch of changed paths."""
+
+    def __init__(
+        self,
+        watched: tuple[list[Path], bool],
+        keep: ChangeFilter,
+        debounce_ms: int,
+        stops: tuple[threading.Event, ...],
+        batches: queue.Queue[set[str] | None],
+    ) -> None:
         super().__init__(name="servegen-watch", daemon=True)
-        self._args = (root, keep, debounce_ms, stop)
-        self.batches: queue.Queue[set[str] | None] = queue.Queue()
+        self._args = (*watched, keep, debounce_ms)
+        self.halt = threading.Event()  # this watcher only: it is being replaced
+        self._stop_when = _Either(*stops, self.halt)
+        self.batches = batches
         self.ready = threading.Event()
         self.received = 0  # batches queued so far; only this thread writes it
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        root, keep, debounce_ms, stop = self._args
+        paths, recursive, keep, debounce_ms = self._args
         try:
             for changes in watchfiles.watch(
-                root,
+                *paths,
                 watch_filter=keep,
                 debounce=debounce_ms,
                 step=max(1, min(MAX_STEP_MS, debounce_ms)),
-                stop_event=stop,
+                stop_event=self._stop_when,
                 rust_timeout=READY_MS,
                 yield_on_timeout=True,
                 raise_interrupt=False,
+                recursive=recursive,
             ):
                 self.ready.set()
                 if changes:
@@ -126,7 +187,76 @@ class _Feeder(threading.Thread):
             self.error = exc
         finally:
             self.ready.set()
-            self.batches.put(None)
+            if not self.halt.is_set():  # ended by the caller or an error: so is the loop
+                self.batches.put(None)
+
+
+class _Watchers:
+    """One feeder per watcher of the current WatchSet, all queueing into one queue."""
+
+    def __init__(
+        self,
+        build: IncrementalBuild,
+        keep: ChangeFilter,
+        debounce_ms: int,
+        stops: tuple[threading.Event, ...],
+    ) -> None:
+        self._build, self._keep, self._debounce_ms, self._stops = build, keep, debounce_ms, stops
+        self.batches: queue.Queue[set[str] | None] = queue.Queue()
+        self._feeders: list[_Feeder] = []
+        self._retired = 0  # batches received by feeders since replaced
+        self.current: WatchSet | None = None
+
+    @property
+    def received(self) -> int:
+        return self._retired + sum(feeder.received for feeder in self._feeders)
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((f.error for f in self._feeders if f.error is not None), None)
+
+    def start(self) -> None:
+        """Watch the current WatchSet; returns once every watcher records events.
+
+        A folder that vanished between looking and watching fails its watcher: then the
+        set is taken again (the caller re-reads the spec folder after any start).
+        """
+        while True:
+            self.current = watch_set(self._build)
+            self._feeders = [
+                _Feeder(watched, self._keep, self._debounce_ms, self._stops, self.batches)
+                for watched in self.current.paths()
+            ]
+            for feeder in self._feeders:
+                feeder.start()
+            for feeder in self._feeders:
+                feeder.ready.wait()
+            if self.error is None or watch_set(self._build) == self.current:
+                return
+            self._replace()
+
+    def follow(self) -> None:
+        """Start afresh when the folders to watch changed, then queue the whole spec
+        folder to be read again: what changed while no watcher looked was not seen."""
+        if watch_set(self._build) == self.current:
+            return
+        self._replace()
+        self.start()
+        self.batches.put({str(self._build.spec_root)})
+
+    def _replace(self) -> None:
+        for feeder in self._feeders:
+            feeder.halt.set()
+        self.close()
+        self._feeders = []
+        while not self.batches.empty():  # a full re-read follows; an error's None goes too
+            self.batches.get_nowait()
+
+    def close(self) -> None:
+        """Wait for every feeder to end (the caller set a stop event, or _replace did)."""
+        for feeder in self._feeders:
+            feeder.join()
+        self._retired += sum(feeder.received for feeder in self._feeders)
 
     def take(self) -> set[str] | None:
         """The next batch merged with any queued behind it; None once watching ended."""
@@ -157,23 +287,23 @@ def run_watch(
     """
     halt = threading.Event()
     keep = ChangeFilter(build)
-    feeder = _Feeder(build.root, keep, debounce_ms, _Either(stop, halt))
-    feeder.start()
+    watchers = _Watchers(build, keep, debounce_ms, (stop, halt))
     try:
-        feeder.ready.wait()
-        if feeder.error is None and not stop.is_set():
-            _process(build, feeder, keep, stop, emit, publish)
+        watchers.start()
+        if watchers.error is None and not stop.is_set():
+            _process(build, watchers, keep, stop, emit, publish)
     finally:
         halt.set()
-        feeder.join()
-    if feeder.error is not None:
-        raise ServegenError(f"cannot watch {build.root}: {feeder.error}") from feeder.error
+        watchers.close()
+    error = watchers.error
+    if error is not None:
+        raise ServegenError(f"cannot watch {build.root}: {error}") from error
     emit(Event("stop"))
 
 
 def _process(
     build: IncrementalBuild,
-    feeder: _Feeder,
+    watchers: _Watchers,
     keep: ChangeFilter,
     stop: threading.Event,
     emit: Emit,
@@ -182,16 +312,18 @@ def _process(
     published = -1  # the build generation last published
     paths: set[str] | None = None  # None: the initial build
     while True:
-        seen = feeder.received
+        seen = watchers.received
         result = _step(build, paths, emit)
         keep.update(build)  # servegen.yaml may have moved the spec or output folder
         if result is not None and result.full:
             _settle_heap()
-        newer = feeder.received != seen  # changes arrived while rendering: it is stale
+        newer = watchers.received != seen  # changes arrived while rendering: it is stale
         good = result is not None and result.ok and build.generation != published
         if publish is not None and good and not newer:
             published = _publish(publish, emit, build.generation, published)
-        paths = None if stop.is_set() else feeder.take()
+        if not stop.is_set():
+            watchers.follow()  # the spec folder came, went, was replaced or moved
+        paths = None if stop.is_set() else watchers.take()
         if paths is None or stop.is_set():
             return
 

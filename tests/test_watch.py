@@ -7,6 +7,7 @@ output folder with a one-shot render of the final tree, byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -305,6 +306,61 @@ def test_git_checkout_between_branches(
     watching.wait_output(main_tree)
     git("checkout", "-q", "other")
     watching.wait_output(other_tree)
+
+
+def test_spec_folder_moved_by_the_config_is_followed(
+    watching: Watching, example_repo: Path, crds: list[Path]
+) -> None:
+    """A new `specs:` names a folder no watcher looked at: it is watched from then on."""
+    nested = example_repo / "more" / "specs"
+    shutil.copytree(example_repo / "specs", nested)
+    config = example_repo / "servegen.yaml"
+    config.write_text(config.read_text() + "specs: more/specs\n")
+    watching.next_event(changed("servegen.yaml"))
+    path = nested / "kubeai" / "nomic-embed.yaml"
+    path.write_text(path.read_text().replace("max_replicas: 3", "max_replicas: 4"))
+    watching.wait_output(expected_output(example_repo, crds))
+    (nested / "extra").mkdir()
+    (nested / "extra" / "n.yaml").write_text(spec_text("n-model"))
+    watching.wait_output(expected_output(example_repo, crds))
+    assert (watching.build.out / "models" / "n-model").is_dir()
+
+
+def _watched_inodes() -> set[int]:
+    """The inode of every folder an inotify watch of this process is on (Linux)."""
+    inodes: set[int] = set()
+    for fd in Path("/proc/self/fdinfo").iterdir():
+        with contextlib.suppress(OSError):
+            for line in (Path("/proc/self/fdinfo") / fd.name).read_text().splitlines():
+                if line.startswith("inotify wd:"):
+                    fields = dict(field.split(":", 1) for field in line.split()[1:])
+                    inodes.add(int(fields["ino"], 16))
+    return inodes
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="inotify, Linux only")
+def test_output_and_git_folders_are_not_watched(example_repo: Path, crds: list[Path]) -> None:
+    """Watching the output folder made every write re-walk thousands of its folders and
+    overflow the inotify queue, losing spec saves: only the inputs are watched."""
+    subprocess.run(["git", "init", "-q", str(example_repo)], check=True)
+    running = Watching(LockedBuild(example_repo, crds=crds))
+    assert running.start().ok
+    try:
+        path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
+        path.write_text(path.read_text().replace("max_replicas: 3", "max_replicas: 4"))
+        running.wait_output(expected_output(example_repo, crds))  # a second tree swapped in
+        watched = _watched_inodes()
+    finally:
+        running.close()
+    out = running.build.out
+    outputs = [out, *(p for p in out.rglob("*") if p.is_dir())]
+    assert len(outputs) > 20
+    assert not {p.stat().st_ino for p in outputs} & watched
+    dot_git = example_repo / ".git"
+    assert not {p.stat().st_ino for p in [dot_git, *dot_git.rglob("*")] if p.is_dir()} & watched
+    specs = example_repo / "specs"
+    inputs = [example_repo, specs, *(p for p in specs.rglob("*") if p.is_dir())]
+    assert {p.stat().st_ino for p in inputs} <= watched
 
 
 # --------------------------------------------------------------------------- publishing
