@@ -294,6 +294,9 @@ class Tree:
     commit: str
     files: Mapping[str, TreeEntry]  # every non-tree entry, by full path
     folders: Mapping[str, str]  # every folder below the root -> its tree id
+    # Only for a tree `build_commit` wrote (checked paths, plain files only): folder ('' is
+    # the root) -> name -> blob id of a file, or None for a sub-folder.
+    layout: Mapping[str, Mapping[str, str | None]] | None = None
 
 
 class PushStatus(enum.Enum):
@@ -729,16 +732,18 @@ def read_unlike(
     A path whose blob id equals the id of its content in `files` (`oids`, from
     `blob_ids`) holds those very bytes, so they are shared rather than read: the cost
     follows what changed, not the size of the tree.  Symlinks and submodules are a
-    GitError naming them, as in `read_tree_files`.
+    GitError naming them, as in `read_tree_files` (a tree `build_commit` wrote has none).
     """
-    entries = _regular_entries(list(tree.files.values()), tree.commit, skip_special=False)
-    unlike = [e for e in entries if oids.get(e.path) != e.oid]
-    blobs = _read_blobs(repo, [e.oid for e in unlike])
-    shared = {e.path: files[e.path] for e in entries if oids.get(e.path) == e.oid}
-    return {e.path: shared[e.path] if e.path in shared else blobs[e.oid] for e in entries}
+    listed = tree.files.values()
+    entries = listed if tree.layout is not None else _regular_entries(list(listed), tree.commit)
+    unlike = [e.oid for e in entries if oids.get(e.path) != e.oid]
+    blobs = _read_blobs(repo, unlike)
+    return {e.path: blobs[e.oid] if e.oid in blobs else files[e.path] for e in entries}
 
 
-def _regular_entries(entries: list[TreeEntry], rev: str, skip_special: bool) -> list[TreeEntry]:
+def _regular_entries(
+    entries: list[TreeEntry], rev: str, skip_special: bool = False
+) -> list[TreeEntry]:
     special = [e for e in entries if not e.is_regular_file]
     if special and not skip_special:
         listed = "; ".join(e.describe() for e in special[:10])
@@ -840,16 +845,23 @@ def write_tree(
 
 def _write_tree(
     repo: Repo, files: Mapping[str, bytes], base: Tree | None, oids: Mapping[str, str] | None
-) -> tuple[str, dict[str, str]]:
-    """The root tree id, and every folder's tree id (the new listing's folders)."""
-    paths = sorted(files)
-    for path in paths:
-        _path_parts(path)
-    _check_no_file_dir_conflicts(paths)
-    ids = {p: oids[p] for p in paths} if oids is not None else blob_ids(repo, files)
-    changed = [p for p in paths if base is None or not _holds(base.files.get(p), ids[p])]
+) -> tuple[str, dict[str, str], Mapping[str, Mapping[str, str | None]], list[str]]:
+    """The root tree id, every folder's tree id and the layout of the new tree (the new
+    listing's), and the paths whose content was stored anew."""
+    ids = {p: oids[p] for p in files} if oids is not None else blob_ids(repo, files)
+    if base is not None and base.layout is not None and base.files.keys() == files.keys():
+        # The paths of a tree we wrote, again: already checked, and only the folders of
+        # changed files differ from its layout.
+        changed = [p for p, oid in ids.items() if base.files[p].oid != oid]
+        folders: Mapping[str, Mapping[str, str | None]] = _relayout(base.layout, changed, ids)
+    else:
+        paths = sorted(files)
+        for path in paths:
+            _path_parts(path)
+        _check_no_file_dir_conflicts(paths)
+        changed = [p for p in paths if base is None or not _holds(base.files.get(p), ids[p])]
+        folders = _folders(ids)
     _fast_import_blobs(repo, list({ids[p]: files[p] for p in changed}.items()))
-    folders = _folders(ids)
     trees = _tree_objects(repo, folders, _stale_folders(base, changed, folders, ids), base)
     request = b"".join(entries + b"\0" for _, _, entries in trees)
     out = _check(repo._run("mktree", "-z", "--batch", stdin=request), "cannot write trees")
@@ -859,7 +871,18 @@ def _write_tree(
     tree_ids = {folder: oid for folder, oid, _ in trees}
     if base is not None:
         tree_ids = {f: tree_ids.get(f) or base.folders[f] for f in folders}
-    return tree_ids.pop(""), tree_ids
+    return tree_ids.pop(""), tree_ids, folders, changed
+
+
+def _relayout(
+    layout: Mapping[str, Mapping[str, str | None]], changed: Sequence[str], ids: Mapping[str, str]
+) -> dict[str, Mapping[str, str | None]]:
+    """`layout` with the changed files' new blob ids; unchanged folders are shared."""
+    folders = dict(layout)
+    for path in changed:
+        folder, _, name = path.rpartition("/")
+        folders[folder] = {**folders[folder], name: ids[path]}
+    return folders
 
 
 _TREE_MODE = b"40000"
@@ -950,8 +973,24 @@ def _holds(entry: TreeEntry | None, oid: str) -> bool:
 
 
 def blob_ids(repo: Repo, files: Mapping[str, bytes]) -> dict[str, str]:
-    """path -> the id git gives its content as a blob, computed here without a process."""
-    return {path: _blob_oid(repo, data) for path, data in files.items()}
+    """path -> the id git gives its content as a blob, computed here without a process.
+
+    The very bytes objects of the last call are not hashed again: a watcher publishes
+    the same objects for every file that did not change (bytes are immutable, and the
+    memo holds them, so an object found there is the one hashed).
+    """
+    last = _LAST_BLOBS.get(repo.object_format, {})
+    memo: dict[str, tuple[bytes, str]] = {}
+    for path, data in files.items():
+        seen = last.get(path)
+        memo[path] = seen if seen is not None and seen[0] is data else (data, _blob_oid(repo, data))
+    _LAST_BLOBS.clear()
+    _LAST_BLOBS[repo.object_format] = memo
+    return {path: oid for path, (_data, oid) in memo.items()}
+
+
+# object format -> path -> (bytes, blob id) of the last blob_ids() call.
+_LAST_BLOBS: dict[str, dict[str, tuple[bytes, str]]] = {}
 
 
 def _blob_oid(repo: Repo, data: bytes) -> str:
@@ -1033,15 +1072,26 @@ def build_commit(
     `oids` are passed to `write_tree` (base is normally the parent's listing).
     """
     ids = {p: oids[p] for p in files} if oids is not None else blob_ids(repo, files)
-    tree, folders = _write_tree(repo, files, base, ids)
+    tree, folders, layout, changed = _write_tree(repo, files, base, ids)
     if parent is not None and not _HEX_OID.fullmatch(parent):
         parent = resolve_commit(repo, parent)
     parents = [] if parent is None else [parent]  # commit-tree checks it is a commit
     sha = commit_tree(repo, tree, parents, message, author, committer, sign)
     _LISTED.clear()  # one listing is all the next publish needs
-    blobs = {path: TreeEntry(path, "100644", "blob", oid) for path, oid in ids.items()}
-    _LISTED[(repo.git_dir, sha)] = Tree(sha, blobs, folders)
+    _LISTED[(repo.git_dir, sha)] = Tree(sha, _entries(base, ids, changed), folders, layout)
     return sha
+
+
+def _entries(
+    base: Tree | None, ids: Mapping[str, str], changed: Sequence[str]
+) -> dict[str, TreeEntry]:
+    """The new tree's files as listed: the base's listing with the changed files, when
+    the base is a tree we wrote with the same paths."""
+    if base is not None and base.layout is not None and base.files.keys() == ids.keys():
+        entries = dict(base.files)
+        entries.update((path, TreeEntry(path, "100644", "blob", ids[path])) for path in changed)
+        return entries
+    return {path: TreeEntry(path, "100644", "blob", oid) for path, oid in ids.items()}
 
 
 def update_branch(repo: Repo, branch: str, new_sha: str, expected_old: str | None) -> bool:
@@ -1053,7 +1103,9 @@ def update_branch(repo: Repo, branch: str, new_sha: str, expected_old: str | Non
     user's index and files out of step with HEAD.
     """
     ref = _branch_ref(branch)
-    new = resolve_commit(repo, _check_oid(new_sha))
+    new = _check_oid(new_sha)
+    if (repo.git_dir, new) not in _LISTED:  # build_commit just made that one
+        new = resolve_commit(repo, new)
     old = "0" * len(new) if expected_old is None else _check_oid(expected_old)
     _refuse_checked_out(repo, ref)
     res = repo._run("update-ref", "--no-deref", "-m", "servegen: publish", ref, new, old)

@@ -197,8 +197,15 @@ def prune_problems(
     new: Mapping[str, bytes],
     max_shrink: float,
     changes: Mapping[str, EnvironmentChanges] | None = None,
+    touched: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
 ) -> list[str]:
-    """Why publishing `new` over `old` needs --allow-prune; empty when it does not."""
+    """Why publishing `new` over `old` needs --allow-prune; empty when it does not.
+
+    `touched`: both trees cut down to the models with any difference (`_touched_models`).
+    An untouched model deploys the same objects on both sides, so the objects that go
+    and the drop in their number are found from the cut alone; the whole old tree is
+    counted only when the number drops at all, to weigh the drop against it.
+    """
     if not old:
         return []
     if METADATA_FILE not in old:
@@ -211,19 +218,25 @@ def prune_problems(
         for env, env_changes in (changes or model_changes(old, new)).items()
         if env_changes.removed
     ]
-    before, after = deployed_objects(old), deployed_objects(new)
-    old_count = sum(len(v) for v in before.values())
-    new_count = sum(len(v) for v in after.values())
-    if old_count and (old_count - new_count) / old_count > max_shrink:
+    before, after = (deployed_objects(side) for side in (touched or (old, new)))
+    drop = _count(before) - _count(after)
+    if drop <= 0:
+        return problems
+    old_count = _count(deployed_objects(old)) if touched else _count(before)
+    if drop / old_count > max_shrink:
         gone = sorted(
             f"{env}/{obj}" for env, objs in before.items() for obj in objs - after.get(env, set())
         )
         problems.append(
-            f"rendered objects would drop from {old_count} to {new_count} "
-            f"({(old_count - new_count) / old_count:.0%}, more than deploy.max_shrink "
+            f"rendered objects would drop from {old_count} to {old_count - drop} "
+            f"({drop / old_count:.0%}, more than deploy.max_shrink "
             f"{max_shrink:.0%}); objects that would go: {', '.join(gone)}"
         )
     return problems
+
+
+def _count(objects: Mapping[str, set[str]]) -> int:
+    return sum(len(found) for found in objects.values())
 
 
 # --------------------------------------------------------------------------- message
@@ -473,7 +486,7 @@ def attempt_publish(
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
     touched = _touched_models(deployed, new_files)
     changes = model_changes(*touched)  # once: the guard and the message use it
-    check_prune(target, deployed, new_files, changes)
+    check_prune(target, deployed, new_files, changes, touched)
     check_replacements(target, *touched)
     message = commit_message(source, changes)
     committer = target.committer
@@ -490,8 +503,9 @@ def check_prune(
     old: Mapping[str, bytes],
     new: Mapping[str, bytes],
     changes: Mapping[str, EnvironmentChanges],
+    touched: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
 ) -> None:
-    problems = prune_problems(old, new, target.max_shrink, changes)
+    problems = prune_problems(old, new, target.max_shrink, changes, touched)
     if problems and not target.allow_prune:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise ServegenError(
@@ -531,9 +545,17 @@ def _touched_models(
         for path in old.keys() | new.keys()
         if old.get(path) is not new.get(path) and old.get(path) != new.get(path)
     } - {None}
+    # A model's files all lie under models/<name>/: the folder name picks the candidates
+    # with a string split, and model_of() decides for those few.
+    folders = {f"{outtree.MODELS}/{name}" for name in touched}
 
     def cut(files: Mapping[str, bytes]) -> dict[str, bytes]:
-        return {path: data for path, data in files.items() if outtree.model_of(path) in touched}
+        return {
+            path: data
+            for path, data in files.items()
+            if path[: path.find("/", len(outtree.MODELS) + 1)] in folders
+            and outtree.model_of(path) in touched
+        }
 
     return cut(old), cut(new)
 

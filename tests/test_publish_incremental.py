@@ -246,3 +246,55 @@ def test_a_tip_with_a_symlink_is_refused_and_left_alone(
         pub.publish_files(target, source, {**files, **model("qwen", 1)})
 
     assert deploy_tip(work) == evil
+
+
+def test_new_contents_at_the_same_paths_give_the_tree_of_a_full_rebuild(
+    work: Path, target: pub.Target, source: pub.Source
+) -> None:
+    """A tree we wrote, with the same paths again, is rebuilt from its layout in memory:
+    folders of changed files only. Its listing must stay exactly git's."""
+    files = {**model("llama", 1), **model("qwen", 2), "clusters/dev/kustomization.yaml": b"a\n"}
+    publish(target, source, files)
+    for replicas in (2, 3, 4):
+        files.update(model("llama", replicas))
+        files["clusters/dev/kustomization.yaml"] = f"replicas {replicas}\n".encode()
+        publish(target, source, files)
+        check_tree(work, target, files)
+        tip = deploy_tip(work)
+        remembered = git.read_tree(target.repo, tip)
+        assert remembered.layout is not None  # from memory: the fast path was taken
+        git._LISTED.clear()
+        listed = git.read_tree(target.repo, tip)
+        assert listed.files == remembered.files and listed.folders == remembered.folders
+    files.update(model("qwen", 9))  # the memory was dropped: built on a listing from git
+    publish(target, source, files)
+    check_tree(work, target, files)
+    assert sh(work, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_blob_ids_hash_every_new_object_whatever_was_hashed_before(target: pub.Target) -> None:
+    repo = target.repo
+    files = {"a.yaml": b"a\n", "b.yaml": b"b\n"}
+    first = git.blob_ids(repo, files)
+    files["a.yaml"] = b"changed\n"  # another object at a path seen before
+    files["c.yaml"] = files.pop("b.yaml")  # the same object at another path
+    second = git.blob_ids(repo, files)
+    for path, data in files.items():
+        assert second[path] == sh(target.repo.git_dir, "hash-object", "--stdin", input=data)
+    assert second["c.yaml"] == first["b.yaml"] and second["a.yaml"] != first["a.yaml"]
+
+
+def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> None:
+    old = {pub.METADATA_FILE: b"{}\n", "clusters/dev/k.yaml": b"x\n"}
+    for index in range(10):
+        old.update(model(f"m{index}", 1))
+    shrunk = {p: d for p, d in old.items() if not p.startswith(("models/m1/", "models/m2/"))}
+    shrunk.update(model("m3", 2))  # changed
+    grown = {**old, **model("m11", 1)}
+    for new in (shrunk, grown, dict(old)):
+        touched = pub._touched_models(old, new)
+        changes = pub.model_changes(*touched)
+        for max_shrink in (0.0, 0.1, 0.5):
+            whole = pub.prune_problems(old, new, max_shrink, pub.model_changes(old, new))
+            assert pub.prune_problems(old, new, max_shrink, changes, touched) == whole
+    assert "drop from 20 to 16" in pub.prune_problems(old, shrunk, 0.1)[-1]
