@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,9 @@ class IncrementalBuild:
         self._written: dict[str, bytes] | None = None  # None: unknown, compare with disk
         self._written_out: Path | None = None
         self.generation = 0  # bumped whenever the output folder changes
+        # Called with a passing batch's new output tree just before it is written, when
+        # it differs from the tree last written (watch --publish starts its commit there).
+        self.before_write: Callable[[Mapping[str, bytes]], None] | None = None
 
     @property
     def out(self) -> Path:
@@ -177,7 +180,10 @@ class IncrementalBuild:
         if _errors(problems):
             return self._failed(started, tuple(fresh), problems, rendered, full)
         models = len(repository.models())
-        written, removed = self._write(repository.output())
+        tree = repository.output()
+        if self.before_write is not None and tree != self._written:
+            self.before_write(tree)
+        written, removed = self._write(tree)
         # Notes count what was not schema-checked: said once, when everything is built.
         notes = repository.notes() if full else ()
         return BatchResult(

@@ -27,7 +27,7 @@ import gc
 import queue
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -60,7 +60,7 @@ class Event:
 
 
 Emit = Callable[[Event], None]
-Publish = Callable[[], str]
+Publish = Callable[[Mapping[str, bytes]], str]  # the output tree -> a one-line result
 
 
 class ChangeFilter:
@@ -313,19 +313,72 @@ def _process(
     paths: set[str] | None = None  # None: the initial build
     while True:
         seen = watchers.received
-        result = _step(build, paths, emit)
+        commits: list[_Commit] = []
+        if publish is not None:
+            build.before_write = _early(publish, commits, watchers, seen)
+        try:
+            result = _step(build, paths, emit)
+        finally:
+            build.before_write = None
         keep.update(build)  # servegen.yaml may have moved the spec or output folder
-        if result is not None and result.full:
-            _settle_heap()
         newer = watchers.received != seen  # changes arrived while rendering: it is stale
         good = result is not None and result.ok and build.generation != published
-        if publish is not None and good and not newer:
-            published = _publish(publish, emit, build.generation, published)
+        if commits:
+            published = _finish(commits[0], emit, build.generation, published)
+        elif publish is not None and good and not newer:
+            published = _publish(publish, build.files, emit, build.generation, published)
+        if result is not None and result.full:
+            _settle_heap()
         if not stop.is_set():
             watchers.follow()  # the spec folder came, went, was replaced or moved
         paths = None if stop.is_set() else watchers.take()
         if paths is None or stop.is_set():
             return
+
+
+class _Commit(threading.Thread):
+    """One publish of a new output tree, run while that tree is written to disk: the
+    deploy commit is built from the same checked tree and waits for no file write."""
+
+    def __init__(self, publish: Publish, files: Mapping[str, bytes]) -> None:
+        super().__init__(name="servegen-publish", daemon=True)
+        self._publish, self._files = publish, files
+        self.message = ""
+        self.error: ServegenError | None = None
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.message = self._publish(self._files)
+        except ServegenError as exc:
+            self.error = exc
+        except BaseException as exc:  # re-raised in the loop's thread, as if run there
+            self.failure = exc
+
+
+def _early(
+    publish: Publish, commits: list[_Commit], watchers: _Watchers, seen: int
+) -> Callable[[Mapping[str, bytes]], None]:
+    """The before_write hook: start publishing a passing new tree, unless newer changes
+    arrived while it was rendered (then it is stale, and the next batch follows)."""
+
+    def start(files: Mapping[str, bytes]) -> None:
+        if watchers.received == seen:
+            commits.append(_Commit(publish, files))
+            commits[-1].start()
+
+    return start
+
+
+def _finish(commit: _Commit, emit: Emit, generation: int, published: int) -> int:
+    commit.join()
+    if commit.failure is not None:
+        raise commit.failure
+    if commit.error is not None:
+        emit(Event("error", message=f"publish failed: {commit.error.message}"))
+        return published
+    emit(Event("publish", message=commit.message))
+    return generation
 
 
 def _step(build: IncrementalBuild, paths: set[str] | None, emit: Emit) -> BatchResult | None:
@@ -366,10 +419,12 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-def _publish(publish: Publish, emit: Emit, generation: int, published: int) -> int:
+def _publish(
+    publish: Publish, files: Mapping[str, bytes], emit: Emit, generation: int, published: int
+) -> int:
     """Publish; the generation now published (unchanged on failure, so it is retried)."""
     try:
-        message = publish()
+        message = publish(files)
     except ServegenError as exc:
         emit(Event("error", message=f"publish failed: {exc.message}"))
         return published

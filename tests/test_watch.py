@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import Common, WatchOptions
 from generator.reporter import Notes
 from generator.watch import ChangeFilter, Event, Publish, run_watch
+from generator.write import MANIFEST, manifest_bytes
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import add_env, one_shot, spec_text, tree
 from tests.streams import pump_lines
@@ -391,8 +392,8 @@ def test_publish_only_good_and_latest_renders(example_repo: Path, crds: list[Pat
     other = example_repo / "specs" / "kubeai" / "bge-reranker.yaml"
     build = NewerChangeWhileRendering(example_repo, crds, other)
 
-    def publish() -> str:
-        published.append(tree(build.out))  # in the loop's thread
+    def publish(files: Mapping[str, bytes]) -> str:
+        published.append({**files, MANIFEST: manifest_bytes(files)})  # as written to disk
         return f"commit {len(published)}"
 
     running = Watching(build, publish=publish)
@@ -412,6 +413,35 @@ def test_publish_only_good_and_latest_renders(example_repo: Path, crds: list[Pat
         running.close()
     assert len(published) == 3  # never after the broken batch, never the overtaken render
     assert published[2] == expected_output(example_repo, crds)
+
+
+def test_a_failed_publish_is_retried_after_the_next_batch(
+    example_repo: Path, crds: list[Path]
+) -> None:
+    """The commit runs beside the write; when it fails, the same tree is published again
+    after the next batch, even one that changes no output file."""
+    calls: list[dict[str, bytes]] = []
+
+    def publish(files: Mapping[str, bytes]) -> str:
+        calls.append(dict(files))
+        if len(calls) == 1:
+            raise ServegenError("the remote is down")
+        return f"commit {len(calls)}"
+
+    build = LockedBuild(example_repo, crds=crds)
+    running = Watching(build, publish=publish)
+    assert running.start().ok
+    try:
+        event = running.next_event(lambda e: e.kind in ("error", "publish"))
+        assert event.kind == "error" and event.message == "publish failed: the remote is down"
+        path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
+        path.write_text(path.read_text())  # saved unchanged: a batch, no new output
+        event = running.next_event(lambda e: e.kind in ("error", "publish"))
+        assert event.kind == "publish" and event.message == "commit 2"
+    finally:
+        running.close()
+    expected = expected_output(example_repo, crds)
+    assert [{**c, MANIFEST: manifest_bytes(c)} for c in calls] == [expected, expected]
 
 
 def test_publish_hook_commits_the_watched_output(
@@ -437,11 +467,11 @@ def test_publish_hook_commits_the_watched_output(
     assert build.initial().ok
     hook = watch_command._publisher(options, build, Notes())
     assert hook is not None
-    assert "deploy" in hook()
+    assert "deploy" in hook(build.files)
     repo = git.open_repo(example_repo)
     deployed = git.read_tree_files(repo, "refs/heads/deploy")
     assert {k: v for k, v in deployed.items() if k != "hydrator.metadata"} == build.files
-    assert "up to date" in hook()  # nothing changed: no second commit
+    assert "up to date" in hook(build.files)  # nothing changed: no second commit
     assert watch_command._publisher(WatchOptions(Common(example_repo)), build, Notes()) is None
 
 

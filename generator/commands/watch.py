@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 from generator.errors import EXIT_OK, UsageError, printable
@@ -86,8 +86,8 @@ def _publisher(
         crds=options.crds,
     )
 
-    def publish() -> str:
-        return publish_worktree(root, settings, build.files, build.config, reporter)
+    def publish(files: Mapping[str, bytes]) -> str:
+        return publish_worktree(root, settings, files, build.config, reporter)
 
     return publish
 
