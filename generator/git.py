@@ -286,6 +286,7 @@ class Tree:
     # Only for a tree `build_commit` wrote (checked paths, plain files only): folder ('' is
     # the root) -> name -> blob id of a file, or None for a sub-folder.
     layout: Mapping[str, Mapping[str, str | None]] | None = None
+    parents: tuple[str, ...] = ()  # likewise only for a commit build_commit made
 
 
 class PushStatus(enum.Enum):
@@ -653,14 +654,20 @@ def list_commit(repo: Repo, commit: str) -> list[TreeEntry]:
 
 
 def _ls_tree(repo: Repo, tree: str, what: str, *options: str) -> list[TreeEntry]:
+    return [TreeEntry(*record) for record in _ls_tree_records(repo, tree, what, *options)]
+
+
+def _ls_tree_records(
+    repo: Repo, tree: str, what: str, *options: str
+) -> Iterator[tuple[str, str, str, str]]:
+    """(path, mode, kind, oid) of each `ls-tree -r` entry, in git order."""
     out = _check(repo._run("ls-tree", "-r", *options, "-z", "--full-tree", tree), what)
-    entries = []
-    for record in out.split(b"\0"):
+    # Decoded once, as _decode_path does per path: the rest of a record is ASCII.
+    for record in _decode_path(out).split("\0"):
         if record:
-            meta, _, raw_path = record.partition(b"\t")
-            mode, kind, oid = meta.decode("ascii").split(" ")
-            entries.append(TreeEntry(_decode_path(raw_path), mode, kind, oid))
-    return entries
+            meta, _, path = record.partition("\t")
+            mode, kind, oid = meta.split(" ")
+            yield path, mode, kind, oid
 
 
 def _subtree(repo: Repo, commit: str, prefix: str) -> str | None:
@@ -701,11 +708,12 @@ def read_tree(repo: Repo, commit: str) -> Tree:
         return remembered
     files: dict[str, TreeEntry] = {}
     folders: dict[str, str] = {}
-    for entry in _ls_tree(repo, _check_oid(commit), f"cannot list {commit!r}", "-t"):
-        if entry.kind == "tree":
-            folders[entry.path] = entry.oid
+    listed = _ls_tree_records(repo, _check_oid(commit), f"cannot list {commit!r}", "-t")
+    for path, mode, kind, oid in listed:
+        if kind == "tree":
+            folders[path] = oid
         else:
-            files[entry.path] = entry
+            files[path] = TreeEntry(path, mode, kind, oid)
     return Tree(commit, files, folders)
 
 
@@ -1067,7 +1075,8 @@ def build_commit(
     parents = [] if parent is None else [parent]  # commit-tree checks it is a commit
     sha = commit_tree(repo, tree, parents, message, author, committer, sign)
     _LISTED.clear()  # one listing is all the next publish needs
-    _LISTED[(repo.git_dir, sha)] = Tree(sha, _entries(base, ids, changed), folders, layout)
+    listing = Tree(sha, _entries(base, ids, changed), folders, layout, tuple(parents))
+    _LISTED[(repo.git_dir, sha)] = listing
     return sha
 
 
@@ -1253,8 +1262,11 @@ def push_branch(
     REJECTED (or RACE if it moved mid-push).  Auth/network failures raise GitError.
     """
     dest = _branch_ref(branch)
-    local = resolve_commit(repo, _check_oid(local_sha))
-    if expected_remote_sha is not None and not is_ancestor(repo, expected_remote_sha, local):
+    local = _check_oid(local_sha)
+    made = _LISTED.get((repo.git_dir, local))  # build_commit just made it: no lookups
+    if made is None:
+        local = resolve_commit(repo, local)
+    if expected_remote_sha is not None and not _builds_on(repo, local, expected_remote_sha, made):
         raise GitError(f"refusing to push {local}: it does not build on {expected_remote_sha}")
     res = _transport(
         repo,
@@ -1273,6 +1285,11 @@ def push_branch(
         # Keep our private view in step, so the next publish starts from what we pushed.
         repo._run("update-ref", "--no-deref", tracking_ref(remote, branch), local)
     return result
+
+
+def _builds_on(repo: Repo, commit: str, base: str, made: Tree | None) -> bool:
+    """Whether `base` is `commit` or an ancestor of it; a parent we gave it needs no git."""
+    return (made is not None and base in made.parents) or is_ancestor(repo, base, commit)
 
 
 _LOCK_MARKERS = (

@@ -540,21 +540,21 @@ def _touched_models(
     `model_changes` and `tree_changes` changes no result and spares comparing and
     parsing thousands of unchanged files.
     """
-    touched = {
-        outtree.model_of(path)
-        for path in old.keys() | new.keys()
-        if old.get(path) is not new.get(path) and old.get(path) != new.get(path)
-    } - {None}
-    # A model's files all lie under models/<name>/: the folder name picks the candidates
-    # with a string split, and model_of() decides for those few.
-    folders = {f"{outtree.MODELS}/{name}" for name in touched}
+    differ = [path for path, data in new.items() if old.get(path) is not data]
+    differ = [path for path in differ if old.get(path) != new[path]]
+    differ += [path for path in old if path not in new]
+    touched = {outtree.model_of(path) for path in differ} - {None}
+    # A model's files all lie in models/<name>/: that prefix picks the candidates (one C
+    # call per path), and model_of() decides for those few.
+    folders = tuple(f"{outtree.MODELS}/{name}/" for name in sorted(touched, key=str))
 
     def cut(files: Mapping[str, bytes]) -> dict[str, bytes]:
+        if not folders:
+            return {}
         return {
             path: data
             for path, data in files.items()
-            if path[: path.find("/", len(outtree.MODELS) + 1)] in folders
-            and outtree.model_of(path) in touched
+            if path.startswith(folders) and outtree.model_of(path) in touched
         }
 
     return cut(old), cut(new)
@@ -562,6 +562,26 @@ def _touched_models(
 
 def contains(target: Target, recorded: str, source_sha: str) -> bool:
     """True when `recorded` (from the deploy branch) already includes `source_sha`."""
+    try:  # the usual case, a commit we have: one question to git
+        if git.is_ancestor(target.repo, source_sha, recorded):
+            return True
+    except GitError:
+        _fetch_recorded(target, recorded, source_sha)
+        if git.is_ancestor(target.repo, source_sha, recorded):
+            return True
+    if git.is_shallow(target.repo) and not git.is_ancestor(target.repo, recorded, source_sha):
+        # A shallow clone may lack the history linking the two: "not an ancestor" would
+        # then be a guess, and a wrong guess publishes an older state over a newer one.
+        raise GitError(
+            f"this is a shallow clone: cannot tell whether {target.branch}'s source commit "
+            f"{recorded[:SHORT]} contains {source_sha[:SHORT]}. Run `git fetch --unshallow` "
+            "(actions/checkout: fetch-depth: 0) and publish again"
+        )
+    return False
+
+
+def _fetch_recorded(target: Target, recorded: str, source_sha: str) -> None:
+    """Make sure the recorded source commit is here (fetched when the remote has it)."""
     if not commit_exists(target.repo, recorded) and not (
         git.fetch_commit(target.repo, target.source_remote, recorded)
         and commit_exists(target.repo, recorded)
@@ -572,17 +592,6 @@ def contains(target: Target, recorded: str, source_sha: str) -> bool:
             f"{source_sha[:SHORT]}. Fetch the full history (e.g. actions/checkout "
             "fetch-depth: 0) and publish again"
         )
-    if git.is_ancestor(target.repo, source_sha, recorded):
-        return True
-    if git.is_shallow(target.repo) and not git.is_ancestor(target.repo, recorded, source_sha):
-        # A shallow clone may lack the history linking the two: "not an ancestor" would
-        # then be a guess, and a wrong guess publishes an older state over a newer one.
-        raise GitError(
-            f"this is a shallow clone: cannot tell whether {target.branch}'s source commit "
-            f"{recorded[:SHORT]} contains {source_sha[:SHORT]}. Run `git fetch --unshallow` "
-            "(actions/checkout: fetch-depth: 0) and publish again"
-        )
-    return False
 
 
 def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:
