@@ -831,6 +831,28 @@ def test_incremental_tree_equals_a_full_rebuild(
     assert (remembered.files, remembered.folders) == (fresh.files, fresh.folders)
 
 
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(old=_TREES, contents=st.lists(_CONTENT, min_size=len(_UNIVERSE), max_size=len(_UNIVERSE)))
+def test_same_paths_on_a_remembered_tree_equal_a_full_rebuild(
+    repo: g.Repo, tmp_path: Path, old: dict[str, bytes], contents: list[bytes]
+) -> None:
+    """New contents at the paths of a tree build_commit wrote: rebuilt from its layout in
+    memory (no path checks, changed folders only), it must still be git's tree."""
+    g._LISTED.clear()
+    base = g.build_commit(repo, old, None, "base", AUTHOR, COMMITTER)
+    remembered = g.read_tree(repo, base)
+    assert remembered.layout is not None
+    new = {path: contents[_UNIVERSE.index(path)] for path in old}
+    child = g.build_commit(repo, new, base, "child", AUTHOR, COMMITTER, base=remembered)
+    assert g.tree_of(repo, child) == plain_git_tree(tmp_path / "scratch", new)
+    assert g.read_tree_files(repo, child) == new
+    kept = g.read_tree(repo, child)
+    fresh = listed_by_git(repo, child)
+    assert (kept.files, kept.folders) == (fresh.files, fresh.folders)
+
+
 def test_incremental_tree_over_a_hand_made_base(repo: g.Repo, work: Path, tmp_path: Path) -> None:
     """Special entries of the base (executable, symlink, submodule, empty folder) never
     survive into the new tree, even where the content is the same."""
