@@ -259,8 +259,15 @@ class _Watchers:
         self._retired += sum(feeder.received for feeder in self._feeders)
 
     def take(self) -> set[str] | None:
-        """The next batch merged with any queued behind it; None once watching ended."""
+        """The next batch merged with any queued behind it; None once watching ended.
+
+        A watcher that failed because the folders to watch changed under it (the spec
+        folder deleted mid-walk, say) is replaced, and the spec folder read again."""
         paths = self.batches.get()
+        if paths is None and self.error is not None and watch_set(self._build) != self.current:
+            self._replace()
+            self.start()
+            paths = {str(self._build.spec_root)}
         while paths is not None:
             try:
                 more = self.batches.get_nowait()
