@@ -151,7 +151,16 @@ def split(repo: Path, iterations: int, crds: Path) -> int:
         max_attempts=3,
         reporter=Notes(),
     )
-    rows: dict[str, list[float]] = {"render": [], "deploy": []}
+    rows: dict[str, list[float]] = {"render": [], "deploy": [], "processes": []}
+    started_git = sg_git._git
+    counting = [False]  # only the git processes of publish_files
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        if counting[0]:
+            rows["processes"][-1] += 1
+        return started_git(*args, **kwargs)
+
+    sg_git._git = counted  # type: ignore[assignment]  # counting, nothing changed
     for i in range(iterations):
         edit_probe(repo, 9000 + i)
         git(repo, "commit", "-qam", f"split {i}")
@@ -161,7 +170,10 @@ def split(repo: Path, iterations: int, crds: Path) -> int:
         rows["render"].append(time.perf_counter() - started)
         source = pub.Source(sg_git.head_commit(handle), False, "bench")
         started = time.perf_counter()
+        rows["processes"].append(0)
+        counting[0] = True
         outcome = pub.publish_files(target, source, files)
+        counting[0] = False
         rows["deploy"].append(time.perf_counter() - started)
         if outcome.status != "published":
             raise SystemExit(f"expected a new deploy commit, got {outcome.status}")
@@ -208,6 +220,10 @@ def report(args: argparse.Namespace, rows: dict[str, list[float]]) -> str:
         row("of which render (`build()`, in-process)", rows["render"], "-", yard),
         row("of which the deploy commit (`publish_files`)", rows["deploy"], "-", yard),
         row("yardstick: `git commit` + `git push`", yard, "-", yard),
+        "",
+        f"git processes per deploy commit (`publish_files`, with --push): "
+        f"{statistics.median(rows['processes']):.0f}; the render is the build of the "
+        "working tree, which publish shares with `servegen render`.",
     ]
     return "\n".join(lines)
 
