@@ -3,8 +3,8 @@
 Output: one line per batch for people, or with --format json one JSON object per line
 for machines: `type` (start, batch, error, publish, stop), `time` (epoch seconds),
 `message`, and for builds `ok`, `full`, `changed` and `rendered` (lists), `written` and
-`removed` (counts), `models`, `elapsed_ms` (processing), `debounce_ms`, `diagnostics`
-and `notes`.
+`removed` (counts), `models`, `elapsed_ms` (processing; with --publish it includes the
+deploy commit, made before the write), `debounce_ms`, `diagnostics` and `notes`.
 
 SIGINT and SIGTERM stop it cleanly (exit 0) once the batch in progress is written; a
 second signal interrupts at once.
