@@ -372,7 +372,7 @@ def _early(
             commit.message = publish(files)
         except ServegenError as exc:
             commit.error = exc
-        except BaseException as exc:  # re-raised once the batch is written and reported
+        except Exception as exc:  # re-raised once the batch is written and reported
             commit.failure = exc
 
     return run
