@@ -161,10 +161,6 @@ class Runtime(ABC, Generic[DocT]):
         """What a schema-valid spec still gets wrong: cross-field rules and engine facts."""
         return ()
 
-    def config_problems(self, config: Config) -> Iterable[Problem]:
-        """Rules about this runtime's settings in servegen.yaml (paths point into it)."""
-        return ()
-
     @abstractmethod
     def context(self, doc: DocT, config: Config) -> dict[str, Any]:
         """Template variables for one spec (already merged for its environment)."""
