@@ -130,6 +130,9 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
+        # Templates ship with the package and never change while servegen runs: no
+        # stat of the template file on every render.
+        auto_reload=False,
         finalize=to_placeholder,
         autoescape=False,  # noqa: S701 - YAML, not HTML: values never reach the text
         keep_trailing_newline=True,
