@@ -204,6 +204,33 @@ def resolve_plain(value: str) -> Any:
     return value
 
 
+# Plain scalars recur (keys above all): each distinct one is resolved once.
+_PLAIN_VALUES: dict[str, Any] = {}
+_MAX_PLAIN_VALUES = 1 << 16
+
+
+def _plain(raw: str) -> Any:
+    try:
+        return _PLAIN_VALUES[raw]
+    except KeyError:
+        pass
+    value = resolve_plain(raw)
+    if len(raw) <= 200:
+        if len(_PLAIN_VALUES) >= _MAX_PLAIN_VALUES:
+            _PLAIN_VALUES.clear()
+        _PLAIN_VALUES[raw] = value
+    return value
+
+
+# Event classes by name, as the parser makes them (looked up once per class).
+_EVENT_KINDS: dict[type, str] = {}
+
+
+def _event_kind(kind: type) -> str:
+    _EVENT_KINDS[kind] = kind.__name__
+    return kind.__name__
+
+
 Mark = tuple[int, int]
 
 
@@ -231,11 +258,27 @@ class _Builder:
         sizes: list[int] = []  # nodes inside each open collection, for anchored values
         anchors: list[str | None] = []
         for event in events:
-            kind = type(event).__name__
+            kind = _EVENT_KINDS.get(type(event)) or _event_kind(type(event))
             if kind == "ScalarEvent":
-                value = self._scalar(event)
-                self._record_top(event, stack, keys)
-                self._add(value, 1, event, stack, keys, sizes, out)
+                # The innermost loop of reading specs: an untagged, unanchored scalar
+                # (nearly every one) is resolved and added here, without a call.
+                if event.tag is None and not event.anchor:
+                    raw = event.value
+                    value = raw if event.style else _plain(raw)
+                else:
+                    value = self._scalar(event)
+                if len(stack) < 2:
+                    self._record_top(event, stack, keys)
+                top = stack[-1] if stack else None
+                if top.__class__ is list:
+                    sizes[-1] += 1
+                    top.append(value)
+                elif top.__class__ is dict and keys[-1] is not _NO_KEY:
+                    sizes[-1] += 1
+                    top[keys[-1]] = value
+                    keys[-1] = _NO_KEY
+                else:
+                    self._add(value, 1, event, stack, keys, sizes, out)
             elif kind in ("MappingStartEvent", "SequenceStartEvent"):
                 self._check_collection(event, len(stack))
                 self._record_top(event, stack, keys)
