@@ -507,45 +507,60 @@ def _key(key: Any) -> str:
 def _emit_mapping(value: dict[Any, Any], pad: str, out: list[str], first: str) -> None:
     """`value`'s entries at indent `pad`; the first line starts with `first` instead
     (`pad`, or a list item's `- ` at the parent's indent)."""
+    strings = _STRINGS
     lead = first
     for key, item in value.items():
-        head = lead + _key(key) + ":"
+        head = lead + (strings.get(key) or _key(key)) + ":"
         lead = pad
-        if isinstance(item, str):
-            out.append(f"{head} {_string_text(item)}\n")
-        elif isinstance(item, dict):
+        kind = item.__class__
+        if kind is str:
+            out.append(head + " " + (strings.get(item) or _string_text(item)) + "\n")
+        elif kind is dict:
             if item:
                 out.append(head + "\n")
                 _emit_mapping(item, pad + "  ", out, pad + "  ")
             else:
                 out.append(head + " {}\n")
-        elif isinstance(item, list):
+        elif kind is list:
             if item:
                 out.append(head + "\n")
                 _emit_sequence(item, pad, out)  # kubectl style: list items at the key's indent
             else:
                 out.append(head + " []\n")
+        elif isinstance(item, dict) and item:  # subclasses: the general case
+            out.append(head + "\n")
+            _emit_mapping(item, pad + "  ", out, pad + "  ")
+        elif isinstance(item, list) and item:
+            out.append(head + "\n")
+            _emit_sequence(item, pad, out)
         else:
-            out.append(f"{head} {_scalar(item)}\n")
+            out.append(f"{head} {_inline(item)}\n")
 
 
 def _emit_sequence(value: list[Any], pad: str, out: list[str]) -> None:
+    strings = _STRINGS
     for item in value:
-        if isinstance(item, str):
-            out.append(f"{pad}- {_string_text(item)}\n")
-        elif isinstance(item, dict):
+        kind = item.__class__
+        if kind is str:
+            out.append(pad + "- " + (strings.get(item) or _string_text(item)) + "\n")
+        elif kind is dict:
             if item:
                 _emit_mapping(item, pad + "  ", out, pad + "- ")
             else:
                 out.append(pad + "- {}\n")
-        elif isinstance(item, list):
+        elif kind is list:
             if item:
                 out.append(pad + "-\n")
                 _emit_sequence(item, pad + "  ", out)
             else:
                 out.append(pad + "- []\n")
+        elif isinstance(item, dict) and item:  # subclasses: the general case
+            _emit_mapping(item, pad + "  ", out, pad + "- ")
+        elif isinstance(item, list) and item:
+            out.append(pad + "-\n")
+            _emit_sequence(item, pad + "  ", out)
         else:
-            out.append(f"{pad}- {_scalar(item)}\n")
+            out.append(f"{pad}- {_inline(item)}\n")
 
 
 def _inline(value: Any) -> str:
