@@ -9,7 +9,12 @@ of a repository holding one spec of each runtime family in turn. Medians per row
 Bytecode is compiled once beforehand into a private prefix (`PYTHONPYCACHEPREFIX`), as an
 installed package has it; `--no-bytecode` measures with compilation on every run.
 
-    .venv/bin/python bench/bench_coldstart.py [--repeat 15] [--importtime]
+    .venv/bin/python bench/bench_coldstart.py [--repeat 15] [--importtime] [--instructions]
+
+On a shared machine wall times of a few hundred milliseconds move by tens of percent
+between rounds; `--instructions` also counts the instructions of one run of each row
+under valgrind's callgrind (when valgrind is installed): a figure that does not depend
+on the machine's load, for comparing two trees (`--compare`).
 """
 
 from __future__ import annotations
@@ -52,11 +57,55 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
+def instructions(command: list[str], cwd: Path, env: dict[str, str]) -> int | None:
+    """Instructions one run of `command` executes (callgrind's `Collected`), or None."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    done = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in done.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    return None
+
+
+def count_rows(
+    trees: dict[str, Path], repos: list[Path], tmp: Path, env: dict[str, str]
+) -> dict[str, int | None]:
+    """Instructions of one run per row: the yardsticks, then each tree and spec."""
+    cache = tmp / "xdg-count"
+    cold = {**env, "XDG_CACHE_HOME": str(cache)}
+    counts = {
+        "`python -c pass`": instructions([PYTHON, "-c", "pass"], tmp, cold),
+        "`python -c 'import pydantic'`": instructions([PYTHON, "-c", "import pydantic"], tmp, cold),
+    }
+    for label, tree in trees.items():
+        for spec, repo in zip(SPECS, repos, strict=True):
+            shutil.rmtree(cache, ignore_errors=True)
+            row = f"`servegen validate`{label}, 1 spec ({spec})"
+            counts[row] = instructions(
+                [*SERVEGEN, "validate"], repo, {**cold, "PYTHONPATH": str(tree)}
+            )
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-bytecode", action="store_true")
     parser.add_argument("--importtime", action="store_true", help="print the slowest imports")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each row's instructions (one run under valgrind's callgrind)",
+    )
     parser.add_argument(
         "--pythonpath",
         type=Path,
@@ -109,6 +158,15 @@ def main() -> None:
                 f"| {label} | {statistics.median(times) * 1000:.0f} ms | "
                 f"{min(times) * 1000:.0f} ms | {target} |"
             )
+        if args.instructions:
+            counts = count_rows(trees, repos, tmp, env)
+            if all(count is None for count in counts.values()):
+                print("\n(no instruction counts: valgrind is not installed)")
+            else:
+                print("\n| cold start, one run | instructions |\n|---|---:|")
+                for label, count in counts.items():
+                    shown = f"{count / 1e6:,.0f} M" if count is not None else "n/a"
+                    print(f"| {label} | {shown} |")
         if args.importtime:
             shutil.rmtree(cache, ignore_errors=True)
             done = subprocess.run(

@@ -98,9 +98,21 @@ class ManifestChecker:
         self.schema_version: Version = resolve_kubernetes_version(kubernetes_version)
         self._requested_version = kubernetes_version
         self._definitions = k8sschemas.definitions(self.schema_version)
-        self._crds: CrdIndex = load_crd_index([Path(p) for p in crd_sources], bundled_crds)
+        self._crd_sources = [Path(p) for p in crd_sources]
+        self._bundled_crds = tuple(bundled_crds)
+        self._crd_index: CrdIndex | None = None
+        if self._crd_sources:  # configured CRDs are judged now: a broken one is named first
+            self._crd_index = load_crd_index(self._crd_sources, self._bundled_crds)
         self._kubeconform = _kubeconform_binary(kubeconform)
         self._targets: dict[tuple[str, str], _Target] = {}
+
+    @property
+    def _crds(self) -> CrdIndex:
+        """The CRDs, read when a custom resource is first met (with only the bundled
+        ones, a repository rendering built-in kinds never reads the 2 MB KServe CRD)."""
+        if self._crd_index is None:
+            self._crd_index = load_crd_index(self._crd_sources, self._bundled_crds)
+        return self._crd_index
 
     def check(self, objects: Iterable[Mapping[str, Any]]) -> CheckResult:
         problems: list[ObjectProblem] = []

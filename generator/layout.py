@@ -155,10 +155,58 @@ def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, by
                 m.environments[env].endpoint.to_json() for m in models if env in m.environments
             ],
         }
-        text = json.dumps(catalog, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        text = indented_json(catalog) + "\n"
         files[outtree.endpoints_file(env)] = text.encode()
         files.update(_flux_files(models, config, env))
     return files
+
+
+def indented_json(value: Any) -> str:
+    """`json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)`, byte for byte.
+
+    With an indent, json.dumps runs its pure-Python encoder; the endpoint catalogs of a
+    large repository (every model, per environment) took seconds that way. Scalars are
+    still written by json itself.
+    """
+    out: list[str] = []
+    try:
+        _indented(value, "\n", out)
+    except _Unusual:
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return "".join(out)
+
+
+class _Unusual(Exception):
+    """A mapping key that is not a string: left to json.dumps, which converts it."""
+
+
+def _indented(value: Any, newline: str, out: list[str]) -> None:
+    if isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        if not all(isinstance(key, str) for key in value):
+            raise _Unusual
+        inner = newline + "  "
+        separator = "{" + inner
+        for key in sorted(value):
+            out.append(separator + json.dumps(key, ensure_ascii=False) + ": ")
+            separator = "," + inner
+            _indented(value[key], inner, out)
+        out.append(newline + "}")
+    elif isinstance(value, list | tuple):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            separator = "," + inner
+            _indented(item, inner, out)
+        out.append(newline + "]")
+    else:
+        out.append(json.dumps(value, ensure_ascii=False))
 
 
 def _flux_files(models: Sequence[ModelRender], config: Config, env: str) -> dict[str, bytes]:

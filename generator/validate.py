@@ -146,7 +146,7 @@ def config_from_source(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
         config = Config.model_validate(document.data)
     except ValidationError as exc:
         return Config(), [_diagnostic(source.path, document, Config, err) for err in exc.errors()]
-    problems = [p for r in runtimes.registry().values() for p in r.config_problems(config)]
+    problems = runtimes.config_problems(config)
     return config, [_located(source.path, document, p, None) for p in problems]
 
 

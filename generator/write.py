@@ -356,24 +356,28 @@ def _sync(
     for rel in sorted(set(have.folders) - folders, key=lambda r: r.count("/"), reverse=True):
         _remove_entry(spare / rel)
     made = set(have.folders) & folders
+    top = str(spare)  # plain strings below: a Path per file was a fifth of a first write
     for rel in sorted(folders - made, key=lambda r: r.count("/")):
-        _remove_entry(spare / rel)  # a file where a folder must be
-        (spare / rel).mkdir()
+        if rel in have.files:
+            _remove_entry(spare / rel)  # a file where a folder must be
+        os.mkdir(f"{top}/{rel}")  # noqa: PTH102 - its parent was made just before
+    present = set(have.files) | set(have.folders)  # what the spare held; nothing else does
     stamps: dict[str, Stamp] = {}
     for rel, wanted_digest in targets.items():
         if rel == _STAGING_MARK:
             continue
         if rel == MANIFEST:
             _remove_entry(spare / rel)
-            _new_file(spare / rel, manifest)
+            _new_file(f"{top}/{rel}", manifest)
             continue
         unchanged = wanted_digest is None or current.owned.get(rel) == wanted_digest
         if not (unchanged and _in_step(rel, have, current)):
-            _remove_entry(spare / rel)
+            if rel in present:
+                _remove_entry(spare / rel)
             if unchanged:
                 _link(spare / rel, out / rel)
             else:
-                stamps[rel] = _new_file(spare / rel, files[rel])
+                stamps[rel] = _new_file(f"{top}/{rel}", files[rel])
     return stamps
 
 
@@ -400,12 +404,15 @@ def _remove_entry(path: Path) -> None:
         path.unlink()  # a FIFO or socket
 
 
-def _new_file(target: Path, data: bytes) -> Stamp:
+def _new_file(target: str, data: bytes) -> Stamp:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
+    try:
+        view = memoryview(data)
+        while view:  # unbuffered: one write call for a file of any size servegen makes
+            view = view[os.write(fd, view) :]
         info = os.fstat(fd)
+    finally:
+        os.close(fd)
     return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data))
 
 

@@ -21,7 +21,8 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -204,6 +205,33 @@ def resolve_plain(value: str) -> Any:
     return value
 
 
+# Plain scalars recur (keys above all): each distinct one is resolved once.
+_PLAIN_VALUES: dict[str, Any] = {}
+_MAX_PLAIN_VALUES = 1 << 16
+
+
+def _plain(raw: str) -> Any:
+    try:
+        return _PLAIN_VALUES[raw]
+    except KeyError:
+        pass
+    value = resolve_plain(raw)
+    if len(raw) <= 200:
+        if len(_PLAIN_VALUES) >= _MAX_PLAIN_VALUES:
+            _PLAIN_VALUES.clear()
+        _PLAIN_VALUES[raw] = value
+    return value
+
+
+# Event classes by name, as the parser makes them (looked up once per class).
+_EVENT_KINDS: dict[type, str] = {}
+
+
+def _event_kind(kind: type) -> str:
+    _EVENT_KINDS[kind] = kind.__name__
+    return kind.__name__
+
+
 Mark = tuple[int, int]
 
 
@@ -231,11 +259,27 @@ class _Builder:
         sizes: list[int] = []  # nodes inside each open collection, for anchored values
         anchors: list[str | None] = []
         for event in events:
-            kind = type(event).__name__
+            kind = _EVENT_KINDS.get(type(event)) or _event_kind(type(event))
             if kind == "ScalarEvent":
-                value = self._scalar(event)
-                self._record_top(event, stack, keys)
-                self._add(value, 1, event, stack, keys, sizes, out)
+                # The innermost loop of reading specs: an untagged, unanchored scalar
+                # (nearly every one) is resolved and added here, without a call.
+                if event.tag is None and not event.anchor:
+                    raw = event.value
+                    value = raw if event.style else _plain(raw)
+                else:
+                    value = self._scalar(event)
+                if len(stack) < 2:
+                    self._record_top(event, stack, keys)
+                top = stack[-1] if stack else None
+                if top.__class__ is list:
+                    sizes[-1] += 1
+                    top.append(value)
+                elif top.__class__ is dict and keys[-1] is not _NO_KEY:
+                    sizes[-1] += 1
+                    top[keys[-1]] = value
+                    keys[-1] = _NO_KEY
+                else:
+                    self._add(value, 1, event, stack, keys, sizes, out)
             elif kind in ("MappingStartEvent", "SequenceStartEvent"):
                 self._check_collection(event, len(stack))
                 self._record_top(event, stack, keys)
@@ -404,6 +448,9 @@ def _astral(match: re.Match[str]) -> str:
     return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
 
 
+_JSON_WORDS = {None: "null", True: "true", False: "false"}
+
+
 def json_scalar(value: Any) -> str:
     """`value` as JSON that YAML reads back unchanged, on one line.
 
@@ -411,7 +458,17 @@ def json_scalar(value: Any) -> str:
     line breaks; DEL is escaped too (YAML does not allow it raw), and characters outside
     the Basic Multilingual Plane use YAML's 8-digit escape.
     """
-    text = json.dumps(value, ensure_ascii=True, allow_nan=False).replace("\x7f", "\\u007f")
+    # What json.dumps(value, ensure_ascii=True, allow_nan=False) writes, without its
+    # per-call set-up for the common scalars (a tenth of writing YAML).
+    if isinstance(value, str):
+        text = encode_basestring_ascii(value)
+    elif value is None or isinstance(value, bool):
+        text = _JSON_WORDS[value]
+    elif isinstance(value, int):
+        text = int.__repr__(value)
+    else:
+        text = json.dumps(value, ensure_ascii=True, allow_nan=False)
+    text = text.replace("\x7f", "\\u007f")
     return _SURROGATE_PAIR.sub(_astral, text) if "\\ud" in text else text
 
 
@@ -423,12 +480,25 @@ def _string(value: str) -> str:
 
 # Rendered objects repeat the same keys and short values thousands of times: each is
 # judged once (a third of writing YAML). Long strings are rarely repeated: not kept.
-_short_string = lru_cache(maxsize=1 << 16)(_string)
+_STRINGS: dict[str, str] = {}
+_MAX_STRINGS = 1 << 16
+_MAX_KEPT_LENGTH = 200
+
+
+def _string_text(value: str) -> str:
+    text = _STRINGS.get(value)
+    if text is None:
+        text = _string(value)
+        if len(value) <= _MAX_KEPT_LENGTH:
+            if len(_STRINGS) >= _MAX_STRINGS:
+                _STRINGS.clear()
+            _STRINGS[value] = text
+    return text
 
 
 def _scalar(value: Any) -> str:
     if isinstance(value, str):
-        return _short_string(value) if len(value) <= 200 else _string(value)
+        return _string_text(value)
     if value is None or isinstance(value, bool | int):
         return json_scalar(value)
     if isinstance(value, float):
@@ -441,41 +511,70 @@ def _scalar(value: Any) -> str:
 def _key(key: Any) -> str:
     if not isinstance(key, str):
         raise TypeError(f"mapping keys must be strings, got {key!r}")
-    return _scalar(key)
+    return _string_text(key)
 
 
-def _emit(value: Any, pad: str, out: list[str]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _emit_entry(f"{pad}{_key(key)}:", item, pad, out)
-    elif isinstance(value, list):
-        for item in value:
-            _emit_item(item, pad, out)
-    else:
-        out.append(f"{pad}{_scalar(value)}\n")
+# The writer is the innermost loop of a render (every line of 60,000 files at 10,000
+# specs): one function per collection, with the scalar cases tested inline.
 
 
-def _emit_entry(head: str, value: Any, pad: str, out: list[str]) -> None:
-    if isinstance(value, dict) and value:
-        out.append(head + "\n")
-        _emit(value, pad + "  ", out)
-    elif isinstance(value, list) and value:
-        out.append(head + "\n")
-        _emit(value, pad, out)  # kubectl style: list items at the key's indent
-    else:
-        out.append(f"{head} {_inline(value)}\n")
+def _emit_mapping(value: dict[Any, Any], pad: str, out: list[str], first: str) -> None:
+    """`value`'s entries at indent `pad`; the first line starts with `first` instead
+    (`pad`, or a list item's `- ` at the parent's indent)."""
+    strings = _STRINGS
+    lead = first
+    for key, item in value.items():
+        head = lead + (strings.get(key) or _key(key)) + ":"
+        lead = pad
+        kind = item.__class__
+        if kind is str:
+            out.append(head + " " + (strings.get(item) or _string_text(item)) + "\n")
+        elif kind is dict:
+            if item:
+                out.append(head + "\n")
+                _emit_mapping(item, pad + "  ", out, pad + "  ")
+            else:
+                out.append(head + " {}\n")
+        elif kind is list:
+            if item:
+                out.append(head + "\n")
+                _emit_sequence(item, pad, out)  # kubectl style: list items at the key's indent
+            else:
+                out.append(head + " []\n")
+        elif isinstance(item, dict) and item:  # subclasses: the general case
+            out.append(head + "\n")
+            _emit_mapping(item, pad + "  ", out, pad + "  ")
+        elif isinstance(item, list) and item:
+            out.append(head + "\n")
+            _emit_sequence(item, pad, out)
+        else:
+            out.append(f"{head} {_inline(item)}\n")
 
 
-def _emit_item(item: Any, pad: str, out: list[str]) -> None:
-    if isinstance(item, dict) and item:
-        start = len(out)
-        _emit(item, pad + "  ", out)
-        out[start] = f"{pad}- {out[start][len(pad) + 2 :]}"
-    elif isinstance(item, list) and item:
-        out.append(f"{pad}-\n")
-        _emit(item, pad + "  ", out)
-    else:
-        out.append(f"{pad}- {_inline(item)}\n")
+def _emit_sequence(value: list[Any], pad: str, out: list[str]) -> None:
+    strings = _STRINGS
+    for item in value:
+        kind = item.__class__
+        if kind is str:
+            out.append(pad + "- " + (strings.get(item) or _string_text(item)) + "\n")
+        elif kind is dict:
+            if item:
+                _emit_mapping(item, pad + "  ", out, pad + "- ")
+            else:
+                out.append(pad + "- {}\n")
+        elif kind is list:
+            if item:
+                out.append(pad + "-\n")
+                _emit_sequence(item, pad + "  ", out)
+            else:
+                out.append(pad + "- []\n")
+        elif isinstance(item, dict) and item:  # subclasses: the general case
+            _emit_mapping(item, pad + "  ", out, pad + "- ")
+        elif isinstance(item, list) and item:
+            out.append(pad + "-\n")
+            _emit_sequence(item, pad + "  ", out)
+        else:
+            out.append(f"{pad}- {_inline(item)}\n")
 
 
 def _inline(value: Any) -> str:
@@ -492,8 +591,10 @@ def dump_documents(objects: Sequence[Any]) -> str:
     for index, obj in enumerate(objects):
         if index:
             out.append("---\n")
-        if isinstance(obj, dict | list) and obj:
-            _emit(obj, "", out)
+        if isinstance(obj, dict) and obj:
+            _emit_mapping(obj, "", out, "")
+        elif isinstance(obj, list) and obj:
+            _emit_sequence(obj, "", out)
         else:
             out.append(_inline(obj) + "\n")
     return "".join(out)

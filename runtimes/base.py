@@ -130,6 +130,9 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
+        # Templates ship with the package and never change while servegen runs: no
+        # stat of the template file on every render.
+        auto_reload=False,
         finalize=to_placeholder,
         autoescape=False,  # noqa: S701 - YAML, not HTML: values never reach the text
         keep_trailing_newline=True,
@@ -159,10 +162,6 @@ class Runtime(ABC, Generic[DocT]):
 
     def spec_problems(self, doc: DocT, config: Config) -> Iterable[Problem]:
         """What a schema-valid spec still gets wrong: cross-field rules and engine facts."""
-        return ()
-
-    def config_problems(self, config: Config) -> Iterable[Problem]:
-        """Rules about this runtime's settings in servegen.yaml (paths point into it)."""
         return ()
 
     @abstractmethod
@@ -260,20 +259,24 @@ def _skeleton(text: str) -> list[Any]:
 
 def fill(node: Any, values: list[Any]) -> Any:
     """A new tree: `node` with every placeholder replaced by its value."""
-    if isinstance(node, str):
+    kind = node.__class__
+    if kind is str or isinstance(node, str):
         if MARK not in node:
             return node
         match = _PLACEHOLDER.fullmatch(node)
         if match is None:
             raise RenderError("a template put a value inside other text; values must be whole")
         return values[int(match[1])]
-    if isinstance(node, dict):
+    if kind is dict or isinstance(node, dict):
         out = {}
         for key, value in node.items():
             if isinstance(key, str) and MARK in key:
                 raise RenderError("a template used a value as a key; keys must be literal")
-            out[key] = fill(value, values)
+            # A literal string (most leaves) is kept as it is, without a call.
+            out[key] = (
+                value if value.__class__ is str and MARK not in value else fill(value, values)
+            )
         return out
-    if isinstance(node, list):
+    if kind is list or isinstance(node, list):
         return [fill(item, values) for item in node]
     return node

@@ -8,9 +8,16 @@ servegen.yaml; None means unknown, and the newest behaviour is assumed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from runtimes.base import Problem
+
+if TYPE_CHECKING:
+    from generator.config import Config
 
 Version = tuple[int, int, int]
 
@@ -70,6 +77,16 @@ def unsupported_message(image: str, version: Version) -> str:
         f"{show(SUPPORTED_FROM)} to below {show(SUPPORTED_BELOW)}: its flags are not checked "
         "against that release and may not start"
     )
+
+
+def config_problems(config: Config) -> Iterator[Problem]:
+    """The configured vLLM images outside the supported range: warned once, from
+    servegen.yaml, not from every spec that uses the default image."""
+    for key in ("image", "cpu_image"):
+        image = getattr(config.vllm, key)
+        version = image_version(image) or parse_version(config.vllm.version)
+        if version is not None and not supported(version):
+            yield Problem(("vllm", key), unsupported_message(image, version), "warning")
 
 
 def serve_entrypoint(version: Version | None) -> bool:

@@ -607,16 +607,6 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
                 "pooling runner, without chat or completions; use kind vllmserve-pooling",
             )
 
-    def config_problems(self, config: Config) -> Iterable[Problem]:
-        # Warned once, from servegen.yaml, not from every spec that uses the default image.
-        if self.kind != VLLMServeText.kind:
-            return
-        for key in ("image", "cpu_image"):
-            image = getattr(config.vllm, key)
-            version = vllm_version(image, config)
-            if version is not None and not supported(version):
-                yield Problem(("vllm", key), unsupported_message(image, version), "warning")
-
     def mode_args(self, doc: VLLMDocT, config: Config, image: str) -> list[str]:
         """Flags that select what kind of model this is (pooling's task)."""
         return []

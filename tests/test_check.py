@@ -63,6 +63,23 @@ def test_valid_builtin_objects_pass(builtin_only: ManifestChecker) -> None:
     assert builtin_only.check(objects) == CheckResult(problems=(), skipped_kinds=())
 
 
+def test_bundled_crds_are_read_when_a_custom_resource_is_first_met(tmp_path: Path) -> None:
+    """Built-in kinds never wait for the bundled CRDs; a custom resource reads them."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [unclosed\n", encoding="utf-8")
+    checker = ManifestChecker(K8S, bundled_crds=[broken])
+    assert checker.check([deployment(), service()]).problems == ()
+    with pytest.raises(ServegenError, match=r"broken\.yaml"):
+        checker.check([kubeai_model()])
+
+
+def test_a_broken_configured_crd_is_reported_before_any_object(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ServegenError, match=r"broken\.yaml"):
+        ManifestChecker(K8S, [broken])
+
+
 def test_unknown_field_is_reported_at_its_exact_path(builtin_only: ManifestChecker) -> None:
     obj = deployment()
     obj["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"

@@ -3,6 +3,11 @@ values are leaves of the parsed template, never YAML text."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
@@ -128,3 +133,44 @@ def test_plain_values_reads_like_json() -> None:
 def test_plain_values_refuses_what_is_not_plain_data(value: object) -> None:
     with pytest.raises(RenderError, match="not plain data"):
         plain_values([value])
+
+
+def test_registry_lists_each_runtime_under_its_own_kind() -> None:
+    assert runtimes.kinds() == tuple(runtimes.registry())
+    for kind, runtime in runtimes.registry().items():
+        assert runtime.kind == kind
+        assert runtimes.get(kind) is runtime
+    assert runtimes.get("no-such-kind") is None
+
+
+_SCAFFOLD = Path(__file__).resolve().parents[1] / "generator" / "scaffold"
+_MODULES = {
+    "tinyllama-chat.yaml": "runtimes.kubeai_text",
+    "qwen-chat.yaml": "runtimes.vllmserve",
+    "distilbert-sentiment.yaml": "runtimes.huggingfaceserve",
+}
+
+
+@pytest.mark.parametrize("spec", sorted(_MODULES))
+def test_validating_one_kind_imports_only_that_runtime(tmp_path: Path, spec: str) -> None:
+    """A repository pays start-up time only for the runtimes its specs use."""
+    (tmp_path / "specs").mkdir()
+    shutil.copy(_SCAFFOLD / "servegen.yaml", tmp_path / "servegen.yaml")
+    shutil.copy(_SCAFFOLD / "specs" / spec, tmp_path / "specs" / spec)
+    script = (
+        "import sys\n"
+        "from generator.cli import main\n"
+        "code = main(['-C', sys.argv[1], 'validate'])\n"
+        "print(sorted(m for m in sys.modules if m in sys.argv[2:]))\n"
+        "raise SystemExit(code)\n"
+    )
+    env = {**os.environ, "SERVEGEN_NO_CACHE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), *sorted(set(_MODULES.values()))],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == repr([_MODULES[spec]])

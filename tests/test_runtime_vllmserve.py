@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 from pydantic import ValidationError
 
+import runtimes
 from generator.config import Config
 from generator.fields import single_line
 from generator.spec import deep_merge
@@ -907,11 +908,11 @@ def test_image_outside_the_supported_range_warns() -> None:
 
 def test_config_images_outside_the_supported_range_warn_once() -> None:
     cfg = config(vllm={"image": "vllm/vllm-openai:v0.8.5", "cpu_image": "cpu/vllm:v0.34.0"})
-    found = [p for r in RUNTIMES.values() for p in r.config_problems(cfg)]
+    found = runtimes.config_problems(cfg)
     assert [(p.path, p.severity) for p in found] == [
         (("vllm", "image"), "warning"), (("vllm", "cpu_image"), "warning"),
     ]  # fmt: skip
-    assert [p for r in RUNTIMES.values() for p in r.config_problems(Config())] == []
+    assert runtimes.config_problems(Config()) == []
 
 
 def test_supported_range_warnings_are_positioned_and_do_not_fail(tmp_path: Path) -> None:

@@ -322,6 +322,34 @@ def test_dump_documents_separates_documents() -> None:
     assert parse_rendered(text) == [{"a": 1}, {"b": 2}]
 
 
+class _Dict(dict[str, Any]):
+    pass
+
+
+class _List(list[Any]):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+def test_dump_writes_subclasses_of_plain_data_as_the_plain_data() -> None:
+    """The writer's fast paths test exact types; subclasses take the general route."""
+    plain = {"a": {"b": [1, {"c": "x y"}], "d": []}, "e": [["f"], {}], "g": "h"}
+    subclassed = _Dict(
+        a=_Dict(b=_List([1, _Dict(c=_Str("x y"))]), d=_List()),
+        e=_List([_List([_Str("f")]), _Dict()]),
+        g=_Str("h"),
+    )
+    assert dump_documents([subclassed, _List([subclassed])]) == dump_documents([plain, [plain]])
+
+
+def test_dump_scalars_read_back_as_themselves() -> None:
+    values = [None, True, False, 0, -7, 10**20, 1.5, 1e-05, "", "yes", "a\x7fb", "\U0001f600"]
+    assert parse_rendered(dump({"v": values})) == [{"v": values}]
+
+
 def test_parse_rendered() -> None:
     assert parse_rendered("a: 1\n---\n- x\n---\n") == [{"a": 1}, ["x"], None]
     assert parse_rendered("") == []
