@@ -34,14 +34,16 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from generator.config import Config
 from generator.errors import Diagnostic
@@ -53,7 +55,7 @@ from generator.versions import ModelVersion
 from runtimes.base import Endpoint
 
 # Bump when what an entry holds changes shape.
-FORMAT = "2"
+FORMAT = "3"
 _PACKAGES = ("generator", "runtimes", "schemas")
 # Validation (pydantic), templates (jinja2), YAML reading, schema checks.
 _LIBRARIES = ("pydantic", "pydantic-core", "jinja2", "ruamel.yaml", "jsonschema-rs")
@@ -324,41 +326,173 @@ def prune(now: float | None = None) -> list[Path]:
 
 
 # --- whole repositories -----------------------------------------------------------------
+#
+# A whole build is one entry: a JSON head line (key, counts, notes, warnings, the tree's
+# digest, and where each section lies, with its length and sha256), then three sections:
+# the model summaries (JSON), the output files' paths and lengths (JSON), and the files'
+# bytes. A hit reads the head alone: what `render`, `render --check` and `validate` need
+# when nothing changed. A section is read (and checked against its digest) only when a
+# caller asks for what it holds; a section found damaged then is a miss after all: the
+# entry is deleted and the build is done again (the `rebuild` given to load_build()).
+
+_SECTIONS = ("models", "paths", "bytes")
+
+
+class DamagedEntryError(Exception):
+    """A section of a whole-build entry does not match the digest its head records."""
+
+
+Rebuild = Callable[[], tuple[Sequence[ModelRender], Mapping[str, bytes]]]
+
+
+class _Stored:
+    """An open whole-build entry; its sections read when first needed."""
+
+    def __init__(
+        self, path: Path, fd: int, sections: Mapping[str, tuple[int, int, str]], rebuild: Rebuild
+    ) -> None:
+        self._path, self._fd, self._sections = path, fd, sections
+        self._rebuild = rebuild
+        self._closer = weakref.finalize(self, os.close, fd)
+        self._models: tuple[ModelRender, ...] | None = None
+        self._spans: dict[str, tuple[int, int]] | None = None
+        self._blob: bytes | None = None
+        self._rebuilt: tuple[Sequence[ModelRender], Mapping[str, bytes]] | None = None
+
+    def _read(self, name: str) -> bytes:
+        offset, length, expected = self._sections[name]
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length or hashlib.sha256(data).hexdigest() != expected:
+            raise DamagedEntryError(name)
+        return data
+
+    def _fallback(self) -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
+        """The entry turned out damaged: forget it and build again, once."""
+        if self._rebuilt is None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            self._rebuilt = self._rebuild()
+        return self._rebuilt
+
+    def models(self) -> Sequence[ModelRender]:
+        if self._rebuilt is not None:
+            return self._rebuilt[0]
+        if self._models is None:
+            try:
+                self._models = tuple(_model_from(m) for m in json.loads(self._read("models")))
+            except (DamagedEntryError, ValueError, KeyError, TypeError, AttributeError):
+                return self._fallback()[0]
+        return self._models
+
+    def spans(self) -> Mapping[str, tuple[int, int]] | None:
+        """Each file's place in the bytes section; None once rebuilt."""
+        if self._rebuilt is not None:
+            return None
+        if self._spans is None:
+            try:
+                spans, offset = {}, 0
+                for path, length in json.loads(self._read("paths")):
+                    spans[str(path)] = (offset, offset + int(length))
+                    offset += int(length)
+                if offset != self._sections["bytes"][1]:
+                    raise DamagedEntryError("paths")
+            except (DamagedEntryError, ValueError, TypeError):
+                self._fallback()
+                return None
+            self._spans = spans
+        return self._spans
+
+    def blob(self) -> bytes | None:
+        if self._rebuilt is not None:
+            return None
+        if self._blob is None:
+            try:
+                self._blob = self._read("bytes")
+            except DamagedEntryError:
+                self._fallback()
+                return None
+        return self._blob
+
+    def rebuilt_files(self) -> Mapping[str, bytes]:
+        return self._fallback()[1]
+
+    @property
+    def rebuilt(self) -> bool:
+        return self._rebuilt is not None
+
+
+class StoredModels(Sequence[ModelRender]):
+    """A stored build's model summaries, decoded when first looked at (its length is
+    known from the head)."""
+
+    def __init__(self, stored: _Stored, count: int) -> None:
+        self._stored, self._count = stored, count
+
+    @overload
+    def __getitem__(self, index: int) -> ModelRender: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ModelRender]: ...
+
+    def __getitem__(self, index: int | slice) -> ModelRender | Sequence[ModelRender]:
+        return self._stored.models()[index]
+
+    def __len__(self) -> int:
+        return len(self._stored.models()) if self._stored.rebuilt else self._count
+
+    def __iter__(self) -> Iterator[ModelRender]:
+        return iter(self._stored.models())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class StoredFiles(Mapping[str, bytes]):
     """A stored build's output files, each cut from the entry's bytes when asked for:
     a render that finds its output folder already holding this tree (by its digest)
-    never makes the 60,000 bytes objects of a 10,000-spec build."""
+    reads neither the paths nor the bytes of a 10,000-spec build."""
 
-    def __init__(self, blob: bytes, spans: dict[str, tuple[int, int]]):
-        self._blob = blob
-        self._spans = spans
+    def __init__(self, stored: _Stored, count: int) -> None:
+        self._stored, self._count = stored, count
+
+    def _files(self) -> Mapping[str, bytes] | Mapping[str, tuple[int, int]]:
+        spans = self._stored.spans()
+        return self._stored.rebuilt_files() if spans is None else spans
 
     def __getitem__(self, path: str) -> bytes:
-        start, end = self._spans[path]
-        return self._blob[start:end]
+        spans = self._stored.spans()
+        blob = self._stored.blob() if spans is not None else None
+        if spans is None or blob is None:
+            return self._stored.rebuilt_files()[path]
+        start, end = spans[path]
+        return blob[start:end]
 
     def __contains__(self, path: object) -> bool:
-        return path in self._spans
+        return path in self._files()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._spans)
+        return iter(self._files())
 
     def __len__(self) -> int:
-        return len(self._spans)
+        return len(self._files()) if self._stored.rebuilt else self._count
 
 
 @dataclasses.dataclass(frozen=True)
 class CachedBuild:
     """A whole successful build."""
 
-    models: tuple[ModelRender, ...]  # summaries
+    models: Sequence[ModelRender]  # summaries
     files: Mapping[str, bytes]  # every output file
     notes: tuple[str, ...]
     failed_files: frozenset[str]
     warnings: tuple[Diagnostic, ...]  # what validation warned about
     tree: str | None  # write.tree_digest() of the files
+    objects: int  # how many objects the models have
+    spec_files: int  # how many spec files the models come from
 
 
 def spec_digest(data: bytes) -> bytes:
@@ -372,17 +506,44 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
     # pathlib drops a leading "./": below Path("."), "specs/a.yaml" has no prefix to cut.
     base = "" if str(root) == "." else f"{str(root).rstrip(os.sep)}{os.sep}"
     digests = []
+    # os-level calls, no pathlib: this reads every spec file on each nothing-changed run.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # a symlink fails (ELOOP)
     try:
         for path in spec_files:  # below root, as discover() lists them
             text = str(path)
-            if path.is_symlink() or not text.startswith(base):
+            if not text.startswith(base):
+                return None
+            fd = os.open(text, flags)
+            try:
+                data = _read_small(fd)
+            finally:
+                os.close(fd)
+            if data is None:
                 return None
             # The relative path by slicing: relative_to() was a tenth of a warm build.
             rel = text[len(base) :].replace(os.sep, "/")
-            digests.append((rel, spec_digest(path.read_bytes())))
+            digests.append((rel, spec_digest(data)))
     except OSError:
         return None
     return repository_key_of(build, digests)
+
+
+_READ_LIMIT = 1 << 20  # load.MAX_FILE_BYTES: a larger file is for the loader to refuse
+
+
+def _read_small(fd: int) -> bytes | None:
+    """A regular file's bytes up to the spec size limit; None otherwise (a FIFO, a
+    device, or too large: the loader words those)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > _READ_LIMIT:
+        return None
+    data = os.read(fd, info.st_size + 1)  # a short read is the end of a regular file
+    if len(data) <= info.st_size:
+        return data
+    chunks = [data]  # it grew since: read to its end
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def repository_key_of(build: str, digests: Iterable[tuple[str, bytes]]) -> str:
@@ -394,37 +555,51 @@ def repository_key_of(build: str, digests: Iterable[tuple[str, bytes]]) -> str:
     return digest.hexdigest()
 
 
-def load_build(key: str) -> CachedBuild | None:
-    """A stored build: one entry holding everything, so a hit is one read.
+def load_build(key: str, rebuild: Rebuild) -> CachedBuild | None:
+    """A stored build, from its head alone; None when missing or not whole.
 
-    The entry is a JSON line (key, model summaries, notes, warnings, the tree's digest
-    and each output file's path and length) followed by the files' bytes, read in one
-    piece and cut into files only when a caller asks for one (StoredFiles).
+    Models and files are read when a caller first asks for them; should their section
+    be damaged then, the entry is deleted and `rebuild()` gives them instead.
     """
+    path = _entry_path(key)
     try:
-        with _entry_path(key).open("rb") as handle:
-            line = handle.readline()
-            head = json.loads(line)
-            if head.get("key") != key:
-                return None
-            blob = handle.read()
-            _mark_used(handle.fileno())
-        spans = {}
-        offset = 0
-        for path, length in head["files"]:
-            spans[str(path)] = (offset, offset + int(length))
-            offset += int(length)
-        if offset != len(blob):
-            return None  # truncated, or longer than it says
-        models = tuple(_model_from(model) for model in head["models"])
-        notes = tuple(str(note) for note in head["notes"])
-        warnings = tuple(Diagnostic(*w) for w in head["warnings"])
-        failed = frozenset(head["failed_files"])
-        tree = head.get("tree")
-        files = StoredFiles(blob, spans)
-        return CachedBuild(models, files, notes, failed, warnings, tree)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return None
+    try:
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            line = handle.readline(_HEAD_LIMIT)
+        head = json.loads(line)
+        if not isinstance(head, dict) or head.get("key") != key:
+            raise ValueError("another key")
+        sections, offset = {}, len(line)
+        for name, (length, expected) in zip(_SECTIONS, head["sections"], strict=True):
+            sections[name] = (offset, int(length), str(expected))
+            offset += int(length)
+        if offset != os.fstat(fd).st_size:
+            raise ValueError("truncated, or longer than it says")
+        counts = head["counts"]
+        stored = _Stored(path, fd, sections, rebuild)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        os.close(fd)
+        return None
+    _mark_used(fd)
+    try:
+        return CachedBuild(
+            StoredModels(stored, int(counts["models"])),
+            StoredFiles(stored, int(counts["files"])),
+            tuple(str(note) for note in head["notes"]),
+            frozenset(str(path) for path in head["failed_files"]),
+            tuple(Diagnostic(*w) for w in head["warnings"]),
+            str(head["tree"]),
+            int(counts["objects"]),
+            int(counts["spec_files"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+_HEAD_LIMIT = 64 << 20  # a head line longer than this is not one servegen wrote
 
 
 def store_build(
@@ -437,17 +612,32 @@ def store_build(
 ) -> None:
     """Store a whole build: model summaries, notes, warnings and every output file,
     with the digest of the tree they make (what the output folder's index compares)."""
+    encoded = [_model_to(model) for model in models]
+    sections = [
+        json.dumps(encoded, ensure_ascii=False, separators=(",", ":")).encode(),
+        json.dumps(
+            [[path, len(data)] for path, data in files.items()],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode(),
+        b"".join(files.values()),
+    ]
     head = {
         "key": key,
-        "models": [_model_to(model) for model in models],
+        "sections": [[len(data), hashlib.sha256(data).hexdigest()] for data in sections],
+        "counts": {
+            "models": len(models),
+            "files": len(files),
+            "objects": sum(len(env.objects) for m in models for env in m.environments.values()),
+            "spec_files": len({model.path for model in models}),
+        },
         "notes": list(notes),
         "failed_files": sorted(failed_files),
         "warnings": [dataclasses.astuple(w) for w in warnings],
         "tree": tree_digest({path: digest(data) for path, data in files.items()}),
-        "files": [[path, len(data)] for path, data in files.items()],
     }
     line = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    _write(key, [line, *files.values()])
+    _write(key, [line, *sections])
 
 
 # --- summaries <-> JSON ---------------------------------------------------------------

@@ -57,7 +57,7 @@ class Build:
 
     root: Path
     config: Config
-    models: tuple[ModelRender, ...]
+    models: Sequence[ModelRender]
     files: Mapping[str, bytes]
     notes: tuple[str, ...]  # the warnings first (`path: message`), then check notes
     failed_files: frozenset[str]
@@ -65,9 +65,19 @@ class Build:
     # write.tree_digest() of `files` when known (a build from the build cache): lets
     # write_tree find an up-to-date output folder without looking at a file's bytes.
     tree: str | None = None
+    # (objects, spec files) when known without looking at the models (the build cache).
+    counts: tuple[int, int] | None = None
 
     def object_count(self) -> int:
+        if self.counts is not None:
+            return self.counts[0]
         return sum(len(env.objects) for m in self.models for env in m.environments.values())
+
+    def spec_file_count(self) -> int:
+        """How many spec files the models come from."""
+        if self.counts is not None:
+            return self.counts[1]
+        return len({model.path for model in self.models})
 
 
 def crd_sources(root: Path, config: Config, extra: Sequence[Path] = ()) -> tuple[Path, ...]:
@@ -503,6 +513,13 @@ def build(
         reused = _reused_build(root, crds)  # before anything else is read
         if reused is not None:
             return _filtered(reused, environment)
+    return _filtered(_fresh_build(root, crds, keep_objects, environment), environment)
+
+
+def _fresh_build(
+    root: Path, crds: Sequence[Path], keep_objects: bool, environment: str | None = None
+) -> Build:
+    """build() without the whole-build entry (each spec file's entry is still used)."""
     with _young_collections_only():
         config, config_problems = load_config(root)
         repository = Repository(
@@ -521,7 +538,7 @@ def build(
         finally:
             gc.unfreeze()
     repository.store(built)
-    return _filtered(built, environment)
+    return built
 
 
 @contextmanager
@@ -568,11 +585,20 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> Build | None:
     sources = crd_sources(root, config, crds)
     build_key = buildcache.build_key(config, buildcache.crd_inputs(sources), root)
     key = buildcache.repository_key(build_key, root, discover(root, config.specs))
-    reused = buildcache.load_build(key) if key is not None else None
+    if key is None:
+        return None
+
+    def rebuild() -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
+        # The entry's lazily read part was damaged (it is deleted): a miss after all.
+        built = _fresh_build(root, crds, keep_objects=False)
+        return built.models, built.files
+
+    reused = buildcache.load_build(key, rebuild)
     if reused is None:
         return None
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
-    return replace(built, warnings=reused.warnings, tree=reused.tree)
+    counts = (reused.objects, reused.spec_files)
+    return replace(built, warnings=reused.warnings, tree=reused.tree, counts=counts)
 
 
 # --- reading one spec file -------------------------------------------------------------------

@@ -33,19 +33,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator import outindex
 from generator.errors import ServegenError
 from generator.outindex import (
     Index,
     Stamp,
     digest,
     forget_index,
+    holds,
     load_index,
     store_index,
     tree_digest,
 )
 from generator.outtree import MANAGED, folders_of
 
-MANIFEST = ".servegen-manifest"
+MANIFEST = outindex.MANIFEST
 MANIFEST_HEAD = b"# Files servegen wrote in this folder; it deletes only these. Do not edit.\n"
 _STAGING_MARK = ".servegen-staging"
 # Any control or line-break character: never part of a path servegen writes.
@@ -248,6 +250,10 @@ def write_tree(
     the build cache): when the folder already holds exactly that tree, not one of the
     bytes in `files` is looked at.
     """
+    if tree is not None and out.parent.is_dir():
+        with _locked(out.parent):
+            if holds(out, tree):  # a stat per folder and file, nothing read
+                return WriteStats((), len(files), ())
     for rel in files:
         safe_relative(rel)
     try:
@@ -256,7 +262,7 @@ def write_tree(
             current = read_output(out, known)
             if tree is not None and _holds(current, files, tree):
                 if current.index_stale:
-                    store_index(out, current.stamps)
+                    store_index(out, current.stamps, current.folders)
                 return WriteStats((), len(files), ())
             new = {rel: digest(data) for rel, data in files.items()}
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
@@ -266,10 +272,11 @@ def write_tree(
             manifest = manifest_bytes(wanted)
             if written or removed or manifest != current.manifest or not current.exists:
                 forget_index(out)  # until the new tree's is written
-                made = _replace_folder(out, files, wanted, current, manifest)
-                store_index(out, {r: made.get(r) or current.stamps[r] for r in wanted})
+                made, folders = _replace_folder(out, files, wanted, current, manifest)
+                stamps = {r: made.get(r) or current.stamps[r] for r in wanted}
+                store_index(out, stamps, folders)
             elif current.index_stale:
-                store_index(out, current.stamps)
+                store_index(out, current.stamps, current.folders)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
@@ -288,16 +295,16 @@ def _replace_folder(
     wanted: Mapping[str, bytes],
     current: OutputFolder,
     manifest: bytes,
-) -> dict[str, Stamp]:
-    """Swap in the new tree; returns the stamps of the files written anew."""
+) -> tuple[dict[str, Stamp], set[str]]:
+    """Swap in the new tree; returns the stamps of the files written anew and its folders."""
     spare = _spare(out)
-    made = _sync(spare, out, files, wanted, current, manifest)
+    made, folders = _sync(spare, out, files, wanted, current, manifest)
     (spare / _STAGING_MARK).unlink()
     if current.exists:
         _exchange(spare, out)  # the old tree is the next spare
     else:
         os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
-    return made
+    return made, folders
 
 
 @contextlib.contextmanager
@@ -339,9 +346,10 @@ def _sync(
     wanted: Mapping[str, bytes],
     current: OutputFolder,
     manifest: bytes,
-) -> dict[str, Stamp]:
+) -> tuple[dict[str, Stamp], set[str]]:
     """Make `spare` hold `wanted` (path -> digest; new bytes in `files`), the manifest
-    and the foreign entries of `out`; returns the stamps of the files written anew."""
+    and the foreign entries of `out`; returns the stamps of the files written anew, and
+    every folder the spare holds."""
     have = _scan(spare)
     targets: dict[str, bytes | None] = {  # None: carry over `out`'s entry as it is
         **{rel: None for rel in current.foreign if rel not in wanted},
@@ -374,7 +382,7 @@ def _sync(
                 _link(spare / rel, out / rel)
             else:
                 stamps[rel] = _new_file(spare / rel, files[rel])
-    return stamps
+    return stamps, folders
 
 
 def _in_step(rel: str, have: _Scan, current: OutputFolder) -> bool:
@@ -454,6 +462,8 @@ def stale_paths(
     tree: str | None = None,
 ) -> list[str]:
     """Paths that `write_tree` would change, without writing anything (`tree` as there)."""
+    if tree is not None and holds(out, tree):
+        return []
     current = read_output(out)
     if tree is not None and _holds(current, files, tree):
         return []

@@ -556,10 +556,10 @@ def test_a_spec_edited_while_building_is_not_stored_under_its_old_bytes(
     after = before.replace("max_replicas: 3", "max_replicas: 4")
     real_load_build = buildcache.load_build
 
-    def miss_then_edit(key: str) -> object:
+    def miss_then_edit(key: str, rebuild: buildcache.Rebuild) -> object:
         # The whole-build key was just computed from `before`; the build reads `after`.
         spec.write_text(after)
-        return real_load_build(key)
+        return real_load_build(key, rebuild)
 
     monkeypatch.setattr(buildcache, "load_build", miss_then_edit)
     assert b"maxReplicas: 4" in b"".join(build(example_repo).files.values())
