@@ -261,8 +261,8 @@ def write_tree(
         with _locked(out.parent):  # read and swap as one: no other writer in between
             current = read_output(out, known)
             if tree is not None and _holds(current, files, tree):
-                if current.index_stale:
-                    store_index(out, current.stamps, current.folders)
+                # holds() declined (a foreign file, a stale index): next time it need not.
+                store_index(out, current.stamps, current.folders)
                 return WriteStats((), len(files), ())
             new = {rel: digest(data) for rel, data in files.items()}
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}

@@ -578,3 +578,71 @@ def test_a_build_from_a_relative_root_is_found_again(
     monkeypatch.setattr(pipeline, "Repository", _no_validation)  # the whole build, or fail
     again = build(Path("."))
     assert again.files == first.files
+
+
+# --- a whole-build hit reads the entry's head alone ----------------------------------------
+
+
+def _whole_build_entry() -> Path:
+    (entry,) = [path for path in _entries() if "notes" in _head(path)]
+    return entry
+
+
+def test_nothing_changed_reads_neither_models_nor_files(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """render, render --check and validate with nothing changed: counts and notes come
+    from the head; the output folder is proven up to date by its index."""
+    assert _render(example_repo) == 0
+    assert _render(example_repo) == 0  # the whole build's first hit stores the index
+    capsys.readouterr()
+
+    def unread(*_: object) -> bytes:
+        raise AssertionError("a section was read")
+
+    monkeypatch.setattr(buildcache._Stored, "_read", unread)
+    assert _render(example_repo) == 0
+    rendered = capsys.readouterr()
+    assert "rendered 10 models" in rendered.err + rendered.out
+    assert _render(example_repo, "--check") == 0
+    assert cli.main(["-C", str(example_repo), "validate"]) == 0
+    assert "10 specs valid" in "".join(capsys.readouterr())
+
+
+@pytest.mark.parametrize("section", [0, 1, 2], ids=["models", "paths", "bytes"])
+def test_a_section_damaged_after_the_head_is_a_miss_too(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, section: int
+) -> None:
+    """The head is whole, but a section's bytes are not what its digest says: found when
+    the section is first read; the entry is deleted and the build done again."""
+    expected = build(example_repo, keep_objects=True)
+    build(example_repo)
+    entry = _whole_build_entry()
+    data = bytearray(entry.read_bytes())
+    lengths = [length for length, _ in _head(entry)["sections"]]  # type: ignore[attr-defined]
+    start = data.index(b"\n") + 1 + sum(lengths[:section])
+    data[start + lengths[section] // 2] ^= 0x01  # one bit, same length
+    entry.write_bytes(bytes(data))
+    again = build(example_repo)
+    assert isinstance(again.files, buildcache.StoredFiles)  # the head was a hit
+    assert dict(again.files) == expected.files
+    assert [m.name for m in again.models] == [m.name for m in expected.models]
+    assert entry.read_bytes() != data  # deleted, and stored anew by the rebuild
+    assert dict(build(example_repo).files) == expected.files
+
+
+def test_a_spec_key_is_none_for_what_the_loader_must_judge(example_repo: Path) -> None:
+    """A symlink, a FIFO (never opened for a blocking read) and a file over the size
+    limit each leave the whole build to the loader."""
+    specs = sorted((example_repo / "specs").rglob("*.yaml"))
+    assert buildcache.repository_key("b", example_repo, specs) is not None
+    fifo = example_repo / "specs/fifo.yaml"
+    os.mkfifo(fifo)
+    assert buildcache.repository_key("b", example_repo, [*specs, fifo]) is None
+    fifo.unlink()
+    link = example_repo / "specs/link.yaml"
+    link.symlink_to(specs[0])
+    assert buildcache.repository_key("b", example_repo, [*specs, link]) is None
+    big = example_repo / "specs/big.yaml"
+    big.write_bytes(b"#" * ((1 << 20) + 1))
+    assert buildcache.repository_key("b", example_repo, [*specs, big]) is None
