@@ -55,7 +55,7 @@ from generator.versions import ModelVersion
 from runtimes.base import Endpoint
 
 # Bump when what an entry holds changes shape.
-FORMAT = "3"
+FORMAT = "4"
 _PACKAGES = ("generator", "runtimes", "schemas")
 # Validation (pydantic), templates (jinja2), YAML reading, schema checks.
 _LIBRARIES = ("pydantic", "pydantic-core", "jinja2", "ruamel.yaml", "jsonschema-rs")
@@ -233,9 +233,13 @@ def store_files(key: str, files: Mapping[str, bytes]) -> None:
     _write(key, {"key": key, "files": texts})
 
 
-def _write(key: str, entry: Mapping[str, Any] | Sequence[bytes]) -> None:
-    """Write an entry (a JSON object, or chunks of bytes) whole or not at all: a
-    temporary file renamed over the old one."""
+# A piece of an entry copied from another open entry: (its fd, offset, length).
+_Range = tuple[int, int, int]
+
+
+def _write(key: str, entry: Mapping[str, Any] | Sequence[bytes | _Range]) -> None:
+    """Write an entry (a JSON object, or pieces: bytes, or ranges of another entry) whole
+    or not at all: a temporary file renamed over the old one."""
     target = _entry_path(key)
     if isinstance(entry, Mapping):
         # json.dumps, not json.dump: only the former uses the C encoder.
@@ -245,8 +249,14 @@ def _write(key: str, entry: Mapping[str, Any] | Sequence[bytes]) -> None:
     try:
         fd = _create(tmp)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.writelines(entry)
+            try:
+                for piece in entry:
+                    if isinstance(piece, tuple):
+                        _copy(*piece, fd)
+                    else:
+                        _write_all(fd, piece)
+            finally:
+                os.close(fd)
             tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -254,6 +264,30 @@ def _write(key: str, entry: Mapping[str, Any] | Sequence[bytes]) -> None:
     except OSError:
         return  # a read-only or full cache folder is fine: the cache only saves time
     prune_daily()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _copy(source: int, offset: int, length: int, target: int) -> None:
+    """Append `length` bytes of `source` from `offset` to `target`, in the kernel where
+    it can (no copy through this process's memory)."""
+    end = offset + length
+    with contextlib.suppress(OSError):  # not on this system or file system: read them
+        while offset < end:
+            done = os.copy_file_range(source, target, end - offset, offset)
+            if done == 0:
+                raise DamagedEntryError("shorter than its head says")
+            offset += done
+    while offset < end:
+        chunk = os.pread(source, min(end - offset, 1 << 22), offset)
+        if not chunk:
+            raise DamagedEntryError("shorter than its head says")
+        _write_all(target, chunk)
+        offset += len(chunk)
 
 
 _made: set[Path] = set()  # folders this process made or found (one mkdir each)
@@ -328,14 +362,16 @@ def prune(now: float | None = None) -> list[Path]:
 # --- whole repositories -----------------------------------------------------------------
 #
 # A whole build is one entry: a JSON head line (key, counts, notes, warnings, the tree's
-# digest, and where each section lies, with its length and sha256), then three sections:
-# the model summaries (JSON), the output files' paths and lengths (JSON), and the files'
-# bytes. A hit reads the head alone: what `render`, `render --check` and `validate` need
+# digest, and where each section lies, with its length and sha256), then four sections:
+# the model summaries (JSON), the output files' paths, lengths and digests (JSON), the
+# files' bytes, and per spec file its path, the digest of its bytes and of what it
+# contributes to what spans every model (see contribution()).
+# A hit reads the head alone: what `render`, `render --check` and `validate` need
 # when nothing changed. A section is read (and checked against its digest) only when a
 # caller asks for what it holds; a section found damaged then is a miss after all: the
 # entry is deleted and the build is done again (the `rebuild` given to load_build()).
 
-_SECTIONS = ("models", "paths", "bytes")
+_SECTIONS = ("models", "paths", "bytes", "sources")
 
 
 class DamagedEntryError(Exception):
@@ -355,14 +391,17 @@ class _Stored:
         self._rebuild = rebuild
         self._closer = weakref.finalize(self, os.close, fd)
         self._models: tuple[ModelRender, ...] | None = None
-        self._spans: dict[str, tuple[int, int]] | None = None
+        self._spans: dict[str, tuple[int, int, bytes]] | None = None
         self._blob: bytes | None = None
         self._rebuilt: tuple[Sequence[ModelRender], Mapping[str, bytes]] | None = None
 
     def _read(self, name: str) -> bytes:
         offset, length, expected = self._sections[name]
         data = os.pread(self._fd, length, offset)
-        if len(data) != length or hashlib.sha256(data).hexdigest() != expected:
+        if len(data) != length:
+            raise DamagedEntryError(name)
+        # The bytes section is checked file by file, against the paths section's digests.
+        if name != "bytes" and hashlib.sha256(data).hexdigest() != expected:
             raise DamagedEntryError(name)
         return data
 
@@ -384,34 +423,44 @@ class _Stored:
                 return self._fallback()[0]
         return self._models
 
-    def spans(self) -> Mapping[str, tuple[int, int]] | None:
-        """Each file's place in the bytes section; None once rebuilt."""
+    def listing(self) -> list[tuple[str, int, bytes]]:
+        """Each output file's path, length and digest, in order (raises when damaged)."""
+        found = [
+            (str(path), int(length), bytes.fromhex(hexed))
+            for path, length, hexed in json.loads(self._read("paths"))
+        ]
+        if sum(length for _, length, _ in found) != self._sections["bytes"][1]:
+            raise DamagedEntryError("paths")
+        return found
+
+    def spans(self) -> Mapping[str, tuple[int, int, bytes]] | None:
+        """Each file's place in the bytes section and its digest; None once rebuilt."""
         if self._rebuilt is not None:
             return None
         if self._spans is None:
             try:
                 spans, offset = {}, 0
-                for path, length in json.loads(self._read("paths")):
-                    spans[str(path)] = (offset, offset + int(length))
-                    offset += int(length)
-                if offset != self._sections["bytes"][1]:
-                    raise DamagedEntryError("paths")
+                for path, length, file_digest in self.listing():
+                    spans[path] = (offset, offset + length, file_digest)
+                    offset += length
             except (DamagedEntryError, ValueError, TypeError):
                 self._fallback()
                 return None
             self._spans = spans
         return self._spans
 
-    def blob(self) -> bytes | None:
-        if self._rebuilt is not None:
-            return None
-        if self._blob is None:
-            try:
-                self._blob = self._read("bytes")
-            except DamagedEntryError:
-                self._fallback()
-                return None
-        return self._blob
+    def file(self, path: str) -> bytes:
+        spans = self.spans()
+        if spans is not None:
+            start, end, expected = spans[path]
+            if self._blob is None:
+                with contextlib.suppress(DamagedEntryError):
+                    self._blob = self._read("bytes")
+            if self._blob is not None:
+                data = self._blob[start:end]
+                if digest(data) == expected:
+                    return data
+        return self._fallback()[1][path]
 
     def rebuilt_files(self) -> Mapping[str, bytes]:
         return self._fallback()[1]
@@ -419,6 +468,22 @@ class _Stored:
     @property
     def rebuilt(self) -> bool:
         return self._rebuilt is not None
+
+    @property
+    def rebuild(self) -> Rebuild:
+        return self._rebuild
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def offset(self, name: str) -> int:
+        return self._sections[name][0]
+
+    def section(self, name: str) -> tuple[int, int, int, str]:
+        """(fd, offset, length, sha256) of a section, to copy it into another entry."""
+        offset, length, expected = self._sections[name]
+        return self._fd, offset, length, expected
 
 
 class StoredModels(Sequence[ModelRender]):
@@ -459,17 +524,16 @@ class StoredFiles(Mapping[str, bytes]):
     def __init__(self, stored: _Stored, count: int) -> None:
         self._stored, self._count = stored, count
 
-    def _files(self) -> Mapping[str, bytes] | Mapping[str, tuple[int, int]]:
+    @property
+    def stored(self) -> _Stored:
+        return self._stored
+
+    def _files(self) -> Mapping[str, bytes] | Mapping[str, tuple[int, int, bytes]]:
         spans = self._stored.spans()
         return self._stored.rebuilt_files() if spans is None else spans
 
     def __getitem__(self, path: str) -> bytes:
-        spans = self._stored.spans()
-        blob = self._stored.blob() if spans is not None else None
-        if spans is None or blob is None:
-            return self._stored.rebuilt_files()[path]
-        start, end = spans[path]
-        return blob[start:end]
+        return self._stored.file(path)
 
     def __contains__(self, path: object) -> bool:
         return path in self._files()
@@ -503,6 +567,13 @@ def spec_digest(data: bytes) -> bytes:
 def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | None:
     """`build` plus every spec file's path and bytes; None when a file is a symlink
     (whatever it points at is for the loader to judge) or cannot be read."""
+    digests = spec_digests(root, spec_files)
+    return None if digests is None else repository_key_of(build, digests)
+
+
+def spec_digests(root: Path, spec_files: Iterable[Path]) -> list[tuple[str, bytes]] | None:
+    """Each spec file's repository path and spec_digest(), in the order given; None
+    when one is a symlink, not a regular file, too large or cannot be read."""
     # pathlib drops a leading "./": below Path("."), "specs/a.yaml" has no prefix to cut.
     base = "" if str(root) == "." else f"{str(root).rstrip(os.sep)}{os.sep}"
     digests = []
@@ -525,7 +596,7 @@ def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | 
             digests.append((rel, spec_digest(data)))
     except OSError:
         return None
-    return repository_key_of(build, digests)
+    return digests
 
 
 _READ_LIMIT = 1 << 20  # load.MAX_FILE_BYTES: a larger file is for the loader to refuse
@@ -609,35 +680,220 @@ def store_build(
     notes: Sequence[str],
     failed_files: Iterable[str],
     warnings: Iterable[Diagnostic],
-) -> None:
+    sources: Sequence[Source] = (),
+) -> str:
     """Store a whole build: model summaries, notes, warnings and every output file,
-    with the digest of the tree they make (what the output folder's index compares)."""
-    encoded = [_model_to(model) for model in models]
-    sections = [
-        json.dumps(encoded, ensure_ascii=False, separators=(",", ":")).encode(),
-        json.dumps(
-            [[path, len(data)] for path, data in files.items()],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode(),
-        b"".join(files.values()),
+    with the digest of the tree they make (what the output folder's index compares),
+    and what each spec file contributed (`sources`, for a later build's delta());
+    returns the tree's digest."""
+    digests = [digest(data) for data in files.values()]
+    paths = [
+        [path, len(data), d.hex()] for (path, data), d in zip(files.items(), digests, strict=True)
     ]
+    sections = [
+        [_json([_model_to(model) for model in models])],
+        [_json(paths)],
+        list(files.values()),
+        [_json([[s.rel, s.digest.hex(), s.contribution] for s in sources])],
+    ]
+    counts = {
+        "models": len(models),
+        "files": len(files),
+        "objects": sum(len(env.objects) for m in models for env in m.environments.values()),
+        "spec_files": len({model.path for model in models}),
+    }
+    tree = tree_digest(dict(zip(files, digests, strict=True)))
+    _store_sections(key, sections, counts, notes, failed_files, warnings, tree)
+    return tree
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _store_sections(
+    key: str,
+    sections: Sequence[Sequence[bytes]],
+    counts: Mapping[str, int],
+    notes: Sequence[str],
+    failed_files: Iterable[str],
+    warnings: Iterable[Diagnostic],
+    tree: str,
+) -> None:
+    described = []
+    for name, parts in zip(_SECTIONS, sections, strict=True):
+        total = hashlib.sha256()
+        for part in parts if name != "bytes" else ():  # that one: file by file (_Stored.file)
+            total.update(part)
+        checked = total.hexdigest() if name != "bytes" else ""
+        described.append([sum(len(part) for part in parts), checked])
     head = {
         "key": key,
-        "sections": [[len(data), hashlib.sha256(data).hexdigest()] for data in sections],
-        "counts": {
-            "models": len(models),
-            "files": len(files),
-            "objects": sum(len(env.objects) for m in models for env in m.environments.values()),
-            "spec_files": len({model.path for model in models}),
-        },
+        "sections": described,
+        "counts": dict(counts),
         "notes": list(notes),
         "failed_files": sorted(failed_files),
         "warnings": [dataclasses.astuple(w) for w in warnings],
-        "tree": tree_digest({path: digest(data) for path, data in files.items()}),
+        "tree": tree,
     }
-    line = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    _write(key, [line, *sections])
+    _write(key, [_json(head) + b"\n", *(part for parts in sections for part in parts)])
+
+
+# --- the latest build of a repository, for a build with a few spec files changed ----------
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """What one spec file of a passing build was and contributed."""
+
+    rel: str
+    digest: bytes  # spec_digest() of its bytes
+    contribution: str  # contribution() of what it yields
+
+
+def contribution(
+    names: Sequence[SpecName],
+    warnings: Sequence[Diagnostic],
+    models: Iterable[tuple[ModelRender, Iterable[str], Mapping[str, int]]],
+) -> str:
+    """A digest of everything a spec file yields that something beyond its own model
+    files reads: its specs' names and positions, its warnings, each model's summary
+    (what Flux, the catalog, the README and the duplicate checks read), the paths of its
+    files and the kinds it left unchecked. Two versions of a file with the same
+    contribution differ only in the bytes of their models' files."""
+    text = _json(
+        [
+            [dataclasses.astuple(n) for n in names],
+            [dataclasses.astuple(w) for w in warnings],
+            [
+                [_model_to(m), sorted(paths), sorted(skipped.items())]
+                for m, paths, skipped in models
+            ],
+        ]
+    )
+    return hashlib.sha256(text).hexdigest()
+
+
+def _latest_key(build: str, root: Path) -> str:
+    where = os.fsencode(root.resolve())
+    return hashlib.sha256(b"latest\0" + build.encode() + b"\0" + where).hexdigest()
+
+
+def store_latest(build: str, root: Path, key: str) -> None:
+    """Point at `key` as the latest whole build of the repository at `root`."""
+    _write(_latest_key(build, root), [_json({"key": _latest_key(build, root), "build": key})])
+
+
+@dataclasses.dataclass(frozen=True)
+class Latest:
+    """The latest whole build of a repository, as a base for the next one."""
+
+    build: CachedBuild
+    sources: dict[str, tuple[bytes, str]]  # spec file -> (its digest, its contribution)
+    _stored: _Stored
+
+    def delta(
+        self,
+        key: str,
+        digests: Mapping[str, bytes],
+        changed: Mapping[str, Mapping[str, bytes]],
+    ) -> tuple[StoredFiles, str] | None:
+        """This build with the files in `changed` (each spec file's model files) swapped
+        in, stored under `key` with the spec files' new `digests`: its files and tree
+        digest; None if this entry cannot be read after all."""
+        try:
+            return self._delta(key, digests, changed)
+        except (DamagedEntryError, OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _delta(
+        self,
+        key: str,
+        digests: Mapping[str, bytes],
+        changed: Mapping[str, Mapping[str, bytes]],
+    ) -> tuple[StoredFiles, str] | None:
+        stored = self._stored
+        new = {path: data for files in changed.values() for path, data in files.items()}
+        # The unchanged files are copied from this entry in runs, by the kernel: their
+        # digests come along in the paths section, and are checked when they are read.
+        start = stored.offset("bytes")
+        pieces: list[bytes | _Range] = []
+        paths: list[list[object]] = []
+        digests_of: dict[str, bytes] = {}
+        run, offset = 0, start
+        for path, length, file_digest in stored.listing():
+            data = new.pop(path, None)
+            if data is None:
+                run += length
+                digests_of[path] = file_digest
+            else:
+                if run:
+                    pieces.append((stored.fd, offset - run, run))
+                    run = 0
+                pieces.append(data)
+                digests_of[path] = digest(data)
+            paths.append([path, length if data is None else len(data), digests_of[path].hex()])
+            offset += length
+        if run:
+            pieces.append((stored.fd, offset - run, run))
+        if new:  # a path this build does not have: not a delta after all
+            return None
+        sources = [
+            [rel, digests[rel].hex(), contribution]
+            for rel, (_, contribution) in self.sources.items()
+        ]
+        built = self.build
+        tree = tree_digest(digests_of)
+        counts = {
+            "models": len(built.models),
+            "files": len(paths),
+            "objects": built.objects,
+            "spec_files": built.spec_files,
+        }
+        models = stored.section("models")
+        listed, described = _json(paths), _json(sources)
+        head = {
+            "key": key,
+            "sections": [
+                [models[2], models[3]],
+                [len(listed), hashlib.sha256(listed).hexdigest()],
+                [offset - start, ""],
+                [len(described), hashlib.sha256(described).hexdigest()],
+            ],
+            "counts": counts,
+            "notes": list(built.notes),
+            "failed_files": sorted(built.failed_files),
+            "warnings": [dataclasses.astuple(w) for w in built.warnings],
+            "tree": tree,
+        }
+        _write(key, [_json(head) + b"\n", models[:3], listed, *pieces, described])
+        reused = load_build(key, stored.rebuild)
+        if reused is None or not isinstance(reused.files, StoredFiles):
+            return None
+        return reused.files, tree
+
+
+def load_latest(build: str, root: Path, rebuild: Rebuild) -> Latest | None:
+    """The latest whole build stored for the repository at `root` under `build`."""
+    try:
+        entry = json.loads(_read(_latest_key(build, root)))
+        if entry.get("key") != _latest_key(build, root):
+            return None
+        key = str(entry["build"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    found = load_build(key, rebuild)
+    if found is None or not isinstance(found.files, StoredFiles):
+        return None
+    stored = found.files.stored
+    try:
+        sources = {
+            str(rel): (bytes.fromhex(hexed), str(contribution))
+            for rel, hexed, contribution in json.loads(stored._read("sources"))
+        }
+    except (DamagedEntryError, ValueError, TypeError):
+        return None
+    return Latest(found, sources, stored)
 
 
 # --- summaries <-> JSON ---------------------------------------------------------------

@@ -160,7 +160,7 @@ class Repository:
             validation.kubernetes_version, self.sources, validation.kubeconform
         )
         # Full objects are not cached (only summaries are): diff renders afresh.
-        self._key: str | None = None
+        self._key: str | None = None  # buildcache.build_key(), when the cache is used
         if buildcache.enabled() and not keep_objects:
             self._key = buildcache.build_key(config, buildcache.crd_inputs(self.sources), root)
         self._folder_problems: dict[str, Diagnostic] = {}  # folders that cannot be listed
@@ -170,6 +170,10 @@ class Repository:
         self._flux_checks: tuple[Diagnostic, ...] = ()
         self._flux_skipped: dict[str, int] = {}
         self._cluster: tuple[object, dict[str, bytes]] | None = None  # key, cluster_files()
+
+    @property
+    def key(self) -> str | None:
+        return self._key
 
     @property
     def spec_root(self) -> Path:
@@ -486,9 +490,64 @@ class Repository:
             return  # a symlink: _reused_build() never finds such a build either
         digests = ((rel, self.files[rel].digest) for rel in ordered)
         key = buildcache.repository_key_of(self._key, digests)
+        sources = [
+            buildcache.Source(rel, self.files[rel].digest, _contribution(self.files[rel]))
+            for rel in ordered
+        ]
         buildcache.store_build(  # without keep_objects, models are summaries already
-            key, built.models, built.files, built.notes, built.failed_files, built.warnings
+            key,
+            built.models,
+            built.files,
+            built.notes,
+            built.failed_files,
+            built.warnings,
+            sources,
         )
+        buildcache.store_latest(self._key, self.root, key)
+
+    def delta(
+        self, latest: buildcache.Latest, digests: Mapping[str, bytes], environment: str | None
+    ) -> Build | None:
+        """The latest stored build of this repository with only the changed spec files
+        rendered again, when what they contribute beyond their own model files is what
+        it was (see buildcache.contribution()): then every check that spans models, the
+        notes and every file outside those models' folders are the latest build's too.
+        None otherwise (what was rendered is kept for the full build that follows).
+
+        `digests` are the spec files' digests the whole-build key was computed from.
+        """
+        listed = digests.keys()  # every spec folder could be listed (see _reused_build)
+        if self._key is None or listed != latest.sources.keys() or not self.spec_root.is_dir():
+            return None
+        changed = [rel for rel in listed if digests[rel] != latest.sources[rel][0]]
+        self.update(changed)
+        states = {rel: self.files.get(rel) for rel in changed}
+        for rel, state in states.items():
+            if state is None or state.volatile or not state.passed:
+                return None
+            if _contribution(state) != latest.sources[rel][1]:
+                return None
+        _check_environment(self.config, environment)
+        now = {**digests, **{rel: state.digest for rel, state in states.items() if state}}
+        ordered = sorted(listed, key=_walk_order)
+        key = buildcache.repository_key_of(self._key, ((rel, now[rel]) for rel in ordered))
+        files: dict[str, dict[str, bytes]] = {}
+        for rel, state in states.items():
+            files[rel] = {p: d for m in (state.models if state else ()) for p, d in m.files.items()}
+        found = latest.delta(key, {rel: now[rel] for rel in ordered}, files)
+        if found is None:
+            return None
+        stored, tree = found
+        buildcache.store_latest(self._key, self.root, key)
+        base = latest.build
+        built = Build(self.root, self.config, base.models, stored, base.notes, base.failed_files)
+        counts = (base.objects, base.spec_files)
+        return replace(built, warnings=base.warnings, tree=tree, counts=counts)
+
+
+def _contribution(state: FileState) -> str:
+    models = ((m.render, m.files, m.skipped) for m in state.models)
+    return buildcache.contribution(state.names, state.problems, models)
 
 
 # --- one-shot builds -------------------------------------------------------------------------
@@ -509,17 +568,25 @@ def build(
     every rendered object at once. With nothing changed since a passing build, that
     build is taken whole from the build cache, without reading a spec.
     """
+    digests: dict[str, bytes] | None = None
     if not keep_objects and buildcache.enabled():
-        reused = _reused_build(root, crds)  # before anything else is read
+        reused, digests = _reused_build(root, crds)  # before anything else is read
         if reused is not None:
             return _filtered(reused, environment)
-    return _filtered(_fresh_build(root, crds, keep_objects, environment), environment)
+    built = _fresh_build(root, crds, keep_objects, environment, digests)
+    return _filtered(built, environment)
 
 
 def _fresh_build(
-    root: Path, crds: Sequence[Path], keep_objects: bool, environment: str | None = None
+    root: Path,
+    crds: Sequence[Path],
+    keep_objects: bool,
+    environment: str | None = None,
+    digests: Mapping[str, bytes] | None = None,
 ) -> Build:
-    """build() without the whole-build entry (each spec file's entry is still used)."""
+    """build() without the whole-build entry of these very bytes: from the latest build
+    of the repository when only a few spec files changed (Repository.delta()), else
+    from each spec file's entry or from scratch."""
     with _young_collections_only():
         config, config_problems = load_config(root)
         repository = Repository(
@@ -530,6 +597,11 @@ def _fresh_build(
         # after, so long-lived callers (tests, diff) still collect it.
         gc.freeze()
         try:
+            latest = _latest(repository, crds) if digests is not None else None
+            if latest is not None and digests is not None:
+                delta = repository.delta(latest, digests, environment)
+                if delta is not None:
+                    return delta
             repository.update(repository.scan())
             if not _errors(repository.validation_problems()):
                 _check_environment(config, environment)
@@ -539,6 +611,19 @@ def _fresh_build(
             gc.unfreeze()
     repository.store(built)
     return built
+
+
+def _latest(repository: Repository, crds: Sequence[Path]) -> buildcache.Latest | None:
+    key = repository.key
+    if key is None or not repository.config_ok:
+        return None
+    root = repository.root
+
+    def rebuild() -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
+        built = _fresh_build(root, crds, keep_objects=False)
+        return built.models, built.files
+
+    return buildcache.load_latest(key, root, rebuild)
 
 
 @contextmanager
@@ -572,21 +657,29 @@ def _filtered(built: Build, environment: str | None) -> Build:
     return replace(built, files=files, tree=None)
 
 
-def _reused_build(root: Path, crds: Sequence[Path]) -> Build | None:
+def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[Build | None, dict[str, bytes] | None]:
     """The build of `root` stored under its key (everything any model depends on, and
-    every spec file's path and bytes); None when anything it depends on changed.
+    every spec file's path and bytes); None when anything it depends on changed. And
+    the spec files' digests that key was computed from (None if it has none).
 
     Only a build without problems is ever stored, so a config with problems (which a
     fresh validation reports) has no key.
     """
     config, problems = load_config(root)
     if problems or (root / config.specs).is_symlink():
-        return None
+        return None, None
     sources = crd_sources(root, config, crds)
     build_key = buildcache.build_key(config, buildcache.crd_inputs(sources), root)
-    key = buildcache.repository_key(build_key, root, discover(root, config.specs))
-    if key is None:
-        return None
+    unlisted: list[OSError] = []  # a folder that cannot be listed: for validation to report
+
+    def unreadable(exc: OSError) -> None:
+        if exc.errno != errno.ENOENT or Path(exc.filename or "") != root / config.specs:
+            unlisted.append(exc)  # (no spec folder at all is a warning, and is stored)
+
+    digests = buildcache.spec_digests(root, discover(root, config.specs, unreadable))
+    if digests is None or unlisted:
+        return None, None
+    key = buildcache.repository_key_of(build_key, digests)
 
     def rebuild() -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
         # The entry's lazily read part was damaged (it is deleted): a miss after all.
@@ -595,10 +688,10 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> Build | None:
 
     reused = buildcache.load_build(key, rebuild)
     if reused is None:
-        return None
+        return None, dict(digests)
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
     counts = (reused.objects, reused.spec_files)
-    return replace(built, warnings=reused.warnings, tree=reused.tree, counts=counts)
+    return replace(built, warnings=reused.warnings, tree=reused.tree, counts=counts), None
 
 
 # --- reading one spec file -------------------------------------------------------------------
