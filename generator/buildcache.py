@@ -535,6 +535,13 @@ class StoredFiles(Mapping[str, bytes]):
     def __getitem__(self, path: str) -> bytes:
         return self._stored.file(path)
 
+    def digests(self) -> Mapping[str, bytes]:
+        """outindex.digest() of each file, from the paths section: no file is read."""
+        spans = self._stored.spans()
+        if spans is None:
+            return {path: digest(data) for path, data in self._stored.rebuilt_files().items()}
+        return {path: file_digest for path, (_, _, file_digest) in spans.items()}
+
     def __contains__(self, path: object) -> bool:
         return path in self._files()
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 MANIFEST = ".servegen-manifest"  # write.MANIFEST: the list of files servegen wrote
 
@@ -42,6 +42,13 @@ class Stamp:
             self.mtime_ns,
             self.ino,
         )
+
+
+@runtime_checkable
+class Digested(Protocol):
+    """Files that know the digest of each one's bytes without reading them (a stored build)."""
+
+    def digests(self) -> Mapping[str, bytes]: ...
 
 
 def digest(data: bytes) -> bytes:
@@ -72,6 +79,7 @@ class Index:
     tree: str  # tree_digest() of the owned files
     written_ns: int  # the index file's own mtime: files at least as new are racy
     stamps: dict[str, Stamp]
+    folders: tuple[str, ...] = ()  # every folder below the output (from indexed() only)
 
 
 def index_path(out: Path) -> Path | None:
@@ -86,8 +94,9 @@ def index_path(out: Path) -> Path | None:
 # The file: a head line (magic, tree, how many stamps, how many watched paths, the
 # length in bytes of the stamp lines, the signature and the newest mtime it covers), a
 # line per owned file (digest, size, mtime, inode, path), then the watched paths, one a
-# line: every folder ("." is the output folder itself), the manifest and every owned file.
-_FIELDS = 6  # after the magic
+# line: every folder ("." is the output folder itself), the manifest and every owned file;
+# last in the head, whether the folder held anything else (0) or not (1).
+_FIELDS = 7  # after the magic
 
 
 def _read(out: Path) -> tuple[list[str], bytes, bytes, int] | None:
@@ -115,16 +124,19 @@ def load_index(out: Path) -> Index | None:
     if found is None:
         return None  # missing, unreadable or not an index: every file is read
     (tree, count, *_), lines, _watched, written_ns = found
+    stamps = _stamps(lines, int(count))
+    return None if stamps is None else Index(tree, written_ns, stamps)
+
+
+def _stamps(lines: bytes, count: int) -> dict[str, Stamp] | None:
     try:
         stamps = {}
         for line in lines.decode().split("\n")[:-1]:
             hexed, size, mtime, ino, rel = line.split("\t", 4)
             stamps[rel] = Stamp(int(size), int(mtime), int(ino), bytes.fromhex(hexed))
-        if len(stamps) != int(count):
-            return None
     except ValueError:
         return None
-    return Index(tree, written_ns, stamps)
+    return stamps if len(stamps) == count else None
 
 
 def holds(out: Path, tree: str) -> bool:
@@ -138,19 +150,42 @@ def holds(out: Path, tree: str) -> bool:
     file stats mean unchanged files, with git's caveat (see the module docstring). As
     for files, a folder or file no older than the index is racy: not trusted here.
     """
+    return _verified(out, tree) is not None
+
+
+def indexed(out: Path) -> Index | None:
+    """The index of `out`, with every folder, when `out` provably holds the tree the
+    index records (see holds()) and held nothing but servegen's files when it was
+    indexed: then the index says all that reading the folder would."""
+    found = _verified(out, None)
+    if found is None:
+        return None
+    (tree, count, _, _, _, _, clean), lines, listed, written_ns = found
+    stamps = _stamps(lines, int(count))
+    if clean != "1" or stamps is None:
+        return None
+    folders = tuple(listed[1 : len(listed) - 1 - len(stamps)])  # after ".", before MANIFEST
+    return Index(tree, written_ns, stamps, folders)
+
+
+def _verified(out: Path, tree: str | None) -> tuple[list[str], bytes, list[str], int] | None:
+    """The index's parts when `out` holds what it records (and that is `tree`, if given)."""
     found = _read(out)
     if found is None:
-        return False
-    (recorded, _count, watched, _cut, signature, newest), _lines, paths, written_ns = found
+        return None
+    fields, lines, paths, written_ns = found
+    recorded, _count, watched, _cut, signature, newest, _clean = fields
     try:
-        if recorded != tree or signature == _NO_SIGNATURE or int(newest) >= written_ns:
-            return False
+        if tree not in (None, recorded) or signature == _NO_SIGNATURE:
+            return None
+        if int(newest) >= written_ns:
+            return None
         listed = paths.decode().split("\n")[:-1]
-        if len(listed) != int(watched):
-            return False
-        return _signature(out, listed) == signature
+        if len(listed) != int(watched) or _signature(out, listed) != signature:
+            return None
     except (OSError, ValueError, OverflowError):
-        return False  # gone, or not what it was: looked at file by file
+        return None  # gone, or not what it was: looked at file by file
+    return fields, lines, listed, written_ns
 
 
 _TYPE = stat.S_IFMT(0o177777)
@@ -178,12 +213,16 @@ def _update(total: Any, fields: Iterable[tuple[int, int, int, int]]) -> None:
 
 
 def store_index(
-    out: Path, stamps: Mapping[str, Stamp], folders: Iterable[str] | None = None
+    out: Path,
+    stamps: Mapping[str, Stamp],
+    folders: Iterable[str] | None = None,
+    clean: bool = False,
 ) -> None:
     """Record `stamps` (written last, after the swap: the index never runs ahead).
 
     With `folders` (every folder below `out`, the manifest listing exactly the stamped
-    files) the index also records a signature of the whole folder, for holds().
+    files) the index also records a signature of the whole folder, for holds(); `clean`
+    says the folder holds nothing else (for indexed()).
     """
     path = index_path(out)
     if path is None:
@@ -199,7 +238,7 @@ def store_index(
     lines = "".join(
         f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n" for rel, s in stamps.items()
     ).encode()
-    fields = (tree, len(stamps), len(watched), len(lines), signature, newest)
+    fields = (tree, len(stamps), len(watched), len(lines), signature, newest, int(clean))
     head = " ".join([_INDEX_HEAD, *map(str, fields)]).encode() + b"\n"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -36,11 +36,13 @@ from pathlib import Path
 from generator import outindex
 from generator.errors import ServegenError
 from generator.outindex import (
+    Digested,
     Index,
     Stamp,
     digest,
     forget_index,
     holds,
+    indexed,
     load_index,
     store_index,
     tree_digest,
@@ -248,7 +250,9 @@ def write_tree(
     `known` is what the caller last wrote to `out` (the watcher), saving a re-read.
     `tree` is `tree_digest()` of `files` when the caller knows it (a whole build from
     the build cache): when the folder already holds exactly that tree, not one of the
-    bytes in `files` is looked at.
+    bytes in `files` is looked at. When the index proves the folder holds what it
+    records and nothing else, the folder is not read at all; files that know their
+    digests (outindex.Digested) are read only where they differ from the folder's.
     """
     if tree is not None and out.parent.is_dir():
         with _locked(out.parent):
@@ -259,12 +263,15 @@ def write_tree(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _locked(out.parent):  # read and swap as one: no other writer in between
-            current = read_output(out, known)
+            current = _indexed_output(out) or read_output(out, known)
             if tree is not None and _holds(current, files, tree):
                 # holds() declined (a foreign file, a stale index): next time it need not.
-                store_index(out, current.stamps, current.folders)
+                store_index(out, current.stamps, current.folders, not current.foreign)
                 return WriteStats((), len(files), ())
-            new = {rel: digest(data) for rel, data in files.items()}
+            if isinstance(files, Digested):
+                new = dict(files.digests())
+            else:
+                new = {rel: digest(data) for rel, data in files.items()}
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
             wanted = {**kept, **new}
             written = tuple(sorted(r for r, d in new.items() if current.owned.get(r) != d))
@@ -274,12 +281,26 @@ def write_tree(
                 forget_index(out)  # until the new tree's is written
                 made, folders = _replace_folder(out, files, wanted, current, manifest)
                 stamps = {r: made.get(r) or current.stamps[r] for r in wanted}
-                store_index(out, stamps, folders)
+                clean = all(rel in wanted for rel in current.foreign)
+                store_index(out, stamps, folders, clean)
             elif current.index_stale:
-                store_index(out, current.stamps, current.folders)
+                store_index(out, current.stamps, current.folders, not current.foreign)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
+
+
+def _indexed_output(out: Path) -> OutputFolder | None:
+    """The output folder as its index describes it, when the index proves that `out`
+    holds what it records and nothing else (outindex.indexed()); else None (then the
+    folder is read)."""
+    index = indexed(out)
+    if index is None:
+        return None
+    owned = {rel: stamp.digest for rel, stamp in index.stamps.items()}
+    inodes = {rel: stamp.ino for rel, stamp in index.stamps.items()}
+    manifest = manifest_bytes(owned)
+    return OutputFolder(owned, (), index.folders, inodes, manifest, True, index.stamps, False)
 
 
 def _holds(current: OutputFolder, files: Mapping[str, bytes], tree: str) -> bool:

@@ -160,3 +160,34 @@ def test_a_replaced_output_folder_is_not_taken_for_the_old_one(out: Path) -> Non
     copy.rename(out)  # same paths and bytes, other inodes
     assert not holds(out, TREE)
     assert stale_paths(out, FILES, tree=TREE) == []
+
+
+# --- a write that changes files: the folder is taken from the index when it proves it ------
+
+
+def test_a_write_takes_the_folder_from_a_proven_index(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generator import write
+
+    def unread(*_: object) -> object:
+        raise AssertionError("the folder was read")
+
+    monkeypatch.setattr(write, "read_output", unread)
+    changed = {**FILES, "models/b/base/y.yaml": b"b: 2\n"}
+    assert write_tree(out, changed).written == ("models/b/base/y.yaml",)
+    assert (out / "models/b/base/y.yaml").read_bytes() == b"b: 2\n"
+
+
+@pytest.mark.parametrize("change", [_edit, _plant_file], ids=["hand edit", "foreign file"])
+def test_a_write_reads_a_folder_its_index_cannot_vouch_for(
+    out: Path, change: Callable[[Path], None]
+) -> None:
+    """A hand edit elsewhere is repaired along with the change; a foreign file is kept."""
+    change(out)
+    changed = {**FILES, "models/b/base/y.yaml": b"b: 2\n"}
+    stats = write_tree(out, changed)
+    assert "models/b/base/y.yaml" in stats.written
+    for path, data in changed.items():
+        assert (out / path).read_bytes() == data
+    assert (out / "models/b/notes.txt").exists() == (change is _plant_file)
