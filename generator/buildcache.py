@@ -393,6 +393,7 @@ class _Stored:
         self._models: tuple[ModelRender, ...] | None = None
         self._spans: dict[str, tuple[int, int, bytes]] | None = None
         self._blob: bytes | None = None
+        self._reads = 0  # files read one by one (see _cut)
         self._rebuilt: tuple[Sequence[ModelRender], Mapping[str, bytes]] | None = None
 
     def _read(self, name: str) -> bytes:
@@ -453,14 +454,24 @@ class _Stored:
         spans = self.spans()
         if spans is not None:
             start, end, expected = spans[path]
-            if self._blob is None:
-                with contextlib.suppress(DamagedEntryError):
-                    self._blob = self._read("bytes")
-            if self._blob is not None:
-                data = self._blob[start:end]
-                if digest(data) == expected:
-                    return data
+            data = self._cut(start, end)
+            if data is not None and digest(data) == expected:
+                return data
         return self._fallback()[1][path]
+
+    _ONE_BY_ONE = 256  # files read on their own before the whole bytes section is
+
+    def _cut(self, start: int, end: int) -> bytes | None:
+        """One file's bytes: read alone while few are asked for (a write of a few changed
+        files), else cut from the whole section, read once (a write of every file)."""
+        if self._blob is None and self._reads < self._ONE_BY_ONE:
+            self._reads += 1
+            offset = self._sections["bytes"][0]
+            return os.pread(self._fd, end - start, offset + start)
+        if self._blob is None:
+            with contextlib.suppress(DamagedEntryError):
+                self._blob = self._read("bytes")
+        return None if self._blob is None else self._blob[start:end]
 
     def rebuilt_files(self) -> Mapping[str, bytes]:
         return self._fallback()[1]
