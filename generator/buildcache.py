@@ -17,6 +17,10 @@ Safe by construction:
 - anything that cannot be read or written is ignored: the cache only saves time, and
   deleting the folder at any moment is safe.
 
+Whole builds are stored too (see "whole repositories" below): a head read on every hit,
+sections read only when asked for, and a pointer per repository to its latest build,
+the base of a build with a few spec files changed.
+
 It lives next to the CRD cache, in $XDG_CACHE_HOME/servegen/builds (~/.cache by default).
 SERVEGEN_NO_CACHE=1 turns it off.
 

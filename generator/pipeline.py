@@ -6,7 +6,10 @@ every model (unique names, duplicate objects, the Flux objects and their check, 
 cluster files, rbac, the README index, notes) is derived from those on demand. It is
 the only implementation of the pipeline's rules:
 
-- `build()` fills a Repository from scratch and returns the result, or raises;
+- `build()` fills a Repository from scratch and returns the result, or raises; when
+  only a few spec files changed since the repository's latest stored build, it
+  refreshes just those (`Repository.delta()`) and keeps that build's cross-model
+  results if their contribution to them is unchanged;
 - `generator.incremental.IncrementalBuild` keeps one and refreshes the files a batch names.
 
 Either way a model whose inputs did not change is taken from the persistent build cache
@@ -617,13 +620,18 @@ def _latest(repository: Repository, crds: Sequence[Path]) -> buildcache.Latest |
     key = repository.key
     if key is None or not repository.config_ok:
         return None
-    root = repository.root
+    return buildcache.load_latest(key, repository.root, _rebuild(repository.root, crds))
+
+
+def _rebuild(root: Path, crds: Sequence[Path]) -> buildcache.Rebuild:
+    """What a stored build found damaged once read falls back to: a build without it
+    (the entry is deleted by then)."""
 
     def rebuild() -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
         built = _fresh_build(root, crds, keep_objects=False)
         return built.models, built.files
 
-    return buildcache.load_latest(key, root, rebuild)
+    return rebuild
 
 
 @contextmanager
@@ -680,13 +688,7 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[Build | None, dict[
     if digests is None or unlisted:
         return None, None
     key = buildcache.repository_key_of(build_key, digests)
-
-    def rebuild() -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
-        # The entry's lazily read part was damaged (it is deleted): a miss after all.
-        built = _fresh_build(root, crds, keep_objects=False)
-        return built.models, built.files
-
-    reused = buildcache.load_build(key, rebuild)
+    reused = buildcache.load_build(key, _rebuild(root, crds))
     if reused is None:
         return None, dict(digests)
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
