@@ -268,10 +268,7 @@ def write_tree(
                 # holds() declined (a foreign file, a stale index): next time it need not.
                 store_index(out, current.stamps, current.folders, not current.foreign)
                 return WriteStats((), len(files), ())
-            if isinstance(files, Digested):
-                new = dict(files.digests())
-            else:
-                new = {rel: digest(data) for rel, data in files.items()}
+            new = _digests(files)
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
             wanted = {**kept, **new}
             written = tuple(sorted(r for r, d in new.items() if current.owned.get(r) != d))
@@ -288,6 +285,13 @@ def write_tree(
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
+
+
+def _digests(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Each file's digest: from what a stored build records, else from its bytes."""
+    if isinstance(files, Digested):
+        return dict(files.digests())
+    return {rel: digest(data) for rel, data in files.items()}
 
 
 def _indexed_output(out: Path) -> OutputFolder | None:
@@ -485,11 +489,11 @@ def stale_paths(
     """Paths that `write_tree` would change, without writing anything (`tree` as there)."""
     if tree is not None and holds(out, tree):
         return []
-    current = read_output(out)
+    current = _indexed_output(out) or read_output(out)
     if tree is not None and _holds(current, files, tree):
         return []
     kept = [rel for rel in current.owned if rel not in files and not scope(rel)]
-    changed = [rel for rel, data in files.items() if current.owned.get(rel) != digest(data)]
+    changed = [rel for rel, d in _digests(files).items() if current.owned.get(rel) != d]
     gone = [rel for rel in current.owned if rel not in files and scope(rel)]
     if current.manifest != manifest_bytes([*kept, *files]):
         changed.append(MANIFEST)
