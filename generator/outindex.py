@@ -270,8 +270,11 @@ def _observed(out: Path, fresh: list[str], stamps: Mapping[str, Stamp]) -> tuple
 def _after(path: Path, newest: int) -> None:
     """Make the index's mtime later than every mtime it records, waiting a timestamp
     granule or two if need be, so that none is racy at the next look (git's racy rule
-    would otherwise send the next run file by file). Gives up after ~50 ms (a file
-    system with coarse timestamps): then holds() declines and files are looked at."""
+    would otherwise send the next run file by file). Once this returns, the clock is
+    past every recorded mtime: any later edit changes one. (An edit made while servegen
+    is still writing, in the granule of its own write, is not seen; as an edit made
+    just before the write is overwritten.) Gives up after ~50 ms (a file system with
+    coarse timestamps): then holds() declines and files are looked at."""
     for _ in range(10):
         if path.stat().st_mtime_ns > newest:
             return
