@@ -18,8 +18,8 @@ Safe by construction:
   deleting the folder at any moment is safe.
 
 Whole builds are stored too (see "whole repositories" below): a head read on every hit,
-sections read only when asked for, and a pointer per repository to its latest build,
-the base of a build with a few spec files changed.
+sections read only when asked for, and a pointer to the latest build under each build
+key, the base of a build with a few spec files changed.
 
 It lives next to the CRD cache, in $XDG_CACHE_HOME/servegen/builds (~/.cache by default).
 SERVEGEN_NO_CACHE=1 turns it off.
@@ -796,14 +796,16 @@ def contribution(
     return hashlib.sha256(text).hexdigest()
 
 
-def _latest_key(build: str, root: Path) -> str:
-    where = os.fsencode(root.resolve())
-    return hashlib.sha256(b"latest\0" + build.encode() + b"\0" + where).hexdigest()
+def _latest_key(build: str) -> str:
+    # Not the repository's folder: an export of a commit to a temporary folder (publish,
+    # diff) builds on the working tree's latest build and the other way round. Any
+    # passing build under the same key is a correct base; the closest is the fastest.
+    return hashlib.sha256(b"latest\0" + build.encode()).hexdigest()
 
 
-def store_latest(build: str, root: Path, key: str) -> None:
-    """Point at `key` as the latest whole build of the repository at `root`."""
-    _write(_latest_key(build, root), [_json({"key": _latest_key(build, root), "build": key})])
+def store_latest(build: str, key: str) -> None:
+    """Point at `key` as the latest whole build under `build`."""
+    _write(_latest_key(build), [_json({"key": _latest_key(build), "build": key})])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -895,11 +897,11 @@ class Latest:
         return reused.files, tree
 
 
-def load_latest(build: str, root: Path, rebuild: Rebuild) -> Latest | None:
-    """The latest whole build stored for the repository at `root` under `build`."""
+def load_latest(build: str, rebuild: Rebuild) -> Latest | None:
+    """The latest whole build stored under `build`."""
     try:
-        entry = json.loads(_read(_latest_key(build, root)))
-        if entry.get("key") != _latest_key(build, root):
+        entry = json.loads(_read(_latest_key(build)))
+        if entry.get("key") != _latest_key(build):
             return None
         key = str(entry["build"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

@@ -506,7 +506,7 @@ class Repository:
             built.warnings,
             sources,
         )
-        buildcache.store_latest(self._key, self.root, key)
+        buildcache.store_latest(self._key, key)
 
     def delta(
         self, latest: buildcache.Latest, digests: Mapping[str, bytes], environment: str | None
@@ -541,7 +541,7 @@ class Repository:
         if found is None:
             return None
         stored, tree = found
-        buildcache.store_latest(self._key, self.root, key)
+        buildcache.store_latest(self._key, key)
         base = latest.build
         built = Build(self.root, self.config, base.models, stored, base.notes, base.failed_files)
         counts = (base.objects, base.spec_files)
@@ -620,7 +620,7 @@ def _latest(repository: Repository, crds: Sequence[Path]) -> buildcache.Latest |
     key = repository.key
     if key is None or not repository.config_ok:
         return None
-    return buildcache.load_latest(key, repository.root, _rebuild(repository.root, crds))
+    return buildcache.load_latest(key, _rebuild(repository.root, crds))
 
 
 def _rebuild(root: Path, crds: Sequence[Path]) -> buildcache.Rebuild:
