@@ -844,17 +844,19 @@ class Latest:
         pieces: list[bytes | _Range] = []
         paths: list[list[object]] = []
         digests_of: dict[str, bytes] = {}
-        run, offset = 0, start
+        run, offset, size = 0, start, 0  # offset in this entry, size of the new section
         for path, length, file_digest in stored.listing():
             data = new.pop(path, None)
             if data is None:
                 run += length
+                size += length
                 digests_of[path] = file_digest
             else:
                 if run:
                     pieces.append((stored.fd, offset - run, run))
                     run = 0
                 pieces.append(data)
+                size += len(data)
                 digests_of[path] = digest(data)
             paths.append([path, length if data is None else len(data), digests_of[path].hex()])
             offset += length
@@ -881,7 +883,7 @@ class Latest:
             "sections": [
                 [models[2], models[3]],
                 [len(listed), hashlib.sha256(listed).hexdigest()],
-                [offset - start, ""],
+                [size, ""],
                 [len(described), hashlib.sha256(described).hexdigest()],
             ],
             "counts": counts,

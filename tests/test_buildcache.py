@@ -681,8 +681,11 @@ def test_one_changed_spec_is_rendered_against_the_latest_build(
         _no_full_fill(patched)
         patched.setattr(pipeline, "cluster_files", _no_render)
         patched.setattr(pipeline, "duplicate_objects", _no_render)
+        build(example_repo)
+        # Again on the build just made, with files of another length this time.
+        _edit_spec(example_repo, "max_replicas: 4", "max_replicas: 12")
         again = build(example_repo)
-    assert renders.names == ["nomic-embed"]
+    assert renders.names == ["nomic-embed", "nomic-embed"]
     expected = build(example_repo, keep_objects=True)
     assert dict(again.files) == expected.files
     assert list(again.models) == [summary(m) for m in expected.models]
