@@ -7,6 +7,11 @@ and the nanosecond mtime goes unnoticed. As in git, a file modified no earlier t
 index itself was written ("racy": a same-size edit in that timestamp granule keeps every
 field equal) is read anyway. `ctime` is not recorded: hard-linking an unchanged file into
 the spare tree changes it on every write.
+
+The index also records every folder, and one digest of the type, size, mtime and inode of
+each folder and file as written: holds() compares that digest with a fresh `lstat` of
+each, so an up-to-date folder is proven without reading, listing or parsing anything
+per file (see holds() for why folder stats stand for their listings).
 """
 
 from __future__ import annotations
