@@ -7,7 +7,9 @@ times (median reported), with its yardsticks from the same run:
 - full cold render: empty build cache, empty output folder (CRD cache warm, as on any
   machine that ran servegen once);
 - nothing changed: `render` (output up to date), `render --check`, `validate`;
-- one spec changed: one spec file gets a new comment line, then `render`;
+- one spec changed: one spec file gets a new comment line, then `render`; and one
+  spec's `max_replicas` goes up by one (its model's files change), then `render`;
+- nothing changed, `render` run inside the repository without -C (a relative root);
 - watch's first build: a fresh IncrementalBuild.initial() (what `servegen watch` does
   first), with the output up to date and the build cache warm;
 - with --no-cache-rows, the nothing-changed and one-changed runs again with
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -48,6 +51,8 @@ UNCHANGED = (
     "validate, nothing changed",
 )
 ONE_CHANGED = "render, one spec changed"
+VALUE_CHANGED = "render, one spec's value changed (its model's files change)"
+NO_C = "render, nothing changed, run inside the repository (no -C)"
 WATCH_FIRST = "watch's first build (IncrementalBuild.initial), warm cache"
 CP = "yardstick: cp -r of the output"
 PYTHON = "yardstick: python -c pass"
@@ -68,7 +73,15 @@ class Target:
 TARGETS = (
     Target("nothing changed: render / render --check / validate", 10_000, UNCHANGED, 1.5),
     Target("one spec changed: render", 10_000, (ONE_CHANGED,), 2.0),
+    Target("one spec's value changed: render", 10_000, (VALUE_CHANGED,), 2.0),
     Target("full cold render (tmpfs)", 10_000, (COLD,), 8.0),
+    Target(
+        "peak RSS, nothing or one spec changed",
+        10_000,
+        (*UNCHANGED, ONE_CHANGED, VALUE_CHANGED),
+        200,
+        "MB",
+    ),
     Target("peak RSS, every servegen run", 10_000, (COLD, *UNCHANGED, ONE_CHANGED), 200, "MB"),
 )
 
@@ -95,6 +108,11 @@ class Scenario:
         command = ["env", *self._env(cache), self.python, "-m", "generator", "-C"]
         # Not from this folder: `python -m` puts the working folder first on sys.path.
         return checked(run_measured([*command, str(self.root), *args], cwd=self.root), args[0])
+
+    def servegen_inside(self, *args: str) -> Run:
+        """servegen run from the repository folder, without -C (root is ".")."""
+        command = ["env", *self._env(True), self.python, "-m", "generator", *args]
+        return checked(run_measured(command, cwd=self.root), args[0])
 
     def watch_first_build(self) -> Run:
         code = (
@@ -146,6 +164,7 @@ def bench_size(
         measure(name, lambda c=command: s.servegen(*c))
         if args.no_cache_rows:
             measure(f"{name}, no cache", lambda c=command: s.servegen(*c, cache=False))
+    measure(NO_C, lambda: s.servegen_inside("render"))
     measure(WATCH_FIRST, s.watch_first_build)
     spec = sorted((root / "specs").rglob("*.yaml"))[size // 2]
     counter = iter(range(10**6))
@@ -155,6 +174,18 @@ def bench_size(
             handle.write(f"# edit {next(counter)}\n")
 
     measure(ONE_CHANGED, lambda: s.servegen("render"), touch)
+    scaled = next(
+        path
+        for path in sorted((root / "specs").rglob("*.yaml"))[size // 2 :]
+        if re.search(r"max_replicas: \d+", path.read_text(encoding="utf-8"))
+    )
+
+    def bump() -> None:
+        text = scaled.read_text(encoding="utf-8")
+        bumped = re.sub(r"max_replicas: (\d+)", lambda m: f"max_replicas: {int(m[1]) + 1}", text)
+        scaled.write_text(bumped, encoding="utf-8")
+
+    measure(VALUE_CHANGED, lambda: s.servegen("render"), bump)
     if args.no_cache_rows:
         measure(f"{ONE_CHANGED}, no cache", lambda: s.servegen("render", cache=False), touch)
     measure(PYTHON, lambda: checked(run_measured([args.python, "-c", "pass"]), "python"))

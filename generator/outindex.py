@@ -7,16 +7,29 @@ and the nanosecond mtime goes unnoticed. As in git, a file modified no earlier t
 index itself was written ("racy": a same-size edit in that timestamp granule keeps every
 field equal) is read anyway. `ctime` is not recorded: hard-linking an unchanged file into
 the spare tree changes it on every write.
+
+The index also records every folder, and one digest of the type, size, mtime and inode of
+each folder and file as written: holds() compares that digest with a fresh `lstat` of
+each, so an up-to-date folder is proven without reading, listing or parsing anything
+per file (see holds() for why folder stats stand for their listings).
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
+import functools
 import hashlib
+import itertools
 import os
-from collections.abc import Mapping
+import stat
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+MANIFEST = ".servegen-manifest"  # write.MANIFEST: the list of files servegen wrote
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,13 @@ class Stamp:
         )
 
 
+@runtime_checkable
+class Digested(Protocol):
+    """Files that know the digest of each one's bytes without reading them (a stored build)."""
+
+    def digests(self) -> Mapping[str, bytes]: ...
+
+
 def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
@@ -48,7 +68,8 @@ def tree_digest(digests: Mapping[str, bytes]) -> str:
     return total.hexdigest()
 
 
-_INDEX_HEAD = "servegen output index 1"
+_INDEX_HEAD = "servegen output index 2"
+_NO_SIGNATURE = "-"
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,7 @@ class Index:
     tree: str  # tree_digest() of the owned files
     written_ns: int  # the index file's own mtime: files at least as new are racy
     stamps: dict[str, Stamp]
+    folders: tuple[str, ...] = ()  # every folder below the output (from indexed() only)
 
 
 def index_path(out: Path) -> Path | None:
@@ -74,44 +96,195 @@ def index_path(out: Path) -> Path | None:
     return Path(base) / "servegen" / "outputs" / f"{where[:40]}.index"
 
 
-def load_index(out: Path) -> Index | None:
+# The file: a head line (magic, tree, how many stamps, how many watched paths, the
+# length in bytes of the stamp lines, the signature and the newest mtime it covers), a
+# line per owned file (digest, size, mtime, inode, path), then the watched paths, one a
+# line: every folder ("." is the output folder itself), the manifest and every owned file;
+# last in the head, whether the folder held anything else (0) or not (1).
+_FIELDS = 7  # after the magic
+
+
+def _read(out: Path) -> tuple[list[str], bytes, bytes, int] | None:
+    """The head's fields, the stamp lines, the watched paths and the index's mtime."""
     path = index_path(out)
     if path is None:
         return None
     try:
         with path.open("rb") as handle:
-            text = handle.read().decode()
+            data = handle.read()
             written_ns = os.fstat(handle.fileno()).st_mtime_ns
-        head, *lines = text.split("\n")
-        magic, tree = head.rsplit(" ", 1)
-        if magic != _INDEX_HEAD or lines.pop() != "":
+        head, _, rest = data.partition(b"\n")
+        fields = head.decode().split(" ")
+        if " ".join(fields[:-_FIELDS]) != _INDEX_HEAD or not data.endswith(b"\n"):
             return None
+        fields = fields[-_FIELDS:]
+        cut = int(fields[3])
+    except (OSError, ValueError):
+        return None
+    return fields, rest[:cut], rest[cut:], written_ns
+
+
+def load_index(out: Path) -> Index | None:
+    found = _read(out)
+    if found is None:
+        return None  # missing, unreadable or not an index: every file is read
+    (tree, count, *_), lines, _watched, written_ns = found
+    stamps = _stamps(lines, int(count))
+    return None if stamps is None else Index(tree, written_ns, stamps)
+
+
+def _stamps(lines: bytes, count: int) -> dict[str, Stamp] | None:
+    try:
         stamps = {}
-        for line in lines:
+        for line in lines.decode().split("\n")[:-1]:
             hexed, size, mtime, ino, rel = line.split("\t", 4)
             stamps[rel] = Stamp(int(size), int(mtime), int(ino), bytes.fromhex(hexed))
-        return Index(tree, written_ns, stamps)
-    except (OSError, ValueError):
-        return None  # missing, unreadable or not an index: every file is read
+    except ValueError:
+        return None
+    return stamps if len(stamps) == count else None
 
 
-def store_index(out: Path, stamps: Mapping[str, Stamp]) -> None:
-    """Record `stamps` (written last, after the swap: the index never runs ahead)."""
+def holds(out: Path, tree: str) -> bool:
+    """Whether `out` provably holds the tree whose digest is `tree`, as servegen wrote it
+    (manifest included), by a stat of each of its folders and files compared in bulk
+    with what the index recorded; False when that cannot be shown (then read_output()
+    looks file by file).
+
+    A folder's mtime changes whenever an entry is added, removed or renamed in it, so
+    equal folder stats mean no entry appeared (a symlink, say) and none went; equal
+    file stats mean unchanged files, with git's caveat (see the module docstring). As
+    for files, a folder or file no older than the index is racy: not trusted here.
+    """
+    return _verified(out, tree) is not None
+
+
+def indexed(out: Path) -> Index | None:
+    """The index of `out`, with every folder, when `out` provably holds the tree the
+    index records (see holds()) and held nothing but servegen's files when it was
+    indexed: then the index says all that reading the folder would."""
+    found = _verified(out, None)
+    if found is None:
+        return None
+    (tree, count, _, _, _, _, clean), lines, listed, written_ns = found
+    stamps = _stamps(lines, int(count))
+    if clean != "1" or stamps is None:
+        return None
+    folders = tuple(listed[1 : len(listed) - 1 - len(stamps)])  # after ".", before MANIFEST
+    return Index(tree, written_ns, stamps, folders)
+
+
+def _verified(out: Path, tree: str | None) -> tuple[list[str], bytes, list[str], int] | None:
+    """The index's parts when `out` holds what it records (and that is `tree`, if given)."""
+    found = _read(out)
+    if found is None:
+        return None
+    fields, lines, paths, written_ns = found
+    recorded, _count, watched, _cut, signature, newest, _clean = fields
+    try:
+        if tree not in (None, recorded) or signature == _NO_SIGNATURE:
+            return None
+        if int(newest) >= written_ns:
+            return None
+        listed = paths.decode().split("\n")[:-1]
+        if len(listed) != int(watched) or _signature(out, listed) != signature:
+            return None
+    except (OSError, ValueError, OverflowError):
+        return None  # gone, or not what it was: looked at file by file
+    return fields, lines, listed, written_ns
+
+
+_TYPE = stat.S_IFMT(0o177777)
+_CHUNK = 4096  # stat results alive at once: a tenth of the memory of all of them
+
+
+def _signature(out: Path, paths: Sequence[str]) -> str:
+    """A digest of the type, size, mtime and inode of each path below `out` (no symlink
+    followed: `out` itself is opened with O_NOFOLLOW, and a folder that became a link
+    has another type)."""
+    total = hashlib.sha256()
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        lstat = functools.partial(os.lstat, dir_fd=fd)
+        for start in range(0, len(paths), _CHUNK):
+            found = map(lstat, paths[start : start + _CHUNK])
+            _update(total, ((s.st_mode & _TYPE, s.st_size, s.st_mtime_ns, s.st_ino) for s in found))
+    finally:
+        os.close(fd)
+    return total.hexdigest()
+
+
+def _update(total: Any, fields: Iterable[tuple[int, int, int, int]]) -> None:
+    total.update(array.array("q", itertools.chain.from_iterable(fields)).tobytes())
+
+
+def store_index(
+    out: Path,
+    stamps: Mapping[str, Stamp],
+    folders: Iterable[str] | None = None,
+    clean: bool = False,
+) -> None:
+    """Record `stamps` (written last, after the swap: the index never runs ahead).
+
+    With `folders` (every folder below `out`, the manifest listing exactly the stamped
+    files) the index also records a signature of the whole folder, for holds(); `clean`
+    says the folder holds nothing else (for indexed()).
+    """
     path = index_path(out)
     if path is None:
         return
     tree = tree_digest({rel: s.digest for rel, s in stamps.items()})
-    lines = [f"{_INDEX_HEAD} {tree}\n"]
-    lines.extend(
+    watched = [] if folders is None else [".", *sorted(folders), MANIFEST, *stamps]
+    signature, newest = _NO_SIGNATURE, 0
+    if folders is not None:
+        try:
+            signature, newest = _observed(out, watched[: -len(stamps) or None], stamps)
+        except (OSError, OverflowError):
+            watched = []
+    lines = "".join(
         f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n" for rel, s in stamps.items()
-    )
+    ).encode()
+    fields = (tree, len(stamps), len(watched), len(lines), signature, newest, int(clean))
+    head = " ".join([_INDEX_HEAD, *map(str, fields)]).encode() + b"\n"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(lines))
+        tmp.write_bytes(head + lines + "".join(f"{rel}\n" for rel in watched).encode())
         tmp.replace(path)
+        if newest:
+            _after(path, newest)
     except OSError:
         tmp.unlink(missing_ok=True)  # an index only saves reads
+
+
+def _observed(out: Path, fresh: list[str], stamps: Mapping[str, Stamp]) -> tuple[str, int]:
+    """The signature holds() compares: the folders and manifest as they are now, the
+    files as stamped (regular files, by construction); and the newest mtime of all."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        lstat = functools.partial(os.lstat, dir_fd=fd)
+        seen = [(s.st_mode & _TYPE, s.st_size, s.st_mtime_ns, s.st_ino) for s in map(lstat, fresh)]
+    finally:
+        os.close(fd)
+    files = [(stat.S_IFREG, s.size, s.mtime_ns, s.ino) for s in stamps.values()]
+    total = hashlib.sha256()
+    _update(total, seen)
+    _update(total, files)
+    return total.hexdigest(), max(field[2] for field in itertools.chain(seen, files))
+
+
+def _after(path: Path, newest: int) -> None:
+    """Make the index's mtime later than every mtime it records, waiting a timestamp
+    granule or two if need be, so that none is racy at the next look (git's racy rule
+    would otherwise send the next run file by file). Once this returns, the clock is
+    past every recorded mtime: any later edit changes one. (An edit made while servegen
+    is still writing, in the granule of its own write, is not seen; as an edit made
+    just before the write is overwritten.) Gives up after ~50 ms (a file system with
+    coarse timestamps): then holds() declines and files are looked at."""
+    for _ in range(10):
+        if path.stat().st_mtime_ns > newest:
+            return
+        time.sleep(0.005)
+        os.utime(path)
 
 
 def forget_index(out: Path) -> None:

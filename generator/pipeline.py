@@ -6,7 +6,10 @@ every model (unique names, duplicate objects, the Flux objects and their check, 
 cluster files, rbac, the README index, notes) is derived from those on demand. It is
 the only implementation of the pipeline's rules:
 
-- `build()` fills a Repository from scratch and returns the result, or raises;
+- `build()` fills a Repository from scratch and returns the result, or raises; when
+  only a few spec files changed since the repository's latest stored build, it
+  refreshes just those (`Repository.delta()`) and keeps that build's cross-model
+  results if their contribution to them is unchanged;
 - `generator.incremental.IncrementalBuild` keeps one and refreshes the files a batch names.
 
 Either way a model whose inputs did not change is taken from the persistent build cache
@@ -57,7 +60,7 @@ class Build:
 
     root: Path
     config: Config
-    models: tuple[ModelRender, ...]
+    models: Sequence[ModelRender]
     files: Mapping[str, bytes]
     notes: tuple[str, ...]  # the warnings first (`path: message`), then check notes
     failed_files: frozenset[str]
@@ -65,9 +68,19 @@ class Build:
     # write.tree_digest() of `files` when known (a build from the build cache): lets
     # write_tree find an up-to-date output folder without looking at a file's bytes.
     tree: str | None = None
+    # (objects, spec files) when known without looking at the models (the build cache).
+    counts: tuple[int, int] | None = None
 
     def object_count(self) -> int:
+        if self.counts is not None:
+            return self.counts[0]
         return sum(len(env.objects) for m in self.models for env in m.environments.values())
+
+    def spec_file_count(self) -> int:
+        """How many spec files the models come from."""
+        if self.counts is not None:
+            return self.counts[1]
+        return len({model.path for model in self.models})
 
 
 def crd_sources(root: Path, config: Config, extra: Sequence[Path] = ()) -> tuple[Path, ...]:
@@ -150,7 +163,7 @@ class Repository:
             validation.kubernetes_version, self.sources, validation.kubeconform
         )
         # Full objects are not cached (only summaries are): diff renders afresh.
-        self._key: str | None = None
+        self._key: str | None = None  # buildcache.build_key(), when the cache is used
         if buildcache.enabled() and not keep_objects:
             self._key = buildcache.build_key(config, buildcache.crd_inputs(self.sources), root)
         self._folder_problems: dict[str, Diagnostic] = {}  # folders that cannot be listed
@@ -160,6 +173,10 @@ class Repository:
         self._flux_checks: tuple[Diagnostic, ...] = ()
         self._flux_skipped: dict[str, int] = {}
         self._cluster: tuple[object, dict[str, bytes]] | None = None  # key, cluster_files()
+
+    @property
+    def key(self) -> str | None:
+        return self._key
 
     @property
     def spec_root(self) -> Path:
@@ -476,9 +493,64 @@ class Repository:
             return  # a symlink: _reused_build() never finds such a build either
         digests = ((rel, self.files[rel].digest) for rel in ordered)
         key = buildcache.repository_key_of(self._key, digests)
+        sources = [
+            buildcache.Source(rel, self.files[rel].digest, _contribution(self.files[rel]))
+            for rel in ordered
+        ]
         buildcache.store_build(  # without keep_objects, models are summaries already
-            key, built.models, built.files, built.notes, built.failed_files, built.warnings
+            key,
+            built.models,
+            built.files,
+            built.notes,
+            built.failed_files,
+            built.warnings,
+            sources,
         )
+        buildcache.store_latest(self._key, key)
+
+    def delta(
+        self, latest: buildcache.Latest, digests: Mapping[str, bytes], environment: str | None
+    ) -> Build | None:
+        """The latest stored build of this repository with only the changed spec files
+        rendered again, when what they contribute beyond their own model files is what
+        it was (see buildcache.contribution()): then every check that spans models, the
+        notes and every file outside those models' folders are the latest build's too.
+        None otherwise (what was rendered is kept for the full build that follows).
+
+        `digests` are the spec files' digests the whole-build key was computed from.
+        """
+        listed = digests.keys()  # every spec folder could be listed (see _reused_build)
+        if self._key is None or listed != latest.sources.keys() or not self.spec_root.is_dir():
+            return None
+        changed = [rel for rel in listed if digests[rel] != latest.sources[rel][0]]
+        self.update(changed)
+        states = {rel: self.files.get(rel) for rel in changed}
+        for rel, state in states.items():
+            if state is None or state.volatile or not state.passed:
+                return None
+            if _contribution(state) != latest.sources[rel][1]:
+                return None
+        _check_environment(self.config, environment)
+        now = {**digests, **{rel: state.digest for rel, state in states.items() if state}}
+        ordered = sorted(listed, key=_walk_order)
+        key = buildcache.repository_key_of(self._key, ((rel, now[rel]) for rel in ordered))
+        files: dict[str, dict[str, bytes]] = {}
+        for rel, state in states.items():
+            files[rel] = {p: d for m in (state.models if state else ()) for p, d in m.files.items()}
+        found = latest.delta(key, {rel: now[rel] for rel in ordered}, files)
+        if found is None:
+            return None
+        stored, tree = found
+        buildcache.store_latest(self._key, key)
+        base = latest.build
+        built = Build(self.root, self.config, base.models, stored, base.notes, base.failed_files)
+        counts = (base.objects, base.spec_files)
+        return replace(built, warnings=base.warnings, tree=tree, counts=counts)
+
+
+def _contribution(state: FileState) -> str:
+    models = ((m.render, m.files, m.skipped) for m in state.models)
+    return buildcache.contribution(state.names, state.problems, models)
 
 
 # --- one-shot builds -------------------------------------------------------------------------
@@ -499,10 +571,25 @@ def build(
     every rendered object at once. With nothing changed since a passing build, that
     build is taken whole from the build cache, without reading a spec.
     """
+    digests: dict[str, bytes] | None = None
     if not keep_objects and buildcache.enabled():
-        reused = _reused_build(root, crds)  # before anything else is read
+        reused, digests = _reused_build(root, crds)  # before anything else is read
         if reused is not None:
             return _filtered(reused, environment)
+    built = _fresh_build(root, crds, keep_objects, environment, digests)
+    return _filtered(built, environment)
+
+
+def _fresh_build(
+    root: Path,
+    crds: Sequence[Path],
+    keep_objects: bool,
+    environment: str | None = None,
+    digests: Mapping[str, bytes] | None = None,
+) -> Build:
+    """build() without the whole-build entry of these very bytes: from the latest build
+    of the repository when only a few spec files changed (Repository.delta()), else
+    from each spec file's entry or from scratch."""
     with _young_collections_only():
         config, config_problems = load_config(root)
         repository = Repository(
@@ -513,6 +600,11 @@ def build(
         # after, so long-lived callers (tests, diff) still collect it.
         gc.freeze()
         try:
+            latest = _latest(repository, crds) if digests is not None else None
+            if latest is not None and digests is not None:
+                delta = repository.delta(latest, digests, environment)
+                if delta is not None:
+                    return delta
             repository.update(repository.scan())
             if not _errors(repository.validation_problems()):
                 _check_environment(config, environment)
@@ -521,7 +613,25 @@ def build(
         finally:
             gc.unfreeze()
     repository.store(built)
-    return _filtered(built, environment)
+    return built
+
+
+def _latest(repository: Repository, crds: Sequence[Path]) -> buildcache.Latest | None:
+    key = repository.key
+    if key is None or not repository.config_ok:
+        return None
+    return buildcache.load_latest(key, _rebuild(repository.root, crds))
+
+
+def _rebuild(root: Path, crds: Sequence[Path]) -> buildcache.Rebuild:
+    """What a stored build found damaged once read falls back to: a build without it
+    (the entry is deleted by then)."""
+
+    def rebuild() -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
+        built = _fresh_build(root, crds, keep_objects=False)
+        return built.models, built.files
+
+    return rebuild
 
 
 @contextmanager
@@ -555,24 +665,35 @@ def _filtered(built: Build, environment: str | None) -> Build:
     return replace(built, files=files, tree=None)
 
 
-def _reused_build(root: Path, crds: Sequence[Path]) -> Build | None:
+def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[Build | None, dict[str, bytes] | None]:
     """The build of `root` stored under its key (everything any model depends on, and
-    every spec file's path and bytes); None when anything it depends on changed.
+    every spec file's path and bytes); None when anything it depends on changed. And
+    the spec files' digests that key was computed from (None if it has none).
 
     Only a build without problems is ever stored, so a config with problems (which a
     fresh validation reports) has no key.
     """
     config, problems = load_config(root)
     if problems or (root / config.specs).is_symlink():
-        return None
+        return None, None
     sources = crd_sources(root, config, crds)
     build_key = buildcache.build_key(config, buildcache.crd_inputs(sources), root)
-    key = buildcache.repository_key(build_key, root, discover(root, config.specs))
-    reused = buildcache.load_build(key) if key is not None else None
+    unlisted: list[OSError] = []  # a folder that cannot be listed: for validation to report
+
+    def unreadable(exc: OSError) -> None:
+        if exc.errno != errno.ENOENT or Path(exc.filename or "") != root / config.specs:
+            unlisted.append(exc)  # (no spec folder at all is a warning, and is stored)
+
+    digests = buildcache.spec_digests(root, discover(root, config.specs, unreadable))
+    if digests is None or unlisted:
+        return None, None
+    key = buildcache.repository_key_of(build_key, digests)
+    reused = buildcache.load_build(key, _rebuild(root, crds))
     if reused is None:
-        return None
+        return None, dict(digests)
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
-    return replace(built, warnings=reused.warnings, tree=reused.tree)
+    counts = (reused.objects, reused.spec_files)
+    return replace(built, warnings=reused.warnings, tree=reused.tree, counts=counts), None
 
 
 # --- reading one spec file -------------------------------------------------------------------

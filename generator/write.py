@@ -33,19 +33,23 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator import outindex
 from generator.errors import ServegenError
 from generator.outindex import (
+    Digested,
     Index,
     Stamp,
     digest,
     forget_index,
+    holds,
+    indexed,
     load_index,
     store_index,
     tree_digest,
 )
 from generator.outtree import MANAGED, folders_of
 
-MANIFEST = ".servegen-manifest"
+MANIFEST = outindex.MANIFEST
 MANIFEST_HEAD = b"# Files servegen wrote in this folder; it deletes only these. Do not edit.\n"
 _STAGING_MARK = ".servegen-staging"
 # Any control or line-break character: never part of a path servegen writes.
@@ -246,19 +250,25 @@ def write_tree(
     `known` is what the caller last wrote to `out` (the watcher), saving a re-read.
     `tree` is `tree_digest()` of `files` when the caller knows it (a whole build from
     the build cache): when the folder already holds exactly that tree, not one of the
-    bytes in `files` is looked at.
+    bytes in `files` is looked at. When the index proves the folder holds what it
+    records and nothing else, the folder is not read at all; files that know their
+    digests (outindex.Digested) are read only where they differ from the folder's.
     """
+    if tree is not None and out.parent.is_dir():
+        with _locked(out.parent):
+            if holds(out, tree):  # a stat per folder and file, nothing read
+                return WriteStats((), len(files), ())
     for rel in files:
         safe_relative(rel)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _locked(out.parent):  # read and swap as one: no other writer in between
-            current = read_output(out, known)
+            current = _indexed_output(out) or read_output(out, known)
             if tree is not None and _holds(current, files, tree):
-                if current.index_stale:
-                    store_index(out, current.stamps)
+                # holds() declined (a foreign file, a stale index): next time it need not.
+                store_index(out, current.stamps, current.folders, not current.foreign)
                 return WriteStats((), len(files), ())
-            new = {rel: digest(data) for rel, data in files.items()}
+            new = _digests(files)
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
             wanted = {**kept, **new}
             written = tuple(sorted(r for r, d in new.items() if current.owned.get(r) != d))
@@ -266,13 +276,35 @@ def write_tree(
             manifest = manifest_bytes(wanted)
             if written or removed or manifest != current.manifest or not current.exists:
                 forget_index(out)  # until the new tree's is written
-                made = _replace_folder(out, files, wanted, current, manifest)
-                store_index(out, {r: made.get(r) or current.stamps[r] for r in wanted})
+                made, folders = _replace_folder(out, files, wanted, current, manifest)
+                stamps = {r: made.get(r) or current.stamps[r] for r in wanted}
+                clean = all(rel in wanted for rel in current.foreign)
+                store_index(out, stamps, folders, clean)
             elif current.index_stale:
-                store_index(out, current.stamps)
+                store_index(out, current.stamps, current.folders, not current.foreign)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
+
+
+def _digests(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Each file's digest: from what a stored build records, else from its bytes."""
+    if isinstance(files, Digested):
+        return dict(files.digests())
+    return {rel: digest(data) for rel, data in files.items()}
+
+
+def _indexed_output(out: Path) -> OutputFolder | None:
+    """The output folder as its index describes it, when the index proves that `out`
+    holds what it records and nothing else (outindex.indexed()); else None (then the
+    folder is read)."""
+    index = indexed(out)
+    if index is None:
+        return None
+    owned = {rel: stamp.digest for rel, stamp in index.stamps.items()}
+    inodes = {rel: stamp.ino for rel, stamp in index.stamps.items()}
+    manifest = manifest_bytes(owned)
+    return OutputFolder(owned, (), index.folders, inodes, manifest, True, index.stamps, False)
 
 
 def _holds(current: OutputFolder, files: Mapping[str, bytes], tree: str) -> bool:
@@ -288,16 +320,16 @@ def _replace_folder(
     wanted: Mapping[str, bytes],
     current: OutputFolder,
     manifest: bytes,
-) -> dict[str, Stamp]:
-    """Swap in the new tree; returns the stamps of the files written anew."""
+) -> tuple[dict[str, Stamp], set[str]]:
+    """Swap in the new tree; returns the stamps of the files written anew and its folders."""
     spare = _spare(out)
-    made = _sync(spare, out, files, wanted, current, manifest)
+    made, folders = _sync(spare, out, files, wanted, current, manifest)
     (spare / _STAGING_MARK).unlink()
     if current.exists:
         _exchange(spare, out)  # the old tree is the next spare
     else:
         os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
-    return made
+    return made, folders
 
 
 @contextlib.contextmanager
@@ -339,9 +371,10 @@ def _sync(
     wanted: Mapping[str, bytes],
     current: OutputFolder,
     manifest: bytes,
-) -> dict[str, Stamp]:
+) -> tuple[dict[str, Stamp], set[str]]:
     """Make `spare` hold `wanted` (path -> digest; new bytes in `files`), the manifest
-    and the foreign entries of `out`; returns the stamps of the files written anew."""
+    and the foreign entries of `out`; returns the stamps of the files written anew, and
+    every folder the spare holds."""
     have = _scan(spare)
     targets: dict[str, bytes | None] = {  # None: carry over `out`'s entry as it is
         **{rel: None for rel in current.foreign if rel not in wanted},
@@ -378,7 +411,7 @@ def _sync(
                 _link(spare / rel, out / rel)
             else:
                 stamps[rel] = _new_file(f"{top}/{rel}", files[rel])
-    return stamps
+    return stamps, folders
 
 
 def _in_step(rel: str, have: _Scan, current: OutputFolder) -> bool:
@@ -461,11 +494,13 @@ def stale_paths(
     tree: str | None = None,
 ) -> list[str]:
     """Paths that `write_tree` would change, without writing anything (`tree` as there)."""
-    current = read_output(out)
+    if tree is not None and holds(out, tree):
+        return []
+    current = _indexed_output(out) or read_output(out)
     if tree is not None and _holds(current, files, tree):
         return []
     kept = [rel for rel in current.owned if rel not in files and not scope(rel)]
-    changed = [rel for rel, data in files.items() if current.owned.get(rel) != digest(data)]
+    changed = [rel for rel, d in _digests(files).items() if current.owned.get(rel) != d]
     gone = [rel for rel in current.owned if rel not in files and scope(rel)]
     if current.manifest != manifest_bytes([*kept, *files]):
         changed.append(MANIFEST)

@@ -19,9 +19,9 @@ from generator.config import Config
 from generator.errors import InvalidInputError, RenderError
 from generator.incremental import IncrementalBuild
 from generator.load import SourceFile
-from generator.outindex import index_path
+from generator.outindex import digest, index_path, tree_digest
 from generator.pipeline import build
-from generator.render import ModelRender, render_spec
+from generator.render import ModelRender, render_spec, summary
 from generator.validate import FileResult, ValidatedSpec, validate_file
 from generator.write import MANIFEST, manifest_bytes, stale_paths, write_tree
 from tests.conftest import REPO_ROOT
@@ -443,8 +443,9 @@ def test_pruning_runs_once_a_day_when_something_is_stored(
 ) -> None:
     buildcache.prune_daily.cache_clear()
     build(example_repo)  # the first store of this process prunes, and stamps the folder
-    # The whole-build entry: no later build reads it (and so marks it used) again.
-    (stale,) = [path for path in _entries() if "notes" in _head(path)]
+    # The entry of the spec file edited below: no later build reads it (and so marks it
+    # used) again. (The whole build is read again: it is the base of the next one.)
+    (stale,) = [path for path in _model_entries() if "nomic-embed" in str(_head(path)["names"])]
     _age(stale, buildcache.MAX_AGE_DAYS + 1)
     stamp = buildcache.cache_dir() / ".pruned"
     _age(stamp, 0.5)  # pruned half a day ago: not yet again
@@ -556,10 +557,10 @@ def test_a_spec_edited_while_building_is_not_stored_under_its_old_bytes(
     after = before.replace("max_replicas: 3", "max_replicas: 4")
     real_load_build = buildcache.load_build
 
-    def miss_then_edit(key: str) -> object:
+    def miss_then_edit(key: str, rebuild: buildcache.Rebuild) -> object:
         # The whole-build key was just computed from `before`; the build reads `after`.
         spec.write_text(after)
-        return real_load_build(key)
+        return real_load_build(key, rebuild)
 
     monkeypatch.setattr(buildcache, "load_build", miss_then_edit)
     assert b"maxReplicas: 4" in b"".join(build(example_repo).files.values())
@@ -578,3 +579,194 @@ def test_a_build_from_a_relative_root_is_found_again(
     monkeypatch.setattr(pipeline, "Repository", _no_validation)  # the whole build, or fail
     again = build(Path("."))
     assert again.files == first.files
+
+
+# --- a whole-build hit reads the entry's head alone ----------------------------------------
+
+
+def _whole_build_entry() -> Path:
+    (entry,) = [path for path in _entries() if "notes" in _head(path)]
+    return entry
+
+
+def test_nothing_changed_reads_neither_models_nor_files(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """render, render --check and validate with nothing changed: counts and notes come
+    from the head; the output folder is proven up to date by its index."""
+    assert _render(example_repo) == 0
+    assert _render(example_repo) == 0  # the whole build's first hit stores the index
+    capsys.readouterr()
+
+    def unread(*_: object) -> bytes:
+        raise AssertionError("a section was read")
+
+    monkeypatch.setattr(buildcache._Stored, "_read", unread)
+    assert _render(example_repo) == 0
+    rendered = capsys.readouterr()
+    assert "rendered 10 models" in rendered.err + rendered.out
+    assert _render(example_repo, "--check") == 0
+    assert cli.main(["-C", str(example_repo), "validate"]) == 0
+    assert "10 specs valid" in "".join(capsys.readouterr())
+
+
+@pytest.mark.parametrize("section", [0, 1, 2], ids=["models", "paths", "bytes"])
+def test_a_section_damaged_after_the_head_is_a_miss_too(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, section: int
+) -> None:
+    """The head is whole, but a section's bytes are not what its digest says: found when
+    the section is first read; the entry is deleted and the build done again."""
+    expected = build(example_repo, keep_objects=True)
+    build(example_repo)
+    entry = _whole_build_entry()
+    data = bytearray(entry.read_bytes())
+    lengths = [length for length, _ in _head(entry)["sections"]]  # type: ignore[attr-defined]
+    start = data.index(b"\n") + 1 + sum(lengths[:section])
+    data[start + lengths[section] // 2] ^= 0x01  # one bit, same length
+    entry.write_bytes(bytes(data))
+    again = build(example_repo)
+    assert isinstance(again.files, buildcache.StoredFiles)  # the head was a hit
+    assert dict(again.files) == expected.files
+    assert [m.name for m in again.models] == [m.name for m in expected.models]
+    assert entry.read_bytes() != data  # deleted, and stored anew by the rebuild
+    assert dict(build(example_repo).files) == expected.files
+
+
+def test_a_spec_key_is_none_for_what_the_loader_must_judge(example_repo: Path) -> None:
+    """A symlink, a FIFO (never opened for a blocking read) and a file over the size
+    limit each leave the whole build to the loader."""
+    specs = sorted((example_repo / "specs").rglob("*.yaml"))
+    assert buildcache.repository_key("b", example_repo, specs) is not None
+    fifo = example_repo / "specs/fifo.yaml"
+    os.mkfifo(fifo)
+    assert buildcache.repository_key("b", example_repo, [*specs, fifo]) is None
+    fifo.unlink()
+    link = example_repo / "specs/link.yaml"
+    link.symlink_to(specs[0])
+    assert buildcache.repository_key("b", example_repo, [*specs, link]) is None
+    big = example_repo / "specs/big.yaml"
+    big.write_bytes(b"#" * ((1 << 20) + 1))
+    assert buildcache.repository_key("b", example_repo, [*specs, big]) is None
+
+
+# --- one spec changed: the latest build of the repository is the base ----------------------
+
+NOMIC = "specs/kubeai/nomic-embed.yaml"
+
+
+def _edit_spec(repo: Path, old: str, new: str) -> None:
+    spec = repo / NOMIC
+    assert old in spec.read_text()
+    spec.write_text(spec.read_text().replace(old, new))
+
+
+def _no_full_fill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if a build reads every spec file's entry (the path without a base)."""
+
+    def refuse(*_: object) -> object:
+        raise AssertionError("every spec file was read")
+
+    monkeypatch.setattr(pipeline.Repository, "scan", refuse)
+
+
+def test_one_changed_spec_is_rendered_against_the_latest_build(
+    example_repo: Path, renders: _Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_replicas is in no summary: only that model's files change, nothing else is
+    checked or laid out again, and the result is what a build from scratch gives."""
+    build(example_repo)
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: 4")
+    renders.names.clear()
+    with monkeypatch.context() as patched:
+        _no_full_fill(patched)
+        patched.setattr(pipeline, "cluster_files", _no_render)
+        patched.setattr(pipeline, "duplicate_objects", _no_render)
+        build(example_repo)
+        # Again on the build just made, with files of another length this time.
+        _edit_spec(example_repo, "max_replicas: 4", "max_replicas: 12")
+        again = build(example_repo)
+    assert renders.names == ["nomic-embed", "nomic-embed"]
+    expected = build(example_repo, keep_objects=True)
+    assert dict(again.files) == expected.files
+    assert list(again.models) == [summary(m) for m in expected.models]
+    assert again.notes == expected.notes and again.warnings == expected.warnings
+    assert again.object_count() == expected.object_count()
+    assert again.tree == tree_digest({path: digest(data) for path, data in expected.files.items()})
+    renders.names.clear()
+    assert dict(build(example_repo).files) == expected.files  # now a whole-build hit
+    assert renders.names == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("min_replicas: 0", "min_replicas: 1"),  # in the summary: Flux health checks read it
+        ("name: nomic-embed", "name: nomic-embed-2"),  # its name, files and catalog entry
+        ("# Embeddings", "\n# Embeddings"),  # its position, which diagnostics cite
+    ],
+    ids=["summary", "name", "position"],
+)
+def test_a_change_beyond_its_own_files_is_built_in_full(
+    example_repo: Path, old: str, new: str
+) -> None:
+    build(example_repo)
+    _edit_spec(example_repo, old, new)
+    again = build(example_repo)
+    expected = build(example_repo, keep_objects=True)
+    assert dict(again.files) == expected.files
+    assert again.notes == expected.notes
+    assert [m.name for m in again.models] == [m.name for m in expected.models]
+    assert [(m.path, m.line) for m in again.models] == [(m.path, m.line) for m in expected.models]
+
+
+def test_a_changed_spec_that_collides_or_fails_is_reported_as_ever(example_repo: Path) -> None:
+    build(example_repo)
+    _edit_spec(example_repo, "name: nomic-embed", "name: bge-reranker")  # another's name
+    with pytest.raises(InvalidInputError) as duplicate:
+        build(example_repo)
+    assert any("bge-reranker" in d.message for d in duplicate.value.diagnostics)
+    _edit_spec(example_repo, "name: bge-reranker", "name: nomic-embed")
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: many")
+    with pytest.raises(InvalidInputError) as invalid:
+        build(example_repo)
+    assert [d.path for d in invalid.value.diagnostics] == [NOMIC]
+
+
+def test_added_and_removed_spec_files_are_built_in_full(example_repo: Path) -> None:
+    build(example_repo)
+    (example_repo / "specs/kubeai/copy.yaml").write_text(
+        (example_repo / NOMIC).read_text().replace("nomic-embed", "nomic-copy")
+    )
+    (example_repo / "specs/vllm/whisper.yaml").unlink()
+    expected = build(example_repo, keep_objects=True)
+    assert dict(build(example_repo).files) == expected.files
+
+
+def test_render_after_one_change_writes_that_model_only(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _render(example_repo) == 0
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: 4")
+    capsys.readouterr()
+    assert _render(example_repo) == 0
+    assert "1 written, 0 removed" in capsys.readouterr().out
+    assert tree(example_repo / "output") == one_shot(example_repo, ())
+    assert _render(example_repo, "--check") == 0
+
+
+def test_damaged_bytes_carried_into_the_next_build_are_still_found(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """The next build copies unchanged files' bytes unread; each is checked against its
+    digest when read, and a mismatch is a miss (built again), never written out."""
+    build(example_repo)
+    entry = _whole_build_entry()
+    data = bytearray(entry.read_bytes())
+    lengths = [length for length, _ in _head(entry)["sections"]]  # type: ignore[attr-defined]
+    start = data.index(b"\n") + 1 + sum(lengths[:2])  # the bytes section
+    data[start + 10] ^= 0x01
+    entry.write_bytes(bytes(data))
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: 4")
+    assert _render(example_repo, "--out", str(tmp_path / "fresh")) == 0
+    expected = one_shot(example_repo, ())
+    assert tree(tmp_path / "fresh") == expected

@@ -25,7 +25,7 @@ def run(options: ValidateOptions) -> int:
     warnings = list(built.warnings)
     for note in built.notes[len(warnings) :]:  # the warnings come first, as notes
         terminal.note(note, color=color)
-    files = len({model.path for model in built.models})
+    files = built.spec_file_count()
     summary = problems_summary(warnings, checked_files=files)
     summary = f"{counted(len(built.models), 'spec')} valid, {summary}"
     report(warnings, options.format, summary=summary, color=color)
