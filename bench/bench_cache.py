@@ -28,6 +28,7 @@ The figures are noisy on a shared machine: the load average is printed with them
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubectl", default=default_kubectl())
     parser.add_argument("--kustomize-max", type=int, default=1000, help="largest size to kustomize")
     parser.add_argument("--kustomize-timeout", type=float, default=600.0)
+    parser.add_argument("--json", type=Path, help="also write {size: {row: [s, MB]}} here")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="servegen-bench-cache-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -281,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     for size in (int(n) for n in args.sizes.split(",")):
         results[size] = bench_size(size, args, workdir)
     print(report(results, args.repeat))
+    if args.json:
+        raw = {
+            str(size): {row: list(v) for row, v in rows.items()} for size, rows in results.items()
+        }
+        args.json.write_text(json.dumps(raw, indent=1))
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

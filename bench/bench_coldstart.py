@@ -20,6 +20,7 @@ on the machine's load, for comparing two trees (`--compare`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-bytecode", action="store_true")
     parser.add_argument("--importtime", action="store_true", help="print the slowest imports")
+    parser.add_argument("--json", type=Path, help="also write each row's times (s) here")
     parser.add_argument(
         "--instructions",
         action="store_true",
@@ -158,6 +160,8 @@ def main() -> None:
                 f"| {label} | {statistics.median(times) * 1000:.0f} ms | "
                 f"{min(times) * 1000:.0f} ms | {target} |"
             )
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
         if args.instructions:
             counts = count_rows(trees, repos, tmp, env)
             if all(count is None for count in counts.values()):

@@ -583,7 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     print(report(args, driver, runs, notes))
     if args.json:
         raw = {
-            mode: {"startup": run["startup"], "samples": [s.__dict__ for s in run["samples"]]}
+            mode: {
+                "startup": run["startup"],
+                "samples": [s.__dict__ for s in run["samples"]],
+                "yardstick": run["yardstick"],  # ms, plain `git commit` of the spec
+            }
             for mode, run in runs.items()
         }
         args.json.write_text(json.dumps(raw, indent=2))
