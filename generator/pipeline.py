@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from generator import buildcache, progress
+from generator import buildcache, progress, wholebuild
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
@@ -253,7 +253,7 @@ class Repository:
         if not (usable and (rel in self._listed or self.is_spec(rel))):
             return self.files.pop(rel, None) is not None
         data, source, volatile = read_spec(self.root, self.root / rel)
-        digest = buildcache.spec_digest(data)
+        digest = wholebuild.spec_digest(data)
         if old is not None and old.digest == digest:
             return False
         # What a symlink points at is for the loader to judge, every time: never cached.
@@ -492,12 +492,12 @@ class Repository:
         if any(self.files[rel].volatile for rel in ordered):
             return  # a symlink: _reused_build() never finds such a build either
         digests = ((rel, self.files[rel].digest) for rel in ordered)
-        key = buildcache.repository_key_of(self._key, digests)
+        key = wholebuild.repository_key_of(self._key, digests)
         sources = [
-            buildcache.Source(rel, self.files[rel].digest, _contribution(self.files[rel]))
+            wholebuild.Source(rel, self.files[rel].digest, _contribution(self.files[rel]))
             for rel in ordered
         ]
-        buildcache.store_build(  # without keep_objects, models are summaries already
+        wholebuild.store_build(  # without keep_objects, models are summaries already
             key,
             built.models,
             built.files,
@@ -506,14 +506,14 @@ class Repository:
             built.warnings,
             sources,
         )
-        buildcache.store_latest(self._key, key)
+        wholebuild.store_latest(self._key, key)
 
     def delta(
-        self, latest: buildcache.Latest, digests: Mapping[str, bytes], environment: str | None
+        self, latest: wholebuild.Latest, digests: Mapping[str, bytes], environment: str | None
     ) -> Build | None:
         """The latest stored build of this repository with only the changed spec files
         rendered again, when what they contribute beyond their own model files is what
-        it was (see buildcache.contribution()): then every check that spans models, the
+        it was (see wholebuild.contribution()): then every check that spans models, the
         notes and every file outside those models' folders are the latest build's too.
         None otherwise (what was rendered is kept for the full build that follows).
 
@@ -533,7 +533,7 @@ class Repository:
         _check_environment(self.config, environment)
         now = {**digests, **{rel: state.digest for rel, state in states.items() if state}}
         ordered = sorted(listed, key=_walk_order)
-        key = buildcache.repository_key_of(self._key, ((rel, now[rel]) for rel in ordered))
+        key = wholebuild.repository_key_of(self._key, ((rel, now[rel]) for rel in ordered))
         files: dict[str, dict[str, bytes]] = {}
         for rel, state in states.items():
             files[rel] = {p: d for m in (state.models if state else ()) for p, d in m.files.items()}
@@ -541,7 +541,7 @@ class Repository:
         if found is None:
             return None
         stored, tree = found
-        buildcache.store_latest(self._key, key)
+        wholebuild.store_latest(self._key, key)
         base = latest.build
         built = Build(self.root, self.config, base.models, stored, base.notes, base.failed_files)
         counts = (base.objects, base.spec_files)
@@ -550,7 +550,7 @@ class Repository:
 
 def _contribution(state: FileState) -> str:
     models = ((m.render, m.files, m.skipped) for m in state.models)
-    return buildcache.contribution(state.names, state.problems, models)
+    return wholebuild.contribution(state.names, state.problems, models)
 
 
 # --- one-shot builds -------------------------------------------------------------------------
@@ -616,14 +616,14 @@ def _fresh_build(
     return built
 
 
-def _latest(repository: Repository, crds: Sequence[Path]) -> buildcache.Latest | None:
+def _latest(repository: Repository, crds: Sequence[Path]) -> wholebuild.Latest | None:
     key = repository.key
     if key is None or not repository.config_ok:
         return None
-    return buildcache.load_latest(key, _rebuild(repository.root, crds))
+    return wholebuild.load_latest(key, _rebuild(repository.root, crds))
 
 
-def _rebuild(root: Path, crds: Sequence[Path]) -> buildcache.Rebuild:
+def _rebuild(root: Path, crds: Sequence[Path]) -> wholebuild.Rebuild:
     """What a stored build found damaged once read falls back to: a build without it
     (the entry is deleted by then)."""
 
@@ -684,11 +684,11 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[Build | None, dict[
         if exc.errno != errno.ENOENT or Path(exc.filename or "") != root / config.specs:
             unlisted.append(exc)  # (no spec folder at all is a warning, and is stored)
 
-    digests = buildcache.spec_digests(root, discover(root, config.specs, unreadable))
+    digests = wholebuild.spec_digests(root, discover(root, config.specs, unreadable))
     if digests is None or unlisted:
         return None, None
-    key = buildcache.repository_key_of(build_key, digests)
-    reused = buildcache.load_build(key, _rebuild(root, crds))
+    key = wholebuild.repository_key_of(build_key, digests)
+    reused = wholebuild.load_build(key, _rebuild(root, crds))
     if reused is None:
         return None, dict(digests)
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)

@@ -1,0 +1,585 @@
+"""Whole builds in the build cache (generator/buildcache.py), and the latest build of
+a repository, the base of a build with a few spec files changed.
+
+A whole build is one entry: a JSON head line (key, counts, notes, warnings, the tree's
+digest, and where each section lies, with its length and sha256), then four sections:
+the model summaries (JSON), the output files' paths, lengths and digests (JSON), the
+files' bytes, and per spec file its path, the digest of its bytes and of what it
+contributes to what spans every model (see contribution()).
+A hit reads the head alone: what `render`, `render --check` and `validate` need
+when nothing changed. A section is read (and checked against its digest) only when a
+caller asks for what it holds; a section found damaged then is a miss after all: the
+entry is deleted and the build is done again (the `rebuild` given to load_build()).
+
+Entries are written, read, marked used and pruned as buildcache's are, under the same
+safety rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import stat
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+from generator.buildcache import (
+    DamagedEntryError,
+    Range,
+    entry_path,
+    mark_used,
+    model_from_json,
+    model_to_json,
+    read_entry,
+    write_entry,
+)
+from generator.errors import Diagnostic
+from generator.outindex import digest, tree_digest
+from generator.render import ModelRender
+from generator.validate import SpecName
+
+_SECTIONS = ("models", "paths", "bytes", "sources")
+
+Rebuild = Callable[[], tuple[Sequence[ModelRender], Mapping[str, bytes]]]
+
+
+class _Stored:
+    """An open whole-build entry; its sections read when first needed."""
+
+    def __init__(
+        self, path: Path, fd: int, sections: Mapping[str, tuple[int, int, str]], rebuild: Rebuild
+    ) -> None:
+        self._path, self._fd, self._sections = path, fd, sections
+        self._rebuild = rebuild
+        self._closer = weakref.finalize(self, os.close, fd)
+        self._models: tuple[ModelRender, ...] | None = None
+        self._spans: dict[str, tuple[int, int, bytes]] | None = None
+        self._blob: bytes | None = None
+        self._reads = 0  # files read one by one (see _cut)
+        self._rebuilt: tuple[Sequence[ModelRender], Mapping[str, bytes]] | None = None
+
+    def _read(self, name: str) -> bytes:
+        offset, length, expected = self._sections[name]
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise DamagedEntryError(name)
+        # The bytes section is checked file by file, against the paths section's digests.
+        if name != "bytes" and hashlib.sha256(data).hexdigest() != expected:
+            raise DamagedEntryError(name)
+        return data
+
+    def _fallback(self) -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
+        """The entry turned out damaged: forget it and build again, once."""
+        if self._rebuilt is None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            self._rebuilt = self._rebuild()
+        return self._rebuilt
+
+    def models(self) -> Sequence[ModelRender]:
+        if self._rebuilt is not None:
+            return self._rebuilt[0]
+        if self._models is None:
+            try:
+                self._models = tuple(model_from_json(m) for m in json.loads(self._read("models")))
+            except (DamagedEntryError, ValueError, KeyError, TypeError, AttributeError):
+                return self._fallback()[0]
+        return self._models
+
+    def listing(self) -> list[tuple[str, int, bytes]]:
+        """Each output file's path, length and digest, in order (raises when damaged)."""
+        found = [
+            (str(path), int(length), bytes.fromhex(hexed))
+            for path, length, hexed in json.loads(self._read("paths"))
+        ]
+        if sum(length for _, length, _ in found) != self._sections["bytes"][1]:
+            raise DamagedEntryError("paths")
+        return found
+
+    def spans(self) -> Mapping[str, tuple[int, int, bytes]] | None:
+        """Each file's place in the bytes section and its digest; None once rebuilt."""
+        if self._rebuilt is not None:
+            return None
+        if self._spans is None:
+            try:
+                spans, offset = {}, 0
+                for path, length, file_digest in self.listing():
+                    spans[path] = (offset, offset + length, file_digest)
+                    offset += length
+            except (DamagedEntryError, ValueError, TypeError):
+                self._fallback()
+                return None
+            self._spans = spans
+        return self._spans
+
+    def file(self, path: str) -> bytes:
+        spans = self.spans()
+        if spans is not None:
+            start, end, expected = spans[path]
+            data = self._cut(start, end)
+            if data is not None and digest(data) == expected:
+                return data
+        return self._fallback()[1][path]
+
+    _ONE_BY_ONE = 256  # files read on their own before the whole bytes section is
+
+    def _cut(self, start: int, end: int) -> bytes | None:
+        """One file's bytes: read alone while few are asked for (a write of a few changed
+        files), else cut from the whole section, read once (a write of every file)."""
+        if self._blob is None and self._reads < self._ONE_BY_ONE:
+            self._reads += 1
+            offset = self._sections["bytes"][0]
+            return os.pread(self._fd, end - start, offset + start)
+        if self._blob is None:
+            with contextlib.suppress(DamagedEntryError):
+                self._blob = self._read("bytes")
+        return None if self._blob is None else self._blob[start:end]
+
+    def rebuilt_files(self) -> Mapping[str, bytes]:
+        return self._fallback()[1]
+
+    @property
+    def rebuilt(self) -> bool:
+        return self._rebuilt is not None
+
+    @property
+    def rebuild(self) -> Rebuild:
+        return self._rebuild
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def offset(self, name: str) -> int:
+        return self._sections[name][0]
+
+    def section(self, name: str) -> tuple[int, int, int, str]:
+        """(fd, offset, length, sha256) of a section, to copy it into another entry."""
+        offset, length, expected = self._sections[name]
+        return self._fd, offset, length, expected
+
+
+class StoredModels(Sequence[ModelRender]):
+    """A stored build's model summaries, decoded when first looked at (its length is
+    known from the head)."""
+
+    def __init__(self, stored: _Stored, count: int) -> None:
+        self._stored, self._count = stored, count
+
+    @overload
+    def __getitem__(self, index: int) -> ModelRender: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ModelRender]: ...
+
+    def __getitem__(self, index: int | slice) -> ModelRender | Sequence[ModelRender]:
+        return self._stored.models()[index]
+
+    def __len__(self) -> int:
+        return len(self._stored.models()) if self._stored.rebuilt else self._count
+
+    def __iter__(self) -> Iterator[ModelRender]:
+        return iter(self._stored.models())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class StoredFiles(Mapping[str, bytes]):
+    """A stored build's output files, each cut from the entry's bytes when asked for:
+    a render that finds its output folder already holding this tree (by its digest)
+    reads neither the paths nor the bytes of a 10,000-spec build."""
+
+    def __init__(self, stored: _Stored, count: int) -> None:
+        self._stored, self._count = stored, count
+
+    @property
+    def stored(self) -> _Stored:
+        return self._stored
+
+    def _files(self) -> Mapping[str, bytes] | Mapping[str, tuple[int, int, bytes]]:
+        spans = self._stored.spans()
+        return self._stored.rebuilt_files() if spans is None else spans
+
+    def __getitem__(self, path: str) -> bytes:
+        return self._stored.file(path)
+
+    def digests(self) -> Mapping[str, bytes]:
+        """outindex.digest() of each file, from the paths section: no file is read."""
+        spans = self._stored.spans()
+        if spans is None:
+            return {path: digest(data) for path, data in self._stored.rebuilt_files().items()}
+        return {path: file_digest for path, (_, _, file_digest) in spans.items()}
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._files()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files())
+
+    def __len__(self) -> int:
+        return len(self._files()) if self._stored.rebuilt else self._count
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedBuild:
+    """A whole successful build."""
+
+    models: Sequence[ModelRender]  # summaries
+    files: Mapping[str, bytes]  # every output file
+    notes: tuple[str, ...]
+    failed_files: frozenset[str]
+    warnings: tuple[Diagnostic, ...]  # what validation warned about
+    tree: str | None  # write.tree_digest() of the files
+    objects: int  # how many objects the models have
+    spec_files: int  # how many spec files the models come from
+
+
+def spec_digest(data: bytes) -> bytes:
+    """What a spec file's bytes contribute to the key of a whole build."""
+    return hashlib.sha256(data).digest()
+
+
+def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | None:
+    """`build` plus every spec file's path and bytes; None when a file is a symlink
+    (whatever it points at is for the loader to judge) or cannot be read."""
+    digests = spec_digests(root, spec_files)
+    return None if digests is None else repository_key_of(build, digests)
+
+
+def spec_digests(root: Path, spec_files: Iterable[Path]) -> list[tuple[str, bytes]] | None:
+    """Each spec file's repository path and spec_digest(), in the order given; None
+    when one is a symlink, not a regular file, too large or cannot be read."""
+    # pathlib drops a leading "./": below Path("."), "specs/a.yaml" has no prefix to cut.
+    base = "" if str(root) == "." else f"{str(root).rstrip(os.sep)}{os.sep}"
+    digests = []
+    # os-level calls, no pathlib: this reads every spec file on each nothing-changed run.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # a symlink fails (ELOOP)
+    try:
+        for path in spec_files:  # below root, as discover() lists them
+            text = str(path)
+            if not text.startswith(base):
+                return None
+            fd = os.open(text, flags)
+            try:
+                data = _read_small(fd)
+            finally:
+                os.close(fd)
+            if data is None:
+                return None
+            # The relative path by slicing: relative_to() was a tenth of a warm build.
+            rel = text[len(base) :].replace(os.sep, "/")
+            digests.append((rel, spec_digest(data)))
+    except OSError:
+        return None
+    return digests
+
+
+_READ_LIMIT = 1 << 20  # load.MAX_FILE_BYTES: a larger file is for the loader to refuse
+
+
+def _read_small(fd: int) -> bytes | None:
+    """A regular file's bytes up to the spec size limit; None otherwise (a FIFO, a
+    device, or too large: the loader words those)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > _READ_LIMIT:
+        return None
+    data = os.read(fd, info.st_size + 1)  # a short read is the end of a regular file
+    if len(data) <= info.st_size:
+        return data
+    chunks = [data]  # it grew since: read to its end
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def repository_key_of(build: str, digests: Iterable[tuple[str, bytes]]) -> str:
+    """repository_key() from each spec file's path and `spec_digest()`, in discover() order."""
+    digest = hashlib.sha256(f"repository\0{build}\0".encode())
+    for rel, file_digest in digests:
+        digest.update(rel.encode() + b"\0")
+        digest.update(file_digest)
+    return digest.hexdigest()
+
+
+def load_build(key: str, rebuild: Rebuild) -> CachedBuild | None:
+    """A stored build, from its head alone; None when missing or not whole.
+
+    Models and files are read when a caller first asks for them; should their section
+    be damaged then, the entry is deleted and `rebuild()` gives them instead.
+    """
+    path = entry_path(key)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            line = handle.readline(_HEAD_LIMIT)
+        head = json.loads(line)
+        if not isinstance(head, dict) or head.get("key") != key:
+            raise ValueError("another key")
+        sections, offset = {}, len(line)
+        for name, (length, expected) in zip(_SECTIONS, head["sections"], strict=True):
+            sections[name] = (offset, int(length), str(expected))
+            offset += int(length)
+        if offset != os.fstat(fd).st_size:
+            raise ValueError("truncated, or longer than it says")
+        counts = head["counts"]
+        stored = _Stored(path, fd, sections, rebuild)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        os.close(fd)
+        return None
+    mark_used(fd)
+    try:
+        return CachedBuild(
+            StoredModels(stored, int(counts["models"])),
+            StoredFiles(stored, int(counts["files"])),
+            tuple(str(note) for note in head["notes"]),
+            frozenset(str(path) for path in head["failed_files"]),
+            tuple(Diagnostic(*w) for w in head["warnings"]),
+            str(head["tree"]),
+            int(counts["objects"]),
+            int(counts["spec_files"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+_HEAD_LIMIT = 64 << 20  # a head line longer than this is not one servegen wrote
+
+
+def store_build(
+    key: str,
+    models: Sequence[ModelRender],
+    files: Mapping[str, bytes],
+    notes: Sequence[str],
+    failed_files: Iterable[str],
+    warnings: Iterable[Diagnostic],
+    sources: Sequence[Source] = (),
+) -> str:
+    """Store a whole build: model summaries, notes, warnings and every output file,
+    with the digest of the tree they make (what the output folder's index compares),
+    and what each spec file contributed (`sources`, for a later build's delta());
+    returns the tree's digest."""
+    digests = [digest(data) for data in files.values()]
+    paths = [
+        [path, len(data), d.hex()] for (path, data), d in zip(files.items(), digests, strict=True)
+    ]
+    sections = [
+        [_json([model_to_json(model) for model in models])],
+        [_json(paths)],
+        list(files.values()),
+        [_json([[s.rel, s.digest.hex(), s.contribution] for s in sources])],
+    ]
+    counts = {
+        "models": len(models),
+        "files": len(files),
+        "objects": sum(len(env.objects) for m in models for env in m.environments.values()),
+        "spec_files": len({model.path for model in models}),
+    }
+    tree = tree_digest(dict(zip(files, digests, strict=True)))
+    _store_sections(key, sections, counts, notes, failed_files, warnings, tree)
+    return tree
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _store_sections(
+    key: str,
+    sections: Sequence[Sequence[bytes]],
+    counts: Mapping[str, int],
+    notes: Sequence[str],
+    failed_files: Iterable[str],
+    warnings: Iterable[Diagnostic],
+    tree: str,
+) -> None:
+    described = []
+    for name, parts in zip(_SECTIONS, sections, strict=True):
+        total = hashlib.sha256()
+        for part in parts if name != "bytes" else ():  # that one: file by file (_Stored.file)
+            total.update(part)
+        checked = total.hexdigest() if name != "bytes" else ""
+        described.append([sum(len(part) for part in parts), checked])
+    head = {
+        "key": key,
+        "sections": described,
+        "counts": dict(counts),
+        "notes": list(notes),
+        "failed_files": sorted(failed_files),
+        "warnings": [dataclasses.astuple(w) for w in warnings],
+        "tree": tree,
+    }
+    write_entry(key, [_json(head) + b"\n", *(part for parts in sections for part in parts)])
+
+
+# --- the latest build of a repository, for a build with a few spec files changed ----------
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """What one spec file of a passing build was and contributed."""
+
+    rel: str
+    digest: bytes  # spec_digest() of its bytes
+    contribution: str  # contribution() of what it yields
+
+
+def contribution(
+    names: Sequence[SpecName],
+    warnings: Sequence[Diagnostic],
+    models: Iterable[tuple[ModelRender, Iterable[str], Mapping[str, int]]],
+) -> str:
+    """A digest of everything a spec file yields that something beyond its own model
+    files reads: its specs' names and positions, its warnings, each model's summary
+    (what Flux, the catalog, the README and the duplicate checks read), the paths of its
+    files and the kinds it left unchecked. Two versions of a file with the same
+    contribution differ only in the bytes of their models' files."""
+    text = _json(
+        [
+            [dataclasses.astuple(n) for n in names],
+            [dataclasses.astuple(w) for w in warnings],
+            [
+                [model_to_json(m), sorted(paths), sorted(skipped.items())]
+                for m, paths, skipped in models
+            ],
+        ]
+    )
+    return hashlib.sha256(text).hexdigest()
+
+
+def _latest_key(build: str) -> str:
+    # Not the repository's folder: an export of a commit to a temporary folder (publish,
+    # diff) builds on the working tree's latest build and the other way round. Any
+    # passing build under the same key is a correct base; the closest is the fastest.
+    return hashlib.sha256(b"latest\0" + build.encode()).hexdigest()
+
+
+def store_latest(build: str, key: str) -> None:
+    """Point at `key` as the latest whole build under `build`."""
+    write_entry(_latest_key(build), [_json({"key": _latest_key(build), "build": key})])
+
+
+@dataclasses.dataclass(frozen=True)
+class Latest:
+    """The latest whole build of a repository, as a base for the next one."""
+
+    build: CachedBuild
+    sources: dict[str, tuple[bytes, str]]  # spec file -> (its digest, its contribution)
+    _stored: _Stored
+
+    def delta(
+        self,
+        key: str,
+        digests: Mapping[str, bytes],
+        changed: Mapping[str, Mapping[str, bytes]],
+    ) -> tuple[StoredFiles, str] | None:
+        """This build with the files in `changed` (each spec file's model files) swapped
+        in, stored under `key` with the spec files' new `digests`: its files and tree
+        digest; None if this entry cannot be read after all."""
+        try:
+            return self._delta(key, digests, changed)
+        except (DamagedEntryError, OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _delta(
+        self,
+        key: str,
+        digests: Mapping[str, bytes],
+        changed: Mapping[str, Mapping[str, bytes]],
+    ) -> tuple[StoredFiles, str] | None:
+        stored = self._stored
+        new = {path: data for files in changed.values() for path, data in files.items()}
+        # The unchanged files are copied from this entry in runs, by the kernel: their
+        # digests come along in the paths section, and are checked when they are read.
+        start = stored.offset("bytes")
+        pieces: list[bytes | Range] = []
+        paths: list[list[object]] = []
+        digests_of: dict[str, bytes] = {}
+        run, offset, size = 0, start, 0  # offset in this entry, size of the new section
+        for path, length, file_digest in stored.listing():
+            data = new.pop(path, None)
+            if data is None:
+                run += length
+                size += length
+                digests_of[path] = file_digest
+            else:
+                if run:
+                    pieces.append((stored.fd, offset - run, run))
+                    run = 0
+                pieces.append(data)
+                size += len(data)
+                digests_of[path] = digest(data)
+            paths.append([path, length if data is None else len(data), digests_of[path].hex()])
+            offset += length
+        if run:
+            pieces.append((stored.fd, offset - run, run))
+        if new:  # a path this build does not have: not a delta after all
+            return None
+        sources = [
+            [rel, digests[rel].hex(), contribution]
+            for rel, (_, contribution) in self.sources.items()
+        ]
+        built = self.build
+        tree = tree_digest(digests_of)
+        counts = {
+            "models": len(built.models),
+            "files": len(paths),
+            "objects": built.objects,
+            "spec_files": built.spec_files,
+        }
+        models = stored.section("models")
+        listed, described = _json(paths), _json(sources)
+        head = {
+            "key": key,
+            "sections": [
+                [models[2], models[3]],
+                [len(listed), hashlib.sha256(listed).hexdigest()],
+                [size, ""],
+                [len(described), hashlib.sha256(described).hexdigest()],
+            ],
+            "counts": counts,
+            "notes": list(built.notes),
+            "failed_files": sorted(built.failed_files),
+            "warnings": [dataclasses.astuple(w) for w in built.warnings],
+            "tree": tree,
+        }
+        write_entry(key, [_json(head) + b"\n", models[:3], listed, *pieces, described])
+        reused = load_build(key, stored.rebuild)
+        if reused is None or not isinstance(reused.files, StoredFiles):
+            return None
+        return reused.files, tree
+
+
+def load_latest(build: str, rebuild: Rebuild) -> Latest | None:
+    """The latest whole build stored under `build`."""
+    try:
+        entry = json.loads(read_entry(_latest_key(build)))
+        if entry.get("key") != _latest_key(build):
+            return None
+        key = str(entry["build"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    found = load_build(key, rebuild)
+    if found is None or not isinstance(found.files, StoredFiles):
+        return None
+    stored = found.files.stored
+    try:
+        sources = {
+            str(rel): (bytes.fromhex(hexed), str(contribution))
+            for rel, hexed, contribution in json.loads(stored._read("sources"))
+        }
+    except (DamagedEntryError, ValueError, TypeError):
+        return None
+    return Latest(found, sources, stored)

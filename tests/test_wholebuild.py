@@ -1,0 +1,309 @@
+"""Whole builds in the build cache (generator/wholebuild.py): a hit reads the head
+alone, a damaged section is a miss, and one changed spec builds on the latest build."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from generator import cli, pipeline, wholebuild
+from generator.errors import InvalidInputError
+from generator.outindex import digest, index_path, tree_digest
+from generator.pipeline import build
+from generator.render import summary
+from generator.write import MANIFEST, manifest_bytes, stale_paths, write_tree
+from tests.cacheutil import Counting, entries, head, no_render, no_validation
+from tests.incrementalutil import one_shot, tree
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> Counting:
+    return Counting.installed(monkeypatch)
+
+
+# --- a whole-build hit against an up-to-date output folder -------------------------------
+
+
+class _Untouchable(Mapping[str, bytes]):
+    """A build's files whose bytes must not be looked at (paths may be)."""
+
+    def __init__(self, files: Mapping[str, bytes]):
+        self._paths = list(files)
+
+    def __getitem__(self, path: str) -> bytes:
+        raise AssertionError(f"the bytes of {path} were looked at")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def test_an_up_to_date_output_is_found_by_the_tree_digest_alone(example_repo: Path) -> None:
+    build(example_repo)  # stores the whole build
+    again = build(example_repo)
+    assert isinstance(again.files, wholebuild.StoredFiles) and again.tree is not None
+    out = example_repo / "output"
+    write_tree(out, again.files, tree=again.tree)
+    before = tree(out)
+    stats = write_tree(out, _Untouchable(again.files), tree=again.tree)
+    assert not stats.changed and stats.unchanged == len(again.files)
+    assert stale_paths(out, _Untouchable(again.files), tree=again.tree) == []
+    assert tree(out) == before == {**again.files, MANIFEST: manifest_bytes(again.files)}
+
+
+def _render(repo: Path, *extra: str) -> int:
+    return cli.main(["-C", str(repo), "render", *extra])
+
+
+@pytest.mark.parametrize("when", ["later", "same granule"])
+def test_render_check_finds_a_same_size_hand_edit(
+    example_repo: Path, capsys: pytest.CaptureFixture[str], when: str
+) -> None:
+    assert _render(example_repo) == 0
+    assert _render(example_repo) == 0  # a whole-build hit
+    edited = example_repo / "output" / "README.md"
+    recorded = edited.stat().st_mtime_ns
+    data = edited.read_bytes()
+    time.sleep(0.02 if when == "later" else 0)
+    edited.write_bytes(data.replace(b"e", b"E", 1))
+    assert len(edited.read_bytes()) == len(data) and edited.read_bytes() != data
+    if when == "same granule":  # the edit kept every stat field, in the index's granule
+        index = index_path(example_repo / "output")
+        assert index is not None
+        os.utime(edited, ns=(recorded, recorded))
+        os.utime(index, ns=(recorded, recorded))
+    capsys.readouterr()
+    assert _render(example_repo, "--check") == 1
+    assert f"{edited}: stale" in capsys.readouterr().err
+    assert _render(example_repo) == 0
+    assert edited.read_bytes() == data
+    assert _render(example_repo, "--check") == 0
+
+
+def test_a_spec_edited_while_building_is_not_stored_under_its_old_bytes(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = example_repo / "specs/kubeai/nomic-embed.yaml"
+    before = spec.read_text()
+    after = before.replace("max_replicas: 3", "max_replicas: 4")
+    real_load_build = wholebuild.load_build
+
+    def miss_then_edit(key: str, rebuild: wholebuild.Rebuild) -> object:
+        # The whole-build key was just computed from `before`; the build reads `after`.
+        spec.write_text(after)
+        return real_load_build(key, rebuild)
+
+    monkeypatch.setattr(wholebuild, "load_build", miss_then_edit)
+    assert b"maxReplicas: 4" in b"".join(build(example_repo).files.values())
+    monkeypatch.setattr(wholebuild, "load_build", real_load_build)
+    spec.write_text(before)
+    assert build(example_repo).files == build(example_repo, keep_objects=True).files
+
+
+def test_a_build_from_a_relative_root_is_found_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`servegen render` without -C builds Path("."): its whole build must be found by
+    the next run from the same folder, not stored under paths cut one character short."""
+    monkeypatch.chdir(example_repo)
+    first = build(Path("."))
+    monkeypatch.setattr(pipeline, "Repository", no_validation)  # the whole build, or fail
+    again = build(Path("."))
+    assert again.files == first.files
+
+
+# --- a whole-build hit reads the entry's head alone ----------------------------------------
+
+
+def _whole_build_entry() -> Path:
+    (entry,) = [path for path in entries() if "notes" in head(path)]
+    return entry
+
+
+def test_nothing_changed_reads_neither_models_nor_files(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """render, render --check and validate with nothing changed: counts and notes come
+    from the head; the output folder is proven up to date by its index."""
+    assert _render(example_repo) == 0
+    assert _render(example_repo) == 0  # the whole build's first hit stores the index
+    capsys.readouterr()
+
+    def unread(*_: object) -> bytes:
+        raise AssertionError("a section was read")
+
+    monkeypatch.setattr(wholebuild._Stored, "_read", unread)
+    assert _render(example_repo) == 0
+    rendered = capsys.readouterr()
+    assert "rendered 10 models" in rendered.err + rendered.out
+    assert _render(example_repo, "--check") == 0
+    assert cli.main(["-C", str(example_repo), "validate"]) == 0
+    assert "10 specs valid" in "".join(capsys.readouterr())
+
+
+@pytest.mark.parametrize("section", [0, 1, 2], ids=["models", "paths", "bytes"])
+def test_a_section_damaged_after_the_head_is_a_miss_too(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, section: int
+) -> None:
+    """The head is whole, but a section's bytes are not what its digest says: found when
+    the section is first read; the entry is deleted and the build done again."""
+    expected = build(example_repo, keep_objects=True)
+    build(example_repo)
+    entry = _whole_build_entry()
+    data = bytearray(entry.read_bytes())
+    lengths = [length for length, _ in head(entry)["sections"]]  # type: ignore[attr-defined]
+    start = data.index(b"\n") + 1 + sum(lengths[:section])
+    data[start + lengths[section] // 2] ^= 0x01  # one bit, same length
+    entry.write_bytes(bytes(data))
+    again = build(example_repo)
+    assert isinstance(again.files, wholebuild.StoredFiles)  # the head was a hit
+    assert dict(again.files) == expected.files
+    assert [m.name for m in again.models] == [m.name for m in expected.models]
+    assert entry.read_bytes() != data  # deleted, and stored anew by the rebuild
+    assert dict(build(example_repo).files) == expected.files
+
+
+def test_a_spec_key_is_none_for_what_the_loader_must_judge(example_repo: Path) -> None:
+    """A symlink, a FIFO (never opened for a blocking read) and a file over the size
+    limit each leave the whole build to the loader."""
+    specs = sorted((example_repo / "specs").rglob("*.yaml"))
+    assert wholebuild.repository_key("b", example_repo, specs) is not None
+    fifo = example_repo / "specs/fifo.yaml"
+    os.mkfifo(fifo)
+    assert wholebuild.repository_key("b", example_repo, [*specs, fifo]) is None
+    fifo.unlink()
+    link = example_repo / "specs/link.yaml"
+    link.symlink_to(specs[0])
+    assert wholebuild.repository_key("b", example_repo, [*specs, link]) is None
+    big = example_repo / "specs/big.yaml"
+    big.write_bytes(b"#" * ((1 << 20) + 1))
+    assert wholebuild.repository_key("b", example_repo, [*specs, big]) is None
+
+
+# --- one spec changed: the latest build of the repository is the base ----------------------
+
+NOMIC = "specs/kubeai/nomic-embed.yaml"
+
+
+def _edit_spec(repo: Path, old: str, new: str) -> None:
+    spec = repo / NOMIC
+    assert old in spec.read_text()
+    spec.write_text(spec.read_text().replace(old, new))
+
+
+def _no_full_fill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if a build reads every spec file's entry (the path without a base)."""
+
+    def refuse(*_: object) -> object:
+        raise AssertionError("every spec file was read")
+
+    monkeypatch.setattr(pipeline.Repository, "scan", refuse)
+
+
+def test_one_changed_spec_is_rendered_against_the_latest_build(
+    example_repo: Path, renders: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_replicas is in no summary: only that model's files change, nothing else is
+    checked or laid out again, and the result is what a build from scratch gives."""
+    build(example_repo)
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: 4")
+    renders.names.clear()
+    with monkeypatch.context() as patched:
+        _no_full_fill(patched)
+        patched.setattr(pipeline, "cluster_files", no_render)
+        patched.setattr(pipeline, "duplicate_objects", no_render)
+        build(example_repo)
+        # Again on the build just made, with files of another length this time.
+        _edit_spec(example_repo, "max_replicas: 4", "max_replicas: 12")
+        again = build(example_repo)
+    assert renders.names == ["nomic-embed", "nomic-embed"]
+    expected = build(example_repo, keep_objects=True)
+    assert dict(again.files) == expected.files
+    assert list(again.models) == [summary(m) for m in expected.models]
+    assert again.notes == expected.notes and again.warnings == expected.warnings
+    assert again.object_count() == expected.object_count()
+    assert again.tree == tree_digest({path: digest(data) for path, data in expected.files.items()})
+    renders.names.clear()
+    assert dict(build(example_repo).files) == expected.files  # now a whole-build hit
+    assert renders.names == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("min_replicas: 0", "min_replicas: 1"),  # in the summary: Flux health checks read it
+        ("name: nomic-embed", "name: nomic-embed-2"),  # its name, files and catalog entry
+        ("# Embeddings", "\n# Embeddings"),  # its position, which diagnostics cite
+    ],
+    ids=["summary", "name", "position"],
+)
+def test_a_change_beyond_its_own_files_is_built_in_full(
+    example_repo: Path, old: str, new: str
+) -> None:
+    build(example_repo)
+    _edit_spec(example_repo, old, new)
+    again = build(example_repo)
+    expected = build(example_repo, keep_objects=True)
+    assert dict(again.files) == expected.files
+    assert again.notes == expected.notes
+    assert [m.name for m in again.models] == [m.name for m in expected.models]
+    assert [(m.path, m.line) for m in again.models] == [(m.path, m.line) for m in expected.models]
+
+
+def test_a_changed_spec_that_collides_or_fails_is_reported_as_ever(example_repo: Path) -> None:
+    build(example_repo)
+    _edit_spec(example_repo, "name: nomic-embed", "name: bge-reranker")  # another's name
+    with pytest.raises(InvalidInputError) as duplicate:
+        build(example_repo)
+    assert any("bge-reranker" in d.message for d in duplicate.value.diagnostics)
+    _edit_spec(example_repo, "name: bge-reranker", "name: nomic-embed")
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: many")
+    with pytest.raises(InvalidInputError) as invalid:
+        build(example_repo)
+    assert [d.path for d in invalid.value.diagnostics] == [NOMIC]
+
+
+def test_added_and_removed_spec_files_are_built_in_full(example_repo: Path) -> None:
+    build(example_repo)
+    (example_repo / "specs/kubeai/copy.yaml").write_text(
+        (example_repo / NOMIC).read_text().replace("nomic-embed", "nomic-copy")
+    )
+    (example_repo / "specs/vllm/whisper.yaml").unlink()
+    expected = build(example_repo, keep_objects=True)
+    assert dict(build(example_repo).files) == expected.files
+
+
+def test_render_after_one_change_writes_that_model_only(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _render(example_repo) == 0
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: 4")
+    capsys.readouterr()
+    assert _render(example_repo) == 0
+    assert "1 written, 0 removed" in capsys.readouterr().out
+    assert tree(example_repo / "output") == one_shot(example_repo, ())
+    assert _render(example_repo, "--check") == 0
+
+
+def test_damaged_bytes_carried_into_the_next_build_are_still_found(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """The next build copies unchanged files' bytes unread; each is checked against its
+    digest when read, and a mismatch is a miss (built again), never written out."""
+    build(example_repo)
+    entry = _whole_build_entry()
+    data = bytearray(entry.read_bytes())
+    lengths = [length for length, _ in head(entry)["sections"]]  # type: ignore[attr-defined]
+    start = data.index(b"\n") + 1 + sum(lengths[:2])  # the bytes section
+    data[start + 10] ^= 0x01
+    entry.write_bytes(bytes(data))
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: 4")
+    assert _render(example_repo, "--out", str(tmp_path / "fresh")) == 0
+    expected = one_shot(example_repo, ())
+    assert tree(tmp_path / "fresh") == expected
