@@ -48,6 +48,7 @@ __all__ = [
     "Identity",
     "PushResult",
     "PushStatus",
+    "RemoteHeads",
     "Repo",
     "Tree",
     "TreeEntry",
@@ -63,6 +64,7 @@ __all__ = [
     "current_branch",
     "export_tree",
     "fetch_branch",
+    "fetch_seen",
     "head_commit",
     "identity_from_env_or_config",
     "is_ancestor",
@@ -76,6 +78,7 @@ __all__ = [
     "read_tree_files",
     "read_unlike",
     "remote_default_branch",
+    "remote_heads",
     "remote_url",
     "resolve_commit",
     "tracking_ref",
@@ -1228,6 +1231,53 @@ def remote_default_branch(repo: Repo, remote: str) -> str | None:
         if name == "HEAD" and target.startswith("ref: refs/heads/"):
             return target.removeprefix("ref: refs/heads/")
     return None
+
+
+@dataclass(frozen=True)
+class RemoteHeads:
+    """What one `git ls-remote` saw: the branch the remote's HEAD names (None when it
+    names none) with its tip, and the tip of one more branch (None when absent)."""
+
+    default_branch: str | None
+    default_tip: str | None
+    branch_tip: str | None
+
+
+def remote_heads(repo: Repo, remote: str, branch: str) -> RemoteHeads:
+    """The remote's default branch and its tip, and `branch`'s tip, in one round trip.
+
+    What a fetch would bring is then known: `fetch_seen` skips the fetches whose tip is
+    already here (a publish asks for two branches; most of the time neither moved).
+    """
+    wanted = _branch_ref(branch)
+    res = _transport(
+        repo, "ls-remote", "--symref", "--end-of-options", _check_remote(remote), "HEAD", wanted
+    )
+    if res.status != 0:
+        raise GitError(f"cannot reach {remote!r}: {res.stderr.strip()}")
+    default = head_tip = branch_tip = None
+    for line in _line(res.stdout).splitlines():
+        value, _, name = line.partition("\t")
+        # Patterns match ref name tails: only the exact names count.
+        if name == "HEAD" and value.startswith("ref: refs/heads/"):
+            default = value.removeprefix("ref: refs/heads/")
+        elif name == "HEAD" and _HEX_OID.fullmatch(value):
+            head_tip = value
+        elif name == wanted and _HEX_OID.fullmatch(value):
+            branch_tip = value
+    return RemoteHeads(default, head_tip if default else None, branch_tip)
+
+
+def fetch_seen(repo: Repo, remote: str, branch: str, seen: str | None) -> str | None:
+    """`fetch_branch`, for a branch `remote_heads` just saw at `seen` (None: absent).
+
+    When the private tracking ref already holds `seen`, its objects are here (a ref
+    keeps them), and a fetch would transfer nothing and move nothing: it is skipped.
+    Anything else, a moved, new or vanished branch, is a real fetch.
+    """
+    if seen is not None and _ref_sha(repo, tracking_ref(_check_remote(remote), branch)) == seen:
+        return seen
+    return fetch_branch(repo, remote, branch)
 
 
 def fetch_commit(repo: Repo, remote: str, sha: str) -> bool:

@@ -389,24 +389,31 @@ def publish_worktree(
     return describe(publish_files(target, source, files))
 
 
-def check_pushable(target: Target, source: Source) -> None:
+def check_pushable(target: Target, source: Source) -> git.RemoteHeads | None:
     """With --push, only a source commit the remote's default branch holds is published.
 
     What Flux deploys must be what was reviewed and merged: an unpushed commit or a
     feature branch would put a state on the deploy branch that its source branch never
     had, and "never backwards" would then block the real next merge.
+
+    Returns what the one `ls-remote` saw (the deploy branch's tip too), for the first
+    attempt's tips; None without --push.
     """
     if target.remote is None:
-        return
+        return None
     remote = target.remote
-    branch = git.remote_default_branch(target.repo, remote)
+    heads = git.remote_heads(target.repo, remote, target.branch)
+    branch = heads.default_branch
     if branch is None:
         raise GitError(
             f"{remote} names no default branch (its HEAD points at no branch): cannot check "
             "that the source is merged. Point the remote's HEAD at the branch you merge into "
             "(in a bare repository: git symbolic-ref HEAD refs/heads/main)"
         )
-    tip = git.fetch_branch(target.repo, remote, branch)
+    # The usual case, the source is the branch's tip: the answer needs no fetch.
+    tip = heads.default_tip
+    if tip != source.sha:
+        tip = git.fetch_seen(target.repo, remote, branch, tip)
     if tip is not None and not git.is_ancestor(target.repo, source.sha, tip):
         if git.is_shallow(target.repo):
             raise GitError(
@@ -422,13 +429,16 @@ def check_pushable(target: Target, source: Source) -> None:
             f"{branch} (and push {branch}) first, or run publish without --push to build the "
             "deploy commit locally"
         )
+    return heads
 
 
 def publish_files(target: Target, source: Source, files: Mapping[str, bytes]) -> Outcome:
     """The bounded fetch / build / compare-and-swap / push loop."""
-    check_pushable(target, source)
+    heads = check_pushable(target, source)
     for attempt in range(1, target.max_attempts + 1):
-        outcome = attempt_publish(target, source, files, current_tips(target))
+        # A retry follows a lost race: it fetches afresh whatever ls-remote saw before.
+        tips = current_tips(target, heads if attempt == 1 else None)
+        outcome = attempt_publish(target, source, files, tips)
         if outcome is not None:
             return replace(outcome, attempts=attempt)
         if attempt < target.max_attempts:
@@ -445,10 +455,14 @@ def backoff(attempt: int) -> None:
     time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
 
 
-def current_tips(target: Target) -> Tips:
+def current_tips(target: Target, heads: git.RemoteHeads | None = None) -> Tips:
+    """The local and remote deploy tips; `heads`: what an `ls-remote` just saw, so the
+    remote branch is fetched only when it is not here yet."""
     local = git.branch_sha(target.repo, target.branch)
     remote = None
-    if target.remote is not None:
+    if target.remote is not None and heads is not None:
+        remote = git.fetch_seen(target.repo, target.remote, target.branch, heads.branch_tip)
+    elif target.remote is not None:
         remote = git.fetch_branch(target.repo, target.remote, target.branch)
     return Tips(local, remote)
 

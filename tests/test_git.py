@@ -472,6 +472,52 @@ def test_push_to_bare_remote_and_fetch_back(repo: g.Repo, remote: Path) -> None:
     assert g.tracking_ref(str(remote), "deploy").startswith("refs/servegen/remotes/url-")
 
 
+def test_remote_heads_sees_the_default_branch_and_the_deploy_tip(
+    work: Path, repo: g.Repo, remote: Path
+) -> None:
+    """One ls-remote answers what check_pushable and the first tips used to fetch for."""
+    head = sh(work, "rev-parse", "HEAD")
+    branch = sh(work, "symbolic-ref", "--short", "HEAD")
+    sh(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    sh(remote, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+    assert g.remote_heads(repo, "origin", "deploy") == g.RemoteHeads(branch, head, None)
+    first = g.build_commit(repo, {"a": b"1"}, None, "one", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", first, "deploy", None).ok
+    # A ref whose name merely ends in the pattern is not the branch.
+    sh(remote, "update-ref", "refs/tags/refs/heads/deploy", head)
+    assert g.remote_heads(repo, "origin", "deploy") == g.RemoteHeads(branch, head, first)
+    sh(remote, "update-ref", "--no-deref", "HEAD", head)  # detached: names no branch
+    assert g.remote_heads(repo, "origin", "deploy") == g.RemoteHeads(None, None, first)
+
+
+def test_fetch_seen_skips_only_a_fetch_that_would_bring_nothing(
+    work: Path, repo: g.Repo, remote: Path, tmp_path: Path
+) -> None:
+    first = g.build_commit(repo, {"a": b"1"}, None, "one", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", first, "deploy", None).ok  # tracking ref: first
+    # Another publisher moves the branch: what ls-remote saw is fetched, objects and all.
+    other = tmp_path / "other"
+    sh(tmp_path, "clone", "-q", "--branch", "deploy", str(remote), str(other))
+    (other / "a").write_text("theirs")
+    sh(other, "commit", "-q", "-am", "theirs")
+    sh(other, "push", "-q", "origin", "deploy")
+    theirs = g.remote_heads(repo, "origin", "deploy").branch_tip
+    assert theirs == sh(other, "rev-parse", "HEAD") != first
+    assert g.fetch_seen(repo, "origin", "deploy", theirs) == theirs
+    assert g.read_tree_files(repo, theirs) == {"a": b"theirs"}
+    assert sh(work, "rev-parse", g.tracking_ref("origin", "deploy")) == theirs
+    # Seen where the tracking ref already is: no round trip (the remote is gone).
+    (tmp_path / "remote.git").rename(tmp_path / "gone.git")
+    assert g.fetch_seen(repo, "origin", "deploy", theirs) == theirs
+    with pytest.raises(GitError, match="cannot fetch"):
+        g.fetch_seen(repo, "origin", "deploy", first)  # anything else is fetched
+    (tmp_path / "gone.git").rename(tmp_path / "remote.git")
+    sh(remote, "update-ref", "-d", "refs/heads/deploy")
+    assert g.fetch_seen(repo, "origin", "deploy", None) is None  # vanished: ref dropped
+    assert g.branch_sha(repo, "deploy") is None
+    assert sh(work, "for-each-ref", g.tracking_ref("origin", "deploy")) == ""
+
+
 def test_repository_config_cannot_name_programs_for_push_or_fetch(
     work: Path, repo: g.Repo, remote: Path, tmp_path: Path
 ) -> None:

@@ -477,6 +477,28 @@ def test_push_creates_and_advances_the_remote_branch(
     assert sh(remote, "rev-list", "--count", "deploy") == "2"
 
 
+def test_push_of_a_source_the_default_branch_has_moved_past(
+    spec_repo: Path,
+    remote: Path,
+    tmp_path: Path,
+    crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The default branch's tip is not the source: the branch is fetched and must hold it."""
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    source = commit_all(spec_repo, "Scale")
+    sh(spec_repo, "push", "-q", "origin", "main")
+    other = clone(tmp_path, remote, "other")
+    edit(other / RERANKER, "max_replicas: 2}", "max_replicas: 3}")
+    later = commit_all(other, "Scale the reranker")
+    sh(other, "push", "-q", "origin", "main")
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0 and "and pushed" in out, err
+    assert deploy_metadata(remote, "deploy")["drySha"] == source
+    tracking = git.tracking_ref("origin", "main")
+    assert sh(spec_repo, "rev-parse", tracking) == later
+
+
 def test_push_to_a_remote_named_by_a_relative_path(
     spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
