@@ -374,9 +374,28 @@ def _path_parts(path: str) -> list[str]:
     git itself *silently ignores* some of these in `update-index --index-info` (and
     `mktree` accepts `..`), so the check has to happen here.
     """
-    if _UNSAFE_PATH.search(path):
+    if not _plainly_safe(path) and _UNSAFE_PATH.search(path):
         raise GitError(f"unsafe path {path!r}: must be relative, without '.', '..', '.git'")
     return path.split("/")
+
+
+def _plainly_safe(path: str) -> bool:
+    """True for a path `_UNSAFE_PATH` cannot match, told by a few substring tests.
+
+    The pattern matches only an empty, `.`, `..` or `.git` component, a NUL or a
+    backslash. Without an empty component and with no component starting with "." none
+    of those can be there; the rest is left to the pattern. (The pattern alone, tried
+    at every position, took a tenth of a publish for 6,000 paths.)
+    """
+    return not (
+        not path
+        or path[0] in "./"
+        or path[-1] == "/"
+        or "//" in path
+        or "/." in path
+        or "\0" in path
+        or "\\" in path
+    )
 
 
 def _check_no_file_dir_conflicts(paths: Sequence[str]) -> None:
@@ -993,8 +1012,14 @@ def blob_ids(repo: Repo, files: Mapping[str, bytes]) -> dict[str, str]:
 _LAST_BLOBS: dict[str, dict[str, tuple[bytes, str]]] = {}
 
 
+# hashlib's own constructors: hashlib.new(name) looks the name up on every call.
+_HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+
+
 def _blob_oid(repo: Repo, data: bytes) -> str:
-    digest = hashlib.new(repo.object_format, b"blob %d\0" % len(data))
+    header = b"blob %d\0" % len(data)
+    made = _HASHES.get(repo.object_format)
+    digest = made(header) if made else hashlib.new(repo.object_format, header)
     digest.update(data)
     return digest.hexdigest()
 

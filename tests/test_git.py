@@ -7,6 +7,7 @@ CLI directly (`sh`), independently of the module under test.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import stat
 import subprocess
@@ -446,6 +447,23 @@ def test_export_tree_refuses_hand_made_traversal(repo: g.Repo, work: Path, tmp_p
     with pytest.raises(GitError, match=r"unsafe path '\.\./pwned\.txt'"):
         g.export_tree(repo, commit, dest)
     assert not (tmp_path / "box" / "pwned.txt").exists()
+
+
+def test_the_quick_path_check_refuses_exactly_what_the_pattern_refuses() -> None:
+    """Every path of up to 5 characters over the letters that matter: the substring
+    tests only ever pass a path the pattern passes, so _path_parts refuses the same."""
+    letters = "a./\\\0giGT"
+    for size in range(6):
+        for chars in itertools.product(letters, repeat=size):
+            path = "".join(chars)
+            unsafe = g._UNSAFE_PATH.search(path) is not None
+            assert not (g._plainly_safe(path) and unsafe), path
+            try:
+                g._path_parts(path)
+            except GitError:
+                assert unsafe, path
+            else:
+                assert not unsafe, path
 
 
 # --------------------------------------------------------------------------- remotes
