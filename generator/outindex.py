@@ -337,7 +337,7 @@ class SpareState:
     seen: dict[str, Fields]  # ".", and each folder's fields, as just compared
 
 
-def _spare_path(out: Path) -> Path | None:
+def spare_record_path(out: Path) -> Path | None:
     path = index_path(out)
     return None if path is None else path.with_name(path.name + ".spare")
 
@@ -365,7 +365,7 @@ def store_spare(
 ) -> None:
     """Record that `spare` holds `files` (path -> inode) and `folders`, whose fields were
     `stats` (one per folder, as verified before the swap; "." is looked at again now)."""
-    path = _spare_path(out)
+    path = spare_record_path(out)
     if path is None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -387,7 +387,7 @@ def store_spare(
 def load_spare(out: Path, spare: Path) -> SpareState | None:
     """The spare's record when every folder of the spare is as recorded (no folder
     newer than the record: racy, as for the index); else None (then it is listed)."""
-    path = _spare_path(out)
+    path = spare_record_path(out)
     if path is None:
         return None
     try:
@@ -414,7 +414,7 @@ def load_spare(out: Path, spare: Path) -> SpareState | None:
 
 
 def forget_spare(out: Path) -> None:
-    path = _spare_path(out)
+    path = spare_record_path(out)
     if path is not None:
         with contextlib.suppress(OSError):
             path.unlink()
