@@ -359,20 +359,21 @@ def _fields_digest(fields: Sequence[Fields]) -> str:
 
 
 def store_spare(
-    out: Path,
-    spare: Path,
-    files: Mapping[str, int],
-    folders: Sequence[str],
-    stats: Sequence[Fields],
+    out: Path, files: Mapping[str, int], folders: Sequence[str], stats: Sequence[Fields]
 ) -> None:
-    """Record that `spare` holds `files` (path -> inode) and `folders`, whose fields were
-    `stats` (one per folder, as verified before the swap; "." is looked at again now)."""
+    """Record that the spare holds `files` (path -> inode) and `folders`, whose fields
+    (".", then each folder) were `stats` as verified before the swap: not looked at
+    again, so an entry added since (even in the instant after the swap) fails the record.
+    (An exchange of two folders keeps each one's mtime; were it not so, the record would
+    only ever fail, and the spare be listed as before.)"""
     path = spare_record_path(out)
     if path is None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fields = [*_folder_fields(spare, ()), *stats]
+        fields = list(stats)
+        if len(fields) != len(folders) + 1:
+            raise ValueError("one field per folder and the spare itself")
         newest = max(field[2] for field in fields)
         head = f"{_SPARE_HEAD} {_fields_digest(fields)} {newest} {len(folders)} {len(files)}\n"
         body = "".join(f"{rel}\n" for rel in folders) + "".join(

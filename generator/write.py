@@ -324,7 +324,7 @@ def _record_spare(out: Path, swapped: OutputFolder) -> None:
         return  # the folder was read, not proven: the spare is listed next time
     files = {rel: stamp.ino for rel, stamp in swapped.stamps.items()}
     files[MANIFEST] = swapped.verified[-1][3]
-    store_spare(out, spare_folder(out), files, swapped.folders, swapped.verified[1:-1])
+    store_spare(out, files, swapped.folders, swapped.verified[:-1])
 
 
 def _holds(current: OutputFolder, files: Mapping[str, bytes], tree: str) -> bool:

@@ -472,6 +472,10 @@ def _stray_file(spare: Path) -> None:
     (spare / "models/a/overlays/prod/stray.yaml").write_bytes(b"stray: 1\n")
 
 
+def _stray_top_file(spare: Path) -> None:
+    (spare / "models" / "stray.yaml").write_bytes(b"stray: 1\n")
+
+
 def _replaced_file(spare: Path) -> None:
     # A new inode under the same name: the output's file (the old link) is not touched.
     target = spare / "models/a/overlays/prod/q.yaml"
@@ -503,7 +507,15 @@ def _remade_spare(spare: Path) -> None:
 
 @pytest.mark.parametrize(
     "edit",
-    [_stray_file, _replaced_file, _symlinked_file, _symlinked_folder, _moved_folder, _remade_spare],
+    [
+        _stray_file,
+        _stray_top_file,
+        _replaced_file,
+        _symlinked_file,
+        _symlinked_folder,
+        _moved_folder,
+        _remade_spare,
+    ],
 )
 def test_a_hand_edit_in_the_spare_is_seen_and_never_reaches_the_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Callable[[Path], None]
