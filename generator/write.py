@@ -37,14 +37,19 @@ from generator import outindex
 from generator.errors import ServegenError
 from generator.outindex import (
     Digested,
+    Fields,
     Index,
+    SpareState,
     Stamp,
     digest,
     forget_index,
+    forget_spare,
     holds,
     indexed,
     load_index,
+    load_spare,
     store_index,
+    store_spare,
     tree_digest,
 )
 from generator.outtree import MANAGED, folders_of
@@ -104,6 +109,8 @@ class OutputFolder:
     exists: bool
     stamps: dict[str, Stamp] = field(default_factory=dict)  # owned files as they are now
     index_stale: bool = True  # the stat index does not describe this folder exactly
+    # From a proving index only: the fields of ".", each folder and the manifest.
+    verified: tuple[Fields, ...] = ()
 
 
 def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFolder:
@@ -276,10 +283,11 @@ def write_tree(
             manifest = manifest_bytes(wanted)
             if written or removed or manifest != current.manifest or not current.exists:
                 forget_index(out)  # until the new tree's is written
-                made, folders = _replace_folder(out, files, wanted, current, manifest)
+                made, folders, seen = _replace_folder(out, files, wanted, current, manifest)
                 stamps = {r: made.get(r) or current.stamps[r] for r in wanted}
                 clean = all(rel in wanted for rel in current.foreign)
-                store_index(out, stamps, folders, clean)
+                store_index(out, stamps, folders, clean, seen)
+                _record_spare(out, current)
             elif current.index_stale:
                 store_index(out, current.stamps, current.folders, not current.foreign)
     except OSError as exc:
@@ -304,7 +312,19 @@ def _indexed_output(out: Path) -> OutputFolder | None:
     owned = {rel: stamp.digest for rel, stamp in index.stamps.items()}
     inodes = {rel: stamp.ino for rel, stamp in index.stamps.items()}
     manifest = manifest_bytes(owned)
-    return OutputFolder(owned, (), index.folders, inodes, manifest, True, index.stamps, False)
+    return OutputFolder(
+        owned, (), index.folders, inodes, manifest, True, index.stamps, False, index.stats
+    )
+
+
+def _record_spare(out: Path, swapped: OutputFolder) -> None:
+    """After a swap, record the spare: exactly the tree `swapped` was, when an index
+    proved that tree (its files, folders, and their fields as verified)."""
+    if len(swapped.verified) != len(swapped.folders) + 2:
+        return  # the folder was read, not proven: the spare is listed next time
+    files = {rel: stamp.ino for rel, stamp in swapped.stamps.items()}
+    files[MANIFEST] = swapped.verified[-1][3]
+    store_spare(out, files, swapped.folders, swapped.verified[:-1])
 
 
 def _holds(current: OutputFolder, files: Mapping[str, bytes], tree: str) -> bool:
@@ -320,16 +340,26 @@ def _replace_folder(
     wanted: Mapping[str, bytes],
     current: OutputFolder,
     manifest: bytes,
-) -> tuple[dict[str, Stamp], set[str]]:
-    """Swap in the new tree; returns the stamps of the files written anew and its folders."""
+) -> tuple[dict[str, Stamp], set[str], dict[str, Fields]]:
+    """Swap in the new tree; returns the stamps of the files written anew, its folders
+    and the fields of those folders the sync left as they were verified."""
+    recorded = _recorded_spare(out)
+    forget_spare(out)  # the spare changes now: its record would be stale
     spare = _spare(out)
-    made, folders = _sync(spare, out, files, wanted, current, manifest)
+    made, folders, touched = _sync(spare, out, files, wanted, current, manifest, recorded)
     (spare / _STAGING_MARK).unlink()
     if current.exists:
         _exchange(spare, out)  # the old tree is the next spare
     else:
         os.rename(spare, out)  # noqa: PTH104 - atomic; fails if `out` appeared meanwhile
-    return made, folders
+    seen = {} if recorded is None else recorded.seen
+    return made, folders, {r: f for r, f in seen.items() if r not in touched and r != "."}
+
+
+def _recorded_spare(out: Path) -> SpareState | None:
+    """The spare as recorded after the last swap, when its folders prove the record."""
+    spare = spare_folder(out)
+    return load_spare(out, spare) if spare.is_dir() and not spare.is_symlink() else None
 
 
 @contextlib.contextmanager
@@ -371,11 +401,13 @@ def _sync(
     wanted: Mapping[str, bytes],
     current: OutputFolder,
     manifest: bytes,
-) -> tuple[dict[str, Stamp], set[str]]:
+    recorded: SpareState | None = None,
+) -> tuple[dict[str, Stamp], set[str], set[str]]:
     """Make `spare` hold `wanted` (path -> digest; new bytes in `files`), the manifest
-    and the foreign entries of `out`; returns the stamps of the files written anew, and
-    every folder the spare holds."""
-    have = _scan(spare)
+    and the foreign entries of `out`; returns the stamps of the files written anew,
+    every folder the spare holds, and the folders whose entries it changed. `recorded`
+    (the spare's proven record) spares listing it."""
+    have = _scan(spare) if recorded is None else _from_record(recorded)
     targets: dict[str, bytes | None] = {  # None: carry over `out`'s entry as it is
         **{rel: None for rel in current.foreign if rel not in wanted},
         **wanted,
@@ -384,16 +416,20 @@ def _sync(
     }
     folders = folders_of(targets)
     folders.update(rel for rel in current.folders if rel.split("/")[0] not in MANAGED)
+    touched = {"."}  # folders where an entry is added or removed: their fields change
     for rel in sorted(set(have.files) - set(targets), reverse=True):
         (spare / rel).unlink()
+        touched.add(_parent(rel))
     for rel in sorted(set(have.folders) - folders, key=lambda r: r.count("/"), reverse=True):
         _remove_entry(spare / rel)
+        touched.add(_parent(rel))
     made = set(have.folders) & folders
     top = str(spare)  # plain strings below: a Path per file was a fifth of a first write
     for rel in sorted(folders - made, key=lambda r: r.count("/")):
         if rel in have.files:
             _remove_entry(spare / rel)  # a file where a folder must be
         os.mkdir(f"{top}/{rel}")  # noqa: PTH102 - its parent was made just before
+        touched.add(_parent(rel))
     present = set(have.files) | set(have.folders)  # what the spare held; nothing else does
     stamps: dict[str, Stamp] = {}
     for rel, wanted_digest in targets.items():
@@ -405,13 +441,25 @@ def _sync(
             continue
         unchanged = wanted_digest is None or current.owned.get(rel) == wanted_digest
         if not (unchanged and _in_step(rel, have, current)):
+            touched.add(_parent(rel))
             if rel in present:
                 _remove_entry(spare / rel)
             if unchanged:
                 _link(spare / rel, out / rel)
             else:
                 stamps[rel] = _new_file(f"{top}/{rel}", files[rel])
-    return stamps, folders
+    return stamps, folders, touched
+
+
+def _parent(rel: str) -> str:
+    return rel.rpartition("/")[0] or "."
+
+
+def _from_record(recorded: SpareState) -> _Scan:
+    """The listing the spare's record stands for (the staging mark was just made)."""
+    files = {rel: (ino, False) for rel, ino in recorded.files.items()}
+    files[_STAGING_MARK] = (0, False)
+    return _Scan(files, tuple(sorted(recorded.folders)))
 
 
 def _in_step(rel: str, have: _Scan, current: OutputFolder) -> bool:

@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from generator import cli
-from generator.outindex import digest, index_path
+from generator import write as write_module
+from generator.outindex import digest, index_path, indexed, spare_record_path
 from generator.write import (
     MANIFEST,
     OutputFolderError,
@@ -419,3 +421,162 @@ def kustomize_text(folder: Path) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+# --- the spare's record: after a swap the spare is the tree the index had proven ------------
+
+DEEP = {
+    **FILES,
+    "models/a/overlays/dev/p.yaml": b"p: 1\n",
+    "models/a/overlays/prod/q.yaml": b"q: 1\n",
+}
+
+
+def _spied_scans(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Which folders write_tree lists (the spare is listed only when its record fails)."""
+    scanned: list[Path] = []
+    real = write_module._scan
+
+    def spy(folder: Path) -> write_module._Scan:
+        scanned.append(folder)
+        return real(folder)
+
+    monkeypatch.setattr(write_module, "_scan", spy)
+    return scanned
+
+
+def _two_writes(out: Path) -> None:
+    write_tree(out, DEEP)
+    write_tree(out, {**DEEP, "README.md": b"# second\n"})  # the first tree is now the spare
+
+
+def test_a_recorded_spare_is_not_listed_and_the_next_index_proves_the_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    _two_writes(out)
+    scanned = _spied_scans(monkeypatch)
+    third = {**DEEP, "README.md": b"# second\n", "models/a/overlays/dev/p.yaml": b"p: 3\n"}
+    assert write_tree(out, third).written == ("models/a/overlays/dev/p.yaml",)
+    assert scanned == []  # neither the output (its index) nor the spare (its record)
+    assert snapshot(out) == {**third, MANIFEST: manifest_bytes(third)}
+    # The new index was made from the spare's folder stats where the sync left them:
+    # it must match a fresh lstat of every folder, or the next write would read them all.
+    index = indexed(out)
+    assert index is not None and set(index.stamps) == set(third)
+    assert write_tree(out, {**third, "README.md": b"# fourth\n"}).written == ("README.md",)
+    assert scanned == []
+
+
+def _stray_file(spare: Path) -> None:
+    (spare / "models/a/overlays/prod/stray.yaml").write_bytes(b"stray: 1\n")
+
+
+def _stray_top_file(spare: Path) -> None:
+    (spare / "models" / "stray.yaml").write_bytes(b"stray: 1\n")
+
+
+def _replaced_file(spare: Path) -> None:
+    # A new inode under the same name: the output's file (the old link) is not touched.
+    target = spare / "models/a/overlays/prod/q.yaml"
+    (spare / "models/a/overlays/prod/new").write_bytes(b"q: 9\n")
+    (spare / "models/a/overlays/prod/new").replace(target)
+
+
+def _symlinked_file(spare: Path) -> None:
+    target = spare / "models/b/base/y.yaml"
+    target.unlink()
+    target.symlink_to("/etc/passwd")
+
+
+def _symlinked_folder(spare: Path) -> None:
+    shutil.rmtree(spare / "models/a/overlays/prod")
+    (spare / "models/a/overlays/prod").symlink_to(spare.parent / "victim")
+
+
+def _moved_folder(spare: Path) -> None:
+    (spare / "models/a/overlays/dev").rename(spare / "models/a/overlays/gone")
+
+
+def _remade_spare(spare: Path) -> None:
+    copy = spare.with_name("copy")
+    shutil.copytree(spare, copy, symlinks=True)
+    shutil.rmtree(spare)
+    copy.rename(spare)  # the same names and bytes, other inodes: not linked to the output
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _stray_file,
+        _stray_top_file,
+        _replaced_file,
+        _symlinked_file,
+        _symlinked_folder,
+        _moved_folder,
+        _remade_spare,
+    ],
+)
+def test_a_hand_edit_in_the_spare_is_seen_and_never_reaches_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Callable[[Path], None]
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_bytes(b"keep\n")
+    out = tmp_path / "out"
+    _two_writes(out)
+    time.sleep(0.02)  # a later timestamp granule than the record
+    edit(spare_folder(out))
+    scanned = _spied_scans(monkeypatch)
+    third = {**DEEP, "README.md": b"# third\n"}
+    write_tree(out, third)
+    assert spare_folder(out) in scanned  # the record failed: the spare was listed
+    assert snapshot(out) == {**third, MANIFEST: manifest_bytes(third)}
+    assert not any(path.is_symlink() for path in out.rglob("*"))
+    assert snapshot(victim) == {"keep.txt": b"keep\n"}
+    assert write_tree(out, third).changed is False
+
+
+def test_an_edit_through_a_link_the_spare_shares_with_the_output_is_seen(
+    tmp_path: Path,
+) -> None:
+    """An unchanged file is one inode in the output and the spare: an edit in place in
+    the spare is an edit of the output's file, which the output's index sees."""
+    out = tmp_path / "out"
+    _two_writes(out)
+    time.sleep(0.02)
+    shared = spare_folder(out) / "models/a/overlays/dev/p.yaml"
+    assert shared.stat().st_ino == (out / "models/a/overlays/dev/p.yaml").stat().st_ino
+    _same_size_edit(shared)
+    third = {**DEEP, "README.md": b"# third\n"}
+    assert set(write_tree(out, third).written) == {"README.md", "models/a/overlays/dev/p.yaml"}
+    assert snapshot(out) == {**third, MANIFEST: manifest_bytes(third)}
+
+
+def test_a_spare_record_as_new_as_its_folders_is_racy_and_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    _two_writes(out)
+    spare = spare_folder(out)
+    record = spare_record_path(out)
+    assert record is not None and record.is_file()
+    newest = max(p.lstat().st_mtime_ns for p in [spare, *spare.rglob("*")] if p.is_dir())
+    os.utime(record, ns=(newest, newest))  # written in the granule of a folder's change
+    scanned = _spied_scans(monkeypatch)
+    third = {**DEEP, "README.md": b"# third\n"}
+    write_tree(out, third)
+    assert spare in scanned
+    assert snapshot(out) == {**third, MANIFEST: manifest_bytes(third)}
+
+
+def test_an_output_that_was_read_leaves_no_spare_record(tmp_path: Path) -> None:
+    """A foreign file in the output: it was read, not proven, so the spare it becomes is
+    listed next time (and a record from before is gone as soon as the spare changes)."""
+    out = tmp_path / "out"
+    _two_writes(out)
+    (out / "notes.txt").write_bytes(b"mine\n")
+    write_tree(out, {**DEEP, "README.md": b"# third\n"})
+    record = spare_record_path(out)
+    assert record is not None and not record.exists()
+    assert (out / "notes.txt").read_bytes() == b"mine\n"
