@@ -315,7 +315,7 @@ def test_damaged_bytes_carried_into_the_next_build_are_still_found(
 
 @pytest.mark.parametrize("count", [0, 1, 2, 255, 256, 257, 512, 513, 1000])
 def test_a_section_written_in_pieces_is_the_json_of_the_whole_list(count: int) -> None:
-    items = [[f"models/m{i}/ü\"{i}", i, {"k": [i, None, True]}] for i in range(count)]
+    items = [[f'models/m{i}/ü"{i}', i, {"k": [i, None, True]}] for i in range(count)]
     pieces = wholebuild._json_pieces(iter(items))
     assert b"".join(pieces) == wholebuild._json(items)
     assert all(isinstance(piece, bytes) for piece in pieces)
@@ -323,7 +323,9 @@ def test_a_section_written_in_pieces_is_the_json_of_the_whole_list(count: int) -
 
 def test_a_stored_build_reads_back_whole_from_its_pieces(example_repo: Path) -> None:
     built = build(example_repo)
-    sources = [wholebuild.Source(f"specs/{i}.yaml", bytes([i % 256]) * 32, f"c{i}") for i in range(300)]
+    sources = [
+        wholebuild.Source(f"specs/{i}.yaml", bytes([i % 256]) * 32, f"c{i}") for i in range(300)
+    ]
     tree = wholebuild.store_build(
         "k" * 64, built.models, built.files, built.notes, (), built.warnings, sources
     )
