@@ -3,6 +3,7 @@ alone, a damaged section is a miss, and one changed spec builds on the latest bu
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -307,3 +308,33 @@ def test_damaged_bytes_carried_into_the_next_build_are_still_found(
     assert _render(example_repo, "--out", str(tmp_path / "fresh")) == 0
     expected = one_shot(example_repo, ())
     assert tree(tmp_path / "fresh") == expected
+
+
+# --- how an entry is written -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 255, 256, 257, 512, 513, 1000])
+def test_a_section_written_in_pieces_is_the_json_of_the_whole_list(count: int) -> None:
+    items = [[f'models/m{i}/ü"{i}', i, {"k": [i, None, True]}] for i in range(count)]
+    pieces = wholebuild._json_pieces(iter(items))
+    assert b"".join(pieces) == wholebuild._json(items)
+    assert all(isinstance(piece, bytes) for piece in pieces)
+
+
+def test_a_stored_build_reads_back_whole_from_its_pieces(example_repo: Path) -> None:
+    built = build(example_repo)
+    sources = [
+        wholebuild.Source(f"specs/{i}.yaml", bytes([i % 256]) * 32, f"c{i}") for i in range(300)
+    ]
+    tree = wholebuild.store_build(
+        "k" * 64, built.models, built.files, built.notes, (), built.warnings, sources
+    )
+    found = wholebuild.load_build("k" * 64, lambda: pytest.fail("rebuilt"))
+    assert found is not None and found.tree == tree == tree_digest(
+        {path: digest(data) for path, data in built.files.items()}
+    )
+    assert list(found.models) == list(built.models)
+    assert dict(found.files) == dict(built.files)
+    assert isinstance(found.files, wholebuild.StoredFiles)
+    listed = json.loads(found.files.stored._read("sources"))
+    assert listed == [[s.rel, s.digest.hex(), s.contribution] for s in sources]
