@@ -55,7 +55,7 @@ def _seconds(values: list[float]) -> str:
 
 
 def _ms(value: float) -> str:
-    return f"{value * 1000:.0f} ms"
+    return f"{value * 1000:,.0f} ms"
 
 
 def _cache_row(results: Results, label: str, names: tuple[str, ...], limit: float) -> Row:
