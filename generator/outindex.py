@@ -112,15 +112,19 @@ def index_path(out: Path) -> Path | None:
 _FIELDS = 7  # after the magic
 
 
+def _read_stamped(path: Path) -> tuple[bytes, int]:
+    """A record's bytes and its mtime, from one open file (what was read is what is dated)."""
+    with path.open("rb") as handle:
+        return handle.read(), os.fstat(handle.fileno()).st_mtime_ns
+
+
 def _read(out: Path) -> tuple[list[str], bytes, bytes, int] | None:
     """The head's fields, the stamp lines, the watched paths and the index's mtime."""
     path = index_path(out)
     if path is None:
         return None
     try:
-        with path.open("rb") as handle:
-            data = handle.read()
-            written_ns = os.fstat(handle.fileno()).st_mtime_ns
+        data, written_ns = _read_stamped(path)
         head, _, rest = data.partition(b"\n")
         fields = head.decode().split(" ")
         if " ".join(fields[:-_FIELDS]) != _INDEX_HEAD or not data.endswith(b"\n"):
@@ -394,9 +398,7 @@ def load_spare(out: Path, spare: Path) -> SpareState | None:
     if path is None:
         return None
     try:
-        with path.open("rb") as handle:
-            data = handle.read()
-            written_ns = os.fstat(handle.fileno()).st_mtime_ns
+        data, written_ns = _read_stamped(path)
         head, *lines = data.decode().split("\n")
         *magic, signature, newest, folder_count, file_count = head.split(" ")
         if " ".join(magic) != _SPARE_HEAD or lines[-1:] != [""] or int(newest) >= written_ns:
