@@ -3,7 +3,9 @@
 A fresh CI runner starts with no build cache and no CRD cache: every run pays for the
 interpreter, the imports and whatever servegen computes before it can judge one spec.
 Each round runs, in this order and with an empty `XDG_CACHE_HOME` for servegen:
-`python -c pass`, `python -c 'import pydantic'` (the yardsticks) and `servegen validate`
+`python -c pass`, `python -c 'import pydantic'`, an import of every library validate
+needs (pydantic's models, Jinja, ruamel.yaml, jsonschema-rs: the floor no servegen
+change can go below) (the yardsticks) and `servegen validate`
 of a repository holding one spec of each runtime family in turn. Medians per row.
 
 Bytecode is compiled once beforehand into a private prefix (`PYTHONPYCACHEPREFIX`), as an
@@ -37,6 +39,9 @@ SERVEGEN = [PYTHON, "-m", "generator"]
 TARGET_S = 0.25
 # One spec per runtime family: KubeAI Model, vLLM Deployment, KServe InferenceService.
 SPECS = ("tinyllama-chat.yaml", "qwen-chat.yaml", "distilbert-sentiment.yaml")
+# What a validate cannot do without: models, templates, YAML with positions, schema checks.
+LIBRARIES = "import pydantic.main, pydantic.fields, jinja2, ruamel.yaml, jsonschema_rs"
+LIBRARIES_ROW = "`python -c 'import <the libraries validate uses>'`"
 
 
 def one_spec_repo(parent: Path, spec: str) -> Path:
@@ -86,6 +91,7 @@ def count_rows(
     counts = {
         "`python -c pass`": instructions([PYTHON, "-c", "pass"], tmp, cold),
         "`python -c 'import pydantic'`": instructions([PYTHON, "-c", "import pydantic"], tmp, cold),
+        LIBRARIES_ROW: instructions([PYTHON, "-c", LIBRARIES], tmp, cold),
     }
     for label, tree in trees.items():
         for spec, repo in zip(SPECS, repos, strict=True):
@@ -129,7 +135,11 @@ def main() -> None:
             env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         repos = [one_spec_repo(tmp, spec) for spec in SPECS]
         trees = {"": args.pythonpath, **({" before": args.compare} if args.compare else {})}
-        rows: dict[str, list[float]] = {"`python -c pass`": [], "`python -c 'import pydantic'`": []}
+        rows: dict[str, list[float]] = {
+            "`python -c pass`": [],
+            "`python -c 'import pydantic'`": [],
+            LIBRARIES_ROW: [],
+        }
         cache = tmp / "xdg"
         for label, tree in trees.items():
             for spec, repo in zip(SPECS, repos, strict=True):
@@ -143,6 +153,7 @@ def main() -> None:
             rows["`python -c 'import pydantic'`"].append(
                 timed([PYTHON, "-c", "import pydantic"], tmp, cold)
             )
+            rows[LIBRARIES_ROW].append(timed([PYTHON, "-c", LIBRARIES], tmp, cold))
             for label, tree in trees.items():
                 for spec, repo in zip(SPECS, repos, strict=True):
                     shutil.rmtree(cache, ignore_errors=True)

@@ -41,7 +41,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from generator.config import Config
 from generator.errors import Diagnostic
 from generator.render import EnvironmentRender, ModelRender
 from generator.validate import SpecName
-from generator.version import servegen_version
+from generator.version import installed_version, servegen_version
 from generator.versions import ModelVersion
 from runtimes.base import Endpoint
 
@@ -100,10 +99,7 @@ def code_digest() -> str:
     """
     digest = hashlib.sha256(f"{FORMAT}\0{servegen_version()}\0{sys.version}\0".encode())
     for library in _LIBRARIES:
-        try:
-            digest.update(f"{library}={metadata.version(library)}\0".encode())
-        except metadata.PackageNotFoundError:
-            digest.update(f"{library} missing\0".encode())
+        digest.update(f"{library}={installed_version(library) or 'missing'}\0".encode())
     here = Path(__file__).resolve().parent.parent
     for package in _PACKAGES:
         for path in sorted((here / package).rglob("*")):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import buildcache, pipeline
+from generator import buildcache, pipeline, version
 from generator.config import Config
 from generator.errors import InvalidInputError, RenderError
 from generator.incremental import IncrementalBuild
@@ -246,16 +246,19 @@ def test_validate_reports_the_same_from_the_cache(
     assert ("warning" in first.out + first.err) != specs
 
 
-def test_the_code_key_follows_library_versions(monkeypatch: pytest.MonkeyPatch) -> None:
-    from importlib import metadata
-
+def test_the_code_key_follows_library_versions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another jinja2 release first on sys.path (as a new install would be) is another key."""
     before = buildcache.code_digest()
-    real = metadata.version
-    monkeypatch.setattr(metadata, "version", lambda name: "999" if name == "jinja2" else real(name))
+    (tmp_path / "jinja2-999.dist-info").mkdir()
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    version._dist_infos.cache_clear()
     buildcache.code_digest.cache_clear()
     try:
         assert buildcache.code_digest() != before
     finally:
+        version._dist_infos.cache_clear()
         buildcache.code_digest.cache_clear()
 
 

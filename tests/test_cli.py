@@ -363,3 +363,38 @@ def test_missing_spec_folder_is_a_warning(
     assert out.splitlines()[0] == "spec: warning: spec folder does not exist"
     code, _, err = run(["-C", str(tmp_path), "render"], capsys)
     assert code == 0 and "note: spec: spec folder does not exist" in err
+
+
+def test_pydantic_plugins_of_the_environment_are_never_run(tmp_path: Path) -> None:
+    """A distribution registering a pydantic plugin (entry point group `pydantic`) is
+    found by a plain pydantic program, but servegen never imports it."""
+    site = tmp_path / "site"
+    marker = tmp_path / "plugin-ran"
+    (site / "sneaky_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "sneaky_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: sneaky-plugin\nVersion: 1.0\n"
+    )
+    (site / "sneaky_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pydantic]\nsneaky = sneaky_plugin:plugin\n"
+    )
+    (site / "sneaky_plugin.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "class plugin:\n"
+        "    @staticmethod\n"
+        "    def new_schema_validator(*args, **kwargs):\n"
+        "        return None, None, None\n"
+    )
+    env = {"PYTHONPATH": f"{site}:{REPO_ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    plain = "import pydantic\nclass M(pydantic.BaseModel):\n    x: int\n"
+    subprocess.run([sys.executable, "-c", plain], env=env, check=True, capture_output=True)
+    assert marker.read_text() == "ran"  # the plugin is real: plain pydantic loads it
+    marker.unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "generator", "-C", str(EXAMPLES), "validate"],
+        env={**env, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
