@@ -25,14 +25,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
-
-import jinja2
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from generator.config import Config
 from generator.errors import RenderError
 from generator.spec import AnySpecDocument
 from generator.yamlio import parse_rendered
+
+if TYPE_CHECKING:
+    # Imported where templates are first rendered: a build answered from the cache
+    # renders nothing, and Jinja is about 50 ms of a fresh process.
+    import jinja2
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -111,13 +114,15 @@ _PLACEHOLDER = re.compile(f"{MARK}([0-9]+){MARK}")
 VALUES = "servegen values"
 
 
-@jinja2.pass_context
 def to_placeholder(context: jinja2.runtime.Context, value: Any) -> str:
     """Finalize every template expression into a placeholder; the value is kept aside.
 
-    Taking the context also stops Jinja from finalizing constant expressions while it
-    compiles a template, so every placeholder belongs to the render that made it.
+    Taking the context (`pass_context`, given where the environment is made) also stops
+    Jinja from finalizing constant expressions while it compiles a template, so every
+    placeholder belongs to the render that made it.
     """
+    import jinja2
+
     if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises first
         raise RenderError("undefined template value")
     values: list[Any] = context[VALUES]
@@ -127,13 +132,15 @@ def to_placeholder(context: jinja2.runtime.Context, value: Any) -> str:
 
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         # Templates ship with the package and never change while servegen runs: no
         # stat of the template file on every render.
         auto_reload=False,
-        finalize=to_placeholder,
+        finalize=jinja2.pass_context(to_placeholder),
         autoescape=False,  # noqa: S701 - YAML, not HTML: values never reach the text
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -199,6 +206,8 @@ class Runtime(ABC, Generic[DocT]):
 
     def render(self, doc: DocT, config: Config) -> list[dict[str, Any]]:
         """Render the templates into objects, and verify they are the expected ones."""
+        import jinja2
+
         values: list[Any] = []
         variables = {**self.context(doc, config), VALUES: values}
         env = _environment()

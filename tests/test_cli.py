@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -275,6 +276,25 @@ def test_help_is_cheap_to_import() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_a_render_answered_from_the_cache_loads_no_templates(tmp_path: Path) -> None:
+    """Jinja is imported where templates are first rendered, not before: a render the
+    build cache answers whole needs none."""
+    code = (
+        "import sys; from generator import cli;"
+        f"code = cli.main(['-C', {str(EXAMPLES)!r}, 'render', '--out', {str(tmp_path / 'out')!r}]);"
+        "print(code, 'jinja2' in sys.modules)"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("SERVEGEN_NO_CACHE", None)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()[-2:]
+        for _ in range(2)
+    ]
+    assert runs == [["0", "True"], ["0", "False"]]
 
 
 # The command line's own modules: argv, options, and what is written to the terminal.
