@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from generator import git, outtree
+from generator import git, listingcache, outtree
 from generator.config import Config
 from generator.errors import GitError, ServegenError
 from generator.immutable import tree_changes
@@ -297,6 +297,7 @@ class Tips:
 
     local: str | None
     remote: str | None
+    checked_out: bool = False  # the deploy branch is the one checked out here
 
 
 @dataclass(frozen=True)
@@ -458,13 +459,14 @@ def backoff(attempt: int) -> None:
 def current_tips(target: Target, heads: git.RemoteHeads | None = None) -> Tips:
     """The local and remote deploy tips; `heads`: what an `ls-remote` just saw, so the
     remote branch is fetched only when it is not here yet."""
-    local = git.branch_sha(target.repo, target.branch)
+    refs = git.branch_refs(target.repo, target.branch, target.remote)
     remote = None
     if target.remote is not None and heads is not None:
-        remote = git.fetch_seen(target.repo, target.remote, target.branch, heads.branch_tip)
+        seen = heads.branch_tip
+        remote = git.fetch_seen(target.repo, target.remote, target.branch, seen, refs.tracking)
     elif target.remote is not None:
         remote = git.fetch_branch(target.repo, target.remote, target.branch)
-    return Tips(local, remote)
+    return Tips(refs.local, remote, refs.checked_out)
 
 
 def start_point(target: Target, tips: Tips) -> str | None:
@@ -489,7 +491,8 @@ def attempt_publish(
     parent = start_point(target, tips)
     new_files = {**files, METADATA_FILE: metadata(source)}
     oids = git.blob_ids(target.repo, new_files)
-    tip = git.read_tree(target.repo, parent) if parent else None
+    # A tip servegen made is listed from memory or the build cache, else by git.
+    tip = listingcache.read_tree(target.repo, parent) if parent else None
     # The tip's files; only those that differ from the new ones are read from git.
     deployed = git.read_unlike(target.repo, tip, new_files, oids) if tip else {}
     recorded = recorded_source(deployed)
@@ -507,9 +510,11 @@ def attempt_publish(
     commit = git.build_commit(
         target.repo, new_files, parent, message, committer, committer, target.sign, tip, oids
     )
-    return finish(
-        target, tips, Outcome("published", target.branch, commit, source.sha, changes=changes)
-    )
+    made = Outcome("published", target.branch, commit, source.sha, changes=changes)
+    published = finish(target, tips, made)
+    if published is not None:  # the next process builds on it: keep its listing
+        listingcache.store(target.repo, commit)
+    return published
 
 
 def check_prune(
@@ -615,7 +620,7 @@ def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:
     gone. A deploy branch always starts as an orphan, so any common ancestor with the
     source means it is (or was built on) a source branch.
     """
-    if target.branch == git.current_branch(target.repo):
+    if tips.checked_out:
         raise GitError(
             f"refusing to publish to {target.branch}: it is the branch checked out here "
             "(the source). Set deploy.branch in servegen.yaml to a branch of its own"
@@ -647,23 +652,28 @@ def finish(target: Target, tips: Tips, outcome: Outcome) -> Outcome | None:
     if tip is None:
         return outcome
     pushed = False
+    moving = tip != tips.local
     if target.remote is not None and tip != tips.remote:
-        result = git.push_branch(target.repo, target.remote, tip, target.branch, tips.remote)
+        # When the local branch moves too, its update-ref sets the tracking ref as well.
+        result = git.push_branch(
+            target.repo, target.remote, tip, target.branch, tips.remote, track=not moving
+        )
         if result.retryable:
             return None
         if not result.ok:
             detail = f": {result.detail}" if result.detail else ""
             raise GitError(f"{target.remote} refused {target.branch} {result.summary}{detail}")
         pushed = True
-    if tip != tips.local and not move_local(target, tip, tips.local, pushed):
+    if moving and not move_local(target, tip, tips.local, pushed):
         return None  # another local publisher moved the branch: start again
     return replace(outcome, pushed=pushed)
 
 
 def move_local(target: Target, tip: str, expected: str | None, pushed: bool) -> bool:
     """CAS the local branch to `tip`.  After a push it only mirrors the remote: best effort."""
+    pushed_to = target.remote if pushed else None
     try:
-        if git.update_branch(target.repo, target.branch, tip, expected):
+        if git.update_branch(target.repo, target.branch, tip, expected, pushed_to):
             return True
         problem = "it moved meanwhile"
     except GitError as exc:

@@ -170,11 +170,13 @@ def test_a_tip_moved_by_another_writer_loses_the_swap_and_is_rebuilt_on(
     real = git.update_branch
     moved: list[str] = []
 
-    def race(repo: git.Repo, branch: str, new: str, expected: str | None) -> bool:
+    def race(
+        repo: git.Repo, branch: str, new: str, expected: str | None, pushed_to: str | None = None
+    ) -> bool:
         if not moved:
             sh(work, "update-ref", "refs/heads/deploy", theirs, first)
             moved.append(theirs)
-        return real(repo, branch, new, expected)
+        return real(repo, branch, new, expected, pushed_to)
 
     monkeypatch.setattr(git, "update_branch", race)
     files.update(model("llama", 2))
@@ -195,11 +197,13 @@ def test_a_tip_deleted_meanwhile_gives_a_fresh_orphan(
     real = git.update_branch
     deleted: list[bool] = []
 
-    def race(repo: git.Repo, branch: str, new: str, expected: str | None) -> bool:
+    def race(
+        repo: git.Repo, branch: str, new: str, expected: str | None, pushed_to: str | None = None
+    ) -> bool:
         if not deleted:
             sh(work, "update-ref", "-d", "refs/heads/deploy", str(first))
             deleted.append(True)
-        return real(repo, branch, new, expected)
+        return real(repo, branch, new, expected, pushed_to)
 
     monkeypatch.setattr(git, "update_branch", race)
     files.update(model("llama", 2))
