@@ -289,6 +289,9 @@ class Target:
     max_attempts: int
     reporter: Reporter  # notes for people: where they go is the caller's choice
     allow_replace: bool = False
+    # Keep each new deploy commit's listing in the build cache for the next process
+    # (listingcache); a watcher builds on the listing it holds in memory instead.
+    keep_listing: bool = True
 
 
 @dataclass(frozen=True)
@@ -387,7 +390,7 @@ def publish_worktree(
     repository_prefix(repo, root)
     worktree = replace(settings, worktree=True)
     target, source = _target_and_source(worktree, repo, _head(repo), config, reporter)
-    return describe(publish_files(target, source, files))
+    return describe(publish_files(replace(target, keep_listing=False), source, files))
 
 
 def check_pushable(target: Target, source: Source) -> git.RemoteHeads | None:
@@ -512,7 +515,7 @@ def attempt_publish(
     )
     made = Outcome("published", target.branch, commit, source.sha, changes=changes)
     published = finish(target, tips, made)
-    if published is not None:  # the next process builds on it: keep its listing
+    if published is not None and target.keep_listing:  # the next process builds on it
         listingcache.store(target.repo, commit)
     return published
 
