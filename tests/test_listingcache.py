@@ -211,6 +211,14 @@ def with_a_short_id(entry: Path) -> None:
     rewrite(entry, change)
 
 
+def with_a_non_hex_id(entry: Path) -> None:
+    def change(data: dict[str, Any]) -> dict[str, Any]:
+        data["folders"]["models/llama"] = "g" * 40
+        return data
+
+    rewrite(entry, change)
+
+
 def with_a_folder_unlisted(entry: Path) -> None:
     def change(data: dict[str, Any]) -> dict[str, Any]:
         del data["layout"]["models/llama/base"]
@@ -238,6 +246,7 @@ def with_another_files_id(entry: Path) -> None:
         with_a_git_folder_name,
         with_an_unlisted_sub_folder,
         with_a_short_id,
+        with_a_non_hex_id,
         with_a_folder_unlisted,
         with_another_files_id,
     ],
