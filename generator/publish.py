@@ -499,7 +499,7 @@ def attempt_publish(
     # The tip's files; only those that differ from the new ones are read from git.
     deployed = git.read_unlike(target.repo, tip, new_files, oids) if tip else {}
     recorded = recorded_source(deployed)
-    if recorded and recorded != source.sha and contains(target, recorded, source.sha):
+    if recorded and recorded != source.sha and contains(target, recorded, source.commit):
         outcome = Outcome("newer", target.branch, parent, source.sha, recorded)
         return finish(target, tips, outcome)
     if parent and without_metadata(deployed) == without_metadata(files):
@@ -582,9 +582,16 @@ def _touched_models(
     return cut(old), cut(new)
 
 
-def contains(target: Target, recorded: str, source_sha: str) -> bool:
-    """True when `recorded` (from the deploy branch) already includes `source_sha`."""
-    try:  # the usual case, a commit we have: one question to git
+def contains(target: Target, recorded: str, source: git.CommitInfo | str) -> bool:
+    """True when `recorded` (from the deploy branch) already includes the source commit."""
+    if isinstance(source, git.CommitInfo):
+        if recorded in source.parents:
+            # The usual publish after a merge: the tip records the source's parent, which
+            # cannot include its own child. No question to git.
+            return False
+        source = source.sha
+    source_sha = source
+    try:  # a commit we have: one question to git
         if git.is_ancestor(target.repo, source_sha, recorded):
             return True
     except GitError:

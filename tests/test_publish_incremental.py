@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -302,3 +303,37 @@ def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> Non
             whole = pub.prune_problems(old, new, max_shrink, pub.model_changes(old, new))
             assert pub.prune_problems(old, new, max_shrink, changes, touched) == whole
     assert "drop from 20 to 16" in pub.prune_problems(old, shrunk, 0.1)[-1]
+
+
+def test_a_tip_recording_the_sources_parent_needs_no_history_question(
+    work: Path, target: pub.Target, source: pub.Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tip that records the new source's parent cannot hold a newer source: publish
+    asks git nothing about it. A grandparent (or anything else) is asked about."""
+    files = {**model("llama", 1)}
+    publish(target, source, files)
+    asked: list[tuple[str, ...]] = []
+    real = git._git
+
+    def counted(cwd: Path, git_dir: Path | None, args: Any, **kwargs: Any) -> Any:
+        if "--is-ancestor" in args:
+            asked.append(tuple(args))
+        return real(cwd, git_dir, args, **kwargs)
+
+    monkeypatch.setattr(git, "_git", counted)
+    for step in (1, 2):
+        (work / "specs" / "a.yaml").write_text(f"a: {step + 1}\n")
+        sh(work, "commit", "-qam", f"step {step}")
+    child = pub.Source(git.head_commit(target.repo), dirty=True, repo_url="https://example/r")
+    files.update(model("llama", 2))
+    assert pub.publish_files(target, child, files).status == "published"
+    assert [a for a in asked if source.sha in a] != []  # the grandparent: asked
+    asked.clear()
+    (work / "specs" / "a.yaml").write_text("a: 9\n")
+    sh(work, "commit", "-qam", "step 3")
+    grandchild = pub.Source(git.head_commit(target.repo), dirty=True, repo_url="https://x/r")
+    files.update(model("llama", 3))
+    outcome = pub.publish_files(target, grandchild, files)
+    assert outcome.status == "published" and asked == []  # the parent: nothing asked
+    # The other way round, a tip holding a newer source, is still refused.
+    assert pub.publish_files(target, child, files).status == "newer"
