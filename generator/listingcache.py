@@ -14,6 +14,7 @@ and a digest of its listing; any mismatch or damage is a miss.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
@@ -53,11 +54,16 @@ def load(repo: git.Repo, commit: str) -> git.Tree | None:
 
 
 def store(repo: git.Repo, commit: str) -> None:
-    """Keep the listing of `commit`, a commit `build_commit` just made in this process."""
+    """Keep the listing of `commit`, a commit `build_commit` just made in this process,
+    and drop its parent's: the branch has moved on, and a listing is about as large as
+    the output's paths (a megabyte at 1,000 specs), one per publish otherwise."""
     made = git.made_listing(repo, commit)
     record = git.listing_record(made) if made is not None else None
-    if record is None or not buildcache.enabled():
+    if made is None or record is None or not buildcache.enabled():
         return
     key = _key(repo, commit)
     head = json.dumps({"key": key, "digest": hashlib.sha256(record).hexdigest()}).encode()
     buildcache.write_entry(key, [head + b"\n", record])
+    for parent in made.parents:  # a reader that has it open still reads it whole
+        with contextlib.suppress(OSError):
+            buildcache.entry_path(_key(repo, parent)).unlink(missing_ok=True)

@@ -144,6 +144,15 @@ def test_a_tip_someone_else_made_is_listed_with_git(
     check_tree(work, target, files)
 
 
+def test_only_the_latest_listing_is_kept(target: pub.Target, source: pub.Source) -> None:
+    files = {**model("llama", 1)}
+    first = fresh_publish(target, source, files).commit
+    files.update(model("llama", 2))
+    second = fresh_publish(target, source, files).commit
+    assert first is not None and second is not None
+    assert entry_of(target, second).is_file() and not entry_of(target, first).exists()
+
+
 def test_the_watcher_keeps_no_listing(target: pub.Target, source: pub.Source) -> None:
     files = {**model("llama", 1)}
     outcome = pub.publish_files(dataclasses.replace(target, keep_listing=False), source, files)
