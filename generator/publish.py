@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from generator import git, outtree
+from generator import git, listingcache, outtree
 from generator.config import Config
 from generator.errors import GitError, ServegenError
 from generator.immutable import tree_changes
@@ -289,6 +289,9 @@ class Target:
     max_attempts: int
     reporter: Reporter  # notes for people: where they go is the caller's choice
     allow_replace: bool = False
+    # Keep each new deploy commit's listing in the build cache for the next process
+    # (listingcache); a watcher builds on the listing it holds in memory instead.
+    keep_listing: bool = True
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,7 @@ class Tips:
 
     local: str | None
     remote: str | None
+    checked_out: bool = False  # the deploy branch is the one checked out here
 
 
 @dataclass(frozen=True)
@@ -386,7 +390,7 @@ def publish_worktree(
     repository_prefix(repo, root)
     worktree = replace(settings, worktree=True)
     target, source = _target_and_source(worktree, repo, _head(repo), config, reporter)
-    return describe(publish_files(target, source, files))
+    return describe(publish_files(replace(target, keep_listing=False), source, files))
 
 
 def check_pushable(target: Target, source: Source) -> git.RemoteHeads | None:
@@ -458,13 +462,14 @@ def backoff(attempt: int) -> None:
 def current_tips(target: Target, heads: git.RemoteHeads | None = None) -> Tips:
     """The local and remote deploy tips; `heads`: what an `ls-remote` just saw, so the
     remote branch is fetched only when it is not here yet."""
-    local = git.branch_sha(target.repo, target.branch)
+    refs = git.branch_refs(target.repo, target.branch, target.remote)
     remote = None
     if target.remote is not None and heads is not None:
-        remote = git.fetch_seen(target.repo, target.remote, target.branch, heads.branch_tip)
+        seen = heads.branch_tip
+        remote = git.fetch_seen(target.repo, target.remote, target.branch, seen, refs.tracking)
     elif target.remote is not None:
         remote = git.fetch_branch(target.repo, target.remote, target.branch)
-    return Tips(local, remote)
+    return Tips(refs.local, remote, refs.checked_out)
 
 
 def start_point(target: Target, tips: Tips) -> str | None:
@@ -489,11 +494,12 @@ def attempt_publish(
     parent = start_point(target, tips)
     new_files = {**files, METADATA_FILE: metadata(source)}
     oids = git.blob_ids(target.repo, new_files)
-    tip = git.read_tree(target.repo, parent) if parent else None
+    # A tip servegen made is listed from memory or the build cache, else by git.
+    tip = listingcache.read_tree(target.repo, parent) if parent else None
     # The tip's files; only those that differ from the new ones are read from git.
     deployed = git.read_unlike(target.repo, tip, new_files, oids) if tip else {}
     recorded = recorded_source(deployed)
-    if recorded and recorded != source.sha and contains(target, recorded, source.sha):
+    if recorded and recorded != source.sha and contains(target, recorded, source.commit):
         outcome = Outcome("newer", target.branch, parent, source.sha, recorded)
         return finish(target, tips, outcome)
     if parent and without_metadata(deployed) == without_metadata(files):
@@ -507,9 +513,11 @@ def attempt_publish(
     commit = git.build_commit(
         target.repo, new_files, parent, message, committer, committer, target.sign, tip, oids
     )
-    return finish(
-        target, tips, Outcome("published", target.branch, commit, source.sha, changes=changes)
-    )
+    made = Outcome("published", target.branch, commit, source.sha, changes=changes)
+    published = finish(target, tips, made)
+    if published is not None and target.keep_listing:  # the next process builds on it
+        listingcache.store(target.repo, commit)
+    return published
 
 
 def check_prune(
@@ -574,9 +582,16 @@ def _touched_models(
     return cut(old), cut(new)
 
 
-def contains(target: Target, recorded: str, source_sha: str) -> bool:
-    """True when `recorded` (from the deploy branch) already includes `source_sha`."""
-    try:  # the usual case, a commit we have: one question to git
+def contains(target: Target, recorded: str, source: git.CommitInfo | str) -> bool:
+    """True when `recorded` (from the deploy branch) already includes the source commit."""
+    if isinstance(source, git.CommitInfo):
+        if recorded in source.parents:
+            # The usual publish after a merge: the tip records the source's parent, which
+            # cannot include its own child. No question to git.
+            return False
+        source = source.sha
+    source_sha = source
+    try:  # a commit we have: one question to git
         if git.is_ancestor(target.repo, source_sha, recorded):
             return True
     except GitError:
@@ -615,7 +630,7 @@ def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:
     gone. A deploy branch always starts as an orphan, so any common ancestor with the
     source means it is (or was built on) a source branch.
     """
-    if target.branch == git.current_branch(target.repo):
+    if tips.checked_out:
         raise GitError(
             f"refusing to publish to {target.branch}: it is the branch checked out here "
             "(the source). Set deploy.branch in servegen.yaml to a branch of its own"
@@ -647,23 +662,28 @@ def finish(target: Target, tips: Tips, outcome: Outcome) -> Outcome | None:
     if tip is None:
         return outcome
     pushed = False
+    moving = tip != tips.local
     if target.remote is not None and tip != tips.remote:
-        result = git.push_branch(target.repo, target.remote, tip, target.branch, tips.remote)
+        # When the local branch moves too, its update-ref sets the tracking ref as well.
+        result = git.push_branch(
+            target.repo, target.remote, tip, target.branch, tips.remote, track=not moving
+        )
         if result.retryable:
             return None
         if not result.ok:
             detail = f": {result.detail}" if result.detail else ""
             raise GitError(f"{target.remote} refused {target.branch} {result.summary}{detail}")
         pushed = True
-    if tip != tips.local and not move_local(target, tip, tips.local, pushed):
+    if moving and not move_local(target, tip, tips.local, pushed):
         return None  # another local publisher moved the branch: start again
     return replace(outcome, pushed=pushed)
 
 
 def move_local(target: Target, tip: str, expected: str | None, pushed: bool) -> bool:
     """CAS the local branch to `tip`.  After a push it only mirrors the remote: best effort."""
+    pushed_to = target.remote if pushed else None
     try:
-        if git.update_branch(target.repo, target.branch, tip, expected):
+        if git.update_branch(target.repo, target.branch, tip, expected, pushed_to):
             return True
         problem = "it moved meanwhile"
     except GitError as exc:

@@ -1015,3 +1015,71 @@ def test_transport_config_is_read_once_per_opened_repository(repo: g.Repo, work:
     sh(work, "config", "core.sshCommand", "touch /tmp/pwned")
     assert g.transport_overrides(repo) == []  # this handle already read it
     assert g.transport_overrides(g.open_repo(work)) == ["core.sshcommand=ssh"]
+
+
+def test_branch_refs_reads_branch_tracking_ref_and_head_in_one_process(
+    repo: g.Repo, work: Path, tmp_path: Path
+) -> None:
+    assert g.branch_refs(repo, "deploy", "origin") == g.BranchRefs(None, None, False)
+    first = g.build_commit(repo, {"a": b"1"}, None, "one", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", first, None)
+    assert g.branch_refs(repo, "deploy", "origin") == g.BranchRefs(first, None, False)
+    assert g.push_branch(repo, "origin", first, "deploy", None).ok  # tracking ref: first
+    second = g.build_commit(repo, {"a": b"2"}, first, "two", AUTHOR, COMMITTER)
+    assert g.update_branch(repo, "deploy", second, first)
+    assert g.branch_refs(repo, "deploy", "origin") == g.BranchRefs(second, first, False)
+    assert g.branch_refs(repo, "deploy") == g.BranchRefs(second, None, False)
+    # Refs below the names, or beside them, are not theirs.
+    sh(work, "update-ref", "refs/heads/deployment", first)
+    sh(work, "update-ref", g.tracking_ref("origin", "deploy") + "-old", second)
+    assert g.branch_refs(repo, "deploy", "origin") == g.BranchRefs(second, first, False)
+    assert g.branch_refs(repo, "deploy/x", "origin") == g.BranchRefs(None, None, False)
+    # HEAD of the worktree opened: on main, detached, on another worktree's branch.
+    head = sh(work, "rev-parse", "HEAD")
+    assert g.branch_refs(repo, "main") == g.BranchRefs(head, None, True)
+    sh(work, "checkout", "-q", "--detach")
+    assert g.branch_refs(repo, "main").checked_out is False
+    sh(work, "worktree", "add", "-q", str(tmp_path / "linked"), "deploy")
+    assert g.branch_refs(repo, "deploy").checked_out is False  # not this worktree's HEAD
+    linked = g.open_repo(tmp_path / "linked")
+    assert g.branch_refs(linked, "deploy") == g.BranchRefs(second, None, True)
+
+
+def test_update_branch_after_a_push_sets_the_tracking_ref_whatever_happens(
+    repo: g.Repo, work: Path
+) -> None:
+    tracking = g.tracking_ref("origin", "deploy")
+    first = g.build_commit(repo, {"a": b"1"}, None, "one", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", first, "deploy", None, track=False).ok
+    assert sh(work, "for-each-ref", tracking) == ""  # left to update_branch
+    assert g.update_branch(repo, "deploy", first, None, pushed_to="origin")
+    assert sh(work, "rev-parse", tracking) == first == g.branch_sha(repo, "deploy")
+    # The local branch lost its swap: the tracking ref follows the push all the same.
+    second = g.build_commit(repo, {"a": b"2"}, first, "two", AUTHOR, COMMITTER)
+    other = g.build_commit(repo, {"a": b"3"}, first, "three", AUTHOR, COMMITTER)
+    sh(work, "update-ref", "refs/heads/deploy", other, first)
+    assert g.push_branch(repo, "origin", second, "deploy", first, track=False).ok
+    assert g.update_branch(repo, "deploy", second, first, pushed_to="origin") is False
+    assert g.branch_sha(repo, "deploy") == other
+    assert sh(work, "rev-parse", tracking) == second
+    # ... and when moving the local branch is refused outright.
+    third = g.build_commit(repo, {"a": b"4"}, second, "four", AUTHOR, COMMITTER)
+    assert g.push_branch(repo, "origin", third, "deploy", second, track=False).ok
+    sh(work, "worktree", "add", "-q", str(work.parent / "linked"), "deploy")
+    with pytest.raises(GitError, match="checked out"):
+        g.update_branch(repo, "deploy", third, other, pushed_to="origin")
+    assert g.branch_sha(repo, "deploy") == other
+    assert sh(work, "rev-parse", tracking) == third
+
+
+def test_is_shallow_is_answered_when_the_repository_is_opened(
+    work: Path, remote: Path, tmp_path: Path
+) -> None:
+    sh(work, "push", "-q", "origin", "HEAD:main")
+    assert g.open_repo(work).shallow_at_open is False
+    shallow = tmp_path / "shallow"
+    sh(tmp_path, "clone", "-q", "--depth", "1", f"file://{remote}", str(shallow))
+    opened = g.open_repo(shallow)
+    assert opened.shallow_at_open is True and g.is_shallow(opened)
+    bare = g.open_repo(remote)
+    assert bare.worktree is None and bare.shallow_at_open is False

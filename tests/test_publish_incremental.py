@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,11 +171,13 @@ def test_a_tip_moved_by_another_writer_loses_the_swap_and_is_rebuilt_on(
     real = git.update_branch
     moved: list[str] = []
 
-    def race(repo: git.Repo, branch: str, new: str, expected: str | None) -> bool:
+    def race(
+        repo: git.Repo, branch: str, new: str, expected: str | None, pushed_to: str | None = None
+    ) -> bool:
         if not moved:
             sh(work, "update-ref", "refs/heads/deploy", theirs, first)
             moved.append(theirs)
-        return real(repo, branch, new, expected)
+        return real(repo, branch, new, expected, pushed_to)
 
     monkeypatch.setattr(git, "update_branch", race)
     files.update(model("llama", 2))
@@ -195,11 +198,13 @@ def test_a_tip_deleted_meanwhile_gives_a_fresh_orphan(
     real = git.update_branch
     deleted: list[bool] = []
 
-    def race(repo: git.Repo, branch: str, new: str, expected: str | None) -> bool:
+    def race(
+        repo: git.Repo, branch: str, new: str, expected: str | None, pushed_to: str | None = None
+    ) -> bool:
         if not deleted:
             sh(work, "update-ref", "-d", "refs/heads/deploy", str(first))
             deleted.append(True)
-        return real(repo, branch, new, expected)
+        return real(repo, branch, new, expected, pushed_to)
 
     monkeypatch.setattr(git, "update_branch", race)
     files.update(model("llama", 2))
@@ -298,3 +303,37 @@ def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> Non
             whole = pub.prune_problems(old, new, max_shrink, pub.model_changes(old, new))
             assert pub.prune_problems(old, new, max_shrink, changes, touched) == whole
     assert "drop from 20 to 16" in pub.prune_problems(old, shrunk, 0.1)[-1]
+
+
+def test_a_tip_recording_the_sources_parent_needs_no_history_question(
+    work: Path, target: pub.Target, source: pub.Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tip that records the new source's parent cannot hold a newer source: publish
+    asks git nothing about it. A grandparent (or anything else) is asked about."""
+    files = {**model("llama", 1)}
+    publish(target, source, files)
+    asked: list[tuple[str, ...]] = []
+    real = git._git
+
+    def counted(cwd: Path, git_dir: Path | None, args: Any, **kwargs: Any) -> Any:
+        if "--is-ancestor" in args:
+            asked.append(tuple(args))
+        return real(cwd, git_dir, args, **kwargs)
+
+    monkeypatch.setattr(git, "_git", counted)
+    for step in (1, 2):
+        (work / "specs" / "a.yaml").write_text(f"a: {step + 1}\n")
+        sh(work, "commit", "-qam", f"step {step}")
+    child = pub.Source(git.head_commit(target.repo), dirty=True, repo_url="https://example/r")
+    files.update(model("llama", 2))
+    assert pub.publish_files(target, child, files).status == "published"
+    assert [a for a in asked if source.sha in a] != []  # the grandparent: asked
+    asked.clear()
+    (work / "specs" / "a.yaml").write_text("a: 9\n")
+    sh(work, "commit", "-qam", "step 3")
+    grandchild = pub.Source(git.head_commit(target.repo), dirty=True, repo_url="https://x/r")
+    files.update(model("llama", 3))
+    outcome = pub.publish_files(target, grandchild, files)
+    assert outcome.status == "published" and asked == []  # the parent: nothing asked
+    # The other way round, a tip holding a newer source, is still refused.
+    assert pub.publish_files(target, child, files).status == "newer"
