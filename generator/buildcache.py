@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -87,7 +88,13 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return _cache_dir(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_dir(xdg: str | None, home: str | None) -> Path:
+    # Keyed by the variables it reads: Path.home() per entry was a twentieth of a cold build.
+    base = xdg or str(Path.home() / ".cache")
     return Path(base) / "servegen" / "builds"
 
 
@@ -162,7 +169,24 @@ def mark_used(fd: int) -> None:
 def load(key: str) -> CachedFile | None:
     """The stored result for `key`, or None (missing, unreadable or not for this key)."""
     try:
-        entry = json.loads(read_entry(key))
+        return decode(key, read_entry(key))
+    except OSError:
+        return None
+
+
+def read_raw(key: str) -> bytes | None:
+    """The bytes of the entry stored under `key`, unchecked (see decode()), or None."""
+    try:
+        return read_entry(key)
+    except OSError:
+        return None
+
+
+def decode(key: str, data: bytes) -> CachedFile | None:
+    """An entry's bytes as the result stored for `key`; None when they are damaged or
+    are not that key's (what encode() made, or an entry file's bytes)."""
+    try:
+        entry = json.loads(data)
         if entry.get("key") != key:
             return None
         return CachedFile(
@@ -185,6 +209,13 @@ def _cached_from(entry: Mapping[str, Any]) -> Cached:
 
 
 def store(key: str, result: CachedFile) -> None:
+    data = encode(key, result)
+    if data is not None:
+        write_entry(key, [data])
+
+
+def encode(key: str, result: CachedFile) -> bytes | None:
+    """The entry's bytes for `result` under `key` (None: a file that is not UTF-8)."""
     try:
         models = [
             {
@@ -195,14 +226,14 @@ def store(key: str, result: CachedFile) -> None:
             for cached in result.models
         ]
     except UnicodeDecodeError:
-        return
+        return None
     entry = {
         "key": key,
         "names": [dataclasses.astuple(name) for name in result.names],
         "warnings": [dataclasses.astuple(w) for w in result.warnings],
         "models": models,
     }
-    write_entry(key, entry)
+    return _dumps(entry)
 
 
 def derived_key(build: str, what: str, inputs: Any) -> str:
@@ -232,6 +263,11 @@ def store_files(key: str, files: Mapping[str, bytes]) -> None:
     write_entry(key, {"key": key, "files": texts})
 
 
+def _dumps(entry: Mapping[str, Any]) -> bytes:
+    # json.dumps, not json.dump: only the former uses the C encoder.
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class DamagedEntryError(Exception):
     """A section of a whole-build entry (generator/wholebuild.py) does not match the
     length or digest its head records."""
@@ -246,8 +282,7 @@ def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) ->
     or not at all: a temporary file renamed over the old one."""
     target = entry_path(key)
     if isinstance(entry, Mapping):
-        # json.dumps, not json.dump: only the former uses the C encoder.
-        entry = [json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()]
+        entry = [_dumps(entry)]
     # Unique per process and thread: concurrent writers of one key never share a file.
     tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:

@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from generator import buildcache, progress, wholebuild
+from generator import buildcache, progress, wholebuild, workers
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
@@ -235,18 +235,78 @@ class Repository:
 
     # --- per file -----------------------------------------------------------------------
 
-    def update(self, rels: Iterable[str]) -> list[str]:
-        """Re-read these paths as they are now; the ones whose contribution changed."""
+    def update(self, rels: Iterable[str], jobs: int = 1) -> list[str]:
+        """Re-read these paths as they are now; the ones whose contribution changed.
+
+        With `jobs` > 1, the files not known yet may be derived by that many worker
+        processes (generator/workers.py); what they cannot vouch for is derived here.
+        """
         self._validation = None  # the spec folder itself may have changed too
         usable = self.spec_root_problem() is None and self.spec_root.is_dir()
         ordered = sorted(rels, key=_walk_order)
+        new = [rel for rel in ordered if rel not in self.files] if usable else []
+        elsewhere: Iterator[FileState | None] | None = None
+        if not self.keep_objects and workers.usable(len(new), jobs):
+            elsewhere = self._derived_elsewhere(new, jobs)
+        pending = set(new) if elsewhere is not None else set()
         changed = []
         for done, rel in enumerate(ordered, 1):
-            if self._refresh(rel, usable):
+            state = next(elsewhere) if elsewhere is not None and rel in pending else None
+            if state is not None:
+                self.files[rel] = state
+                changed.append(rel)
+            elif self._refresh(rel, usable):
                 changed.append(rel)
             progress.step(done, len(ordered))
         self._listed = set()  # what a later batch names is checked again
         return changed
+
+    def _derived_elsewhere(self, rels: Sequence[str], jobs: int) -> Iterator[FileState | None]:
+        """The state of each of `rels`, in order, as worker processes derived it; None
+        for a file the caller derives itself (it did not pass, or is a symlink)."""
+        for found in workers.spread(self._derive_batch, rels, jobs):
+            if found is None:
+                yield None
+                continue
+            digest, entry, data = found
+            cached = buildcache.decode(entry, data)  # checked against its key, as any entry
+            if cached is None:
+                yield None
+                continue
+            models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
+            yield FileState(digest, cached.names, models, cached.warnings, entry=entry or None)
+
+    def _derive_batch(self, rels: Sequence[str]) -> list[tuple[bytes, str, bytes] | None]:
+        """In a worker process: each file's digest, build-cache key ("" without the
+        cache) and entry bytes (stored in the cache, or found there); None for a file
+        that did not pass or could not be judged here."""
+        out: list[tuple[bytes, str, bytes] | None] = []
+        for rel in rels:
+            try:
+                out.append(self._derive_entry(rel))
+            except Exception:  # derived again by the parent, which reports it
+                out.append(None)
+        return out
+
+    def _derive_entry(self, rel: str) -> tuple[bytes, str, bytes] | None:
+        if rel not in self._listed and not self.is_spec(rel):
+            return None
+        data, source, volatile = read_spec(self.root, self.root / rel)
+        if source is not None or volatile:
+            return None  # a symlink or an unreadable file: for the parent to judge
+        digest = wholebuild.spec_digest(data)
+        entry = buildcache.file_key(self._key, rel, data) if self._key is not None else ""
+        found = buildcache.read_raw(entry) if entry else None
+        if found is None:
+            state = self._derive(digest, parse_source(rel, data), False, None)
+            if not state.passed:
+                return None
+            found = buildcache.encode(entry, _cached(state))
+            if found is None:
+                return None
+            if entry:
+                buildcache.write_entry(entry, [found])
+        return digest, entry, found
 
     def _refresh(self, rel: str, usable: bool) -> bool:
         old = self.files.get(rel)
@@ -298,8 +358,7 @@ class Repository:
         )
         if entry is None or not state.passed:
             return state  # one that failed is derived (and reported) again each time
-        cached = [buildcache.Cached(summary(m.render), m.files, m.skipped) for m in models]
-        buildcache.store(entry, buildcache.CachedFile(names, state.problems, tuple(cached)))
+        buildcache.store(entry, _cached(state))
         return replace(state, entry=entry)
 
     def _model(self, spec: ValidatedSpec) -> ModelOutput:
@@ -548,6 +607,12 @@ class Repository:
         return replace(built, warnings=base.warnings, tree=tree, counts=counts)
 
 
+def _cached(state: FileState) -> buildcache.CachedFile:
+    """What the build cache keeps of a file that passed."""
+    models = (buildcache.Cached(summary(m.render), m.files, m.skipped) for m in state.models)
+    return buildcache.CachedFile(state.names, state.problems, tuple(models))
+
+
 def _contribution(state: FileState) -> str:
     models = ((m.render, m.files, m.skipped) for m in state.models)
     return wholebuild.contribution(state.names, state.problems, models)
@@ -605,7 +670,7 @@ def _fresh_build(
                 delta = repository.delta(latest, digests, environment)
                 if delta is not None:
                     return delta
-            repository.update(repository.scan())
+            repository.update(repository.scan(), workers.jobs())
             if not _errors(repository.validation_problems()):
                 _check_environment(config, environment)
             repository.raise_problems()
