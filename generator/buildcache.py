@@ -451,7 +451,13 @@ def _environment_from(data: Mapping[str, Any]) -> EnvironmentRender:
 
 def _fields(flat: Any) -> dict[str, Any]:
     """A flat dataclass's fields (dataclasses.asdict copies deeply, ten times slower)."""
-    return {field.name: getattr(flat, field.name) for field in dataclasses.fields(flat)}
+    names = _FIELD_NAMES.get(type(flat))
+    if names is None:  # dataclasses.fields() per object was most of encoding a summary
+        names = _FIELD_NAMES[type(flat)] = tuple(f.name for f in dataclasses.fields(flat))
+    return {name: getattr(flat, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 from generator import outtree
@@ -190,7 +191,7 @@ def _indented(value: Any, newline: str, out: list[str]) -> None:
         inner = newline + "  "
         separator = "{" + inner
         for key in sorted(value):
-            out.append(separator + json.dumps(key, ensure_ascii=False) + ": ")
+            out.append(separator + _quoted(key) + ": ")
             separator = "," + inner
             _indented(value[key], inner, out)
         out.append(newline + "}")
@@ -206,7 +207,21 @@ def _indented(value: Any, newline: str, out: list[str]) -> None:
             _indented(item, inner, out)
         out.append(newline + "]")
     else:
-        out.append(json.dumps(value, ensure_ascii=False))
+        kind = value.__class__
+        if kind is str:
+            out.append(_quoted(value))
+        elif kind is bool or value is None:
+            out.append(_JSON_WORDS[value])
+        elif kind is int:
+            out.append(int.__repr__(value))
+        else:
+            out.append(json.dumps(value, ensure_ascii=False))
+
+
+# What json.dumps(..., ensure_ascii=False) writes for a string and for the words,
+# without its set-up per call (most of the time of writing a large catalog).
+_quoted = encode_basestring
+_JSON_WORDS = {None: "null", True: "true", False: "false"}
 
 
 def _flux_files(models: Sequence[ModelRender], config: Config, env: str) -> dict[str, bytes]:

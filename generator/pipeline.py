@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from generator.check import ManifestChecker
 
 Objects = list[list[dict[str, Any]]]
+# What a worker process sends back for a spec file that passed (see Repository.update):
+# its digest, build-cache key, cache entry bytes and wholebuild.contribution().
+Derived = tuple[bytes, str, bytes, str]
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class FileState:
     failures: tuple[RenderFailure, ...] = ()
     volatile: bool = False  # a symlink: its target may change unseen, so re-read each batch
     entry: str | None = None  # its build-cache key, once stored or found there
+    # wholebuild.contribution() of the above, when the worker that derived it said
+    contribution: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -268,19 +273,26 @@ class Repository:
             if found is None:
                 yield None
                 continue
-            digest, entry, data = found
+            digest, entry, data, contribution = found
             cached = buildcache.decode(entry, data)  # checked against its key, as any entry
             if cached is None:
                 yield None
                 continue
             models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
-            yield FileState(digest, cached.names, models, cached.warnings, entry=entry or None)
+            yield FileState(
+                digest,
+                cached.names,
+                models,
+                cached.warnings,
+                entry=entry or None,
+                contribution=contribution,
+            )
 
-    def _derive_batch(self, rels: Sequence[str]) -> list[tuple[bytes, str, bytes] | None]:
+    def _derive_batch(self, rels: Sequence[str]) -> list[Derived | None]:
         """In a worker process: each file's digest, build-cache key ("" without the
-        cache) and entry bytes (stored in the cache, or found there); None for a file
-        that did not pass or could not be judged here."""
-        out: list[tuple[bytes, str, bytes] | None] = []
+        cache), entry bytes (stored in the cache, or found there) and contribution;
+        None for a file that did not pass or could not be judged here."""
+        out: list[Derived | None] = []
         for rel in rels:
             try:
                 out.append(self._derive_entry(rel))
@@ -288,7 +300,7 @@ class Repository:
                 out.append(None)
         return out
 
-    def _derive_entry(self, rel: str) -> tuple[bytes, str, bytes] | None:
+    def _derive_entry(self, rel: str) -> Derived | None:
         if rel not in self._listed and not self.is_spec(rel):
             return None
         data, source, volatile = read_spec(self.root, self.root / rel)
@@ -297,16 +309,22 @@ class Repository:
         digest = wholebuild.spec_digest(data)
         entry = buildcache.file_key(self._key, rel, data) if self._key is not None else ""
         found = buildcache.read_raw(entry) if entry else None
+        if found is not None:  # the parent checks it against its key
+            cached = buildcache.decode(entry, found)
+            if cached is None:
+                return None
+            models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
+            state = FileState(digest, cached.names, models, cached.warnings)
+            return digest, entry, found, _contribution(state)
+        state = self._derive(digest, parse_source(rel, data), False, None)
+        if not state.passed:
+            return None
+        found = buildcache.encode(entry, _cached(state))
         if found is None:
-            state = self._derive(digest, parse_source(rel, data), False, None)
-            if not state.passed:
-                return None
-            found = buildcache.encode(entry, _cached(state))
-            if found is None:
-                return None
-            if entry:
-                buildcache.write_entry(entry, [found])
-        return digest, entry, found
+            return None
+        if entry:
+            buildcache.write_entry(entry, [found])
+        return digest, entry, found, _contribution(state)
 
     def _refresh(self, rel: str, usable: bool) -> bool:
         old = self.files.get(rel)
@@ -614,6 +632,8 @@ def _cached(state: FileState) -> buildcache.CachedFile:
 
 
 def _contribution(state: FileState) -> str:
+    if state.contribution is not None:
+        return state.contribution
     models = ((m.render, m.files, m.skipped) for m in state.models)
     return wholebuild.contribution(state.names, state.problems, models)
 

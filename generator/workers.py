@@ -21,8 +21,9 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -88,14 +89,16 @@ def spread(task: Batch[T], items: Sequence[str], job_count: int) -> Iterator[T |
         yield from (None for _ in items)
         return
     try:
-        parts = batches(items, job_count)
-        futures: list[Future[list[object]]] = [pool.submit(_run, part) for part in parts]
-        for part, future in zip(parts, futures, strict=True):
+        pending = deque((part, pool.submit(_run, part)) for part in batches(items, job_count))
+        while pending:
+            part, future = pending.popleft()  # not kept: each result is let go once used
             try:
                 results = future.result()
             except Exception:  # a worker died (BrokenProcessPool) or failed: redone here
                 results = [None] * len(part)
+            del future
             yield from results  # type: ignore[misc]
+            del results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _task = None
