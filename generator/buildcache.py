@@ -40,7 +40,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -182,28 +182,37 @@ def read_raw(key: str) -> bytes | None:
         return None
 
 
-def decode(key: str, data: bytes) -> CachedFile | None:
+def decode(key: str, data: bytes, blobs: Sequence[bytes] | None = None) -> CachedFile | None:
     """An entry's bytes as the result stored for `key`; None when they are damaged or
-    are not that key's (what encode() made, or an entry file's bytes)."""
+    are not that key's (what encode() made, or an entry file's bytes). `blobs`: the
+    files' bytes, when encode() was given a list for them."""
+    pieces = None if blobs is None else iter(blobs)
     try:
         entry = json.loads(data)
         if entry.get("key") != key:
             return None
-        return CachedFile(
+        found = CachedFile(
             tuple(
                 SpecName(str(n), str(p), int(line), int(col)) for n, p, line, col in entry["names"]
             ),
             tuple(Diagnostic(*w) for w in entry["warnings"]),
-            tuple(_cached_from(model) for model in entry["models"]),
+            tuple(_cached_from(model, pieces) for model in entry["models"]),
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
         return None
+    if pieces is not None and next(pieces, None) is not None:
+        return None  # more files' bytes than the entry names
+    return found
 
 
-def _cached_from(entry: Mapping[str, Any]) -> Cached:
+def _cached_from(entry: Mapping[str, Any], pieces: Iterator[bytes] | None) -> Cached:
+    if pieces is None:
+        files = {path: text.encode() for path, text in entry["files"].items()}
+    else:
+        files = {str(path): next(pieces) for path in entry["files"]}
     return Cached(
         model_from_json(entry["model"]),
-        {path: text.encode() for path, text in entry["files"].items()},
+        files,
         {str(kind): int(count) for kind, count in entry["skipped"].items()},
     )
 
@@ -214,19 +223,29 @@ def store(key: str, result: CachedFile) -> None:
         write_entry(key, [data])
 
 
-def encode(key: str, result: CachedFile) -> bytes | None:
-    """The entry's bytes for `result` under `key` (None: a file that is not UTF-8)."""
+def encode(key: str, result: CachedFile, blobs: list[bytes] | None = None) -> bytes | None:
+    """The entry's bytes for `result` under `key` (None: a file that is not UTF-8).
+
+    Given `blobs`, the files' bytes are appended to it and the entry lists only their
+    paths (how a worker process sends a result back, generator/workers.py).
+    """
     try:
         models = [
             {
                 "model": model_to_json(cached.model),
-                "files": {path: data.decode() for path, data in cached.files.items()},
+                "files": (
+                    {path: data.decode() for path, data in cached.files.items()}
+                    if blobs is None
+                    else list(cached.files)
+                ),
                 "skipped": dict(cached.skipped),
             }
             for cached in result.models
         ]
     except UnicodeDecodeError:
         return None
+    if blobs is not None:
+        blobs.extend(data for cached in result.models for data in cached.files.values())
     entry = {
         "key": key,
         "names": [dataclasses.astuple(name) for name in result.names],

@@ -15,7 +15,7 @@ Everything is deterministic: same models, same bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -150,14 +150,8 @@ def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, by
         kustomization = {**KUSTOMIZATION, "resources": resources}
         cluster = outtree.cluster_dir(env)
         files[f"{cluster}/{outtree.KUSTOMIZATION}"] = _yaml("servegen.yaml", [kustomization])
-        catalog = {
-            "environment": env,
-            "models": [
-                m.environments[env].endpoint.to_json() for m in models if env in m.environments
-            ],
-        }
-        text = indented_json(catalog) + "\n"
-        files[outtree.endpoints_file(env)] = text.encode()
+        entries = (m.environments[env].endpoint.to_json() for m in models if env in m.environments)
+        files[outtree.endpoints_file(env)] = (catalog_json(env, entries) + "\n").encode()
         files.update(_flux_files(models, config, env))
     return files
 
@@ -175,6 +169,19 @@ def indented_json(value: Any) -> str:
     except _Unusual:
         return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
     return "".join(out)
+
+
+def catalog_json(env: str, entries: Iterable[Mapping[str, Any]]) -> str:
+    """indented_json({"environment": env, "models": list(entries)}), byte for byte, made
+    one entry at a time: a large repository's catalog is never held as objects (at
+    10,000 models those and their pieces of text were tens of megabytes at once)."""
+    chunks = []
+    for entry in entries:
+        out: list[str] = []
+        _indented(dict(entry), "\n    ", out)
+        chunks.append("".join(out))
+    listed = "[\n    " + ",\n    ".join(chunks) + "\n  ]" if chunks else "[]"
+    return '{\n  "environment": ' + _quoted(env) + ',\n  "models": ' + listed + "\n}"
 
 
 class _Unusual(Exception):

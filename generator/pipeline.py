@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 
 Objects = list[list[dict[str, Any]]]
 # What a worker process sends back for a spec file that passed (see Repository.update):
-# its digest, build-cache key, cache entry bytes and wholebuild.contribution().
-Derived = tuple[bytes, str, bytes, str]
+# its digest, build-cache key, buildcache.encode() of its result with the files' bytes
+# apart, and wholebuild.contribution().
+Derived = tuple[bytes, str, bytes, list[bytes], str]
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,8 @@ class Repository:
             if found is None:
                 yield None
                 continue
-            digest, entry, data, contribution = found
-            cached = buildcache.decode(entry, data)  # checked against its key, as any entry
+            digest, entry, head, blobs, contribution = found
+            cached = buildcache.decode(entry, head, blobs)
             if cached is None:
                 yield None
                 continue
@@ -289,9 +290,8 @@ class Repository:
             )
 
     def _derive_batch(self, rels: Sequence[str]) -> list[Derived | None]:
-        """In a worker process: each file's digest, build-cache key ("" without the
-        cache), entry bytes (stored in the cache, or found there) and contribution;
-        None for a file that did not pass or could not be judged here."""
+        """In a worker process: what each file yields (stored in the build cache, or
+        found there); None for a file that did not pass or could not be judged here."""
         out: list[Derived | None] = []
         for rel in rels:
             try:
@@ -309,22 +309,20 @@ class Repository:
         digest = wholebuild.spec_digest(data)
         entry = buildcache.file_key(self._key, rel, data) if self._key is not None else ""
         found = buildcache.read_raw(entry) if entry else None
-        if found is not None:  # the parent checks it against its key
-            cached = buildcache.decode(entry, found)
-            if cached is None:
-                return None
+        cached = buildcache.decode(entry, found) if found is not None else None
+        if cached is not None:  # stored by an earlier build, and for this very key
             models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
             state = FileState(digest, cached.names, models, cached.warnings)
-            return digest, entry, found, _contribution(state)
-        state = self._derive(digest, parse_source(rel, data), False, None)
-        if not state.passed:
-            return None
-        found = buildcache.encode(entry, _cached(state))
-        if found is None:
-            return None
-        if entry:
-            buildcache.write_entry(entry, [found])
-        return digest, entry, found, _contribution(state)
+        else:
+            state = self._derive(digest, parse_source(rel, data), False, None)
+            if not state.passed:
+                return None
+            cached = _cached(state)
+            if entry:
+                buildcache.store(entry, cached)
+        blobs: list[bytes] = []
+        head = buildcache.encode(entry, cached, blobs)
+        return None if head is None else (digest, entry, head, blobs, _contribution(state))
 
     def _refresh(self, rel: str, usable: bool) -> bool:
         old = self.files.get(rel)
