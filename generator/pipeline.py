@@ -252,13 +252,21 @@ class Repository:
         ordered = sorted(rels, key=_walk_order)
         new = [rel for rel in ordered if rel not in self.files] if usable else []
         elsewhere: Iterator[FileState | None] | None = None
+        first, pending, warmed = set[str](), set[str](), set[str]()
         if not self.keep_objects and workers.usable(len(new), jobs):
-            elsewhere = self._derived_elsewhere(new, jobs)
-        pending = set(new) if elsewhere is not None else set()
+            # The first few here, without a progress step (no bar's thread before the
+            # fork): what the workers then inherit is loaded once.
+            first = set(new[: workers.WARM_UP])
+            warmed = {rel for rel in new[: workers.WARM_UP] if self._refresh(rel, usable)}
+            pending = set(new[workers.WARM_UP :])
+            elsewhere = self._derived_elsewhere(new[workers.WARM_UP :], jobs)
         changed = []
         for done, rel in enumerate(ordered, 1):
             state = next(elsewhere) if elsewhere is not None and rel in pending else None
-            if state is not None:
+            if rel in first:
+                if rel in warmed:
+                    changed.append(rel)
+            elif state is not None:
                 self.files[rel] = state
                 changed.append(rel)
             elif self._refresh(rel, usable):
@@ -269,8 +277,12 @@ class Repository:
 
     def _derived_elsewhere(self, rels: Sequence[str], jobs: int) -> Iterator[FileState | None]:
         """The state of each of `rels`, in order, as worker processes derived it; None
-        for a file the caller derives itself (it did not pass, or is a symlink)."""
-        for found in workers.spread(self._derive_batch, rels, jobs):
+        for a file the caller derives itself (it did not pass, or is a symlink). The
+        workers start now."""
+        return self._states(workers.spread(self._derive_batch, rels, jobs))
+
+    def _states(self, results: Iterator[Derived | None]) -> Iterator[FileState | None]:
+        for found in results:
             if found is None:
                 yield None
                 continue

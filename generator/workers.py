@@ -23,8 +23,8 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 Batch = Callable[[Sequence[str]], list[T | None]]
@@ -32,6 +32,9 @@ Batch = Callable[[Sequence[str]], list[T | None]]
 # Below this many spec files, starting the workers costs more than they save (and
 # small repositories, the common case of validate and publish, stay in one process).
 MIN_FILES = 256
+# Derived by the parent before it forks: what they load (templates, schemas, runtime
+# modules) is then loaded once, not once per worker.
+WARM_UP = 32
 _BATCHES_PER_JOB = 16  # small enough to keep every worker busy to the end
 _MAX_BATCH = 64
 
@@ -78,18 +81,28 @@ def batches(items: Sequence[str], job_count: int) -> list[Sequence[str]]:
 
 def spread(task: Batch[T], items: Sequence[str], job_count: int) -> Iterator[T | None]:
     """task(batch) for batches of `items`, run in forked workers: one result per item,
-    in order. A batch whose worker failed yields None for each of its items."""
+    in order. A batch whose worker failed yields None for each of its items.
+
+    The workers are forked before this returns, so that nothing the caller does while
+    it reads the results (a progress bar's thread) is in the forks.
+    """
     global _task
     _task = task  # type: ignore[assignment]  # inherited by the forks, never pickled
     try:
         context = multiprocessing.get_context("fork")
         pool = ProcessPoolExecutor(job_count, mp_context=context, initializer=_quiet)
-    except (OSError, ValueError):  # no processes to be had: the parent does it all
-        _task = None
-        yield from (None for _ in items)
-        return
-    try:
         pending = deque((part, pool.submit(_run, part)) for part in batches(items, job_count))
+    except (OSError, ValueError):  # no processes to be had: the parent does it all
+        return iter([None] * len(items))
+    finally:
+        _task = None  # the forks have their copy
+    return _results(pool, pending)
+
+
+def _results(
+    pool: ProcessPoolExecutor, pending: deque[tuple[Sequence[str], Future[list[object]]]]
+) -> Iterator[Any]:
+    try:
         while pending:
             part, future = pending.popleft()  # not kept: each result is let go once used
             try:
@@ -97,8 +110,7 @@ def spread(task: Batch[T], items: Sequence[str], job_count: int) -> Iterator[T |
             except Exception:  # a worker died (BrokenProcessPool) or failed: redone here
                 results = [None] * len(part)
             del future
-            yield from results  # type: ignore[misc]
+            yield from results
             del results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        _task = None

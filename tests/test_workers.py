@@ -29,8 +29,10 @@ def _serial(root: Path, monkeypatch: pytest.MonkeyPatch) -> Build:
 
 @pytest.fixture
 def spread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Worker processes for any repository of two spec files or more."""
+    """Worker processes for any repository of two spec files or more, every file
+    derived by them."""
     monkeypatch.setattr(workers, "MIN_FILES", 2)
+    monkeypatch.setattr(workers, "WARM_UP", 0)
     monkeypatch.setenv("SERVEGEN_JOBS", "2")
 
 
@@ -69,6 +71,23 @@ def test_workers_render_every_model_and_the_build_is_the_same(
     assert (spread.notes, spread.warnings) == (serial.notes, serial.warnings)
     # What the workers stored is found again: a later build renders nothing.
     assert len([p for p in entries() if "names" in head(p)]) == len(serial.models)
+
+
+@pytest.mark.usefixtures("spread")
+def test_the_parent_derives_the_first_files_before_it_forks(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial = _serial(example_repo, monkeypatch)
+    _forget_builds()
+    monkeypatch.setattr(workers, "WARM_UP", 3)
+    rendered = _RenderedBy(tmp_path / "rendered")
+    monkeypatch.setattr(pipeline, "render_spec", rendered)
+    spread = build(example_repo)
+    lines = rendered.log.read_text().splitlines()
+    by_parent = [name for pid, name in map(str.split, lines) if int(pid) == os.getpid()]
+    assert len(by_parent) == 3 and len(lines) == len(serial.models)
+    assert lines[:3] == [f"{os.getpid()} {name}" for name in by_parent]  # before any fork
+    assert spread.files == serial.files
 
 
 @pytest.mark.usefixtures("spread")
