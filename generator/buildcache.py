@@ -147,13 +147,17 @@ def file_key(build: str, path: str, content: bytes) -> str:
 
 
 def entry_path(key: str) -> Path:
-    # One Path made from a string: pathlib's `/` per part was a tenth of a warm build.
-    return Path(f"{cache_dir()}/{key[:2]}/{key}.json")
+    return Path(_entry_name(key))
+
+
+def _entry_name(key: str) -> str:
+    # A string, no Path: pathlib's parsing per entry was a tenth of a warm build.
+    return f"{cache_dir()}/{key[:2]}/{key}.json"
 
 
 def read_entry(key: str) -> bytes:
     """An entry's bytes (and the entry marked used)."""
-    with entry_path(key).open("rb") as handle:
+    with open(_entry_name(key), "rb") as handle:  # noqa: PTH123 - a string, see above
         data = handle.read()
         mark_used(handle.fileno())
     return data
@@ -248,8 +252,8 @@ def encode(key: str, result: CachedFile, blobs: list[bytes] | None = None) -> by
         blobs.extend(data for cached in result.models for data in cached.files.values())
     entry = {
         "key": key,
-        "names": [dataclasses.astuple(name) for name in result.names],
-        "warnings": [dataclasses.astuple(w) for w in result.warnings],
+        "names": [_astuple(name) for name in result.names],
+        "warnings": [_astuple(w) for w in result.warnings],
         "models": models,
     }
     return _dumps(entry)
@@ -299,13 +303,13 @@ Range = tuple[int, int, int]
 def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) -> None:
     """Write an entry (a JSON object, or pieces: bytes, or ranges of another entry) whole
     or not at all: a temporary file renamed over the old one."""
-    target = entry_path(key)
+    folder = f"{cache_dir()}/{key[:2]}"
     if isinstance(entry, Mapping):
         entry = [_dumps(entry)]
     # Unique per process and thread: concurrent writers of one key never share a file.
-    tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = f"{folder}/.{key}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        fd = _create(tmp)
+        fd = _create(folder, tmp)
         try:
             try:
                 for piece in entry:
@@ -315,9 +319,10 @@ def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) ->
                         _write_all(fd, piece)
             finally:
                 os.close(fd)
-            tmp.replace(target)
+            os.replace(tmp, f"{folder}/{key}.json")  # noqa: PTH105 - strings, no Path
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # noqa: PTH108
             raise
     except OSError:
         return  # a read-only or full cache folder is fine: the cache only saves time
@@ -348,19 +353,19 @@ def _copy(source: int, offset: int, length: int, target: int) -> None:
         offset += len(chunk)
 
 
-_made: set[Path] = set()  # folders this process made or found (one mkdir each)
+_made: set[str] = set()  # folders this process made or found (one mkdir each)
 
 
-def _create(path: Path) -> int:
+def _create(folder: str, path: str) -> int:
     """Open a new file for writing, making its folder (again, if it was deleted)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    if path.parent not in _made:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _made.add(path.parent)
+    if folder not in _made:
+        os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - strings, no Path
+        _made.add(folder)
     try:
         return os.open(path, flags, 0o644)
     except FileNotFoundError:  # the cache was deleted meanwhile: that is allowed
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)  # noqa: PTH103
         return os.open(path, flags, 0o644)
 
 
@@ -477,6 +482,11 @@ def _fields(flat: Any) -> dict[str, Any]:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _astuple(flat: Any) -> list[Any]:
+    """dataclasses.astuple() of a flat dataclass, as the list JSON writes."""
+    return list(_fields(flat).values())
 
 
 def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -636,8 +636,9 @@ class Repository:
 
 
 def _cached(state: FileState) -> buildcache.CachedFile:
-    """What the build cache keeps of a file that passed."""
-    models = (buildcache.Cached(summary(m.render), m.files, m.skipped) for m in state.models)
+    """What the build cache keeps of a file that passed (its models are summaries: a
+    Repository that keeps objects has no cache)."""
+    models = (buildcache.Cached(m.render, m.files, m.skipped) for m in state.models)
     return buildcache.CachedFile(state.names, state.problems, tuple(models))
 
 
@@ -839,6 +840,7 @@ def _within(parent: str, rel: str) -> bool:
     return parent in ("", ".") or rel == parent or rel.startswith(parent.rstrip("/") + "/")
 
 
+@lru_cache(maxsize=1 << 16)  # spec paths, sorted again at every step of a build
 def _walk_order(rel: str) -> tuple[tuple[int, str], ...]:
     """Sort key matching os.walk(topdown) with sorted names: a folder's files first."""
     *folders, name = rel.split("/")
