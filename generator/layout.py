@@ -174,14 +174,16 @@ def indented_json(value: Any) -> str:
 def catalog_json(env: str, entries: Iterable[Mapping[str, Any]]) -> str:
     """indented_json({"environment": env, "models": list(entries)}), byte for byte, made
     one entry at a time: a large repository's catalog is never held as objects (at
-    10,000 models those and their pieces of text were tens of megabytes at once)."""
-    chunks = []
+    10,000 models those were tens of megabytes at once)."""
+    out = ['{\n  "environment": ', _quoted(env), ',\n  "models": ']
+    separator = "[\n    "
     for entry in entries:
-        out: list[str] = []
+        out.append(separator)
+        separator = ",\n    "
         _indented(dict(entry), "\n    ", out)
-        chunks.append("".join(out))
-    listed = "[\n    " + ",\n    ".join(chunks) + "\n  ]" if chunks else "[]"
-    return '{\n  "environment": ' + _quoted(env) + ',\n  "models": ' + listed + "\n}"
+    out.append("[]" if separator.startswith("[") else "\n  ]")
+    out.append("\n}")
+    return "".join(out)
 
 
 class _Unusual(Exception):
