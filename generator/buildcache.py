@@ -454,23 +454,39 @@ def model_from_json(data: Mapping[str, Any]) -> ModelRender:
         path=data["path"],
         line=data["line"],
         col=data["col"],
-        runtime=data["runtime"],
+        runtime=sys.intern(data["runtime"]),
         base=(),
-        environments={env: _environment_from(r) for env, r in data["environments"].items()},
+        environments={
+            sys.intern(env): _environment_from(r) for env, r in data["environments"].items()
+        },
     )
 
 
 def _environment_from(data: Mapping[str, Any]) -> EnvironmentRender:
     version = data["version"]
     return EnvironmentRender(
-        namespace=data["namespace"],
-        labels=data["labels"],
-        annotations=data["annotations"],
+        namespace=sys.intern(data["namespace"]),
+        labels=_shared(data["labels"]),
+        annotations=_shared(data["annotations"]),
         variant=(),
-        objects=tuple(data["objects"]),
+        objects=tuple(map(_shared, data["objects"])),
         endpoint=Endpoint(**_tuples(data["endpoint"])),
         version=None if version is None else ModelVersion(**_tuples(version)),
     )
+
+
+def _shared(value: Any) -> Any:
+    """`value` with its strings interned: every summary read back repeats the same keys,
+    kinds and namespaces, which JSON decoding would otherwise hold once per model (at
+    10,000 models, tens of megabytes)."""
+    kind = value.__class__
+    if kind is str:
+        return sys.intern(value)
+    if kind is dict:
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if kind is list:
+        return [_shared(item) for item in value]
+    return value
 
 
 def _fields(flat: Any) -> dict[str, Any]:
