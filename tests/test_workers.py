@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from generator.pipeline import Build, build
 from generator.render import ModelRender, render_spec
 from generator.validate import ValidatedSpec
 from tests.cacheutil import entries, head
+from tests.conftest import REPO_ROOT
 
 
 def _serial(root: Path, monkeypatch: pytest.MonkeyPatch) -> Build:
@@ -218,3 +221,22 @@ def test_batches_cover_every_item_in_order() -> None:
     parts = workers.batches(items, 2)
     assert [item for part in parts for item in part] == items
     assert len(parts) > 2 and max(map(len, parts)) <= 64
+
+
+def test_what_the_parent_printed_before_forking_is_printed_once(example_repo: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from generator import pipeline, workers; "
+        "workers.MIN_FILES = 2; workers.WARM_UP = 0; print('printed before the build'); "
+        "pipeline.build(Path(sys.argv[1]))"
+    )
+    env = {**os.environ, "SERVEGEN_JOBS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(example_repo)],
+        capture_output=True,  # a pipe: stdout is block-buffered, as in CI logs
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        check=True,
+        timeout=300,
+    )
+    assert done.stdout.count("printed before the build") == 1, done.stdout
