@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -840,7 +840,6 @@ def _within(parent: str, rel: str) -> bool:
     return parent in ("", ".") or rel == parent or rel.startswith(parent.rstrip("/") + "/")
 
 
-@lru_cache(maxsize=1 << 16)  # spec paths, sorted again at every step of a build
 def _walk_order(rel: str) -> tuple[tuple[int, str], ...]:
     """Sort key matching os.walk(topdown) with sorted names: a folder's files first."""
     *folders, name = rel.split("/")
