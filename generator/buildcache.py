@@ -197,7 +197,8 @@ def decode(key: str, data: bytes, blobs: Sequence[bytes] | None = None) -> Cache
             return None
         found = CachedFile(
             tuple(
-                SpecName(str(n), str(p), int(line), int(col)) for n, p, line, col in entry["names"]
+                SpecName(_shared(str(n)), _shared(str(p)), int(line), int(col))
+                for n, p, line, col in entry["names"]
             ),
             tuple(Diagnostic(*w) for w in entry["warnings"]),
             tuple(_cached_from(model, pieces) for model in entry["models"]),
@@ -450,8 +451,8 @@ def _environment_to(rendered: EnvironmentRender) -> dict[str, Any]:
 
 def model_from_json(data: Mapping[str, Any]) -> ModelRender:
     return ModelRender(
-        name=data["name"],
-        path=data["path"],
+        name=sys.intern(data["name"]),  # as the SpecName and endpoint read back with it
+        path=sys.intern(data["path"]),
         line=data["line"],
         col=data["col"],
         runtime=sys.intern(data["runtime"]),
@@ -506,8 +507,8 @@ def _astuple(flat: Any) -> list[Any]:
 
 
 def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON lists back to the tuples the frozen dataclasses hold."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    """JSON lists back to the tuples the frozen dataclasses hold (strings shared)."""
+    return {k: tuple(_shared(v)) if isinstance(v, list) else _shared(v) for k, v in fields.items()}
 
 
 def crd_inputs(sources: Sequence[Path]) -> list[Path]:
