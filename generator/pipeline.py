@@ -20,10 +20,11 @@ every output untouched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
@@ -251,7 +252,7 @@ class Repository:
         usable = self.spec_root_problem() is None and self.spec_root.is_dir()
         ordered = sorted(rels, key=_walk_order)
         new = [rel for rel in ordered if rel not in self.files] if usable else []
-        elsewhere: Iterator[FileState | None] | None = None
+        elsewhere: Generator[FileState | None] | None = None
         first, pending, warmed = set[str](), set[str](), set[str]()
         if not self.keep_objects and workers.usable(len(new), jobs):
             # The first few here, without a progress step (no bar's thread before the
@@ -261,27 +262,35 @@ class Repository:
             pending = set(new[workers.WARM_UP :])
             elsewhere = self._derived_elsewhere(new[workers.WARM_UP :], jobs)
         changed = []
-        for done, rel in enumerate(ordered, 1):
-            state = next(elsewhere) if elsewhere is not None and rel in pending else None
-            if rel in first:
-                if rel in warmed:
+        try:
+            for done, rel in enumerate(ordered, 1):
+                state = next(elsewhere) if elsewhere is not None and rel in pending else None
+                if rel in first:
+                    if rel in warmed:
+                        changed.append(rel)
+                elif state is not None:
+                    self.files[rel] = state
                     changed.append(rel)
-            elif state is not None:
-                self.files[rel] = state
-                changed.append(rel)
-            elif self._refresh(rel, usable):
-                changed.append(rel)
-            progress.step(done, len(ordered))
+                elif self._refresh(rel, usable):
+                    changed.append(rel)
+                progress.step(done, len(ordered))
+        finally:
+            if elsewhere is not None:  # the workers are done (or stopped, on an error)
+                elsewhere.close()
         self._listed = set()  # what a later batch names is checked again
         return changed
 
-    def _derived_elsewhere(self, rels: Sequence[str], jobs: int) -> Iterator[FileState | None]:
+    def _derived_elsewhere(self, rels: Sequence[str], jobs: int) -> Generator[FileState | None]:
         """The state of each of `rels`, in order, as worker processes derived it; None
         for a file the caller derives itself (it did not pass, or is a symlink). The
         workers start now."""
         return self._states(workers.spread(self._derive_batch, rels, jobs))
 
-    def _states(self, results: Iterator[Derived | None]) -> Iterator[FileState | None]:
+    def _states(self, results: Iterator[Derived | None]) -> Generator[FileState | None]:
+        with contextlib.closing(results):  # type: ignore[type-var]  # a generator
+            yield from self._decoded(results)
+
+    def _decoded(self, results: Iterator[Derived | None]) -> Iterator[FileState | None]:
         for found in results:
             if found is None:
                 yield None

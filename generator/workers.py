@@ -110,7 +110,9 @@ def _results(
             except Exception:  # a worker died (BrokenProcessPool) or failed: redone here
                 results = [None] * len(part)
             del future
+            if not pending:  # every result is in: the workers end before the last is used
+                pool.shutdown(wait=True)
             yield from results
             del results
-    finally:
+    finally:  # also when the caller stops early
         pool.shutdown(wait=True, cancel_futures=True)

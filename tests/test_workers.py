@@ -19,7 +19,7 @@ from generator.config import Config
 from generator.errors import InvalidInputError, RenderError
 from generator.pipeline import Build, build
 from generator.render import ModelRender, render_spec
-from generator.validate import ValidatedSpec
+from generator.validate import ValidatedSpec, load_config
 from tests.cacheutil import entries, head
 from tests.conftest import REPO_ROOT
 
@@ -67,6 +67,7 @@ def test_workers_render_every_model_and_the_build_is_the_same(
     rendered = _RenderedBy(tmp_path / "rendered")
     monkeypatch.setattr(pipeline, "render_spec", rendered)
     spread = build(example_repo)
+    assert threading.active_count() == 1  # the pool is shut down once its results are in
     assert os.getpid() not in rendered.pids()  # the workers rendered every model
     assert len(rendered.log.read_text().splitlines()) == len(serial.models)
     assert spread.files == serial.files
@@ -240,3 +241,23 @@ def test_what_the_parent_printed_before_forking_is_printed_once(example_repo: Pa
         timeout=300,
     )
     assert done.stdout.count("printed before the build") == 1, done.stdout
+
+
+@pytest.mark.usefixtures("spread")
+def test_what_workers_say_a_file_contributes_is_what_the_parent_computes(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later build trusts these to keep the cross-model results (Repository.delta)."""
+    config, problems = load_config(example_repo)
+    assert not problems
+    serial = pipeline.Repository(example_repo, config)
+    serial.update(serial.scan())
+    _forget_builds()
+    spread = pipeline.Repository(example_repo, config)
+    spread.update(spread.scan(), jobs=2)
+    assert spread.files.keys() == serial.files.keys()
+    for rel, state in spread.files.items():
+        assert state.contribution is not None  # said by a worker
+        assert state.contribution == pipeline._contribution(serial.files[rel])
+        assert state.digest == serial.files[rel].digest
+        assert state.names == serial.files[rel].names
