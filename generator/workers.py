@@ -17,14 +17,15 @@ process.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # imported when a pool starts: 30 ms no small repository should pay
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 T = TypeVar("T")
 Batch = Callable[[Sequence[str]], list[T | None]]
@@ -57,7 +58,7 @@ def usable(files: int, job_count: int) -> bool:
         job_count > 1
         and files >= MIN_FILES
         and threading.active_count() == 1
-        and "fork" in multiprocessing.get_all_start_methods()
+        and hasattr(os, "fork")
     )
 
 
@@ -88,6 +89,9 @@ def spread(task: Batch[T], items: Sequence[str], job_count: int) -> Iterator[T |
     """
     global _task
     _task = task  # type: ignore[assignment]  # inherited by the forks, never pickled
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     try:
         context = multiprocessing.get_context("fork")
         pool = ProcessPoolExecutor(job_count, mp_context=context, initializer=_quiet)
