@@ -261,3 +261,21 @@ def test_what_workers_say_a_file_contributes_is_what_the_parent_computes(
         assert state.contribution == pipeline._contribution(serial.files[rel])
         assert state.digest == serial.files[rel].digest
         assert state.names == serial.files[rel].names
+
+
+@pytest.mark.usefixtures("spread")
+def test_without_the_build_cache_the_workers_still_render_and_store_nothing(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVEGEN_NO_CACHE", "1")
+    serial = _serial(example_repo, monkeypatch)
+    rendered = _RenderedBy(tmp_path / "rendered")
+    monkeypatch.setattr(pipeline, "render_spec", rendered)
+    spread = build(example_repo)
+    assert os.getpid() not in rendered.pids()
+    assert (spread.files, spread.models, spread.notes) == (
+        serial.files,
+        serial.models,
+        serial.notes,
+    )
+    assert entries() == []
