@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,13 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return _cache_dir(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_dir(xdg: str | None, home: str | None) -> Path:
+    # Keyed by the variables it reads: Path.home() per entry was a twentieth of a cold build.
+    base = xdg or str(Path.home() / ".cache")
     return Path(base) / "servegen" / "builds"
 
 
@@ -136,13 +143,17 @@ def file_key(build: str, path: str, content: bytes) -> str:
 
 
 def entry_path(key: str) -> Path:
-    # One Path made from a string: pathlib's `/` per part was a tenth of a warm build.
-    return Path(f"{cache_dir()}/{key[:2]}/{key}.json")
+    return Path(_entry_name(key))
+
+
+def _entry_name(key: str) -> str:
+    # A string, no Path: pathlib's parsing per entry was a tenth of a warm build.
+    return f"{cache_dir()}/{key[:2]}/{key}.json"
 
 
 def read_entry(key: str) -> bytes:
     """An entry's bytes (and the entry marked used)."""
-    with entry_path(key).open("rb") as handle:
+    with open(_entry_name(key), "rb") as handle:  # noqa: PTH123 - a string, see above
         data = handle.read()
         mark_used(handle.fileno())
     return data
@@ -158,47 +169,91 @@ def mark_used(fd: int) -> None:
 def load(key: str) -> CachedFile | None:
     """The stored result for `key`, or None (missing, unreadable or not for this key)."""
     try:
-        entry = json.loads(read_entry(key))
-        if entry.get("key") != key:
-            return None
-        return CachedFile(
-            tuple(
-                SpecName(str(n), str(p), int(line), int(col)) for n, p, line, col in entry["names"]
-            ),
-            tuple(Diagnostic(*w) for w in entry["warnings"]),
-            tuple(_cached_from(model) for model in entry["models"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return decode(key, read_entry(key))
+    except OSError:
         return None
 
 
-def _cached_from(entry: Mapping[str, Any]) -> Cached:
+def read_raw(key: str) -> bytes | None:
+    """The bytes of the entry stored under `key`, unchecked (see decode()), or None."""
+    try:
+        return read_entry(key)
+    except OSError:
+        return None
+
+
+def decode(key: str, data: bytes, blobs: Sequence[bytes] | None = None) -> CachedFile | None:
+    """An entry's bytes as the result stored for `key`; None when they are damaged or
+    are not that key's (what encode() made, or an entry file's bytes). `blobs`: the
+    files' bytes, when encode() was given a list for them."""
+    pieces = None if blobs is None else iter(blobs)
+    try:
+        entry = json.loads(data)
+        if entry.get("key") != key:
+            return None
+        found = CachedFile(
+            tuple(
+                SpecName(_shared(str(n)), _shared(str(p)), int(line), int(col))
+                for n, p, line, col in entry["names"]
+            ),
+            tuple(Diagnostic(*w) for w in entry["warnings"]),
+            tuple(_cached_from(model, pieces) for model in entry["models"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        return None
+    if pieces is not None and next(pieces, None) is not None:
+        return None  # more files' bytes than the entry names
+    return found
+
+
+def _cached_from(entry: Mapping[str, Any], pieces: Iterator[bytes] | None) -> Cached:
+    if pieces is None:
+        files = {path: text.encode() for path, text in entry["files"].items()}
+    else:
+        files = {str(path): next(pieces) for path in entry["files"]}
     return Cached(
         model_from_json(entry["model"]),
-        {path: text.encode() for path, text in entry["files"].items()},
+        files,
         {str(kind): int(count) for kind, count in entry["skipped"].items()},
     )
 
 
 def store(key: str, result: CachedFile) -> None:
+    data = encode(key, result)
+    if data is not None:
+        write_entry(key, [data])
+
+
+def encode(key: str, result: CachedFile, blobs: list[bytes] | None = None) -> bytes | None:
+    """The entry's bytes for `result` under `key` (None: a file that is not UTF-8).
+
+    Given `blobs`, the files' bytes are appended to it and the entry lists only their
+    paths (how a worker process sends a result back, generator/workers.py).
+    """
     try:
         models = [
             {
                 "model": model_to_json(cached.model),
-                "files": {path: data.decode() for path, data in cached.files.items()},
+                "files": (
+                    {path: data.decode() for path, data in cached.files.items()}
+                    if blobs is None
+                    else list(cached.files)
+                ),
                 "skipped": dict(cached.skipped),
             }
             for cached in result.models
         ]
     except UnicodeDecodeError:
-        return
+        return None
+    if blobs is not None:
+        blobs.extend(data for cached in result.models for data in cached.files.values())
     entry = {
         "key": key,
-        "names": [dataclasses.astuple(name) for name in result.names],
-        "warnings": [dataclasses.astuple(w) for w in result.warnings],
+        "names": [_astuple(name) for name in result.names],
+        "warnings": [_astuple(w) for w in result.warnings],
         "models": models,
     }
-    write_entry(key, entry)
+    return _dumps(entry)
 
 
 def derived_key(build: str, what: str, inputs: Any) -> str:
@@ -228,6 +283,11 @@ def store_files(key: str, files: Mapping[str, bytes]) -> None:
     write_entry(key, {"key": key, "files": texts})
 
 
+def _dumps(entry: Mapping[str, Any]) -> bytes:
+    # json.dumps, not json.dump: only the former uses the C encoder.
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class DamagedEntryError(Exception):
     """A section of a whole-build entry (generator/wholebuild.py) does not match the
     length or digest its head records."""
@@ -240,14 +300,13 @@ Range = tuple[int, int, int]
 def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) -> None:
     """Write an entry (a JSON object, or pieces: bytes, or ranges of another entry) whole
     or not at all: a temporary file renamed over the old one."""
-    target = entry_path(key)
+    folder = f"{cache_dir()}/{key[:2]}"
     if isinstance(entry, Mapping):
-        # json.dumps, not json.dump: only the former uses the C encoder.
-        entry = [json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()]
+        entry = [_dumps(entry)]
     # Unique per process and thread: concurrent writers of one key never share a file.
-    tmp = target.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = f"{folder}/.{key}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        fd = _create(tmp)
+        fd = _create(folder, tmp)
         try:
             try:
                 for piece in entry:
@@ -257,9 +316,10 @@ def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) ->
                         _write_all(fd, piece)
             finally:
                 os.close(fd)
-            tmp.replace(target)
+            os.replace(tmp, f"{folder}/{key}.json")  # noqa: PTH105 - strings, no Path
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # noqa: PTH108
             raise
     except OSError:
         return  # a read-only or full cache folder is fine: the cache only saves time
@@ -290,19 +350,19 @@ def _copy(source: int, offset: int, length: int, target: int) -> None:
         offset += len(chunk)
 
 
-_made: set[Path] = set()  # folders this process made or found (one mkdir each)
+_made: set[str] = set()  # folders this process made or found (one mkdir each)
 
 
-def _create(path: Path) -> int:
+def _create(folder: str, path: str) -> int:
     """Open a new file for writing, making its folder (again, if it was deleted)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    if path.parent not in _made:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _made.add(path.parent)
+    if folder not in _made:
+        os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - strings, no Path
+        _made.add(folder)
     try:
         return os.open(path, flags, 0o644)
     except FileNotFoundError:  # the cache was deleted meanwhile: that is allowed
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)  # noqa: PTH103
         return os.open(path, flags, 0o644)
 
 
@@ -387,37 +447,64 @@ def _environment_to(rendered: EnvironmentRender) -> dict[str, Any]:
 
 def model_from_json(data: Mapping[str, Any]) -> ModelRender:
     return ModelRender(
-        name=data["name"],
-        path=data["path"],
+        name=sys.intern(data["name"]),  # as the SpecName and endpoint read back with it
+        path=sys.intern(data["path"]),
         line=data["line"],
         col=data["col"],
-        runtime=data["runtime"],
+        runtime=sys.intern(data["runtime"]),
         base=(),
-        environments={env: _environment_from(r) for env, r in data["environments"].items()},
+        environments={
+            sys.intern(env): _environment_from(r) for env, r in data["environments"].items()
+        },
     )
 
 
 def _environment_from(data: Mapping[str, Any]) -> EnvironmentRender:
     version = data["version"]
     return EnvironmentRender(
-        namespace=data["namespace"],
-        labels=data["labels"],
-        annotations=data["annotations"],
+        namespace=sys.intern(data["namespace"]),
+        labels=_shared(data["labels"]),
+        annotations=_shared(data["annotations"]),
         variant=(),
-        objects=tuple(data["objects"]),
+        objects=tuple(map(_shared, data["objects"])),
         endpoint=Endpoint(**_tuples(data["endpoint"])),
         version=None if version is None else ModelVersion(**_tuples(version)),
     )
 
 
+def _shared(value: Any) -> Any:
+    """`value` with its strings interned: every summary read back repeats the same keys,
+    kinds and namespaces, which JSON decoding would otherwise hold once per model (at
+    10,000 models, tens of megabytes)."""
+    kind = value.__class__
+    if kind is str:
+        return sys.intern(value)
+    if kind is dict:
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if kind is list:
+        return [_shared(item) for item in value]
+    return value
+
+
 def _fields(flat: Any) -> dict[str, Any]:
     """A flat dataclass's fields (dataclasses.asdict copies deeply, ten times slower)."""
-    return {field.name: getattr(flat, field.name) for field in dataclasses.fields(flat)}
+    names = _FIELD_NAMES.get(type(flat))
+    if names is None:  # dataclasses.fields() per object was most of encoding a summary
+        names = _FIELD_NAMES[type(flat)] = tuple(f.name for f in dataclasses.fields(flat))
+    return {name: getattr(flat, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _astuple(flat: Any) -> list[Any]:
+    """dataclasses.astuple() of a flat dataclass, as the list JSON writes."""
+    return list(_fields(flat).values())
 
 
 def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON lists back to the tuples the frozen dataclasses hold."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    """JSON lists back to the tuples the frozen dataclasses hold (strings shared)."""
+    return {k: tuple(_shared(v)) if isinstance(v, list) else _shared(v) for k, v in fields.items()}
 
 
 def crd_inputs(sources: Sequence[Path]) -> list[Path]:

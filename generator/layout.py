@@ -15,7 +15,8 @@ Everything is deterministic: same models, same bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 from generator import outtree
@@ -149,14 +150,8 @@ def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, by
         kustomization = {**KUSTOMIZATION, "resources": resources}
         cluster = outtree.cluster_dir(env)
         files[f"{cluster}/{outtree.KUSTOMIZATION}"] = _yaml("servegen.yaml", [kustomization])
-        catalog = {
-            "environment": env,
-            "models": [
-                m.environments[env].endpoint.to_json() for m in models if env in m.environments
-            ],
-        }
-        text = indented_json(catalog) + "\n"
-        files[outtree.endpoints_file(env)] = text.encode()
+        entries = (m.environments[env].endpoint.to_json() for m in models if env in m.environments)
+        files[outtree.endpoints_file(env)] = (catalog_json(env, entries) + "\n").encode()
         files.update(_flux_files(models, config, env))
     return files
 
@@ -176,6 +171,21 @@ def indented_json(value: Any) -> str:
     return "".join(out)
 
 
+def catalog_json(env: str, entries: Iterable[Mapping[str, Any]]) -> str:
+    """indented_json({"environment": env, "models": list(entries)}), byte for byte, made
+    one entry at a time: a large repository's catalog is never held as objects (at
+    10,000 models those were tens of megabytes at once)."""
+    out = ['{\n  "environment": ', _quoted(env), ',\n  "models": ']
+    separator = "[\n    "
+    for entry in entries:
+        out.append(separator)
+        separator = ",\n    "
+        _indented(dict(entry), "\n    ", out)
+    out.append("[]" if separator.startswith("[") else "\n  ]")
+    out.append("\n}")
+    return "".join(out)
+
+
 class _Unusual(Exception):
     """A mapping key that is not a string: left to json.dumps, which converts it."""
 
@@ -190,7 +200,7 @@ def _indented(value: Any, newline: str, out: list[str]) -> None:
         inner = newline + "  "
         separator = "{" + inner
         for key in sorted(value):
-            out.append(separator + json.dumps(key, ensure_ascii=False) + ": ")
+            out.append(separator + _quoted(key) + ": ")
             separator = "," + inner
             _indented(value[key], inner, out)
         out.append(newline + "}")
@@ -206,7 +216,21 @@ def _indented(value: Any, newline: str, out: list[str]) -> None:
             _indented(item, inner, out)
         out.append(newline + "]")
     else:
-        out.append(json.dumps(value, ensure_ascii=False))
+        kind = value.__class__
+        if kind is str:
+            out.append(_quoted(value))
+        elif kind is bool or value is None:
+            out.append(_JSON_WORDS[value])
+        elif kind is int:
+            out.append(int.__repr__(value))
+        else:
+            out.append(json.dumps(value, ensure_ascii=False))
+
+
+# What json.dumps(..., ensure_ascii=False) writes for a string and for the words,
+# without its set-up per call (most of the time of writing a large catalog).
+_quoted = encode_basestring
+_JSON_WORDS = {None: "null", True: "true", False: "false"}
 
 
 def _flux_files(models: Sequence[ModelRender], config: Config, env: str) -> dict[str, bytes]:

@@ -20,17 +20,18 @@ every output untouched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from generator import buildcache, progress, wholebuild
+from generator import buildcache, progress, wholebuild, workers
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
     from generator.check import ManifestChecker
 
 Objects = list[list[dict[str, Any]]]
+# What a worker process sends back for a spec file that passed (see Repository.update):
+# its digest, build-cache key, buildcache.encode() of its result with the files' bytes
+# apart, and wholebuild.contribution().
+Derived = tuple[bytes, str, bytes, list[bytes], str]
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class FileState:
     failures: tuple[RenderFailure, ...] = ()
     volatile: bool = False  # a symlink: its target may change unseen, so re-read each batch
     entry: str | None = None  # its build-cache key, once stored or found there
+    # wholebuild.contribution() of the above, when the worker that derived it said
+    contribution: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -235,18 +242,108 @@ class Repository:
 
     # --- per file -----------------------------------------------------------------------
 
-    def update(self, rels: Iterable[str]) -> list[str]:
-        """Re-read these paths as they are now; the ones whose contribution changed."""
+    def update(self, rels: Iterable[str], jobs: int = 1) -> list[str]:
+        """Re-read these paths as they are now; the ones whose contribution changed.
+
+        With `jobs` > 1, the files not known yet may be derived by that many worker
+        processes (generator/workers.py); what they cannot vouch for is derived here.
+        """
         self._validation = None  # the spec folder itself may have changed too
         usable = self.spec_root_problem() is None and self.spec_root.is_dir()
         ordered = sorted(rels, key=_walk_order)
+        new = [rel for rel in ordered if rel not in self.files] if usable else []
+        elsewhere: Generator[FileState | None] | None = None
+        first, pending, warmed = set[str](), set[str](), set[str]()
+        if not self.keep_objects and workers.usable(len(new), jobs):
+            # The first few here, without a progress step (no bar's thread before the
+            # fork): what the workers then inherit is loaded once.
+            first = set(new[: workers.WARM_UP])
+            warmed = {rel for rel in new[: workers.WARM_UP] if self._refresh(rel, usable)}
+            pending = set(new[workers.WARM_UP :])
+            elsewhere = self._derived_elsewhere(new[workers.WARM_UP :], jobs)
         changed = []
-        for done, rel in enumerate(ordered, 1):
-            if self._refresh(rel, usable):
-                changed.append(rel)
-            progress.step(done, len(ordered))
+        try:
+            for done, rel in enumerate(ordered, 1):
+                state = next(elsewhere) if elsewhere is not None and rel in pending else None
+                if rel in first:
+                    if rel in warmed:
+                        changed.append(rel)
+                elif state is not None:
+                    self.files[rel] = state
+                    changed.append(rel)
+                elif self._refresh(rel, usable):
+                    changed.append(rel)
+                progress.step(done, len(ordered))
+        finally:
+            if elsewhere is not None:  # the workers are done (or stopped, on an error)
+                elsewhere.close()
         self._listed = set()  # what a later batch names is checked again
         return changed
+
+    def _derived_elsewhere(self, rels: Sequence[str], jobs: int) -> Generator[FileState | None]:
+        """The state of each of `rels`, in order, as worker processes derived it; None
+        for a file the caller derives itself (it did not pass, or is a symlink). The
+        workers start now."""
+        return self._states(workers.spread(self._derive_batch, rels, jobs))
+
+    def _states(self, results: Iterator[Derived | None]) -> Generator[FileState | None]:
+        with contextlib.closing(results):  # type: ignore[type-var]  # a generator
+            yield from self._decoded(results)
+
+    def _decoded(self, results: Iterator[Derived | None]) -> Iterator[FileState | None]:
+        for found in results:
+            if found is None:
+                yield None
+                continue
+            digest, entry, head, blobs, contribution = found
+            cached = buildcache.decode(entry, head, blobs)
+            if cached is None:
+                yield None
+                continue
+            models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
+            yield FileState(
+                digest,
+                cached.names,
+                models,
+                cached.warnings,
+                entry=entry or None,
+                contribution=contribution,
+            )
+
+    def _derive_batch(self, rels: Sequence[str]) -> list[Derived | None]:
+        """In a worker process: what each file yields (stored in the build cache, or
+        found there); None for a file that did not pass or could not be judged here."""
+        out: list[Derived | None] = []
+        for rel in rels:
+            try:
+                out.append(self._derive_entry(rel))
+            except Exception:  # derived again by the parent, which reports it
+                out.append(None)
+        return out
+
+    def _derive_entry(self, rel: str) -> Derived | None:
+        if rel not in self._listed and not self.is_spec(rel):
+            return None
+        data, source, volatile = read_spec(self.root, self.root / rel)
+        if source is not None or volatile:
+            return None  # a symlink or an unreadable file: for the parent to judge
+        digest = wholebuild.spec_digest(data)
+        entry = buildcache.file_key(self._key, rel, data) if self._key is not None else ""
+        found = buildcache.read_raw(entry) if entry else None
+        cached = buildcache.decode(entry, found) if found is not None else None
+        if cached is not None:  # stored by an earlier build, and for this very key
+            models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
+            state = FileState(digest, cached.names, models, cached.warnings)
+        else:
+            state = self._derive(digest, parse_source(rel, data), False, None)
+            if not state.passed:
+                return None
+            cached = _cached(state)
+            if entry:
+                buildcache.store(entry, cached)
+        blobs: list[bytes] = []
+        head = buildcache.encode(entry, cached, blobs)
+        return None if head is None else (digest, entry, head, blobs, _contribution(state))
 
     def _refresh(self, rel: str, usable: bool) -> bool:
         old = self.files.get(rel)
@@ -298,8 +395,7 @@ class Repository:
         )
         if entry is None or not state.passed:
             return state  # one that failed is derived (and reported) again each time
-        cached = [buildcache.Cached(summary(m.render), m.files, m.skipped) for m in models]
-        buildcache.store(entry, buildcache.CachedFile(names, state.problems, tuple(cached)))
+        buildcache.store(entry, _cached(state))
         return replace(state, entry=entry)
 
     def _model(self, spec: ValidatedSpec) -> ModelOutput:
@@ -548,7 +644,16 @@ class Repository:
         return replace(built, warnings=base.warnings, tree=tree, counts=counts)
 
 
+def _cached(state: FileState) -> buildcache.CachedFile:
+    """What the build cache keeps of a file that passed (its models are summaries: a
+    Repository that keeps objects has no cache)."""
+    models = (buildcache.Cached(m.render, m.files, m.skipped) for m in state.models)
+    return buildcache.CachedFile(state.names, state.problems, tuple(models))
+
+
 def _contribution(state: FileState) -> str:
+    if state.contribution is not None:
+        return state.contribution
     models = ((m.render, m.files, m.skipped) for m in state.models)
     return wholebuild.contribution(state.names, state.problems, models)
 
@@ -605,7 +710,7 @@ def _fresh_build(
                 delta = repository.delta(latest, digests, environment)
                 if delta is not None:
                     return delta
-            repository.update(repository.scan())
+            repository.update(repository.scan(), workers.jobs())
             if not _errors(repository.validation_problems()):
                 _check_environment(config, environment)
             repository.raise_problems()

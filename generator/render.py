@@ -9,7 +9,7 @@ separate step, in generator/layout.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from generator.config import Config
 from generator.errors import Diagnostic, RenderError
 from generator.validate import ValidatedSpec
 from generator.versions import ModelVersion, version_of
-from runtimes.base import Endpoint, ObjectRef
+from runtimes.base import Endpoint, ObjectRef, Runtime
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "servegen"}
 
@@ -153,13 +153,15 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (str(metadata.get("namespace", "")), group, str(obj.get("kind")), metadata["name"])
 
 
-def _claimed(model: ModelRender, obj: Object) -> Iterable[tuple[Object, str | None]]:
-    """The objects `obj` puts in the cluster: itself, and what a controller makes for it
-    (with the runtime's words for who makes it)."""
-    yield obj, None
-    runtime = runtimes.get(model.runtime)
-    if runtime is not None:
-        yield from runtime.controller_objects(obj)
+def _claimed(
+    runtime: Runtime[Any] | None, objects: Iterable[Object]
+) -> Iterator[tuple[Object, str | None]]:
+    """The objects each of `objects` puts in the cluster: itself, and what a controller
+    makes for it (with the runtime's words for who makes it)."""
+    for obj in objects:
+        yield obj, None
+        if runtime is not None:
+            yield from runtime.controller_objects(obj)
 
 
 def duplicate_objects(
@@ -178,9 +180,10 @@ def duplicate_objects(
     seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, str, str | None]] = {}
     out = []
     for model in models:
+        runtime = runtimes.get(model.runtime)  # once per model, not per object
         for env, rendered in model.environments.items():
             cluster = config.cluster_of(env) if config is not None else env
-            for obj, made_by in (c for o in rendered.objects for c in _claimed(model, o)):
+            for obj, made_by in _claimed(runtime, rendered.objects):
                 key = (cluster, object_key(obj))
                 other, other_env, other_made_by = seen.setdefault(key, (model, env, made_by))
                 if other is model and other_env == env:

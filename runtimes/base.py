@@ -148,6 +148,13 @@ def _environment() -> jinja2.Environment:
     )
 
 
+@cache
+def _template(name: str) -> jinja2.Template:
+    # Templates never change while servegen runs (auto_reload is off): one lookup each,
+    # not Jinja's cache key and loader check on every render.
+    return _environment().get_template(name)
+
+
 DocT = TypeVar("DocT", bound=AnySpecDocument)
 
 
@@ -210,12 +217,11 @@ class Runtime(ABC, Generic[DocT]):
 
         values: list[Any] = []
         variables = {**self.context(doc, config), VALUES: values}
-        env = _environment()
         parts = []
         for name in self.templates:
             try:
                 parts.append(
-                    env.get_template(f"{self.template_dir or self.kind}/{name}").render(variables)
+                    _template(f"{self.template_dir or self.kind}/{name}").render(variables)
                 )
             except jinja2.TemplateError as exc:
                 raise RenderError(f"{self.kind}/{name}: template error: {exc}") from exc

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from generator.layout import indented_json
+from generator.layout import catalog_json, indented_json
 
 _SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 _JSON = st.recursive(
@@ -50,3 +50,10 @@ def test_indented_json_edge_cases(value: Any) -> None:
 def test_indented_json_refuses_what_json_refuses() -> None:
     with pytest.raises(TypeError):
         indented_json({"a": object()})
+
+
+@given(st.text(), st.lists(st.dictionaries(st.text(max_size=6), _JSON, max_size=5), max_size=4))
+def test_the_catalog_made_entry_by_entry_is_indented_json_of_it_whole(
+    env: str, entries: list[dict[str, Any]]
+) -> None:
+    assert catalog_json(env, iter(entries)) == _reference({"environment": env, "models": entries})

@@ -1,0 +1,122 @@
+"""Worker processes for a fresh build of many spec files.
+
+A build that reuses nothing renders, checks and lays out every spec file, each on its
+own: that work is spread over forks of the building process (they share its loaded
+config and code, nothing is imported again), in batches of spec files taken in order.
+A worker sends back plain data only: for each file, the bytes of the build-cache entry
+it made (JSON, decoded and checked against its key by the parent, exactly as an entry
+read from the cache), or None for a file the parent must derive itself. Files that do
+not pass are always derived by the parent, so every problem is found and reported by
+the very code and in the very order of a single-process build.
+
+Only where forking is safe and worth it: at least MIN_FILES spec files, more than one
+CPU, and no other thread in the process (a fork copies locks another thread may hold).
+SERVEGEN_JOBS=N caps the number of worker processes; SERVEGEN_JOBS=1 builds in one
+process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # imported when a pool starts: 30 ms no small repository should pay
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+T = TypeVar("T")
+Batch = Callable[[Sequence[str]], list[T | None]]
+
+# Below this many spec files, starting the workers costs more than they save (and
+# small repositories, the common case of validate and publish, stay in one process).
+MIN_FILES = 256
+# Derived by the parent before it forks: what they load (templates, schemas, runtime
+# modules) is then loaded once, not once per worker.
+WARM_UP = 32
+_BATCHES_PER_JOB = 16  # small enough to keep every worker busy to the end
+_MAX_BATCH = 64
+
+
+def jobs() -> int:
+    """How many worker processes a large build may use (1: none)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    wanted = os.environ.get("SERVEGEN_JOBS", "").strip()
+    if wanted.isdigit() and int(wanted) > 0:
+        return min(int(wanted), max(cpus, 1) * 2)
+    return cpus
+
+
+def usable(files: int, job_count: int) -> bool:
+    """Whether `files` spec files are worth spreading over `job_count` processes now."""
+    return (
+        job_count > 1
+        and files >= MIN_FILES
+        and threading.active_count() == 1
+        and hasattr(os, "fork")
+    )
+
+
+_task: Callable[[Sequence[str]], list[object]] | None = None  # what a fork runs
+
+
+def _run(batch: Sequence[str]) -> list[object]:
+    assert _task is not None
+    return _task(batch)
+
+
+def _quiet() -> None:
+    # Ctrl-C is the parent's to handle: it stops the pool; workers just end.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def batches(items: Sequence[str], job_count: int) -> list[Sequence[str]]:
+    size = max(1, min(_MAX_BATCH, len(items) // (job_count * _BATCHES_PER_JOB)))
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def spread(task: Batch[T], items: Sequence[str], job_count: int) -> Iterator[T | None]:
+    """task(batch) for batches of `items`, run in forked workers: one result per item,
+    in order. A batch whose worker failed yields None for each of its items.
+
+    The workers are forked before this returns, so that nothing the caller does while
+    it reads the results (a progress bar's thread) is in the forks.
+    """
+    global _task
+    _task = task  # type: ignore[assignment]  # inherited by the forks, never pickled
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        context = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(job_count, mp_context=context, initializer=_quiet)
+        pending = deque((part, pool.submit(_run, part)) for part in batches(items, job_count))
+    except (OSError, ValueError):  # no processes to be had: the parent does it all
+        return iter([None] * len(items))
+    finally:
+        _task = None  # the forks have their copy
+    return _results(pool, pending)
+
+
+def _results(
+    pool: ProcessPoolExecutor, pending: deque[tuple[Sequence[str], Future[list[object]]]]
+) -> Iterator[Any]:
+    try:
+        while pending:
+            part, future = pending.popleft()  # not kept: each result is let go once used
+            try:
+                results = future.result()
+            except Exception:  # a worker died (BrokenProcessPool) or failed: redone here
+                results = [None] * len(part)
+            del future
+            if not pending:  # every result is in: the workers end before the last is used
+                pool.shutdown(wait=True)
+            yield from results
+            del results
+    finally:  # also when the caller stops early
+        pool.shutdown(wait=True, cancel_futures=True)
