@@ -22,6 +22,8 @@ recognised without looking at any of the new bytes.
 
 from __future__ import annotations
 
+import array
+import bisect
 import contextlib
 import ctypes
 import errno
@@ -29,19 +31,21 @@ import fcntl
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator import outindex
 from generator.errors import ServegenError
 from generator.outindex import (
+    Delta,
     Digested,
     Fields,
     Index,
     SpareState,
     Stamp,
     digest,
+    fields_of,
     forget_index,
     forget_spare,
     holds,
@@ -50,6 +54,7 @@ from generator.outindex import (
     load_spare,
     store_index,
     store_spare,
+    store_spare_delta,
     tree_digest,
 )
 from generator.outtree import MANAGED, folders_of
@@ -111,6 +116,7 @@ class OutputFolder:
     index_stale: bool = True  # the stat index does not describe this folder exactly
     # From a proving index only: the fields of ".", each folder and the manifest.
     verified: tuple[Fields, ...] = ()
+    proven: Index | None = None  # that index
 
 
 def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFolder:
@@ -265,6 +271,12 @@ def write_tree(
         with _locked(out.parent):
             if holds(out, tree):  # a stat per folder and file, nothing read
                 return WriteStats((), len(files), ())
+            try:
+                done = _write_delta(out, files, tree)
+            except OSError as exc:
+                raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
+            if done is not None:
+                return done
     for rel in files:
         safe_relative(rel)
     try:
@@ -286,13 +298,92 @@ def write_tree(
                 made, folders, seen = _replace_folder(out, files, wanted, current, manifest)
                 stamps = {r: made.get(r) or current.stamps[r] for r in wanted}
                 clean = all(rel in wanted for rel in current.foreign)
-                store_index(out, stamps, folders, clean, seen)
-                _record_spare(out, current)
+                signature = store_index(out, stamps, folders, clean, seen)
+                _record_spare(out, current, stamps, folders, signature)
             elif current.index_stale:
                 store_index(out, current.stamps, current.folders, not current.foreign)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
+
+
+def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats | None:
+    """Write `files` when they are the output's tree with a few files' bytes replaced
+    (outindex.Delta), doing nothing per unchanged file; None when that cannot be shown
+    (then the whole write does it).
+
+    Shown means: the index records the tree the files were made from and proves the
+    output holds exactly it (a stat of every folder and file, see outindex.holds()),
+    and the spare's record, relative to that very index, is proven by a stat of every
+    folder of the spare. Then the spare differs from the output only in the files the
+    record names: those are linked again, the changed files written, and the spare
+    swapped in. The new index is the old one's bytes with the changed lines replaced,
+    and its signature the fields just seen, with those of what was touched taken anew.
+    """
+    hint = files.changes() if isinstance(files, Delta) else None
+    if hint is None:
+        return None
+    base, changed = hint
+    proof = outindex.prove(out, base)
+    spare = spare_folder(out)
+    if proof is None or not proof.clean or spare.is_symlink() or not spare.is_dir():
+        return None
+    record = outindex.load_spare_delta(out, spare, proof)
+    if record is None:
+        return None
+    relinked = [rel for rel in record.differing if rel not in changed and rel != MANIFEST]
+    located = proof.locate([*changed, *relinked])
+    if located is None:
+        return None
+    new = {rel: data for rel, data in changed.items() if digest(data) != located[rel][3].digest}
+    if not new:
+        return None
+    for rel in (*new, *relinked):
+        safe_relative(rel)
+    forget_index(out)  # until the new tree's is written
+    forget_spare(out)  # the spare changes now
+    _spare(out)  # checked, and marked as being prepared
+    top, touched = str(spare), {"."}
+    for rel in record.differing:
+        if rel not in new:  # not the output's file: link the output's (the manifest too)
+            (spare / rel).unlink()
+            os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
+            touched.add(_parent(rel))
+    stamps = {}
+    for rel, data in new.items():
+        (spare / rel).unlink(missing_ok=True)
+        number, start, end, _ = located[rel]
+        stamps[rel] = (number, start, end, _new_file(f"{top}/{rel}", data))
+        touched.add(_parent(rel))
+    (spare / _STAGING_MARK).unlink()
+    _exchange(spare, out)  # the old tree is the next spare
+    folders = proof.listed[1 : proof.folder_count + 1]
+    seen = _retaken(out, record.seen, folders, touched)
+    end = 4 * (proof.folder_count + 1)
+    seen.extend(proof.seen[end : end + 4])  # the manifest: the output's, linked
+    signature = outindex.store_index_delta(out, proof, tree, stamps, seen)
+    if signature:
+        old = {rel: located[rel][3].ino for rel in new}
+        store_spare_delta(out, signature, old, proof.seen[:end])
+    return WriteStats(tuple(sorted(new)), len(files) - len(new), ())
+
+
+def _retaken(
+    out: Path, seen: array.array[int], folders: Sequence[str], touched: Iterable[str]
+) -> array.array[int]:
+    """The fields of ".", then each of `folders` (sorted): as `seen`, but those of the
+    `touched` folders taken again now."""
+    fresh = array.array("q", seen)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for rel in touched:
+            at = 0 if rel == "." else 1 + bisect.bisect_left(folders, rel)
+            if at and (at > len(folders) or folders[at - 1] != rel):
+                raise OutputFolderError(f"{out / rel} is not a folder the index records")
+            fresh[4 * at : 4 * at + 4] = array.array("q", fields_of(os.lstat(rel, dir_fd=fd)))
+    finally:
+        os.close(fd)
+    return fresh
 
 
 def _digests(files: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -313,17 +404,33 @@ def _indexed_output(out: Path) -> OutputFolder | None:
     inodes = {rel: stamp.ino for rel, stamp in index.stamps.items()}
     manifest = manifest_bytes(owned)
     return OutputFolder(
-        owned, (), index.folders, inodes, manifest, True, index.stamps, False, index.stats
+        owned, (), index.folders, inodes, manifest, True, index.stamps, False, index.stats, index
     )
 
 
-def _record_spare(out: Path, swapped: OutputFolder) -> None:
+def _record_spare(
+    out: Path,
+    swapped: OutputFolder,
+    stamps: Mapping[str, Stamp],
+    folders: set[str],
+    signature: str,
+) -> None:
     """After a swap, record the spare: exactly the tree `swapped` was, when an index
-    proved that tree (its files, folders, and their fields as verified)."""
+    proved that tree (its files, folders, and their fields as verified). Relative to
+    the new index (`stamps`, `folders`, `signature`) when the paths are the same."""
     if len(swapped.verified) != len(swapped.folders) + 2:
         return  # the folder was read, not proven: the spare is listed next time
+    old_manifest = swapped.verified[-1][3]
+    if signature and swapped.stamps.keys() == stamps.keys() and folders == set(swapped.folders):
+        differing = {r: s.ino for r, s in swapped.stamps.items() if s.ino != stamps[r].ino}
+        with contextlib.suppress(OSError):
+            if os.lstat(out / MANIFEST).st_ino != old_manifest:
+                differing[MANIFEST] = old_manifest
+            fields = outindex.flat(swapped.verified[:-1])
+            store_spare_delta(out, signature, differing, fields)
+            return
     files = {rel: stamp.ino for rel, stamp in swapped.stamps.items()}
-    files[MANIFEST] = swapped.verified[-1][3]
+    files[MANIFEST] = old_manifest
     store_spare(out, files, swapped.folders, swapped.verified[:-1])
 
 
@@ -343,7 +450,7 @@ def _replace_folder(
 ) -> tuple[dict[str, Stamp], set[str], dict[str, Fields]]:
     """Swap in the new tree; returns the stamps of the files written anew, its folders
     and the fields of those folders the sync left as they were verified."""
-    recorded = _recorded_spare(out)
+    recorded = _recorded_spare(out, current.proven)
     forget_spare(out)  # the spare changes now: its record would be stale
     spare = _spare(out)
     made, folders, touched = _sync(spare, out, files, wanted, current, manifest, recorded)
@@ -356,10 +463,12 @@ def _replace_folder(
     return made, folders, {r: f for r, f in seen.items() if r not in touched and r != "."}
 
 
-def _recorded_spare(out: Path) -> SpareState | None:
-    """The spare as recorded after the last swap, when its folders prove the record."""
+def _recorded_spare(out: Path, index: Index | None) -> SpareState | None:
+    """The spare as recorded after the last swap, when its folders prove the record
+    (a record relative to the output's index needs that index, as proven)."""
     spare = spare_folder(out)
-    return load_spare(out, spare) if spare.is_dir() and not spare.is_symlink() else None
+    usable = spare.is_dir() and not spare.is_symlink()
+    return load_spare(out, spare, index) if usable else None
 
 
 @contextlib.contextmanager
