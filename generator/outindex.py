@@ -545,6 +545,30 @@ def store_spare_delta(
     _store_record(out, head, "".join(f"{ino}\t{rel}\n" for rel, ino in differing.items()), newest)
 
 
+def retie_spare(out: Path, old: str, new: str, written: Mapping[str, int]) -> None:
+    """After a write that left the spare alone, tie a record relative to the index
+    whose signature was `old` to the new index (`new`): the files written (path -> the
+    inode the old index recorded) are where the spare now differs from the output too,
+    unless it did already. A whole record does not depend on the index: kept as it is."""
+    found = _load_record(out)
+    if found is None or found[0][0] != _SPARE_DELTA:
+        return
+    head, lines = found
+    if head[3] != old or not new:
+        forget_spare(out)
+        return
+    try:
+        differing = _inodes(lines)
+    except ValueError:
+        forget_spare(out)
+        return
+    for rel, ino in written.items():
+        differing.setdefault(rel, ino)
+    line = f"{_SPARE_DELTA} {head[1]} {head[2]} {new} {len(differing)}\n"
+    body = "".join(f"{ino}\t{rel}\n" for rel, ino in differing.items())
+    _store_record(out, line, body, int(head[2]))
+
+
 def _load_record(out: Path) -> tuple[list[str], list[str]] | None:
     """A spare record's head fields (magic first) and lines, unless it is racy."""
     path = spare_record_path(out)

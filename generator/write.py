@@ -313,32 +313,143 @@ def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats
     (then the whole write does it).
 
     Shown means: the index records the tree the files were made from and proves the
-    output holds exactly it (a stat of every folder and file, see outindex.holds()),
-    and the spare's record, relative to that very index, is proven by a stat of every
-    folder of the spare. Then the spare differs from the output only in the files the
-    record names: those are linked again, the changed files written, and the spare
-    swapped in. The new index is the old one's bytes with the changed lines replaced,
-    and its signature the fields just seen, with those of what was touched taken anew.
+    output holds exactly it (a stat of every folder and file, see outindex.holds()).
+    When the changed files share a folder below the output's, a copy of that folder
+    alone (its files linked, the changed ones written) is swapped in: see _write_within.
+    Else the spare is used as by the whole write, when its record, relative to that very
+    index, is proven: see _write_spare. Either way the new index is the old one's bytes
+    with the changed lines replaced, and its signature the fields just seen, with those
+    of what was touched taken anew.
     """
     hint = files.changes() if isinstance(files, Delta) else None
     if hint is None:
         return None
     base, changed = hint
     proof = outindex.prove(out, base)
-    spare = spare_folder(out)
-    if proof is None or not proof.clean or spare.is_symlink() or not spare.is_dir():
+    if proof is None or not proof.clean:
         return None
-    record = outindex.load_spare_delta(out, spare, proof)
-    if record is None:
-        return None
-    relinked = [rel for rel in record.differing if rel not in changed and rel != MANIFEST]
-    located = proof.locate([*changed, *relinked])
+    located = proof.locate(changed)
     if located is None:
         return None
     new = {rel: data for rel, data in changed.items() if digest(data) != located[rel][3].digest}
     if not new:
         return None
-    for rel in (*new, *relinked):
+    for rel in new:
+        safe_relative(rel)
+    change = _Change(out, proof, located, new, tree)
+    done = _write_within(change) if _common_folder(new) else _write_spare(change)
+    return None if not done else WriteStats(tuple(sorted(new)), len(files) - len(new), ())
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A few files of a proven output, to be written anew."""
+
+    out: Path
+    proof: outindex.Proof
+    located: Mapping[str, tuple[int, int, int, Stamp]]  # each file's line in the index
+    new: Mapping[str, bytes]  # path -> its new bytes
+    tree: str  # tree_digest() of the tree once written
+
+    def stamps(self, made: Mapping[str, Stamp]) -> dict[str, tuple[int, int, int, Stamp]]:
+        return {rel: (*self.located[rel][:3], stamp) for rel, stamp in made.items()}
+
+    @property
+    def folders(self) -> list[str]:
+        return self.proof.listed[1 : self.proof.folder_count + 1]
+
+
+def _common_folder(paths: Iterable[str]) -> str:
+    """The deepest folder every path lies in; "" for the output folder itself."""
+    common: list[str] | None = None
+    for rel in paths:
+        parts = rel.split("/")[:-1]
+        if common is None:
+            common = parts
+        else:
+            same = 0
+            while same < min(len(common), len(parts)) and common[same] == parts[same]:
+                same += 1
+            common = common[:same]
+    return "/".join(common or ())
+
+
+def part_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}.servegen-part"
+
+
+def _write_within(change: _Change) -> bool:
+    """Swap in a copy of the one folder below the output that holds every changed file:
+    its folders made, its other files linked (the output is proven to hold nothing
+    else there), the changed ones written; one renameat2(RENAME_EXCHANGE) of that
+    folder, so a reader sees the old or the new tree as with the whole swap. The copy
+    is prepared in a sibling of the output (`.<output>.servegen-part`), where the old
+    folder is removed after. The spare is not touched; its record, if relative to the
+    old index, is tied to the new one (the files written are where it now differs)."""
+    out, proof, top = change.out, change.proof, _common_folder(change.new)
+    part = part_folder(out)
+    if not _clear_part(part):
+        return False
+    folders = change.folders
+    lo, hi = bisect.bisect_left(folders, top + "/"), bisect.bisect_left(folders, top + "0")
+    inner = [top, *folders[lo:hi]]  # top and every folder below it, parents first
+    if top not in folders:
+        return False
+    prefix = top + "/"
+    linked = [rel for rel in proof.listed[proof.folder_count + 2 :] if rel.startswith(prefix)]
+    forget_index(out)  # until the new tree's is written
+    part.mkdir()
+    (part / _STAGING_MARK).touch()  # servegen's: an interrupted run's is removed
+    copy = f"{part}/{top.rpartition('/')[2]}"
+    for rel in inner:
+        os.mkdir(copy + rel[len(top) :])  # noqa: PTH102
+    made: dict[str, Stamp] = {}
+    for rel in linked:
+        target = copy + rel[len(top) :]
+        if rel in change.new:
+            made[rel] = _new_file(target, change.new[rel])
+        else:
+            os.link(f"{out}/{rel}", target, follow_symlinks=False)
+    if made.keys() != change.new.keys():
+        raise OutputFolderError(f"{out / top} is not as its index records")
+    _exchange(Path(copy), out / top)
+    remove_tree(part)
+    retaken = [_parent(top), *inner]
+    head = _retaken(out, proof.seen[: 4 * (proof.folder_count + 1)], folders, retaken)
+    head.extend(proof.seen[4 * (proof.folder_count + 1) : 4 * (proof.folder_count + 2)])
+    signature = outindex.store_index_delta(out, proof, change.tree, change.stamps(made), head)
+    previous = {rel: change.located[rel][3].ino for rel in made}
+    outindex.retie_spare(out, proof.signature, signature, previous)
+    return True
+
+
+def _clear_part(part: Path) -> bool:
+    """Make room for the part folder: remove one an interrupted run left (it holds
+    servegen's mark); False when something else has that name (then it is left alone)."""
+    if not os.path.lexists(part):
+        return True
+    if part.is_symlink() or not part.is_dir() or not (part / _STAGING_MARK).is_file():
+        return False
+    remove_tree(part)
+    return True
+
+
+def _write_spare(change: _Change) -> bool:
+    """Prepare the new tree in the spare, as the whole write does, when the spare's record
+    is relative to the proven index and proven by its folders: then the spare differs
+    from the output only in the files the record names, linked again here, and in the
+    changed files, written."""
+    out, proof, new = change.out, change.proof, change.new
+    spare = spare_folder(out)
+    if spare.is_symlink() or not spare.is_dir():
+        return False
+    record = outindex.load_spare_delta(out, spare, proof)
+    if record is None:
+        return False
+    relinked = [rel for rel in record.differing if rel not in new and rel != MANIFEST]
+    if proof.locate(relinked) is None:
+        return False
+    for rel in relinked:
         safe_relative(rel)
     forget_index(out)  # until the new tree's is written
     forget_spare(out)  # the spare changes now
@@ -349,23 +460,21 @@ def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats
             (spare / rel).unlink()
             os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
             touched.add(_parent(rel))
-    stamps = {}
+    made = {}
     for rel, data in new.items():
         (spare / rel).unlink(missing_ok=True)
-        number, start, end, _ = located[rel]
-        stamps[rel] = (number, start, end, _new_file(f"{top}/{rel}", data))
+        made[rel] = _new_file(f"{top}/{rel}", data)
         touched.add(_parent(rel))
     (spare / _STAGING_MARK).unlink()
     _exchange(spare, out)  # the old tree is the next spare
-    folders = proof.listed[1 : proof.folder_count + 1]
-    seen = _retaken(out, record.seen, folders, touched)
+    seen = _retaken(out, record.seen, change.folders, touched)
     end = 4 * (proof.folder_count + 1)
     seen.extend(proof.seen[end : end + 4])  # the manifest: the output's, linked
-    signature = outindex.store_index_delta(out, proof, tree, stamps, seen)
+    signature = outindex.store_index_delta(out, proof, change.tree, change.stamps(made), seen)
     if signature:
-        old = {rel: located[rel][3].ino for rel in new}
+        old = {rel: change.located[rel][3].ino for rel in new}
         store_spare_delta(out, signature, old, proof.seen[:end])
-    return WriteStats(tuple(sorted(new)), len(files) - len(new), ())
+    return True
 
 
 def _retaken(

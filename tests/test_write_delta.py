@@ -16,7 +16,14 @@ from generator import outindex
 from generator import write as write_module
 from generator.outindex import digest, holds, index_path, load_index, spare_record_path, tree_digest
 from generator.pipeline import build
-from generator.write import MANIFEST, OutputFolderError, manifest_bytes, spare_folder, write_tree
+from generator.write import (
+    MANIFEST,
+    OutputFolderError,
+    manifest_bytes,
+    part_folder,
+    spare_folder,
+    write_tree,
+)
 from tests.test_write import snapshot
 
 FIRST = {
@@ -96,21 +103,44 @@ def assert_indexed_exactly(out: Path, files: Mapping[str, bytes]) -> None:
     assert holds(out, tree_of(files))
 
 
+@pytest.fixture
+def routes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which way each shortcut write went: "within" one folder, or through the "spare"."""
+    taken: list[str] = []
+    for name, label in (("_write_within", "within"), ("_write_spare", "spare")):
+        real = getattr(write_module, name)
+
+        def spy(change: object, real: Callable[[object], bool] = real, label: str = label) -> bool:
+            done = real(change)
+            taken.append(label if done else f"no {label}")
+            return done
+
+        monkeypatch.setattr(write_module, name, spy)
+    return taken
+
+
 def test_a_few_changed_files_are_written_without_the_whole_write(
-    out: Path, whole_write: list[Path], monkeypatch: pytest.MonkeyPatch
+    out: Path, whole_write: list[Path], routes: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Files in one folder below the output's: that folder alone is swapped.
     third = write_changed(out, SECOND, {"models/a/overlays/dev/p.yaml": b"p: 3\n"})
-    assert whole_write == []
+    assert (whole_write, routes) == ([], ["within"])
     assert snapshot(out) == expected(third)
     assert_indexed_exactly(out, third)
-    # The spare is the second tree, and its relative record lets the next one go the
-    # same way, again and again; a whole write after it still uses the record.
+    assert snapshot(spare_folder(out)) == expected(FIRST)  # left alone
+    # Files in no common folder: through the spare, whose record was tied to the index
+    # the last write made; and again within one folder.
     fourth = write_changed(out, third, {"models/b/base/y.yaml": b"b: 4\n", "README.md": b"# 4\n"})
     fifth = write_changed(out, fourth, {"models/a/overlays/dev/p.yaml": b"p: 5\n"})
-    assert whole_write == []
+    assert (whole_write, routes) == ([], ["within", "spare", "within"])
     assert snapshot(out) == expected(fifth)
     assert_indexed_exactly(out, fifth)
-    assert snapshot(spare_folder(out)) == expected(fourth)
+    assert snapshot(spare_folder(out)) == expected(third)
+    sixth = write_changed(out, fifth, {"README.md": b"# 6\n"})
+    assert routes[-1] == "spare" and whole_write == []
+    assert snapshot(out) == expected(sixth)
+    assert not part_folder(out).exists()
+    # A whole write after them still uses the spare's record: nothing is listed.
     scanned: list[Path] = []
     real = write_module._scan
 
@@ -119,11 +149,11 @@ def test_a_few_changed_files_are_written_without_the_whole_write(
         return real(folder)
 
     monkeypatch.setattr(write_module, "_scan", spy)
-    sixth = {**fifth, "models/a/base/x.yaml": b"a: 6\n"}
-    assert write_tree(out, sixth).written == ("models/a/base/x.yaml",)
+    seventh = {**sixth, "models/a/base/x.yaml": b"a: 7\n"}
+    assert write_tree(out, seventh).written == ("models/a/base/x.yaml",)
     assert whole_write == [out]
-    assert scanned == []  # neither the output nor the spare was listed
-    assert snapshot(out) == expected(sixth)
+    assert scanned == []
+    assert snapshot(out) == expected(seventh)
 
 
 def test_what_the_write_reports(out: Path) -> None:
@@ -327,7 +357,7 @@ def test_unchanged_bytes_write_nothing(out: Path) -> None:
 
 
 def test_a_value_edit_in_a_spec_is_written_through_the_shortcut(
-    example_repo: Path, tmp_path: Path, whole_write: list[Path]
+    example_repo: Path, tmp_path: Path, whole_write: list[Path], routes: list[str]
 ) -> None:
     out = tmp_path / "out"
     write_tree(out, build(example_repo).files)
@@ -350,6 +380,53 @@ def test_a_value_edit_in_a_spec_is_written_through_the_shortcut(
         write_tree(fresh, dict(built.files))
         assert snapshot(out) == snapshot(fresh)
         assert_indexed_exactly(out, dict(built.files))
-    # The first write and the first edit's (which makes the spare) are whole; the
-    # others take the shortcut.
-    assert whole_write.count(out) == 2
+    # Only the first write is whole: each edit's files lie in its model's folder.
+    assert whole_write.count(out) == 1
+    assert routes == ["within"] * 3
+
+
+# --- the folder a write within one folder prepares its copy in --------------------------
+
+
+def test_an_interrupted_part_folder_is_removed(out: Path, routes: list[str]) -> None:
+    part = part_folder(out)
+    (part / "dev").mkdir(parents=True)
+    (part / ".servegen-staging").touch()  # what a run killed while copying leaves
+    (part / "dev/p.yaml").write_bytes(b"half")
+    third = write_changed(out, SECOND, {"models/a/overlays/dev/p.yaml": b"p: 3\n"})
+    assert routes == ["within"]
+    assert snapshot(out) == expected(third)
+    assert not part.exists()
+
+
+@pytest.mark.parametrize("kind", ["folder", "symlink"])
+def test_a_part_folder_servegen_did_not_make_is_left_alone(
+    out: Path, tmp_path: Path, routes: list[str], kind: str
+) -> None:
+    part = part_folder(out)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_bytes(b"keep\n")
+    if kind == "symlink":
+        part.symlink_to(victim)
+    else:
+        part.mkdir()
+        (part / "keep.txt").write_bytes(b"keep\n")
+    third = write_changed(out, SECOND, {"models/a/overlays/dev/p.yaml": b"p: 3\n"})
+    assert routes == ["no within"]
+    assert snapshot(out) == expected(third)
+    assert snapshot(part) == {"keep.txt": b"keep\n"}
+    assert snapshot(victim) == {"keep.txt": b"keep\n"}
+
+
+def test_a_change_to_the_spare_is_still_seen_after_writes_within_a_folder(
+    out: Path, whole_write: list[Path], routes: list[str]
+) -> None:
+    """A write within one folder leaves the spare alone and ties its record to the new
+    index; the record still holds the spare's folders as proven: a later stray is seen."""
+    _stray_file(spare_folder(out))
+    third = write_changed(out, SECOND, {"models/a/overlays/dev/p.yaml": b"p: 3\n"})
+    fourth = write_changed(out, third, {"README.md": b"# 4\n", "models/b/base/y.yaml": b"b: 4\n"})
+    assert routes == ["within", "no spare"]
+    assert whole_write == [out]
+    assert snapshot(out) == expected(fourth)
