@@ -130,20 +130,29 @@ def _read_stamped(path: Path) -> tuple[bytes, int]:
         return handle.read(), os.fstat(handle.fileno()).st_mtime_ns
 
 
-def _read(out: Path) -> tuple[list[str], bytes, bytes, int] | None:
-    """The head's fields, the stamp lines, the watched paths and the index's mtime."""
+def _read(out: Path, tree: str | None = None) -> tuple[list[str], bytes, bytes, int] | None:
+    """The head's fields, the stamp lines, the watched paths and the index's mtime;
+    None at once, from the head alone, when the index records another `tree`."""
     path = index_path(out)
     if path is None:
         return None
     try:
-        data, written_ns = _read_stamped(path)
-        head, _, rest = data.partition(b"\n")
-        fields = head.decode().split(" ")
-        if " ".join(fields[:-_FIELDS]) != _INDEX_HEAD or not data.endswith(b"\n"):
-            return None
-        fields = fields[-_FIELDS:]
+        with path.open("rb") as handle:
+            head = handle.readline()
+            if not head.endswith(b"\n"):
+                return None
+            fields = head[:-1].decode().split(" ")
+            if " ".join(fields[:-_FIELDS]) != _INDEX_HEAD:
+                return None
+            fields = fields[-_FIELDS:]
+            if tree not in (None, fields[0]):
+                return None  # (a render of a changed tree: the rest is read once, later)
+            rest = handle.read()
+            written_ns = os.fstat(handle.fileno()).st_mtime_ns
         cut = int(fields[3])
     except (OSError, ValueError):
+        return None
+    if not rest.endswith(b"\n"):
         return None
     return fields, rest[:cut], rest[cut:], written_ns
 
@@ -261,7 +270,7 @@ class Proof:
 def prove(out: Path, tree: str | None = None) -> Proof | None:
     """The index of `out` when `out` holds what it records (and that is `tree`, if
     given), with the fields seen of every watched path; else None."""
-    found = _read(out)
+    found = _read(out, tree)
     if found is None:
         return None
     fields, lines, paths, written_ns = found
