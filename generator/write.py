@@ -17,7 +17,11 @@ inside servegen's folders are refused, never followed.
 Whether a file still holds what servegen wrote is told by a stat, not a read: see
 generator/outindex.py (git's index, and git's caveat). A caller that knows the digest of
 the whole new tree (a build from the build cache) passes it, and an up-to-date folder is
-recognised without looking at any of the new bytes.
+recognised without looking at any of the new bytes. A tree known to be the output's with
+a few files replaced (outindex.Delta) is written without anything per unchanged file:
+see _write_delta (a copy of the one folder holding the changes is swapped in, prepared
+in `.<output>.servegen-part`, or the spare is used as its record relative to the index
+says).
 """
 
 from __future__ import annotations
@@ -282,6 +286,7 @@ def write_tree(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _locked(out.parent):  # read and swap as one: no other writer in between
+            _clear_part(part_folder(out))  # what an interrupted write within a folder left
             current = _indexed_output(out) or read_output(out, known)
             if tree is not None and _holds(current, files, tree):
                 # holds() declined (a foreign file, a stale index): next time it need not.

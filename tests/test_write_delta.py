@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +27,7 @@ from generator.write import (
     spare_folder,
     write_tree,
 )
+from tests.conftest import REPO_ROOT
 from tests.test_write import snapshot
 
 FIRST = {
@@ -430,3 +434,67 @@ def test_a_change_to_the_spare_is_still_seen_after_writes_within_a_folder(
     assert routes == ["within", "no spare"]
     assert whole_write == [out]
     assert snapshot(out) == expected(fourth)
+
+
+# --- SIGKILL at any moment of a write within one folder ----------------------------------
+
+WRITER = """
+import sys
+from pathlib import Path
+from generator.outindex import digest, tree_digest
+from generator.write import write_tree
+files = {f"models/big/base/f{i:04}.yaml": b"old %d\\\\n" % i for i in range(2000)}
+files.update({f"models/m{i:03}/base/obj.yaml": b"m\\\\n" for i in range(200)})
+files["README.md"] = b"index\\\\n"
+def tree(found): return tree_digest({k: digest(v) for k, v in found.items()})
+class Changed(dict):
+    def __init__(self, base, changed):
+        super().__init__({**base, **changed})
+        self.hint = (tree(base), changed)
+    def changes(self): return self.hint
+    def digests(self): return {k: digest(v) for k, v in self.items()}
+if sys.argv[2] == "new":
+    files = Changed(files, {f"models/big/base/f{i:04}.yaml": b"new\\\\n" for i in (1, 500, 1999)})
+print("ready", flush=True)
+write_tree(Path(sys.argv[1]), files, tree=tree(files))
+"""
+
+
+def _write_in_subprocess(out: Path, version: str, kill_after: float | None) -> float:
+    """Run the writer; kill it `kill_after` seconds after it is ready. Returns its run time."""
+    with subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(out), version], cwd=REPO_ROOT, stdout=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        started = time.perf_counter()
+        if kill_after is None:
+            assert proc.wait(timeout=120) == 0
+        else:
+            time.sleep(kill_after)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        return time.perf_counter() - started
+
+
+def test_sigkill_at_any_moment_of_a_write_within_a_folder(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    _write_in_subprocess(reference, "old", None)
+    old = snapshot(reference)
+    time.sleep(0.02)
+    duration = _write_in_subprocess(reference, "new", None)
+    new = snapshot(reference)
+    assert old != new and not part_folder(reference).exists()
+    assert not spare_folder(reference).exists()  # within the folder: no spare was made
+    for step in range(12):
+        out = tmp_path / f"run{step}" / "out"
+        _write_in_subprocess(out, "old", None)
+        time.sleep(0.02)
+        _write_in_subprocess(out, "new", duration * step / 10)
+        assert snapshot(out) in (old, new), f"kill at step {step} left a mixed tree"
+        _write_in_subprocess(out, "new", None)  # the next run finishes the job
+        assert snapshot(out) == new
+        assert sorted(p.name for p in out.parent.iterdir()) in (
+            ["out"],
+            [".out.servegen-spare", "out"],
+        ), "stray files left"
