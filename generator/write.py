@@ -342,7 +342,7 @@ def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats
     for rel in new:
         safe_relative(rel)
     change = _Change(out, proof, located, new, tree)
-    done = _write_within(change) if _common_folder(new) else _write_spare(change)
+    done = _write_within(change) or _write_spare(change)
     return None if not done else WriteStats(tuple(sorted(new)), len(files) - len(new), ())
 
 
@@ -383,6 +383,9 @@ def part_folder(out: Path) -> Path:
     return out.parent / f".{out.name}.servegen-part"
 
 
+_WITHIN_LIMIT = 2048  # folders and files a copy may hold: beyond, the spare is used
+
+
 def _write_within(change: _Change) -> bool:
     """Swap in a copy of the one folder below the output that holds every changed file:
     its folders made, its other files linked (the output is proven to hold nothing
@@ -392,16 +395,16 @@ def _write_within(change: _Change) -> bool:
     folder is removed after. The spare is not touched; its record, if relative to the
     old index, is tied to the new one (the files written are where it now differs)."""
     out, proof, top = change.out, change.proof, _common_folder(change.new)
-    part = part_folder(out)
-    if not _clear_part(part):
-        return False
     folders = change.folders
     lo, hi = bisect.bisect_left(folders, top + "/"), bisect.bisect_left(folders, top + "0")
     inner = [top, *folders[lo:hi]]  # top and every folder below it, parents first
-    if top not in folders:
+    if not top or top not in folders or len(inner) > _WITHIN_LIMIT:
         return False
     prefix = top + "/"
     linked = [rel for rel in proof.listed[proof.folder_count + 2 :] if rel.startswith(prefix)]
+    part = part_folder(out)
+    if len(inner) + len(linked) > _WITHIN_LIMIT or not _clear_part(part):
+        return False  # (a large folder: the spare's proof costs less than a copy)
     forget_index(out)  # until the new tree's is written
     part.mkdir()
     (part / _STAGING_MARK).touch()  # servegen's: an interrupted run's is removed

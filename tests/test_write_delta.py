@@ -136,7 +136,7 @@ def test_a_few_changed_files_are_written_without_the_whole_write(
     # the last write made; and again within one folder.
     fourth = write_changed(out, third, {"models/b/base/y.yaml": b"b: 4\n", "README.md": b"# 4\n"})
     fifth = write_changed(out, fourth, {"models/a/overlays/dev/p.yaml": b"p: 5\n"})
-    assert (whole_write, routes) == ([], ["within", "spare", "within"])
+    assert (whole_write, routes) == ([], ["within", "no within", "spare", "within"])
     assert snapshot(out) == expected(fifth)
     assert_indexed_exactly(out, fifth)
     assert snapshot(spare_folder(out)) == expected(third)
@@ -417,7 +417,7 @@ def test_a_part_folder_servegen_did_not_make_is_left_alone(
         part.mkdir()
         (part / "keep.txt").write_bytes(b"keep\n")
     third = write_changed(out, SECOND, {"models/a/overlays/dev/p.yaml": b"p: 3\n"})
-    assert routes == ["no within"]
+    assert routes == ["no within", "spare"]
     assert snapshot(out) == expected(third)
     assert snapshot(part) == {"keep.txt": b"keep\n"}
     assert snapshot(victim) == {"keep.txt": b"keep\n"}
@@ -431,7 +431,7 @@ def test_a_change_to_the_spare_is_still_seen_after_writes_within_a_folder(
     _stray_file(spare_folder(out))
     third = write_changed(out, SECOND, {"models/a/overlays/dev/p.yaml": b"p: 3\n"})
     fourth = write_changed(out, third, {"README.md": b"# 4\n", "models/b/base/y.yaml": b"b: 4\n"})
-    assert routes == ["within", "no spare"]
+    assert routes == ["within", "no within", "no spare"]
     assert whole_write == [out]
     assert snapshot(out) == expected(fourth)
 
@@ -498,3 +498,16 @@ def test_sigkill_at_any_moment_of_a_write_within_a_folder(tmp_path: Path) -> Non
             ["out"],
             [".out.servegen-spare", "out"],
         ), "stray files left"
+
+
+def test_a_large_folder_is_not_copied_the_spare_is_used(
+    out: Path, routes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_module, "_WITHIN_LIMIT", 3)  # models/a: 5 folders, 3 files
+    changed = {"models/a/base/x.yaml": b"a: 3\n", "models/a/overlays/dev/p.yaml": b"p: 3\n"}
+    third = write_changed(out, SECOND, changed)
+    assert routes == ["no within", "spare"]
+    assert snapshot(out) == expected(third)
+    fourth = write_changed(out, third, {"models/b/base/y.yaml": b"b: 4\n"})  # 2 folders, 1 file
+    assert routes[2:] == ["within"]
+    assert snapshot(out) == expected(fourth)
