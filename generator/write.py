@@ -433,12 +433,19 @@ def _write_within(change: _Change) -> bool:
 
 def _clear_part(part: Path) -> bool:
     """Make room for the part folder: remove one an interrupted run left (it holds
-    servegen's mark); False when something else has that name (then it is left alone)."""
+    servegen's mark, or nothing at all); False when something else has that name (then
+    it is left alone)."""
     if not os.path.lexists(part):
         return True
-    if part.is_symlink() or not part.is_dir() or not (part / _STAGING_MARK).is_file():
+    if part.is_symlink() or not part.is_dir():
         return False
-    remove_tree(part)
+    if (part / _STAGING_MARK).is_file():
+        remove_tree(part)
+        return True
+    try:  # made but not marked yet, or emptied but not removed yet: nothing is lost
+        part.rmdir()
+    except OSError:
+        return False
     return True
 
 

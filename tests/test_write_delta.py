@@ -511,3 +511,13 @@ def test_a_large_folder_is_not_copied_the_spare_is_used(
     fourth = write_changed(out, third, {"models/b/base/y.yaml": b"b: 4\n"})  # 2 folders, 1 file
     assert routes[2:] == ["within"]
     assert snapshot(out) == expected(fourth)
+
+
+def test_an_empty_part_folder_is_removed(out: Path, routes: list[str]) -> None:
+    """A run killed between making the part folder and marking it (or between removing
+    its mark and the folder) leaves it empty: nothing there to keep."""
+    part_folder(out).mkdir()
+    third = write_changed(out, SECOND, {"models/a/overlays/dev/p.yaml": b"p: 3\n"})
+    assert routes == ["within"]
+    assert snapshot(out) == expected(third)
+    assert not part_folder(out).exists()
