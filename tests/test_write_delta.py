@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from generator import outindex
 from generator import write as write_module
@@ -498,6 +500,7 @@ def test_sigkill_at_any_moment_of_a_write_within_a_folder(tmp_path: Path) -> Non
             ["out"],
             [".out.servegen-spare", "out"],
         ), "stray files left"
+        shutil.rmtree(out.parent)  # 2,200 files a run: not left for pytest to clean up
 
 
 def test_a_large_folder_is_not_copied_the_spare_is_used(
@@ -521,3 +524,64 @@ def test_an_empty_part_folder_is_removed(out: Path, routes: list[str]) -> None:
     assert routes == ["within"]
     assert snapshot(out) == expected(third)
     assert not part_folder(out).exists()
+
+
+# --- any sequence of writes and hand changes: the output is always what was asked for ------
+
+_FILES = sorted(FIRST)
+_STEP: st.SearchStrategy[tuple[str, frozenset[str]]] = st.one_of(
+    st.tuples(st.just("change"), st.sets(st.sampled_from(_FILES), min_size=1, max_size=3)),
+    st.tuples(st.just("whole"), st.just(frozenset())),
+    st.tuples(
+        st.sampled_from(["edit", "foreign", "remove", "spare stray", "spare edit"]),
+        st.sampled_from(_FILES).map(lambda rel: frozenset([rel])),
+    ),
+)
+
+
+def _perturb(out: Path, kind: str, rel: str, foreign: dict[str, bytes]) -> None:
+    time.sleep(0.01)  # a later timestamp granule than the last write (git's caveat)
+    spare = spare_folder(out)
+    if kind == "edit":
+        with (out / rel).open("r+b") as handle:
+            handle.write(b"#")
+    elif kind == "foreign":
+        name = f"{rel.rpartition('/')[0] or '.'}/mine.txt"
+        (out / name).write_bytes(b"mine\n")
+        foreign[name.removeprefix("./")] = b"mine\n"
+    elif kind == "remove":
+        (out / rel).unlink(missing_ok=True)
+    elif spare.is_dir() and kind == "spare stray":
+        (spare / f"{rel}.stray").write_bytes(b"stray\n")
+    elif (spare / rel).is_file() and kind == "spare edit":
+        (spare / rel).unlink()
+        (spare / rel).write_bytes(b"spare\n")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(_STEP, min_size=1, max_size=8))
+def test_any_sequence_of_writes_and_hand_changes(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, frozenset[str]]]
+) -> None:
+    out = tmp_path_factory.mktemp("seq") / "out"
+    write_tree(out, FIRST)
+    files: dict[str, bytes] = dict(FIRST)
+    foreign: dict[str, bytes] = {}
+    for number, (kind, paths) in enumerate(steps):
+        if kind in ("change", "whole"):
+            time.sleep(0.01)
+            changed = {rel: f"v{number}: {rel}\n".encode() for rel in paths}
+            if kind == "change":
+                files = write_changed(out, files, changed)
+            else:
+                files = {**files, "README.md": f"# {number}\n".encode()}
+                write_tree(out, files)
+            assert snapshot(out) == {**expected(files), **foreign}
+            assert not any(path.is_symlink() for path in out.rglob("*"))
+        else:
+            _perturb(out, kind, next(iter(paths)), foreign)
+    time.sleep(0.01)
+    write_tree(out, dict(files))
+    assert snapshot(out) == {**expected(files), **foreign}
