@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from generator import outindex
@@ -542,7 +542,7 @@ _STEP: st.SearchStrategy[tuple[str, frozenset[str]]] = st.one_of(
 def _perturb(out: Path, kind: str, rel: str, foreign: dict[str, bytes]) -> None:
     time.sleep(0.01)  # a later timestamp granule than the last write (git's caveat)
     spare = spare_folder(out)
-    if kind == "edit":
+    if kind == "edit" and (out / rel).is_file():
         with (out / rel).open("r+b") as handle:
             handle.write(b"#")
     elif kind == "foreign":
@@ -562,6 +562,8 @@ def _perturb(out: Path, kind: str, rel: str, foreign: dict[str, bytes]) -> None:
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(steps=st.lists(_STEP, min_size=1, max_size=8))
+@example(steps=[("remove", frozenset(["README.md"])), ("edit", frozenset(["README.md"]))])
+@example(steps=[("spare stray", frozenset(["README.md"])), ("change", frozenset(["README.md"]))])
 def test_any_sequence_of_writes_and_hand_changes(
     tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, frozenset[str]]]
 ) -> None:
