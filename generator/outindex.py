@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 MANIFEST = ".servegen-manifest"  # write.MANIFEST: the list of files servegen wrote
 
@@ -59,6 +59,17 @@ class Digested(Protocol):
     """Files that know the digest of each one's bytes without reading them (a stored build)."""
 
     def digests(self) -> Mapping[str, bytes]: ...
+
+
+@runtime_checkable
+class Delta(Protocol):
+    """Files that are another tree with a few files' bytes replaced (a build made from
+    the latest one): the very same paths."""
+
+    def changes(self) -> tuple[str, Mapping[str, bytes]] | None:
+        """tree_digest() of that other tree, and the bytes of each file that may differ
+        from it (every other file is that tree's); None when not known."""
+        ...
 
 
 def digest(data: bytes) -> bytes:
@@ -93,6 +104,7 @@ class Index:
     # indexed() only: the lstat fields (type, size, mtime, inode) of ".", each folder and
     # the manifest as verified, for the spare's record once this tree is swapped out.
     stats: tuple[Fields, ...] = ()
+    signature: str = ""  # indexed() only: the signature of the folder it proved
 
 
 def index_path(out: Path) -> Path | None:
@@ -118,20 +130,29 @@ def _read_stamped(path: Path) -> tuple[bytes, int]:
         return handle.read(), os.fstat(handle.fileno()).st_mtime_ns
 
 
-def _read(out: Path) -> tuple[list[str], bytes, bytes, int] | None:
-    """The head's fields, the stamp lines, the watched paths and the index's mtime."""
+def _read(out: Path, tree: str | None = None) -> tuple[list[str], bytes, bytes, int] | None:
+    """The head's fields, the stamp lines, the watched paths and the index's mtime;
+    None at once, from the head alone, when the index records another `tree`."""
     path = index_path(out)
     if path is None:
         return None
     try:
-        data, written_ns = _read_stamped(path)
-        head, _, rest = data.partition(b"\n")
-        fields = head.decode().split(" ")
-        if " ".join(fields[:-_FIELDS]) != _INDEX_HEAD or not data.endswith(b"\n"):
-            return None
-        fields = fields[-_FIELDS:]
+        with path.open("rb") as handle:
+            head = handle.readline()
+            if not head.endswith(b"\n"):
+                return None
+            fields = head[:-1].decode().split(" ")
+            if " ".join(fields[:-_FIELDS]) != _INDEX_HEAD:
+                return None
+            fields = fields[-_FIELDS:]
+            if tree not in (None, fields[0]):
+                return None  # (a render of a changed tree: the rest is read once, later)
+            rest = handle.read()
+            written_ns = os.fstat(handle.fileno()).st_mtime_ns
         cut = int(fields[3])
     except (OSError, ValueError):
+        return None
+    if not rest.endswith(b"\n"):
         return None
     return fields, rest[:cut], rest[cut:], written_ns
 
@@ -167,81 +188,160 @@ def holds(out: Path, tree: str) -> bool:
     file stats mean unchanged files, with git's caveat (see the module docstring). As
     for files, a folder or file no older than the index is racy: not trusted here.
     """
-    return _verified(out, tree) is not None
+    return prove(out, tree) is not None
 
 
 def indexed(out: Path) -> Index | None:
     """The index of `out`, with every folder, when `out` provably holds the tree the
     index records (see holds()) and held nothing but servegen's files when it was
     indexed: then the index says all that reading the folder would."""
-    found = _verified(out, None)
-    if found is None:
+    proof = prove(out)
+    if proof is None or not proof.clean:
         return None
-    (tree, count, _, _, _, _, clean), lines, listed, written_ns, stats = found
-    stamps = _stamps(lines, int(count))
-    if clean != "1" or stamps is None:
+    stamps = _stamps(proof.lines, proof.count)
+    if stamps is None:
         return None
-    folders = tuple(listed[1 : len(listed) - 1 - len(stamps)])  # after ".", before MANIFEST
-    return Index(tree, written_ns, stamps, folders, tuple(stats[: len(folders) + 2]))
+    folders = tuple(proof.listed[1 : proof.folder_count + 1])  # after ".", before MANIFEST
+    seen, end = proof.seen, 4 * (proof.folder_count + 2)
+    stats = tuple(_as_fields(seen[i : i + 4]) for i in range(0, end, 4))
+    return Index(proof.tree, proof.written_ns, stamps, folders, stats, proof.signature)
 
 
-def _verified(
-    out: Path, tree: str | None
-) -> tuple[list[str], bytes, list[str], int, list[Fields]] | None:
-    """The index's parts when `out` holds what it records (and that is `tree`, if given),
-    with the fields seen of every watched folder (and the manifest, the next path)."""
-    found = _read(out)
+def _as_fields(four: Sequence[int]) -> Fields:
+    return (four[0], four[1], four[2], four[3])
+
+
+@dataclass(frozen=True)
+class Proof:
+    """An index, in its raw parts, whose output folder was just shown to hold exactly
+    what it records (see holds()), with what each watched path's lstat gave."""
+
+    head: list[str]  # the head's fields after the magic
+    lines: bytes  # the stamp lines
+    watched: bytes  # the watched paths, as stored
+    listed: list[str]  # the same, one a path: ".", each folder, the manifest, each file
+    written_ns: int
+    seen: array.array[int]  # type, size, mtime and inode of each watched path, in order
+
+    @property
+    def tree(self) -> str:
+        return self.head[0]
+
+    @property
+    def count(self) -> int:
+        return int(self.head[1])
+
+    @property
+    def signature(self) -> str:
+        return self.head[4]
+
+    @property
+    def clean(self) -> bool:
+        return self.head[6] == "1"
+
+    @property
+    def folder_count(self) -> int:
+        return len(self.listed) - self.count - 2
+
+    def locate(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, Stamp]] | None:
+        """Each path's stamp line: (its number, where it starts and ends, its stamp);
+        None when one is not recorded. A line ends in a tab, the path and a newline, and
+        a path holds neither, so that needle finds the one line of that path."""
+        found = {}
+        try:
+            for rel in paths:
+                needle = b"\t" + rel.encode() + b"\n"
+                at = self.lines.find(needle)
+                if at < 0:
+                    return None
+                start, end = self.lines.rfind(b"\n", 0, at) + 1, at + len(needle)
+                hexed, size, mtime, ino, _ = self.lines[start:end].decode().split("\t", 4)
+                stamp = Stamp(int(size), int(mtime), int(ino), bytes.fromhex(hexed))
+                found[rel] = (0, start, end, stamp)
+        except ValueError:
+            return None
+        numbered, number, last = {}, 0, 0
+        for rel, (_, start, end, stamp) in sorted(found.items(), key=lambda item: item[1][1]):
+            number += self.lines.count(b"\n", last, start)
+            numbered[rel], last = (number, start, end, stamp), start
+        return numbered
+
+
+def prove(out: Path, tree: str | None = None) -> Proof | None:
+    """The index of `out` when `out` holds what it records (and that is `tree`, if
+    given), with the fields seen of every watched path; else None."""
+    found = _read(out, tree)
     if found is None:
         return None
     fields, lines, paths, written_ns = found
-    recorded, count, watched, _cut, signature, newest, _clean = fields
+    recorded, _count, watched, _cut, signature, newest, _clean = fields
     try:
         if tree not in (None, recorded) or signature == _NO_SIGNATURE:
             return None
         if int(newest) >= written_ns:
             return None
         listed = paths.decode().split("\n")[:-1]
-        if len(listed) != int(watched):
+        if len(listed) != int(watched) or len(listed) < int(_count) + 2:
             return None
-        keep = len(listed) - int(count) if tree is None else 0
-        seen, stats = _signature(out, listed, keep)
-        if seen != signature:
+        seen = _signature(out, listed)
+        if _fields_digest(seen) != signature:
             return None
     except (OSError, ValueError, OverflowError):
         return None  # gone, or not what it was: looked at file by file
-    return fields, lines, listed, written_ns, stats
+    return Proof(fields, lines, paths, listed, written_ns, seen)
 
 
 _TYPE = stat.S_IFMT(0o177777)
-_CHUNK = 4096  # stat results alive at once: a tenth of the memory of all of them
+_CHUNK = 4096  # stat results alive at once
 
 
-def _signature(out: Path, paths: Sequence[str], keep: int = 0) -> tuple[str, list[Fields]]:
-    """A digest of the type, size, mtime and inode of each path below `out` (no symlink
-    followed: `out` itself is opened with O_NOFOLLOW, and a folder that became a link
-    has another type); and those fields of the first `keep` paths."""
-    total = hashlib.sha256()
-    kept: list[Fields] = []
+def _signature(out: Path, paths: Sequence[str]) -> array.array[int]:
+    """The type, size, mtime and inode of each path below `out`, four numbers each (no
+    symlink followed: `out` itself is opened with O_NOFOLLOW, and a folder that became
+    a link has another type)."""
+    seen = array.array("q")
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         lstat = functools.partial(os.lstat, dir_fd=fd)
         for start in range(0, len(paths), _CHUNK):
             found = map(lstat, paths[start : start + _CHUNK])
-            chunk = [(s.st_mode & _TYPE, s.st_size, s.st_mtime_ns, s.st_ino) for s in found]
-            if start < keep:
-                kept.extend(chunk[: keep - start])
-            _update(total, chunk)
+            seen.extend(
+                itertools.chain.from_iterable(
+                    (s.st_mode & _TYPE, s.st_size, s.st_mtime_ns, s.st_ino) for s in found
+                )
+            )
     finally:
         os.close(fd)
-    return total.hexdigest(), kept
+    return seen
 
 
-def _fields(info: os.stat_result) -> Fields:
+def fields_of(info: os.stat_result) -> Fields:
     return (info.st_mode & _TYPE, info.st_size, info.st_mtime_ns, info.st_ino)
 
 
-def _update(total: Any, fields: Iterable[tuple[int, int, int, int]]) -> None:
-    total.update(array.array("q", itertools.chain.from_iterable(fields)).tobytes())
+def flat(fields: Iterable[Fields]) -> array.array[int]:
+    return array.array("q", itertools.chain.from_iterable(fields))
+
+
+def _fields_digest(fields: array.array[int]) -> str:
+    """What a signature is: a digest of the fields, four 64-bit numbers per path."""
+    return hashlib.sha256(fields).hexdigest()
+
+
+def _write_index(path: Path, head: Sequence[object], parts: Sequence[bytes]) -> None:
+    """Write an index file whole (a temporary file, then a rename): head, then `parts`."""
+    line = " ".join([_INDEX_HEAD, *map(str, head)]).encode() + b"\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as handle:
+            handle.write(line)
+            for part in parts:
+                handle.write(part)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # an index only saves reads
+        raise
 
 
 def store_index(
@@ -250,17 +350,18 @@ def store_index(
     folders: Iterable[str] | None = None,
     clean: bool = False,
     seen: Mapping[str, Fields] | None = None,
-) -> None:
+) -> str:
     """Record `stamps` (written last, after the swap: the index never runs ahead).
 
     With `folders` (every folder below `out`, the manifest listing exactly the stamped
     files) the index also records a signature of the whole folder, for holds(); `clean`
     says the folder holds nothing else (for indexed()). `seen` holds folders' fields
-    the caller took since the last change in them (not lstat'ed again).
+    the caller took since the last change in them (not lstat'ed again). Returns the
+    signature recorded ("" for none).
     """
     path = index_path(out)
     if path is None:
-        return
+        return ""
     tree = tree_digest({rel: s.digest for rel, s in stamps.items()})
     watched = [] if folders is None else [".", *sorted(folders), MANIFEST, *stamps]
     signature, newest = _NO_SIGNATURE, 0
@@ -273,16 +374,56 @@ def store_index(
         f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n" for rel, s in stamps.items()
     ).encode()
     fields = (tree, len(stamps), len(watched), len(lines), signature, newest, int(clean))
-    head = " ".join([_INDEX_HEAD, *map(str, fields)]).encode() + b"\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(head + lines + "".join(f"{rel}\n" for rel in watched).encode())
-        tmp.replace(path)
+        _write_index(path, fields, [lines, "".join(f"{rel}\n" for rel in watched).encode()])
         if newest:
             _after(path, newest)
     except OSError:
-        tmp.unlink(missing_ok=True)  # an index only saves reads
+        return ""
+    return "" if signature == _NO_SIGNATURE else signature
+
+
+def _stamp_line(rel: str, s: Stamp) -> bytes:
+    return f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n".encode()
+
+
+def store_index_delta(
+    out: Path,
+    proof: Proof,
+    tree: str,
+    stamps: Mapping[str, tuple[int, int, int, Stamp]],
+    folders: array.array[int],
+) -> str:
+    """Record the proven index with a few files written anew: `stamps` maps each to
+    its place (as Proof.locate() gives it) and new stamp; `folders` are the fields of
+    ".", each folder and the manifest now. Every other file is as `proof` saw it, so
+    its line and fields are taken over as they are: nothing is done per file.
+    `tree` is tree_digest() of the new tree. Returns the signature recorded."""
+    path = index_path(out)
+    if path is None:
+        return ""
+    seen = array.array("q", folders)
+    files = 4 * (proof.folder_count + 2)
+    if len(seen) != files:
+        raise ValueError("one field per folder, the output folder and the manifest")
+    seen.extend(proof.seen[files:])
+    pieces, last = [], 0
+    for rel, (number, start, end, stamp) in sorted(stamps.items(), key=lambda i: i[1][1]):
+        pieces += [proof.lines[last:start], _stamp_line(rel, stamp)]
+        last = end
+        at = files + 4 * number
+        seen[at : at + 4] = array.array("q", (stat.S_IFREG, stamp.size, stamp.mtime_ns, stamp.ino))
+    pieces.append(proof.lines[last:])
+    lines = b"".join(pieces)
+    signature, newest = _fields_digest(seen), max(seen[2::4])
+    _, count, watched, _, _, _, clean = proof.head
+    fields = (tree, count, watched, len(lines), signature, newest, clean)
+    try:
+        _write_index(path, fields, [lines, proof.watched])
+        _after(path, newest)
+    except OSError:
+        return ""
+    return signature
 
 
 def _observed(
@@ -293,14 +434,15 @@ def _observed(
     construction); and the newest mtime of all."""
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        seen = [known.get(rel) or _fields(os.lstat(rel, dir_fd=fd)) for rel in fresh]
+        seen = flat(known.get(rel) or fields_of(os.lstat(rel, dir_fd=fd)) for rel in fresh)
     finally:
         os.close(fd)
-    files = [(stat.S_IFREG, s.size, s.mtime_ns, s.ino) for s in stamps.values()]
-    total = hashlib.sha256()
-    _update(total, seen)
-    _update(total, files)
-    return total.hexdigest(), max(field[2] for field in itertools.chain(seen, files))
+    seen.extend(
+        itertools.chain.from_iterable(
+            (stat.S_IFREG, s.size, s.mtime_ns, s.ino) for s in stamps.values()
+        )
+    )
+    return _fields_digest(seen), max(seen[2::4])
 
 
 def _after(path: Path, newest: int) -> None:
@@ -331,7 +473,14 @@ def forget_index(out: Path) -> None:
 # entry added, removed or replaced in a folder changes the folder's mtime (as holds()
 # relies on), and a file edited in place is the live output's file too (a hard link:
 # same inode) and is seen by the output's own index; any other file is replaced anyway.
+#
+# A record is either whole (each file's inode and every folder) or, when the spare has
+# the very paths and folders of the output, relative to the output's index: only the
+# files whose inode differs from the one the index records (those written anew by the
+# last write), tied to that index by its signature (which covers every inode). A
+# relative record is what lets a write of a few files do nothing per unchanged file.
 _SPARE_HEAD = "servegen spare index 1"
+_SPARE_DELTA = "servegen spare delta 1"
 
 
 @dataclass(frozen=True)
@@ -343,23 +492,36 @@ class SpareState:
     seen: dict[str, Fields]  # ".", and each folder's fields, as just compared
 
 
+@dataclass(frozen=True)
+class SpareDelta:
+    """A spare holding the output's paths and folders, as a relative record says."""
+
+    differing: dict[str, int]  # file -> its inode in the spare, where not the output's
+    seen: array.array[int]  # ".", then each folder's fields, as just compared
+
+
 def spare_record_path(out: Path) -> Path | None:
     path = index_path(out)
     return None if path is None else path.with_name(path.name + ".spare")
 
 
-def _folder_fields(spare: Path, folders: Sequence[str]) -> list[Fields]:
-    fd = os.open(spare, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+def _folder_fields(spare: Path, folders: Sequence[str]) -> array.array[int]:
+    """The fields of the spare itself and of each of its folders, four numbers each."""
+    return _signature(spare, [".", *folders])
+
+
+def _store_record(out: Path, head: str, body: str, newest: int) -> None:
+    path = spare_record_path(out)
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        return [_fields(os.lstat(rel, dir_fd=fd)) for rel in (".", *folders)]
-    finally:
-        os.close(fd)
-
-
-def _fields_digest(fields: Sequence[Fields]) -> str:
-    total = hashlib.sha256()
-    _update(total, fields)
-    return total.hexdigest()
+        tmp.write_bytes((head + body).encode())
+        tmp.replace(path)
+        _after(path, newest)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        forget_spare(out)  # a record only saves a listing
 
 
 def store_spare(
@@ -370,52 +532,137 @@ def store_spare(
     again, so an entry added since (even in the instant after the swap) fails the record.
     (An exchange of two folders keeps each one's mtime; were it not so, the record would
     only ever fail, and the spare be listed as before.)"""
-    path = spare_record_path(out)
-    if path is None:
+    if len(stats) != len(folders) + 1:
+        raise ValueError("one field per folder and the spare itself")
+    fields = flat(stats)
+    newest = max(fields[2::4])
+    head = f"{_SPARE_HEAD} {_fields_digest(fields)} {newest} {len(folders)} {len(files)}\n"
+    body = "".join(f"{rel}\n" for rel in folders) + "".join(
+        f"{ino}\t{rel}\n" for rel, ino in files.items()
+    )
+    _store_record(out, head, body, newest)
+
+
+def store_spare_delta(
+    out: Path, signature: str, differing: Mapping[str, int], stats: array.array[int]
+) -> None:
+    """Record that the spare holds the paths and folders of the output whose index has
+    `signature`, each file the index's inode but those in `differing` (path -> inode),
+    its folders' fields (".", then each, as verified before the swap) being `stats`."""
+    newest = max(stats[2::4])
+    head = f"{_SPARE_DELTA} {_fields_digest(stats)} {newest} {signature} {len(differing)}\n"
+    _store_record(out, head, "".join(f"{ino}\t{rel}\n" for rel, ino in differing.items()), newest)
+
+
+def retie_spare(out: Path, old: str, new: str, written: Mapping[str, int]) -> None:
+    """After a write that left the spare alone, tie a record relative to the index
+    whose signature was `old` to the new index (`new`): the files written (path -> the
+    inode the old index recorded) are where the spare now differs from the output too,
+    unless it did already. A whole record does not depend on the index: kept as it is."""
+    found = _load_record(out)
+    if found is None or found[0][0] != _SPARE_DELTA:
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    head, lines = found
+    if head[3] != old or not new:
+        forget_spare(out)
+        return
     try:
-        fields = list(stats)
-        if len(fields) != len(folders) + 1:
-            raise ValueError("one field per folder and the spare itself")
-        newest = max(field[2] for field in fields)
-        head = f"{_SPARE_HEAD} {_fields_digest(fields)} {newest} {len(folders)} {len(files)}\n"
-        body = "".join(f"{rel}\n" for rel in folders) + "".join(
-            f"{ino}\t{rel}\n" for rel, ino in files.items()
-        )
-        tmp.write_bytes((head + body).encode())
-        tmp.replace(path)
-        _after(path, newest)
-    except (OSError, ValueError, OverflowError):
-        tmp.unlink(missing_ok=True)
-        forget_spare(out)  # a record only saves a listing
+        differing = _inodes(lines)
+    except ValueError:
+        forget_spare(out)
+        return
+    for rel, ino in written.items():
+        differing.setdefault(rel, ino)
+    line = f"{_SPARE_DELTA} {head[1]} {head[2]} {new} {len(differing)}\n"
+    body = "".join(f"{ino}\t{rel}\n" for rel, ino in differing.items())
+    _store_record(out, line, body, int(head[2]))
 
 
-def load_spare(out: Path, spare: Path) -> SpareState | None:
-    """The spare's record when every folder of the spare is as recorded (no folder
-    newer than the record: racy, as for the index); else None (then it is listed)."""
+def _load_record(out: Path) -> tuple[list[str], list[str]] | None:
+    """A spare record's head fields (magic first) and lines, unless it is racy."""
     path = spare_record_path(out)
     if path is None:
         return None
     try:
         data, written_ns = _read_stamped(path)
         head, *lines = data.decode().split("\n")
-        *magic, signature, newest, folder_count, file_count = head.split(" ")
-        if " ".join(magic) != _SPARE_HEAD or lines[-1:] != [""] or int(newest) >= written_ns:
+        fields = head.split(" ")
+        magic, rest = " ".join(fields[:4]), fields[4:]
+        if magic not in (_SPARE_HEAD, _SPARE_DELTA) or len(rest) != 4 or lines[-1:] != [""]:
             return None
-        folders = tuple(lines[: int(folder_count)])
-        files = {}
-        for line in lines[int(folder_count) : -1]:
-            ino, rel = line.split("\t", 1)
-            files[rel] = int(ino)
-        if len(files) != int(file_count):
+        if int(rest[1]) >= written_ns:
             return None
-        fields = _folder_fields(spare, folders)
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    if _fields_digest(fields) != signature:
+    return [magic, *rest], lines[:-1]
+
+
+def _inodes(lines: Sequence[str]) -> dict[str, int]:
+    found = {}
+    for line in lines:
+        ino, rel = line.split("\t", 1)
+        found[rel] = int(ino)
+    return found
+
+
+def load_spare(out: Path, spare: Path, index: Index | None = None) -> SpareState | None:
+    """The spare's record when every folder of the spare is as recorded (no folder
+    newer than the record: racy, as for the index); else None (then it is listed). A
+    relative record needs `index`, the output's as indexed() proved it."""
+    found = _load_record(out)
+    if found is None:
         return None
+    head, lines = found
+    try:
+        if head[0] == _SPARE_DELTA:
+            if index is None or head[3] != index.signature:
+                return None
+            delta = _proven_delta(spare, head, lines, index.folders)
+            if delta is None:
+                return None
+            files = {rel: stamp.ino for rel, stamp in index.stamps.items()}
+            files[MANIFEST] = index.stats[-1][3]
+            files.update(delta.differing)
+            folders, seen = index.folders, delta.seen
+        else:
+            _, signature, _, folder_count, file_count = head
+            folders = tuple(lines[: int(folder_count)])
+            files = _inodes(lines[int(folder_count) :])
+            if len(files) != int(file_count):
+                return None
+            seen = _folder_fields(spare, folders)
+            if _fields_digest(seen) != signature:
+                return None
+    except (OSError, ValueError):
+        return None
+    fields = [_as_fields(seen[i : i + 4]) for i in range(0, len(seen), 4)]
     return SpareState(files, folders, dict(zip((".", *folders), fields, strict=True)))
+
+
+def load_spare_delta(out: Path, spare: Path, proof: Proof) -> SpareDelta | None:
+    """The spare as a relative record says, relative to the index `proof` proved, when
+    every folder of the spare is as recorded; else None."""
+    found = _load_record(out)
+    if found is None:
+        return None
+    head, lines = found
+    if head[0] != _SPARE_DELTA or head[3] != proof.signature:
+        return None
+    try:
+        folders = proof.listed[1 : proof.folder_count + 1]
+        return _proven_delta(spare, head, lines, folders)
+    except (OSError, ValueError):
+        return None
+
+
+def _proven_delta(
+    spare: Path, head: Sequence[str], lines: Sequence[str], folders: Sequence[str]
+) -> SpareDelta | None:
+    differing = _inodes(lines)
+    if len(differing) != int(head[4]):
+        return None
+    seen = _folder_fields(spare, folders)
+    return SpareDelta(differing, seen) if _fields_digest(seen) == head[1] else None
 
 
 def forget_spare(out: Path) -> None:

@@ -201,10 +201,16 @@ class StoredFiles(Mapping[str, bytes]):
 
     def __init__(self, stored: _Stored, count: int) -> None:
         self._stored, self._count = stored, count
+        self._changes: tuple[str, Mapping[str, bytes]] | None = None
 
     @property
     def stored(self) -> _Stored:
         return self._stored
+
+    def changes(self) -> tuple[str, Mapping[str, bytes]] | None:
+        """outindex.Delta: the tree this build was made from and the files swapped in
+        (set by Latest.delta()), so a write of it need not look at the others."""
+        return self._changes
 
     def _files(self) -> Mapping[str, bytes] | Mapping[str, tuple[int, int, bytes]]:
         spans = self._stored.spans()
@@ -521,6 +527,7 @@ class Latest:
     ) -> tuple[StoredFiles, str] | None:
         stored = self._stored
         new = {path: data for files in changed.values() for path, data in files.items()}
+        swapped = dict(new)  # for the write (StoredFiles.changes())
         # The unchanged files are copied from this entry in runs, by the kernel: their
         # digests come along in the paths section, and are checked when they are read.
         start = stored.offset("bytes")
@@ -579,6 +586,8 @@ class Latest:
         reused = load_build(key, stored.rebuild)
         if reused is None or not isinstance(reused.files, StoredFiles):
             return None
+        if built.tree is not None:
+            reused.files._changes = (built.tree, swapped)
         return reused.files, tree
 
 

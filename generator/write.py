@@ -17,11 +17,17 @@ inside servegen's folders are refused, never followed.
 Whether a file still holds what servegen wrote is told by a stat, not a read: see
 generator/outindex.py (git's index, and git's caveat). A caller that knows the digest of
 the whole new tree (a build from the build cache) passes it, and an up-to-date folder is
-recognised without looking at any of the new bytes.
+recognised without looking at any of the new bytes. A tree known to be the output's with
+a few files replaced (outindex.Delta) is written without anything per unchanged file:
+see _write_delta (a copy of the one folder holding the changes is swapped in, prepared
+in `.<output>.servegen-part`, or the spare is used as its record relative to the index
+says).
 """
 
 from __future__ import annotations
 
+import array
+import bisect
 import contextlib
 import ctypes
 import errno
@@ -29,19 +35,21 @@ import fcntl
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator import outindex
 from generator.errors import ServegenError
 from generator.outindex import (
+    Delta,
     Digested,
     Fields,
     Index,
     SpareState,
     Stamp,
     digest,
+    fields_of,
     forget_index,
     forget_spare,
     holds,
@@ -50,6 +58,7 @@ from generator.outindex import (
     load_spare,
     store_index,
     store_spare,
+    store_spare_delta,
     tree_digest,
 )
 from generator.outtree import MANAGED, folders_of
@@ -111,6 +120,7 @@ class OutputFolder:
     index_stale: bool = True  # the stat index does not describe this folder exactly
     # From a proving index only: the fields of ".", each folder and the manifest.
     verified: tuple[Fields, ...] = ()
+    proven: Index | None = None  # that index
 
 
 def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFolder:
@@ -265,11 +275,18 @@ def write_tree(
         with _locked(out.parent):
             if holds(out, tree):  # a stat per folder and file, nothing read
                 return WriteStats((), len(files), ())
+            try:
+                done = _write_delta(out, files, tree)
+            except OSError as exc:
+                raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
+            if done is not None:
+                return done
     for rel in files:
         safe_relative(rel)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _locked(out.parent):  # read and swap as one: no other writer in between
+            _clear_part(part_folder(out))  # what an interrupted write within a folder left
             current = _indexed_output(out) or read_output(out, known)
             if tree is not None and _holds(current, files, tree):
                 # holds() declined (a foreign file, a stale index): next time it need not.
@@ -286,13 +303,211 @@ def write_tree(
                 made, folders, seen = _replace_folder(out, files, wanted, current, manifest)
                 stamps = {r: made.get(r) or current.stamps[r] for r in wanted}
                 clean = all(rel in wanted for rel in current.foreign)
-                store_index(out, stamps, folders, clean, seen)
-                _record_spare(out, current)
+                signature = store_index(out, stamps, folders, clean, seen)
+                _record_spare(out, current, stamps, folders, signature)
             elif current.index_stale:
                 store_index(out, current.stamps, current.folders, not current.foreign)
     except OSError as exc:
         raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
     return WriteStats(written, len(files) - len(written), removed)
+
+
+def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats | None:
+    """Write `files` when they are the output's tree with a few files' bytes replaced
+    (outindex.Delta), doing nothing per unchanged file; None when that cannot be shown
+    (then the whole write does it).
+
+    Shown means: the index records the tree the files were made from and proves the
+    output holds exactly it (a stat of every folder and file, see outindex.holds()).
+    When the changed files share a folder below the output's, a copy of that folder
+    alone (its files linked, the changed ones written) is swapped in: see _write_within.
+    Else the spare is used as by the whole write, when its record, relative to that very
+    index, is proven: see _write_spare. Either way the new index is the old one's bytes
+    with the changed lines replaced, and its signature the fields just seen, with those
+    of what was touched taken anew.
+    """
+    hint = files.changes() if isinstance(files, Delta) else None
+    if hint is None:
+        return None
+    base, changed = hint
+    proof = outindex.prove(out, base)
+    if proof is None or not proof.clean:
+        return None
+    located = proof.locate(changed)
+    if located is None:
+        return None
+    new = {rel: data for rel, data in changed.items() if digest(data) != located[rel][3].digest}
+    if not new:
+        return None
+    for rel in new:
+        safe_relative(rel)
+    change = _Change(out, proof, located, new, tree)
+    done = _write_within(change) or _write_spare(change)
+    return None if not done else WriteStats(tuple(sorted(new)), len(files) - len(new), ())
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A few files of a proven output, to be written anew."""
+
+    out: Path
+    proof: outindex.Proof
+    located: Mapping[str, tuple[int, int, int, Stamp]]  # each file's line in the index
+    new: Mapping[str, bytes]  # path -> its new bytes
+    tree: str  # tree_digest() of the tree once written
+
+    def stamps(self, made: Mapping[str, Stamp]) -> dict[str, tuple[int, int, int, Stamp]]:
+        return {rel: (*self.located[rel][:3], stamp) for rel, stamp in made.items()}
+
+    @property
+    def folders(self) -> list[str]:
+        return self.proof.listed[1 : self.proof.folder_count + 1]
+
+
+def _common_folder(paths: Iterable[str]) -> str:
+    """The deepest folder every path lies in; "" for the output folder itself."""
+    common: list[str] | None = None
+    for rel in paths:
+        parts = rel.split("/")[:-1]
+        if common is None:
+            common = parts
+        else:
+            same = 0
+            while same < min(len(common), len(parts)) and common[same] == parts[same]:
+                same += 1
+            common = common[:same]
+    return "/".join(common or ())
+
+
+def part_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}.servegen-part"
+
+
+_WITHIN_LIMIT = 2048  # folders and files a copy may hold: beyond, the spare is used
+
+
+def _write_within(change: _Change) -> bool:
+    """Swap in a copy of the one folder below the output that holds every changed file:
+    its folders made, its other files linked (the output is proven to hold nothing
+    else there), the changed ones written; one renameat2(RENAME_EXCHANGE) of that
+    folder, so a reader sees the old or the new tree as with the whole swap. The copy
+    is prepared in a sibling of the output (`.<output>.servegen-part`), where the old
+    folder is removed after. The spare is not touched; its record, if relative to the
+    old index, is tied to the new one (the files written are where it now differs)."""
+    out, proof, top = change.out, change.proof, _common_folder(change.new)
+    folders = change.folders
+    lo, hi = bisect.bisect_left(folders, top + "/"), bisect.bisect_left(folders, top + "0")
+    inner = [top, *folders[lo:hi]]  # top and every folder below it, parents first
+    if not top or top not in folders or len(inner) > _WITHIN_LIMIT:
+        return False
+    prefix = top + "/"
+    linked = [rel for rel in proof.listed[proof.folder_count + 2 :] if rel.startswith(prefix)]
+    part = part_folder(out)
+    if len(inner) + len(linked) > _WITHIN_LIMIT or not _clear_part(part):
+        return False  # (a large folder: the spare's proof costs less than a copy)
+    forget_index(out)  # until the new tree's is written
+    part.mkdir()
+    (part / _STAGING_MARK).touch()  # servegen's: an interrupted run's is removed
+    copy = f"{part}/{top.rpartition('/')[2]}"
+    for rel in inner:
+        os.mkdir(copy + rel[len(top) :])  # noqa: PTH102
+    made: dict[str, Stamp] = {}
+    for rel in linked:
+        target = copy + rel[len(top) :]
+        if rel in change.new:
+            made[rel] = _new_file(target, change.new[rel])
+        else:
+            os.link(f"{out}/{rel}", target, follow_symlinks=False)
+    if made.keys() != change.new.keys():
+        raise OutputFolderError(f"{out / top} is not as its index records")
+    _exchange(Path(copy), out / top)
+    remove_tree(part)
+    retaken = [_parent(top), *inner]
+    head = _retaken(out, proof.seen[: 4 * (proof.folder_count + 1)], folders, retaken)
+    head.extend(proof.seen[4 * (proof.folder_count + 1) : 4 * (proof.folder_count + 2)])
+    signature = outindex.store_index_delta(out, proof, change.tree, change.stamps(made), head)
+    previous = {rel: change.located[rel][3].ino for rel in made}
+    outindex.retie_spare(out, proof.signature, signature, previous)
+    return True
+
+
+def _clear_part(part: Path) -> bool:
+    """Make room for the part folder: remove one an interrupted run left (it holds
+    servegen's mark, or nothing at all); False when something else has that name (then
+    it is left alone)."""
+    if not os.path.lexists(part):
+        return True
+    if part.is_symlink() or not part.is_dir():
+        return False
+    if (part / _STAGING_MARK).is_file():
+        remove_tree(part)
+        return True
+    try:  # made but not marked yet, or emptied but not removed yet: nothing is lost
+        part.rmdir()
+    except OSError:
+        return False
+    return True
+
+
+def _write_spare(change: _Change) -> bool:
+    """Prepare the new tree in the spare, as the whole write does, when the spare's record
+    is relative to the proven index and proven by its folders: then the spare differs
+    from the output only in the files the record names, linked again here, and in the
+    changed files, written."""
+    out, proof, new = change.out, change.proof, change.new
+    spare = spare_folder(out)
+    if spare.is_symlink() or not spare.is_dir():
+        return False
+    record = outindex.load_spare_delta(out, spare, proof)
+    if record is None:
+        return False
+    relinked = [rel for rel in record.differing if rel not in new and rel != MANIFEST]
+    if proof.locate(relinked) is None:
+        return False
+    for rel in relinked:
+        safe_relative(rel)
+    forget_index(out)  # until the new tree's is written
+    forget_spare(out)  # the spare changes now
+    _spare(out)  # checked, and marked as being prepared
+    top, touched = str(spare), {"."}
+    for rel in record.differing:
+        if rel not in new:  # not the output's file: link the output's (the manifest too)
+            (spare / rel).unlink()
+            os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
+            touched.add(_parent(rel))
+    made = {}
+    for rel, data in new.items():
+        (spare / rel).unlink(missing_ok=True)
+        made[rel] = _new_file(f"{top}/{rel}", data)
+        touched.add(_parent(rel))
+    (spare / _STAGING_MARK).unlink()
+    _exchange(spare, out)  # the old tree is the next spare
+    seen = _retaken(out, record.seen, change.folders, touched)
+    end = 4 * (proof.folder_count + 1)
+    seen.extend(proof.seen[end : end + 4])  # the manifest: the output's, linked
+    signature = outindex.store_index_delta(out, proof, change.tree, change.stamps(made), seen)
+    if signature:
+        old = {rel: change.located[rel][3].ino for rel in new}
+        store_spare_delta(out, signature, old, proof.seen[:end])
+    return True
+
+
+def _retaken(
+    out: Path, seen: array.array[int], folders: Sequence[str], touched: Iterable[str]
+) -> array.array[int]:
+    """The fields of ".", then each of `folders` (sorted): as `seen`, but those of the
+    `touched` folders taken again now."""
+    fresh = array.array("q", seen)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for rel in touched:
+            at = 0 if rel == "." else 1 + bisect.bisect_left(folders, rel)
+            if at and (at > len(folders) or folders[at - 1] != rel):
+                raise OutputFolderError(f"{out / rel} is not a folder the index records")
+            fresh[4 * at : 4 * at + 4] = array.array("q", fields_of(os.lstat(rel, dir_fd=fd)))
+    finally:
+        os.close(fd)
+    return fresh
 
 
 def _digests(files: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -313,17 +528,33 @@ def _indexed_output(out: Path) -> OutputFolder | None:
     inodes = {rel: stamp.ino for rel, stamp in index.stamps.items()}
     manifest = manifest_bytes(owned)
     return OutputFolder(
-        owned, (), index.folders, inodes, manifest, True, index.stamps, False, index.stats
+        owned, (), index.folders, inodes, manifest, True, index.stamps, False, index.stats, index
     )
 
 
-def _record_spare(out: Path, swapped: OutputFolder) -> None:
+def _record_spare(
+    out: Path,
+    swapped: OutputFolder,
+    stamps: Mapping[str, Stamp],
+    folders: set[str],
+    signature: str,
+) -> None:
     """After a swap, record the spare: exactly the tree `swapped` was, when an index
-    proved that tree (its files, folders, and their fields as verified)."""
+    proved that tree (its files, folders, and their fields as verified). Relative to
+    the new index (`stamps`, `folders`, `signature`) when the paths are the same."""
     if len(swapped.verified) != len(swapped.folders) + 2:
         return  # the folder was read, not proven: the spare is listed next time
+    old_manifest = swapped.verified[-1][3]
+    if signature and swapped.stamps.keys() == stamps.keys() and folders == set(swapped.folders):
+        differing = {r: s.ino for r, s in swapped.stamps.items() if s.ino != stamps[r].ino}
+        with contextlib.suppress(OSError):
+            if os.lstat(out / MANIFEST).st_ino != old_manifest:
+                differing[MANIFEST] = old_manifest
+            fields = outindex.flat(swapped.verified[:-1])
+            store_spare_delta(out, signature, differing, fields)
+            return
     files = {rel: stamp.ino for rel, stamp in swapped.stamps.items()}
-    files[MANIFEST] = swapped.verified[-1][3]
+    files[MANIFEST] = old_manifest
     store_spare(out, files, swapped.folders, swapped.verified[:-1])
 
 
@@ -343,7 +574,7 @@ def _replace_folder(
 ) -> tuple[dict[str, Stamp], set[str], dict[str, Fields]]:
     """Swap in the new tree; returns the stamps of the files written anew, its folders
     and the fields of those folders the sync left as they were verified."""
-    recorded = _recorded_spare(out)
+    recorded = _recorded_spare(out, current.proven)
     forget_spare(out)  # the spare changes now: its record would be stale
     spare = _spare(out)
     made, folders, touched = _sync(spare, out, files, wanted, current, manifest, recorded)
@@ -356,10 +587,12 @@ def _replace_folder(
     return made, folders, {r: f for r, f in seen.items() if r not in touched and r != "."}
 
 
-def _recorded_spare(out: Path) -> SpareState | None:
-    """The spare as recorded after the last swap, when its folders prove the record."""
+def _recorded_spare(out: Path, index: Index | None) -> SpareState | None:
+    """The spare as recorded after the last swap, when its folders prove the record
+    (a record relative to the output's index needs that index, as proven)."""
     spare = spare_folder(out)
-    return load_spare(out, spare) if spare.is_dir() and not spare.is_symlink() else None
+    usable = spare.is_dir() and not spare.is_symlink()
+    return load_spare(out, spare, index) if usable else None
 
 
 @contextlib.contextmanager
