@@ -161,7 +161,9 @@ def bench_size(
         for _ in range(args.repeat):
             before()
             rows.setdefault(name, []).append(action())
-        log(f"{size} specs: {name}: {statistics.median(r.seconds for r in rows[name]):.2f} s")
+        log(
+            f"{size} specs: {name}: {statistics.median(r.seconds for r in rows[name]):.2f} s (runs: {' '.join(f'{r.seconds:.2f}' for r in rows[name])})"
+        )
 
     measure(COLD, lambda: s.servegen("render"), s.forget_builds)
     copy = workdir / "copy"

@@ -20,43 +20,32 @@ import pytest
 
 from generator import buildcache, git, listingcache
 from generator import publish as pub
-from generator.reporter import Notes
 from tests.gitutil import sh
-from tests.test_publish_incremental import COMMITTER, check_tree, deploy_tip, model
+from tests.publishutil import (
+    check_tree,
+    deploy_tip,
+    make_source,
+    make_target,
+    make_work,
+    model,
+)
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    (path / "specs").mkdir(parents=True)
-    (path / "specs" / "a.yaml").write_text("a: 1\n")
-    sh(tmp_path, "init", "-q", str(path))
-    sh(path, "add", "-A")
-    sh(path, "commit", "-q", "-m", "specs")
-    return path
+    return make_work(tmp_path)
 
 
 @pytest.fixture
 def target(work: Path) -> pub.Target:
-    return pub.Target(
-        repo=git.open_repo(work),
-        branch="deploy",
-        remote=None,
-        source_remote="origin",
-        committer=COMMITTER,
-        sign=False,
-        allow_prune=True,
-        max_shrink=0.3,
-        max_attempts=3,
-        reporter=Notes(),
-    )
+    return make_target(work)
 
 
 @pytest.fixture
 def source(target: pub.Target) -> pub.Source:
-    return pub.Source(git.head_commit(target.repo), dirty=True, repo_url="https://example/r")
+    return make_source(target)
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from generator import cli
-from generator import write as write_module
 from generator.outindex import digest, index_path, indexed, spare_record_path
 from generator.write import (
     MANIFEST,
@@ -24,8 +23,8 @@ from generator.write import (
     stale_paths,
     write_tree,
 )
-from tests.conftest import REPO_ROOT
 from tests.kustomize import kubectl
+from tests.writeutil import run_writer, snapshot, spied_scans
 
 FILES = {
     "models/a/base/x.yaml": b"a: 1\n",
@@ -33,16 +32,6 @@ FILES = {
     "clusters/dev/kustomization.yaml": b"k: 1\n",
     "README.md": b"# index\n",
 }
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (no symlink followed), as the tests compare trees."""
-    found = {}
-    for current, _dirs, names in os.walk(folder):
-        for name in names:
-            path = Path(current) / name
-            found[path.relative_to(folder).as_posix()] = path.read_bytes()
-    return found
 
 
 def test_first_write_has_a_manifest_of_exactly_what_was_written(tmp_path: Path) -> None:
@@ -339,21 +328,7 @@ write_tree(Path(sys.argv[1]), files)
 
 def _write_in_subprocess(out: Path, version: str, kill_after: float | None) -> float:
     """Run the writer; kill it `kill_after` seconds after it is ready. Returns its run time."""
-    with subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(out), "1000", version],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"ready\n"
-        started = time.perf_counter()
-        if kill_after is None:
-            assert proc.wait(timeout=120) == 0
-        else:
-            time.sleep(kill_after)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-        return time.perf_counter() - started
+    return run_writer(WRITER, [str(out), "1000", version], kill_after)
 
 
 def test_sigkill_at_any_moment_leaves_exactly_the_old_or_the_new_tree(tmp_path: Path) -> None:
@@ -432,19 +407,6 @@ DEEP = {
 }
 
 
-def _spied_scans(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Which folders write_tree lists (the spare is listed only when its record fails)."""
-    scanned: list[Path] = []
-    real = write_module._scan
-
-    def spy(folder: Path) -> write_module._Scan:
-        scanned.append(folder)
-        return real(folder)
-
-    monkeypatch.setattr(write_module, "_scan", spy)
-    return scanned
-
-
 def _two_writes(out: Path) -> None:
     write_tree(out, DEEP)
     write_tree(out, {**DEEP, "README.md": b"# second\n"})  # the first tree is now the spare
@@ -455,7 +417,7 @@ def test_a_recorded_spare_is_not_listed_and_the_next_index_proves_the_tree(
 ) -> None:
     out = tmp_path / "out"
     _two_writes(out)
-    scanned = _spied_scans(monkeypatch)
+    scanned = spied_scans(monkeypatch)
     third = {**DEEP, "README.md": b"# second\n", "models/a/overlays/dev/p.yaml": b"p: 3\n"}
     assert write_tree(out, third).written == ("models/a/overlays/dev/p.yaml",)
     assert scanned == []  # neither the output (its index) nor the spare (its record)
@@ -527,7 +489,7 @@ def test_a_hand_edit_in_the_spare_is_seen_and_never_reaches_the_output(
     _two_writes(out)
     time.sleep(0.02)  # a later timestamp granule than the record
     edit(spare_folder(out))
-    scanned = _spied_scans(monkeypatch)
+    scanned = spied_scans(monkeypatch)
     third = {**DEEP, "README.md": b"# third\n"}
     write_tree(out, third)
     assert spare_folder(out) in scanned  # the record failed: the spare was listed
@@ -563,7 +525,7 @@ def test_a_spare_record_as_new_as_its_folders_is_racy_and_not_trusted(
     assert record is not None and record.is_file()
     newest = max(p.lstat().st_mtime_ns for p in [spare, *spare.rglob("*")] if p.is_dir())
     os.utime(record, ns=(newest, newest))  # written in the granule of a folder's change
-    scanned = _spied_scans(monkeypatch)
+    scanned = spied_scans(monkeypatch)
     third = {**DEEP, "README.md": b"# third\n"}
     write_tree(out, third)
     assert spare in scanned

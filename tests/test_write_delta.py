@@ -6,9 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,8 +26,7 @@ from generator.write import (
     spare_folder,
     write_tree,
 )
-from tests.conftest import REPO_ROOT
-from tests.test_write import snapshot
+from tests.writeutil import run_writer, snapshot, spied_scans
 
 FIRST = {
     "models/a/base/x.yaml": b"a: 1\n",
@@ -147,14 +143,7 @@ def test_a_few_changed_files_are_written_without_the_whole_write(
     assert snapshot(out) == expected(sixth)
     assert not part_folder(out).exists()
     # A whole write after them still uses the spare's record: nothing is listed.
-    scanned: list[Path] = []
-    real = write_module._scan
-
-    def spy(folder: Path) -> write_module._Scan:
-        scanned.append(folder)
-        return real(folder)
-
-    monkeypatch.setattr(write_module, "_scan", spy)
+    scanned = spied_scans(monkeypatch)
     seventh = {**sixth, "models/a/base/x.yaml": b"a: 7\n"}
     assert write_tree(out, seventh).written == ("models/a/base/x.yaml",)
     assert whole_write == [out]
@@ -464,19 +453,7 @@ write_tree(Path(sys.argv[1]), files, tree=tree(files))
 
 def _write_in_subprocess(out: Path, version: str, kill_after: float | None) -> float:
     """Run the writer; kill it `kill_after` seconds after it is ready. Returns its run time."""
-    with subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(out), version], cwd=REPO_ROOT, stdout=subprocess.PIPE
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"ready\n"
-        started = time.perf_counter()
-        if kill_after is None:
-            assert proc.wait(timeout=120) == 0
-        else:
-            time.sleep(kill_after)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-        return time.perf_counter() - started
+    return run_writer(WRITER, [str(out), version], kill_after)
 
 
 def test_sigkill_at_any_moment_of_a_write_within_a_folder(tmp_path: Path) -> None:

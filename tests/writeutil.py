@@ -1,0 +1,56 @@
+"""Helpers for the tests of generator/write.py: trees as dicts, writers killed mid-write."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from generator import write as write_module
+from tests.conftest import REPO_ROOT
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (no symlink followed), as the tests compare trees."""
+    found = {}
+    for current, _dirs, names in os.walk(folder):
+        for name in names:
+            path = Path(current) / name
+            found[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return found
+
+
+def run_writer(program: str, args: list[str], kill_after: float | None) -> float:
+    """Run `python -c program args...`, which prints `ready` before it writes; kill it
+    `kill_after` seconds after that (None: let it finish). Returns its run time."""
+    with subprocess.Popen(
+        [sys.executable, "-c", program, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        started = time.perf_counter()
+        if kill_after is None:
+            assert proc.wait(timeout=120) == 0
+        else:
+            time.sleep(kill_after)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        return time.perf_counter() - started
+
+
+def spied_scans(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Which folders write_tree lists (the spare is listed only when its record fails)."""
+    scanned: list[Path] = []
+    real = write_module._scan
+
+    def spy(folder: Path) -> write_module._Scan:
+        scanned.append(folder)
+        return real(folder)
+
+    monkeypatch.setattr(write_module, "_scan", spy)
+    return scanned
