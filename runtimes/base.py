@@ -114,25 +114,23 @@ _PLACEHOLDER = re.compile(f"{MARK}([0-9]+){MARK}")
 VALUES = "servegen values"
 
 
-def to_placeholder(context: jinja2.runtime.Context, value: Any) -> str:
-    """Finalize every template expression into a placeholder; the value is kept aside.
-
-    Taking the context (`pass_context`, given where the environment is made) also stops
-    Jinja from finalizing constant expressions while it compiles a template, so every
-    placeholder belongs to the render that made it.
-    """
-    import jinja2
-
-    if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises first
-        raise RenderError("undefined template value")
-    values: list[Any] = context[VALUES]
-    values.append(value)
-    return f"{MARK}{len(values) - 1}{MARK}"
-
-
 @cache
 def _environment() -> jinja2.Environment:
     import jinja2
+
+    # Defined here, beside its one import: it runs once per template expression, and
+    # an import statement inside it would be paid every time.
+    @jinja2.pass_context
+    def to_placeholder(context: jinja2.runtime.Context, value: Any) -> str:
+        """Finalize every template expression into a placeholder; the value is kept
+        aside. Taking the context also stops Jinja from finalizing constant expressions
+        while it compiles a template, so every placeholder belongs to the render that
+        made it."""
+        if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises
+            raise RenderError("undefined template value")
+        values: list[Any] = context[VALUES]
+        values.append(value)
+        return f"{MARK}{len(values) - 1}{MARK}"
 
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -140,7 +138,7 @@ def _environment() -> jinja2.Environment:
         # Templates ship with the package and never change while servegen runs: no
         # stat of the template file on every render.
         auto_reload=False,
-        finalize=jinja2.pass_context(to_placeholder),
+        finalize=to_placeholder,
         autoescape=False,  # noqa: S701 - YAML, not HTML: values never reach the text
         keep_trailing_newline=True,
         trim_blocks=True,
