@@ -46,6 +46,8 @@ MAX_STEP_MS = 10
 # watcher is set up (events are recorded from then on), so start-up waits this long;
 # later ones are ignored: ten idle wake-ups a second are the price.
 READY_MS = 100
+# How often the waiting loop looks at its stop events (see _Watchers._next).
+STOP_POLL_S = 0.1
 
 EventKind = Literal["start", "batch", "error", "publish", "stop"]
 
@@ -252,6 +254,21 @@ class _Watchers:
         while not self.batches.empty():  # a full re-read follows; an error's None goes too
             self.batches.get_nowait()
 
+    def _next(self) -> set[str] | None:
+        """The next queued batch; None once a stop event is set.
+
+        Never one wait without end: a signal that arrives just as this thread starts
+        waiting on the queue's lock (or one delivered to another thread) has its Python
+        handler, which sets the stop event, run only once this thread runs Python code
+        again. Waiting without end, that was never: no feeder stops to queue its None.
+        """
+        while True:
+            try:
+                return self.batches.get(timeout=STOP_POLL_S)
+            except queue.Empty:
+                if any(event.is_set() for event in self._stops):
+                    return None
+
     def close(self) -> None:
         """Wait for every feeder to end (the caller set a stop event, or _replace did)."""
         for feeder in self._feeders:
@@ -263,7 +280,7 @@ class _Watchers:
 
         A watcher that failed because the folders to watch changed under it (the spec
         folder deleted mid-walk, say) is replaced, and the spec folder read again."""
-        paths = self.batches.get()
+        paths = self._next()
         if paths is None and self.error is not None and watch_set(self._build) != self.current:
             self._replace()
             self.start()

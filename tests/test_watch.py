@@ -31,7 +31,7 @@ from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import Common, WatchOptions
 from generator.reporter import Notes
-from generator.watch import ChangeFilter, Event, Publish, run_watch
+from generator.watch import ChangeFilter, Event, Publish, _Watchers, run_watch
 from generator.write import MANIFEST, manifest_bytes
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import add_env, one_shot, spec_text, tree
@@ -476,6 +476,25 @@ def test_publish_hook_commits_the_watched_output(
 
 
 # --------------------------------------------------------------------------- the loop
+
+
+def test_a_stop_is_seen_while_waiting_even_when_no_watcher_wakes_the_wait(
+    example_repo: Path,
+) -> None:
+    # A signal's Python handler (which sets `stop`) runs in the main thread only once it
+    # runs Python code again; if nothing ever wakes its wait on the queue, the feeders
+    # never see the stop and never queue their None. Here no feeder runs at all.
+    build = IncrementalBuild(example_repo)
+    stop = threading.Event()
+    watchers = _Watchers(build, ChangeFilter(build), 20, (stop,))
+    taken: list[set[str] | None] = []
+    waiting = threading.Thread(target=lambda: taken.append(watchers.take()), daemon=True)
+    waiting.start()
+    time.sleep(0.3)  # waiting on the queue by now (if not, it only proves less)
+    stop.set()
+    waiting.join(WAIT_S)
+    assert not waiting.is_alive()
+    assert taken == [None]
 
 
 def test_filter_keeps_specs_and_config_only(example_repo: Path) -> None:
