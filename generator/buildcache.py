@@ -257,11 +257,42 @@ def encode(key: str, result: CachedFile, blobs: list[bytes] | None = None) -> by
 
 
 def derived_key(build: str, what: str, inputs: Any) -> str:
-    """The key of something computed from `inputs` (plain data and flat dataclasses)."""
-    text = json.dumps(
-        inputs, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_fields
-    )
-    return hashlib.sha256(f"{what}\0{build}\0{text}".encode()).hexdigest()
+    """The key of something computed from `inputs` (plain data and flat dataclasses):
+    the sha256 of `what`, `build` and the inputs' canonical JSON."""
+    total = hashlib.sha256(f"{what}\0{build}\0".encode())
+    _hash_json(total, inputs, 2)
+    return total.hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(
+        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_fields
+    ).encode()
+
+
+def _hash_json(total: Any, value: Any, depth: int) -> None:
+    """Feed _canonical(value) to `total`, the items of lists `depth` levels down a few
+    hundred at a time: the inputs of a large repository's cluster files (every model's
+    endpoints) made tens of megabytes of text at once."""
+    if depth == 0 or not isinstance(value, list | tuple):
+        total.update(_canonical(value))
+        return
+    total.update(b"[")
+    for start in range(0, len(value), _BATCH):
+        if start:
+            total.update(b",")
+        batch = value[start : start + _BATCH]
+        if depth == 1:
+            total.update(_canonical(list(batch))[1:-1])
+            continue
+        for number, item in enumerate(batch):
+            if number:
+                total.update(b",")
+            _hash_json(total, item, depth - 1)
+    total.update(b"]")
+
+
+_BATCH = 256  # items of a list encoded by one json.dumps call
 
 
 def load_files(key: str) -> dict[str, bytes] | None:
@@ -276,11 +307,24 @@ def load_files(key: str) -> dict[str, bytes] | None:
 
 
 def store_files(key: str, files: Mapping[str, bytes]) -> None:
-    try:
-        texts = {path: data.decode() for path, data in files.items()}
-    except UnicodeDecodeError:
-        return
-    write_entry(key, {"key": key, "files": texts})
+    """What _dumps({"key": key, "files": texts}) writes, a file at a time: the cluster
+    files of a large repository are tens of megabytes, and copies of them all at once
+    (as text, then JSON, then bytes) set a cold render's peak memory."""
+
+    def pieces() -> Iterator[bytes]:
+        yield b'{"key":' + _json_string(key) + b',"files":{'
+        separator = b""
+        for path, data in files.items():
+            yield separator + _json_string(path) + b":" + _json_string(data.decode())
+            separator = b","
+        yield b"}}"
+
+    with contextlib.suppress(UnicodeDecodeError):  # then it is not stored: nothing to save
+        write_entry(key, pieces())
+
+
+def _json_string(text: str) -> bytes:
+    return json.dumps(text, ensure_ascii=False).encode()
 
 
 def _dumps(entry: Mapping[str, Any]) -> bytes:
@@ -297,7 +341,7 @@ class DamagedEntryError(Exception):
 Range = tuple[int, int, int]
 
 
-def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) -> None:
+def write_entry(key: str, entry: Mapping[str, Any] | Iterable[bytes | Range]) -> None:
     """Write an entry (a JSON object, or pieces: bytes, or ranges of another entry) whole
     or not at all: a temporary file renamed over the old one."""
     folder = f"{cache_dir()}/{key[:2]}"
@@ -313,7 +357,7 @@ def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) ->
                     if isinstance(piece, tuple):
                         _copy(*piece, fd)
                     else:
-                        _write_all(fd, piece)
+                        write_all(fd, piece)
             finally:
                 os.close(fd)
             os.replace(tmp, f"{folder}/{key}.json")  # noqa: PTH105 - strings, no Path
@@ -326,7 +370,7 @@ def write_entry(key: str, entry: Mapping[str, Any] | Sequence[bytes | Range]) ->
     prune_daily()
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -346,7 +390,7 @@ def _copy(source: int, offset: int, length: int, target: int) -> None:
         chunk = os.pread(source, min(end - offset, 1 << 22), offset)
         if not chunk:
             raise DamagedEntryError("shorter than its head says")
-        _write_all(target, chunk)
+        write_all(target, chunk)
         offset += len(chunk)
 
 

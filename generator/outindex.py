@@ -370,17 +370,31 @@ def store_index(
             signature, newest = _observed(out, watched[: -len(stamps) or None], stamps, seen or {})
         except (OSError, OverflowError):
             watched = []
-    lines = "".join(
+    lines = _encoded(
         f"{s.digest.hex()}\t{s.size}\t{s.mtime_ns}\t{s.ino}\t{rel}\n" for rel, s in stamps.items()
-    ).encode()
-    fields = (tree, len(stamps), len(watched), len(lines), signature, newest, int(clean))
+    )
+    size = sum(map(len, lines))
+    fields = (tree, len(stamps), len(watched), size, signature, newest, int(clean))
     try:
-        _write_index(path, fields, [lines, "".join(f"{rel}\n" for rel in watched).encode()])
+        _write_index(path, fields, [*lines, *_encoded(f"{rel}\n" for rel in watched)])
         if newest:
             _after(path, newest)
     except OSError:
         return ""
     return "" if signature == _NO_SIGNATURE else signature
+
+
+_LINES_PER_PIECE = 1024
+
+
+def _encoded(lines: Iterable[str]) -> list[bytes]:
+    """The lines, encoded a thousand at a time: for a large output, all of them joined
+    at once (behind it, the list of every line, then the text) took tens of megabytes
+    just as a cold render's memory peaked."""
+    pieces, lines = [], iter(lines)
+    while batch := list(itertools.islice(lines, _LINES_PER_PIECE)):
+        pieces.append("".join(batch).encode())
+    return pieces
 
 
 def _stamp_line(rel: str, s: Stamp) -> bytes:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import stat
+import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any, overload
 from generator.buildcache import (
     DamagedEntryError,
     Range,
+    write_all,
     entry_path,
     mark_used,
     model_from_json,
@@ -377,24 +379,39 @@ def store_build(
     with the digest of the tree they make (what the output folder's index compares),
     and what each spec file contributed (`sources`, for a later build's delta());
     returns the tree's digest."""
-    # Each section is written as the pieces it is encoded in, never joined: at 10,000
-    # specs a joined copy of each (and the JSON-ready dicts of every model at once) was
-    # what raised a cold render's peak memory most.
     digests = {path: digest(data) for path, data in files.items()}
-    sections = [
-        _json_pieces(model_to_json(model) for model in models),
-        _json_pieces([path, len(data), digests[path].hex()] for path, data in files.items()),
-        list(files.values()),
-        _json_pieces([s.rel, s.digest.hex(), s.contribution] for s in sources),
-    ]
+    tree = tree_digest(digests)
     counts = {
         "models": len(models),
         "files": len(files),
         "objects": sum(len(env.objects) for m in models for env in m.environments.values()),
         "spec_files": len({model.path for model in models}),
     }
-    tree = tree_digest(digests)
-    _store_sections(key, sections, counts, notes, failed_files, warnings, tree)
+    # The JSON sections are written to a spool file as they are encoded, and copied
+    # from it by the kernel: the head, which comes first, needs their lengths and
+    # digests. Held in memory instead, at 10,000 specs they (and the JSON-ready dicts
+    # of every model) were what raised a cold render's peak most.
+    with contextlib.suppress(OSError), tempfile.TemporaryFile() as spool:
+        fd = spool.fileno()
+        listed = _spooled(fd, (model_to_json(model) for model in models))
+        paths = _spooled(fd, ([p, len(data), digests[p].hex()] for p, data in files.items()))
+        described = _spooled(fd, ([s.rel, s.digest.hex(), s.contribution] for s in sources))
+        head = {
+            "key": key,
+            "sections": [
+                [listed[0][2], listed[1]],
+                [paths[0][2], paths[1]],
+                [sum(len(data) for data in files.values()), ""],  # checked file by file
+                [described[0][2], described[1]],
+            ],
+            "counts": counts,
+            "notes": list(notes),
+            "failed_files": sorted(failed_files),
+            "warnings": [dataclasses.astuple(w) for w in warnings],
+            "tree": tree,
+        }
+        pieces = [_json(head) + b"\n", listed[0], paths[0], *files.values(), described[0]]
+        write_entry(key, pieces)
     return tree
 
 
@@ -405,49 +422,30 @@ def _json(data: Any) -> bytes:
 _BATCH = 256  # items encoded by one json.dumps call
 
 
-def _json_pieces(items: Iterable[Any]) -> list[bytes]:
+def _json_pieces(items: Iterable[Any]) -> Iterator[bytes]:
     """_json(list(items)) byte for byte, as pieces to write one after the other: each
-    batch of items encoded alone, so only the encoded bytes of all of them are held."""
-    pieces, batch = [b"["], []
+    batch of items encoded alone."""
+    yield b"["
+    batch: list[Any] = []
+    separator = b""
     for item in items:
         batch.append(item)
         if len(batch) == _BATCH:
-            pieces += [_json(batch)[1:-1], b","]
-            batch = []
+            yield separator + _json(batch)[1:-1]
+            separator, batch = b",", []
     if batch:
-        pieces.append(_json(batch)[1:-1])
-    elif len(pieces) > 1:
-        pieces.pop()  # the separator after the last full batch
-    pieces.append(b"]")
-    return pieces
+        yield separator + _json(batch)[1:-1]
+    yield b"]"
 
 
-def _store_sections(
-    key: str,
-    sections: Sequence[Sequence[bytes]],
-    counts: Mapping[str, int],
-    notes: Sequence[str],
-    failed_files: Iterable[str],
-    warnings: Iterable[Diagnostic],
-    tree: str,
-) -> None:
-    described = []
-    for name, parts in zip(_SECTIONS, sections, strict=True):
-        total = hashlib.sha256()
-        for part in parts if name != "bytes" else ():  # that one: file by file (_Stored.file)
-            total.update(part)
-        checked = total.hexdigest() if name != "bytes" else ""
-        described.append([sum(len(part) for part in parts), checked])
-    head = {
-        "key": key,
-        "sections": described,
-        "counts": dict(counts),
-        "notes": list(notes),
-        "failed_files": sorted(failed_files),
-        "warnings": [dataclasses.astuple(w) for w in warnings],
-        "tree": tree,
-    }
-    write_entry(key, [_json(head) + b"\n", *(part for parts in sections for part in parts)])
+def _spooled(fd: int, items: Iterable[Any]) -> tuple[Range, str]:
+    """Append _json(list(items)) to the file `fd`: where it lies, and its sha256."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    total = hashlib.sha256()
+    for piece in _json_pieces(items):
+        total.update(piece)
+        write_all(fd, piece)
+    return (fd, start, os.lseek(fd, 0, os.SEEK_END) - start), total.hexdigest()
 
 
 # --- the latest build of a repository, for a build with a few spec files changed ----------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from generator.validate import FileResult, validate_file
 from generator.write import MANIFEST, manifest_bytes
 from tests.cacheutil import Counting, entries, head, no_render, no_validation
 from tests.conftest import REPO_ROOT
+from runtimes.base import Endpoint
 from tests.incrementalutil import one_shot, tree
 
 
@@ -455,3 +457,46 @@ def test_concurrent_runs_share_one_cache_safely(example_repo: Path, tmp_path: Pa
     assert render(tmp_path / "out-again").wait(timeout=300) == 0
     assert tree(tmp_path / "out-again") == trees[0]
     assert {path: path.stat().st_mtime_ns for path in builds.rglob("*.json")} == stored
+
+
+# --- how entries are encoded --------------------------------------------------------------
+
+
+def _whole_text_key(build: str, what: str, inputs: object) -> str:
+    """derived_key() as the sha256 of the whole canonical text at once."""
+    text = json.dumps(
+        inputs,
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=buildcache._fields,
+    )
+    return hashlib.sha256(f"{what}\0{build}\0{text}".encode()).hexdigest()
+
+
+@pytest.mark.parametrize("count", [0, 1, 255, 256, 257, 600])
+def test_a_derived_key_hashes_the_canonical_json_piece_by_piece(count: int) -> None:
+    endpoint = Endpoint("svc", "vllm", "ns", "/openai/v1", "ü", ("a",), ("chat",))
+    models = [(f"m{i}", [("dev", endpoint), ("prod", None)]) for i in range(count)]
+    for inputs in ((models, [{"b": 1, "a": [2, 3]}]), (models, ()), models, "flat", ((),)):
+        expected = _whole_text_key("b" * 64, "cluster files", inputs)
+        assert buildcache.derived_key("b" * 64, "cluster files", inputs) == expected
+    assert buildcache.derived_key("b" * 64, "x", ([1], [2])) != buildcache.derived_key(
+        "b" * 64, "x", ([1, 2], [])
+    )
+
+
+def test_stored_files_are_the_json_of_the_whole_entry() -> None:
+    files = {"README.md": b'# "q" \xc3\xbc\n', "endpoints/dev.json": b"{}\n", "e": b""}
+    buildcache.store_files("f" * 64, files)
+    (path,) = entries()
+    texts = {name: data.decode() for name, data in files.items()}
+    assert path.read_bytes() == buildcache._dumps({"key": "f" * 64, "files": texts})
+    assert buildcache.load_files("f" * 64) == files
+
+
+def test_files_that_are_not_text_are_not_stored() -> None:
+    buildcache.store_files("g" * 64, {"a": b"ok\n", "b": b"\xff\xfe"})
+    assert buildcache.load_files("g" * 64) is None
+    assert entries() == []
+    assert not [p for p in buildcache.cache_dir().rglob("*") if p.is_file()]  # no temp file

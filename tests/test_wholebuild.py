@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -316,9 +317,20 @@ def test_damaged_bytes_carried_into_the_next_build_are_still_found(
 @pytest.mark.parametrize("count", [0, 1, 2, 255, 256, 257, 512, 513, 1000])
 def test_a_section_written_in_pieces_is_the_json_of_the_whole_list(count: int) -> None:
     items = [[f'models/m{i}/ü"{i}', i, {"k": [i, None, True]}] for i in range(count)]
-    pieces = wholebuild._json_pieces(iter(items))
+    pieces = list(wholebuild._json_pieces(iter(items)))
     assert b"".join(pieces) == wholebuild._json(items)
     assert all(isinstance(piece, bytes) for piece in pieces)
+
+
+def test_a_build_that_cannot_spool_its_sections_is_not_stored(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    built = build(example_repo)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # no temp folder
+    tree = wholebuild.store_build("s" * 64, built.models, built.files, built.notes, (), ())
+    assert tree == tree_digest({path: digest(data) for path, data in built.files.items()})
+    assert wholebuild.load_build("s" * 64, lambda: pytest.fail("rebuilt")) is None
+    assert not (tmp_path / "gone").exists()
 
 
 def test_a_stored_build_reads_back_whole_from_its_pieces(example_repo: Path) -> None:
