@@ -161,9 +161,9 @@ def bench_size(
         for _ in range(args.repeat):
             before()
             rows.setdefault(name, []).append(action())
-        log(
-            f"{size} specs: {name}: {statistics.median(r.seconds for r in rows[name]):.2f} s (runs: {' '.join(f'{r.seconds:.2f}' for r in rows[name])})"
-        )
+        runs = [r.seconds for r in rows[name]]
+        listed = " ".join(f"{seconds:.2f}" for seconds in runs)
+        log(f"{size} specs: {name}: {statistics.median(runs):.2f} s (runs: {listed})")
 
     measure(COLD, lambda: s.servegen("render"), s.forget_builds)
     copy = workdir / "copy"

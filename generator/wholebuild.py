@@ -32,12 +32,12 @@ from typing import Any, overload
 from generator.buildcache import (
     DamagedEntryError,
     Range,
-    write_all,
     entry_path,
     mark_used,
     model_from_json,
     model_to_json,
     read_entry,
+    write_all,
     write_entry,
 )
 from generator.errors import Diagnostic
@@ -410,7 +410,8 @@ def store_build(
             "warnings": [dataclasses.astuple(w) for w in warnings],
             "tree": tree,
         }
-        pieces = [_json(head) + b"\n", listed[0], paths[0], *files.values(), described[0]]
+        pieces: list[bytes | Range] = [_json(head) + b"\n", listed[0], paths[0]]
+        pieces += [*files.values(), described[0]]
         write_entry(key, pieces)
     return tree
 

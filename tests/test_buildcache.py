@@ -23,9 +23,9 @@ from generator.pipeline import build
 from generator.render import render_spec
 from generator.validate import FileResult, validate_file
 from generator.write import MANIFEST, manifest_bytes
+from runtimes.base import Endpoint
 from tests.cacheutil import Counting, entries, head, no_render, no_validation
 from tests.conftest import REPO_ROOT
-from runtimes.base import Endpoint
 from tests.incrementalutil import one_shot, tree
 
 
