@@ -58,7 +58,7 @@ class IncrementalBuild:
         self._config_warnings: tuple[Diagnostic, ...] = ()
         self._repository: Repository | None = None  # None: rebuild at the next batch
         self._last_problems: tuple[Diagnostic, ...] = ()
-        self._written: dict[str, bytes] | None = None  # None: unknown, compare with disk
+        self._written: Mapping[str, bytes] | None = None  # None: unknown, compare with disk
         self._written_out: Path | None = None
         self.generation = 0  # bumped whenever the output folder changes
         # Called with a passing batch's new output tree just before it is written, when
@@ -204,7 +204,7 @@ class IncrementalBuild:
 
     # --- the output folder ----------------------------------------------------------------
 
-    def _write(self, files: dict[str, bytes]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _write(self, files: Mapping[str, bytes]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Write what differs from the last written tree; the first time, compare with disk."""
         out = self.out
         # The whole tree is swapped in at once (a crash leaves old or new, never a mix);

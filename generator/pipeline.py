@@ -31,7 +31,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from generator import buildcache, progress, wholebuild, workers
+from generator import buildcache, progress, spool, wholebuild, workers
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
@@ -180,6 +180,7 @@ class Repository:
         self._flux_checks: tuple[Diagnostic, ...] = ()
         self._flux_skipped: dict[str, int] = {}
         self._cluster: tuple[object, dict[str, bytes]] | None = None  # key, cluster_files()
+        self._spool: spool.Spool | None = None  # where workers' output files are kept
 
     @property
     def key(self) -> str | None:
@@ -300,7 +301,9 @@ class Repository:
             if cached is None:
                 yield None
                 continue
-            models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
+            models = tuple(
+                ModelOutput(c.model, self._spooled(c.files), c.skipped) for c in cached.models
+            )
             yield FileState(
                 digest,
                 cached.names,
@@ -309,6 +312,15 @@ class Repository:
                 entry=entry or None,
                 contribution=contribution,
             )
+
+    def _spooled(self, files: Mapping[str, bytes]) -> Mapping[str, bytes]:
+        """A worker's files for one model, their bytes moved to the spool (generator/
+        spool.py); as they are where no spool can be made."""
+        if self._spool is None:
+            self._spool = spool.spool()
+            if self._spool is None:
+                return files
+        return self._spool.put(files)
 
     def _derive_batch(self, rels: Sequence[str]) -> list[Derived | None]:
         """In a worker process: what each file yields (stored in the build cache, or
@@ -524,14 +536,20 @@ class Repository:
         )
         return (*(f"{d.path}: {d.message}" for d in self.warnings()), *unchecked)
 
-    def output(self) -> dict[str, bytes]:
-        """The whole output tree (after a passing `problems()`): relative path -> bytes."""
+    def output(self) -> Mapping[str, bytes]:
+        """The whole output tree (after a passing `problems()`): relative path -> bytes;
+        files whose bytes are in the spool stay there (a spool.SpooledFiles)."""
         models = self.models()
         renders = [m.render for m in models]
         files: dict[str, bytes] = {}
+        spooled: dict[str, spool.Span | bytes] = {}
         for model in models:
-            files.update(model.files)
-        return finish_layout(files, renders, self.config, self._cluster_files(renders))
+            if isinstance(model.files, spool.SpooledFiles):
+                spooled.update(model.files.spans())
+            else:
+                files.update(model.files)
+        laid = finish_layout(files, renders, self.config, self._cluster_files(renders))
+        return spool.merged(spooled, laid) if spooled else laid
 
     def _cluster_files(self, renders: Sequence[ModelRender]) -> Mapping[str, bytes]:
         """cluster_files(), again only when what it reads of the models changed.

@@ -43,6 +43,7 @@ from generator.buildcache import (
 from generator.errors import Diagnostic
 from generator.outindex import digest, tree_digest
 from generator.render import ModelRender
+from generator.spool import SpooledFiles
 from generator.validate import SpecName
 
 _SECTIONS = ("models", "paths", "bytes", "sources")
@@ -379,7 +380,12 @@ def store_build(
     with the digest of the tree they make (what the output folder's index compares),
     and what each spec file contributed (`sources`, for a later build's delta());
     returns the tree's digest."""
-    digests = {path: digest(data) for path, data in files.items()}
+    spooled = files if isinstance(files, SpooledFiles) else None
+    if spooled is not None:  # its bytes are copied from the spool by the kernel
+        digests, size = spooled.digests(), spooled.size()
+    else:
+        digests = {path: digest(data) for path, data in files.items()}
+        size = sum(len(data) for data in files.values())
     tree = tree_digest(digests)
     counts = {
         "models": len(models),
@@ -401,7 +407,7 @@ def store_build(
             "sections": [
                 [listed[0][2], listed[1]],
                 [paths[0][2], paths[1]],
-                [sum(len(data) for data in files.values()), ""],  # checked file by file
+                [size, ""],  # checked file by file
                 [described[0][2], described[1]],
             ],
             "counts": counts,
@@ -411,7 +417,7 @@ def store_build(
             "tree": tree,
         }
         pieces: list[bytes | Range] = [_json(head) + b"\n", listed[0], paths[0]]
-        pieces += [*files.values(), described[0]]
+        pieces += [*(files.values() if spooled is None else spooled.pieces()), described[0]]
         write_entry(key, pieces)
     return tree
 

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from generator.config import Config
 from generator.errors import InvalidInputError, RenderError
 from generator.pipeline import Build, build
 from generator.render import ModelRender, render_spec
+from generator.spool import SpooledFiles
 from generator.validate import ValidatedSpec, load_config
 from tests.cacheutil import entries, head
 from tests.conftest import REPO_ROOT
@@ -71,6 +73,8 @@ def test_workers_render_every_model_and_the_build_is_the_same(
     assert os.getpid() not in rendered.pids()  # the workers rendered every model
     assert len(rendered.log.read_text().splitlines()) == len(serial.models)
     assert spread.files == serial.files
+    # The workers' files wait in the spool, not in memory; the tree's order is the same.
+    assert isinstance(spread.files, SpooledFiles) and list(spread.files) == list(serial.files)
     assert spread.models == serial.models
     assert (spread.notes, spread.warnings) == (serial.notes, serial.warnings)
     # What the workers stored is found again: a later build renders nothing.
@@ -279,3 +283,27 @@ def test_without_the_build_cache_the_workers_still_render_and_store_nothing(
         serial.notes,
     )
     assert entries() == []
+
+
+@pytest.mark.usefixtures("spread")
+def test_a_worker_build_stores_the_very_entry_one_process_stores(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serial(example_repo, monkeypatch)
+    serial = {p.name: p.read_bytes() for p in entries() if "sections" in head(p)}
+    _forget_builds()
+    build(example_repo)
+    spread = {p.name: p.read_bytes() for p in entries() if "sections" in head(p)}
+    assert len(serial) == 1 and spread == serial
+
+
+@pytest.mark.usefixtures("spread")
+def test_without_a_temporary_folder_the_files_stay_in_memory(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    serial = _serial(example_repo, monkeypatch)
+    _forget_builds()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    spread = build(example_repo)
+    assert not isinstance(spread.files, SpooledFiles)
+    assert list(spread.files.items()) == list(serial.files.items())
