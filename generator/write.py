@@ -185,7 +185,7 @@ def _stamp(
         return recorded, True
     cached = known.get(rel) if known is not None else None
     data = cached if cached is not None else _read_regular(Path(path))
-    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data)), False
+    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, known or digest(data)), False
 
 
 @dataclass(frozen=True)
@@ -680,7 +680,7 @@ def _sync(
             if unchanged:
                 _link(spare / rel, out / rel)
             else:
-                stamps[rel] = _new_file(f"{top}/{rel}", files[rel])
+                stamps[rel] = _new_file(f"{top}/{rel}", files[rel], wanted_digest)
     return stamps, folders, touched
 
 
@@ -718,7 +718,8 @@ def _remove_entry(path: Path) -> None:
         path.unlink()  # a FIFO or socket
 
 
-def _new_file(target: str, data: bytes) -> Stamp:
+def _new_file(target: str, data: bytes, known: bytes | None = None) -> Stamp:
+    """Create `target` holding `data`; `known` is digest(data) when the caller has it."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         view = memoryview(data)
@@ -727,7 +728,7 @@ def _new_file(target: str, data: bytes) -> Stamp:
         info = os.fstat(fd)
     finally:
         os.close(fd)
-    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data))
+    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, known or digest(data))
 
 
 _AT_FDCWD = -100
