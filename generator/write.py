@@ -185,7 +185,7 @@ def _stamp(
         return recorded, True
     cached = known.get(rel) if known is not None else None
     data = cached if cached is not None else _read_regular(Path(path))
-    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, known or digest(data)), False
+    return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data)), False
 
 
 @dataclass(frozen=True)
