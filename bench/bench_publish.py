@@ -74,6 +74,8 @@ def edit_probe(repo: Path, value: int) -> None:
 
 def prepare(args: argparse.Namespace, workdir: Path) -> Path:
     repo, remote = workdir / "repo", workdir / "remote.git"
+    for left in (remote, workdir / "cache"):  # a reused --workdir starts afresh too
+        shutil.rmtree(left, ignore_errors=True)
     log(f"generating {args.specs} specs in {repo}")
     generate_repository(repo, args.specs - 1, seed=args.seed, force=True)
     (repo / PROBE_PATH).parent.mkdir(parents=True, exist_ok=True)

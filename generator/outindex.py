@@ -270,6 +270,8 @@ class Proof:
 def prove(out: Path, tree: str | None = None) -> Proof | None:
     """The index of `out` when `out` holds what it records (and that is `tree`, if
     given), with the fields seen of every watched path; else None."""
+    if not out.is_dir():  # nothing to prove: its index (megabytes, for a large tree) unread
+        return None
     found = _read(out, tree)
     if found is None:
         return None

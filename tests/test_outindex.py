@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.outindex import digest, holds, index_path, load_index, tree_digest
+from generator import outindex
+from generator.outindex import digest, holds, index_path, indexed, load_index, tree_digest
 from generator.write import MANIFEST, OutputFolderError, stale_paths, write_tree
 
 FILES = {
@@ -191,3 +192,13 @@ def test_a_write_reads_a_folder_its_index_cannot_vouch_for(
     for path, data in changed.items():
         assert (out / path).read_bytes() == data
     assert (out / "models/b/notes.txt").exists() == (change is _plant_file)
+
+
+def test_the_index_of_a_removed_output_folder_is_not_read(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.rmtree(out)
+    monkeypatch.setattr(outindex, "_read", lambda *_: pytest.fail("index read"))
+    assert indexed(out) is None and not holds(out, TREE)
+    write_tree(out, FILES)
+    assert {p: (out / p).read_bytes() for p in FILES} == FILES
