@@ -9,6 +9,9 @@ read from the cache), or None for a file the parent must derive itself. Files th
 not pass are always derived by the parent, so every problem is found and reported by
 the very code and in the very order of a single-process build.
 
+Batches are handed out a few per worker ahead of the parent (IN_FLIGHT): results wait
+in the parent's memory until it uses them.
+
 Only where forking is safe and worth it: at least MIN_FILES spec files, more than one
 CPU, and no other thread in the process (a fork copies locks another thread may hold).
 SERVEGEN_JOBS=N caps the number of worker processes; SERVEGEN_JOBS=1 builds in one
@@ -38,6 +41,7 @@ MIN_FILES = 256
 WARM_UP = 32
 _BATCHES_PER_JOB = 16  # small enough to keep every worker busy to the end
 _MAX_BATCH = 64
+IN_FLIGHT = 4  # batches handed to each worker and not yet used by the parent
 
 
 def jobs() -> int:
@@ -92,28 +96,49 @@ def spread(task: Batch[T], items: Sequence[str], job_count: int) -> Iterator[T |
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    waiting = deque(batches(items, job_count))
+    pending: Pending = deque()
     try:
         context = multiprocessing.get_context("fork")
         pool = ProcessPoolExecutor(job_count, mp_context=context, initializer=_quiet)
-        pending = deque((part, pool.submit(_run, part)) for part in batches(items, job_count))
+        _submit(pool, waiting, pending, job_count)  # every worker is forked by the first
     except (OSError, ValueError):  # no processes to be had: the parent does it all
         return iter([None] * len(items))
     finally:
         _task = None  # the forks have their copy
-    return _results(pool, pending)
+    return _results(pool, waiting, pending, job_count)
+
+
+Pending = deque[tuple[Sequence[str], "Future[list[object]] | None"]]
+
+
+def _submit(
+    pool: ProcessPoolExecutor, waiting: deque[Sequence[str]], pending: Pending, job_count: int
+) -> None:
+    """Hand out batches until IN_FLIGHT per worker are handed out and not yet used:
+    results wait in the parent's memory until it uses them, so a parent slower than its
+    workers (a busy machine) must not let them all pile up."""
+    while waiting and len(pending) < job_count * IN_FLIGHT:
+        part = waiting.popleft()
+        try:
+            future: Future[list[object]] | None = pool.submit(_run, part)
+        except Exception:  # a worker died (BrokenProcessPool): the parent derives it
+            future = None
+        pending.append((part, future))
 
 
 def _results(
-    pool: ProcessPoolExecutor, pending: deque[tuple[Sequence[str], Future[list[object]]]]
+    pool: ProcessPoolExecutor, waiting: deque[Sequence[str]], pending: Pending, job_count: int
 ) -> Iterator[Any]:
     try:
         while pending:
             part, future = pending.popleft()  # not kept: each result is let go once used
             try:
-                results = future.result()
+                results = [None] * len(part) if future is None else future.result()
             except Exception:  # a worker died (BrokenProcessPool) or failed: redone here
                 results = [None] * len(part)
             del future
+            _submit(pool, waiting, pending, job_count)
             if not pending:  # every result is in: the workers end before the last is used
                 pool.shutdown(wait=True)
             yield from results
