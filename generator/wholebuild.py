@@ -533,6 +533,78 @@ class Latest:
         stored = self._stored
         new = {path: data for files in changed.values() for path, data in files.items()}
         swapped = dict(new)  # for the write (StoredFiles.changes())
+        described = _json(
+            [
+                [rel, digests[rel].hex(), contribution]
+                for rel, (_, contribution) in self.sources.items()
+            ]
+        )
+        built = self.build
+        if built.tree is not None and self._holds_already(new):
+            # An edit that changed no output file (a comment, say): every section but
+            # the spec files' is this entry's, copied whole.
+            models, paths = stored.section("models"), stored.section("paths")
+            size = stored.section("bytes")[2]
+            sections = [[models[2], models[3]], [paths[2], paths[3]], [size, ""]]
+            unchanged: list[bytes | Range] = [(stored.fd, models[1], models[2] + paths[2] + size)]
+            tree, files = built.tree, len(built.files)  # a stored count: nothing read
+        else:
+            found = self._swapped(new)
+            if found is None:
+                return None
+            listed, unchanged, size, tree, files = found
+            models = stored.section("models")
+            sections = [[models[2], models[3]], [len(listed), hashlib.sha256(listed).hexdigest()]]
+            sections.append([size, ""])
+            unchanged = [models[:3], listed, *unchanged]
+        sections.append([len(described), hashlib.sha256(described).hexdigest()])
+        counts = {
+            "models": len(built.models),
+            "files": files,
+            "objects": built.objects,
+            "spec_files": built.spec_files,
+        }
+        head = {
+            "key": key,
+            "sections": sections,
+            "counts": counts,
+            "notes": list(built.notes),
+            "failed_files": sorted(built.failed_files),
+            "warnings": [dataclasses.astuple(w) for w in built.warnings],
+            "tree": tree,
+        }
+        write_entry(key, [_json(head) + b"\n", *unchanged, described])
+        reused = load_build(key, stored.rebuild)
+        if reused is None or not isinstance(reused.files, StoredFiles):
+            return None
+        if built.tree is not None:
+            reused.files._changes = (built.tree, swapped)
+        return reused.files, tree
+
+    def _holds_already(self, new: Mapping[str, bytes]) -> bool:
+        """Whether each of `new` is byte for byte the file this entry holds at its path.
+        Each is looked up in the paths section's text, not decoded whole (62,000 files
+        at 10,000 specs): `["<path>",` starts that path's record and nothing else, since
+        a quote within a JSON string is escaped."""
+        listed = self._stored._read("paths")  # checked against the head's digest
+        for path, data in new.items():
+            needle = b"[" + _json(path) + b","
+            at = listed.find(needle)
+            if at < 0:
+                return False
+            start = at + len(needle)
+            length, hexed = json.loads(b"[" + listed[start : listed.index(b"]", start)] + b"]")
+            if length != len(data) or bytes.fromhex(hexed) != digest(data):
+                return False
+        return True
+
+    def _swapped(
+        self, new: dict[str, bytes]
+    ) -> tuple[bytes, list[bytes | Range], int, str, int] | None:
+        """The paths section and the pieces of the bytes section with the files in `new`
+        swapped in, the bytes section's size, the tree's digest and the file count; None
+        when `new` has a path this entry does not."""
+        stored = self._stored
         # The unchanged files are copied from this entry in runs, by the kernel: their
         # digests come along in the paths section, and are checked when they are read.
         start = stored.offset("bytes")
@@ -559,41 +631,7 @@ class Latest:
             pieces.append((stored.fd, offset - run, run))
         if new:  # a path this build does not have: not a delta after all
             return None
-        sources = [
-            [rel, digests[rel].hex(), contribution]
-            for rel, (_, contribution) in self.sources.items()
-        ]
-        built = self.build
-        tree = tree_digest(digests_of)
-        counts = {
-            "models": len(built.models),
-            "files": len(paths),
-            "objects": built.objects,
-            "spec_files": built.spec_files,
-        }
-        models = stored.section("models")
-        listed, described = _json(paths), _json(sources)
-        head = {
-            "key": key,
-            "sections": [
-                [models[2], models[3]],
-                [len(listed), hashlib.sha256(listed).hexdigest()],
-                [size, ""],
-                [len(described), hashlib.sha256(described).hexdigest()],
-            ],
-            "counts": counts,
-            "notes": list(built.notes),
-            "failed_files": sorted(built.failed_files),
-            "warnings": [dataclasses.astuple(w) for w in built.warnings],
-            "tree": tree,
-        }
-        write_entry(key, [_json(head) + b"\n", models[:3], listed, *pieces, described])
-        reused = load_build(key, stored.rebuild)
-        if reused is None or not isinstance(reused.files, StoredFiles):
-            return None
-        if built.tree is not None:
-            reused.files._changes = (built.tree, swapped)
-        return reused.files, tree
+        return _json(paths), pieces, size, tree_digest(digests_of), len(paths)
 
 
 def load_latest(build: str, rebuild: Rebuild) -> Latest | None:

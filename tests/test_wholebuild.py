@@ -236,6 +236,31 @@ def test_one_changed_spec_is_rendered_against_the_latest_build(
     assert renders.names == []
 
 
+def test_an_edit_that_changes_no_output_file_copies_all_but_the_sources(
+    example_repo: Path, renders: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(example_repo)
+    (before,) = [head(p) for p in entries() if "sections" in head(p)]
+    _edit_spec(example_repo, "scales to zero when idle", "scales to zero when idle (a note)")
+    renders.names.clear()
+    with monkeypatch.context() as patched:
+        patched.setattr(wholebuild.Latest, "_swapped", no_render)  # no file swapped in
+        again = build(example_repo)
+    assert renders.names == ["nomic-embed"]
+    expected = build(example_repo, keep_objects=True)
+    assert dict(again.files) == expected.files
+    assert again.tree == before["tree"] == tree_digest(
+        {path: digest(data) for path, data in expected.files.items()}
+    )
+    (after,) = [h for h in map(head, entries()) if "sections" in h and h["key"] != before["key"]]
+    assert after["sections"][:3] == before["sections"][:3]  # type: ignore[index]
+    assert after["sections"][3] != before["sections"][3]  # type: ignore[index]
+    assert (after["counts"], after["tree"]) == (before["counts"], before["tree"])
+    renders.names.clear()
+    assert dict(build(example_repo).files) == expected.files  # now a whole-build hit
+    assert renders.names == []
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [
