@@ -20,6 +20,7 @@ import array
 import contextlib
 import functools
 import hashlib
+import io
 import itertools
 import os
 import stat
@@ -147,14 +148,16 @@ def _read(out: Path, tree: str | None = None) -> tuple[list[str], bytes, bytes, 
             fields = fields[-_FIELDS:]
             if tree not in (None, fields[0]):
                 return None  # (a render of a changed tree: the rest is read once, later)
-            rest = handle.read()
+            # Read as the two parts, not cut from one read: at 62,000 files each is
+            # megabytes, and a copy of both was a large render's peak memory.
+            lines = handle.read(int(fields[3]))
+            watched = handle.read()
             written_ns = os.fstat(handle.fileno()).st_mtime_ns
-        cut = int(fields[3])
     except (OSError, ValueError):
         return None
-    if not rest.endswith(b"\n"):
+    if len(lines) != int(fields[3]) or not (watched or lines).endswith(b"\n"):
         return None
-    return fields, rest[:cut], rest[cut:], written_ns
+    return fields, lines, watched, written_ns
 
 
 def load_index(out: Path) -> Index | None:
@@ -243,6 +246,23 @@ class Proof:
     def folder_count(self) -> int:
         return len(self.listed) - self.count - 2
 
+    def differing(self, wanted: Mapping[str, bytes]) -> list[str] | None:
+        """The recorded files whose digest is not the one in `wanted`; None unless the
+        index records exactly the paths of `wanted`. A line at a time: 62,000 lines,
+        or their stamps, at once took tens of megabytes."""
+        found: list[str] = []
+        count = 0
+        try:
+            for line in io.BytesIO(self.lines):
+                hexed, _, rest = line.partition(b"\t")
+                rel = rest[:-1].rpartition(b"\t")[2].decode()  # a path holds no tab
+                if wanted[rel] != bytes.fromhex(hexed.decode()):
+                    found.append(rel)
+                count += 1
+        except (KeyError, ValueError):
+            return None
+        return found if count == len(wanted) == self.count else None
+
     def locate(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, Stamp]] | None:
         """Each path's stamp line: (its number, where it starts and ends, its stamp);
         None when one is not recorded. A line ends in a tab, the path and a newline, and
@@ -330,7 +350,7 @@ def _fields_digest(fields: array.array[int]) -> str:
     return hashlib.sha256(fields).hexdigest()
 
 
-def _write_index(path: Path, head: Sequence[object], parts: Sequence[bytes]) -> None:
+def _write_index(path: Path, head: Sequence[object], parts: Sequence[bytes | memoryview]) -> None:
     """Write an index file whole (a temporary file, then a rename): head, then `parts`."""
     line = " ".join([_INDEX_HEAD, *map(str, head)]).encode() + b"\n"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -423,19 +443,19 @@ def store_index_delta(
     if len(seen) != files:
         raise ValueError("one field per folder, the output folder and the manifest")
     seen.extend(proof.seen[files:])
-    pieces, last = [], 0
+    pieces: list[bytes | memoryview] = []
+    lines, last = memoryview(proof.lines), 0  # unchanged lines written from it, not copied
     for rel, (number, start, end, stamp) in sorted(stamps.items(), key=lambda i: i[1][1]):
-        pieces += [proof.lines[last:start], _stamp_line(rel, stamp)]
+        pieces += [lines[last:start], _stamp_line(rel, stamp)]
         last = end
         at = files + 4 * number
         seen[at : at + 4] = array.array("q", (stat.S_IFREG, stamp.size, stamp.mtime_ns, stamp.ino))
-    pieces.append(proof.lines[last:])
-    lines = b"".join(pieces)
+    pieces.append(lines[last:])
     signature, newest = _fields_digest(seen), max(seen[2::4])
     _, count, watched, _, _, _, clean = proof.head
-    fields = (tree, count, watched, len(lines), signature, newest, clean)
+    fields = (tree, count, watched, sum(map(len, pieces)), signature, newest, clean)
     try:
-        _write_index(path, fields, [lines, proof.watched])
+        _write_index(path, fields, [*pieces, proof.watched])
         _after(path, newest)
     except OSError:
         return ""

@@ -595,23 +595,23 @@ class Repository:
             self.warnings(),
         )
 
-    def store(self, built: Build) -> None:
+    def store(self, built: Build) -> str | None:
         """Remember a whole passing build under the key of the very bytes it was built
         from (what _reused_build() computes before reading anything else): a file that
         changed between that look and the build cannot store this build under its old
-        bytes."""
+        bytes. Returns the tree digest of its files (None when it is not stored)."""
         if self._key is None or self.spec_root.is_symlink():
-            return
+            return None
         ordered = sorted(self.files, key=_walk_order)  # discover() order, as the key reads
         if any(self.files[rel].volatile for rel in ordered):
-            return  # a symlink: _reused_build() never finds such a build either
+            return None  # a symlink: _reused_build() never finds such a build either
         digests = ((rel, self.files[rel].digest) for rel in ordered)
         key = wholebuild.repository_key_of(self._key, digests)
         sources = [
             wholebuild.Source(rel, self.files[rel].digest, _contribution(self.files[rel]))
             for rel in ordered
         ]
-        wholebuild.store_build(  # without keep_objects, models are summaries already
+        tree = wholebuild.store_build(  # without keep_objects, models are summaries already
             key,
             built.models,
             built.files,
@@ -621,6 +621,7 @@ class Repository:
             sources,
         )
         wholebuild.store_latest(self._key, key)
+        return tree
 
     def delta(
         self, latest: wholebuild.Latest, digests: Mapping[str, bytes], environment: str | None
@@ -735,8 +736,10 @@ def _fresh_build(
             built = repository.result()
         finally:
             gc.unfreeze()
-    repository.store(built)
-    return built
+    tree = repository.store(built)
+    # The tree's digest lets the write find an output that already holds it by a stat
+    # per file, or write only the files that differ from what it holds.
+    return built if tree is None else replace(built, tree=tree)
 
 
 def _latest(repository: Repository, crds: Sequence[Path]) -> wholebuild.Latest | None:

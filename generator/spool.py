@@ -111,9 +111,9 @@ class SpooledFiles(Mapping[str, bytes]):
         """The bytes of all the files together."""
         return sum(_length_of(found) for found in self._spans.values())
 
-    def digests(self) -> dict[str, bytes]:
-        """outindex.digest() of each file, none of them read."""
-        return {path: _digest_of(found) for path, found in self._spans.items()}
+    def digests(self) -> Mapping[str, bytes]:
+        """outindex.digest() of each file, none of them read (a view, not a copy)."""
+        return _Digests(self._spans)
 
     def pieces(self) -> Iterator[bytes | Range]:
         """The files' bytes one after the other, as buildcache.write_entry() takes them:
@@ -135,6 +135,20 @@ class SpooledFiles(Mapping[str, bytes]):
             run = (fd, found.offset, found.length)
         if run is not None:
             yield run
+
+
+class _Digests(Mapping[str, bytes]):
+    def __init__(self, spans: Mapping[str, Span | bytes]) -> None:
+        self._spans = spans
+
+    def __getitem__(self, path: str) -> bytes:
+        return _digest_of(self._spans[path])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
 
 
 def _length_of(found: Span | bytes) -> int:

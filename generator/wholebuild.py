@@ -382,7 +382,7 @@ def store_build(
     returns the tree's digest."""
     spooled = files if isinstance(files, SpooledFiles) else None
     if spooled is not None:  # its bytes are copied from the spool by the kernel
-        digests, size = spooled.digests(), spooled.size()
+        digests, size = dict(spooled.digests()), spooled.size()
     else:
         digests = {path: digest(data) for path, data in files.items()}
         size = sum(len(data) for data in files.values())

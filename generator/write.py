@@ -319,6 +319,9 @@ def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats
 
     Shown means: the index records the tree the files were made from and proves the
     output holds exactly it (a stat of every folder and file, see outindex.holds()).
+    Files that know their digests (outindex.Digested) but not that tree may start from
+    any proven tree of the very same paths: the changed files are those whose digests
+    differ from the index's.
     When the changed files share a folder below the output's, a copy of that folder
     alone (its files linked, the changed ones written) is swapped in: see _write_within.
     Else the spare is used as by the whole write, when its record, relative to that very
@@ -327,11 +330,13 @@ def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats
     of what was touched taken anew.
     """
     hint = files.changes() if isinstance(files, Delta) else None
-    if hint is None:
+    if hint is None and not isinstance(files, Digested):
         return None
-    base, changed = hint
-    proof = outindex.prove(out, base)
+    proof = outindex.prove(out, None if hint is None else hint[0])
     if proof is None or not proof.clean:
+        return None
+    changed = hint[1] if hint is not None else _differing(proof, files)
+    if changed is None:
         return None
     located = proof.locate(changed)
     if located is None:
@@ -344,6 +349,14 @@ def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats
     change = _Change(out, proof, located, new, tree)
     done = _write_within(change) or _write_spare(change)
     return None if not done else WriteStats(tuple(sorted(new)), len(files) - len(new), ())
+
+
+def _differing(proof: outindex.Proof, files: Mapping[str, bytes]) -> dict[str, bytes] | None:
+    """The files (outindex.Digested) whose digests differ from what the proven output
+    holds (a stored build of another edit, say: the one before the last, restored);
+    None unless both are the very same paths."""
+    paths = proof.differing(files.digests()) if isinstance(files, Digested) else None
+    return None if paths is None else {rel: files[rel] for rel in paths}
 
 
 @dataclass(frozen=True)

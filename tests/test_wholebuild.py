@@ -249,8 +249,10 @@ def test_an_edit_that_changes_no_output_file_copies_all_but_the_sources(
     assert renders.names == ["nomic-embed"]
     expected = build(example_repo, keep_objects=True)
     assert dict(again.files) == expected.files
-    assert again.tree == before["tree"] == tree_digest(
-        {path: digest(data) for path, data in expected.files.items()}
+    assert (
+        again.tree
+        == before["tree"]
+        == tree_digest({path: digest(data) for path, data in expected.files.items()})
     )
     (after,) = [h for h in map(head, entries()) if "sections" in h and h["key"] != before["key"]]
     assert after["sections"][:3] == before["sections"][:3]  # type: ignore[index]

@@ -302,6 +302,29 @@ def test_files_from_another_tree_than_the_output_take_the_whole_write(
     assert snapshot(out) == expected(third)
 
 
+class Digests(dict[str, bytes]):
+    """Files that know their digests and nothing of the tree they were made from (a
+    stored build of another edit, restored whole)."""
+
+    def digests(self) -> Mapping[str, bytes]:
+        return {rel: digest(data) for rel, data in self.items()}
+
+
+def test_files_that_know_their_digests_take_the_shortcut_from_any_tree_of_their_paths(
+    out: Path, whole_write: list[Path], routes: list[str]
+) -> None:
+    third = Digests({**SECOND, "models/b/base/y.yaml": b"b: 3\n", "README.md": b"# 3\n"})
+    stats = write_tree(out, third, tree=tree_of(third))
+    assert whole_write == [] and routes == ["no within", "spare"]
+    assert stats.written == ("README.md", "models/b/base/y.yaml")
+    assert snapshot(out) == expected(third)
+    assert_indexed_exactly(out, third)
+    fourth = Digests({**third, "models/c/base/z.yaml": b"c: 1\n"})  # one path more
+    write_tree(out, fourth, tree=tree_of(fourth))
+    assert whole_write == [out]
+    assert snapshot(out) == expected(fourth)
+
+
 def test_a_record_of_another_index_is_not_used(out: Path, whole_write: list[Path]) -> None:
     index = index_path(out)
     assert index is not None
