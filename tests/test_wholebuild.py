@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import cli, pipeline, wholebuild
+from generator import buildcache, cli, pipeline, wholebuild
+from generator import write as write_module
 from generator.errors import InvalidInputError
 from generator.outindex import digest, index_path, tree_digest
 from generator.pipeline import build
@@ -61,6 +63,22 @@ def test_an_up_to_date_output_is_found_by_the_tree_digest_alone(example_repo: Pa
 
 def _render(repo: Path, *extra: str) -> int:
     return cli.main(["-C", str(repo), "render", *extra])
+
+
+def test_a_cold_build_finds_an_output_that_holds_its_tree_by_stats_alone(
+    example_repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _render(example_repo) == 0
+    time.sleep(0.02)  # a later timestamp granule than the index
+    shutil.rmtree(buildcache.cache_dir())  # a new servegen version, a cleared cache
+    built = build(example_repo)
+    assert built.tree == tree_digest({p: digest(d) for p, d in built.files.items()})
+    shutil.rmtree(buildcache.cache_dir())
+    capsys.readouterr()
+    monkeypatch.setattr(write_module, "_write_delta", no_render)  # holds() answers first
+    monkeypatch.setattr(write_module, "read_output", no_render)
+    assert _render(example_repo) == 0
+    assert "0 written, 0 removed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("when", ["later", "same granule"])
