@@ -356,7 +356,12 @@ def _differing(proof: outindex.Proof, files: Mapping[str, bytes]) -> dict[str, b
     holds (a stored build of another edit, say: the one before the last, restored);
     None unless both are the very same paths."""
     paths = proof.differing(files.digests()) if isinstance(files, Digested) else None
-    return None if paths is None else {rel: files[rel] for rel in paths}
+    if paths is None or len(paths) > _DIFFERING_LIMIT:
+        return None  # (many: the whole write takes each file's bytes one at a time)
+    return {rel: files[rel] for rel in paths}
+
+
+_DIFFERING_LIMIT = 2048  # changed files whose bytes a shortcut write holds at once
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,16 @@ def test_files_that_know_their_digests_take_the_shortcut_from_any_tree_of_their_
     assert snapshot(out) == expected(fourth)
 
 
+def test_many_differing_files_take_the_whole_write(
+    out: Path, whole_write: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_module, "_DIFFERING_LIMIT", 1)
+    third = Digests({**SECOND, "models/b/base/y.yaml": b"b: 3\n", "README.md": b"# 3\n"})
+    write_tree(out, third, tree=tree_of(third))
+    assert whole_write == [out]
+    assert snapshot(out) == expected(third)
+
+
 def test_a_record_of_another_index_is_not_used(out: Path, whole_write: list[Path]) -> None:
     index = index_path(out)
     assert index is not None
