@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from generator.buildcache import Range, write_all
+from generator.buildcache import Range
 from generator.outindex import digest
 
 
@@ -49,8 +49,10 @@ class Spool:
             spans[path] = Span(self, offset, len(data), digest(data))
             offset += len(data)
             pieces.append(data)
-        write_all(self.fd, b"".join(pieces))
-        self._end = offset
+        left = memoryview(b"".join(pieces))
+        while left:  # at its own offset: nothing another user of the fd does moves it
+            written = os.pwrite(self.fd, left, self._end)
+            left, self._end = left[written:], self._end + written
         return SpooledFiles(spans)
 
     def read(self, offset: int, length: int) -> bytes:
