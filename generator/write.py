@@ -139,14 +139,13 @@ def read_output(out: Path, known: Mapping[str, bytes] | None = None) -> OutputFo
         raise OutputFolderError(f"{out} exists and is not a folder")
     index = load_index(out)
     scan = _scan(out)
-    entries = {rel: link for rel, (_inode, link) in scan.files.items()}
-    manifest = _read_regular(out / MANIFEST) if MANIFEST in entries else None
-    listed = _listed(manifest) if manifest is not None else _legacy_owned(out, entries)
+    manifest = _read_regular(out / MANIFEST) if MANIFEST in scan.files else None
+    listed = _listed(manifest) if manifest is not None else _legacy_owned(out, scan.files)
     owned: dict[str, bytes] = {}
     stamps: dict[str, Stamp] = {}
     foreign = []
     stale = index is None
-    for rel, is_link in sorted(entries.items()):
+    for rel, (_inode, is_link) in sorted(scan.files.items()):
         if rel == MANIFEST:
             continue
         managed = rel.split("/")[0] in MANAGED
@@ -235,7 +234,7 @@ def _listed(manifest: bytes) -> set[str]:
     return {line for line in lines if line and not line.startswith("#")}
 
 
-def _legacy_owned(out: Path, entries: Mapping[str, bool]) -> set[str]:
+def _legacy_owned(out: Path, entries: Mapping[str, object]) -> set[str]:
     """An output from before manifests: only servegen's folders (and hidden entries)."""
     tops = {rel.split("/")[0] for rel in entries} | {p.name for p in out.iterdir()}
     visible = {top for top in tops if not top.startswith(".")}
