@@ -40,7 +40,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -276,23 +276,36 @@ def _hash_json(total: Any, value: Any, depth: int) -> None:
     endpoints) made tens of megabytes of text at once."""
     if depth == 0 or not isinstance(value, list | tuple):
         total.update(_canonical(value))
-        return
-    total.update(b"[")
-    for start in range(0, len(value), _BATCH):
-        if start:
-            total.update(b",")
-        batch = value[start : start + _BATCH]
-        if depth == 1:
-            total.update(_canonical(list(batch))[1:-1])
-            continue
-        for number, item in enumerate(batch):
+    elif depth == 1:
+        for piece in json_pieces(value, _canonical):
+            total.update(piece)
+    else:
+        total.update(b"[")
+        for number, item in enumerate(value):
             if number:
                 total.update(b",")
             _hash_json(total, item, depth - 1)
-    total.update(b"]")
+        total.update(b"]")
 
 
-_BATCH = 256  # items of a list encoded by one json.dumps call
+def json_pieces(items: Iterable[Any], encode: Callable[[list[Any]], bytes]) -> Iterator[bytes]:
+    """encode(list(items)), byte for byte, for an `encode` that writes a list as JSON
+    does: as pieces to write (or hash) one after the other, each batch of a few hundred
+    items encoded alone, so the whole text is never held at once."""
+    yield b"["
+    batch: list[Any] = []
+    separator = b""
+    for item in items:
+        batch.append(item)
+        if len(batch) == _BATCH:
+            yield separator + encode(batch)[1:-1]
+            separator, batch = b",", []
+    if batch:
+        yield separator + encode(batch)[1:-1]
+    yield b"]"
+
+
+_BATCH = 256  # items encoded by one json.dumps call
 
 
 def load_files(key: str) -> dict[str, bytes] | None:

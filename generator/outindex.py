@@ -150,12 +150,13 @@ def _read(out: Path, tree: str | None = None) -> tuple[list[str], bytes, bytes, 
                 return None  # (a render of a changed tree: the rest is read once, later)
             # Read as the two parts, not cut from one read: at 62,000 files each is
             # megabytes, and a copy of both was a large render's peak memory.
-            lines = handle.read(int(fields[3]))
+            cut = int(fields[3])
+            lines = handle.read(cut)
             watched = handle.read()
             written_ns = os.fstat(handle.fileno()).st_mtime_ns
     except (OSError, ValueError):
         return None
-    if len(lines) != int(fields[3]) or not (watched or lines).endswith(b"\n"):
+    if len(lines) != cut or not (watched or lines).endswith(b"\n"):
         return None
     return fields, lines, watched, written_ns
 

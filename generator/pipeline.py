@@ -288,6 +288,9 @@ class Repository:
         return self._states(workers.spread(self._derive_batch, rels, jobs))
 
     def _states(self, results: Iterator[Derived | None]) -> Generator[FileState | None]:
+        # Made once the workers are forked (they never see it); None where no temporary
+        # file can be made, and then the files' bytes stay in memory.
+        self._spool = spool.spool()
         with contextlib.closing(results):  # type: ignore[type-var]  # a generator
             yield from self._decoded(results)
 
@@ -315,12 +318,8 @@ class Repository:
 
     def _spooled(self, files: Mapping[str, bytes]) -> Mapping[str, bytes]:
         """A worker's files for one model, their bytes moved to the spool (generator/
-        spool.py); as they are where no spool can be made."""
-        if self._spool is None:
-            self._spool = spool.spool()
-            if self._spool is None:
-                return files
-        return self._spool.put(files)
+        spool.py) when there is one."""
+        return files if self._spool is None else self._spool.put(files)
 
     def _derive_batch(self, rels: Sequence[str]) -> list[Derived | None]:
         """In a worker process: what each file yields (stored in the build cache, or

@@ -109,9 +109,9 @@ class SpooledFiles(Mapping[str, bytes]):
     def __contains__(self, path: object) -> bool:
         return path in self._spans
 
-    def size(self) -> int:
-        """The bytes of all the files together."""
-        return sum(_length_of(found) for found in self._spans.values())
+    def lengths(self) -> Iterator[tuple[str, int]]:
+        """Each file's path and length, none of them read."""
+        return ((path, _length_of(found)) for path, found in self._spans.items())
 
     def digests(self) -> Mapping[str, bytes]:
         """outindex.digest() of each file, none of them read (a view, not a copy)."""

@@ -260,7 +260,8 @@ class _Watchers:
         Never one wait without end: a signal that arrives just as this thread starts
         waiting on the queue's lock (or one delivered to another thread) has its Python
         handler, which sets the stop event, run only once this thread runs Python code
-        again. Waiting without end, that was never: no feeder stops to queue its None.
+        again. A wait without end would not return then: no feeder sees a stop, so none
+        queues its None.
         """
         while True:
             try:

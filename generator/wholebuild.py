@@ -33,6 +33,7 @@ from generator.buildcache import (
     DamagedEntryError,
     Range,
     entry_path,
+    json_pieces,
     mark_used,
     model_from_json,
     model_to_json,
@@ -381,11 +382,11 @@ def store_build(
     and what each spec file contributed (`sources`, for a later build's delta());
     returns the tree's digest."""
     spooled = files if isinstance(files, SpooledFiles) else None
-    if spooled is not None:  # its bytes are copied from the spool by the kernel
-        digests, size = dict(spooled.digests()), spooled.size()
+    if spooled is not None:  # its bytes are copied from the spool by the kernel, unread
+        digests, lengths = dict(spooled.digests()), dict(spooled.lengths())
     else:
         digests = {path: digest(data) for path, data in files.items()}
-        size = sum(len(data) for data in files.values())
+        lengths = {path: len(data) for path, data in files.items()}
     tree = tree_digest(digests)
     counts = {
         "models": len(models),
@@ -397,17 +398,17 @@ def store_build(
     # from it by the kernel: the head, which comes first, needs their lengths and
     # digests. Held in memory instead, at 10,000 specs they (and the JSON-ready dicts
     # of every model) were what raised a cold render's peak most.
-    with contextlib.suppress(OSError), tempfile.TemporaryFile() as spool:
-        fd = spool.fileno()
+    with contextlib.suppress(OSError), tempfile.TemporaryFile() as scratch:
+        fd = scratch.fileno()
         listed = _spooled(fd, (model_to_json(model) for model in models))
-        paths = _spooled(fd, ([p, len(data), digests[p].hex()] for p, data in files.items()))
+        paths = _spooled(fd, ([p, size, digests[p].hex()] for p, size in lengths.items()))
         described = _spooled(fd, ([s.rel, s.digest.hex(), s.contribution] for s in sources))
         head = {
             "key": key,
             "sections": [
                 [listed[0][2], listed[1]],
                 [paths[0][2], paths[1]],
-                [size, ""],  # checked file by file
+                [sum(lengths.values()), ""],  # checked file by file
                 [described[0][2], described[1]],
             ],
             "counts": counts,
@@ -426,30 +427,11 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-_BATCH = 256  # items encoded by one json.dumps call
-
-
-def _json_pieces(items: Iterable[Any]) -> Iterator[bytes]:
-    """_json(list(items)) byte for byte, as pieces to write one after the other: each
-    batch of items encoded alone."""
-    yield b"["
-    batch: list[Any] = []
-    separator = b""
-    for item in items:
-        batch.append(item)
-        if len(batch) == _BATCH:
-            yield separator + _json(batch)[1:-1]
-            separator, batch = b",", []
-    if batch:
-        yield separator + _json(batch)[1:-1]
-    yield b"]"
-
-
 def _spooled(fd: int, items: Iterable[Any]) -> tuple[Range, str]:
     """Append _json(list(items)) to the file `fd`: where it lies, and its sha256."""
     start = os.lseek(fd, 0, os.SEEK_END)
     total = hashlib.sha256()
-    for piece in _json_pieces(items):
+    for piece in json_pieces(items, _json):
         total.update(piece)
         write_all(fd, piece)
     return (fd, start, os.lseek(fd, 0, os.SEEK_END) - start), total.hexdigest()

@@ -15,6 +15,7 @@ import pytest
 
 from generator import buildcache, cli, pipeline, wholebuild
 from generator import write as write_module
+from generator.buildcache import json_pieces
 from generator.errors import InvalidInputError
 from generator.outindex import digest, index_path, tree_digest
 from generator.pipeline import build
@@ -362,7 +363,7 @@ def test_damaged_bytes_carried_into_the_next_build_are_still_found(
 @pytest.mark.parametrize("count", [0, 1, 2, 255, 256, 257, 512, 513, 1000])
 def test_a_section_written_in_pieces_is_the_json_of_the_whole_list(count: int) -> None:
     items = [[f'models/m{i}/ü"{i}', i, {"k": [i, None, True]}] for i in range(count)]
-    pieces = list(wholebuild._json_pieces(iter(items)))
+    pieces = list(json_pieces(iter(items), wholebuild._json))
     assert b"".join(pieces) == wholebuild._json(items)
     assert all(isinstance(piece, bytes) for piece in pieces)
 
