@@ -12,12 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from generator import cli
 from generator.outindex import digest, index_path, indexed, spare_record_path
 from generator.write import (
     MANIFEST,
     OutputFolderError,
+    is_manifest_of,
     manifest_bytes,
     spare_folder,
     stale_paths,
@@ -542,3 +545,24 @@ def test_an_output_that_was_read_leaves_no_spare_record(tmp_path: Path) -> None:
     record = spare_record_path(out)
     assert record is not None and not record.exists()
     assert (out / "notes.txt").read_bytes() == b"mine\n"
+
+
+_PATHS = st.sets(st.text("ab/é\n", min_size=1, max_size=6), max_size=6)
+
+
+@given(
+    paths=_PATHS,
+    other=_PATHS,
+    cut=st.integers(0, 8),
+    extra=st.sampled_from([b"", b"\n", b"x\n", b"#\n"]),
+)
+def test_is_manifest_of_is_equality_with_the_manifest_text(
+    paths: set[str], other: set[str], cut: int, extra: bytes
+) -> None:
+    # It compares line by line; the answer must be exactly `==` of the whole text, for
+    # the manifest of the same paths, of other paths, cut short, or with bytes added.
+    exact = manifest_bytes(paths)
+    candidates = [exact, manifest_bytes(other), exact[: len(exact) - cut], exact + extra]
+    for candidate in candidates:
+        assert is_manifest_of(candidate, paths) is (candidate == exact)
+    assert not is_manifest_of(None, paths)
