@@ -9,8 +9,9 @@ import pytest
 
 from generator.errors import InvalidInputError
 from generator.layout import json_patch
-from generator.pipeline import Build, build
+from generator.pipeline import Build, Repository, _walk_order, build
 from generator.render import object_key
+from generator.validate import load_config
 from generator.write import MANIFEST, manifest_bytes, write_tree
 from tests.conftest import EXAMPLES, OUTPUT
 from tests.kustomize import kustomize
@@ -163,3 +164,24 @@ def test_vllm_spec_named_like_a_kserve_predictor_is_refused(example_repo: Path) 
         for m in messages
     )
     assert any("Service/bert-sentiment-predictor in namespace llm-dev" in m for m in messages)
+
+
+def test_files_are_ordered_as_discovered_after_paths_come_and_go(example_repo: Path) -> None:
+    # The order is kept between calls; a path added or removed must still be placed.
+    config, problems = load_config(example_repo)
+    assert not problems
+    repository = Repository(example_repo, config)
+    repository.update(repository.scan())
+    first = [state.digest for state in repository.ordered()]
+    specs = example_repo / config.specs
+    source = next(specs.rglob("*.yaml"))
+    copied = specs / "aa" / source.name
+    copied.parent.mkdir()
+    copied.write_text(source.read_text().replace("name: ", "name: copy-", 1))
+    repository.update(repository.scan())
+    walked = sorted(repository.files, key=_walk_order)
+    assert list(repository.files) != walked  # added last, yet ordered by the walk
+    assert [repository.files[rel] for rel in walked] == repository.ordered()
+    copied.unlink()
+    repository.update([copied.relative_to(example_repo).as_posix()])
+    assert [state.digest for state in repository.ordered()] == first
