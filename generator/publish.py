@@ -502,7 +502,9 @@ def attempt_publish(
     if recorded and recorded != source.sha and contains(target, recorded, source.commit):
         outcome = Outcome("newer", target.branch, parent, source.sha, recorded)
         return finish(target, tips, outcome)
-    if parent and without_metadata(deployed) == without_metadata(files):
+    # new_files, not files: the tip's unchanged files are these very bytes objects (see
+    # read_unlike), so comparing them is by identity; `files` would read them all again.
+    if parent and without_metadata(deployed) == without_metadata(new_files):
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
     touched = _touched_models(deployed, new_files)
     changes = model_changes(*touched)  # once: the guard and the message use it
