@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from generator.errors import InvalidInputError
 from generator.layout import json_patch
@@ -185,3 +189,24 @@ def test_files_are_ordered_as_discovered_after_paths_come_and_go(example_repo: P
     copied.unlink()
     repository.update([copied.relative_to(example_repo).as_posix()])
     assert [state.digest for state in repository.ordered()] == first
+
+
+_NAMES = st.sampled_from(["a", "ab", "b", "a.b", "a\x01", "\x02", "\x01", "é", "B"])
+
+
+@given(st.sets(st.lists(_NAMES, min_size=1, max_size=3).map("/".join), max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_walk_order_is_the_order_of_a_sorted_top_down_walk(paths: set[str]) -> None:
+    # A path that is also another's folder cannot be a file too.
+    files = {p for p in paths if not any(q.startswith(p + "/") for q in paths)}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for rel in files:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).touch()
+        walked = []
+        for top, folders, names in os.walk(root):
+            folders.sort()
+            base = Path(top).relative_to(root)
+            walked += [(base / name).as_posix() for name in sorted(names)]
+    assert sorted(files, key=_walk_order) == walked
