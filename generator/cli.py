@@ -7,13 +7,16 @@ they are imported only when chosen so `servegen --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import gc
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from generator import options as opt
 from generator.errors import (
@@ -358,6 +361,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return EXIT_INTERNAL
+
+
+def entry() -> NoReturn:
+    """The `servegen` program (and `python -m generator`): main() on sys.argv, then exit."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with `code` without the interpreter's teardown, when nothing
+    needs it.
+
+    The teardown frees every object one at a time (the loaded schemas and models, every
+    module): 50-90 ms of a 400 ms cold `validate`, for memory the system takes back
+    at once. What a normal exit does that matters still happens: the output is flushed
+    and the atexit handlers run (a temporary folder's cleanup, a worker pool's). A
+    thread still running, or output that cannot be flushed, takes Python's own exit,
+    which waits for the thread or reports the error as it always has.
+    """
+    if threading.active_count() > 1:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    with contextlib.suppress(OSError, ValueError):  # what a handler printed, if it can
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _import_quietly(name: str) -> Any:

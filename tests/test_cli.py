@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -418,3 +419,61 @@ def test_pydantic_plugins_of_the_environment_are_never_run(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert not marker.exists()
+
+
+_EXITING = """
+import atexit, pathlib, sys, tempfile, threading, time
+from generator.cli import exit_now
+marks = pathlib.Path(sys.argv[1])
+kept = tempfile.TemporaryDirectory(dir=marks)  # left to its finalizer, as at any exit
+(marks / "folder").write_text(kept.name)
+atexit.register(lambda: (marks / "atexit").write_text("ran"))
+if "thread" in sys.argv:
+    def late() -> None:
+        time.sleep(0.3)
+        (marks / "thread").write_text("done")
+    threading.Thread(target=late).start()
+for number in range(5 if "short" in sys.argv else 50_000):  # 5 lines: still buffered
+    print(f"line {number}")
+exit_now(3)
+"""
+
+
+def _exiting(tmp_path: Path, *args: str, stdout: int = subprocess.PIPE) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _EXITING, str(tmp_path), *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Output buffered, as it is by default when it is not a terminal.
+        env={**_buffered(os.environ), "PYTHONPATH": str(REPO_ROOT)},
+        check=False,
+    )
+    return done.returncode, (done.stdout or "") + done.stderr
+
+
+def _buffered(env: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name != "PYTHONUNBUFFERED"}
+
+
+def test_the_quick_exit_still_flushes_the_output_and_runs_the_atexit_handlers(
+    tmp_path: Path,
+) -> None:
+    code, output = _exiting(tmp_path)
+    assert code == 3
+    assert output.splitlines() == [f"line {number}" for number in range(50_000)]
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert not Path((tmp_path / "folder").read_text()).exists()  # its finalizer ran
+
+
+def test_the_quick_exit_waits_for_a_running_thread(tmp_path: Path) -> None:
+    code, _ = _exiting(tmp_path, "thread")
+    assert code == 3
+    assert (tmp_path / "thread").read_text() == "done"
+
+
+def test_output_that_cannot_be_flushed_takes_pythons_own_exit(tmp_path: Path) -> None:
+    with Path("/dev/full").open("w") as full:  # every write: "no space left"
+        code, output = _exiting(tmp_path, "short", stdout=full.fileno())
+    assert code == 120  # what Python's exit does when stdout cannot be flushed
+    assert "No space left on device" in output
