@@ -593,7 +593,9 @@ def _record_spare(
 
 def _holds(current: OutputFolder, files: Mapping[str, bytes], tree: str) -> bool:
     """Whether `current` is exactly the tree `files` (paths only, digests from `tree`)."""
-    if len(current.owned) != len(files) or any(rel not in files for rel in current.owned):
+    # The files' paths iterated, looked up in the plain dict: no set of either is made,
+    # and a lazy Mapping of files is never asked for one (which may read its bytes).
+    if len(current.owned) != len(files) or any(rel not in current.owned for rel in files):
         return False
     if not is_manifest_of(current.manifest, current.owned):
         return False

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from generator import cli
-from generator.outindex import digest, index_path, indexed, spare_record_path
+from generator.outindex import digest, holds, index_path, indexed, spare_record_path, tree_digest
 from generator.write import (
     MANIFEST,
     OutputFolderError,
@@ -566,3 +566,30 @@ def test_is_manifest_of_is_equality_with_the_manifest_text(
     for candidate in candidates:
         assert is_manifest_of(candidate, paths) is (candidate == exact)
     assert not is_manifest_of(None, paths)
+
+
+def test_an_output_holding_the_tree_without_its_index_is_only_indexed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    tree = tree_digest({rel: digest(data) for rel, data in FILES.items()})
+    index = index_path(out)
+    assert index is not None
+    index.unlink()  # a cleared cache: the folder is read file by file
+    before = snapshot(out)
+    stats = write_tree(out, FILES, tree=tree)
+    assert stats.written == () and stats.removed == ()
+    assert snapshot(out) == before
+    time.sleep(0.02)  # past the index's timestamp granule
+    assert holds(out, tree)  # indexed again, from what was read
+
+
+def test_a_manifest_edited_by_hand_is_written_again(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    tree = tree_digest({rel: digest(data) for rel, data in FILES.items()})
+    index = index_path(out)
+    assert index is not None
+    index.unlink()
+    (out / MANIFEST).write_bytes((out / MANIFEST).read_bytes() + b"\n")  # a blank line
+    write_tree(out, FILES, tree=tree)
+    assert (out / MANIFEST).read_bytes() == manifest_bytes(FILES)
