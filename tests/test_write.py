@@ -568,13 +568,19 @@ def test_is_manifest_of_is_equality_with_the_manifest_text(
     assert not is_manifest_of(None, paths)
 
 
-def test_an_output_holding_the_tree_without_its_index_is_only_indexed(tmp_path: Path) -> None:
+def _written_without_index(tmp_path: Path) -> tuple[Path, str]:
+    """FILES written, then their index deleted (a cleared cache): the output folder and
+    the tree digest of FILES."""
     out = tmp_path / "out"
     write_tree(out, FILES)
-    tree = tree_digest({rel: digest(data) for rel, data in FILES.items()})
     index = index_path(out)
     assert index is not None
-    index.unlink()  # a cleared cache: the folder is read file by file
+    index.unlink()  # the next write reads the folder file by file
+    return out, tree_digest({rel: digest(data) for rel, data in FILES.items()})
+
+
+def test_an_output_holding_the_tree_without_its_index_is_only_indexed(tmp_path: Path) -> None:
+    out, tree = _written_without_index(tmp_path)
     before = snapshot(out)
     stats = write_tree(out, FILES, tree=tree)
     assert stats.written == () and stats.removed == ()
@@ -584,12 +590,7 @@ def test_an_output_holding_the_tree_without_its_index_is_only_indexed(tmp_path: 
 
 
 def test_a_manifest_edited_by_hand_is_written_again(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    write_tree(out, FILES)
-    tree = tree_digest({rel: digest(data) for rel, data in FILES.items()})
-    index = index_path(out)
-    assert index is not None
-    index.unlink()
+    out, tree = _written_without_index(tmp_path)
     (out / MANIFEST).write_bytes((out / MANIFEST).read_bytes() + b"\n")  # a blank line
     write_tree(out, FILES, tree=tree)
     assert (out / MANIFEST).read_bytes() == manifest_bytes(FILES)
