@@ -449,7 +449,7 @@ class Repository:
     def _in_walk_order(self) -> list[str]:
         """The paths of self.files in discover() order, sorted again only after a path
         came or went: a build asks several times, and at 10,000 files a sort by
-        _walk_order() takes 40 ms."""
+        _walk_order() takes 15 ms."""
         if self._order is None:
             self._order = sorted(self.files, key=_walk_order)
         return self._order

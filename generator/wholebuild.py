@@ -403,21 +403,14 @@ def store_build(
         listed = _spooled(fd, (model_to_json(model) for model in models))
         paths = _spooled(fd, ([p, size, digests[p].hex()] for p, size in lengths.items()))
         described = _spooled(fd, ([s.rel, s.digest.hex(), s.contribution] for s in sources))
-        head = {
-            "key": key,
-            "sections": [
-                [listed[0][2], listed[1]],
-                [paths[0][2], paths[1]],
-                [sum(lengths.values()), ""],  # checked file by file
-                [described[0][2], described[1]],
-            ],
-            "counts": counts,
-            "notes": list(notes),
-            "failed_files": sorted(failed_files),
-            "warnings": [dataclasses.astuple(w) for w in warnings],
-            "tree": tree,
-        }
-        pieces: list[bytes | Range] = [_json(head) + b"\n", listed[0], paths[0]]
+        sections = [
+            [listed[0][2], listed[1]],
+            [paths[0][2], paths[1]],
+            [sum(lengths.values()), ""],  # checked file by file
+            [described[0][2], described[1]],
+        ]
+        head = _head(key, sections, counts, notes, failed_files, warnings, tree)
+        pieces: list[bytes | Range] = [head, listed[0], paths[0]]
         pieces += [*(files.values() if spooled is None else spooled.pieces()), described[0]]
         write_entry(key, pieces)
     return tree
@@ -425,6 +418,29 @@ def store_build(
 
 def _json(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _head(
+    key: str,
+    sections: Sequence[Sequence[object]],  # each: [length, sha256 or "" if checked per file]
+    counts: Mapping[str, int],
+    notes: Sequence[str],
+    failed_files: Iterable[str],
+    warnings: Iterable[Diagnostic],
+    tree: str,
+) -> bytes:
+    """A whole-build entry's first line: each section's length and sha256, then what
+    the build says beside its files."""
+    head = {
+        "key": key,
+        "sections": sections,
+        "counts": counts,
+        "notes": list(notes),
+        "failed_files": sorted(failed_files),
+        "warnings": [dataclasses.astuple(w) for w in warnings],
+        "tree": tree,
+    }
+    return _json(head) + b"\n"
 
 
 def _spooled(fd: int, items: Iterable[Any]) -> tuple[Range, str]:
@@ -546,16 +562,8 @@ class Latest:
             "objects": built.objects,
             "spec_files": built.spec_files,
         }
-        head = {
-            "key": key,
-            "sections": sections,
-            "counts": counts,
-            "notes": list(built.notes),
-            "failed_files": sorted(built.failed_files),
-            "warnings": [dataclasses.astuple(w) for w in built.warnings],
-            "tree": tree,
-        }
-        write_entry(key, [_json(head) + b"\n", *unchanged, described])
+        head = _head(key, sections, counts, built.notes, built.failed_files, built.warnings, tree)
+        write_entry(key, [head, *unchanged, described])
         reused = load_build(key, stored.rebuild)
         if reused is None or not isinstance(reused.files, StoredFiles):
             return None
