@@ -39,11 +39,11 @@ from generator.layout import cluster_files, finish_layout, model_files
 from generator.load import (
     MAX_FILE_BYTES,
     SourceFile,
-    discover,
     file_error,
     is_spec_file,
     parse_source,
     read_source,
+    spec_files,
 )
 from generator.outtree import in_environment
 from generator.render import ModelRender, duplicate_objects, render_spec, summary
@@ -218,7 +218,7 @@ class Repository:
             problem = file_error(rel, f"cannot read folder: {exc.strerror or exc}")
             self._folder_problems[rel] = problem
 
-        listed = {_relative(self.root, p) for p in discover(self.root, folder, unreadable)}
+        listed = set(spec_files(self.root, folder, unreadable))
         self._listed |= listed
         return listed
 
@@ -826,7 +826,7 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[Build | None, dict[
         if exc.errno != errno.ENOENT or Path(exc.filename or "") != root / config.specs:
             unlisted.append(exc)  # (no spec folder at all is a warning, and is stored)
 
-    digests = wholebuild.spec_digests(root, discover(root, config.specs, unreadable))
+    digests = wholebuild.spec_digests(root, spec_files(root, config.specs, unreadable))
     if digests is None or unlisted:
         return None, None
     key = wholebuild.repository_key_of(build_key, digests)

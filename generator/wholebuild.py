@@ -259,35 +259,30 @@ def spec_digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def repository_key(build: str, root: Path, spec_files: Iterable[Path]) -> str | None:
+def repository_key(build: str, root: Path, spec_files: Iterable[str]) -> str | None:
     """`build` plus every spec file's path and bytes; None when a file is a symlink
     (whatever it points at is for the loader to judge) or cannot be read."""
     digests = spec_digests(root, spec_files)
     return None if digests is None else repository_key_of(build, digests)
 
 
-def spec_digests(root: Path, spec_files: Iterable[Path]) -> list[tuple[str, bytes]] | None:
-    """Each spec file's repository path and spec_digest(), in the order given; None
-    when one is a symlink, not a regular file, too large or cannot be read."""
-    # pathlib drops a leading "./": below Path("."), "specs/a.yaml" has no prefix to cut.
-    base = "" if str(root) == "." else f"{str(root).rstrip(os.sep)}{os.sep}"
+def spec_digests(root: Path, spec_files: Iterable[str]) -> list[tuple[str, bytes]] | None:
+    """Each spec file's spec_digest(), by its path relative to `root` (as
+    load.spec_files() lists them), in the order given; None when one is a symlink, not
+    a regular file, too large or cannot be read."""
+    base = f"{str(root).rstrip(os.sep)}{os.sep}"
     digests = []
     # os-level calls, no pathlib: this reads every spec file on each nothing-changed run.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # a symlink fails (ELOOP)
     try:
-        for path in spec_files:  # below root, as discover() lists them
-            text = str(path)
-            if not text.startswith(base):
-                return None
-            fd = os.open(text, flags)
+        for rel in spec_files:
+            fd = os.open(base + rel, flags)
             try:
                 data = _read_small(fd)
             finally:
                 os.close(fd)
             if data is None:
                 return None
-            # The relative path by slicing: relative_to() was a tenth of a warm build.
-            rel = text[len(base) :].replace(os.sep, "/")
             digests.append((rel, spec_digest(data)))
     except OSError:
         return None

@@ -21,6 +21,7 @@ from generator.load import (
     load_specs,
     parse_source,
     read_source,
+    spec_files,
 )
 from generator.validate import validate_repository
 
@@ -220,6 +221,27 @@ def test_yml_and_yaml_are_found_other_suffixes_are_not(tmp_path: Path) -> None:
     assert rels(tmp_path) == ["specs/a.yaml", "specs/b.yml"]
     loaded = load_specs(tmp_path, "specs")
     assert [f.path for f in loaded.files] == ["specs/a.yaml", "specs/b.yml"]
+
+
+@pytest.mark.parametrize(
+    ("spec_dir", "files"),
+    [
+        ("specs", ["specs/a.yaml", "specs/b/c.yml", "specs/b/.d/e.yaml", "specs/ü/f.yaml"]),
+        ("deploy/models", ["deploy/models/a.yaml", "deploy/models/x/y/z.yaml"]),
+        (".", ["a.yaml", ".hidden/c.yaml", "specs/d.yaml", "team/b.yaml"]),
+    ],
+)
+def test_spec_files_are_discover_relative_to_the_root(
+    tmp_path: Path, spec_dir: str, files: list[str]
+) -> None:
+    """The string listing names what discover() lists, in its order, as the root-relative
+    POSIX paths every key and message uses; also for specs at the repository's top."""
+    for rel in files:
+        write(tmp_path / rel, spec("a"))
+    listed = list(spec_files(tmp_path, spec_dir))
+    assert listed == [p.relative_to(tmp_path).as_posix() for p in discover(tmp_path, spec_dir)]
+    assert listed == [rel for rel in files if "/." not in f"/{rel}"]
+    assert [tmp_path / rel for rel in listed] == list(discover(tmp_path, spec_dir))
 
 
 def test_order_is_deterministic_and_sorted(tmp_path: Path) -> None:

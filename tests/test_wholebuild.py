@@ -17,6 +17,7 @@ from generator import buildcache, cli, pipeline, wholebuild
 from generator import write as write_module
 from generator.buildcache import json_pieces
 from generator.errors import InvalidInputError
+from generator.load import spec_files
 from generator.outindex import digest, index_path, tree_digest
 from generator.pipeline import build
 from generator.render import summary
@@ -193,18 +194,15 @@ def test_a_section_damaged_after_the_head_is_a_miss_too(
 def test_a_spec_key_is_none_for_what_the_loader_must_judge(example_repo: Path) -> None:
     """A symlink, a FIFO (never opened for a blocking read) and a file over the size
     limit each leave the whole build to the loader."""
-    specs = sorted((example_repo / "specs").rglob("*.yaml"))
+    specs = list(spec_files(example_repo, "specs"))
     assert wholebuild.repository_key("b", example_repo, specs) is not None
-    fifo = example_repo / "specs/fifo.yaml"
-    os.mkfifo(fifo)
-    assert wholebuild.repository_key("b", example_repo, [*specs, fifo]) is None
-    fifo.unlink()
-    link = example_repo / "specs/link.yaml"
-    link.symlink_to(specs[0])
-    assert wholebuild.repository_key("b", example_repo, [*specs, link]) is None
-    big = example_repo / "specs/big.yaml"
-    big.write_bytes(b"#" * ((1 << 20) + 1))
-    assert wholebuild.repository_key("b", example_repo, [*specs, big]) is None
+    os.mkfifo(example_repo / "specs/fifo.yaml")
+    assert wholebuild.repository_key("b", example_repo, [*specs, "specs/fifo.yaml"]) is None
+    (example_repo / "specs/fifo.yaml").unlink()
+    (example_repo / "specs/link.yaml").symlink_to(example_repo / specs[0])
+    assert wholebuild.repository_key("b", example_repo, [*specs, "specs/link.yaml"]) is None
+    (example_repo / "specs/big.yaml").write_bytes(b"#" * ((1 << 20) + 1))
+    assert wholebuild.repository_key("b", example_repo, [*specs, "specs/big.yaml"]) is None
 
 
 # --- one spec changed: the latest build of the repository is the base ----------------------
