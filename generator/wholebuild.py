@@ -588,35 +588,63 @@ class Latest:
     ) -> tuple[bytes, list[bytes | Range], int, str, int] | None:
         """The paths section and the pieces of the bytes section with the files in `new`
         swapped in, the bytes section's size, the tree's digest and the file count; None
-        when `new` has a path this entry does not."""
+        when `new` has a path this entry does not.
+
+        One pass over the records as JSON decoded them (62,000 at 10,000 specs), with
+        the digests kept as their hex text but where the tree digest needs them: the
+        new paths section is this one's text with only the swapped records replaced."""
         stored = self._stored
+        listed = stored._read("paths")  # checked against the head's digest
         # The unchanged files are copied from this entry in runs, by the kernel: their
         # digests come along in the paths section, and are checked when they are read.
         start = stored.offset("bytes")
         pieces: list[bytes | Range] = []
-        paths: list[list[object]] = []
         digests_of: dict[str, bytes] = {}
+        replaced: dict[str, list[object]] = {}
         run, offset, size = 0, start, 0  # offset in this entry, size of the new section
-        for path, length, file_digest in stored.listing():
+        records = json.loads(listed)
+        for path, length, hexed in records:
             data = new.pop(path, None)
             if data is None:
                 run += length
                 size += length
-                digests_of[path] = file_digest
+                digests_of[path] = bytes.fromhex(hexed)
             else:
                 if run:
                     pieces.append((stored.fd, offset - run, run))
                     run = 0
                 pieces.append(data)
                 size += len(data)
-                digests_of[path] = digest(data)
-            paths.append([path, length if data is None else len(data), digests_of[path].hex()])
+                digests_of[path] = file_digest = digest(data)
+                replaced[path] = [path, len(data), file_digest.hex()]
             offset += length
+        if offset - start != stored.section("bytes")[2]:
+            raise DamagedEntryError("paths")
         if run:
             pieces.append((stored.fd, offset - run, run))
         if new:  # a path this build does not have: not a delta after all
             return None
-        return _json(paths), pieces, size, tree_digest(digests_of), len(paths)
+        spliced = _replace_records(listed, replaced)
+        return spliced, pieces, size, tree_digest(digests_of), len(records)
+
+
+def _replace_records(listed: bytes, records: Mapping[str, list[object]]) -> bytes:
+    """A paths section (`_json` of [path, length, digest] records) with the record of
+    each path in `records` replaced by its new one: byte for byte what `_json` of the
+    whole new list gives. `["<path>",` starts that path's record and nothing else (a
+    quote within a JSON string is escaped), and the record ends at the first `]` after
+    it (the length and the hex digest hold none)."""
+    cuts = []
+    for path, record in records.items():
+        needle = b"[" + _json(path) + b","
+        at = listed.index(needle)
+        cuts.append((at, listed.index(b"]", at + len(needle)) + 1, _json(record)))
+    pieces, done = [], 0
+    for at, end, text in sorted(cuts):
+        pieces += [listed[done:at], text]
+        done = end
+    pieces.append(listed[done:])
+    return b"".join(pieces)
 
 
 def load_latest(build: str, rebuild: Rebuild) -> Latest | None:

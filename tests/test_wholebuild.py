@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from generator import buildcache, cli, pipeline, wholebuild
 from generator import write as write_module
@@ -394,3 +396,51 @@ def test_a_stored_build_reads_back_whole_from_its_pieces(example_repo: Path) -> 
     assert isinstance(found.files, wholebuild.StoredFiles)
     listed = json.loads(found.files.stored._read("sources"))
     assert listed == [[s.rel, s.digest.hex(), s.contribution] for s in sources]
+
+
+# --- the paths section of a delta: only the swapped records are written anew -------------
+
+# Few characters, so that paths often start alike ("a", "ab"), and JSON's own ones among
+# them; and any text at all.
+_PATH = st.text('ab"\\],[', min_size=1, max_size=4) | st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    records=st.dictionaries(_PATH, st.integers(0, 1 << 40), min_size=1, max_size=12),
+    data=st.data(),
+)
+def test_replacing_records_in_the_text_is_encoding_the_new_list(
+    records: dict[str, int], data: st.DataObject
+) -> None:
+    """Paths with quotes, backslashes, brackets, commas and control characters: the
+    spliced section is byte for byte `_json` of the list with those records replaced,
+    wherever they stand (first, last, next to each other)."""
+    listed: list[list[object]] = [
+        [path, length, digest(path.encode()).hex()] for path, length in records.items()
+    ]
+    chosen = data.draw(st.sets(st.sampled_from(sorted(records)), min_size=1))
+    new = {path: [path, records[path] + 1, digest(path.encode() * 2).hex()] for path in chosen}
+    expected = [new.get(str(record[0]), record) for record in listed]
+    spliced = wholebuild._replace_records(wholebuild._json(listed), new)
+    assert spliced == wholebuild._json(expected)
+
+
+def test_a_value_edit_stores_the_paths_section_a_full_encoding_would(example_repo: Path) -> None:
+    """The delta's paths section, spliced, is what encoding every record gives, and its
+    records name every file of the build with its digest, in order."""
+    build(example_repo)
+    _edit_spec(example_repo, "max_replicas: 3", "max_replicas: 4")
+    changed = build(example_repo)
+    assert isinstance(changed.files, wholebuild.StoredFiles)
+    assert changed.files.changes() is not None  # made from the latest build
+    listed = changed.files.stored._read("paths")
+    records = json.loads(listed)
+    assert listed == wholebuild._json(records)
+    expected = build(example_repo, keep_objects=True).files
+    assert [path for path, _, _ in records] == list(dict(changed.files)) == sorted(expected)
+    assert [(length, bytes.fromhex(hexed)) for _, length, hexed in records] == [
+        (len(data), digest(data)) for data in (expected[path] for path, _, _ in records)
+    ]
