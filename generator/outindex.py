@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from generator import workers
+
 MANIFEST = ".servegen-manifest"  # write.MANIFEST: the list of files servegen wrote
 
 
@@ -306,7 +308,8 @@ def prove(out: Path, tree: str | None = None) -> Proof | None:
         listed = paths.decode().split("\n")[:-1]
         if len(listed) != int(watched) or len(listed) < int(_count) + 2:
             return None
-        seen = _signature(out, listed)
+        seen = array.array("q")
+        seen.frombytes(workers.in_two(lambda part: _signature(out, part).tobytes(), listed))
         if _fields_digest(seen) != signature:
             return None
     except (OSError, ValueError, OverflowError):

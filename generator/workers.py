@@ -1,4 +1,4 @@
-"""Worker processes for a fresh build of many spec files.
+"""Worker processes: for a fresh build of many spec files, and for one long sweep.
 
 A build that reuses nothing renders, checks and lays out every spec file, each on its
 own: that work is spread over forks of the building process (they share its loaded
@@ -16,6 +16,10 @@ Only where forking is safe and worth it: at least MIN_FILES spec files, more tha
 CPU, and no other thread in the process (a fork copies locks another thread may hold).
 SERVEGEN_JOBS=N caps the number of worker processes; SERVEGEN_JOBS=1 builds in one
 process.
+
+A sweep of system calls over many paths (`in_two`: the lstat of every output file that
+proves an output folder unchanged) is split the same way, in two: a thread would not
+help, each call takes the interpreter's lock back, and one fork halves the wait.
 """
 
 from __future__ import annotations
@@ -58,12 +62,56 @@ def jobs() -> int:
 
 def usable(files: int, job_count: int) -> bool:
     """Whether `files` spec files are worth spreading over `job_count` processes now."""
-    return (
-        job_count > 1
-        and files >= MIN_FILES
-        and threading.active_count() == 1
-        and hasattr(os, "fork")
-    )
+    return files >= MIN_FILES and _forkable(job_count)
+
+
+def _forkable(job_count: int) -> bool:
+    return job_count > 1 and threading.active_count() == 1 and hasattr(os, "fork")
+
+
+# Below this many items a sweep stays in one process: a fork and its pipe cost a few
+# milliseconds, about what 2,000 lstat calls do.
+MIN_SWEEP = 16_384
+
+
+def in_two(task: Callable[[Sequence[str]], bytes], items: Sequence[str]) -> bytes:
+    """task(items), with the second half of `items` done by one forked child meanwhile,
+    where that is safe and worth it: task(first half) + task(second half) is taken to
+    equal task(items). The child's bytes come through a pipe; a child that fails or
+    dies (its exit status says so) leaves its half to be done here, so a task's error
+    is raised here, as without the child."""
+    half = len(items) // 2
+    if len(items) < MIN_SWEEP or not _forkable(jobs()):
+        return task(items)
+    try:
+        reading, writing = os.pipe()
+    except OSError:  # out of descriptors: one process it is
+        return task(items)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(reading)
+        os.close(writing)
+        return task(items)
+    if pid == 0:  # the child: its half into the pipe, and out without any cleanup
+        code = 1
+        try:
+            os.close(reading)
+            view = memoryview(task(items[half:]))
+            while view:
+                view = view[os.write(writing, view) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writing)
+    pipe = os.fdopen(reading, "rb")
+    try:
+        first = task(items[:half])
+        second = pipe.read()
+    finally:
+        pipe.close()  # first: a child blocked on a full pipe then ends, and is waited for
+        status = os.waitpid(pid, 0)[1]
+    return first + (second if status == 0 else task(items[half:]))
 
 
 _task: Callable[[Sequence[str]], list[object]] | None = None  # what a fork runs

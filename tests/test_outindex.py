@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import outindex
+from generator import outindex, workers
 from generator.outindex import digest, holds, index_path, indexed, load_index, tree_digest
 from generator.write import MANIFEST, OutputFolderError, stale_paths, write_tree
 
@@ -96,6 +96,34 @@ def test_what_changes_the_folder_is_seen(
 ) -> None:
     change(out)
     assert holds(out, TREE) == still_holds
+
+
+@pytest.mark.parametrize(
+    ("change", "still_holds"),
+    [(_edit, False), (_plant_file, False), (_remove, False), (_chmod_folder, True)],
+    ids=["edit", "foreign file", "removed", "chmod"],
+)
+def test_what_changes_the_folder_is_seen_with_the_stat_sweep_split_in_two(
+    out: Path, monkeypatch: pytest.MonkeyPatch, change: Callable[[Path], None], still_holds: bool
+) -> None:
+    """A large output's lstat sweep is split with a forked child (workers.in_two); what
+    either half finds decides, as in one process."""
+    monkeypatch.setattr(workers, "MIN_SWEEP", 2)
+    monkeypatch.setenv("SERVEGEN_JOBS", "2")
+    forks = []
+    fork = os.fork
+
+    def counted() -> int:
+        pid = fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counted)
+    assert holds(out, TREE)
+    change(out)
+    assert holds(out, TREE) == still_holds
+    assert len(forks) == 2
 
 
 @pytest.mark.parametrize("change", [_plant_symlink, _folder_moved_and_linked])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -311,3 +312,90 @@ def test_without_a_temporary_folder_the_files_stay_in_memory(
     spread = build(example_repo)
     assert not isinstance(spread.files, SpooledFiles)
     assert list(spread.files.items()) == list(serial.files.items())
+
+
+# --- a sweep split in two: the second half in one forked child ------------------------------
+
+
+def _pids_of(items: Sequence[str]) -> bytes:
+    """One line per item: the item and the process that looked at it."""
+    return "".join(f"{item} {os.getpid()}\n" for item in items).encode()
+
+
+@pytest.fixture
+def sweep(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Items enough for a split, on two jobs."""
+    monkeypatch.setattr(workers, "MIN_SWEEP", 4)
+    monkeypatch.setenv("SERVEGEN_JOBS", "2")
+    return [f"models/m{n}/base/deployment.yaml" for n in range(9)]
+
+
+def _no_child_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_a_sweep_is_the_task_of_all_items_with_its_second_half_in_a_child(
+    sweep: list[str],
+) -> None:
+    lines = workers.in_two(_pids_of, sweep).decode().splitlines()
+    assert [line.split()[0] for line in lines] == sweep
+    pids = [int(line.split()[1]) for line in lines]
+    assert set(pids[:4]) == {os.getpid()}
+    assert len(set(pids[4:])) == 1 and pids[4] != os.getpid()
+    assert _no_child_left()
+
+
+def test_a_short_sweep_one_job_or_another_thread_stays_in_this_process(
+    sweep: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def here(items: Sequence[str]) -> bool:
+        lines = workers.in_two(_pids_of, items).decode().splitlines()
+        return {int(line.split()[1]) for line in lines} == {os.getpid()}
+
+    assert here(sweep[:3])
+    monkeypatch.setenv("SERVEGEN_JOBS", "1")
+    assert here(sweep)
+    monkeypatch.setenv("SERVEGEN_JOBS", "2")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:  # a fork would copy locks that thread may hold
+        assert here(sweep)
+    finally:
+        stop.set()
+        other.join()
+    assert not here(sweep)
+
+
+@pytest.mark.parametrize("how", ["raises", "is killed"])
+def test_a_child_that_fails_leaves_its_half_to_this_process(sweep: list[str], how: str) -> None:
+    parent = os.getpid()
+
+    def task(items: Sequence[str]) -> bytes:
+        if os.getpid() != parent:
+            if how == "raises":
+                raise OSError("gone")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _pids_of(items)
+
+    assert workers.in_two(task, sweep) == _pids_of(sweep)
+    assert _no_child_left()
+
+
+def test_an_error_in_this_half_is_raised_and_the_child_is_waited_for(sweep: list[str]) -> None:
+    """Also with the child's bytes more than a pipe holds: the pipe is closed first, so
+    a child blocked writing ends rather than being waited for forever."""
+    parent = os.getpid()
+
+    def task(items: Sequence[str]) -> bytes:
+        if os.getpid() == parent:
+            raise FileNotFoundError(items[0])
+        return b"x" * (1 << 20)
+
+    with pytest.raises(FileNotFoundError, match="m0"):
+        workers.in_two(task, sweep)
+    assert _no_child_left()
