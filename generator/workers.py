@@ -70,18 +70,21 @@ def _forkable(job_count: int) -> bool:
 
 
 # Below this many items a sweep stays in one process: a fork and its pipe cost a few
-# milliseconds, about what 2,000 lstat calls do.
+# milliseconds, what 2,000 lstat calls or a few hundred small file reads cost.
 MIN_SWEEP = 16_384
 
 
-def in_two(task: Callable[[Sequence[str]], bytes], items: Sequence[str]) -> bytes:
+def in_two(
+    task: Callable[[Sequence[str]], bytes], items: Sequence[str], minimum: int | None = None
+) -> bytes:
     """task(items), with the second half of `items` done by one forked child meanwhile,
-    where that is safe and worth it: task(first half) + task(second half) is taken to
-    equal task(items). The child's bytes come through a pipe; a child that fails or
-    dies (its exit status says so) leaves its half to be done here, so a task's error
-    is raised here, as without the child."""
+    where that is safe and worth it (`minimum` items, default MIN_SWEEP):
+    task(first half) + task(second half) is taken to equal task(items). The child's
+    bytes come through a pipe; a child that fails or dies (its exit status says so)
+    leaves its half to be done here, so a task's error is raised here, as without the
+    child."""
     half = len(items) // 2
-    if len(items) < MIN_SWEEP or not _forkable(jobs()):
+    if len(items) < (MIN_SWEEP if minimum is None else minimum) or not _forkable(jobs()):
         return task(items)
     try:
         reading, writing = os.pipe()

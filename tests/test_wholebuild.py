@@ -193,10 +193,20 @@ def test_a_section_damaged_after_the_head_is_a_miss_too(
     assert dict(build(example_repo).files) == expected.files
 
 
-def test_a_spec_key_is_none_for_what_the_loader_must_judge(example_repo: Path) -> None:
+@pytest.mark.parametrize("processes", ["one", "two"])
+def test_a_spec_key_is_none_for_what_the_loader_must_judge(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, processes: str
+) -> None:
     """A symlink, a FIFO (never opened for a blocking read) and a file over the size
-    limit each leave the whole build to the loader."""
+    limit each leave the whole build to the loader, also when a forked child reads the
+    half of the files it is in."""
+    monkeypatch.setattr(wholebuild, "_MIN_SPLIT", 2)
+    monkeypatch.setenv("SERVEGEN_JOBS", "2" if processes == "two" else "1")
     specs = list(spec_files(example_repo, "specs"))
+    digests = wholebuild.spec_digests(example_repo, specs)
+    assert digests == [
+        (rel, wholebuild.spec_digest((example_repo / rel).read_bytes())) for rel in specs
+    ]
     assert wholebuild.repository_key("b", example_repo, specs) is not None
     os.mkfifo(example_repo / "specs/fifo.yaml")
     assert wholebuild.repository_key("b", example_repo, [*specs, "specs/fifo.yaml"]) is None
@@ -204,7 +214,8 @@ def test_a_spec_key_is_none_for_what_the_loader_must_judge(example_repo: Path) -
     (example_repo / "specs/link.yaml").symlink_to(example_repo / specs[0])
     assert wholebuild.repository_key("b", example_repo, [*specs, "specs/link.yaml"]) is None
     (example_repo / "specs/big.yaml").write_bytes(b"#" * ((1 << 20) + 1))
-    assert wholebuild.repository_key("b", example_repo, [*specs, "specs/big.yaml"]) is None
+    assert wholebuild.repository_key("b", example_repo, ["specs/big.yaml", *specs]) is None
+    assert wholebuild.repository_key("b", example_repo, [*specs, "specs/gone.yaml"]) is None
 
 
 # --- one spec changed: the latest build of the repository is the base ----------------------
