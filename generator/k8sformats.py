@@ -172,16 +172,31 @@ _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"m": -1, "k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 
 
+# quantity.go ParseQuantity: a value that is not zero is rounded up to at least 1n, and
+# a binary one is capped at 2^63-1 (maxAllowed). servegen computes with quantities in
+# that range only, whatever the suffix: an exponent such as 1e999999999 is a number no
+# resource can have, and exact arithmetic with it would not end (or overflow Decimal).
+_SMALLEST = Decimal("1e-9")
+_LARGEST = Decimal((1 << 63) - 1)
+
+
 def parse_quantity(text: str) -> Decimal:
-    """The value of a quantity (`16Gi`, `500m`, `1e9`, `1024`); ValueError if it is none."""
+    """The value of a quantity (`16Gi`, `500m`, `1e9`, `1024`), between 1n and 2^63-1
+    unless zero; ValueError if it is none."""
     match = QUANTITY.compiled.match(text) if len(text) <= QUANTITY.max_length else None
     if match is None:
         raise ValueError(f"{text!r} is not a quantity")
     number, suffix = Decimal(match.group(1)), match.group(4) or ""  # QUANTITY's groups
-    if suffix in _BINARY:
-        return number * (1 << (10 * _BINARY[suffix]))
+    if not number:
+        return Decimal(0)
+    binary, exponent = 10 * _BINARY.get(suffix, 0), 0
     if suffix in _DECIMAL:
-        return number * Decimal(1000) ** _DECIMAL[suffix]
-    if suffix:
-        return number * Decimal(10) ** int(suffix[1:])
-    return number
+        exponent = 3 * _DECIMAL[suffix]
+    elif suffix and not binary:
+        exponent = int(suffix[1:])  # e or E, then the exponent
+    magnitude = number.adjusted() + exponent  # the power of ten of the leading digit
+    if magnitude > 19:
+        return _LARGEST
+    if magnitude < -10:
+        return _SMALLEST
+    return min(max(number.scaleb(exponent) * (1 << binary), _SMALLEST), _LARGEST)

@@ -236,7 +236,9 @@ class CpuMemory:
         """VLLM_CPU_KVCACHE_SPACE: all that is free when the weights are known, else half
         of it (the other half for the weights); 0 when nothing is left."""
         free = self.free if self.weights is not None else self.free / 2
-        return max(0, int(free // GIB))
+        # int() first: a huge limit (1e37 bytes) has more digits than the decimal
+        # context holds, and Decimal // would raise rather than round.
+        return max(0, int(free) // GIB)
 
     def fits(self, kv_gib: int) -> bool:
         return kv_gib >= 1 and kv_gib * GIB <= self.free

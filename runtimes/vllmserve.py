@@ -411,10 +411,12 @@ def _cpu_memory_problems(doc: VLLMDocument, plan: _Plan) -> Iterable[Problem]:
     memory = cpu_memory(doc.spec.url, plan.resources.mem)
     user = doc.serve.envs.get(KV_CACHE_ENV)
     if user is not None:
-        if not (user.isdigit() and memory.fits(int(user))):
+        # More than 18 digits of GiB fit no memory limit (and int() refuses 4,300).
+        if not (user.isdigit() and len(user) <= 18 and memory.fits(int(user))):
             yield Problem(
                 ("serve", "envs", KV_CACHE_ENV),
-                f"{KV_CACHE_ENV}={user} GiB does not fit: the memory limit leaves "
+                f"{KV_CACHE_ENV}={user if len(user) <= 20 else user[:17] + '...'} GiB does "
+                "not fit: the memory limit leaves "
                 f"{_gib(memory.free)} GiB after /dev/shm ({SHM_SIZE}), the runtime and the "
                 "weights the name states",
             )

@@ -114,6 +114,30 @@ def test_quantities_have_their_value(text: str, value: int | Decimal) -> None:
     assert parse_quantity(text) == value
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e9999999999", (1 << 63) - 1),
+        ("1.073745e+37", (1 << 63) - 1),
+        ("9" * 60 + "Ei", (1 << 63) - 1),
+        ("8Ei", (1 << 63) - 1),  # 2^63: one past the largest
+        ("7Ei", 7 << 60),
+        ("9223372036854775807", (1 << 63) - 1),
+        ("1e-9999999999", Decimal("1e-9")),
+        ("0.0000000001", Decimal("1e-9")),
+        ("1e-9", Decimal("1e-9")),
+        ("0e999999999", 0),
+        ("0.000Ei", 0),
+    ],
+)
+def test_quantities_beyond_what_kubernetes_holds_are_bounded(
+    text: str, value: int | Decimal
+) -> None:
+    """quantity.go: at least 1n when not zero, at most 2^63-1; an exponent no resource
+    can have costs no arithmetic (and raises nothing) either way."""
+    assert parse_quantity(text) == value
+
+
 @pytest.mark.parametrize("text", ["", "1K", "16GB", "lots", "-1", "1Gib", "1" * 65])
 def test_what_is_not_a_quantity_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="is not a quantity"):

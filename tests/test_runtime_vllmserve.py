@@ -887,6 +887,10 @@ def test_cpu_kv_cache_leaves_room_for_weights_and_shm(url: str, mem: str, space:
         ("hf://org/model", "4Gi", None, ("serve", "resources", "mem")),
         ("hf://org/model", "12Gi", "10", ("serve", "envs", "VLLM_CPU_KVCACHE_SPACE")),
         ("hf://org/model", "12Gi", "lots", ("serve", "envs", "VLLM_CPU_KVCACHE_SPACE")),
+        # More digits than int() reads (4,300) and a memory limit past 2^63-1 bytes: judged
+        # like any other value, never an internal error.
+        ("hf://org/model", "12Gi", "9" * 5000, ("serve", "envs", "VLLM_CPU_KVCACHE_SPACE")),
+        ("hf://org/model", "1e-999999", None, ("serve", "resources", "mem")),
     ],
 )
 def test_cpu_memory_that_cannot_hold_the_kv_cache_is_refused(
@@ -897,6 +901,18 @@ def test_cpu_memory_that_cannot_hold_the_kv_cache_is_refused(
         serve["envs"] = {"VLLM_CPU_KVCACHE_SPACE": user}
     found = problems(doc(spec={"url": url}, serve=serve))
     assert [p.path for p in found] == [path]
+
+
+@pytest.mark.parametrize("mem", ["1.073745e+37", "1e9999999999", "9" * 60 + "Ei"])
+def test_a_memory_limit_beyond_any_machine_leaves_the_whole_kv_cache(mem: str) -> None:
+    """quantity.go caps quantities at 2^63-1: the KV cache is what that leaves, a whole
+    number of GiB (a Decimal floor division of 1e37 would raise instead)."""
+    serve = {"use_cpu_image": True, "resources": {"mem": mem}}
+    d = doc(spec={"url": "hf://Qwen/Qwen2.5-0.5B-Instruct"}, serve=serve)
+    assert problems(d) == []
+    space = int(env(render(d))["VLLM_CPU_KVCACHE_SPACE"])
+    assert space == cpu_memory("hf://Qwen/Qwen2.5-0.5B-Instruct", mem).kv_cache_gib()
+    assert ((1 << 63) - 1) // (1 << 30) - 4 < space < ((1 << 63) - 1) // (1 << 30)
 
 
 def test_image_outside_the_supported_range_warns() -> None:
