@@ -218,7 +218,7 @@ class KubeAI(KubeAIInstall):
 class KServe(StrictModel):
     version: str = Field(
         default="0.20",
-        pattern=r"^v?0\.[0-9]+(\.[0-9]+)?$",
+        pattern=r"^v?0\.[0-9]{1,6}(\.[0-9]{1,6})?$",
         description="KServe release the clusters run (default 0.20); decides the "
         "deployment-mode names (Standard/Knative from 0.16, RawDeployment/Serverless before).",
     )
@@ -232,7 +232,7 @@ class VLLM(StrictModel):
     cpu_image: PinnedImage = Field(default=DEFAULT_VLLM_CPU_IMAGE, description="CPU image.")
     version: str | None = Field(
         default=None,
-        pattern=r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?$",
+        pattern=r"^v?[0-9]{1,6}\.[0-9]{1,6}(\.[0-9]{1,6})?$",
         description="vLLM version of the images, when their tags do not say it "
         "(decides --task versus --runner/--convert for pooling).",
     )
@@ -250,7 +250,7 @@ class Telemetry(StrictModel):
 class Validation(StrictModel):
     kubernetes_version: str = Field(
         default="1.33",
-        pattern=r"^v?1\.[0-9]+(\.[0-9]+)?$",
+        pattern=r"^v?1\.[0-9]{1,6}(\.[0-9]{1,6})?$",
         description="Kubernetes version whose schemas built-in kinds are checked against.",
     )
     crds: list[str] = Field(

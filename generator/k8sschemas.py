@@ -98,6 +98,16 @@ class Definitions:
     by_gvk: dict[tuple[str, str], str]  # (apiVersion, kind) -> definition name
     _refs: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
+    _bounded: dict[str, JSON] = field(default_factory=dict, repr=False)
+
+    def bounded(self, name: str) -> JSON:
+        """Definition `name` with its integers bounded by their formats (see
+        `with_integer_bounds`); made on first use, like `refs`."""
+        found = self._bounded.get(name)
+        if found is None:
+            found = self._bounded[name] = with_integer_bounds(self.defs[name])
+        return found
+
     def refs(self, name: str) -> frozenset[str]:
         """The definitions `name` refers to directly; walked on first use, since only a
         few of the ~700 are ever reached."""
@@ -182,8 +192,34 @@ def bundle(root: JSON, definitions: Definitions) -> JSON:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **root,
-        "$defs": {**{name: definitions.defs[name] for name in sorted(needed)}, **own},
+        "$defs": {**{name: definitions.bounded(name) for name in sorted(needed)}, **own},
     }
+
+
+# The Go types behind `format: int32` and `int64`: the API server cannot decode a number
+# outside them into the object (`spec.replicas: 99999999999` is refused), while JSON
+# Schema's `format` says nothing about integers. As bounds, the check refuses them too.
+_INTEGER_BOUNDS = {
+    "int32": (-(1 << 31), (1 << 31) - 1),
+    "int64": (-(1 << 63), (1 << 63) - 1),
+}
+
+
+def with_integer_bounds(node: Any) -> Any:
+    """`node` (a copy where anything changes) with `minimum` and `maximum` on every
+    integer whose `format` is int32 or int64."""
+    if isinstance(node, list):
+        return [with_integer_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: with_integer_bounds(value) for key, value in node.items()}
+    named = node.get("format")
+    bounds = _INTEGER_BOUNDS.get(named) if isinstance(named, str) else None
+    kinds = node.get("type")
+    if bounds and (kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds)):
+        out.setdefault("minimum", bounds[0])
+        out.setdefault("maximum", bounds[1])
+    return out
 
 
 # --------------------------------------------------------------------------- metadata

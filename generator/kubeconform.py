@@ -111,4 +111,4 @@ def parse_kubeconform_output(output: str) -> list[ObjectProblem]:
 def _pointer_to_path(pointer: str) -> str:
     """JSON pointer `/spec/containers/0/image` -> `spec.containers[0].image`."""
     tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
-    return format_path([int(t) if t.isdigit() else t for t in tokens])
+    return format_path([int(t) if t.isascii() and t.isdigit() else t for t in tokens])

@@ -119,6 +119,10 @@ def _message(error: jsonschema_rs.ValidationError) -> str:
         # jsonschema_rs abbreviates long lists ("or 2 other candidates"); users need them all.
         allowed = ", ".join(short(option) for option in kind.options)
         return f"{short(error.instance)} is not one of: {allowed}"
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Maximum):
+        return f"{short(error.instance)} is greater than the maximum of {kind.limit}"
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Minimum):
+        return f"{short(error.instance)} is less than the minimum of {kind.limit}"
     return error.message
 
 

@@ -445,16 +445,22 @@ def _explain_value(model: type[BaseModel], loc: JsonPath, error: ErrorDetails, m
     expected = (error.get("ctx") or {}).get("expected")
     if error["type"] == "literal_error" and isinstance(got, str) and expected:
         options = [o.strip(" '") for o in str(expected).replace(" or ", ",").split(",")]
-        return f"{got!r} is not one of {expected}{_did_you_mean(got, options)}"
+        return f"{_shown(got)} is not one of {expected}{_did_you_mean(got, options)}"
     if error["type"] == "string_pattern_mismatch":
         pattern = str((error.get("ctx") or {}).get("pattern", ""))
         if pattern in PATTERN_HELP:
-            return f"{got!r} {PATTERN_HELP[pattern]}"
+            return f"{_shown(got)} {PATTERN_HELP[pattern]}"
         description = info.description if info is not None else None
         if description:
-            return f"{got!r} is not valid: {description}"
-        return f"{got!r} does not match {pattern}"
+            return f"{_shown(got)} is not valid: {description}"
+        return f"{_shown(got)} does not match {pattern}"
     return message
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:

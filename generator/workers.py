@@ -55,7 +55,7 @@ def jobs() -> int:
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
     wanted = os.environ.get("SERVEGEN_JOBS", "").strip()
-    if wanted.isdigit() and int(wanted) > 0:
+    if wanted.isascii() and wanted.isdigit() and len(wanted) <= 9 and int(wanted) > 0:
         return min(int(wanted), max(cpus, 1) * 2)
     return cpus
 

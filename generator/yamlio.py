@@ -195,9 +195,14 @@ def resolve_plain(value: str) -> Any:
         return int(value)
     if value[:2] in ("0o", "0x") and len(value) > 2:
         try:
-            return int(value[2:], 8 if value[1] == "o" else 16)
+            number = int(value[2:], 8 if value[1] == "o" else 16)
         except ValueError:
             return value
+        # Read whatever its length, but not written back in decimal past int()'s limit.
+        limit = sys.get_int_max_str_digits()
+        if limit and number.bit_length() > limit * 3.32:
+            raise ValueError("more digits than an integer may have")
+        return number
     if _FLOAT.fullmatch(value):
         return float(value)
     if value.lower() in (".inf", "+.inf", "-.inf", ".nan"):
@@ -265,7 +270,10 @@ class _Builder:
                 # (nearly every one) is resolved and added here, without a call.
                 if event.tag is None and not event.anchor:
                     raw = event.value
-                    value = raw if event.style else _plain(raw)
+                    try:
+                        value = raw if event.style else _plain(raw)
+                    except ValueError:  # an integer longer than int() reads
+                        raise self._error(event, _unreadable(raw, None)) from None
                 else:
                     value = self._scalar(event)
                 if len(stack) < 2:
@@ -308,12 +316,15 @@ class _Builder:
 
     def _scalar(self, event: Any) -> Any:
         tag = event.tag
-        if tag in (None, "!"):
-            value = event.value if event.style or tag == "!" else resolve_plain(event.value)
-        elif self.user_input and tag in _STANDARD_TAGS:
-            value = _STANDARD_TAGS[tag](event.value)
-        else:
+        if tag not in (None, "!") and not (self.user_input and tag in _STANDARD_TAGS):
             raise self._error(event, f"unsupported tag {tag!r}")
+        try:
+            if tag in (None, "!"):
+                value = event.value if event.style or tag == "!" else resolve_plain(event.value)
+            else:
+                value = _STANDARD_TAGS[tag](event.value)
+        except ValueError:  # `!!int x`, `!!float x`, or more digits than int() reads
+            raise self._error(event, _unreadable(event.value, tag)) from None
         if event.anchor:
             self._need_user_input(event, "an anchor")
             self._anchors[event.anchor] = (value, 1)
@@ -392,6 +403,16 @@ class _Builder:
     def _error(event: Any, message: str) -> YamlSyntaxError:
         mark = event.start_mark
         return YamlSyntaxError(message, int(mark.line) + 1, int(mark.column) + 1)
+
+
+def _unreadable(text: str, tag: str | None) -> str:
+    shown = text if len(text) <= 40 else f"{text[:37]}..."
+    if tag is None or _INT.fullmatch(text):
+        return (
+            f"{shown} has {len(text)} characters: more than the {sys.get_int_max_str_digits()} "
+            "digits an integer may have here (quote it if it is text)"
+        )
+    return f"{shown!r} cannot be read as the tag {tag.rpartition(':')[2]!r} says"
 
 
 _STANDARD_TAGS: dict[str, Any] = {
@@ -630,13 +651,21 @@ _PLAIN_BLOCK = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./@+=:-]*$")
 _PLAIN_FLOW = _PLAIN
 
 
+def _reads_back(value: str) -> bool:
+    """Whether `value`, written plain, reads back as this very string."""
+    try:
+        return bool(resolve_plain(value) == value)
+    except ValueError:  # digits no integer here may have: quoted, never plain
+        return False
+
+
 def scalar_text(value: Any, *, style: str | None = None, flow: bool = False) -> str:
     """One scalar as YAML text, in the quote style of the value it replaces when possible."""
     if not isinstance(value, str):
         return _scalar(value)
     plain = _PLAIN_FLOW if flow else _PLAIN_BLOCK
     readable = plain.fullmatch(value) and value.lower() not in _NOT_STRINGS
-    if style is None and readable and resolve_plain(value) == value and value[-1] != ":":
+    if style is None and readable and _reads_back(value) and value[-1] != ":":
         return value
     if style == "'" and "\n" not in value and value.isprintable():
         return "'" + value.replace("'", "''") + "'"

@@ -131,7 +131,10 @@ def parallel_args(args: list[str]) -> list[ParallelArg]:
             continue
         if not eq:
             value = args[index + 1] if index + 1 < len(args) else ""
-        number = int(value) if value.isdigit() and int(value) > 0 else None
+        # ASCII digits int() reads: isdigit() alone accepts "²", and int() refuses more
+        # than 4,300 digits.
+        plain = value.isascii() and value.isdigit() and len(value) <= 4300
+        number = int(value) if plain and int(value) > 0 else None
         found.append(ParallelArg(index, kind, number))
     return found
 

@@ -411,8 +411,10 @@ def _cpu_memory_problems(doc: VLLMDocument, plan: _Plan) -> Iterable[Problem]:
     memory = cpu_memory(doc.spec.url, plan.resources.mem)
     user = doc.serve.envs.get(KV_CACHE_ENV)
     if user is not None:
-        # More than 18 digits of GiB fit no memory limit (and int() refuses 4,300).
-        if not (user.isdigit() and len(user) <= 18 and memory.fits(int(user))):
+        # ASCII digits only (int() refuses "²", which isdigit() accepts); more than 18
+        # digits of GiB fit no memory limit (and int() refuses 4,300).
+        readable = user.isascii() and user.isdigit() and len(user) <= 18
+        if not (readable and memory.fits(int(user))):
             yield Problem(
                 ("serve", "envs", KV_CACHE_ENV),
                 f"{KV_CACHE_ENV}={user if len(user) <= 20 else user[:17] + '...'} GiB does "

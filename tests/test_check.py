@@ -105,6 +105,38 @@ def test_wrong_type_is_reported_with_expected_and_actual_type(
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "fits", "beyond", "message"),
+    [
+        (("spec", "replicas"), (1 << 31) - 1, 1 << 31, "greater than the maximum of 2147483647"),
+        (("spec", "replicas"), -(1 << 31), -(1 << 31) - 1, "less than the minimum of -2147483648"),
+        (
+            ("spec", "template", "spec", "terminationGracePeriodSeconds"),
+            (1 << 63) - 1,
+            1 << 63,
+            "greater than the maximum of 9223372036854775807",
+        ),
+    ],
+    ids=["int32 max", "int32 min", "int64 max"],
+)
+def test_integers_must_fit_the_go_type_the_api_server_decodes_into(
+    builtin_only: ManifestChecker, path: tuple[str, ...], fits: int, beyond: int, message: str
+) -> None:
+    """`format: int32`/`int64` are bounds: the API server cannot decode 2^31 replicas."""
+    objects = []
+    for value in (fits, beyond):
+        obj = deployment()
+        node = obj
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        objects.append(obj)
+    assert builtin_only.check(objects[:1]).problems == ()
+    found = problems_at(builtin_only.check(objects[1:]))
+    assert list(found) == [".".join(path)]
+    assert found[".".join(path)].endswith(message)
+
+
 def test_missing_required_field_is_reported_at_the_field(builtin_only: ManifestChecker) -> None:
     obj = deployment()
     del obj["spec"]["template"]["spec"]["containers"][0]["name"]

@@ -11,7 +11,7 @@ import pytest
 
 from generator.check import ManifestChecker, ObjectProblem
 from generator.errors import ServegenError
-from generator.kubeconform import kubeconform_command, parse_kubeconform_output
+from generator.kubeconform import _pointer_to_path, kubeconform_command, parse_kubeconform_output
 from tests.objects import deployment, kubeai_model, service
 
 K8S = "1.33"
@@ -113,6 +113,8 @@ def test_kubeconform_output_is_parsed_into_problems() -> None:
         ),
     ]
     assert parse_kubeconform_output('{"resources": []}') == []
+    # A map key of digits that int() cannot read ("²") stays a key.
+    assert _pointer_to_path("/metadata/labels/²/x") == 'metadata.labels["²"].x'
     with pytest.raises(ServegenError, match="not its JSON"):
         parse_kubeconform_output("panic: runtime error")
 

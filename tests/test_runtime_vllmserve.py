@@ -784,6 +784,10 @@ def test_tensor_parallelism_fills_the_gpus(gpus: int, args: list[str], added: li
         (4, ["--pipeline-parallel-size", "3"], 0, "cannot fit resources.gpu = 4"),
         (2, ["--max-model-len", "8", "-tp", "two"], 2, "needs a positive whole number"),
         (2, ["--tensor-parallel-size"], 0, "needs a positive whole number"),
+        # isdigit() holds for "²", which int() refuses; int() refuses 4,301 digits too.
+        (2, ["-tp", "²"], 0, "needs a positive whole number"),
+        (2, ["-tp", "9" * 4301], 0, "needs a positive whole number"),
+        (2, ["-tp", "9" * 4300], 0, "cannot fit resources.gpu = 2"),
     ],
 )
 def test_parallel_sizes_that_cannot_fit_are_refused(

@@ -222,8 +222,9 @@ def test_small_repositories_and_threads_stay_in_one_process() -> None:
 def test_jobs_follow_servegen_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SERVEGEN_JOBS", "1")
     assert workers.jobs() == 1
-    monkeypatch.setenv("SERVEGEN_JOBS", "not a number")
-    assert workers.jobs() == len(os.sched_getaffinity(0))
+    for unusable in ("not a number", "²", "9" * 5000, "0"):
+        monkeypatch.setenv("SERVEGEN_JOBS", unusable)
+        assert workers.jobs() == len(os.sched_getaffinity(0))
 
 
 def test_batches_cover_every_item_in_order() -> None:
