@@ -189,16 +189,19 @@ def bundle(root: JSON, definitions: Definitions) -> JSON:
         if name not in needed:
             needed.add(name)
             todo.extend(definitions.refs(name) - needed)
+    bounded = with_integer_bounds(root)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        **root,
+        **bounded,
         "$defs": {**{name: definitions.bounded(name) for name in sorted(needed)}, **own},
     }
 
 
 # The Go types behind `format: int32` and `int64`: the API server cannot decode a number
-# outside them into the object (`spec.replicas: 99999999999` is refused), while JSON
-# Schema's `format` says nothing about integers. As bounds, the check refuses them too.
+# outside them into a built-in object (`spec.replicas: 99999999999` is refused), and a
+# controller cannot decode it into its own types either (KubeAI v0.22.1
+# api/k8s/v1/model_types.go: `Replicas *int32`), while JSON Schema's `format` says
+# nothing about integers. As bounds, the check refuses them too, in CRDs' schemas as well.
 _INTEGER_BOUNDS = {
     "int32": (-(1 << 31), (1 << 31) - 1),
     "int64": (-(1 << 63), (1 << 63) - 1),

@@ -289,6 +289,17 @@ def test_kubeai_model_unknown_field_and_bad_enum(validator: ManifestChecker) -> 
     assert '"VLLM"' in found["spec.engine"]
 
 
+def test_a_kubeai_model_int32_field_is_bounded_too(validator: ManifestChecker) -> None:
+    """KubeAI decodes maxReplicas into an int32 (format: int32 in its CRD)."""
+    fits, beyond = kubeai_model("a"), kubeai_model("b")
+    fits["spec"]["maxReplicas"] = (1 << 31) - 1
+    beyond["spec"]["maxReplicas"] = 1 << 31
+    assert validator.check([fits]).problems == ()
+    assert problems_at(validator.check([beyond])) == {
+        "spec.maxReplicas": "2147483648 is greater than the maximum of 2147483647"
+    }
+
+
 def test_kubeai_model_required_field_without_default_is_required(
     validator: ManifestChecker,
 ) -> None:
