@@ -39,6 +39,11 @@ NOISE = st.sampled_from(
         "\u2028",
         "0x",
         "yes",
+        "9" * 4301,  # more digits than int() reads
+        "0x" + "f" * 3600,
+        "!!int x",
+        "²",
+        "1e9999999999",
     ]
 ) | st.text(max_size=6)
 
@@ -85,7 +90,11 @@ JSON_VALUES = st.recursive(
     | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
-    | st.sampled_from(["hf://a/b", "s3://b/k", "VLLM", "cpu", "1Gi", ""]),
+    | st.sampled_from(["hf://a/b", "s3://b/k", "VLLM", "cpu", "1Gi", ""])
+    # Numbers at and past every limit: int32, int64, int()'s 4,300 digits, quantities'
+    # 2^63-1 and exponents, digits isdigit() accepts (superscript two; Arabic-Indic one).
+    | st.sampled_from([1 << 31, -(1 << 31) - 1, 1 << 63, 10**4299, "9" * 4301, "²", "\u0661"])
+    | st.sampled_from(["1e9999999999", "1.073745e+37", "9" * 60 + "Ei", "1e-999999", "-1"]),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
     ),
@@ -125,6 +134,64 @@ def retyped(draw: st.DrawFn) -> str:
 )
 @given(text=retyped())
 def test_retyped_specs_never_crash(
+    repo: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "specs" / "spec.yaml").write_text(text, encoding="utf-8")
+    code = cli.main(["-C", str(repo), "validate"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), out + err
+    assert "internal error" not in err and "Traceback" not in err
+    if code == 1:
+        assert out.startswith("specs/spec.yaml:"), out
+
+
+# Numbers written as YAML text at and past every limit a reader or a check has: int()'s
+# 4,300 digits (in decimal, hex and octal), int32 and int64, quantities' 2^63-1 and their
+# exponents, tags that do not hold, and digits isdigit() accepts but int() refuses.
+EDGES = st.sampled_from(
+    [
+        "9" * 4301,
+        "-" + "9" * 4301,
+        "0x" + "f" * 3600,
+        "0o" + "7" * 5000,
+        "!!int x",
+        "!!float x",
+        "!!int " + "9" * 4301,
+        "²",
+        "'²'",
+        str(1 << 31),
+        str(1 << 63),
+        "1e9999999999",
+        "'1e9999999999'",
+        "'1.073745e+37'",
+        "'" + "9" * 60 + "Ei'",
+        "'1e-999999'",
+    ]
+)
+_EDGE = "@edge@"  # written quoted by dump(): '@' cannot start a plain scalar
+
+
+@st.composite
+def edged(draw: st.DrawFn) -> str:
+    """An example spec with one value replaced by the raw YAML text of an edge number."""
+    from generator.yamlio import dump, parse_rendered
+
+    (data,) = parse_rendered(draw(st.sampled_from(SPECS)).read_text())
+    path = draw(st.sampled_from(_paths(data)[1:]))
+    node = data
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = _EDGE
+    return dump(data).replace(f'"{_EDGE}"', draw(EDGES), 1)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=edged())
+def test_numbers_at_their_limits_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (repo / "specs" / "spec.yaml").write_text(text, encoding="utf-8")
