@@ -17,9 +17,10 @@ CPU, and no other thread in the process (a fork copies locks another thread may 
 SERVEGEN_JOBS=N caps the number of worker processes; SERVEGEN_JOBS=1 builds in one
 process.
 
-A sweep of system calls over many paths (`in_two`: the lstat of every output file that
-proves an output folder unchanged) is split the same way, in two: a thread would not
-help, each call takes the interpreter's lock back, and one fork halves the wait.
+A long sweep of system calls (`in_two`: the lstat of every output file and folder that
+proves an output folder unchanged, the read of every spec file for the build's key) is
+split the same way, in two: a thread would not help, each call takes the interpreter's
+lock back, and one fork halves the wait.
 """
 
 from __future__ import annotations
