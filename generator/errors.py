@@ -30,6 +30,12 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
+def cut(text: str, limit: int = 60) -> str:
+    """`text` as a message quotes a value: whole when short, else its first characters
+    and "..." (a 5,000-digit number is not worth a screenful)."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _escape(ch: str) -> str:
     code = ord(ch)
     if ch in _ESCAPES:

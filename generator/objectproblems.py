@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from generator.errors import cut
 from generator.k8sformats import HELP_BY_PATTERN
 from generator.yamlio import format_path
 
@@ -83,8 +84,7 @@ def _json_type(value: Any) -> str:
 
 def short(value: Any) -> str:
     """`value` as JSON, cut to 60 characters."""
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return cut(json.dumps(value, default=str))
 
 
 def _describe(error: jsonschema_rs.ValidationError) -> Iterator[tuple[list[str | int], str]]:

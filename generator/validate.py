@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 import runtimes
 from generator.config import CONFIG_FILE, Config
-from generator.errors import Diagnostic
+from generator.errors import Diagnostic, cut
 from generator.fields import PATTERN_HELP, credential_name_problem
 from generator.load import SourceFile, file_error, load_config_file, load_specs
 from generator.pinning import pinning_problems
@@ -445,22 +445,16 @@ def _explain_value(model: type[BaseModel], loc: JsonPath, error: ErrorDetails, m
     expected = (error.get("ctx") or {}).get("expected")
     if error["type"] == "literal_error" and isinstance(got, str) and expected:
         options = [o.strip(" '") for o in str(expected).replace(" or ", ",").split(",")]
-        return f"{_shown(got)} is not one of {expected}{_did_you_mean(got, options)}"
+        return f"{cut(repr(got))} is not one of {expected}{_did_you_mean(got, options)}"
     if error["type"] == "string_pattern_mismatch":
         pattern = str((error.get("ctx") or {}).get("pattern", ""))
         if pattern in PATTERN_HELP:
-            return f"{_shown(got)} {PATTERN_HELP[pattern]}"
+            return f"{cut(repr(got))} {PATTERN_HELP[pattern]}"
         description = info.description if info is not None else None
         if description:
-            return f"{_shown(got)} is not valid: {description}"
-        return f"{_shown(got)} does not match {pattern}"
+            return f"{cut(repr(got))} is not valid: {description}"
+        return f"{cut(repr(got))} does not match {pattern}"
     return message
-
-
-def _shown(value: Any) -> str:
-    """A value as a message quotes it: its repr, cut to 60 characters."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:

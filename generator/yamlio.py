@@ -29,6 +29,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from generator.errors import cut
+
 JsonPath = tuple[str | int, ...]
 
 # A document may expand aliases to at most this many nodes: generous for real specs,
@@ -406,7 +408,7 @@ class _Builder:
 
 
 def _unreadable(text: str, tag: str | None) -> str:
-    shown = text if len(text) <= 40 else f"{text[:37]}..."
+    shown = cut(text, 40)
     if tag is None or _INT.fullmatch(text):
         return (
             f"{shown} has {len(text)} characters: more than the {sys.get_int_max_str_digits()} "

@@ -63,6 +63,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import AfterValidator, Field
 
 from generator.config import Config, PinnedImage, Profile
+from generator.errors import cut
 from generator.fields import (
     DnsLabel,
     Envs,
@@ -417,7 +418,7 @@ def _cpu_memory_problems(doc: VLLMDocument, plan: _Plan) -> Iterable[Problem]:
         if not (readable and memory.fits(int(user))):
             yield Problem(
                 ("serve", "envs", KV_CACHE_ENV),
-                f"{KV_CACHE_ENV}={user if len(user) <= 20 else user[:17] + '...'} GiB does "
+                f"{KV_CACHE_ENV}={cut(user, 20)} GiB does "
                 "not fit: the memory limit leaves "
                 f"{_gib(memory.free)} GiB after /dev/shm ({SHM_SIZE}), the runtime and the "
                 "weights the name states",
