@@ -14,6 +14,7 @@ import pytest
 from generator import outindex, workers
 from generator.outindex import digest, holds, index_path, indexed, load_index, tree_digest
 from generator.write import MANIFEST, OutputFolderError, stale_paths, write_tree
+from tests.writeutil import counted_forks
 
 FILES = {
     "models/a/base/x.yaml": b"a: 1\n",
@@ -110,16 +111,7 @@ def test_what_changes_the_folder_is_seen_with_the_stat_sweep_split_in_two(
     either half finds decides, as in one process."""
     monkeypatch.setattr(workers, "MIN_SWEEP", 2)
     monkeypatch.setenv("SERVEGEN_JOBS", "2")
-    forks = []
-    fork = os.fork
-
-    def counted() -> int:
-        pid = fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", counted)
+    forks = counted_forks(monkeypatch)
     assert holds(out, TREE)
     change(out)
     assert holds(out, TREE) == still_holds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -16,9 +17,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from generator import cli
-from generator.outindex import digest, holds, index_path, indexed, spare_record_path, tree_digest
+from generator import write as write_module
+from generator.outindex import (
+    Stamp,
+    digest,
+    holds,
+    index_path,
+    indexed,
+    spare_record_path,
+    tree_digest,
+)
 from generator.write import (
     MANIFEST,
+    CannotWriteError,
     OutputFolderError,
     is_manifest_of,
     manifest_bytes,
@@ -27,7 +38,7 @@ from generator.write import (
     write_tree,
 )
 from tests.kustomize import kubectl
-from tests.writeutil import run_writer, snapshot, spied_scans
+from tests.writeutil import counted_forks, run_writer, snapshot, spied_scans
 
 FILES = {
     "models/a/base/x.yaml": b"a: 1\n",
@@ -310,6 +321,94 @@ def test_without_the_cache_every_file_is_compared_by_its_bytes(
     _same_size_edit(path)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert stale_paths(out, FILES) == ["README.md"]
+
+
+# --- a large write made by two processes --------------------------------------------------
+
+MANY = {f"models/m{i:02}/base/obj.yaml": f"obj: {i}\n".encode() for i in range(40)}
+
+
+def _recorded(out: Path) -> dict[str, list[str]]:
+    """The index's record of each file: digest, size, mtime_ns, inode."""
+    index = index_path(out)
+    assert index is not None
+    lines = index.read_text().splitlines()[1:]
+    return {f[4]: f[:4] for f in (line.split("\t") for line in lines) if len(f) == 5}
+
+
+def _as_written(out: Path, files: dict[str, bytes]) -> dict[str, list[str]]:
+    return {
+        rel: [digest(data).hex(), str(len(data)), str(info.st_mtime_ns), str(info.st_ino)]
+        for rel, data in files.items()
+        for info in [(out / rel).lstat()]
+    }
+
+
+@pytest.fixture
+def split_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every write of more than two new files split with a forked child; its pids."""
+    monkeypatch.setattr(write_module, "_MIN_SPLIT", 2)
+    monkeypatch.setenv("SERVEGEN_JOBS", "2")
+    return counted_forks(monkeypatch)
+
+
+def test_a_large_write_is_shared_with_a_child_and_indexed_as_one(
+    tmp_path: Path, split_writes: list[int]
+) -> None:
+    out = tmp_path / "out"
+    stats = write_tree(out, MANY)
+    assert len(split_writes) == 1
+    assert sorted(stats.written) == sorted(MANY)
+    assert {k: v for k, v in snapshot(out).items() if k != MANIFEST} == MANY
+    assert _recorded(out) == _as_written(out, MANY)  # the child's half too
+    assert holds(out, tree_digest({rel: digest(data) for rel, data in MANY.items()}))
+    changed = {**MANY, **{rel: b"changed\n" for rel in list(MANY)[::2]}}
+    assert sorted(write_tree(out, changed).written) == sorted(list(MANY)[::2])
+    assert {k: v for k, v in snapshot(out).items() if k != MANIFEST} == changed
+    assert _recorded(out) == _as_written(out, changed)
+
+
+def test_files_a_dying_child_made_are_made_again_by_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split_writes: list[int]
+) -> None:
+    """The child is killed after its third file; its whole half is written here."""
+    parent, made = os.getpid(), [0]
+    real = write_module._new_file
+
+    def dying(
+        target: str, data: bytes, known: bytes | None = None, *, again: bool = False
+    ) -> Stamp:
+        if os.getpid() != parent:
+            made[0] += 1
+            if made[0] > 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(target, data, known, again=again)
+
+    monkeypatch.setattr(write_module, "_new_file", dying)
+    out = tmp_path / "out"
+    write_tree(out, MANY)
+    assert len(split_writes) == 1
+    assert {k: v for k, v in snapshot(out).items() if k != MANIFEST} == MANY
+    assert _recorded(out) == _as_written(out, MANY)
+
+
+def test_a_failure_in_the_parents_half_keeps_the_old_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split_writes: list[int]
+) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    real = write_module._new_file
+
+    def full(target: str, data: bytes, known: bytes | None = None, *, again: bool = False) -> Stamp:
+        if target.endswith("m01/base/obj.yaml"):  # in the first half: the parent's
+            raise OSError(errno.ENOSPC, "No space left on device", target)
+        return real(target, data, known, again=again)
+
+    monkeypatch.setattr(write_module, "_new_file", full)
+    with pytest.raises(CannotWriteError, match="No space left on device"):
+        write_tree(out, MANY)
+    assert len(split_writes) == 2  # the first write's and this one's
+    assert {k: v for k, v in snapshot(out).items() if k != MANIFEST} == FILES
 
 
 # --- SIGKILL at any moment ----------------------------------------------------------------

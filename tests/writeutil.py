@@ -54,3 +54,18 @@ def spied_scans(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     monkeypatch.setattr(write_module, "_scan", spy)
     return scanned
+
+
+def counted_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the children os.fork() makes from now on (workers.in_two's splits)."""
+    forks: list[int] = []
+    fork = os.fork
+
+    def counted() -> int:
+        pid = fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counted)
+    return forks
