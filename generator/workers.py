@@ -19,8 +19,8 @@ process.
 
 A long sweep of system calls (`in_two`: the lstat of every output file and folder that
 proves an output folder unchanged, the read of every spec file for the build's key, the
-creation of every file of a first write) is split the same way, in two: a thread would not help, each call takes the interpreter's
-lock back, and one fork halves the wait.
+creation of every file of a first write) is split the same way, in two: a thread would
+not help, each call takes the interpreter's lock back, and one fork halves the wait.
 """
 
 from __future__ import annotations

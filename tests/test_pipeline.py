@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from generator import cli
+from generator.commands import render as render_command
 from generator.errors import InvalidInputError
 from generator.layout import json_patch
 from generator.pipeline import Build, Repository, _walk_order, build
@@ -210,3 +213,32 @@ def test_walk_order_is_the_order_of_a_sorted_top_down_walk(paths: set[str]) -> N
             base = Path(top).relative_to(root)
             walked += [(base / name).as_posix() for name in sorted(names)]
     assert sorted(files, key=_walk_order) == walked
+
+
+def _full_collections_paused() -> bool:
+    return gc.get_threshold()[2] >= 1_000_000
+
+
+def test_storing_and_writing_a_build_start_no_full_collection(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh build and its first write keep every object they load to the end; a full
+    collection then would walk them all for nothing. Storing the whole build and writing
+    the output run with only young collections, and the thresholds are back after."""
+    seen: dict[str, bool] = {}
+    store, write = Repository.store, write_tree
+
+    def spied_store(self: Repository, built: Build) -> str | None:
+        seen["store"] = _full_collections_paused()
+        return store(self, built)
+
+    def spied_write(*args: Any, **kwargs: Any) -> Any:
+        seen["write"] = _full_collections_paused()
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(Repository, "store", spied_store)
+    monkeypatch.setattr(render_command, "write_tree", spied_write)
+    before = gc.get_threshold()
+    assert cli.main(["-C", str(example_repo), "render", "--out", str(tmp_path / "out")]) == 0
+    assert seen == {"store": True, "write": True}
+    assert gc.get_threshold() == before

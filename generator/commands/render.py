@@ -11,7 +11,7 @@ from generator import terminal
 from generator.errors import EXIT_INVALID, EXIT_OK, UsageError, counted
 from generator.options import RenderOptions
 from generator.outtree import in_environment
-from generator.pipeline import build
+from generator.pipeline import build, young_collections_only
 from generator.write import CannotWriteError, stale_paths, write_tree
 
 
@@ -44,7 +44,10 @@ def run(options: RenderOptions) -> int:
         terminal.summary(f"{out} is up to date", color=color)
         return EXIT_OK
     try:
-        stats = write_tree(out, result.files, scope, tree=result.tree)
+        # The build's objects stay alive until the process ends: a full collection
+        # while writing would walk them all for nothing (260 ms at 10,000 specs).
+        with young_collections_only():
+            stats = write_tree(out, result.files, scope, tree=result.tree)
     except CannotWriteError as exc:
         if options.out is None:
             raise
