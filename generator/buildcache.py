@@ -71,6 +71,9 @@ class Cached:
     model: ModelRender  # a summary, as build() keeps it
     files: Mapping[str, bytes]
     skipped: Mapping[str, int]
+    # model_text(model), once made: an entry, a worker's message, a spec file's
+    # contribution and a whole build all hold the same text.
+    text: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,14 +210,19 @@ def decode(key: str, data: bytes, blobs: Sequence[bytes] | None = None) -> Cache
 
 
 def _cached_from(entry: Mapping[str, Any], pieces: Iterator[bytes] | None) -> Cached:
+    text = None
     if pieces is None:
+        model = entry["model"]
         files = {path: text.encode() for path, text in entry["files"].items()}
-    else:
+    else:  # the model's text, then its files' bytes
+        text = next(pieces)
+        model = json.loads(text)
         files = {str(path): next(pieces) for path in entry["files"]}
     return Cached(
-        model_from_json(entry["model"]),
+        model_from_json(model),
         files,
         {str(kind): int(count) for kind, count in entry["skipped"].items()},
+        text,
     )
 
 
@@ -225,35 +233,54 @@ def store(key: str, result: CachedFile) -> None:
 
 
 def encode(key: str, result: CachedFile, blobs: list[bytes] | None = None) -> bytes | None:
-    """The entry's bytes for `result` under `key` (None: a file that is not UTF-8).
+    """The entry's bytes for `result` under `key` (None: a file that is not UTF-8):
+    _dumps() of {"key", "names", "warnings", "models": [{"model", "files", "skipped"}]},
+    put together from each model's text (made once, see with_texts()).
 
-    Given `blobs`, the files' bytes are appended to it and the entry lists only their
-    paths (how a worker process sends a result back, generator/workers.py).
+    Given `blobs`, each model's text and then its files' bytes are appended to it, and
+    the entry's models list only their files' paths (how a worker process sends a
+    result back, generator/workers.py).
     """
     try:
-        models = [
-            {
-                "model": model_to_json(cached.model),
-                "files": (
-                    {path: data.decode() for path, data in cached.files.items()}
-                    if blobs is None
-                    else list(cached.files)
-                ),
-                "skipped": dict(cached.skipped),
-            }
-            for cached in result.models
-        ]
+        models = [_model_entry(cached, inline=blobs is None) for cached in result.models]
     except UnicodeDecodeError:
         return None
     if blobs is not None:
-        blobs.extend(data for cached in result.models for data in cached.files.values())
-    entry = {
-        "key": key,
-        "names": [_astuple(name) for name in result.names],
-        "warnings": [_astuple(w) for w in result.warnings],
-        "models": models,
-    }
-    return _dumps(entry)
+        for cached in result.models:
+            blobs.append(_text(cached))
+            blobs.extend(cached.files.values())
+    names = _dumps([_astuple(name) for name in result.names])
+    warnings = _dumps([_astuple(w) for w in result.warnings])
+    return (
+        b'{"key":' + _dumps(key) + b',"names":' + names + b',"warnings":' + warnings
+        + b',"models":[' + b",".join(models) + b"]}"
+    )  # fmt: skip
+
+
+def _model_entry(cached: Cached, *, inline: bool) -> bytes:
+    """One model's object in an entry: its text and its files' texts (`inline`), or only
+    its files' paths (a worker's message, whose blobs carry the rest)."""
+    if inline:
+        files = {path: data.decode() for path, data in cached.files.items()}
+        head = b'{"model":' + _text(cached) + b',"files":' + _dumps(files)
+    else:
+        head = b'{"files":' + _dumps(list(cached.files))
+    return head + b',"skipped":' + _dumps(dict(cached.skipped)) + b"}"
+
+
+def model_text(model: ModelRender) -> bytes:
+    """A model summary's JSON, as entries and whole builds hold it."""
+    return _dumps(model_to_json(model))
+
+
+def with_texts(result: CachedFile) -> CachedFile:
+    """`result` with each model's text made, for the several encodings that hold it."""
+    models = tuple(dataclasses.replace(c, text=_text(c)) for c in result.models)
+    return dataclasses.replace(result, models=models)
+
+
+def _text(cached: Cached) -> bytes:
+    return cached.text if cached.text is not None else model_text(cached.model)
 
 
 def derived_key(build: str, what: str, inputs: Any) -> str:
@@ -340,7 +367,7 @@ def _json_string(text: str) -> bytes:
     return json.dumps(text, ensure_ascii=False).encode()
 
 
-def _dumps(entry: Mapping[str, Any]) -> bytes:
+def _dumps(entry: Any) -> bytes:
     # json.dumps, not json.dump: only the former uses the C encoder.
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -383,7 +410,7 @@ def write_entry(key: str, entry: Mapping[str, Any] | Iterable[bytes | Range]) ->
     prune_daily()
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

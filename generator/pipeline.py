@@ -113,6 +113,8 @@ class ModelOutput:
     files: Mapping[str, bytes]  # under models/<name>/
     skipped: Mapping[str, int]  # kinds it had no schema for, and how often
     checks: tuple[Diagnostic, ...] = ()  # what the manifest check found
+    # buildcache.model_text(render), where a worker made it (spooled, as its files are)
+    text: spool.Span | bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,8 @@ class Repository:
                 yield None
                 continue
             models = tuple(
-                ModelOutput(c.model, self._spooled(c.files), c.skipped) for c in cached.models
+                ModelOutput(c.model, self._spooled(c.files), c.skipped, text=self._kept(c.text))
+                for c in cached.models
             )
             yield FileState(
                 digest,
@@ -321,6 +324,11 @@ class Repository:
         """A worker's files for one model, their bytes moved to the spool (generator/
         spool.py) when there is one."""
         return files if self._spool is None else self._spool.put(files)
+
+    def _kept(self, text: bytes | None) -> spool.Span | bytes | None:
+        """A worker's text of one model (for the whole build's entry), in the spool
+        when there is one."""
+        return text if self._spool is None or text is None else self._spool.append(text)
 
     def _derive_batch(self, rels: Sequence[str]) -> list[Derived | None]:
         """In a worker process: what each file yields (stored in the build cache, or
@@ -343,19 +351,24 @@ class Repository:
         entry = buildcache.file_key(self._key, rel, data) if self._key is not None else ""
         found = buildcache.read_raw(entry) if entry else None
         cached = buildcache.decode(entry, found) if found is not None else None
-        if cached is not None:  # stored by an earlier build, and for this very key
-            models = tuple(ModelOutput(c.model, c.files, c.skipped) for c in cached.models)
-            state = FileState(digest, cached.names, models, cached.warnings)
-        else:
+        stored = cached is not None  # by an earlier build, and for this very key
+        if cached is None:
             state = self._derive(digest, parse_source(rel, data), False, None)
             if not state.passed:
                 return None
             cached = _cached(state)
-            if entry:
-                buildcache.store(entry, cached)
+        # Each model's text is made once: the entry, the message to the parent, the
+        # contribution and (in the parent) the whole build's entry all hold it.
+        cached = buildcache.with_texts(cached)
+        if entry and not stored:
+            buildcache.store(entry, cached)
         blobs: list[bytes] = []
         head = buildcache.encode(entry, cached, blobs)
-        return None if head is None else (digest, entry, head, blobs, _contribution(state))
+        if head is None:
+            return None
+        models = ((c.model, c.files, c.skipped, c.text) for c in cached.models)
+        contribution = wholebuild.contribution(cached.names, cached.warnings, models)
+        return (digest, entry, head, blobs, contribution)
 
     def _refresh(self, rel: str, usable: bool) -> bool:
         old = self.files.get(rel)
@@ -635,6 +648,7 @@ class Repository:
             built.failed_files,
             built.warnings,
             sources,
+            [m.text for m in self.models()],  # in the order of built.models
         )
         wholebuild.store_latest(self._key, key)
         return tree
@@ -689,7 +703,7 @@ def _cached(state: FileState) -> buildcache.CachedFile:
 def _contribution(state: FileState) -> str:
     if state.contribution is not None:
         return state.contribution
-    models = ((m.render, m.files, m.skipped) for m in state.models)
+    models = ((m.render, m.files, m.skipped, None) for m in state.models)
     return wholebuild.contribution(state.names, state.problems, models)
 
 

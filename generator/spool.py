@@ -49,11 +49,20 @@ class Spool:
             spans[path] = Span(self, offset, len(data), digest(data))
             offset += len(data)
             pieces.append(data)
-        left = memoryview(b"".join(pieces))
+        self._write(b"".join(pieces))
+        return SpooledFiles(spans)
+
+    def append(self, data: bytes) -> Span:
+        """Append one piece of bytes (a model's text): where it lies."""
+        span = Span(self, self._end, len(data), digest(data))
+        self._write(data)
+        return span
+
+    def _write(self, data: bytes) -> None:
+        left = memoryview(data)
         while left:  # at its own offset: nothing another user of the fd does moves it
             written = os.pwrite(self.fd, left, self._end)
             left, self._end = left[written:], self._end + written
-        return SpooledFiles(spans)
 
     def read(self, offset: int, length: int) -> bytes:
         data = os.pread(self.fd, length, offset)

@@ -38,7 +38,7 @@ from generator.buildcache import (
     json_pieces,
     mark_used,
     model_from_json,
-    model_to_json,
+    model_text,
     read_entry,
     write_all,
     write_entry,
@@ -46,7 +46,7 @@ from generator.buildcache import (
 from generator.errors import Diagnostic
 from generator.outindex import digest, tree_digest
 from generator.render import ModelRender
-from generator.spool import SpooledFiles
+from generator.spool import Span, SpooledFiles
 from generator.validate import SpecName
 
 _SECTIONS = ("models", "paths", "bytes", "sources")
@@ -388,11 +388,13 @@ def store_build(
     failed_files: Iterable[str],
     warnings: Iterable[Diagnostic],
     sources: Sequence[Source] = (),
+    model_texts: Sequence[Span | bytes | None] | None = None,
 ) -> str:
     """Store a whole build: model summaries, notes, warnings and every output file,
     with the digest of the tree they make (what the output folder's index compares),
     and what each spec file contributed (`sources`, for a later build's delta());
-    returns the tree's digest."""
+    returns the tree's digest. `model_texts`: each model's text where it is known
+    already (buildcache.model_text(), as a worker made it), in the order of `models`."""
     spooled = files if isinstance(files, SpooledFiles) else None
     if spooled is not None:  # its bytes are copied from the spool by the kernel, unread
         digests, lengths = dict(spooled.digests()), dict(spooled.lengths())
@@ -412,7 +414,8 @@ def store_build(
     # of every model) were what raised a cold render's peak most.
     with contextlib.suppress(OSError), tempfile.TemporaryFile() as scratch:
         fd = scratch.fileno()
-        listed = _spooled(fd, (model_to_json(model) for model in models))
+        texts = model_texts if model_texts is not None else [None] * len(models)
+        listed = _spooled_texts(fd, map(_model_text, models, texts))
         paths = _spooled(fd, ([p, size, digests[p].hex()] for p, size in lengths.items()))
         described = _spooled(fd, ([s.rel, s.digest.hex(), s.contribution] for s in sources))
         sections = [
@@ -455,6 +458,35 @@ def _head(
     return _json(head) + b"\n"
 
 
+def _model_text(model: ModelRender, known: Span | bytes | None) -> bytes:
+    if known is None:
+        return model_text(model)
+    return known if isinstance(known, bytes) else known.spool.read(known.offset, known.length)
+
+
+def _spooled_texts(fd: int, texts: Iterable[bytes]) -> tuple[Range, str]:
+    """Append the JSON list of these JSON texts to the file `fd`, as _spooled() would
+    append the list of what they encode: where it lies, and its sha256."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    total = hashlib.sha256()
+    batch = bytearray(b"[")
+    for number, text in enumerate(texts):
+        if number:
+            batch += b","
+        batch += text
+        if len(batch) >= _WRITE_BATCH:
+            total.update(batch)
+            write_all(fd, batch)
+            batch = bytearray()
+    batch += b"]"
+    total.update(batch)
+    write_all(fd, batch)
+    return (fd, start, os.lseek(fd, 0, os.SEEK_END) - start), total.hexdigest()
+
+
+_WRITE_BATCH = 1 << 18  # bytes gathered before a write: few calls, little held
+
+
 def _spooled(fd: int, items: Iterable[Any]) -> tuple[Range, str]:
     """Append _json(list(items)) to the file `fd`: where it lies, and its sha256."""
     start = os.lseek(fd, 0, os.SEEK_END)
@@ -480,24 +512,25 @@ class Source:
 def contribution(
     names: Sequence[SpecName],
     warnings: Sequence[Diagnostic],
-    models: Iterable[tuple[ModelRender, Iterable[str], Mapping[str, int]]],
+    models: Iterable[tuple[ModelRender, Iterable[str], Mapping[str, int], bytes | None]],
 ) -> str:
     """A digest of everything a spec file yields that something beyond its own model
     files reads: its specs' names and positions, its warnings, each model's summary
     (what Flux, the catalog, the README and the duplicate checks read), the paths of its
     files and the kinds it left unchecked. Two versions of a file with the same
-    contribution differ only in the bytes of their models' files."""
-    text = _json(
-        [
-            [dataclasses.astuple(n) for n in names],
-            [dataclasses.astuple(w) for w in warnings],
-            [
-                [model_to_json(m), sorted(paths), sorted(skipped.items())]
-                for m, paths, skipped in models
-            ],
-        ]
-    )
-    return hashlib.sha256(text).hexdigest()
+    contribution differ only in the bytes of their models' files.
+
+    The sha256 of _json([names, warnings, [[summary, paths, kinds], ...]]), with each
+    summary's text as given (buildcache.model_text()) or made here."""
+    total = hashlib.sha256(b"[")
+    total.update(_json([dataclasses.astuple(n) for n in names]) + b",")
+    total.update(_json([dataclasses.astuple(w) for w in warnings]) + b",[")
+    for number, (model, paths, skipped, text) in enumerate(models):
+        total.update(b"," if number else b"")
+        total.update(b"[" + (model_text(model) if text is None else text) + b",")
+        total.update(_json([sorted(paths), sorted(skipped.items())])[1:])
+    total.update(b"]]")
+    return total.hexdigest()
 
 
 def _latest_key(build: str) -> str:

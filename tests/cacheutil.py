@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,9 +10,9 @@ import pytest
 
 from generator import buildcache, pipeline
 from generator.config import Config
-from generator.errors import RenderError
+from generator.errors import Diagnostic, RenderError
 from generator.render import ModelRender, render_spec
-from generator.validate import ValidatedSpec
+from generator.validate import ValidatedSpec, load_config
 
 
 def entries() -> list[Path]:
@@ -50,3 +51,23 @@ class Counting:
         counting = cls()
         monkeypatch.setattr(pipeline, "render_spec", counting)
         return counting
+
+
+def passing_files(root: Path) -> list[buildcache.CachedFile]:
+    """What the build cache keeps of each passing spec file of the repository at `root`,
+    plus a file of one model whose summary and files hold non-ASCII text and JSON
+    escapes, and a file of two models with a warning."""
+    config, problems = load_config(root)
+    assert not problems
+    repository = pipeline.Repository(root, config)
+    repository.update(repository.scan())
+    found = [pipeline._cached(s) for s in repository.ordered() if s.passed]
+    first = found[0].models[0]
+    odd = dataclasses.replace(
+        first,
+        model=dataclasses.replace(first.model, path='specs/ü "\\\u2028.yaml'),
+        files={f"{path}\u00e9": b'x: "\\u00e9 \\" \xc3\xa9"\n' for path in first.files},
+    )
+    warning = Diagnostic("specs/two.yaml", 2, 3, "spec.note", "a warning, ü")
+    two = dataclasses.replace(found[0], models=(first, found[1].models[0]), warnings=(warning,))
+    return [*found, dataclasses.replace(found[0], models=(odd,)), two]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from generator.render import render_spec
 from generator.validate import FileResult, validate_file
 from generator.write import MANIFEST, manifest_bytes
 from runtimes.base import Endpoint
-from tests.cacheutil import Counting, entries, head, no_render, no_validation
+from tests.cacheutil import Counting, entries, head, no_render, no_validation, passing_files
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import one_shot, tree
 
@@ -500,3 +501,53 @@ def test_files_that_are_not_text_are_not_stored() -> None:
     assert buildcache.load_files("g" * 64) is None
     assert entries() == []
     assert not [p for p in buildcache.cache_dir().rglob("*") if p.is_file()]  # no temp file
+
+
+def _entry_as_json(key: str, found: buildcache.CachedFile) -> bytes:
+    """What an entry held when it was made with one json.dumps of the whole."""
+    entry = {
+        "key": key,
+        "names": [dataclasses.astuple(name) for name in found.names],
+        "warnings": [dataclasses.astuple(w) for w in found.warnings],
+        "models": [
+            {
+                "model": buildcache.model_to_json(c.model),
+                "files": {path: data.decode() for path, data in c.files.items()},
+                "skipped": dict(c.skipped),
+            }
+            for c in found.models
+        ],
+    }
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_an_entry_put_together_from_model_texts_is_the_json_of_the_whole(
+    example_repo: Path,
+) -> None:
+    for found in passing_files(example_repo):
+        want = _entry_as_json("k", found)
+        assert buildcache.encode("k", found) == want
+        assert buildcache.encode("k", buildcache.with_texts(found)) == want
+        back = buildcache.decode("k", want)
+        assert back is not None
+        assert [(c.model, dict(c.files)) for c in back.models] == [
+            (c.model, dict(c.files)) for c in found.models
+        ]
+
+
+def test_a_workers_message_carries_each_model_text_and_files(example_repo: Path) -> None:
+    for found in passing_files(example_repo):
+        blobs: list[bytes] = []
+        head = buildcache.encode("k", found, blobs)
+        assert head is not None
+        back = buildcache.decode("k", head, blobs)
+        assert back is not None
+        assert (back.names, back.warnings) == (found.names, found.warnings)
+        for got, sent in zip(back.models, found.models, strict=True):
+            assert (got.model, dict(got.files), dict(got.skipped)) == (
+                sent.model,
+                dict(sent.files),
+                dict(sent.skipped),
+            )
+            assert got.text == buildcache.model_text(sent.model)
+        assert buildcache.decode("k", head, [*blobs, b"more"]) is None

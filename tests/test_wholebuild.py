@@ -3,6 +3,8 @@ alone, a damaged section is a miss, and one changed spec builds on the latest bu
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator import buildcache, cli, pipeline, wholebuild
+from generator import buildcache, cli, pipeline, spool, wholebuild
 from generator import write as write_module
 from generator.buildcache import json_pieces
 from generator.errors import InvalidInputError
@@ -24,7 +26,7 @@ from generator.outindex import digest, index_path, tree_digest
 from generator.pipeline import build
 from generator.render import summary
 from generator.write import MANIFEST, manifest_bytes, stale_paths, write_tree
-from tests.cacheutil import Counting, entries, head, no_render, no_validation
+from tests.cacheutil import Counting, entries, head, no_render, no_validation, passing_files
 from tests.incrementalutil import one_shot, tree
 
 
@@ -455,3 +457,54 @@ def test_a_value_edit_stores_the_paths_section_a_full_encoding_would(example_rep
     assert [(length, bytes.fromhex(hexed)) for _, length, hexed in records] == [
         (len(data), digest(data)) for data in (expected[path] for path, _, _ in records)
     ]
+
+
+def _contribution_as_json(found: buildcache.CachedFile) -> str:
+    """What a contribution was when its text was one json.dumps of the whole."""
+    text = wholebuild._json(
+        [
+            [dataclasses.astuple(n) for n in found.names],
+            [dataclasses.astuple(w) for w in found.warnings],
+            [
+                [buildcache.model_to_json(c.model), sorted(c.files), sorted(c.skipped.items())]
+                for c in found.models
+            ],
+        ]
+    )
+    return hashlib.sha256(text).hexdigest()
+
+
+def test_a_contribution_from_model_texts_is_the_digest_of_the_whole_json(
+    example_repo: Path,
+) -> None:
+    for found in passing_files(example_repo):
+        want = _contribution_as_json(found)
+        for texts in (buildcache.with_texts(found).models, found.models):
+            models = ((c.model, c.files, c.skipped, c.text) for c in texts)
+            assert wholebuild.contribution(found.names, found.warnings, models) == want
+
+
+def test_a_build_stored_with_its_model_texts_is_the_same_entry(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The models' texts a worker made (held, or in a spool) make the same bytes as
+    texts made from the summaries here."""
+    built = build(example_repo)
+    texts = [buildcache.model_text(model) for model in built.models]
+    spooled = spool.spool()
+    assert spooled is not None
+    given: list[list[spool.Span | bytes | None]] = [
+        [None] * len(texts),
+        list(texts),
+        [spooled.append(text) for text in texts],
+        [None if number % 2 else text for number, text in enumerate(texts)],
+    ]
+    stored = []
+    for number, known in enumerate(given):
+        monkeypatch.setattr(buildcache, "cache_dir", lambda n=number: tmp_path / str(n))
+        wholebuild.store_build(
+            "t" * 64, built.models, built.files, built.notes, (), built.warnings, (), known
+        )
+        stored.append(buildcache.entry_path("t" * 64).read_bytes())
+    assert len(set(stored)) == 1
+    assert wholebuild.load_build("t" * 64, lambda: pytest.fail("rebuilt")) is not None

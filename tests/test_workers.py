@@ -12,10 +12,11 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from generator import buildcache, pipeline, workers
+from generator import buildcache, pipeline, wholebuild, workers
 from generator.cli import main
 from generator.config import Config
 from generator.errors import InvalidInputError, RenderError
@@ -400,3 +401,37 @@ def test_an_error_in_this_half_is_raised_and_the_child_is_waited_for(sweep: list
     with pytest.raises(FileNotFoundError, match="m0"):
         workers.in_two(task, sweep)
     assert _no_child_left()
+
+
+def _cache_bytes() -> dict[str, bytes]:
+    folder = buildcache.cache_dir()
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*.json")
+    }
+
+
+def test_workers_store_byte_for_byte_the_entries_of_one_process(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each model's text is made once by its worker and carried into its file's entry,
+    its contribution and (through the parent's spool) the whole build's entry: every
+    entry is still exactly what a one-process build stores."""
+    monkeypatch.setattr(buildcache, "cache_dir", lambda: tmp_path / "one")
+    _serial(example_repo, monkeypatch)
+    one = _cache_bytes()
+    monkeypatch.setattr(buildcache, "cache_dir", lambda: tmp_path / "two")
+    monkeypatch.setattr(workers, "MIN_FILES", 2)
+    monkeypatch.setattr(workers, "WARM_UP", 0)
+    monkeypatch.setenv("SERVEGEN_JOBS", "2")
+    texts: list[object] = []
+    store_build = wholebuild.store_build
+
+    def spied(*args: Any, **kwargs: Any) -> str:
+        texts.extend(args[7])  # the models' texts the parent passes on
+        return store_build(*args, **kwargs)
+
+    monkeypatch.setattr(wholebuild, "store_build", spied)
+    build(example_repo)
+    assert texts and all(text is not None for text in texts)  # all from the workers
+    assert _cache_bytes() == one
+    assert len(one) > 3  # the spec files', the whole build's, the latest, cluster files
