@@ -13,10 +13,11 @@ times, the probe spec gets a new `--max-model-len` and
   render (`build()` of the working tree) and `publish_files` (tips, fetch, checks,
   commit, compare-and-swap, push), which is what publish and `watch --publish` share.
 
-servegen runs as users run it: every custom resource is checked against the CRDs it
-bundles, and no `--crds` is passed unless `--crds DIR` is given here (passing the
-bundled folder again makes servegen hash and index those files a second time as
-configured CRDs: about 50-100 ms more per process).
+servegen runs as users run it, as in bench_cache.py: every custom resource is checked
+against the CRDs it bundles, and no `--crds` is passed unless `--crds DIR` is given
+here. (Earlier runs passed the bundled folder again; servegen then also hashes and
+indexes those files as configured CRDs, which was within the noise of a fresh
+process: 9 alternating runs, medians 992 and 949 ms.)
 
 Every row is printed with its median, p90, the target and the yardstick of the same
 run. `--pythonpath TREE` runs another source tree for every servegen row; `--baseline
