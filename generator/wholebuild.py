@@ -415,7 +415,7 @@ def store_build(
     with contextlib.suppress(OSError), tempfile.TemporaryFile() as scratch:
         fd = scratch.fileno()
         texts = model_texts if model_texts is not None else [None] * len(models)
-        listed = _spooled_texts(fd, map(_model_text, models, texts))
+        listed = _spooled_texts(fd, (_model_text(m, t) for m, t in zip(models, texts, strict=True)))
         paths = _spooled(fd, ([p, size, digests[p].hex()] for p, size in lengths.items()))
         described = _spooled(fd, ([s.rel, s.digest.hex(), s.contribution] for s in sources))
         sections = [
