@@ -213,7 +213,7 @@ def _cached_from(entry: Mapping[str, Any], pieces: Iterator[bytes] | None) -> Ca
     text = None
     if pieces is None:
         model = entry["model"]
-        files = {path: text.encode() for path, text in entry["files"].items()}
+        files = {path: content.encode() for path, content in entry["files"].items()}
     else:  # the model's text, then its files' bytes
         text = next(pieces)
         model = json.loads(text)
@@ -410,7 +410,7 @@ def write_entry(key: str, entry: Mapping[str, Any] | Iterable[bytes | Range]) ->
     prune_daily()
 
 
-def write_all(fd: int, data: bytes | bytearray) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

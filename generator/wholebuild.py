@@ -467,21 +467,20 @@ def _model_text(model: ModelRender, known: Span | bytes | None) -> bytes:
 def _spooled_texts(fd: int, texts: Iterable[bytes]) -> tuple[Range, str]:
     """Append the JSON list of these JSON texts to the file `fd`, as _spooled() would
     append the list of what they encode: where it lies, and its sha256."""
-    start = os.lseek(fd, 0, os.SEEK_END)
-    total = hashlib.sha256()
+    return _appended(fd, _list_pieces(texts))
+
+
+def _list_pieces(texts: Iterable[bytes]) -> Iterator[bytes]:
+    """b"[" + b",".join(texts) + b"]", in pieces of about _WRITE_BATCH bytes."""
     batch = bytearray(b"[")
     for number, text in enumerate(texts):
         if number:
             batch += b","
         batch += text
         if len(batch) >= _WRITE_BATCH:
-            total.update(batch)
-            write_all(fd, batch)
+            yield bytes(batch)
             batch = bytearray()
-    batch += b"]"
-    total.update(batch)
-    write_all(fd, batch)
-    return (fd, start, os.lseek(fd, 0, os.SEEK_END) - start), total.hexdigest()
+    yield bytes(batch + b"]")
 
 
 _WRITE_BATCH = 1 << 18  # bytes gathered before a write: few calls, little held
@@ -489,9 +488,13 @@ _WRITE_BATCH = 1 << 18  # bytes gathered before a write: few calls, little held
 
 def _spooled(fd: int, items: Iterable[Any]) -> tuple[Range, str]:
     """Append _json(list(items)) to the file `fd`: where it lies, and its sha256."""
+    return _appended(fd, json_pieces(items, _json))
+
+
+def _appended(fd: int, pieces: Iterable[bytes]) -> tuple[Range, str]:
     start = os.lseek(fd, 0, os.SEEK_END)
     total = hashlib.sha256()
-    for piece in json_pieces(items, _json):
+    for piece in pieces:
         total.update(piece)
         write_all(fd, piece)
     return (fd, start, os.lseek(fd, 0, os.SEEK_END) - start), total.hexdigest()

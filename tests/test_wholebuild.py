@@ -381,6 +381,18 @@ def test_a_section_written_in_pieces_is_the_json_of_the_whole_list(count: int) -
     assert all(isinstance(piece, bytes) for piece in pieces)
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 100])
+def test_a_section_of_texts_written_in_pieces_is_their_json_list(
+    count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wholebuild, "_WRITE_BATCH", 16)  # a piece every text or two
+    texts = [wholebuild._json({"n": i, "s": "ü" * i}) for i in range(count)]
+    pieces = list(wholebuild._list_pieces(iter(texts)))
+    assert b"".join(pieces) == wholebuild._json([json.loads(t) for t in texts])
+    assert (len(pieces) > 1) == (count > 1)  # written as the batch fills
+    assert all(len(piece) >= 16 for piece in pieces[:-1])
+
+
 def test_a_build_that_cannot_spool_its_sections_is_not_stored(
     example_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
