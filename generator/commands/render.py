@@ -43,19 +43,23 @@ def run(options: RenderOptions) -> int:
             return EXIT_INVALID
         terminal.summary(f"{out} is up to date", color=color)
         return EXIT_OK
+    files, tree = result.files, result.tree
+    rendered = (
+        f"{counted(len(result.models), 'model')} ({counted(result.object_count(), 'object')})"
+    )
+    del result  # the models' summaries: what they hold is the write's to reuse (14 MB at 10,000)
     try:
         # The build's objects stay alive until the process ends: a full collection
         # while writing would walk them all for nothing (260 ms at 10,000 specs).
         with young_collections_only():
-            stats = write_tree(out, result.files, scope, tree=result.tree)
+            stats = write_tree(out, files, scope, tree=tree)
     except CannotWriteError as exc:
         if options.out is None:
             raise
         raise UsageError(f"--out {options.out}: {exc.message}") from exc
     elapsed = (time.perf_counter() - started) * 1000
     terminal.summary(
-        f"rendered {counted(len(result.models), 'model')} "
-        f"({counted(result.object_count(), 'object')}) into {out}: "
+        f"rendered {rendered} into {out}: "
         f"{len(stats.written)} written, {len(stats.removed)} removed, "
         f"{stats.unchanged} unchanged ({elapsed:.0f} ms)",
         color=color,
