@@ -61,16 +61,22 @@ def mutated(draw: st.DrawFn) -> str:
     return text
 
 
+def _fuzzed(examples: int) -> settings:
+    """The settings of every fuzzer here: `examples` specs, no deadline (a validate takes
+    what it takes), and one repository for them all (the fixture is not per example)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return empty_spec_repo(tmp_path_factory.mktemp("fuzz"))
 
 
-@settings(
-    max_examples=500,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_fuzzed(500)
 @given(text=mutated())
 def test_mutated_specs_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
@@ -136,11 +142,7 @@ def retyped(draw: st.DrawFn) -> str:
     return _one_value_replaced(draw, draw(JSON_VALUES))
 
 
-@settings(
-    max_examples=500,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_fuzzed(500)
 @given(text=retyped())
 def test_retyped_specs_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
@@ -180,11 +182,7 @@ def edged(draw: st.DrawFn) -> str:
     return _one_value_replaced(draw, _EDGE).replace(f'"{_EDGE}"', draw(EDGES), 1)
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_fuzzed(300)
 @given(text=edged())
 def test_numbers_at_their_limits_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
