@@ -197,11 +197,12 @@ def holds(out: Path, tree: str) -> bool:
     return prove(out, tree) is not None
 
 
-def indexed(out: Path) -> Index | None:
+def indexed(out: Path, proof: Proof | None = None) -> Index | None:
     """The index of `out`, with every folder, when `out` provably holds the tree the
     index records (see holds()) and held nothing but servegen's files when it was
-    indexed: then the index says all that reading the folder would."""
-    proof = prove(out)
+    indexed: then the index says all that reading the folder would. `proof`: what
+    prove(out) just gave, when the caller has it."""
+    proof = prove(out) if proof is None else proof
     if proof is None or not proof.clean:
         return None
     stamps = _stamps(proof.lines, proof.count)

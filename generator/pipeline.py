@@ -692,6 +692,53 @@ class Repository:
         counts = (base.objects, base.spec_files)
         return replace(built, warnings=base.warnings, tree=tree, counts=counts)
 
+    def seed(self, latest: wholebuild.Latest, digests: Mapping[str, bytes]) -> list[str] | None:
+        """Take each spec file whose bytes are what the latest stored build was made
+        from out of that build, unread: its models' summaries, texts and files, its
+        specs' names and its warnings, kept only if they give the very contribution
+        that build recorded for the file. Returns the spec files left to read (the
+        others, in `digests`' order); None when the latest build cannot be read back.
+
+        A spec file added, removed or changing what other files read (a name, an
+        endpoint) then costs what it renders, the checks that span every model and the
+        cluster files, instead of reading every spec file's entry again.
+        """
+        sources = latest.sources
+        kept = [r for r, d in digests.items() if r not in self.files and r in sources]
+        kept = [rel for rel in kept if sources[rel][0] == digests[rel]]
+        seeds = latest.seeds() if kept and self._key is not None else None
+        if seeds is None:
+            return None
+        warnings: dict[str, list[Diagnostic]] = {}
+        for warning in latest.build.warnings:
+            warnings.setdefault(warning.path, []).append(warning)
+        try:
+            for rel in kept:
+                self._seed(rel, seeds.get(rel, []), warnings.get(rel, []), sources[rel])
+        except buildcache.DamagedEntryError:
+            return None
+        return [rel for rel in digests if rel not in self.files]
+
+    def _seed(
+        self,
+        rel: str,
+        seeds: Sequence[wholebuild.Seed],
+        warnings: Sequence[Diagnostic],
+        source: tuple[bytes, str],
+    ) -> None:
+        """Keep one spec file as the latest build read back gives it, if that is exactly
+        what it yielded then (its recorded contribution)."""
+        models = tuple(ModelOutput(s.model, s.files, {}, text=s.text) for s in seeds)
+        names = tuple(SpecName(m.name, m.path, m.line, m.col) for m in (s.model for s in seeds))
+        # Kinds left unchecked are in no summary: a file that had any is read again.
+        unchecked: dict[str, int] = {}
+        texts = (s.text.spool.read_span(s.text) for s in seeds)
+        pieces = ((s.model, s.files, unchecked, t) for s, t in zip(seeds, texts, strict=True))
+        digest, contribution = source
+        if wholebuild.contribution(names, warnings, pieces) == contribution:
+            state = FileState(digest, names, models, tuple(warnings), contribution=contribution)
+            self._keep(rel, state)
+
 
 def _cached(state: FileState) -> buildcache.CachedFile:
     """What the build cache keeps of a file that passed (its models are summaries: a
@@ -755,11 +802,13 @@ def _fresh_build(
         gc.freeze()
         try:
             latest = _latest(repository, crds) if digests is not None else None
+            left = None
             if latest is not None and digests is not None:
                 delta = repository.delta(latest, digests, environment)
                 if delta is not None:
                     return delta
-            repository.update(repository.scan(), workers.jobs())
+                left = repository.seed(latest, digests)
+            repository.update(repository.scan() if left is None else left, workers.jobs())
             if not _errors(repository.validation_problems()):
                 _check_environment(config, environment)
             repository.raise_problems()

@@ -12,6 +12,7 @@ the start, closed when nothing refers to it any more.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import weakref
@@ -35,9 +36,13 @@ class Span(NamedTuple):
 class Spool:
     """An append-only temporary file of output files' bytes."""
 
-    def __init__(self) -> None:
-        self.fd = _unnamed_file()
-        self._closer = weakref.finalize(self, os.close, self.fd)  # and so it is gone
+    def __init__(self, fd: int | None = None) -> None:
+        """A new spool; with `fd`, a read-only view of a file someone else keeps open
+        (a whole-build entry, see wholebuild.Latest.seeds())."""
+        self.fd = _unnamed_file() if fd is None else fd
+        self._writable = fd is None
+        if fd is None:
+            weakref.finalize(self, os.close, self.fd)  # and so it is gone
         self._end = 0
 
     def put(self, files: Mapping[str, bytes]) -> SpooledFiles:
@@ -59,10 +64,16 @@ class Spool:
         return span
 
     def _write(self, data: bytes) -> None:
+        if not self._writable:
+            raise OSError(errno.EBADF, "a read-only spool")
         left = memoryview(data)
         while left:  # at its own offset: nothing another user of the fd does moves it
             written = os.pwrite(self.fd, left, self._end)
             left, self._end = left[written:], self._end + written
+
+    def read_span(self, span: Span) -> bytes:
+        """The bytes of one of this spool's spans."""
+        return self.read(span.offset, span.length)
 
     def read(self, offset: int, length: int) -> bytes:
         data = os.pread(self.fd, length, offset)
@@ -105,9 +116,7 @@ class SpooledFiles(Mapping[str, bytes]):
 
     def __getitem__(self, path: str) -> bytes:
         found = self._spans[path]
-        if isinstance(found, bytes):
-            return found
-        return found.spool.read(found.offset, found.length)
+        return found if isinstance(found, bytes) else found.spool.read_span(found)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._spans)

@@ -45,8 +45,9 @@ from generator.buildcache import (
 )
 from generator.errors import Diagnostic
 from generator.outindex import digest, tree_digest
+from generator.outtree import model_folder_of
 from generator.render import ModelRender
-from generator.spool import Span, SpooledFiles
+from generator.spool import Span, Spool, SpooledFiles
 from generator.validate import SpecName
 
 _SECTIONS = ("models", "paths", "bytes", "sources")
@@ -131,6 +132,13 @@ class _Stored:
             if data is not None and digest(data) == expected:
                 return data
         return self._fallback()[1][path]
+
+    def path_at(self, offset: int) -> str | None:
+        """The file whose bytes start at `offset` in the entry, if one does."""
+        spans = self.spans()
+        start = offset - self._sections["bytes"][0]
+        found = (path for path, (begin, _, _) in (spans or {}).items() if begin == start)
+        return next(found, None)
 
     _ONE_BY_ONE = 256  # files read on their own before the whole bytes section is
 
@@ -412,7 +420,8 @@ def store_build(
     # from it by the kernel: the head, which comes first, needs their lengths and
     # digests. Held in memory instead, at 10,000 specs they (and the JSON-ready dicts
     # of every model) were what raised a cold render's peak most.
-    with contextlib.suppress(OSError), tempfile.TemporaryFile() as scratch:
+    # Not stored when a text read back from another entry turned out damaged.
+    with contextlib.suppress(OSError, DamagedEntryError), tempfile.TemporaryFile() as scratch:
         fd = scratch.fileno()
         texts = model_texts if model_texts is not None else [None] * len(models)
         listed = _spooled_texts(fd, (_model_text(m, t) for m, t in zip(models, texts, strict=True)))
@@ -461,7 +470,7 @@ def _head(
 def _model_text(model: ModelRender, known: Span | bytes | None) -> bytes:
     if known is None:
         return model_text(model)
-    return known if isinstance(known, bytes) else known.spool.read(known.offset, known.length)
+    return known if isinstance(known, bytes) else known.spool.read_span(known)
 
 
 def _spooled_texts(fd: int, texts: Iterable[bytes]) -> tuple[Range, str]:
@@ -523,11 +532,13 @@ def contribution(
     files and the kinds it left unchecked. Two versions of a file with the same
     contribution differ only in the bytes of their models' files.
 
-    The sha256 of _json([names, warnings, [[summary, paths, kinds], ...]]), with each
-    summary's text as given (buildcache.model_text()) or made here."""
+    The sha256 of _json([names, sorted unique warnings, [[summary, paths, kinds], ...]]),
+    with each summary's text as given (buildcache.model_text()) or made here."""
     total = hashlib.sha256(b"[")
     total.update(_json([dataclasses.astuple(n) for n in names]) + b",")
-    total.update(_json([dataclasses.astuple(w) for w in warnings]) + b",[")
+    # Warnings as validation reports them (sorted, each once): read back from a whole
+    # build, a file's warnings are known in that order only.
+    total.update(_json([dataclasses.astuple(w) for w in sorted(set(warnings))]) + b",[")
     for number, (model, paths, skipped, text) in enumerate(models):
         total.update(b"," if number else b"")
         total.update(b"[" + (model_text(model) if text is None else text) + b",")
@@ -679,6 +690,95 @@ class Latest:
             return None
         spliced = _replace_records(listed, replaced)
         return spliced, pieces, size, tree_digest(digests_of), len(records)
+
+    def seeds(self) -> dict[str, list[Seed]] | None:
+        """Each spec file's models as this build holds them, in the order the file
+        writes them (by where their names are), their texts and files left in this
+        entry until asked for; None when the entry cannot be read."""
+        try:
+            return self._seeds()
+        except (DamagedEntryError, OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def _seeds(self) -> dict[str, list[Seed]] | None:
+        stored = self._stored
+        if stored.rebuilt:
+            return None
+        reader = _EntryReader(stored)
+        files: dict[str, dict[str, Span | bytes]] = {}
+        offset = stored.offset("bytes")
+        for path, length, file_digest in stored.listing():  # checked against the head
+            folder = model_folder_of(path)
+            if folder is not None:
+                files.setdefault(folder, {})[path] = Span(reader, offset, length, file_digest)
+            offset += length
+        found: dict[str, list[Seed]] = {}
+        start = stored.offset("models")
+        for data, at, text in _list_items(stored._read("models")):  # checked, too
+            model = model_from_json(data)
+            seed = Seed(
+                model,
+                Span(reader, start + at, len(text), digest(text)),
+                SpooledFiles(files.pop(model.name, {})),
+            )
+            found.setdefault(model.path, []).append(seed)
+        for seeds in found.values():
+            seeds.sort(key=lambda seed: (seed.model.line, seed.model.col))
+        return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed:
+    """One model of the latest build, read back for a build that keeps its spec file."""
+
+    model: ModelRender  # its summary
+    text: Span  # buildcache.model_text() of it, in the entry
+    files: SpooledFiles  # its files, in the entry
+
+
+class _EntryReader(Spool):
+    """A whole-build entry read as a spool: its texts and files, each checked against
+    its digest when read. The entry is never written in place (a new one replaces it),
+    so a mismatch means it was damaged since: a file then is what a build without the
+    entry gives (as _Stored.file() does), a text an error (for the caller's fallback)."""
+
+    def __init__(self, stored: _Stored) -> None:
+        super().__init__(stored.fd)
+        self._stored = stored  # the entry stays open while a span refers to it
+
+    def read_span(self, span: Span) -> bytes:
+        with contextlib.suppress(OSError):
+            data = self.read(span.offset, span.length)
+            if digest(data) == span.digest:
+                return data
+        path = self._stored.path_at(span.offset)
+        if path is None:
+            raise DamagedEntryError("models")
+        return self._stored.rebuilt_files()[path]
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _list_items(listed: bytes) -> Iterator[tuple[Any, int, bytes]]:
+    """What each item of a JSON list as _list_pieces() writes it holds, where its text
+    starts in `listed` (in bytes) and that text."""
+    text = listed.decode()
+    del listed  # (the caller's only reference): the text alone is held from here on
+    if text == "[]":
+        return
+    if text[:1] != "[":
+        raise ValueError("not a list")
+    at, offset = 1, 1  # in characters, in bytes
+    while True:
+        value, end = _DECODER.raw_decode(text, at)
+        item = text[at:end].encode()
+        yield value, offset, item
+        if end == len(text) - 1 and text[end] == "]":
+            return
+        if text[end : end + 1] != ",":
+            raise ValueError("not a list of texts")
+        at, offset = end + 1, offset + len(item) + 1
 
 
 def _replace_records(listed: bytes, records: Mapping[str, list[object]]) -> bytes:

@@ -287,23 +287,21 @@ def write_tree(
     records and nothing else, the folder is not read at all; files that know their
     digests (outindex.Digested) are read only where they differ from the folder's.
     """
-    if tree is not None and out.parent.is_dir():
-        with _locked(out.parent):
-            if holds(out, tree):  # a stat per folder and file, nothing read
-                return WriteStats((), len(files), ())
-            try:
-                done = _write_delta(out, files, tree)
-            except OSError as exc:
-                raise CannotWriteError(f"cannot write the output folder {out}: {exc}") from exc
-            if done is not None:
-                return done
-    for rel in files:
-        safe_relative(rel)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with _locked(out.parent):  # read and swap as one: no other writer in between
+            # Proven once (a stat per folder and file, nothing read), for both ways below.
+            proof = outindex.prove(out)
+            if tree is not None and proof is not None and proof.tree == tree:
+                return WriteStats((), len(files), ())
+            done = _write_delta(out, files, tree, proof) if tree is not None else None
+            if done is not None:
+                return done
+            for rel in files:
+                safe_relative(rel)
             _clear_part(part_folder(out))  # what an interrupted write within a folder left
-            current = _indexed_output(out) or read_output(out, known)
+            current = _indexed_output(out, proof) or read_output(out, known)
+            del proof  # what the write needs of it is in `current` now (megabytes at 10,000)
             if tree is not None and _holds(current, files, tree):
                 # holds() declined (a foreign file, a stale index): next time it need not.
                 store_index(out, current.stamps, current.folders, not current.foreign)
@@ -328,7 +326,9 @@ def write_tree(
     return WriteStats(written, len(files) - len(written), removed)
 
 
-def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats | None:
+def _write_delta(
+    out: Path, files: Mapping[str, bytes], tree: str, proof: outindex.Proof | None
+) -> WriteStats | None:
     """Write `files` when they are the output's tree with a few files' bytes replaced
     (outindex.Delta), doing nothing per unchanged file; None when that cannot be shown
     (then the whole write does it).
@@ -348,8 +348,7 @@ def _write_delta(out: Path, files: Mapping[str, bytes], tree: str) -> WriteStats
     hint = files.changes() if isinstance(files, Delta) else None
     if hint is None and not isinstance(files, Digested):
         return None
-    proof = outindex.prove(out, None if hint is None else hint[0])
-    if proof is None or not proof.clean:
+    if proof is None or not proof.clean or (hint is not None and proof.tree != hint[0]):
         return None
     changed = hint[1] if hint is not None else _differing(proof, files)
     if changed is None:
@@ -551,11 +550,11 @@ def _digests(files: Mapping[str, bytes]) -> dict[str, bytes]:
     return {rel: digest(data) for rel, data in files.items()}
 
 
-def _indexed_output(out: Path) -> OutputFolder | None:
+def _indexed_output(out: Path, proof: outindex.Proof | None = None) -> OutputFolder | None:
     """The output folder as its index describes it, when the index proves that `out`
-    holds what it records and nothing else (outindex.indexed()); else None (then the
-    folder is read)."""
-    index = indexed(out)
+    holds what it records and nothing else (outindex.indexed(), from `proof` when the
+    caller just made it); else None (then the folder is read)."""
+    index = indexed(out, proof)
     if index is None:
         return None
     owned = {rel: stamp.digest for rel, stamp in index.stamps.items()}

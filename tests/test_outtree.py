@@ -39,6 +39,28 @@ def test_every_built_path_parses_back_to_its_record(record: TreePath) -> None:
     assert parse(record.path) == record
 
 
+@given(tree_paths())
+def test_a_model_folder_is_told_from_the_path_as_parse_tells_it(record: TreePath) -> None:
+    assert outtree.model_folder_of(record.path) == record.model
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("models/m/x", "m"),
+        ("models/m/", "m"),
+        ("models/", None),
+        ("models//x", None),
+        ("models", None),
+        ("modelsx/m/x", None),
+        ("README.md", None),
+        ("m/models/x/y", None),
+    ],
+)
+def test_a_model_folder_is_the_second_part_below_models(path: str, model: str | None) -> None:
+    assert outtree.model_folder_of(path) == model
+
+
 def test_every_file_of_a_build_parses_back_to_its_path(crds_dir: Path) -> None:
     result = build(EXAMPLES, crds=[crds_dir])
     parsed = {path: parse(path) for path in result.files}

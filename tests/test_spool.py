@@ -60,6 +60,28 @@ def test_a_merged_tree_is_sorted_and_its_pieces_are_runs_of_the_spool() -> None:
     assert [type(piece) for piece in pieces] == [bytes, bytes, tuple, tuple]
 
 
+def test_a_spool_over_another_file_reads_it_and_never_writes_or_closes_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "entry"
+    path.write_bytes(b"head\nbody")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        view = spool.Spool(fd)
+        span = spool.Span(view, 5, 4, digest(b"body"))
+        assert view.read_span(span) == b"body"
+        assert spool.SpooledFiles({"x": span})["x"] == b"body"
+        with pytest.raises(OSError, match="read-only"):
+            view.put({"y": b"more"})
+        with pytest.raises(OSError, match="read-only"):
+            view.append(b"more")
+        del view, span
+        assert os.pread(fd, 4, 0) == b"head"  # still open: it was never the view's
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"head\nbody"
+
+
 def test_no_temporary_folder_means_no_spool(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from generator import buildcache, cli, pipeline, spool, wholebuild
 from generator import write as write_module
 from generator.buildcache import json_pieces
-from generator.errors import InvalidInputError
+from generator.errors import Diagnostic, InvalidInputError
 from generator.load import spec_files
 from generator.outindex import digest, index_path, tree_digest
 from generator.pipeline import build
 from generator.render import summary
+from generator.validate import load_config
 from generator.write import MANIFEST, manifest_bytes, stale_paths, write_tree
 from tests.cacheutil import Counting, entries, head, no_render, no_validation, passing_files
 from tests.incrementalutil import one_shot, tree
@@ -295,6 +296,33 @@ def test_an_edit_that_changes_no_output_file_copies_all_but_the_sources(
     assert renders.names == []
 
 
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The spec files a build reads from here on (each file's path, relative)."""
+    read: list[str] = []
+    original = pipeline.read_spec
+
+    def recording(root: Path, path: Path) -> tuple[bytes, object, bool]:
+        read.append(path.relative_to(root).as_posix())
+        return original(root, path)
+
+    monkeypatch.setattr(pipeline, "read_spec", recording)
+    return read
+
+
+def _as_built_afresh(again: pipeline.Build, repo: Path) -> None:
+    """`again` is what a build from scratch of `repo` gives, and it was stored."""
+    expected = build(repo, keep_objects=True)
+    assert dict(again.files) == expected.files
+    assert list(again.models) == [summary(m) for m in expected.models]
+    assert again.notes == expected.notes and again.warnings == expected.warnings
+    assert again.object_count() == expected.object_count()
+    assert again.tree == tree_digest({path: digest(data) for path, data in expected.files.items()})
+    hit = build(repo)  # a whole-build hit now: the entry stored reads back the same
+    assert isinstance(hit.files, wholebuild.StoredFiles)
+    assert dict(hit.files) == expected.files and hit.notes == expected.notes
+    assert list(hit.models) == list(again.models) and hit.warnings == again.warnings
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [
@@ -304,17 +332,19 @@ def test_an_edit_that_changes_no_output_file_copies_all_but_the_sources(
     ],
     ids=["summary", "name", "position"],
 )
-def test_a_change_beyond_its_own_files_is_built_in_full(
-    example_repo: Path, old: str, new: str
+def test_a_change_beyond_its_own_files_reads_that_file_alone(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str
 ) -> None:
+    """What spans every model is derived again, from the latest build's other files
+    read back from it, not from their spec files or their own entries."""
     build(example_repo)
     _edit_spec(example_repo, old, new)
-    again = build(example_repo)
-    expected = build(example_repo, keep_objects=True)
-    assert dict(again.files) == expected.files
-    assert again.notes == expected.notes
-    assert [m.name for m in again.models] == [m.name for m in expected.models]
-    assert [(m.path, m.line) for m in again.models] == [(m.path, m.line) for m in expected.models]
+    with monkeypatch.context() as patched:
+        _no_full_fill(patched)
+        read = _reads(patched)
+        again = build(example_repo)
+    assert read == [NOMIC]
+    _as_built_afresh(again, example_repo)
 
 
 def test_a_changed_spec_that_collides_or_fails_is_reported_as_ever(example_repo: Path) -> None:
@@ -322,6 +352,9 @@ def test_a_changed_spec_that_collides_or_fails_is_reported_as_ever(example_repo:
     _edit_spec(example_repo, "name: nomic-embed", "name: bge-reranker")  # another's name
     with pytest.raises(InvalidInputError) as duplicate:
         build(example_repo)
+    with pytest.raises(InvalidInputError) as afresh:
+        build(example_repo, keep_objects=True)
+    assert duplicate.value.diagnostics == afresh.value.diagnostics
     assert any("bge-reranker" in d.message for d in duplicate.value.diagnostics)
     _edit_spec(example_repo, "name: bge-reranker", "name: nomic-embed")
     _edit_spec(example_repo, "max_replicas: 3", "max_replicas: many")
@@ -330,14 +363,96 @@ def test_a_changed_spec_that_collides_or_fails_is_reported_as_ever(example_repo:
     assert [d.path for d in invalid.value.diagnostics] == [NOMIC]
 
 
-def test_added_and_removed_spec_files_are_built_in_full(example_repo: Path) -> None:
+def test_added_and_removed_spec_files_are_built_on_the_latest_build(
+    example_repo: Path, renders: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build(example_repo)
-    (example_repo / "specs/kubeai/copy.yaml").write_text(
+    added = "specs/kubeai/copy.yaml"
+    (example_repo / added).write_text(
         (example_repo / NOMIC).read_text().replace("nomic-embed", "nomic-copy")
     )
     (example_repo / "specs/vllm/whisper.yaml").unlink()
-    expected = build(example_repo, keep_objects=True)
-    assert dict(build(example_repo).files) == expected.files
+    renders.names.clear()
+    with monkeypatch.context() as patched:
+        _no_full_fill(patched)
+        read = _reads(patched)
+        again = build(example_repo)
+    assert (read, renders.names) == ([added], ["nomic-copy"])
+    _as_built_afresh(again, example_repo)
+    (example_repo / added).rename(example_repo / "specs/vllm/moved.yaml")  # a file renamed
+    with monkeypatch.context() as patched:
+        _no_full_fill(patched)
+        read = _reads(patched)
+        again = build(example_repo)
+    assert read == ["specs/vllm/moved.yaml"]
+    _as_built_afresh(again, example_repo)
+
+
+def test_an_added_file_that_takes_a_name_is_reported_as_a_fresh_build_does(
+    example_repo: Path,
+) -> None:
+    build(example_repo)
+    (example_repo / "specs/kubeai/copy.yaml").write_text((example_repo / NOMIC).read_text())
+    with pytest.raises(InvalidInputError) as found:
+        build(example_repo)
+    with pytest.raises(InvalidInputError) as afresh:
+        build(example_repo, keep_objects=True)
+    assert found.value.diagnostics == afresh.value.diagnostics
+    assert [d.message for d in found.value.diagnostics if d.path == NOMIC] == [
+        "duplicate name 'nomic-embed': also defined at specs/kubeai/copy.yaml:4:7"
+    ]
+
+
+_WARNED = """\
+kind: vllmserve-text
+name: {name}
+spec: {{url: "hf://o/{name}", image: "vllm/vllm-openai:v0.9.2"}}
+"""
+
+
+def test_files_with_warnings_and_several_specs_are_read_back_from_the_latest_build(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file's warnings and models (in the file's order, not the build's) are what it
+    contributed: nothing is read again but the file that changed."""
+    two = "specs/vllm/two.yaml"
+    (example_repo / two).write_text(
+        _WARNED.format(name="zz-old") + "---\n" + _WARNED.format(name="aa-old")
+    )
+    build(example_repo)
+    assert [w.path for w in build(example_repo).warnings] == [two, two]
+    _edit_spec(example_repo, "name: nomic-embed", "name: nomic-embed-2")
+    with monkeypatch.context() as patched:
+        _no_full_fill(patched)
+        read = _reads(patched)
+        again = build(example_repo)
+    assert read == [NOMIC]
+    assert [w.path for w in again.warnings] == [two, two]
+    _as_built_afresh(again, example_repo)
+
+
+def test_a_file_read_back_otherwise_than_it_contributed_is_read_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose models, read back, do not give its recorded contribution (here: one
+    model's position moved) is not taken from the latest build, but read again."""
+    build(example_repo)
+    _edit_spec(example_repo, "name: nomic-embed", "name: nomic-embed-2")
+    original = wholebuild.Latest.seeds
+    whisper = "specs/vllm/whisper.yaml"
+
+    def moved(self: wholebuild.Latest) -> dict[str, list[wholebuild.Seed]] | None:
+        found = original(self)
+        assert found is not None
+        (seed,) = found[whisper]
+        found[whisper] = [dataclasses.replace(seed, model=dataclasses.replace(seed.model, line=99))]
+        return found
+
+    monkeypatch.setattr(wholebuild.Latest, "seeds", moved)
+    read = _reads(monkeypatch)
+    again = build(example_repo)
+    assert sorted(read) == [NOMIC, whisper]
+    _as_built_afresh(again, example_repo)
 
 
 def test_render_after_one_change_writes_that_model_only(
@@ -391,6 +506,66 @@ def test_a_section_of_texts_written_in_pieces_is_their_json_list(
     assert b"".join(pieces) == wholebuild._json([json.loads(t) for t in texts])
     assert (len(pieces) > 1) == (count > 1)  # written as the batch fills
     assert all(len(piece) >= 16 for piece in pieces[:-1])
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7])
+def test_a_list_of_texts_reads_back_item_by_item_with_where_each_lies(count: int) -> None:
+    texts = [wholebuild._json({"n": i, "s": 'ü\u2028\\"' * i, "l": [i, {}]}) for i in range(count)]
+    listed = b"".join(wholebuild._list_pieces(iter(texts)))
+    found = list(wholebuild._list_items(listed))
+    assert [value for value, _, _ in found] == [json.loads(t) for t in texts]
+    assert [text for _, _, text in found] == texts
+    assert [listed[at : at + len(text)] for _, at, text in found] == texts
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [b"", b"[", b"{}", b"[1,]", b"[1 ,2]", b"[1]x", b"[1][2]", b"[1,,2]", b"[1", b" [1]"],
+)
+def test_what_is_not_a_list_of_texts_is_refused(listed: bytes) -> None:
+    with pytest.raises(ValueError):
+        list(wholebuild._list_items(listed))
+
+
+def test_a_stored_text_or_file_damaged_after_it_was_read_back_is_not_taken(
+    example_repo: Path,
+) -> None:
+    """The entry changed in place since its sections were checked: a text read again
+    is refused (DamagedEntryError), a file is what a build without the entry gives."""
+    expected = build(example_repo, keep_objects=True)
+    build(example_repo)
+    config, _ = load_config(example_repo)
+    repository = pipeline.Repository(example_repo, config)
+    latest = pipeline._latest(repository, ())
+    assert latest is not None
+    seeds = latest.seeds()
+    assert seeds is not None
+    (seed,) = seeds[NOMIC]
+    path = next(iter(seed.files))
+    assert seed.files[path] == expected.files[path]
+    assert seed.text.spool.read_span(seed.text) == buildcache.model_text(seed.model)
+    entry = _whole_build_entry()
+    with entry.open("r+b") as handle:  # in place: the open entry sees it
+        for span in (seed.text, seed.files.spans()[path]):
+            assert isinstance(span, spool.Span)
+            handle.seek(span.offset)
+            handle.write(bytes(b ^ 1 for b in handle.read(4)))
+    damaged = entry.read_bytes()
+    with pytest.raises(buildcache.DamagedEntryError):
+        seed.text.spool.read_span(seed.text)
+    assert seed.files[path] == expected.files[path]  # built again without the entry
+    assert entry.read_bytes() != damaged  # deleted, and stored anew by that build
+    assert dict(build(example_repo).files) == expected.files
+
+
+def test_a_contribution_reads_warnings_as_validation_reports_them() -> None:
+    """Sorted, each once: how a file's warnings read back from a whole build."""
+    first = Diagnostic("specs/a.yaml", 2, 3, "spec.image", "old image", "warning")
+    second = Diagnostic("specs/a.yaml", 9, 1, "serve.args", "idle GPUs", "warning")
+    assert wholebuild.contribution((), [second, first, second], ()) == wholebuild.contribution(
+        (), [first, second], ()
+    )
+    assert wholebuild.contribution((), [first], ()) != wholebuild.contribution((), [second], ())
 
 
 def test_a_build_that_cannot_spool_its_sections_is_not_stored(
@@ -476,7 +651,7 @@ def _contribution_as_json(found: buildcache.CachedFile) -> str:
     text = wholebuild._json(
         [
             [dataclasses.astuple(n) for n in found.names],
-            [dataclasses.astuple(w) for w in found.warnings],
+            [dataclasses.astuple(w) for w in sorted(set(found.warnings))],
             [
                 [buildcache.model_to_json(c.model), sorted(c.files), sorted(c.skipped.items())]
                 for c in found.models
