@@ -210,11 +210,11 @@ def indexed(out: Path, proof: Proof | None = None) -> Index | None:
         return None
     folders = tuple(proof.listed[1 : proof.folder_count + 1])  # after ".", before MANIFEST
     seen, end = proof.seen, 4 * (proof.folder_count + 2)
-    stats = tuple(_as_fields(seen[i : i + 4]) for i in range(0, end, 4))
+    stats = tuple(as_fields(seen[i : i + 4]) for i in range(0, end, 4))
     return Index(proof.tree, proof.written_ns, stamps, folders, stats, proof.signature)
 
 
-def _as_fields(four: Sequence[int]) -> Fields:
+def as_fields(four: Sequence[int]) -> Fields:
     return (four[0], four[1], four[2], four[3])
 
 
@@ -250,22 +250,38 @@ class Proof:
     def folder_count(self) -> int:
         return len(self.listed) - self.count - 2
 
-    def differing(self, wanted: Mapping[str, bytes]) -> list[str] | None:
-        """The recorded files whose digest is not the one in `wanted`; None unless the
-        index records exactly the paths of `wanted`. A line at a time: 62,000 lines,
-        or their stamps, at once took tens of megabytes."""
-        found: list[str] = []
+    def compare(self, wanted: Mapping[str, bytes]) -> tuple[list[str], list[str], list[str]] | None:
+        """The recorded files whose digest is not the one in `wanted`, the recorded
+        files `wanted` lacks, and the paths of `wanted` not recorded; None when the
+        lines cannot be read. A line at a time: 62,000 lines, or their stamps, at once
+        took tens of megabytes."""
+        differing: list[str] = []
+        gone: list[str] = []
         count = 0
         try:
             for line in io.BytesIO(self.lines):
                 hexed, _, rest = line.partition(b"\t")
                 rel = rest[:-1].rpartition(b"\t")[2].decode()  # a path holds no tab
-                if wanted[rel] != bytes.fromhex(hexed.decode()):
-                    found.append(rel)
+                found = wanted.get(rel)
+                if found is None:
+                    gone.append(rel)
+                elif found != bytes.fromhex(hexed.decode()):
+                    differing.append(rel)
                 count += 1
-        except (KeyError, ValueError):
+        except ValueError:
             return None
-        return found if count == len(wanted) == self.count else None
+        if count != self.count:
+            return None
+        added: list[str] = []
+        if len(wanted) != count - len(gone):
+            recorded = set(self.files)
+            added = [rel for rel in wanted if rel not in recorded]
+        return differing, gone, added
+
+    @property
+    def files(self) -> list[str]:
+        """The recorded files, in the order of their lines."""
+        return self.listed[self.folder_count + 2 :]
 
     def locate(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int, Stamp]] | None:
         """Each path's stamp line: (its number, where it starts and ends, its stamp);
@@ -461,6 +477,60 @@ def store_index_delta(
     fields = (tree, count, watched, sum(map(len, pieces)), signature, newest, clean)
     try:
         _write_index(path, fields, [*pieces, proof.watched])
+        _after(path, newest)
+    except OSError:
+        return ""
+    return signature
+
+
+def store_index_reshaped(
+    out: Path,
+    proof: Proof,
+    tree: str,
+    lines: Mapping[str, tuple[int, int, int, Stamp | None]],
+    added: Mapping[str, Stamp],
+    folders: Sequence[str],
+    seen: array.array[int],
+) -> str:
+    """Record the proven index with files written anew, removed and added: `lines`
+    maps each recorded file written anew (its new stamp) or removed (None) to its
+    place, as Proof.locate() gives it; `added` the new files' stamps (their lines come
+    last); `folders` are every folder now, sorted, and `seen` the fields of ".", each
+    of them and the manifest now. Every other file is as `proof` saw it: its line and
+    fields are taken over in runs. `tree` is tree_digest() of the new tree. Returns the
+    signature recorded."""
+    path = index_path(out)
+    if path is None:
+        return ""
+    if len(seen) != 4 * (len(folders) + 2):
+        raise ValueError("one field per folder, the output folder and the manifest")
+    first = 4 * (proof.folder_count + 2)  # where the files' fields start in proof.seen
+    recorded, text = proof.files, memoryview(proof.lines)
+    fields, pieces, paths = array.array("q", seen), list[bytes | memoryview](), list[str]()
+    last, number_after = 0, 0  # where the run of unchanged lines starts, and its number
+    for rel, (number, start, end, stamp) in sorted(lines.items(), key=lambda i: i[1][1]):
+        pieces.append(text[last:start])
+        fields.extend(proof.seen[first + 4 * number_after : first + 4 * number])
+        paths += recorded[number_after:number]
+        if stamp is not None:
+            pieces.append(_stamp_line(rel, stamp))
+            fields.extend((stat.S_IFREG, stamp.size, stamp.mtime_ns, stamp.ino))
+            paths.append(rel)
+        last, number_after = end, number + 1
+    pieces.append(text[last:])
+    fields.extend(proof.seen[first + 4 * number_after :])
+    paths += recorded[number_after:]
+    for rel, stamp in added.items():
+        pieces.append(_stamp_line(rel, stamp))
+        fields.extend((stat.S_IFREG, stamp.size, stamp.mtime_ns, stamp.ino))
+        paths.append(rel)
+    watched = [".", *folders, MANIFEST, *paths]
+    signature, newest = _fields_digest(fields), max(fields[2::4])
+    clean = proof.head[6]
+    size = sum(map(len, pieces))
+    head = (tree, len(paths), len(watched), size, signature, newest, clean)
+    try:
+        _write_index(path, head, [*pieces, *_encoded(f"{rel}\n" for rel in watched)])
         _after(path, newest)
     except OSError:
         return ""
@@ -676,7 +746,7 @@ def load_spare(out: Path, spare: Path, index: Index | None = None) -> SpareState
                 return None
     except (OSError, ValueError):
         return None
-    fields = [_as_fields(seen[i : i + 4]) for i in range(0, len(seen), 4)]
+    fields = [as_fields(seen[i : i + 4]) for i in range(0, len(seen), 4)]
     return SpareState(files, folders, dict(zip((".", *folders), fields, strict=True)))
 
 

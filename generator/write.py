@@ -271,10 +271,16 @@ def is_manifest_of(manifest: bytes | None, paths: Iterable[str]) -> bool:
 # --------------------------------------------------------------------------- writing
 
 
+def everything(_rel: str) -> bool:
+    """The scope of a write of the whole output: every file servegen wrote there is the
+    new tree's to keep or remove."""
+    return True
+
+
 def write_tree(
     out: Path,
     files: Mapping[str, bytes],
-    scope: Callable[[str], bool] = lambda _: True,
+    scope: Callable[[str], bool] = everything,
     known: Mapping[str, bytes] | None = None,
     tree: str | None = None,
 ) -> WriteStats:
@@ -294,7 +300,8 @@ def write_tree(
             proof = outindex.prove(out)
             if tree is not None and proof is not None and proof.tree == tree:
                 return WriteStats((), len(files), ())
-            done = _write_delta(out, files, tree, proof) if tree is not None else None
+            reshape = scope is everything  # (a scoped write keeps files outside it)
+            done = _write_delta(out, files, tree, proof, reshape) if tree is not None else None
             if done is not None:
                 return done
             for rel in files:
@@ -327,7 +334,11 @@ def write_tree(
 
 
 def _write_delta(
-    out: Path, files: Mapping[str, bytes], tree: str, proof: outindex.Proof | None
+    out: Path,
+    files: Mapping[str, bytes],
+    tree: str,
+    proof: outindex.Proof | None,
+    reshape: bool = True,
 ) -> WriteStats | None:
     """Write `files` when they are the output's tree with a few files' bytes replaced
     (outindex.Delta), doing nothing per unchanged file; None when that cannot be shown
@@ -336,44 +347,63 @@ def _write_delta(
     Shown means: the index records the tree the files were made from and proves the
     output holds exactly it (a stat of every folder and file, see outindex.holds()).
     Files that know their digests (outindex.Digested) but not that tree may start from
-    any proven tree of the very same paths: the changed files are those whose digests
-    differ from the index's.
+    any proven tree: the changed files are those whose digests differ from the index's,
+    and (when `reshape`, i.e. the write's scope is the whole output) those it lacks or
+    holds beyond them.
     When the changed files share a folder below the output's, a copy of that folder
     alone (its files linked, the changed ones written) is swapped in: see _write_within.
     Else the spare is used as by the whole write, when its record, relative to that very
-    index, is proven: see _write_spare. Either way the new index is the old one's bytes
-    with the changed lines replaced, and its signature the fields just seen, with those
-    of what was touched taken anew.
+    index, is proven: see _write_spare, and _write_reshaped for files added or removed.
+    Either way the new index is the old one's bytes with the changed lines replaced (or
+    removed, or added), and its signature the fields just seen, with those of what was
+    touched taken anew.
     """
     hint = files.changes() if isinstance(files, Delta) else None
     if hint is None and not isinstance(files, Digested):
         return None
     if proof is None or not proof.clean or (hint is not None and proof.tree != hint[0]):
         return None
-    changed = hint[1] if hint is not None else _differing(proof, files)
-    if changed is None:
+    found = (hint[1], [], []) if hint is not None else _differing(proof, files, reshape)
+    if found is None:
         return None
-    located = proof.locate(changed)
+    changed, gone, added = found
+    located = proof.locate([*(rel for rel in changed if rel not in added), *gone])
     if located is None:
         return None
-    new = {rel: data for rel, data in changed.items() if digest(data) != located[rel][3].digest}
-    if not new:
+    new = {
+        rel: data
+        for rel, data in changed.items()
+        if rel in added or digest(data) != located[rel][3].digest
+    }
+    if not new and not gone:
         return None
     for rel in new:
         safe_relative(rel)
-    change = _Change(out, proof, located, new, tree)
-    done = _write_within(change) or _write_spare(change)
-    return None if not done else WriteStats(tuple(sorted(new)), len(files) - len(new), ())
+    change = _Change(out, proof, located, new, tree, tuple(gone), frozenset(added))
+    if gone or added:
+        done = _write_reshaped(change)
+    else:
+        done = _write_within(change) or _write_spare(change)
+    written, removed = tuple(sorted(new)), tuple(sorted(gone))
+    return None if not done else WriteStats(written, len(files) - len(new), removed)
 
 
-def _differing(proof: outindex.Proof, files: Mapping[str, bytes]) -> dict[str, bytes] | None:
+def _differing(
+    proof: outindex.Proof, files: Mapping[str, bytes], reshape: bool
+) -> tuple[dict[str, bytes], list[str], list[str]] | None:
     """The files (outindex.Digested) whose digests differ from what the proven output
-    holds (a stored build of another edit, say: the one before the last, restored);
-    None unless both are the very same paths."""
-    paths = proof.differing(files.digests()) if isinstance(files, Digested) else None
-    if paths is None or len(paths) > _DIFFERING_LIMIT:
+    holds or that it lacks (with their bytes), and the files it holds that `files`
+    lack (a stored build of another edit, say, or with a spec file added); None when
+    paths differ but `reshape` is False (the write keeps files outside its scope)."""
+    compared = proof.compare(files.digests()) if isinstance(files, Digested) else None
+    if compared is None:
+        return None
+    differing, gone, added = compared
+    if (gone or added) and not reshape:
+        return None
+    if len(differing) + len(gone) + len(added) > _DIFFERING_LIMIT:
         return None  # (many: the whole write takes each file's bytes one at a time)
-    return {rel: files[rel] for rel in paths}
+    return {rel: files[rel] for rel in (*differing, *added)}, gone, added
 
 
 _DIFFERING_LIMIT = 2048  # changed files whose bytes a shortcut write holds at once
@@ -388,6 +418,8 @@ class _Change:
     located: Mapping[str, tuple[int, int, int, Stamp]]  # each file's line in the index
     new: Mapping[str, bytes]  # path -> its new bytes
     tree: str  # tree_digest() of the tree once written
+    gone: tuple[str, ...] = ()  # files the output holds and the tree does not
+    added: frozenset[str] = frozenset()  # files of `new` the output does not hold
 
     def stamps(self, made: Mapping[str, Stamp]) -> dict[str, tuple[int, int, int, Stamp]]:
         return {rel: (*self.located[rel][:3], stamp) for rel, stamp in made.items()}
@@ -523,6 +555,171 @@ def _write_spare(change: _Change) -> bool:
         old = {rel: change.located[rel][3].ino for rel in new}
         store_spare_delta(out, signature, old, proof.seen[:end])
     return True
+
+
+def _write_reshaped(change: _Change) -> bool:
+    """_write_spare() with files added and removed: the spare, proven by its record
+    relative to the index to be the output but for the files the record names, gets
+    those linked again, the removed files and the folders they leave empty taken out,
+    the new folders made, the new and changed files and a new manifest written; then
+    it is swapped in. The new index is the old one with those lines replaced, removed
+    and added (outindex.store_index_reshaped()); the old tree, now the spare, is given
+    the new tree's paths (_align_spare())."""
+    out, proof, new, gone = change.out, change.proof, change.new, set(change.gone)
+    spare = spare_folder(out)
+    if spare.is_symlink() or not spare.is_dir():
+        return False
+    found = _spare_against(change, spare)
+    if found is None:
+        return False
+    differing, spare_seen, align = found
+    relinked = [r for r in differing if r not in new and r not in gone and r != MANIFEST]
+    if proof.locate(relinked) is None:
+        return False
+    for rel in relinked:
+        safe_relative(rel)
+    paths = [*(rel for rel in proof.files if rel not in gone), *change.added]
+    old_folders, folders = change.folders, sorted(folders_of(paths))
+    forget_index(out)  # until the new tree's is written
+    forget_spare(out)  # the spare changes now
+    _spare(out)  # checked, and marked as being prepared
+    top, touched = str(spare), {".", *align()}
+    for rel in relinked:  # not the output's file: link the output's
+        (spare / rel).unlink()
+        os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
+        touched.add(_parent(rel))
+    for rel in gone:
+        (spare / rel).unlink()
+        touched.add(_parent(rel))
+    emptied, made_folders = set(old_folders) - set(folders), set(folders) - set(old_folders)
+    for rel in sorted(emptied, key=lambda r: r.count("/"), reverse=True):
+        os.rmdir(f"{top}/{rel}")  # noqa: PTH106 - empty: its files were just removed
+        touched.add(_parent(rel))
+    for rel in sorted(made_folders, key=lambda r: r.count("/")):
+        os.mkdir(f"{top}/{rel}")  # noqa: PTH102 - its parent was made just before
+        touched.update((_parent(rel), rel))
+    made = {}
+    for rel, data in new.items():
+        if rel not in change.added:
+            (spare / rel).unlink()
+        made[rel] = _new_file(f"{top}/{rel}", data)
+        touched.add(_parent(rel))
+    (spare / MANIFEST).unlink()
+    _new_file(f"{top}/{MANIFEST}", manifest_bytes(paths))
+    (spare / _STAGING_MARK).unlink()
+    _exchange(spare, out)  # the old tree is the next spare
+    carried = _carried(spare_seen, old_folders, folders)  # the spare's, now the output's
+    seen = _retaken(out, carried, folders, touched - emptied)
+    seen.extend(fields_of(os.lstat(out / MANIFEST)))
+    lines: dict[str, tuple[int, int, int, Stamp | None]] = {
+        rel: (*change.located[rel][:3], None) for rel in gone
+    }
+    lines.update(change.stamps({r: s for r, s in made.items() if r not in change.added}))
+    added = {rel: made[rel] for rel in change.added}
+    signature = outindex.store_index_reshaped(out, proof, change.tree, lines, added, folders, seen)
+    if signature:
+        with contextlib.suppress(OSError, OutputFolderError):  # then the spare is listed
+            _align_spare(change, folders, (emptied, made_folders), signature)
+    return True
+
+
+def _spare_against(
+    change: _Change, spare: Path
+) -> tuple[Mapping[str, int], array.array[int], Callable[[], set[str]]] | None:
+    """The spare against the proven output, as its record says: the files where it
+    holds another inode (path -> the spare's), the fields of "." and each of the
+    output's folders in it, and what first gives it the output's paths and folders
+    (returning the folders it changed). A record relative to the output's index needs
+    nothing first; a whole one (after a whole write) has the spare's files removed,
+    folders made and removed and the output's files linked where they differ; None
+    when neither is proven, or they differ in more than a shortcut write changes."""
+    out, proof = change.out, change.proof
+    record = outindex.load_spare_delta(out, spare, proof)
+    if record is not None:
+        return record.differing, record.seen, set
+    state = outindex.load_spare(out, spare)  # (a relative record was declined above)
+    if state is None:
+        return None
+    first = 4 * (proof.folder_count + 2)
+    live = dict(zip(proof.files, proof.seen[first + 3 :: 4], strict=True))
+    live[MANIFEST] = proof.seen[first - 1]
+    extra = [rel for rel in state.files if rel not in live]
+    missing = [rel for rel in live if rel not in state.files]
+    differing = {r: ino for r, ino in state.files.items() if r in live and live[r] != ino}
+    if len(extra) + len(missing) + len(differing) > _DIFFERING_LIMIT:
+        return None
+    folders = change.folders
+    emptied, made = set(state.folders) - set(folders), set(folders) - set(state.folders)
+    seen = array.array("q", state.seen["."])
+    for rel in folders:
+        seen.extend(state.seen.get(rel, (0, 0, 0, 0)))  # made ones are taken anew, touched
+
+    def align() -> set[str]:
+        top, touched = str(spare), set[str]()
+        for rel in extra:
+            _remove_entry(spare / rel)
+            touched.add(_parent(rel))
+        for rel in sorted(emptied, key=lambda r: r.count("/"), reverse=True):
+            os.rmdir(f"{top}/{rel}")  # noqa: PTH106 - what it held was just removed
+            touched.add(_parent(rel))
+        for rel in sorted(made, key=lambda r: r.count("/")):
+            os.mkdir(f"{top}/{rel}")  # noqa: PTH102 - its parent was made just before
+            touched.update((_parent(rel), rel))
+        for rel in missing:
+            os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
+            touched.add(_parent(rel))
+        return touched - emptied
+
+    return differing, seen, align
+
+
+def _carried(seen: array.array[int], old: Sequence[str], new: Sequence[str]) -> array.array[int]:
+    """The fields of "." and each of the `new` folders (sorted) as `seen` holds them
+    for ".", then each of the `old` folders (sorted); zeros for a folder `old` does
+    not have (taken anew)."""
+    fields, at = array.array("q", seen[:4]), 0
+    for rel in new:
+        while at < len(old) and old[at] < rel:
+            at += 1
+        if at < len(old) and old[at] == rel:
+            fields.extend(seen[4 * (at + 1) : 4 * (at + 2)])
+        else:
+            fields.extend((0, 0, 0, 0))
+    return fields
+
+
+def _align_spare(
+    change: _Change,
+    folders: Sequence[str],
+    moved: tuple[set[str], set[str]],
+    signature: str,
+) -> None:
+    """Give the spare, the old tree swapped out, the new tree's paths and folders: the
+    removed files and the folders they emptied taken out, the new folders made, the
+    added files and the manifest linked to the output's. It then differs from the
+    output only in the files written anew over old ones, as a record relative to the
+    new index (`signature`) says, and the next write of a few files, with or without
+    paths added or removed, goes through it again."""
+    out, proof, spare = change.out, change.proof, spare_folder(change.out)
+    (emptied, made_folders), touched, top = moved, {"."}, str(spare)
+    for rel in change.gone:
+        os.unlink(f"{top}/{rel}")  # noqa: PTH108 - a string: the spare's, not followed
+        touched.add(_parent(rel))
+    for rel in sorted(emptied, key=lambda r: r.count("/"), reverse=True):
+        os.rmdir(f"{top}/{rel}")  # noqa: PTH106
+        touched.add(_parent(rel))
+    for rel in sorted(made_folders, key=lambda r: r.count("/")):
+        os.mkdir(f"{top}/{rel}")  # noqa: PTH102
+        touched.update((_parent(rel), rel))
+    for rel in (*change.added, MANIFEST):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{top}/{rel}")  # noqa: PTH108
+        os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
+        touched.add(_parent(rel))
+    carried = _carried(proof.seen, change.folders, folders)  # the old output's: the spare's
+    seen = _retaken(spare, carried, folders, touched - emptied)
+    written = {rel: change.located[rel][3].ino for rel in change.new if rel not in change.added}
+    store_spare_delta(out, signature, written, seen)
 
 
 def _retaken(
@@ -848,7 +1045,7 @@ def remove_tree(folder: Path, *, markers: bool = True) -> None:
 def stale_paths(
     out: Path,
     files: Mapping[str, bytes],
-    scope: Callable[[str], bool] = lambda _: True,
+    scope: Callable[[str], bool] = everything,
     tree: str | None = None,
 ) -> list[str]:
     """Paths that `write_tree` would change, without writing anything (`tree` as there)."""

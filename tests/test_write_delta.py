@@ -107,9 +107,11 @@ def assert_indexed_exactly(out: Path, files: Mapping[str, bytes]) -> None:
 
 @pytest.fixture
 def routes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Which way each shortcut write went: "within" one folder, or through the "spare"."""
+    """Which way each shortcut write went: "within" one folder, or through the "spare"
+    (with files added or removed: "reshaped")."""
     taken: list[str] = []
-    for name, label in (("_write_within", "within"), ("_write_spare", "spare")):
+    shortcuts = ("_write_within", "within"), ("_write_spare", "spare")
+    for name, label in (*shortcuts, ("_write_reshaped", "reshaped")):
         real = getattr(write_module, name)
 
         def spy(change: object, real: Callable[[object], bool] = real, label: str = label) -> bool:
@@ -321,8 +323,108 @@ def test_files_that_know_their_digests_take_the_shortcut_from_any_tree_of_their_
     assert_indexed_exactly(out, third)
     fourth = Digests({**third, "models/c/base/z.yaml": b"c: 1\n"})  # one path more
     write_tree(out, fourth, tree=tree_of(fourth))
-    assert whole_write == [out]
+    assert whole_write == [] and routes[2:] == ["reshaped"]
     assert snapshot(out) == expected(fourth)
+    assert_indexed_exactly(out, fourth)
+
+
+RESHAPED = {  # SECOND with a file in new folders, one leaving its folder empty, one changed
+    **{rel: data for rel, data in SECOND.items() if rel != "models/a/overlays/dev/p.yaml"},
+    "models/c/overlays/dev/z.yaml": b"c: 1\n",
+    "README.md": b"# reshaped\n",
+}
+
+
+def test_files_added_and_removed_are_written_through_the_spare(
+    out: Path, whole_write: list[Path], routes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is done per unchanged file: the spare gets the changes, and is swapped in.
+    The old tree, now the spare, is given the new paths: it differs from the output in
+    the files written over old ones alone, as its record says, and the next writes, of
+    paths added or of bytes changed, go through it again without listing anything."""
+    scanned = spied_scans(monkeypatch)
+    stats = write_tree(out, Digests(RESHAPED), tree=tree_of(RESHAPED))
+    assert (whole_write, routes) == ([], ["reshaped"])
+    assert stats.written == ("README.md", "models/c/overlays/dev/z.yaml")
+    assert stats.removed == ("models/a/overlays/dev/p.yaml",)
+    assert snapshot(out) == expected(RESHAPED)
+    assert not (out / "models/a/overlays/dev").exists()
+    assert_indexed_exactly(out, RESHAPED)
+    spare = spare_folder(out)
+    assert snapshot(spare) == expected({**RESHAPED, "README.md": SECOND["README.md"]})
+    proof = outindex.prove(out)
+    assert proof is not None
+    record = outindex.load_spare_delta(out, spare, proof)
+    assert record is not None and set(record.differing) == {"README.md"}
+    for rel in (MANIFEST, "models/c/overlays/dev/z.yaml", "models/b/base/y.yaml"):
+        assert os.lstat(spare / rel).st_ino == os.lstat(out / rel).st_ino
+    time.sleep(0.02)
+    more = Digests({**RESHAPED, "models/d/base/w.yaml": b"d: 1\n"})
+    del more["models/c/overlays/dev/z.yaml"]  # its folders emptied, in the spare too
+    write_tree(out, more, tree=tree_of(more))
+    assert snapshot(out) == expected(more) and routes[1:] == ["reshaped"]
+    assert_indexed_exactly(out, more)
+    time.sleep(0.02)
+    again = Digests({**more, "models/b/base/y.yaml": b"b: 5\n", "README.md": b"# 5\n"})
+    write_tree(out, again, tree=tree_of(again))
+    assert snapshot(out) == expected(again) and routes[2:] == ["no within", "spare"]
+    assert_indexed_exactly(out, again)
+    assert (whole_write, scanned) == ([], [])
+
+
+def test_a_spare_recorded_whole_is_given_the_output_paths_first(
+    out: Path, whole_write: list[Path], routes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a whole write of other paths the spare's record is whole: its extra files
+    and folders go, the output's missing files are linked, then the changes are made."""
+    bigger = {**SECOND, "models/e/base/v.yaml": b"e: 1\n", "README.md": b"# bigger\n"}
+    write_tree(out, bigger)  # the whole write: the spare is SECOND, recorded whole
+    assert whole_write == [out]
+    time.sleep(0.02)
+    scanned = spied_scans(monkeypatch)
+    write_tree(out, Digests(RESHAPED), tree=tree_of(RESHAPED))
+    assert (whole_write, routes, scanned) == ([out], ["reshaped"], [])
+    assert snapshot(out) == expected(RESHAPED)
+    assert_indexed_exactly(out, RESHAPED)
+    assert not (out / "models/e").exists() and not (spare_folder(out) / "models/e").exists()
+    time.sleep(0.02)
+    again = Digests({**RESHAPED, "models/f/base/u.yaml": b"f: 1\n"})
+    write_tree(out, again, tree=tree_of(again))
+    assert (routes, scanned) == (["reshaped", "reshaped"], [])
+    assert snapshot(out) == expected(again)
+
+
+def test_a_write_of_part_of_the_output_does_not_reshape_it(
+    out: Path, whole_write: list[Path], routes: list[str]
+) -> None:
+    """A write scoped to one environment keeps the files outside it: the whole write."""
+    dev = {rel: data for rel, data in SECOND.items() if "prod" not in rel}
+    dev["README.md"] = b"# dev\n"
+    write_tree(out, Digests(dev), lambda rel: "prod" not in rel, tree=tree_of(dev))
+    assert whole_write == [out] and "reshaped" not in routes
+    assert snapshot(out) == expected({**dev, "models/a/overlays/prod/q.yaml": b"q: 1\n"})
+
+
+def test_a_reshaping_write_that_fails_leaves_the_output_as_it_was(
+    out: Path, routes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, made = write_module._new_file, []
+
+    def failing(target: str, data: bytes, *args: object, **kwargs: object) -> object:
+        made.append(target)
+        if len(made) == 2:
+            raise OSError(28, "No space left on device")
+        return real(target, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patched:
+        patched.setattr(write_module, "_new_file", failing)
+        with pytest.raises(write_module.CannotWriteError, match="No space left"):
+            write_tree(out, Digests(RESHAPED), tree=tree_of(RESHAPED))
+    assert routes == [] and snapshot(out) == expected(SECOND)
+    time.sleep(0.02)
+    write_tree(out, Digests(RESHAPED), tree=tree_of(RESHAPED))
+    assert snapshot(out) == expected(RESHAPED)
+    assert_indexed_exactly(out, RESHAPED)
 
 
 def test_many_differing_files_take_the_whole_write(
@@ -542,6 +644,7 @@ _FILES = sorted(FIRST)
 _STEP: st.SearchStrategy[tuple[str, frozenset[str]]] = st.one_of(
     st.tuples(st.just("change"), st.sets(st.sampled_from(_FILES), min_size=1, max_size=3)),
     st.tuples(st.just("whole"), st.just(frozenset())),
+    st.tuples(st.just("reshape"), st.sets(st.sampled_from(_FILES), max_size=2)),
     st.tuples(
         st.sampled_from(["edit", "foreign", "remove", "spare stray", "spare edit"]),
         st.sampled_from(_FILES).map(lambda rel: frozenset([rel])),
@@ -555,13 +658,13 @@ def _perturb(out: Path, kind: str, rel: str, foreign: dict[str, bytes]) -> None:
     if kind == "edit" and (out / rel).is_file():
         with (out / rel).open("r+b") as handle:
             handle.write(b"#")
-    elif kind == "foreign":
+    elif kind == "foreign" and (out / rel).parent.is_dir():  # (a reshape may have removed it)
         name = f"{rel.rpartition('/')[0] or '.'}/mine.txt"
         (out / name).write_bytes(b"mine\n")
         foreign[name.removeprefix("./")] = b"mine\n"
     elif kind == "remove":
         (out / rel).unlink(missing_ok=True)
-    elif spare.is_dir() and kind == "spare stray":
+    elif kind == "spare stray" and (spare / rel).parent.is_dir():
         (spare / f"{rel}.stray").write_bytes(b"stray\n")
     elif (spare / rel).is_file() and kind == "spare edit":
         (spare / rel).unlink()
@@ -582,11 +685,15 @@ def test_any_sequence_of_writes_and_hand_changes(
     files: dict[str, bytes] = dict(FIRST)
     foreign: dict[str, bytes] = {}
     for number, (kind, paths) in enumerate(steps):
-        if kind in ("change", "whole"):
+        if kind in ("change", "whole", "reshape"):
             time.sleep(0.01)
             changed = {rel: f"v{number}: {rel}\n".encode() for rel in paths}
             if kind == "change":
                 files = write_changed(out, files, changed)
+            elif kind == "reshape":  # those paths removed, a file in new folders added
+                kept = {rel: data for rel, data in files.items() if rel not in paths}
+                files = Digests({**kept, f"models/n{number}/base/x.yaml": b"n: 1\n"})
+                write_tree(out, files, tree=tree_of(files))
             else:
                 files = {**files, "README.md": f"# {number}\n".encode()}
                 write_tree(out, files)

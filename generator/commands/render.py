@@ -12,7 +12,7 @@ from generator.errors import EXIT_INVALID, EXIT_OK, UsageError, counted
 from generator.options import RenderOptions
 from generator.outtree import in_environment
 from generator.pipeline import build, young_collections_only
-from generator.write import CannotWriteError, stale_paths, write_tree
+from generator.write import CannotWriteError, everything, stale_paths, write_tree
 
 
 def run(options: RenderOptions) -> int:
@@ -28,7 +28,7 @@ def run(options: RenderOptions) -> int:
     scope: Callable[[str], bool] = (
         functools.partial(in_environment, environment=options.environment)
         if options.environment
-        else (lambda _path: True)
+        else everything
     )
     if options.check:
         stale = stale_paths(out, result.files, scope, tree=result.tree)
