@@ -249,8 +249,8 @@ def encode(key: str, result: CachedFile, blobs: list[bytes] | None = None) -> by
         for cached in result.models:
             blobs.append(_text(cached))
             blobs.extend(cached.files.values())
-    names = _dumps([_astuple(name) for name in result.names])
-    warnings = _dumps([_astuple(w) for w in result.warnings])
+    names = _dumps([flat_tuple(name) for name in result.names])
+    warnings = _dumps([flat_tuple(w) for w in result.warnings])
     return (
         b'{"key":' + _dumps(key) + b',"names":' + names + b',"warnings":' + warnings
         + b',"models":[' + b",".join(models) + b"]}"
@@ -581,7 +581,7 @@ def _fields(flat: Any) -> dict[str, Any]:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def _astuple(flat: Any) -> list[Any]:
+def flat_tuple(flat: Any) -> list[Any]:
     """dataclasses.astuple() of a flat dataclass, as the list JSON writes."""
     return list(_fields(flat).values())
 

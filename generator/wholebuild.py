@@ -35,6 +35,7 @@ from generator.buildcache import (
     DamagedEntryError,
     Range,
     entry_path,
+    flat_tuple,
     json_pieces,
     mark_used,
     model_from_json,
@@ -535,10 +536,10 @@ def contribution(
     The sha256 of _json([names, sorted unique warnings, [[summary, paths, kinds], ...]]),
     with each summary's text as given (buildcache.model_text()) or made here."""
     total = hashlib.sha256(b"[")
-    total.update(_json([dataclasses.astuple(n) for n in names]) + b",")
+    total.update(_json([flat_tuple(n) for n in names]) + b",")
     # Warnings as validation reports them (sorted, each once): read back from a whole
     # build, a file's warnings are known in that order only.
-    total.update(_json([dataclasses.astuple(w) for w in sorted(set(warnings))]) + b",[")
+    total.update(_json([flat_tuple(w) for w in sorted(set(warnings))]) + b",[")
     for number, (model, paths, skipped, text) in enumerate(models):
         total.update(b"," if number else b"")
         total.update(b"[" + (model_text(model) if text is None else text) + b",")
