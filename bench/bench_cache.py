@@ -9,6 +9,9 @@ times (median reported), with its yardsticks from the same run:
 - nothing changed: `render` (output up to date), `render --check`, `validate`;
 - one spec changed: one spec file gets a new comment line, then `render`; and one
   spec's `max_replicas` goes up by one (its model's files change), then `render`;
+- a spec file added (a copy of a spec under a new name), then `render`; and one of
+  the generated spec files moved out of the repository, then `render` (each time
+  another file, so no build of that very set of files was made before);
 - nothing changed, `render` run inside the repository without -C (a relative root);
 - watch's first build: a fresh IncrementalBuild.initial() (what `servegen watch` does
   first), with the output up to date and the build cache warm;
@@ -35,7 +38,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,8 @@ UNCHANGED = (
 )
 ONE_CHANGED = "render, one spec changed"
 VALUE_CHANGED = "render, one spec's value changed (its model's files change)"
+ADDED = "render, a spec file added (a new model)"
+REMOVED = "render, a spec file removed"
 NO_C = "render, nothing changed, run inside the repository (no -C)"
 WATCH_FIRST = "watch's first build (IncrementalBuild.initial), warm cache"
 CP = "yardstick: cp -r of the output"
@@ -83,7 +88,14 @@ TARGETS = (
         200,
         "MB",
     ),
-    Target("peak RSS, every servegen run", 10_000, (COLD, *UNCHANGED, ONE_CHANGED), 200, "MB"),
+    Target("a spec file added / removed: render", 10_000, (ADDED, REMOVED), 2.0),
+    Target(
+        "peak RSS, every servegen run",
+        10_000,
+        (COLD, *UNCHANGED, ONE_CHANGED, ADDED, REMOVED),
+        200,
+        "MB",
+    ),
 )
 
 
@@ -131,7 +143,10 @@ class Scenario:
 
 
 # --rows: the short name of each group of rows (a no-cache row goes with its row).
-ROW_KEYS = ("cold", "cp", "unchanged", "noc", "watch", "comment", "value", "python", "kustomize")
+ROW_KEYS = (
+    *("cold", "cp", "unchanged", "noc", "watch", "comment", "value", "files"),
+    *("python", "kustomize"),
+)
 
 
 def bench_size(
@@ -151,6 +166,7 @@ def bench_size(
     rows: dict[str, list[Run]] = {}
     keys = {COLD: "cold", CP: "cp", NO_C: "noc", WATCH_FIRST: "watch", ONE_CHANGED: "comment"}
     keys.update({VALUE_CHANGED: "value", PYTHON: "python", KUSTOMIZE: "kustomize"})
+    keys.update({ADDED: "files", REMOVED: "files"})
     keys.update(dict.fromkeys(UNCHANGED, "unchanged"))
 
     def measure(
@@ -202,12 +218,42 @@ def bench_size(
         scaled.write_text(bumped, encoding="utf-8")
 
     measure(VALUE_CHANGED, lambda: s.servegen("render"), bump)
+    added, removed = add_and_remove(root, workdir / "removed", counter)
+    measure(ADDED, lambda: s.servegen("render"), added)
+    measure(REMOVED, lambda: s.servegen("render"), removed)
     if args.no_cache_rows:
         measure(f"{ONE_CHANGED}, no cache", lambda: s.servegen("render", cache=False), touch)
     measure(PYTHON, lambda: checked(run_measured([args.python, "-c", "pass"]), "python"))
     if size <= args.kustomize_max and args.kubectl:
         measure(KUSTOMIZE, lambda: kustomize_all(args.kubectl, s.out, args.kustomize_timeout))
     return {name: _median(runs) for name, runs in rows.items()}
+
+
+def add_and_remove(
+    root: Path, aside: Path, counter: Iterator[int]
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Steps before the added and removed rows: a copy of a spec under a new name and
+    file name, each time another; one of the generated spec files moved out of the
+    repository (to `aside`), each time another, so no build of that very set of files
+    was made before (a whole-build hit would not be this row)."""
+    specs = sorted((root / "specs").rglob("*.yaml"))
+    source = specs[len(specs) // 3]
+    text = source.read_text(encoding="utf-8")
+    name = re.search(r"^name: (\S+)$", text, re.MULTILINE)
+    assert name is not None, source
+    taken = iter(specs[len(specs) // 3 + 1 :])
+    aside.mkdir(parents=True, exist_ok=True)
+
+    def add() -> None:
+        new = f"{name[1]}-copy{next(counter)}"
+        copy = text.replace(f"name: {name[1]}\n", f"name: {new}\n")
+        source.with_name(f"{new}.yaml").write_text(copy, encoding="utf-8")
+
+    def remove() -> None:
+        spec = next(taken)
+        spec.rename(aside / f"{next(counter)}-{spec.name}")
+
+    return add, remove
 
 
 def kustomize_all(kubectl: str, out: Path, timeout: float) -> Run:

@@ -621,13 +621,18 @@ def _folder_fields(spare: Path, folders: Sequence[str]) -> array.array[int]:
     return _signature(spare, [".", *folders])
 
 
-def _store_record(out: Path, head: str, body: str, newest: int) -> None:
+def _store_record(out: Path, head: str, body: str | Iterable[str], newest: int) -> None:
+    """Write a spare record: `head`, then `body` (lines, encoded a thousand at a time
+    when given one by one, as the index's are)."""
     path = spare_record_path(out)
     if path is None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes((head + body).encode())
+        with tmp.open("wb") as handle:
+            handle.write(head.encode())
+            for piece in [body.encode()] if isinstance(body, str) else _encoded(body):
+                handle.write(piece)
         tmp.replace(path)
         _after(path, newest)
     except OSError:
@@ -648,10 +653,10 @@ def store_spare(
     fields = flat(stats)
     newest = max(fields[2::4])
     head = f"{_SPARE_HEAD} {_fields_digest(fields)} {newest} {len(folders)} {len(files)}\n"
-    body = "".join(f"{rel}\n" for rel in folders) + "".join(
-        f"{ino}\t{rel}\n" for rel, ino in files.items()
+    lines = itertools.chain(
+        (f"{rel}\n" for rel in folders), (f"{ino}\t{rel}\n" for rel, ino in files.items())
     )
-    _store_record(out, head, body, newest)
+    _store_record(out, head, lines, newest)
 
 
 def store_spare_delta(

