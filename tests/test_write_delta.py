@@ -615,6 +615,58 @@ def test_sigkill_at_any_moment_of_a_write_within_a_folder(tmp_path: Path) -> Non
         shutil.rmtree(out.parent)  # 2,200 files a run: not left for pytest to clean up
 
 
+RESHAPER = """
+import sys
+from pathlib import Path
+from generator.outindex import digest, tree_digest
+from generator.write import write_tree
+files = {f"models/big/base/f{i:04}.yaml": b"old %d\\n" % i for i in range(2000)}
+files.update({f"models/m{i:03}/base/obj.yaml": b"m\\n" for i in range(200)})
+files["README.md"] = sys.argv[2].encode()
+class Digests(dict):
+    def digests(self): return {k: digest(v) for k, v in self.items()}
+if sys.argv[2] == "new":  # ten models' folders go, ten come: through the spare
+    files = {k: v for k, v in files.items() if not k.startswith("models/m00")}
+    files.update({f"models/n{i:03}/overlays/dev/obj.yaml": b"n\\n" for i in range(10)})
+    files = Digests(files)
+print("ready", flush=True)
+write_tree(Path(sys.argv[1]), files, tree=tree_digest({k: digest(v) for k, v in files.items()}))
+"""
+
+
+def _reshape_in_subprocess(out: Path, version: str, kill_after: float | None) -> float:
+    return run_writer(RESHAPER, [str(out), version], kill_after)
+
+
+def _two_trees(out: Path) -> None:
+    """The "old" tree written, then the same paths again: the spare, recorded relative."""
+    _reshape_in_subprocess(out, "old", None)
+    time.sleep(0.02)
+    _reshape_in_subprocess(out, "base", None)
+    time.sleep(0.02)
+
+
+def test_sigkill_at_any_moment_of_a_write_of_files_added_and_removed(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    _two_trees(reference)
+    base = snapshot(reference)
+    duration = _reshape_in_subprocess(reference, "new", None)
+    new = snapshot(reference)
+    assert base != new and not (reference / "models/m000").exists()
+    assert "models/n009/overlays/dev/obj.yaml" in new
+    spare = spare_folder(reference)  # given the new paths: the write went through it
+    assert (spare / "models/n000").is_dir() and not (spare / "models/m000").exists()
+    for step in range(8):  # from before the write starts to after it ends
+        out = tmp_path / f"run{step}" / "out"
+        _two_trees(out)
+        _reshape_in_subprocess(out, "new", duration * step / 6)
+        assert snapshot(out) in (base, new), f"kill at step {step} left a mixed tree"
+        _reshape_in_subprocess(out, "new", None)  # the next run finishes the job
+        assert snapshot(out) == new
+        assert sorted(p.name for p in out.parent.iterdir()) == [".out.servegen-spare", "out"]
+        shutil.rmtree(out.parent)
+
+
 def test_a_large_folder_is_not_copied_the_spare_is_used(
     out: Path, routes: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
