@@ -241,6 +241,33 @@ def _no_full_fill(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline.Repository, "scan", refuse)
 
 
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The spec files a build reads from here on (each file's path, relative)."""
+    read: list[str] = []
+    original = pipeline.read_spec
+
+    def recording(root: Path, path: Path) -> tuple[bytes, object, bool]:
+        read.append(path.relative_to(root).as_posix())
+        return original(root, path)
+
+    monkeypatch.setattr(pipeline, "read_spec", recording)
+    return read
+
+
+def _as_built_afresh(again: pipeline.Build, repo: Path) -> None:
+    """`again` is what a build from scratch of `repo` gives, and it was stored."""
+    expected = build(repo, keep_objects=True)
+    assert dict(again.files) == expected.files
+    assert list(again.models) == [summary(m) for m in expected.models]
+    assert again.notes == expected.notes and again.warnings == expected.warnings
+    assert again.object_count() == expected.object_count()
+    assert again.tree == tree_digest({path: digest(data) for path, data in expected.files.items()})
+    hit = build(repo)  # a whole-build hit now: the entry stored reads back the same
+    assert isinstance(hit.files, wholebuild.StoredFiles)
+    assert dict(hit.files) == expected.files and hit.notes == expected.notes
+    assert list(hit.models) == list(again.models) and hit.warnings == again.warnings
+
+
 def test_one_changed_spec_is_rendered_against_the_latest_build(
     example_repo: Path, renders: Counting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,15 +285,7 @@ def test_one_changed_spec_is_rendered_against_the_latest_build(
         _edit_spec(example_repo, "max_replicas: 4", "max_replicas: 12")
         again = build(example_repo)
     assert renders.names == ["nomic-embed", "nomic-embed"]
-    expected = build(example_repo, keep_objects=True)
-    assert dict(again.files) == expected.files
-    assert list(again.models) == [summary(m) for m in expected.models]
-    assert again.notes == expected.notes and again.warnings == expected.warnings
-    assert again.object_count() == expected.object_count()
-    assert again.tree == tree_digest({path: digest(data) for path, data in expected.files.items()})
-    renders.names.clear()
-    assert dict(build(example_repo).files) == expected.files  # now a whole-build hit
-    assert renders.names == []
+    _as_built_afresh(again, example_repo)
 
 
 def test_an_edit_that_changes_no_output_file_copies_all_but_the_sources(
@@ -294,33 +313,6 @@ def test_an_edit_that_changes_no_output_file_copies_all_but_the_sources(
     renders.names.clear()
     assert dict(build(example_repo).files) == expected.files  # now a whole-build hit
     assert renders.names == []
-
-
-def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The spec files a build reads from here on (each file's path, relative)."""
-    read: list[str] = []
-    original = pipeline.read_spec
-
-    def recording(root: Path, path: Path) -> tuple[bytes, object, bool]:
-        read.append(path.relative_to(root).as_posix())
-        return original(root, path)
-
-    monkeypatch.setattr(pipeline, "read_spec", recording)
-    return read
-
-
-def _as_built_afresh(again: pipeline.Build, repo: Path) -> None:
-    """`again` is what a build from scratch of `repo` gives, and it was stored."""
-    expected = build(repo, keep_objects=True)
-    assert dict(again.files) == expected.files
-    assert list(again.models) == [summary(m) for m in expected.models]
-    assert again.notes == expected.notes and again.warnings == expected.warnings
-    assert again.object_count() == expected.object_count()
-    assert again.tree == tree_digest({path: digest(data) for path, data in expected.files.items()})
-    hit = build(repo)  # a whole-build hit now: the entry stored reads back the same
-    assert isinstance(hit.files, wholebuild.StoredFiles)
-    assert dict(hit.files) == expected.files and hit.notes == expected.notes
-    assert list(hit.models) == list(again.models) and hit.warnings == again.warnings
 
 
 @pytest.mark.parametrize(
