@@ -587,20 +587,9 @@ def _write_reshaped(change: _Change) -> bool:
     forget_spare(out)  # the spare changes now
     _spare(out)  # checked, and marked as being prepared
     top, touched = str(spare), {".", *align()}
-    for rel in relinked:  # not the output's file: link the output's
-        (spare / rel).unlink()
-        os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
-        touched.add(_parent(rel))
-    for rel in gone:
-        (spare / rel).unlink()
-        touched.add(_parent(rel))
     emptied, made_folders = set(old_folders) - set(folders), set(folders) - set(old_folders)
-    for rel in sorted(emptied, key=lambda r: r.count("/"), reverse=True):
-        os.rmdir(f"{top}/{rel}")  # noqa: PTH106 - empty: its files were just removed
-        touched.add(_parent(rel))
-    for rel in sorted(made_folders, key=lambda r: r.count("/")):
-        os.mkdir(f"{top}/{rel}")  # noqa: PTH102 - its parent was made just before
-        touched.update((_parent(rel), rel))
+    # The files the record names: not the output's, so the output's are linked.
+    touched |= _reshape(top, out, change.gone, (emptied, made_folders), relinked)
     made = {}
     for rel, data in new.items():
         if rel not in change.added:
@@ -657,23 +646,37 @@ def _spare_against(
     for rel in folders:
         seen.extend(state.seen.get(rel, (0, 0, 0, 0)))  # made ones are taken anew, touched
 
-    def align() -> set[str]:
-        top, touched = str(spare), set[str]()
-        for rel in extra:
-            _remove_entry(spare / rel)
-            touched.add(_parent(rel))
-        for rel in sorted(emptied, key=lambda r: r.count("/"), reverse=True):
-            os.rmdir(f"{top}/{rel}")  # noqa: PTH106 - what it held was just removed
-            touched.add(_parent(rel))
-        for rel in sorted(made, key=lambda r: r.count("/")):
-            os.mkdir(f"{top}/{rel}")  # noqa: PTH102 - its parent was made just before
-            touched.update((_parent(rel), rel))
-        for rel in missing:
-            os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
-            touched.add(_parent(rel))
-        return touched - emptied
+    return differing, seen, lambda: _reshape(str(spare), out, extra, (emptied, made), missing)
 
-    return differing, seen, align
+
+def _reshape(
+    top: str,
+    out: Path,
+    gone: Iterable[str],
+    moved: tuple[set[str], set[str]],
+    linked: Iterable[str],
+) -> set[str]:
+    """In the tree at `top` (the spare): remove the files `gone`, then the folders they
+    emptied (`moved[0]`, deepest first), make the new folders (`moved[1]`, parents
+    first), and make each of `linked` the output's file (a hard link). Returns the
+    folders whose entries changed, as they are now."""
+    emptied, made = moved
+    touched = set()
+    for rel in gone:
+        os.unlink(f"{top}/{rel}")  # noqa: PTH108 - a string: the spare's entry, not followed
+        touched.add(_parent(rel))
+    for rel in sorted(emptied, key=lambda r: r.count("/"), reverse=True):
+        os.rmdir(f"{top}/{rel}")  # noqa: PTH106 - empty: what it held was just removed
+        touched.add(_parent(rel))
+    for rel in sorted(made, key=lambda r: r.count("/")):
+        os.mkdir(f"{top}/{rel}")  # noqa: PTH102 - its parent was made just before
+        touched.update((_parent(rel), rel))
+    for rel in linked:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{top}/{rel}")  # noqa: PTH108
+        os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
+        touched.add(_parent(rel))
+    return touched - emptied
 
 
 def _carried(seen: array.array[int], old: Sequence[str], new: Sequence[str]) -> array.array[int]:
@@ -704,23 +707,10 @@ def _align_spare(
     new index (`signature`) says, and the next write of a few files, with or without
     paths added or removed, goes through it again."""
     out, proof, spare = change.out, change.proof, spare_folder(change.out)
-    (emptied, made_folders), touched, top = moved, {"."}, str(spare)
-    for rel in change.gone:
-        os.unlink(f"{top}/{rel}")  # noqa: PTH108 - a string: the spare's, not followed
-        touched.add(_parent(rel))
-    for rel in sorted(emptied, key=lambda r: r.count("/"), reverse=True):
-        os.rmdir(f"{top}/{rel}")  # noqa: PTH106
-        touched.add(_parent(rel))
-    for rel in sorted(made_folders, key=lambda r: r.count("/")):
-        os.mkdir(f"{top}/{rel}")  # noqa: PTH102
-        touched.update((_parent(rel), rel))
-    for rel in (*change.added, MANIFEST):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{top}/{rel}")  # noqa: PTH108
-        os.link(f"{out}/{rel}", f"{top}/{rel}", follow_symlinks=False)
-        touched.add(_parent(rel))
+    linked = (*change.added, MANIFEST)
+    touched = {".", *_reshape(str(spare), out, change.gone, moved, linked)}
     carried = _carried(proof.seen, change.folders, folders)  # the old output's: the spare's
-    seen = _retaken(spare, carried, folders, touched - emptied)
+    seen = _retaken(spare, carried, folders, touched)
     written = {rel: change.located[rel][3].ino for rel in change.new if rel not in change.added}
     store_spare_delta(out, signature, written, seen)
 
