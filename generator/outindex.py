@@ -210,11 +210,11 @@ def indexed(out: Path, proof: Proof | None = None) -> Index | None:
         return None
     folders = tuple(proof.listed[1 : proof.folder_count + 1])  # after ".", before MANIFEST
     seen, end = proof.seen, 4 * (proof.folder_count + 2)
-    stats = tuple(as_fields(seen[i : i + 4]) for i in range(0, end, 4))
+    stats = tuple(_as_fields(seen[i : i + 4]) for i in range(0, end, 4))
     return Index(proof.tree, proof.written_ns, stamps, folders, stats, proof.signature)
 
 
-def as_fields(four: Sequence[int]) -> Fields:
+def _as_fields(four: Sequence[int]) -> Fields:
     return (four[0], four[1], four[2], four[3])
 
 
@@ -448,70 +448,37 @@ def store_index_delta(
     out: Path,
     proof: Proof,
     tree: str,
-    stamps: Mapping[str, tuple[int, int, int, Stamp]],
-    folders: array.array[int],
+    lines: Mapping[str, tuple[int, int, int, Stamp | None]],
+    seen: array.array[int],
+    added: Mapping[str, Stamp] | None = None,
+    folders: Sequence[str] | None = None,
 ) -> str:
-    """Record the proven index with a few files written anew: `stamps` maps each to
-    its place (as Proof.locate() gives it) and new stamp; `folders` are the fields of
-    ".", each folder and the manifest now. Every other file is as `proof` saw it, so
-    its line and fields are taken over as they are: nothing is done per file.
+    """Record the proven index with a few files written anew, removed or added:
+    `lines` maps each recorded file written anew (its new stamp) or removed (None) to
+    its place, as Proof.locate() gives it; `added` holds the new files' stamps (their
+    lines come last); `folders` every folder now, sorted (default: the proof's), and
+    `seen` the fields of ".", each of them and the manifest now. Every other file is
+    as `proof` saw it: its line and fields are taken over in runs, and with the very
+    same paths the watched list is the proof's bytes, so nothing is done per file.
     `tree` is tree_digest() of the new tree. Returns the signature recorded."""
     path = index_path(out)
     if path is None:
         return ""
-    seen = array.array("q", folders)
-    files = 4 * (proof.folder_count + 2)
-    if len(seen) != files:
-        raise ValueError("one field per folder, the output folder and the manifest")
-    seen.extend(proof.seen[files:])
-    pieces: list[bytes | memoryview] = []
-    lines, last = memoryview(proof.lines), 0  # unchanged lines written from it, not copied
-    for rel, (number, start, end, stamp) in sorted(stamps.items(), key=lambda i: i[1][1]):
-        pieces += [lines[last:start], _stamp_line(rel, stamp)]
-        last = end
-        at = files + 4 * number
-        seen[at : at + 4] = array.array("q", (stat.S_IFREG, stamp.size, stamp.mtime_ns, stamp.ino))
-    pieces.append(lines[last:])
-    signature, newest = _fields_digest(seen), max(seen[2::4])
-    _, count, watched, _, _, _, clean = proof.head
-    fields = (tree, count, watched, sum(map(len, pieces)), signature, newest, clean)
-    try:
-        _write_index(path, fields, [*pieces, proof.watched])
-        _after(path, newest)
-    except OSError:
-        return ""
-    return signature
-
-
-def store_index_reshaped(
-    out: Path,
-    proof: Proof,
-    tree: str,
-    lines: Mapping[str, tuple[int, int, int, Stamp | None]],
-    added: Mapping[str, Stamp],
-    folders: Sequence[str],
-    seen: array.array[int],
-) -> str:
-    """Record the proven index with files written anew, removed and added: `lines`
-    maps each recorded file written anew (its new stamp) or removed (None) to its
-    place, as Proof.locate() gives it; `added` the new files' stamps (their lines come
-    last); `folders` are every folder now, sorted, and `seen` the fields of ".", each
-    of them and the manifest now. Every other file is as `proof` saw it: its line and
-    fields are taken over in runs. `tree` is tree_digest() of the new tree. Returns the
-    signature recorded."""
-    path = index_path(out)
-    if path is None:
-        return ""
+    old_folders = proof.listed[1 : proof.folder_count + 1]
+    folders = old_folders if folders is None else folders
     if len(seen) != 4 * (len(folders) + 2):
         raise ValueError("one field per folder, the output folder and the manifest")
+    added = added or {}
+    removed = any(line[3] is None for line in lines.values())
+    same = not added and not removed and folders == old_folders
     first = 4 * (proof.folder_count + 2)  # where the files' fields start in proof.seen
-    recorded, text = proof.files, memoryview(proof.lines)
+    recorded, text = proof.files, memoryview(proof.lines)  # unchanged lines: not copied
     fields, pieces, paths = array.array("q", seen), list[bytes | memoryview](), list[str]()
     last, number_after = 0, 0  # where the run of unchanged lines starts, and its number
     for rel, (number, start, end, stamp) in sorted(lines.items(), key=lambda i: i[1][1]):
         pieces.append(text[last:start])
         fields.extend(proof.seen[first + 4 * number_after : first + 4 * number])
-        paths += recorded[number_after:number]
+        paths += [] if same else recorded[number_after:number]
         if stamp is not None:
             pieces.append(_stamp_line(rel, stamp))
             fields.extend((stat.S_IFREG, stamp.size, stamp.mtime_ns, stamp.ino))
@@ -519,18 +486,21 @@ def store_index_reshaped(
         last, number_after = end, number + 1
     pieces.append(text[last:])
     fields.extend(proof.seen[first + 4 * number_after :])
-    paths += recorded[number_after:]
+    paths += [] if same else recorded[number_after:]
     for rel, stamp in added.items():
         pieces.append(_stamp_line(rel, stamp))
         fields.extend((stat.S_IFREG, stamp.size, stamp.mtime_ns, stamp.ino))
         paths.append(rel)
-    watched = [".", *folders, MANIFEST, *paths]
+    if same:
+        count, watched = proof.count, [proof.watched]
+        listed = len(proof.listed)
+    else:
+        count, listed = len(paths), len(folders) + 2 + len(paths)
+        watched = _encoded(f"{rel}\n" for rel in (".", *folders, MANIFEST, *paths))
     signature, newest = _fields_digest(fields), max(fields[2::4])
-    clean = proof.head[6]
-    size = sum(map(len, pieces))
-    head = (tree, len(paths), len(watched), size, signature, newest, clean)
+    head = (tree, count, listed, sum(map(len, pieces)), signature, newest, proof.head[6])
     try:
-        _write_index(path, head, [*pieces, *_encoded(f"{rel}\n" for rel in watched)])
+        _write_index(path, head, [*pieces, *watched])
         _after(path, newest)
     except OSError:
         return ""
@@ -751,7 +721,7 @@ def load_spare(out: Path, spare: Path, index: Index | None = None) -> SpareState
                 return None
     except (OSError, ValueError):
         return None
-    fields = [as_fields(seen[i : i + 4]) for i in range(0, len(seen), 4)]
+    fields = [_as_fields(seen[i : i + 4]) for i in range(0, len(seen), 4)]
     return SpareState(files, folders, dict(zip((".", *folders), fields, strict=True)))
 
 

@@ -566,7 +566,7 @@ def _write_reshaped(change: _Change) -> bool:
     those linked again, the removed files and the folders they leave empty taken out,
     the new folders made, the new and changed files and a new manifest written; then
     it is swapped in. The new index is the old one with those lines replaced, removed
-    and added (outindex.store_index_reshaped()); the old tree, now the spare, is given
+    and added (outindex.store_index_delta()); the old tree, now the spare, is given
     the new tree's paths (_align_spare())."""
     out, proof, new, gone = change.out, change.proof, change.new, set(change.gone)
     spare = spare_folder(out)
@@ -608,7 +608,7 @@ def _write_reshaped(change: _Change) -> bool:
     }
     lines.update(change.stamps({r: s for r, s in made.items() if r not in change.added}))
     added = {rel: made[rel] for rel in change.added}
-    signature = outindex.store_index_reshaped(out, proof, change.tree, lines, added, folders, seen)
+    signature = outindex.store_index_delta(out, proof, change.tree, lines, seen, added, folders)
     if signature:
         with contextlib.suppress(OSError, OutputFolderError):  # then the spare is listed
             _align_spare(change, folders, (emptied, made_folders), signature)
