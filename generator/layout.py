@@ -24,7 +24,6 @@ from generator.config import Config
 from generator.errors import printable
 from generator.flux import flux_objects
 from generator.render import ModelRender, Object
-from generator.statusplan import rbac_files
 from generator.yamlio import dump_documents
 
 KUSTOMIZATION = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
@@ -267,6 +266,11 @@ def finish_layout(
 ) -> dict[str, bytes]:
     """Add what spans every model (clusters, endpoints, Flux, RBAC, README) to the model
     files. `clusters` is `cluster_files()` of the same models when the caller kept it."""
+    # Imported here: a build whose output comes whole from the build cache (publish,
+    # validate, watch's first build) never gets this far, and the status plan's
+    # classes were a hundredth of such a process.
+    from generator.statusplan import rbac_files
+
     clusters = cluster_files(models, config) if clusters is None else clusters
     out = {**files, **clusters, **rbac_files(models, config)}
     out[outtree.INDEX] = index_markdown(models, config).encode()
