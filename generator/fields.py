@@ -25,6 +25,8 @@ from generator.k8sformats import (
     DNS1123_SUBDOMAIN,
     ENV_VAR_NAME,
     HELP_BY_PATTERN,
+    INT32_MAX,
+    INT64_MAX,
     LABEL_VALUE,
     QUANTITY,
     qualified_name_problem,
@@ -39,6 +41,12 @@ class StrictModel(BaseModel):
 
 # The rules themselves, and how a mismatch is explained, live in generator/k8sformats.py.
 PATTERN_HELP = HELP_BY_PATTERN
+
+# A count or a duration that a template writes into a Kubernetes integer field, bounded
+# by that field's Go type: a value no cluster can hold is refused at its own line, once,
+# rather than in each rendered object of each environment.
+Int32 = Annotated[int, Field(le=INT32_MAX)]
+Int64 = Annotated[int, Field(le=INT64_MAX)]
 
 DnsLabel = Annotated[
     str,
@@ -304,7 +312,7 @@ class Toleration(StrictModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
     )
-    toleration_seconds: int | None = Field(
+    toleration_seconds: Int64 | None = Field(
         default=None, ge=0, description="For NoExecute: how long the pod stays bound."
     )
 

@@ -104,6 +104,13 @@ QUANTITY = Rule(
     "must be a Kubernetes quantity such as 500m, 2, 512Mi or 16Gi",
 )
 
+# The Go integer types behind Kubernetes fields: a number beyond one cannot be decoded,
+# by the API server for a built-in object (`spec.replicas` is an int32 in k8s.io/api
+# v0.33 apps/v1 types.go) nor by a controller for its own (KubeAI v0.22.1
+# api/k8s/v1/model_types.go: `MaxReplicas *int32`, `PrefixCharLength int`).
+INT32_MAX = (1 << 31) - 1
+INT64_MAX = (1 << 63) - 1
+
 RULES = (
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,

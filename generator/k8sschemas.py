@@ -24,7 +24,7 @@ from typing import Any
 
 from generator import k8sformats
 from generator.errors import ServegenError
-from generator.k8sformats import LABEL_VALUE, QUALIFIED_NAME, Rule
+from generator.k8sformats import INT32_MAX, INT64_MAX, LABEL_VALUE, QUALIFIED_NAME, Rule
 
 JSON = dict[str, Any]
 Version = tuple[int, int]
@@ -197,14 +197,12 @@ def bundle(root: JSON, definitions: Definitions) -> JSON:
     }
 
 
-# The Go types behind `format: int32` and `int64`: the API server cannot decode a number
-# outside them into a built-in object (`spec.replicas: 99999999999` is refused), and a
-# controller cannot decode it into its own types either (KubeAI v0.22.1
-# api/k8s/v1/model_types.go: `Replicas *int32`), while JSON Schema's `format` says
-# nothing about integers. As bounds, the check refuses them too, in CRDs' schemas as well.
+# `format: int32` and `int64` name Go types a number must fit (see k8sformats), while
+# JSON Schema's `format` says nothing about integers. As bounds, the check refuses them
+# too, in CRDs' schemas as well.
 _INTEGER_BOUNDS = {
-    "int32": (-(1 << 31), (1 << 31) - 1),
-    "int64": (-(1 << 63), (1 << 63) - 1),
+    "int32": (-INT32_MAX - 1, INT32_MAX),
+    "int64": (-INT64_MAX - 1, INT64_MAX),
 }
 
 

@@ -21,6 +21,7 @@ from generator.fields import (
     DnsLabel,
     DnsSubdomain,
     Envs,
+    Int32,
     Labels,
     Line,
     Resources,
@@ -172,16 +173,16 @@ class HFModelSpecOverride(spec_override_model(HFModelSpec, SPEC_OVERRIDES)):  # 
 class Scaling(StrictModel):
     """Replica bounds and the autoscaler target."""
 
-    min_replicas: int | None = Field(
+    min_replicas: Int32 | None = Field(
         default=None, ge=0, description="Minimum replicas (KServe default 1); 0 needs Knative."
     )
-    max_replicas: int | None = Field(default=None, ge=1, description="Maximum replicas.")
+    max_replicas: Int32 | None = Field(default=None, ge=1, description="Maximum replicas.")
     scale_metric: ScaleMetric | None = Field(
         default=None,
         description="Autoscaling metric: cpu or memory (Standard mode), concurrency or rps "
         "(Knative mode).",
     )
-    scale_target: int | None = Field(
+    scale_target: Int32 | None = Field(
         default=None,
         gt=0,
         description="Target per replica: utilization percent for cpu/memory, requests for "

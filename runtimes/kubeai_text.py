@@ -9,7 +9,16 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from generator.config import Config, PinnedImage
-from generator.fields import DnsLabel, Envs, Line, SecretNames, StrictModel, Text
+from generator.fields import (
+    DnsLabel,
+    Envs,
+    Int32,
+    Int64,
+    Line,
+    SecretNames,
+    StrictModel,
+    Text,
+)
 from generator.k8sformats import DNS1123_LABEL
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
@@ -87,11 +96,11 @@ class KubeAIModelSpecOverride(spec_override_model(KubeAIModelSpec, SPEC_OVERRIDE
 
 
 class PrefixHash(StrictModel):
-    mean_load_factor: int | None = Field(default=None, ge=100, description="Default 125.")
-    replication: int | None = Field(
+    mean_load_factor: Int64 | None = Field(default=None, ge=100, description="Default 125.")
+    replication: Int64 | None = Field(
         default=None, ge=1, description="Default 256; immutable once created."
     )
-    prefix_char_length: int | None = Field(default=None, ge=1, description="Default 100.")
+    prefix_char_length: Int64 | None = Field(default=None, ge=1, description="Default 100.")
 
 
 class LoadBalancing(StrictModel):
@@ -102,16 +111,16 @@ class LoadBalancing(StrictModel):
 
 
 class Scaling(StrictModel):
-    replicas: int | None = Field(
+    replicas: Int32 | None = Field(
         default=None, ge=0, description="Fixed replicas; only with autoscaling_disabled."
     )
-    min_replicas: int = Field(default=1, ge=0, description="0 allows scale from zero.")
-    max_replicas: int | None = Field(default=None, ge=1, description="Upper bound.")
+    min_replicas: Int32 = Field(default=1, ge=0, description="0 allows scale from zero.")
+    max_replicas: Int32 | None = Field(default=None, ge=1, description="Upper bound.")
     autoscaling_disabled: bool = Field(default=False, description="Stop KubeAI autoscaling.")
-    target_requests: int | None = Field(
+    target_requests: Int32 | None = Field(
         default=None, ge=1, description="Active requests per replica to aim for (100)."
     )
-    scale_down_delay_seconds: int | None = Field(
+    scale_down_delay_seconds: Int64 | None = Field(
         default=None, ge=0, description="Delay before scaling down (30)."
     )
     load_balancing: LoadBalancing | None = Field(default=None, description="Load balancing.")

@@ -67,6 +67,7 @@ from generator.errors import cut
 from generator.fields import (
     DnsLabel,
     Envs,
+    Int32,
     Labels,
     Line,
     Resources,
@@ -203,10 +204,10 @@ class VLLMModelSpecOverride(spec_override_model(VLLMModelSpec, SPEC_OVERRIDES)):
 class VLLMScaling(StrictModel):
     """Horizontal autoscaling; an HPA exists when max_replicas exceeds the minimum."""
 
-    min_replicas: int | None = Field(
+    min_replicas: Int32 | None = Field(
         default=None, ge=1, description="Fewest replicas the HPA keeps (default: replicas)."
     )
-    max_replicas: int | None = Field(
+    max_replicas: Int32 | None = Field(
         default=None, ge=1, description="Most replicas the HPA may run; unset: no HPA."
     )
     metric: Literal["cpu", "requests_waiting"] = Field(
@@ -214,7 +215,9 @@ class VLLMScaling(StrictModel):
         description="cpu (CPU utilization) or requests_waiting (vLLM queue length per pod, "
         "needs a custom-metrics adapter).",
     )
-    target: int | None = Field(
+    # int32 as the cpu metric's averageUtilization; the queue's averageValue is a
+    # quantity, but no pod waits on two billion requests either.
+    target: Int32 | None = Field(
         default=None,
         ge=1,
         description="CPU utilization percent (default 80) or waiting requests per pod (default 5).",
@@ -233,7 +236,7 @@ class VLLMServeOptions(StrictModel):
         "later).",
     )
     use_cpu_image: bool = Field(default=False, description="Run vLLM's CPU image (no GPUs).")
-    replicas: int = Field(
+    replicas: Int32 = Field(
         default=1, ge=0, description="Replica count; with autoscaling, the default minimum."
     )
     scaling: VLLMScaling = Field(default_factory=VLLMScaling, description="Autoscaling.")
