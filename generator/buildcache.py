@@ -111,23 +111,12 @@ def code_digest() -> str:
     for library in _LIBRARIES:
         digest.update(f"{library}={installed_version(library) or 'missing'}\0".encode())
     here = Path(__file__).resolve().parent.parent
-    for name in _package_files(here):
-        digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256((here / name).read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def _package_files(here: Path) -> list[str]:
-    """Every file of servegen's packages below `here`, as sorted relative paths, bytecode
-    caches left out. os.walk, not Path.rglob: a Path and a stat per entry were a third
-    of code_digest(), which every fresh build pays."""
-    found = []
     for package in _PACKAGES:
-        for folder, dirs, files in os.walk(here / package):
-            dirs[:] = [name for name in dirs if name != "__pycache__"]
-            top = Path(folder).relative_to(here).as_posix()
-            found += [f"{top}/{name}" for name in files]
-    return sorted(found)
+        for path in sorted((here / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(here).as_posix().encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def build_key(config: Config, crd_files: Iterable[Path], root: Path | None = None) -> str:
