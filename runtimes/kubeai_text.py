@@ -19,7 +19,7 @@ from generator.fields import (
     StrictModel,
     Text,
 )
-from generator.k8sformats import DNS1123_LABEL
+from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 
@@ -95,6 +95,20 @@ class KubeAIModelSpecOverride(spec_override_model(KubeAIModelSpec, SPEC_OVERRIDE
     """What an environment may override in `spec` (environments.<env>.spec)."""
 
 
+# kubeai v0.22.1 internal/modelcontroller/cache.go (cachePVCName): a cache profile's
+# models share the PVC `shared-model-cache-<cacheProfile>`, and a PVC's name is a
+# DNS-1123 subdomain: any other profile name leaves the Model without its cache.
+CACHE_PVC_PREFIX = "shared-model-cache-"
+CacheProfileName = Annotated[
+    str,
+    StringConstraints(
+        pattern=DNS1123_SUBDOMAIN.pattern,
+        max_length=DNS1123_SUBDOMAIN.max_length - len(CACHE_PVC_PREFIX),
+    ),
+    Field(description="A DNS-1123 subdomain: KubeAI names its PVC after it."),
+]
+
+
 class PrefixHash(StrictModel):
     mean_load_factor: Int64 | None = Field(default=None, ge=100, description="Default 125.")
     replication: Int64 | None = Field(
@@ -146,7 +160,12 @@ class KubeAIServe(StrictModel):
     processors: int = Field(
         default=1, ge=1, le=64, description="Resource profile multiplier (the N in profile:N)."
     )
-    cache_profile: str | None = Field(default=None, description="KubeAI cache profile.")
+    cache_profile: CacheProfileName | None = Field(
+        default=None,
+        description="KubeAI cache profile (defined in the KubeAI installation). KubeAI names "
+        f"its PVC {CACHE_PVC_PREFIX}<profile>, so a DNS-1123 subdomain of at most "
+        f"{DNS1123_SUBDOMAIN.max_length - len(CACHE_PVC_PREFIX)} characters.",
+    )
     args: list[Line] = Field(default_factory=list, description="Extra engine arguments.")
     envs: Envs = Field(default_factory=dict)
     secrets: SecretNames = Field(default_factory=list)
