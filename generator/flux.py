@@ -19,7 +19,9 @@ from typing import Any
 
 from generator import outtree
 from generator.config import Config, Flux
+from generator.k8sformats import LABEL_VALUE
 from generator.render import ModelRender
+from runtimes.base import Problem
 
 KUBEAI_MODEL_READY = "has(status.replicas) && status.replicas.ready >= 1"
 CHECKED_KINDS = {"Deployment", "InferenceService", "Model"}
@@ -47,13 +49,50 @@ def _health_checks(models: Sequence[ModelRender], environment: str) -> list[dict
     return sorted(checks, key=lambda c: (c["kind"], c["namespace"], c["name"]))
 
 
+def object_names(flux: Flux, environment: str) -> tuple[str, str]:
+    """The names of an environment's GitRepository and Kustomization (one name), and of
+    the Kustomization that applies its flux folder."""
+    name = f"{flux.name}-{environment}"
+    return name, f"{name}-flux"
+
+
+def config_problems(config: Config) -> list[Problem]:
+    """Flux names servegen.yaml makes that Flux cannot work with (paths point into it).
+
+    kustomize-controller v1.9.4 (internal/controller/kustomization_controller.go, through
+    fluxcd/pkg ssa SetOwnerLabels) labels every object a Kustomization applies with
+    `kustomize.toolkit.fluxcd.io/name: <its name>`. A label value holds at most 63
+    characters, so a Kustomization with a longer name applies nothing at all
+    (fluxcd/flux2#2004): the API server refuses every object it labels."""
+    flux = config.flux
+    if flux is None:
+        return []
+    limit = LABEL_VALUE.max_length
+    environment = max(config.environments, key=len)  # the longest names are its own
+    longest = object_names(flux, environment)[1]
+    if len(longest) <= limit:
+        return []
+    room = limit - (len(longest) - len(flux.name))
+    advice = (
+        f"use a flux.name of at most {room} characters"
+        if room > 0
+        else f"use a shorter environment name than {environment!r}"
+    )
+    message = (
+        f"the Flux Kustomization {longest!r} has a name of {len(longest)} characters; "
+        "Flux labels every object it applies with that name, and a label value holds at "
+        f"most {limit}, so it would apply nothing: {advice}"
+    )
+    return [Problem(("flux", "name"), message)]
+
+
 def flux_objects(
     models: Sequence[ModelRender], config: Config, environment: str
 ) -> list[dict[str, Any]]:
     flux: Flux | None = config.flux
     if flux is None:
         return []
-    name = f"{flux.name}-{environment}"
+    name, sync_name = object_names(flux, environment)
     source: dict[str, Any] = {
         "interval": flux.interval,
         "url": flux.url,
@@ -87,7 +126,7 @@ def flux_objects(
             "spec": source,
         },
         {**kustomization, "metadata": metadata, "spec": spec},
-        {**kustomization, "metadata": {**metadata, "name": f"{name}-flux"}, "spec": sync},
+        {**kustomization, "metadata": {**metadata, "name": sync_name}, "spec": sync},
     ]
 
 

@@ -146,8 +146,15 @@ def config_from_source(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
         config = Config.model_validate(document.data)
     except ValidationError as exc:
         return Config(), [_diagnostic(source.path, document, Config, err) for err in exc.errors()]
-    problems = runtimes.config_problems(config)
+    problems = [*runtimes.config_problems(config), *_flux_problems(config)]
     return config, [_located(source.path, document, p, None) for p in problems]
+
+
+def _flux_problems(config: Config) -> list[Problem]:
+    # Imported here: generator.flux reads rendered models, whose module imports this one.
+    from generator.flux import config_problems
+
+    return config_problems(config)
 
 
 # --- one file -------------------------------------------------------------------------

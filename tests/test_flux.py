@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from generator.config import Config
+from generator.flux import config_problems, flux_objects
 from generator.pipeline import build
 from generator.write import write_tree
 from tests.kustomize import kustomize
@@ -55,3 +57,27 @@ def test_a_removed_model_leaves_the_reconciled_health_checks(
     write_tree(out, build(example_repo, crds=[crds_dir]).files)
     after = by_path(reconciled(out, "dev"))["./clusters/dev"]["spec"]["healthChecks"]
     assert [c["name"] for c in after] == [c["name"] for c in before if c["name"] != "bge-reranker"]
+
+
+def test_every_kustomization_name_fits_the_label_flux_gives_its_objects() -> None:
+    """kustomize-controller labels each applied object with its Kustomization's name, a
+    label value of at most 63 characters: the longest name servegen makes is judged,
+    at the limit and one past it, and it is the name the objects really get."""
+
+    def config(name: str) -> Config:
+        return Config.model_validate(
+            {
+                "environments": {"dev": {}, "prod": {}},
+                "flux": {"url": "https://example.com/repo", "name": name},
+            }
+        )
+
+    fits = config("f" * (63 - len("-prod-flux")))
+    names = [obj["metadata"]["name"] for obj in flux_objects([], fits, "prod")]
+    assert max(map(len, names)) == 63
+    assert config_problems(fits) == []
+    beyond = config("f" * (64 - len("-prod-flux")))
+    [problem] = config_problems(beyond)
+    assert problem.path == ("flux", "name")
+    assert "has a name of 64 characters" in problem.message
+    assert "at most 53 characters" in problem.message
