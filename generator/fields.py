@@ -21,6 +21,7 @@ from pydantic import (
 
 from generator.errors import printable
 from generator.k8sformats import (
+    DNS1035_LABEL,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
     ENV_VAR_NAME,
@@ -52,6 +53,11 @@ DnsLabel = Annotated[
     str,
     StringConstraints(pattern=DNS1123_LABEL.pattern, max_length=DNS1123_LABEL.max_length),
     Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63."),
+]
+Dns1035Label = Annotated[
+    str,
+    StringConstraints(pattern=DNS1035_LABEL.pattern, max_length=DNS1035_LABEL.max_length),
+    Field(description="A DNS-1035 label (a Service name): a DNS-1123 label led by a letter."),
 ]
 DnsSubdomain = Annotated[
     str,

@@ -65,6 +65,7 @@ from pydantic import AfterValidator, Field
 from generator.config import Config, PinnedImage, Profile
 from generator.errors import cut
 from generator.fields import (
+    Dns1035Label,
     DnsLabel,
     Envs,
     Int32,
@@ -75,7 +76,7 @@ from generator.fields import (
     StrictModel,
     Toleration,
 )
-from generator.k8sformats import parse_quantity
+from generator.k8sformats import DNS1035_LABEL, parse_quantity
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
 from runtimes.vllm_engine import (
@@ -251,7 +252,7 @@ class VLLMServeOptions(StrictModel):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", description="Type of the Service."
     )
-    service_name: DnsLabel | None = Field(
+    service_name: Dns1035Label | None = Field(
         default=None, description="Name of an extra alias Service for the same pods."
     )
     node_selector: Labels = Field(
@@ -512,6 +513,11 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
     def spec_problems(self, doc: VLLMDocT, config: Config) -> Iterable[Problem]:
         serve = doc.serve
         scaling = serve.scaling
+        # k8s.io/kubernetes v1.33 pkg/apis/core/validation ValidateServiceName: DNS-1035.
+        if not DNS1035_LABEL.compiled.match(doc.name):
+            yield Problem(
+                ("name",), "the Service is named after the spec: it must start with a letter"
+            )
         if serve.profile is not None and serve.profile not in config.profiles:
             known = ", ".join(sorted(config.profiles)) or "none are defined"
             yield Problem(
