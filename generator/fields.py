@@ -19,7 +19,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from generator.errors import printable
+from generator.errors import cut, printable
 from generator.k8sformats import (
     DNS1035_LABEL,
     DNS1123_LABEL,
@@ -215,6 +215,25 @@ def reject_credential(value: str) -> str:
     if kind:
         raise ValueError(f"value looks like {kind}: {_USE_SECRETS}")
     return value
+
+
+def pvc_claim_problem(url: str) -> str | None:
+    """Why a pvc:// URL cannot mount what it names. What precedes its first '/' (or '?')
+    is the claimName mounted into the pod (kubeai v0.22.1
+    internal/modelcontroller/model_source.go parseModelURL; kserve v0.20.0 ParsePvcURI;
+    servegen's own vLLM Deployment), and a PersistentVolumeClaim's name is a
+    DNS-1123 subdomain (k8s v1.33 ValidatePersistentVolumeClaimName): no claim of any
+    other name can exist, so the pod would wait for it forever."""
+    if not url.startswith("pvc://"):
+        return None
+    claim = re.split(r"[/?]", url[len("pvc://") :], maxsplit=1)[0]
+    if DNS1123_SUBDOMAIN.matches(claim):
+        return None
+    return (
+        f"pvc:// claim {cut(claim)!r} {DNS1123_SUBDOMAIN.help}, at most "
+        f"{DNS1123_SUBDOMAIN.max_length} characters: it names the PersistentVolumeClaim "
+        "to mount"
+    )
 
 
 def credential_name_problem(name: str, value: str) -> str | None:

@@ -28,6 +28,7 @@ from generator.fields import (
     SecretNames,
     StrictModel,
     Toleration,
+    pvc_claim_problem,
 )
 from generator.k8sformats import DNS1035_LABEL
 from generator.spec import SpecDocument, spec_override_model
@@ -403,6 +404,8 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
         serve = doc.serve
         yield from _name_problems(doc)
         yield from _model_problems(doc)
+        if claim_problem := pvc_claim_problem(doc.spec.path):
+            yield Problem(("spec", "path"), claim_problem)
         if serve.huggingface_task and serve.backend != "huggingface":
             yield Problem(
                 ("serve", "huggingface_task"),

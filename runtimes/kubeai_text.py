@@ -18,6 +18,7 @@ from generator.fields import (
     SecretNames,
     StrictModel,
     Text,
+    pvc_claim_problem,
 )
 from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from generator.spec import SpecDocument, spec_override_model
@@ -211,6 +212,8 @@ class KubeAIText(Runtime[KubeAITextDocument]):
             yield Problem(("spec", "url"), "engine OLlama loads ollama:// or pvc:// URLs")
         if spec.url.startswith(("gs://", "oss://")) and serve.cache_profile is None:
             yield Problem(("spec", "url"), "gs:// and oss:// URLs need serve.cache_profile")
+        if claim_problem := pvc_claim_problem(spec.url):
+            yield Problem(("spec", "url"), claim_problem)
         yield from _engine_source_problems(spec, serve)
         yield from _namespace_problems(doc, config)
         if serve.cache_profile is not None and not spec.url.startswith(CACHEABLE_SCHEMES):

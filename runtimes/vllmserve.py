@@ -75,6 +75,7 @@ from generator.fields import (
     SecretNames,
     StrictModel,
     Toleration,
+    pvc_claim_problem,
 )
 from generator.k8sformats import DNS1035_LABEL, parse_quantity
 from generator.spec import SpecDocument, spec_override_model
@@ -518,6 +519,8 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
             yield Problem(
                 ("name",), "the Service is named after the spec: it must start with a letter"
             )
+        if claim_problem := pvc_claim_problem(doc.spec.url):
+            yield Problem(("spec", "url"), claim_problem)
         if serve.profile is not None and serve.profile not in config.profiles:
             known = ", ".join(sorted(config.profiles)) or "none are defined"
             yield Problem(
