@@ -57,16 +57,30 @@ def object_names(flux: Flux, environment: str) -> tuple[str, str]:
 
 
 def config_problems(config: Config) -> list[Problem]:
-    """Flux names servegen.yaml makes that Flux cannot work with (paths point into it).
-
-    kustomize-controller v1.9.4 (internal/controller/kustomization_controller.go, through
-    fluxcd/pkg ssa SetOwnerLabels) labels every object a Kustomization applies with
-    `kustomize.toolkit.fluxcd.io/name: <its name>`. A label value holds at most 63
-    characters, so a Kustomization with a longer name applies nothing at all
-    (fluxcd/flux2#2004): the API server refuses every object it labels."""
+    """What in servegen.yaml's `flux:` Flux cannot work with (paths point into it)."""
     flux = config.flux
     if flux is None:
         return []
+    problems = []
+    if flux.url.startswith("ssh://") and flux.secret_ref is None:
+        # fluxcd/pkg git/options.go AuthOptions.Validate, what source-controller checks
+        # before it clones: ssh needs `identity` and `known_hosts`, only a Secret's.
+        problems.append(
+            Problem(
+                ("flux", "url"),
+                "an ssh:// URL needs flux.secret_ref: Flux clones over SSH only with the "
+                "identity and known_hosts of that Secret, and fails without them",
+            )
+        )
+    return problems + _name_problems(config, flux)
+
+
+def _name_problems(config: Config, flux: Flux) -> list[Problem]:
+    """kustomize-controller v1.9.4 (internal/controller/kustomization_controller.go,
+    through fluxcd/pkg ssa SetOwnerLabels) labels every object a Kustomization applies
+    with `kustomize.toolkit.fluxcd.io/name: <its name>`. A label value holds at most 63
+    characters, so a Kustomization with a longer name applies nothing at all
+    (fluxcd/flux2#2004): the API server refuses every object it labels."""
     limit = LABEL_VALUE.max_length
     environment = max(config.environments, key=len)  # the longest names are its own
     longest = object_names(flux, environment)[1]

@@ -81,3 +81,13 @@ def test_every_kustomization_name_fits_the_label_flux_gives_its_objects() -> Non
     assert problem.path == ("flux", "name")
     assert "has a name of 64 characters" in problem.message
     assert "at most 53 characters" in problem.message
+
+
+def test_an_ssh_url_with_a_secret_is_accepted() -> None:
+    """The rule is about the missing Secret, not about ssh:// itself."""
+    with_secret = Config.model_validate(
+        {
+            "flux": {"url": "ssh://git@github.com/org/repo", "secret_ref": "flux-ssh"},
+        }
+    )
+    assert config_problems(with_secret) == []
