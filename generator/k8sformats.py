@@ -1,5 +1,6 @@
 """Kubernetes' own string rules: object names, label and annotation keys, label values,
-environment variable names and resource quantities. One rule, one wording.
+environment variable names and resource quantities; and the bounds of its integer
+types. One rule, one wording.
 
 The spec's field types (generator/fields.py), the schemas rendered objects are checked
 against (generator/k8sschemas.py, generator/crdschemas.py), the messages for a value that
@@ -20,6 +21,8 @@ __all__ = [
     "DNS1123_SUBDOMAIN",
     "ENV_VAR_NAME",
     "HELP_BY_PATTERN",
+    "INT32_MAX",
+    "INT64_MAX",
     "LABEL_VALUE",
     "PATH_SEGMENT",
     "QUALIFIED_NAME",
