@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from generator.errors import cut
 from generator.fields import (
     Annotations,
     DnsLabel,
@@ -25,6 +26,7 @@ from generator.fields import (
     Toleration,
     single_line,
 )
+from generator.k8sformats import DNS1123_SUBDOMAIN
 
 CONFIG_FILE = "servegen.yaml"
 
@@ -141,6 +143,16 @@ class StatusReader(StrictModel):
     namespace: DnsLabel | None = Field(
         default=None, description="The ServiceAccount's namespace (required for ServiceAccount)."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _service_account_name(cls, name: str, info: ValidationInfo) -> str:
+        # k8s v1.33 pkg/apis/rbac/validation ValidateRoleBindingSubject: a ServiceAccount
+        # subject's name is a ServiceAccount's, a DNS-1123 subdomain; the API server
+        # refuses the RoleBinding otherwise.
+        if info.data.get("kind") == "ServiceAccount" and not DNS1123_SUBDOMAIN.matches(name):
+            raise ValueError(f"{cut(name)!r} {DNS1123_SUBDOMAIN.help}: it names a ServiceAccount")
+        return name
 
     @model_validator(mode="after")
     def _namespace_for_service_account(self) -> StatusReader:
