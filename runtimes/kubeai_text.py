@@ -100,12 +100,10 @@ class KubeAIModelSpecOverride(spec_override_model(KubeAIModelSpec, SPEC_OVERRIDE
 # models share the PVC `shared-model-cache-<cacheProfile>`, and a PVC's name is a
 # DNS-1123 subdomain: any other profile name leaves the Model without its cache.
 CACHE_PVC_PREFIX = "shared-model-cache-"
+CACHE_PROFILE_MAX_LENGTH = DNS1123_SUBDOMAIN.max_length - len(CACHE_PVC_PREFIX)
 CacheProfileName = Annotated[
     str,
-    StringConstraints(
-        pattern=DNS1123_SUBDOMAIN.pattern,
-        max_length=DNS1123_SUBDOMAIN.max_length - len(CACHE_PVC_PREFIX),
-    ),
+    StringConstraints(pattern=DNS1123_SUBDOMAIN.pattern, max_length=CACHE_PROFILE_MAX_LENGTH),
     Field(description="A DNS-1123 subdomain: KubeAI names its PVC after it."),
 ]
 
@@ -165,7 +163,7 @@ class KubeAIServe(StrictModel):
         default=None,
         description="KubeAI cache profile (defined in the KubeAI installation). KubeAI names "
         f"its PVC {CACHE_PVC_PREFIX}<profile>, so a DNS-1123 subdomain of at most "
-        f"{DNS1123_SUBDOMAIN.max_length - len(CACHE_PVC_PREFIX)} characters.",
+        f"{CACHE_PROFILE_MAX_LENGTH} characters.",
     )
     args: list[Line] = Field(default_factory=list, description="Extra engine arguments.")
     envs: Envs = Field(default_factory=dict)
