@@ -72,6 +72,18 @@ Duration = Annotated[
 ]
 
 
+def _nonzero(value: str) -> str:
+    # source-controller and kustomize-controller (fluxcd, v1.x) requeue an object after its
+    # interval, and controller-runtime reads a RequeueAfter of 0 as "do not requeue":
+    # Flux would check the deploy branch once and never again.
+    if not any(digit in value for digit in "123456789"):
+        raise ValueError(f"{value!r} is no interval: Flux would never check again")
+    return value
+
+
+Interval = Annotated[Duration, AfterValidator(_nonzero)]
+
+
 def _branch_name(value: str) -> str:
     bad = (
         not re.fullmatch(r"[A-Za-z0-9._/-]+", value)
@@ -281,7 +293,9 @@ class Flux(StrictModel):
         pattern=r"^(http|https|ssh)://.*$",
         description="Git URL (http://, https:// or ssh://) Flux pulls the deploy branch from.",
     )
-    interval: Duration = Field(default="1m", description="How often Flux checks the branch.")
+    interval: Interval = Field(
+        default="1m", description="How often Flux checks the branch (more than 0)."
+    )
     namespace: DnsLabel = Field(default="flux-system", description="Namespace of Flux objects.")
     name: DnsLabel = Field(default="servegen", description="Prefix of the Flux object names.")
     secret_ref: DnsSubdomain | None = Field(

@@ -243,6 +243,15 @@ class Runtime(ABC, Generic[DocT]):
             )
 
 
+def long_flag(arg: str) -> str | None:
+    """The long option `arg` sets, spelt with dashes: `--port=1` and `--served_model_name`
+    give `--port` and `--served-model-name` (vLLM reads `_` as `-`); None for anything
+    that is not a long option."""
+    if not arg.startswith("--"):
+        return None
+    return arg.partition("=")[0].replace("_", "-")
+
+
 def plain_values(values: list[Any]) -> list[Any]:
     """Fresh plain-data copies of template values, as JSON (hence YAML) would read them."""
     try:

@@ -84,6 +84,13 @@ OPENAI_PATHS = {
 # template, so only the completions route answers.
 TEXT2TEXT_PATHS = ("/completions", "/models")
 VLLM_TASK_FEATURES = {"embed": "TextEmbedding", "score": "Reranking"}
+# kserve v0.17.0 to v0.20.0 run vLLM 0.15.1 to 0.24.0 (python/kserve/pyproject.toml),
+# which have no --task: a pooling model is --runner pooling with --convert. v0.15 and
+# v0.16 run vLLM 0.8 and 0.9, which take --task embed or score. huggingfaceserver/
+# __main__.py reads its own --task on the Hugging Face backend only and drops any
+# argument no parser knows (parse_known_args), so a wrong flag fails silently.
+RUNNER_SINCE_KSERVE = 17
+POOLING_CONVERT = {"embed": "embed", "score": "classify"}
 # kserve v0.20.0 pkg/constants/constants.go: Standard/Knative exist from 0.16; older
 # releases know only RawDeployment/Serverless and silently fall back to their default.
 LEGACY_MODE_NAMES = {"Standard": "RawDeployment", "Knative": "Serverless"}
@@ -107,6 +114,8 @@ OWNED_ARGS: dict[str, str] = {
     "model_dir": "the model comes from spec.path (storageUri)",
     "backend": "it is serve.backend",
     "task": "it is serve.huggingface_task or serve.vllm_task",
+    "runner": "it follows serve.vllm_task",
+    "convert": "it follows serve.vllm_task",
     "http_port": "KServe owns the serving ports",
     "grpc_port": "KServe owns the serving ports",
 }
@@ -205,8 +214,9 @@ class HFServe(StrictModel):
     )
     vllm_task: VllmTask | None = Field(
         default=None,
-        description="Task for the vLLM backend (--task): embed (embeddings) or score "
-        "(reranking); default: text generation. Needs backend: vllm.",
+        description="Task for the vLLM backend: embed (embeddings) or score (reranking); "
+        "default: text generation. Needs backend: vllm. Rendered as --runner/--convert from "
+        "KServe 0.17 (vLLM 0.15 and later), as --task before.",
     )
     max_length: int | None = Field(
         default=None, gt=0, description="Context length in tokens (--max_model_len)."
@@ -357,7 +367,7 @@ def _kubernetes_resources(res: Resources) -> dict[str, dict[str, str]]:
     return out
 
 
-def runtime_args(doc: HuggingFaceServeDocument) -> list[str]:
+def runtime_args(doc: HuggingFaceServeDocument, config: Config) -> list[str]:
     serve = doc.serve
     args = [f"--model_name={model_name(doc)}"]
     if serve.backend != "auto":
@@ -365,7 +375,7 @@ def runtime_args(doc: HuggingFaceServeDocument) -> list[str]:
     if serve.huggingface_task:
         args.append(f"--task={serve.huggingface_task}")
     if serve.vllm_task:
-        args.append(f"--task={serve.vllm_task}")
+        args.extend(vllm_task_args(serve.vllm_task, config))
     if serve.max_length is not None:
         args.append(f"--max_model_len={serve.max_length}")
     if serve.dtype:
@@ -380,8 +390,17 @@ def runtime_args(doc: HuggingFaceServeDocument) -> list[str]:
     if serve.tensor_input_names:
         args.append(f"--tensor_input_names={','.join(serve.tensor_input_names)}")
     if serve.max_log_len is not None:
-        args.append(f"--max_log_len={serve.max_log_len}")
+        # Dashes: the Hugging Face backend's parser takes both spellings, vLLM's only this
+        # one (kserve v0.20.0 huggingfaceserver/__main__.py; vLLM's cli_args.py).
+        args.append(f"--max-log-len={serve.max_log_len}")
     return [*args, *serve.args]
+
+
+def vllm_task_args(task: str, config: Config) -> list[str]:
+    """The vLLM flags that make the KServe release's vLLM serve `task`."""
+    if config.kserve.at_least(RUNNER_SINCE_KSERVE):
+        return ["--runner=pooling", f"--convert={POOLING_CONVERT[task]}"]
+    return [f"--task={task}"]
 
 
 def _arg_name(arg: str) -> str | None:
@@ -472,7 +491,7 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
             "storage_account": storage_account,
             "storage_secrets": [{"name": s} for s in serve.secrets],
             "storage_uri": storage_uri(doc),
-            "args": runtime_args(doc),
+            "args": runtime_args(doc, config),
             "env": [{"name": k, "value": v} for k, v in sorted(serve.envs.items())],
             "env_from": [{"secretRef": {"name": s}} for s in serve.secrets],
             "image": doc.spec.image,

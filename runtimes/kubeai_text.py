@@ -22,7 +22,7 @@ from generator.fields import (
 )
 from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from generator.spec import SpecDocument, spec_override_model
-from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
+from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime, long_flag
 
 MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
 ADAPTER_URL_RE = r"^(hf|s3|gs|oss)://[a-zA-Z0-9._:/@-]+$"
@@ -50,6 +50,51 @@ FEATURE_PATHS: dict[str, tuple[str, ...]] = {
 # Environment KubeAI's Ollama images need to answer the proxy (seed platform defaults).
 OLLAMA_ENV = {"OLLAMA_DEBUG": "false", "GIN_MODE": "release", "OLLAMA_ORIGINS": "*"}
 
+# kubeai v0.22.1 internal/modelcontroller/model_source.go (parseModelURL) reads a URL's
+# query for ?model= (pvc:// with OLlama) and ?insecure= / ?pull= (ollama://) only. On
+# hf://, s3://, gs:// and oss:// a query is no part of KubeAI's syntax: the model loader
+# (components/model-loader/load.sh) and vLLM get it as part of the repository or path.
+QUERY_KEYS: dict[str, tuple[str, ...]] = {"pvc://": ("model",), "ollama://": ("insecure", "pull")}
+
+# What each engine's server must keep as KubeAI v0.22.1 sets it up (internal/
+# modelcontroller/engine_*.go): KubeAI puts its flags before the spec's args and its
+# environment before the spec's envs, so the spec's own would win.
+_NAME = "it serves the model under the Model's name, which its proxy asks for"
+_SOURCE = "it points the server at the model it mounted or downloaded (spec.url)"
+_PORT = "its proxy and probes reach the server on port 8000 of the pod's address"
+_PREFIX = "its proxy sends the OpenAI routes under /v1"
+ENGINE_FLAGS: dict[str, dict[str, str]] = {
+    "VLLM": {"--model": _SOURCE, "--served-model-name": _NAME, "--host": _PORT, "--port": _PORT},
+    "Infinity": {
+        "--model-id": _SOURCE,
+        "--served-model-name": _NAME,
+        "--url-prefix": _PREFIX,
+        "--host": _PORT,
+        "--port": _PORT,
+    },
+}
+ENGINE_ENVS: dict[str, dict[str, str]] = {
+    "VLLM": {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "it turns it on to load adapters at run time"},
+    "OLlama": {"OLLAMA_HOST": _PORT},
+    "Infinity": {
+        "INFINITY_MODEL_ID": _SOURCE,
+        "INFINITY_SERVED_MODEL_NAME": _NAME,
+        "INFINITY_URL_PREFIX": _PREFIX,
+        "INFINITY_HOST": _PORT,
+        "INFINITY_PORT": _PORT,
+    },
+    "FasterWhisper": {"WHISPER__MODEL": _SOURCE},
+}
+
+# kubeai v0.22.1 internal/modelcontroller/files.go keeps a Model's files in one
+# ConfigMap, each under its path with '/' turned into '_' (fileConfigMapKey). A ConfigMap
+# key is letters, digits, '-', '_' and '.', at most 253 of them (k8s v1.33
+# IsConfigMapKey), and a ConfigMap holds at most 1 MiB of data (ValidateConfigMap). The
+# controller makes that ConfigMap first (model_controller.go): a file it cannot store
+# stops the Model there.
+CONFIGMAP_KEY_MAX_LENGTH = 253
+CONFIGMAP_MAX_BYTES = 1 << 20
+
 
 class Adapter(StrictModel):
     name: str = Field(
@@ -60,7 +105,10 @@ class Adapter(StrictModel):
 
 class File(StrictModel):
     path: str = Field(
-        pattern=r"^/[^:]*$", max_length=1024, description="Absolute path in the model pod."
+        pattern=r"^/[-._a-zA-Z0-9/]+$",
+        max_length=CONFIGMAP_KEY_MAX_LENGTH,
+        description="Absolute path in the model pod, of letters, digits, '-', '_', '.' and "
+        "'/' (KubeAI keeps the file in a ConfigMap under the path, '/' written as '_').",
     )
     content: Text = Field(max_length=100_000, description="File content.")
 
@@ -220,13 +268,16 @@ class KubeAIText(Runtime[KubeAITextDocument]):
                 "cache_profile is only supported with hf://, s3://, gs:// or oss:// URLs",
             )
         yield from _scaling_problems(serve.scaling)
-        file_paths = [f.path for f in serve.files]
-        if len(file_paths) > 10:
-            yield Problem(("serve", "files"), "at most 10 files are allowed")
-        for index, file_path in enumerate(file_paths):
-            if file_path in file_paths[:index]:
+        yield from _file_problems(serve.files)
+        yield from _owned_problems(spec.engine, serve)
+        names = [adapter.name for adapter in spec.adapters]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                # kubeai v0.22.1 internal/modelcontroller/adapters.go labels the pod
+                # adapter.kubeai.org/<name> with the hash of one URL per name: two
+                # adapters of one name reload each other on every reconcile.
                 yield Problem(
-                    ("serve", "files", index, "path"), f"duplicate file path {file_path!r}"
+                    ("spec", "adapters", index, "name"), f"duplicate adapter name {name!r}"
                 )
 
     def context(self, doc: KubeAITextDocument, config: Config) -> dict[str, Any]:
@@ -337,22 +388,85 @@ def _revision(url: str) -> tuple[str, list[str]]:
     return f"hf://{match.group(1)}", [f"--revision={match.group(2)}"]
 
 
-def _arg_names(args: list[str]) -> list[str]:
-    return [a[2:].split("=", 1)[0].replace("_", "-") for a in args if a.startswith("--")]
+def _file_problems(files: Sequence[File]) -> Iterable[Problem]:
+    if len(files) > 10:
+        yield Problem(("serve", "files"), "at most 10 files are allowed")
+    stored: dict[str, str] = {}  # ConfigMap key -> the path stored under it
+    for index, file in enumerate(files):
+        key = file.path.replace("/", "_")  # kubeai v0.22.1 files.go fileConfigMapKey
+        if key not in stored:
+            stored[key] = file.path
+            continue
+        other = stored[key]
+        where = ("serve", "files", index, "path")
+        if other == file.path:
+            yield Problem(where, f"duplicate file path {file.path!r}")
+        else:
+            yield Problem(
+                where,
+                f"{file.path!r} and {other!r} would share one file: KubeAI keeps both in its "
+                f"ConfigMap under the key {key!r} ('/' written as '_')",
+            )
+    size = sum(len(file.content.encode()) for file in files)
+    if size > CONFIGMAP_MAX_BYTES:
+        yield Problem(
+            ("serve", "files"),
+            f"the files hold {size:,} bytes: KubeAI keeps them in one ConfigMap, which "
+            f"holds at most {CONFIGMAP_MAX_BYTES:,}",
+        )
+
+
+def _owned_problems(engine: str, serve: KubeAIServe) -> Iterable[Problem]:
+    flags = ENGINE_FLAGS.get(engine, {})
+    for index, arg in enumerate(serve.args):
+        flag = long_flag(arg)
+        if flag in flags:
+            yield Problem(("serve", "args", index), f"{flag} is KubeAI's to set: {flags[flag]}")
+    envs = ENGINE_ENVS[engine]
+    for name in serve.envs:
+        if name in envs:
+            yield Problem(("serve", "envs", name), f"{name} is KubeAI's to set: {envs[name]}")
+
+
+def _query_problems(url: str) -> Iterable[Problem]:
+    base, mark, query = url.partition("?")
+    if not mark:
+        return
+    scheme = base[: base.index("://") + 3]
+    keys = QUERY_KEYS.get(scheme)
+    if keys is None:
+        yield Problem(
+            ("spec", "url"),
+            f"KubeAI reads no query on {scheme} URLs: the model loader and the engine would "
+            f"take '?{query}' as part of the name; remove it",
+        )
+        return
+    for part in query.split("&"):
+        key = part.partition("=")[0]
+        if key not in keys:
+            known = " and ".join(f"?{k}=" for k in keys)
+            yield Problem(
+                ("spec", "url"),
+                f"KubeAI reads only {known} on {scheme} URLs, not {key!r}",
+            )
+            return
 
 
 def _revision_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
     # kubeai v0.22.1 internal/modelcontroller/engine_vllm.go passes the repo as
     # --model=<ref> and components/model-loader/load.sh downloads <ref> as given: neither
     # knows `@revision`. Only vLLM downloading by itself (no cache profile) can take
-    # the revision, as its own --revision flag.
-    if "@" in spec.url.split("?", 1)[0] and _HF_REVISION.fullmatch(spec.url) is None:
-        # kubeai v0.22.1 internal/modelcontroller/model_source.go: the URL pattern
-        # ([a-zA-Z0-9._:/-]) has no '@'; such a Model never gets past parsing.
+    # the revision, as its own --revision flag. (Object keys and paths of the other
+    # schemes may hold '@': model_source.go's URL pattern takes anything but '?'.)
+    if (
+        spec.url.startswith("hf://")
+        and "@" in spec.url
+        and _HF_REVISION.fullmatch(spec.url) is None
+    ):
         yield Problem(
             ("spec", "url"),
-            "KubeAI URLs cannot contain '@'; only hf://org/model@rev is accepted, which "
-            "servegen turns into vLLM's --revision",
+            "a Hugging Face repository id has no '@': only hf://org/model@rev is accepted, "
+            "which servegen turns into vLLM's --revision",
         )
         return
     if _HF_REVISION.fullmatch(spec.url) is None:
@@ -369,7 +483,7 @@ def _revision_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Pr
             "repository that does not exist); drop @revision: only engine VLLM without a "
             "cache_profile can pin one (servegen passes it to vLLM as --revision)",
         )
-    elif "revision" in _arg_names(serve.args):
+    elif "--revision" in map(long_flag, serve.args):
         yield Problem(
             ("spec", "url"),
             "the revision is given twice: in spec.url (@revision) and as --revision in serve.args",
@@ -378,8 +492,20 @@ def _revision_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Pr
 
 def _engine_source_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
     yield from _revision_problems(spec, serve)
+    yield from _query_problems(spec.url)
+    if spec.url.startswith("pvc://") and spec.engine in ("Infinity", "FasterWhisper"):
+        # kubeai v0.22.1 internal/modelcontroller/model_source.go mounts the claim at
+        # /model, but only engine_vllm.go points its server there: engine_infinity.go
+        # (INFINITY_MODEL_ID) and engine_fasterwhisper.go (WHISPER__MODEL) pass
+        # <claim>/<path> on as a Hugging Face model id.
+        yield Problem(
+            ("spec", "url"),
+            f"engine {spec.engine} cannot load pvc:// URLs: KubeAI mounts the claim at /model "
+            f"but tells {spec.engine} to fetch <claim>/<path> from Hugging Face; use hf://, or "
+            "s3:// with a cache profile",
+        )
     for index, adapter in enumerate(spec.adapters):
-        if "@" in adapter.url:
+        if adapter.url.startswith("hf://") and "@" in adapter.url:
             # kubeai v0.22.1 internal/modelcontroller/adapters.go runs the loader's `load <url>`.
             yield Problem(
                 ("spec", "adapters", index, "url"),

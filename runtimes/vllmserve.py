@@ -33,8 +33,12 @@ Choices made here:
   over generated ones such as --max-loras or --load-format.
 - Non-root: the upstream image runs as root by default but works as uid 1000 when its
   writable paths are on a volume, so HOME and HF_HOME point into the model-cache emptyDir
-  (vLLM, Triton and FlashInfer keep compile caches under HOME). User `envs` override any
-  generated variable.
+  (vLLM, Triton and FlashInfer keep compile caches under HOME), and when the user has a
+  name: uid 1000 has no passwd entry in the image, and torch's inductor cache
+  (torch/_inductor/runtime/cache_dir_utils.py, default_cache_dir) asks getpass.getuser(),
+  which raises without one unless USER is set (vLLM 0.24.0 imports it at start-up through
+  vllm/env_override.py; vllm-project/vllm#44548). User `envs` override any generated
+  variable.
 - Scaling: an HPA is rendered when `scaling.max_replicas` exceeds the minimum
   (`scaling.min_replicas`, default `replicas`). Metric `cpu` targets CPU utilization
   (default 80%) and needs CPU requests, so a CPU request of DEFAULT_HPA_CPU_REQUEST is set
@@ -79,7 +83,7 @@ from generator.fields import (
 )
 from generator.k8sformats import DNS1035_LABEL, parse_quantity
 from generator.spec import SpecDocument, spec_override_model
-from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
+from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime, long_flag
 from runtimes.vllm_engine import (
     BERT_LORA_SINCE,
     CPU_RUNAI_SINCE,
@@ -105,8 +109,9 @@ PORT = 8000
 MODELS_DIR = "/models"
 CACHE_DIR = "/models-cache"
 HF_HOME = f"{CACHE_DIR}/huggingface"
-# Writable homes for the non-root user (see the module docstring).
-HOME_ENV = {"HOME": CACHE_DIR, "HF_HOME": HF_HOME}
+# Writable homes for the non-root user, and its name (see the module docstring).
+RUN_AS_NAME = "vllm"
+HOME_ENV = {"HOME": CACHE_DIR, "HF_HOME": HF_HOME, "USER": RUN_AS_NAME}
 SHM_DIR = "/dev/shm"  # noqa: S108 - the container's shared memory, not a temp file
 SHM_SIZE = "2Gi"
 RUN_AS = 1000
@@ -327,9 +332,7 @@ def pooling_args(task: str | None, version: Version | None) -> list[str]:
 
 def owned_flag(arg: str) -> str | None:
     """The generator-owned flag `arg` sets (`--port 1`, `--port=1`, `--served_model_name`)."""
-    if not arg.startswith("--"):
-        return None
-    flag = arg.partition("=")[0].replace("_", "-")
+    flag = long_flag(arg)
     return flag if flag in OWNED_FLAGS else None
 
 

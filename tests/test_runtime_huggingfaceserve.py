@@ -168,7 +168,7 @@ def test_every_field_becomes_its_flag_in_order() -> None:
         "--return_probabilities",
         "--disable_log_requests",
         "--tensor_input_names=input_ids,attention_mask",
-        "--max_log_len=100",
+        "--max-log-len=100",  # the one spelling both backends' parsers know
         "--workers",
         "2",
         "--enable_docs_url=true",
@@ -356,16 +356,24 @@ def test_deployment_mode_names_follow_the_kserve_version(
 
 
 @pytest.mark.parametrize(
-    ("task", "feature", "route"),
-    [("embed", "TextEmbedding", "/embeddings"), ("score", "Reranking", "/rerank")],
+    ("task", "feature", "route", "convert"),
+    [
+        ("embed", "TextEmbedding", "/embeddings", "embed"),
+        ("score", "Reranking", "/rerank", "classify"),
+    ],
 )
-def test_vllm_backend_tasks(task: str, feature: str, route: str) -> None:
+def test_vllm_backend_tasks(task: str, feature: str, route: str, convert: str) -> None:
     doc = make({"backend": "vllm", "vllm_task": task})
+    # KServe 0.20 runs vLLM 0.24, which has no --task (gone after vLLM 0.11).
     assert render(doc)["spec"]["predictor"]["model"]["args"] == [
         "--model_name=qwen",
         "--backend=vllm",
-        f"--task={task}",
+        "--runner=pooling",
+        f"--convert={convert}",
     ]
+    # KServe 0.16 runs vLLM 0.9.2, which knows --task and not --runner.
+    older = Config.model_validate({"kserve": {"version": "0.16"}})
+    assert render(doc, older)["spec"]["predictor"]["model"]["args"][2:] == [f"--task={task}"]
     endpoint = RUNTIME.endpoint(doc, Config(), "ns")
     assert endpoint.features == (feature,)
     assert endpoint.paths == (route, "/models")

@@ -221,3 +221,75 @@ def test_examples_put_models_where_each_environments_kubeai_runs(crds_dir: Path)
 def test_a_spec_namespace_equal_to_kubeais_is_accepted() -> None:
     doc = make().model_copy(update={"namespace": "kubeai"})
     assert list(RUNTIME.spec_problems(doc, Config())) == []
+
+
+# --- what KubeAI reads of a URL, its files and its own flags ------------------------------
+
+
+def problems(doc: KubeAITextDocument) -> list[str]:
+    return [p.message for p in RUNTIME.spec_problems(doc, Config())]
+
+
+@pytest.mark.parametrize(
+    ("url", "engine"),
+    [
+        ("pvc://models?model=qwen2:0.5b", "OLlama"),
+        ("ollama://qwen2:0.5b?insecure=true&pull=false", "OLlama"),
+        ("s3://models/llama@v2", "VLLM"),  # an object key may hold '@'
+        ("pvc://models/qwen-0.5b", "VLLM"),  # vLLM is pointed at the mount
+    ],
+)
+def test_urls_kubeai_reads_as_written_pass(url: str, engine: str) -> None:
+    spec = model_spec(make(url=url, engine=engine))
+    assert spec["url"] == url
+
+
+@pytest.mark.parametrize("engine", ["Infinity", "FasterWhisper"])
+def test_engines_that_take_a_hugging_face_id_cannot_load_a_claim(engine: str) -> None:
+    feature = "SpeechToText" if engine == "FasterWhisper" else "TextEmbedding"
+    doc = make(url="pvc://models/some-model", engine=engine, features=[feature])
+    assert problems(doc) == [
+        f"engine {engine} cannot load pvc:// URLs: KubeAI mounts the claim at /model but "
+        f"tells {engine} to fetch <claim>/<path> from Hugging Face; use hf://, or s3:// with "
+        "a cache profile"
+    ]
+
+
+def test_files_fit_one_configmap_by_bytes_not_characters() -> None:
+    # Five files of 100,000 two-byte characters and one of ASCII: 1 MiB exactly passes.
+    wide = [{"path": f"/etc/wide-{n}", "content": "é" * 100_000} for n in range(5)]
+    rest = (1 << 20) - 1_000_000
+    fits = make({"files": [*wide, {"path": "/etc/rest", "content": "a" * rest}]})
+    assert problems(fits) == []
+    over = make({"files": [*wide, {"path": "/etc/rest", "content": "a" * (rest + 1)}]})
+    assert problems(over) == [
+        "the files hold 1,048,577 bytes: KubeAI keeps them in one ConfigMap, which holds at "
+        "most 1,048,576"
+    ]
+
+
+def test_a_file_path_is_at_most_one_configmap_key_long() -> None:
+    longest = "/" + "a" * 252
+    assert model_spec(make({"files": [{"path": longest, "content": "x"}]}))["files"]
+    with pytest.raises(ValueError, match="at most 253 characters"):
+        make({"files": [{"path": longest + "a", "content": "x"}]})
+
+
+@pytest.mark.parametrize(
+    ("engine", "args", "envs"),
+    [
+        (
+            "VLLM",
+            ["--max-model-len=2048", "--enable-prefix-caching"],
+            {"VLLM_LOGGING_LEVEL": "INFO"},
+        ),
+        ("Infinity", ["--batch-size=32"], {"INFINITY_ENGINE": "optimum"}),
+        ("FasterWhisper", [], {"WHISPER__COMPUTE_TYPE": "int8"}),
+    ],
+)
+def test_flags_and_envs_kubeai_leaves_alone_pass(
+    engine: str, args: list[str], envs: dict[str, str]
+) -> None:
+    feature = {"VLLM": "TextGeneration", "Infinity": "TextEmbedding"}.get(engine, "SpeechToText")
+    doc = make({"args": args, "envs": envs}, engine=engine, features=[feature])
+    assert problems(doc) == []

@@ -120,7 +120,13 @@ def test_defaults_render_deployment_and_service() -> None:
     assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] == 1800
     assert c["livenessProbe"]["periodSeconds"] == 30
     assert c["readinessProbe"]["periodSeconds"] == 10
-    assert env(objects) == {"HOME": "/models-cache", "HF_HOME": "/models-cache/huggingface"}
+    # uid 1000 has no passwd entry in the image: torch asks getpass.getuser(), which
+    # reads USER first and raises without it.
+    assert env(objects) == {
+        "HOME": "/models-cache",
+        "HF_HOME": "/models-cache/huggingface",
+        "USER": "vllm",
+    }
     assert "envFrom" not in c and "resources" not in c
     assert c["securityContext"] == {
         "allowPrivilegeEscalation": False,
@@ -423,7 +429,7 @@ def test_user_envs_win_over_generated_ones() -> None:
     d = doc(serve={"use_cpu_image": True, "envs": {"VLLM_CPU_KVCACHE_SPACE": "3", "B": "2",
                                                     "A": "1", "HF_HOME": "/data/hf"}})  # fmt: skip
     names = [e["name"] for e in container(render(d))["env"]]
-    assert names == ["HOME", "A", "B", "HF_HOME", "VLLM_CPU_KVCACHE_SPACE"]
+    assert names == ["HOME", "USER", "A", "B", "HF_HOME", "VLLM_CPU_KVCACHE_SPACE"]
     assert env(render(d))["VLLM_CPU_KVCACHE_SPACE"] == "3"
 
 
