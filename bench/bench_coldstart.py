@@ -5,8 +5,10 @@ interpreter, the imports and whatever servegen computes before it can judge one 
 Each round runs, in this order and with an empty `XDG_CACHE_HOME` for servegen:
 `python -c pass`, `python -c 'import pydantic'`, an import of every library validate
 needs (pydantic's models, Jinja, ruamel.yaml, jsonschema-rs: the floor no servegen
-change can go below) (the yardsticks) and `servegen validate`
-of a repository holding one spec of each runtime family in turn. Medians per row.
+change can go below) (the yardsticks), an import of what validate imports before it
+reads a file (those libraries and servegen's own modules: where servegen's own import
+cost shows) and `servegen validate` of a repository holding one spec of each runtime
+family in turn. Medians per row.
 
 Bytecode is compiled once beforehand into a private prefix (`PYTHONPYCACHEPREFIX`), as an
 installed package has it; `--no-bytecode` measures with compilation on every run.
@@ -42,6 +44,11 @@ SPECS = ("tinyllama-chat.yaml", "qwen-chat.yaml", "distilbert-sentiment.yaml")
 # What a validate cannot do without: models, templates, YAML with positions, schema checks.
 LIBRARIES = "import pydantic.main, pydantic.fields, jinja2, ruamel.yaml, jsonschema_rs"
 LIBRARIES_ROW = "`python -c 'import <the libraries validate uses>'`"
+# Those libraries and servegen's own modules, as `servegen validate` has them before it
+# reads a file (models, dataclasses and patterns defined; templates, the object checker
+# and the runtime modules come later, when first used).
+MODULES = "import generator.cli, generator.commands.validate"
+MODULES_ROW = "`python -c 'import <what validate imports before it reads a file>'`"
 
 
 def one_spec_repo(parent: Path, spec: str) -> Path:
@@ -92,6 +99,7 @@ def count_rows(
         "`python -c pass`": instructions([PYTHON, "-c", "pass"], tmp, cold),
         "`python -c 'import pydantic'`": instructions([PYTHON, "-c", "import pydantic"], tmp, cold),
         LIBRARIES_ROW: instructions([PYTHON, "-c", LIBRARIES], tmp, cold),
+        MODULES_ROW: instructions([PYTHON, "-c", MODULES], tmp, cold),
     }
     for label, tree in trees.items():
         for spec, repo in zip(SPECS, repos, strict=True):
@@ -139,6 +147,7 @@ def main() -> None:
             "`python -c pass`": [],
             "`python -c 'import pydantic'`": [],
             LIBRARIES_ROW: [],
+            MODULES_ROW: [],
         }
         cache = tmp / "xdg"
         for label, tree in trees.items():
@@ -154,6 +163,7 @@ def main() -> None:
                 timed([PYTHON, "-c", "import pydantic"], tmp, cold)
             )
             rows[LIBRARIES_ROW].append(timed([PYTHON, "-c", LIBRARIES], tmp, cold))
+            rows[MODULES_ROW].append(timed([PYTHON, "-c", MODULES], tmp, cold))
             for label, tree in trees.items():
                 for spec, repo in zip(SPECS, repos, strict=True):
                     shutil.rmtree(cache, ignore_errors=True)

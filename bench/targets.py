@@ -45,7 +45,7 @@ from bench_cache import (  # noqa: E402
     UNCHANGED,
     VALUE_CHANGED,
 )
-from bench_coldstart import LIBRARIES_ROW  # noqa: E402
+from bench_coldstart import LIBRARIES_ROW, MODULES_ROW  # noqa: E402
 
 Results = dict[str, Any]
 
@@ -143,6 +143,9 @@ def cold_validate(results: Results) -> Row:
     libraries = rows.get(LIBRARIES_ROW)  # figures kept before this row existed lack it
     if libraries:
         yardstick += f", importing the libraries it needs {_ms(statistics.median(libraries))}"
+    modules = rows.get(MODULES_ROW)  # (likewise)
+    if modules:
+        yardstick += f", importing those and servegen's modules {_ms(statistics.median(modules))}"
     return Row(
         "`validate`, 1-spec repository, empty cache, fresh process",
         now,
