@@ -69,6 +69,7 @@ __all__ = [
     "export_tree",
     "fetch_branch",
     "fetch_seen",
+    "filter_overrides",
     "head_commit",
     "identity_from_env_or_config",
     "is_ancestor",
@@ -224,9 +225,13 @@ class Repo:
     shallow_at_open: bool | None = field(default=None, compare=False, repr=False)
 
     def _run(
-        self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        config: Sequence[str] = (),
     ) -> _Result:
-        return _git(self.git_dir, self.git_dir, args, stdin=stdin, env=env)
+        return _git(self.git_dir, self.git_dir, args, stdin=stdin, env=env, config=config)
 
 
 @dataclass(frozen=True)
@@ -1323,29 +1328,77 @@ def tracking_ref(remote: str, branch: str) -> str:
 # from there are replaced, for the transport commands, by the user's (global, system)
 # values or git's default. remote.<name>.uploadpack/receivepack are overridden by the
 # --upload-pack/--receive-pack options of every fetch and push.
-_PROGRAM_KEYS = r"^(core\.sshcommand|core\.gitproxy|core\.askpass|credential\..*helper)$"
+_TRANSPORT_KEYS = r"core\.sshcommand|core\.gitproxy|core\.askpass|credential\..*helper"
+# Filter drivers (`filter=<name>` in .gitattributes or .git/info/attributes) run the
+# program their config names on the files git reads from a working tree: `status` (a
+# file whose stat changed), `add`, `commit`. A driver the repository's own config defines
+# or redefines is switched off for those commands: its programs emptied (git then runs
+# none, convert.c apply_filter; an empty `process` also hides `clean` and `smudge`, so
+# it is set only where some config sets one) and `required` off (else an empty one
+# fails the command). The user's own values (git-lfs in the global config) are kept.
+_FILTER_KEYS = r"filter\..*\.(clean|smudge|process|required)"
+_FILTER_SETTINGS = ("clean", "smudge", "process", "required")
+_PROGRAM_KEYS = rf"^({_TRANSPORT_KEYS}|{_FILTER_KEYS})$"
 _TRUSTED_SCOPES = frozenset({"system", "global", "command"})
 _DEFAULTS = {"core.sshcommand": "ssh", "core.gitproxy": "", "core.askpass": ""}
 
 
 def transport_overrides(repo: Repo) -> list[str]:
-    """`-c` values that neutralise program-naming config from the repository itself.
+    """`-c` values that neutralise program-naming config from the repository itself,
+    for fetch and push.
 
     Read once per opened `Repo` (a publish opens its own): a fetch, a push and their
     retries all need the same answer.
     """
-    if "transport" not in repo.memo:
-        repo.memo["transport"] = _read_transport_overrides(repo)
+    _read_program_config(repo)
     return list(repo.memo["transport"])
 
 
-def _read_transport_overrides(repo: Repo) -> list[str]:
+def filter_overrides(repo: Repo) -> list[str]:
+    """`-c` values that switch off the filter drivers the repository's own config
+    defines, for the commands that read its working tree (read with the transport's)."""
+    _read_program_config(repo)
+    return list(repo.memo["filters"])
+
+
+def _read_program_config(repo: Repo) -> None:
+    if "transport" in repo.memo:
+        return
     res = repo._run("config", "--show-scope", "-z", "--get-regexp", _PROGRAM_KEYS)
     if res.status not in (0, 1):  # 1: none of these keys is set anywhere
         raise GitError(f"cannot read git config: {res.stderr.strip()}")
     values: dict[str, list[tuple[str, str]]] = {}
+    drivers: dict[str, list[tuple[str, str, str]]] = {}
     for scope, key, value in _records(res.stdout):
-        values.setdefault(key, []).append((scope, value))
+        if key.lower().startswith("filter."):  # a driver's name keeps its case
+            name, _, setting = key[len("filter.") :].rpartition(".")
+            drivers.setdefault(name, []).append((scope, setting.lower(), value))
+        else:
+            values.setdefault(key.lower(), []).append((scope, value))
+    repo.memo["filters"] = _filter_overrides(drivers)
+    repo.memo["transport"] = _transport_overrides(values)
+
+
+def _filter_overrides(drivers: Mapping[str, list[tuple[str, str, str]]]) -> list[str]:
+    out: list[str] = []
+    for name, found in sorted(drivers.items()):
+        if all(scope in _TRUSTED_SCOPES for scope, _, _ in found):
+            continue
+        if "=" in name or "\n" in name:  # `-c name=value` could not say it
+            raise GitError(
+                f"the repository's git config defines a filter driver named {name!r}, "
+                "which servegen cannot switch off; remove it from .git/config"
+            )
+        for setting in _FILTER_SETTINGS:
+            if setting == "process" and all(s != setting for _, s, _ in found):
+                continue  # any `process`, even an empty one, stands in for clean and smudge
+            trusted = [v for scope, s, v in found if s == setting and scope in _TRUSTED_SCOPES]
+            default = "false" if setting == "required" else ""
+            out.append(f"filter.{name}.{setting}={trusted[-1] if trusted else default}")
+    return out
+
+
+def _transport_overrides(values: Mapping[str, list[tuple[str, str]]]) -> list[str]:
     out: list[str] = []
     for key, found in sorted(values.items()):
         if all(scope in _TRUSTED_SCOPES for scope, _ in found):
@@ -1359,11 +1412,12 @@ def _read_transport_overrides(repo: Repo) -> list[str]:
 
 
 def _records(raw: bytes) -> Iterator[tuple[str, str, str]]:
-    """`scope NUL key LF value NUL` records of `git config --show-scope -z`."""
+    """`scope NUL key LF value NUL` records of `git config --show-scope -z` (git writes
+    a key's section and name in lower case, its subsection as it is spelt)."""
     fields = raw.split(b"\0")
     for scope, entry in zip(fields[0::2], fields[1::2], strict=False):
         key, _, value = _decode_path(entry).partition("\n")
-        yield _decode_path(scope), key.lower(), value
+        yield _decode_path(scope), key, value
 
 
 def _transport(repo: Repo, command: str, *args: str) -> _Result:
@@ -1569,7 +1623,14 @@ def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
     worktree = {"GIT_WORK_TREE": str(repo.worktree)}
     out = _check(
         repo._run(
-            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *specs, env=worktree
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--",
+            *specs,
+            env=worktree,
+            config=filter_overrides(repo),
         ),
         "cannot read the working tree status",
     )
@@ -1606,7 +1667,9 @@ def worktree_status(repo: Repo, paths: Sequence[str]) -> WorktreeStatus:
     env = {"GIT_WORK_TREE": str(repo.worktree), "GIT_OPTIONAL_LOCKS": "0"}
     args = ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"]
     out = _check(
-        repo._run(*args, "--ignored=matching", "--", *specs, env=env),
+        repo._run(
+            *args, "--ignored=matching", "--", *specs, env=env, config=filter_overrides(repo)
+        ),
         "cannot read the working tree status",
     )
     head: str | None = None
@@ -1666,7 +1729,10 @@ def commit_paths(repo: Repo, paths: Sequence[str], message: str) -> str:
     }
     env = {**_worktree_env(repo), **identities}
     specs = _top_pathspecs(paths)
-    _check(repo._run("add", "--", *specs, env=env), "cannot stage the promoted files")
+    filters = filter_overrides(repo)
+    _check(
+        repo._run("add", "--", *specs, env=env, config=filters), "cannot stage the promoted files"
+    )
     text = message if message.endswith("\n") else message + "\n"
     res = repo._run(
         "commit",
@@ -1678,6 +1744,7 @@ def commit_paths(repo: Repo, paths: Sequence[str], message: str) -> str:
         *specs,
         stdin=text.encode("utf-8"),
         env=env,
+        config=filters,
     )
     _check(res, "cannot commit the promoted files")
     return resolve_commit(repo, "HEAD")

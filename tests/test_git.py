@@ -575,6 +575,46 @@ def test_users_own_program_config_still_applies(
     ]
 
 
+def test_filter_drivers_of_the_repositorys_own_config_never_run(
+    work: Path, repo: g.Repo, tmp_path: Path
+) -> None:
+    """`filter=<name>` in .gitattributes runs the program .git/config names for it, on
+    every file git reads from the working tree: status, add and commit must not."""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    for setting in ("clean", "smudge", "process"):
+        sh(work, "config", f"filter.Evil.{setting}", f"sh -c 'touch {ran}/{setting}; cat'")
+    sh(work, "config", "filter.Evil.required", "true")  # no program: not a failure either
+    (work / ".git" / "info" / "attributes").write_text("* filter=Evil\n")
+    spec = work / "specs" / "llama" / "serve.yaml"
+    spec.write_text("model: llama-3\n")  # a changed stat: status filters the file
+    assert g.worktree_status(repo, ["specs"]).entries
+    assert "specs/llama/serve.yaml" in g.uncommitted_paths(repo, ["specs"])
+    g.commit_paths(repo, ["specs/llama/serve.yaml"], "promote llama")
+    assert list(ran.iterdir()) == []
+    assert sh(work, "show", "HEAD:specs/llama/serve.yaml") == "model: llama-3"
+
+
+def test_the_users_own_filter_drivers_still_apply(work: Path, repo: g.Repo) -> None:
+    sh(work, "config", "--global", "filter.upper.clean", "tr a-z A-Z")
+    sh(work, "config", "filter.upper.smudge", "evil")  # the repository adds to it: reset
+    (work / ".git" / "info" / "attributes").write_text("*.yaml filter=upper\n")
+    (work / "specs" / "llama" / "serve.yaml").write_text("model: llama-3\n")
+    assert g.filter_overrides(repo) == [
+        "filter.upper.clean=tr a-z A-Z",
+        "filter.upper.smudge=",
+        "filter.upper.required=false",
+    ]
+    g.commit_paths(repo, ["specs/llama/serve.yaml"], "promote llama")
+    assert sh(work, "show", "HEAD:specs/llama/serve.yaml") == "MODEL: LLAMA-3"
+
+
+def test_a_filter_driver_no_command_line_can_name_is_refused(work: Path, repo: g.Repo) -> None:
+    sh(work, "config", "filter.a=b.clean", "evil")
+    with pytest.raises(GitError, match="filter driver named 'a=b'"):
+        g.worktree_status(repo, ["specs"])
+
+
 def test_push_race_is_rejected_not_fatal(repo: g.Repo, tmp_path: Path, remote: Path) -> None:
     base = g.build_commit(repo, {"a": b"base"}, None, "base", AUTHOR, COMMITTER)
     assert g.push_branch(repo, "origin", base, "deploy", None).ok
