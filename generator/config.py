@@ -45,6 +45,14 @@ def _relative_dir(value: str) -> str:
 
 RelativeDir = Annotated[str, AfterValidator(_relative_dir)]
 
+
+def _crd_source(value: str) -> str:
+    # An absolute path names a file of the machine servegen runs on, as --crds does.
+    return value if PurePosixPath(value).is_absolute() else _relative_dir(value)
+
+
+CrdSource = Annotated[str, AfterValidator(_crd_source)]
+
 _TAG = re.compile(r"^[^@\s]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
 
 
@@ -277,9 +285,9 @@ class Validation(StrictModel):
         pattern=r"^v?1\.[0-9]{1,6}(\.[0-9]{1,6})?$",
         description="Kubernetes version whose schemas built-in kinds are checked against.",
     )
-    crds: list[str] = Field(
+    crds: list[CrdSource] = Field(
         default_factory=list,
-        description="Extra CRD YAML files or directories (relative to the repository, or "
+        description="Extra CRD YAML files or directories (inside the repository, or "
         "absolute) for validating custom resources. servegen bundles the CRDs of every kind "
         "it renders; a CRD listed here replaces the bundled one of the same kind.",
     )

@@ -13,6 +13,7 @@ from pydantic import Field, TypeAdapter
 import runtimes
 import schemas
 from generator.config import Config
+from generator.write import write_inside
 
 SPEC_SCHEMA = "servespec.schema.json"
 CONFIG_SCHEMA = "servegen-config.schema.json"
@@ -61,12 +62,14 @@ def stale_files(directory: Path) -> list[str]:
     return stale
 
 
-def write(directory: Path) -> list[str]:
-    directory.mkdir(parents=True, exist_ok=True)
+def write(base: Path, folder: str = "") -> list[str]:
+    """Write the schemas that differ into `base`/`folder`; no symlink on the way from
+    `base` is followed (see write.write_inside)."""
+    directory = base / folder if folder else base
     written = []
     for name, content in rendered().items():
         path = directory / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != content:
-            path.write_text(content, encoding="utf-8")
+        if path.is_symlink() or not path.is_file() or path.read_text(encoding="utf-8") != content:
+            write_inside(base, f"{folder}/{name}" if folder else name, content.encode())
             written.append(name)
     return written

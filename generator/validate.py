@@ -113,8 +113,30 @@ def load_config(root: Path) -> tuple[Config, list[Diagnostic]]:
         return Config(), [source]
     config, diagnostics = config_from_source(source)
     if not diagnostics and source.documents:
-        diagnostics = missing_crd_sources(root, config, source.path, source.documents[0])
+        document = source.documents[0]
+        diagnostics = linked_out(root, config, source.path, document)
+        diagnostics = diagnostics or missing_crd_sources(root, config, source.path, document)
     return config, diagnostics
+
+
+def linked_out(root: Path, config: Config, path: str, document: Document) -> list[Diagnostic]:
+    """Folders servegen.yaml names inside the repository (`specs`, `output`, relative
+    `validation.crds`) that a symlink on the way leads out of it: servegen would read
+    specs or CRDs from, or write the output to, wherever the link points."""
+    named: list[tuple[JsonPath, str]] = [(("specs",), config.specs), (("output",), config.output)]
+    named += [
+        (("validation", "crds", index), entry)
+        for index, entry in enumerate(config.validation.crds)
+        if not Path(entry).is_absolute()
+    ]
+    top = root.resolve()
+    problems = []
+    for where, value in named:
+        if not (root / value).resolve().is_relative_to(top):
+            line, col = document.position(where)
+            message = f"{value!r} leads out of the repository through a symbolic link"
+            problems.append(Diagnostic(path, line, col, format_path(where), message))
+    return problems
 
 
 def missing_crd_sources(

@@ -1073,3 +1073,23 @@ def atomic_write(target: Path, data: bytes, *, folder_exists: bool = False) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_inside(base: Path, rel: str, data: bytes) -> None:
+    """atomic_write() of `base`/`rel`, never through a symlink: a folder on the way that
+    is one is refused (it could lead anywhere), a file that is one is replaced.
+
+    For the files servegen writes into a repository outside its output tree (`schema`,
+    `init`), whose folders the repository's author may have made links.
+    """
+    folder = base
+    *folders, name = rel.split("/")  # servegen's own names: no '..', no empty part
+    for part in folders:
+        folder = folder / part
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if folder.is_symlink() or not folder.is_dir():
+                what = "a symbolic link" if folder.is_symlink() else "not a folder"
+                raise OutputFolderError(f"refusing to write {rel}: {folder} is {what}") from None
+    atomic_write(folder / name, data, folder_exists=True)

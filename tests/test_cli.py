@@ -200,6 +200,43 @@ def test_init_overwrite_of_an_unknown_file_is_a_usage_error(
     assert code == 2 and "not a file init writes" in err
 
 
+def test_init_never_writes_through_a_linked_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside, target = tmp_path / "outside", tmp_path / "repo"
+    outside.mkdir()
+    target.mkdir()
+    (target / "specs").symlink_to(outside)
+    code, _, err = run(["init", str(target), "--force"], capsys)
+    assert code == 1
+    assert f"refusing to write specs/bge-embed.yaml: {target}/specs is a symbolic link" in err
+    assert list(outside.iterdir()) == []
+
+
+def test_schema_never_writes_out_of_the_repository_through_links(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / schema.SPEC_SCHEMA).write_text("theirs")
+    folder = example_repo / "schemas"
+    if folder.exists():
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
+    folder.symlink_to(outside)  # the folder a link: refused
+    code, _, err = run(["-C", str(example_repo), "schema"], capsys)
+    assert code == 1 and f"{folder} is a symbolic link" in err
+    folder.unlink()
+    folder.mkdir()
+    (folder / schema.SPEC_SCHEMA).symlink_to(outside / schema.SPEC_SCHEMA)  # a file: replaced
+    code, _, _ = run(["-C", str(example_repo), "schema"], capsys)
+    assert code == 0
+    assert not (folder / schema.SPEC_SCHEMA).is_symlink()
+    assert (outside / schema.SPEC_SCHEMA).read_text() == "theirs"
+    assert schema.stale_files(folder) == []
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -195,6 +195,37 @@ def test_disabled_environment_skips_its_override(tmp_path: Path) -> None:
     assert sorted(validated.specs[0].environments) == ["dev"]
 
 
+@pytest.mark.parametrize(
+    ("line", "where", "value"),
+    [
+        ("specs: linked/specs", "specs", "linked/specs"),
+        ("output: linked/rendered", "output", "linked/rendered"),
+        ("validation: {crds: [crds, linked/crds]}", "validation.crds[1]", "linked/crds"),
+    ],
+)
+def test_a_folder_the_config_names_cannot_lead_out_through_a_link(
+    line: str, where: str, value: str, tmp_path: Path
+) -> None:
+    """A link on the way (here its parent) would take servegen out of the repository."""
+    outside = tmp_path / "outside"
+    (outside / "specs").mkdir(parents=True)
+    (outside / "crds").mkdir()
+    root = spec_repo(tmp_path / "repo", "a.yaml", VALID_SPEC.encode())
+    (root / "crds").mkdir()
+    (root / "linked").symlink_to(outside)
+    config = (root / "servegen.yaml").read_text()
+    (root / "servegen.yaml").write_text(config + line + "\n")
+    [diag] = validate_repository(root).diagnostics
+    column = len(line) - len(value) + 1 if where != "validation.crds[1]" else line.index(value) + 1
+    assert (diag.path, diag.line, diag.col, diag.json_path) == (
+        "servegen.yaml",
+        config.count("\n") + 1,
+        column,
+        where,
+    )
+    assert diag.message == f"{value!r} leads out of the repository through a symbolic link"
+
+
 # --- the examples -------------------------------------------------------------------------
 
 

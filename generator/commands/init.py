@@ -12,6 +12,7 @@ from pathlib import Path
 from generator import schema, terminal
 from generator.errors import EXIT_OK, ServegenError, UsageError
 from generator.options import InitOptions
+from generator.write import write_inside
 
 SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold"
 WORKFLOW = ".github/workflows/servegen.yml"
@@ -79,16 +80,14 @@ def run(options: InitOptions) -> int:
     if unknown:
         raise UsageError(f"--overwrite {unknown[0]}: not a file init writes")
     written, kept = [], []
+    target.mkdir(parents=True, exist_ok=True)
     for rel, data in files.items():
         path = target / rel
         # The user's own servegen.yaml, .gitignore or workflow is kept unless named.
         if (path.exists() or path.is_symlink()) and rel not in options.overwrite:
             kept.append(rel)
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink():
-            path.unlink()  # replace the link itself, never write through it
-        path.write_bytes(data)
+        write_inside(target, rel, data)  # a link in the way is replaced or refused
         written.append(rel)
     terminal.summary(f"created {len(written)} files in {target}", color=options.common.color)
     for rel in kept:

@@ -24,7 +24,11 @@ def run(options: SchemaOptions) -> int:
         terminal.summary(f"schemas in {directory} are up to date", color=options.common.color)
         return EXIT_OK
     try:
-        written = schema.write(directory)
+        if options.out is None:  # the repository's folder: no link in it is followed
+            written = schema.write(options.common.root, SCHEMA_DIR)
+        else:  # the folder the user named
+            options.out.mkdir(parents=True, exist_ok=True)
+            written = schema.write(options.out)
     except OSError as exc:
         raise UsageError(f"--out {directory}: {exc.strerror or exc}") from exc
     terminal.summary(
