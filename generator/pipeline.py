@@ -482,7 +482,12 @@ class Repository:
 
     def _validate_all(self) -> tuple[Diagnostic, ...]:
         found = list(self.config_problems)
-        if self.config_ok and not self.spec_root.is_dir():
+        if not self.config_ok:
+            # What a config error leaves is the defaults: every spec would be judged by
+            # environments and profiles the repository does not have, and each would get
+            # errors that are not its own. The config's errors come alone, first.
+            return tuple(sorted(set(found)))
+        if not self.spec_root.is_dir():
             # Not an error (a new repository may have no specs yet), but worth saying: a
             # typo in `specs:` would otherwise render nothing without a word.
             missing = "spec folder does not exist"

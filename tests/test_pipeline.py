@@ -242,3 +242,16 @@ def test_storing_and_writing_a_build_start_no_full_collection(
     assert cli.main(["-C", str(example_repo), "render", "--out", str(tmp_path / "out")]) == 0
     assert seen == {"store": True, "write": True}
     assert gc.get_threshold() == before
+
+
+def test_a_config_error_is_reported_alone(example_repo: Path) -> None:
+    """Against the defaults a config error leaves, every spec naming an environment or a
+    profile would get an error that is not its own."""
+    config = example_repo / "servegen.yaml"
+    config.write_text(config.read_text() + "flux_interval: 1m\n")  # an unknown key
+    with pytest.raises(InvalidInputError) as caught:
+        build(example_repo)
+    shown = [str(d) for d in caught.value.diagnostics]
+    lines = config.read_text().count("\n")
+    assert len(shown) == 1  # the example specs name environments the defaults lack
+    assert shown[0].startswith(f"servegen.yaml:{lines}:1: error: flux_interval: unknown field")
