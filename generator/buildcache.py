@@ -130,7 +130,7 @@ def build_key(config: Config, crd_files: Iterable[Path], root: Path | None = Non
     for path in crd_files:  # configured CRDs, in the order they take precedence
         inside = root is not None and path.is_relative_to(root)
         name = f"root:{path.relative_to(root).as_posix()}" if inside and root else str(path)
-        digest.update(name.encode() + b"\0")
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
         try:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         except OSError:
@@ -140,7 +140,7 @@ def build_key(config: Config, crd_files: Iterable[Path], root: Path | None = Non
 
 def file_key(build: str, path: str, content: bytes) -> str:
     """`build` plus one spec file's repository path and a digest of its bytes."""
-    digest = hashlib.sha256(f"file\0{build}\0{path}\0".encode())
+    digest = hashlib.sha256(f"file\0{build}\0{path}\0".encode("utf-8", "surrogateescape"))
     digest.update(content)
     return digest.hexdigest()
 

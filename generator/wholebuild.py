@@ -339,7 +339,7 @@ def repository_key_of(build: str, digests: Iterable[tuple[str, bytes]]) -> str:
     """repository_key() from each spec file's path and `spec_digest()`, in discover() order."""
     digest = hashlib.sha256(f"repository\0{build}\0".encode())
     for rel, file_digest in digests:
-        digest.update(rel.encode() + b"\0")
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(file_digest)
     return digest.hexdigest()
 

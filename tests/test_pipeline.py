@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator import cli
+from generator import buildcache, cli
 from generator.commands import render as render_command
 from generator.errors import InvalidInputError
 from generator.layout import json_patch
@@ -255,3 +255,16 @@ def test_a_config_error_is_reported_alone(example_repo: Path) -> None:
     lines = config.read_text().count("\n")
     assert len(shown) == 1  # the example specs name environments the defaults lack
     assert shown[0].startswith(f"servegen.yaml:{lines}:1: error: flux_interval: unknown field")
+
+
+def test_a_file_name_that_is_not_utf8_is_an_error_with_the_cache_on(example_repo: Path) -> None:
+    """The build's cache keys hold every spec file's path: such a name crashed them."""
+    assert buildcache.enabled()
+    folder = os.fsencode(example_repo / "specs")
+    with open(os.path.join(folder, b"caf\xe9.yaml"), "wb") as handle:
+        handle.write((example_repo / "specs" / "vllm" / "qwen-cpu.yaml").read_bytes())
+    with pytest.raises(InvalidInputError) as caught:
+        build(example_repo)
+    [diag] = caught.value.diagnostics
+    assert (diag.path, diag.line, diag.col) == ("specs/caf\udce9.yaml", 1, 1)
+    assert "file or folder name contains \\udce9" in str(diag)
