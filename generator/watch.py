@@ -313,15 +313,22 @@ def run_watch(
     halt = threading.Event()
     keep = ChangeFilter(build)
     watchers = _Watchers(build, keep, debounce_ms, (stop, halt))
+    watched = False  # the watchers were set up and batches processed
     try:
         watchers.start()
         if watchers.error is None and not stop.is_set():
+            watched = True
             _process(build, watchers, keep, stop, emit, publish)
     finally:
         halt.set()
         watchers.close()
     error = watchers.error
     if error is not None:
+        if watched and not stop.is_set():
+            # What the watcher stopped at is reported at its place if the build reads it:
+            # watchfiles cannot watch a folder holding a name that is not UTF-8, and
+            # the build says which file that is.
+            _step(build, {str(build.spec_root)}, emit)
         raise ServegenError(f"cannot watch {build.root}: {error}") from error
     emit(Event("stop"))
 

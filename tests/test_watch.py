@@ -523,6 +523,26 @@ def test_unwatchable_root_is_a_servegen_error(tmp_path: Path) -> None:
         run_watch(build, threading.Event(), lambda _event: None)
 
 
+def test_a_name_watchfiles_cannot_report_stops_the_watch_at_that_file(
+    example_repo: Path, crds: list[Path]
+) -> None:
+    """watchfiles cannot watch a folder holding a name that is not UTF-8: the watch ends
+    with that file's positioned error, the output kept as it was."""
+    running = Watching(LockedBuild(example_repo, crds=crds))
+    assert running.start().ok
+    before = output(running.build.out)
+    with open(os.path.join(os.fsencode(example_repo / "specs"), b"caf\xe9.yaml"), "w") as handle:
+        handle.write("kind: x\n")
+    event = running.next_event(lambda e: e.result is not None and not e.result.ok)
+    assert event.result is not None
+    [diag] = event.result.diagnostics
+    assert (diag.path, diag.line, diag.col) == ("specs/caf\udce9.yaml", 1, 1)
+    running.thread.join(WAIT_S)
+    assert isinstance(running.error, ServegenError)
+    assert "cannot watch" in running.error.message
+    assert output(running.build.out) == before
+
+
 def test_text_and_json_reports(example_repo: Path) -> None:
     result = BatchResult(
         ("specs/a.yaml", "specs/b.yaml"), ("a",), ("x", "y", "z"), (), (), 10, 41.2
