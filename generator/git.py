@@ -932,37 +932,47 @@ def export_tree(
     prefix: str = "",
     *,
     skip_special: bool = False,
+    links: bool = False,
 ) -> list[str]:
     """Write the regular files under `prefix` of `rev` into `dest_dir`; return their paths.
 
     `dest_dir` must be missing or empty.  Nothing is written outside it: paths with
     `..`, `.git` or absolute components (possible in hand-made trees) are refused,
-    files are created with O_EXCL|O_NOFOLLOW, and symlinks are never created.
+    files are created with O_EXCL|O_NOFOLLOW, and no symlink is followed. With `links`
+    (and `skip_special`), the tree's symlinks are made too, as links holding the text
+    the tree records, after every file: whoever reads the export judges them as it
+    judges links in a working tree (servegen's loader refuses any that lead out).
     """
-    entries = _regular_entries(list_tree(repo, rev, prefix), rev, skip_special)
-    for entry in entries:
+    listed = list_tree(repo, rev, prefix)
+    entries = _regular_entries(listed, rev, skip_special)
+    symlinks = [e for e in listed if links and e.kind == "blob" and e.mode == _SYMLINK_MODE]
+    for entry in (*entries, *symlinks):
         _path_parts(entry.path)  # validate every path before writing anything
     dest = Path(dest_dir)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise GitError(f"{dest}: export destination must be a missing or empty directory")
     dest.mkdir(parents=True, exist_ok=True)
-    blobs = _read_blobs(repo, [e.oid for e in entries])
+    blobs = _read_blobs(repo, [e.oid for e in (*entries, *symlinks)])
     checked: set[Path] = set()  # folders made and found inside dest, in this export
     for entry in entries:
         _write_new_file(dest, entry.path, blobs[entry.oid], entry.is_executable, checked)
+    for entry in symlinks:
+        _make_link(dest, entry.path, blobs[entry.oid], checked)
     return [e.path for e in entries]
+
+
+def _make_link(dest: Path, rel: str, text: bytes, checked: set[Path]) -> None:
+    target = _inside(dest, rel, checked)
+    try:
+        target.symlink_to(os.fsdecode(text))
+    except (OSError, ValueError) as exc:  # a NUL in the text, a name taken twice
+        raise GitError(f"cannot export the symlink {rel!r}: {exc}") from exc
 
 
 def _write_new_file(
     dest: Path, rel: str, data: bytes, executable: bool, checked: set[Path]
 ) -> None:
-    target = dest.joinpath(*_path_parts(rel))
-    folder = target.parent
-    if folder not in checked:  # once per folder: this export never creates a symlink
-        folder.mkdir(parents=True, exist_ok=True)
-        if folder.is_symlink() or not folder.resolve().is_relative_to(dest.resolve()):
-            raise GitError(f"refusing to write {rel!r} outside {dest}")
-        checked.add(folder)
+    target = _inside(dest, rel, checked)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(target, flags, 0o755 if executable else 0o644)
@@ -970,6 +980,19 @@ def _write_new_file(
         raise GitError(f"{rel!r} exists twice in the tree (case-insensitive file system?)") from exc
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+
+
+def _inside(dest: Path, rel: str, checked: set[Path]) -> Path:
+    """`dest`/`rel`, its folder made and found inside `dest` (once per folder: links are
+    made only after every file, so none is in the way of a file)."""
+    target = dest.joinpath(*_path_parts(rel))
+    folder = target.parent
+    if folder not in checked:
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_symlink() or not folder.resolve().is_relative_to(dest.resolve()):
+            raise GitError(f"refusing to write {rel!r} outside {dest}")
+        checked.add(folder)
+    return target
 
 
 # --------------------------------------------------------------------------- writing

@@ -41,11 +41,14 @@ def repository_prefix(repo: git.Repo, root: Path) -> str:
 
 @contextmanager
 def exported(repo: git.Repo, root: Path, commit: str) -> Iterator[Path]:
-    """A temporary folder holding `root` as it is in `commit` (symlinks and submodules
-    left out); removed when the block ends."""
+    """A temporary folder holding `root` as it is in `commit`, its symlinks as links
+    (the loader judges them as in the working tree: a spec linked from inside the
+    repository is read, one linked from outside refused) and its submodules left out;
+    removed when the block ends."""
     with tempfile.TemporaryDirectory(prefix="servegen-source-") as tmp:
         dest = Path(tmp) / "src"
-        git.export_tree(repo, commit, dest, repository_prefix(repo, root), skip_special=True)
+        prefix = repository_prefix(repo, root)
+        git.export_tree(repo, commit, dest, prefix, skip_special=True, links=True)
         yield dest
 
 

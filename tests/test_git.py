@@ -436,6 +436,16 @@ def test_symlinks_and_submodules_are_refused_or_skipped(tmp_path: Path) -> None:
     assert (dest / "bin" / "run.sh").stat().st_mode & stat.S_IXUSR
     assert not (dest / "plain.yaml").stat().st_mode & stat.S_IXUSR
 
+    # With links, a symlink is exported as a link holding the tree's text, never followed
+    # (whoever reads the export judges it); the submodule stays out.
+    linked = tmp_path / "linked"
+    assert g.export_tree(special, "HEAD", linked, skip_special=True, links=True) == [
+        "bin/run.sh",
+        "plain.yaml",
+    ]
+    assert (linked / "link.yaml").readlink() == Path("/etc/passwd")
+    assert not (linked / "vendor").exists()
+
 
 def test_export_tree_refuses_hand_made_traversal(repo: g.Repo, work: Path, tmp_path: Path) -> None:
     # `git mktree` accepts a ".." entry; such a tree must not write outside dest.
