@@ -190,11 +190,19 @@ def _entropy(text: str) -> float:
     return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
 
 
-def credential_kind(value: str) -> str | None:
-    """Name the kind of credential `value` looks like, or None."""
+def credential_pattern(value: str) -> str | None:
+    """Name the kind of credential `value` holds by a known pattern, or None."""
     for pattern, kind in _CREDENTIAL_PATTERNS:
         if pattern.search(value):
             return kind
+    return None
+
+
+def credential_kind(value: str) -> str | None:
+    """Name the kind of credential `value` looks like, or None."""
+    kind = credential_pattern(value)
+    if kind:
+        return kind
     if _TOKEN_LIKE.fullmatch(value) and "/" not in value.strip("/") and _entropy(value) > 4.0:
         classes = sum(
             any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit)
@@ -240,6 +248,26 @@ def credential_name_problem(name: str, value: str) -> str | None:
     """A plain value under a name that says it is a credential (`HF_TOKEN: ...`)."""
     if value and _SECRET_NAME.search(name) and not value.startswith("/"):
         return f"{name} looks like a credential by its name: {_USE_SECRETS}"
+    return None
+
+
+# A flag named for a credential, word by word: `--api-key`, `--hf-token`, `--password`,
+# but not `--tokenizer` or `--max-num-batched-tokens`.
+_SECRET_FLAG = re.compile(
+    r"(^|-)(token|secret|password|passwd|(api|access|private|secret)-key)(-|$)"
+)
+
+
+def arg_credential_problem(arg: str) -> str | None:
+    """An engine argument that holds a credential: a known pattern anywhere in it, or a
+    flag named for one (`--api-key=...`, `--hf-token`; its value may be the next arg).
+    Long random values are left alone: model names and chat templates look like them."""
+    kind = credential_pattern(arg)
+    if kind:
+        return f"value looks like {kind}: {_USE_SECRETS}"
+    flag = arg.partition("=")[0]
+    if flag.startswith("--") and _SECRET_FLAG.search(flag[2:].lower().replace("_", "-")):
+        return f"{flag} takes a credential: {_USE_SECRETS}"
     return None
 
 

@@ -21,7 +21,7 @@ from pydantic_core import ErrorDetails
 import runtimes
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, cut
-from generator.fields import PATTERN_HELP, credential_name_problem
+from generator.fields import PATTERN_HELP, arg_credential_problem, credential_name_problem
 from generator.load import SourceFile, file_error, load_config_file, load_specs
 from generator.pinning import pinning_problems
 from generator.spec import AnySpecDocument, deep_merge
@@ -321,6 +321,10 @@ def _credential_problems(doc: AnySpecDocument) -> Iterable[Problem]:
         message = credential_name_problem(name, value)
         if message:
             yield Problem(("serve", "envs", name), message)
+    for index, arg in enumerate(getattr(doc.serve, "args", None) or ()):
+        message = arg_credential_problem(arg)
+        if message:
+            yield Problem(("serve", "args", index), message)
 
 
 def _policy_problems(

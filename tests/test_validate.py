@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from generator.errors import Diagnostic
+from generator.fields import arg_credential_problem
 from generator.validate import validate_repository
 from tests.conftest import EXAMPLES
 
@@ -224,6 +225,28 @@ def test_a_folder_the_config_names_cannot_lead_out_through_a_link(
         where,
     )
     assert diag.message == f"{value!r} leads out of the repository through a symbolic link"
+
+
+@pytest.mark.parametrize(
+    ("arg", "refused"),
+    [
+        ("--max-num-batched-tokens=8192", False),
+        ("--tokenizer=Qwen/Qwen2.5-1.5B-Instruct", False),
+        ("--tokenizer-mode=auto", False),
+        ("--enable-prompt-tokens-details", False),
+        ("--served-model-name=Qwen2.5-0.5B-Instruct-AWQ-v2xyzABC123", False),
+        ("--ssl-keyfile=/certs/key.pem", False),
+        ("--api-key=abc", True),
+        ("--api_key", True),
+        ("--hf-token", True),
+        ("--password=x", True),
+        ("--aws-secret-key=x", True),
+        ("AKIAIOSFODNN7EXAMPLE", True),
+        ("--chat-template=sk-" + "a" * 24, True),
+    ],
+)
+def test_credentials_in_engine_arguments(arg: str, refused: bool) -> None:
+    assert (arg_credential_problem(arg) is not None) is refused
 
 
 # --- the examples -------------------------------------------------------------------------
