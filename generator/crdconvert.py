@@ -33,9 +33,17 @@ def convert_file(path: Path, data: bytes) -> dict[Kind, JSON]:
     """The served versions of the CRDs in one file, as JSON Schemas; ServegenError if none."""
     try:
         text = data.decode("utf-8")
-        documents = [json.loads(text)] if path.suffix == ".json" else _yaml_documents(text)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ServegenError(f"cannot parse CRD file {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ServegenError(f"{path}:1:1: CRD file is not UTF-8 text") from exc
+    if path.suffix == ".json":
+        try:
+            documents = [json.loads(text)]
+        except json.JSONDecodeError as exc:
+            raise ServegenError(
+                f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+            ) from exc
+    else:
+        documents = _yaml_documents(path, text)
     found = [
         d for d in documents if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
     ]
@@ -44,33 +52,56 @@ def convert_file(path: Path, data: bytes) -> dict[Kind, JSON]:
     return {kind: schema for crd in found for kind, schema in _crd_versions(crd, path)}
 
 
-def _yaml_documents(text: str) -> list[Any]:
+def _yaml_documents(path: Path, text: str) -> list[Any]:
     # Imported here: only a CRD file with no conversion cached needs a YAML parser.
     from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
         # The C loader (ruamel.yaml.clib): the KServe CRD alone is 2 MB of YAML.
         return list(YAML(typ="safe", pure=False).load_all(text))
+    except MarkedYAMLError as exc:
+        # Where and what only: the parser's own text quotes the file, which may be any
+        # file servegen.yaml names.
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "1:1"
+        raise ServegenError(f"{path}:{where}: invalid YAML: {exc.problem or exc.context}") from exc
     except YAMLError as exc:
-        raise ValueError(str(exc)) from exc
+        raise ServegenError(f"{path}:1:1: invalid YAML") from exc
 
 
 def _crd_versions(crd: JSON, path: Path) -> Iterator[tuple[Kind, JSON]]:
-    try:
-        spec = crd["spec"]
-        group, kind = spec["group"], spec["names"]["kind"]
-        for version in spec["versions"]:
-            if not version.get("served", True):
-                continue
-            schema = version["schema"]["openAPIV3Schema"]
-            root = with_root_metadata(convert(schema, structural=True), DNS1123_SUBDOMAIN)
-            root = share_repeats(root)
-            yield (f"{group}/{version['name']}", kind), root
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ServegenError(
-            f"CRD file {path}: not a valid apiextensions.k8s.io/v1 CRD (missing or malformed {exc})"
-        ) from exc
+    spec = _field(crd, path, dict, "spec")
+    group = _field(spec, path, str, "spec", "group")
+    kind = _field(_field(spec, path, dict, "spec", "names"), path, str, "spec", "names", "kind")
+    versions = _field(spec, path, list, "spec", "versions")
+    for index, version in enumerate(versions):
+        where = ("spec", f"versions[{index}]")
+        if not isinstance(version, dict):
+            raise _not_a_crd(path, where, dict)
+        if not version.get("served", True):
+            continue
+        name = _field(version, path, str, *where, "name")
+        schema = _field(version, path, dict, *where, "schema")
+        schema = _field(schema, path, dict, *where, "schema", "openAPIV3Schema")
+        root = with_root_metadata(convert(schema, structural=True), DNS1123_SUBDOMAIN)
+        yield (f"{group}/{name}", kind), share_repeats(root)
+
+
+def _field(node: Mapping[str, Any], path: Path, want: type, *where: str) -> Any:
+    """node[where[-1]], which must be a `want`; else a message that names the field."""
+    value = node.get(where[-1])
+    if not isinstance(value, want):
+        raise _not_a_crd(path, where, want)
+    return value
+
+
+def _not_a_crd(path: Path, where: tuple[str, ...], want: type) -> ServegenError:
+    what = "a mapping" if want is dict else "a list" if want is list else "a string"
+    return ServegenError(
+        f"{path}: not an apiextensions.k8s.io/v1 CustomResourceDefinition: "
+        f"{'.'.join(where)} must be {what}"
+    )
 
 
 # Keys not copied as they are: documentation and defaults, which the API server does not

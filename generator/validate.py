@@ -142,15 +142,24 @@ def linked_out(root: Path, config: Config, path: str, document: Document) -> lis
 def missing_crd_sources(
     root: Path, config: Config, path: str, document: Document
 ) -> list[Diagnostic]:
-    """`validation.crds` entries that name nothing, at their place in servegen.yaml."""
+    """`validation.crds` entries that name nothing, or a folder with no CRD file, at
+    their place in servegen.yaml."""
+    from generator.crds import CRD_SUFFIXES  # here: only a config naming CRDs needs it
+
     problems = []
     for index, entry in enumerate(config.validation.crds):
         target = Path(entry) if Path(entry).is_absolute() else root / entry
         if not target.exists():
-            where: JsonPath = ("validation", "crds", index)
-            line, col = document.position(where)
             message = f"{entry!r}: no such CRD file or folder (relative to the repository)"
-            problems.append(Diagnostic(path, line, col, format_path(where), message))
+        elif target.is_dir() and not any(
+            p.suffix in CRD_SUFFIXES for p in target.rglob("*") if p.is_file()
+        ):
+            message = f"{entry!r}: the folder holds no YAML or JSON file"
+        else:
+            continue
+        where: JsonPath = ("validation", "crds", index)
+        line, col = document.position(where)
+        problems.append(Diagnostic(path, line, col, format_path(where), message))
     return problems
 
 

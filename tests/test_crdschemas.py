@@ -367,9 +367,23 @@ def test_changed_crd_file_is_reloaded(tmp_path: Path) -> None:
     ("content", "fragment"),
     [
         (None, "does not exist"),
-        ("kind: [unclosed\n", "cannot parse CRD file"),
+        # Where, and what the parser found; not the parser's own text, which quotes the file.
+        ("kind: [unclosed\n", "crd.yaml:2:1: invalid YAML: did not find expected "),
         ("apiVersion: v1\nkind: ConfigMap\n", "contains no CustomResourceDefinition"),
-        ("kind: CustomResourceDefinition\nspec: {group: x.io}\n", "not a valid"),
+        (
+            "kind: CustomResourceDefinition\nspec: {group: x.io}\n",
+            "crd.yaml: not an apiextensions.k8s.io/v1 CustomResourceDefinition: "
+            "spec.names must be a mapping",
+        ),
+        (
+            "kind: CustomResourceDefinition\nspec: TOP-SECRET-abc\n",
+            "CustomResourceDefinition: spec must be a mapping",
+        ),
+        (
+            "kind: CustomResourceDefinition\nspec: {group: x.io, names: {kind: W}, "
+            "versions: [{name: v1, schema: {}}]}\n",
+            r"spec.versions\[0\].schema.openAPIV3Schema must be a mapping",
+        ),
     ],
 )
 def test_bad_crd_sources_are_servegen_errors(
@@ -378,5 +392,6 @@ def test_bad_crd_sources_are_servegen_errors(
     source = tmp_path / "crd.yaml"
     if content is not None:
         source.write_text(content)
-    with pytest.raises(ServegenError, match=fragment):
+    with pytest.raises(ServegenError, match=fragment) as caught:
         ManifestChecker(K8S, [source])
+    assert "TOP-SECRET" not in caught.value.message and "Traceback" not in caught.value.message

@@ -70,10 +70,10 @@ def test_anything_head_lacks_means_an_export(spec_repo: Path, crds_dir: Path, ch
             (spec_repo / ".git" / "info" / "exclude").write_text("extra-copy.yaml\n")
             assert sh(spec_repo, "status", "--porcelain") == ""
     elif change == "symlink":  # a spec kept elsewhere in the repository, linked in
-        shared = spec_repo / "shared" / "qwen-chat.yaml"
-        shared.parent.mkdir()
-        (spec_repo / QWEN_CHAT).rename(shared)
-        (spec_repo / QWEN_CHAT).symlink_to(Path("../../shared/qwen-chat.yaml"))
+        kept = spec_repo / "common" / "qwen-chat.yaml"
+        kept.parent.mkdir()
+        (spec_repo / QWEN_CHAT).rename(kept)
+        (spec_repo / QWEN_CHAT).symlink_to(Path("../../common/qwen-chat.yaml"))
         commit_all(spec_repo, "a symlinked spec")  # the export reads it through its link
     elif change == "nested-repo":
         nested = spec_repo / "specs" / "nested"

@@ -227,6 +227,21 @@ def test_a_folder_the_config_names_cannot_lead_out_through_a_link(
     assert diag.message == f"{value!r} leads out of the repository through a symbolic link"
 
 
+def test_a_crd_folder_without_crd_files_is_refused_at_its_entry(tmp_path: Path) -> None:
+    root = spec_repo(tmp_path, "a.yaml", VALID_SPEC.encode())
+    (root / "crds" / "notes").mkdir(parents=True)
+    (root / "crds" / "notes" / "README.md").write_text("the CRDs go here\n")
+    config = (root / "servegen.yaml").read_text()
+    (root / "servegen.yaml").write_text(config + "validation: {crds: [crds]}\n")
+    [diag] = validate_repository(root).diagnostics
+    assert (diag.line, diag.col, diag.json_path) == (
+        config.count("\n") + 1,
+        21,
+        "validation.crds[0]",
+    )
+    assert diag.message == "'crds': the folder holds no YAML or JSON file"
+
+
 @pytest.mark.parametrize(
     ("arg", "refused"),
     [
