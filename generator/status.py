@@ -415,14 +415,22 @@ def _readiness(primary: Ref, obj: Object, context: str, snapshot: Snapshot) -> R
         predictors = [
             d
             for d in snapshot.items(context, Kind("apps/v1", "Deployment"), primary.namespace)
-            if at(d, "metadata", "labels", "serving.kserve.io/inferenceservice") == primary.name
+            if at(d, "metadata", "labels", KSERVE_OWNER_LABEL) == primary.name
         ]
         return inference_service(obj, predictors)
     return deployment(obj)
 
 
+# kserve v0.20.0 pkg/controller/v1beta1/inferenceservice/components/predictor.go
+# (buildObjectMeta): what KServe makes for an InferenceService carries the
+# InferenceService's own labels (servegen's included) and this one, naming it.
+KSERVE_OWNER_LABEL = "serving.kserve.io/inferenceservice"
+_INFERENCE_SERVICE = Kind("serving.kserve.io/v1beta1", "InferenceService")
+
+
 def orphans(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> list[Orphan]:
-    """servegen-labelled objects of the plan's kinds that no environment renders now."""
+    """servegen-labelled objects of the plan's kinds that no environment renders now,
+    nor a controller makes for one that is rendered."""
     found = []
     namespaces = sorted({ns for _, ns in plan.reads})
     for namespace in namespaces:
@@ -432,6 +440,12 @@ def orphans(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> list[Orp
                 if not isinstance(labels, dict) or labels.get(SERVEGEN_LABEL) != "servegen":
                     continue
                 name = str(obj["metadata"]["name"])
+                owner = labels.get(KSERVE_OWNER_LABEL)
+                if (
+                    isinstance(owner, str)
+                    and Ref(_INFERENCE_SERVICE, namespace, owner) in plan.expected
+                ):
+                    continue  # KServe's predictor of a rendered InferenceService
                 if Ref(kind, namespace, name) not in plan.expected:
                     found.append(Orphan(kind.kind, namespace, name, str(labels.get(SPEC_LABEL))))
     return sorted(found, key=lambda o: (o.namespace, o.kind, o.name))

@@ -55,6 +55,13 @@ def apply_environment(api: FakeKubeAPI, result: Build, env: str, deploy: str) ->
             applied = api.apply({**obj, "status": ready_status(obj)})
             if obj["kind"] == "InferenceService":  # KServe's predictor Deployment
                 namespace, name = applied["metadata"]["namespace"], applied["metadata"]["name"]
+                # kserve v0.20.0 components/predictor.go buildObjectMeta: the
+                # InferenceService's own labels, servegen's included, and KServe's.
+                labels = {
+                    **applied["metadata"].get("labels", {}),
+                    "serving.kserve.io/inferenceservice": name,
+                    "component": "predictor",
+                }
                 api.apply(
                     {
                         "apiVersion": "apps/v1",
@@ -62,7 +69,7 @@ def apply_environment(api: FakeKubeAPI, result: Build, env: str, deploy: str) ->
                         "metadata": {
                             "name": f"{name}-predictor",
                             "namespace": namespace,
-                            "labels": {"serving.kserve.io/inferenceservice": name},
+                            "labels": labels,
                         },
                         "spec": {"replicas": 1},
                         "status": ready_status({"kind": "Deployment", "spec": {"replicas": 1}}),
