@@ -473,16 +473,23 @@ def current_tips(target: Target, heads: git.RemoteHeads | None = None) -> Tips:
 
 
 def start_point(target: Target, tips: Tips) -> str | None:
-    """The commit to build on: the newer of the local and remote tips (remote if diverged)."""
-    if target.remote is None or tips.remote is None:
+    """The commit to build on: without --push the local tip, with --push the remote's.
+
+    Local deploy commits the remote lacks are never pushed along: publish without --push
+    builds from any source (a feature branch, the working tree), so they may hold
+    what was never merged, and the merged check and the prune guard judge against the
+    remote tip only. The local branch then follows the remote (see finish())."""
+    if target.remote is None:
         return tips.local
-    if tips.local is None or git.is_ancestor(target.repo, tips.local, tips.remote):
-        return tips.remote
-    if git.is_ancestor(target.repo, tips.remote, tips.local):
-        return tips.local  # unpushed local publishes: push them along with ours
-    target.reporter.note(
-        f"local {target.branch} has diverged from {target.remote}; rebuilding on the remote's"
+    local_only = tips.local is not None and (
+        tips.remote is None or not git.is_ancestor(target.repo, tips.local, tips.remote)
     )
+    if local_only:
+        target.reporter.note(
+            f"local {target.branch} holds deploy commits {target.remote} does not (publishes "
+            f"without --push); they are not pushed: building on {target.remote}'s "
+            f"{target.branch}" + ("" if tips.remote else " (none yet)")
+        )
     return tips.remote
 
 

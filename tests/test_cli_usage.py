@@ -51,6 +51,8 @@ def test_every_subcommand_and_option_has_a_help_line() -> None:
         ["validate", "--format", "yaml"],
         ["-C", "/nonexistent-servegen-dir", "validate"],
         ["watch", "--push"],
+        ["watch", "--publish", "--push"],
+        ["publish", "--worktree", "--push"],
         ["render", "--bogus"],
     ],
 )
@@ -211,3 +213,18 @@ def test_readme_init_line_works_with_the_virtualenv_on_path(tmp_path: Path) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "my-models" / "output" / "clusters" / "prod").is_dir()
     assert "git add -A && git commit" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["watch", "--publish", "--push"], "it would push uncommitted edits"),
+        (["publish", "--worktree", "--push"], "would push uncommitted files"),
+    ],
+)
+def test_pushing_a_working_tree_is_refused(
+    argv: list[str], says: str, example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--push publishes merged commits only; a working tree may hold edits none has."""
+    code, _, err = run(["-C", str(example_repo), *argv], capsys)
+    assert code == 2 and says in err

@@ -801,6 +801,27 @@ def test_push_only_publishes_commits_on_the_default_branch(
     assert publish(spec_repo, crds_dir, capsys)[0] == 0  # without --push: a local commit
 
 
+def test_push_never_carries_a_local_publish_of_an_unmerged_source(
+    spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A local preview of a feature branch that removes models was pushed by the next
+    `publish --push` of main, past the merged check and the prune guard."""
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    pushed = tip(remote)
+    sh(spec_repo, "checkout", "-q", "-b", "cleanup")
+    sh(spec_repo, "rm", "-rq", "specs/kubeai")
+    commit_all(spec_repo, "wip: drop the KubeAI models")
+    assert publish(spec_repo, crds_dir, capsys, "--allow-prune")[0] == 0  # a local preview
+    preview = tip(spec_repo)
+    sh(spec_repo, "checkout", "-q", "main")
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push")
+    assert code == 0, out + err
+    assert tip(remote) == pushed  # main's render was there already: nothing pushed
+    assert preview not in sh(remote, "rev-list", "--all").split()
+    assert tip(spec_repo) == pushed  # the local branch follows the remote again
+    assert "holds deploy commits origin does not" in err
+
+
 @pytest.mark.parametrize("branch", ["main", "feature"])
 def test_deploy_branch_that_is_a_source_branch_is_refused(
     spec_repo: Path, remote: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], branch: str

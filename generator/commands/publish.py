@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from generator import git, terminal
 from generator.config import CONFIG_FILE
-from generator.errors import EXIT_OK
+from generator.errors import EXIT_OK, UsageError
 from generator.options import PublishOptions
 from generator.publish import PublishSettings, describe, publish
 from generator.snapshot import repository_prefix
@@ -12,6 +12,13 @@ from generator.validate import load_config
 
 
 def run(options: PublishOptions) -> int:
+    if options.worktree and options.push:
+        # --push publishes merged commits only (publish.check_pushable); the working
+        # tree may hold edits no commit has.
+        raise UsageError(
+            "publish: --worktree and --push together would push uncommitted files; commit, "
+            "merge and push them, then publish --push"
+        )
     color = options.common.color
     reporter = terminal.TerminalReporter(color)
     with terminal.progress_bar("rendering", color=color):

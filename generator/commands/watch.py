@@ -32,8 +32,13 @@ from generator.watch import Event, Publish, run_watch
 def run(options: WatchOptions) -> int:
     if options.debounce_ms < 0:
         raise UsageError("watch: --debounce must be 0 or more milliseconds")
-    if options.push and not options.publish:
-        raise UsageError("watch: --push needs --publish")
+    if options.push:
+        # What --push publishes must be merged (publish's rule); what watch renders is
+        # the working tree, edits included.
+        raise UsageError(
+            "watch: --push is refused: it would push uncommitted edits to the deploy branch. "
+            "watch --publish commits them locally; push merged commits with publish --push"
+        )
     build = IncrementalBuild(options.common.root, out=options.out, crds=options.crds)
     writer = EventWriter(options.format, options.debounce_ms)
     publish = _publisher(options, build, writer)
