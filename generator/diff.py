@@ -23,6 +23,7 @@ from typing import Literal
 from generator import git
 from generator.config import CONFIG_FILE
 from generator.errors import GitError, ServegenError
+from generator.fields import LAST_APPLIED
 from generator.flux import flux_objects
 from generator.immutable import ImmutableChange, tree_changes
 from generator.pipeline import Build, build
@@ -39,7 +40,7 @@ ObjectKey = tuple[str, str, str, str]  # namespace, group, kind, name
 DEFAULT_BRANCHES = ("origin/main", "origin/master", "main", "master")
 HIDDEN_KINDS = frozenset({"Secret"})
 NOISY_METADATA = ("creationTimestamp", "generation", "managedFields", "resourceVersion", "uid")
-NOISY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+NOISY_ANNOTATIONS = (LAST_APPLIED,)  # never rendered: config refuses it (fields.py)
 ACTION_ORDER: dict[str, int] = {"added": 0, "changed": 1, "removed": 2}
 
 
@@ -423,15 +424,20 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def markdown_head(result: DiffResult) -> str:
+def markdown_head(result: DiffResult, versions_shown: int | None = None) -> str:
+    """The comment's head; at most `versions_shown` version lines (None: all)."""
     lines = [f"### servegen diff: `{_revision(result)}`", ""]
-    lines += [f"> {_cell(note)}" for note in result.notes]
+    lines += [f"> {_html(_cell(note))}" for note in result.notes]
     if result.notes:
         lines.append("")
     if result.versions:
+        shown = result.versions[:versions_shown]
         lines += ["**Model versions**", ""]
-        lines += [f"- **<code>{_html(_cell(v.line))}</code>**" for v in result.versions]
-    lines += [f"> **Needs a replacement:** {_cell(text)}" for text in result.replacements]
+        lines += [f"- **<code>{_html(_cell(v.line))}</code>**" for v in shown]
+        if len(shown) < len(result.versions):
+            lines.append(f"- ... and {len(result.versions) - len(shown)} more")
+        lines.append("")  # a table right after a list item would be part of it
+    lines += [f"> **Needs a replacement:** {_html(_cell(text))}" for text in result.replacements]
     if result.replacements:
         lines.append("")
     lines += ["| environment | added | changed | removed |", "|---|---:|---:|---:|"]
@@ -466,12 +472,17 @@ def truncation_notice(omitted: int, total: int, max_chars: int) -> str:
 
 
 def format_markdown(result: DiffResult, max_chars: int | None = None) -> str:
-    """The PR comment; with `max_chars`, whole object blocks are dropped to fit."""
+    """The PR comment; with `max_chars`, whole object blocks are dropped to fit, and the
+    version lines too when they alone would not leave room for the table."""
     out = markdown_head(result)
     blocks = [markdown_block(change) for change in result.changes]
     if max_chars is None:
         return out + "".join(blocks)
     reserve = len(truncation_notice(len(blocks), len(blocks), max_chars))
+    shown = len(result.versions)
+    while shown and len(out) + reserve > max_chars // 2:
+        shown //= 2
+        out = markdown_head(result, shown)
     shown = 0
     for block in blocks:
         if len(out) + len(block) + reserve > max_chars:

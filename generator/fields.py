@@ -146,10 +146,19 @@ _GO_YAML_NOT_STRING = re.compile(
 )
 
 
+# kubectl's client-side apply record; diffs leave it out as server noise.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def _annotation_key(key: str) -> str:
     # Annotation keys follow the same qualified-name rule as label keys (kubernetes
     # apimachinery pkg/api/validation/objectmeta.go: ValidateAnnotations, IsQualifiedName).
     _qualified_key(key, "annotation key")
+    if key == LAST_APPLIED:
+        raise ValueError(
+            f"{key} is kubectl's own record of what it applied: servegen does not write it "
+            "(and its diff does not show it)"
+        )
     if _GO_YAML_NOT_STRING.fullmatch(key):
         raise ValueError(
             f"annotation key {key!r} would be read back as a number, boolean, null or date "

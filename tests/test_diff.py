@@ -11,6 +11,7 @@ import pytest
 from generator import cli
 from generator import diff as d
 from generator.pipeline import build
+from generator.versions import ModelVersion
 from tests.conftest import EXAMPLES
 from tests.gitutil import sh
 from tests.specrepo import TINYLLAMA, commit_all, edit, make_spec_repo, publish
@@ -266,6 +267,8 @@ def test_version_changes_are_listed_first_per_environment(
         "- **<code>prod: Qwen/Qwen2.5-1.5B-Instruct main -&gt; d4e5f6 (qwen-chat)</code>**" in out
     )
     assert out.index("**Model versions**") < out.index("| environment | added |")
+    # A blank line ends the list: a table right after an item is part of that item.
+    assert "(qwen-chat)</code>**\n\n| environment | added |" in out
     code, out, err = diff(spec_repo, capsys, "--base", "HEAD", "--format", "json")
     (version,) = json.loads(out)["versions"]
     assert version["environment"] == "prod"
@@ -284,3 +287,23 @@ def test_no_version_section_without_version_changes(
     scale_tinyllama(spec_repo)
     code, out, _ = diff(spec_repo, capsys, "--base", "HEAD")
     assert code == 0 and "model versions:" not in out
+
+
+def test_markdown_head_fits_the_cap_and_escapes_its_notes() -> None:
+    """A thousand version lines alone were cut mid-line with no table; a note quoting a
+    file name passed its HTML through."""
+    new = ModelVersion("Qwen/Qwen2.5-0.5B-Instruct", "main")
+    versions = tuple(d.VersionChange("dev", f"m{n:04d}", None, new) for n in range(2000))
+    result = d.DiffResult(
+        base="a" * 40,
+        head="b" * 40,
+        environments=("dev",),
+        changes=(),
+        notes=("base does not build: specs/<details><summary>LGTM.yaml:1:1: error",),
+        versions=versions,
+    )
+    out = d.format_markdown(result, max_chars=20_000)
+    assert len(out) <= 20_000
+    assert out.endswith("| `dev` | 0 | 0 | 0 |\n\nNo changes to rendered objects.\n\n")
+    assert "- ... and " in out and " more\n\n| environment |" in out
+    assert "&lt;details&gt;&lt;summary&gt;LGTM" in out and "<details><summary>LGTM" not in out

@@ -154,3 +154,39 @@ def test_pre_commit_hook() -> None:
     for name in ("README.md", "servegen.yaml.bak", "specs/notes.txt"):
         assert not pattern.search(name), name
     cli.build_parser().parse_args(hook["entry"].split()[1:])
+
+
+def test_the_action_stops_workflow_commands_around_diff_output(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """diff prints spec values as written: a `##[error]` or `::error::` in an arg must not
+    reach the runner as a command. The action's own step script is run, with the real
+    servegen, in a repository whose change carries such a value."""
+    [script] = [s for s in run_scripts(load(ACTION)) if "SERVEGEN_COMMAND" in s]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=example_repo, check=True, env=env)
+    subprocess.run([*git, "add", "-A"], cwd=example_repo, check=True, env=env)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=example_repo, check=True, env=env)
+    spec = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
+    spec.write_text(spec.read_text() + "# ::error::forged\n")  # and a value below
+    text = spec.read_text().replace("serve:\n", 'serve:\n  args: ["--x=##[error]forged"]\n', 1)
+    spec.write_text(text)
+    tokens = []
+    for _ in range(2):
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=example_repo,
+            env={**env, "SERVEGEN_COMMAND": "diff", "SERVEGEN_ARGS": "--base main"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0].startswith("::stop-commands::") and "##[error]forged" in done.stdout
+        token = lines[0].removeprefix("::stop-commands::")
+        assert len(token) == 32 and lines[-1] == f"::{token}::"
+        tokens.append(token)
+    assert tokens[0] != tokens[1]  # unguessable: a new token every run
