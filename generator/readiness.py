@@ -72,6 +72,12 @@ def kubeai_model(obj: Object) -> Readiness:
     if desired is None:
         desired = _int(obj, "spec", "minReplicas", default=0)
     ready = _int(obj, "status", "replicas", "ready", default=0) or 0
+    # internal/modelcontroller/model_controller.go reconciles the cache before any pod
+    # and cache.go returns until the load Job completed: until status.cache.loaded, no
+    # replica can start, on a request or otherwise.
+    if at(obj, "spec", "cacheProfile") and at(obj, "status", "cache", "loaded") is not True:
+        message = "model cache not loaded yet: KubeAI starts no replica before it is"
+        return Readiness(False, desired, ready, message)
     if desired == 0 and ready == 0:
         return Readiness(True, 0, 0, "scaled to zero: starts on the first request")
     # The same rule as the Flux health check servegen renders (generator/flux.py).
@@ -80,26 +86,45 @@ def kubeai_model(obj: Object) -> Readiness:
 
 
 def deployment(obj: Object) -> Readiness:
-    # kstatus (sigs.k8s.io/cli-utils pkg/kstatus/status/core.go, deploymentConditions),
-    # which Flux health checks use: a rollout is done when the controller has seen the
-    # generation and every desired replica is updated and available.
+    # kstatus (sigs.k8s.io/cli-utils v0.37.2 pkg/kstatus/status/core.go, checkGeneration
+    # then deploymentConditions), which Flux health checks use: a rollout is done when
+    # the controller has seen the generation, and has made, updated, made available and
+    # readied every desired replica, with no old one left terminating.
     desired = _int(obj, "spec", "replicas", default=1) or 0
     available = _int(obj, "status", "availableReplicas", default=0) or 0
-    updated = _int(obj, "status", "updatedReplicas", default=0) or 0
     generation = _int(obj, "metadata", "generation", default=0) or 0
     observed = _int(obj, "status", "observedGeneration", default=0) or 0
+    if observed < generation:
+        return Readiness(False, desired, available, "rollout not yet observed by the controller")
     progressing = condition(obj, "Progressing")
     if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
         return Readiness(False, desired, available, f"failed: {condition_text(progressing)}")
-    if observed < generation:
-        return Readiness(False, desired, available, "rollout not yet observed by the controller")
-    ok = available >= desired and updated >= desired
+    pending = _rollout_pending(obj, desired, available)
     message = f"{available}/{desired} replicas available"
-    if not ok:
+    if pending:
+        message += f", {pending}"
         available_condition = condition(obj, "Available")
         if available_condition and available_condition.get("status") == "False":
             message += f" ({condition_text(available_condition)})"
-    return Readiness(ok, desired, available, message)
+    return Readiness(pending is None, desired, available, message)
+
+
+def _rollout_pending(obj: Object, desired: int, available: int) -> str | None:
+    """What a rollout still waits for, in kstatus's order; None when it is done."""
+    replicas = _int(obj, "status", "replicas", default=0) or 0
+    updated = _int(obj, "status", "updatedReplicas", default=0) or 0
+    ready = _int(obj, "status", "readyReplicas", default=0) or 0
+    if replicas < desired:
+        return f"{replicas}/{desired} created"
+    if updated < desired:
+        return f"{updated}/{desired} updated"
+    if replicas > desired:  # old pods still serving while they terminate
+        return f"{replicas - desired} old replica(s) terminating"
+    if available < updated:
+        return f"{available}/{updated} updated available"
+    if ready < desired:
+        return f"{ready}/{desired} ready"
+    return None
 
 
 def inference_service(obj: Object, predictors: Sequence[Object]) -> Readiness:

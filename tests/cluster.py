@@ -13,7 +13,8 @@ def ready_status(obj: dict[str, Any]) -> dict[str, Any]:
     kind = obj["kind"]
     if kind == "Model":
         floor = int(obj["spec"].get("minReplicas", 0))
-        return {"replicas": {"all": floor, "ready": floor}}
+        cache = {"cache": {"loaded": True}} if obj["spec"].get("cacheProfile") else {}
+        return {"replicas": {"all": floor, "ready": floor}, **cache}
     if kind == "Deployment":
         replicas = int(obj["spec"].get("replicas", 1))
         return {

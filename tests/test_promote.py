@@ -356,7 +356,7 @@ def test_require_live_refuses_a_model_that_is_not_ready_and_writes_nothing(
     assert err == (
         "servegen: error: dev is not live in context 'test' (as `servegen status --env dev` "
         "reads it); promote once it is:\n"
-        "  qwen-chat: not ready: 0/1 replicas available\n"
+        "  qwen-chat: not ready: 0/1 replicas available, 0/1 updated available\n"
     )
     assert (staged / QWEN).read_bytes() == before
 

@@ -41,6 +41,17 @@ def _model(spec: dict[str, Any], status: Any = None) -> dict[str, Any]:
             {"replicas": {"all": 1, "ready": 0}},
             (False, 1, 0, "0/1 replicas ready"),
         ),
+        # A cached model starts nothing before its cache is loaded: blocked, not idle.
+        (
+            {"minReplicas": 0, "cacheProfile": "efs"},
+            {"replicas": {"all": 0, "ready": 0}, "cache": {"loaded": False}},
+            (False, 0, 0, "model cache not loaded yet: KubeAI starts no replica before it is"),
+        ),
+        (
+            {"minReplicas": 0, "cacheProfile": "efs"},
+            {"replicas": {"all": 0, "ready": 0}, "cache": {"loaded": True}},
+            (True, 0, 0, "scaled to zero: starts on the first request"),
+        ),
     ],
 )
 def test_kubeai_model(spec: dict[str, Any], status: Any, expected: tuple[Any, ...]) -> None:
@@ -60,38 +71,50 @@ def _deployment(
     }
 
 
+def _counts(replicas: int, updated: int, ready: int, available: int) -> dict[str, int]:
+    """A Deployment's status replica counts, as the controller writes them."""
+    return {
+        "observedGeneration": 1,
+        "replicas": replicas,
+        "updatedReplicas": updated,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+    }
+
+
 @pytest.mark.parametrize(
     ("obj", "expected"),
     [
-        (
-            _deployment(2, {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2}),
-            (True, 2, 2, "2/2 replicas available"),
-        ),
-        (
-            _deployment(
-                None, {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1}
-            ),
-            (True, 1, 1, "1/1 replicas available"),
-        ),
+        (_deployment(2, _counts(2, 2, 2, 2)), (True, 2, 2, "2/2 replicas available")),
+        (_deployment(None, _counts(1, 1, 1, 1)), (True, 1, 1, "1/1 replicas available")),
         # Available but not yet updated: a rollout in progress.
         (
-            _deployment(2, {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 2}),
-            (False, 2, 2, "2/2 replicas available"),
+            _deployment(2, _counts(2, 1, 2, 2)),
+            (False, 2, 2, "2/2 replicas available, 1/2 updated"),
+        ),
+        # The new pod is made, the old one still serves: kstatus "Pending termination".
+        (
+            _deployment(1, _counts(2, 1, 1, 1)),
+            (False, 1, 1, "1/1 replicas available, 1 old replica(s) terminating"),
         ),
         (
-            _deployment(
-                2,
-                {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2},
-                generation=2,
-            ),
+            _deployment(3, _counts(4, 3, 3, 3)),
+            (False, 3, 3, "3/3 replicas available, 1 old replica(s) terminating"),
+        ),
+        (_deployment(2, _counts(1, 1, 1, 1)), (False, 2, 1, "1/2 replicas available, 1/2 created")),
+        (
+            _deployment(2, _counts(2, 2, 1, 1)),
+            (False, 2, 1, "1/2 replicas available, 1/2 updated available"),
+        ),
+        (
+            _deployment(2, _counts(2, 2, 2, 2), generation=2),
             (False, 2, 2, "rollout not yet observed by the controller"),
         ),
         (
             _deployment(
                 1,
                 {
-                    "observedGeneration": 1,
-                    "availableReplicas": 0,
+                    **_counts(1, 1, 0, 0),
                     "conditions": [
                         {
                             "type": "Available",
@@ -106,7 +129,7 @@ def _deployment(
                 False,
                 1,
                 0,
-                "0/1 replicas available (MinimumReplicasUnavailable: "
+                "0/1 replicas available, 0/1 updated available (MinimumReplicasUnavailable: "
                 "Deployment does not have minimum availability.)",
             ),
         ),
@@ -125,6 +148,25 @@ def _deployment(
                 },
             ),
             (False, 1, 0, "failed: ProgressDeadlineExceeded"),
+        ),
+        # A generation not yet seen comes first, as in kstatus: a stale deadline
+        # condition from the generation before is no failure of this one.
+        (
+            _deployment(
+                1,
+                {
+                    "observedGeneration": 1,
+                    "conditions": [
+                        {
+                            "type": "Progressing",
+                            "status": "False",
+                            "reason": "ProgressDeadlineExceeded",
+                        }
+                    ],
+                },
+                generation=2,
+            ),
+            (False, 1, 0, "rollout not yet observed by the controller"),
         ),
     ],
 )
@@ -176,7 +218,9 @@ def test_inference_service_counts_its_predictor_deployments() -> None:
             "status.replicas.ready is True, not an integer",
         ),
         (
-            lambda: deployment(_deployment(1, {"conditions": {"type": "Available"}})),
+            lambda: deployment(
+                _deployment(1, {"observedGeneration": 1, "conditions": {"type": "Available"}})
+            ),
             "status.conditions is not a list",
         ),
         (lambda: inference_service({"status": {"url": 7}}, []), "status.url is 7, not a string"),
