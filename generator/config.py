@@ -99,6 +99,7 @@ def _branch_name(value: str) -> str:
         or value.endswith(("/", ".", ".lock"))
         or "//" in value
         or ".." in value
+        or value == "HEAD"
     )
     if bad:
         raise ValueError(f"{value!r} is not a safe git branch name")

@@ -81,6 +81,7 @@ __all__ = [
     "made_listing",
     "merge_base",
     "open_repo",
+    "public_url",
     "push_branch",
     "read_tree",
     "read_tree_files",
@@ -367,6 +368,8 @@ def _check_ref_name(name: str, what: str) -> str:
 def _branch_ref(branch: str) -> str:
     if branch.startswith("refs/"):
         raise GitError(f"give a branch name, not a ref: {branch!r}")
+    if branch == "HEAD":  # git's strbuf_check_branch_ref: refs/heads/HEAD is ambiguous
+        raise GitError("invalid branch name 'HEAD'")
     return "refs/heads/" + _check_ref_name(branch, "branch")
 
 
@@ -1443,6 +1446,24 @@ def _records(raw: bytes) -> Iterator[tuple[str, str, str]]:
         yield _decode_path(scope), key, value
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials: no userinfo, query or fragment.
+
+    `https://user:p@ss@host/r?token=x` -> `https://host/r`. A password may hold an
+    unescaped `@` or `/`, so everything up to the last `@` before the query goes.
+    (scp-style `git@host:path` names an ssh user, not a secret, and is kept.)
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        return url
+    scheme, rest = match.groups()
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    return scheme + rest.rpartition("@")[2]
+
+
 def _transport(repo: Repo, command: str, *args: str) -> _Result:
     """A fetch or push: repository-named programs neutralised, git's own pack programs."""
     # From the worktree, as git itself runs: a relative remote path (`../remote.git`)
@@ -1474,7 +1495,7 @@ def remote_default_branch(repo: Repo, remote: str) -> str | None:
         repo, "ls-remote", "--symref", "--end-of-options", _check_remote(remote), "HEAD"
     )
     if res.status != 0:
-        raise GitError(f"cannot reach {remote!r}: {res.stderr.strip()}")
+        raise GitError(f"cannot reach {public_url(remote)!r}: {res.stderr.strip()}")
     for line in _line(res.stdout).splitlines():
         target, _, name = line.partition("\t")
         if name == "HEAD" and target.startswith("ref: refs/heads/"):
@@ -1503,7 +1524,7 @@ def remote_heads(repo: Repo, remote: str, branch: str) -> RemoteHeads:
         repo, "ls-remote", "--symref", "--end-of-options", _check_remote(remote), "HEAD", wanted
     )
     if res.status != 0:
-        raise GitError(f"cannot reach {remote!r}: {res.stderr.strip()}")
+        raise GitError(f"cannot reach {public_url(remote)!r}: {res.stderr.strip()}")
     default = head_tip = branch_tip = None
     for line in _line(res.stdout).splitlines():
         value, _, name = line.partition("\t")

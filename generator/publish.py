@@ -98,29 +98,11 @@ def build_source(
     return result, clean
 
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
-
-
-def public_url(url: str) -> str:
-    """`url` without credentials: no userinfo, query or fragment.
-
-    `https://user:p@ss@host/r?token=x` -> `https://host/r`. A password may hold an
-    unescaped `@` or `/`, so everything up to the last `@` before the query goes.
-    (scp-style `git@host:path` names an ssh user, not a secret, and is kept.)
-    """
-    match = _SCHEME.match(url)
-    if match is None:
-        return url
-    scheme, rest = match.groups()
-    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
-    return scheme + rest.rpartition("@")[2]
-
-
 def source_url(repo: git.Repo, remote: str) -> str:
     url = git.remote_url(repo, remote)
     if url is None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", remote):
         url = remote
-    return public_url(url) if url else str(repo.worktree or repo.git_dir)
+    return git.public_url(url) if url else str(repo.worktree or repo.git_dir)
 
 
 def metadata(source: Source) -> bytes:

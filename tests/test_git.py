@@ -310,6 +310,8 @@ def test_update_branch_errors(repo: g.Repo, work: Path) -> None:
         g.update_branch(repo, "deploy", "1" * 40, None)
     with pytest.raises(GitError, match="invalid branch name"):
         g.update_branch(repo, "bad..name", sha, None)
+    with pytest.raises(GitError, match="invalid branch name 'HEAD'"):  # as git branch says
+        g.update_branch(repo, "HEAD", sha, None)
     with pytest.raises(GitError, match="not a ref"):
         g.update_branch(repo, "refs/heads/x", sha, None)
     with pytest.raises(GitError, match="checked out"):

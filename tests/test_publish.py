@@ -438,9 +438,9 @@ def test_sign_uses_the_configured_signing_key(
 
 
 def test_public_url_drops_credentials() -> None:
-    assert pub.public_url("https://user:tok@github.com/o/r.git") == "https://github.com/o/r.git"
-    assert pub.public_url("https://x-access-token@host/r") == "https://host/r"
-    assert pub.public_url("git@github.com:o/r.git") == "git@github.com:o/r.git"
+    assert git.public_url("https://user:tok@github.com/o/r.git") == "https://github.com/o/r.git"
+    assert git.public_url("https://x-access-token@host/r") == "https://host/r"
+    assert git.public_url("git@github.com:o/r.git") == "git@github.com:o/r.git"
 
 
 @pytest.mark.parametrize(
@@ -455,7 +455,7 @@ def test_public_url_drops_credentials() -> None:
     ],
 )
 def test_public_url_keeps_no_part_of_any_credential(url: str) -> None:
-    public = pub.public_url(url)
+    public = git.public_url(url)
     assert public in ("https://host/o/r", "ssh://host/o/r")
     assert not any(part in public for part in ("p@ss", "ss@", "s3cret", "user", "token"))
 
@@ -881,3 +881,13 @@ def test_a_lock_left_by_a_killed_git_stops_publish_with_a_clear_reason(
     with pytest.raises(GitError, match=r"after 2 attempt\(s\).*stale \.lock file"):
         pub.publish(spec_repo, settings, Notes())
     assert tip(spec_repo) == old
+
+
+def test_an_unreachable_remote_url_is_named_without_its_credentials(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "https://user:s3cret-value@127.0.0.1:1/r.git"
+    code, out, err = publish(spec_repo, crds_dir, capsys, "--push", "--remote", url)
+    assert code == 1, out + err
+    assert "cannot reach 'https://127.0.0.1:1/r.git'" in err
+    assert "s3cret" not in out + err

@@ -302,3 +302,17 @@ def test_jobs_that_build_keep_the_build_cache_between_runs(job: str, tmp_path: P
     restore = [line for line in restore if line]
     assert len(restore) == 2 and all(key.startswith(prefix) for prefix in restore)
     assert "hashFiles" in restore[0] and "hashFiles" not in restore[1]
+
+
+def test_pull_requests_from_forks_get_the_diff_in_the_summary_not_a_comment() -> None:
+    """A fork's pull request has a read-only token whatever `permissions:` says: the
+    comment would fail the job, so it goes to the job summary instead."""
+    scaffolded = REPO_ROOT / "generator" / "scaffold" / "workflows" / "servegen.yml"
+    workflow = YAML(typ="safe").load(scaffolded.read_text())
+    steps = {s.get("name"): s for s in workflow["jobs"]["validate"]["steps"]}
+    same = "github.event.pull_request.head.repo.full_name == github.repository"
+    comment = steps["Comment the diff on the pull request"]
+    summary = steps["Show the diff in the job summary (pull requests from forks)"]
+    assert comment["if"] == same
+    assert summary["if"] == same.replace("==", "!=")
+    assert summary["run"] == 'cat servegen-diff.md >> "$GITHUB_STEP_SUMMARY"'
