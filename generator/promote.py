@@ -154,7 +154,7 @@ def plan(root: Path, request: PromoteRequest) -> Plan:
         live = check_live(root, validated.config, request.source, names)
     edits = [FileEdit(f.path, read_spec(root, f.path), f.text) for f in files.values()]
     edits = [edit for edit in edits if edit.old != edit.new]
-    _check_result(validated, edits, request)
+    _check_result(validated, edits, request, {promotion.model for promotion in promotions})
     return Plan(
         request.source, request.target, tuple(promotions), tuple(current), tuple(edits), None, live
     )
@@ -343,8 +343,14 @@ def _effective(doc: Any, part: str, name: str) -> Any:
     return model.model_dump(mode="json", exclude_unset=False).get(name)
 
 
-def _check_result(validated: Validated, edits: Sequence[FileEdit], request: PromoteRequest) -> None:
-    """The edited files validate; the target runs the source's version; nobody else moved."""
+def _check_result(
+    validated: Validated,
+    edits: Sequence[FileEdit],
+    request: PromoteRequest,
+    promoted: set[str],
+) -> None:
+    """The edited files validate; a promoted model's target runs the source's version;
+    nothing else moved (another model of the same file keeps its own versions)."""
     before = {spec.name: spec for spec in validated.specs}
     for edit in edits:
         source = parse_source(edit.path, edit.new.encode("utf-8"))
@@ -358,7 +364,7 @@ def _check_result(validated: Validated, edits: Sequence[FileEdit], request: Prom
             old = before[spec.name]
             for env, doc in spec.environments.items():
                 expected = old.environments[env]
-                if env == request.target:
+                if env == request.target and spec.name in promoted:
                     expected = old.environments[request.source]
                 if version_of(doc) != version_of(expected):
                     raise PromoteError(

@@ -429,3 +429,27 @@ def test_require_live_refuses_when_nothing_says_what_flux_applied(
         "  Flux is not configured (no `flux:` in servegen.yaml), so nothing says which "
         "deploy commit the cluster applied\n"
     )
+
+
+def test_another_model_of_the_same_file_keeps_its_versions(
+    tmp_path: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Promoting one model of a two-model file was refused: the check expected every
+    model of the edited file to move."""
+    work = make_spec_repo(tmp_path)
+    model = "kind: vllmserve-text\nname: {name}\n"
+    model += 'spec: {{url: "hf://Qwen/Qwen2.5-0.5B-Instruct@main"}}\n'
+    model += "serve: {{profile: cpu-small, use_cpu_image: true}}\n"
+    model += 'environments:\n  dev: {{spec: {{url: "hf://Qwen/Qwen2.5-0.5B-Instruct@{rev}"}}}}\n'
+    pair = work / "specs" / "vllm" / "pair.yaml"
+    pair.write_text(
+        model.format(name="pair-a", rev="aaaa") + "---\n" + model.format(name="pair-b", rev="bbbb")
+    )
+    commit_all(work, "two models in one file")
+    code, _, err = publish(work, crds_dir, capsys)
+    assert code == 0, err
+    code, _, err = promote(work, capsys, "pair-a", "--from", "dev", "--to", "prod")
+    assert code == 0, err
+    assert versions(work, "pair-a")["prod"] == versions(work, "pair-a")["dev"]
+    assert versions(work, "pair-b")["prod"] != versions(work, "pair-b")["dev"]
+    assert "Qwen/Qwen2.5-0.5B-Instruct main" in versions(work, "pair-b")["prod"]
