@@ -127,6 +127,12 @@ def _rollout_pending(obj: Object, desired: int, available: int) -> str | None:
     return None
 
 
+# Reasons a False Ready carries while pods still start: kserve v0.20.0
+# inference_service_status.go PropagateRawStatus copies the predictor Deployment's
+# Available=False (k8s deployment controller: MinimumReplicasUnavailable) onto it.
+_STARTING = frozenset({"MinimumReplicasUnavailable"})
+
+
 def inference_service(obj: Object, predictors: Sequence[Object]) -> Readiness:
     # kserve v0.20.0 pkg/apis/serving/v1beta1/inference_service_status.go: the Ready
     # condition and status.url; replica counts live on the predictor Deployment, labelled
@@ -143,6 +149,7 @@ def inference_service(obj: Object, predictors: Sequence[Object]) -> Readiness:
         return Readiness(False, desired, available, "no Ready condition yet", url)
     ok = ready_condition.get("status") == "True"
     message = "Ready" if ok else f"not ready: {condition_text(ready_condition) or 'Ready=False'}"
-    if not ok and ready_condition.get("status") == "False" and ready_condition.get("reason"):
+    reason = ready_condition.get("reason")
+    if not ok and ready_condition.get("status") == "False" and reason and reason not in _STARTING:
         message = f"failed: {condition_text(ready_condition)}"
     return Readiness(ok, desired, available, message, url)

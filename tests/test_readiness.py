@@ -230,3 +230,19 @@ def test_malformed_fields_raise_malformed(call: Any, message: str) -> None:
     with pytest.raises(Malformed) as caught:
         call()
     assert str(caught.value) == message
+
+
+def test_an_inference_service_still_starting_is_not_failed() -> None:
+    """KServe copies the predictor Deployment's MinimumReplicasUnavailable onto Ready
+    while its pods start: that is not a failure."""
+    starting = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "MinimumReplicasUnavailable",
+        "message": "Deployment does not have minimum availability.",
+    }
+    r = inference_service({"status": {"conditions": [starting]}}, [])
+    assert not r.ready
+    assert r.message == (
+        "not ready: MinimumReplicasUnavailable: Deployment does not have minimum availability."
+    )
