@@ -586,7 +586,8 @@ def contains(target: Target, recorded: str, source: git.CommitInfo | str) -> boo
         if git.is_ancestor(target.repo, source_sha, recorded):
             return True
     except GitError:
-        _fetch_recorded(target, recorded, source_sha)
+        if not _fetch_recorded(target, recorded, source_sha):
+            return False
         if git.is_ancestor(target.repo, source_sha, recorded):
             return True
     if git.is_shallow(target.repo) and not git.is_ancestor(target.repo, recorded, source_sha):
@@ -600,18 +601,28 @@ def contains(target: Target, recorded: str, source: git.CommitInfo | str) -> boo
     return False
 
 
-def _fetch_recorded(target: Target, recorded: str, source_sha: str) -> None:
-    """Make sure the recorded source commit is here (fetched when the remote has it)."""
-    if not commit_exists(target.repo, recorded) and not (
+def _fetch_recorded(target: Target, recorded: str, source_sha: str) -> bool:
+    """Make sure the recorded source commit is here (fetched when the remote has it);
+    False when it exists nowhere: neither in this complete clone nor on the remote, so
+    the source history was rewritten (a force-push) and nothing newer is lost."""
+    if commit_exists(target.repo, recorded) or (
         git.fetch_commit(target.repo, target.source_remote, recorded)
         and commit_exists(target.repo, recorded)
     ):
+        return True
+    if git.is_shallow(target.repo):
         raise GitError(
             f"{target.branch} was published from source commit {recorded}, which is not in "
             "this repository: cannot tell whether it is newer than "
             f"{source_sha[:SHORT]}. Fetch the full history (e.g. actions/checkout "
             "fetch-depth: 0) and publish again"
         )
+    target.reporter.note(
+        f"{target.branch} was published from source commit {recorded[:SHORT]}, which "
+        f"neither this repository nor {target.source_remote} has any more (its history "
+        f"was rewritten); publishing {source_sha[:SHORT]} over it"
+    )
+    return False
 
 
 def check_deploy_branch(target: Target, tips: Tips, source_sha: str) -> None:

@@ -891,3 +891,30 @@ def test_an_unreachable_remote_url_is_named_without_its_credentials(
     assert code == 1, out + err
     assert "cannot reach 'https://127.0.0.1:1/r.git'" in err
     assert "s3cret" not in out + err
+
+
+def test_a_source_rewritten_away_by_a_force_push_no_longer_blocks_publishing(
+    spec_repo: Path,
+    remote: Path,
+    tmp_path: Path,
+    crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The deploy branch recorded a merge that a force-push then removed from main: every
+    later publish failed for good, asking for a full history the clone already had."""
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 9\n")
+    gone = commit_all(spec_repo, "a bad merge")
+    sh(spec_repo, "push", "-q", "origin", "main")
+    assert publish(spec_repo, crds_dir, capsys, "--push")[0] == 0
+    sh(spec_repo, "reset", "-q", "--hard", "HEAD~1")
+    edit(spec_repo / TINYLLAMA, "max_replicas: 2\n", "max_replicas: 3\n")
+    fixed = commit_all(spec_repo, "the fix instead")
+    sh(spec_repo, "push", "-q", "-f", "origin", "main")
+    sh(remote, "reflog", "expire", "--expire=now", "--all")
+    sh(remote, "gc", "-q", "--prune=now")
+    fresh = clone(tmp_path, remote, "fresh")  # a complete clone without the old merge
+    code, out, err = publish(fresh, crds_dir, capsys, "--push")
+    assert code == 0, out + err
+    assert f"source commit {gone[:7]}, which neither this repository nor origin has" in err
+    assert sh(remote, "log", "-1", "--format=%s", "deploy").startswith(f"{fixed[:7]}: ")
