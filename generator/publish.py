@@ -603,14 +603,17 @@ def contains(target: Target, recorded: str, source: git.CommitInfo | str) -> boo
 
 def _fetch_recorded(target: Target, recorded: str, source_sha: str) -> bool:
     """Make sure the recorded source commit is here (fetched when the remote has it);
-    False when it exists nowhere: neither in this complete clone nor on the remote, so
-    the source history was rewritten (a force-push) and nothing newer is lost."""
+    False when it exists nowhere, so the source history was rewritten (a force-push).
+
+    Only with --push is that sure: check_pushable() then fetched the remote default
+    branch's tip, which holds every merge a newer source could be, so a complete clone
+    that still lacks the recorded commit shows it is on no merged history."""
     if commit_exists(target.repo, recorded) or (
         git.fetch_commit(target.repo, target.source_remote, recorded)
         and commit_exists(target.repo, recorded)
     ):
         return True
-    if git.is_shallow(target.repo):
+    if target.remote is None or git.is_shallow(target.repo):
         raise GitError(
             f"{target.branch} was published from source commit {recorded}, which is not in "
             "this repository: cannot tell whether it is newer than "
