@@ -316,3 +316,16 @@ def test_pull_requests_from_forks_get_the_diff_in_the_summary_not_a_comment() ->
     assert comment["if"] == same
     assert summary["if"] == same.replace("==", "!=")
     assert summary["run"] == 'cat servegen-diff.md >> "$GITHUB_STEP_SUMMARY"'
+
+
+def test_the_publish_job_publishes_the_branch_as_it_is_when_it_runs() -> None:
+    """GitHub may cancel a pending run in favour of an older one: each run checks out the
+    branch, not the commit that triggered it, so the last run publishes the newest."""
+    scaffolded = REPO_ROOT / "generator" / "scaffold" / "workflows" / "servegen.yml"
+    workflow = YAML(typ="safe").load(scaffolded.read_text())
+    job = workflow["jobs"]["publish"]
+    checkout = next(
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout")
+    )
+    assert checkout["with"] == {"ref": "${{ github.ref }}", "fetch-depth": 0}
+    assert job["concurrency"] == {"group": "servegen-publish", "cancel-in-progress": False}

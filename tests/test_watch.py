@@ -612,4 +612,4 @@ def test_cli_stops_cleanly_on_signal(example_repo: Path, signum: int) -> None:
 def test_cli_usage_errors(example_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["-C", str(example_repo), "watch", "--debounce", "-1"]) == 2
     assert cli.main(["-C", str(example_repo), "watch", "--push"]) == 2
-    assert "--push needs --publish" in capsys.readouterr().err
+    assert "it would push uncommitted edits" in capsys.readouterr().err
