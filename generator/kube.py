@@ -26,6 +26,7 @@ from kubernetes import config as kubeconfig
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.kube_config import KubeConfigMerger
 
 from generator.errors import ClusterError
 from generator.statusplan import Kind
@@ -99,12 +100,21 @@ def connect(context: str | None) -> Cluster:
 
 def _check_context(files: str, context: str | None) -> str:
     if not _has_kubeconfig(files):
-        raise ClusterError(
-            f"no kubeconfig found at {files} and not running in a cluster; set KUBECONFIG"
+        where = (
+            f"context {context!r} is named (environments.<env>.context), which needs one"
+            if context is not None
+            else "not running in a cluster"
         )
+        raise ClusterError(f"no kubeconfig found at {files} and {where}; set KUBECONFIG")
     try:
+        # The client's own lookup of an empty current-context reads "Expected object
+        # with name  in ...": servegen says it below, in its words.
+        if context is None and not KubeConfigMerger(files).config.safe_get("current-context"):
+            raise ClusterError(f"kubeconfig {files} has no current context; name one")
         contexts, current = kubeconfig.list_kube_config_contexts(config_file=files)
         names = sorted(str(c.get("name")) for c in contexts or [])
+    except ClusterError:
+        raise
     except Exception as exc:
         # A broken file fails inside the client in many ways (YAML errors, wrong shapes):
         # every one of them is this file's problem, reported as such.

@@ -628,7 +628,12 @@ def test_no_kubeconfig_at_all_is_exit_3(
     [
         ("clusters: [\n", "cannot read kubeconfig"),
         ("[1, 2]", "cannot read kubeconfig"),
-        ("{}", "Expected key current-context"),
+        ("{}", "has no current context; name one"),
+        # The client's own words were "Expected object with name  in ... contexts list".
+        (
+            'current-context: ""\ncontexts: [{name: a, context: {cluster: c, user: u}}]\n',
+            "has no current context; name one",
+        ),
     ],
 )
 def test_a_broken_kubeconfig_is_exit_3(
