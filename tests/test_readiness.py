@@ -82,6 +82,15 @@ def _counts(replicas: int, updated: int, ready: int, available: int) -> dict[str
     }
 
 
+# Progressing=False/ProgressDeadlineExceeded: the deployment controller gave up.
+DEADLINE_EXCEEDED = {
+    "observedGeneration": 1,
+    "conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ],
+}
+
+
 @pytest.mark.parametrize(
     ("obj", "expected"),
     [
@@ -136,16 +145,7 @@ def _counts(replicas: int, updated: int, ready: int, available: int) -> dict[str
         (
             _deployment(
                 1,
-                {
-                    "observedGeneration": 1,
-                    "conditions": [
-                        {
-                            "type": "Progressing",
-                            "status": "False",
-                            "reason": "ProgressDeadlineExceeded",
-                        }
-                    ],
-                },
+                DEADLINE_EXCEEDED,
             ),
             (False, 1, 0, "failed: ProgressDeadlineExceeded"),
         ),
@@ -154,16 +154,7 @@ def _counts(replicas: int, updated: int, ready: int, available: int) -> dict[str
         (
             _deployment(
                 1,
-                {
-                    "observedGeneration": 1,
-                    "conditions": [
-                        {
-                            "type": "Progressing",
-                            "status": "False",
-                            "reason": "ProgressDeadlineExceeded",
-                        }
-                    ],
-                },
+                DEADLINE_EXCEEDED,
                 generation=2,
             ),
             (False, 1, 0, "rollout not yet observed by the controller"),
