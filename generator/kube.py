@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,12 @@ def connect(context: str | None) -> Cluster:
         name = IN_CLUSTER
     else:
         name = _check_context(files, context)
+        missing = _missing_exec_plugin(files, name)
+        if missing is not None:
+            raise ClusterError(
+                f"context {name!r} of kubeconfig {files} gets its credentials from the program "
+                f"{missing!r}, which is not installed here (not on PATH)"
+            )
         try:
             kubeconfig.load_kube_config(
                 config_file=files,
@@ -128,6 +135,29 @@ def _check_context(files: str, context: str | None) -> str:
             f"kubeconfig {files} has no context {context!r} (it has: {', '.join(names) or 'none'})"
         )
     return context
+
+
+def _missing_exec_plugin(files: str, context: str) -> str | None:
+    """The exec credential plugin `context`'s user names, when it cannot be found.
+
+    The client logs a missing plugin and goes on without credentials (kubernetes 37
+    config/kube_config.py), so the server's 401 would read as an expired token. Only a
+    bare command (found on PATH) or an absolute path is judged; a relative path is the
+    client's to resolve.
+    """
+    try:
+        merged = KubeConfigMerger(files).config
+        user_name = merged["contexts"].get_with_name(context)["context"]["user"]
+        user = merged["users"].get_with_name(user_name)["user"]
+        plugin = user.safe_get("exec")
+        command = plugin.get("command") if isinstance(plugin, dict) else None
+    except Exception:  # a broken file: the client says so in its own words
+        return None
+    if not isinstance(command, str) or not command:
+        return None
+    if "/" in command and not command.startswith("/"):
+        return None
+    return command if shutil.which(command) is None else None
 
 
 def _status_message(exc: ApiException) -> str:

@@ -586,6 +586,25 @@ def test_expired_token_is_exit_3(
     assert "(401 Unauthorized: Unauthorized); the token may have expired" in err
 
 
+def test_a_credential_plugin_that_is_not_installed_is_named(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The client logs a missing exec plugin and goes on without credentials: the 401
+    that follows read as an expired token."""
+    kubeconfig = live.api.write_kubeconfig(tmp_path / "exec")
+    config = json.loads(kubeconfig.read_text())
+    plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": "/nonexistent/aws-iam"}
+    config["users"] = [{"name": "reader", "user": {"exec": plugin}}]
+    kubeconfig.write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert err == (
+        f"servegen: error: context 'test' of kubeconfig {kubeconfig} gets its credentials "
+        "from the program '/nonexistent/aws-iam', which is not installed here (not on PATH)\n"
+    )
+
+
 def test_forbidden_is_exit_3_and_points_at_the_rbac(
     live: Live, capsys: pytest.CaptureFixture[str]
 ) -> None:
