@@ -12,6 +12,7 @@ the documents must equal the old ones with exactly that value changed.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -90,10 +91,13 @@ def remove_key(text: str, document: int, path: JsonPath) -> str:
     if len(entries) == 1 and node.flow_style:
         splice = _Splice(node.start_mark.index, _end(node), "{}")
     elif len(entries) == 1:
-        # `spec:` + its only entry's lines (with their comment) become `spec: {}`.
-        start = _before_space(text, int(node.start_mark.index))
-        end = _line_end(text, _end(node)) - 1
-        splice = _Splice(start, end - 1 if text[end - 1 : end] == "\r" else end, " {}")
+        # `spec:` + its only entry's lines become `spec: {}`; comments stay where they are.
+        splices = _emptied_block(text, node)
+        if splices is None:
+            return text  # a shape not handled here: the caller refuses, nothing changes
+        new = _apply(text, splices)
+        _verify(text, new, document, lambda data: _delete(data, path), path)
+        return new
     elif node.flow_style:
         splice = _remove_flow_entry(text, entries, index)
     else:
@@ -193,11 +197,27 @@ def _start(text: str, node: Node) -> int:
     return start
 
 
-def _before_space(text: str, index: int) -> int:
-    """The index just after the last non-blank character before `index`."""
-    while index > 0 and text[index - 1] in " \t\r\n":
-        index -= 1
-    return index
+def _emptied_block(text: str, node: MappingNode) -> list[_Splice] | None:
+    """The splices that write a block mapping of one entry as `{}` after its key's colon
+    and drop the entry's own lines, comment lines between the two kept."""
+    entry_start = text.rfind("\n", 0, int(node.start_mark.index)) + 1
+    entry_end = _line_end(text, _end(node))
+    line_end = entry_start - 1  # the newline before the entry's line
+    while line_end > 0:
+        line_start = text.rfind("\n", 0, line_end) + 1
+        line = text[line_start:line_end].rstrip("\r")
+        if line.strip() and not line.lstrip().startswith("#"):
+            colon = _KEY_COLON.search(line)
+            if colon is None:
+                return None
+            at = line_start + colon.start() + 1
+            return [_Splice(at, at, " {}"), _Splice(entry_start, entry_end, "")]
+        line_end = line_start - 1
+    return None
+
+
+# A key's colon that ends its line, or is followed by a comment only.
+_KEY_COLON = re.compile(r":(?=[ \t]*(#.*)?$)")
 
 
 def _line_end(text: str, index: int) -> int:

@@ -136,6 +136,31 @@ def test_removing_a_key_removes_its_lines_only() -> None:
     assert '    spec: {adapters: [{name: sql, url: "hf://org/sql-v2"}]}\n' in flow
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A comment between the key and its only entry stays, on its own line.
+        (
+            "spec:\n  # pinned older image in prod\n  image: vllm/vllm-openai:v0.32.0\nx: 1\n",
+            "spec: {}\n  # pinned older image in prod\nx: 1\n",
+        ),
+        # A comment on the key's own line stays there.
+        (
+            "spec:  # prod only\n  image: vllm/vllm-openai:v0.32.0\nx: 1\n",
+            "spec: {}  # prod only\nx: 1\n",
+        ),
+        # No newline at the end of the file: the last character is not lost.
+        ("x: 1\nspec:\n  image: vllm/vllm-openai:v0.32.0", "x: 1\nspec: {}\n"),
+    ],
+)
+def test_emptying_a_block_mapping_keeps_comments_and_the_last_character(
+    text: str, expected: str
+) -> None:
+    """Both were refused as changing other values ({} landed inside the comment, or the
+    file's last character went)."""
+    assert remove_key(text, 0, ("spec", "image")) == expected
+
+
 # --- generated formatting variants ----------------------------------------------------
 
 URLS = st.sampled_from(
