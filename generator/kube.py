@@ -82,8 +82,8 @@ def connect(context: str | None) -> Cluster:
             raise ClusterError(f"cannot use the {IN_CLUSTER}: {exc}") from None
         name = IN_CLUSTER
     else:
-        name = _check_context(files, context)
-        missing = _missing_exec_plugin(files, name)
+        name, merged = _check_context(files, context)
+        missing = _missing_exec_plugin(merged, name)
         if missing is not None:
             raise ClusterError(
                 f"context {name!r} of kubeconfig {files} gets its credentials from the program "
@@ -105,7 +105,8 @@ def connect(context: str | None) -> Cluster:
     return Cluster(name, configuration.host, k8s.ApiClient(configuration))
 
 
-def _check_context(files: str, context: str | None) -> str:
+def _check_context(files: str, context: str | None) -> tuple[str, Any]:
+    """The context to use, and the kubeconfig files merged as the client reads them."""
     if not _has_kubeconfig(files):
         where = (
             f"context {context!r} is named (environments.<env>.context), which needs one"
@@ -116,7 +117,8 @@ def _check_context(files: str, context: str | None) -> str:
     try:
         # The client's own lookup of an empty current-context reads "Expected object
         # with name  in ...": servegen says it below, in its words.
-        if context is None and not KubeConfigMerger(files).config.safe_get("current-context"):
+        merged = KubeConfigMerger(files).config
+        if context is None and not merged.safe_get("current-context"):
             raise ClusterError(f"kubeconfig {files} has no current context; name one")
         contexts, current = kubeconfig.list_kube_config_contexts(config_file=files)
         names = sorted(str(c.get("name")) for c in contexts or [])
@@ -129,15 +131,15 @@ def _check_context(files: str, context: str | None) -> str:
     if context is None:
         if not current:
             raise ClusterError(f"kubeconfig {files} has no current context; name one")
-        return str(current["name"])
+        return str(current["name"]), merged
     if context not in names:
         raise ClusterError(
             f"kubeconfig {files} has no context {context!r} (it has: {', '.join(names) or 'none'})"
         )
-    return context
+    return context, merged
 
 
-def _missing_exec_plugin(files: str, context: str) -> str | None:
+def _missing_exec_plugin(merged: Any, context: str) -> str | None:
     """The exec credential plugin `context`'s user names, when it cannot be found.
 
     The client logs a missing plugin and goes on without credentials (kubernetes 37
@@ -146,7 +148,6 @@ def _missing_exec_plugin(files: str, context: str) -> str | None:
     client's to resolve.
     """
     try:
-        merged = KubeConfigMerger(files).config
         user_name = merged["contexts"].get_with_name(context)["context"]["user"]
         user = merged["users"].get_with_name(user_name)["user"]
         plugin = user.safe_get("exec")

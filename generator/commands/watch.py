@@ -85,7 +85,7 @@ def _publisher(
     git.open_repo(root)  # fail before watching when it is not a repository
     settings = PublishSettings(
         worktree=True,
-        push=options.push,
+        push=False,  # refused above: what watch renders holds uncommitted edits
         remote=options.remote,
         allow_prune=options.allow_prune,
         crds=options.crds,
