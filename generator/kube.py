@@ -258,6 +258,11 @@ class Cluster:
         served = self._resources[kind.api_version]
         return None if served is None else served.get(kind.kind)
 
+    def forget(self, kind: Kind) -> None:
+        """Drop what discovery said about `kind`'s group/version: the next list asks
+        again (a CRD installed since is then found)."""
+        self._resources.pop(kind.api_version, None)
+
     def _discover(self, kind: Kind) -> dict[str, str] | None:
         what = f"discovering {kind.api_version}"
         try:

@@ -7,7 +7,8 @@ Three inputs meet here:
   reports, the source commit it was rendered from (`Source-Commit` trailer, else the
   `drySha` of its `hydrator.metadata`);
 - the **cluster** (generator/kube.py): one list per (kind, namespace) collection, then,
-  with `--wait`, one watch per collection from the list's resourceVersion.
+  with `--wait`, one watch per collection from the list's resourceVersion (for a kind
+  not served yet, discovery asked again until it is).
 
 `evaluate()` is a pure function of the three, re-run after every watch event.
 """
@@ -54,6 +55,10 @@ from generator.validate import validate_repository
 
 DEFAULT_REMOTE = "origin"
 MAX_DROPS = 5  # consecutive dropped watch connections before giving up
+# With --wait, how often discovery is asked again about a kind the cluster did not serve:
+# a CRD applied by the same Flux reconcile (KubeAI's, KServe's) appears minutes into a
+# first deploy, and no watch can report a kind that is not served yet.
+REDISCOVER_SECONDS = 5.0
 # fluxcd/source-controller v1 (api/v1 GitRepository): artifact revisions are
 # "<branch>@sha1:<hex>" (older releases wrote "<branch>/<hex>").
 _REVISION = re.compile(r"(?:^|[@/:])([0-9a-f]{40}|[0-9a-f]{64})$")
@@ -610,6 +615,30 @@ def _follow(
         changes.put(_Change(key, "ERROR", "", None, error=exc))
 
 
+def _await_served(
+    cluster: Cluster,
+    key: CollectionKey,
+    deadline: float,
+    changes: queue.Queue[_Change],
+    stop: threading.Event,
+) -> None:
+    """Ask discovery again every REDISCOVER_SECONDS until the collection's kind is
+    served; then list it (the snapshot takes that list) and follow it as any other."""
+    _, kind, namespace = key
+    try:
+        while not stop.wait(min(REDISCOVER_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return
+            cluster.forget(kind)
+            listing = cluster.list(kind, namespace)
+            if listing is not None:
+                changes.put(_Change(key, "RELIST", "", None, listing))
+                _follow(cluster, key, listing.resource_version, deadline, changes, stop)
+                return
+    except ClusterError as exc:
+        changes.put(_Change(key, "ERROR", "", None, error=exc))
+
+
 def wait(
     clusters: Mapping[str | None, Cluster],
     plans: Sequence[EnvironmentPlan],
@@ -627,7 +656,8 @@ def wait(
 
 
 class Follower:
-    """Watches every served collection of a snapshot and re-reports after each change."""
+    """Watches every served collection of a snapshot (and waits for the others to be
+    served) and re-reports after each change."""
 
     def __init__(
         self,
@@ -650,14 +680,17 @@ class Follower:
         """Until `done(statuses)` or the deadline; the last statuses (empty: no change)."""
         halt = threading.Event()
         for key, collection in sorted(self.snapshot.collections.items()):
+            cluster = self.clusters[key[0]]
             if collection.served:
-                cluster = self.clusters[key[0]]
-                version = collection.resource_version
-                threading.Thread(
-                    target=_follow,
-                    args=(cluster, key, version, deadline, self.changes, halt),
-                    daemon=True,  # a watch blocked in a read must not keep the process alive
-                ).start()
+                target: Callable[..., None] = _follow
+                args: tuple[Any, ...] = (cluster, key, collection.resource_version, deadline)
+            else:
+                target, args = _await_served, (cluster, key, deadline)
+            threading.Thread(
+                target=target,
+                args=(*args, self.changes, halt),
+                daemon=True,  # a watch blocked in a read must not keep the process alive
+            ).start()
         statuses: list[EnvironmentStatus] = []
         try:
             while (left := deadline - time.monotonic()) > 0:

@@ -26,7 +26,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -217,6 +217,11 @@ class FakeKubeAPI:
             for key in [k for k in self.objects if k[0] == kind]:
                 del self.objects[key]
 
+    def install(self, kind: str) -> None:
+        """Add a kind's CRD back: discovery serves it again (with no objects yet)."""
+        with self._cond:
+            self.installed.add(kind)
+
     def allow_roles(self, roles: list[dict[str, Any]]) -> None:
         """Enforce these RBAC Roles (namespaced rules) instead of allowing everything."""
         self.allowed = {
@@ -248,6 +253,18 @@ class FakeKubeAPI:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"only {self.watches_opened} watch(es) opened")
+                self._cond.wait(left)
+
+    def wait_for_requests(
+        self, matches: Callable[[str], bool], count: int, timeout: float = 30
+    ) -> None:
+        """Block until `count` GET requests whose path?query `matches` have arrived."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while sum(1 for m, p in self.requests if m == "GET" and matches(p)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"fewer than {count} matching request(s) arrived")
                 self._cond.wait(left)
 
     def _store(
@@ -343,7 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state = self.state
-        state.requests.append(("GET", self.path))
+        with state._cond:
+            state.requests.append(("GET", self.path))
+            state._cond.notify_all()
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in state.tokens:
             self._json(401, status_body(401, "Unauthorized", "Unauthorized"))

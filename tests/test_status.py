@@ -26,12 +26,13 @@ from typing import Any
 import pytest
 
 from generator import cli
+from generator import status as status_module
 from generator.check import ManifestChecker
 from generator.flux import flux_objects
 from generator.incremental import IncrementalBuild
 from generator.pipeline import Build, build
 from generator.statusplan import environment_plan, rbac_objects
-from tests.cluster import apply_environment, flux_status
+from tests.cluster import apply_environment, flux_status, ready_status
 from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.gitutil import sh
 from tests.kubeapi import FakeKubeAPI
@@ -550,6 +551,31 @@ def test_wait_times_out_with_exit_1(live: Live, capsys: pytest.CaptureFixture[st
     code, out, _ = status(live, capsys, "--env", ENV, "--wait", "--timeout", "1")
     assert code == 1
     assert f"NOT READY  {KUBEAI_MODEL}" in out
+
+
+def test_wait_finds_a_kind_installed_during_the_wait(
+    live: Live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first deploy: Flux applies KubeAI's CRD and the Models in the same reconcile.
+    monkeypatch.setattr(status_module, "REDISCOVER_SECONDS", 0.05)
+    models = live.objects("Model")
+    live.api.uninstall("Model")
+    thread, codes = _run_in_thread(
+        live, "--env", ENV, "--format", "json", "--wait", "--timeout", "120"
+    )
+    discovery = "/apis/kubeai.org/v1"
+    live.api.wait_for_requests(lambda p: p.split("?")[0] == discovery, count=2)
+    assert thread.is_alive()  # still waiting: Model is not served yet
+    live.api.install("Model")
+    for obj in models:
+        live.api.apply({**obj, "status": ready_status(obj)})
+    thread.join(60)
+    assert not thread.is_alive()
+    out, err = capsys.readouterr()
+    assert codes == [0], err
+    env = json.loads(out)["environments"][0]
+    kubeai = [m for m in env["models"] if m["runtime"] == "kubeai-text"]
+    assert kubeai and all(m["ready"] for m in kubeai)
 
 
 # --------------------------------------------------------------------------- bad input
