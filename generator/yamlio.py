@@ -395,6 +395,11 @@ class _Builder:
             keys[-1] = _NO_KEY
         elif isinstance(value, dict | list):
             raise self._error(event, "a mapping key must be a scalar")
+        elif self.user_input and not isinstance(value, str):
+            # Every key servegen reads is a string. A key YAML reads as a number, a
+            # boolean or null is a mistake, and as a Python key it would collide with
+            # another (1 and true are equal in a dict): say so at the key.
+            raise self._error(event, _key_not_string(value, event))
         elif value in top:
             raise self._error(event, f"found duplicate key {value!r}")
         else:
@@ -405,6 +410,20 @@ class _Builder:
     def _error(event: Any, message: str) -> YamlSyntaxError:
         mark = event.start_mark
         return YamlSyntaxError(message, int(mark.line) + 1, int(mark.column) + 1)
+
+
+_KEY_TYPES = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
+
+
+def _key_not_string(value: Any, event: Any) -> str:
+    what = _KEY_TYPES.get(type(value), type(value).__name__)
+    written = getattr(event, "value", None)  # the scalar as written; an alias has none
+    if written is None:
+        return f"a mapping key must be a string, not {what}"
+    if not written:
+        return 'a mapping key must be a string, not an empty key (null); write one, quoted: ""'
+    shown = cut(written)
+    return f'a mapping key must be a string: {shown} reads as {what}; quote it: "{shown}"'
 
 
 def _unreadable(text: str, tag: str | None) -> str:
