@@ -19,13 +19,13 @@ import io
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from ruamel.yaml import YAML
+from ruamel.yaml import YAML, cyaml
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -58,6 +58,29 @@ def _reader() -> YAML:
 
 
 _READER = _reader()
+
+
+# ruamel.yaml.clib's parser (a dependency wherever CPython runs servegen).
+_C_PARSER: Any = vars(cyaml).get("CParser")
+
+
+def _events(text: str) -> Iterator[Any]:
+    """The C parser's events for `text`.
+
+    The parser itself, not YAML.parse(): that builds a loader class (parser, constructor
+    and resolver) on every call, half the cost of reading a spec, and keeps a record of
+    every stream it read for the life of the YAML object (a long `watch` grows it). The
+    events are the same objects either way.
+    """
+    if _C_PARSER is None:  # pragma: no cover - no C library: ruamel's own parser
+        yield from _READER.parse(text)
+        return
+    parser = _C_PARSER(text)
+    try:
+        while parser.check_event():
+            yield parser.get_event()
+    finally:
+        parser.dispose()
 
 
 def _round_trip() -> YAML:
@@ -156,7 +179,7 @@ def load_documents(text: str) -> list[Document]:
     """
     builder = _Builder(text, user_input=True)
     try:
-        datas = builder.documents(_READER.parse(text))
+        datas = builder.documents(_events(text))
     except MarkedYAMLError as exc:
         raise _syntax_error(exc, text) from None
     except YAMLError as exc:  # errors without a mark, e.g. a reader error
@@ -175,7 +198,7 @@ def parse_rendered(text: str) -> list[Any]:
     schema says; anything outside plain data is an error, since templates never make it.
     """
     try:
-        return _Builder(text, user_input=False).documents(_READER.parse(text))
+        return _Builder(text, user_input=False).documents(_events(text))
     except YAMLError as exc:
         raise YamlSyntaxError(f"rendered text is not valid YAML: {exc}", 1, 1) from None
 
