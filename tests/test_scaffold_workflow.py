@@ -114,10 +114,14 @@ def servegen_at_commit(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def ci_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ci_venv(tmp_path_factory.mktemp("ci"))
+
+
+def ci_venv(parent: Path) -> Path:
     """What setup-python leaves: a Python without servegen, on PATH. pip, setuptools and
     servegen's dependencies are linked in from the test environment (every entry but
     servegen's own)."""
-    venv = tmp_path_factory.mktemp("ci") / "venv"
+    venv = parent / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     deps = venv.parent / "deps"
     deps.mkdir()
@@ -205,10 +209,56 @@ def test_publish_job_installs_the_pinned_servegen_and_never_prunes_on_push(
     assert "whisper" in done.stderr and "--allow-prune" in done.stderr
     assert sh(remote, "rev-parse", "refs/heads/deploy") == first
 
-    # Run by hand with allow_prune ticked: let through.
-    done = execute(publish, work, ci_python, DISPATCH_WITH_PRUNE)
+    # Run by hand with allow_prune ticked, on the commit main is at: let through.
+    at = {"GITHUB_SHA": sh(work, "rev-parse", "HEAD")}
+    done = execute(publish, work, ci_python, DISPATCH_WITH_PRUNE, at)
     assert done.returncode == 0, done.stdout + done.stderr
     assert sh(remote, "rev-parse", "refs/heads/deploy") != first
+
+
+def test_the_install_step_imports_nothing_from_the_checkout(
+    spec_repo: tuple[Path, Path], servegen_at_commit: str, tmp_path: Path
+) -> None:
+    """The step runs in the checkout: a `pip` package committed there must not run in
+    place of pip (in the publish job it would hold a token that can push)."""
+    repo, remote = spec_repo
+    pin(repo, servegen_at_commit)
+    forged = repo / "pip"
+    forged.mkdir()
+    (forged / "__init__.py").write_text("")
+    (forged / "__main__.py").write_text("print('FORGED PIP')\nraise SystemExit(0)\n")
+    sh(repo, "add", "-A")
+    sh(repo, "commit", "-qm", "A pip package beside the specs")
+    sh(repo, "push", "-q", "origin", "main")
+    work = checkout(remote, tmp_path / "ci-publish")
+    venv = ci_venv(tmp_path / "ci")
+    done = execute(step(load_workflow(work), "publish", "Install"), work, venv)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FORGED" not in done.stdout + done.stderr
+    assert (venv / "bin" / "servegen").exists()
+
+
+def test_allow_prune_applies_only_to_the_commit_the_run_was_started_on(
+    spec_repo: tuple[Path, Path], ci_python: Path, servegen_at_commit: str, tmp_path: Path
+) -> None:
+    repo, remote = spec_repo
+    pin(repo, servegen_at_commit)
+    work = checkout(remote, tmp_path / "ci-publish")
+    workflow = load_workflow(work)
+    assert execute(step(workflow, "publish", "Install"), work, ci_python).returncode == 0
+    publish = step(workflow, "publish", "Publish")
+    done = execute(publish, work, ci_python, PUSH)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = sh(remote, "rev-parse", "refs/heads/deploy")
+    started_on = sh(work, "rev-parse", "HEAD")
+    # Dispatched at `started_on`; a merge that removes a model lands before the run starts.
+    sh(work, "rm", "-q", "specs/whisper.yaml")
+    sh(work, "commit", "-qm", "Retire whisper")
+    sh(work, "push", "-q", "origin", "main")
+    done = execute(publish, work, ci_python, DISPATCH_WITH_PRUNE, {"GITHUB_SHA": started_on})
+    assert done.returncode == 1
+    assert "::error title=servegen::main moved since this run was started" in done.stdout
+    assert sh(remote, "rev-parse", "refs/heads/deploy") == first
 
 
 def test_pull_request_job_validates_with_crds_and_diffs(
@@ -278,8 +328,12 @@ def test_jobs_that_build_keep_the_build_cache_between_runs(job: str, tmp_path: P
 
     workflow: dict[str, Any] = YAML(typ="safe").load(scaffold_files()[WORKFLOW.as_posix()])
     steps = workflow["jobs"][job]["steps"]
-    (index,) = [i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/cache@")]
-    assert re.fullmatch(r"actions/cache@[0-9a-f]{40}", steps[index]["uses"])
+    # Pull requests restore main's cache and save nothing: what one saved would serve
+    # only that pull request and push main's out of the repository's cache space.
+    action = "actions/cache/restore" if job == "validate" else "actions/cache"
+    (index,) = [i for i, s in enumerate(steps) if s.get("uses", "").startswith(f"{action}@")]
+    assert re.fullmatch(rf"{action}@[0-9a-f]{{40}}", steps[index]["uses"])
+    assert not any(s.get("uses", "").startswith("actions/cache@") for s in steps[index + 1 :])
     first_servegen = min(i for i, s in enumerate(steps) if "servegen " in s.get("run", ""))
     assert index < first_servegen
     cached = steps[index]["with"]
@@ -314,6 +368,9 @@ def test_pull_requests_from_forks_get_the_diff_in_the_summary_not_a_comment() ->
     comment = steps["Comment the diff on the pull request"]
     summary = steps["Show the diff in the job summary (pull requests from forks)"]
     assert comment["if"] == same
+    # The bot's comment is found by its marker, never "the bot's last comment" (every
+    # workflow comments as the same bot).
+    assert "<!-- servegen-diff -->" in comment["run"] and "--edit-last" not in comment["run"]
     assert summary["if"] == same.replace("==", "!=")
     assert summary["run"] == 'cat servegen-diff.md >> "$GITHUB_STEP_SUMMARY"'
 
@@ -328,4 +385,8 @@ def test_the_publish_job_publishes_the_branch_as_it_is_when_it_runs() -> None:
         s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout")
     )
     assert checkout["with"] == {"ref": "${{ github.ref }}", "fetch-depth": 0}
-    assert job["concurrency"] == {"group": "servegen-publish", "cancel-in-progress": False}
+    # A run by hand (allow_prune) has its own group: a merge cannot cancel it while it waits.
+    assert job["concurrency"] == {
+        "group": "servegen-publish-${{ github.event_name }}",
+        "cancel-in-progress": False,
+    }

@@ -190,3 +190,33 @@ def test_the_action_stops_workflow_commands_around_diff_output(
         assert len(token) == 32 and lines[-1] == f"::{token}::"
         tokens.append(token)
     assert tokens[0] != tokens[1]  # unguessable: a new token every run
+
+
+def test_the_action_passes_every_line_of_args_and_imports_nothing_from_the_repository(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """`args: |` gives one argument per line: all reach servegen. The workflow-command
+    token does not come from Python run in the spec repository, where a committed
+    `secrets.py` would be imported first."""
+    [script] = [s for s in run_scripts(load(ACTION)) if "SERVEGEN_COMMAND" in s]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=example_repo, check=True, env=env)
+    subprocess.run([*git, "add", "-A"], cwd=example_repo, check=True, env=env)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=example_repo, check=True, env=env)
+    (example_repo / "secrets.py").write_text("def token_hex(n):\n    return '0' * 2 * n\n")
+    report = tmp_path / "diff.md"
+    args = f"--base main\n--format markdown\n--output-file {report}\n"
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=example_repo,
+        env={**env, "SERVEGEN_COMMAND": "diff", "SERVEGEN_ARGS": args},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert report.is_file()  # the third line's option was passed
+    token = done.stdout.splitlines()[0].removeprefix("::stop-commands::")
+    assert re.fullmatch(r"[0-9a-f]{32}", token) and token != "0" * 32
