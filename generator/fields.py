@@ -234,6 +234,23 @@ def reject_credential(value: str) -> str:
     return value
 
 
+# A Hugging Face repository id, [namespace/]name, in the characters huggingface_hub's
+# validate_repo_id (utils/_validators.py) accepts: no ':' and no further '/'. Engines
+# and loaders take an hf:// reference as such an id and the Hub refuses anything else.
+HF_REPO_ID = r"([A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*"
+
+
+def hf_repo_problem(url: str) -> str | None:
+    """What keeps `hf://<id>[@revision]` from naming a repository id, or None."""
+    repo = url.removeprefix("hf://").partition("?")[0].partition("@")[0]
+    if re.fullmatch(HF_REPO_ID, repo):
+        return None
+    return (
+        f"{cut(repo)!r} is not a Hugging Face repository id ([org/]name of letters, "
+        "digits, '.', '_' and '-'; a revision is written @rev)"
+    )
+
+
 def pvc_claim_problem(url: str) -> str | None:
     """Why a pvc:// URL cannot mount what it names. What precedes its first '/' (or '?')
     is the claimName mounted into the pod (kubeai v0.22.1

@@ -18,6 +18,7 @@ from generator.fields import (
     SecretNames,
     StrictModel,
     Text,
+    hf_repo_problem,
     pvc_claim_problem,
 )
 from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
@@ -490,7 +491,21 @@ def _revision_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Pr
         )
 
 
+def _hf_id_problems(spec: KubeAIModelSpec) -> Iterable[Problem]:
+    # kubeai v0.22.1 internal/modelcontroller/model_source.go keeps all of hf://<ref> as
+    # the reference; engine_vllm.go (--model), engine_infinity.go, engine_fasterwhisper.go
+    # and components/model-loader/load.sh (adapters, cache profiles) hand it to the Hub
+    # as a repository id, which refuses hf://org/model:rev or hf://org/model/sub.
+    urls: list[tuple[tuple[str | int, ...], str]] = [(("spec", "url"), spec.url)]
+    urls += [(("spec", "adapters", i, "url"), a.url) for i, a in enumerate(spec.adapters)]
+    for path, url in urls:
+        problem = hf_repo_problem(url) if url.startswith("hf://") else None
+        if problem:
+            yield Problem(path, f"{problem}: KubeAI hands it to Hugging Face as written")
+
+
 def _engine_source_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
+    yield from _hf_id_problems(spec)
     yield from _revision_problems(spec, serve)
     yield from _query_problems(spec.url)
     if spec.url.startswith("pvc://") and spec.engine in ("Infinity", "FasterWhisper"):

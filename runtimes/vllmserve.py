@@ -69,6 +69,7 @@ from pydantic import AfterValidator, Field
 from generator.config import Config, PinnedImage, Profile
 from generator.errors import cut
 from generator.fields import (
+    HF_REPO_ID,
     Dns1035Label,
     DnsLabel,
     Envs,
@@ -144,7 +145,7 @@ OWNED_FLAGS = frozenset(
     }
 )
 
-_HF = r"hf://([A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*"
+_HF = rf"hf://{HF_REPO_ID}"
 _S3 = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?"
 _PVC = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]+)*/?"
 MODEL_URL_RE = rf"^({_HF}(@[A-Za-z0-9][A-Za-z0-9._/-]*)?|{_S3}|{_PVC})$"
