@@ -207,6 +207,7 @@ class _Watchers:
         self.batches: queue.Queue[set[str] | None] = queue.Queue()
         self._feeders: list[_Feeder] = []
         self._retired = 0  # batches received by feeders since replaced
+        self._carried: set[str] = set()  # paths queued when the watchers were replaced
         self.current: WatchSet | None = None
 
     @property
@@ -244,7 +245,7 @@ class _Watchers:
             return
         self._replace()
         self.start()
-        self.batches.put({str(self._build.spec_root)})
+        self.batches.put(self._reread())
 
     def _replace(self) -> None:
         for feeder in self._feeders:
@@ -252,7 +253,14 @@ class _Watchers:
         self.close()
         self._feeders = []
         while not self.batches.empty():  # a full re-read follows; an error's None goes too
-            self.batches.get_nowait()
+            queued = self.batches.get_nowait()
+            self._carried |= queued or set()
+
+    def _reread(self) -> set[str]:
+        """The spec folder, and what was queued when the watchers were replaced: the
+        re-read covers the specs, but a servegen.yaml edit among it would be lost."""
+        paths, self._carried = {str(self._build.spec_root), *self._carried}, set()
+        return paths
 
     def _next(self) -> set[str] | None:
         """The next queued batch; None once a stop event is set.
@@ -285,7 +293,7 @@ class _Watchers:
         if paths is None and self.error is not None and watch_set(self._build) != self.current:
             self._replace()
             self.start()
-            paths = {str(self._build.spec_root)}
+            paths = self._reread()
         while paths is not None:
             try:
                 more = self.batches.get_nowait()

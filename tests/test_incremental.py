@@ -76,6 +76,20 @@ def test_edit_renders_only_that_model(
     assert_rendered(example_repo, crds)
 
 
+def test_a_hand_edit_in_the_output_is_repaired_by_the_next_batch(
+    started: IncrementalBuild, example_repo: Path, crds: list[Path]
+) -> None:
+    # The watcher knows what it wrote, but a file whose stat moved was written by
+    # someone else: it is read, rewritten, and never recorded as servegen's bytes.
+    edited = example_repo / "output" / "models" / "qwen-cpu" / "base" / "service-qwen-cpu.yaml"
+    edited.write_text(edited.read_text() + "# hand edit\n")
+    path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
+    path.write_text(path.read_text().replace("max_replicas: 3", "max_replicas: 5"))
+    result = apply(started, path)
+    assert result.ok and "models/qwen-cpu/base/service-qwen-cpu.yaml" in result.written
+    assert_rendered(example_repo, crds)
+
+
 def test_identical_bytes_change_nothing(started: IncrementalBuild, example_repo: Path) -> None:
     path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
     path.write_bytes(path.read_bytes())

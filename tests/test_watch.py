@@ -497,6 +497,29 @@ def test_a_stop_is_seen_while_waiting_even_when_no_watcher_wakes_the_wait(
     assert taken == [None]
 
 
+def test_a_config_edit_queued_when_the_watchers_are_replaced_is_kept(
+    example_repo: Path,
+) -> None:
+    # The spec folder is replaced (a checkout), so the watchers start afresh and the
+    # folder is read again; a servegen.yaml edit queued just before must still be seen.
+    build = IncrementalBuild(example_repo)
+    stop = threading.Event()
+    watchers = _Watchers(build, ChangeFilter(build), 20, (stop,))
+    watchers.start()
+    try:
+        config = str(example_repo / "servegen.yaml")
+        watchers.batches.put({config})
+        specs = example_repo / "specs"
+        specs.rename(example_repo / "specs.old")
+        shutil.copytree(example_repo / "specs.old", specs)
+        watchers.follow()
+        taken = watchers.take()
+        assert taken is not None and {config, str(build.spec_root)} <= taken
+    finally:
+        stop.set()
+        watchers.close()
+
+
 def test_filter_keeps_specs_and_config_only(example_repo: Path) -> None:
     build = IncrementalBuild(example_repo)
     keep = ChangeFilter(build)
