@@ -153,6 +153,16 @@ def checkout(remote: Path, into: Path, branch: str = "main") -> Path:
     return into
 
 
+def pinned_checkout(
+    spec_repo: tuple[Path, Path], requirement: str, into: Path
+) -> tuple[Path, dict[str, Any]]:
+    """The spec repository pinned to `requirement`, pushed, checked out as CI does."""
+    repo, remote = spec_repo
+    pin(repo, requirement)
+    work = checkout(remote, into)
+    return work, load_workflow(work)
+
+
 def pin(repo: Path, requirement: str) -> None:
     path = repo / WORKFLOW
     path.write_text(path.read_text().replace(PLACEHOLDER_REQUIREMENT, requirement))
@@ -174,10 +184,8 @@ def test_the_unpinned_workflow_stops_with_a_clear_message(
 def test_publish_job_installs_the_pinned_servegen_and_never_prunes_on_push(
     spec_repo: tuple[Path, Path], ci_python: Path, servegen_at_commit: str, tmp_path: Path
 ) -> None:
-    repo, remote = spec_repo
-    pin(repo, servegen_at_commit)
-    work = checkout(remote, tmp_path / "ci-publish")
-    workflow = load_workflow(work)
+    work, workflow = pinned_checkout(spec_repo, servegen_at_commit, tmp_path / "ci-publish")
+    remote = spec_repo[1]
     assert [s.name for s in run_steps(workflow, "publish")] == [
         "Install servegen (pinned to a commit)",
         "Publish to the deploy branch",
@@ -241,10 +249,8 @@ def test_the_install_step_imports_nothing_from_the_checkout(
 def test_allow_prune_applies_only_to_the_commit_the_run_was_started_on(
     spec_repo: tuple[Path, Path], ci_python: Path, servegen_at_commit: str, tmp_path: Path
 ) -> None:
-    repo, remote = spec_repo
-    pin(repo, servegen_at_commit)
-    work = checkout(remote, tmp_path / "ci-publish")
-    workflow = load_workflow(work)
+    work, workflow = pinned_checkout(spec_repo, servegen_at_commit, tmp_path / "ci-publish")
+    remote = spec_repo[1]
     assert execute(step(workflow, "publish", "Install"), work, ci_python).returncode == 0
     publish = step(workflow, "publish", "Publish")
     done = execute(publish, work, ci_python, PUSH)

@@ -156,19 +156,25 @@ def test_pre_commit_hook() -> None:
     cli.build_parser().parse_args(hook["entry"].split()[1:])
 
 
+def action_step(repo: Path, home: Path) -> tuple[str, dict[str, str]]:
+    """The action's command step, and an environment to run it in `repo`, committed."""
+    [script] = [s for s in run_scripts(load(ACTION)) if "SERVEGEN_COMMAND" in s]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home)}
+    env["XDG_CACHE_HOME"] = str(home / "cache")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True, env=env)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True, env=env)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True, env=env)
+    return script, env
+
+
 def test_the_action_stops_workflow_commands_around_diff_output(
     example_repo: Path, tmp_path: Path
 ) -> None:
     """diff prints spec values as written: a `##[error]` or `::error::` in an arg must not
     reach the runner as a command. The action's own step script is run, with the real
     servegen, in a repository whose change carries such a value."""
-    [script] = [s for s in run_scripts(load(ACTION)) if "SERVEGEN_COMMAND" in s]
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=example_repo, check=True, env=env)
-    subprocess.run([*git, "add", "-A"], cwd=example_repo, check=True, env=env)
-    subprocess.run([*git, "commit", "-qm", "base"], cwd=example_repo, check=True, env=env)
+    script, env = action_step(example_repo, tmp_path)
     spec = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
     spec.write_text(spec.read_text() + "# ::error::forged\n")  # and a value below
     text = spec.read_text().replace("serve:\n", 'serve:\n  args: ["--x=##[error]forged"]\n', 1)
@@ -198,13 +204,7 @@ def test_the_action_passes_every_line_of_args_and_imports_nothing_from_the_repos
     """`args: |` gives one argument per line: all reach servegen. The workflow-command
     token does not come from Python run in the spec repository, where a committed
     `secrets.py` would be imported first."""
-    [script] = [s for s in run_scripts(load(ACTION)) if "SERVEGEN_COMMAND" in s]
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=example_repo, check=True, env=env)
-    subprocess.run([*git, "add", "-A"], cwd=example_repo, check=True, env=env)
-    subprocess.run([*git, "commit", "-qm", "base"], cwd=example_repo, check=True, env=env)
+    script, env = action_step(example_repo, tmp_path)
     (example_repo / "secrets.py").write_text("def token_hex(n):\n    return '0' * 2 * n\n")
     report = tmp_path / "diff.md"
     args = f"--base main\n--format markdown\n--output-file {report}\n"
