@@ -176,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="re-render (and optionally publish) on every change")
     p.add_argument("--out", type=Path, help="output folder (default: config `output`)")
     p.add_argument("--publish", action="store_true", help="publish after each good batch")
-    p.add_argument("--push", action="store_true", help="push after publishing")
+    p.add_argument(
+        "--push",
+        action="store_true",
+        help="refused: the watched tree holds unmerged edits (push with `publish --push`)",
+    )
     p.add_argument("--remote", help="remote to push to (default: deploy.remote or origin)")
     p.add_argument(
         "--allow-prune",

@@ -75,11 +75,21 @@ def _quantity(value: Any) -> Any:
     return value
 
 
+def _quantity_schema(schema: dict[str, Any]) -> None:
+    # A number is accepted too (and written as the string Kubernetes wants): editors
+    # must not mark `cpu: 2` as an error.
+    schema["type"] = ["string", "number"]
+
+
 Quantity = Annotated[
     str,
     BeforeValidator(_quantity),
     StringConstraints(pattern=QUANTITY.pattern, max_length=QUANTITY.max_length),
-    Field(description="A Kubernetes quantity, e.g. 500m, 2, 16Gi.", examples=["16Gi"]),
+    Field(
+        description="A Kubernetes quantity, e.g. 500m, 2, 16Gi.",
+        examples=["16Gi"],
+        json_schema_extra=_quantity_schema,
+    ),
 ]
 
 
@@ -354,7 +364,7 @@ def _envs_schema(schema: dict[str, Any]) -> None:
             "additionalProperties": False,
         },
     }
-    for key in ("type", "additionalProperties", "propertyNames"):
+    for key in ("type", "additionalProperties", "propertyNames", "patternProperties"):
         schema.pop(key, None)
     schema["anyOf"] = [as_map, as_list]
 

@@ -305,6 +305,34 @@ def test_examples_match_the_json_schema(schema_file: str, documents: list[Path])
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+NUMBERS_SPEC = """\
+kind: vllmserve-speech
+name: numbers
+spec:
+  url: hf://openai/whisper-tiny
+serve:
+  resources: {cpu: 2, mem: 8Gi, disk: 1000000000}
+  envs: {WORKERS: 2, VERBOSE: true, RATIO: 1.5}
+"""
+
+
+def test_values_servegen_accepts_as_numbers_match_the_json_schema(tmp_path: Path) -> None:
+    """`cpu: 2` and `envs: {A: 1}` are valid specs: editors must not mark them."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "servegen.yaml").write_bytes((EXAMPLES / "servegen.yaml").read_bytes())
+    spec = tmp_path / "specs" / "numbers.yaml"
+    spec.write_text(NUMBERS_SPEC)
+    schema_file = REPO_ROOT / "schemas" / schema.SPEC_SCHEMA
+    assert cli.main(["-C", str(tmp_path), "validate"]) == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--schemafile", str(schema_file), str(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_help_is_cheap_to_import() -> None:
     """`servegen --help` must not import pydantic, jinja2 or the runtimes."""
     code = (
@@ -456,6 +484,25 @@ def test_pydantic_plugins_of_the_environment_are_never_run(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert not marker.exists()
+
+
+def test_python_m_inside_a_spec_repository_imports_nothing_from_it(tmp_path: Path) -> None:
+    """`python -m` puts the working folder first on sys.path: the `schemas/` folder
+    `servegen init` writes (or a committed `schemas/__init__.py`) must not stand in for
+    servegen's own package."""
+    repo = tmp_path / "models"
+    assert cli.main(["init", str(repo)]) == 0
+    (repo / "schemas" / "__init__.py").write_text('raise SystemExit("ran from the repository")\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "generator", "validate"],
+        cwd=repo,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("servegen: 5 specs valid, 0 errors in 5 files")
 
 
 _EXITING = """

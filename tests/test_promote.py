@@ -162,7 +162,6 @@ def test_refused_without_a_deploy_branch(
             ["qwen-chat", "--from", "dev", "--to", "dev"],
             "--from and --to are both 'dev': nothing to promote",
         ),
-        (["--from", "dev", "--to", "prod"], "name the models to promote, or pass --all"),
         (
             ["qwn-chat", "--from", "dev", "--to", "prod"],
             "no model named 'qwn-chat' (did you mean 'qwen-chat'?)",
@@ -174,6 +173,23 @@ def test_refusals_name_the_problem(
 ) -> None:
     code, out, err = promote(staged, capsys, *args)
     assert (code, out, err) == (1, "", f"servegen: error: {message}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "dev", "--to", "prod"], "promote: name the models to promote, or pass --all"),
+        (
+            ["qwen-chat", "--all", "--from", "dev", "--to", "prod"],
+            "promote: give model names or --all, not both",
+        ),
+    ],
+)
+def test_names_or_all_is_a_usage_error(
+    staged: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = promote(staged, capsys, *args)
+    assert (code, out, err) == (2, "", f"servegen: error: {message}\n")
 
 
 def test_refused_for_a_model_disabled_in_an_environment(

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from generator.errors import EXIT_OK
+from generator.errors import EXIT_OK, UsageError
 from generator.options import PromoteOptions
 from generator.promote import PromoteRequest, apply, plan
 
 
 def run(options: PromoteOptions) -> int:
+    if options.all and options.names:
+        raise UsageError("promote: give model names or --all, not both")
+    if not options.all and not options.names:
+        raise UsageError("promote: name the models to promote, or pass --all")
     request = PromoteRequest(
         source=options.source,
         target=options.target,
