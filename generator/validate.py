@@ -225,6 +225,7 @@ def validate_document(
         return None, diagnostics
     base_problems = _problems(runtime, base, config)
     diagnostics.extend(_located(path, document, p, None) for p in base_problems)
+    diagnostics.extend(_override_shapes(path, document))
     merged: dict[str, AnySpecDocument] = {}
     for env in config.environments:
         override = base.environments.get(env)
@@ -258,6 +259,26 @@ def _runtime_for(path: str, document: Document) -> tuple[Runtime[Any] | None, Di
     return runtime, None
 
 
+def _override_shapes(path: str, document: Document) -> list[Diagnostic]:
+    """An override's `serve` and `spec` are mappings, in every environment (a disabled
+    one too). They are validated only once merged, so a list or a string there would
+    otherwise be dropped without a word (`serve: []`), or merged over the base."""
+    found = []
+    for env, override in (document.data.get("environments") or {}).items():
+        for part in OVERRIDABLE:
+            value = override.get(part) if isinstance(override, dict) else None
+            if value is not None and not isinstance(value, dict):
+                where = ("environments", env, part)
+                line, col = document.position(where)
+                message = f"must be a mapping of {part} fields to override, not {_kind(value)}"
+                found.append(Diagnostic(path, line, col, format_path(where), message))
+    return found
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
 def _merged_for(
     path: str,
     document: Document,
@@ -269,7 +290,9 @@ def _merged_for(
 ) -> tuple[AnySpecDocument | None, list[Diagnostic]]:
     data = dict(document.data)
     override = (data.get("environments") or {}).get(env) or {}
-    parts = {part: override.get(part) for part in OVERRIDABLE if override.get(part)}
+    # A part that is not a mapping is _override_shapes' to report; it merges nothing.
+    parts = {part: override[part] for part in OVERRIDABLE if isinstance(override.get(part), dict)}
+    parts = {part: value for part, value in parts.items() if value}
     if not parts:
         return base, []  # the base itself, whose rules were already checked
     refused = _not_overridable(path, document, runtime, env, parts.get("spec"))
