@@ -37,7 +37,7 @@ from generator.k8sformats import (
 class StrictModel(BaseModel):
     """Base for everything a user writes: unknown keys are errors, nothing is coerced silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, strict=True)
 
 
 # The rules themselves, and how a mismatch is explained, live in generator/k8sformats.py.
