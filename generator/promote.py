@@ -172,17 +172,14 @@ def _check_environments(validated: Validated, source: str, target: str) -> None:
 
 
 def _selected(validated: Validated, request: PromoteRequest) -> list[ValidatedSpec]:
+    # Names or --all, one of the two: the command checks that (a usage error).
     by_name = {spec.name: spec for spec in validated.specs}
     if request.all:
-        if request.names:
-            raise PromoteError("give model names or --all, not both")
         return [
             spec
             for name, spec in sorted(by_name.items())
             if request.source in spec.environments and request.target in spec.environments
         ]
-    if not request.names:
-        raise PromoteError("name the models to promote, or pass --all")
     out = []
     for name in dict.fromkeys(request.names):
         spec = by_name.get(name)

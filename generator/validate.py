@@ -291,8 +291,7 @@ def _merged_for(
     data = dict(document.data)
     override = (data.get("environments") or {}).get(env) or {}
     # A part that is not a mapping is _override_shapes' to report; it merges nothing.
-    parts = {part: override[part] for part in OVERRIDABLE if isinstance(override.get(part), dict)}
-    parts = {part: value for part, value in parts.items() if value}
+    parts = {p: v for p in OVERRIDABLE if isinstance(v := override.get(p), dict) and v}
     if not parts:
         return base, []  # the base itself, whose rules were already checked
     refused = _not_overridable(path, document, runtime, env, parts.get("spec"))

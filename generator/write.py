@@ -183,12 +183,13 @@ def _stamp(
     # A file modified no earlier than the index was written is "racy": a same-size edit
     # in that timestamp granule keeps every field equal, so it is read (as git does).
     racy = index is None or info.st_mtime_ns >= index.written_ns
-    matches = recorded is not None and recorded.matches(info)
-    if recorded is not None and matches and not racy:
-        return recorded, True
-    # What the watcher wrote stands in for a read only while the file's stat is still
-    # the one recorded for it: a stat that moved means someone else wrote the file.
-    cached = known.get(rel) if known is not None and matches else None
+    cached = None
+    if recorded is not None and recorded.matches(info):
+        if not racy:
+            return recorded, True
+        # What the watcher wrote stands in for a read only while the file's stat is
+        # still the one recorded for it: a stat that moved means someone else wrote it.
+        cached = known.get(rel) if known is not None else None
     data = cached if cached is not None else _read_regular(Path(path))
     return Stamp(info.st_size, info.st_mtime_ns, info.st_ino, digest(data)), False
 
