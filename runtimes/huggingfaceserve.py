@@ -105,8 +105,9 @@ MODE_METRICS: dict[str, frozenset[str]] = {
 }
 
 # Arguments the generator sets, or that would make the rendered object lie about itself
-# (served name, model location, ports, backend and task). Compared with '-' read as '_',
-# because vLLM's argument parser accepts both spellings.
+# (served name, model location, ports, backend and task). Compared with '-' read as '_':
+# either spelling of them would change what is served (see KSERVE_OWN_ARGS for how
+# the server reads the two spellings of vLLM's flags).
 OWNED_ARGS: dict[str, str] = {
     "model_name": "it is spec.model_name",
     "served_model_name": "the served name is spec.model_name",
@@ -119,6 +120,27 @@ OWNED_ARGS: dict[str, str] = {
     "http_port": "KServe owns the serving ports",
     "grpc_port": "KServe owns the serving ports",
 }
+# The flags KServe's model server and huggingfaceserver/__main__.py define themselves
+# (kserve v0.15.2 to v0.20.0: kserve/model_server.py and huggingfaceserver/__main__.py),
+# '-' read as '_'. Every other flag is vLLM's under the vLLM backend, and __main__.py
+# reads it with parse_known_args(): vLLM's FlexibleArgumentParser turns '_' into '-'
+# only in parse_args() (vllm 0.24.0 vllm/utils/argparse_utils.py), so `--a_b` for
+# vLLM's `--a-b` is an unknown argument there and is dropped without a word.
+KSERVE_OWN_ARGS = frozenset(
+    {
+        "access_log_format", "backend", "configure_logging", "disable_log_requests",
+        "disable_lower_case", "disable_special_tokens", "dtype", "enable_docs_url",
+        "enable_grpc", "enable_latency_logging", "enable_predictor_health_check",
+        "event_loop", "grpc_max_receive_message_length", "grpc_max_send_message_length",
+        "grpc_port", "http_port", "log_config_file", "max_asyncio_workers", "max_length",
+        "max_log_len", "max_model_len", "max_threads", "model_dir", "model_id",
+        "model_name", "model_revision", "predictor_host", "predictor_protocol",
+        "predictor_request_retries", "predictor_request_timeout_seconds",
+        "predictor_use_ssl", "protocol", "return_offsets_mapping", "return_probabilities",
+        "return_raw_logits", "return_token_type_ids", "task", "tensor_input_names",
+        "timeout_keep_alive", "tokenizer_revision", "trust_remote_code", "workers",
+    }
+)  # fmt: skip
 # Flags a typed serve field renders; passing them in `args` too is ambiguous.
 FIELD_ARGS: dict[str, str] = {
     "max_model_len": "max_length",
@@ -613,6 +635,20 @@ def _args_problems(serve: HFServe) -> Iterable[Problem]:
             value = getattr(serve, field)
             if value is not None and value != []:
                 yield Problem(("serve", "args", index), f"--{name} is already set by serve.{field}")
+        elif serve.backend != "huggingface" and name not in KSERVE_OWN_ARGS:
+            yield from _vllm_spelling_problems(index, arg)
+
+
+def _vllm_spelling_problems(index: int, arg: str) -> Iterable[Problem]:
+    """A vLLM flag spelt with '_', which the runtime drops (see KSERVE_OWN_ARGS)."""
+    flag = arg.split("=", 1)[0]
+    if "_" in flag:
+        yield Problem(
+            ("serve", "args", index),
+            f"{flag} would be dropped without a word: KServe's runtime passes vLLM's flags "
+            "to vLLM's parser without turning '_' into '-' (as `vllm serve` does); "
+            f"write {flag.replace('_', '-')}",
+        )
 
 
 def _exclusive_output_problems(serve: HFServe) -> Iterable[Problem]:

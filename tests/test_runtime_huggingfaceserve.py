@@ -511,6 +511,43 @@ def test_args_duplicating_typed_fields() -> None:
     assert paths(make({"args": ["--dtype=half", "--max-model-len=4096"]})) == []
 
 
+@pytest.mark.parametrize("backend", ["vllm", "auto"])
+def test_vllm_flags_spelt_with_underscores_are_refused(backend: str) -> None:
+    # kserve v0.20.0 huggingfaceserver/__main__.py reads vLLM's flags with
+    # parse_known_args(), which (unlike vLLM's parse_args) keeps '_': dropped silently.
+    args = ["--tensor_parallel_size=2", "--gpu-memory-utilization", "0.8"]
+    args.append("--enable_prefix_caching")
+    found = problems(make({"backend": backend, "args": args}))
+    assert [(p.path, p.message) for p in found] == [
+        (
+            ("serve", "args", index),
+            f"{flag} would be dropped without a word: KServe's runtime passes vLLM's flags "
+            "to vLLM's parser without turning '_' into '-' (as `vllm serve` does); "
+            f"write {flag.replace('_', '-')}",
+        )
+        for index, flag in ((0, "--tensor_parallel_size"), (3, "--enable_prefix_caching"))
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # KServe's and huggingfaceserver's own flags are defined with '_'.
+        ["--max_model_len=4096", "--trust_remote_code", "--disable_log_requests"],
+        ["--enable_docs_url", "--max_log_len=100", "--tensor-parallel-size=2"],
+        # A value may hold '_'; only the flag's name counts.
+        ["--load-format=runai_streamer", "--kv-cache-dtype", "fp8_e4m3"],
+    ],
+)
+def test_underscores_allowed_where_the_runtime_reads_them(args: list[str]) -> None:
+    assert paths(make({"backend": "vllm", "args": args})) == []
+
+
+def test_underscores_on_the_hugging_face_backend_are_its_own() -> None:
+    # No vLLM parser there: the flag is huggingfaceserver's spelling or unknown either way.
+    assert paths(make({"backend": "huggingface", "args": ["--return_token_type_ids"]})) == []
+
+
 # --- check() rules --------------------------------------------------------------------
 
 
@@ -714,7 +751,7 @@ def test_everything_at_once_is_valid_against_the_crd() -> None:
             "backend": "vllm",
             "max_length": 8192,
             "dtype": "half",
-            "args": ["--gpu_memory_utilization=0.9"],
+            "args": ["--gpu-memory-utilization=0.9"],
             "resources": {"cpu": "500m", "mem": "8Gi", "gpu": 2, "disk": "40Gi"},
             "profile": "gpu-l4",
             "envs": {"VLLM_LOGGING_LEVEL": "INFO"},
