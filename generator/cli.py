@@ -421,9 +421,10 @@ def _report_error(exc: ServegenError, color: bool | None) -> int:
 
     for diagnostic in exc.diagnostics:
         terminal.diagnostic(diagnostic, color=color)
-    # Messages may quote git or untrusted names: every line escaped, and indented, so no
-    # line of ours can pose as a CI workflow command.
-    lines = [printable(line) for line in exc.message.splitlines()] or [""]
+    # Messages may quote git or untrusted names: every line escaped (split on "\n" only:
+    # printable() spells out U+2028 and the other breaks splitlines() would honour), and
+    # terminal's writer makes sure none of them poses as a CI workflow command.
+    lines = [printable(line) for line in exc.message.split("\n")]
     message = "\n  ".join(lines)
     if isinstance(exc, InvalidInputError):
         terminal.summary(message, ok=False, color=color)

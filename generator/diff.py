@@ -22,7 +22,7 @@ from typing import Literal
 
 from generator import git
 from generator.config import CONFIG_FILE
-from generator.errors import GitError, ServegenError
+from generator.errors import GitError, ServegenError, inert_json, printable
 from generator.fields import LAST_APPLIED
 from generator.flux import flux_objects
 from generator.immutable import ImmutableChange, tree_changes
@@ -401,7 +401,7 @@ def format_json(result: DiffResult) -> str:
             for c in result.changes
         ],
     }
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return inert_json(json.dumps(data, indent=2, sort_keys=True)) + "\n"
 
 
 def _version_json(version: ModelVersion | None) -> dict[str, object] | None:
@@ -427,7 +427,7 @@ def _fence(text: str) -> str:
 def markdown_head(result: DiffResult, versions_shown: int | None = None) -> str:
     """The comment's head; at most `versions_shown` version lines (None: all)."""
     lines = [f"### servegen diff: `{_revision(result)}`", ""]
-    lines += [f"> {_html(_cell(note))}" for note in result.notes]
+    lines += [f"> {_code_span(note)}" for note in result.notes]
     if result.notes:
         lines.append("")
     if result.versions:
@@ -437,7 +437,7 @@ def markdown_head(result: DiffResult, versions_shown: int | None = None) -> str:
         if len(shown) < len(result.versions):
             lines.append(f"- ... and {len(result.versions) - len(shown)} more")
         lines.append("")  # a table right after a list item would be part of it
-    lines += [f"> **Needs a replacement:** {_html(_cell(text))}" for text in result.replacements]
+    lines += [f"> **Needs a replacement:** {_code_span(text)}" for text in result.replacements]
     if result.replacements:
         lines.append("")
     lines += ["| environment | added | changed | removed |", "|---|---:|---:|---:|"]
@@ -457,6 +457,13 @@ def markdown_block(change: ObjectChange) -> str:
         f"<details><summary>{summary}</summary>\n\n"
         f"{fence}diff\n{change.diff}{fence}\n\n</details>\n\n"
     )
+
+
+def _code_span(text: str) -> str:
+    """Text that quotes untrusted names (a spec's key, a file name) as one code span: no
+    @mention, link, image or emphasis of theirs comes alive in a comment the bot posts."""
+    quoted = printable(text).replace("`", "'")
+    return f"`{quoted}`"
 
 
 def _html(text: str) -> str:

@@ -30,6 +30,31 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
+# A GitHub runner reads a log line as a command when it starts with `::` (after leading
+# spaces) or holds `##[` anywhere, the older form (actions/runner
+# src/Runner.Common/ActionCommand.cs, TryParseV2 then TryParse).
+_OLD_COMMAND = "##["
+
+
+def inert_line(line: str) -> str:
+    """One output line (already printable()) that a CI runner cannot read as a workflow
+    command: a leading `::` and any `##[` get one character spelled out (`\x3a`,
+    `\x23`), the way printable() spells out what it escapes."""
+    if _OLD_COMMAND in line:
+        line = line.replace(_OLD_COMMAND, "#\\x23[")
+    body = line.lstrip()
+    if body.startswith("::"):
+        line = f"{line[: len(line) - len(body)]}\\x3a{body[1:]}"
+    return line
+
+
+def inert_json(text: str) -> str:
+    """JSON text whose lines no CI runner reads as a workflow command, holding the very
+    same data: `##[` can only be inside a string, where `#\\u0023[` means it too. (A
+    line of JSON starts with a bracket, a quote or spaces, never with `::`.)"""
+    return text.replace(_OLD_COMMAND, "#\\u0023[")
+
+
 def cut(text: str, limit: int = 60) -> str:
     """`text` as a message quotes a value: whole when short, else its first characters
     and "..." (a 5,000-digit number is not worth a screenful)."""

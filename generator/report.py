@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from generator import terminal
-from generator.errors import Diagnostic, printable
+from generator.errors import Diagnostic, inert_json, printable
 
 MAX_ANNOTATIONS = 10
 
@@ -30,7 +30,7 @@ def report(
     out = stream or sys.stdout
     ok = not any(d.severity == "error" for d in diagnostics)
     if fmt == "json":
-        out.write(json.dumps(to_json(diagnostics, summary), indent=2) + "\n")
+        out.write(inert_json(json.dumps(to_json(diagnostics, summary), indent=2)) + "\n")
         return
     if fmt == "github":
         write_github(diagnostics, out)
@@ -93,18 +93,14 @@ def write_github(diagnostics: Sequence[Diagnostic], out: TextIO) -> None:
 
 
 def _code(text: str) -> str:
-    """Table cell text inside backticks: one line, no way out of the code span."""
+    """Table cell text inside backticks: one line, no way out of the code span (so no
+    @mention, link or image a spec's text holds comes alive in the job summary)."""
     return printable(text).replace("|", "\\|").replace("`", "'")
-
-
-def _cell(text: str) -> str:
-    """Table cell text: one line, no HTML."""
-    return _code(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def summary_markdown(diagnostics: Sequence[Diagnostic]) -> str:
     rows = [
-        f"| `{_code(d.path)}:{d.line}:{d.col}` | `{_code(d.json_path)}` | {_cell(d.message)} |"
+        f"| `{_code(d.path)}:{d.line}:{d.col}` | `{_code(d.json_path)}` | `{_code(d.message)}` |"
         for d in diagnostics
     ]
     head = f"### servegen: {len(diagnostics)} problem(s)\n\n| where | field | problem |\n"

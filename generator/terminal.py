@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from generator import progress
-from generator.errors import Diagnostic
+from generator.errors import Diagnostic, inert_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,9 +56,14 @@ def console(stream: TextIO, color: bool | None = None, width: int | None = None)
 
 
 def _write(stream: TextIO, parts: list[tuple[str, str]], color: bool | None) -> None:
-    """One line from (text, style) parts; plain text when not colouring."""
+    """One line from (text, style) parts; plain text when not colouring. No line of it
+    can be read as a CI workflow command (errors.inert_line), even where the parts meet."""
+    plain = "".join(text for text, _ in parts)
+    inert = "\n".join(inert_line(line) for line in plain.split("\n"))
+    if inert != plain:
+        parts = [(inert, "")]  # rare: its styles are dropped with the forged command
     if not use_color(stream, color):
-        stream.write("".join(text for text, _ in parts) + "\n")
+        stream.write(inert + "\n")
         return
     from rich.text import Text
 

@@ -14,6 +14,7 @@ import pytest
 
 from generator import cli, schema
 from generator.commands import validate as validate_command
+from generator.errors import GitError
 from generator.report import escape_data, escape_property
 from tests.conftest import EXAMPLES, REPO_ROOT
 
@@ -91,6 +92,47 @@ def test_github_format_annotations_and_summary(
     )
     assert "2 more problem(s) are listed in the job summary" in out
     assert summary.read_text().count("specs/broken-") == 12
+
+
+# A GitHub runner reads `::cmd::` at a line's start and the older `##[cmd]` anywhere in it.
+FORGED = "x##[error]forged"
+
+
+def _no_workflow_command(text: str) -> None:
+    assert "##[" not in text
+    assert not [line for line in text.splitlines() if line.lstrip().startswith("::")]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_no_output_line_is_a_workflow_command(
+    example_repo: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec file name and a key holding `##[error]` (the runner's older command form,
+    honoured anywhere in a line) are shown, never read by the runner."""
+    hostile = example_repo / "specs" / f"{FORGED}.yaml"
+    hostile.write_text(BROKEN.replace("engin:", '"k##[add-mask]secret":'))
+    code, out, err = run(["-C", str(example_repo), "validate", "--format", fmt], capsys)
+    assert code == 1
+    _no_workflow_command(out + err)
+    if fmt == "json":  # the same data once parsed
+        found = json.loads(out)["diagnostics"][0]
+        assert found["path"] == f"specs/{FORGED}.yaml"
+        assert "'k##[add-mask]secret'" in found["message"]
+    else:
+        assert out.startswith("specs/x#\\x23[error]forged.yaml:5:3: error: ")
+
+
+def test_error_message_lines_are_split_on_newlines_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """U+2028 and the other breaks str.splitlines() honours are spelled out, not turned
+    into lines; a line of the message starting with `::` is made inert."""
+    message = "refused x\u2028::add-mask::s\x85##[error]f\n::warning::g"
+    assert cli._report_error(GitError(message), color=False) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "servegen: error: refused x\\u2028::add-mask::s\\x85#\\x23[error]f\n  \\x3a:warning::g\n"
+    )
 
 
 def test_github_escaping() -> None:

@@ -306,4 +306,23 @@ def test_markdown_head_fits_the_cap_and_escapes_its_notes() -> None:
     assert len(out) <= 20_000
     assert out.endswith("| `dev` | 0 | 0 | 0 |\n\nNo changes to rendered objects.\n\n")
     assert "- ... and " in out and " more\n\n| environment |" in out
-    assert "&lt;details&gt;&lt;summary&gt;LGTM" in out and "<details><summary>LGTM" not in out
+    # Inside a code span: shown as written, never read as HTML or Markdown.
+    assert "> `base does not build: specs/<details><summary>LGTM.yaml:1:1: error`\n" in out
+
+
+def test_markdown_notes_and_replacements_bring_no_markdown_alive() -> None:
+    """A base that does not build quotes the spec's own key: an @mention, an image or a
+    link in it would come alive in a comment the bot posts."""
+    key = "@octocat ![t](https://e.example/t.png) [x](https://e.example) **b** `c`"
+    result = d.DiffResult(
+        base="a" * 40,
+        head="b" * 40,
+        environments=("dev",),
+        changes=(),
+        notes=(f"base does not build: unknown field '{key}'",),
+        replacements=(f"Model/m: {key}\u2028",),
+    )
+    out = d.format_markdown(result, max_chars=20_000)
+    quoted = "@octocat ![t](https://e.example/t.png) [x](https://e.example) **b** 'c'"
+    assert f"> `base does not build: unknown field '{quoted}'`\n" in out
+    assert f"> **Needs a replacement:** `Model/m: {quoted}\\u2028`\n" in out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import Diagnostic, printable
+from generator.errors import Diagnostic, inert_json, inert_line, printable
 from generator.layout import HEADER, _yaml
 from generator.report import report, summary_markdown
 
@@ -47,7 +47,8 @@ def test_job_summary_cells_stay_in_their_cell() -> None:
     text = summary_markdown([hostile])
     row = text.splitlines()[-2]
     assert row.count(" | ") == 2  # three cells, none split
-    assert "<img" not in text and "&lt;img" in text
+    # Every cell is a code span: the HTML and the heading are text, shown as written.
+    assert row.endswith("| `<img src=x onerror=alert(1)> \\| \\n# h` |")
     assert "`specs/a'\\|b.yaml:1:1`" in row
 
 
@@ -56,6 +57,25 @@ def test_printable_escapes_every_line_break_yaml_honours() -> None:
         "a\\nb\\rc\\x85d\\u2028e\\u2029f\\x00\\x7f\\t"
     )
     assert printable("équipe/chat.yaml") == "équipe/chat.yaml"
+
+
+@pytest.mark.parametrize(
+    ("line", "inert"),
+    [
+        ("::error::x", "\\x3a:error::x"),
+        ("   ::add-mask::x", "   \\x3a:add-mask::x"),
+        ("a ##[error]b ##[warning]c", "a #\\x23[error]b #\\x23[warning]c"),
+        ("a: ::b ## [c", "a: ::b ## [c"),  # neither form: as it was
+    ],
+)
+def test_inert_line(line: str, inert: str) -> None:
+    assert inert_line(line) == inert
+
+
+def test_inert_json_holds_the_same_data() -> None:
+    data = {"k##[x]": ["##[error]", "\\##[", "###["]}
+    text = inert_json(json.dumps(data, indent=2))
+    assert "##[" not in text and json.loads(text) == data
 
 
 def test_generated_header_is_one_comment_line_whatever_the_source_name() -> None:

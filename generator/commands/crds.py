@@ -16,7 +16,7 @@ from pathlib import Path
 
 from generator import crds, terminal
 from generator.config import CONFIG_FILE
-from generator.errors import EXIT_OK, InvalidInputError, counted
+from generator.errors import EXIT_OK, InvalidInputError, counted, inert_json
 from generator.options import CrdsOptions
 from generator.pipeline import crd_sources
 from generator.validate import load_config
@@ -38,7 +38,7 @@ def run(options: CrdsOptions) -> int:
         return _refresh(options)
     rows = _rows(options)
     if options.format == "json":
-        print(json.dumps([asdict(row) for row in rows], indent=2))
+        print(inert_json(json.dumps([asdict(row) for row in rows], indent=2)))
         return EXIT_OK
     table = terminal.table("kind", "group", "versions", "source", "release", "sha256")
     for row in rows:

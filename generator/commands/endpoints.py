@@ -7,7 +7,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from generator.errors import EXIT_OK
+from generator.errors import EXIT_OK, inert_json
 from generator.options import EndpointsOptions
 from generator.pipeline import build
 
@@ -24,7 +24,7 @@ def run(options: EndpointsOptions) -> int:
         for env in environments
     }
     if options.format == "json":
-        print(json.dumps(catalog, indent=2, sort_keys=True))
+        print(inert_json(json.dumps(catalog, indent=2, sort_keys=True)))
         return EXIT_OK
     table = Table("environment", "model", "runtime", "base URL", "model value", "adapters")
     for env, rows in catalog.items():

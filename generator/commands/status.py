@@ -11,7 +11,14 @@ import json
 import sys
 from collections.abc import Sequence
 
-from generator.errors import EXIT_INVALID, EXIT_OK, InvalidInputError, UsageError, printable
+from generator.errors import (
+    EXIT_INVALID,
+    EXIT_OK,
+    InvalidInputError,
+    UsageError,
+    inert_json,
+    printable,
+)
 from generator.options import StatusOptions
 from generator.status import (
     DeployHistory,
@@ -77,7 +84,7 @@ def run(options: StatusOptions) -> int:
 
 def render(statuses: Sequence[EnvironmentStatus], format: str) -> str:
     if format == "json":
-        return json.dumps({"environments": [s.to_json() for s in statuses]}, indent=2)
+        return inert_json(json.dumps({"environments": [s.to_json() for s in statuses]}, indent=2))
     if format == "markdown":
         return "\n".join(_markdown(s) for s in statuses).rstrip()
     return "\n".join(_text(s) for s in statuses).rstrip()

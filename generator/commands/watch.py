@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
-from generator.errors import EXIT_OK, UsageError, printable
+from generator.errors import EXIT_OK, UsageError, inert_json, inert_line, printable
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.options import WatchOptions
 from generator.report import to_json
@@ -136,7 +136,7 @@ class EventWriter:
         if event.kind in ("batch", "error") and result is not None:
             self.batches += 1
         if self.json:
-            self._write(json.dumps(self._fields(event), sort_keys=True))
+            self._write(inert_json(json.dumps(self._fields(event), sort_keys=True)))
         else:
             self._text(event)
 
@@ -151,14 +151,14 @@ class EventWriter:
         if isinstance(state, str):
             if self.json:
                 fields = {"type": "status", "time": round(time.time(), 3), "message": state}
-                self._write(json.dumps(fields, sort_keys=True))
+                self._write(inert_json(json.dumps(fields, sort_keys=True)))
             else:
                 self._write(f"{time.strftime('[%H:%M:%S]')} {state}", self.err)
             return
         if self.json:
             environments = [s.to_json() for s in state]
             fields = {"type": "status", "time": round(time.time(), 3), "environments": environments}
-            self._write(json.dumps(fields, sort_keys=True))
+            self._write(inert_json(json.dumps(fields, sort_keys=True)))
             return
         from generator.statuslive import summary
 
@@ -167,8 +167,9 @@ class EventWriter:
 
     def _write(self, line: str, stream: TextIO | None = None) -> None:
         stream = stream or self.out
-        # One event, one line: messages may quote untrusted names (escaped, never raw).
-        stream.write(printable(line) + "\n")
+        # One event, one line: messages may quote untrusted names (escaped, never raw,
+        # never a CI workflow command).
+        stream.write(inert_line(printable(line)) + "\n")
         stream.flush()  # a pipe to another program: one event at a time
 
     def _fields(self, event: Event) -> dict[str, Any]:
