@@ -294,6 +294,22 @@ def test_cluster_text_cannot_inject_terminal_escapes(
     assert "\x1b" not in out
 
 
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+def test_cluster_text_cannot_forge_a_workflow_command(
+    live: Live, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """A GitHub runner reads `##[cmd]` anywhere in a line of the job's log."""
+    namespace, name = live.where(KSERVE_MODEL, "InferenceService")
+    condition = {"type": "Ready", "status": "False", "reason": "X", "message": "##[error]f"}
+    live.api.set_status("InferenceService", namespace, name, {"conditions": [condition]})
+    code, out, _ = status(live, capsys, "--env", ENV, "--format", fmt)
+    assert code == 1 and "##[" not in out
+    if fmt == "json":
+        assert "failed: X: ##[error]f" in out.encode().decode("unicode_escape")
+    else:
+        assert "failed: X: #\\x23[error]f" in out
+
+
 def test_missing_and_foreign_objects_are_named(
     live: Live, capsys: pytest.CaptureFixture[str]
 ) -> None:

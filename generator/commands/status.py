@@ -17,6 +17,7 @@ from generator.errors import (
     InvalidInputError,
     UsageError,
     inert_json,
+    inert_line,
     printable,
 )
 from generator.options import StatusOptions
@@ -85,9 +86,9 @@ def run(options: StatusOptions) -> int:
 def render(statuses: Sequence[EnvironmentStatus], format: str) -> str:
     if format == "json":
         return inert_json(json.dumps({"environments": [s.to_json() for s in statuses]}, indent=2))
-    if format == "markdown":
-        return "\n".join(_markdown(s) for s in statuses).rstrip()
-    return "\n".join(_text(s) for s in statuses).rstrip()
+    shown = (_markdown(s) if format == "markdown" else _text(s) for s in statuses)
+    # Condition messages are the cluster's words, which may quote what a spec set.
+    return "\n".join(inert_line(line) for line in "\n".join(shown).rstrip().split("\n"))
 
 
 def _short(sha: str | None) -> str:
