@@ -47,8 +47,14 @@ RelativeDir = Annotated[str, AfterValidator(_relative_dir)]
 
 
 def _crd_source(value: str) -> str:
-    # An absolute path names a file of the machine servegen runs on, as --crds does.
-    return value if PurePosixPath(value).is_absolute() else _relative_dir(value)
+    # servegen.yaml is the spec authors' file: it names nothing outside the repository
+    # (a file of the CI machine, /dev/zero). A CRD elsewhere is the operator's --crds.
+    if PurePosixPath(value).is_absolute():
+        raise ValueError(
+            "must be a relative path inside the repository; pass a CRD elsewhere on this "
+            "machine with --crds"
+        )
+    return _relative_dir(value)
 
 
 CrdSource = Annotated[str, AfterValidator(_crd_source)]
@@ -288,9 +294,10 @@ class Validation(StrictModel):
     )
     crds: list[CrdSource] = Field(
         default_factory=list,
-        description="Extra CRD YAML files or directories (inside the repository, or "
-        "absolute) for validating custom resources. servegen bundles the CRDs of every kind "
-        "it renders; a CRD listed here replaces the bundled one of the same kind.",
+        description="Extra CRD YAML files or directories inside the repository (relative "
+        "paths) for validating custom resources. servegen bundles the CRDs of every kind "
+        "it renders; a CRD listed here replaces the bundled one of the same kind. A CRD "
+        "elsewhere on the machine is passed with --crds.",
     )
     kubeconform: Literal["auto", "always", "never"] = Field(
         default="auto", description="Use a kubeconform binary from PATH: auto, always or never."

@@ -89,7 +89,7 @@ class Build:
 
 
 def crd_sources(root: Path, config: Config, extra: Sequence[Path] = ()) -> tuple[Path, ...]:
-    configured = [Path(p) if Path(p).is_absolute() else root / p for p in config.validation.crds]
+    configured = [root / p for p in config.validation.crds]  # relative: see config.py
     return tuple(configured) + tuple(Path(p) for p in extra)
 
 

@@ -100,8 +100,8 @@ def _clean_inputs(
     """(spec folder, stat of every input) when the working tree's inputs are HEAD's."""
     started = time.time_ns()
     config, problems = load_config(root)
-    if problems or any(not Path(p).is_absolute() for p in config.validation.crds):
-        return None  # the export reports problems; relative CRDs are inputs too
+    if problems or config.validation.crds:
+        return None  # the export reports problems; configured CRDs are inputs too
     stats = _input_stats(root, config.specs)
     if stats is None or any(stat[3] >= started - RACY_NS for stat in stats.values()):
         return None

@@ -124,11 +124,7 @@ def linked_out(root: Path, config: Config, path: str, document: Document) -> lis
     `validation.crds`) that a symlink on the way leads out of it: servegen would read
     specs or CRDs from, or write the output to, wherever the link points."""
     named: list[tuple[JsonPath, str]] = [(("specs",), config.specs), (("output",), config.output)]
-    named += [
-        (("validation", "crds", index), entry)
-        for index, entry in enumerate(config.validation.crds)
-        if not Path(entry).is_absolute()
-    ]
+    named += [(("validation", "crds", index), e) for index, e in enumerate(config.validation.crds)]
     top = root.resolve()
     problems = []
     for where, value in named:
@@ -148,7 +144,7 @@ def missing_crd_sources(
 
     problems = []
     for index, entry in enumerate(config.validation.crds):
-        target = Path(entry) if Path(entry).is_absolute() else root / entry
+        target = root / entry
         if not target.exists():
             message = f"{entry!r}: no such CRD file or folder (relative to the repository)"
         elif target.is_dir() and not any(
