@@ -424,20 +424,25 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def markdown_head(result: DiffResult, versions_shown: int | None = None) -> str:
-    """The comment's head; at most `versions_shown` version lines (None: all)."""
+def markdown_head(result: DiffResult, shown: int | None = None) -> str:
+    """The comment's head; at most `shown` version lines and as many replacement lines
+    (None: all)."""
     lines = [f"### servegen diff: `{_revision(result)}`", ""]
     lines += [f"> {_code_span(note)}" for note in result.notes]
     if result.notes:
         lines.append("")
     if result.versions:
-        shown = result.versions[:versions_shown]
+        versions = result.versions[:shown]
         lines += ["**Model versions**", ""]
-        lines += [f"- **<code>{_html(_cell(v.line))}</code>**" for v in shown]
-        if len(shown) < len(result.versions):
-            lines.append(f"- ... and {len(result.versions) - len(shown)} more")
+        lines += [f"- **<code>{_html(_cell(v.line))}</code>**" for v in versions]
+        if len(versions) < len(result.versions):
+            lines.append(f"- ... and {len(result.versions) - len(versions)} more")
         lines.append("")  # a table right after a list item would be part of it
-    lines += [f"> **Needs a replacement:** {_code_span(text)}" for text in result.replacements]
+    replacements = result.replacements[:shown]
+    lines += [f"> **Needs a replacement:** {_code_span(text)}" for text in replacements]
+    if len(replacements) < len(result.replacements):
+        left = len(result.replacements) - len(replacements)
+        lines.append(f"> ... and {left} more object(s) needing a replacement")
     if result.replacements:
         lines.append("")
     lines += ["| environment | added | changed | removed |", "|---|---:|---:|---:|"]
@@ -480,13 +485,14 @@ def truncation_notice(omitted: int, total: int, max_chars: int) -> str:
 
 def format_markdown(result: DiffResult, max_chars: int | None = None) -> str:
     """The PR comment; with `max_chars`, whole object blocks are dropped to fit, and the
-    version lines too when they alone would not leave room for the table."""
+    version and replacement lines too when they alone would not leave room for the
+    table (never a line cut in two, unless the notes alone overflow)."""
     out = markdown_head(result)
     blocks = [markdown_block(change) for change in result.changes]
     if max_chars is None:
         return out + "".join(blocks)
     reserve = len(truncation_notice(len(blocks), len(blocks), max_chars))
-    shown = len(result.versions)
+    shown = max(len(result.versions), len(result.replacements))
     while shown and len(out) + reserve > max_chars // 2:
         shown //= 2
         out = markdown_head(result, shown)

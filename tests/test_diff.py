@@ -310,6 +310,21 @@ def test_markdown_head_fits_the_cap_and_escapes_its_notes() -> None:
     assert "> `base does not build: specs/<details><summary>LGTM.yaml:1:1: error`\n" in out
 
 
+def test_markdown_head_caps_replacement_lines_too() -> None:
+    """Thousands of objects needing a replacement were all listed, and the comment was
+    then cut mid-line, with no table and no notice."""
+    replacements = tuple(f"Deployment/m{n:05d}-vllm: spec.selector changed" for n in range(5000))
+    result = d.DiffResult(
+        base="a" * 40, head="b" * 40, environments=("dev",), changes=(), replacements=replacements
+    )
+    out = d.format_markdown(result, max_chars=20_000)
+    assert len(out) <= 20_000
+    assert out.endswith("| `dev` | 0 | 0 | 0 |\n\nNo changes to rendered objects.\n\n")
+    listed = out.count("> **Needs a replacement:** ")
+    assert 0 < listed < 5000
+    assert f"> ... and {5000 - listed} more object(s) needing a replacement\n" in out
+
+
 def test_markdown_notes_and_replacements_bring_no_markdown_alive() -> None:
     """A base that does not build quotes the spec's own key: an @mention, an image or a
     link in it would come alive in a comment the bot posts."""
