@@ -1217,9 +1217,12 @@ def commit_tree(
     committer: Identity,
     sign: bool = False,
 ) -> str:
-    """Create a commit object for `tree`; no ref moves.  `sign` uses git's signing key."""
+    """Create a commit object for `tree`; no ref moves.  `sign` uses git's signing key,
+    as the user's own config sets it up (see _check_signing_config)."""
     if "\0" in message:
         raise GitError("commit message contains a NUL byte")
+    if sign:
+        _check_signing_config(repo)
     args: list[str] = []
     for parent in parents:
         args += ["-p", _check_oid(parent)]
@@ -1235,6 +1238,25 @@ def commit_tree(
     )
     what = "cannot sign the commit (is a signing key configured?)" if sign else "cannot commit"
     return _line(_check(res, what))
+
+
+# Config that picks the program git signs with (gpg.program, gpg.<format>.program,
+# gpg.ssh.defaultKeyCommand) or the key and format it signs with.
+_SIGNING_KEYS = r"^(gpg\..*|user\.signingkey)$"
+
+
+def _check_signing_config(repo: Repo) -> None:
+    """Refuse to sign when the repository's own config sets any signing setting: its
+    program would run, or the commit would carry a key the spec authors chose."""
+    res = repo._run("config", "--show-scope", "-z", "--get-regexp", _SIGNING_KEYS)
+    if res.status not in (0, 1):  # 1: none of these keys is set anywhere
+        raise GitError(f"cannot read git config: {res.stderr.strip()}")
+    for scope, key, _ in _records(res.stdout):
+        if scope not in _TRUSTED_SCOPES:
+            raise GitError(
+                f"the repository's git config sets {key}; servegen signs only as your own "
+                "git config says: remove it from .git/config"
+            )
 
 
 def build_commit(
@@ -1366,7 +1388,7 @@ _FILTER_KEYS = r"filter\..*\.(clean|smudge|process|required)"
 _FILTER_SETTINGS = ("clean", "smudge", "process", "required")
 _PROGRAM_KEYS = rf"^({_TRANSPORT_KEYS}|{_FILTER_KEYS})$"
 _TRUSTED_SCOPES = frozenset({"system", "global", "command"})
-_DEFAULTS = {"core.sshcommand": "ssh", "core.gitproxy": "", "core.askpass": ""}
+_DEFAULTS = {"core.sshcommand": "ssh", "core.askpass": ""}  # core.gitproxy: _proxy_env
 
 
 def transport_overrides(repo: Repo) -> list[str]:
@@ -1378,6 +1400,16 @@ def transport_overrides(repo: Repo) -> list[str]:
     """
     _read_program_config(repo)
     return list(repo.memo["transport"])
+
+
+def transport_env(repo: Repo) -> dict[str, str]:
+    """Environment for fetch and push: GIT_PROXY_COMMAND, empty (no proxy), when the
+    repository's own config names a core.gitProxy. git takes the first core.gitProxy
+    that matches the host, reading config files before `-c` values (connect.c,
+    git_proxy_command_options), so no `-c` can replace it; the variable, read before
+    any config, does."""
+    _read_program_config(repo)
+    return {name: "" for name in repo.memo["transport_emptied"]}
 
 
 def filter_overrides(repo: Repo) -> list[str]:
@@ -1402,7 +1434,23 @@ def _read_program_config(repo: Repo) -> None:
         else:
             values.setdefault(key.lower(), []).append((scope, value))
     repo.memo["filters"] = _filter_overrides(drivers)
+    proxies = values.pop("core.gitproxy", [])
     repo.memo["transport"] = _transport_overrides(values)
+    repo.memo["transport_emptied"] = _emptied_proxy(proxies)
+
+
+def _emptied_proxy(found: Sequence[tuple[str, str]]) -> list[str]:
+    """The variables to set empty for a fetch or push (see transport_env())."""
+    if all(scope in _TRUSTED_SCOPES for scope, _ in found):
+        return []  # the user's own core.gitProxy (or none) applies as git reads it
+    if any(scope in _TRUSTED_SCOPES for scope, _ in found):
+        # Which of the user's entries git would have matched depends on the host: a
+        # guess could send the traffic elsewhere. The repository's entry must go.
+        raise GitError(
+            "the repository's git config sets core.gitProxy, which servegen cannot "
+            "override while your own config sets one too; remove it from .git/config"
+        )
+    return ["GIT_PROXY_COMMAND"]
 
 
 def _filter_overrides(drivers: Mapping[str, list[tuple[str, str, str]]]) -> list[str]:
@@ -1472,7 +1520,8 @@ def _transport(repo: Repo, command: str, *args: str) -> _Result:
     pack = (
         "--receive-pack=git-receive-pack" if command == "push" else "--upload-pack=git-upload-pack"
     )
-    return _git(cwd, repo.git_dir, (command, pack, *args), config=transport_overrides(repo))
+    env, overrides = transport_env(repo), transport_overrides(repo)
+    return _git(cwd, repo.git_dir, (command, pack, *args), env=env, config=overrides)
 
 
 def _fetch(repo: Repo, remote: str, refspec: str) -> _Result:

@@ -573,6 +573,30 @@ def test_repository_config_cannot_name_programs_for_push_or_fetch(
     assert "core.sshcommand=ssh" in overrides and "credential.helper=" in overrides
 
 
+def test_repository_git_proxy_never_runs(work: Path, repo: g.Repo, tmp_path: Path) -> None:
+    """git takes the first core.gitProxy it meets, config files before `-c`: the
+    repository's own used to run for a git:// remote although a `-c` replaced it."""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    proxy = tmp_path / "proxy.sh"
+    proxy.write_text(f"#!/bin/sh\ntouch {ran}/proxy\n")
+    proxy.chmod(0o755)
+    sh(work, "config", "core.gitProxy", str(proxy))
+    sh(work, "remote", "add", "daemon", "git://127.0.0.1:1/x.git")  # nothing listens
+    with pytest.raises(GitError):
+        g.fetch_branch(repo, "daemon", "deploy")
+    assert list(ran.iterdir()) == []
+    assert g.transport_env(repo) == {"GIT_PROXY_COMMAND": ""}
+
+
+def test_repository_git_proxy_beside_the_users_own_is_refused(work: Path, repo: g.Repo) -> None:
+    sh(work, "config", "--global", "core.gitProxy", "corp-proxy for example.com")
+    assert g.transport_env(g.open_repo(work)) == {}  # the user's own: as git reads it
+    sh(work, "config", "core.gitProxy", "evil")
+    with pytest.raises(GitError, match="cannot override while your own config sets one"):
+        g.transport_env(g.open_repo(work))
+
+
 def test_users_own_program_config_still_applies(
     work: Path, repo: g.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -884,9 +908,33 @@ def test_signing_without_a_key_is_a_git_error(
     gnupg = tmp_path / "gnupg"
     gnupg.mkdir(mode=0o700)
     monkeypatch.setenv("GNUPGHOME", str(gnupg))
-    sh(work, "config", "user.signingkey", "nobody@example.invalid")
+    sh(work, "config", "--global", "user.signingkey", "nobody@example.invalid")
     with pytest.raises(GitError, match="cannot sign"):
         g.build_commit(repo, {"a": b"1"}, None, "signed", AUTHOR, COMMITTER, sign=True)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("gpg.program", "PROGRAM"),
+        ("gpg.ssh.program", "PROGRAM"),
+        ("gpg.ssh.defaultKeyCommand", "PROGRAM"),
+        ("user.signingKey", "/tmp/the-authors-key"),
+    ],
+)
+def test_signing_refuses_the_repositorys_own_signing_config(
+    repo: g.Repo, work: Path, tmp_path: Path, key: str, value: str
+) -> None:
+    """The repository's gpg.program used to run for `publish --sign`."""
+    ran = tmp_path / "ran"
+    program = tmp_path / "sign.sh"
+    program.write_text(f"#!/bin/sh\ntouch {ran}\nexit 1\n")
+    program.chmod(0o755)
+    sh(work, "config", "--global", "gpg.format", "ssh")
+    sh(work, "config", key, value.replace("PROGRAM", str(program)))
+    with pytest.raises(GitError, match=f"the repository's git config sets {key.lower()};"):
+        g.build_commit(repo, {"a": b"1"}, None, "signed", AUTHOR, COMMITTER, sign=True)
+    assert not ran.exists()
 
 
 # --------------------------------------------------------------------------- incremental trees

@@ -431,8 +431,8 @@ def test_sign_uses_the_configured_signing_key(
 ) -> None:
     key = tmp_path / "signing-key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    sh(spec_repo, "config", "gpg.format", "ssh")
-    sh(spec_repo, "config", "user.signingkey", str(key))
+    sh(spec_repo, "config", "--global", "gpg.format", "ssh")  # the user's own config
+    sh(spec_repo, "config", "--global", "user.signingkey", str(key))
     assert publish(spec_repo, crds_dir, capsys, "--sign")[0] == 0
     assert "gpgsig -----BEGIN SSH SIGNATURE-----" in sh(spec_repo, "cat-file", "commit", "deploy")
 
