@@ -1808,6 +1808,22 @@ def author_from_env_or_config(repo: Repo) -> Identity:
     return Identity(name=name, email=email)
 
 
+# What git leaves in the (worktree's) git folder while an operation waits for the user,
+# during which `git commit --only` refuses a partial commit.
+_IN_PROGRESS = (
+    ("MERGE_HEAD", "merge"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase or am"),
+)
+
+
+def operation_in_progress(repo: Repo) -> str | None:
+    """The git operation the checkout is in the middle of, if any."""
+    return next((what for name, what in _IN_PROGRESS if (repo.git_dir / name).exists()), None)
+
+
 def commit_paths(repo: Repo, paths: Sequence[str], message: str) -> str:
     """Commit exactly `paths` as they are on disk to the checked-out branch; return the sha.
 

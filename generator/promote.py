@@ -381,6 +381,9 @@ def apply(plan_: Plan, root: Path, *, commit: bool = False) -> Plan:
         repo = git.open_repo(root)
         prefix = repository_prefix(repo, root)
         paths = [f"{prefix}/{path}" if prefix else path for path in paths]
+        busy = git.operation_in_progress(repo)
+        if busy:  # `git commit --only` is refused then, after the files were written
+            raise PromoteError(f"a {busy} is in progress: finish or abort it first")
         dirty = git.uncommitted_paths(repo, paths)
         if dirty:
             raise PromoteError(

@@ -216,6 +216,28 @@ def test_commit_refused_when_the_spec_file_has_other_changes(
     assert (staged / QWEN).read_bytes() == before
 
 
+def test_commit_refused_during_a_merge_and_nothing_written(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`git commit --only` refuses during a merge: the spec used to be written and
+    staged first, and left so behind exit 1."""
+    sh(staged, "checkout", "-q", "-b", "side")
+    (staged / "notes.txt").write_text("side\n")
+    sh(staged, "add", "notes.txt")
+    sh(staged, "commit", "-qm", "side")
+    sh(staged, "checkout", "-q", "-")
+    (staged / "notes.txt").write_text("main\n")
+    sh(staged, "add", "notes.txt")
+    sh(staged, "commit", "-qm", "main")
+    sh(staged, "merge", "-q", "side", check=False)  # conflicts: the merge waits
+    before, status = (staged / QWEN).read_bytes(), sh(staged, "status", "--porcelain")
+    code, _, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod", "--commit")
+    assert code == 1
+    assert err == "servegen: error: a merge is in progress: finish or abort it first\n"
+    assert (staged / QWEN).read_bytes() == before
+    assert sh(staged, "status", "--porcelain") == status
+
+
 def test_shared_anchor_is_refused_and_nothing_written(
     staged: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
