@@ -23,6 +23,7 @@ import contextlib
 import copy
 import itertools
 import json
+import socket
 import threading
 import time
 import uuid
@@ -107,6 +108,10 @@ class FakeKubeAPI:
         self._stopping = False
         self._generation = 0  # end_watches() bumps it: open watch streams end
         self._server: ThreadingHTTPServer | None = None
+        # Open client connections and the threads serving them: a kept-alive connection
+        # holds its thread in a read after the last response, and a thread left behind
+        # stops every later test's fork (workers fork only from a single thread).
+        self._connections: dict[socket.socket, threading.Thread] = {}
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -132,6 +137,12 @@ class FakeKubeAPI:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        with self._cond:
+            open_now = dict(self._connections)
+        for connection, thread in open_now.items():
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            thread.join(timeout=10)
 
     def __enter__(self) -> FakeKubeAPI:
         return self.start()
@@ -357,6 +368,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet test output
+
+    def setup(self) -> None:
+        super().setup()
+        with self.state._cond:
+            self.state._connections[self.connection] = threading.current_thread()
+
+    def finish(self) -> None:
+        with self.state._cond:
+            self.state._connections.pop(self.connection, None)
+        super().finish()
 
     def do_GET(self) -> None:
         state = self.state
