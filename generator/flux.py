@@ -3,10 +3,11 @@
 Per environment, all in flux/<env>/:
 - a GitRepository on the deploy branch;
 - the Kustomization `<name>-<env>` applying ./clusters/<env> (the models) with pruning
-  and health checks that work for these kinds: Deployments and InferenceServices report
-  kstatus conditions; KubeAI Models have no conditions, so they get a CEL
-  `healthCheckExprs` on status.replicas.ready, and Models that may scale to zero are not
-  health-checked at all (they would never become ready);
+  and health checks that work for these kinds: Deployments report kstatus conditions;
+  InferenceServices get a CEL `healthCheckExprs` on their Ready condition, KubeAI Models
+  (no conditions) one on status.replicas.ready, and Models that may scale to zero are
+  not health-checked at all (they would never become ready). It depends on the -flux
+  Kustomization below, so it starts a revision with that revision's health checks;
 - the Kustomization `<name>-<env>-flux` applying ./flux/<env> itself. Applied once by
   hand (`kubectl apply -k flux/<env>`), it keeps these objects, the health checks above
   included, in step with the deploy branch from then on.
@@ -24,6 +25,17 @@ from generator.render import ModelRender
 from runtimes.base import Problem
 
 KUBEAI_MODEL_READY = "has(status.replicas) && status.replicas.ready >= 1"
+# kstatus (fluxcd/cli-utils v1.2.1 pkg/kstatus/status/status.go) calls an object with no
+# condition it knows Current: an InferenceService KServe has not reconciled yet (no
+# status at all) would pass. Its Ready condition says what it is.
+KSERVE_ISVC_READY = (
+    "has(status.conditions) && "
+    "status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')"
+)
+_EXPRESSIONS = {
+    "Model": ("kubeai.org/v1", KUBEAI_MODEL_READY),
+    "InferenceService": ("serving.kserve.io/v1beta1", KSERVE_ISVC_READY),
+}
 CHECKED_KINDS = {"Deployment", "InferenceService", "Model"}
 
 
@@ -116,13 +128,19 @@ def flux_objects(
         source["secretRef"] = {"name": flux.secret_ref}
     checks = _health_checks(models, environment)
     spec = _kustomization_spec(flux, name, f"./{outtree.cluster_dir(environment)}")
-    if flux.depends_on:
-        spec["dependsOn"] = [{"name": dep} for dep in flux.depends_on]
+    # kustomize-controller v1.9.4 runs both Kustomizations of a new revision at once, and
+    # this one reads its spec when it starts (kustomization_controller.go Reconcile): a
+    # model removed or renamed was pruned, then waited for under the old health checks
+    # until the timeout. A dependency on the same source holds it until the -flux one
+    # has applied this revision (checkDependencies), so it starts with the new checks.
+    spec["dependsOn"] = [{"name": sync_name}, *({"name": dep} for dep in flux.depends_on)]
     if checks:
         spec["healthChecks"] = checks
-    if any(c["kind"] == "Model" for c in checks):
+    kinds = sorted({c["kind"] for c in checks} & _EXPRESSIONS.keys())
+    if kinds:
         spec["healthCheckExprs"] = [
-            {"apiVersion": "kubeai.org/v1", "kind": "Model", "current": KUBEAI_MODEL_READY}
+            {"apiVersion": _EXPRESSIONS[k][0], "kind": k, "current": _EXPRESSIONS[k][1]}
+            for k in kinds
         ]
     labels = {"app.kubernetes.io/managed-by": "servegen"}
     metadata = {"name": name, "namespace": flux.namespace, "labels": labels}

@@ -251,3 +251,21 @@ def deployed_objects(files: Mapping[str, bytes]) -> dict[str, set[str]]:
         for env in model.overlays:
             out.setdefault(env, set()).update(f"{name}/{f}" for f in model.object_files(env))
     return out
+
+
+def flux_objects_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str, str, str]]]:
+    """environment -> (kind, namespace, name) of each Flux object its flux folder holds."""
+    from generator.yamlio import parse_rendered  # only publish reads these back
+
+    out: dict[str, set[tuple[str, str, str]]] = {}
+    for path in files:
+        if not path.startswith(f"{FLUX}/"):  # a tree of thousands of model files
+            continue
+        where = parse(path)
+        if where is None or where.kind != "flux" or where.file == KUSTOMIZATION:
+            continue
+        found = out.setdefault(where._environment, set())
+        for obj in parse_rendered(files[path].decode("utf-8")):
+            meta = obj.get("metadata", {}) if isinstance(obj, dict) else {}
+            found.add((str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))))
+    return {env: frozenset(objects) for env, objects in out.items()}

@@ -200,6 +200,7 @@ def prune_problems(
         for env, env_changes in (changes or model_changes(old, new)).items()
         if env_changes.removed
     ]
+    problems += flux_problems(old, new)
     before, after = (deployed_objects(side) for side in (touched or (old, new)))
     drop = _count(before) - _count(after)
     if drop <= 0:
@@ -214,6 +215,31 @@ def prune_problems(
             f"({drop / old_count:.0%}, more than deploy.max_shrink "
             f"{max_shrink:.0%}); objects that would go: {', '.join(gone)}"
         )
+    return problems
+
+
+def flux_problems(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[str]:
+    """What Flux would do on the cluster that nobody asked for (kustomize-controller
+    v1.9.4, kustomization_controller.go): an environment gone from the tree is never torn
+    down (its Kustomizations stop at "path not found", before any prune), and Flux objects
+    that change name or namespace are replaced: the old `-flux` Kustomization prunes the
+    old objects, whose finalizer deletes every model they applied, before the new ones
+    create them again."""
+    before, after = outtree.flux_objects_of(old), outtree.flux_objects_of(new)
+    problems = []
+    for env, objects in sorted(before.items()):
+        if env not in after:
+            problems.append(
+                f"{env}: environment removed: its Flux objects would stop at 'path not "
+                "found' and remove nothing; tear it down on the cluster (README, "
+                "'Removing an environment')"
+            )
+        elif objects != after[env]:
+            problems.append(
+                f"{env}: the Flux objects change name or namespace: the old ones would "
+                "delete every model of the environment before the new ones create them "
+                "again (README, 'Renaming the Flux objects')"
+            )
     return problems
 
 

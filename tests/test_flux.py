@@ -59,6 +59,29 @@ def test_a_removed_model_leaves_the_reconciled_health_checks(
     assert [c["name"] for c in after] == [c["name"] for c in before if c["name"] != "bge-reranker"]
 
 
+def test_models_wait_for_their_health_checks_and_judge_inference_services(
+    example_repo: Path, crds_dir: Path, tmp_path: Path
+) -> None:
+    """kustomize-controller v1.9.4 reconciles both Kustomizations of a revision at once:
+    the models' one must wait for the -flux one (same source: it waits until that one
+    applied the revision), and an InferenceService with no status yet must not pass."""
+    out = tmp_path / "out"
+    write_tree(out, build(example_repo, crds=[crds_dir]).files)
+    models = by_path(reconciled(out, "dev"))["./clusters/dev"]["spec"]
+    assert models["dependsOn"][0] == {"name": "servegen-dev-flux"}
+    assert models["sourceRef"]["name"] == "servegen-dev"
+    sync = by_path(reconciled(out, "dev"))["./flux/dev"]["spec"]
+    assert sync["sourceRef"] == models["sourceRef"] and "dependsOn" not in sync
+    exprs = {e["kind"]: e for e in models["healthCheckExprs"]}
+    assert exprs["InferenceService"] == {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "current": "has(status.conditions) && "
+        "status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')",
+    }
+    assert any(c["kind"] == "InferenceService" for c in models["healthChecks"])
+
+
 def test_every_kustomization_name_fits_the_label_flux_gives_its_objects() -> None:
     """kustomize-controller labels each applied object with its Kustomization's name, a
     label value of at most 63 characters: the longest name servegen makes is judged,

@@ -246,6 +246,35 @@ def test_prune_problems_unit() -> None:
     assert "not written by servegen" in pub.prune_problems(foreign, old, 0.3)[0]
 
 
+def test_flux_objects_renamed_or_an_environment_removed_need_allow_prune(
+    example_repo: Path, crds_dir: Path
+) -> None:
+    """kustomize-controller v1.9.4: renamed Flux objects delete every model of the
+    environment before the new ones create them again; a removed environment's objects
+    stop at "path not found" and remove nothing. Neither used to be said."""
+    old = build(example_repo, crds=[crds_dir]).files
+    config = example_repo / "servegen.yaml"
+    text = config.read_text()
+    assert "\nflux:\n" in text and "  name: " not in text.split("\nflux:\n")[1].split("\n\n")[0]
+    config.write_text(text.replace("\nflux:\n", "\nflux:\n  name: llm\n", 1))
+    renamed = build(example_repo, crds=[crds_dir]).files
+    assert pub.flux_problems(old, old) == []
+    assert pub.flux_problems(old, renamed) == [
+        f"{env}: the Flux objects change name or namespace: the old ones would delete "
+        "every model of the environment before the new ones create them again (README, "
+        "'Renaming the Flux objects')"
+        for env in ("dev", "prod")
+    ]
+    without_prod = {k: v for k, v in old.items() if not k.startswith("flux/prod/")}
+    assert pub.flux_problems(old, without_prod) == [
+        "prod: environment removed: its Flux objects would stop at 'path not found' and "
+        "remove nothing; tear it down on the cluster (README, 'Removing an environment')"
+    ]
+    meta = {pub.METADATA_FILE: b"{}"}  # a deploy tree, as publish reads it
+    problems = pub.prune_problems({**old, **meta}, {**renamed, **meta}, 0.3)
+    assert pub.flux_problems(old, renamed)[0] in problems
+
+
 def test_existing_foreign_branch_is_not_taken_over_silently(
     spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
