@@ -252,6 +252,16 @@ def long_flag(arg: str) -> str | None:
     return arg.partition("=")[0].replace("_", "-")
 
 
+def vllm_claimed_flag(arg: str, flags: Iterable[str]) -> str | None:
+    """Which of `flags` (long options, dashes) `arg` sets on vLLM's command line, spelt
+    out or abbreviated: vLLM's parser keeps argparse's prefix matching (allow_abbrev;
+    FlexibleArgumentParser, vllm v0.10.0 to v0.33.0), so `--por 9000` sets --port."""
+    flag = long_flag(arg)
+    if flag is None or len(flag) < 3:  # `--` ends the options
+        return None
+    return next((name for name in sorted(flags) if name.startswith(flag)), None)
+
+
 def plain_values(values: list[Any]) -> list[Any]:
     """Fresh plain-data copies of template values, as JSON (hence YAML) would read them."""
     try:

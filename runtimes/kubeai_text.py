@@ -23,7 +23,15 @@ from generator.fields import (
 )
 from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from generator.spec import SpecDocument, spec_override_model
-from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime, long_flag
+from runtimes.base import (
+    Endpoint,
+    Facts,
+    ObjectRef,
+    Problem,
+    Runtime,
+    long_flag,
+    vllm_claimed_flag,
+)
 
 MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
 ADAPTER_URL_RE = r"^(hf|s3|gs|oss)://[a-zA-Z0-9._:/@-]+$"
@@ -420,7 +428,7 @@ def _file_problems(files: Sequence[File]) -> Iterable[Problem]:
 def _owned_problems(engine: str, serve: KubeAIServe) -> Iterable[Problem]:
     flags = ENGINE_FLAGS.get(engine, {})
     for index, arg in enumerate(serve.args):
-        flag = long_flag(arg)
+        flag = vllm_claimed_flag(arg, flags) if engine == "VLLM" else long_flag(arg)
         if flag in flags:
             yield Problem(("serve", "args", index), f"{flag} is KubeAI's to set: {flags[flag]}")
     envs = ENGINE_ENVS[engine]

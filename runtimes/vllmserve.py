@@ -84,7 +84,15 @@ from generator.fields import (
 )
 from generator.k8sformats import DNS1035_LABEL, parse_quantity
 from generator.spec import SpecDocument, spec_override_model
-from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime, long_flag
+from runtimes.base import (
+    Endpoint,
+    Facts,
+    ObjectRef,
+    Problem,
+    Runtime,
+    long_flag,
+    vllm_claimed_flag,
+)
 from runtimes.vllm_engine import (
     BERT_LORA_SINCE,
     CPU_RUNAI_SINCE,
@@ -144,6 +152,15 @@ OWNED_FLAGS = frozenset(
         "--otlp-traces-endpoint",
     }
 )
+
+# Flags that move the server off the plain-HTTP TCP port the Service and the probes use
+# (vllm v0.10.0 and v0.33.0 entrypoints cli_args.py: --ssl-* serve HTTPS; v0.33.0 --uds
+# listens on a Unix socket): the pod would restart forever.
+UNREACHABLE_FLAGS = {
+    "--uds": "the server would listen on a Unix socket, not the port the Service and probes reach",
+    "--ssl-keyfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
+    "--ssl-certfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
+}
 
 _HF = rf"hf://{HF_REPO_ID}"
 _S3 = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?"
@@ -332,9 +349,9 @@ def pooling_args(task: str | None, version: Version | None) -> list[str]:
 
 
 def owned_flag(arg: str) -> str | None:
-    """The generator-owned flag `arg` sets (`--port 1`, `--port=1`, `--served_model_name`)."""
-    flag = long_flag(arg)
-    return flag if flag in OWNED_FLAGS else None
+    """The generator-owned flag `arg` sets (`--port 1`, `--port=1`, `--served_model_name`,
+    `--por 1`)."""
+    return vllm_claimed_flag(arg, OWNED_FLAGS)
 
 
 def _model_ref(url: str) -> tuple[str, list[str]]:
@@ -534,10 +551,14 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
         for index, arg in enumerate(serve.args):
             flag = owned_flag(arg)
             if flag:
+                written = arg.partition("=")[0]
+                spelt = "" if long_flag(arg) == flag else f" ({written} abbreviates it)"
                 yield Problem(
                     ("serve", "args", index),
-                    f"{flag} is set by servegen; use the spec's fields instead",
+                    f"{flag} is set by servegen{spelt}; use the spec's fields instead",
                 )
+            elif (flag := long_flag(arg)) in UNREACHABLE_FLAGS:
+                yield Problem(("serve", "args", index), f"{flag}: {UNREACHABLE_FLAGS[flag]}")
         if scaling.min_replicas is not None and scaling.max_replicas is None:
             yield Problem(
                 ("serve", "scaling", "min_replicas"),
@@ -560,6 +581,14 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
         for index, name in enumerate(names):
             if name in names[:index]:
                 yield Problem(("spec", "adapters", index, "name"), f"duplicate adapter {name!r}")
+            elif name == model_name(doc):
+                # vllm v0.10.0 serving_engine.py _maybe_get_adapters: a request's model
+                # name is looked up among the adapters first.
+                yield Problem(
+                    ("spec", "adapters", index, "name"),
+                    f"adapter {name!r} has the served model's name: every request for the "
+                    "model would go to the adapter",
+                )
         if serve.use_cpu_image and plan.gpus > 0:
             yield Problem(
                 ("serve", "use_cpu_image"),
