@@ -29,8 +29,7 @@ KUBEAI_MODEL_READY = "has(status.replicas) && status.replicas.ready >= 1"
 # condition it knows Current: an InferenceService KServe has not reconciled yet (no
 # status at all) would pass. Its Ready condition says what it is.
 KSERVE_ISVC_READY = (
-    "has(status.conditions) && "
-    "status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')"
+    "has(status.conditions) && status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')"
 )
 _EXPRESSIONS = {
     "Model": ("kubeai.org/v1", KUBEAI_MODEL_READY),

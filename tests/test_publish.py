@@ -265,7 +265,11 @@ def test_flux_objects_renamed_or_an_environment_removed_need_allow_prune(
         "'Renaming the Flux objects')"
         for env in ("dev", "prod")
     ]
-    without_prod = {k: v for k, v in old.items() if not k.startswith("flux/prod/")}
+    no_flux = {k: v for k, v in old.items() if not k.startswith("flux/")}
+    assert pub.flux_problems(old, no_flux) == []  # `flux:` dropped: Flux is run otherwise
+    without_prod = {
+        k: v for k, v in old.items() if not k.startswith(("flux/prod/", "clusters/prod/"))
+    }
     assert pub.flux_problems(old, without_prod) == [
         "prod: environment removed: its Flux objects would stop at 'path not found' and "
         "remove nothing; tear it down on the cluster (README, 'Removing an environment')"
