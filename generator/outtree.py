@@ -253,19 +253,21 @@ def deployed_objects(files: Mapping[str, bytes]) -> dict[str, set[str]]:
     return out
 
 
-def flux_objects_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str, str, str]]]:
-    """environment -> (kind, namespace, name) of each Flux object its flux folder holds."""
+def flux_sources_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str, str]]]:
+    """environment -> (namespace, name) of the GitRepository its flux folder holds: the
+    namespace and name its Kustomizations share (generator/flux.py object_names). Only
+    that small file is read: the models' Kustomization lists every model."""
     from generator.yamlio import parse_rendered  # only publish reads these back
 
-    out: dict[str, set[tuple[str, str, str]]] = {}
+    out: dict[str, set[tuple[str, str]]] = {}
     for path in files:
         if not path.startswith(f"{FLUX}/"):  # a tree of thousands of model files
             continue
         where = parse(path)
-        if where is None or where.kind != "flux" or where.file == KUSTOMIZATION:
+        if where is None or where.kind != "flux" or not where.file.startswith("gitrepository-"):
             continue
         found = out.setdefault(where._environment, set())
         for obj in parse_rendered(files[path].decode("utf-8")):
             meta = obj.get("metadata", {}) if isinstance(obj, dict) else {}
-            found.add((str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))))
-    return {env: frozenset(objects) for env, objects in out.items()}
+            found.add((str(meta.get("namespace")), str(meta.get("name"))))
+    return {env: frozenset(sources) for env, sources in out.items()}

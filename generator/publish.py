@@ -225,9 +225,9 @@ def flux_problems(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[st
     that change name or namespace are replaced: the old `-flux` Kustomization prunes the
     old objects, whose finalizer deletes every model they applied, before the new ones
     create them again."""
-    before, after = outtree.flux_objects_of(old), outtree.flux_objects_of(new)
+    before, after = outtree.flux_sources_of(old), outtree.flux_sources_of(new)
     problems = []
-    for env, objects in sorted(before.items()):
+    for env, sources in sorted(before.items()):
         if env not in after and f"{outtree.cluster_dir(env)}/{outtree.KUSTOMIZATION}" in new:
             continue  # `flux:` dropped from servegen.yaml: the environment stays
         if env not in after:
@@ -236,7 +236,7 @@ def flux_problems(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[st
                 "found' and remove nothing; tear it down on the cluster (README, "
                 "'Removing an environment')"
             )
-        elif objects != after[env]:
+        elif sources != after[env]:
             problems.append(
                 f"{env}: the Flux objects change name or namespace: the old ones would "
                 "delete every model of the environment before the new ones create them "
