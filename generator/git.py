@@ -512,10 +512,16 @@ def branch_refs(repo: Repo, branch: str, remote: str | None = None) -> BranchRef
     `current_branch` is `branch`, in one `for-each-ref` instead of three processes."""
     local = _branch_ref(branch)
     refs = [local] if remote is None else [local, tracking_ref(_check_remote(remote), branch)]
-    out = _check(
-        repo._run("for-each-ref", "--format=%(HEAD) %(objectname) %(refname)", *refs),
-        f"cannot read {local}",
-    )
+    res = repo._run("for-each-ref", "--format=%(HEAD) %(objectname) %(refname)", *refs)
+    out = _check(res, f"cannot read {local}")
+    # git lists a ref whose file names no object as absent, with only this warning: a
+    # publish would then take the branch for new, and its compare-and-swap fail forever.
+    broken = [ref for ref in refs if f"ignoring broken ref {ref}\n" in res.stderr + "\n"]
+    if broken:
+        raise GitError(
+            f"{broken[0]} is broken: it names no commit, and git will not change it; "
+            f"remove the file {repo.git_dir / broken[0]} (or write the right commit in it)"
+        )
     found: dict[str, str] = {}
     checked_out = False
     # Each line: "*" when HEAD is on the ref (else " "), its commit, its name (which

@@ -1117,6 +1117,15 @@ def test_transport_config_is_read_once_per_opened_repository(repo: g.Repo, work:
     assert g.transport_overrides(g.open_repo(work)) == ["core.sshcommand=ssh"]
 
 
+def test_a_broken_branch_ref_is_named_not_taken_for_absent(work: Path, repo: g.Repo) -> None:
+    """git lists a ref whose file names no object as absent (with a warning): publish
+    took the branch for new, and its compare-and-swap failed ten times."""
+    (work / ".git" / "refs" / "heads" / "deploy").write_text("garbage\n")
+    with pytest.raises(GitError, match="refs/heads/deploy is broken: it names no commit") as err:
+        g.branch_refs(repo, "deploy", "origin")
+    assert str(work / ".git" / "refs" / "heads" / "deploy") in str(err.value)
+
+
 def test_branch_refs_reads_branch_tracking_ref_and_head_in_one_process(
     repo: g.Repo, work: Path, tmp_path: Path
 ) -> None:
