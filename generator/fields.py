@@ -270,14 +270,18 @@ def pvc_claim_problem(url: str) -> str | None:
     other name can exist, so the pod would wait for it forever."""
     if not url.startswith("pvc://"):
         return None
-    claim = re.split(r"[/?]", url[len("pvc://") :], maxsplit=1)[0]
-    if DNS1123_SUBDOMAIN.matches(claim):
-        return None
-    return (
-        f"pvc:// claim {cut(claim)!r} {DNS1123_SUBDOMAIN.help}, at most "
-        f"{DNS1123_SUBDOMAIN.max_length} characters: it names the PersistentVolumeClaim "
-        "to mount"
-    )
+    claim, *sub_path = url[len("pvc://") :].split("?", 1)[0].split("/")
+    if not DNS1123_SUBDOMAIN.matches(claim):
+        return (
+            f"pvc:// claim {cut(claim)!r} {DNS1123_SUBDOMAIN.help}, at most "
+            f"{DNS1123_SUBDOMAIN.max_length} characters: it names the PersistentVolumeClaim "
+            "to mount"
+        )
+    # The rest is the volume's subPath, and the API server refuses one with a '..'
+    # segment (k8s v1.33 validateLocalDescendingPath): the pod is never created.
+    if {".", ".."} & set(sub_path):
+        return "pvc:// sub-paths may not contain '.' or '..' segments: the pod could not mount it"
+    return None
 
 
 def credential_name_problem(name: str, value: str) -> str | None:

@@ -252,6 +252,17 @@ def long_flag(arg: str) -> str | None:
     return arg.partition("=")[0].replace("_", "-")
 
 
+# Flags that move the server off the plain-HTTP TCP port the Service and the probes use
+# (vllm v0.10.0 and v0.33.0 entrypoints cli_args.py: --ssl-* serve HTTPS; v0.33.0 --uds
+# listens on a Unix socket): the pod would restart forever. KubeAI probes its vLLM
+# pods the same way (kubeai v0.22.1 engine_vllm.go).
+VLLM_UNREACHABLE_FLAGS = {
+    "--uds": "the server would listen on a Unix socket, not the port the Service and probes reach",
+    "--ssl-keyfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
+    "--ssl-certfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
+}
+
+
 def vllm_claimed_flag(arg: str, flags: Iterable[str]) -> str | None:
     """Which of `flags` (long options, dashes) `arg` sets on vLLM's command line, spelt
     out or abbreviated: vLLM's parser keeps argparse's prefix matching (allow_abbrev;

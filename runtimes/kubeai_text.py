@@ -24,6 +24,7 @@ from generator.fields import (
 from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import (
+    VLLM_UNREACHABLE_FLAGS,
     Endpoint,
     Facts,
     ObjectRef,
@@ -82,6 +83,9 @@ ENGINE_FLAGS: dict[str, dict[str, str]] = {
         "--port": _PORT,
     },
 }
+# kubeai v0.22.1 engine_ollama.go: for a pvc:// model it sets OLLAMA_MODELS=/model (the
+# claim's mount) before the spec's env, and the later entry wins.
+OLLAMA_PVC_ENVS = {"OLLAMA_MODELS": "it points Ollama at the mounted claim"}
 ENGINE_ENVS: dict[str, dict[str, str]] = {
     "VLLM": {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "it turns it on to load adapters at run time"},
     "OLlama": {"OLLAMA_HOST": _PORT},
@@ -278,10 +282,19 @@ class KubeAIText(Runtime[KubeAITextDocument]):
             )
         yield from _scaling_problems(serve.scaling)
         yield from _file_problems(serve.files)
-        yield from _owned_problems(spec.engine, serve)
+        yield from _owned_problems(spec, serve)
         names = [adapter.name for adapter in spec.adapters]
         for index, name in enumerate(names):
-            if name in names[:index]:
+            if name == model_name(doc):
+                # kubeai v0.22.1 engine_vllm.go serves the model as --served-model-name
+                # <Model name> and adapters.go loads each adapter under its own name;
+                # vLLM looks a request's model up among the adapters first.
+                yield Problem(
+                    ("spec", "adapters", index, "name"),
+                    f"adapter {name!r} has the model's name: every request for the model "
+                    "would go to the adapter",
+                )
+            elif name in names[:index]:
                 # kubeai v0.22.1 internal/modelcontroller/adapters.go labels the pod
                 # adapter.kubeai.org/<name> with the hash of one URL per name: two
                 # adapters of one name reload each other on every reconcile.
@@ -425,13 +438,18 @@ def _file_problems(files: Sequence[File]) -> Iterable[Problem]:
         )
 
 
-def _owned_problems(engine: str, serve: KubeAIServe) -> Iterable[Problem]:
+def _owned_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Problem]:
+    engine = spec.engine
     flags = ENGINE_FLAGS.get(engine, {})
     for index, arg in enumerate(serve.args):
         flag = vllm_claimed_flag(arg, flags) if engine == "VLLM" else long_flag(arg)
         if flag in flags:
             yield Problem(("serve", "args", index), f"{flag} is KubeAI's to set: {flags[flag]}")
+        elif engine == "VLLM" and (flag := long_flag(arg)) in VLLM_UNREACHABLE_FLAGS:
+            yield Problem(("serve", "args", index), f"{flag}: {VLLM_UNREACHABLE_FLAGS[flag]}")
     envs = ENGINE_ENVS[engine]
+    if engine == "OLlama" and spec.url.startswith("pvc://"):
+        envs = {**envs, **OLLAMA_PVC_ENVS}
     for name in serve.envs:
         if name in envs:
             yield Problem(("serve", "envs", name), f"{name} is KubeAI's to set: {envs[name]}")

@@ -62,9 +62,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from generator.config import Config, PinnedImage, Profile
 from generator.errors import cut
@@ -85,6 +85,7 @@ from generator.fields import (
 from generator.k8sformats import DNS1035_LABEL, parse_quantity
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import (
+    VLLM_UNREACHABLE_FLAGS,
     Endpoint,
     Facts,
     ObjectRef,
@@ -153,27 +154,12 @@ OWNED_FLAGS = frozenset(
     }
 )
 
-# Flags that move the server off the plain-HTTP TCP port the Service and the probes use
-# (vllm v0.10.0 and v0.33.0 entrypoints cli_args.py: --ssl-* serve HTTPS; v0.33.0 --uds
-# listens on a Unix socket): the pod would restart forever.
-UNREACHABLE_FLAGS = {
-    "--uds": "the server would listen on a Unix socket, not the port the Service and probes reach",
-    "--ssl-keyfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
-    "--ssl-certfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
-}
-
 _HF = rf"hf://{HF_REPO_ID}"
 _S3 = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?"
 _PVC = r"pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]+)*/?"
 MODEL_URL_RE = rf"^({_HF}(@[A-Za-z0-9][A-Za-z0-9._/-]*)?|{_S3}|{_PVC})$"
 ADAPTER_URL_RE = rf"^({_HF}|{_S3})$"
 GIB = 1 << 30
-
-
-def _no_dot_segments(url: str) -> str:
-    if url.startswith("pvc://") and {".", ".."} & set(url[len("pvc://") :].split("/")):
-        raise ValueError("pvc:// sub-paths may not contain '.' or '..' segments")
-    return url
 
 
 # --- the spec --------------------------------------------------------------------------
@@ -198,7 +184,7 @@ class Adapter(StrictModel):
 class VLLMModelSpec(StrictModel):
     """The model: what vLLM loads."""
 
-    url: Annotated[str, AfterValidator(_no_dot_segments)] = Field(
+    url: str = Field(
         pattern=MODEL_URL_RE,
         max_length=1024,
         description="Base model: hf://org/model[@revision], s3://bucket/path or "
@@ -557,8 +543,8 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
                     ("serve", "args", index),
                     f"{flag} is set by servegen{spelt}; use the spec's fields instead",
                 )
-            elif (flag := long_flag(arg)) in UNREACHABLE_FLAGS:
-                yield Problem(("serve", "args", index), f"{flag}: {UNREACHABLE_FLAGS[flag]}")
+            elif (flag := long_flag(arg)) in VLLM_UNREACHABLE_FLAGS:
+                yield Problem(("serve", "args", index), f"{flag}: {VLLM_UNREACHABLE_FLAGS[flag]}")
         if scaling.min_replicas is not None and scaling.max_replicas is None:
             yield Problem(
                 ("serve", "scaling", "min_replicas"),
