@@ -462,12 +462,15 @@ class FluxState:
     applied: str | None  # the deploy commit sha Flux applied
     revision: str | None  # as Flux wrote it
     message: str
+    # Ready is Unknown (a reconcile under way) or waits for the -flux Kustomization:
+    # what it applied last still stands (see flux_state).
+    reconciling: bool = False
 
 
 def flux_state(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> FluxState:
     if not plan.flux:
         return FluxState(None, None, None, "no `flux:` in servegen.yaml: applied revision unknown")
-    kustomization = next(r for r in plan.flux if r.kind.kind == "Kustomization")
+    kustomization, *sync = (r for r in plan.flux if r.kind.kind == "Kustomization")
     source = next(r for r in plan.flux if r.kind.kind == "GitRepository")
     served, obj = snapshot.get(context, kustomization)
     if not served:
@@ -499,8 +502,34 @@ def flux_state(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> FluxS
             repo_ready = None
         if repo_ready is not None and repo_ready.get("status") == "False":
             message += f"; GitRepository not ready ({condition_text(repo_ready)})"
+    waiting = ready is not None and ready.get("reason") == DEPENDENCY_NOT_READY
+    if waiting and sync:
+        message += _dependency_text(snapshot.get(context, sync[0])[1], sync[0])
     ok = ready is not None and ready.get("status") == "True"
-    return FluxState(ok, applied, revision, message)
+    # kustomize-controller v1.9.4 kustomization_controller.go: lastAppliedRevision is
+    # written only once a revision is applied and its health checks pass; Ready turns
+    # Unknown at the start of every reconcile (the periodic ones too) and False with
+    # DependencyNotReady while the -flux Kustomization reconciles. Neither undoes it.
+    reconciling = ready is not None and (ready.get("status") == "Unknown" or waiting)
+    return FluxState(ok, applied, revision, message, reconciling)
+
+
+DEPENDENCY_NOT_READY = "DependencyNotReady"
+
+
+def _dependency_text(obj: Any, ref: Ref) -> str:
+    """Why the Kustomization a dependant waits for is not ready (a failed build of
+    flux/<env> would otherwise be told only as "dependency ... is not ready")."""
+    if obj is None:
+        return f"; {ref} not found"
+    try:
+        ready = condition(obj, "Ready")
+    except Malformed:
+        return ""
+    if ready is None or ready.get("status") == "True":
+        return ""
+    text = condition_text(ready)
+    return f"; {ref.name} Ready={ready.get('status')}" + (f" ({text})" if text else "")
 
 
 def evaluate(
@@ -523,9 +552,9 @@ def evaluate(
         elif flux.applied is None:
             in_sync = False
         elif flux.applied == published:
-            in_sync = bool(flux.ready)
+            in_sync = bool(flux.ready) or flux.reconciling
         elif history.same_for(plan.name, flux.applied):
-            in_sync = bool(flux.ready)
+            in_sync = bool(flux.ready) or flux.reconciling
             message += "; later publishes do not change this environment"
         else:
             in_sync = False

@@ -486,6 +486,32 @@ def test_a_failing_kustomization_is_out_of_sync(
     assert "Ready=False (HealthCheckFailed: health check failed)" in env["message"]
 
 
+def _flux_kustomizations(live: Live) -> list[tuple[str, str]]:
+    """The models' Kustomization, then the one applying flux/<env>."""
+    objects = flux_objects(live.result.models, live.result.config, ENV)
+    found = [o["metadata"] for o in objects if o["kind"] == "Kustomization"]
+    return [(m["namespace"], m["name"]) for m in found]
+
+
+@pytest.mark.parametrize("reason", ["Progressing", "DependencyNotReady"])
+def test_an_applied_commit_stays_in_sync_while_flux_reconciles(
+    live: Live, capsys: pytest.CaptureFixture[str], reason: str
+) -> None:
+    """kustomize-controller v1.9.4 sets lastAppliedRevision only once a revision passed
+    its health checks; Ready turns Unknown at every reconcile and False/DependencyNotReady
+    while the -flux Kustomization reconciles. A live commit read as out of sync then."""
+    (namespace, name), (sync_namespace, sync_name) = _flux_kustomizations(live)
+    reconciling = flux_status(live.deploy, False, reason)
+    reconciling["conditions"][0]["status"] = "Unknown" if reason == "Progressing" else "False"
+    live.api.set_status("Kustomization", namespace, name, reconciling)
+    failed = flux_status(live.deploy, False, "BuildFailed")
+    live.api.set_status("Kustomization", sync_namespace, sync_name, failed)
+    code, env = status_json(live, capsys)
+    assert (code, env["in_sync"], env["flux_ready"]) == (0, True, False)
+    if reason == "DependencyNotReady":  # what the dependency says, not only that it waits
+        assert f"; {sync_name} Ready=False (BuildFailed: health check failed)" in env["message"]
+
+
 def test_nothing_published_yet(
     tmp_path: Path,
     api: FakeKubeAPI,
