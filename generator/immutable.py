@@ -160,6 +160,17 @@ def _model_rules(old: Object, new: Object) -> Iterator[tuple[str, Any, Any, str]
     old_cache, new_cache = _get(old, "spec", "cacheProfile"), _get(new, "spec", "cacheProfile")
     if old_cache is not None and new_cache is not None and old_cache != new_cache:
         yield "spec.cacheProfile", old_cache, new_cache, f"{crd}: cacheProfile is immutable)"
+    elif old_cache is not None and new_cache is None:
+        # The CRD's rule holds only with both values; the controller (kubeai v0.22.1
+        # cache.go, model_controller.go) adds a cache-eviction finalizer for a shared
+        # cache and removes it on deletion only while cacheProfile is set.
+        yield (
+            "spec.cacheProfile",
+            old_cache,
+            "(none)",
+            "KubeAI removes its cache-eviction finalizer only while cacheProfile is set "
+            "(kubeai v0.22.1 model_controller.go): the Model could never be deleted",
+        )
     old_url, new_url = _get(old, "spec", "url"), _get(new, "spec", "url")
     if old_cache is not None and old_url != new_url:
         yield "spec.url", old_url, new_url, f"{crd}: url is immutable when using cacheProfile)"

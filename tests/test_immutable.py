@@ -83,6 +83,11 @@ def test_cache_profile_and_its_url_are_fixed_once_set(example_repo: Path, crds_d
     )
     fields = {c.field for c in tree_changes(other, moved) if c.environment == "dev"}
     assert fields == {"spec.url"}
+    # Dropped, the CRD lets it through, but KubeAI keeps its cache finalizer for good.
+    dropped = files_after(example_repo, crds_dir, TINYLLAMA, "  cache_profile: slow\n", "")
+    (change,) = [c for c in tree_changes(moved, dropped) if c.environment == "dev"]
+    assert (change.field, change.old, change.new) == ("spec.cacheProfile", "slow", "(none)")
+    assert change.rule.endswith("the Model could never be deleted")
 
 
 def test_mutable_changes_and_new_objects_are_not_flagged(
