@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
@@ -83,6 +85,19 @@ ENGINE_FLAGS: dict[str, dict[str, str]] = {
         "--port": _PORT,
     },
 }
+# kubeai v0.22.1 internal/modelcontroller/files.go updates the files' ConfigMap in place
+# and mounts each file by subPath, which a running pod never sees change; the pods roll
+# only when their spec's hash does (pod_plan.go, k8sutils.PodHash). The files' digest in
+# the env is part of that spec, so an edit of a file's content rolls them.
+FILES_DIGEST_ENV = "SERVEGEN_FILES_SHA256"
+
+
+def files_digest(files: Iterable[File]) -> str:
+    """sha256 of the files' paths and contents, in order."""
+    text = json.dumps([[f.path, f.content] for f in files], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # kubeai v0.22.1 engine_ollama.go: for a pvc:// model it sets OLLAMA_MODELS=/model (the
 # claim's mount) before the spec's env, and the later entry wins.
 OLLAMA_PVC_ENVS = {"OLLAMA_MODELS": "it points Ollama at the mounted claim"}
@@ -307,6 +322,8 @@ class KubeAIText(Runtime[KubeAITextDocument]):
         scaling = serve.scaling
         env = dict(OLLAMA_ENV) if spec.engine == "OLlama" else {}
         env.update(serve.envs)
+        if serve.files:
+            env[FILES_DIGEST_ENV] = files_digest(serve.files)
         url, revision_args = _revision(spec.url)
         model: dict[str, Any] = {
             "url": url,
@@ -450,6 +467,11 @@ def _owned_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
     envs = ENGINE_ENVS[engine]
     if engine == "OLlama" and spec.url.startswith("pvc://"):
         envs = {**envs, **OLLAMA_PVC_ENVS}
+    if FILES_DIGEST_ENV in serve.envs:
+        yield Problem(
+            ("serve", "envs", FILES_DIGEST_ENV),
+            f"{FILES_DIGEST_ENV} is servegen's to set: it rolls the pods when serve.files change",
+        )
     for name in serve.envs:
         if name in envs:
             yield Problem(("serve", "envs", name), f"{name} is KubeAI's to set: {envs[name]}")

@@ -268,6 +268,28 @@ def test_files_fit_one_configmap_by_bytes_not_characters() -> None:
     ]
 
 
+def test_a_change_of_file_content_rolls_the_pods() -> None:
+    """kubeai v0.22.1 updates the files' ConfigMap in place and mounts each file by
+    subPath; pods roll only on a change of their spec's hash. The digest in the env is
+    part of that spec: running pods kept stale files before."""
+
+    def env(content: str, path: str = "/etc/app.conf") -> dict[str, str]:
+        spec = model_spec(make({"files": [{"path": path, "content": content}], "envs": {"A": "1"}}))
+        return dict(spec["env"])
+
+    first = env("mode: a\n")
+    assert first["A"] == "1" and len(first["SERVEGEN_FILES_SHA256"]) == 64
+    assert env("mode: a\n") == first  # the same files: the same pods
+    assert env("mode: b\n")["SERVEGEN_FILES_SHA256"] != first["SERVEGEN_FILES_SHA256"]
+    assert (
+        env("mode: a\n", "/etc/b.conf")["SERVEGEN_FILES_SHA256"] != first["SERVEGEN_FILES_SHA256"]
+    )
+    assert "SERVEGEN_FILES_SHA256" not in (model_spec(make({"envs": {"A": "1"}}))["env"])
+    assert problems(make({"envs": {"SERVEGEN_FILES_SHA256": "x"}})) == [
+        "SERVEGEN_FILES_SHA256 is servegen's to set: it rolls the pods when serve.files change"
+    ]
+
+
 def test_a_file_path_is_at_most_one_configmap_key_long() -> None:
     longest = "/" + "a" * 252
     assert model_spec(make({"files": [{"path": longest, "content": "x"}]}))["files"]
