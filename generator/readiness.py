@@ -129,8 +129,21 @@ def _rollout_pending(obj: Object, desired: int, available: int) -> str | None:
 
 # Reasons a False Ready carries while pods still start: kserve v0.20.0
 # inference_service_status.go PropagateRawStatus copies the predictor Deployment's
-# Available=False (k8s deployment controller: MinimumReplicasUnavailable) onto it.
-_STARTING = frozenset({"MinimumReplicasUnavailable"})
+# Available=False (k8s deployment controller: MinimumReplicasUnavailable) onto it, and
+# the ingress reconcilers (reconcilers/ingress kube_ingress_reconciler.go and
+# httproute_reconciler.go) hold IngressReady False until the predictor is ready.
+_STARTING = frozenset(
+    {
+        "MinimumReplicasUnavailable",
+        "Predictor ingress not created",
+        "Transformer ingress not created",
+        "Explainer ingress not created",
+        "Predictor Deployment NotReady",
+        "Transformer Deployment NotReady",
+        "Explainer Deployment NotReady",
+        "InferenceService Deployment NotReady",
+    }
+)
 
 
 def inference_service(obj: Object, predictors: Sequence[Object]) -> Readiness:

@@ -223,6 +223,23 @@ def test_malformed_fields_raise_malformed(call: Any, message: str) -> None:
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        # kserve v0.20.0 reconcilers/ingress: IngressReady is False until the predictor is.
+        ("Predictor ingress not created", ""),
+        ("Predictor Deployment NotReady", "Predictor HTTPRoute not created"),
+    ],
+)
+def test_an_inference_service_waiting_for_its_ingress_is_not_failed(
+    reason: str, message: str
+) -> None:
+    starting = {"type": "Ready", "status": "False", "reason": reason, "message": message}
+    r = inference_service({"status": {"conditions": [starting]}}, [])
+    assert not r.ready and r.message is not None
+    assert r.message.startswith("not ready: ") and "failed" not in r.message
+
+
 def test_an_inference_service_still_starting_is_not_failed() -> None:
     """KServe copies the predictor Deployment's MinimumReplicasUnavailable onto Ready
     while its pods start: that is not a failure."""
