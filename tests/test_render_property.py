@@ -20,6 +20,7 @@ from generator.validate import ValidatedSpec
 from generator.yamlio import load_documents, parse_rendered
 from runtimes import registry
 from runtimes.base import ObjectRef
+from runtimes.kubeai_text import FILES_DIGEST_ENV, File, files_digest
 
 HOSTILE = [
     "\n---\nkind: Secret\n",
@@ -100,9 +101,12 @@ def test_kubeai_text_hostile_values(
     )
     (model,) = _assert_round_trip(spec, config)
     assert model["metadata"]["name"] == name
-    assert model["spec"].get("env", {}) == envs
+    files = [{"path": "/c", "content": content}]
+    # Beside the spec's own: the files' digest, which rolls the pods when they change.
+    digest = files_digest([File.model_validate(f) for f in files])
+    assert model["spec"].get("env", {}) == {**envs, FILES_DIGEST_ENV: digest}
     assert model["spec"].get("args", []) == extra
-    assert model["spec"]["files"] == [{"path": "/c", "content": content}]
+    assert model["spec"]["files"] == files
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
