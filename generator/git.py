@@ -1394,7 +1394,7 @@ _FILTER_KEYS = r"filter\..*\.(clean|smudge|process|required)"
 _FILTER_SETTINGS = ("clean", "smudge", "process", "required")
 _PROGRAM_KEYS = rf"^({_TRANSPORT_KEYS}|{_FILTER_KEYS})$"
 _TRUSTED_SCOPES = frozenset({"system", "global", "command"})
-_DEFAULTS = {"core.sshcommand": "ssh", "core.askpass": ""}  # core.gitproxy: _proxy_env
+_DEFAULTS = {"core.sshcommand": "ssh", "core.askpass": ""}  # core.gitproxy: _emptied_proxy
 
 
 def transport_overrides(repo: Repo) -> list[str]:
