@@ -256,11 +256,18 @@ def long_flag(arg: str) -> str | None:
 # (vllm v0.10.0 and v0.33.0 entrypoints cli_args.py: --ssl-* serve HTTPS; v0.33.0 --uds
 # listens on a Unix socket): the pod would restart forever. KubeAI probes its vLLM
 # pods the same way (kubeai v0.22.1 engine_vllm.go).
-VLLM_UNREACHABLE_FLAGS = {
+_UNREACHABLE_FLAGS = {
     "--uds": "the server would listen on a Unix socket, not the port the Service and probes reach",
     "--ssl-keyfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
     "--ssl-certfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
 }
+
+
+def vllm_unreachable_problems(index: int, arg: str) -> Iterable[Problem]:
+    """`serve.args[index]` when it takes vLLM's server off the port it is probed on."""
+    flag = long_flag(arg)
+    if flag in _UNREACHABLE_FLAGS:
+        yield Problem(("serve", "args", index), f"{flag}: {_UNREACHABLE_FLAGS[flag]}")
 
 
 def vllm_claimed_flag(arg: str, flags: Iterable[str]) -> str | None:

@@ -26,7 +26,6 @@ from generator.fields import (
 from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import (
-    VLLM_UNREACHABLE_FLAGS,
     Endpoint,
     Facts,
     ObjectRef,
@@ -34,6 +33,7 @@ from runtimes.base import (
     Runtime,
     long_flag,
     vllm_claimed_flag,
+    vllm_unreachable_problems,
 )
 
 MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
@@ -462,8 +462,8 @@ def _owned_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
         flag = vllm_claimed_flag(arg, flags) if engine == "VLLM" else long_flag(arg)
         if flag in flags:
             yield Problem(("serve", "args", index), f"{flag} is KubeAI's to set: {flags[flag]}")
-        elif engine == "VLLM" and (flag := long_flag(arg)) in VLLM_UNREACHABLE_FLAGS:
-            yield Problem(("serve", "args", index), f"{flag}: {VLLM_UNREACHABLE_FLAGS[flag]}")
+        elif engine == "VLLM":
+            yield from vllm_unreachable_problems(index, arg)
     envs = ENGINE_ENVS[engine]
     if engine == "OLlama" and spec.url.startswith("pvc://"):
         envs = {**envs, **OLLAMA_PVC_ENVS}

@@ -85,7 +85,6 @@ from generator.fields import (
 from generator.k8sformats import DNS1035_LABEL, parse_quantity
 from generator.spec import SpecDocument, spec_override_model
 from runtimes.base import (
-    VLLM_UNREACHABLE_FLAGS,
     Endpoint,
     Facts,
     ObjectRef,
@@ -93,6 +92,7 @@ from runtimes.base import (
     Runtime,
     long_flag,
     vllm_claimed_flag,
+    vllm_unreachable_problems,
 )
 from runtimes.vllm_engine import (
     BERT_LORA_SINCE,
@@ -543,8 +543,8 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
                     ("serve", "args", index),
                     f"{flag} is set by servegen{spelt}; use the spec's fields instead",
                 )
-            elif (flag := long_flag(arg)) in VLLM_UNREACHABLE_FLAGS:
-                yield Problem(("serve", "args", index), f"{flag}: {VLLM_UNREACHABLE_FLAGS[flag]}")
+            else:
+                yield from vllm_unreachable_problems(index, arg)
         if scaling.min_replicas is not None and scaling.max_replicas is None:
             yield Problem(
                 ("serve", "scaling", "min_replicas"),
