@@ -118,6 +118,9 @@ def test_defaults_render_deployment_and_service() -> None:
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert c["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] == 1800
+    # A replica still within its startup budget must not fail the rollout (and so Flux's
+    # health check): the deployment controller's deadline outlasts the probe's.
+    assert objects["Deployment/m"]["spec"]["progressDeadlineSeconds"] > 1800
     assert c["livenessProbe"]["periodSeconds"] == 30
     assert c["readinessProbe"]["periodSeconds"] == 10
     # uid 1000 has no passwd entry in the image: torch asks getpass.getuser(), which
