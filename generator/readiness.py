@@ -89,7 +89,8 @@ def deployment(obj: Object) -> Readiness:
     # kstatus (sigs.k8s.io/cli-utils v0.37.2 pkg/kstatus/status/core.go, checkGeneration
     # then deploymentConditions), which Flux health checks use: a rollout is done when
     # the controller has seen the generation, and has made, updated, made available and
-    # readied every desired replica, with no old one left terminating.
+    # readied every desired replica, with no old one left terminating, and has said so in
+    # its Progressing and Available conditions.
     desired = _int(obj, "spec", "replicas", default=1) or 0
     available = _int(obj, "status", "availableReplicas", default=0) or 0
     generation = _int(obj, "metadata", "generation", default=0) or 0
@@ -124,7 +125,25 @@ def _rollout_pending(obj: Object, desired: int, available: int) -> str | None:
         return f"{available}/{updated} updated available"
     if ready < desired:
         return f"{ready}/{desired} ready"
+    # Then the controller's own verdict, as kstatus reads it: Progressing True with
+    # NewReplicaSetAvailable (unless the deadline is switched off, which the controller
+    # marks as MaxInt32), and Available True.
+    progressing = condition(obj, "Progressing")
+    deadline = _int(obj, "spec", "progressDeadlineSeconds", default=_NO_DEADLINE)
+    rolled_out = progressing is not None and (
+        progressing.get("status"),
+        progressing.get("reason"),
+    ) == ("True", _ROLLED_OUT)
+    if deadline != _NO_DEADLINE and not rolled_out:
+        return "new ReplicaSet not yet reported available"
+    available_condition = condition(obj, "Available")
+    if available_condition is None or available_condition.get("status") != "True":
+        return "not yet reported Available"
     return None
+
+
+_NO_DEADLINE = 2**31 - 1
+_ROLLED_OUT = "NewReplicaSetAvailable"
 
 
 # Reasons a False Ready carries while pods still start: kserve v0.20.0

@@ -71,15 +71,34 @@ def _deployment(
     }
 
 
-def _counts(replicas: int, updated: int, ready: int, available: int) -> dict[str, int]:
-    """A Deployment's status replica counts, as the controller writes them."""
+ROLLED_OUT = [
+    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+]
+
+
+def _counts(
+    replicas: int, updated: int, ready: int, available: int, conditions: Any = None
+) -> dict[str, Any]:
+    """A Deployment's status replica counts, as the controller writes them, with the
+    conditions of a finished rollout unless `conditions` is given."""
     return {
         "observedGeneration": 1,
         "replicas": replicas,
         "updatedReplicas": updated,
         "readyReplicas": ready,
         "availableReplicas": available,
+        "conditions": ROLLED_OUT if conditions is None else conditions,
     }
+
+
+AVAILABLE = {"type": "Available", "status": "True"}
+UNAVAILABLE = {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}
+UPDATING = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
+
+
+def _with_deadline(obj: dict[str, Any], seconds: int) -> dict[str, Any]:
+    return {**obj, "spec": {**obj["spec"], "progressDeadlineSeconds": seconds}}
 
 
 # Progressing=False/ProgressDeadlineExceeded: the deployment controller gave up.
@@ -158,6 +177,30 @@ DEADLINE_EXCEEDED = {
                 generation=2,
             ),
             (False, 1, 0, "rollout not yet observed by the controller"),
+        ),
+        # Every count done, but the controller has not yet said so (kstatus's last two
+        # checks, cli-utils v0.37.2 core.go deploymentConditions).
+        (
+            _with_deadline(_deployment(2, _counts(2, 2, 2, 2, [AVAILABLE, UPDATING])), 600),
+            (False, 2, 2, "2/2 replicas available, new ReplicaSet not yet reported available"),
+        ),
+        # With the deadline switched off the controller writes no Progressing condition.
+        (
+            _with_deadline(_deployment(1, _counts(1, 1, 1, 1, [AVAILABLE])), 2**31 - 1),
+            (True, 1, 1, "1/1 replicas available"),
+        ),
+        (
+            _deployment(1, _counts(1, 1, 1, 1, [UNAVAILABLE, ROLLED_OUT[1]])),
+            (
+                False,
+                1,
+                1,
+                "1/1 replicas available, not yet reported Available (MinimumReplicasUnavailable)",
+            ),
+        ),
+        (
+            _deployment(1, _counts(1, 1, 1, 1, [ROLLED_OUT[1]])),
+            (False, 1, 1, "1/1 replicas available, not yet reported Available"),
         ),
     ],
 )
