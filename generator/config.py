@@ -328,7 +328,7 @@ class Profile(StrictModel):
     """Named scheduling and resource defaults; a spec's own values override them."""
 
     resources: Resources | None = Field(default=None, description="Default resources.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector.")
+    node_selector: Labels = Field(default_factory=dict, description="Node selector.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations.")
     runtime_class_name: DnsSubdomain | None = Field(
         default=None, description="RuntimeClass, e.g. nvidia."

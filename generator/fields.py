@@ -17,10 +17,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
 )
 
 from generator.errors import cut, printable
 from generator.k8sformats import (
+    ANNOTATIONS_TOTAL_MAX,
     DNS1035_LABEL,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
@@ -182,8 +185,20 @@ Labels = Annotated[
     Field(description="Kubernetes labels: keys `[prefix/]name`, values of at most 63 characters."),
 ]
 
+
+def _annotations_size(annotations: dict[str, str]) -> dict[str, str]:
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+    if size > ANNOTATIONS_TOTAL_MAX:
+        raise ValueError(
+            f"annotations take {size:,} bytes; an object's may take at most "
+            f"{ANNOTATIONS_TOTAL_MAX:,} (256 KiB), keys and values together"
+        )
+    return annotations
+
+
 Annotations = Annotated[
     dict[Annotated[str, AfterValidator(_annotation_key)], Text],
+    AfterValidator(_annotations_size),
     Field(description="Kubernetes annotations added to every object."),
 ]
 
@@ -396,11 +411,22 @@ SecretNames = Annotated[
 ]
 
 
+def _taint_key(key: str) -> str:
+    return _qualified_key(key, "taint key") if key else key
+
+
+# The API server's rules for a toleration (k8s v1.33 pkg/apis/core/validation/validation.go,
+# ValidateTolerations) hold here, at the field that breaks them: a pod with a toleration
+# that breaks one is never created.
 class Toleration(StrictModel):
     """A Kubernetes toleration, in the spec's snake_case."""
 
-    key: Line | None = Field(default=None, description="Taint key; empty with Exists matches all.")
-    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    key: Annotated[Line, AfterValidator(_taint_key)] | None = Field(
+        default=None, description="Taint key; empty with Exists matches all."
+    )
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Equal", validate_default=True, description="Exists or Equal."
+    )
     value: Line | None = Field(default=None, description="Taint value for Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
@@ -408,6 +434,32 @@ class Toleration(StrictModel):
     toleration_seconds: Int64 | None = Field(
         default=None, ge=0, description="For NoExecute: how long the pod stays bound."
     )
+
+    # Each check reads only fields declared before its own, and only when they passed
+    # (info.data holds the valid ones): one mistake is one message.
+    @field_validator("operator")
+    @classmethod
+    def _exists_without_key(cls, operator: str, info: ValidationInfo) -> str:
+        if "key" in info.data and not info.data["key"] and operator != "Exists":
+            raise ValueError("must be Exists when `key` is empty (which tolerates every taint)")
+        return operator
+
+    @field_validator("value")
+    @classmethod
+    def _value_for_operator(cls, value: str | None, info: ValidationInfo) -> str | None:
+        operator = info.data.get("operator")
+        if operator == "Exists" and value:
+            raise ValueError("must be empty when `operator` is Exists")
+        if operator == "Equal" and value is not None and not LABEL_VALUE.matches(value):
+            raise ValueError(f"taint value {cut(value)!r} {LABEL_VALUE.help}")
+        return value
+
+    @field_validator("toleration_seconds")
+    @classmethod
+    def _seconds_for_no_execute(cls, seconds: int | None, info: ValidationInfo) -> int | None:
+        if seconds is not None and "effect" in info.data and info.data["effect"] != "NoExecute":
+            raise ValueError("only applies with `effect: NoExecute`")
+        return seconds
 
     def to_kubernetes(self) -> dict[str, Any]:
         out: dict[str, Any] = {"operator": self.operator}

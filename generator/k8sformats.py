@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 __all__ = [
+    "ANNOTATIONS_TOTAL_MAX",
     "DNS1035_LABEL",
     "DNS1123_LABEL",
     "DNS1123_SUBDOMAIN",
@@ -92,11 +93,14 @@ LABEL_VALUE = Rule(
     "must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
     "letter or digit (or empty)",
 )
-# validation.go: IsEnvVarName (envVarNameFmt); servegen caps the length.
+# validation.go: IsEnvVarName, envVarNameFmt then hasChDirPrefix (not '.', not starting
+# with '..'), as clusters before 1.32 apply it (RelaxedEnvironmentVariableValidation, on
+# by default from 1.32, accepts more); servegen caps the length.
 ENV_VAR_NAME = Rule(
-    r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+    r"^([-_a-zA-Z]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$",  # no look-ahead: pydantic's regex
     256,
-    "must be a variable name: letters, digits, '_', '-' and '.', not starting with a digit",
+    "must be a variable name: letters, digits, '_', '-' and '.', not starting with a digit "
+    "or '..', and not '.'",
 )
 # k8s.io/apimachinery v0.33 pkg/api/resource/quantity.go: a number with an optional binary
 # (Ki..Ei), decimal (m, k, M..E) or exponent suffix. Signs and the n/u suffixes, which the
@@ -106,6 +110,10 @@ QUANTITY = Rule(
     64,
     "must be a Kubernetes quantity such as 500m, 2, 512Mi or 16Gi",
 )
+
+# k8s.io/apimachinery v0.33 pkg/api/validation/objectmeta.go ValidateAnnotationsSize: the
+# keys and values of one object's annotations, in bytes, at most 256 KiB together.
+ANNOTATIONS_TOTAL_MAX = 256 * 1024
 
 # The Go integer types behind Kubernetes fields: a number beyond one cannot be decoded,
 # by the API server for a built-in object (`spec.replicas` is an int32 in k8s.io/api

@@ -25,10 +25,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from generator.config import Config
 from generator.errors import RenderError
+from generator.fields import Resources
+from generator.k8sformats import parse_quantity
 from generator.spec import AnySpecDocument
 from generator.yamlio import parse_rendered
 
@@ -261,6 +263,30 @@ _UNREACHABLE_FLAGS = {
     "--ssl-keyfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
     "--ssl-certfile": "the server would speak HTTPS to the probes and clients, which speak HTTP",
 }
+
+
+def utilization_request_problem(
+    resources: Resources, own: Resources | None, resource: Literal["cpu", "mem"]
+) -> Problem | None:
+    """A request of 0 for the resource a utilization autoscaler divides by, or None.
+
+    kubernetes v1.33 pkg/controller/podautoscaler/metrics/utilization.go
+    GetResourceUtilizationRatio: usage over the pods' summed requests, and a sum of 0 is
+    an error at every sync, so the autoscaler never scales. `resources` is what renders
+    (profile and spec merged), `own` the spec's: the problem points where the 0 came from.
+    """
+    request = getattr(resources, resource)
+    if request is None or parse_quantity(request):
+        return None
+    where = (
+        ("serve", "resources", resource) if getattr(own, resource, None) else ("serve", "profile")
+    )
+    name = "CPU" if resource == "cpu" else "memory"
+    return Problem(
+        where,
+        f"a {name} request of 0 leaves the autoscaler, which scales on {name} utilization, "
+        f"nothing to divide by: it never scales; request more than 0",
+    )
 
 
 def vllm_unreachable_problems(index: int, arg: str) -> Iterable[Problem]:

@@ -32,7 +32,14 @@ from generator.fields import (
 )
 from generator.k8sformats import DNS1035_LABEL
 from generator.spec import SpecDocument, spec_override_model
-from runtimes.base import Endpoint, Facts, ObjectRef, Problem, Runtime
+from runtimes.base import (
+    Endpoint,
+    Facts,
+    ObjectRef,
+    Problem,
+    Runtime,
+    utilization_request_problem,
+)
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -484,6 +491,7 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
                 "the OpenAI route prefix must be empty or a URL path such as /openai",
             )
         yield from _scaling_problems(serve)
+        yield from _utilization_problems(doc, config)
         limit = config.policy.max_gpus_per_model
         count = gpus(doc, config)
         if limit is not None and count > limit:
@@ -681,6 +689,23 @@ def storage_account_name(doc: HuggingFaceServeDocument) -> str:
 
 def deployment_mode_name(mode: str, config: Config) -> str:
     return mode if config.kserve.at_least(16) else LEGACY_MODE_NAMES[mode]
+
+
+def _utilization_problems(doc: HuggingFaceServeDocument, config: Config) -> Iterable[Problem]:
+    # kserve v0.20.0 reconcilers/hpa/hpa_reconciler.go getHPAMetrics: in Standard mode
+    # the HPA scales on CPU utilization unless scale_metric is memory (memory only with
+    # a scale_target). Only worth saying where it can scale at all.
+    serve = doc.serve
+    scaling = serve.scaling
+    floor = 1 if scaling.min_replicas is None else scaling.min_replicas
+    if serve.deployment_mode != "Standard" or (scaling.max_replicas or 0) <= floor:
+        return
+    metric = scaling.scale_metric or "cpu"
+    if metric == "memory" and scaling.scale_target is None:
+        return
+    resource: Literal["cpu", "mem"] = "mem" if metric == "memory" else "cpu"
+    if problem := utilization_request_problem(_resources(doc, config), serve.resources, resource):
+        yield problem
 
 
 def _scaling_problems(serve: HFServe) -> Iterable[Problem]:

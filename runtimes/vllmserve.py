@@ -91,6 +91,7 @@ from runtimes.base import (
     Problem,
     Runtime,
     long_flag,
+    utilization_request_problem,
     vllm_claimed_flag,
     vllm_unreachable_problems,
 )
@@ -561,6 +562,11 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
                 ("serve", "replicas"),
                 "autoscaling needs at least one replica: set scaling.min_replicas",
             )
+        cpu_scaled = plan.hpa and scaling.metric == "cpu"
+        if cpu_scaled and (
+            zero := utilization_request_problem(plan.resources, serve.resources, "cpu")
+        ):
+            yield zero
         if doc.spec.adapters and not self.allows_adapters:
             yield Problem(("spec", "adapters"), f"{self.kind} does not support LoRA adapters")
         names = [adapter.name for adapter in doc.spec.adapters]

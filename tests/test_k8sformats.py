@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from generator import k8sformats
 from generator.check import ManifestChecker
-from generator.fields import Labels, Quantity
+from generator.fields import Annotations, EnvName, Labels, Quantity
 from generator.k8sformats import (
+    ANNOTATIONS_TOTAL_MAX,
     DNS1035_LABEL,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
+    ENV_VAR_NAME,
     LABEL_VALUE,
     PATH_SEGMENT,
     QUALIFIED_NAME,
@@ -75,6 +79,37 @@ def test_rules_take_and_refuse_what_kubernetes_does(
 ) -> None:
     assert [v for v in good if not rule.matches(v)] == []
     assert [v for v in bad if rule.matches(v)] == []
+
+
+def go_env_var_name(name: str) -> bool:
+    """apimachinery v0.29-v0.33 IsEnvVarName, as written there: envVarNameFmt, then
+    hasChDirPrefix."""
+    fmt = re.fullmatch(r"[-._a-zA-Z][-._a-zA-Z0-9]*", name) is not None
+    return fmt and name not in (".", "..") and not name.startswith("..")
+
+
+def test_env_var_names_are_exactly_the_ones_kubernetes_takes() -> None:
+    """Every name of up to four characters from the letters that matter: the one-regex
+    rule (pydantic's engine has no look-ahead) and the spec's type agree with Go's
+    two steps."""
+    spec_type = TypeAdapter(EnvName)
+    names = ["".join(p) for n in range(1, 5) for p in itertools.product(".-_a1", repeat=n)]
+    for name in names:
+        try:
+            spec_type.validate_python(name)
+            taken = True
+        except ValidationError:
+            taken = False
+        assert ENV_VAR_NAME.matches(name) is taken is go_env_var_name(name), name
+
+
+def test_annotations_may_take_256_kib_together() -> None:
+    fits = {"example.com/a": "x" * (ANNOTATIONS_TOTAL_MAX - len("example.com/a"))}
+    assert TypeAdapter(Annotations).validate_python(fits) == fits
+    over = {**fits, "b": ""}  # one more byte, in a key
+    assert "an object's may take at most 262,144 (256 KiB)" in spec_error(Annotations, over)
+    multibyte = {"example.com/a": "\u00e9" * (ANNOTATIONS_TOTAL_MAX // 2)}  # bytes, not chars
+    assert "annotations take 262,157 bytes" in spec_error(Annotations, multibyte)
 
 
 @pytest.mark.parametrize(
