@@ -114,9 +114,9 @@ def test_every_uses_is_pinned_to_a_commit_sha(path: Path) -> None:
 def test_action_inputs_and_commands() -> None:
     action = load(ACTION)
     inputs = action["inputs"]
-    assert set(inputs) >= {"command", "args", "python-version", "version"}
+    assert set(inputs) >= {"command", "args", "python-version", "requirement"}
     assert inputs["python-version"]["default"] == "3.12"
-    assert inputs["version"]["default"] == ""
+    assert inputs["requirement"]["default"] == ""
     assert action["runs"]["using"] == "composite"
     text = ACTION.read_text()
     assert "${{ github.action_path }}" in text
@@ -220,3 +220,53 @@ def test_the_action_passes_every_line_of_args_and_imports_nothing_from_the_repos
     assert report.is_file()  # the third line's option was passed
     token = done.stdout.splitlines()[0].removeprefix("::stop-commands::")
     assert re.fullmatch(r"[0-9a-f]{32}", token) and token != "0" * 32
+
+
+def test_the_action_installs_only_a_requirement_pinned_to_a_commit(tmp_path: Path) -> None:
+    """servegen is not on PyPI: `servegen==1.0` would install whatever took the name."""
+    [script] = [s for s in run_scripts(load(ACTION)) if "SERVEGEN_ACTION_PATH" in s]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RUNNER_TEMP": str(tmp_path)}
+    for requirement in (
+        "servegen==1.0",
+        "servegen @ git+https://github.com/o/servegen@main",
+        "servegen @ git+https://github.com/o/servegen@" + "0" * 40 + " evil",
+    ):
+        done = subprocess.run(
+            ["bash", "-c", script],
+            env={**env, "SERVEGEN_REQUIREMENT": requirement},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 1, requirement
+        assert done.stdout.startswith("::error title=servegen not pinned::"), done.stdout
+
+
+def test_the_action_publishes_on_a_runner_with_no_git_identity(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """A hosted runner configures no git identity: the bot's is the deploy commit's
+    committer, unless the repository's git config names one."""
+    script, env = action_step(example_repo, tmp_path)
+    env = {**env, "GIT_CONFIG_NOSYSTEM": "1", "SERVEGEN_COMMAND": "publish", "SERVEGEN_ARGS": ""}
+
+    def publish_committer() -> str:
+        done = subprocess.run(
+            ["bash", "-c", script], cwd=example_repo, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        log = ["git", "log", "-1", "--format=%cn <%ce>", "deploy"]
+        return subprocess.run(
+            log, cwd=example_repo, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    assert publish_committer() == "servegen[bot] <servegen-bot@users.noreply.github.com>"
+    git_config = ["git", "config", "user.name", "Ada"]
+    subprocess.run(git_config, cwd=example_repo, env=env, check=True)
+    subprocess.run(
+        [*git_config[:2], "user.email", "ada@example.com"], cwd=example_repo, env=env, check=True
+    )
+    spec = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
+    spec.write_text(spec.read_text().replace("serve:\n", "serve:\n  replicas: 2\n", 1))
+    subprocess.run(["git", "commit", "-qam", "two"], cwd=example_repo, env=env, check=True)
+    assert publish_committer() == "Ada <ada@example.com>"
