@@ -949,13 +949,15 @@ def export_tree(
     `..`, `.git` or absolute components (possible in hand-made trees) are refused,
     files are created with O_EXCL|O_NOFOLLOW, and no symlink is followed. With `links`
     (and `skip_special`), the tree's symlinks are made too, as links holding the text
-    the tree records, after every file: whoever reads the export judges them as it
-    judges links in a working tree (servegen's loader refuses any that lead out).
+    the tree records, after every file, and each submodule as a folder holding an empty
+    `.git` file: whoever reads the export judges them as it judges a working tree
+    (servegen's loader refuses links that lead out, and submodules).
     """
     listed = list_tree(repo, rev, prefix)
     entries = _regular_entries(listed, rev, skip_special)
     symlinks = [e for e in listed if links and e.kind == "blob" and e.mode == _SYMLINK_MODE]
-    for entry in (*entries, *symlinks):
+    submodules = [e for e in listed if links and e.kind == "commit"]
+    for entry in (*entries, *symlinks, *submodules):
         _path_parts(entry.path)  # validate every path before writing anything
     dest = Path(dest_dir)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -967,6 +969,8 @@ def export_tree(
         _write_new_file(dest, entry.path, blobs[entry.oid], entry.is_executable, checked)
     for entry in symlinks:
         _make_link(dest, entry.path, blobs[entry.oid], checked)
+    for entry in submodules:
+        _make_submodule(dest, entry.path, checked)
     return [e.path for e in entries]
 
 
@@ -976,6 +980,17 @@ def _make_link(dest: Path, rel: str, text: bytes, checked: set[Path]) -> None:
         target.symlink_to(os.fsdecode(text))
     except (OSError, ValueError) as exc:  # a NUL in the text, a name taken twice
         raise GitError(f"cannot export the symlink {rel!r}: {exc}") from exc
+
+
+def _make_submodule(dest: Path, rel: str, checked: set[Path]) -> None:
+    """A submodule as a checkout has one: its folder, holding a `.git` of another
+    repository (here empty: nothing reads it)."""
+    folder = _inside(dest, f"{rel}/-", checked).parent  # the folder, made inside dest
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(folder / ".git", flags, 0o644))
+    except OSError as exc:
+        raise GitError(f"cannot export the submodule {rel!r}: {exc}") from exc
 
 
 def _write_new_file(
@@ -1712,6 +1727,13 @@ def classify_push(status: int, stdout: str, stderr: str) -> PushResult:
 # --------------------------------------------------------------------------- working tree
 
 
+# `git status` looks inside submodules by default, and there git reads the submodule's own
+# config, filter drivers included, which filter_overrides() never saw: a program named
+# there would run. Both status calls below therefore pass --ignore-submodules=all; a
+# submodule among the specs is refused by the loader (load.NestedRepository) anyway.
+_NO_SUBMODULES = "--ignore-submodules=all"
+
+
 def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
     """Files under `paths` (relative to the worktree top) that differ from HEAD: staged,
     unstaged or untracked (ignored files excluded)."""
@@ -1726,6 +1748,7 @@ def uncommitted_paths(repo: Repo, paths: Sequence[str]) -> list[str]:
             "--porcelain=v1",
             "-z",
             "--untracked-files=all",
+            _NO_SUBMODULES,
             "--",
             *specs,
             env=worktree,
@@ -1765,6 +1788,7 @@ def worktree_status(repo: Repo, paths: Sequence[str]) -> WorktreeStatus:
     specs = [f":(top,literal){_normalize_prefix(p) or '.'}" for p in paths]
     env = {"GIT_WORK_TREE": str(repo.worktree), "GIT_OPTIONAL_LOCKS": "0"}
     args = ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"]
+    args.append(_NO_SUBMODULES)
     out = _check(
         repo._run(
             *args, "--ignored=matching", "--", *specs, env=env, config=filter_overrides(repo)

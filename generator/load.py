@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,9 +72,35 @@ def spec_files(
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         below = current[len(top) + 1 :].replace(os.sep, "/")  # os.walk joins onto `top`
         folder = f"{lead}{below}/" if below else lead
+        for nested in [d for d in dirs if os.path.lexists(f"{current}/{d}/.git")]:
+            dirs.remove(nested)
+            if onerror is not None:
+                onerror(NestedRepository(f"{current}/{nested}"))
         for name in sorted(files):
             if is_spec_file(name):
                 yield folder + name
+
+
+class NestedRepository(OSError):
+    """A folder among the specs that is a git submodule or another repository: its files
+    are in none of this repository's commits, so a publish (which builds a commit)
+    would leave out what validate and render read. Refused, in both."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            errno.EISDIR,
+            "a git submodule or another repository: its files are not in this "
+            "repository's commits, so publish would leave them out; move the specs into "
+            "this repository",
+            path,
+        )
+
+
+def folder_problem(exc: OSError) -> str:
+    """The message for a spec folder walk's error."""
+    if isinstance(exc, NestedRepository):
+        return str(exc.strerror)
+    return f"cannot read folder: {exc.strerror or exc}"
 
 
 def relative(root: Path, path: Path) -> str:
@@ -166,7 +193,44 @@ def _unsafe_path(root: Path, path: Path) -> str | None:
         return "symlink points outside the repository; refusing to follow it"
     if not target.is_file():
         return "symlink does not point to a regular file"
-    return None
+    return link_text_problem(root, path)
+
+
+_MAX_HOPS = 40  # as the kernel's ELOOP limit
+
+
+def link_text_problem(root: Path, path: Path) -> str | None:
+    """Why a symlink's text (each link of a chain) would not name the same file in
+    every copy of the repository, or None.
+
+    git stores a link's text as written, and a clone elsewhere, or the export of a
+    commit that publish builds, resolves it from its own folder: an absolute path, or a
+    relative one that climbs above the repository's top (even to come back in by the
+    folder's name), reaches inside only here.
+    """
+    top = root.resolve()
+    current = path
+    for _ in range(_MAX_HOPS):
+        if not current.is_symlink():
+            return None
+        text = current.readlink()
+        if text.is_absolute():
+            return (
+                "symlink to an absolute path: git stores it as written, so in a clone "
+                "elsewhere (or the commit publish builds) it points outside the "
+                "repository; make it relative"
+            )
+        folder = current.parent.resolve()
+        if not folder.is_relative_to(top):
+            return None  # reached through a linked folder: the resolved checks judge it
+        rel = posixpath.normpath(f"{folder.relative_to(top).as_posix()}/{text.as_posix()}")
+        if rel == ".." or rel.startswith("../"):
+            return (
+                "symlink climbs above the repository's top folder: from another copy of "
+                "the repository it points elsewhere; link within the repository"
+            )
+        current = top / rel
+    return "symlink loop; refusing to follow it"
 
 
 def load_config_file(root: Path) -> SourceFile | Diagnostic | None:
@@ -181,6 +245,10 @@ def load_specs(root: Path, spec_dir: str) -> LoadResult:
     diagnostics: list[Diagnostic] = []
     failed: set[str] = set()
     base = root / spec_dir
+    problem = link_text_problem(root, base) if base.is_symlink() else None
+    if problem:
+        diag = file_error(spec_dir, f"spec folder: {problem}")
+        return LoadResult((), (diag,), frozenset({spec_dir}))
     if base.is_symlink() and not base.resolve().is_relative_to(root.resolve()):
         diag = file_error(spec_dir, "spec folder is a symlink outside the repository")
         return LoadResult((), (diag,), frozenset({spec_dir}))
@@ -190,7 +258,7 @@ def load_specs(root: Path, spec_dir: str) -> LoadResult:
         rel = relative(root, where) if where.is_relative_to(root) else spec_dir
         if exc.errno == errno.ENOENT and where == base:
             return  # a missing spec folder is a warning, given by validation
-        diagnostics.append(file_error(rel, f"cannot read folder: {exc.strerror or exc}"))
+        diagnostics.append(file_error(rel, folder_problem(exc)))
         failed.add(rel)
 
     for path in discover(root, spec_dir, unreadable):

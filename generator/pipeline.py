@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import os
 import stat
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,7 +41,9 @@ from generator.load import (
     MAX_FILE_BYTES,
     SourceFile,
     file_error,
+    folder_problem,
     is_spec_file,
+    link_text_problem,
     parse_source,
     read_source,
     spec_files,
@@ -217,7 +220,7 @@ class Repository:
             rel = _relative(self.root, where) if where.is_relative_to(self.root) else folder
             if exc.errno == errno.ENOENT and where == base:
                 return  # a missing spec folder is a warning (see validation_problems)
-            problem = file_error(rel, f"cannot read folder: {exc.strerror or exc}")
+            problem = file_error(rel, folder_problem(exc))
             self._folder_problems[rel] = problem
 
         listed = set(spec_files(self.root, folder, unreadable))
@@ -227,7 +230,11 @@ class Repository:
     def spec_root_problem(self) -> Diagnostic | None:
         # A linked spec folder must stay inside the repository.
         base = self.spec_root
-        if base.is_symlink() and not base.resolve().is_relative_to(self.root.resolve()):
+        if not base.is_symlink():
+            return None
+        if problem := link_text_problem(self.root, base):
+            return file_error(self.config.specs, f"spec folder: {problem}")
+        if not base.resolve().is_relative_to(self.root.resolve()):
             return file_error(self.config.specs, "spec folder is a symlink outside the repository")
         return None
 
@@ -239,8 +246,8 @@ class Repository:
         folder = self.spec_root
         for part in parts[:-1]:
             folder = folder / part
-            if folder.is_symlink() or not folder.is_dir():
-                return False
+            if folder.is_symlink() or not folder.is_dir() or os.path.lexists(folder / ".git"):
+                return False  # a nested repository is not walked (load.NestedRepository)
         path = folder / parts[-1]
         return (path.is_symlink() or path.exists()) and not path.is_dir()
 

@@ -33,7 +33,7 @@ from generator.load import parse_source
 from generator.outtree import models_by_environment
 from generator.publish import recorded_source
 from generator.snapshot import exported, repository_prefix
-from generator.specedit import remove_key, set_value
+from generator.specedit import EditError, remove_key, set_value
 from generator.validate import Validated, ValidatedSpec, validate_file, validate_repository
 from generator.versions import ModelVersion, describe_change, version_of
 from generator.write import atomic_write
@@ -104,6 +104,7 @@ class Plan:
 @dataclass
 class _File:
     path: str
+    original: str  # as read: what apply() expects to find before writing `text`
     text: str
     fields: dict[str, list[str]] = field(default_factory=dict)  # model -> fields changed
 
@@ -152,7 +153,7 @@ def plan(root: Path, request: PromoteRequest) -> Plan:
     if promotions and request.require_live:
         names = [p.model for p in promotions]
         live = check_live(root, validated.config, request.source, names)
-    edits = [FileEdit(f.path, read_spec(root, f.path), f.text) for f in files.values()]
+    edits = [FileEdit(f.path, f.original, f.text) for f in files.values()]
     edits = [edit for edit in edits if edit.old != edit.new]
     _check_result(validated, edits, request, {promotion.model for promotion in promotions})
     return Plan(
@@ -309,7 +310,8 @@ def _promote_spec(
     """Edit the spec's file (in `files`) so the target runs the source's values."""
     entry = files.get(spec.path)
     if entry is None:
-        entry = files[spec.path] = _File(spec.path, read_spec(root, spec.path))
+        text = read_spec(root, spec.path)
+        entry = files[spec.path] = _File(spec.path, text, text)
     source, target = spec.environments[request.source], spec.environments[request.target]
     wanted = [("spec", name) for name in spec.runtime.spec_overrides]
     # `serve` fields that are part of the model version are always promoted.
@@ -321,11 +323,15 @@ def _promote_spec(
         if new == old:
             continue
         where = ("environments", request.target, part, name)
-        if new is None and _effective(spec.base, part, name) is None:
-            # Back to the base's default: drop the target's override rather than pin null.
-            entry.text = remove_key(entry.text, spec.document.index, where)
-        else:
-            entry.text = set_value(entry.text, spec.document.index, where, new)
+        try:
+            if new is None and _effective(spec.base, part, name) is None:
+                # Back to the base's default: drop the target's override, not pin null.
+                entry.text = remove_key(entry.text, spec.document.index, where)
+            else:
+                entry.text = set_value(entry.text, spec.document.index, where, new)
+        except EditError as exc:  # "4:44: ..." (a position) or a sentence: name the file
+            separator = "" if str(exc)[:1].isdigit() else " "
+            raise EditError(f"{spec.path}:{separator}{exc}") from None
         changed.append(f"{part}.{name}")
     return tuple(changed)
 
@@ -389,6 +395,13 @@ def apply(plan_: Plan, root: Path, *, commit: bool = False) -> Plan:
             raise PromoteError(
                 f"{', '.join(dirty)} has uncommitted changes: commit or stash them first, "
                 "so the promotion commit holds only the promoted values"
+            )
+    # A file saved since it was read (an editor, another promote) keeps that save: every
+    # file is compared with what the plan read before any is written.
+    for edit in plan_.edits:
+        if read_spec(root, edit.path) != edit.old:
+            raise PromoteError(
+                f"{edit.path} changed since promote read it; nothing was written, run it again"
             )
     for edit in plan_.edits:
         target = root / edit.path

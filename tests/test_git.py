@@ -438,15 +438,17 @@ def test_symlinks_and_submodules_are_refused_or_skipped(tmp_path: Path) -> None:
     assert (dest / "bin" / "run.sh").stat().st_mode & stat.S_IXUSR
     assert not (dest / "plain.yaml").stat().st_mode & stat.S_IXUSR
 
-    # With links, a symlink is exported as a link holding the tree's text, never followed
-    # (whoever reads the export judges it); the submodule stays out.
+    # With links, the export is judged as a working tree is: a symlink is a link holding
+    # the tree's text, never followed, and a submodule a folder holding a `.git` (which
+    # the loader refuses among the specs), with nothing of the submodule's in it.
     linked = tmp_path / "linked"
     assert g.export_tree(special, "HEAD", linked, skip_special=True, links=True) == [
         "bin/run.sh",
         "plain.yaml",
     ]
     assert (linked / "link.yaml").readlink() == Path("/etc/passwd")
-    assert not (linked / "vendor").exists()
+    assert [p.name for p in (linked / "vendor" / "sub").iterdir()] == [".git"]
+    assert (linked / "vendor" / "sub" / ".git").read_bytes() == b""
 
 
 def test_export_tree_refuses_hand_made_traversal(repo: g.Repo, work: Path, tmp_path: Path) -> None:
@@ -629,6 +631,29 @@ def test_filter_drivers_of_the_repositorys_own_config_never_run(
     g.commit_paths(repo, ["specs/llama/serve.yaml"], "promote llama")
     assert list(ran.iterdir()) == []
     assert sh(work, "show", "HEAD:specs/llama/serve.yaml") == "model: llama-3"
+
+
+def test_a_submodules_own_filter_drivers_never_run(
+    work: Path, repo: g.Repo, tmp_path: Path
+) -> None:
+    """`git status` looks inside submodules, where git reads the submodule's own config:
+    a filter driver it names ran during publish's check of the working tree."""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "a.txt").write_text("hi\n")
+    (sub / ".gitattributes").write_text("* filter=Evil\n")
+    sh(tmp_path, "init", "-q", str(sub))
+    sh(sub, "add", "-A")
+    sh(sub, "commit", "-qm", "sub")
+    sh(work, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "specs/sub")
+    sh(work, "commit", "-qm", "with a submodule")
+    sh(work / "specs" / "sub", "config", "filter.Evil.clean", f"sh -c 'touch {ran}/clean; cat'")
+    (work / "specs" / "sub" / "a.txt").write_text("hi\n")  # a new stat: status reads it
+    assert g.uncommitted_paths(repo, ["specs"]) == []
+    assert g.worktree_status(repo, ["specs"]).entries == ()
+    assert list(ran.iterdir()) == []
 
 
 def test_the_users_own_filter_drivers_still_apply(work: Path, repo: g.Repo) -> None:

@@ -160,6 +160,55 @@ def test_symlink_inside_the_repository_is_followed(tmp_path: Path) -> None:
     assert source.documents[0].data["name"] == "shared-chat"
 
 
+def test_symlink_to_an_absolute_path_inside_is_refused(tmp_path: Path) -> None:
+    """git stores the text: in a clone elsewhere, or the export publish builds from, an
+    absolute link leads out of the repository, so it is refused here too."""
+    write(tmp_path / "shared" / "chat.yaml", spec("shared-chat"))
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "chat.yaml").symlink_to(tmp_path / "shared" / "chat.yaml")
+    diag = only_diagnostic(read_source(tmp_path, tmp_path / "specs" / "chat.yaml"))
+    assert diag.message.startswith("symlink to an absolute path: git stores it as written")
+
+
+def test_symlink_climbing_out_and_back_in_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write(root / "shared" / "chat.yaml", spec("shared-chat"))
+    (root / "specs").mkdir()
+    (root / "specs" / "chat.yaml").symlink_to(Path("..") / ".." / "repo" / "shared" / "chat.yaml")
+    diag = only_diagnostic(read_source(root, root / "specs" / "chat.yaml"))
+    assert diag.message.startswith("symlink climbs above the repository's top folder")
+    # Each link of a chain is judged: a relative first link to an absolute second.
+    (root / "specs" / "chat.yaml").unlink()
+    (root / "specs" / "hop.yaml").symlink_to(root / "shared" / "chat.yaml")
+    (root / "specs" / "chat.yaml").symlink_to("hop.yaml")
+    diag = only_diagnostic(read_source(root, root / "specs" / "chat.yaml"))
+    assert diag.message.startswith("symlink to an absolute path")
+
+
+def test_a_spec_folder_linked_by_an_absolute_path_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "real" / "a.yaml", spec("a"))
+    (tmp_path / "specs").symlink_to(tmp_path / "real")
+    [diag] = load_specs(tmp_path, "specs").diagnostics
+    assert diag.path == "specs" and diag.message.startswith("spec folder: symlink to an absolute")
+    (tmp_path / "specs").unlink()
+    (tmp_path / "specs").symlink_to("real")
+    assert [f.path for f in load_specs(tmp_path, "specs").files] == ["specs/a.yaml"]
+
+
+def test_a_nested_repository_among_the_specs_is_refused(tmp_path: Path) -> None:
+    """A submodule's files are in none of this repository's commits: publish would leave
+    out what validate and render read."""
+    write(tmp_path / "specs" / "a.yaml", spec("a"))
+    write(tmp_path / "specs" / "vendor" / "b.yaml", spec("b"))
+    (tmp_path / "specs" / "vendor" / ".git").write_text("gitdir: ../../.git/modules/vendor\n")
+    loaded = load_specs(tmp_path, "specs")
+    assert [f.path for f in loaded.files] == ["specs/a.yaml"]
+    [diag] = loaded.diagnostics
+    assert (diag.path, diag.line, diag.col) == ("specs/vendor", 1, 1)
+    assert diag.message.startswith("a git submodule or another repository")
+    assert loaded.failed == {"specs/vendor"}
+
+
 def test_symlink_to_a_directory_is_not_a_spec(tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
     (tmp_path / "specs").mkdir()

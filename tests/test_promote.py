@@ -10,6 +10,7 @@ import pytest
 
 from generator import cli
 from generator.pipeline import build
+from generator.promote import PromoteError, PromoteRequest, apply, plan
 from generator.validate import validate_repository
 from generator.versions import version_of
 from tests.cluster import apply_environment
@@ -253,10 +254,44 @@ def test_shared_anchor_is_refused_and_nothing_written(
     code, out, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
     assert (code, out) == (1, "")
     assert err == (
-        "servegen: error: environments.prod.spec.url is shared through the YAML anchor &base-url: "
-        "changing it would change every alias of it too; edit it by hand\n"
+        "servegen: error: specs/vllm/qwen-chat.yaml: environments.prod.spec.url is shared "
+        "through the YAML anchor &base-url: changing it would change every alias of it too; "
+        "edit it by hand\n"
     )
     assert (staged / QWEN).read_bytes() == before
+
+
+def test_a_save_made_while_promote_runs_is_kept(staged: Path) -> None:
+    """The file is written only if it still holds what promote read: an edit saved in
+    between (an editor, another promote) used to be overwritten without a word."""
+    planned = plan(staged, PromoteRequest("dev", "prod", ("qwen-chat",)))
+    saved = (staged / QWEN).read_text().replace("replicas: 2", "replicas: 3")
+    (staged / QWEN).write_text(saved)
+    with pytest.raises(PromoteError, match=f"{QWEN} changed since promote read it"):
+        apply(planned, staged)
+    assert (staged / QWEN).read_text() == saved
+
+
+def test_a_file_the_editor_cannot_read_is_named_with_the_position(
+    staged: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tab before a comment is YAML the loader reads, but not the round-trip reader
+    promote edits with: the message names the file and says what to change."""
+    edit(
+        staged / QWEN,
+        "  url: hf://Qwen/Qwen2.5-1.5B-Instruct@main\n",
+        "  url: hf://Qwen/Qwen2.5-1.5B-Instruct@main\t# pinned\n",
+    )
+    commit_all(staged, "a tab before a comment")
+    code, _, err = publish(staged, crds_dir, capsys)
+    assert code == 0, err
+    lines = (staged / QWEN).read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "\t# pinned" in text)
+    col = lines[line - 1].index("\t") + 1
+    code, out, err = promote(staged, capsys, "qwen-chat", "--from", "dev", "--to", "prod")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"servegen: error: {QWEN}:{line}:{col}: found character '\\t'")
+    assert err.rstrip().endswith("; write spaces instead of this tab")
 
 
 def test_serve_fields_are_promoted_on_request(

@@ -73,3 +73,25 @@ def test_uncommitted_paths_sees_staged_unstaged_untracked_and_renamed(repo: Path
         "specs/new.yaml",
         "specs/vllm/whisper-small.yaml",
     ]
+
+
+def test_specs_in_a_submodule_are_refused_by_validate_and_publish_alike(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A submodule's files are in none of this repository's commits: validate read them
+    from the working tree while publish, building the commit, left them out."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    shutil.copy(repo / "specs" / "vllm" / "qwen-cpu.yaml", sub / "m.yaml")
+    (sub / "m.yaml").write_text((sub / "m.yaml").read_text().replace("qwen-cpu", "from-sub"))
+    sh(tmp_path, "init", "-q", str(sub))
+    sh(sub, "add", "-A")
+    sh(sub, "commit", "-qm", "sub")
+    sh(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "specs/sub")
+    sh(repo, "commit", "-qm", "a submodule among the specs")
+    message = "specs/sub:1:1: error: a git submodule or another repository"
+    for command in (["validate"], ["publish"], ["diff", "--committed", "--base", "HEAD~1"]):
+        code = cli.main(["-C", str(repo), *command])
+        captured = capsys.readouterr()
+        assert code == 1, (command, captured.out, captured.err)
+        assert message in captured.out + captured.err, (command, captured.out, captured.err)
