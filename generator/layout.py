@@ -244,6 +244,10 @@ def _flux_files(models: Sequence[ModelRender], config: Config, env: str) -> dict
     folder = outtree.flux_dir(env)
     files = {f"{folder}/{object_file(obj)}": _yaml("servegen.yaml", [obj]) for obj in objects}
     resources = sorted(object_file(obj) for obj in objects)
+    if config.environments[env].status_reader is not None:
+        # status's RBAC follows what it reads, which each render may change: the -flux
+        # Kustomization applies it, and prunes what a render drops.
+        resources.append(outtree.rbac_from_flux(env))
     files[f"{folder}/{outtree.KUSTOMIZATION}"] = _yaml(
         "servegen.yaml", [{**KUSTOMIZATION, "resources": resources}]
     )

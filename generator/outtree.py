@@ -76,6 +76,11 @@ def overlay_from_cluster(model: str, environment: str) -> str:
     return f"../../{overlay_dir(model, environment)}"
 
 
+def rbac_from_flux(environment: str) -> str:
+    """The RBAC folder as `flux/<env>/kustomization.yaml` names it."""
+    return f"../../{rbac_dir(environment)}"
+
+
 def patch_file(object_file: str) -> str:
     return f"{PATCH_PREFIX}{object_file}"
 

@@ -216,7 +216,7 @@ RBAC_HEADER = (
 
 
 def rbac_files(models: Sequence[ModelRender], config: Config) -> dict[str, bytes]:
-    """rbac/<env>/ for environments with a `status_reader`: apply with kubectl apply -k."""
+    """rbac/<env>/ for environments with a `status_reader`; flux/<env> includes it."""
     files: dict[str, bytes] = {}
     for env, settings in config.environments.items():
         if settings.status_reader is None:

@@ -830,6 +830,16 @@ def test_rendered_rbac_is_enough_for_status_and_only_reads(
     assert sorted((o["kind"], o["metadata"]["namespace"]) for o in built) == sorted(
         (o["kind"], o["metadata"]["namespace"]) for o in rbac_objects(plan, result.config)
     )
+    # Flux applies them with its own objects (the -flux Kustomization, pruning), so a
+    # render that reads a new kind or namespace brings its Role along.
+    for path, data in result.files.items():
+        if path.startswith("flux/dev/"):
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_bytes(data)
+    applied_by_flux = kustomize(folder / "flux" / "dev")
+    assert {(o["kind"], o["metadata"]["name"]) for o in built} <= {
+        (o["kind"], o["metadata"]["name"]) for o in applied_by_flux
+    }
     live.api.allow_roles(roles)
     code, out, err = status(live, capsys, "--env", ENV)
     assert code == 0, out + err
