@@ -59,15 +59,24 @@ class CheckResult:
 _COMPILED: dict[tuple[Any, ...], jsonschema_rs.Validator] = {}
 
 
-def _compile(key: tuple[Any, ...], build: Callable[[], JSON]) -> jsonschema_rs.Validator:
-    """Compile once per process: the same schema is shared by every ManifestChecker."""
+def _compile(
+    key: tuple[Any, ...], build: Callable[[], JSON], source: str = ""
+) -> jsonschema_rs.Validator:
+    """Compile once per process: the same schema is shared by every ManifestChecker.
+    `source` names the file the schema came from, for the message when it cannot be."""
     validator = _COMPILED.get(key)
     if validator is None:
         schema = build()
         try:
-            validator = jsonschema_rs.validator_for(schema)
+            # offline: a `$ref` to anything outside the schema (a file, a URL) is an
+            # error, never fetched; CRD schemas may not hold one at all (crdconvert).
+            validator = jsonschema_rs.validator_for(schema, offline=True)
         except (ValueError, jsonschema_rs.ReferencingError) as exc:
-            raise ServegenError(f"schema for {key[1]}/{key[2]} cannot be compiled: {exc}") from exc
+            first = str(exc).strip().split("\n", 1)[0]  # the rest dumps the schema
+            where = f"{source}: " if source else ""
+            raise ServegenError(
+                f"{where}schema for {key[1]}/{key[2]} cannot be compiled: {first}"
+            ) from exc
         _COMPILED[key] = validator
     return validator
 
@@ -181,6 +190,7 @@ class ManifestChecker:
                 _compile(
                     ("crd", api_version, kind, version, crd.key),
                     lambda: k8sschemas.bundle(crd.schema((api_version, kind)), definitions),
+                    str(crd.path),
                 )
             )
         if k8sschemas.is_builtin_group(api_version):

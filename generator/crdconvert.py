@@ -24,6 +24,7 @@ from generator import k8sschemas
 from generator.errors import ServegenError
 from generator.k8sformats import DNS1123_SUBDOMAIN
 from generator.k8sschemas import metadata_schema, with_root_metadata
+from generator.yamlio import YamlSyntaxError, load_documents
 
 JSON = dict[str, Any]
 Kind = tuple[str, str]  # (apiVersion, kind)
@@ -53,21 +54,13 @@ def convert_file(path: Path, data: bytes) -> dict[Kind, JSON]:
 
 
 def _yaml_documents(path: Path, text: str) -> list[Any]:
-    # Imported here: only a CRD file with no conversion cached needs a YAML parser.
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
+    # The reader specs go through: strict, aliases bounded (a CRD file is named by
+    # servegen.yaml, so it is the spec authors'), and faster than ruamel's C loader on
+    # the 2 MB KServe CRD. Where and what only: the parser's text may quote the file.
     try:
-        # The C loader (ruamel.yaml.clib): the KServe CRD alone is 2 MB of YAML.
-        return list(YAML(typ="safe", pure=False).load_all(text))
-    except MarkedYAMLError as exc:
-        # Where and what only: the parser's own text quotes the file, which may be any
-        # file servegen.yaml names.
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "1:1"
-        raise ServegenError(f"{path}:{where}: invalid YAML: {exc.problem or exc.context}") from exc
-    except YAMLError as exc:
-        raise ServegenError(f"{path}:1:1: invalid YAML") from exc
+        return [document.data for document in load_documents(text)]
+    except YamlSyntaxError as exc:
+        raise ServegenError(f"{path}:{exc.line}:{exc.col}: invalid YAML: {exc.message}") from None
 
 
 def _crd_versions(crd: JSON, path: Path) -> Iterator[tuple[Kind, JSON]]:
@@ -84,7 +77,12 @@ def _crd_versions(crd: JSON, path: Path) -> Iterator[tuple[Kind, JSON]]:
         name = _field(version, path, str, *where, "name")
         schema = _field(version, path, dict, *where, "schema")
         schema = _field(schema, path, dict, *where, "schema", "openAPIV3Schema")
-        root = with_root_metadata(convert(schema, structural=True), DNS1123_SUBDOMAIN)
+        try:
+            converted = convert(schema, structural=True)
+        except SchemaError as exc:
+            at = ".".join((*where, "schema", "openAPIV3Schema", *exc.where))
+            raise ServegenError(f"{path}: {at}: {exc}") from None
+        root = with_root_metadata(converted, DNS1123_SUBDOMAIN)
         yield (f"{group}/{name}", kind), share_repeats(root)
 
 
@@ -128,24 +126,86 @@ _IGNORED_KEYS = frozenset(
 _INT_OR_STRING_BRANCHES = [{"type": "integer"}, {"type": "string"}]
 
 
-def convert(node: Mapping[str, Any], *, structural: bool) -> JSON:
+class SchemaError(ValueError):
+    """A CRD schema node the API server would refuse, at `where` below openAPIV3Schema."""
+
+    def __init__(self, where: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+# apiextensions-apiserver (k8s v1.33) pkg/apis/apiextensions/validation/validation.go,
+# validateSchemaPropsForOpenAPI... : these JSONSchemaProps fields are refused in a CRD.
+# `$ref` also matters here: JSON Schema would fetch what it names (a file, a URL).
+_REFUSED_KEYS = frozenset(
+    {"$ref", "$schema", "id", "definitions", "dependencies", "patternProperties", "additionalItems"}
+)
+# JSONSchemaProps (k8s.io/apiextensions-apiserver v1 types_jsonschema.go) fields copied
+# as they are, with the JSON type each must have.
+_COPIED_KEYS: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "format": (str,),
+    "pattern": (str,),
+    "enum": (list,),
+    "required": (list,),
+    "uniqueItems": (bool,),
+    **dict.fromkeys(("maximum", "minimum", "multipleOf"), (int, float)),
+    **dict.fromkeys(
+        ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties"),
+        (int,),
+    ),
+}
+# Deeper than any CRD servegen knows (KServe's InferenceService: 14 schemas deep), and far
+# from Python's recursion limit.
+_MAX_DEPTH = 64
+
+
+def convert(node: Mapping[str, Any], *, structural: bool, where: tuple[str, ...] = ()) -> JSON:
     """One OpenAPI v3 (structural) schema node as JSON Schema 2020-12.
 
     `structural` is False inside anyOf/allOf/oneOf/not: fields named there are value
-    validations only, so they neither prune nor make anything unknown.
+    validations only, so they neither prune nor make anything unknown. A node the API
+    server would refuse raises SchemaError, naming where it is.
     """
+    if len(where) > 2 * _MAX_DEPTH:
+        raise SchemaError(where, f"schemas nested more than {_MAX_DEPTH} deep")
     out: JSON = {}
     for key, value in node.items():
+        at = (*where, str(key))
         if key in _IGNORED_KEYS:
             continue
         if key == "properties":
-            out[key] = {k: convert(v, structural=structural) for k, v in value.items()}
-        elif key in ("items", "additionalProperties", "not") and isinstance(value, Mapping):
-            out[key] = convert(value, structural=structural and key != "not")
-        elif key in ("allOf", "anyOf", "oneOf"):
-            out[key] = [convert(v, structural=False) for v in value]
-        else:
+            _expect(value, Mapping, at, "a mapping of schemas")
+            out[key] = {
+                k: convert(_schema(v, (*at, str(k))), structural=structural, where=(*at, str(k)))
+                for k, v in value.items()
+            }
+        elif key in ("items", "not") or (
+            key == "additionalProperties" and value is not True and value is not False
+        ):
+            child = _schema(value, at)
+            out[key] = convert(child, structural=structural and key != "not", where=at)
+        elif key == "additionalProperties":
             out[key] = value
+        elif key in ("allOf", "anyOf", "oneOf"):
+            _expect(value, list, at, "a list of schemas")
+            out[key] = [
+                convert(_schema(v, (*at, str(i))), structural=False, where=(*at, str(i)))
+                for i, v in enumerate(value)
+            ]
+        elif key in _REFUSED_KEYS:
+            raise SchemaError(
+                at, f"`{key}` is not supported in a CRD schema (the API server refuses it)"
+            )
+        elif key in _COPIED_KEYS:
+            _expect(value, _COPIED_KEYS[key], at, _COPIED_TYPES[_COPIED_KEYS[key]])
+            if key == "required" and not all(isinstance(name, str) for name in value):
+                raise SchemaError(at, "must be a list of field names")
+            out[key] = value
+        elif not str(key).startswith("x-kubernetes-"):
+            raise SchemaError(
+                at, "not a field of a CRD schema (apiextensions.k8s.io/v1 JSONSchemaProps)"
+            )
     _apply_extensions(node, out)
     if structural:
         _drop_defaulted_required(node, out)
@@ -155,6 +215,29 @@ def convert(node: Mapping[str, Any], *, structural: bool) -> JSON:
             # "False schema does not allow ..." at the parent; with it, all of them by name.
             out.setdefault("properties", {})
     return out
+
+
+_COPIED_TYPES = {
+    (str,): "a string",
+    (list,): "a list",
+    (bool,): "true or false",
+    (int, float): "a number",
+    (int,): "an integer",
+}
+
+
+def _expect(value: Any, want: type | tuple[type, ...], where: tuple[str, ...], what: str) -> None:
+    # bool is an int to Python, never to JSON Schema.
+    if not isinstance(value, want) or (
+        isinstance(value, bool) and bool not in (want if isinstance(want, tuple) else (want,))
+    ):
+        raise SchemaError(where, f"must be {what}")
+
+
+def _schema(value: Any, where: tuple[str, ...]) -> Mapping[str, Any]:
+    _expect(value, Mapping, where, "a schema (a mapping)")
+    result: Mapping[str, Any] = value
+    return result
 
 
 def _drop_defaulted_required(node: Mapping[str, Any], out: JSON) -> None:

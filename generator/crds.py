@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import tomllib
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import schemas
-from generator.errors import ServegenError
+from generator.errors import ServegenError, printable
 from generator.k8sformats import DNS1123_SUBDOMAIN
+from generator.yamlio import YamlSyntaxError, load_documents
 
 SOURCES_FILE = "SOURCES.toml"  # not .yaml/.json: a --crds scan of this folder skips it
 MAX_CRD_BYTES = 16 * 1024 * 1024  # the KServe CRD is 2 MB; anything far larger is not a CRD
@@ -122,27 +125,44 @@ def verify_bundled() -> list[str]:
 
 
 def summarize(data: bytes, origin: str) -> list[CrdSummary]:
-    """The CRDs in one YAML or JSON text; ServegenError when it holds none."""
-    from ruamel.yaml import YAML  # only `servegen crds` reads whole CRDs as YAML
-    from ruamel.yaml.error import YAMLError
-
+    """The CRDs in one YAML or JSON text; ServegenError when it holds none, or anything
+    besides CRDs, or a CRD the API server would refuse by its name."""
     try:
         text = data.decode("utf-8")
-        documents = list(YAML(typ="safe", pure=False).load_all(text))
-    except (UnicodeDecodeError, YAMLError, ValueError) as exc:
-        raise ServegenError(f"{origin}: not a YAML CRD: {exc}") from exc
+        # The reader specs go through: strict, with aliases bounded.
+        documents = [document.data for document in load_documents(text)]
+    except UnicodeDecodeError as exc:
+        raise ServegenError(f"{origin}: not a YAML CRD: not UTF-8 text") from exc
+    except YamlSyntaxError as exc:
+        raise ServegenError(
+            f"{origin}: not a YAML CRD: {exc.line}:{exc.col}: {exc.message}"
+        ) from None
     found = []
+    others = []
     for doc in documents:
+        if doc is None:
+            continue  # an empty document (a trailing `---`)
         if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+            others.append(doc.get("kind") if isinstance(doc, dict) else type(doc).__name__)
             continue
         try:
             spec, name = doc["spec"], str(doc["metadata"]["name"])
             versions = tuple(str(v["name"]) for v in spec["versions"] if v.get("served", True))
-            found.append(CrdSummary(str(spec["names"]["kind"]), str(spec["group"]), versions, name))
-        except (KeyError, TypeError) as exc:
+            kind, group = str(spec["names"]["kind"]), str(spec["group"])
+            plural = str(spec["names"]["plural"])
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ServegenError(f"{origin}: malformed CustomResourceDefinition ({exc})") from exc
+        # apiextensions-apiserver validation.go ValidateCustomResourceDefinition: the
+        # name is <plural>.<group>, and servegen names the file after it.
+        if name != f"{plural}.{group}":
+            raise ServegenError(
+                f"{origin}: CRD name {name!r:.80} is not <spec.names.plural>.<spec.group>"
+            )
+        found.append(CrdSummary(kind, group, versions, name))
     if not found:
         raise ServegenError(f"{origin}: contains no CustomResourceDefinition")
+    if others:  # kept whole as a CRD file, it would carry them along
+        raise ServegenError(f"{origin}: holds a {others[0]!s:.40} besides CRDs; only CRDs are kept")
     return found
 
 
@@ -161,29 +181,90 @@ class Fetched:
     changed: bool
 
 
+def shown_url(url: str) -> str:
+    """`url` for messages: no user name or password, no query (a token may be there)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    query = "?..." if parts.query else ""
+    return printable(urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")) + query)
+
+
 def fetch_url(url: str) -> bytes:
-    """The body at an http(s) URL, at most MAX_CRD_BYTES."""
+    """The body at an http(s) URL, at most MAX_CRD_BYTES, within FETCH_TIMEOUT_S in all.
+
+    Redirects are followed to http(s) only, and never from https down to http.
+    """
     import urllib.error  # imported here: only --refresh fetches
     import urllib.request
 
+    shown = shown_url(url)
     if not url.startswith(("https://", "http://")):
-        raise ServegenError(f"--refresh {url}: only http:// and https:// URLs are fetched")
+        raise ServegenError(f"--refresh {shown}: only http:// and https:// URLs are fetched")
+    if urllib.parse.urlsplit(url).username is not None:
+        raise ServegenError(
+            f"--refresh {shown}: a user name or password in the URL is refused (it would be "
+            "printed with every message); fetch a public URL"
+        )
+    opener = urllib.request.build_opener(_safe_redirects())
     request = urllib.request.Request(url, headers={"User-Agent": "servegen"})  # noqa: S310
+    deadline = time.monotonic() + FETCH_TIMEOUT_S
+    chunks: list[bytes] = []
+    size = 0
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310
-            data: bytes = response.read(MAX_CRD_BYTES + 1)
+        with opener.open(request, timeout=FETCH_TIMEOUT_S) as response:
+            # read1: at most one read of the socket, so a server that sends a byte at a
+            # time cannot hold one call (each waits FETCH_TIMEOUT_S at most) past the
+            # deadline.
+            while chunk := response.read1(1 << 16):
+                size += len(chunk)
+                if size > MAX_CRD_BYTES:
+                    raise ServegenError(
+                        f"--refresh {shown}: larger than {MAX_CRD_BYTES // 2**20} MiB"
+                    )
+                if time.monotonic() > deadline:
+                    raise ServegenError(
+                        f"--refresh {shown}: not fetched within {FETCH_TIMEOUT_S} s"
+                    )
+                chunks.append(chunk)
     except urllib.error.HTTPError as exc:
-        raise ServegenError(f"--refresh {url}: HTTP {exc.code} {exc.reason}") from exc
+        reason = str(exc.reason).split("\n", 1)[0]  # a redirect loop's text spans lines
+        raise ServegenError(f"--refresh {shown}: HTTP {exc.code} {printable(reason)}") from exc
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ServegenError(f"--refresh {url}: cannot fetch: {reason}") from exc
-    if len(data) > MAX_CRD_BYTES:
-        raise ServegenError(f"--refresh {url}: larger than {MAX_CRD_BYTES // 2**20} MiB")
-    return data
+        reason = str(getattr(exc, "reason", exc)).split("\n", 1)[0]
+        raise ServegenError(f"--refresh {shown}: cannot fetch: {printable(reason)}") from exc
+    return b"".join(chunks)
 
 
-def store(data: bytes, directory: Path, origin: str, suffix: str = ".yaml") -> Fetched:
-    """Write a fetched CRD text into `directory` as `<group>_<plural>.yaml`.
+def _safe_redirects() -> Any:
+    """A redirect handler that follows http(s) only, never from https down to http."""
+    import urllib.request  # imported here: only --refresh fetches (http.client, ssl...)
+
+    class SafeRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(
+            self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+        ) -> Any:
+            old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+            downgrade = (old.scheme, new.scheme) == ("https", "http")
+            if new.scheme not in ("http", "https") or downgrade:
+                raise ServegenError(
+                    f"--refresh {shown_url(req.full_url)}: redirected to {shown_url(newurl)}, "
+                    "which is not fetched (only http(s), never from https down to http)"
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return SafeRedirects()
+
+
+# A file name's limit on Linux file systems, less what store() adds for its temporary file.
+_MAX_FILE_NAME = 255 - len("..tmp") - 10
+
+
+def _target(
+    data: bytes, directory: Path, origin: str, suffix: str
+) -> tuple[Path, list[CrdSummary]]:
+    """Where store() writes a fetched CRD text: `<group>_<plural>.yaml` in `directory`.
 
     The file name comes from the CRD's own `metadata.name`, checked to be a DNS
     subdomain, so a hostile document cannot name a path outside `directory`.
@@ -198,22 +279,43 @@ def store(data: bytes, directory: Path, origin: str, suffix: str = ".yaml") -> F
             f"{origin}: CRD name {name!r} {DNS1123_SUBDOMAIN.help}, <plural>.<group>"
         )
     plural, _, group = name.partition(".")
-    target = directory / f"{group}_{plural}{suffix}"
+    file_name = f"{group}_{plural}{suffix}"
+    if len(file_name) > _MAX_FILE_NAME:
+        raise ServegenError(f"{origin}: CRD name {name[:60]!r}... is too long for a file name")
+    return directory / file_name, crds
+
+
+def _write(target: Path, data: bytes, crds: Sequence[CrdSummary]) -> Fetched:
     changed = not target.is_file() or target.read_bytes() != data
     if changed:
-        directory.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ServegenError(f"cannot write {target}: {exc.strerror or exc}") from exc
     return Fetched(target, hashlib.sha256(data).hexdigest(), tuple(crds), changed)
 
 
+def _store_all(bodies: Sequence[tuple[str, bytes]], directory: Path, suffix: str) -> list[Fetched]:
+    """Check every text and where it goes, then write them: one that fails writes nothing."""
+    planned = []
+    seen: dict[Path, str] = {}
+    for origin, data in bodies:
+        target, crds = _target(data, directory, origin, suffix)
+        if target in seen:
+            raise ServegenError(f"{origin} and {seen[target]} both hold {target.name}")
+        seen[target] = origin
+        planned.append((target, data, crds))
+    return [_write(target, data, crds) for target, data, crds in planned]
+
+
 def refresh(urls: list[str], directory: Path) -> list[Fetched]:
-    """Fetch every URL first, then store them: a failed fetch writes nothing."""
-    bodies = [(url, fetch_url(url)) for url in urls]
-    for url, data in bodies:
-        summarize(data, url)
-    return [store(data, directory, url) for url, data in bodies]
+    """Fetch every URL, check every CRD, then store them: a failure writes nothing."""
+    bodies = [(f"--refresh {shown_url(url)}", fetch_url(url)) for url in urls]
+    return _store_all(bodies, directory, ".yaml")
 
 
 def from_cluster(directory: Path) -> tuple[list[Fetched], list[str]]:
@@ -228,10 +330,8 @@ def from_cluster(directory: Path) -> tuple[list[Fetched], list[str]]:
         (entry.name, cluster.read(f"{_CRD_API}/{entry.name}", f"reading CRD {entry.name}"))
         for entry in bundled()
     ]
-    bodies = [(name, data) for name, data in found if data is not None]
-    for name, data in bodies:
-        summarize(data, f"cluster CRD {name}")
-    fetched = [store(data, directory, f"cluster CRD {name}", ".json") for name, data in bodies]
+    bodies = [(f"cluster CRD {name}", data) for name, data in found if data is not None]
+    fetched = _store_all(bodies, directory, ".json")
     return fetched, [name for name, data in found if data is None]
 
 

@@ -213,10 +213,19 @@ def cache_dir() -> Path:
     return Path(base) / "servegen" / "crds"
 
 
+# A cache entry is the sha256 of its JSON, a newline, then the JSON: one damaged in any way
+# (a disk, an editor, a crash) is converted again rather than trusted.
 def _cached(key: str) -> Converted | None:
     try:
-        return Converted.from_json(json.loads((cache_dir() / f"{key}.json").read_bytes()), key)
-    except (OSError, ValueError):
+        raw = (cache_dir() / f"{key}.json").read_bytes()
+    except OSError:
+        return None
+    digest, _, body = raw.partition(b"\n")
+    if digest != hashlib.sha256(body).hexdigest().encode():
+        return None
+    try:
+        return Converted.from_json(json.loads(body), key)
+    except ValueError:
         return None
 
 
@@ -226,7 +235,8 @@ def _convert_and_cache(path: Path, data: bytes, key: str) -> Converted:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(converted.to_json()), encoding="utf-8")
+        body = json.dumps(converted.to_json()).encode()
+        tmp.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
         tmp.replace(target)  # atomic: concurrent runs write the same bytes
     except OSError:
         pass  # a read-only home is fine: the cache only saves time

@@ -109,6 +109,9 @@ def _describe(error: jsonschema_rs.ValidationError) -> Iterator[tuple[list[str |
         yield path, _message(error)
 
 
+_MAX_CHOICES = 20
+
+
 def _message(error: jsonschema_rs.ValidationError) -> str:
     kind = error.kind
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern):
@@ -116,8 +119,12 @@ def _message(error: jsonschema_rs.ValidationError) -> str:
         if meaning:
             return f"{short(error.instance)} {meaning}"
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Enum):
-        # jsonschema_rs abbreviates long lists ("or 2 other candidates"); users need them all.
-        allowed = ", ".join(short(option) for option in kind.options)
+        # jsonschema_rs abbreviates long lists ("or 2 other candidates"); users need the
+        # choices, up to a line's worth (a CRD may list thousands).
+        options = list(kind.options)
+        allowed = ", ".join(short(option) for option in options[:_MAX_CHOICES])
+        more = len(options) - _MAX_CHOICES
+        allowed += f" and {more} more" if more > 0 else ""
         return f"{short(error.instance)} is not one of: {allowed}"
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Maximum):
         return f"{short(error.instance)} is greater than the maximum of {kind.limit}"

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,11 @@ def test_refresh_takes_the_file_name_from_a_checked_crd_name(
     (www / "hostile.json").write_text(json.dumps(hostile))
     code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"{base}/hostile.json"], capsys)
     assert code == 1
+    assert "CRD name '../../escape.kubeai.org' is not <spec.names.plural>.<spec.group>" in err
+    hostile["spec"]["names"]["plural"] = "../../escape"  # the name the API server wants
+    (www / "hostile.json").write_text(json.dumps(hostile))
+    code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"{base}/hostile.json"], capsys)
+    assert code == 1
     assert "'../../escape.kubeai.org' must be a DNS-1123 subdomain" in err
     assert list(tmp_path.rglob("*escape*")) == []
 
@@ -288,6 +294,106 @@ def test_refresh_only_fetches_http_urls(tmp_path: Path, capsys: pytest.CaptureFi
     local = bundled_dir() / "kubeai.org_models.yaml"
     code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"file://{local}"], capsys)
     assert code == 1 and "only http:// and https:// URLs" in err
+
+
+class _Tricks(http.server.BaseHTTPRequestHandler):
+    """Redirects, a body sent a byte at a time, and plain CRDs by name, on loopback."""
+
+    bodies: dict[str, bytes] = {}
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/to-ftp":
+            self._redirect("ftp://127.0.0.1:1/crd.yaml")
+        elif self.path == "/loop":
+            self._redirect("/loop")
+        elif self.path == "/drip":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(40):
+                self.wfile.write(b"#")
+                self.wfile.flush()
+                time.sleep(0.1)
+        else:
+            body = self.bodies.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    def _redirect(self, where: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", where)
+        self.end_headers()
+
+
+@pytest.fixture
+def tricks() -> Iterator[str]:
+    server = _Server(("127.0.0.1", 0), _Tricks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _named(group: str, plural: str) -> bytes:
+    body = json.loads(_crd(group, "Widget", "v1", []))
+    body["metadata"]["name"] = f"{plural}.{group}"
+    body["spec"]["names"]["plural"] = plural
+    return json.dumps(body).encode()
+
+
+def test_refresh_follows_no_redirect_out_of_http(
+    tmp_path: Path, tricks: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"{tricks}/to-ftp"], capsys)
+    assert code == 1 and "redirected to ftp://127.0.0.1:1/crd.yaml, which is not fetched" in err
+    code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"{tricks}/loop"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "HTTP 302" in err  # one line
+
+
+def test_refresh_gives_up_at_its_deadline_however_the_bytes_trickle(
+    tmp_path: Path, tricks: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(crds, "FETCH_TIMEOUT_S", 1)  # each read waits for a byte: 0.1 s
+    code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", f"{tricks}/drip"], capsys)
+    assert code == 1 and "not fetched within 1 s" in err
+
+
+def test_refresh_checks_every_crd_before_writing_any(
+    tmp_path: Path, tricks: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _Tricks.bodies = {
+        "/a": _named("example.com", "widgets"),
+        "/same": _named("example.com", "widgets"),
+        "/long": _named("example.com", ".".join(c * 63 for c in "wxy") + "." + "z" * 44),
+        "/two": _named("example.com", "widgets") + b"\n---\n" + _named("example.com", "gadgets"),
+    }
+    cases = {
+        "/same": "both hold example.com_widgets.yaml",
+        "/long": "is too long for a file name",
+        "/two": "holds 2 CRDs; fetch one CRD per URL",
+    }
+    for path, message in cases.items():
+        urls = ["--refresh", f"{tricks}/a", "--refresh", f"{tricks}{path}"]
+        code, _, err = run(["-C", str(tmp_path), "crds", *urls], capsys)
+        assert code == 1 and message in err, (path, err)
+        assert not (tmp_path / "crds").exists(), path  # not even the first one
+
+
+def test_refresh_prints_no_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = "http://alice:s3cret@127.0.0.1:1/crd.yaml"
+    code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", url], capsys)
+    assert code == 1 and "a user name or password in the URL is refused" in err
+    assert "s3cret" not in err and "alice" not in err
+    code, _, err = run(
+        ["-C", str(tmp_path), "crds", "--refresh", "http://127.0.0.1:1/c?token=ghp_x"], capsys
+    )
+    assert code == 1 and "http://127.0.0.1:1/c?..." in err and "ghp_x" not in err
 
 
 # --------------------------------------------------------------------------- from a cluster
