@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -122,10 +123,13 @@ def in_cluster_namespace(url: str) -> str | None:
     return match.group(1) if match else None
 
 
+KUBEAI_API_PATH = "/openai/v1"
+
+
 def kubeai_endpoint(namespace: str) -> str:
     """The OpenAI base URL of the KubeAI proxy installed in `namespace`."""
     # kubeai v0.22.1 charts/kubeai/templates/service.yaml: Service `kubeai`, port 80.
-    return f"http://kubeai.{namespace}.svc.cluster.local/openai/v1"
+    return f"http://kubeai.{namespace}.svc.cluster.local{KUBEAI_API_PATH}"
 
 
 class KubeAIInstall(StrictModel):
@@ -152,6 +156,15 @@ class KubeAIInstall(StrictModel):
                 f"{endpoint!r} is a Service in namespace {named!r}, but KubeAI runs in "
                 f"{namespace!r} (where the Models go): the endpoint and the namespace "
                 "must agree"
+            )
+        # kubeai v0.22.1 internal/openaiserver/handler.go serves its API under /openai/v1
+        # only; anything in front of its Service (another host) may map paths as it likes.
+        parts = urlsplit(endpoint or "")
+        kubeai_service = named is not None and (parts.hostname or "").split(".")[0] == "kubeai"
+        if kubeai_service and parts.path.rstrip("/") != KUBEAI_API_PATH:
+            raise ValueError(
+                f"{endpoint!r} is KubeAI's Service, which serves its OpenAI API under "
+                f"{KUBEAI_API_PATH}: end the endpoint with it"
             )
         return endpoint
 

@@ -439,7 +439,7 @@ def _arg_name(arg: str) -> str | None:
 
 
 def openai_prefix(doc: HuggingFaceServeDocument) -> str:
-    return doc.serve.envs.get(OPENAI_PREFIX_ENV, DEFAULT_OPENAI_PREFIX).rstrip("/")
+    return doc.serve.envs.get(OPENAI_PREFIX_ENV, DEFAULT_OPENAI_PREFIX)
 
 
 class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
@@ -485,11 +485,15 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
                 ("serve", "profile"), f"unknown profile {serve.profile!r} (known: {known})"
             )
         prefix = serve.envs.get(OPENAI_PREFIX_ENV)
-        if prefix and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+/?", prefix):
+        # kserve v0.15-v0.20 protocol/rest/openai/endpoints.py: APIRouter(prefix=...), and
+        # FastAPI refuses a prefix ending in "/": the model server would not start.
+        if prefix and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix):
             yield Problem(
                 ("serve", "envs", OPENAI_PREFIX_ENV),
-                "the OpenAI route prefix must be empty or a URL path such as /openai",
+                "the OpenAI route prefix must be empty or a URL path such as /openai, "
+                "without a trailing /",
             )
+        yield from _catalog_problems(serve, config)
         yield from _scaling_problems(serve)
         yield from _utilization_problems(doc, config)
         limit = config.policy.max_gpus_per_model
@@ -706,6 +710,33 @@ def _utilization_problems(doc: HuggingFaceServeDocument, config: Config) -> Iter
     resource: Literal["cpu", "mem"] = "mem" if metric == "memory" else "cpu"
     if problem := utilization_request_problem(_resources(doc, config), serve.resources, resource):
         yield problem
+
+
+def _catalog_problems(serve: HFServe, config: Config) -> Iterable[Problem]:
+    """What the endpoint catalog lists must be what the server serves."""
+    if serve.backend == "huggingface" and serve.huggingface_task is None:
+        # kserve v0.20.0 huggingfaceserver/__main__.py infers the task from the model's
+        # architecture, which servegen does not see: a classifier would serve no chat.
+        yield Problem(
+            ("serve", "huggingface_task"),
+            "set huggingface_task: with backend huggingface the runtime infers the task "
+            "from the model's architecture, and the endpoint catalog must say which API the "
+            "model serves (text_generation for chat, sequence_classification, ...)",
+        )
+    if serve.huggingface_task == "time_series_forecast" and not config.kserve.at_least(16):
+        # kserve v0.16.0 added the time-series task and its /v1/timeseries routes.
+        yield Problem(
+            ("serve", "huggingface_task"),
+            f"time_series_forecast needs KServe 0.16 or later (kserve.version is "
+            f"{config.kserve.version})",
+        )
+    if serve.vllm_task == "score" and config.kserve.version.lstrip("v") == "0.15.0":
+        # kserve v0.15.1 protocol/rest/openai/endpoints.py added /v1/rerank.
+        yield Problem(
+            ("serve", "vllm_task"),
+            "KServe 0.15.0 has no /rerank route (added in 0.15.1): set kserve.version "
+            "to the release the clusters run",
+        )
 
 
 def _scaling_problems(serve: HFServe) -> Iterable[Problem]:

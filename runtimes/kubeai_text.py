@@ -280,6 +280,15 @@ class KubeAIText(Runtime[KubeAITextDocument]):
                     f"engine {spec.engine} cannot serve {feature} (it serves "
                     f"{', '.join(sorted(ENGINE_FEATURES[spec.engine]))})",
                 )
+        pooled = sorted({"TextEmbedding", "Reranking"} & set(spec.features))
+        if spec.engine == "VLLM" and "TextGeneration" in spec.features and pooled:
+            # vllm v0.10.0 config.py _get_supported_tasks: one runner per server, generate
+            # or pooling; KubeAI (engine_vllm.go) starts one server per Model.
+            yield Problem(
+                ("spec", "features"),
+                f"one vLLM server either generates text or pools ({', '.join(pooled)}), "
+                "never both: serve them as two Models",
+            )
         if spec.url.startswith("ollama://") and spec.engine != "OLlama":
             yield Problem(("spec", "url"), "ollama:// URLs need engine OLlama")
         if spec.engine == "OLlama" and not spec.url.startswith(("ollama://", "pvc://")):

@@ -27,7 +27,7 @@ Choices made here:
   `--runner pooling` and lets vLLM pick the conversion from the architecture. The version
   comes from the image tag (`v0.10.2`, `0.10.1.1`, `v0.11.0-cu128`...), else from
   `vllm.version` in servegen.yaml; when neither says it (e.g. a digest-only image) the
-  newest form is assumed. Without a task neither flag is emitted: vLLM auto-detects.
+  newest form is assumed. The task is required: it decides the API the catalog lists.
 - Owned flags (--model, --served-model-name, --host, --port, LoRA, task/runner/convert,
   tracing) cannot be passed in `serve.args`; other user args come last, so they win
   over generated ones such as --max-loras or --load-format.
@@ -278,7 +278,9 @@ class VLLMPoolingServeOptions(VLLMServeOptions):
     """How a pooling (embedding, scoring, classification, reward) model is served."""
 
     task: Literal["embed", "classify", "score", "reward"] | None = Field(
-        default=None, description="Pooling task; unset: vLLM detects it from the model."
+        default=None,
+        description="Pooling task (required): embed, classify, score or reward; decides "
+        "the API the server runs and the endpoint catalog lists.",
     )
 
 
@@ -790,6 +792,18 @@ class VLLMServePooling(VLLMServeRuntime[VLLMServePoolingDocument]):
     features: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][0]
     paths: ClassVar[tuple[str, ...]] = POOLING_CATALOG[None][1]
     pooling: ClassVar[bool] = True
+
+    def spec_problems(self, doc: VLLMServePoolingDocument, config: Config) -> Iterable[Problem]:
+        yield from super().spec_problems(doc, config)
+        if doc.serve.task is None:
+            # vLLM (v0.10.0 config.py _get_supported_tasks) runs one pooling API per
+            # server, detected from the architecture unless told: a reranker detected as
+            # a classifier served no /embeddings, the API the catalog would list.
+            yield Problem(
+                ("serve", "task"),
+                "set task (embed, classify, score or reward): it decides the one API the "
+                "vLLM server runs, and the endpoint catalog lists that API",
+            )
 
     def mode_args(self, doc: VLLMServePoolingDocument, config: Config, image: str) -> list[str]:
         return pooling_args(doc.serve.task, vllm_version(image, config))

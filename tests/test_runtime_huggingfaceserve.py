@@ -381,7 +381,13 @@ def test_vllm_backend_tasks(task: str, feature: str, route: str, convert: str) -
 
 
 def test_return_raw_logits_alone_is_fine() -> None:
-    doc = make({"backend": "huggingface", "args": ["--return_raw_logits"]})
+    doc = make(
+        {
+            "backend": "huggingface",
+            "huggingface_task": "sequence_classification",
+            "args": ["--return_raw_logits"],
+        }
+    )
     assert paths(doc) == []
     both = make({"args": ["--return_probabilities", "--return-raw-logits"]})
     assert paths(both) == [("serve", "args", 1)]
@@ -545,7 +551,8 @@ def test_underscores_allowed_where_the_runtime_reads_them(args: list[str]) -> No
 
 def test_underscores_on_the_hugging_face_backend_are_its_own() -> None:
     # No vLLM parser there: the flag is huggingfaceserver's spelling or unknown either way.
-    assert paths(make({"backend": "huggingface", "args": ["--return_token_type_ids"]})) == []
+    serve = {"backend": "huggingface", "huggingface_task": "fill_mask"}
+    assert paths(make({**serve, "args": ["--return_token_type_ids"]})) == []
 
 
 # --- check() rules --------------------------------------------------------------------
@@ -674,12 +681,26 @@ def test_endpoint_for_predictive_tasks_uses_open_inference() -> None:
     )
 
 
-@pytest.mark.parametrize(("prefix", "base"), [("", "/v1"), ("/llm/", "/llm/v1")])
+@pytest.mark.parametrize(("prefix", "base"), [("", "/v1"), ("/llm", "/llm/v1")])
 def test_endpoint_follows_the_openai_route_prefix(prefix: str, base: str) -> None:
     doc = make({"envs": {"KSERVE_OPENAI_ROUTE_PREFIX": prefix}})
     assert paths(doc) == []
     endpoint = RUNTIME.endpoint(doc, Config(), "ns")
     assert endpoint.base_url == f"http://qwen-predictor.ns.svc.cluster.local{base}"
+
+
+def test_routes_follow_the_kserve_release() -> None:
+    """time_series_forecast and its routes came in 0.16, /rerank in 0.15.1."""
+    ts = make({"backend": "huggingface", "huggingface_task": "time_series_forecast"})
+    old = Config.model_validate({"kserve": {"version": "0.15"}})
+    assert [p.message for p in RUNTIME.spec_problems(ts, old)] == [
+        "time_series_forecast needs KServe 0.16 or later (kserve.version is 0.15)"
+    ]
+    rerank = make({"backend": "vllm", "vllm_task": "score"})
+    first = Config.model_validate({"kserve": {"version": "0.15.0"}})
+    assert [p.path for p in RUNTIME.spec_problems(rerank, first)] == [("serve", "vllm_task")]
+    patched = Config.model_validate({"kserve": {"version": "0.15.1"}})
+    assert list(RUNTIME.spec_problems(rerank, patched)) == []
 
 
 # --- hostile input --------------------------------------------------------------------

@@ -150,8 +150,9 @@ def repository(tmp_path: Path, kind: str, override: str, base_extra: str = "") -
     root = tmp_path / "repo"
     (root / "specs").mkdir(parents=True)
     (root / "servegen.yaml").write_text(CONFIG)
+    serve = "serve:\n  task: embed\n" if kind == "vllmserve-pooling" else ""  # required
     spec = (
-        f"kind: {kind}\nname: m\nspec:\n  {BASES[kind]}\n{base_extra}"
+        f"kind: {kind}\nname: m\nspec:\n  {BASES[kind]}\n{base_extra}{serve}"
         f"environments:\n  staging:\n    spec:\n      {override}\n"
     )
     (root / "specs" / "m.yaml").write_text(spec)
