@@ -79,6 +79,10 @@ def kubeai_model(obj: Object) -> Readiness:
         message = "model cache not loaded yet: KubeAI starts no replica before it is"
         return Readiness(False, desired, ready, message)
     if desired == 0 and ready == 0:
+        # internal/modelclient/scale.go ScaleAtLeastOneReplica returns at once while
+        # autoscaling is disabled: a request then waits and no replica starts.
+        if at(obj, "spec", "autoscalingDisabled") is True:
+            return Readiness(True, 0, 0, "pinned at 0 replicas: not served")
         return Readiness(True, 0, 0, "scaled to zero: starts on the first request")
     # The same rule as the Flux health check servegen renders (generator/flux.py).
     ok = ready >= 1

@@ -706,7 +706,7 @@ def _utilization_problems(doc: HuggingFaceServeDocument, config: Config) -> Iter
         return
     metric = scaling.scale_metric or "cpu"
     if metric == "memory" and scaling.scale_target is None:
-        return
+        return  # refused in _scaling_problems
     resource: Literal["cpu", "mem"] = "mem" if metric == "memory" else "cpu"
     if problem := utilization_request_problem(_resources(doc, config), serve.resources, resource):
         yield problem
@@ -764,6 +764,14 @@ def _scaling_problems(serve: HFServe) -> Iterable[Problem]:
             ("serve", "scaling", "scale_metric"),
             f"{mode} mode autoscales on {allowed}; scale_metric {scaling.scale_metric} "
             f"needs deployment_mode: {other}",
+        )
+    if mode == "Standard" and scaling.scale_metric == "memory" and scaling.scale_target is None:
+        # kserve v0.15-v0.20 hpa_reconciler.go getHPAMetrics sets no memory metric without
+        # a target, and Kubernetes defaults an HPA with no metrics to CPU at 80%.
+        yield Problem(
+            ("serve", "scaling", "scale_metric"),
+            "scale_metric memory needs a scale_target (a utilization percentage): without "
+            "one, KServe gives the autoscaler no metric and it scales on CPU instead",
         )
     if mode == "Standard" and scaling.scale_target is not None and scaling.scale_target > 100:
         yield Problem(

@@ -643,6 +643,15 @@ def _scaling_problems(scaling: Scaling) -> Iterable[Problem]:
             ("serve", "scaling", "replicas"),
             f"replicas ({pinned}) must be <= max_replicas ({limit})",
         )
+    if scaling.autoscaling_disabled and pinned == 0:
+        # kubeai v0.22.1 internal/modelclient/scale.go ScaleAtLeastOneReplica returns
+        # at once while autoscaling is disabled: no request starts a replica.
+        yield Problem(
+            ("serve", "scaling", "autoscaling_disabled"),
+            "pinned at 0 replicas: KubeAI starts none, so requests to this model wait until "
+            "they time out (it stays in the endpoint catalog)",
+            severity="warning",
+        )
     if scaling.replicas is not None and not scaling.autoscaling_disabled:
         yield Problem(
             ("serve", "scaling", "replicas"),

@@ -564,6 +564,16 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
                 ("serve", "replicas"),
                 "autoscaling needs at least one replica: set scaling.min_replicas",
             )
+        if plan.hpa and scaling.metric == "requests_waiting":
+            # vllm v1 engine/async_llm.py makes its stat loggers, Prometheus's included,
+            # only with log_stats: the metric the autoscaler reads would never appear.
+            for index, arg in enumerate(serve.args):
+                if _disables_stats(arg):
+                    yield Problem(
+                        ("serve", "args", index),
+                        f"--disable-log-stats stops vLLM exporting {WAITING_METRIC}, which "
+                        "the requests_waiting autoscaler scales on",
+                    )
         cpu_scaled = plan.hpa and scaling.metric == "cpu"
         if cpu_scaled and (
             zero := utilization_request_problem(plan.resources, serve.resources, "cpu")
@@ -773,6 +783,13 @@ class VLLMServeSpeech(VLLMServeRuntime[VLLMServeSpeechDocument]):
     features: ClassVar[tuple[str, ...]] = ("SpeechToText",)
     paths: ClassVar[tuple[str, ...]] = ("/audio/transcriptions", "/audio/translations", "/models")
     allows_adapters: ClassVar[bool] = False
+
+
+def _disables_stats(arg: str) -> bool:
+    """`arg` is --disable-log-stats, spelt out or abbreviated past --disable-log-
+    (shorter is ambiguous with --disable-log-requests, which vLLM refuses)."""
+    flag = long_flag(arg) or ""
+    return len(flag) > len("--disable-log-") and "--disable-log-stats".startswith(flag)
 
 
 # Catalog entry per pooling task. Only paths under /v1 are listed (the catalog appends

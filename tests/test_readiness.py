@@ -41,6 +41,12 @@ def _model(spec: dict[str, Any], status: Any = None) -> dict[str, Any]:
             {"replicas": {"all": 1, "ready": 0}},
             (False, 1, 0, "0/1 replicas ready"),
         ),
+        # Pinned at 0: no request starts a replica (ScaleAtLeastOneReplica returns).
+        (
+            {"minReplicas": 0, "replicas": 0, "autoscalingDisabled": True},
+            {"replicas": {"all": 0, "ready": 0}},
+            (True, 0, 0, "pinned at 0 replicas: not served"),
+        ),
         # A cached model starts nothing before its cache is loaded: blocked, not idle.
         (
             {"minReplicas": 0, "cacheProfile": "efs"},

@@ -601,7 +601,7 @@ def test_scale_to_zero_needs_knative() -> None:
     ],
 )
 def test_scale_metric_matches_the_autoscaler(mode: str, metric: str, ok: bool) -> None:
-    doc = make({"deployment_mode": mode, "scaling": {"scale_metric": metric}})
+    doc = make({"deployment_mode": mode, "scaling": {"scale_metric": metric, "scale_target": 70}})
     assert paths(doc) == ([] if ok else [("serve", "scaling", "scale_metric")])
 
 

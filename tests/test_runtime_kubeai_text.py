@@ -163,13 +163,22 @@ def test_hf_revision_becomes_vllms_revision_flag() -> None:
 def test_pinned_at_zero_renders_zero_and_is_not_health_checked(
     tmp_path: Path, crds_dir: Path
 ) -> None:
-    spec = model_spec(make({"scaling": {"autoscaling_disabled": True, "replicas": 0}}))
+    pinned_doc = make({"scaling": {"autoscaling_disabled": True, "replicas": 0}})
+    (obj,) = RUNTIME.render(pinned_doc, Config())
+    spec = obj["spec"]
     assert (spec["replicas"], spec["minReplicas"], spec["autoscalingDisabled"]) == (0, 0, True)
     pinned = CHAT + "serve:\n  scaling: {autoscaling_disabled: true, replicas: 0}\n"
     config = TWO_ENVIRONMENTS.replace("{namespace: llm-prod}", "{namespace: llm-prod, cluster: b}")
     result = build(repo(tmp_path, config, pinned), crds=[crds_dir])
     flux_spec = flux_objects(result.models, result.config, "dev")[1]["spec"]
     assert "healthChecks" not in flux_spec and "healthCheckExprs" not in flux_spec
+    # ... and is never started by a request (ScaleAtLeastOneReplica returns while
+    # autoscaling is disabled): a warning, not an error.
+    [warning] = RUNTIME.spec_problems(
+        make({"scaling": {"autoscaling_disabled": True, "replicas": 0}}), Config()
+    )
+    assert warning.severity == "warning"
+    assert warning.message.startswith("pinned at 0 replicas: KubeAI starts none")
 
 
 def test_pinned_replicas_set_min_replicas() -> None:

@@ -558,6 +558,10 @@ def test_cpu_hpa_omits_replicas_and_defaults_cpu_request() -> None:
         }
     ]
     assert container(objects)["resources"] == {"requests": {"cpu": "1"}}
+    # Scaled down only once the need has been gone as long as a replica may take to load.
+    startup = container(objects)["startupProbe"]
+    loading = startup["periodSeconds"] * startup["failureThreshold"]
+    assert hpa["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": loading}}
 
 
 def test_cpu_hpa_keeps_an_explicit_cpu_request() -> None:
@@ -609,6 +613,8 @@ def test_pdb_when_more_than_one_replica_must_run(serve: dict[str, Any], pdb: boo
     if pdb:
         assert objects["PodDisruptionBudget/m"]["spec"] == {
             "maxUnavailable": 1,
+            # A pod that runs but is not Ready never holds a node drain.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
             "selector": {"matchLabels": {"app.kubernetes.io/name": "m", "servegen.io/spec": "m"}},
         }
 
