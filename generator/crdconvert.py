@@ -160,14 +160,16 @@ _COPIED_KEYS: dict[str, tuple[type, ...]] = {
 _MAX_DEPTH = 64
 
 
-def convert(node: Mapping[str, Any], *, structural: bool, where: tuple[str, ...] = ()) -> JSON:
+def convert(
+    node: Mapping[str, Any], *, structural: bool, where: tuple[str, ...] = (), depth: int = 0
+) -> JSON:
     """One OpenAPI v3 (structural) schema node as JSON Schema 2020-12.
 
     `structural` is False inside anyOf/allOf/oneOf/not: fields named there are value
     validations only, so they neither prune nor make anything unknown. A node the API
     server would refuse raises SchemaError, naming where it is.
     """
-    if len(where) > 2 * _MAX_DEPTH:
+    if depth > _MAX_DEPTH:
         raise SchemaError(where, f"schemas nested more than {_MAX_DEPTH} deep")
     out: JSON = {}
     for key, value in node.items():
@@ -176,23 +178,16 @@ def convert(node: Mapping[str, Any], *, structural: bool, where: tuple[str, ...]
             continue
         if key == "properties":
             _expect(value, Mapping, at, "a mapping of schemas")
-            out[key] = {
-                k: convert(_schema(v, (*at, str(k))), structural=structural, where=(*at, str(k)))
-                for k, v in value.items()
-            }
+            out[key] = {k: _child(v, (*at, str(k)), structural, depth) for k, v in value.items()}
         elif key in ("items", "not") or (
             key == "additionalProperties" and value is not True and value is not False
         ):
-            child = _schema(value, at)
-            out[key] = convert(child, structural=structural and key != "not", where=at)
+            out[key] = _child(value, at, structural and key != "not", depth)
         elif key == "additionalProperties":
             out[key] = value
         elif key in ("allOf", "anyOf", "oneOf"):
             _expect(value, list, at, "a list of schemas")
-            out[key] = [
-                convert(_schema(v, (*at, str(i))), structural=False, where=(*at, str(i)))
-                for i, v in enumerate(value)
-            ]
+            out[key] = [_child(v, (*at, str(i)), False, depth) for i, v in enumerate(value)]
         elif key in _REFUSED_KEYS:
             raise SchemaError(
                 at, f"`{key}` is not supported in a CRD schema (the API server refuses it)"
@@ -234,10 +229,10 @@ def _expect(value: Any, want: type | tuple[type, ...], where: tuple[str, ...], w
         raise SchemaError(where, f"must be {what}")
 
 
-def _schema(value: Any, where: tuple[str, ...]) -> Mapping[str, Any]:
+def _child(value: Any, where: tuple[str, ...], structural: bool, depth: int) -> JSON:
+    """A subschema at `where`, one level below its parent, converted."""
     _expect(value, Mapping, where, "a schema (a mapping)")
-    result: Mapping[str, Any] = value
-    return result
+    return convert(value, structural=structural, where=where, depth=depth + 1)
 
 
 def _drop_defaulted_required(node: Mapping[str, Any], out: JSON) -> None:

@@ -257,14 +257,14 @@ def _safe_redirects() -> Any:
     return SafeRedirects()
 
 
-# A file name's limit on Linux file systems, less what store() adds for its temporary file.
+# A file name's limit on Linux file systems, less what _write() adds for its temporary file.
 _MAX_FILE_NAME = 255 - len("..tmp") - 10
 
 
 def _target(
     data: bytes, directory: Path, origin: str, suffix: str
 ) -> tuple[Path, list[CrdSummary]]:
-    """Where store() writes a fetched CRD text: `<group>_<plural>.yaml` in `directory`.
+    """Where _write() puts a fetched CRD text: `<group>_<plural>.yaml` in `directory`.
 
     The file name comes from the CRD's own `metadata.name`, checked to be a DNS
     subdomain, so a hostile document cannot name a path outside `directory`.

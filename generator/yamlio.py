@@ -482,12 +482,11 @@ def _syntax_error(exc: MarkedYAMLError, text: str) -> YamlSyntaxError:
     line, col = int(mark.line) + 1, int(mark.column) + 1
     source_line = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
     indent = source_line[: len(source_line) - len(source_line.lstrip(" \t"))]
-    if "duplicate key" in problem:
-        pass
-    elif "\t" in indent and col <= len(indent) + 1:
-        problem += "; tabs cannot indent YAML, use spaces"
-    elif "\t" in source_line[col - 2 : col]:
-        problem += "; write spaces instead of this tab"
+    if "duplicate key" not in problem:
+        if "\t" in indent and col <= len(indent) + 1:
+            problem += "; tabs cannot indent YAML, use spaces"
+        elif "\t" in source_line[col - 2 : col]:
+            problem += "; write spaces instead of this tab"
     opened = exc.context_mark
     if opened is not None and exc.problem_mark is not None and opened.line != mark.line:
         problem += f"; the collection opened at line {opened.line + 1}, column {opened.column + 1}"

@@ -730,7 +730,7 @@ def _catalog_problems(serve: HFServe, config: Config) -> Iterable[Problem]:
             f"time_series_forecast needs KServe 0.16 or later (kserve.version is "
             f"{config.kserve.version})",
         )
-    if serve.vllm_task == "score" and config.kserve.version.lstrip("v") == "0.15.0":
+    if serve.vllm_task == "score" and not config.kserve.at_least(15, 1):
         # kserve v0.15.1 protocol/rest/openai/endpoints.py added /v1/rerank.
         yield Problem(
             ("serve", "vllm_task"),

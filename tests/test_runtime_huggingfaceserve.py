@@ -701,6 +701,8 @@ def test_routes_follow_the_kserve_release() -> None:
     assert [p.path for p in RUNTIME.spec_problems(rerank, first)] == [("serve", "vllm_task")]
     patched = Config.model_validate({"kserve": {"version": "0.15.1"}})
     assert list(RUNTIME.spec_problems(rerank, patched)) == []
+    # A release written without its patch is taken as the newest of its minor.
+    assert list(RUNTIME.spec_problems(rerank, old)) == []
 
 
 # --- hostile input --------------------------------------------------------------------
