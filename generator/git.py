@@ -128,8 +128,10 @@ _INHERITABLE_GIT_VARS = frozenset(
     }
 )
 
-# Set for every command: a credential prompt would hang a CI job forever.
-_BASE_ENV: Mapping[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
+# Set for every command: a credential prompt would hang a CI job forever, and servegen
+# only reads the user's working tree: `git status` must not take the index lock to
+# refresh it (a `git checkout` the user runs meanwhile would fail on index.lock).
+_BASE_ENV: Mapping[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
 _REGULAR_MODES = frozenset({"100644", "100755", "100664"})
 _SYMLINK_MODE = "120000"
@@ -1781,12 +1783,12 @@ def worktree_status(repo: Repo, paths: Sequence[str]) -> WorktreeStatus:
 
     Ignored files count as entries: a build of the working tree would read them, an
     export of HEAD would not have them. The user's index is not refreshed
-    (GIT_OPTIONAL_LOCKS=0): status is read-only here.
+    (GIT_OPTIONAL_LOCKS=0, in `_BASE_ENV`): status is read-only here.
     """
     if repo.worktree is None:
         raise GitError(f"{repo.git_dir} is a bare repository: it has no working tree")
     specs = [f":(top,literal){_normalize_prefix(p) or '.'}" for p in paths]
-    env = {"GIT_WORK_TREE": str(repo.worktree), "GIT_OPTIONAL_LOCKS": "0"}
+    env = {"GIT_WORK_TREE": str(repo.worktree)}
     args = ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"]
     args.append(_NO_SUBMODULES)
     out = _check(

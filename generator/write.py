@@ -1,12 +1,13 @@
 """Step 5: write an output tree to disk, all at once or not at all.
 
-The output folder is replaced as a whole: the new tree is prepared in a sibling folder
-(`.<output>.servegen-spare`) and swapped in with one `renameat2(RENAME_EXCHANGE)`, so a
-reader (or `kubectl kustomize`) sees exactly the old or exactly the new tree, even when
-servegen is killed at any moment. The swapped-out tree stays as the next spare, so the
-next write only touches what changed since: files whose bytes did not change are hard
-links to the live ones (same inode, same mtime), and nothing at all happens when the
-output is already up to date.
+The output folder is replaced as a whole: the new tree is prepared in the spare
+(`.<output>.servegen/spare`, beside the output) and swapped in with one
+`renameat2(RENAME_EXCHANGE)`, so a reader (or `kubectl kustomize`) sees exactly the old
+or exactly the new tree, even when servegen is killed at any moment. The swapped-out
+tree stays as the next spare, so the next write only touches what changed since: files
+whose bytes did not change are hard links to the live ones (same inode, same mtime), and
+nothing at all happens when the output is already up to date. The spare's folder holds a
+`.gitignore` of its own, so git never sees it, whatever the repository ignores.
 
 servegen only ever deletes what it wrote itself: the output folder carries a manifest
 (`.servegen-manifest`) listing those files. Anything else found there is carried over
@@ -20,7 +21,7 @@ the whole new tree (a build from the build cache) passes it, and an up-to-date f
 recognised without looking at any of the new bytes. A tree known to be the output's with
 a few files replaced (outindex.Delta) is written without anything per unchanged file:
 see _write_delta (a copy of the one folder holding the changes is swapped in, prepared
-in `.<output>.servegen-part`, or the spare is used as its record relative to the index
+in `.<output>.servegen/part`, or the spare is used as its record relative to the index
 says).
 """
 
@@ -305,13 +306,16 @@ def write_tree(
             if tree is not None and proof is not None and proof.tree == tree:
                 return WriteStats((), len(files), ())
             reshape = scope is everything  # (a scoped write keeps files outside it)
-            done = _write_delta(out, files, tree, proof, reshape) if tree is not None else None
-            if done is not None:
-                return done
+            if tree is not None and proof is not None:  # the output is servegen's: proven
+                _scratch(out)  # the spare's and part folder's home
+                done = _write_delta(out, files, tree, proof, reshape)
+                if done is not None:
+                    return done
             for rel in files:
                 safe_relative(rel)
-            _clear_part(part_folder(out))  # what an interrupted write within a folder left
             current = _indexed_output(out, proof) or read_output(out, known)
+            _scratch(out)  # (only now: read_output() refuses a folder servegen did not make)
+            _clear_part(part_folder(out))  # what an interrupted write within a folder left
             del proof  # what the write needs of it is in `current` now (megabytes at 10,000)
             if tree is not None and _holds(current, files, tree):
                 # holds() declined (a foreign file, a stale index): next time it need not.
@@ -451,8 +455,36 @@ def _common_folder(paths: Iterable[str]) -> str:
     return "/".join(common or ())
 
 
+def scratch_folder(out: Path) -> Path:
+    """servegen's own folder beside the output: the spare and the part folder live here."""
+    return out.parent / f".{out.name}.servegen"
+
+
 def part_folder(out: Path) -> Path:
-    return out.parent / f".{out.name}.servegen-part"
+    return scratch_folder(out) / "part"
+
+
+def spare_folder(out: Path) -> Path:
+    return scratch_folder(out) / "spare"
+
+
+# A `.gitignore` that ignores its own folder, whatever the repository's own ignore rules:
+# `git add -A` in a repository that ignores only `output/` must not commit the spare.
+_IGNORE_ALL = b"# servegen's scratch space beside the output: never committed\n*\n"
+
+
+def _scratch(out: Path) -> None:
+    """Make sure the scratch folder is servegen's: a real folder (never a link, which
+    could lead anywhere) holding the `.gitignore` that hides it from git."""
+    folder = scratch_folder(out)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir()
+    if folder.is_symlink() or not folder.is_dir():
+        raise OutputFolderError(f"{folder} is not servegen's folder; remove it")
+    with contextlib.suppress(FileExistsError):  # one already there (of any kind) is kept
+        fd = os.open(folder / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(_IGNORE_ALL)
 
 
 _WITHIN_LIMIT = 2048  # folders and files a copy may hold: beyond, the spare is used
@@ -463,7 +495,7 @@ def _write_within(change: _Change) -> bool:
     its folders made, its other files linked (the output is proven to hold nothing
     else there), the changed ones written; one renameat2(RENAME_EXCHANGE) of that
     folder, so a reader sees the old or the new tree as with the whole swap. The copy
-    is prepared in a sibling of the output (`.<output>.servegen-part`), where the old
+    is prepared in the part folder (`.<output>.servegen/part`), where the old
     folder is removed after. The spare is not touched; its record, if relative to the
     old index, is tied to the new one (the files written are where it now differs)."""
     out, proof, top = change.out, change.proof, _common_folder(change.new)
@@ -837,12 +869,8 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def spare_folder(out: Path) -> Path:
-    return out.parent / f".{out.name}.servegen-spare"
-
-
 def _spare(out: Path) -> Path:
-    """The sibling folder the new tree is prepared in: servegen's own, or made now."""
+    """The folder the new tree is prepared in: servegen's own, or made now."""
     spare = spare_folder(out)
     if spare.is_symlink() or (spare.exists() and not spare.is_dir()):
         raise OutputFolderError(f"{spare} is not servegen's spare folder; remove it")
@@ -1017,7 +1045,7 @@ def _exchange(a: Path, b: Path) -> None:
         if code not in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
             raise OSError(code, os.strerror(code), str(b))
     # No atomic exchange on this system or file system: a short window without `b`.
-    old = b.with_name(f"{a.name}.old")
+    old = a.with_name(f"{a.name}.old")  # beside `a`: servegen's folder, not the user's
     os.rename(b, old)  # noqa: PTH104
     os.rename(a, b)  # noqa: PTH104
     os.rename(old, a)  # noqa: PTH104

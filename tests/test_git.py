@@ -8,6 +8,7 @@ CLI directly (`sh`), independently of the module under test.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import stat
 import subprocess
@@ -654,6 +655,22 @@ def test_a_submodules_own_filter_drivers_never_run(
     assert g.uncommitted_paths(repo, ["specs"]) == []
     assert g.worktree_status(repo, ["specs"]).entries == ()
     assert list(ran.iterdir()) == []
+
+
+def test_reading_the_working_tree_never_writes_the_users_index(work: Path, repo: g.Repo) -> None:
+    """A plain `git status` refreshes the index and takes index.lock to write it back;
+    a `git checkout` the user runs meanwhile then fails. servegen only reads."""
+    index = work / ".git" / "index"
+    for path in (work / "specs").rglob("*.yaml"):
+        os.utime(path, ns=(1, 1))  # a stale stat: status would rewrite the index
+    before = os.stat(index)
+    assert g.uncommitted_paths(repo, ["specs"]) == ["specs/staged.yaml"]
+    assert len(g.worktree_status(repo, ["specs"]).entries) == 1
+    after = os.stat(index)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    sh(work, "status", "--porcelain")  # the yardstick: git's own status does write it
+    now = os.stat(index)
+    assert (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns)
 
 
 def test_the_users_own_filter_drivers_still_apply(work: Path, repo: g.Repo) -> None:

@@ -33,12 +33,13 @@ from generator.write import (
     OutputFolderError,
     is_manifest_of,
     manifest_bytes,
+    scratch_folder,
     spare_folder,
     stale_paths,
     write_tree,
 )
 from tests.kustomize import kubectl
-from tests.writeutil import counted_forks, run_writer, snapshot, spied_scans
+from tests.writeutil import counted_forks, left_beside, run_writer, snapshot, spied_scans
 
 FILES = {
     "models/a/base/x.yaml": b"a: 1\n",
@@ -241,6 +242,44 @@ def test_a_spare_servegen_did_not_make_is_refused(tmp_path: Path, kind: str) -> 
         write_tree(out, {**FILES, "README.md": b"# changed\n"})
     assert snapshot(victim) == {"data.txt": b"keep\n"}
     assert (out / "README.md").read_bytes() == FILES["README.md"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_a_scratch_folder_servegen_did_not_make_is_refused(tmp_path: Path, kind: str) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    shutil.rmtree(scratch_folder(out))
+    if kind == "symlink":  # committed by a spec author: it could lead anywhere
+        scratch_folder(out).symlink_to(victim)
+    else:
+        scratch_folder(out).write_text("keep\n")
+    with pytest.raises(OutputFolderError, match=r"\.out\.servegen is not servegen's folder"):
+        write_tree(out, {**FILES, "README.md": b"# changed\n"})
+    assert snapshot(victim) == {}
+    assert (out / "README.md").read_bytes() == FILES["README.md"]
+
+
+def test_git_never_sees_the_spare(tmp_path: Path) -> None:
+    """A repository that ignores only the output folder: `git add -A` after a render
+    must not commit servegen's spare (a second copy of the output)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("/out/\n")
+    out = repo / "out"
+    write_tree(out, FILES)
+    write_tree(out, {**FILES, "README.md": b"# second\n"})
+    assert (spare_folder(out) / MANIFEST).is_file()
+    listed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert listed.splitlines() == ["?? .gitignore"]
 
 
 # --- the stat index: an unchanged file costs a stat, not a read ---------------------------
@@ -452,8 +491,10 @@ def test_sigkill_at_any_moment_leaves_exactly_the_old_or_the_new_tree(tmp_path: 
         assert state in (old, new), f"kill after {kill_after:.3f}s left a mixed tree"
         _write_in_subprocess(out, "new", None)  # the next run finishes the job
         assert snapshot(out) == new
-        left = sorted(p.name for p in out.parent.iterdir())
-        assert left in (["out"], [".out.servegen-spare", "out"]), "stray files left"
+        assert left_beside(out) in (
+            [".out.servegen", "out", ".out.servegen/.gitignore"],
+            [".out.servegen", "out", ".out.servegen/.gitignore", ".out.servegen/spare"],
+        ), "stray files left"
 
 
 def test_sigkill_during_render_kustomize_builds_old_or_new(

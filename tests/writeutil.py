@@ -25,6 +25,17 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return found
 
 
+def left_beside(out: Path) -> list[str]:
+    """What a finished write leaves beside `out`, as paths below its parent: the output,
+    and in servegen's scratch folder its `.gitignore` and perhaps the spare (nothing a
+    killed run made, no part folder, no half of a fallback swap)."""
+    found = sorted(p.name for p in out.parent.iterdir())
+    scratch = write_module.scratch_folder(out)
+    if scratch.is_dir():
+        found += sorted(f"{scratch.name}/{p.name}" for p in scratch.iterdir())
+    return found
+
+
 def run_writer(program: str, args: list[str], kill_after: float | None) -> float:
     """Run `python -c program args...`, which prints `ready` before it writes; kill it
     `kill_after` seconds after that (None: let it finish). Returns its run time."""
