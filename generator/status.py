@@ -280,10 +280,17 @@ class EnvironmentStatus:
     message: str
     models: tuple[ModelStatus, ...]
     orphans: tuple[Orphan, ...]
+    # Flux gave up on this environment until its own spec changes: nothing to wait for.
+    stalled: bool = False
 
     @property
     def ok(self) -> bool:
         return self.in_sync is not False and all(m.ready for m in self.models) and not self.orphans
+
+    @property
+    def settled(self) -> bool:
+        """Waiting longer cannot change the verdict: ready, or stalled."""
+        return self.ok or self.stalled
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -297,6 +304,7 @@ class EnvironmentStatus:
             "flux_ready": self.flux_ready,
             "message": self.message,
             "ready": self.ok,
+            "stalled": self.stalled,
             "models": [m.to_json() for m in self.models],
             "orphans": [o.to_json() for o in self.orphans],
         }
@@ -465,6 +473,7 @@ class FluxState:
     # Ready is Unknown (a reconcile under way) or waits for the -flux Kustomization:
     # what it applied last still stands (see flux_state).
     reconciling: bool = False
+    stalled: bool = False
 
 
 def flux_state(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> FluxState:
@@ -505,13 +514,38 @@ def flux_state(plan: EnvironmentPlan, context: str, snapshot: Snapshot) -> FluxS
     waiting = ready is not None and ready.get("reason") == DEPENDENCY_NOT_READY
     if waiting and sync:
         message += _dependency_text(snapshot.get(context, sync[0])[1], sync[0])
+    stalls = [(ref, _stalled(snapshot.get(context, ref)[1])) for ref in (kustomization, *sync)]
+    for ref, stall in stalls:
+        if stall is not None:
+            message += f"; {ref.name} Stalled ({stall})" if stall else f"; {ref.name} Stalled"
+    stalled = any(stall is not None for _, stall in stalls)
     ok = ready is not None and ready.get("status") == "True"
     # kustomize-controller v1.9.4 kustomization_controller.go: lastAppliedRevision is
     # written only once a revision is applied and its health checks pass; Ready turns
     # Unknown at the start of every reconcile (the periodic ones too) and False with
     # DependencyNotReady while the -flux Kustomization reconciles. Neither undoes it.
     reconciling = ready is not None and (ready.get("status") == "Unknown" or waiting)
-    return FluxState(ok, applied, revision, message, reconciling)
+    return FluxState(ok, applied, revision, message, reconciling and not stalled, stalled)
+
+
+def _stalled(obj: Any) -> str | None:
+    """The reason text of a Kustomization's Stalled=True condition, if it is current;
+    else None. kustomize-controller v1.9.4 (kustomization_controller.go) marks it Stalled
+    when no retry can succeed (an invalid health check expression, a refused source or
+    service account, a disabled feature gate) and reconciles again only when its spec
+    changes. A condition from before the latest spec change (observedGeneration behind
+    metadata.generation) is stale, as kstatus reads it."""
+    try:
+        stall = condition(obj, "Stalled")
+    except Malformed:
+        return None
+    if stall is None or stall.get("status") != "True":
+        return None
+    observed = at(obj, "status", "observedGeneration")
+    generation = at(obj, "metadata", "generation")
+    if isinstance(observed, int) and isinstance(generation, int) and observed != generation:
+        return None
+    return condition_text(stall)
 
 
 DEPENDENCY_NOT_READY = "DependencyNotReady"
@@ -571,6 +605,7 @@ def evaluate(
         message=message,
         models=tuple(sorted(models, key=lambda m: m.name)),
         orphans=tuple(orphans(plan, context, snapshot)),
+        stalled=flux.stalled,
     )
 
 
@@ -675,12 +710,13 @@ def wait(
     report: Callable[[Snapshot], list[EnvironmentStatus]],
     timeout: float,
 ) -> list[EnvironmentStatus]:
-    """Follow every collection with watches until all is well or `timeout` passes."""
+    """Follow every collection with watches until all is well, or waiting cannot change
+    anything (Flux stalled), or `timeout` passes."""
     statuses = report(snapshot)
-    if all(s.ok for s in statuses):
+    if all(s.settled for s in statuses):
         return statuses
     follower = Follower(clusters, snapshot, report)
-    done = follower.run(lambda current: all(s.ok for s in current), time.monotonic() + timeout)
+    done = follower.run(lambda current: all(s.settled for s in current), time.monotonic() + timeout)
     return done or statuses
 
 

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,11 +152,12 @@ def test_everything_applied_and_ready_is_exit_0_with_the_documented_shape(
     assert env["applied_revision"] == f"deploy@sha1:{live.deploy}"
     assert env["source_commit"] == live.source
     assert env["published_source_commit"] == live.source
-    assert env["orphans"] == []
+    assert env["orphans"] == [] and env["stalled"] is False
     assert set(env) == {
         "name",
         "context",
         "ready",
+        "stalled",
         "in_sync",
         "flux_ready",
         "message",
@@ -510,6 +512,43 @@ def test_an_applied_commit_stays_in_sync_while_flux_reconciles(
     assert (code, env["in_sync"], env["flux_ready"]) == (0, True, False)
     if reason == "DependencyNotReady":  # what the dependency says, not only that it waits
         assert f"; {sync_name} Ready=False (BuildFailed: health check failed)" in env["message"]
+
+
+def _stalled_status(live: Live, observed: int) -> dict[str, Any]:
+    """What kustomize-controller v1.9.4 writes when a health check expression is invalid."""
+    stalled: dict[str, Any] = flux_status(live.deploy, False, "InvalidCELExpression")
+    stalled["conditions"].append(
+        {"type": "Stalled", "status": "True", "reason": "InvalidCELExpression", "message": "bad"}
+    )
+    stalled["observedGeneration"] = observed
+    return stalled
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["models", "flux"])
+def test_wait_stops_when_flux_is_stalled(
+    live: Live, capsys: pytest.CaptureFixture[str], which: int
+) -> None:
+    """Flux retries a Stalled Kustomization only once its spec changes: --wait would
+    only ever reach its timeout."""
+    namespace, name = _flux_kustomizations(live)[which]
+    live.api.set_status("Kustomization", namespace, name, _stalled_status(live, observed=1))
+    started = time.monotonic()
+    code, env = status_json(live, capsys, "--wait", "--timeout", "300")
+    assert time.monotonic() - started < 100  # not the timeout: nothing left to wait for
+    # The -flux one stalled leaves what the models' one applied standing: ready, said.
+    expected = (1, True, False) if which == 0 else (0, True, True)
+    assert (code, env["stalled"], env["ready"]) == expected
+    assert f"; {name} Stalled (InvalidCELExpression: bad)" in env["message"]
+
+
+def test_a_stalled_condition_older_than_the_spec_is_not_final(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, name = _kustomization(live)
+    live.api.set_status("Kustomization", namespace, name, _stalled_status(live, observed=0))
+    code, env = status_json(live, capsys, "--wait", "--timeout", "1")
+    assert (code, env["stalled"]) == (1, False)
+    assert "Stalled" not in env["message"]
 
 
 def test_nothing_published_yet(
