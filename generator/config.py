@@ -31,6 +31,12 @@ from generator.k8sformats import DNS1123_SUBDOMAIN
 
 CONFIG_FILE = "servegen.yaml"
 
+# Whitespace and line breaks, spelled out: `\s` and `.` mean different things to pydantic's
+# (Rust) regular expressions and to an editor's (ECMAScript) ones. `\s` is U+0085 to the
+# first and U+FEFF to the second; `.` stops at '\r', U+2028 and U+2029 only in the second.
+# A pattern using them would let validate accept what the editor marks, or the reverse.
+_BLANK = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.10.2"
 DEFAULT_VLLM_CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.2"
 
@@ -141,7 +147,7 @@ class KubeAIInstall(StrictModel):
     )
     endpoint: str | None = Field(
         default=None,
-        pattern=r"^https?://[^\s]+$",
+        pattern=rf"^https?://[^{_BLANK}]+$",
         description="OpenAI base URL of this KubeAI, as clients reach it "
         "(default: http://kubeai.<namespace>.svc.cluster.local/openai/v1).",
     )
@@ -236,7 +242,9 @@ class Environment(StrictModel):
 
 class Committer(StrictModel):
     name: str = Field(min_length=1, description="Committer name for deploy commits.")
-    email: str = Field(pattern=r"^[^<>\s@]+@[^<>\s@]+$", description="Committer e-mail.")
+    email: str = Field(
+        pattern=rf"^[^<>@{_BLANK}]+@[^<>@{_BLANK}]+$", description="Committer e-mail."
+    )
 
 
 class Deploy(StrictModel):
@@ -296,7 +304,7 @@ class VLLM(StrictModel):
 class Telemetry(StrictModel):
     otlp_endpoint: str | None = Field(
         default=None,
-        pattern=r"^(https?|grpc)://[^\s]+$",
+        pattern=rf"^(https?|grpc)://[^{_BLANK}]+$",
         description="OTLP traces endpoint (http://, https:// or grpc://) for specs with "
         "enable_telemetry.",
     )
@@ -322,7 +330,7 @@ class Validation(StrictModel):
 
 class Flux(StrictModel):
     url: str = Field(
-        pattern=r"^(http|https|ssh)://.*$",
+        pattern=r"^(http|https|ssh)://[^\n\r\u2028\u2029]*$",
         description="Git URL (http://, https:// or ssh://) Flux pulls the deploy branch from.",
     )
     interval: Interval = Field(

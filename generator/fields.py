@@ -82,6 +82,11 @@ def _quantity_schema(schema: dict[str, Any]) -> None:
     # A number is accepted too (and written as the string Kubernetes wants): editors
     # must not mark `cpu: 2` as an error.
     schema["type"] = ["string", "number"]
+    # The before-validator puts the string constraints in a later step of pydantic's
+    # chain, which its JSON Schema leaves out: stated here, as validate applies them (the
+    # pattern judges strings, `minimum` numbers: `-1` is written "-1", which it refuses).
+    schema["pattern"] = QUANTITY.pattern
+    schema["minimum"] = 0
 
 
 Quantity = Annotated[
@@ -368,7 +373,7 @@ def _envs_schema(schema: dict[str, Any]) -> None:
     scalar = {"type": ["string", "number", "boolean"], "description": "Plain value."}
     as_map = {
         "type": "object",
-        "propertyNames": {"pattern": ENV_VAR_NAME.pattern},
+        "propertyNames": {"pattern": ENV_VAR_NAME.pattern, "maxLength": ENV_VAR_NAME.max_length},
         "additionalProperties": scalar,
     }
     as_list = {
@@ -376,7 +381,12 @@ def _envs_schema(schema: dict[str, Any]) -> None:
         "items": {
             "type": "object",
             "properties": {
-                "name": {"type": "string", "pattern": ENV_VAR_NAME.pattern, "description": "Name."},
+                "name": {
+                    "type": "string",
+                    "pattern": ENV_VAR_NAME.pattern,
+                    "maxLength": ENV_VAR_NAME.max_length,
+                    "description": "Name.",
+                },
                 "value": scalar,
             },
             "required": ["name"],

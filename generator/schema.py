@@ -24,12 +24,36 @@ def packaged_dir() -> Path:
     return Path(schemas.__file__).parent
 
 
+def _keys_as_property_names(node: Any) -> None:
+    """pydantic writes `dict[DnsLabel, X]` as `patternProperties: {<pattern>: X}`, which
+    leaves a key that breaks the pattern (and its value) unchecked: validate refuses such a
+    key. Every key is checked instead: `propertyNames` holds the pattern, every value is X."""
+    if isinstance(node, dict):
+        patterns = node.get("patternProperties")
+        if (
+            isinstance(patterns, dict)
+            and len(patterns) == 1
+            and "properties" not in node
+            and "additionalProperties" not in node
+        ):
+            [(pattern, value)] = patterns.items()
+            del node["patternProperties"]
+            node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+            node["additionalProperties"] = value
+        for child in node.values():
+            _keys_as_property_names(child)
+    elif isinstance(node, list):
+        for child in node:
+            _keys_as_property_names(child)
+
+
 def spec_schema() -> dict[str, Any]:
     documents = [runtime.document for runtime in runtimes.registry().values()]
     union = reduce(or_, documents)
     discriminated: Any = Annotated[union, Field(discriminator="kind")]
     adapter: TypeAdapter[Any] = TypeAdapter(discriminated)
     schema = adapter.json_schema()
+    _keys_as_property_names(schema)
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
     schema["$id"] = SCHEMA_URL + SPEC_SCHEMA
     schema["title"] = "servegen serve spec"
@@ -39,6 +63,7 @@ def spec_schema() -> dict[str, Any]:
 
 def config_schema() -> dict[str, Any]:
     schema = Config.model_json_schema()
+    _keys_as_property_names(schema)
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
     schema["$id"] = SCHEMA_URL + CONFIG_SCHEMA
     schema["title"] = "servegen.yaml"

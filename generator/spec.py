@@ -25,8 +25,26 @@ ServeT_co = TypeVar("ServeT_co", bound=StrictModel, covariant=True)
 OverrideT_co = TypeVar("OverrideT_co", bound=StrictModel, covariant=True)
 
 
+def _disabled_override_schema(schema: dict[str, Any]) -> None:
+    """`validate` judges an override's fields only once its environment is enabled (a
+    disabled one is never merged): only that `serve` and `spec` are mappings. The schema
+    says the same, so editors do not mark what `validate` accepts."""
+    properties = schema["properties"]
+    shaped = {part: properties[part] for part in ("serve", "spec")}
+    for part, subschema in shaped.items():
+        properties[part] = {
+            key: subschema[key] for key in ("default", "description", "title") if key in subschema
+        }
+        properties[part]["type"] = ["object", "null"]
+    disabled = {"const": False, "description": "Disabled: the override is judged once enabled."}
+    schema["if"] = {"properties": {"enabled": disabled}, "required": ["enabled"]}
+    schema["else"] = {"properties": shaped}
+
+
 class EnvironmentOverride(StrictModel, Generic[ServeT, SpecT]):
     """Per-environment switch, model version (`spec`) and serve overrides."""
+
+    model_config = ConfigDict(json_schema_extra=_disabled_override_schema)
 
     enabled: bool = Field(default=True, description="Render this model in the environment.")
     # Validated after merging (an override alone is partial: cross-field rules only make

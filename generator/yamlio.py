@@ -204,12 +204,19 @@ def parse_rendered(text: str) -> list[Any]:
 
 
 _INT = re.compile(r"[-+]?[0-9]+")
+# The core schema's octal and hex forms, exactly: int() alone would also take a sign,
+# '_' and blanks (`0x-1`, `0o1_7`, `0x 1F`), which an editor's YAML 1.2 reads as text.
+_OCT_HEX = re.compile(r"0o[0-7]+|0x[0-9a-fA-F]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _CORE_WORDS: dict[str, Any] = {
     **dict.fromkeys(("", "~", "null", "Null", "NULL")),
     **dict.fromkeys(("true", "True", "TRUE"), True),
     **dict.fromkeys(("false", "False", "FALSE"), False),
 }
+# `[-+]?\.(inf|Inf|INF)` and `\.(nan|NaN|NAN)`, in these spellings only (`.iNf` is text).
+_CORE_SPECIAL_FLOATS = frozenset(
+    sign + "." + word for sign in ("", "+", "-") for word in ("inf", "Inf", "INF")
+) | {".nan", ".NaN", ".NAN"}
 
 
 def resolve_plain(value: str) -> Any:
@@ -218,11 +225,8 @@ def resolve_plain(value: str) -> Any:
         return _CORE_WORDS[value]
     if _INT.fullmatch(value):
         return int(value)
-    if value[:2] in ("0o", "0x") and len(value) > 2:
-        try:
-            number = int(value[2:], 8 if value[1] == "o" else 16)
-        except ValueError:
-            return value
+    if _OCT_HEX.fullmatch(value):
+        number = int(value[2:], 8 if value[1] == "o" else 16)
         # Read whatever its length, but not written back in decimal past int()'s limit.
         limit = sys.get_int_max_str_digits()
         if limit and number.bit_length() > limit * 3.32:
@@ -230,7 +234,7 @@ def resolve_plain(value: str) -> Any:
         return number
     if _FLOAT.fullmatch(value):
         return float(value)
-    if value.lower() in (".inf", "+.inf", "-.inf", ".nan"):
+    if value in _CORE_SPECIAL_FLOATS:
         return float(value.lower().replace(".", "", 1))
     return value
 

@@ -127,6 +127,18 @@ def test_data_is_plain_and_keeps_key_order(doc: Document) -> None:
     assert type(doc.data["spec"]["adapters"]) is list
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["0x 1F", "0x-1", "0o+7", "0x1_F", "0o1_7", "0x\u0661", "0X1F", ".iNf", "+.iNF", ".nAn"],
+)
+def test_scalars_the_core_schema_reads_as_text_stay_text(text: str) -> None:
+    """Only the core schema's own spellings are numbers (0o[0-7]+, 0x[0-9a-fA-F]+,
+    [-+]?.inf/.Inf/.INF, .nan/.NaN/.NAN): an editor's YAML 1.2 reads the rest as text, and
+    a value it reads as text must not be read here as a number (`processors: 0x 2`)."""
+    [document] = load_documents(f"a: {text}\n")
+    assert document.data == {"a": text}
+
+
 def test_yaml_12_scalars() -> None:
     """YAML 1.2: `yes`/`no`/`on`/`off` are strings, not booleans; octal needs 0o."""
     [document] = load_documents("a: yes\nb: off\nc: true\nd: 012\ne: 0o12\nf: ~\ng: 1e3\n")

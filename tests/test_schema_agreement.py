@@ -1,0 +1,307 @@
+"""The JSON Schemas and `servegen validate` agree: a spec or config that validate accepts
+is never marked by an editor using the schemas, and what the schemas can say they say.
+
+Documents are read with servegen's own YAML reader, as validate reads them, and checked
+with jsonschema-rs, whose regular expressions are ECMAScript's, as an editor's are.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from generator import schema
+from generator.validate import validate_repository
+from generator.yamlio import load_documents
+from tests.conftest import EXAMPLES
+
+SPEC = """\
+kind: kubeai-text
+name: tinyllama-chat
+spec:
+  url: hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0
+"""
+VLLM_SPEC = """\
+kind: vllmserve-text
+name: qwen-cpu
+spec:
+  url: hf://Qwen/Qwen2.5-0.5B-Instruct
+serve:
+  use_cpu_image: true
+"""
+
+
+@cache
+def spec_validator() -> Any:
+    return jsonschema_rs.Draft7Validator(schema.spec_schema())
+
+
+@cache
+def config_validator() -> Any:
+    return jsonschema_rs.Draft7Validator(schema.config_schema())
+
+
+def validate_spec(tmp_path: Path, text: str) -> list[str]:
+    """validate's errors for one spec in the examples' repository config."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXAMPLES / "servegen.yaml", tmp_path / "servegen.yaml")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.yaml").write_text(text)
+    return [str(d) for d in validate_repository(tmp_path).diagnostics if d.severity == "error"]
+
+
+def validate_config(tmp_path: Path, text: str) -> list[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "servegen.yaml").write_text(text)
+    (tmp_path / "specs").mkdir()
+    return [str(d) for d in validate_repository(tmp_path).diagnostics if d.severity == "error"]
+
+
+def schema_errors(validator: Any, text: str) -> list[str]:
+    [document] = load_documents(text)
+    return [error.message for error in validator.iter_errors(document.data)]
+
+
+# --- what validate accepts, the schemas accept ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "serve: {processors: two, scaling: {max_replicas: 4.5}}",
+        "serve: {not_a_field_yet: 1}",
+        "spec: {url: not-a-url, adapters: [{name: Bad_Name}]}",
+        "spec: {model_name: renamed}",
+        "serve: null",
+    ],
+)
+def test_a_disabled_environment_override_is_not_judged_by_the_schema_either(
+    override: str, tmp_path: Path
+) -> None:
+    """validate merges and judges an override only once its environment is enabled
+    (README: "the fields inside a disabled environment's override are validated once it
+    is enabled"); the schema must not mark it either."""
+    text = SPEC + f"environments:\n  prod:\n    enabled: false\n    {override}\n"
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+@pytest.mark.parametrize("override", ["serve: []", "spec: a string", "serve: 3"])
+def test_a_disabled_environment_override_is_still_a_mapping(override: str, tmp_path: Path) -> None:
+    text = SPEC + f"environments:\n  prod:\n    enabled: false\n    {override}\n"
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+def test_an_enabled_environment_override_is_still_checked_by_the_schema() -> None:
+    for enabled in ("", "    enabled: true\n"):
+        text = SPEC + f"environments:\n  prod:\n{enabled}    serve: {{processors: two}}\n"
+        assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize("value", ["0x 2", "0o+2", "0x0_2"])
+def test_a_number_an_editor_reads_as_text_is_text_to_validate_too(
+    value: str, tmp_path: Path
+) -> None:
+    """An editor's YAML 1.2 (core schema) reads `0x 2` as a string and marks
+    `processors: 0x 2`; validate must not read it as the integer 2 and accept it."""
+    text = SPEC + f"serve:\n  processors: {value}\n"
+    assert validate_spec(tmp_path, text) != []
+
+
+# --- patterns mean the same to pydantic and to an editor -----------------------------------
+
+
+def _patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [
+            p for key, value in node.items() if key != "pattern" for p in _patterns(value)
+        ]
+    if isinstance(node, list):
+        return [p for value in node for p in _patterns(value)]
+    return []
+
+
+def _dialect_dependent(pattern: str) -> list[str]:
+    """Constructs whose meaning differs between pydantic's Rust regex (Unicode classes,
+    `.` stops at '\\n' only) and ECMAScript (ASCII \\d and \\w, its own \\s, `.` stops at
+    '\\r', U+2028 and U+2029 too)."""
+    found, index, in_class = [], 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            if pattern[index + 1] in "sSdDwWbB":
+                found.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "." and not in_class:
+            found.append(".")
+        index += 1
+    return found
+
+
+def test_no_schema_pattern_depends_on_the_regex_dialect() -> None:
+    for document in (schema.spec_schema(), schema.config_schema()):
+        for pattern in _patterns(document):
+            assert _dialect_dependent(pattern) == [], pattern
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("flux: {url: ", "https://example.com/a\\rb"),
+        ("flux: {url: ", "https://example.com/a\\u2028b"),
+        ("telemetry: {otlp_endpoint: ", "http://collector\\ufeff:4317"),
+        ("telemetry: {otlp_endpoint: ", "http://collector\\x85:4317"),
+        ("deploy: {committer: {name: ci, email: ", "ci\\ufeff@example.com"),
+    ],
+)
+def test_validate_and_the_schema_agree_on_blanks_in_urls(
+    field: str, value: str, tmp_path: Path
+) -> None:
+    text = f'{field}"{value}"{"}}" if "committer" in field else "}"}\n'
+    refused_by_validate = validate_config(tmp_path, text) != []
+    refused_by_schema = schema_errors(config_validator(), text) != []
+    assert refused_by_validate and refused_by_schema
+
+
+# --- what the schemas can say, they say ----------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["2 cores", "16GB", "16gi", "-1", "''", "-2", "-0.5"])
+def test_a_quantity_validate_refuses_is_marked_by_the_schema(value: str, tmp_path: Path) -> None:
+    text = VLLM_SPEC + f"  resources: {{mem: 16Gi, cpu: {value}}}\n"
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize("value", ["16Gi", "500m", "2", "0.5", "1e3", "'1.5'", "+1"])
+def test_a_quantity_validate_accepts_is_not_marked(value: str, tmp_path: Path) -> None:
+    text = VLLM_SPEC + f"  resources: {{mem: 16Gi, cpu: {value}}}\n"
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "environments: {Prod: {}}",
+        "environments: {prod: {}, zz_unknown: 1}",
+        "profiles: {GPU: {resources: {gpu: 1}}}",
+    ],
+)
+def test_a_config_key_validate_refuses_is_marked_by_the_schema(text: str, tmp_path: Path) -> None:
+    assert validate_config(tmp_path, text + "\n") != []
+    assert schema_errors(config_validator(), text + "\n") != []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        SPEC + "environments: {zz_unknown: 1}\n",
+        VLLM_SPEC + "  envs: {" + "A" * 257 + ": x}\n",
+        VLLM_SPEC + "  envs: [{name: " + "A" * 257 + ", value: x}]\n",
+    ],
+)
+def test_a_spec_key_validate_refuses_is_marked_by_the_schema(text: str, tmp_path: Path) -> None:
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+def test_every_example_and_scaffold_document_matches_the_schemas() -> None:
+    """What servegen ships as valid (examples/, the `init` scaffold) is never marked."""
+    scaffold = Path(schema.__file__).parent / "scaffold"
+    for path in [
+        *sorted((EXAMPLES / "specs").rglob("*.yaml")),
+        *sorted(scaffold.glob("specs/*.yaml")),
+    ]:
+        for document in load_documents(path.read_text()):
+            errors = [e.message for e in spec_validator().iter_errors(document.data)]
+            assert errors == [], path
+    for path in (EXAMPLES / "servegen.yaml", scaffold / "servegen.yaml"):
+        [document] = load_documents(path.read_text())
+        assert [e.message for e in config_validator().iter_errors(document.data)] == [], path
+
+
+# --- any document validate accepts, the schema accepts: examples mutated one field at a time
+
+
+def _example_documents() -> list[Any]:
+    found = []
+    for path in sorted((EXAMPLES / "specs").rglob("*.yaml")):
+        found += [json.loads(json.dumps(d.data)) for d in load_documents(path.read_text())]
+    return found
+
+
+EXAMPLE_DOCUMENTS = _example_documents()
+# Values of every JSON type, and strings that are numbers, quantities, words or URLs.
+REPLACEMENTS = st.sampled_from(
+    ["", "x", "X Y", "abc-def", "-1", "1e3", "0", "16Gi", "500m", "hf://org/model", "on",
+     "a.b", "UPPER", 0, 1, -1, 7, 2**31, 2**63, 1.5, 4.0, 0.5, True, False, None, [], ["x"],
+     {}, {"a": "b"}]
+)  # fmt: skip
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        yield (*prefix, key)
+        if isinstance(value, dict | list):
+            yield from _paths(value, (*prefix, key))
+
+
+@st.composite
+def mutated_specs(draw: st.DrawFn) -> Any:
+    """An example spec with one field replaced, dropped or joined by an unknown key;
+    maybe moved into an environment's override, enabled or not."""
+    document = copy.deepcopy(draw(st.sampled_from(EXAMPLE_DOCUMENTS)))
+    target = document
+    if draw(st.booleans()):
+        part = draw(st.sampled_from(["serve", "spec"]))
+        override: dict[str, Any] = {part: copy.deepcopy(document.get(part) or {})}
+        if draw(st.booleans()):
+            override["enabled"] = False
+        document["environments"] = {draw(st.sampled_from(["dev", "prod"])): override}
+        target = override[part]
+    paths = list(_paths(target))
+    if not paths:
+        return document
+    *parents, last = draw(st.sampled_from(paths))
+    holder = target
+    for key in parents:
+        holder = holder[key]
+    how = draw(st.sampled_from(["replace", "drop", "unknown"]))
+    if how == "replace":
+        holder[last] = draw(REPLACEMENTS)
+    elif how == "drop" and isinstance(holder, dict):
+        del holder[last]
+    elif isinstance(holder[last], dict):
+        holder[last]["zz_unknown"] = "x"
+    return document
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(document=mutated_specs())
+def test_what_validate_accepts_the_schema_never_marks(document: Any, tmp_path: Path) -> None:
+    text = json.dumps(document)  # JSON is YAML 1.2: no scalar reads differently
+    folder = tmp_path / "repo"
+    shutil.rmtree(folder, ignore_errors=True)
+    if validate_spec(folder, text) == []:
+        assert schema_errors(spec_validator(), text) == []
