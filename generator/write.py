@@ -477,10 +477,30 @@ def _scratch(out: Path) -> None:
     """Make sure the scratch folder is servegen's: a real folder (never a link, which
     could lead anywhere) holding the `.gitignore` that hides it from git."""
     folder = scratch_folder(out)
-    with contextlib.suppress(FileExistsError):
-        folder.mkdir()
+    if not os.path.lexists(folder):
+        _make_scratch(folder)
     if folder.is_symlink() or not folder.is_dir():
         raise OutputFolderError(f"{folder} is not servegen's folder; remove it")
+    _write_ignore(folder)  # (removed by hand since, say)
+
+
+def _make_scratch(folder: Path) -> None:
+    """Made under a temporary name with its `.gitignore`, then renamed into place: a
+    `git add -A` never finds the folder without it."""
+    temp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    if os.path.lexists(temp):  # a killed run's, under a reused pid
+        if temp.is_symlink() or not temp.is_dir():
+            raise OutputFolderError(f"{temp} is not servegen's folder; remove it")
+        remove_tree(temp, markers=False)
+    temp.mkdir()
+    _write_ignore(temp)
+    try:
+        os.rename(temp, folder)  # noqa: PTH104 - fails onto anything but an empty folder
+    except OSError:
+        remove_tree(temp, markers=False)  # what is there now is judged by the caller
+
+
+def _write_ignore(folder: Path) -> None:
     with contextlib.suppress(FileExistsError):  # one already there (of any kind) is kept
         fd = os.open(folder / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
         with os.fdopen(fd, "wb") as handle:

@@ -8,8 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.gitutil import isolate_git
+
+# No per-example deadline anywhere: on a loaded machine one slow example is re-run, and a
+# fast re-run makes Hypothesis report the test as flaky. Speed is measured in bench/.
+# (Built on whatever profile is loaded: Hypothesis' own `ci` one when CI is set.)
+settings.register_profile("servegen", parent=settings.default, deadline=None)
+settings.load_profile("servegen")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"

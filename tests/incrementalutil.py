@@ -44,8 +44,12 @@ def one_shot(repo: Path, crds: Iterable[Path]) -> dict[str, bytes]:
     return {**files, MANIFEST: manifest_bytes(files)}
 
 
+def env_added(text: str) -> str:
+    """servegen.yaml's text with one more environment (what add_env() writes)."""
+    marker = "environments:\n"
+    return text.replace(marker, marker + CONFIG_EXTRA_ENV.lstrip("\n"), 1)
+
+
 def add_env(repo: Path) -> None:
     config = repo / "servegen.yaml"
-    text = config.read_text()
-    marker = "environments:\n"
-    config.write_text(text.replace(marker, marker + CONFIG_EXTRA_ENV.lstrip("\n"), 1))
+    config.write_text(env_added(config.read_text()))

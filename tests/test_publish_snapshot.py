@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -132,10 +133,16 @@ def test_an_edit_while_the_build_reads_falls_back_to_the_export(
     assert built.files == expected
 
 
-def test_a_just_written_input_is_exported(spec_repo: Path, crds_dir: Path) -> None:
+def test_a_just_written_input_is_exported(
+    spec_repo: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Within the racy window a second edit could keep every timestamp: not trusted."""
     edit(spec_repo / TINYLLAMA, "tinyllama-chat", "tinyllama-fresh")
     commit_all(spec_repo, "fresh")
+    # The build starts the instant the input was written, however long the two git
+    # commands above took (on a loaded machine, more than the whole racy window).
+    written = (spec_repo / TINYLLAMA).stat().st_ctime_ns
+    monkeypatch.setattr(snapshot, "time", SimpleNamespace(time_ns=lambda: written))
     built, in_place = head_build(spec_repo, crds_dir)
     assert not in_place
     assert any("tinyllama-fresh" in path for path in built.files)

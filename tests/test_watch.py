@@ -34,7 +34,7 @@ from generator.reporter import Notes
 from generator.watch import ChangeFilter, Event, Publish, _Watchers, run_watch
 from generator.write import MANIFEST, manifest_bytes
 from tests.conftest import REPO_ROOT
-from tests.incrementalutil import add_env, one_shot, spec_text, tree
+from tests.incrementalutil import add_env, env_added, one_shot, spec_text, tree
 from tests.streams import pump_lines
 
 pytestmark = pytest.mark.timeout(60)
@@ -150,6 +150,22 @@ def changed(path: str) -> Callable[[Event], bool]:
     return lambda e: e.result is not None and path in e.result.changed
 
 
+def write_in_place(path: Path, text: str) -> None:
+    """An edit in place that the watcher cannot see half done: the new bytes (no fewer
+    than the old ones) over the old ones, in one write() to the same inode.
+
+    Not write_text(): it truncates the file first, and a test thread descheduled between
+    that truncation and its write (a loaded machine) lets the watcher render the empty
+    file in between, rightly reported as an error batch before the real one."""
+    data = text.encode()
+    assert len(data) >= path.stat().st_size, "a shorter text would leave the old tail"
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        assert os.write(fd, data) == len(data)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, text: str, temp_name: str) -> None:
     """What editors do on save: write a temporary file, rename it over the target."""
     temp = path.with_name(temp_name)
@@ -168,7 +184,7 @@ def test_initial_output_equals_one_shot(
 
 def test_edit_in_place(watching: Watching, example_repo: Path, crds: list[Path]) -> None:
     path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
-    path.write_text(path.read_text().replace("max_replicas: 3", "max_replicas: 5"))
+    write_in_place(path, path.read_text().replace("max_replicas: 3", "max_replicas: 5"))
     expected = expected_output(example_repo, crds)
     event = watching.next_event(changed("specs/kubeai/nomic-embed.yaml"))
     assert event.kind == "batch" and event.result is not None
@@ -252,7 +268,8 @@ def test_broken_then_fixed(watching: Watching, example_repo: Path, crds: list[Pa
 def test_config_change_rerenders_everything(
     watching: Watching, example_repo: Path, crds: list[Path]
 ) -> None:
-    add_env(example_repo)
+    config = example_repo / "servegen.yaml"
+    write_in_place(config, env_added(config.read_text()))
     expected = expected_output(example_repo, crds)
     event = watching.next_event(changed("servegen.yaml"))
     assert event.result is not None and event.result.ok and event.result.full
@@ -435,7 +452,7 @@ def test_a_failed_publish_is_retried_after_the_next_batch(
         event = running.next_event(lambda e: e.kind in ("error", "publish"))
         assert event.kind == "error" and event.message == "publish failed: the remote is down"
         path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
-        path.write_text(path.read_text())  # saved unchanged: a batch, no new output
+        write_in_place(path, path.read_text())  # saved unchanged: a batch, no new output
         event = running.next_event(lambda e: e.kind in ("error", "publish"))
         assert event.kind == "publish" and event.message == "commit 2"
     finally:
@@ -614,7 +631,7 @@ def test_cli_stops_cleanly_on_signal(example_repo: Path, signum: int) -> None:
             first = json.loads(lines.get(timeout=WAIT_S))
             assert first["type"] == "start" and first["ok"] is True
             path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
-            path.write_text(path.read_text().replace("max_replicas: 3", "max_replicas: 5"))
+            write_in_place(path, path.read_text().replace("max_replicas: 3", "max_replicas: 5"))
             batch = json.loads(lines.get(timeout=WAIT_S))
             assert batch["type"] == "batch" and batch["rendered"] == ["nomic-embed"]
             proc.send_signal(signum)

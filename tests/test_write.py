@@ -261,6 +261,19 @@ def test_a_scratch_folder_servegen_did_not_make_is_refused(tmp_path: Path, kind:
     assert (out / "README.md").read_bytes() == FILES["README.md"]
 
 
+def test_the_scratch_folder_is_made_whole_and_its_gitignore_kept(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    scratch = scratch_folder(out)
+    killed = scratch.with_name(f"{scratch.name}.{os.getpid()}.tmp")  # a killed run's
+    killed.mkdir()
+    (killed / ".gitignore").write_text("*\n")
+    write_tree(out, FILES)
+    assert left_beside(out) == [".out.servegen", "out", ".out.servegen/.gitignore"]
+    (scratch / ".gitignore").unlink()  # removed by hand: made again by the next write
+    write_tree(out, {**FILES, "README.md": b"# second\n"})
+    assert (scratch / ".gitignore").read_text().endswith("\n*\n")
+
+
 def test_git_never_sees_the_spare(tmp_path: Path) -> None:
     """A repository that ignores only the output folder: `git add -A` after a render
     must not commit servegen's spare (a second copy of the output)."""
