@@ -28,6 +28,7 @@ from typing import Any
 from ruamel.yaml import YAML, cyaml
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.scanner import ScannerError
 
 from generator.errors import cut
 
@@ -51,29 +52,33 @@ class YamlSyntaxError(Exception):
         self.col = col
 
 
-def _reader() -> YAML:
-    yaml = YAML(typ="safe", pure=False)
+def _reader(*, pure: bool) -> YAML:
+    yaml = YAML(typ="safe", pure=pure)
     yaml.allow_duplicate_keys = False
     return yaml
 
 
-_READER = _reader()
+_READER = _reader(pure=False)
+# ruamel's own parser, for the YAML 1.2 that libyaml as ruamel.yaml.clib bundles it does
+# not read: a ':' inside a plain scalar in a flow collection (`spec: {url: hf://org/m}`,
+# `{image: vllm/vllm-openai:v0.10.2}`), which it refuses as "found unexpected ':'".
+_PURE_READER = _reader(pure=True)
 
 
 # ruamel.yaml.clib's parser (a dependency wherever CPython runs servegen).
 _C_PARSER: Any = vars(cyaml).get("CParser")
 
 
-def _events(text: str) -> Iterator[Any]:
-    """The C parser's events for `text`.
+def _events(text: str, *, pure: bool = False) -> Iterator[Any]:
+    """The C parser's events for `text` (ruamel's own parser's when `pure`).
 
     The parser itself, not YAML.parse(): that builds a loader class (parser, constructor
     and resolver) on every call, half the cost of reading a spec, and keeps a record of
     every stream it read for the life of the YAML object (a long `watch` grows it). The
     events are the same objects either way.
     """
-    if _C_PARSER is None:  # pragma: no cover - no C library: ruamel's own parser
-        yield from _READER.parse(text)
+    if pure or _C_PARSER is None:  # (no C library: ruamel's own parser)
+        yield from _PURE_READER.parse(text)
         return
     parser = _C_PARSER(text)
     try:
@@ -121,7 +126,12 @@ class Document:
 
     @cached_property
     def node(self) -> Node:
-        nodes = list(_READER.compose_all(io.StringIO(self.text)))
+        try:
+            nodes = list(_READER.compose_all(io.StringIO(self.text)))
+        except ScannerError as exc:
+            if not _flow_colon(exc):
+                raise
+            nodes = list(_PURE_READER.compose_all(io.StringIO(self.text)))
         node: Node = nodes[self.index]
         return node
 
@@ -177,9 +187,8 @@ def load_documents(text: str) -> list[Document]:
     Raises YamlSyntaxError for malformed YAML, duplicate keys, unknown tags, and alias
     bombs or deep nesting (refused while reading events, before anything recurses).
     """
-    builder = _Builder(text, user_input=True)
     try:
-        datas = builder.documents(_events(text))
+        builder, datas = _read(text)
     except MarkedYAMLError as exc:
         raise _syntax_error(exc, text) from None
     except YAMLError as exc:  # errors without a mark, e.g. a reader error
@@ -188,6 +197,24 @@ def load_documents(text: str) -> list[Document]:
         Document(index, data, builder.starts[index], text, builder.tops[index])
         for index, data in enumerate(datas)
     ]
+
+
+def _read(text: str) -> tuple[_Builder, list[Any]]:
+    """The documents of a user's text, from the C parser's events; from ruamel's own
+    parser's when the C one stops at a ':' in a flow collection (see _PURE_READER), which
+    then also judges the rest of the text."""
+    builder = _Builder(text, user_input=True)
+    try:
+        return builder, builder.documents(_events(text))
+    except ScannerError as exc:
+        if not _flow_colon(exc):
+            raise
+    builder = _Builder(text, user_input=True)
+    return builder, builder.documents(_events(text, pure=True))
+
+
+def _flow_colon(exc: ScannerError) -> bool:
+    return str(exc.problem) == "found unexpected ':'"
 
 
 def parse_rendered(text: str) -> list[Any]:

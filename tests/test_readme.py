@@ -1,10 +1,14 @@
-"""The README's "How it works" table is the map of the code: it must name every module."""
+"""The README's "How it works" table is the map of the code: it must name every module;
+and its YAML examples are YAML as servegen reads it."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+
+from generator.yamlio import load_documents
 from tests.conftest import REPO_ROOT
 
 
@@ -41,3 +45,14 @@ def test_every_module_is_on_the_map() -> None:
 def test_the_map_check_sees_a_missing_module() -> None:
     section = _how_it_works().replace("`generator/outtree.py`", "`outtree`")
     assert "generator/outtree.py" not in _named(section)
+
+
+def _yaml_blocks() -> list[str]:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("block", _yaml_blocks())
+def test_every_yaml_example_reads(block: str) -> None:
+    """Readers copy these (flow mappings holding URLs and image tags among them)."""
+    assert load_documents(block)

@@ -139,6 +139,40 @@ def test_scalars_the_core_schema_reads_as_text_stay_text(text: str) -> None:
     assert document.data == {"a": text}
 
 
+@pytest.mark.parametrize(
+    ("text", "data"),
+    [
+        ("spec: {url: hf://org/model}\n", {"spec": {"url": "hf://org/model"}}),
+        ("a: [hf://x, s3://b/c]\n", {"a": ["hf://x", "s3://b/c"]}),
+        ("v: {image: vllm/vllm-openai:v0.10.2}\n", {"v": {"image": "vllm/vllm-openai:v0.10.2"}}),
+        ("k: {endpoint: http://kubeai.kubeai.svc:80/openai/v1}\n",
+         {"k": {"endpoint": "http://kubeai.kubeai.svc:80/openai/v1"}}),
+        ("a: {b: 'x'}\nc: {d: e:f}\n", {"a": {"b": "x"}, "c": {"d": "e:f"}}),
+    ],
+)  # fmt: skip
+def test_a_colon_inside_a_flow_scalar_is_yaml_12(text: str, data: Any) -> None:
+    """YAML 1.2 allows ':' inside a plain scalar of a flow collection (not followed by a
+    blank); the C parser servegen reads with refuses it, the README's examples use it."""
+    [document] = load_documents(text)
+    assert document.data == data
+
+
+def test_positions_inside_a_flow_mapping_with_urls() -> None:
+    document = load_documents("kind: x\nspec: {url: hf://org/m, bad: 1}\n")[0]
+    assert document.position(["spec", "bad"]) == (2, 30)
+    assert document.position(["spec", "bad"], key=True) == (2, 25)
+
+
+def test_errors_after_a_flow_url_are_still_found() -> None:
+    with pytest.raises(YamlSyntaxError) as caught:
+        load_documents("a: {url: hf://x}\nb: {url: hf://y}\nb: 1\n")
+    assert (caught.value.message, caught.value.line, caught.value.col) == (
+        "found duplicate key 'b'",
+        3,
+        1,
+    )
+
+
 def test_yaml_12_scalars() -> None:
     """YAML 1.2: `yes`/`no`/`on`/`off` are strings, not booleans; octal needs 0o."""
     [document] = load_documents("a: yes\nb: off\nc: true\nd: 012\ne: 0o12\nf: ~\ng: 1e3\n")
