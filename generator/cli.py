@@ -29,8 +29,9 @@ from generator.errors import (
     printable,
 )
 
-# Paths on the command line are relative to -C DIR, like every path in servegen.yaml.
-_PATH_OPTIONS = ("out", "output_file", "into")
+# Paths on the command line are relative to where the command runs (-C DIR), as in git;
+# paths in servegen.yaml are relative to the repository it finds from there.
+_PATH_OPTIONS = ("out", "output_file", "into", "directory")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -293,12 +294,17 @@ def _under(root: Path, path: Path) -> Path:
 
 
 def _options(args: argparse.Namespace) -> tuple[str, Any]:
-    root = args.root
+    # Paths given to options are relative to where the command runs (-C DIR), as git's
+    # are; the repository is found from there (init makes one instead).
+    from generator.load import repository_root  # (YAML and pydantic: not for --help)
+
+    base = args.root
+    root = base if args.command == "init" else repository_root(base)
     common = opt.Common(root=root, debug=args.debug, color=False if args.no_color else None)
     skip = ("root", "debug", "command", "no_color")
     fields = {k: v for k, v in vars(args).items() if k not in skip}
     if "crds" in fields:
-        fields["crds"] = tuple(_under(root, p) for p in fields["crds"])
+        fields["crds"] = tuple(_under(base, p) for p in fields["crds"])
     if "environments" in fields:
         fields["environments"] = tuple(fields["environments"])
     for name in ("refresh", "names", "serve", "overwrite"):
@@ -306,7 +312,7 @@ def _options(args: argparse.Namespace) -> tuple[str, Any]:
             fields[name] = tuple(fields[name])
     for key in _PATH_OPTIONS:
         if fields.get(key) is not None:
-            fields[key] = _under(root, fields[key])
+            fields[key] = _under(base, fields[key])
     classes: dict[str, Callable[..., Any]] = {
         "init": opt.InitOptions,
         "validate": opt.ValidateOptions,
@@ -335,11 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         if not args.root.is_dir():
             raise UsageError(f"-C {args.root}: not a directory")
-        command, options = _options(args)
         # Pydantic would read every installed distribution's entry points looking for
         # plugins (5-9 ms of a cold start) and run what it finds inside servegen's
         # validation: servegen runs no program its environment configures.
         os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+        command, options = _options(args)
         module = _import_quietly(f"generator.commands.{command}")
         return int(module.run(options))
     except ServegenError as exc:

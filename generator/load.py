@@ -233,6 +233,20 @@ def link_text_problem(root: Path, path: Path) -> str | None:
     return "symlink loop; refusing to follow it"
 
 
+def repository_root(start: Path) -> Path:
+    """The spec repository a command run in `start` works on, found as git finds its
+    top: `start` or the nearest folder above it holding servegen.yaml, else the top of
+    the git working tree. Never above that top: a servegen.yaml outside the repository
+    is not its config, and outside any working tree `start` is taken as it is."""
+    here = start.absolute()
+    chain = [here, *here.parents]
+    top = next((i for i, folder in enumerate(chain) if os.path.lexists(folder / ".git")), None)
+    if top is None:
+        return start
+    found = next((f for f in chain[: top + 1] if os.path.lexists(f / CONFIG_FILE)), chain[top])
+    return start if found == here else found
+
+
 def load_config_file(root: Path) -> SourceFile | Diagnostic | None:
     path = root / CONFIG_FILE
     if not path.exists() and not path.is_symlink():

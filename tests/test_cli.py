@@ -45,6 +45,47 @@ def test_validate_examples_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert err == ""  # every custom resource was checked against a bundled CRD: no notes
 
 
+# --- which repository: found from where the command runs, as git finds its top --------------
+
+
+def test_a_subfolder_of_a_repository_works_on_the_repository(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subprocess.run(["git", "init", "-q", str(example_repo)], check=True)
+    inside = example_repo / "specs" / "kubeai"
+    code, out, err = run(["-C", str(inside), "validate"], capsys)
+    assert (code, out) == (0, "servegen: 10 specs valid, 0 errors in 10 files\n"), err
+    code, out, err = run(["-C", str(inside), "render"], capsys)
+    assert code == 0, err
+    assert (example_repo / "output" / "models").is_dir()  # servegen.yaml's output, not specs'
+    assert not (inside / "output").exists()
+    code, _, err = run(["-C", str(inside), "render", "--out", "here"], capsys)
+    assert code == 0, err
+    assert (inside / "here" / "models").is_dir()  # an option's path: from where it runs
+
+
+def test_a_repository_without_a_config_is_found_by_its_git_top(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (example_repo / "servegen.yaml").unlink()
+    subprocess.run(["git", "init", "-q", str(example_repo)], check=True)
+    code, out, err = run(["-C", str(example_repo / "specs" / "vllm"), "validate"], capsys)
+    assert code in (0, 1), err
+    assert "spec folder does not exist" not in out + err
+    assert "specs/kserve/llama-kserve.yaml:" in out  # the repository's specs/, all of it
+
+
+def test_a_config_above_the_repository_or_outside_git_is_not_used(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inner = example_repo / "specs"
+    code, out, err = run(["-C", str(inner), "validate"], capsys)  # no git: where it runs
+    assert code == 0 and "0 specs valid" in out and "spec folder does not exist" in out + err
+    subprocess.run(["git", "init", "-q", str(inner)], check=True)  # a repository of its own
+    code, out, _ = run(["-C", str(inner / "kubeai"), "validate"], capsys)
+    assert code == 0 and "0 specs valid" in out  # its own top: the servegen.yaml above is not
+
+
 def test_validate_reports_position_and_exits_1(
     broken_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
