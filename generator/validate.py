@@ -116,6 +116,9 @@ def load_config(root: Path) -> tuple[Config, list[Diagnostic]]:
         document = source.documents[0]
         diagnostics = linked_out(root, config, source.path, document)
         diagnostics = diagnostics or missing_crd_sources(root, config, source.path, document)
+        if diagnostics:  # what a refused entry names is never read (through a link out)
+            validation = config.validation.model_copy(update={"crds": []})
+            config = config.model_copy(update={"validation": validation})
     return config, diagnostics
 
 

@@ -86,6 +86,28 @@ def test_a_config_above_the_repository_or_outside_git_is_not_used(
     assert code == 0 and "0 specs valid" in out  # its own top: the servegen.yaml above is not
 
 
+@pytest.mark.parametrize("entry", ["linked/crds", "missing", "empty"])
+def test_a_refused_crd_entry_is_reported_at_its_line_and_never_read(
+    entry: str, example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "outside" / "crds"
+    outside.mkdir(parents=True)
+    (outside / "a.yaml").write_text("apiVersion: v1\nkind: NotACRD\n")
+    (example_repo / "linked").symlink_to(outside.parent)
+    (example_repo / "empty").mkdir()
+    config = example_repo / "servegen.yaml"
+    text = config.read_text().replace('  kubernetes_version: "1.33"\n', "", 1)
+    assert "\nvalidation:\n" in text
+    text = text.replace("\nvalidation:\n", f"\nvalidation:\n  crds: [{entry}]\n", 1)
+    config.write_text(text)
+    line = text[: text.index("  crds: [")].count("\n") + 1
+    for command in ("validate", "render"):
+        code, out, err = run(["-C", str(example_repo), command], capsys)
+        assert code == 1
+        assert f"servegen.yaml:{line}:10: error: validation.crds[0]: '{entry}'" in out + err
+        assert "NotACRD" not in out + err and "CustomResourceDefinition" not in out + err
+
+
 def test_validate_reports_position_and_exits_1(
     broken_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
