@@ -273,16 +273,16 @@ def check_live(root: Path, config: Config, env: str, models: Sequence[str]) -> s
     """
     from generator.status import environment_status  # the client only when asked
 
+    if config.flux is None:  # known before asking the cluster anything
+        raise PromoteError(
+            f"cannot tell whether {env} is live: Flux is not configured (no `flux:` in "
+            "servegen.yaml), so nothing says which deploy commit the cluster applied"
+        )
     status, notes = environment_status(root, config, env)
     if status is None:
         raise PromoteError(f"cannot tell whether {env} is live: {'; '.join(notes)}")
     problems = []
-    if status.in_sync is None:
-        problems.append(
-            "Flux is not configured (no `flux:` in servegen.yaml), so nothing says "
-            "which deploy commit the cluster applied"
-        )
-    elif not status.in_sync:
+    if not status.in_sync:
         problems.append(f"not in sync: {printable(status.message)}")
     reports = {m.name: m for m in status.models}
     for name in models:

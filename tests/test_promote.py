@@ -499,9 +499,10 @@ def test_require_live_refuses_when_nothing_says_what_flux_applied(
     code, out, err = promote(staged, capsys, *PROMOTE_QWEN)
     assert (code, out) == (1, "")
     assert err.endswith(
-        "  Flux is not configured (no `flux:` in servegen.yaml), so nothing says which "
-        "deploy commit the cluster applied\n"
+        "cannot tell whether dev is live: Flux is not configured (no `flux:` in "
+        "servegen.yaml), so nothing says which deploy commit the cluster applied\n"
     )
+    assert cluster.requests == []  # refused before asking the cluster anything
 
 
 def test_another_model_of_the_same_file_keeps_its_versions(
