@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from generator.errors import cut
+from generator.errors import UnknownEnvironmentError, cut
 from generator.fields import (
     Annotations,
     DnsLabel,
@@ -420,6 +420,15 @@ class Config(StrictModel):
         if specs == output or specs in output.parents or output in specs.parents:
             raise ValueError("`specs` and `output` must not contain each other")
         return self
+
+    def require_environment(self, name: str) -> None:
+        """Raise unless servegen.yaml declares `name` (what every --env, --from and --to
+        is judged by, with the same message)."""
+        if name not in self.environments:
+            declared = ", ".join(self.environments) or "none"
+            raise UnknownEnvironmentError(
+                f"unknown environment {name!r} (declared in servegen.yaml: {declared})"
+            )
 
     def kubeai_for(self, environment: str) -> KubeAIInstall:
         """The KubeAI install an environment's Models go to."""

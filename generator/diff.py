@@ -305,8 +305,8 @@ def compare(
     repo = git.open_repo(root)
     head_build, head_label = build_head(repo, root, worktree, crds)
     envs = tuple(head_build.config.environments)
-    if environment is not None and environment not in envs:
-        raise ServegenError(f"unknown environment {environment!r}")
+    if environment is not None:
+        head_build.config.require_environment(environment)
     base_sha, why = choose_base(repo, base, head_build.config.deploy.branch)
     base_build, notes = build_base(repo, root, base_sha, crds)
     changes = diff_objects(build_objects(base_build), build_objects(head_build), environment)

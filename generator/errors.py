@@ -133,6 +133,10 @@ class RenderError(ServegenError):
     """A spec could not be rendered, or what it rendered failed validation."""
 
 
+class UnknownEnvironmentError(ServegenError):
+    """A command named an environment servegen.yaml does not declare."""
+
+
 class GitError(ServegenError):
     """A git operation failed or was refused (publish, diff, push)."""
 

@@ -873,9 +873,8 @@ def young_collections_only() -> Iterator[None]:
 
 
 def _check_environment(config: Config, environment: str | None) -> None:
-    if environment is not None and environment not in config.environments:
-        known = ", ".join(config.environments)
-        raise RenderError(f"unknown environment {environment!r} (declared: {known})")
+    if environment is not None:
+        config.require_environment(environment)
 
 
 def _filtered(built: Build, environment: str | None) -> Build:

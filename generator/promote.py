@@ -162,12 +162,8 @@ def plan(root: Path, request: PromoteRequest) -> Plan:
 
 
 def _check_environments(validated: Validated, source: str, target: str) -> None:
-    declared = list(validated.config.environments)
     for env in (source, target):
-        if env not in declared:
-            raise PromoteError(
-                f"unknown environment {env!r} (declared in servegen.yaml: {', '.join(declared)})"
-            )
+        validated.config.require_environment(env)
     if source == target:
         raise PromoteError(f"--from and --to are both {source!r}: nothing to promote")
 

@@ -17,7 +17,7 @@ import pytest
 
 from generator import buildcache, pipeline, version
 from generator.config import Config
-from generator.errors import InvalidInputError, RenderError
+from generator.errors import InvalidInputError, RenderError, UnknownEnvironmentError
 from generator.incremental import IncrementalBuild
 from generator.load import SourceFile
 from generator.pipeline import build
@@ -163,7 +163,7 @@ def test_nothing_changed_skips_validation_too(
     assert again.notes == first.notes
     only_dev = build(example_repo, environment="dev")
     assert set(only_dev.files) < set(first.files)
-    with pytest.raises(RenderError, match="unknown environment"):
+    with pytest.raises(UnknownEnvironmentError, match="unknown environment 'nope'"):
         build(example_repo, environment="nope")
 
 

@@ -794,7 +794,6 @@ def test_in_cluster_without_a_service_account_is_exit_3(
     [
         (("--timeout", "5"), "--timeout needs --wait"),
         (("--wait", "--timeout", "0"), "--timeout must be a positive number"),
-        (("--env", "staging"), "unknown environment 'staging' (declared: dev, prod)"),
         (("--format", "yaml"), "invalid choice: 'yaml'"),
     ],
 )
@@ -804,6 +803,19 @@ def test_usage_errors_are_exit_2(
     code, _, err = status(live, capsys, *args)
     assert code == 2
     assert message in err
+
+
+def test_an_unknown_environment_is_exit_1_as_for_every_command(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["status"], ["render"], ["endpoints"], ["diff"]):
+        code = cli.main(["-C", str(live.work), *command, "--env", "staging"])
+        err = capsys.readouterr().err
+        assert code == 1, (command, err)
+        assert err == (
+            "servegen: error: unknown environment 'staging' (declared in servegen.yaml: "
+            "dev, prod)\n"
+        ), command
 
 
 # --------------------------------------------------------------------------- contexts and RBAC

@@ -39,10 +39,10 @@ DEFAULT_TIMEOUT = 600.0
 
 def _check_usage(options: StatusOptions) -> float:
     if options.timeout is not None and not options.wait:
-        raise UsageError("servegen status: --timeout needs --wait")
+        raise UsageError("status: --timeout needs --wait")
     timeout = DEFAULT_TIMEOUT if options.timeout is None else options.timeout
     if not timeout > 0:
-        raise UsageError("servegen status: --timeout must be a positive number of seconds")
+        raise UsageError("status: --timeout must be a positive number of seconds")
     return timeout
 
 
@@ -51,10 +51,8 @@ def plans_for(options: StatusOptions) -> tuple[list[EnvironmentPlan], DeployHist
     config, diagnostics = load_config(root)
     if any(d.severity == "error" for d in diagnostics):
         raise InvalidInputError(diagnostics)
-    unknown = [e for e in options.environments if e not in config.environments]
-    if unknown:
-        known = ", ".join(config.environments)
-        raise UsageError(f"servegen status: unknown environment {unknown[0]!r} (declared: {known})")
+    for name in options.environments:
+        config.require_environment(name)
     names = list(dict.fromkeys(options.environments)) or list(config.environments)
     return environment_plans(root, config, names, options.fetch)
 
