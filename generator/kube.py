@@ -13,7 +13,9 @@ error here but `None`, for the caller to report per model.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.kube_config import KubeConfigMerger
 
-from generator.errors import ClusterError
+from generator.errors import ClusterError, printable
 from generator.statusplan import Kind
 
 CONNECT_TIMEOUT = 5.0
@@ -90,19 +92,48 @@ def connect(context: str | None) -> Cluster:
                 f"{missing!r}, which is not installed here (not on PATH)"
             )
         try:
-            kubeconfig.load_kube_config(
-                config_file=files,
-                context=name,
-                client_configuration=configuration,
-                persist_config=False,
-            )
+            with _logged_by_the_client() as logged:
+                kubeconfig.load_kube_config(
+                    config_file=files,
+                    context=name,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
         except (ConfigException, ValueError, TypeError, KeyError, OSError) as exc:
             raise ClusterError(
                 f"cannot use context {name!r} of kubeconfig {files}: {exc}"
             ) from None
-    # One quick retry of a refused connection; an unreachable cluster must fail fast.
+        if logged:  # a credential program that failed: the client goes on without any
+            first = next(iter(logged[0].strip().splitlines()), "")
+            raise ClusterError(
+                f"context {name!r} of kubeconfig {files}: getting its credentials failed: "
+                + printable(first)
+            )
+    # One quick retry of a refused connection; an unreachable cluster must fail fast. Its
+    # "Retrying" warning is not servegen's: the failure is told in one line of its own.
     configuration.retries = urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.1)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     return Cluster(name, configuration.host, k8s.ApiClient(configuration))
+
+
+@contextlib.contextmanager
+def _logged_by_the_client() -> Iterator[list[str]]:
+    """What the client logs while it loads a kubeconfig, kept instead of printed:
+    kubernetes' config/kube_config.py (v37) logs an exec plugin's failure (its exit status and
+    stderr, several lines) with logging.error() and carries on without credentials."""
+    logged: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.append(record.getMessage())
+
+    keep = _Keep(logging.ERROR)
+    root = logging.getLogger()
+    root.addHandler(keep)
+    try:
+        yield logged
+    finally:
+        root.removeHandler(keep)
 
 
 def _check_context(files: str, context: str | None) -> tuple[str, Any]:

@@ -712,6 +712,29 @@ def test_a_credential_plugin_that_is_not_installed_is_named(
     )
 
 
+def test_a_credential_plugin_that_fails_is_one_line(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The client logs the plugin's exit status and stderr (ERROR:root lines) and goes
+    on without credentials; urllib3 logs its retries."""
+    plugin_path = tmp_path / "gke-auth"
+    plugin_path.write_text("#!/bin/sh\necho 'F1201 token expired: run gcloud auth login' >&2\n"
+                           "echo 'more detail' >&2\nexit 1\n")  # fmt: skip
+    plugin_path.chmod(0o755)
+    kubeconfig = live.api.write_kubeconfig(tmp_path / "exec")
+    config = json.loads(kubeconfig.read_text())
+    plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin_path)}
+    config["users"] = [{"name": "reader", "user": {"exec": plugin}}]
+    kubeconfig.write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    code, _, err = status(live, capsys, "--env", ENV)
+    assert code == 3
+    assert err == (
+        f"servegen: error: context 'test' of kubeconfig {kubeconfig}: getting its credentials "
+        "failed: exec: process returned 1. F1201 token expired: run gcloud auth login\n"
+    )
+
+
 def test_forbidden_is_exit_3_and_points_at_the_rbac(
     live: Live, capsys: pytest.CaptureFixture[str]
 ) -> None:
