@@ -34,6 +34,8 @@ from generator.k8sformats import (
     LABEL_VALUE,
     QUANTITY,
     qualified_name_problem,
+    qualified_name_schema,
+    rule_schema,
 )
 
 
@@ -118,8 +120,21 @@ def _label_value(value: str) -> str:
     return value
 
 
-LabelKey = Annotated[str, AfterValidator(_label_key)]
-LabelValue = Annotated[str, AfterValidator(_label_value)]
+def _qualified_name_schema(schema: dict[str, Any]) -> None:
+    # The validators above are Python code, which pydantic's JSON Schema cannot see: the
+    # rule they apply is stated for editors here.
+    schema.update(qualified_name_schema())
+
+
+def _label_value_schema(schema: dict[str, Any]) -> None:
+    schema.update(rule_schema(LABEL_VALUE))
+
+
+QualifiedKey = Annotated[str, Field(json_schema_extra=_qualified_name_schema)]
+LabelKey = Annotated[QualifiedKey, AfterValidator(_label_key)]
+LabelValue = Annotated[
+    str, AfterValidator(_label_value), Field(json_schema_extra=_label_value_schema)
+]
 
 
 # --- control characters -----------------------------------------------------------------
@@ -202,7 +217,7 @@ def _annotations_size(annotations: dict[str, str]) -> dict[str, str]:
 
 
 Annotations = Annotated[
-    dict[Annotated[str, AfterValidator(_annotation_key)], Text],
+    dict[Annotated[QualifiedKey, AfterValidator(_annotation_key)], Text],
     AfterValidator(_annotations_size),
     Field(description="Kubernetes annotations added to every object."),
 ]

@@ -32,6 +32,8 @@ __all__ = [
     "name_rule",
     "parse_quantity",
     "qualified_name_problem",
+    "qualified_name_schema",
+    "rule_schema",
 ]
 
 
@@ -182,6 +184,24 @@ def qualified_name_problem(key: str) -> str | None:
     if QUALIFIED_NAME.matches(key) and len(prefix) <= DNS1123_SUBDOMAIN.max_length:
         return None
     return QUALIFIED_NAME.help
+
+
+# What precedes a qualified name's '/' is its prefix: at most 253 characters, which
+# QUALIFIED_NAME's own length limit (prefix and name together) leaves unsaid.
+_QUALIFIED_PREFIX_LENGTH = rf"^([^/]{{0,{DNS1123_SUBDOMAIN.max_length}}}/)?[^/]*$"
+
+
+def rule_schema(rule: Rule) -> dict[str, object]:
+    """The JSON Schema of the strings `rule.matches` accepts. Python's `$` also matches
+    before a final newline, which `Rule.matches` therefore lets through: the schema allows
+    one there too, so an editor never marks what validate accepts."""
+    pattern = rule.pattern.removesuffix("$") + r"\n?$"
+    return {"type": "string", "pattern": pattern, "maxLength": rule.max_length}
+
+
+def qualified_name_schema() -> dict[str, object]:
+    """The JSON Schema of a string qualified_name_problem accepts, exactly."""
+    return {**rule_schema(QUALIFIED_NAME), "allOf": [{"pattern": _QUALIFIED_PREFIX_LENGTH}]}
 
 
 # --------------------------------------------------------------------------- quantities

@@ -305,3 +305,54 @@ def test_what_validate_accepts_the_schema_never_marks(document: Any, tmp_path: P
     shutil.rmtree(folder, ignore_errors=True)
     if validate_spec(folder, text) == []:
         assert schema_errors(spec_validator(), text) == []
+
+
+# --- labels, node selectors and annotations: qualified-name keys, label values ------------
+
+LONG_PREFIX = "a" * 253
+LABEL_PLACES = [
+    SPEC + "labels: {{{}}}\n",
+    VLLM_SPEC + "  node_selector: {{{}}}\n",
+]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["'-a': x", f"'{'a' * 64}': x", f"'{LONG_PREFIX}a/b': x", "'a/b/c': x", "'A.b/c': x",
+     "a: '-x'", f"a: '{'x' * 64}'", "a: 'x y'", "a: 'x\\n\\n'"],
+)  # fmt: skip
+@pytest.mark.parametrize("place", LABEL_PLACES)
+def test_a_label_validate_refuses_is_marked_by_the_schema(
+    entry: str, place: str, tmp_path: Path
+) -> None:
+    text = place.format(entry.replace("'", '"'))
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [f"'{'a' * 63}': x", f"'{LONG_PREFIX}/b': x", "'example.com/A_b.c': ''",
+     f"a: '{'x' * 63}'", "a: 'x-_.Y'", "'a\\n': 'x\\n'"],
+)  # fmt: skip
+@pytest.mark.parametrize("place", LABEL_PLACES)
+def test_a_label_validate_accepts_is_not_marked(entry: str, place: str, tmp_path: Path) -> None:
+    """At the limits, and with the one final newline Python's `$` lets through."""
+    text = place.format(entry.replace("'", '"'))
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "refused"),
+    [("labels: {'-a': x}", True), ("labels: {a: '-x'}", True),
+     ("annotations: {'a b': x}", True), (f"annotations: {{'{LONG_PREFIX}a/b': x}}", True),
+     (f"labels: {{'{LONG_PREFIX}/b': '{'x' * 63}'}}", False),
+     (f"annotations: {{'{LONG_PREFIX}/b': x}}", False)],
+)  # fmt: skip
+def test_environment_labels_and_annotations_agree(
+    entry: str, refused: bool, tmp_path: Path
+) -> None:
+    text = f"environments: {{default: {{{entry}}}}}\n"
+    assert (validate_config(tmp_path, text) != []) is refused
+    assert (schema_errors(config_validator(), text) != []) is refused
