@@ -142,8 +142,16 @@ LabelValue = Annotated[
 # character there is refused by the runtime or breaks `kubectl kustomize` for a whole
 # environment. Multi-line text (file contents, annotation values) keeps tab and newline.
 
-_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_TEXT_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# As regular-expression ranges, which Python, pydantic (Rust) and editors (ECMAScript)
+# read alike. Lone surrogates are refused too, but only by Python: an editor's regex
+# without the `u` flag sees every character beyond U+FFFF as two surrogates, so the
+# JSON Schema leaves them out rather than mark an emoji.
+_LINE_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_TEXT_CONTROLS = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
+_SURROGATES = r"\ud800-\udfff"
+_LINE_FORBIDDEN = re.compile(f"[{_LINE_CONTROLS}{_SURROGATES}]")
+_TEXT_FORBIDDEN = re.compile(f"[{_TEXT_CONTROLS}{_SURROGATES}]")
+LINE_PATTERN = f"^[^{_LINE_CONTROLS}]*$"
 
 
 def _refuse(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -164,8 +172,12 @@ def plain_text(value: str) -> str:
     )
 
 
-Line = Annotated[str, AfterValidator(single_line)]
-Text = Annotated[str, AfterValidator(plain_text)]
+Line = Annotated[
+    str, AfterValidator(single_line), Field(json_schema_extra={"pattern": LINE_PATTERN})
+]
+Text = Annotated[
+    str, AfterValidator(plain_text), Field(json_schema_extra={"pattern": f"^[^{_TEXT_CONTROLS}]*$"})
+]
 
 # Go YAML (kustomize's kyaml) reads these unquoted words as null, booleans, numbers or
 # timestamps, and kustomize writes map keys back unquoted after patching: such an
@@ -385,7 +397,11 @@ def _envs_from_list(value: Any) -> Any:
 
 def _envs_schema(schema: dict[str, Any]) -> None:
     """Document both accepted forms (map, or list of {name, value}) in the JSON Schema."""
-    scalar = {"type": ["string", "number", "boolean"], "description": "Plain value."}
+    scalar = {
+        "type": ["string", "number", "boolean"],
+        "pattern": LINE_PATTERN,  # EnvValue's single_line; a pattern judges strings only
+        "description": "Plain value.",
+    }
     as_map = {
         "type": "object",
         "propertyNames": {"pattern": ENV_VAR_NAME.pattern, "maxLength": ENV_VAR_NAME.max_length},

@@ -356,3 +356,49 @@ def test_environment_labels_and_annotations_agree(
     text = f"environments: {{default: {{{entry}}}}}\n"
     assert (validate_config(tmp_path, text) != []) is refused
     assert (schema_errors(config_validator(), text) != []) is refused
+
+
+# --- control characters in one-line values: engine args, env values, annotation values ----
+
+ONE_LINE_PLACES = [
+    VLLM_SPEC + '  args: ["--x={}"]\n',
+    SPEC + 'serve:\n  args: ["--x={}"]\n',
+    VLLM_SPEC + '  envs: {{A: "x{}"}}\n',
+    VLLM_SPEC + '  envs: [{{name: A, value: "x{}"}}]\n',
+    VLLM_SPEC + '  tolerations: [{{key: a, value: "x{}"}}]\n',
+]
+
+
+@pytest.mark.parametrize(
+    "char", ["\\t", "\\n", "\\r", "\\x00", "\\x7f", "\\x85", "\\x9f", "\\u2028"]
+)
+@pytest.mark.parametrize("place", ONE_LINE_PLACES)
+def test_a_control_character_validate_refuses_is_marked_by_the_schema(
+    char: str, place: str, tmp_path: Path
+) -> None:
+    text = place.format(char)
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize("char", [" ", "\\xa0", "\\ufeff", "\\u202f", "\\U0001F600", "\\x20"])
+@pytest.mark.parametrize("place", ONE_LINE_PLACES[:4])
+def test_a_character_validate_accepts_in_one_line_is_not_marked(
+    char: str, place: str, tmp_path: Path
+) -> None:
+    text = place.format(char)
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+@pytest.mark.parametrize(
+    ("char", "refused"),
+    [("\\x0b", True), ("\\x85", True), ("\\u2029", True),
+     ("\\t", False), ("\\n", False), ("\\ufeff", False)],
+)  # fmt: skip
+def test_annotation_values_keep_tab_and_newline_only(
+    char: str, refused: bool, tmp_path: Path
+) -> None:
+    text = f'environments: {{default: {{annotations: {{example.com/a: "x{char}y"}}}}}}\n'
+    assert (validate_config(tmp_path, text) != []) is refused
+    assert (schema_errors(config_validator(), text) != []) is refused
