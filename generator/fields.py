@@ -456,11 +456,38 @@ def _taint_key(key: str) -> str:
     return _qualified_key(key, "taint key") if key else key
 
 
+def _toleration_schema(schema: dict[str, Any]) -> None:
+    """Toleration's validators, said to editors. Each rule holds for every toleration
+    validate accepts: a field that breaks its own rule is refused before any check that
+    reads it, so the cross-field rules below never meet an invalid field."""
+    properties = schema["properties"]
+    key, value = (properties[name]["anyOf"][0] for name in ("key", "value"))
+    key["anyOf"] = [{"const": ""}, qualified_name_schema()]
+    value["allOf"] = [rule_schema(LABEL_VALUE)]  # Exists wants it empty, which is one
+    operator = {"const": "Exists", "description": "Exists: any value of the key's taints."}
+    exists = {"properties": {"operator": operator}, "required": ["operator"]}
+    named = {"type": "string", "minLength": 1, "description": "Without a key: Exists only."}
+    with_key = {"properties": {"key": named}, "required": ["key"]}
+    empty = {"enum": ["", None], "description": "Empty when `operator` is Exists."}
+    empty_value = {"properties": {"value": empty}}
+    set_seconds = {"type": "integer", "description": "Set: `effect` must be NoExecute."}
+    seconds = {"properties": {"toleration_seconds": set_seconds}}
+    effect = {"const": "NoExecute", "description": "`toleration_seconds` needs NoExecute."}
+    no_execute = {"properties": {"effect": effect}, "required": ["effect"]}
+    schema["allOf"] = [
+        {"anyOf": [with_key, exists]},  # _exists_without_key
+        {"if": exists, "then": empty_value},  # _value_for_operator
+        {"if": {**seconds, "required": ["toleration_seconds"]}, "then": no_execute},
+    ]
+
+
 # The API server's rules for a toleration (k8s v1.33 pkg/apis/core/validation/validation.go,
 # ValidateTolerations) hold here, at the field that breaks them: a pod with a toleration
 # that breaks one is never created.
 class Toleration(StrictModel):
     """A Kubernetes toleration, in the spec's snake_case."""
+
+    model_config = ConfigDict(json_schema_extra=_toleration_schema)
 
     key: Annotated[Line, AfterValidator(_taint_key)] | None = Field(
         default=None, description="Taint key; empty with Exists matches all."

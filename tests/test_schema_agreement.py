@@ -402,3 +402,44 @@ def test_annotation_values_keep_tab_and_newline_only(
     text = f'environments: {{default: {{annotations: {{example.com/a: "x{char}y"}}}}}}\n'
     assert (validate_config(tmp_path, text) != []) is refused
     assert (schema_errors(config_validator(), text) != []) is refused
+
+
+# --- tolerations: the API server's rules, as Toleration's validators apply them ------------
+
+TOLERATION = VLLM_SPEC + "  tolerations: [{}]\n"
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    ["{}", "{value: x}", "{key: '', value: x}", "{key: 'a b', operator: Exists}",
+     f"{{key: '{'k' * 64}', operator: Exists}}", f"{{key: '{LONG_PREFIX}a/k'}}",
+     "{key: a, value: '-x'}", f"{{key: a, value: '{'x' * 64}'}}",
+     "{key: a, operator: Exists, value: x}", "{key: a, toleration_seconds: 5}",
+     "{key: a, effect: NoSchedule, toleration_seconds: 5}"],
+)  # fmt: skip
+def test_a_toleration_validate_refuses_is_marked_by_the_schema(
+    toleration: str, tmp_path: Path
+) -> None:
+    text = TOLERATION.replace("{}", toleration)
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    ["{operator: Exists}", "{key: '', operator: Exists, value: ''}", "{key: a}",
+     f"{{key: '{'k' * 63}', value: '{'x' * 63}'}}", f"{{key: '{LONG_PREFIX}/k', value: ''}}",
+     "{key: example.com/A_b, operator: Exists, effect: NoExecute, toleration_seconds: 0}",
+     "{key: a, value: x, toleration_seconds: null}", "{key: a, operator: Exists, value: null}"],
+)  # fmt: skip
+def test_a_toleration_validate_accepts_is_not_marked(toleration: str, tmp_path: Path) -> None:
+    text = TOLERATION.replace("{}", toleration)
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+@pytest.mark.parametrize(("toleration", "refused"), [("{key: '-a'}", True), ("{key: a}", False)])
+def test_a_profile_toleration_agrees(toleration: str, refused: bool, tmp_path: Path) -> None:
+    text = f"profiles: {{gpu: {{tolerations: [{toleration}]}}}}\n"
+    assert (validate_config(tmp_path, text) != []) is refused
+    assert (schema_errors(config_validator(), text) != []) is refused
