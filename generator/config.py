@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -105,13 +105,18 @@ def _nonzero(value: str) -> str:
 Interval = Annotated[Duration, AfterValidator(_nonzero)]
 
 
+_BRANCH_CHARACTERS = "[A-Za-z0-9._/-]+"
+_BRANCH_NOT_FIRST = ("/", "-", ".")
+_BRANCH_NOT_LAST = ("/", ".", ".lock")
+_BRANCH_NOT_INSIDE = ("//", "..")
+
+
 def _branch_name(value: str) -> str:
     bad = (
-        not re.fullmatch(r"[A-Za-z0-9._/-]+", value)
-        or value.startswith(("/", "-", "."))
-        or value.endswith(("/", ".", ".lock"))
-        or "//" in value
-        or ".." in value
+        not re.fullmatch(_BRANCH_CHARACTERS, value)
+        or value.startswith(_BRANCH_NOT_FIRST)
+        or value.endswith(_BRANCH_NOT_LAST)
+        or any(part in value for part in _BRANCH_NOT_INSIDE)
         or value == "HEAD"
     )
     if bad:
@@ -119,7 +124,25 @@ def _branch_name(value: str) -> str:
     return value
 
 
-BranchName = Annotated[str, AfterValidator(_branch_name)]
+def _literal(text: str) -> str:
+    # Each punctuation character in a class of its own: `.` matches itself, and no
+    # escape is needed that ECMAScript's unicode mode would refuse (`\-`).
+    return "".join(c if c.isalnum() else f"[{c}]" for c in text)
+
+
+def _branch_schema(schema: dict[str, Any]) -> None:
+    """_branch_name's rule, for editors: JSON Schema has no negative pattern, so what a
+    branch may not be is a `not` of the ways it can go wrong."""
+    wrong = [
+        *(f"^{_literal(first)}" for first in _BRANCH_NOT_FIRST),
+        *(f"{_literal(last)}$" for last in _BRANCH_NOT_LAST),
+        *(_literal(inside) for inside in _BRANCH_NOT_INSIDE),
+    ]
+    schema["pattern"] = f"^{_BRANCH_CHARACTERS}$"
+    schema["not"] = {"anyOf": [*({"pattern": p} for p in wrong), {"const": "HEAD"}]}
+
+
+BranchName = Annotated[str, AfterValidator(_branch_name), Field(json_schema_extra=_branch_schema)]
 
 
 def in_cluster_namespace(url: str) -> str | None:

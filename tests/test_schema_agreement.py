@@ -443,3 +443,22 @@ def test_a_profile_toleration_agrees(toleration: str, refused: bool, tmp_path: P
     text = f"profiles: {{gpu: {{tolerations: [{toleration}]}}}}\n"
     assert (validate_config(tmp_path, text) != []) is refused
     assert (schema_errors(config_validator(), text) != []) is refused
+
+
+# --- deploy.branch: a safe git branch name ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("branch", "refused"),
+    [("/deploy", True), ("-deploy", True), (".deploy", True), ("deploy/", True),
+     ("deploy.", True), ("deploy.lock", True), ("a//b", True), ("a..b", True), ("HEAD", True),
+     ("de ploy", True), ("'a:b'", True), ("''", True),
+     ("deploy", False), ("env/prod-1.x_y", False), ("a.b/c", False), ("head", False),
+     ("lock", False), ("a.locks", False), ("HEADS", False), ("x", False)],
+)  # fmt: skip
+def test_validate_and_the_schema_agree_on_the_deploy_branch(
+    branch: str, refused: bool, tmp_path: Path
+) -> None:
+    text = f"deploy: {{branch: {branch}}}\n"
+    assert (validate_config(tmp_path, text) != []) is refused
+    assert (schema_errors(config_validator(), text) != []) is refused
