@@ -18,6 +18,7 @@ from pydantic import (
 
 from generator.errors import UnknownEnvironmentError, cut
 from generator.fields import (
+    LINE_PATTERN,
     Annotations,
     DnsLabel,
     DnsSubdomain,
@@ -66,7 +67,12 @@ def _crd_source(value: str) -> str:
 
 CrdSource = Annotated[str, AfterValidator(_crd_source)]
 
-_TAG = re.compile(r"^[^@\s]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+# Python's `\s` spelled out (editors' regexes read `\s` otherwise), so the image rule is
+# one pattern for validate and the JSON Schema.
+_PYTHON_BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_TAG = re.compile(
+    rf"^[^@{_PYTHON_BLANK}]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(@sha256:[a-f0-9]{{64}})?$"
+)
 
 
 def _pinned_image(value: str) -> str:
@@ -80,10 +86,23 @@ def _pinned_image(value: str) -> str:
     return value
 
 
+def _pinned_image_schema(schema: dict[str, Any]) -> None:
+    """_pinned_image's rule, for editors. Past _TAG, an '@' is a digest; without one, the
+    tag is what follows the first ':' of the last '/'-segment, and must be neither empty
+    nor `latest`."""
+    digest = {"pattern": "@"}
+    tagged = {"pattern": ":[^/]+$", "not": {"pattern": "(^|/)[^/:]*:latest$"}}
+    schema["pattern"] = _TAG.pattern
+    schema["allOf"] = [{"pattern": LINE_PATTERN}, {"anyOf": [digest, tagged]}]
+
+
 PinnedImage = Annotated[
     str,
     AfterValidator(_pinned_image),
-    Field(description="An image reference pinned to a version tag (not `latest`) or a digest."),
+    Field(
+        description="An image reference pinned to a version tag (not `latest`) or a digest.",
+        json_schema_extra=_pinned_image_schema,
+    ),
 ]
 
 Duration = Annotated[

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from functools import cache
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator import schema
+from generator.config import _PYTHON_BLANK
 from generator.validate import validate_repository
 from generator.yamlio import load_documents
 from tests.conftest import EXAMPLES
@@ -462,3 +464,58 @@ def test_validate_and_the_schema_agree_on_the_deploy_branch(
     text = f"deploy: {{branch: {branch}}}\n"
     assert (validate_config(tmp_path, text) != []) is refused
     assert (schema_errors(config_validator(), text) != []) is refused
+
+
+# --- images: pinned to a tag other than latest, or to a digest ---------------------------
+
+DIGEST = "@sha256:" + "0" * 64
+IMAGE_PLACES = [
+    SPEC + "  image: {}\n",
+    VLLM_SPEC.replace("serve:", "  image: {}\nserve:"),
+    "kind: huggingfaceserve\nname: bert\nspec:\n  path: hf://org/bert\n  image: {}\n"
+    "serve:\n  huggingface_task: fill_mask\n  backend: huggingface\n",
+]
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["vllm", "vllm:latest", "r.io/vllm:latest", "localhost:5000/vllm", "'vllm:'", "r:1/vllm",
+     "vllm@sha256:00", "vllm" + DIGEST + "0", "v@1" + DIGEST, "'v llm:1'", '"vllm:1\\t"',
+     '"v\\xa0llm:1"', "vllm:1@", "'@sha256:'", "''"],
+)  # fmt: skip
+@pytest.mark.parametrize("place", IMAGE_PLACES)
+def test_an_image_validate_refuses_is_marked_by_the_schema(
+    image: str, place: str, tmp_path: Path
+) -> None:
+    text = place.format(image)
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["vllm:v1", "r.io:5000/o/vllm:1.0-cu128", "vllm" + DIGEST, "vllm:latest" + DIGEST,
+     "localhost:5000/vllm" + DIGEST, "vllm:latest-2", "vllm:latestx", "vllm::latest",
+     "vllm:a:latest", "vllm:-1", '"vllm:1\\ufeff"', '"vllm:\\u00e9"', "x:latest/y:1"],
+)  # fmt: skip
+@pytest.mark.parametrize("place", IMAGE_PLACES)
+def test_an_image_validate_accepts_is_not_marked(image: str, place: str, tmp_path: Path) -> None:
+    text = place.format(image)
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+@pytest.mark.parametrize(("image", "refused"), [("vllm:latest", True), ("vllm:v1", False)])
+def test_a_config_image_agrees(image: str, refused: bool, tmp_path: Path) -> None:
+    text = f"vllm: {{image: '{image}', cpu_image: 'cpu{DIGEST}'}}\n"
+    assert (validate_config(tmp_path, text) != []) is refused
+    assert (schema_errors(config_validator(), text) != []) is refused
+
+
+def test_the_image_rule_spells_out_exactly_pythons_blanks() -> None:
+    """_TAG once read `\\s`; its spelled-out class must refuse the very same characters."""
+    python_s, spelled = re.compile(r"[\s@]"), re.compile(f"[{_PYTHON_BLANK}@]")
+    differ = [
+        c for c in range(0x110000) if bool(python_s.match(chr(c))) != bool(spelled.match(chr(c)))
+    ]
+    assert differ == []
