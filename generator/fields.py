@@ -308,6 +308,12 @@ def hf_repo_problem(url: str) -> str | None:
     )
 
 
+def hf_repo_schema(schema: dict[str, Any]) -> None:
+    """hf_repo_problem's rule, for editors, on a URL field it judges: an hf:// URL names a
+    repository id up to its first '?' or '@'. Other schemes are the field's to judge."""
+    schema["anyOf"] = [{"not": {"pattern": "^hf://"}}, {"pattern": rf"^hf://{HF_REPO_ID}([?@]|$)"}]
+
+
 def pvc_claim_problem(url: str) -> str | None:
     """Why a pvc:// URL cannot mount what it names. What precedes its first '/' (or '?')
     is the claimName mounted into the pod (kubeai v0.22.1

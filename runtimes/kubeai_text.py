@@ -21,6 +21,7 @@ from generator.fields import (
     StrictModel,
     Text,
     hf_repo_problem,
+    hf_repo_schema,
     pvc_claim_problem,
 )
 from generator.k8sformats import DNS1123_LABEL, DNS1123_SUBDOMAIN
@@ -128,7 +129,11 @@ class Adapter(StrictModel):
     name: str = Field(
         pattern=r"^[a-z0-9-]+$", max_length=63, description="Adapter name (a-z, 0-9, '-')."
     )
-    url: str = Field(pattern=ADAPTER_URL_RE, description="hf://, s3://, gs:// or oss:// URL.")
+    url: str = Field(
+        pattern=ADAPTER_URL_RE,
+        description="hf://, s3://, gs:// or oss:// URL.",
+        json_schema_extra=hf_repo_schema,  # _hf_id_problems
+    )
 
 
 class File(StrictModel):
@@ -148,6 +153,7 @@ class KubeAIModelSpec(StrictModel):
         pattern=MODEL_URL_RE,
         description="Base model: hf://, s3://, gs://, oss://, pvc:// or ollama:// URL.",
         examples=["hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0"],
+        json_schema_extra=hf_repo_schema,  # _hf_id_problems
     )
     model_name: Annotated[str, StringConstraints(max_length=40)] | None = Field(
         default=None,

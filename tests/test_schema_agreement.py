@@ -519,3 +519,39 @@ def test_the_image_rule_spells_out_exactly_pythons_blanks() -> None:
         c for c in range(0x110000) if bool(python_s.match(chr(c))) != bool(spelled.match(chr(c)))
     ]
     assert differ == []
+
+
+# --- KubeAI hands hf:// URLs to the Hub as a repository id -------------------------------
+
+KUBEAI_URL_PLACES = [
+    SPEC.replace("hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0", "{}"),
+    SPEC + "  adapters: [{{name: a, url: '{}'}}]\n",
+]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["hf://org/model/", "hf://model/", "hf://org/model/sub", "hf://org/model:rev", "hf://-org/m",
+     "hf://org/.m/", "hf://org//m"],
+)  # fmt: skip
+@pytest.mark.parametrize("place", KUBEAI_URL_PLACES)
+def test_an_hf_url_kubeai_cannot_use_is_marked_by_the_schema(
+    url: str, place: str, tmp_path: Path
+) -> None:
+    text = place.format(url)
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize("url", ["hf://org/model", "hf://model", "hf://o-1/m_2.v3", "s3://b/m/"])
+@pytest.mark.parametrize("place", KUBEAI_URL_PLACES)
+def test_an_hf_url_kubeai_can_use_is_not_marked(url: str, place: str, tmp_path: Path) -> None:
+    text = place.format(url)
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+def test_an_hf_revision_kubeai_accepts_is_not_marked(tmp_path: Path) -> None:
+    text = SPEC.replace("v1.0", "v1.0@main")
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
