@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from generator.config import Config, PinnedImage, Profile
 from generator.errors import RenderError
@@ -320,8 +320,36 @@ class HFServe(StrictModel):
     )
 
 
+def longest_name(deployment_mode: str) -> int:
+    """How long a spec's name may be: KServe names its objects <name>-predictor (and
+    Knative revisions add a generation), which must stay DNS-1035 labels."""
+    longest = DNS1035_LABEL.max_length - len(PREDICTOR_SUFFIX)
+    if deployment_mode == "Knative":
+        longest -= len(KNATIVE_REVISION_SUFFIX)
+    return longest
+
+
+def _document_schema(schema: dict[str, Any]) -> None:
+    """_name_problems' rule, for editors: a DNS-1035 label (a letter first), as long as
+    the deployment mode allows. Only the spec's own mode is read: an environment's
+    override is judged once merged, which no schema can do."""
+    name = schema["properties"]["name"]
+    name["pattern"] = DNS1035_LABEL.pattern
+    name["maxLength"] = longest_name("Standard")
+    mode = {"const": "Knative", "description": "Knative, whose revisions lengthen names."}
+    knative = {"properties": {"deployment_mode": mode}, "required": ["deployment_mode"]}
+    schema["if"] = {
+        "properties": {"serve": {**knative, "description": "Served in Knative mode."}},
+        "required": ["serve"],
+    }
+    shorter = {"maxLength": longest_name("Knative"), "description": "Shorter in Knative mode."}
+    schema["then"] = {"properties": {"name": shorter}}
+
+
 class HuggingFaceServeDocument(SpecDocument[HFModelSpec, HFServe, HFModelSpecOverride]):
     """A huggingfaceserve serve spec."""
+
+    model_config = ConfigDict(json_schema_extra=_document_schema)
 
     location_field: ClassVar[str] = "path"
     # kserve v0.20.0 storage initializer: serve.model_revision picks what is downloaded.
@@ -597,9 +625,7 @@ def _name_problems(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
     # KServe's validating webhook: an InferenceService name is a DNS-1035 label.
     if not DNS1035_LABEL.compiled.match(doc.name):
         yield Problem(("name",), "KServe InferenceService names must start with a letter")
-    longest = DNS1035_LABEL.max_length - len(PREDICTOR_SUFFIX)
-    if doc.serve.deployment_mode == "Knative":
-        longest -= len(KNATIVE_REVISION_SUFFIX)
+    longest = longest_name(doc.serve.deployment_mode)
     if len(doc.name) > longest:
         yield Problem(
             ("name",),

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from generator.config import Config, PinnedImage, Profile
 from generator.errors import cut
@@ -288,14 +288,24 @@ class VLLMPoolingServeOptions(VLLMServeOptions):
 VLLMDocument = SpecDocument[VLLMModelSpec, VLLMServeOptions, VLLMModelSpecOverride]
 
 
+def _document_schema(schema: dict[str, Any]) -> None:
+    """spec_problems' name rule, for editors: the Service is named after the spec, so
+    the name is a DNS-1035 label (a letter first)."""
+    schema["properties"]["name"]["pattern"] = DNS1035_LABEL.pattern
+
+
 class VLLMServeTextDocument(VLLMDocument):
     """A vllmserve-text serve spec."""
+
+    model_config = ConfigDict(json_schema_extra=_document_schema)
 
     kind: Literal["vllmserve-text"] = Field(description="vllmserve-text: vLLM text generation.")
 
 
 class VLLMServeSpeechDocument(VLLMDocument):
     """A vllmserve-speech serve spec."""
+
+    model_config = ConfigDict(json_schema_extra=_document_schema)
 
     kind: Literal["vllmserve-speech"] = Field(description="vllmserve-speech: vLLM speech-to-text.")
 
@@ -304,6 +314,8 @@ class VLLMServePoolingDocument(
     SpecDocument[VLLMModelSpec, VLLMPoolingServeOptions, VLLMModelSpecOverride]
 ):
     """A vllmserve-pooling serve spec."""
+
+    model_config = ConfigDict(json_schema_extra=_document_schema)
 
     kind: Literal["vllmserve-pooling"] = Field(
         description="vllmserve-pooling: vLLM embeddings, scoring, classification, reward."

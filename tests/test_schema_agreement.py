@@ -555,3 +555,52 @@ def test_an_hf_revision_kubeai_accepts_is_not_marked(tmp_path: Path) -> None:
     text = SPEC.replace("v1.0", "v1.0@main")
     assert validate_spec(tmp_path, text) == []
     assert schema_errors(spec_validator(), text) == []
+
+
+# --- names that become a Service's or an InferenceService's: DNS-1035 labels --------------
+
+HF_SPEC = (
+    "kind: huggingfaceserve\nname: {}\nspec:\n  path: hf://org/bert\n"
+    "serve:\n  huggingface_task: fill_mask\n  backend: huggingface\n"
+)
+NAMED_SPECS = [
+    HF_SPEC,
+    VLLM_SPEC.replace("qwen-cpu", "{}"),
+    VLLM_SPEC.replace("qwen-cpu", "{}").replace("-text", "-speech"),
+    VLLM_SPEC.replace("qwen-cpu", "{}").replace("-text", "-pooling") + "  task: embed\n",
+]
+
+
+@pytest.mark.parametrize("name", ["1abc", "'0'", "9-a"])
+@pytest.mark.parametrize("spec", NAMED_SPECS)
+def test_a_name_without_a_leading_letter_is_marked(name: str, spec: str, tmp_path: Path) -> None:
+    text = spec.format(name)
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize("name", ["a", "a1", "a-1-b"])
+@pytest.mark.parametrize("spec", NAMED_SPECS)
+def test_a_name_with_a_leading_letter_is_not_marked(name: str, spec: str, tmp_path: Path) -> None:
+    text = spec.format(name)
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+def test_a_kubeai_name_may_start_with_a_digit(tmp_path: Path) -> None:
+    text = SPEC.replace("tinyllama-chat", "1b-chat")
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
+
+
+@pytest.mark.parametrize(
+    ("length", "mode", "refused"),
+    [(53, "Standard", False), (54, "Standard", True), (47, "Knative", False),
+     (48, "Knative", True), (54, None, True), (53, None, False)],
+)  # fmt: skip
+def test_an_inference_service_name_fits_kserve_suffixes(
+    length: int, mode: str | None, refused: bool, tmp_path: Path
+) -> None:
+    text = HF_SPEC.format("a" * length) + (f"  deployment_mode: {mode}\n" if mode else "")
+    assert (validate_spec(tmp_path, text) != []) is refused
+    assert (schema_errors(spec_validator(), text) != []) is refused
