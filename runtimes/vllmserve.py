@@ -310,12 +310,25 @@ class VLLMServeSpeechDocument(VLLMDocument):
     kind: Literal["vllmserve-speech"] = Field(description="vllmserve-speech: vLLM speech-to-text.")
 
 
+def _pooling_document_schema(schema: dict[str, Any]) -> None:
+    """VLLMServePooling.spec_problems' task rule too: the spec itself names a task (an
+    absent `serve` is read as `{}`, which names none). An environment's override need not
+    repeat it, so the rule is the document's, not the serve section's."""
+    _document_schema(schema)
+    serve = schema["properties"]["serve"]
+    task = {"type": "string", "description": "Required in the spec: it picks the one API."}
+    named = {"properties": {"task": task}, "required": ["task"]}
+    # Beside a $ref, draft 7 ignores every other keyword: both go under allOf.
+    serve["allOf"] = [{"$ref": serve.pop("$ref")}, named]
+    schema["required"] = [*schema["required"], "serve"]
+
+
 class VLLMServePoolingDocument(
     SpecDocument[VLLMModelSpec, VLLMPoolingServeOptions, VLLMModelSpecOverride]
 ):
     """A vllmserve-pooling serve spec."""
 
-    model_config = ConfigDict(json_schema_extra=_document_schema)
+    model_config = ConfigDict(json_schema_extra=_pooling_document_schema)
 
     kind: Literal["vllmserve-pooling"] = Field(
         description="vllmserve-pooling: vLLM embeddings, scoring, classification, reward."

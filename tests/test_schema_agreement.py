@@ -604,3 +604,31 @@ def test_an_inference_service_name_fits_kserve_suffixes(
     text = HF_SPEC.format("a" * length) + (f"  deployment_mode: {mode}\n" if mode else "")
     assert (validate_spec(tmp_path, text) != []) is refused
     assert (schema_errors(spec_validator(), text) != []) is refused
+
+
+# --- vllmserve-pooling: the spec names its task ------------------------------------------
+
+POOLING = "kind: vllmserve-pooling\nname: emb\nspec:\n  url: hf://BAAI/bge-small-en-v1.5\n"
+
+
+@pytest.mark.parametrize(
+    "serve",
+    ["", "serve: {}\n", "serve: {task: null}\n", "serve: {replicas: 2}\n",
+     "serve: {}\nenvironments: {dev: {serve: {task: embed}}}\n"],
+)  # fmt: skip
+def test_a_pooling_spec_without_a_task_is_marked(serve: str, tmp_path: Path) -> None:
+    text = POOLING + serve
+    assert validate_spec(tmp_path, text) != []
+    assert schema_errors(spec_validator(), text) != []
+
+
+@pytest.mark.parametrize(
+    "serve",
+    ["serve: {task: embed}\n", "serve: {task: score, replicas: 2}\n",
+     "serve: {task: embed}\nenvironments: {dev: {serve: {replicas: 2}}}\n",
+     "serve: {task: embed}\nenvironments: {prod: {serve: {task: classify}}}\n"],
+)  # fmt: skip
+def test_a_pooling_spec_with_a_task_is_not_marked(serve: str, tmp_path: Path) -> None:
+    text = POOLING + serve
+    assert validate_spec(tmp_path, text) == []
+    assert schema_errors(spec_validator(), text) == []
