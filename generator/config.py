@@ -67,11 +67,19 @@ def _crd_source(value: str) -> str:
 
 CrdSource = Annotated[str, AfterValidator(_crd_source)]
 
-# Python's `\s` spelled out (editors' regexes read `\s` otherwise), so the image rule is
-# one pattern for validate and the JSON Schema.
-_PYTHON_BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# An image reference as the kubelet parses it (github.com/distribution/reference v0.6.0,
+# regexp.go and normalize.go): an optional registry host[:port], lower-case path
+# components, a tag of at most 128 word characters, '.' and '-' not first, and here only a
+# sha256 digest; else the pod fails with InvalidImageName. Spelled without `\w` or `.`:
+# one pattern for validate and the JSON Schema (editors' regexes read those differently).
+_HOST_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+# A first component is a registry only with a '.', a port or as localhost (normalize.go
+# splitDockerDomain); else it is a path component, lower-case like the rest.
+_REGISTRY = rf"(?:(?:{_HOST_PART}(?:[.]{_HOST_PART})+|localhost)(?::[0-9]+)?|{_HOST_PART}:[0-9]+)"
 _TAG = re.compile(
-    rf"^[^@{_PYTHON_BLANK}]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(@sha256:[a-f0-9]{{64}})?$"
+    rf"^(?:{_REGISTRY}/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 
 

@@ -50,7 +50,9 @@ class Rule:
         object.__setattr__(self, "compiled", re.compile(self.pattern))
 
     def matches(self, value: str) -> bool:
-        return len(value) <= self.max_length and self.compiled.match(value) is not None
+        # fullmatch: Python's `$` also matches before a final newline, which the API
+        # server's Go regexp (and pydantic's Rust one) refuses.
+        return len(value) <= self.max_length and self.compiled.fullmatch(value) is not None
 
 
 # k8s.io/apimachinery v0.33 pkg/util/validation/validation.go: dns1123LabelFmt, at most 63.
@@ -192,11 +194,8 @@ _QUALIFIED_PREFIX_LENGTH = rf"^([^/]{{0,{DNS1123_SUBDOMAIN.max_length}}}/)?[^/]*
 
 
 def rule_schema(rule: Rule) -> dict[str, object]:
-    """The JSON Schema of the strings `rule.matches` accepts. Python's `$` also matches
-    before a final newline, which `Rule.matches` therefore lets through: the schema allows
-    one there too, so an editor never marks what validate accepts."""
-    pattern = rule.pattern.removesuffix("$") + r"\n?$"
-    return {"type": "string", "pattern": pattern, "maxLength": rule.max_length}
+    """The JSON Schema of the strings `rule.matches` accepts."""
+    return {"type": "string", "pattern": rule.pattern, "maxLength": rule.max_length}
 
 
 def qualified_name_schema() -> dict[str, object]:
@@ -221,7 +220,7 @@ _LARGEST = Decimal((1 << 63) - 1)
 def parse_quantity(text: str) -> Decimal:
     """The value of a quantity (`16Gi`, `500m`, `1e9`, `1024`), between 1n and 2^63-1
     unless zero; ValueError if it is none."""
-    match = QUANTITY.compiled.match(text) if len(text) <= QUANTITY.max_length else None
+    match = QUANTITY.compiled.fullmatch(text) if len(text) <= QUANTITY.max_length else None
     if match is None:
         raise ValueError(f"{text!r} is not a quantity")
     number, suffix = Decimal(match.group(1)), match.group(4) or ""  # QUANTITY's groups

@@ -623,7 +623,7 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
 
 def _name_problems(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
     # KServe's validating webhook: an InferenceService name is a DNS-1035 label.
-    if not DNS1035_LABEL.compiled.match(doc.name):
+    if not DNS1035_LABEL.compiled.fullmatch(doc.name):
         yield Problem(("name",), "KServe InferenceService names must start with a letter")
     longest = longest_name(doc.serve.deployment_mode)
     if len(doc.name) > longest:

@@ -550,7 +550,7 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
         serve = doc.serve
         scaling = serve.scaling
         # k8s.io/kubernetes v1.33 pkg/apis/core/validation ValidateServiceName: DNS-1035.
-        if not DNS1035_LABEL.compiled.match(doc.name):
+        if not DNS1035_LABEL.compiled.fullmatch(doc.name):
             yield Problem(
                 ("name",), "the Service is named after the spec: it must start with a letter"
             )

@@ -25,6 +25,7 @@ from generator.k8sformats import (
     LABEL_VALUE,
     PATH_SEGMENT,
     QUALIFIED_NAME,
+    Rule,
     name_rule,
     parse_quantity,
     qualified_name_problem,
@@ -223,3 +224,15 @@ def test_a_bad_label_reads_the_same_in_a_spec_and_in_a_rendered_object() -> None
         f'"NLP team" {LABEL_VALUE.help}',
         f'key "bad key" {QUALIFIED_NAME.help}',
     ]
+
+
+@pytest.mark.parametrize("rule", [DNS1123_LABEL, DNS1123_SUBDOMAIN, LABEL_VALUE, QUALIFIED_NAME])
+def test_a_final_newline_is_not_part_of_any_name(rule: Rule) -> None:
+    """Python's `$` matches before a final newline; the API server's Go regexp does not."""
+    assert rule.matches("abc")
+    assert not rule.matches("abc\n")
+
+
+def test_a_quantity_with_a_final_newline_is_refused() -> None:
+    with pytest.raises(ValueError, match="is not a quantity"):
+        parse_quantity("16Gi\n")
