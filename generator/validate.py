@@ -490,6 +490,8 @@ def _diagnostic(
         message = f"missing required field {loc[-1]!r}"
     elif kind in ("string_pattern_mismatch", "literal_error", "enum"):
         message = _explain_value(model, loc, error, message)
+    elif kind in _WRONG_TYPE:
+        message += _what_was_found(error.get("input"))
     if invalid_key:
         message = f"invalid key {loc[-1]!r}: {message}"
     where = _where(document, loc, environment)
@@ -500,6 +502,43 @@ def _diagnostic(
     else:
         line, col = document.position(where, key=at_key)
     return Diagnostic(path, line, col, format_path(where), message)
+
+
+# pydantic's strict type errors, which say what was expected but not what was found.
+_WRONG_TYPE = frozenset(
+    {
+        "int_type",
+        "float_type",
+        "bool_type",
+        "string_type",
+        "dict_type",
+        "list_type",
+        "int_from_float",
+    }
+)
+# Words YAML 1.1 read as booleans, and YAML 1.2 (servegen's, and editors') reads as text.
+_YAML_11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _what_was_found(found: object) -> str:
+    """`: found the string '2'`, with a hint where YAML 1.1 habits explain it."""
+    if isinstance(found, bool):
+        text = f"; found {str(found).lower()}"
+    elif isinstance(found, str):
+        text = f"; found the string {cut(repr(found))}"
+        if found.lower() in _YAML_11_BOOLEANS:
+            text += " (YAML 1.2 reads it as text: write true or false)"
+    elif isinstance(found, int | float):
+        text = f"; found the number {found!r}"
+    elif isinstance(found, dict):
+        text = "; found a mapping"
+    elif isinstance(found, list):
+        text = "; found a list"
+    elif found is None:
+        text = "; found null (an empty value)"
+    else:
+        return ""
+    return text
 
 
 def _explain_value(model: type[BaseModel], loc: JsonPath, error: ErrorDetails, message: str) -> str:
