@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -45,6 +44,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from generator.cachedir import servegen_cache
 from generator.config import Config
 from generator.errors import Diagnostic
 from generator.render import EnvironmentRender, ModelRender
@@ -90,14 +90,7 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    return _cache_dir(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
-
-
-@functools.lru_cache(maxsize=8)
-def _cache_dir(xdg: str | None, home: str | None) -> Path:
-    # Keyed by the variables it reads: Path.home() per entry was a twentieth of a cold build.
-    base = xdg or str(Path.home() / ".cache")
-    return Path(base) / "servegen" / "builds"
+    return servegen_cache() / "builds"
 
 
 @cache

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import crdconvert, crds, k8sformats, k8sschemas
+from generator.cachedir import servegen_cache
 from generator.crdconvert import JSON, Kind
 from generator.errors import ServegenError
 
@@ -209,8 +210,7 @@ def _write_if_changed(path: Path, data: JSON) -> list[str]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "servegen" / "crds"
+    return servegen_cache() / "crds"
 
 
 # A cache entry is the sha256 of its JSON, a newline, then the JSON: one damaged in any way

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from generator import workers
+from generator.cachedir import servegen_cache
 
 MANIFEST = ".servegen-manifest"  # write.MANIFEST: the list of files servegen wrote
 
@@ -114,9 +115,8 @@ def index_path(out: Path) -> Path | None:
     """Where `out`'s index lives; None with SERVEGEN_NO_CACHE=1 (always read files)."""
     if os.environ.get("SERVEGEN_NO_CACHE", "") not in ("", "0"):
         return None
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     where = hashlib.sha256(os.fsencode(out.parent.resolve() / out.name)).hexdigest()
-    return Path(base) / "servegen" / "outputs" / f"{where[:40]}.index"
+    return servegen_cache() / "outputs" / f"{where[:40]}.index"
 
 
 # The file: a head line (magic, tree, how many stamps, how many watched paths, the
