@@ -225,7 +225,10 @@ def unified(old: str, new: str, label: str, action: Action) -> str:
 
 def default_base(repo: git.Repo, deploy_branch: str) -> tuple[str | None, str]:
     """The merge base of HEAD with the default branch, else the deployed source commit."""
-    head = git.resolve_commit(repo, "HEAD")
+    try:
+        head = git.resolve_commit(repo, "HEAD")
+    except GitError:  # a new repository: what it renders is all new
+        return None, "the repository has no commit yet"
     for name in DEFAULT_BRANCHES:
         try:
             other = git.resolve_commit(repo, name)
@@ -281,7 +284,10 @@ def build_head(
     """The working state: the working tree, or HEAD with --committed. Errors propagate."""
     if worktree:
         return build(root, crds=crds, keep_objects=True), "working tree"
-    head = git.resolve_commit(repo, "HEAD")
+    try:
+        head = git.resolve_commit(repo, "HEAD")
+    except GitError as exc:
+        raise GitError("the repository has no commit yet: commit the specs first") from exc
     return build_at(repo, root, head, crds=crds, keep_objects=True), head
 
 

@@ -198,6 +198,19 @@ def test_base_that_fails_to_build_is_empty_with_a_note(
     assert f"dev: {dev_object_count()} added, 0 changed, 0 removed" in out
 
 
+def test_a_repository_without_commits_shows_everything_as_added(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sh(example_repo, "init", "-q")
+    code, out, err = diff(example_repo, capsys)
+    assert code == 0, err
+    assert "note: base: the repository has no commit yet" in out + err
+    assert "(new)" in out
+    code, out, err = diff(example_repo, capsys, "--committed")
+    assert (code, out) == (1, "")
+    assert err == "servegen: error: the repository has no commit yet: commit the specs first\n"
+
+
 def test_broken_working_state_exits_1_with_positions(
     spec_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
