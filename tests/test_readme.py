@@ -3,11 +3,13 @@ and its YAML examples are YAML as servegen reads it."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import pytest
 
+from generator.cli import build_parser
 from generator.yamlio import load_documents
 from tests.conftest import REPO_ROOT
 
@@ -56,3 +58,20 @@ def _yaml_blocks() -> list[str]:
 def test_every_yaml_example_reads(block: str) -> None:
     """Readers copy these (flow mappings holding URLs and image tags among them)."""
     assert load_documents(block)
+
+
+def _command_rows() -> dict[str, set[str]]:
+    """The options each row of the CLI reference's command table names."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `servegen (\w+) ([^`]*)` \|", text, flags=re.MULTILINE)
+    return {command: set(re.findall(r"--[a-z-]+", usage)) for command, usage in rows}
+
+
+def test_the_command_table_names_every_option() -> None:
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    rows = _command_rows()
+    assert sorted(rows) == sorted(commands.choices)
+    for name, sub in commands.choices.items():
+        options = {o for a in sub._actions for o in a.option_strings if o.startswith("--")}
+        assert rows[name] == options - {"--help"}, name
