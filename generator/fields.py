@@ -75,6 +75,9 @@ def _quantity(value: Any) -> Any:
     # YAML reads `cpu: 2` as an int and `cpu: 0.5` as a float; Kubernetes wants strings.
     if isinstance(value, bool):
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        # YAML reads `1e999` as infinity: say what was written, not 'inf'.
+        raise ValueError("a number too large to be a quantity")
     if isinstance(value, int | float):
         return format(value, "g") if isinstance(value, float) else str(value)
     return value
