@@ -44,7 +44,9 @@ DEFAULT_VLLM_CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.2"
 
 def _relative_dir(value: str) -> str:
     path = PurePosixPath(value)
-    if path.is_absolute() or ".." in path.parts or "\\" in value or not value.strip():
+    if path.is_absolute():
+        raise ValueError("must be a relative path inside the repository, not an absolute one")
+    if ".." in path.parts or "\\" in value or not value.strip():
         raise ValueError("must be a relative path inside the repository (no '..')")
     if not value.isprintable():  # it is written into headers and messages
         raise ValueError("must not contain control or line-break characters")
