@@ -296,6 +296,8 @@ def test_init_force_keeps_the_users_files_unless_named(
     assert (tmp_path / ".gitignore").read_text().strip().endswith("/output/")
     assert "kept existing servegen.yaml (replace it with --overwrite servegen.yaml)" in out
     assert (tmp_path / "specs").is_dir()
+    code, out, _ = run(["init", str(tmp_path), "--force", "--overwrite", ".gitignore"], capsys)
+    assert code == 0 and f"servegen: created 1 file in {tmp_path}" in out
 
 
 def test_init_overwrite_of_an_unknown_file_is_a_usage_error(

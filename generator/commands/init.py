@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from generator import schema, terminal
-from generator.errors import EXIT_OK, ServegenError, UsageError
+from generator.errors import EXIT_OK, ServegenError, UsageError, counted
 from generator.options import InitOptions
 from generator.write import write_inside
 
@@ -89,7 +89,9 @@ def run(options: InitOptions) -> int:
             continue
         write_inside(target, rel, data)  # a link in the way is replaced or refused
         written.append(rel)
-    terminal.summary(f"created {len(written)} files in {target}", color=options.common.color)
+    terminal.summary(
+        f"created {counted(len(written), 'file')} in {target}", color=options.common.color
+    )
     for rel in kept:
         terminal.note(f"kept existing {rel} (replace it with --overwrite {rel})", stream=sys.stdout)
     print(next_steps(target, pinned=requirement is not None))
