@@ -15,6 +15,7 @@ import pytest
 from generator import cli, schema
 from generator.commands import validate as validate_command
 from generator.errors import GitError
+from generator.pipeline import build
 from generator.report import escape_data, escape_property
 from tests.conftest import EXAMPLES, REPO_ROOT
 
@@ -106,6 +107,19 @@ def test_a_refused_crd_entry_is_reported_at_its_line_and_never_read(
         assert code == 1
         assert f"servegen.yaml:{line}:10: error: validation.crds[0]: '{entry}'" in out + err
         assert "NotACRD" not in out + err and "CustomResourceDefinition" not in out + err
+
+
+def test_render_of_one_environment_counts_its_models(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = build(example_repo)
+    models = [m for m in result.models if "prod" in m.environments]
+    objects = sum(len(m.environments["prod"].objects) for m in models)
+    assert len(models) < len(result.models)  # one model is not in prod
+    for _ in range(2):  # rendered, then taken from the build cache
+        code, out, err = run(["-C", str(example_repo), "render", "--env", "prod"], capsys)
+        assert code == 0, err
+        assert f"rendered {len(models)} models ({objects} objects) into" in out
 
 
 def test_validate_reports_position_and_exits_1(

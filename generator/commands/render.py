@@ -11,7 +11,7 @@ from generator import terminal
 from generator.errors import EXIT_INVALID, EXIT_OK, UsageError, counted
 from generator.options import RenderOptions
 from generator.outtree import in_environment
-from generator.pipeline import build, young_collections_only
+from generator.pipeline import Build, build, young_collections_only
 from generator.write import CannotWriteError, everything, stale_paths, write_tree
 
 
@@ -44,9 +44,7 @@ def run(options: RenderOptions) -> int:
         terminal.summary(f"{out} is up to date", color=color)
         return EXIT_OK
     files, tree = result.files, result.tree
-    rendered = (
-        f"{counted(len(result.models), 'model')} ({counted(result.object_count(), 'object')})"
-    )
+    rendered = _rendered(result, options.environment)
     del result  # the models' summaries: what they hold is the write's to reuse (14 MB at 10,000)
     try:
         # The build's objects stay alive until the process ends: a full collection
@@ -65,3 +63,15 @@ def run(options: RenderOptions) -> int:
         color=color,
     )
     return EXIT_OK
+
+
+def _rendered(result: Build, environment: str | None) -> str:
+    """`10 models (31 objects)`: of one environment when --env names it."""
+    if environment is None:
+        models, objects = len(result.models), result.object_count()
+    else:
+        present = [
+            m.environments[environment] for m in result.models if environment in m.environments
+        ]
+        models, objects = len(present), sum(len(env.objects) for env in present)
+    return f"{counted(models, 'model')} ({counted(objects, 'object')})"
