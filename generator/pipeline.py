@@ -50,7 +50,14 @@ from generator.load import (
 )
 from generator.outtree import in_environment
 from generator.render import ModelRender, duplicate_objects, render_spec, summary
-from generator.validate import SpecName, ValidatedSpec, duplicate_names, load_config, validate_file
+from generator.validate import (
+    SpecName,
+    ValidatedSpec,
+    duplicate_names,
+    load_config,
+    missing_spec_folder,
+    validate_file,
+)
 
 if TYPE_CHECKING:
     from generator.check import ManifestChecker
@@ -494,11 +501,9 @@ class Repository:
             # environments and profiles the repository does not have, and each would get
             # errors that are not its own. The config's errors come alone, first.
             return tuple(sorted(set(found)))
-        if not self.spec_root.is_dir():
-            # Not an error (a new repository may have no specs yet), but worth saying: a
-            # typo in `specs:` would otherwise render nothing without a word.
-            missing = "spec folder does not exist"
-            found.append(Diagnostic(self.config.specs, 0, 0, "", missing, "warning"))
+        missing = missing_spec_folder(self.root, self.config)
+        if missing is not None:
+            found.append(missing)
         root_problem = self.spec_root_problem()
         if root_problem is not None:
             return tuple(sorted({*found, root_problem}))

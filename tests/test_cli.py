@@ -81,7 +81,9 @@ def test_a_config_above_the_repository_or_outside_git_is_not_used(
 ) -> None:
     inner = example_repo / "specs"
     code, out, err = run(["-C", str(inner), "validate"], capsys)  # no git: where it runs
-    assert code == 0 and "0 specs valid" in out and "spec folder does not exist" in out + err
+    assert (
+        code == 0 and "0 specs valid" in out and "spec folder 'specs' does not exist" in out + err
+    )
     subprocess.run(["git", "init", "-q", str(inner)], check=True)  # a repository of its own
     code, out, _ = run(["-C", str(inner / "kubeai"), "validate"], capsys)
     assert code == 0 and "0 specs valid" in out  # its own top: the servegen.yaml above is not
@@ -564,12 +566,22 @@ def test_only_the_command_line_knows_argv_and_the_terminal() -> None:
 def test_missing_spec_folder_is_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "servegen.yaml").write_text("specs: spec\n")
+    (tmp_path / "servegen.yaml").write_text("output: out\nspecs: spec\n")
     code, out, _ = run(["-C", str(tmp_path), "validate"], capsys)
     assert code == 0
-    assert out.splitlines()[0] == "spec: warning: spec folder does not exist"
+    # At `specs:` in servegen.yaml, where the typo would be.
+    assert (
+        out.splitlines()[0]
+        == "servegen.yaml:2:8: warning: specs: spec folder 'spec' does not exist"
+    )
     code, _, err = run(["-C", str(tmp_path), "render"], capsys)
-    assert code == 0 and "note: spec: spec folder does not exist" in err
+    assert code == 0 and "note: servegen.yaml: spec folder 'spec' does not exist" in err
+    (tmp_path / "servegen.yaml").unlink()  # the default: no line to point at
+    code, out, _ = run(["-C", str(tmp_path), "validate"], capsys)
+    assert out.splitlines()[0] == "specs: warning: spec folder 'specs' does not exist"
+    (tmp_path / "specs").write_text("")  # not a folder: the reader's error alone
+    code, out, _ = run(["-C", str(tmp_path), "validate"], capsys)
+    assert code == 1 and "does not exist" not in out
 
 
 def test_pydantic_plugins_of_the_environment_are_never_run(tmp_path: Path) -> None:
