@@ -715,8 +715,9 @@ def identity_from_env_or_config(repo: Repo) -> Identity:
     ) or _config_get(repo, "user.email")
     if name is None or email is None:
         raise GitError(
-            "no committer identity: set deploy.committer in servegen.yaml, or git config "
-            "user.name/user.email, or GIT_COMMITTER_NAME/GIT_COMMITTER_EMAIL"
+            "no committer identity: set deploy.committer in servegen.yaml, or "
+            "SERVEGEN_COMMITTER_NAME/SERVEGEN_COMMITTER_EMAIL, or GIT_COMMITTER_NAME/"
+            "GIT_COMMITTER_EMAIL, or git config user.name/user.email"
         )
     return Identity(name=name, email=email)
 

@@ -442,6 +442,7 @@ def test_committer_from_config_and_clear_error_without_identity(
     monkeypatch.delenv("GIT_COMMITTER_EMAIL")
     code, _, err = publish(spec_repo, crds_dir, capsys)
     assert code == 1 and "no committer identity" in err
+    assert "SERVEGEN_COMMITTER_NAME/SERVEGEN_COMMITTER_EMAIL" in err  # in the order tried
     assert tip(spec_repo) is None
     edit(
         spec_repo / "servegen.yaml",
