@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from generator.cli import build_parser
+from generator.crds import bundled_files
+from generator.validate import validate_repository
 from generator.yamlio import load_documents
 from tests.conftest import REPO_ROOT
 
@@ -75,3 +78,15 @@ def test_the_command_table_names_every_option() -> None:
     for name, sub in commands.choices.items():
         options = {o for a in sub._actions for o in a.option_strings if o.startswith("--")}
         assert rows[name] == options - {"--help"}, name
+
+
+def test_the_config_example_validates(tmp_path: Path) -> None:
+    """The README's servegen.yaml, its `{...}` and `[...]` placeholders emptied."""
+    [config] = [b for b in _yaml_blocks() if b.startswith("specs: specs")]
+    text = config.replace("{...}", "{}").replace("[...]", "[]")
+    (tmp_path / "servegen.yaml").write_text(text)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "crds").mkdir()
+    shutil.copy(bundled_files()[0], tmp_path / "crds")
+    problems = [str(d) for d in validate_repository(tmp_path).diagnostics]
+    assert problems == []
