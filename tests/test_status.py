@@ -693,17 +693,25 @@ def test_expired_token_is_exit_3(
     assert "(401 Unauthorized: Unauthorized); the token may have expired" in err
 
 
+def _with_credential_plugin(
+    live: Live, tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A kubeconfig (now $KUBECONFIG) whose user gets credentials from `command`."""
+    kubeconfig = live.api.write_kubeconfig(tmp_path / "exec")
+    config = json.loads(kubeconfig.read_text())
+    plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": command}
+    config["users"] = [{"name": "reader", "user": {"exec": plugin}}]
+    kubeconfig.write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    return kubeconfig
+
+
 def test_a_credential_plugin_that_is_not_installed_is_named(
     live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The client logs a missing exec plugin and goes on without credentials: the 401
     that follows read as an expired token."""
-    kubeconfig = live.api.write_kubeconfig(tmp_path / "exec")
-    config = json.loads(kubeconfig.read_text())
-    plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": "/nonexistent/aws-iam"}
-    config["users"] = [{"name": "reader", "user": {"exec": plugin}}]
-    kubeconfig.write_text(json.dumps(config))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    kubeconfig = _with_credential_plugin(live, tmp_path, "/nonexistent/aws-iam", monkeypatch)
     code, _, err = status(live, capsys, "--env", ENV)
     assert code == 3
     assert err == (
@@ -721,12 +729,7 @@ def test_a_credential_plugin_that_fails_is_one_line(
     plugin_path.write_text("#!/bin/sh\necho 'F1201 token expired: run gcloud auth login' >&2\n"
                            "echo 'more detail' >&2\nexit 1\n")  # fmt: skip
     plugin_path.chmod(0o755)
-    kubeconfig = live.api.write_kubeconfig(tmp_path / "exec")
-    config = json.loads(kubeconfig.read_text())
-    plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin_path)}
-    config["users"] = [{"name": "reader", "user": {"exec": plugin}}]
-    kubeconfig.write_text(json.dumps(config))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    kubeconfig = _with_credential_plugin(live, tmp_path, str(plugin_path), monkeypatch)
     code, _, err = status(live, capsys, "--env", ENV)
     assert code == 3
     assert err == (

@@ -38,6 +38,7 @@ from generator.write import (
     stale_paths,
     write_tree,
 )
+from tests.gitutil import sh
 from tests.kustomize import kubectl
 from tests.writeutil import counted_forks, left_beside, run_writer, snapshot, spied_scans
 
@@ -279,20 +280,13 @@ def test_git_never_sees_the_spare(tmp_path: Path) -> None:
     must not commit servegen's spare (a second copy of the output)."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    sh(repo, "init", "-q")
     (repo / ".gitignore").write_text("/out/\n")
     out = repo / "out"
     write_tree(out, FILES)
     write_tree(out, {**FILES, "README.md": b"# second\n"})
     assert (spare_folder(out) / MANIFEST).is_file()
-    listed = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert listed.splitlines() == ["?? .gitignore"]
+    assert sh(repo, "status", "--porcelain", "--untracked-files=all") == "?? .gitignore"
 
 
 # --- the stat index: an unchanged file costs a stat, not a read ---------------------------
