@@ -176,6 +176,8 @@ def test_init_next_steps_cover_git_commit_and_publish(tmp_path: Path) -> None:
         assert words in text
     assert "SERVEGEN_REQUIREMENT" in text
     assert "SERVEGEN_REQUIREMENT" not in next_steps(tmp_path, pinned=True)
+    in_git = next_steps(tmp_path, pinned=True, in_git=True)  # init --force in a repository
+    assert "git init" not in in_git and f"cd {tmp_path}\n" in in_git
 
 
 def test_scaffold_specs_use_only_profiles_the_scaffold_config_defines(

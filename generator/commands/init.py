@@ -94,15 +94,16 @@ def run(options: InitOptions) -> int:
     )
     for rel in kept:
         terminal.note(f"kept existing {rel} (replace it with --overwrite {rel})", stream=sys.stdout)
-    print(next_steps(target, pinned=requirement is not None))
+    in_git = (target / ".git").exists()
+    print(next_steps(target, pinned=requirement is not None, in_git=in_git))
     return EXIT_OK
 
 
-def next_steps(target: Path, *, pinned: bool) -> str:
+def next_steps(target: Path, *, pinned: bool, in_git: bool = False) -> str:
     folder = shlex.quote(str(target))
     lines = [
         "next:",
-        f"  cd {folder} && git init -q -b main",
+        f"  cd {folder}" if in_git else f"  cd {folder} && git init -q -b main",
         "  servegen validate && servegen render        # check and render locally",
         '  git add -A && git commit -qm "Serve specs"',
         "  git remote add origin <your repository URL> && git push -u origin main",
