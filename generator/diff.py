@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from generator import git
 from generator.config import CONFIG_FILE
@@ -118,7 +118,21 @@ def clean(obj: Object) -> Object:
         if not annotations:
             metadata.pop("annotations")
     out.pop("status", None)
+    if isinstance(metadata, dict) and metadata:
+        out["metadata"] = _in_order(metadata)
     return out
+
+
+def _in_order(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata in one order whatever order it was built in: name and namespace first,
+    labels and annotations sorted. A label a spec adds then shows as that one line, not
+    as `namespace:` removed above it and added again below."""
+    ordered: dict[str, Any] = {k: metadata[k] for k in ("name", "namespace") if k in metadata}
+    for key, value in metadata.items():
+        if key in ("labels", "annotations") and isinstance(value, dict):
+            value = dict(sorted(value.items()))
+        ordered.setdefault(key, value)
+    return ordered
 
 
 def build_objects(result: Build | None) -> dict[str, dict[ObjectKey, RenderedObject]]:

@@ -55,6 +55,17 @@ def test_text_diff_of_a_known_change(spec_repo: Path, capsys: pytest.CaptureFixt
     assert "\n-  maxReplicas: 2\n+  maxReplicas: 3\n" in out
 
 
+def test_a_label_added_is_one_line(spec_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Metadata is shown in one order: a spec's first label does not move `namespace`."""
+    spec = spec_repo / "specs" / "kubeai" / "nomic-embed.yaml"
+    assert "labels:" not in spec.read_text()
+    edit(spec, "name: nomic-embed\n", "name: nomic-embed\nlabels: {team: nlp}\n")
+    code, out, err = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0, err
+    changed = [line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
+    assert changed == ["+    team: nlp", "+    team: nlp"]  # in dev and in prod
+
+
 def test_no_change_is_reported_and_exits_0(
     spec_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
