@@ -124,6 +124,24 @@ def test_render_of_one_environment_counts_its_models(
         assert f"rendered {len(models)} models ({objects} objects) into" in out
 
 
+def test_render_check_says_what_render_would_do_to_each_file(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["-C", str(example_repo), "render"], capsys)
+    assert code == 0, err
+    model = example_repo / "output/models/nomic-embed/base/model-nomic-embed.yaml"
+    model.unlink()
+    (example_repo / "specs/kubeai/bge-reranker.yaml").unlink()
+    code, out, err = run(["-C", str(example_repo), "render", "--check"], capsys)
+    assert code == 1
+    lines = err.splitlines()
+    assert f"{model}: missing (render adds it)" in lines
+    gone = example_repo / "output/models/bge-reranker/base/kustomization.yaml"
+    assert f"{gone}: no longer rendered (render removes it)" in lines
+    assert f"{example_repo / 'output/README.md'}: stale" in lines
+    assert "output files in" in out + err and "are not as rendered" in out + err
+
+
 def test_validate_reports_position_and_exits_1(
     broken_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

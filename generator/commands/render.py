@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from generator import terminal
 from generator.errors import EXIT_INVALID, EXIT_OK, UsageError, counted
 from generator.options import RenderOptions
 from generator.outtree import in_environment
 from generator.pipeline import Build, build, young_collections_only
-from generator.write import CannotWriteError, everything, stale_paths, write_tree
+from generator.write import MANIFEST, CannotWriteError, everything, stale_paths, write_tree
 
 
 def run(options: RenderOptions) -> int:
@@ -33,10 +35,12 @@ def run(options: RenderOptions) -> int:
     if options.check:
         stale = stale_paths(out, result.files, scope, tree=result.tree)
         for path in stale:
-            print(f"{out / path}: stale", file=sys.stderr)
+            print(f"{out / path}: {_how_stale(out, path, result.files)}", file=sys.stderr)
         if stale:
+            verb = "is" if len(stale) == 1 else "are"
             terminal.summary(
-                f"{counted(len(stale), 'output file')} in {out} are stale; run `servegen render`",
+                f"{counted(len(stale), 'output file')} in {out} {verb} not as rendered; "
+                "run `servegen render`",
                 ok=False,
                 color=color,
             )
@@ -75,3 +79,12 @@ def _rendered(result: Build, environment: str | None) -> str:
         ]
         models, objects = len(present), sum(len(env.objects) for env in present)
     return f"{counted(models, 'model')} ({counted(objects, 'object')})"
+
+
+def _how_stale(out: Path, path: str, files: Mapping[str, bytes]) -> str:
+    """What `render` would do to a file `render --check` lists."""
+    if path in files and not os.path.lexists(out / path):
+        return "missing (render adds it)"
+    if path not in files and path != MANIFEST:
+        return "no longer rendered (render removes it)"
+    return "stale"
