@@ -123,15 +123,13 @@ def load_config(root: Path) -> tuple[Config, list[Diagnostic]]:
 def missing_spec_folder(root: Path, config: Config) -> Diagnostic | None:
     """A warning when the spec folder does not exist: not an error (a new repository may
     have no specs yet), but a typo in `specs:` would otherwise render nothing without a
-    word. Given at `specs:` in servegen.yaml when it is set there. (Something else by
-    that name is the folder reader's error.)"""
+    word. (Something else by that name is the folder reader's error.) It names the
+    folder, not a line of servegen.yaml: a build's warnings are kept in the build cache
+    under the parsed config, which a moved line does not change."""
     if os.path.lexists(root / config.specs):
         return None
-    message = f"spec folder {config.specs!r} does not exist"
-    source = load_config_file(root) if config.specs != "specs" else None
-    if isinstance(source, SourceFile) and source.documents:
-        line, col = source.documents[0].position(("specs",))
-        return Diagnostic(CONFIG_FILE, line, col, "specs", message, "warning")
+    where = "set by `specs:` in servegen.yaml" if config.specs != "specs" else "the default"
+    message = f"spec folder {config.specs!r} ({where}) does not exist"
     return Diagnostic(config.specs, 0, 0, "", message, "warning")
 
 

@@ -82,7 +82,9 @@ def test_a_config_above_the_repository_or_outside_git_is_not_used(
     inner = example_repo / "specs"
     code, out, err = run(["-C", str(inner), "validate"], capsys)  # no git: where it runs
     assert (
-        code == 0 and "0 specs valid" in out and "spec folder 'specs' does not exist" in out + err
+        code == 0
+        and "0 specs valid" in out
+        and "spec folder 'specs' (the default) does not exist" in out + err
     )
     subprocess.run(["git", "init", "-q", str(inner)], check=True)  # a repository of its own
     code, out, _ = run(["-C", str(inner / "kubeai"), "validate"], capsys)
@@ -587,16 +589,13 @@ def test_missing_spec_folder_is_a_warning(
     (tmp_path / "servegen.yaml").write_text("output: out\nspecs: spec\n")
     code, out, _ = run(["-C", str(tmp_path), "validate"], capsys)
     assert code == 0
-    # At `specs:` in servegen.yaml, where the typo would be.
-    assert (
-        out.splitlines()[0]
-        == "servegen.yaml:2:8: warning: specs: spec folder 'spec' does not exist"
-    )
+    missing = "spec folder 'spec' (set by `specs:` in servegen.yaml) does not exist"
+    assert out.splitlines()[0] == f"spec: warning: {missing}"
     code, _, err = run(["-C", str(tmp_path), "render"], capsys)
-    assert code == 0 and "note: servegen.yaml: spec folder 'spec' does not exist" in err
-    (tmp_path / "servegen.yaml").unlink()  # the default: no line to point at
+    assert code == 0 and f"note: spec: {missing}" in err
+    (tmp_path / "servegen.yaml").unlink()  # no config at all
     code, out, _ = run(["-C", str(tmp_path), "validate"], capsys)
-    assert out.splitlines()[0] == "specs: warning: spec folder 'specs' does not exist"
+    assert out.splitlines()[0] == "specs: warning: spec folder 'specs' (the default) does not exist"
     (tmp_path / "specs").write_text("")  # not a folder: the reader's error alone
     code, out, _ = run(["-C", str(tmp_path), "validate"], capsys)
     assert code == 1 and "does not exist" not in out
