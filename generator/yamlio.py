@@ -27,6 +27,7 @@ from typing import Any
 
 from ruamel.yaml import YAML, cyaml
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.loader import SafeLoader
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scanner import ScannerError
 
@@ -52,17 +53,13 @@ class YamlSyntaxError(Exception):
         self.col = col
 
 
-def _reader(*, pure: bool) -> YAML:
-    yaml = YAML(typ="safe", pure=pure)
+def _reader() -> YAML:
+    yaml = YAML(typ="safe", pure=False)
     yaml.allow_duplicate_keys = False
     return yaml
 
 
-_READER = _reader(pure=False)
-# ruamel's own parser, for the YAML 1.2 that libyaml as ruamel.yaml.clib bundles it does
-# not read: a ':' inside a plain scalar in a flow collection (`spec: {url: hf://org/m}`,
-# `{image: vllm/vllm-openai:v0.10.2}`), which it refuses as "found unexpected ':'".
-_PURE_READER = _reader(pure=True)
+_READER = _reader()
 
 
 # ruamel.yaml.clib's parser (a dependency wherever CPython runs servegen).
@@ -78,7 +75,12 @@ def _events(text: str, *, pure: bool = False) -> Iterator[Any]:
     events are the same objects either way.
     """
     if pure or _C_PARSER is None:  # (no C library: ruamel's own parser)
-        yield from _PURE_READER.parse(text)
+        loader = _pure_loader(text)
+        try:
+            while loader.check_event():
+                yield loader.get_event()
+        finally:
+            loader.dispose()
         return
     parser = _C_PARSER(text)
     try:
@@ -131,7 +133,8 @@ class Document:
         except ScannerError as exc:
             if not _flow_colon(exc):
                 raise
-            nodes = list(_PURE_READER.compose_all(io.StringIO(self.text)))
+            pure = YAML(typ="safe", pure=True)  # one of its own: see _pure_loader
+            nodes = list(pure.compose_all(io.StringIO(self.text)))
         node: Node = nodes[self.index]
         return node
 
@@ -199,9 +202,18 @@ def load_documents(text: str) -> list[Document]:
     ]
 
 
+def _pure_loader(text: str) -> SafeLoader:
+    """ruamel's own parser, for the YAML 1.2 that libyaml as ruamel.yaml.clib bundles it
+    does not read: a ':' inside a plain scalar in a flow collection (`spec: {url:
+    hf://org/m}`, `{image: vllm/vllm-openai:v0.10.2}`), which it refuses as "found
+    unexpected ':'". A loader of its own per text: a shared YAML object's parse() kept
+    something of every stream it read (190 bytes a file, for the life of a `watch`)."""
+    return SafeLoader(text)
+
+
 def _read(text: str) -> tuple[_Builder, list[Any]]:
     """The documents of a user's text, from the C parser's events; from ruamel's own
-    parser's when the C one stops at a ':' in a flow collection (see _PURE_READER), which
+    parser's when the C one stops at a ':' in a flow collection (see _pure_loader), which
     then also judges the rest of the text."""
     builder = _Builder(text, user_input=True)
     try:
