@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from generator import progress
@@ -71,6 +72,25 @@ def _write(stream: TextIO, parts: list[tuple[str, str]], color: bool | None) -> 
     for text, style in parts:
         line.append(text, style=style or None)
     console(stream, color).print(line)
+
+
+def shown_path(path: Path) -> str:
+    """`path` as the reader can use it from where the command runs: `-C examples --out
+    ../output` names `examples/../output`, shown as `output`.
+
+    Only a path with `..` in it changes. The folder holding its last part is resolved
+    as the system does (`..` after a linked folder leads to the link's parent on its
+    target's side), so the text names the same file; the last part itself is kept, so
+    a link there is still shown as the link.
+    """
+    if ".." not in path.parts:
+        return str(path)
+    if path.name == "..":
+        named = Path(os.path.realpath(path))
+    else:
+        named = Path(os.path.realpath(path.parent)) / path.name
+    relative = os.path.relpath(named)
+    return str(named) if relative == ".." or relative.startswith(".." + os.sep) else relative
 
 
 def summary(

@@ -151,3 +151,27 @@ def test_progress_steps_reach_only_a_listener() -> None:
 )
 def test_problems_summary(diagnostics: list[Diagnostic], expected: str) -> None:
     assert problems_summary(diagnostics) == expected
+
+
+def test_a_path_without_dot_dot_is_shown_as_given() -> None:
+    assert terminal.shown_path(Path("examples/output")) == "examples/output"
+    assert terminal.shown_path(Path("/srv/out")) == "/srv/out"
+
+
+def test_a_path_with_dot_dot_is_shown_from_where_the_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere" / "deep")
+    (tmp_path / "out-link").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path)
+    assert terminal.shown_path(Path("examples/../output")) == "output"
+    assert terminal.shown_path(Path("examples/..")) == "."
+    # `..` after a linked folder is the parent of the link's target, as the system reads it.
+    assert terminal.shown_path(Path("linked/../output")) == "elsewhere/output"
+    # The last part is not resolved: a link named there is shown as the link.
+    assert terminal.shown_path(Path("examples/../out-link")) == "out-link"
+    # Outside the working folder: the whole path, with nothing left to resolve.
+    monkeypatch.chdir(tmp_path / "examples")
+    assert terminal.shown_path(Path("../../x")) == str(tmp_path.parent.resolve() / "x")

@@ -21,7 +21,7 @@ def run(options: RenderOptions) -> int:
     started = time.perf_counter()
     root, color = options.common.root, options.common.color
     if options.out is not None and options.out.exists() and not options.out.is_dir():
-        raise UsageError(f"--out {options.out}: not a folder")
+        raise UsageError(f"--out {terminal.shown_path(options.out)}: not a folder")
     with terminal.progress_bar("rendering", color=color):
         result = build(root, environment=options.environment, crds=options.crds)
     for note in result.notes:
@@ -32,20 +32,21 @@ def run(options: RenderOptions) -> int:
         if options.environment
         else everything
     )
+    shown = terminal.shown_path(out)
     if options.check:
         stale = stale_paths(out, result.files, scope, tree=result.tree)
         for path in stale:
-            print(f"{out / path}: {_how_stale(out, path, result.files)}", file=sys.stderr)
+            print(f"{shown}/{path}: {_how_stale(out, path, result.files)}", file=sys.stderr)
         if stale:
             verb = "is" if len(stale) == 1 else "are"
             terminal.summary(
-                f"{counted(len(stale), 'output file')} in {out} {verb} not as rendered; "
+                f"{counted(len(stale), 'output file')} in {shown} {verb} not as rendered; "
                 "run `servegen render`",
                 ok=False,
                 color=color,
             )
             return EXIT_INVALID
-        terminal.summary(f"{out} is up to date", color=color)
+        terminal.summary(f"{shown} is up to date", color=color)
         return EXIT_OK
     files, tree = result.files, result.tree
     rendered = _rendered(result, options.environment)
@@ -58,10 +59,10 @@ def run(options: RenderOptions) -> int:
     except CannotWriteError as exc:
         if options.out is None:
             raise
-        raise UsageError(f"--out {options.out}: {exc.message}") from exc
+        raise UsageError(f"--out {terminal.shown_path(options.out)}: {exc.message}") from exc
     elapsed = (time.perf_counter() - started) * 1000
     terminal.summary(
-        f"rendered {rendered} into {out}: "
+        f"rendered {rendered} into {shown}: "
         f"{len(stats.written)} written, {len(stats.removed)} removed, "
         f"{stats.unchanged} unchanged ({elapsed:.0f} ms)",
         color=color,
