@@ -186,12 +186,21 @@ def _selected(validated: Validated, request: PromoteRequest) -> list[ValidatedSp
             raise PromoteError(f"no model named {name!r}{hint}")
         for env in (request.source, request.target):
             if env not in spec.environments:
-                raise PromoteError(
-                    f"{spec.path}: {name} is not enabled in {env} "
-                    f"(environments.{env}.enabled is false)"
-                )
+                raise _disabled(spec, env)
         out.append(spec)
     return out
+
+
+def _disabled(spec: ValidatedSpec, env: str) -> PromoteError:
+    """The refusal to promote into or out of an environment the model is disabled in,
+    at the `enabled: false` that disables it (validate leaves a model out of an
+    environment for that alone)."""
+    where = ("environments", env, "enabled")
+    line, col = spec.document.position(where)
+    problem = Diagnostic(
+        spec.path, line, col, ".".join(where), f"{spec.name} is not enabled in {env}"
+    )
+    return PromoteError(f"nothing promoted: {spec.name} is not enabled in {env}", [problem])
 
 
 # --- what is published ----------------------------------------------------------------

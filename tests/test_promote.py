@@ -200,7 +200,23 @@ def test_refused_for_a_model_disabled_in_an_environment(
     assert disabled, "the examples have a model disabled in prod"
     code, _, err = promote(staged, capsys, disabled[0], "--from", "dev", "--to", "prod")
     assert code == 1
-    assert f"{disabled[0]} is not enabled in prod (environments.prod.enabled is false)" in err
+    assert f"environments.prod.enabled: {disabled[0]} is not enabled in prod\n" in err
+
+
+def test_the_refusal_points_at_the_enabled_false_that_disables_the_model(
+    staged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = staged / "specs" / "vllm" / "qwen-cpu.yaml"
+    lines = spec.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines, 1) if "prod: {enabled: false}" in line)
+    col = lines[row - 1].index("false") + 1
+    code, out, err = promote(staged, capsys, "qwen-cpu", "--from", "prod", "--to", "dev")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"specs/vllm/qwen-cpu.yaml:{row}:{col}: error: environments.prod.enabled: "
+        "qwen-cpu is not enabled in prod\n"
+        "servegen: error: nothing promoted: qwen-cpu is not enabled in prod\n"
+    )
 
 
 def test_commit_refused_when_the_spec_file_has_other_changes(
