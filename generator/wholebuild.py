@@ -34,6 +34,7 @@ from generator import workers
 from generator.buildcache import (
     DamagedEntryError,
     Range,
+    compact_json,
     entry_path,
     flat_tuple,
     json_pieces,
@@ -443,8 +444,7 @@ def store_build(
     return tree
 
 
-def _json(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+_json = compact_json  # every section, record and contribution is written with it
 
 
 def _head(

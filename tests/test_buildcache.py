@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from generator import buildcache, pipeline, version
 from generator.config import Config
@@ -492,7 +494,7 @@ def test_stored_files_are_the_json_of_the_whole_entry() -> None:
     buildcache.store_files("f" * 64, files)
     (path,) = entries()
     texts = {name: data.decode() for name, data in files.items()}
-    assert path.read_bytes() == buildcache._dumps({"key": "f" * 64, "files": texts})
+    assert path.read_bytes() == buildcache.compact_json({"key": "f" * 64, "files": texts})
     assert buildcache.load_files("f" * 64) == files
 
 
@@ -551,3 +553,17 @@ def test_a_workers_message_carries_each_model_text_and_files(example_repo: Path)
             )
             assert got.text == buildcache.model_text(sent.model)
         assert buildcache.decode("k", head, [*blobs, b"more"]) is None
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+def test_one_shared_encoder_writes_what_json_dumps_writes(value: object) -> None:
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    assert buildcache.compact_json(value) == expected
+    assert buildcache.compact_json(value) == expected  # nothing kept from the last call
