@@ -102,13 +102,38 @@ _ROUND_TRIP = _round_trip()
 
 def compose_round_trip(text: str) -> list[Node]:
     """Every document's node tree as written: spans (`start_mark.index`..`end_mark.index`),
-    flow or block style, quote style and anchors. An alias is the anchored node itself."""
+    flow or block style, quote style and anchors. An alias is the anchored node itself.
+
+    ruamel's round-trip scanner stops at a tab between two tokens of a line (`key:\tvalue`,
+    `value\t# note`, a trailing tab), which YAML allows and the fast reader takes. Such a
+    tab is read as the space it stands for, at the same index, so every span still points
+    into `text`; tabs inside scalars are never met there, and a tab that indents a line
+    stays refused, as the fast reader refuses it.
+    """
+    readable = text
     try:
-        return list(_ROUND_TRIP.compose_all(io.StringIO(text)))
+        while True:  # each time round, one tab fewer
+            try:
+                return list(_ROUND_TRIP.compose_all(io.StringIO(readable)))
+            except ScannerError as exc:
+                at = _separating_tab(exc, readable)
+                if at is None:
+                    raise
+                readable = readable[:at] + " " + readable[at + 1 :]
     except MarkedYAMLError as exc:
         raise _syntax_error(exc, text) from None
     except YAMLError as exc:
         raise YamlSyntaxError(str(exc).strip(), 1, 1) from None
+
+
+def _separating_tab(exc: ScannerError, text: str) -> int | None:
+    """Where the scanner stopped at a tab with something before it on its line."""
+    mark = exc.problem_mark
+    at = -1 if mark is None else mark.index
+    if not 0 <= at < len(text) or text[at] != "\t" or "cannot start any token" not in str(exc):
+        return None
+    line_start = text.rfind("\n", 0, at) + 1
+    return at if text[line_start:at].strip(" \t") else None
 
 
 @dataclass(frozen=True)

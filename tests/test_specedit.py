@@ -61,6 +61,30 @@ def test_a_scalar_in_a_block_mapping_changes_alone() -> None:
     assert new == FILE.replace("@a1b2c3   # what prod runs", "@d4e5f6   # what prod runs")
 
 
+TABBED = "kind: vllmserve-text\t# tab, comment\nname:\tqwen\nspec:\n  url: hf://a/b@1\t\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("spec", "url"), "hf://a/b@2", TABBED.replace("@1\t", "@2\t")),
+        (("name",), "other", TABBED.replace("\tqwen", "\tother")),
+        (("spec", "image"), "vllm:1", TABBED + "  image: vllm:1\n"),
+    ],
+)
+def test_tabs_between_tokens_are_kept_and_do_not_stop_an_edit(
+    path: tuple[str, ...], value: str, expected: str
+) -> None:
+    """YAML lets a tab separate tokens on a line; the fast reader takes such a file and
+    ruamel's round-trip scanner stops at it. The edit goes through, every tab stays."""
+    assert set_value(TABBED, 0, path, value) == expected
+
+
+def test_a_tab_that_indents_stays_refused() -> None:
+    with pytest.raises(EditError, match=r"^2:1: .*tabs cannot indent YAML"):
+        set_value("a:\n\tb: 1\n", 0, ("a",), 2)
+
+
 def test_a_quoted_scalar_in_flow_style_keeps_its_quotes() -> None:
     new = set_value(FILE, 0, ("environments", "staging", "spec", "url"), "hf://q/r@zzz")
     assert new == FILE.replace(
