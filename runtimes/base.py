@@ -94,8 +94,13 @@ class Endpoint:
             "model": self.model,
             "adapters": list(self.adapters),
             "features": list(self.features),
-            "endpoints": [self.base_url.rstrip("/") + path for path in self.paths],
+            "endpoints": self.urls(),
         }
+
+    def urls(self) -> list[str]:
+        """The URL of each of its paths (the catalog's `endpoints`)."""
+        base = self.base_url.rstrip("/")
+        return [base + path for path in self.paths]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from generator.layout import catalog_json, indented_json
+from runtimes.base import Endpoint
 
 _SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 _JSON = st.recursive(
@@ -57,3 +58,49 @@ def test_the_catalog_made_entry_by_entry_is_indented_json_of_it_whole(
     env: str, entries: list[dict[str, Any]]
 ) -> None:
     assert catalog_json(env, iter(entries)) == _reference({"environment": env, "models": entries})
+
+
+_ENDPOINTS = st.builds(
+    Endpoint,
+    name=st.text(),
+    runtime=st.text(),
+    namespace=st.text(),
+    base_url=st.text(),
+    model=st.text(),
+    adapters=st.tuples() | st.lists(st.text(), max_size=3).map(tuple),
+    features=st.lists(st.text(), max_size=3).map(tuple),
+    paths=st.lists(st.text(), max_size=3).map(tuple),
+)
+
+
+@given(st.text(), st.lists(_ENDPOINTS, max_size=4))
+def test_a_catalog_of_endpoints_is_indented_json_of_their_to_json(
+    env: str, endpoints: list[Endpoint]
+) -> None:
+    """Endpoints are written straight from their fields: the same bytes as the
+    generic walk (json.dumps) of their to_json()."""
+    whole = {"environment": env, "models": [e.to_json() for e in endpoints]}
+    assert catalog_json(env, iter(endpoints)) == _reference(whole)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        Endpoint("m", "r", "ns", "http://x/v1/", "m", ["a"], ["f"], ["/chat"]),  # type: ignore[arg-type]
+        Endpoint(5, "r", "ns", "http://x", "m"),  # type: ignore[arg-type]
+        Endpoint("m", "r", "ns", "http://x", None, adapters="ab"),  # type: ignore[arg-type]
+        Endpoint("m", "r", "ns", "http://x", "m", adapters=(1, None)),  # type: ignore[arg-type]
+        Endpoint('\u2028é\U0001f600\x7f"\\\n', "r", "ns", "http://x/", "m", paths=("\x00",)),
+    ],
+)
+def test_endpoints_of_other_types_are_written_as_json_dumps_would(endpoint: Endpoint) -> None:
+    whole = {"environment": "dev", "models": [endpoint.to_json()]}
+    assert catalog_json("dev", [endpoint]) == _reference(whole)
+
+
+def test_a_catalog_mixes_endpoints_and_mappings() -> None:
+    endpoint = Endpoint("m", "r", "ns", "http://x/v1", "m", ("a",), ("f",), ("/models",))
+    other = {"name": "other", "extra": [1]}
+    entries: list[Endpoint | dict[str, Any]] = [endpoint, other]
+    whole = {"environment": "dev", "models": [endpoint.to_json(), other]}
+    assert catalog_json("dev", entries) == _reference(whole)
