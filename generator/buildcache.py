@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import marshal
 import os
 import sys
 import threading
@@ -278,10 +279,44 @@ def _text(cached: Cached) -> bytes:
 
 def derived_key(build: str, what: str, inputs: Any) -> str:
     """The key of something computed from `inputs` (plain data and flat dataclasses):
-    the sha256 of `what`, `build` and the inputs' canonical JSON."""
-    total = hashlib.sha256(f"{what}\0{build}\0".encode())
-    _hash_json(total, inputs, 2)
+    the sha256 of `what`, `build` and the inputs as marshal writes them, or, when
+    marshal cannot write them (a dataclass, a subclass of str), their canonical JSON.
+
+    JSON escapes every character of every string in Python, and the inputs of a large
+    repository's cluster files (every model's endpoints) took most of a second that
+    way; marshal copies them. Its version 2 writes no references to objects met
+    before, so equal values held by other objects give the same bytes; the bytes
+    differ for different values, since marshal.loads() gives them back. Its format
+    can change with Python's version, which `build` names (code_digest()).
+    """
+    total = hashlib.sha256(f"{what}\0{build}\0marshal\0".encode())
+    try:
+        _hash_marshal(total, inputs, 2)
+    except ValueError:  # not plain data: the JSON text never holds a NUL, as above
+        total = hashlib.sha256(f"{what}\0{build}\0".encode())
+        _hash_json(total, inputs, 2)
     return total.hexdigest()
+
+
+_MARSHAL_VERSION = 2  # the last without references (version 3 added them)
+
+
+def _hash_marshal(total: Any, value: Any, depth: int) -> None:
+    """Feed `value` as marshal writes it to `total`; lists and tuples `depth` levels
+    down as their kind and length, then their items, a few hundred per marshal call
+    (the whole text of a large repository's inputs was megabytes at once). Raises
+    ValueError for what marshal cannot write."""
+    kind = value.__class__
+    if depth == 0 or (kind is not list and kind is not tuple):
+        total.update(marshal.dumps(value, _MARSHAL_VERSION))
+        return
+    total.update(b"%s%d\0" % (b"L" if kind is list else b"T", len(value)))
+    if depth == 1:
+        for start in range(0, len(value), _BATCH):
+            total.update(marshal.dumps(value[start : start + _BATCH], _MARSHAL_VERSION))
+    else:
+        for item in value:
+            _hash_marshal(total, item, depth - 1)
 
 
 def _canonical(value: Any) -> bytes:
@@ -325,7 +360,7 @@ def json_pieces(items: Iterable[Any], encode: Callable[[list[Any]], bytes]) -> I
     yield b"]"
 
 
-_BATCH = 256  # items encoded by one json.dumps call
+_BATCH = 256  # items encoded by one json.dumps (or marshal.dumps) call
 
 
 def load_files(key: str) -> dict[str, bytes] | None:

@@ -605,12 +605,11 @@ class Repository:
         of the models is their names, environments and endpoints, and (through
         flux_objects) the Flux objects: that is the key, in memory and in the build cache.
         """
+        # Each endpoint as its fields' dict (a frozen dataclass keeps them there), plain
+        # data the build-cache key writes with marshal rather than as JSON.
         inputs = (
             [
-                (
-                    m.name,
-                    [(env, r.endpoint) for env, r in m.environments.items()],
-                )
+                (m.name, [(env, vars(r.endpoint)) for env, r in m.environments.items()])
                 for m in renders
             ],
             self._flux,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import marshal
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -479,14 +481,91 @@ def _whole_text_key(build: str, what: str, inputs: object) -> str:
 
 @pytest.mark.parametrize("count", [0, 1, 255, 256, 257, 600])
 def test_a_derived_key_hashes_the_canonical_json_piece_by_piece(count: int) -> None:
+    """Inputs marshal cannot write (here an Endpoint dataclass in each) are keyed by
+    their canonical JSON, hashed a batch at a time."""
     endpoint = Endpoint("svc", "vllm", "ns", "/openai/v1", "ü", ("a",), ("chat",))
     models = [(f"m{i}", [("dev", endpoint), ("prod", None)]) for i in range(count)]
-    for inputs in ((models, [{"b": 1, "a": [2, 3]}]), (models, ()), models, "flat", ((),)):
+    last = ("last", [("dev", endpoint)])
+    inputs_list: list[object] = [
+        ([*models, last], [{"b": 1, "a": [2, 3]}]),
+        (models, (endpoint,)),
+        [*models, last],
+        endpoint,
+        ((endpoint,),),
+    ]
+    for inputs in inputs_list:
         expected = _whole_text_key("b" * 64, "cluster files", inputs)
         assert buildcache.derived_key("b" * 64, "cluster files", inputs) == expected
     assert buildcache.derived_key("b" * 64, "x", ([1], [2])) != buildcache.derived_key(
         "b" * 64, "x", ([1, 2], [])
     )
+
+
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _rebuilt(value: Any) -> Any:
+    """`value` made again of other objects (every string too), equal to it."""
+    if isinstance(value, str):
+        return "".join(list(value)) + ""
+    if isinstance(value, list | tuple):
+        return type(value)(_rebuilt(item) for item in value)
+    if isinstance(value, dict):
+        return {_rebuilt(key): _rebuilt(item) for key, item in value.items()}
+    return value
+
+
+@given(_PLAIN, _PLAIN)
+def test_plain_inputs_have_the_same_key_exactly_when_they_are_the_same_data(
+    one: Any, other: Any
+) -> None:
+    """Plain data is keyed through marshal: by value, whatever objects hold it, and
+    two different values never share a key."""
+    key = buildcache.derived_key("b" * 64, "cluster files", one)
+    assert buildcache.derived_key("b" * 64, "cluster files", _rebuilt(one)) == key
+    if marshal.dumps(one, 2) != marshal.dumps(other, 2):
+        assert buildcache.derived_key("b" * 64, "cluster files", other) != key
+
+
+@pytest.mark.parametrize("count", [0, 1, 255, 256, 257, 600])
+def test_a_change_anywhere_in_plain_inputs_changes_their_key(count: int) -> None:
+    endpoint = {"name": "svc", "base_url": "/openai/v1", "model": "ü", "adapters": ("a",)}
+    models = [(f"m{i}", [("dev", endpoint), ("prod", None)]) for i in range(count)]
+    flux = [[{"b": 1, "a": [2, 3]}]]
+    key = buildcache.derived_key("b" * 64, "cluster files", (models, flux))
+    assert buildcache.derived_key("b" * 64, "cluster files", _rebuilt((models, flux))) == key
+    others = [
+        (models, [[{"b": 1, "a": [2, 4]}]]),
+        ([*models, ("m", [])], flux),
+        (models, flux, ()),
+        [models, flux],
+    ]
+    if models:
+        last = (models[-1][0], [("dev", {**endpoint, "adapters": ("b",)}), ("prod", None)])
+        others += [([*models[:-1], last], flux), (models[:-1], flux)]
+    for other in others:
+        assert buildcache.derived_key("b" * 64, "cluster files", other) != key
+    assert buildcache.derived_key("c" * 64, "cluster files", (models, flux)) != key
+    assert buildcache.derived_key("b" * 64, "other", (models, flux)) != key
+
+
+class _Text(str):
+    """A str subclass: marshal refuses it."""
+
+
+def test_inputs_marshal_cannot_write_are_keyed_by_their_canonical_json() -> None:
+    unusual: list[object] = [[("m", [("dev", _Text("x"))])], ([("m", [])], [_Text("f")])]
+    for inputs in unusual:
+        expected = _whole_text_key("b" * 64, "cluster files", inputs)
+        assert buildcache.derived_key("b" * 64, "cluster files", inputs) == expected
 
 
 def test_stored_files_are_the_json_of_the_whole_entry() -> None:
