@@ -9,7 +9,7 @@ separate step, in generator/layout.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from generator.config import Config
 from generator.errors import Diagnostic, RenderError
 from generator.validate import ValidatedSpec
 from generator.versions import ModelVersion, version_of
-from runtimes.base import Endpoint, ObjectRef, Runtime
+from runtimes.base import Endpoint, ObjectRef
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "servegen"}
 
@@ -153,17 +153,6 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (str(metadata.get("namespace", "")), group, str(obj.get("kind")), metadata["name"])
 
 
-def _claimed(
-    runtime: Runtime[Any] | None, objects: Iterable[Object]
-) -> Iterator[tuple[Object, str | None]]:
-    """The objects each of `objects` puts in the cluster: itself, and what a controller
-    makes for it (with the runtime's words for who makes it)."""
-    for obj in objects:
-        yield obj, None
-        if runtime is not None:
-            yield from runtime.controller_objects(obj)
-
-
 def duplicate_objects(
     models: Sequence[ModelRender], config: Config | None = None
 ) -> list[Diagnostic]:
@@ -177,30 +166,63 @@ def duplicate_objects(
     by name, and `<name>` sorts before `<name>-predictor`: a KServe predictor's objects
     are always seen before a spec that collides with them.
     """
-    seen: dict[tuple[str, tuple[str, str, str, str]], tuple[ModelRender, str, str | None]] = {}
-    out = []
+    seen: dict[_ClaimKey, _Writer] = {}
+    out: list[Diagnostic] = []
     for model in models:
         runtime = runtimes.get(model.runtime)  # once per model, not per object
         for env, rendered in model.environments.items():
             cluster = config.cluster_of(env) if config is not None else env
-            for obj, made_by in _claimed(runtime, rendered.objects):
-                key = (cluster, object_key(obj))
-                other, other_env, other_made_by = seen.setdefault(key, (model, env, made_by))
-                if other is model and other_env == env:
-                    continue
-                what = f"{ObjectRef.of(obj)} in namespace {key[1][0]}"
-                if other is model:
-                    message = (
-                        f"{what} is written by both environment {other_env} and {env}, which "
-                        f"share one cluster; {_shared_hint(model, obj, key[1][0])}"
-                    )
-                else:
-                    where = f"{other.path}:{other.line}:{other.col}"
-                    envs = env if other_env == env else f"{other_env} and {env}"
-                    by = other_made_by or "also rendered by"
-                    message = f"{what} (environment {envs}) is {by} {where}"
-                out.append(Diagnostic(model.path, model.line, model.col, "name", message))
+            # One writer per environment for what it renders: a claim of its own is then
+            # an identity check, with no tuple made per object.
+            own: _Writer = (model, env, None)
+            for obj in rendered.objects:
+                other = seen.setdefault(_claim_key(cluster, obj), own)
+                if other is not own:
+                    _collision(out, model, env, obj, other)
+                if runtime is not None:
+                    for made, made_by in runtime.controller_objects(obj):
+                        writer: _Writer = (model, env, made_by)
+                        other = seen.setdefault(_claim_key(cluster, made), writer)
+                        if other is not writer:
+                            _collision(out, model, env, made, other)
     return out
+
+
+# Who claims an object (the model, its environment, the runtime's words for the
+# controller that makes it), under its cluster and object_key().
+_Writer = tuple[ModelRender, str, str | None]
+_ClaimKey = tuple[str, str, str, str, Any]
+
+
+def _claim_key(cluster: str, obj: Object) -> _ClaimKey:
+    """(cluster, *object_key(obj)), made as one tuple: it is made for every object."""
+    metadata = obj["metadata"]
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    namespace = str(metadata.get("namespace", ""))
+    return (cluster, namespace, group, str(obj.get("kind")), metadata["name"])
+
+
+def _collision(
+    out: list[Diagnostic], model: ModelRender, env: str, obj: Object, other: _Writer
+) -> None:
+    """Report `model` in `env` writing `obj`, which `other` claimed first (unless that
+    was the same model in the same environment)."""
+    other_model, other_env, other_made_by = other
+    if other_model is model and other_env == env:
+        return
+    namespace = str(obj["metadata"].get("namespace", ""))
+    what = f"{ObjectRef.of(obj)} in namespace {namespace}"
+    if other_model is model:
+        message = (
+            f"{what} is written by both environment {other_env} and {env}, which "
+            f"share one cluster; {_shared_hint(model, obj, namespace)}"
+        )
+    else:
+        where = f"{other_model.path}:{other_model.line}:{other_model.col}"
+        envs = env if other_env == env else f"{other_env} and {env}"
+        by = other_made_by or "also rendered by"
+        message = f"{what} (environment {envs}) is {by} {where}"
+    out.append(Diagnostic(model.path, model.line, model.col, "name", message))
 
 
 def _shared_hint(model: ModelRender, obj: Object, namespace: str) -> str:
