@@ -141,9 +141,16 @@ def _overlay_files(
     return files
 
 
-def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, bytes]:
+def cluster_files(
+    models: Sequence[ModelRender],
+    config: Config,
+    flux: Sequence[Sequence[dict[str, Any]]] | None = None,
+) -> dict[str, bytes]:
+    """The files of each environment that span every model. `flux` is flux_objects() of
+    each environment (in config.environments' order) when the caller has them already:
+    their health checks walk every object of every model."""
     files = {}
-    for env in config.environments:
+    for number, env in enumerate(config.environments):
         resources = sorted(
             outtree.overlay_from_cluster(m.name, env) for m in models if env in m.environments
         )
@@ -152,7 +159,8 @@ def cluster_files(models: Sequence[ModelRender], config: Config) -> dict[str, by
         files[f"{cluster}/{outtree.KUSTOMIZATION}"] = _yaml("servegen.yaml", [kustomization])
         entries = (m.environments[env].endpoint for m in models if env in m.environments)
         files[outtree.endpoints_file(env)] = (catalog_json(env, entries) + "\n").encode()
-        files.update(_flux_files(models, config, env))
+        objects = flux_objects(models, config, env) if flux is None else flux[number]
+        files.update(_flux_files(objects, config, env))
     return files
 
 
@@ -274,9 +282,9 @@ _quoted = encode_basestring
 _JSON_WORDS = {None: "null", True: "true", False: "false"}
 
 
-def _flux_files(models: Sequence[ModelRender], config: Config, env: str) -> dict[str, bytes]:
-    """The Flux folder: `kubectl apply -k flux/<env>` points a cluster at this environment."""
-    objects = flux_objects(models, config, env)
+def _flux_files(objects: Sequence[dict[str, Any]], config: Config, env: str) -> dict[str, bytes]:
+    """The Flux folder of flux_objects(): `kubectl apply -k flux/<env>` points a cluster at
+    this environment."""
     if not objects:
         return {}
     folder = outtree.flux_dir(env)
@@ -348,18 +356,21 @@ def index_markdown(models: Sequence[ModelRender], config: Config) -> str:
     for m in models:
         for env, rendered in sorted(m.environments.items()):
             e = rendered.endpoint
-            adapters = ", ".join(f"`{_md(a)}`" for a in e.adapters) or "-"
+            # A row per model and environment: _md() only where text may need it.
+            adapters = ", ".join([f"`{_md(a)}`" for a in e.adapters]) if e.adapters else "-"
             lines.append(
                 f"| `{m.name}` | {m.runtime} | {env} | `{e.namespace}` | {_md(e.base_url)} "
                 f"| `{_md(e.model)}` | {adapters} |"
             )
     lines += ["", "## Layout", "", "```mermaid", "flowchart LR"]
+    model_nodes = [_node(m.name) for m in models]  # once per model, not per environment
     for env in config.environments:
-        lines.append(f'  env_{_node(env)}["{outtree.cluster_dir(env)}"]')
-        for m in models:
+        env_node = _node(env)
+        lines.append(f'  env_{env_node}["{outtree.cluster_dir(env)}"]')
+        edge = f"  env_{env_node} --> {env_node}_"
+        for m, node in zip(models, model_nodes, strict=True):
             if env in m.environments:
-                node = f"{_node(env)}_{_node(m.name)}"
-                lines.append(f'  env_{_node(env)} --> {node}["{m.name} ({m.runtime})"]')
+                lines.append(f'{edge}{node}["{m.name} ({m.runtime})"]')
     lines += ["```", ""]
     return "\n".join(lines)
 

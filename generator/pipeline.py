@@ -621,7 +621,7 @@ class Repository:
             entry = buildcache.derived_key(self._key, "cluster files", inputs)
         files = buildcache.load_files(entry) if entry is not None else None
         if files is None:
-            files = cluster_files(renders, self.config)
+            files = cluster_files(renders, self.config, self._flux)  # problems() made them
             if entry is not None:
                 buildcache.store_files(entry, files)
         self._cluster = (inputs, files)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from generator.layout import catalog_json, indented_json
+from generator.flux import flux_objects
+from generator.layout import catalog_json, cluster_files, indented_json
+from generator.pipeline import build
 from runtimes.base import Endpoint
 
 _SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
@@ -104,3 +107,17 @@ def test_a_catalog_mixes_endpoints_and_mappings() -> None:
     entries: list[Endpoint | dict[str, Any]] = [endpoint, other]
     whole = {"environment": "dev", "models": [endpoint.to_json(), other]}
     assert catalog_json("dev", entries) == _reference(whole)
+
+
+def test_cluster_files_from_flux_objects_made_before_are_the_same(
+    example_repo: Path, crds_dir: Path
+) -> None:
+    """The pipeline hands cluster_files() the Flux objects its checks made: the same
+    files as making them again, and the build's own."""
+    built = build(example_repo, crds=[crds_dir])
+    models, config = built.models, built.config
+    flux = [flux_objects(models, config, env) for env in config.environments]
+    files = cluster_files(models, config, flux)
+    assert files == cluster_files(models, config)
+    assert any(path.startswith("flux/") for path in files)
+    assert {path: built.files[path] for path in files} == files
