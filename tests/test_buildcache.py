@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -12,11 +13,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generator import buildcache, pipeline, version
@@ -646,3 +648,204 @@ def test_one_shared_encoder_writes_what_json_dumps_writes(value: object) -> None
     expected = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
     assert buildcache.compact_json(value) == expected
     assert buildcache.compact_json(value) == expected  # nothing kept from the last call
+
+
+# --- summaries read back --------------------------------------------------------------------
+
+_TEXT = st.text(max_size=4)
+_SCALAR = st.none() | st.booleans() | st.integers() | _TEXT
+_ANY = st.recursive(
+    _SCALAR,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+_TEXTS = st.lists(_TEXT, max_size=3)
+
+
+@st.composite
+def _objects(draw: st.DrawFn) -> dict[str, Any]:
+    """An object as render.summary() keeps it, a KubeAI Model's "spec" included."""
+    namespace = draw(st.none() | _TEXT)
+    found = {
+        "apiVersion": draw(_TEXT),
+        "kind": draw(_TEXT),
+        "metadata": {"name": draw(_TEXT), "namespace": namespace},
+    }
+    if draw(st.booleans()):
+        found["spec"] = {"minReplicas": draw(st.integers(0, 3))}
+    return found
+
+
+@st.composite
+def _environments(draw: st.DrawFn) -> dict[str, Any]:
+    """An environment's summary as model_to_json() writes it, then changed in a few
+    places: a value swapped for any JSON, a key dropped or added, keys reordered."""
+    fields = ("name", "runtime", "namespace", "base_url", "model")
+    endpoint: dict[str, Any] = {field: draw(_TEXT) for field in fields}
+    endpoint.update({field: draw(_TEXTS) for field in ("adapters", "features", "paths")})
+    version = {
+        "model": draw(_TEXT),
+        "revision": draw(st.none() | _TEXT),
+        "image": draw(st.none() | _TEXT),
+        "adapters": draw(_TEXTS),
+    }
+    found: dict[str, Any] = {
+        "namespace": draw(_TEXT),
+        "labels": draw(st.dictionaries(_TEXT, _TEXT, max_size=3)),
+        "annotations": draw(st.dictionaries(_TEXT, _TEXT, max_size=2)),
+        "objects": draw(st.lists(_objects(), max_size=3)),
+        "endpoint": endpoint,
+        "version": draw(st.none() | st.just(version)),
+    }
+    for _ in range(draw(st.integers(0, 2))):
+        _change(draw, found)
+    return found
+
+
+def _change(draw: st.DrawFn, value: dict[str, Any]) -> None:
+    """Change one of the mappings within `value` (or itself) in one way."""
+    mappings = [value]
+    for item in _walk(value):
+        if isinstance(item, dict):
+            mappings.append(item)
+    target = draw(st.sampled_from(mappings))
+    keys = list(target)
+    how = draw(st.sampled_from(["swap", "drop", "add", "reorder"]))
+    if how == "add" or not keys:
+        target[draw(_TEXT)] = draw(_ANY)
+    elif how == "swap":
+        target[draw(st.sampled_from(keys))] = draw(_ANY)
+    elif how == "drop":
+        del target[draw(st.sampled_from(keys))]
+    else:
+        items = list(target.items())
+        target.clear()
+        target.update(reversed(items))
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    children = value.values() if isinstance(value, dict) else value
+    for child in children if isinstance(value, dict | list) else ():
+        yield child
+        yield from _walk(child)
+
+
+def _shape(value: Any) -> Any:
+    """`value` as types and values all the way down (dataclasses by their fields), each
+    string with whether it is the interned one."""
+    if isinstance(value, str):
+        return ("str", value, value is sys.intern(value))
+    if isinstance(value, dict):
+        return ("dict", [(_shape(k), _shape(v)) for k, v in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [_shape(item) for item in value])
+    if dataclasses.is_dataclass(value):
+        fields = dataclasses.fields(value)
+        return (type(value).__name__, [(f.name, _shape(getattr(value, f.name))) for f in fields])
+    return (type(value).__name__, value)
+
+
+def _both_readings(data: dict[str, Any]) -> tuple[Any, Any]:
+    """The _shape() of what the generic and the usual reading make of `data` (or the
+    type of the error each raises). Both are held until shaped: an interned string no
+    longer referred to leaves the table, and another one equal to it would then look
+    interned too."""
+    found: list[Any] = []
+    for reader in (buildcache._any_environment, buildcache._environment_from):
+        try:
+            found.append(reader(json.loads(json.dumps(data))))  # strings of its own
+        except (TypeError, KeyError, AttributeError, ValueError) as error:
+            found.append(type(error))
+    generic, usual = (value if isinstance(value, type) else _shape(value) for value in found)
+    return generic, usual
+
+
+@settings(max_examples=400)
+@given(_environments())
+def test_an_environment_read_back_is_what_the_generic_reading_gives(data: dict[str, Any]) -> None:
+    """Whatever its shape: the same summary, of the same types, its strings interned
+    alike (or the same error)."""
+    generic, usual = _both_readings(data)
+    assert usual == generic
+
+
+def test_summaries_as_render_makes_them_are_read_the_usual_way(example_repo: Path) -> None:
+    """The generic reading is for other shapes only: not one model here needs it."""
+    for found in passing_files(example_repo):
+        for cached in found.models:
+            environments = json.loads(buildcache.model_text(cached.model))["environments"]
+            for env, data in environments.items():
+                read = buildcache._usual_environment(data)
+                assert _shape(read) == _shape(buildcache._any_environment(data))
+                assert read == cached.model.environments[env]
+
+
+_USUAL_ENVIRONMENT: dict[str, Any] = {
+    "namespace": "llm-dev",
+    "labels": {"app.kubernetes.io/name": "chat", "environment": "dev"},
+    "annotations": {"servegen.io/owner": "team"},
+    "objects": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "chat", "namespace": "other"}},
+        {
+            "apiVersion": "kubeai.org/v1",
+            "kind": "Model",
+            "metadata": {"name": "chat", "namespace": None},
+            "spec": {"minReplicas": 0},
+        },
+    ],
+    "endpoint": {
+        "name": "chat",
+        "runtime": "kubeai-text",
+        "namespace": "llm-dev",
+        "base_url": "http://chat/v1",
+        "model": "chat",
+        "adapters": ["a"],
+        "features": ["TextGeneration"],
+        "paths": ["/models"],
+    },
+    "version": {"model": "org/chat", "revision": None, "image": "img", "adapters": ["a=b"]},
+}
+_ODD_VALUES = ["s", None, 0, True, [], ["s"], [1], {}, {"k": "v"}, {"k": 1}]
+
+
+def _places(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every value within `value` (a mapping's key, a list's index)."""
+    keys = list(value) if isinstance(value, dict) else []
+    for key in range(len(value)) if isinstance(value, list) else keys:
+        yield (*path, key)
+        yield from _places(value[key], (*path, key))
+
+
+def _single_changes() -> Iterator[dict[str, Any]]:
+    """The usual environment with one thing changed: a value, a key, an order."""
+    for *parent, key in [(None,), *_places(_USUAL_ENVIRONMENT)]:
+        for how in [*range(len(_ODD_VALUES)), "drop", "add", "reorder"]:
+            changed = copy.deepcopy(_USUAL_ENVIRONMENT)
+            container: Any = changed
+            for step in parent:
+                container = container[step]
+            if key is not None and how in ("drop", "add", "reorder"):
+                container = container[key]
+                if not isinstance(container, dict):
+                    continue
+            if isinstance(how, int):
+                if key is None:
+                    continue
+                container[key] = copy.deepcopy(_ODD_VALUES[how])
+            elif how == "drop":
+                container.popitem()
+            elif how == "add":
+                container["extra"] = "x"
+            else:
+                items = list(container.items())
+                container.clear()
+                container.update(reversed(items))
+            yield changed
+
+
+def test_every_single_change_of_shape_is_read_as_the_generic_reading_does() -> None:
+    changes = list(_single_changes())
+    assert len(changes) > 400
+    for data in changes:
+        generic, usual = _both_readings(data)
+        assert usual == generic, data

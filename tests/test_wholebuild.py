@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator import buildcache, cli, pipeline, spool, wholebuild
+from generator import buildcache, cli, outtree, pipeline, spool, wholebuild
 from generator import write as write_module
 from generator.buildcache import json_pieces
 from generator.errors import Diagnostic, InvalidInputError
@@ -687,3 +687,27 @@ def test_a_build_stored_with_its_model_texts_is_the_same_entry(
         stored.append(buildcache.entry_path("t" * 64).read_bytes())
     assert len(set(stored)) == 1
     assert wholebuild.load_build("t" * 64, lambda: pytest.fail("rebuilt")) is not None
+
+
+def test_each_model_s_files_are_grouped_as_the_listing_gives_them(example_repo: Path) -> None:
+    """_model_files(): every file under models/<name>/ with its place and digest, by
+    model, in the paths section's order; the other files left out."""
+    build(example_repo)
+    config, _ = load_config(example_repo)
+    latest = pipeline._latest(pipeline.Repository(example_repo, config), ())
+    assert latest is not None
+    stored = latest._stored
+    reader = wholebuild._EntryReader(stored)
+    expected: dict[str, dict[str, spool.Span | bytes]] = {}
+    offset = stored.offset("bytes")
+    for path, length, file_digest in stored.listing():
+        folder = outtree.model_folder_of(path)
+        if folder is not None:
+            span = spool.Span(reader, offset, length, file_digest)
+            expected.setdefault(folder, {})[path] = span
+        offset += length
+    found = wholebuild._model_files(reader, stored)
+    assert found == expected
+    assert [list(files) for files in found.values()] == [list(f) for f in expected.values()]
+    assert all(type(span) is spool.Span for files in found.values() for span in files.values())
+    assert len(expected) == len(latest.build.models)
