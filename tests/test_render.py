@@ -14,11 +14,11 @@ from generator.errors import Diagnostic
 from generator.render import (
     EnvironmentRender,
     ModelRender,
-    _shared_hint,
+    _collision,
     duplicate_objects,
     object_key,
 )
-from runtimes.base import Endpoint, ObjectRef
+from runtimes.base import Endpoint
 
 _ENVIRONMENTS = ("dev", "prod", "stage")
 
@@ -26,9 +26,11 @@ _ENVIRONMENTS = ("dev", "prod", "stage")
 def _reference(models: Sequence[ModelRender], config: Config | None) -> list[Diagnostic]:
     """duplicate_objects() as first written: every claim (each rendered object, then
     what a controller makes for it) is its own (model, environment, made_by), and
-    the first claim of an object under its cluster is the one others are told of."""
+    the first claim of an object under its cluster is the one others are told of.
+    The message of a collision is render.py's own (_collision): what is compared is
+    which claims collide, and with which first claim."""
     seen: dict[Any, tuple[ModelRender, str, str | None]] = {}
-    out = []
+    out: list[Diagnostic] = []
     for model in models:
         runtime = runtimes.get(model.runtime)
         for env, rendered in model.environments.items():
@@ -40,21 +42,8 @@ def _reference(models: Sequence[ModelRender], config: Config | None) -> list[Dia
                     claims.extend(runtime.controller_objects(obj))
             for obj, made_by in claims:
                 key = (cluster, object_key(obj))
-                other, other_env, other_made_by = seen.setdefault(key, (model, env, made_by))
-                if other is model and other_env == env:
-                    continue
-                what = f"{ObjectRef.of(obj)} in namespace {key[1][0]}"
-                if other is model:
-                    message = (
-                        f"{what} is written by both environment {other_env} and {env}, which "
-                        f"share one cluster; {_shared_hint(model, obj, key[1][0])}"
-                    )
-                else:
-                    where = f"{other.path}:{other.line}:{other.col}"
-                    envs = env if other_env == env else f"{other_env} and {env}"
-                    by = other_made_by or "also rendered by"
-                    message = f"{what} (environment {envs}) is {by} {where}"
-                out.append(Diagnostic(model.path, model.line, model.col, "name", message))
+                first = seen.setdefault(key, (model, env, made_by))
+                _collision(out, model, env, obj, first)
     return out
 
 
