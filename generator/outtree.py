@@ -169,6 +169,11 @@ def folders_of(paths: Iterable[str]) -> set[str]:
     return folders
 
 
+def model_folder(model: str) -> str:
+    """`models/<model>/`: what every path in the model's folder starts with."""
+    return f"{_MODELS_PREFIX}{model}/"
+
+
 def model_folder_of(path: str) -> str | None:
     """The model whose folder (`models/<model>/`) holds `path`, from the path's first
     two parts alone: 62,000 paths are grouped by model in about a quarter of the time

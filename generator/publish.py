@@ -584,10 +584,10 @@ def _touched_models(
     differ = [path for path, data in new.items() if old.get(path) is not data]
     differ = [path for path in differ if old.get(path) != new[path]]
     differ += [path for path in old if path not in new]
-    touched = {outtree.model_of(path) for path in differ} - {None}
+    touched = {model for path in differ if (model := outtree.model_of(path)) is not None}
     # A model's files all lie in models/<name>/: that prefix picks the candidates (one C
     # call per path), and model_of() decides for those few.
-    folders = tuple(f"{outtree.MODELS}/{name}/" for name in sorted(touched, key=str))
+    folders = tuple(outtree.model_folder(name) for name in sorted(touched))
 
     def cut(files: Mapping[str, bytes]) -> dict[str, bytes]:
         if not folders:

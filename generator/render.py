@@ -191,15 +191,12 @@ def duplicate_objects(
 # Who claims an object (the model, its environment, the runtime's words for the
 # controller that makes it), under its cluster and object_key().
 _Writer = tuple[ModelRender, str, str | None]
-_ClaimKey = tuple[str, str, str, str, Any]
+_ClaimKey = tuple[str, str, str, str, str]
 
 
 def _claim_key(cluster: str, obj: Object) -> _ClaimKey:
-    """(cluster, *object_key(obj)), made as one tuple: it is made for every object."""
-    metadata = obj["metadata"]
-    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
-    namespace = str(metadata.get("namespace", ""))
-    return (cluster, namespace, group, str(obj.get("kind")), metadata["name"])
+    """The object's identity (object_key(), the one place of that rule) in its cluster."""
+    return (cluster, *object_key(obj))
 
 
 def _collision(

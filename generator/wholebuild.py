@@ -47,7 +47,7 @@ from generator.buildcache import (
 )
 from generator.errors import Diagnostic
 from generator.outindex import digest, tree_digest
-from generator.outtree import MODELS, model_folder_of
+from generator.outtree import model_folder, model_folder_of
 from generator.render import ModelRender
 from generator.spool import Span, Spool, SpooledFiles
 from generator.validate import SpecName
@@ -736,7 +736,6 @@ def _model_files(reader: _EntryReader, stored: _Stored) -> dict[str, dict[str, S
     start = offset = stored.offset("bytes")
     folder: dict[str, Span | bytes] = {}  # the current run's (an unused one at first)
     prefix = "\0"  # no path starts with it
-    new, fromhex = _new_tuple, bytes.fromhex  # local names: looked up 62,000 times
     records = json.loads(stored._read("paths"))  # checked
     # Each record is let go of once its span is made, so spans take the memory records
     # leave (held to the end, they left a render's peak RSS 0.7 MB higher).
@@ -749,8 +748,8 @@ def _model_files(reader: _EntryReader, stored: _Stored) -> dict[str, dict[str, S
                 folder, prefix = {}, "\0"  # a file of no model: left out
             else:
                 folder = files.setdefault(name, {})
-                prefix = f"{MODELS}/{name}/"
-        folder[path] = new(Span, (reader, offset, length, fromhex(hexed)))  # see _span()
+                prefix = model_folder(name)
+        folder[path] = _span(reader, offset, length, bytes.fromhex(hexed))
         offset += length
     if offset - start != stored.section("bytes")[2]:
         raise DamagedEntryError("paths")

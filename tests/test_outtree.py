@@ -42,6 +42,8 @@ def test_every_built_path_parses_back_to_its_record(record: TreePath) -> None:
 @given(tree_paths())
 def test_a_model_folder_is_told_from_the_path_as_parse_tells_it(record: TreePath) -> None:
     assert outtree.model_folder_of(record.path) == record.model
+    if record.model is not None:  # and every path of the model starts with its folder
+        assert record.path.startswith(outtree.model_folder(record.model))
 
 
 @pytest.mark.parametrize(
