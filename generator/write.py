@@ -929,14 +929,16 @@ def _sync(
     folders = folders_of(targets)
     folders.update(rel for rel in current.folders if rel.split("/")[0] not in MANAGED)
     touched = {"."}  # folders where an entry is added or removed: their fields change
+    # Plain strings below, not a Path per file: they were most of relinking a whole
+    # output (about 6 of 8 s at 10,000 specs), and a fifth of a first write.
+    top, source = str(spare), str(out)
     for rel in sorted(set(have.files) - set(targets), reverse=True):
-        (spare / rel).unlink()
+        os.unlink(f"{top}/{rel}")  # noqa: PTH108
         touched.add(_parent(rel))
     for rel in sorted(set(have.folders) - folders, key=lambda r: r.count("/"), reverse=True):
         _remove_entry(spare / rel)
         touched.add(_parent(rel))
     made = set(have.folders) & folders
-    top = str(spare)  # plain strings below: a Path per file was a fifth of a first write
     for rel in sorted(folders - made, key=lambda r: r.count("/")):
         if rel in have.files:
             _remove_entry(spare / rel)  # a file where a folder must be
@@ -957,7 +959,7 @@ def _sync(
             if rel in present:
                 _remove_entry(spare / rel)
             if unchanged or wanted_digest is None:
-                _link(spare / rel, out / rel)
+                _link(f"{top}/{rel}", f"{source}/{rel}")
             else:
                 new[rel] = wanted_digest
     return _new_files(top, files, new), folders, touched
@@ -1008,9 +1010,9 @@ def _in_step(rel: str, have: _Scan, current: OutputFolder) -> bool:
     return entry is not None and live is not None and entry == (live, False)
 
 
-def _link(target: Path, source: Path) -> None:
-    if source.is_symlink():  # a foreign symlink, carried over as it is
-        target.symlink_to(source.readlink())
+def _link(target: str, source: str) -> None:
+    if stat.S_ISLNK(os.lstat(source).st_mode):  # a foreign symlink, carried over as it is
+        Path(target).symlink_to(Path(source).readlink())
     else:
         os.link(source, target, follow_symlinks=False)  # same inode, mtime and bytes
 
