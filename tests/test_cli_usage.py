@@ -182,6 +182,22 @@ def test_init_next_steps_cover_git_commit_and_publish(tmp_path: Path) -> None:
     assert "git init" not in in_git and f"cd {tmp_path}\n" in in_git
 
 
+def test_init_next_steps_in_the_current_folder_skip_cd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fresh = next_steps(Path("."), pinned=False).splitlines()
+    assert fresh[:2] == ["next:", "  git init -q -b main"]
+    assert fresh.index(
+        "  # first pin servegen in .github/workflows/servegen.yml: set SERVEGEN_REQUIREMENT to"
+    ) < next(i for i, line in enumerate(fresh) if "git remote add" in line)
+    in_git = next_steps(tmp_path, pinned=True, in_git=True).splitlines()
+    assert in_git[:2] == [
+        "next:",
+        "  servegen validate && servegen render        # check and render locally",
+    ]
+
+
 def test_scaffold_specs_use_only_profiles_the_scaffold_config_defines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -100,20 +100,29 @@ def run(options: InitOptions) -> int:
 
 
 def next_steps(target: Path, *, pinned: bool, in_git: bool = False) -> str:
-    folder = shlex.quote(str(target))
     lines = [
         "next:",
-        f"  cd {folder}" if in_git else f"  cd {folder} && git init -q -b main",
+        *_into_repository(target, in_git),
         "  servegen validate && servegen render        # check and render locally",
         '  git add -A && git commit -qm "Serve specs"',
+    ]
+    if not pinned:
+        lines.append(
+            f"  # first pin servegen in {WORKFLOW}: set SERVEGEN_REQUIREMENT to\n"
+            "  #   servegen @ git+https://<servegen repository>@<full commit SHA>",
+        )
+    lines += [
         "  git remote add origin <your repository URL> && git push -u origin main",
         "  # CI (.github/workflows/servegen.yml) then publishes every push to main to the",
         "  # deploy branch; `servegen publish --push` does the same by hand.",
     ]
-    if not pinned:
-        lines.insert(
-            4,
-            f"  # first pin servegen in {WORKFLOW}: set SERVEGEN_REQUIREMENT to\n"
-            "  #   servegen @ git+https://<servegen repository>@<full commit SHA>",
-        )
     return "\n".join(lines)
+
+
+def _into_repository(target: Path, in_git: bool) -> list[str]:
+    """The first steps: into the folder (unless it is where the command ran), and a
+    `git init` where there is no repository yet."""
+    steps = [] if target.resolve() == Path.cwd().resolve() else [f"cd {shlex.quote(str(target))}"]
+    if not in_git:
+        steps.append("git init -q -b main")
+    return [f"  {' && '.join(steps)}"] if steps else []
