@@ -36,7 +36,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,6 +49,7 @@ __all__ = [
     "BranchRefs",
     "CommitInfo",
     "Identity",
+    "PlainFiles",
     "PushResult",
     "PushStatus",
     "RemoteHeads",
@@ -298,6 +299,42 @@ class TreeEntry(NamedTuple):
     def describe(self) -> str:
         what = {_SYMLINK_MODE: "symlink", _GITLINK_MODE: "submodule"}.get(self.mode, "entry")
         return f"{what} {self.path!r} (mode {self.mode})"
+
+
+class PlainFiles(Mapping[str, TreeEntry]):
+    """path -> TreeEntry of a tree of plain files (mode 100644), kept as path -> blob id.
+
+    A tree `build_commit` wrote, or its kept listing, has thousands of files but only
+    plain ones: their entries are made when asked for, and whoever only needs the ids
+    reads `oids` (making 6,000 entries was most of reading a kept listing back).
+    """
+
+    __slots__ = ("oids",)
+
+    def __init__(self, oids: Mapping[str, str]) -> None:
+        self.oids = oids
+
+    def __getitem__(self, path: str) -> TreeEntry:
+        return TreeEntry(path, "100644", "blob", self.oids[path])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.oids)
+
+    def __len__(self) -> int:
+        return len(self.oids)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.oids
+
+    def keys(self) -> KeysView[str]:
+        return self.oids.keys()  # compared with another listing's keys: at C speed
+
+
+def _file_oids(files: Mapping[str, TreeEntry]) -> Mapping[str, str]:
+    """path -> blob id of every entry of a listing."""
+    if isinstance(files, PlainFiles):
+        return files.oids
+    return {path: entry.oid for path, entry in files.items()}
 
 
 @dataclass(frozen=True)
@@ -856,25 +893,37 @@ def _checked_listing(repo: Repo, commit: str, folders: object, layout: object) -
         return None
     if not all(isinstance(entries, dict) and entries for entries in layout.values()):
         return None
-    if not all(map(_plain_name, {name for entries in layout.values() for name in entries})):
+    if not _plain_names(set().union(*layout.values())):
         return None
     oids = [oid for entries in layout.values() for oid in entries.values() if oid is not None]
     oids += folders.values()
     size = 64 if repo.object_format == "sha256" else 40
     if {len(oid) for oid in oids} != {size} or "".join(oids).encode().translate(None, _HEX):
         return None
-    files: dict[str, TreeEntry] = {}
+    files: dict[str, str] = {}
     for folder, entries in layout.items():
         top = f"{folder}/" if folder else ""
         for name, oid in entries.items():
             if oid is not None:
-                files[top + name] = TreeEntry(top + name, "100644", "blob", oid)
+                files[top + name] = oid
             elif top + name not in layout:
                 return None
-    return Tree(commit, files, folders, layout)
+    return Tree(commit, PlainFiles(files), folders, layout)
 
 
 _HEX = b"0123456789abcdef"
+
+
+def _plain_names(names: set[str]) -> bool:
+    """`_plain_name` for every name, told for most by a few tests of them all joined:
+    '/' separates them (no name may hold one), and only a name starting with '.' can
+    be '.', '..' or '.git'."""
+    if not names:
+        return True
+    joined = "/".join(names)
+    if joined.count("/") != len(names) - 1 or "\0" in joined or "\\" in joined or "" in names:
+        return False
+    return "/." not in f"/{joined}" or all(map(_plain_name, names))
 
 
 def _plain_name(name: str) -> bool:
@@ -897,11 +946,14 @@ def read_unlike(
     follows what changed, not the size of the tree.  Symlinks and submodules are a
     GitError naming them, as in `read_tree_files` (a tree `build_commit` wrote has none).
     """
-    listed = tree.files.values()
-    entries = listed if tree.layout is not None else _regular_entries(list(listed), tree.commit)
-    unlike = [e.oid for e in entries if oids.get(e.path) != e.oid]
-    blobs = _read_blobs(repo, unlike)
-    return {e.path: blobs[e.oid] if e.oid in blobs else files[e.path] for e in entries}
+    if tree.layout is not None:  # plain files only, as build_commit writes them
+        listed = _file_oids(tree.files)
+    else:
+        listed = {e.path: e.oid for e in _regular_entries(list(tree.files.values()), tree.commit)}
+    # The tree's (path, id) pairs `files` does not have: changed or gone.
+    unlike = dict(listed.items() - oids.items())
+    blobs = _read_blobs(repo, list(unlike.values()))
+    return {path: blobs[unlike[path]] if path in unlike else files[path] for path in listed}
 
 
 def _regular_entries(
@@ -1053,7 +1105,8 @@ def _write_tree(
     if base is not None and base.layout is not None and base.files.keys() == files.keys():
         # The paths of a tree we wrote, again: already checked, and only the folders of
         # changed files differ from its layout.
-        changed = [p for p, oid in ids.items() if base.files[p].oid != oid]
+        listed = _file_oids(base.files)
+        changed = [p for p, oid in ids.items() if listed[p] != oid]
         folders: Mapping[str, Mapping[str, str | None]] = _relayout(base.layout, changed, ids)
     else:
         paths = sorted(files)
@@ -1312,16 +1365,14 @@ def build_commit(
     return sha
 
 
-def _entries(
-    base: Tree | None, ids: Mapping[str, str], changed: Sequence[str]
-) -> dict[str, TreeEntry]:
+def _entries(base: Tree | None, ids: Mapping[str, str], changed: Sequence[str]) -> PlainFiles:
     """The new tree's files as listed: the base's listing with the changed files, when
     the base is a tree we wrote with the same paths."""
     if base is not None and base.layout is not None and base.files.keys() == ids.keys():
-        entries = dict(base.files)
-        entries.update((path, TreeEntry(path, "100644", "blob", ids[path])) for path in changed)
-        return entries
-    return {path: TreeEntry(path, "100644", "blob", oid) for path, oid in ids.items()}
+        oids = dict(_file_oids(base.files))
+        oids.update((path, ids[path]) for path in changed)
+        return PlainFiles(oids)
+    return PlainFiles(dict(ids))
 
 
 def update_branch(

@@ -1234,3 +1234,12 @@ def test_is_shallow_is_answered_when_the_repository_is_opened(
     assert opened.shallow_at_open is True and g.is_shallow(opened)
     bare = g.open_repo(remote)
     assert bare.worktree is None and bare.shallow_at_open is False
+
+
+_NAME_CHARS = st.sampled_from(["a", ".", "/", "\0", "\\", "g", "i", "t", "G", "I", "T", "-", "é"])
+
+
+@given(names=st.sets(st.text(_NAME_CHARS, max_size=5), max_size=6))
+def test_names_judged_together_as_one_by_one(names: set[str]) -> None:
+    """A kept listing's names are judged all at once; the answer is the per-name rule's."""
+    assert g._plain_names(names) == all(map(g._plain_name, names))
