@@ -7,12 +7,14 @@ Real git repositories (examples/ committed to a clone of a bare remote), real bu
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from generator import buildcache, git, pipeline, snapshot
+from generator.errors import GitError
 from generator.pipeline import Build
 from tests.gitutil import sh
 from tests.specrepo import QWEN_CHAT, TINYLLAMA, commit_all, edit, make_spec_repo
@@ -49,6 +51,36 @@ def test_a_clean_worktree_is_built_in_place_and_equals_the_export(
     assert in_place
     assert built.root == spec_repo
     assert built.files == exported_build(spec_repo, crds_dir).files
+
+
+@pytest.mark.usefixtures("settled")
+def test_the_in_place_build_starts_with_no_other_thread_running(
+    spec_repo: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks read git in threads; the build forks its workers only when it is the
+    one thread left, so every thread is done with by then."""
+    threads: list[int] = []
+    real = pipeline.build
+
+    def counted(root: Path, **kwargs: object) -> Build:
+        threads.append(threading.active_count())
+        return real(root, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("generator.snapshot.build", counted)
+    _built, in_place = head_build(spec_repo, crds_dir)
+    assert in_place and threads == [1]
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_status_that_fails_fails_the_publish(
+    spec_repo: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(repo: git.Repo, paths: list[str]) -> git.WorktreeStatus:
+        raise GitError("cannot read the working tree status: broken")
+
+    monkeypatch.setattr(git, "worktree_status", broken)
+    with pytest.raises(GitError, match="broken"):
+        head_build(spec_repo, crds_dir)
 
 
 @pytest.mark.usefixtures("settled")
