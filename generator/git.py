@@ -15,7 +15,8 @@ repository is untrusted input:
   explicitly by the call that needs them.
 * The user's working tree, index and HEAD are never touched: commits are built with
   plumbing only (blobs via one `fast-import` that updates no ref, trees via one
-  `mktree --batch` that must agree with the ids computed here, `commit-tree`), and
+  `hash-object -t tree` or `mktree --batch` that must agree with the ids computed
+  here, `commit-tree`), and
   branches move only by compare-and-swap with `update-ref`, so a crash at any moment
   leaves a ref at its old or its new value.  Building on a listed tip writes only
   what differs from it.
@@ -1086,12 +1087,12 @@ def write_tree(
     """Store `files` (path -> content, mode 100644) as blobs and trees; return the root id.
 
     The user's index is never used: tree objects are computed here and written with
-    one `git mktree --batch`, which must give each the id computed.  With `base` (the
-    listing of the commit the new one builds on) only folders with a difference below
-    them are written and only changed contents stored: the same tree as from nothing,
-    at the cost of what changed.  `oids` are the files' blob ids if the caller has them
-    (`blob_ids`).  Compare the result with `tree_of(repo, parent)` to skip a commit
-    that would change nothing.
+    one git process (`_hash_trees` or `_mktree`), which must give each the id computed.
+    With `base` (the listing of the commit the new one builds on) only folders with a
+    difference below them are written and only changed contents stored: the same tree
+    as from nothing, at the cost of what changed.  `oids` are the files' blob ids if
+    the caller has them (`blob_ids`).  Compare the result with `tree_of(repo, parent)`
+    to skip a commit that would change nothing.
     """
     return _write_tree(repo, files, base, oids)[0]
 
@@ -1117,15 +1118,64 @@ def _write_tree(
         folders = _folders(ids)
     _fast_import_blobs(repo, list({ids[p]: files[p] for p in changed}.items()))
     trees = _tree_objects(repo, folders, _stale_folders(base, changed, folders, ids), base)
-    request = b"".join(entries + b"\0" for _, _, entries in trees)
-    out = _check(repo._run("mktree", "-z", "--batch", stdin=request), "cannot write trees")
+    written = _hash_trees(repo, trees) if len(trees) <= HASHED_TREES else _mktree(repo, trees)
     # Our ids must be git's ids, or the root would name trees that don't exist.
-    if _line(out).splitlines() != [oid for _, oid, _ in trees]:
+    if written != [oid for _, oid, _, _ in trees]:
         raise GitError("git wrote trees under other ids than computed; refusing to commit")
-    tree_ids = {folder: oid for folder, oid, _ in trees}
+    tree_ids = {folder: oid for folder, oid, _, _ in trees}
     if base is not None:
         tree_ids = {f: tree_ids.get(f) or base.folders[f] for f in folders}
     return tree_ids.pop(""), tree_ids, folders, changed
+
+
+# One entry of a tree being written: its name (a folder's with "/" after it, which
+# sorts it as git does), its mode and its object id.
+_Row = tuple[bytes, bytes, str]
+
+
+# Up to this many trees (a commit on a listed tip writes the root and the folders
+# above each changed file) are written from files by `hash-object`; more, by `mktree`.
+# mktree looks up every entry's object first, which for a folder of 1,000 loose trees
+# (models/ of a deploy branch between two gc runs) was 20-30 ms of every publish; the
+# entries are ids of objects the base commit holds or fast-import just stored, and the
+# temporary files of a whole tree (thousands of folders) would cost more than that.
+HASHED_TREES = 64
+
+
+def _hash_trees(repo: Repo, trees: Sequence[tuple[str, str, bytes, list[_Row]]]) -> list[str]:
+    """Store the tree objects with one `hash-object -w -t tree`; git's ids, in order.
+
+    Without --literally git checks each is a well-formed tree; --no-filters: the
+    objects are stored as given (no attributes, no filter driver, whatever the names).
+    Their entries are in git's order by construction (`_tree_objects` sorts them), and
+    their names were checked (`_path_parts`, or a kept listing's `_plain_names`).
+    """
+    if not trees:
+        return []
+    with tempfile.TemporaryDirectory(prefix="servegen-trees-") as tmp:
+        paths = [f"{tmp}/{number}" for number in range(len(trees))]
+        for path, (_, _, raw, _) in zip(paths, trees, strict=True):
+            with open(path, "wb") as handle:  # noqa: PTH123 - a few plain writes
+                handle.write(raw)
+        listed = "".join(f"{path}\n" for path in paths).encode()
+        args = ("hash-object", "-w", "-t", "tree", "--no-filters", "--stdin-paths")
+        out = _check(repo._run(*args, stdin=listed), "cannot write trees")
+    return _line(out).splitlines()
+
+
+def _mktree(repo: Repo, trees: Sequence[tuple[str, str, bytes, list[_Row]]]) -> list[str]:
+    """Store the tree objects with one `mktree --batch`; git's ids, in order."""
+    request = b"".join(_mktree_entries(rows) + b"\0" for _, _, _, rows in trees)
+    out = _check(repo._run("mktree", "-z", "--batch", stdin=request), "cannot write trees")
+    return _line(out).splitlines()
+
+
+def _mktree_entries(rows: Sequence[_Row]) -> bytes:
+    kinds = {_TREE_MODE: b"tree", _FILE_MODE: b"blob"}
+    return b"".join(
+        b"%s %s %s\t%s\0" % (mode, kinds[mode], oid.encode(), key.rstrip(b"/"))
+        for key, mode, oid in rows
+    )
 
 
 def _relayout(
@@ -1186,12 +1236,12 @@ def _tree_objects(
     folders: Mapping[str, Mapping[str, str | None]],
     stale: set[str],
     base: Tree | None,
-) -> list[tuple[str, str, bytes]]:
-    """(folder, tree id, `mktree -z` entries) of each stale folder, sub-folders first."""
-    out: list[tuple[str, str, bytes]] = []
+) -> list[tuple[str, str, bytes, list[_Row]]]:
+    """(folder, tree id, raw tree object, entries) of each stale folder, sub-folders first."""
+    out: list[tuple[str, str, bytes, list[_Row]]] = []
     ids: dict[str, str] = {}
     for folder in sorted(stale, key=lambda f: -(f.count("/") + 1 if f else 0)):
-        rows = []
+        rows: list[_Row] = []
         for name, oid in folders[folder].items():
             if oid is not None:
                 rows.append((_encode_path(name), _FILE_MODE, oid))
@@ -1204,12 +1254,7 @@ def _tree_objects(
             b"%s %s\0%s" % (mode, key.rstrip(b"/"), bytes.fromhex(oid)) for key, mode, oid in rows
         )
         ids[folder] = _tree_id(repo, raw)
-        kinds = {_TREE_MODE: b"tree", _FILE_MODE: b"blob"}
-        entries = b"".join(
-            b"%s %s %s\t%s\0" % (mode, kinds[mode], oid.encode(), key.rstrip(b"/"))
-            for key, mode, oid in rows
-        )
-        out.append((folder, ids[folder], entries))
+        out.append((folder, ids[folder], raw, rows))
     return out
 
 

@@ -1117,6 +1117,26 @@ def test_a_tree_git_would_name_differently_is_refused(
         g.write_tree(repo, {"b": b"1"})
 
 
+@pytest.mark.parametrize("hashed", [0, 1000], ids=["mktree", "hash-object"])
+def test_trees_written_either_way_are_gits_trees(
+    repo: g.Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashed: int
+) -> None:
+    """A few trees are stored by hash-object, many by mktree: the same trees."""
+    monkeypatch.setattr(g, "HASHED_TREES", hashed)
+    files = {"a/b/c.yaml": b"1", "a/d.yaml": b"2", "a-b": b"3", "a.b/x": b"4", "e": b""}
+    base = g.build_commit(repo, files, None, "base", AUTHOR, COMMITTER)
+    assert g.tree_of(repo, base) == plain_git_tree(tmp_path / "one", files)
+    files["a/b/c.yaml"] = b"5"
+    child = g.build_commit(
+        repo, files, base, "child", AUTHOR, COMMITTER, base=g.read_tree(repo, base)
+    )
+    assert g.tree_of(repo, child) == plain_git_tree(tmp_path / "two", files)
+    assert sh(repo.git_dir, "fsck", "--strict", "--no-dangling") == ""
+    monkeypatch.setattr(g, "_tree_id", lambda repo, raw: "1" * 40)  # a hashing slip
+    with pytest.raises(GitError, match="other ids than computed"):
+        g.write_tree(repo, {"b": b"1"})
+
+
 def test_a_parent_that_is_not_a_commit_is_refused(repo: g.Repo, work: Path) -> None:
     blob = sh(work, "hash-object", "-w", "--stdin", input=b"not a commit\n")
     with pytest.raises(GitError, match="cannot commit"):
