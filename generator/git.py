@@ -37,7 +37,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator, KeysView, Mapping, Sequence
+from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -1279,13 +1279,22 @@ def blob_ids(repo: Repo, files: Mapping[str, bytes]) -> dict[str, str]:
     memo holds them, so an object found there is the one hashed).
     """
     last = _LAST_BLOBS.get(repo.object_format, {})
+    new = _hash_of(repo)
     memo: dict[str, tuple[bytes, str]] = {}
+    oids: dict[str, str] = {}
+    # One loop with the hash inlined: a call per file was half the time of hashing
+    # 6,000 files of a few kilobytes.
     for path, data in files.items():
         seen = last.get(path)
-        memo[path] = seen if seen is not None and seen[0] is data else (data, _blob_oid(repo, data))
+        if seen is None or seen[0] is not data:
+            digest = new(b"blob %d\0" % len(data))
+            digest.update(data)
+            seen = (data, digest.hexdigest())
+        memo[path] = seen
+        oids[path] = seen[1]
     _LAST_BLOBS.clear()
     _LAST_BLOBS[repo.object_format] = memo
-    return {path: oid for path, (_data, oid) in memo.items()}
+    return oids
 
 
 # object format -> path -> (bytes, blob id) of the last blob_ids() call.
@@ -1296,12 +1305,12 @@ _LAST_BLOBS: dict[str, dict[str, tuple[bytes, str]]] = {}
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
 
-def _blob_oid(repo: Repo, data: bytes) -> str:
-    header = b"blob %d\0" % len(data)
+def _hash_of(repo: Repo) -> Callable[[bytes], hashlib._Hash]:
+    """A new hash of the repository's object format, fed its first bytes."""
     made = _HASHES.get(repo.object_format)
-    digest = made(header) if made else hashlib.new(repo.object_format, header)
-    digest.update(data)
-    return digest.hexdigest()
+    if made is not None:
+        return made
+    return lambda data: hashlib.new(repo.object_format, data)
 
 
 def _fast_import_blobs(repo: Repo, blobs: Sequence[tuple[str, bytes]]) -> None:
