@@ -170,8 +170,11 @@ def _same_bytes(
         if stat.S_ISREG(info[0])
     }
     try:  # read and hashed while `listing` (a git process) lists the commit
-        data = {path: _read(disk) for path, disk in on_disk.items()}
+        read = {path: _read(disk, stats[disk][1]) for path, disk in on_disk.items()}
     except OSError:
+        read = {}
+    data = {path: raw for path, raw in read.items() if raw is not None}
+    if len(data) != len(on_disk):  # unreadable, or changed since the stats
         listing()  # its thread is done with before the build
         return False
     oids = git.blob_ids(repo, data)
@@ -188,10 +191,20 @@ def _same_bytes(
     return all(oids[path] == entry.oid for path, entry in wanted.items())
 
 
-def _read(path: str) -> bytes:
-    # open() of the string: a Path per file costs more than the read (1,000s of specs).
-    with open(path, "rb") as handle:  # noqa: PTH123 - see above
-        return handle.read()
+def _read(path: str, size: int) -> bytes | None:
+    """The bytes of the file `stats` found `size` bytes long; None when it holds another
+    number of bytes now (it changed: the working tree is not used, as when the stats
+    after the build differ).
+
+    One read of a descriptor: a file object per file (open()) took as long as reading
+    a thousand spec files.
+    """
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(handle, size + 1)  # one byte more shows a file that grew
+    finally:
+        os.close(handle)
+    return data if len(data) == size else None
 
 
 def _input_stats(root: Path, specs: str) -> dict[str, tuple[int, ...]] | None:

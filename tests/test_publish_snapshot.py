@@ -142,6 +142,28 @@ def test_a_clean_status_with_other_bytes_means_an_export(spec_repo: Path, crds_d
     assert built.files == expected
 
 
+@pytest.mark.usefixtures("settled")
+def test_a_file_of_another_size_than_its_stat_means_an_export(
+    spec_repo: Path, crds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec file that grew or shrank between its stat and its read is not trusted
+    to be HEAD's, whatever its bytes hash to."""
+    real = snapshot._input_stats
+    spec = str(spec_repo / TINYLLAMA)
+
+    def grown(root: Path, specs: str) -> dict[str, tuple[int, ...]] | None:
+        stats = real(root, specs)
+        assert stats is not None
+        mode, size, *rest = stats[spec]
+        return {**stats, spec: (mode, size - 1, *rest)}
+
+    monkeypatch.setattr(snapshot, "_input_stats", grown)
+    built, in_place = head_build(spec_repo, crds_dir)
+    assert not in_place
+    monkeypatch.undo()
+    assert built.files == exported_build(spec_repo, crds_dir).files
+
+
 def sh_blob(work: Path, rev: str) -> bytes:
     return git.read_tree_files(git.open_repo(work), "HEAD")[rev.split(":", 1)[1]]
 
