@@ -115,8 +115,10 @@ def _clean_inputs(
     # depends on another's answer, and each is a wait of 10-15 ms at 1,000 specs.
     status = _meanwhile(lambda: git.worktree_status(repo, inputs))
     listing = _meanwhile(lambda: git.list_commit(repo, commit))
-    same = _same_bytes(repo, root, prefix, config.specs, stats, listing)
-    found = status()
+    try:
+        same = _same_bytes(repo, root, prefix, config.specs, stats, listing)
+    finally:
+        found = status()  # waited for whatever happened meanwhile
     if found.head != commit or found.entries or not same:
         return None
     return config.specs, stats
@@ -157,8 +159,8 @@ def _same_bytes(
     stats: dict[str, tuple[int, ...]],
     listing: Callable[[], list[git.TreeEntry]],
 ) -> bool:
-    """Every input file on disk holds exactly the bytes of `commit`'s blob at its path,
-    and `commit` has no other file there.
+    """Every input file on disk holds exactly the bytes of the commit's blob at its
+    path, and the commit has no other file there (`listing`: the commit's entries).
 
     Hashed here, because git status compares after eol conversion and clean filters
     (core.autocrlf, .gitattributes): a clean status does not mean the same bytes.
