@@ -157,7 +157,12 @@ def _environment() -> jinja2.Environment:
 def _template(name: str) -> jinja2.Template:
     # Templates never change while servegen runs (auto_reload is off): one lookup each,
     # not Jinja's cache key and loader check on every render.
-    return _environment().get_template(name)
+    template = _environment().get_template(name)
+    # Jinja keeps a template's globals as a ChainMap over the environment's, and every
+    # render copies it key by key and lists its keys again (a third of rendering a
+    # template). Neither changes once loaded, so a plain dict of them reads the same.
+    template.globals = dict(template.globals)
+    return template
 
 
 DocT = TypeVar("DocT", bound=AnySpecDocument)
