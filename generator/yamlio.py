@@ -20,6 +20,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from json.encoder import encode_basestring_ascii
@@ -66,26 +67,28 @@ _READER = _reader()
 _C_PARSER: Any = vars(cyaml).get("CParser")
 
 
-def _events(text: str, *, pure: bool = False) -> Iterator[Any]:
-    """The C parser's events for `text` (ruamel's own parser's when `pure`).
+@contextmanager
+def _events(text: str, *, pure: bool = False) -> Iterator[Iterator[Any]]:
+    """The C parser's events for `text` (ruamel's own parser's when `pure`), disposed of
+    once read.
 
     The parser itself, not YAML.parse(): that builds a loader class (parser, constructor
     and resolver) on every call, half the cost of reading a spec, and keeps a record of
     every stream it read for the life of the YAML object (a long `watch` grows it). The
-    events are the same objects either way.
+    events are the same objects either way. Either parser's get_event() gives None after
+    the stream's end, so the events are read by iter() in C, with no Python frame (and
+    no check_event() call) per event.
     """
     if pure or _C_PARSER is None:  # (no C library: ruamel's own parser)
         loader = _pure_loader(text)
         try:
-            while loader.check_event():
-                yield loader.get_event()
+            yield iter(loader.get_event, None)
         finally:
             loader.dispose()
         return
     parser = _C_PARSER(text)
     try:
-        while parser.check_event():
-            yield parser.get_event()
+        yield iter(parser.get_event, None)
     finally:
         parser.dispose()
 
@@ -242,12 +245,14 @@ def _read(text: str) -> tuple[_Builder, list[Any]]:
     then also judges the rest of the text."""
     builder = _Builder(text, user_input=True)
     try:
-        return builder, builder.documents(_events(text))
+        with _events(text) as events:
+            return builder, builder.documents(events)
     except ScannerError as exc:
         if not _flow_colon(exc):
             raise
     builder = _Builder(text, user_input=True)
-    return builder, builder.documents(_events(text, pure=True))
+    with _events(text, pure=True) as events:
+        return builder, builder.documents(events)
 
 
 def _flow_colon(exc: ScannerError) -> bool:
@@ -262,7 +267,8 @@ def parse_rendered(text: str) -> list[Any]:
     schema says; anything outside plain data is an error, since templates never make it.
     """
     try:
-        return _Builder(text, user_input=False).documents(_events(text))
+        with _events(text) as events:
+            return _Builder(text, user_input=False).documents(events)
     except YAMLError as exc:
         raise YamlSyntaxError(f"rendered text is not valid YAML: {exc}", 1, 1) from None
 
