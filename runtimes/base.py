@@ -19,6 +19,7 @@ per shape and reused.
 from __future__ import annotations
 
 import json
+import marshal
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -235,9 +236,8 @@ class Runtime(ABC, Generic[DocT]):
                 )
             except jinja2.TemplateError as exc:
                 raise RenderError(f"{self.kind}/{name}: template error: {exc}") from exc
-        skeleton = _skeleton("\n---\n".join(parts))
-        plain = plain_values(values)
-        objects = [fill(obj, plain) for obj in skeleton if obj is not None]
+        shape = _shape("\n---\n".join(parts))
+        objects = shape.objects(plain_values(values))
         self._verify(doc, config, objects)
         return objects
 
@@ -326,20 +326,76 @@ def plain_values(values: list[Any]) -> list[Any]:
     return copied
 
 
-# Skeletons seen so far, by the text that parsed to them: one per combination of template
+@dataclass(frozen=True)
+class _Shape:
+    """A skeleton (the template text parsed, placeholders still in it), ready to fill.
+
+    Its documents are kept in marshal's format, which makes a new tree of them in C,
+    with where each placeholder is: the steps to its container, its key or index there,
+    and its value's index. `frozen` is None when a placeholder is misplaced (spliced
+    into text, or a key): fill() walks the skeleton then and refuses it as it says.
+    """
+
+    skeleton: list[Any]
+    frozen: bytes | None
+    holes: tuple[tuple[JsonPath, str | int, int], ...]
+
+    def objects(self, values: list[Any]) -> list[Any]:
+        """A new tree of every document, each placeholder replaced by its value."""
+        if self.frozen is None:
+            return [fill(obj, values) for obj in self.skeleton if obj is not None]
+        # Bytes this process made from a parsed template, never read from outside.
+        objects: list[Any] = marshal.loads(self.frozen)  # noqa: S302
+        for steps, last, index in self.holes:
+            node: Any = objects
+            for step in steps:
+                node = node[step]
+            node[last] = values[index]
+        return objects
+
+
+def _shape_of(skeleton: list[Any]) -> _Shape:
+    documents = [obj for obj in skeleton if obj is not None]
+    holes: list[tuple[JsonPath, str | int, int]] = []
+    whole = all(_holes(obj, (), index, holes) for index, obj in enumerate(documents))
+    frozen = marshal.dumps(documents) if whole else None
+    return _Shape(skeleton, frozen, tuple(holes))
+
+
+def _holes(node: Any, steps: JsonPath, at: str | int, out: list[Any]) -> bool:
+    """Add the placeholders of `node` (at `at` in the container `steps` lead to) to
+    `out`; False when one is not a whole node, where fill() would refuse it."""
+    if isinstance(node, str):
+        if MARK not in node:
+            return True
+        match = _PLACEHOLDER.fullmatch(node)
+        if match is None:
+            return False
+        out.append((steps, at, int(match[1])))
+        return True
+    inside = (*steps, at)
+    if isinstance(node, dict):
+        if any(isinstance(key, str) and MARK in key for key in node):
+            return False
+        return all(_holes(value, inside, key, out) for key, value in node.items())
+    if isinstance(node, list):
+        return all(_holes(item, inside, index, out) for index, item in enumerate(node))
+    return True
+
+
+# Shapes seen so far, by the text that parsed to them: one per combination of template
 # branches, a handful per runtime. Bounded, in case a template's shape follows its values.
-_SKELETONS: dict[str, list[Any]] = {}
-_MAX_SKELETONS = 1024
+_SHAPES: dict[str, _Shape] = {}
+_MAX_SHAPES = 1024
 
 
-def _skeleton(text: str) -> list[Any]:
-    """The template text parsed (placeholders still in it); never mutated, only filled."""
-    found = _SKELETONS.get(text)
+def _shape(text: str) -> _Shape:
+    found = _SHAPES.get(text)
     if found is None:
-        found = parse_rendered(text)
-        if len(_SKELETONS) >= _MAX_SKELETONS:
-            _SKELETONS.clear()
-        _SKELETONS[text] = found
+        found = _shape_of(parse_rendered(text))
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[text] = found
     return found
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 import runtimes
 from generator.errors import RenderError
 from generator.spec import SpecDocument
-from runtimes.base import MARK, Runtime, fill, plain_values
+from runtimes.base import MARK, Runtime, _shape_of, fill, plain_values
 from runtimes.huggingfaceserve import HuggingFaceServe
 from runtimes.kubeai_text import KubeAIText
 
@@ -121,6 +121,40 @@ def test_a_value_spliced_into_text_is_refused(skeleton: object) -> None:
 def test_a_value_as_a_key_is_refused() -> None:
     with pytest.raises(RenderError, match="as a key"):
         fill({_placeholder(0): 1}, ["a"])
+
+
+SKELETONS: list[list[Any]] = [
+    [{"a": _placeholder(0), "b": [_placeholder(1), "literal", {"c": _placeholder(2)}]}],
+    [None, _placeholder(0), {"k": [[_placeholder(1)]], 1: 2.5}, None, ["x", _placeholder(2)]],
+    [{"name": f"prefix-{_placeholder(0)}"}, {"a": _placeholder(1)}],
+    [{"a": _placeholder(0)}, {_placeholder(1): 1}],
+    [[MARK], {_placeholder(0): _placeholder(1)}],
+]
+
+
+@pytest.mark.parametrize("skeleton", SKELETONS)
+def test_a_shape_fills_as_fill_does(skeleton: list[Any]) -> None:
+    """What a render fills from its cached shape is fill() of each document: the same
+    tree, or the same refusal."""
+    values = ["x\n---\nkind: Secret", {"k": [1, None]}, 7]
+    shape = _shape_of(skeleton)
+    try:
+        expected = [fill(obj, values) for obj in skeleton if obj is not None]
+    except RenderError as exc:
+        with pytest.raises(RenderError) as raised:
+            shape.objects(values)
+        assert raised.value.message == exc.message
+        return
+    assert shape.objects(values) == expected
+
+
+def test_a_shape_fills_a_new_tree_each_time() -> None:
+    shape = _shape_of([{"a": {"b": [_placeholder(0)]}}])
+    first, second = shape.objects(["v"]), shape.objects(["w"])
+    first[0]["a"]["b"].append("changed")
+    assert second == [{"a": {"b": ["w"]}}]
+    assert shape.objects(["v"]) == [{"a": {"b": ["v"]}}]
+    assert shape.skeleton == [{"a": {"b": [_placeholder(0)]}}]
 
 
 def test_plain_values_reads_like_json() -> None:
