@@ -48,22 +48,30 @@ def _escape(step: str | int) -> str:
 
 def json_patch(old: Any, new: Any, path: str = "") -> Iterator[dict[str, Any]]:
     """RFC 6902 operations turning `old` into `new` (lists of another length are replaced)."""
-    if old is new:
-        return  # environment variants share the subtrees they do not change
+    operations: list[dict[str, Any]] = []
+    if old is not new:  # environment variants share the subtrees they do not change
+        _diff(old, new, path, operations)
+    return iter(operations)
+
+
+def _diff(old: Any, new: Any, path: str, out: list[dict[str, Any]]) -> None:
+    """json_patch()'s operations, added to `out`: one list for the whole walk, not a
+    generator per node, and no path spelt out for a subtree the variant shares."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in old:
             if key not in new:
-                yield {"op": "remove", "path": f"{path}/{_escape(key)}"}
+                out.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
         for key, value in new.items():
             if key not in old:
-                yield {"op": "add", "path": f"{path}/{_escape(key)}", "value": value}
-            else:
-                yield from json_patch(old[key], value, f"{path}/{_escape(key)}")
+                out.append({"op": "add", "path": f"{path}/{_escape(key)}", "value": value})
+            elif old[key] is not value:
+                _diff(old[key], value, f"{path}/{_escape(key)}", out)
     elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         for index, (a, b) in enumerate(zip(old, new, strict=True)):
-            yield from json_patch(a, b, f"{path}/{index}")
+            if a is not b:
+                _diff(a, b, f"{path}/{index}", out)
     elif old != new or type(old) is not type(new):
-        yield {"op": "replace", "path": path or "/", "value": new}
+        out.append({"op": "replace", "path": path or "/", "value": new})
 
 
 def _yaml(source: str, objects: Sequence[Any]) -> bytes:
