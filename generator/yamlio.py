@@ -672,6 +672,8 @@ def _emit_mapping(value: dict[Any, Any], pad: str, out: list[str], first: str) -
         kind = item.__class__
         if kind is str:
             out.append(head + " " + (strings.get(item) or _string_text(item)) + "\n")
+        elif kind is int:  # ports, replicas, sizes: what json_scalar() writes for them
+            out.append(head + " " + int.__repr__(item) + "\n")
         elif kind is dict:
             if item:
                 out.append(head + "\n")
@@ -700,6 +702,8 @@ def _emit_sequence(value: list[Any], pad: str, out: list[str]) -> None:
         kind = item.__class__
         if kind is str:
             out.append(pad + "- " + (strings.get(item) or _string_text(item)) + "\n")
+        elif kind is int:
+            out.append(pad + "- " + int.__repr__(item) + "\n")
         elif kind is dict:
             if item:
                 _emit_mapping(item, pad + "  ", out, pad + "- ")
