@@ -128,15 +128,19 @@ def _environment() -> jinja2.Environment:
 
     # Defined here, beside its one import: it runs once per template expression, and
     # an import statement inside it would be paid every time.
+    undefined = jinja2.Undefined
+
     @jinja2.pass_context
     def to_placeholder(context: jinja2.runtime.Context, value: Any) -> str:
         """Finalize every template expression into a placeholder; the value is kept
         aside. Taking the context also stops Jinja from finalizing constant expressions
         while it compiles a template, so every placeholder belongs to the render that
         made it."""
-        if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises
+        if isinstance(value, undefined):  # pragma: no cover - StrictUndefined raises
             raise RenderError("undefined template value")
-        values: list[Any] = context[VALUES]
+        # The variables the render was given: a template's own {% set %} names are
+        # identifiers, so none of them hides VALUES (which is not one).
+        values: list[Any] = context.parent[VALUES]
         values.append(value)
         return f"{MARK}{len(values) - 1}{MARK}"
 
