@@ -55,7 +55,15 @@ class ObjectRef:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
-        return cls(str(obj.get("apiVersion")), str(obj.get("kind")), str(obj["metadata"]["name"]))
+        return cls(*cls.key_of(obj))
+
+    @staticmethod
+    def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+        """The fields of ObjectRef.of(obj), which compare and sort as it does."""
+        return (str(obj.get("apiVersion")), str(obj.get("kind")), str(obj["metadata"]["name"]))
+
+    def key(self) -> tuple[str, str, str]:
+        return (self.api_version, self.kind, self.name)
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.name}"
@@ -250,13 +258,18 @@ class Runtime(ABC, Generic[DocT]):
             isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) for obj in objects
         ):
             raise RenderError(f"{self.kind}: rendered a document that is not an object")
-        got = sorted(ObjectRef.of(obj) for obj in objects)
-        want = sorted(self.expected(doc, config))
+        # Compared as tuples of their fields, as ObjectRefs compare, without a dataclass
+        # made per object and a Python __lt__ per comparison.
+        got = sorted(ObjectRef.key_of(obj) for obj in objects)
+        want = sorted(ref.key() for ref in self.expected(doc, config))
         if got != want:
             raise RenderError(
-                f"{self.kind} spec {doc.name!r}: rendered {', '.join(map(str, got))} "
-                f"but expected {', '.join(map(str, want))}"
+                f"{self.kind} spec {doc.name!r}: rendered {_refs(got)} but expected {_refs(want)}"
             )
+
+
+def _refs(keys: list[tuple[str, str, str]]) -> str:
+    return ", ".join(str(ObjectRef(*key)) for key in keys)
 
 
 def long_flag(arg: str) -> str | None:

@@ -14,9 +14,10 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import runtimes
+from generator.config import Config
 from generator.errors import RenderError
 from generator.spec import SpecDocument
-from runtimes.base import MARK, Runtime, _shape_of, fill, plain_values
+from runtimes.base import MARK, ObjectRef, Runtime, _shape_of, fill, plain_values
 from runtimes.huggingfaceserve import HuggingFaceServe
 from runtimes.kubeai_text import KubeAIText
 
@@ -155,6 +156,25 @@ def test_a_shape_fills_a_new_tree_each_time() -> None:
     assert second == [{"a": {"b": ["w"]}}]
     assert shape.objects(["v"]) == [{"a": {"b": ["v"]}}]
     assert shape.skeleton == [{"a": {"b": [_placeholder(0)]}}]
+
+
+def test_objects_other_than_the_expected_ones_are_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The objects rendered and those expected are both listed, each sorted as
+    ObjectRefs sort (apiVersion, kind, name) and shown as kind/name."""
+    runtime = KubeAIText()
+    doc = runtime.document.model_validate(_minimal(runtime))
+    config = Config()
+    rendered = runtime.render(doc, config)
+    want = [ObjectRef("v1", "Service", "b"), ObjectRef("a/v1", "Zeta", "a")]
+    monkeypatch.setattr(KubeAIText, "expected", lambda self, doc, config: want)
+    got = ", ".join(str(ObjectRef.of(obj)) for obj in rendered)
+    with pytest.raises(RenderError) as raised:
+        runtime.render(doc, config)
+    assert raised.value.message == (
+        f"kubeai-text spec 'm': rendered {got} but expected Zeta/a, Service/b"
+    )
 
 
 def test_plain_values_reads_like_json() -> None:
