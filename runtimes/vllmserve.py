@@ -502,7 +502,25 @@ class _Plan:
         return self.resources.gpu or 0
 
 
+# The plans of the last few documents. spec_problems(), facts(), context() and
+# expected() each need the plan of one frozen document under one config: it is made
+# once. Each entry holds its document and config, so their ids are never reused while
+# it is kept; the tuple is replaced whole, never changed in place.
+_RECENT_PLANS: tuple[tuple[VLLMDocument, Config, _Plan], ...] = ()
+_MAX_RECENT_PLANS = 8
+
+
 def _plan(doc: VLLMDocument, config: Config) -> _Plan:
+    global _RECENT_PLANS
+    for kept_doc, kept_config, plan in _RECENT_PLANS:
+        if kept_doc is doc and kept_config is config:
+            return plan
+    plan = _new_plan(doc, config)
+    _RECENT_PLANS = ((doc, config, plan), *_RECENT_PLANS[: _MAX_RECENT_PLANS - 1])
+    return plan
+
+
+def _new_plan(doc: VLLMDocument, config: Config) -> _Plan:
     serve: VLLMServeOptions = doc.serve
     profile = config.profiles.get(serve.profile or "") or Profile()
     base = profile.resources or Resources()
