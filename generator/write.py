@@ -54,7 +54,6 @@ from generator.outindex import (
     fields_of,
     forget_index,
     forget_spare,
-    holds,
     indexed,
     load_index,
     load_spare,
@@ -796,11 +795,12 @@ def _digests(files: Mapping[str, bytes]) -> dict[str, bytes]:
     return {rel: digest(data) for rel, data in files.items()}
 
 
-def _indexed_output(out: Path, proof: outindex.Proof | None = None) -> OutputFolder | None:
-    """The output folder as its index describes it, when the index proves that `out`
-    holds what it records and nothing else (outindex.indexed(), from `proof` when the
-    caller just made it); else None (then the folder is read)."""
-    index = indexed(out, proof)
+def _indexed_output(out: Path, proof: outindex.Proof | None) -> OutputFolder | None:
+    """The output folder as its index describes it, when `proof` (what prove(out) just
+    gave) shows that `out` holds what the index records and nothing else
+    (outindex.indexed()); else None (then the folder is read: proving it again would
+    sweep it again for nothing)."""
+    index = None if proof is None else indexed(out, proof)
     if index is None:
         return None
     owned = {rel: stamp.digest for rel, stamp in index.stamps.items()}
@@ -1096,9 +1096,11 @@ def stale_paths(
     tree: str | None = None,
 ) -> list[str]:
     """Paths that `write_tree` would change, without writing anything (`tree` as there)."""
-    if tree is not None and holds(out, tree):
+    proof = outindex.prove(out)
+    if tree is not None and proof is not None and proof.tree == tree:
         return []
-    current = _indexed_output(out) or read_output(out)
+    current = _indexed_output(out, proof) or read_output(out)
+    del proof  # (megabytes at 10,000 specs)
     if tree is not None and _holds(current, files, tree):
         return []
     kept = [rel for rel in current.owned if rel not in files and not scope(rel)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import shutil
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from generator.outindex import (
     spare_record_path,
     tree_digest,
 )
+from generator.outtree import folders_of
 from generator.write import (
     MANIFEST,
     CannotWriteError,
@@ -306,6 +308,32 @@ def test_a_same_size_edit_after_the_write_is_found(tmp_path: Path) -> None:
     assert stale_paths(out, FILES) == ["README.md"]
     assert write_tree(out, FILES).written == ("README.md",)
     assert (out / "README.md").read_bytes() == FILES["README.md"]
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["write", "check"])
+def test_a_folder_its_index_cannot_prove_is_swept_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check: bool
+) -> None:
+    """The lstat sweep of every watched path is made once per write or check: when it
+    shows a change, the folder is read, not swept again for the same answer."""
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    time.sleep(0.02)  # a later timestamp granule than the index
+    _same_size_edit(out / "README.md")
+    sweeps: list[int] = []
+    real = outindex._signature
+
+    def spy(folder: Path, paths: Sequence[str]) -> array.array[int]:
+        sweeps.append(len(paths))
+        return real(folder, paths)
+
+    monkeypatch.setattr(outindex, "_signature", spy)
+    if check:
+        tree = tree_digest(write_module._digests(FILES))
+        assert stale_paths(out, FILES, tree=tree) == ["README.md"]
+    else:
+        assert write_tree(out, FILES).written == ("README.md",)
+    assert sweeps == [len(FILES) + 2 + len(folders_of(FILES))]  # with "." and the manifest
 
 
 def test_a_same_size_edit_in_the_granule_of_the_write_is_read_as_racy(tmp_path: Path) -> None:
