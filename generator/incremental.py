@@ -22,7 +22,8 @@ from pathlib import Path
 
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic
-from generator.pipeline import Repository
+from generator.outindex import Digested, tree_digest
+from generator.pipeline import Repository, seeded
 from generator.validate import load_config
 from generator.write import write_tree
 
@@ -122,10 +123,12 @@ class IncrementalBuild:
 
     def _rebuild(self, started: float) -> BatchResult:
         # A config change can alter how every spec validates and renders: drop everything.
-        self._repository = Repository(
+        repository = self._repository = Repository(
             self.root, self.config, crds=self._crds, config_problems=self._config_warnings
         )
-        result = self._update(started, self._repository.scan(), full=True)
+        # What the latest whole build of these very spec files holds is taken from it.
+        left = seeded(repository, repository.scan(), self._crds)
+        result = self._update(started, left, full=True)
         changed = tuple(sorted({CONFIG_FILE, *result.changed}))
         return dataclasses.replace(result, changed=changed)
 
@@ -171,6 +174,8 @@ class IncrementalBuild:
     def _update(self, started: float, candidates: Iterable[str], full: bool = False) -> BatchResult:
         repository = self._require()
         fresh = repository.update(candidates)
+        if full:  # a new repository: each file it holds is new, read or taken (seeded())
+            fresh = repository.paths()
         if not fresh and not full:  # touched but identical: the last verdict stands
             count = len(repository.models())
             return BatchResult((), (), (), (), self._last_problems, count, _ms(started))
@@ -210,7 +215,10 @@ class IncrementalBuild:
         # The whole tree is swapped in at once (a crash leaves old or new, never a mix);
         # bytes this watcher wrote last time are trusted instead of read back.
         known = self._written if self._written_out == out else None
-        stats = write_tree(out, files, known=known)
+        # Files that know their digests (taken from a whole build) name their tree: an
+        # output that holds it is proven so, and one a few files from it gets only those.
+        tree = tree_digest(files.digests()) if isinstance(files, Digested) else None
+        stats = write_tree(out, files, known=known, tree=tree)
         written, removed = stats.written, stats.removed
         self._written, self._written_out = files, out
         if written or removed:

@@ -469,6 +469,10 @@ class Repository:
 
     # --- the whole repository -----------------------------------------------------------
 
+    def paths(self) -> list[str]:
+        """The spec files it holds, in discover() order."""
+        return list(self._in_walk_order())
+
     def ordered(self) -> list[FileState]:
         # discover() order, so cross-file diagnostics read exactly as a one-shot run's.
         return [self.files[rel] for rel in self._in_walk_order()]
@@ -838,6 +842,21 @@ def _fresh_build(
     # The tree's digest lets the write find an output that already holds it by a stat
     # per file, or write only the files that differ from what it holds.
     return built if tree is None else replace(built, tree=tree)
+
+
+def seeded(repository: Repository, rels: Iterable[str], crds: Sequence[Path]) -> list[str]:
+    """Of the spec files `rels` (all the repository has, for a Repository yet empty),
+    those left to read once every file whose bytes the latest whole build of the
+    repository was made from is taken from that build unread (Repository.seed()): its
+    models' files stay in the build's entry, read when asked for. All of `rels` when
+    there is no such build, or a file cannot be digested (the read reports it)."""
+    ordered = sorted(rels, key=_walk_order)
+    if repository.keep_objects or not buildcache.enabled():
+        return ordered
+    latest = _latest(repository, crds)
+    digests = None if latest is None else wholebuild.spec_digests(repository.root, ordered)
+    left = None if latest is None or digests is None else repository.seed(latest, dict(digests))
+    return ordered if left is None else left
 
 
 def _latest(repository: Repository, crds: Sequence[Path]) -> wholebuild.Latest | None:

@@ -127,6 +127,16 @@ class SpooledFiles(Mapping[str, bytes]):
     def __contains__(self, path: object) -> bool:
         return path in self._spans
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to other spooled files of the same paths and digests, none of them read
+        (a watcher asks after every batch whether its new tree differs from the last)."""
+        if not isinstance(other, SpooledFiles):
+            return super().__eq__(other)
+        mine, theirs = self._spans, other._spans
+        return mine.keys() == theirs.keys() and all(
+            _digest_of(found) == _digest_of(theirs[path]) for path, found in mine.items()
+        )
+
     def lengths(self) -> Iterator[tuple[str, int]]:
         """Each file's path and length, none of them read."""
         return ((path, _length_of(found)) for path, found in self._spans.items())

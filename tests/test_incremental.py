@@ -11,11 +11,14 @@ import random
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from generator import buildcache
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
+from generator.pipeline import Repository, build
 from tests.incrementalutil import add_env, one_shot, spec_text, tree
 
 
@@ -60,6 +63,47 @@ def test_initial_build_equals_one_shot_and_reports_notes(
     assert result.ok and result.full
     assert result.models == 10 and len(result.rendered) == 10
     assert "models/gone/base/kustomization.yaml" in result.removed
+    assert_rendered(example_repo, crds)
+
+
+def test_the_first_batch_takes_what_the_latest_whole_build_holds(
+    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a one-shot render stored the whole build, the first batch reads no spec
+    file's entry and derives nothing: each file of the very bytes that build was made
+    from is taken from it, its models' files left in the build's entry. It reports what
+    a first batch without that build reports, and later batches still leave exactly a
+    one-shot render."""
+    plain = IncrementalBuild(example_repo, crds=crds).initial()  # no whole build yet
+    build(example_repo, crds=tuple(crds))  # what `servegen render` stores
+    loaded: list[str] = []
+    real_load = buildcache.load
+
+    def load(key: str) -> Any:
+        loaded.append(key)
+        return real_load(key)
+
+    monkeypatch.setattr(buildcache, "load", load)
+    derived: list[bytes] = []
+    real_derive = Repository._derive
+
+    def derive(self: Repository, digest: bytes, *args: Any) -> Any:
+        derived.append(digest)
+        return real_derive(self, digest, *args)
+
+    monkeypatch.setattr(Repository, "_derive", derive)
+    incremental = IncrementalBuild(example_repo, crds=crds)
+    result = incremental.initial()
+    assert loaded == [] and derived == []
+    assert (result.ok, result.full, result.models) == (True, True, 10)
+    assert (result.changed, result.rendered) == (plain.changed, plain.rendered)
+    assert result.written == () and result.removed == ()
+    assert_rendered(example_repo, crds)
+    path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
+    path.write_text(path.read_text().replace("max_replicas: 3", "max_replicas: 5"))
+    derived.clear()  # (the one-shot render above derived every file again)
+    edited = apply(incremental, path)
+    assert edited.rendered == ("nomic-embed",) and len(derived) == 1
     assert_rendered(example_repo, crds)
 
 
@@ -335,10 +379,16 @@ def test_reset_rebuilds_from_scratch(
     assert_rendered(example_repo, crds)
 
 
+@pytest.mark.parametrize("seeded", [False, True], ids=["read", "seeded"])
 def test_random_sequences_match_one_shot(
-    started: IncrementalBuild, example_repo: Path, crds: list[Path]
+    example_repo: Path, crds: list[Path], seeded: bool
 ) -> None:
-    """Random edits, breaks, fixes, renames, deletes and folder moves, checked each step."""
+    """Random edits, breaks, fixes, renames, deletes and folder moves, checked each step;
+    from a first batch that read every file, or took them from the latest whole build."""
+    if seeded:
+        build(example_repo, crds=tuple(crds))
+    started = IncrementalBuild(example_repo, crds=crds)
+    assert started.initial().ok
     rng = random.Random(7)
     specs = example_repo / "specs"
     names = [f"rand-{i}" for i in range(8)]

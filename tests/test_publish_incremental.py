@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from generator import git
+from generator import git, spool
 from generator import publish as pub
 from generator.errors import GitError
 from tests.gitutil import sh
@@ -245,6 +245,43 @@ def test_blob_ids_hash_every_new_object_whatever_was_hashed_before(target: pub.T
     for path, data in files.items():
         assert second[path] == sh(target.repo.git_dir, "hash-object", "--stdin", input=data)
     assert second["c.yaml"] == first["b.yaml"] and second["a.yaml"] != first["a.yaml"]
+
+
+def test_blob_ids_of_files_that_know_their_digests_read_only_changed_ones(
+    target: pub.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tree taken from a stored build (outindex.Digested): a file whose digest is the
+    one hashed last time is not read; one whose digest changed is, and each id is
+    git's. Plain bytes hashed before are no digest's memo, nor the other way round."""
+    repo = target.repo
+    made = spool.spool()
+    assert made is not None
+    first = {"a.yaml": b"a\n", "b.yaml": b"b\n", "c.yaml": b"c\n"}
+    git.blob_ids(repo, first)  # as bytes: their digests were never hashed
+    files = spool.merged(made.put(first).spans(), {})
+    assert git.blob_ids(repo, files) == _git_ids(target, first)
+    changed = {**files.spans(), **made.put({"b.yaml": b"changed\n"}).spans()}
+    read: list[str] = []
+    real = spool.Spool.read_span
+
+    def counted(self: spool.Spool, span: spool.Span) -> bytes:
+        data = real(self, span)
+        read.append(data.decode())
+        return data
+
+    monkeypatch.setattr(spool.Spool, "read_span", counted)
+    second = git.blob_ids(repo, spool.merged(changed, {"d.yaml": b"d\n"}))
+    monkeypatch.undo()
+    assert read == ["changed\n"]
+    assert second == _git_ids(target, {**first, "b.yaml": b"changed\n", "d.yaml": b"d\n"})
+    assert git.blob_ids(repo, {**first}) == _git_ids(target, first)  # bytes again: hashed
+
+
+def _git_ids(target: pub.Target, files: dict[str, bytes]) -> dict[str, str]:
+    return {
+        path: sh(target.repo.git_dir, "hash-object", "--stdin", input=data)
+        for path, data in files.items()
+    }
 
 
 def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> None:

@@ -60,6 +60,28 @@ def test_a_merged_tree_is_sorted_and_its_pieces_are_runs_of_the_spool() -> None:
     assert [type(piece) for piece in pieces] == [bytes, bytes, tuple, tuple]
 
 
+def test_spooled_trees_are_equal_by_paths_and_digests_none_of_them_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = spool.spool()
+    assert made is not None
+    spans = {**made.put(FILES).spans()}
+    held = {"README.md": b"# index\n"}
+    tree = spool.merged(spans, held)
+    monkeypatch.setattr(spool.Spool, "read_span", _no_read)
+    assert tree == spool.merged(dict(spans), {"README.md": b"# index\n"})
+    assert tree != spool.merged(spans, {"README.md": b"# other\n"})
+    assert tree != spool.merged({**spans, **made.put({"more.yaml": b"m\n"}).spans()}, held)
+    shifted = {**spans, "models/b/base/x.yaml": spans["models/a/base/y.yaml"]}
+    assert tree != spool.merged(shifted, held)  # another span: another digest
+    monkeypatch.undo()
+    assert tree == {**FILES, **held} and tree != FILES  # a plain mapping: compared as one
+
+
+def _no_read(_spool: spool.Spool, _span: spool.Span) -> bytes:
+    raise AssertionError("a file was read")
+
+
 def test_a_spool_over_another_file_reads_it_and_never_writes_or_closes_it(
     tmp_path: Path,
 ) -> None:
