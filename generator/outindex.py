@@ -25,7 +25,7 @@ import itertools
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -78,6 +78,25 @@ class Delta(Protocol):
 
 def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class KnownDigests(Mapping[str, bytes]):
+    """Files held in memory, with the digest of each (a Digested: computed once)."""
+
+    def __init__(self, files: Mapping[str, bytes], digests: Mapping[str, bytes]) -> None:
+        self._files, self._digests = files, digests
+
+    def __getitem__(self, path: str) -> bytes:
+        return self._files[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def digests(self) -> Mapping[str, bytes]:
+        return self._digests
 
 
 def tree_digest(digests: Mapping[str, bytes]) -> str:

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from generator import buildcache
+from generator import buildcache, outindex
+from generator import incremental as incremental_module
+from generator import write as write_module
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.pipeline import Repository, build
@@ -66,14 +68,15 @@ def test_initial_build_equals_one_shot_and_reports_notes(
     assert_rendered(example_repo, crds)
 
 
+@pytest.mark.parametrize("seed", [True, False], ids=["seed", "no-seed"])
 def test_the_first_batch_takes_what_the_latest_whole_build_holds(
-    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch
+    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch, seed: bool
 ) -> None:
     """After a one-shot render stored the whole build, the first batch reads no spec
     file's entry and derives nothing: each file of the very bytes that build was made
     from is taken from it, its models' files left in the build's entry. It reports what
     a first batch without that build reports, and later batches still leave exactly a
-    one-shot render."""
+    one-shot render. Without `seed` (a watcher that publishes) each entry is read."""
     plain = IncrementalBuild(example_repo, crds=crds).initial()  # no whole build yet
     build(example_repo, crds=tuple(crds))  # what `servegen render` stores
     loaded: list[str] = []
@@ -92,9 +95,9 @@ def test_the_first_batch_takes_what_the_latest_whole_build_holds(
         return real_derive(self, digest, *args)
 
     monkeypatch.setattr(Repository, "_derive", derive)
-    incremental = IncrementalBuild(example_repo, crds=crds)
+    incremental = IncrementalBuild(example_repo, crds=crds, seed=seed)
     result = incremental.initial()
-    assert loaded == [] and derived == []
+    assert len(loaded) == (0 if seed else len(plain.changed) - 1) and derived == []
     assert (result.ok, result.full, result.models) == (True, True, 10)
     assert (result.changed, result.rendered) == (plain.changed, plain.rendered)
     assert result.written == () and result.removed == ()
@@ -117,6 +120,38 @@ def test_edit_renders_only_that_model(
     assert result.changed == ("specs/kubeai/nomic-embed.yaml",)
     assert result.rendered == ("nomic-embed",)
     assert result.written and all("nomic-embed" in p or "flux" in p for p in result.written)
+    assert_rendered(example_repo, crds)
+
+
+def test_a_batch_writes_by_the_trees_digest_hashing_only_new_bytes(
+    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watcher that holds its files' bytes knows each one's digest (hashed once per
+    bytes object), so each tree has a digest: a one-spec edit swaps in that model's
+    changed files alone, without relinking the whole output into the spare."""
+    incremental = IncrementalBuild(example_repo, crds=crds, seed=False)
+    assert incremental.initial().ok
+    hashed: list[bytes] = []
+    real_digest = outindex.digest  # as incremental.py imports it
+
+    def counted(data: bytes) -> bytes:
+        hashed.append(data)
+        return real_digest(data)
+
+    relinked: list[Path] = []
+    real_replace = write_module._replace_folder
+
+    def replace_folder(out: Path, *args: Any) -> Any:
+        relinked.append(out)
+        return real_replace(out, *args)
+
+    monkeypatch.setattr(incremental_module, "digest", counted)
+    monkeypatch.setattr(write_module, "_replace_folder", replace_folder)
+    path = example_repo / "specs" / "kubeai" / "nomic-embed.yaml"
+    path.write_text(path.read_text().replace("max_replicas: 3", "max_replicas: 5"))
+    result = apply(incremental, path)
+    assert result.ok and result.written and relinked == []
+    assert 0 < len(hashed) < len(tree(example_repo / "output")) / 2
     assert_rendered(example_repo, crds)
 
 

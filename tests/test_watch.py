@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import watchfiles
 
-from generator import cli
+from generator import buildcache, cli, pipeline
 from generator.commands import watch as watch_command
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
@@ -490,6 +490,27 @@ def test_publish_hook_commits_the_watched_output(
     assert {k: v for k, v in deployed.items() if k != "hydrator.metadata"} == build.files
     assert "up to date" in hook(build.files)  # nothing changed: no second commit
     assert watch_command._publisher(WatchOptions(Common(example_repo)), build, Notes()) is None
+
+
+@pytest.mark.parametrize("publish", [False, True], ids=["watch", "watch --publish"])
+def test_only_a_watcher_that_does_not_publish_starts_from_the_latest_whole_build(
+    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch, publish: bool
+) -> None:
+    """After a render, the first build takes the latest whole build's files without
+    reading each spec file's entry; a watcher that publishes reads them (it holds every
+    file's bytes, which publish shares with the deploy tip by identity)."""
+    pipeline.build(example_repo, crds=tuple(crds))  # what `servegen render` stores
+    loaded: list[str] = []
+    real = buildcache.load
+
+    def load(key: str) -> Any:
+        loaded.append(key)
+        return real(key)
+
+    monkeypatch.setattr(buildcache, "load", load)
+    options = WatchOptions(Common(example_repo), publish=publish, crds=tuple(crds))
+    assert watch_command.incremental_build(options).initial().ok
+    assert bool(loaded) is publish
 
 
 # --------------------------------------------------------------------------- the loop

@@ -39,13 +39,21 @@ def run(options: WatchOptions) -> int:
             "watch: --push is refused: it would push uncommitted edits to the deploy branch. "
             "watch --publish commits them locally; push merged commits with publish --push"
         )
-    build = IncrementalBuild(options.common.root, out=options.out, crds=options.crds)
+    build = incremental_build(options)
     writer = EventWriter(options.format, options.debounce_ms)
     publish = _publisher(options, build, writer)
     stop = threading.Event()
     with _stop_on_signals(stop), _live(options, writer) as emit:
         run_watch(build, stop, emit, debounce_ms=options.debounce_ms, publish=publish)
     return EXIT_OK
+
+
+def incremental_build(options: WatchOptions) -> IncrementalBuild:
+    """The build the watcher keeps: one that publishes holds every file's bytes (see
+    IncrementalBuild's `seed`)."""
+    return IncrementalBuild(
+        options.common.root, out=options.out, crds=options.crds, seed=not options.publish
+    )
 
 
 @contextlib.contextmanager
