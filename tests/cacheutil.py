@@ -1,4 +1,5 @@
-"""Helpers shared by the build cache's tests (test_buildcache.py, test_wholebuild.py)."""
+"""Helpers shared by the build cache's tests (test_buildcache.py, test_wholebuild.py, and
+the watch's, which start from it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,19 @@ from generator.validate import ValidatedSpec, load_config
 
 def entries() -> list[Path]:
     return sorted(buildcache.cache_dir().rglob("*.json"))
+
+
+def spied_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of the spec files' entries buildcache.load() is asked for from now on."""
+    loaded: list[str] = []
+    real = buildcache.load
+
+    def load(key: str) -> buildcache.CachedFile | None:
+        loaded.append(key)
+        return real(key)
+
+    monkeypatch.setattr(buildcache, "load", load)
+    return loaded
 
 
 def head(path: Path) -> dict[str, object]:

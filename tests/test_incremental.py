@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from generator import buildcache, outindex
 from generator import incremental as incremental_module
+from generator import outindex
 from generator import write as write_module
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
 from generator.pipeline import Repository, build
+from tests.cacheutil import spied_loads
 from tests.incrementalutil import add_env, one_shot, spec_text, tree
 
 
@@ -79,14 +80,7 @@ def test_the_first_batch_takes_what_the_latest_whole_build_holds(
     one-shot render. Without `seed` (a watcher that publishes) each entry is read."""
     plain = IncrementalBuild(example_repo, crds=crds).initial()  # no whole build yet
     build(example_repo, crds=tuple(crds))  # what `servegen render` stores
-    loaded: list[str] = []
-    real_load = buildcache.load
-
-    def load(key: str) -> Any:
-        loaded.append(key)
-        return real_load(key)
-
-    monkeypatch.setattr(buildcache, "load", load)
+    loaded = spied_loads(monkeypatch)
     derived: list[bytes] = []
     real_derive = Repository._derive
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import watchfiles
 
-from generator import buildcache, cli, pipeline
+from generator import cli, pipeline
 from generator.commands import watch as watch_command
 from generator.errors import ServegenError
 from generator.incremental import BatchResult, IncrementalBuild
@@ -33,6 +33,7 @@ from generator.options import Common, WatchOptions
 from generator.reporter import Notes
 from generator.watch import ChangeFilter, Event, Publish, _Watchers, run_watch
 from generator.write import MANIFEST, manifest_bytes
+from tests.cacheutil import spied_loads
 from tests.conftest import REPO_ROOT
 from tests.incrementalutil import add_env, env_added, one_shot, spec_text, tree
 from tests.streams import pump_lines
@@ -500,14 +501,7 @@ def test_only_a_watcher_that_does_not_publish_starts_from_the_latest_whole_build
     reading each spec file's entry; a watcher that publishes reads them (it holds every
     file's bytes, which publish shares with the deploy tip by identity)."""
     pipeline.build(example_repo, crds=tuple(crds))  # what `servegen render` stores
-    loaded: list[str] = []
-    real = buildcache.load
-
-    def load(key: str) -> Any:
-        loaded.append(key)
-        return real(key)
-
-    monkeypatch.setattr(buildcache, "load", load)
+    loaded = spied_loads(monkeypatch)
     options = WatchOptions(Common(example_repo), publish=publish, crds=tuple(crds))
     assert watch_command.incremental_build(options).initial().ok
     assert bool(loaded) is publish
