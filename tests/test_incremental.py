@@ -122,7 +122,7 @@ def test_a_batch_writes_by_the_trees_digest_hashing_only_new_bytes(
 ) -> None:
     """A watcher that holds its files' bytes knows each one's digest (hashed once per
     bytes object), so each tree has a digest: a one-spec edit swaps in that model's
-    changed files alone, without relinking the whole output into the spare."""
+    changed files alone, not a whole new tree swapped in through the spare folder."""
     incremental = IncrementalBuild(example_repo, crds=crds, seed=False)
     assert incremental.initial().ok
     hashed: list[bytes] = []
