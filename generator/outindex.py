@@ -344,8 +344,7 @@ def prove(out: Path, tree: str | None = None) -> Proof | None:
         listed = paths.decode().split("\n")[:-1]
         if len(listed) != int(watched) or len(listed) < int(_count) + 2:
             return None
-        seen = array.array("q")
-        seen.frombytes(workers.in_two(lambda part: _signature(out, part).tobytes(), listed))
+        seen = _swept(out, listed)
         if _fields_digest(seen) != signature:
             return None
     except (OSError, ValueError, OverflowError):
@@ -374,6 +373,14 @@ def _signature(out: Path, paths: Sequence[str]) -> array.array[int]:
             )
     finally:
         os.close(fd)
+    return seen
+
+
+def _swept(out: Path, paths: Sequence[str]) -> array.array[int]:
+    """_signature(out, paths), a large sweep's second half done by a forked child
+    meanwhile (workers.in_two): an lstat is the whole cost, one core's worth."""
+    seen = array.array("q")
+    seen.frombytes(workers.in_two(lambda part: _signature(out, part).tobytes(), paths))
     return seen
 
 
@@ -607,7 +614,7 @@ def spare_record_path(out: Path) -> Path | None:
 
 def _folder_fields(spare: Path, folders: Sequence[str]) -> array.array[int]:
     """The fields of the spare itself and of each of its folders, four numbers each."""
-    return _signature(spare, [".", *folders])
+    return _swept(spare, [".", *folders])
 
 
 def _store_record(out: Path, head: str, body: str | Iterable[str], newest: int) -> None:

@@ -32,7 +32,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from generator import buildcache, progress, spool, wholebuild, workers
+from generator import buildcache, outindex, progress, spool, wholebuild, workers
 from generator.config import CONFIG_FILE, Config
 from generator.errors import Diagnostic, InvalidInputError, RenderError
 from generator.flux import flux_objects
@@ -380,7 +380,7 @@ class Repository:
         head = buildcache.encode(entry, cached, blobs)
         if head is None:
             return None
-        models = ((c.model, c.files, c.skipped, c.text) for c in cached.models)
+        models = ((c.model, c.files, c.skipped, _text_digest(c.text)) for c in cached.models)
         contribution = wholebuild.contribution(cached.names, cached.warnings, models)
         return (digest, entry, head, blobs, contribution)
 
@@ -752,8 +752,8 @@ class Repository:
         names = tuple(SpecName(m.name, m.path, m.line, m.col) for m in (s.model for s in seeds))
         # Kinds left unchecked are in no summary: a file that had any is read again.
         unchecked: dict[str, int] = {}
-        texts = (s.text.spool.read_span(s.text) for s in seeds)
-        pieces = ((s.model, s.files, unchecked, t) for s, t in zip(seeds, texts, strict=True))
+        # Each text's digest is the entry's: its text is not read again.
+        pieces = ((s.model, s.files, unchecked, s.text.digest) for s in seeds)
         digest, contribution = source
         if wholebuild.contribution(names, warnings, pieces) == contribution:
             state = FileState(digest, names, models, tuple(warnings), contribution=contribution)
@@ -770,8 +770,16 @@ def _cached(state: FileState) -> buildcache.CachedFile:
 def _contribution(state: FileState) -> str:
     if state.contribution is not None:
         return state.contribution
-    models = ((m.render, m.files, m.skipped, None) for m in state.models)
+    models = ((m.render, m.files, m.skipped, _text_digest(m.text)) for m in state.models)
     return wholebuild.contribution(state.names, state.problems, models)
+
+
+def _text_digest(text: spool.Span | bytes | None) -> bytes | None:
+    """The digest of a model's text (buildcache.model_text()) where the text is known:
+    a span in a spool records it, so its text is not read."""
+    if text is None:
+        return None
+    return text.digest if isinstance(text, spool.Span) else outindex.digest(text)
 
 
 # --- one-shot builds -------------------------------------------------------------------------

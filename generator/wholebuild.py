@@ -535,16 +535,19 @@ def contribution(
     files and the kinds it left unchecked. Two versions of a file with the same
     contribution differ only in the bytes of their models' files.
 
-    The sha256 of _json([names, sorted unique warnings, [[summary, paths, kinds], ...]]),
-    with each summary's text as given (buildcache.model_text()) or made here."""
+    The sha256 of _json([names, sorted unique warnings, [[text, paths, kinds], ...]]),
+    where each model's text is outindex.digest() of its summary's text
+    (buildcache.model_text()), in hex: as given (a model read back from a whole build
+    knows it, so its text is not read again) or made here."""
     total = hashlib.sha256(b"[")
     total.update(_json([flat_tuple(n) for n in names]) + b",")
     # Warnings as validation reports them (sorted, each once): read back from a whole
     # build, a file's warnings are known in that order only.
     total.update(_json([flat_tuple(w) for w in sorted(set(warnings))]) + b",[")
-    for number, (model, paths, skipped, text) in enumerate(models):
+    for number, (model, paths, skipped, text_digest) in enumerate(models):
+        known = digest(model_text(model)) if text_digest is None else text_digest
         total.update(b"," if number else b"")
-        total.update(b"[" + (model_text(model) if text is None else text) + b",")
+        total.update(b'["' + known.hex().encode() + b'",')
         total.update(_json([sorted(paths), sorted(skipped.items())])[1:])
     total.update(b"]]")
     return total.hexdigest()

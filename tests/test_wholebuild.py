@@ -24,7 +24,7 @@ from generator.errors import Diagnostic, InvalidInputError
 from generator.load import spec_files
 from generator.outindex import digest, index_path, tree_digest
 from generator.pipeline import build
-from generator.render import summary
+from generator.render import ModelRender, summary
 from generator.validate import load_config
 from generator.write import MANIFEST, manifest_bytes, stale_paths, write_tree
 from tests.cacheutil import Counting, entries, head, no_render, no_validation, passing_files
@@ -639,13 +639,18 @@ def test_a_value_edit_stores_the_paths_section_a_full_encoding_would(example_rep
 
 
 def _contribution_as_json(found: buildcache.CachedFile) -> str:
-    """What a contribution was when its text was one json.dumps of the whole."""
+    """A contribution as its definition reads: one JSON text of the whole, each model
+    named by the digest of its summary's JSON."""
     text = wholebuild._json(
         [
             [dataclasses.astuple(n) for n in found.names],
             [dataclasses.astuple(w) for w in sorted(set(found.warnings))],
             [
-                [buildcache.model_to_json(c.model), sorted(c.files), sorted(c.skipped.items())]
+                [
+                    digest(wholebuild._json(buildcache.model_to_json(c.model))).hex(),
+                    sorted(c.files),
+                    sorted(c.skipped.items()),
+                ]
                 for c in found.models
             ],
         ]
@@ -656,11 +661,24 @@ def _contribution_as_json(found: buildcache.CachedFile) -> str:
 def test_a_contribution_from_model_texts_is_the_digest_of_the_whole_json(
     example_repo: Path,
 ) -> None:
+    """Whether each model's text digest is given or made, as the definition reads."""
     for found in passing_files(example_repo):
         want = _contribution_as_json(found)
-        for texts in (buildcache.with_texts(found).models, found.models):
-            models = ((c.model, c.files, c.skipped, c.text) for c in texts)
+        texts = buildcache.with_texts(found).models
+        given = ((c.model, c.files, c.skipped, digest(c.text or b"")) for c in texts)
+        made = ((c.model, c.files, c.skipped, None) for c in found.models)
+        for models in (given, made):
             assert wholebuild.contribution(found.names, found.warnings, models) == want
+
+
+def test_a_contribution_changes_with_any_model_text() -> None:
+    """A model named by another text digest is another contribution: the digest stands
+    for the whole summary."""
+    model = ModelRender("a", "specs/a.yaml", 1, 1, "kubeai-text", (), {})
+    first = wholebuild.contribution((), (), [(model, ["models/a/x.yaml"], {}, None)])
+    other = digest(b"another text")
+    second = wholebuild.contribution((), (), [(model, ["models/a/x.yaml"], {}, other)])
+    assert first != second
 
 
 def test_a_build_stored_with_its_model_texts_is_the_same_entry(
