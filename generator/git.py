@@ -58,6 +58,7 @@ __all__ = [
     "Repo",
     "Tree",
     "TreeEntry",
+    "TreeFiles",
     "WorktreeStatus",
     "author_from_env_or_config",
     "blob_ids",
@@ -72,11 +73,13 @@ __all__ = [
     "export_tree",
     "fetch_branch",
     "fetch_seen",
+    "file_oids",
     "filter_overrides",
     "head_commit",
     "identity_from_env_or_config",
     "is_ancestor",
     "is_shallow",
+    "known_blobs",
     "list_commit",
     "list_tree",
     "listing_from_record",
@@ -89,6 +92,7 @@ __all__ = [
     "read_tree",
     "read_tree_files",
     "read_unlike",
+    "remember_blobs",
     "remote_default_branch",
     "remote_heads",
     "remote_url",
@@ -330,6 +334,11 @@ class PlainFiles(Mapping[str, TreeEntry]):
 
     def keys(self) -> KeysView[str]:
         return self.oids.keys()  # compared with another listing's keys: at C speed
+
+
+def file_oids(tree: Tree) -> Mapping[str, str]:
+    """path -> blob id of every file (any non-tree entry) of a listing."""
+    return _file_oids(tree.files)
 
 
 def _file_oids(files: Mapping[str, TreeEntry]) -> Mapping[str, str]:
@@ -940,13 +949,14 @@ def _plain_name(name: str) -> bool:
 
 def read_unlike(
     repo: Repo, tree: Tree, files: Mapping[str, bytes], oids: Mapping[str, str]
-) -> dict[str, bytes]:
+) -> TreeFiles:
     """Every regular file of `tree` -> its bytes, read only where it differs from `files`.
 
     A path whose blob id equals the id of its content in `files` (`oids`, from
-    `blob_ids`) holds those very bytes, so they are shared rather than read: the cost
-    follows what changed, not the size of the tree.  Symlinks and submodules are a
-    GitError naming them, as in `read_tree_files` (a tree `build_commit` wrote has none).
+    `blob_ids`) holds those very bytes, so they are taken from `files`, and only when
+    asked for: the cost follows what changed, not the size of the tree.  Symlinks and
+    submodules are a GitError naming them, as in `read_tree_files` (a tree
+    `build_commit` wrote has none).
     """
     if tree.layout is not None:  # plain files only, as build_commit writes them
         listed = _file_oids(tree.files)
@@ -955,7 +965,36 @@ def read_unlike(
     # The tree's (path, id) pairs `files` does not have: changed or gone.
     unlike = dict(listed.items() - oids.items())
     blobs = _read_blobs(repo, list(unlike.values()))
-    return {path: blobs[unlike[path]] if path in unlike else files[path] for path in listed}
+    return TreeFiles(listed, {path: blobs[oid] for path, oid in unlike.items()}, files)
+
+
+class TreeFiles(Mapping[str, bytes]):
+    """A listed tree's files (`read_unlike`): each blob id known, the bytes of those that
+    differ from the files it was compared with held, the others taken from those files
+    when asked for (a stored build's files stay in its entry until then)."""
+
+    def __init__(
+        self, oids: Mapping[str, str], read: Mapping[str, bytes], same: Mapping[str, bytes]
+    ) -> None:
+        self.oids = oids  # path -> blob id, for every file
+        self._read, self._same = read, same
+
+    def __getitem__(self, path: str) -> bytes:
+        found = self._read.get(path)
+        if found is not None:
+            return found
+        if path not in self.oids:
+            raise KeyError(path)
+        return self._same[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.oids)
+
+    def __len__(self) -> int:
+        return len(self.oids)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.oids
 
 
 def _regular_entries(
@@ -1313,6 +1352,31 @@ def blob_ids(repo: Repo, files: Mapping[str, bytes]) -> dict[str, str]:
 # object format -> path -> (its bytes, or their outindex.digest(); the blob id; whether a
 # digest) of the last blob_ids() call.
 _LAST_BLOBS: dict[str, dict[str, tuple[bytes, str, bool]]] = {}
+
+
+def known_blobs(repo: Repo, oids: Mapping[str, str]) -> dict[str, bytes]:
+    """path -> the outindex.digest() of its bytes, for each of `oids` (path -> blob id)
+    whose blob id the last `blob_ids` call computed from a file that knew its digest:
+    what `remember_blobs` takes back in another process."""
+    last = _LAST_BLOBS.get(repo.object_format, {})
+    known = {}
+    for path, oid in oids.items():
+        seen = last.get(path)
+        if seen is not None and seen[2] and seen[1] == oid:
+            known[path] = seen[0]
+    return known
+
+
+def remember_blobs(repo: Repo, digests: Mapping[str, bytes], oids: Mapping[str, str]) -> None:
+    """Let the next `blob_ids` call take each of `oids` (path -> blob id, a tree this
+    repository holds) for a file at that path with the digest `digests` records (from
+    `known_blobs`, kept with that tree's listing) without reading its bytes. What this
+    process hashed itself is kept as it is."""
+    last = _LAST_BLOBS.setdefault(repo.object_format, {})
+    for path, oid in oids.items():  # (keyed by the listing's own path strings)
+        known = digests.get(path)
+        if known is not None and path not in last:
+            last[path] = (known, oid, True)
 
 
 # hashlib's own constructors: hashlib.new(name) looks the name up on every call.

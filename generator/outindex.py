@@ -95,6 +95,9 @@ class KnownDigests(Mapping[str, bytes]):
     def __len__(self) -> int:
         return len(self._files)
 
+    def __contains__(self, path: object) -> bool:
+        return path in self._files  # (Mapping's reads the file)
+
     def digests(self) -> Mapping[str, bytes]:
         return self._digests
 

@@ -29,7 +29,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -38,6 +38,7 @@ from generator import git, listingcache, outtree
 from generator.config import Config
 from generator.errors import GitError, ServegenError
 from generator.immutable import tree_changes
+from generator.outindex import Digested, KnownDigests, digest
 from generator.outtree import deployed_objects, index_models, models_by_environment
 from generator.pipeline import Build, build
 from generator.reporter import Reporter
@@ -169,6 +170,35 @@ def model_changes(
 
 def without_metadata(files: Mapping[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in files.items() if k != METADATA_FILE}
+
+
+def with_metadata(files: Mapping[str, bytes], data: bytes) -> Mapping[str, bytes]:
+    """`files` and the metadata file. Files that know their digests (a stored build's)
+    still do, so git.blob_ids() can find their blob ids without reading them."""
+    if not isinstance(files, Digested):
+        return {**files, METADATA_FILE: data}
+    digests = {**files.digests(), METADATA_FILE: digest(data)}
+    return KnownDigests(_WithMetadata(files, data), digests)
+
+
+class _WithMetadata(Mapping[str, bytes]):
+    """`files` and the metadata file, each file of `files` read when asked for."""
+
+    def __init__(self, files: Mapping[str, bytes], data: bytes) -> None:
+        self._files, self._data = files, data
+
+    def __getitem__(self, path: str) -> bytes:
+        return self._data if path == METADATA_FILE else self._files[path]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (path for path in self._files if path != METADATA_FILE)
+        yield METADATA_FILE
+
+    def __len__(self) -> int:
+        return len(self._files) + (METADATA_FILE not in self._files)
+
+    def __contains__(self, path: object) -> bool:
+        return path == METADATA_FILE or path in self._files  # (Mapping's would read it)
 
 
 # --------------------------------------------------------------------------- prune guard
@@ -367,8 +397,9 @@ def _target_and_source(
 
 def prepare(
     root: Path, settings: PublishSettings, reporter: Reporter
-) -> tuple[Target, Source, dict[str, bytes]]:
-    """Render and validate everything; nothing is written to git here."""
+) -> tuple[Target, Source, Mapping[str, bytes]]:
+    """Render and validate everything; nothing is written to git here. The files are
+    the build's as it gives them: a stored build's stay in its entry, read when asked."""
     repo = git.open_repo(root)
     repository_prefix(repo, root)
     head = _head(repo)
@@ -376,7 +407,7 @@ def prepare(
     target, source = _target_and_source(settings, repo, head, result.config, reporter)
     for note in result.notes:
         reporter.note(note)
-    return target, replace(source, clean=clean), dict(result.files)
+    return target, replace(source, clean=clean), result.files
 
 
 def publish(root: Path, settings: PublishSettings, reporter: Reporter) -> Outcome:
@@ -509,21 +540,23 @@ def attempt_publish(
     """One attempt; None means "lost a race, try again"."""
     check_deploy_branch(target, tips, source.sha)
     parent = start_point(target, tips)
-    new_files = {**files, METADATA_FILE: metadata(source)}
-    oids = git.blob_ids(target.repo, new_files)
-    # A tip servegen made is listed from memory or the build cache, else by git.
+    new_files = with_metadata(files, metadata(source))
+    # A tip servegen made is listed from memory or the build cache, else by git; a kept
+    # listing also tells blob_ids() the blob id of each file by its digest.
     tip = listingcache.read_tree(target.repo, parent) if parent else None
+    oids = git.blob_ids(target.repo, new_files)
     # The tip's files; only those that differ from the new ones are read from git.
-    deployed = git.read_unlike(target.repo, tip, new_files, oids) if tip else {}
+    listed = git.read_unlike(target.repo, tip, new_files, oids) if tip else None
+    deployed: Mapping[str, bytes] = listed if listed is not None else {}
     recorded = recorded_source(deployed)
     if recorded and recorded != source.sha and contains(target, recorded, source.commit):
         outcome = Outcome("newer", target.branch, parent, source.sha, recorded)
         return finish(target, tips, outcome)
-    # new_files, not files: the tip's unchanged files are these very bytes objects (see
-    # read_unlike), so comparing them is by identity; `files` would read them all again.
-    if parent and without_metadata(deployed) == without_metadata(new_files):
+    # Files compare by their blob ids: no file's bytes are read to tell they are the same.
+    differ = differing_paths(listed.oids if listed is not None else {}, oids)
+    if parent and not [path for path in differ if path != METADATA_FILE]:
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
-    touched = _touched_models(deployed, new_files)
+    touched = _touched_models(deployed, new_files, differ)
     changes = model_changes(*touched)  # once: the guard and the message use it
     check_prune(target, deployed, new_files, changes, touched)
     check_replacements(target, *touched)
@@ -570,20 +603,25 @@ def check_replacements(target: Target, old: Mapping[str, bytes], new: Mapping[st
     target.reporter.note(f"publishing changes that need a replacement:\n{listing}")
 
 
+def differing_paths(old: Mapping[str, object], new: Mapping[str, object]) -> list[str]:
+    """The paths of either tree whose file the other lacks or holds otherwise, by what
+    names each file's content (git blob ids)."""
+    differ = [path for path, named in new.items() if old.get(path) != named]
+    return differ + [path for path in old if path not in new]
+
+
 def _touched_models(
-    old: Mapping[str, bytes], new: Mapping[str, bytes]
+    old: Mapping[str, bytes], new: Mapping[str, bytes], differ: Sequence[str]
 ) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    """Both trees cut down to the models with any file added, changed or removed.
+    """Both trees cut down to the models with any file added, changed or removed (a
+    path in `differ`, from differing_paths()).
 
     A model's files (and the objects read from them) live in its own folder, so an
     untouched model is the same on both sides: it is neither added, changed nor
     removed, and has no update for the cluster to refuse. Leaving it out of
     `model_changes` and `tree_changes` changes no result and spares comparing and
-    parsing thousands of unchanged files.
+    parsing thousands of unchanged files; only the files kept are read.
     """
-    differ = [path for path, data in new.items() if old.get(path) is not data]
-    differ = [path for path in differ if old.get(path) != new[path]]
-    differ += [path for path in old if path not in new]
     touched = {model for path in differ if (model := outtree.model_of(path)) is not None}
     # A model's files all lie in models/<name>/: that prefix picks the candidates (one C
     # call per path), and model_of() decides for those few.
@@ -593,8 +631,8 @@ def _touched_models(
         if not folders:
             return {}
         return {
-            path: data
-            for path, data in files.items()
+            path: files[path]
+            for path in files
             if path.startswith(folders) and outtree.model_of(path) in touched
         }
 

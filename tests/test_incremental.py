@@ -69,15 +69,14 @@ def test_initial_build_equals_one_shot_and_reports_notes(
     assert_rendered(example_repo, crds)
 
 
-@pytest.mark.parametrize("seed", [True, False], ids=["seed", "no-seed"])
 def test_the_first_batch_takes_what_the_latest_whole_build_holds(
-    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch, seed: bool
+    example_repo: Path, crds: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a one-shot render stored the whole build, the first batch reads no spec
     file's entry and derives nothing: each file of the very bytes that build was made
     from is taken from it, its models' files left in the build's entry. It reports what
     a first batch without that build reports, and later batches still leave exactly a
-    one-shot render. Without `seed` (a watcher that publishes) each entry is read."""
+    one-shot render."""
     plain = IncrementalBuild(example_repo, crds=crds).initial()  # no whole build yet
     build(example_repo, crds=tuple(crds))  # what `servegen render` stores
     loaded = spied_loads(monkeypatch)
@@ -89,9 +88,9 @@ def test_the_first_batch_takes_what_the_latest_whole_build_holds(
         return real_derive(self, digest, *args)
 
     monkeypatch.setattr(Repository, "_derive", derive)
-    incremental = IncrementalBuild(example_repo, crds=crds, seed=seed)
+    incremental = IncrementalBuild(example_repo, crds=crds)
     result = incremental.initial()
-    assert len(loaded) == (0 if seed else len(plain.changed) - 1) and derived == []
+    assert len(loaded) == 0 and derived == []
     assert (result.ok, result.full, result.models) == (True, True, 10)
     assert (result.changed, result.rendered) == (plain.changed, plain.rendered)
     assert result.written == () and result.removed == ()
@@ -123,7 +122,7 @@ def test_a_batch_writes_by_the_trees_digest_hashing_only_new_bytes(
     """A watcher that holds its files' bytes knows each one's digest (hashed once per
     bytes object), so each tree has a digest: a one-spec edit swaps in that model's
     changed files alone, not a whole new tree swapped in through the spare folder."""
-    incremental = IncrementalBuild(example_repo, crds=crds, seed=False)
+    incremental = IncrementalBuild(example_repo, crds=crds)  # no whole build: bytes held
     assert incremental.initial().ok
     hashed: list[bytes] = []
     real_digest = outindex.digest  # as incremental.py imports it

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 
 from generator import buildcache, git, listingcache
 from generator import publish as pub
+from generator.outindex import KnownDigests, digest
 from tests.gitutil import sh
 from tests.publishutil import (
     check_tree,
@@ -68,25 +69,52 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def fresh_publish(target: pub.Target, source: pub.Source, files: dict[str, bytes]) -> pub.Outcome:
-    """A publish as a new process makes it: nothing remembered in memory."""
+def fresh_publish(
+    target: pub.Target, source: pub.Source, files: Mapping[str, bytes]
+) -> pub.Outcome:
+    """A publish as a new process makes it: nothing remembered in memory (no listing,
+    no blob id)."""
     git._LISTED.clear()
+    git._LAST_BLOBS.clear()
     return pub.publish_files(target, source, files)
+
+
+class CountedReads(dict[str, bytes]):
+    """Files, each read of one by its path counted."""
+
+    def __init__(self, files: Mapping[str, bytes]) -> None:
+        super().__init__(files)
+        self.read: list[str] = []
+
+    def __getitem__(self, path: str) -> bytes:
+        self.read.append(path)
+        return super().__getitem__(path)
+
+
+def stored(files: Mapping[str, bytes]) -> tuple[KnownDigests, CountedReads]:
+    """`files` as a stored build gives them (each knows its digest), and their reads."""
+    counted = CountedReads(files)
+    return KnownDigests(counted, {path: digest(data) for path, data in files.items()}), counted
 
 
 def entry_of(target: pub.Target, commit: str) -> Path:
     return buildcache.entry_path(listingcache._key(target.repo, commit))
 
 
+def parts(entry: Path) -> tuple[bytes, bytes, bytes]:
+    """A kept listing's head, record and files' digests (a line each)."""
+    head, record, blobs = entry.read_bytes().split(b"\n")
+    return head, record, blobs
+
+
 def rewrite(entry: Path, change: Any) -> None:
     """Change a kept listing's record and store it with a matching digest: only the
     checks on what it says can refuse it."""
-    head, _, record = entry.read_bytes().partition(b"\n")
-    data = change(json.loads(record))
-    record = json.dumps(data).encode()
+    head, record, blobs = parts(entry)
+    record = json.dumps(change(json.loads(record))).encode()
     found = json.loads(head)
-    found["digest"] = hashlib.sha256(record).hexdigest()
-    entry.write_bytes(json.dumps(found).encode() + b"\n" + record)
+    found["digest"] = hashlib.sha256(record + b"\n" + blobs).hexdigest()
+    entry.write_bytes(json.dumps(found).encode() + b"\n" + record + b"\n" + blobs)
 
 
 def test_a_fresh_publish_builds_on_the_kept_listing_without_listing_the_tip(
@@ -106,6 +134,44 @@ def test_a_fresh_publish_builds_on_the_kept_listing_without_listing_the_tip(
     fresh_publish(target, source, files)
     check_tree(work, target, files)
     assert sh(work, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_files_that_know_their_digests_are_read_only_where_they_changed(
+    work: Path, target: pub.Target, source: pub.Source
+) -> None:
+    """The kept listing records each file's digest beside its blob id: a fresh publish
+    of a stored build's files finds the blob id of every unchanged file by its digest,
+    and reads only the files of the models that changed (to hash what changed, and to
+    compare those models' objects). The tree is what a full rebuild gives."""
+    files = {**model("llama", 1), **model("qwen", 2), "clusters/dev/kustomization.yaml": b"a\n"}
+    first, counted = stored(files)
+    assert fresh_publish(target, source, first).status == "published"
+    assert set(counted.read) == set(files)  # nothing kept yet: each file hashed
+    for replicas in (2, 3):
+        before = dict(files)
+        files.update(model("llama", replicas))
+        files["models/bert/base/model.yaml"] = f"bert: {replicas}\n".encode()  # and paths
+        touched = {p for p in files if p.startswith(("models/llama/", "models/bert/"))}
+        again, counted = stored(files)
+        outcome = fresh_publish(target, source, again)
+        assert outcome.status == "published"
+        assert set(counted.read) == touched
+        assert {p for p in files if before.get(p) != files[p]} < touched  # (what changed)
+        check_tree(work, target, files)
+
+
+def test_a_kept_digest_is_used_only_for_the_path_it_was_kept_for(
+    work: Path, target: pub.Target, source: pub.Source
+) -> None:
+    """Two paths trading their bytes trade digests too: each is read and hashed again,
+    and the tree holds each path's new bytes."""
+    files = {"models/a/base/model.yaml": b"one\n", "models/b/base/model.yaml": b"two\n"}
+    fresh_publish(target, source, stored(files)[0])
+    swapped = {"models/a/base/model.yaml": b"two\n", "models/b/base/model.yaml": b"one\n"}
+    again, counted = stored(swapped)
+    assert fresh_publish(target, source, again).status == "published"
+    assert set(counted.read) == set(swapped)
+    check_tree(work, target, swapped)
 
 
 def test_a_tip_someone_else_made_is_listed_with_git(
@@ -228,10 +294,19 @@ def with_a_folder_unlisted(entry: Path) -> None:
 
 def with_another_files_id(entry: Path) -> None:
     """A well-formed id that is not the file's: caught by the digest alone."""
-    head, _, record = entry.read_bytes().partition(b"\n")
+    head, record, blobs = parts(entry)
     data = json.loads(record)
     data["layout"][""]["hydrator.metadata"] = "0" * 40
-    entry.write_bytes(head + b"\n" + json.dumps(data).encode())
+    entry.write_bytes(head + b"\n" + json.dumps(data).encode() + b"\n" + blobs)
+
+
+def with_another_files_digest(entry: Path) -> None:
+    """A file's digest changed in the digests' line: caught by the entry's digest."""
+    head, record, blobs = parts(entry)
+    digests = json.loads(blobs)
+    path = sorted(digests)[0]
+    digests[path] = "0" * len(digests[path])
+    entry.write_bytes(head + b"\n" + record + b"\n" + json.dumps(digests).encode())
 
 
 @pytest.mark.parametrize(
@@ -247,6 +322,7 @@ def with_another_files_id(entry: Path) -> None:
         with_a_non_hex_id,
         with_a_folder_unlisted,
         with_another_files_id,
+        with_another_files_digest,
     ],
 )
 def test_a_spoilt_listing_is_a_miss_and_the_tip_is_listed_with_git(
@@ -257,14 +333,16 @@ def test_a_spoilt_listing_is_a_miss_and_the_tip_is_listed_with_git(
     spoil: Any,
 ) -> None:
     files = {**model("llama", 1), **model("qwen", 2)}
-    first = fresh_publish(target, source, files).commit
+    first = fresh_publish(target, source, stored(files)[0]).commit  # digests kept too
     assert first is not None
     assert listingcache.load(target.repo, first) is not None
     spoil(entry_of(target, first))
     assert listingcache.load(target.repo, first) is None
     files.update(model("llama", 5))
     commands.clear()
-    assert fresh_publish(target, source, files).status == "published"
+    again, counted = stored(files)
+    assert fresh_publish(target, source, again).status == "published"
+    assert set(counted.read) == set(files)  # no digest taken from the spoilt entry
     assert "ls-tree" in commands
     check_tree(work, target, files)
 
@@ -275,7 +353,9 @@ def test_the_kept_listing_is_the_listing_git_gives(target: pub.Target, source: p
         files.update(model("qwen", replicas))
         commit = fresh_publish(target, source, files).commit
         assert commit is not None
-        kept = listingcache.load(target.repo, commit)
+        found = listingcache.load(target.repo, commit)
         listed = git.read_tree(target.repo, commit)
-        assert kept is not None and kept.layout is not None
+        assert found is not None
+        kept = found[0]
+        assert kept.layout is not None
         assert kept.files == listed.files and kept.folders == listed.folders

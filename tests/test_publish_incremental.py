@@ -292,7 +292,7 @@ def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> Non
     shrunk.update(model("m3", 2))  # changed
     grown = {**old, **model("m11", 1)}
     for new in (shrunk, grown, dict(old)):
-        touched = pub._touched_models(old, new)
+        touched = pub._touched_models(old, new, pub.differing_paths(old, new))
         changes = pub.model_changes(*touched)
         for max_shrink in (0.0, 0.1, 0.5):
             whole = pub.prune_problems(old, new, max_shrink, pub.model_changes(old, new))

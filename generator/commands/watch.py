@@ -49,11 +49,8 @@ def run(options: WatchOptions) -> int:
 
 
 def incremental_build(options: WatchOptions) -> IncrementalBuild:
-    """The build the watcher keeps: one that publishes holds every file's bytes (see
-    IncrementalBuild's `seed`)."""
-    return IncrementalBuild(
-        options.common.root, out=options.out, crds=options.crds, seed=not options.publish
-    )
+    """The build the watcher keeps, batch by batch."""
+    return IncrementalBuild(options.common.root, out=options.out, crds=options.crds)
 
 
 @contextlib.contextmanager
