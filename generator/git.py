@@ -162,7 +162,7 @@ def _git(
     git_dir: Path | None,
     args: Sequence[str],
     *,
-    stdin: bytes | None = None,
+    stdin: bytes | bytearray | None = None,
     env: Mapping[str, str] | None = None,
     config: Sequence[str] = (),
 ) -> _Result:
@@ -237,7 +237,7 @@ class Repo:
     def _run(
         self,
         *args: str,
-        stdin: bytes | None = None,
+        stdin: bytes | bytearray | None = None,
         env: Mapping[str, str] | None = None,
         config: Sequence[str] = (),
     ) -> _Result:
@@ -1406,8 +1406,8 @@ def _fast_import_blobs(repo: Repo, blobs: Sequence[tuple[str, bytes]]) -> None:
     stream += b"done\n"  # a truncated stream fails instead of importing half
     with tempfile.TemporaryDirectory(prefix="servegen-marks-") as tmp:
         marks = Path(tmp) / "marks"
-        _check(
-            repo._run("fast-import", "--quiet", f"--export-marks={marks}", stdin=bytes(stream)),
+        _check(  # (the stream itself: a copy is every new file's bytes again)
+            repo._run("fast-import", "--quiet", f"--export-marks={marks}", stdin=stream),
             "cannot write blobs",
         )
         stored = dict(line.split(" ") for line in marks.read_text("ascii").splitlines())

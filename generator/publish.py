@@ -590,7 +590,11 @@ def check_prune(
 
 
 def check_replacements(target: Target, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> None:
-    """Refuse changes the cluster cannot make in place, unless --allow-replace."""
+    """Refuse changes the cluster cannot make in place, unless --allow-replace. Only an
+    object on both sides can be refused: with no old file, nothing new is parsed (a
+    first publish at 10,000 specs would parse every object it writes)."""
+    if not old:
+        return
     found = tree_changes(old, new)
     if not found:
         return

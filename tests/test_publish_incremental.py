@@ -332,3 +332,25 @@ def test_a_tip_recording_the_sources_parent_needs_no_history_question(
     assert outcome.status == "published" and asked == []  # the parent: nothing asked
     # The other way round, a tip holding a newer source, is still refused.
     assert pub.publish_files(target, child, files).status == "newer"
+
+
+def test_a_first_publish_parses_no_object(
+    target: pub.Target, source: pub.Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no deploy branch yet there is no object the cluster could refuse to update:
+    the objects written are not parsed for that check. Once a tip holds them, a model
+    that changed is."""
+    checked: list[tuple[int, int]] = []
+    real = pub.tree_changes
+
+    def spy(old: Any, new: Any) -> Any:
+        checked.append((len(old), len(new)))
+        return real(old, new)
+
+    monkeypatch.setattr(pub, "tree_changes", spy)
+    files = {**model("llama", 1), **model("qwen", 2)}
+    publish(target, source, files)
+    assert checked == []
+    files.update(model("llama", 2))
+    publish(target, source, files)
+    assert checked == [(len(model("llama", 1)), len(model("llama", 2)))]
