@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from generator import git, spool
+from generator import git, immutable, outtree, spool
 from generator import publish as pub
 from generator.errors import GitError
 from tests.gitutil import sh
@@ -93,6 +93,33 @@ def test_each_publish_equals_a_full_rebuild(
         step(files)
         publish(target, source, files)
         check_tree(work, target, files)
+    assert sh(work, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_new_files_stored_by_several_fast_imports_make_the_same_commits(
+    work: Path, target: pub.Target, source: pub.Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New files are given to fast-import a few bytes' worth at a time: each of those
+    runs stores what it was given under the ids computed here, and the commits are
+    what a full rebuild gives."""
+    runs: list[int] = []
+    real = git._fast_import
+
+    def counted(repo: git.Repo, blobs: Any) -> None:
+        runs.append(len(blobs))
+        real(repo, blobs)
+
+    monkeypatch.setattr(git, "FAST_IMPORT_BYTES", 100)
+    monkeypatch.setattr(git, "_fast_import", counted)
+    files = {**model("llama", 1), **model("qwen", 2), "clusters/dev/kustomization.yaml": b"a\n"}
+    publish(target, source, files)
+    assert len(runs) > 1 and sum(runs) == len(set(files.values())) + 1  # and the metadata
+    check_tree(work, target, files)
+    runs.clear()
+    change(files)
+    publish(target, source, files)
+    assert sum(runs) >= 1
+    check_tree(work, target, files)
     assert sh(work, "fsck", "--strict", "--no-dangling") == ""
 
 
@@ -341,7 +368,7 @@ def test_a_first_publish_parses_no_object(
     the objects written are not parsed for that check. Once a tip holds them, a model
     that changed is."""
     checked: list[tuple[int, int]] = []
-    real = pub.tree_changes
+    real = immutable.tree_changes
 
     def spy(old: Any, new: Any) -> Any:
         checked.append((len(old), len(new)))
@@ -354,3 +381,20 @@ def test_a_first_publish_parses_no_object(
     files.update(model("llama", 2))
     publish(target, source, files)
     assert checked == [(len(model("llama", 1)), len(model("llama", 2)))]
+
+
+@pytest.mark.parametrize("count", [3, pub._FEW_MODELS + 1], ids=["few", "many"])
+def test_the_touched_models_cut_holds_exactly_their_files(count: int) -> None:
+    """Whether the touched models' folders pick the candidates or each path is asked,
+    each side keeps exactly the files of the models with any difference."""
+    old = {pub.METADATA_FILE: b"{}\n", "clusters/dev/k.yaml": b"x\n"}
+    for index in range(count + 5):
+        old.update(model(f"m{index}", 1))
+    new = {**old, "clusters/dev/k.yaml": b"y\n"}
+    for index in range(count):  # the first `count` models change
+        new.update(model(f"m{index}", 2))
+    del new["models/m0/base/kustomization.yaml"]  # and one loses a file
+    touched = {f"m{index}" for index in range(count)}
+    cut = pub._touched_models(old, new, pub.differing_paths(old, new))
+    for side, kept in zip((old, new), cut, strict=True):
+        assert kept == {p: d for p, d in side.items() if outtree.model_of(p) in touched}
