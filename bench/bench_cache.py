@@ -13,6 +13,10 @@ times (median reported), with its yardsticks from the same run:
   the generated spec files moved out of the repository, then `render` (each time
   another file, so no build of that very set of files was made before);
 - nothing changed, `render` run inside the repository without -C (a relative root);
+- `publish --push` to a bare repository standing in for the remote: the first one,
+  which makes the deploy branch (every file new; the branch is deleted before each
+  run), and one after a spec's value changed and was committed and pushed (its
+  model's files change; a fresh process, as CI runs it);
 - watch's first build: a fresh IncrementalBuild.initial() (what `servegen watch` does
   first), with the output up to date and the build cache warm;
 - with --no-cache-rows, the nothing-changed and one-changed runs again with
@@ -36,6 +40,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -60,6 +65,8 @@ ADDED = "render, a spec file added (a new model)"
 REMOVED = "render, a spec file removed"
 NO_C = "render, nothing changed, run inside the repository (no -C)"
 WATCH_FIRST = "watch's first build (IncrementalBuild.initial), warm cache"
+PUBLISH_FIRST = "publish --push, a new deploy branch (every file new)"
+PUBLISH_ONE = "publish --push, one spec's value changed and pushed"
 CP = "yardstick: cp -r of the output"
 PYTHON = "yardstick: python -c pass"
 KUSTOMIZE = "yardstick: kubectl kustomize, every environment"
@@ -96,6 +103,7 @@ TARGETS = (
         200,
         "MB",
     ),
+    Target("peak RSS, publish --push", 10_000, (PUBLISH_FIRST, PUBLISH_ONE), 200, "MB"),
 )
 
 
@@ -144,7 +152,7 @@ class Scenario:
 
 # --rows: the short name of each group of rows (a no-cache row goes with its row).
 ROW_KEYS = (
-    *("cold", "cp", "unchanged", "noc", "watch", "comment", "value", "files"),
+    *("cold", "cp", "unchanged", "noc", "watch", "comment", "value", "files", "publish"),
     *("python", "kustomize"),
 )
 
@@ -167,6 +175,7 @@ def bench_size(
     keys = {COLD: "cold", CP: "cp", NO_C: "noc", WATCH_FIRST: "watch", ONE_CHANGED: "comment"}
     keys.update({VALUE_CHANGED: "value", PYTHON: "python", KUSTOMIZE: "kustomize"})
     keys.update({ADDED: "files", REMOVED: "files"})
+    keys.update(dict.fromkeys((PUBLISH_FIRST, PUBLISH_ONE), "publish"))
     keys.update(dict.fromkeys(UNCHANGED, "unchanged"))
 
     def measure(
@@ -221,6 +230,10 @@ def bench_size(
     added, removed = add_and_remove(root, workdir / "removed", counter)
     measure(ADDED, lambda: s.servegen("render"), added)
     measure(REMOVED, lambda: s.servegen("render"), removed)
+    if "publish" in picked:
+        first, one = publish_steps(root, workdir / f"remote-{size}.git", bump)
+        measure(PUBLISH_FIRST, lambda: s.servegen("publish", "--push"), first)
+        measure(PUBLISH_ONE, lambda: s.servegen("publish", "--push"), one)
     if args.no_cache_rows:
         measure(f"{ONE_CHANGED}, no cache", lambda: s.servegen("render", cache=False), touch)
     measure(PYTHON, lambda: checked(run_measured([args.python, "-c", "pass"]), "python"))
@@ -254,6 +267,43 @@ def add_and_remove(
         spec.rename(aside / f"{next(counter)}-{spec.name}")
 
     return add, remove
+
+
+def publish_steps(
+    root: Path, remote: Path, bump: Callable[[], None]
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The repository made a git repository (its output folder left out), pushed to a
+    bare repository whose HEAD names main; then the steps before the publish rows: the
+    deploy branch deleted here and there (the next publish makes it anew), and a spec's
+    value changed, committed and pushed."""
+    shutil.rmtree(root / ".git", ignore_errors=True)
+    shutil.rmtree(remote, ignore_errors=True)
+    git(root, "init", "-q", "-b", "main")
+    (root / ".git" / "info" / "exclude").write_text("/output/\n", encoding="utf-8")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "specs")
+    git(root, "init", "-q", "--bare", str(remote))
+    git(remote, "symbolic-ref", "HEAD", "refs/heads/main")
+    git(root, "remote", "add", "origin", str(remote))
+    git(root, "push", "-q", "origin", "main")
+
+    def first() -> None:
+        git(remote, "update-ref", "-d", "refs/heads/deploy")
+        git(root, "update-ref", "-d", "refs/heads/deploy")
+        git(root, "update-ref", "-d", "refs/remotes/origin/deploy")
+
+    def one() -> None:
+        bump()
+        git(root, "commit", "-qam", "scale")
+        git(root, "push", "-q", "origin", "main")
+
+    return first, one
+
+
+def git(where: Path, *args: str) -> None:
+    """Plain git, as a user runs it (the bench's own identity for its commits)."""
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    subprocess.run(["git", *identity, *args], cwd=where, check=True, capture_output=True)
 
 
 def kustomize_all(kubectl: str, out: Path, timeout: float) -> Run:
