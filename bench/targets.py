@@ -164,7 +164,7 @@ def peak_rss(results: Results) -> Row:
     label = "nothing changed / one spec changed / a file added or removed / cold"
     if WATCH_FIRST in size:  # figures kept before watch's first build was in this row lack it
         runs.append((WATCH_FIRST,))
-        label += " / `watch`'s first build (no `--publish`)"
+        label += " / `watch`'s first build"
     peaks = [max(size[name][1] for name in names) for names in runs]
     return Row(
         f"10,000 specs, peak RSS: {label}",
