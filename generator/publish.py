@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from generator import git, listingcache, outtree
 from generator.config import Config
@@ -44,6 +44,8 @@ from generator.pipeline import Build, build
 from generator.reporter import Reporter
 from generator.snapshot import build_head, repository_prefix
 from generator.version import servegen_version
+
+V = TypeVar("V")  # what stands for a file's content: its bytes, or its blob id
 
 METADATA_FILE = "hydrator.metadata"
 DEFAULT_REMOTE = "origin"
@@ -553,14 +555,19 @@ def attempt_publish(
         outcome = Outcome("newer", target.branch, parent, source.sha, recorded)
         return finish(target, tips, outcome)
     # Files compare by their blob ids: no file's bytes are read to tell they are the same.
-    differ = differing_paths(listed.oids if listed is not None else {}, oids)
+    deployed_oids = listed.oids if listed is not None else {}
+    differ = differing_paths(deployed_oids, oids)
     if parent and not [path for path in differ if path != METADATA_FILE]:
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
-    touched = _touched_models(deployed, new_files, differ)
-    changes = model_changes(*touched)  # once: the guard and the message use it
-    check_prune(target, deployed, new_files, changes, touched)
-    check_replacements(target, *touched)
-    del touched  # their bytes: a first publish at 10,000 specs holds every file's here
+    # The touched models' files, each named by its blob id: which models are added,
+    # changed or removed, and which objects go, need no file's bytes.
+    named = _touched_models(deployed_oids, oids, differ)
+    old_ids, new_ids = ({path: oid.encode() for path, oid in side.items()} for side in named)
+    changes = model_changes(old_ids, new_ids)  # once: the guard and the message use it
+    check_prune(target, deployed, new_files, changes, (old_ids, new_ids))
+    del named, old_ids, new_ids  # a first publish at 10,000 specs names every file here
+    if deployed:  # only a deployed object can need replacing: a first publish reads none
+        check_replacements(target, *_touched_models(deployed, new_files, differ))
     message = commit_message(source, changes)
     committer = target.committer
     commit = git.build_commit(
@@ -591,11 +598,7 @@ def check_prune(
 
 
 def check_replacements(target: Target, old: Mapping[str, bytes], new: Mapping[str, bytes]) -> None:
-    """Refuse changes the cluster cannot make in place, unless --allow-replace. Only an
-    object on both sides can be refused: with no old file, nothing new is parsed (a
-    first publish at 10,000 specs would parse every object it writes)."""
-    if not old:
-        return
+    """Refuse changes the cluster cannot make in place, unless --allow-replace."""
     found = tree_changes(old, new)
     if not found:
         return
@@ -616,8 +619,8 @@ def differing_paths(old: Mapping[str, object], new: Mapping[str, object]) -> lis
 
 
 def _touched_models(
-    old: Mapping[str, bytes], new: Mapping[str, bytes], differ: Sequence[str]
-) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    old: Mapping[str, V], new: Mapping[str, V], differ: Sequence[str]
+) -> tuple[dict[str, V], dict[str, V]]:
     """Both trees cut down to the models with any file added, changed or removed (a
     path in `differ`, from differing_paths()).
 
@@ -635,7 +638,7 @@ def _touched_models(
     folders = tuple(outtree.model_folder(name) for name in sorted(touched))
     prefixes = folders if len(folders) <= _FEW_MODELS else ("",)
 
-    def cut(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    def cut(files: Mapping[str, V]) -> dict[str, V]:
         if not folders:
             return {}
         return {
