@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from generator.errors import GitError
 from generator.outindex import Digested
@@ -307,21 +307,17 @@ class TreeEntry(NamedTuple):
         return f"{what} {self.path!r} (mode {self.mode})"
 
 
-class PlainFiles(Mapping[str, TreeEntry]):
-    """path -> TreeEntry of a tree of plain files (mode 100644), kept as path -> blob id.
+_V = TypeVar("_V")  # what a listing's path gives: its entry, or its file's bytes
 
-    A tree `build_commit` wrote, or its kept listing, has thousands of files but only
-    plain ones: their entries are made when asked for, and whoever only needs the ids
-    reads `oids` (making 6,000 entries was most of reading a kept listing back).
-    """
+
+class _ByPath(Mapping[str, _V]):
+    """Something of each file of a listing, whose paths and blob ids are `oids`: what
+    each path gives is made or read when asked for."""
 
     __slots__ = ("oids",)
 
     def __init__(self, oids: Mapping[str, str]) -> None:
-        self.oids = oids
-
-    def __getitem__(self, path: str) -> TreeEntry:
-        return TreeEntry(path, "100644", "blob", self.oids[path])
+        self.oids = oids  # path -> blob id, for every file
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.oids)
@@ -334,6 +330,20 @@ class PlainFiles(Mapping[str, TreeEntry]):
 
     def keys(self) -> KeysView[str]:
         return self.oids.keys()  # compared with another listing's keys: at C speed
+
+
+class PlainFiles(_ByPath[TreeEntry]):
+    """path -> TreeEntry of a tree of plain files (mode 100644), kept as path -> blob id.
+
+    A tree `build_commit` wrote, or its kept listing, has thousands of files but only
+    plain ones: their entries are made when asked for, and whoever only needs the ids
+    reads `oids` (making 6,000 entries was most of reading a kept listing back).
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, path: str) -> TreeEntry:
+        return TreeEntry(path, "100644", "blob", self.oids[path])
 
 
 def file_oids(tree: Tree) -> Mapping[str, str]:
@@ -968,15 +978,17 @@ def read_unlike(
     return TreeFiles(listed, {path: blobs[oid] for path, oid in unlike.items()}, files)
 
 
-class TreeFiles(Mapping[str, bytes]):
+class TreeFiles(_ByPath[bytes]):
     """A listed tree's files (`read_unlike`): each blob id known, the bytes of those that
     differ from the files it was compared with held, the others taken from those files
     when asked for (a stored build's files stay in its entry until then)."""
 
+    __slots__ = ("_read", "_same")
+
     def __init__(
         self, oids: Mapping[str, str], read: Mapping[str, bytes], same: Mapping[str, bytes]
     ) -> None:
-        self.oids = oids  # path -> blob id, for every file
+        super().__init__(oids)
         self._read, self._same = read, same
 
     def __getitem__(self, path: str) -> bytes:
@@ -986,15 +998,6 @@ class TreeFiles(Mapping[str, bytes]):
         if path not in self.oids:
             raise KeyError(path)
         return self._same[path]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.oids)
-
-    def __len__(self) -> int:
-        return len(self.oids)
-
-    def __contains__(self, path: object) -> bool:
-        return path in self.oids
 
 
 def _regular_entries(
