@@ -170,10 +170,6 @@ def model_changes(
     return out
 
 
-def without_metadata(files: Mapping[str, bytes]) -> dict[str, bytes]:
-    return {k: v for k, v in files.items() if k != METADATA_FILE}
-
-
 def with_metadata(files: Mapping[str, bytes], data: bytes) -> Mapping[str, bytes]:
     """`files` and the metadata file. Files that know their digests (a stored build's)
     still do, so git.blob_ids() can find their blob ids without reading them."""

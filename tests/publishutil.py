@@ -3,6 +3,7 @@ files, and the check that a deploy tip holds what a full rebuild would."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from generator import git
@@ -11,6 +12,11 @@ from generator.reporter import Notes
 from tests.gitutil import sh
 
 COMMITTER = git.Identity("Servegen Bot", "bot@example.com")
+
+
+def without_metadata(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """A deploy tree's files but its metadata file (what a build renders)."""
+    return {path: data for path, data in files.items() if path != pub.METADATA_FILE}
 
 
 def make_work(tmp_path: Path) -> Path:
@@ -70,5 +76,5 @@ def check_tree(work: Path, target: pub.Target, files: dict[str, bytes]) -> None:
     """The deploy tip holds exactly `files` plus metadata, as a full rebuild would."""
     tip = deploy_tip(work)
     deployed = git.read_tree_files(target.repo, tip)
-    assert pub.without_metadata(deployed) == files
+    assert without_metadata(deployed) == files
     assert git.tree_of(target.repo, tip) == full_rebuild(target, deployed)

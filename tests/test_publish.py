@@ -30,6 +30,7 @@ from generator.reporter import Notes
 from generator.version import servegen_version
 from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.gitutil import HARNESS_GIT_VARS, sh
+from tests.publishutil import without_metadata
 from tests.specrepo import (
     QWEN_CHAT,
     RERANKER,
@@ -92,7 +93,7 @@ def test_first_publish_is_an_orphan_with_the_build_and_metadata(
     assert deploy.parents == ()
     expected = build(EXAMPLES, crds=[crds_dir]).files
     files = tree_files(spec_repo)
-    assert pub.without_metadata(files) == expected
+    assert without_metadata(files) == expected
     assert set(files) == {*expected, "hydrator.metadata"}
     raw = files["hydrator.metadata"]
     assert raw.endswith(b"}\n")
@@ -171,7 +172,7 @@ def test_changed_spec_makes_a_commit_listing_the_change(
     assert info.body.startswith("dev:\n  changed: tinyllama-chat\n\nSource-Commit: ")
     assert deploy_metadata(spec_repo)["drySha"] == source
     expected = build(spec_repo, crds=[crds_dir]).files
-    assert pub.without_metadata(tree_files(spec_repo)) == expected
+    assert without_metadata(tree_files(spec_repo)) == expected
 
 
 # --------------------------------------------------------------------------- prune guard
@@ -370,7 +371,7 @@ def test_worktree_and_index_are_untouched(
     # HEAD was published, not the uncommitted edit.
     sh(spec_repo, "stash", "-q", "--include-untracked")
     expected = build(spec_repo, crds=[crds_dir]).files
-    assert pub.without_metadata(tree_files(spec_repo)) == expected
+    assert without_metadata(tree_files(spec_repo)) == expected
 
 
 def test_worktree_flag_publishes_uncommitted_changes(
@@ -383,7 +384,7 @@ def test_worktree_flag_publishes_uncommitted_changes(
     info = git.commit_info(git.open_repo(spec_repo), "deploy")
     assert f"Rendered from the working tree at {head} (with uncommitted changes)." in info.body
     assert deploy_metadata(spec_repo)["drySha"] == head
-    assert pub.without_metadata(tree_files(spec_repo)) == build(spec_repo, crds=[crds_dir]).files
+    assert without_metadata(tree_files(spec_repo)) == build(spec_repo, crds=[crds_dir]).files
 
 
 def test_publishes_a_spec_folder_inside_a_larger_repository(
@@ -398,7 +399,7 @@ def test_publishes_a_spec_folder_inside_a_larger_repository(
     code, _, err = publish(work / "serving", crds_dir, capsys)
     assert code == 0, err
     files = tree_files(work)
-    assert pub.without_metadata(files) == build(EXAMPLES, crds=[crds_dir]).files
+    assert without_metadata(files) == build(EXAMPLES, crds=[crds_dir]).files
 
 
 def test_hooks_never_run(
@@ -718,7 +719,7 @@ def test_concurrent_publishers_from_different_clones(
     recorded = [deploy_metadata(remote, c)["drySha"] for c in chain]
     for before, after in itertools.pairwise(recorded):
         sh(spec_repo, "merge-base", "--is-ancestor", before, after)
-    assert pub.without_metadata(tree_files(remote)) == build(spec_repo, crds=[crds_dir]).files
+    assert without_metadata(tree_files(remote)) == build(spec_repo, crds=[crds_dir]).files
 
 
 def test_killed_publish_leaves_the_branch_old_or_new(
