@@ -56,13 +56,7 @@ class IncrementalBuild:
     than 248): a publish compares files by their blob ids, found by their digests, so
     it reads only the files of the models that changed."""
 
-    def __init__(
-        self,
-        root: Path,
-        *,
-        out: Path | None = None,
-        crds: Sequence[Path] = (),
-    ):
+    def __init__(self, root: Path, *, out: Path | None = None, crds: Sequence[Path] = ()):
         self.root = root.resolve()
         self._out_override = out.resolve() if out is not None else None
         self._crds = tuple(crds)

@@ -60,13 +60,12 @@ def load(repo: git.Repo, commit: str) -> tuple[git.Tree, dict[str, bytes]] | Non
         first = entry.index(b"\n")
         second = entry.index(b"\n", first + 1)  # (the record, compact JSON, holds none)
         found = json.loads(entry[:first])
-        kept = hashlib.sha256(memoryview(entry)[first + 1 :]).hexdigest()
-        if found.get("key") != key or found.get("digest") != kept:
-            return None
         record, blobs = entry[first + 1 : second], entry[second + 1 :]
         # One copy of its megabytes at a time: at 10,000 specs the record is 10 MB and
         # its parse three times that.
         del entry
+        if found.get("key") != key or found.get("digest") != _digest(record, blobs):
+            return None
         tree = git.listing_from_record(repo, commit, record)
         del record
         if tree is None:

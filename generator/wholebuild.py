@@ -536,9 +536,9 @@ def contribution(
     contribution differ only in the bytes of their models' files.
 
     The sha256 of _json([names, sorted unique warnings, [[text, paths, kinds], ...]]),
-    where each model's text is outindex.digest() of its summary's text
-    (buildcache.model_text()), in hex: as given (a model read back from a whole build
-    knows it, so its text is not read again) or made here."""
+    where `text` is the hex outindex.digest() of the model summary's text
+    (buildcache.model_text()): as given (a model read back from a whole build knows it,
+    so its text is not read again) or made here."""
     total = hashlib.sha256(b"[")
     total.update(_json([flat_tuple(n) for n in names]) + b",")
     # Warnings as validation reports them (sorted, each once): read back from a whole
