@@ -37,7 +37,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -1160,12 +1160,14 @@ def _write_tree(
         changed = [p for p in paths if base is None or not _holds(base.files.get(p), ids[p])]
         folders = _folders(ids)
     _fast_import_blobs(repo, {ids[p]: p for p in changed}, files)
-    trees = _tree_objects(repo, folders, _stale_folders(base, changed, folders, ids), base)
-    written = _hash_trees(repo, trees) if len(trees) <= HASHED_TREES else _mktree(repo, trees)
+    stale = _stale_folders(base, changed, folders, ids)
+    trees = _tree_objects(repo, folders, stale, base)
+    computed: list[tuple[str, str]] = []  # (folder, tree id), sub-folders first
+    written = _hash_trees if len(stale) <= HASHED_TREES else _mktree
     # Our ids must be git's ids, or the root would name trees that don't exist.
-    if written != [oid for _, oid, _, _ in trees]:
+    if written(repo, trees, computed) != [oid for _, oid in computed]:
         raise GitError("git wrote trees under other ids than computed; refusing to commit")
-    tree_ids = {folder: oid for folder, oid, _, _ in trees}
+    tree_ids = dict(computed)
     if base is not None:
         tree_ids = {f: tree_ids.get(f) or base.folders[f] for f in folders}
     return tree_ids.pop(""), tree_ids, folders, changed
@@ -1174,6 +1176,8 @@ def _write_tree(
 # One entry of a tree being written: its name (a folder's with "/" after it, which
 # sorts it as git does), its mode and its object id.
 _Row = tuple[bytes, bytes, str]
+# A tree to store: its folder, its id, the object's bytes and its entries.
+_TreeObject = tuple[str, str, bytes, list[_Row]]
 
 
 # Up to this many trees (a commit on a listed tip writes the root and the folders
@@ -1185,30 +1189,43 @@ _Row = tuple[bytes, bytes, str]
 HASHED_TREES = 64
 
 
-def _hash_trees(repo: Repo, trees: Sequence[tuple[str, str, bytes, list[_Row]]]) -> list[str]:
+def _hash_trees(
+    repo: Repo, trees: Iterable[_TreeObject], computed: list[tuple[str, str]]
+) -> list[str]:
     """Store the tree objects with one `hash-object -w -t tree`; git's ids, in order.
+    Each tree's (folder, id) as computed is appended to `computed`.
 
     Without --literally git checks each is a well-formed tree; --no-filters: the
     objects are stored as given (no attributes, no filter driver, whatever the names).
     Their entries are in git's order by construction (`_tree_objects` sorts them), and
     their names were checked (`_path_parts`, or a kept listing's `_plain_names`).
     """
-    if not trees:
-        return []
     with tempfile.TemporaryDirectory(prefix="servegen-trees-") as tmp:
-        paths = [f"{tmp}/{number}" for number in range(len(trees))]
-        for path, (_, _, raw, _) in zip(paths, trees, strict=True):
-            with open(path, "wb") as handle:  # noqa: PTH123 - a few plain writes
+        paths: list[str] = []
+        for folder, oid, raw, _ in trees:
+            paths.append(f"{tmp}/{len(paths)}")
+            with open(paths[-1], "wb") as handle:  # noqa: PTH123 - a few plain writes
                 handle.write(raw)
+            computed.append((folder, oid))
+        if not paths:
+            return []
         listed = "".join(f"{path}\n" for path in paths).encode()
         args = ("hash-object", "-w", "-t", "tree", "--no-filters", "--stdin-paths")
         out = _check(repo._run(*args, stdin=listed), "cannot write trees")
     return _line(out).splitlines()
 
 
-def _mktree(repo: Repo, trees: Sequence[tuple[str, str, bytes, list[_Row]]]) -> list[str]:
-    """Store the tree objects with one `mktree --batch`; git's ids, in order."""
-    request = b"".join(_mktree_entries(rows) + b"\0" for _, _, _, rows in trees)
+def _mktree(repo: Repo, trees: Iterable[_TreeObject], computed: list[tuple[str, str]]) -> list[str]:
+    """Store the tree objects with one `mktree --batch`; git's ids, in order. Each
+    tree's (folder, id) as computed is appended to `computed`.
+
+    Each tree becomes request text as it comes: a new deploy branch's tens of thousands
+    of folders were 50 MB as tree objects and entry lists held at once."""
+    request = bytearray()
+    for folder, oid, _, rows in trees:
+        request += _mktree_entries(rows)
+        request += b"\0"
+        computed.append((folder, oid))
     out = _check(repo._run("mktree", "-z", "--batch", stdin=request), "cannot write trees")
     return _line(out).splitlines()
 
@@ -1279,9 +1296,9 @@ def _tree_objects(
     folders: Mapping[str, Mapping[str, str | None]],
     stale: set[str],
     base: Tree | None,
-) -> list[tuple[str, str, bytes, list[_Row]]]:
-    """(folder, tree id, raw tree object, entries) of each stale folder, sub-folders first."""
-    out: list[tuple[str, str, bytes, list[_Row]]] = []
+) -> Iterator[_TreeObject]:
+    """(folder, tree id, raw tree object, entries) of each stale folder, sub-folders
+    first, each made when asked for."""
     ids: dict[str, str] = {}
     for folder in sorted(stale, key=lambda f: -(f.count("/") + 1 if f else 0)):
         rows: list[_Row] = []
@@ -1297,8 +1314,7 @@ def _tree_objects(
             b"%s %s\0%s" % (mode, key.rstrip(b"/"), bytes.fromhex(oid)) for key, mode, oid in rows
         )
         ids[folder] = _tree_id(repo, raw)
-        out.append((folder, ids[folder], raw, rows))
-    return out
+        yield folder, ids[folder], raw, rows
 
 
 def _tree_id(repo: Repo, raw: bytes) -> str:

@@ -69,7 +69,9 @@ class _Stored:
         self._models: tuple[ModelRender, ...] | None = None
         self._spans: dict[str, tuple[int, int, bytes]] | None = None
         self._blob: bytes | None = None
+        self._window: tuple[int, bytes] | None = None  # (where it starts, its bytes)
         self._reads = 0  # files read one by one (see _cut)
+        self._windows = 0  # windows read (see _cut)
         self._rebuilt: tuple[Sequence[ModelRender], Mapping[str, bytes]] | None = None
 
     def _read(self, name: str) -> bytes:
@@ -144,19 +146,38 @@ class _Stored:
         found = (path for path, (begin, end, _) in (spans or {}).items() if (begin, end) == where)
         return next(found, None)
 
-    _ONE_BY_ONE = 256  # files read on their own before the whole bytes section is
+    _ONE_BY_ONE = 256  # files read on their own before they are read in windows
+    _WINDOW = 4 << 20  # bytes of the section read at once, from the file asked for on
 
     def _cut(self, start: int, end: int) -> bytes | None:
         """One file's bytes: read alone while few are asked for (a write of a few changed
-        files), else cut from the whole section, read once (a write of every file)."""
+        files); then cut from a window of the section that starts at the file asked for,
+        since files are asked for in the entry's order (sorted, as a commit or a write of
+        every file goes); and should they come in another order, so that windows are read
+        again and again, cut from the whole section, read once.
+
+        The whole section held was 50 MB of a new deploy branch's peak at 10,000 specs."""
         if self._blob is None and self._reads < self._ONE_BY_ONE:
             self._reads += 1
-            offset = self._sections["bytes"][0]
-            return os.pread(self._fd, end - start, offset + start)
-        if self._blob is None:
-            with contextlib.suppress(DamagedEntryError):
-                self._blob = self._read("bytes")
-        return None if self._blob is None else self._blob[start:end]
+            return self._pread(start, end - start)
+        if self._blob is not None:
+            return self._blob[start:end]
+        window = self._window
+        if window is None or not window[0] <= start <= end <= window[0] + len(window[1]):
+            self._windows += 1
+            if self._windows > 4 * (self._sections["bytes"][1] // self._WINDOW) + 16:
+                self._window = None
+                with contextlib.suppress(DamagedEntryError):
+                    self._blob = self._read("bytes")
+                return None if self._blob is None else self._blob[start:end]
+            window = self._window = (start, self._pread(start, max(self._WINDOW, end - start)))
+        begin = start - window[0]
+        return window[1][begin : begin + end - start]
+
+    def _pread(self, start: int, length: int) -> bytes:
+        """Up to `length` bytes of the bytes section from `start` (fewer at its end)."""
+        offset, size, _ = self._sections["bytes"]
+        return os.pread(self._fd, min(length, size - start), offset + start)
 
     def rebuilt_files(self) -> Mapping[str, bytes]:
         return self._fallback()[1]

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator import buildcache, cli, outtree, pipeline, spool, wholebuild
@@ -548,6 +549,70 @@ def test_a_stored_text_or_file_damaged_after_it_was_read_back_is_not_taken(
     assert seed.files[path] == expected.files[path]  # built again without the entry
     assert entry.read_bytes() != damaged  # deleted, and stored anew by that build
     assert dict(build(example_repo).files) == expected.files
+
+
+def _stored_in_windows(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Mapping[str, bytes], wholebuild.StoredFiles, list[str]]:
+    """The example's files as a build stored them, read in windows of 64 bytes from the
+    first file on; and the sections read whole from then on."""
+    built = build(example_repo)
+    expected = dict(built.files)
+    wholebuild.store_build("w" * 64, built.models, expected, built.notes, (), ())
+    found = wholebuild.load_build("w" * 64, lambda: (built.models, expected))
+    assert found is not None and isinstance(found.files, wholebuild.StoredFiles)
+    monkeypatch.setattr(wholebuild._Stored, "_ONE_BY_ONE", 0)
+    monkeypatch.setattr(wholebuild._Stored, "_WINDOW", 64)
+    whole: list[str] = []
+    read = wholebuild._Stored._read
+
+    def recorded(self: wholebuild._Stored, name: str) -> bytes:
+        whole.append(name)
+        return read(self, name)
+
+    monkeypatch.setattr(wholebuild._Stored, "_read", recorded)
+    return expected, found.files, whole
+
+
+def test_files_read_in_the_entry_s_order_come_from_windows_never_the_whole_section(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected, files, whole = _stored_in_windows(example_repo, monkeypatch)
+    assert sorted(expected) == list(files)  # the entry's order is the paths' order
+    for _ in range(2):  # a commit hashes every file, then hands each to git
+        assert {path: files[path] for path in files} == expected
+    assert whole == ["paths"]
+    assert max(len(path) for path in expected) > 0 and len(expected) > 10
+
+
+# The repository is only read: the same for every example.
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(order=st.randoms(use_true_random=False))
+def test_files_read_in_any_order_are_the_stored_bytes_and_the_section_is_read_once(
+    example_repo: Path, order: random.Random
+) -> None:
+    with pytest.MonkeyPatch.context() as patched:
+        expected, files, whole = _stored_in_windows(example_repo, patched)
+        paths = list(expected) * 3
+        order.shuffle(paths)
+        assert all(files[path] == expected[path] for path in paths)
+        assert whole.count("bytes") <= 1 and whole.count("paths") == 1
+
+
+def test_a_damaged_file_read_from_a_window_is_built_again(
+    example_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected, files, _ = _stored_in_windows(example_repo, monkeypatch)
+    entry = buildcache.entry_path("w" * 64)
+    start, end, _ = files.stored.spans()["README.md"]  # type: ignore[index]
+    offset = files.stored.offset("bytes")
+    with entry.open("r+b") as handle:  # in place: the open entry sees it
+        handle.seek(offset + (start + end) // 2)
+        handle.write(bytes(b ^ 1 for b in handle.read(1)))
+    assert {path: files[path] for path in files} == expected
+    assert not entry.exists()  # deleted once found damaged
 
 
 def test_a_contribution_reads_warnings_as_validation_reports_them() -> None:
