@@ -245,12 +245,14 @@ def index_models(files: Mapping[str, bytes]) -> dict[str, ModelFiles]:
     return models
 
 
-def models_by_environment(files: Mapping[str, bytes]) -> dict[str, set[str]]:
-    """environment -> models deployed there (models/<name>/overlays/<env>/ exists)."""
+def models_by_environment(files: Iterable[str]) -> dict[str, set[str]]:
+    """environment -> models deployed there (models/<name>/overlays/<env>/ exists), from
+    the paths of a tree alone."""
     out: dict[str, set[str]] = {}
-    for name, model in index_models(files).items():
-        for env in model.overlays:
-            out.setdefault(env, set()).add(name)
+    for path in files:
+        parsed = parse(path)
+        if parsed is not None and parsed.model is not None and parsed.environment is not None:
+            out.setdefault(parsed.environment, set()).add(parsed.model)
     return out
 
 

@@ -152,8 +152,10 @@ def model_changes(
     old: Mapping[str, bytes], new: Mapping[str, bytes]
 ) -> dict[str, EnvironmentChanges]:
     """Per environment: models added, changed (any of their files differ) and removed."""
-    old_idx, new_idx = index_models(old), index_models(new)
     old_envs, new_envs = models_by_environment(old), models_by_environment(new)
+    # Only a model on both sides can have changed: a first publish indexes none.
+    both = set().union(*(old_envs[env] & new_envs[env] for env in old_envs.keys() & new_envs))
+    old_idx, new_idx = (index_models(_of_models(side, both)) for side in (old, new))
     out = {}
     for env in sorted(old_envs.keys() | new_envs.keys()):
         before, after = old_envs.get(env, set()), new_envs.get(env, set())
@@ -168,6 +170,13 @@ def model_changes(
         if changes:
             out[env] = changes
     return out
+
+
+def _of_models(files: Mapping[str, bytes], models: set[str]) -> dict[str, bytes]:
+    """The files of `files` in the folders of `models`."""
+    if not models:
+        return {}
+    return {path: files[path] for path in files if outtree.model_of(path) in models}
 
 
 def with_metadata(files: Mapping[str, bytes], data: bytes) -> Mapping[str, bytes]:

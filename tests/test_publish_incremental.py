@@ -327,6 +327,42 @@ def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> Non
     assert "drop from 20 to 16" in pub.prune_problems(old, shrunk, 0.1)[-1]
 
 
+class _Counted(dict[str, bytes]):
+    """Files that record whose bytes were looked at."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        super().__init__(files)
+        self.read: set[str] = set()
+
+    def __getitem__(self, path: str) -> bytes:
+        self.read.add(path)
+        return super().__getitem__(path)
+
+    def items(self) -> Any:
+        raise AssertionError("every file's bytes were asked for")
+
+
+def test_model_changes_reads_only_the_models_on_both_sides() -> None:
+    """A model only one side has is added or removed by its paths alone: a first
+    publish (every model new) looks at no file's bytes."""
+    old = {**model("kept", 1), **model("changed", 1), **model("gone", 1)}
+    new = {**model("kept", 1), **model("changed", 2), **model("new", 1)}
+    counted_old, counted_new = _Counted(old), _Counted(new)
+    changes = pub.model_changes(counted_old, counted_new)
+    assert changes == pub.model_changes(dict(old), dict(new))
+    for env in ("dev", "prod"):
+        assert (changes[env].added, changes[env].changed, changes[env].removed) == (
+            ("new",),
+            ("changed",),
+            ("gone",),
+        )
+    both = {p for p in old if p.startswith(("models/kept/", "models/changed/"))}
+    assert counted_old.read == both
+    first = _Counted(new)
+    assert pub.model_changes({}, first)["dev"].added == ("changed", "kept", "new")
+    assert first.read == set()
+
+
 def test_a_tip_recording_the_sources_parent_needs_no_history_question(
     work: Path, target: pub.Target, source: pub.Source, monkeypatch: pytest.MonkeyPatch
 ) -> None:
