@@ -1420,27 +1420,25 @@ def _fast_import_blobs(repo: Repo, blobs: Mapping[str, str], files: Mapping[str,
     of about FAST_IMPORT_BYTES is given to one fast-import at a time: a first publish
     at 10,000 specs held every file's bytes twice and the stream at once (322 MB).
     """
-    batch: list[tuple[str, bytes]] = []
-    size = 0
+    oids: list[str] = []
+    stream = bytearray(b"feature done\n")
     for oid, path in blobs.items():
-        data = files[path]
-        batch.append((oid, data))
-        size += len(data)
-        if size >= FAST_IMPORT_BYTES:
-            _fast_import(repo, batch)
-            batch, size = [], 0
-    if batch:
-        _fast_import(repo, batch)
+        data = files[path]  # straight into the stream: no file's bytes held beside it
+        oids.append(oid)
+        stream += b"blob\nmark :%d\ndata %d\n%s\n" % (len(oids), len(data), data)
+        if len(stream) >= FAST_IMPORT_BYTES:
+            _fast_import(repo, oids, stream)
+            oids, stream = [], bytearray(b"feature done\n")
+    if oids:
+        _fast_import(repo, oids, stream)
 
 
 FAST_IMPORT_BYTES = 16 << 20  # new files' bytes per fast-import (each run writes a pack)
 
 
-def _fast_import(repo: Repo, blobs: Sequence[tuple[str, bytes]]) -> None:
-    """Store (blob id, content) pairs with one `git fast-import`, checking each id."""
-    stream = bytearray(b"feature done\n")
-    for mark, (_, data) in enumerate(blobs, start=1):
-        stream += b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(data), data)
+def _fast_import(repo: Repo, oids: Sequence[str], stream: bytearray) -> None:
+    """Run one `git fast-import` of `stream`, which `_fast_import_blobs` made of blobs
+    marked 1, 2, ... in the order of `oids`, and check each blob's id."""
     stream += b"done\n"  # a truncated stream fails instead of importing half
     with tempfile.TemporaryDirectory(prefix="servegen-marks-") as tmp:
         marks = Path(tmp) / "marks"
@@ -1450,7 +1448,7 @@ def _fast_import(repo: Repo, blobs: Sequence[tuple[str, bytes]]) -> None:
         )
         stored = dict(line.split(" ") for line in marks.read_text("ascii").splitlines())
     # Our ids must be git's ids, or the tree would reference objects that don't exist.
-    for mark, (oid, _) in enumerate(blobs, start=1):
+    for mark, oid in enumerate(oids, start=1):
         if stored.get(f":{mark}") != oid:
             raise GitError(f"fast-import stored blob {mark} as {stored.get(f':{mark}')}, not {oid}")
 

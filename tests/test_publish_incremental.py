@@ -105,9 +105,9 @@ def test_new_files_stored_by_several_fast_imports_make_the_same_commits(
     runs: list[int] = []
     real = git._fast_import
 
-    def counted(repo: git.Repo, blobs: Any) -> None:
-        runs.append(len(blobs))
-        real(repo, blobs)
+    def counted(repo: git.Repo, oids: Any, stream: bytearray) -> None:
+        runs.append(len(oids))
+        real(repo, oids, stream)
 
     monkeypatch.setattr(git, "FAST_IMPORT_BYTES", 100)
     monkeypatch.setattr(git, "_fast_import", counted)
