@@ -1163,9 +1163,9 @@ def _write_tree(
     stale = _stale_folders(base, changed, folders, ids)
     trees = _tree_objects(repo, folders, stale, base)
     computed: list[tuple[str, str]] = []  # (folder, tree id), sub-folders first
-    written = _hash_trees if len(stale) <= HASHED_TREES else _mktree
+    write_trees = _hash_trees if len(stale) <= HASHED_TREES else _mktree
     # Our ids must be git's ids, or the root would name trees that don't exist.
-    if written(repo, trees, computed) != [oid for _, oid in computed]:
+    if write_trees(repo, trees, computed) != [oid for _, oid in computed]:
         raise GitError("git wrote trees under other ids than computed; refusing to commit")
     tree_ids = dict(computed)
     if base is not None:
@@ -1219,8 +1219,9 @@ def _mktree(repo: Repo, trees: Iterable[_TreeObject], computed: list[tuple[str, 
     """Store the tree objects with one `mktree --batch`; git's ids, in order. Each
     tree's (folder, id) as computed is appended to `computed`.
 
-    Each tree becomes request text as it comes: a new deploy branch's tens of thousands
-    of folders were 50 MB as tree objects and entry lists held at once."""
+    Each tree becomes request text as it comes: held at once, the objects and entry
+    lists of a new deploy branch's 49,000 folders (10,000 specs) were about 20 MB more
+    at its peak."""
     request = bytearray()
     for folder, oid, _, rows in trees:
         request += _mktree_entries(rows)
