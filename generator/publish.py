@@ -172,13 +172,6 @@ def model_changes(
     return out
 
 
-def _of_models(files: Mapping[str, bytes], models: set[str]) -> dict[str, bytes]:
-    """The files of `files` in the folders of `models`."""
-    if not models:
-        return {}
-    return {path: files[path] for path in files if outtree.model_of(path) in models}
-
-
 def with_metadata(files: Mapping[str, bytes], data: bytes) -> Mapping[str, bytes]:
     """`files` and the metadata file. Files that know their digests (a stored build's)
     still do, so git.blob_ids() can find their blob ids without reading them."""
@@ -636,23 +629,25 @@ def _touched_models(
     parsing thousands of unchanged files; only the files kept are read.
     """
     touched = {model for path in differ if (model := outtree.model_of(path)) is not None}
-    # A model's files all lie in models/<name>/: for a few models that prefix picks the
-    # candidates (one C call per path), and model_of() decides for those few. For many
-    # (a first publish: every model), each path is asked: a startswith() of 10,000
-    # prefixes for each of 62,000 paths took seconds.
-    folders = tuple(outtree.model_folder(name) for name in sorted(touched))
+    return _of_models(old, touched), _of_models(new, touched)
+
+
+def _of_models(files: Mapping[str, V], models: set[str]) -> dict[str, V]:
+    """The files of `files` in the folders of `models`.
+
+    A model's files all lie in models/<name>/: for a few models that prefix picks the
+    candidates (one C call per path), and model_of() decides for those few. For many
+    (a first publish: every model), each path is asked: a startswith() of 10,000
+    prefixes for each of 62,000 paths took seconds."""
+    if not models:
+        return {}
+    folders = tuple(outtree.model_folder(name) for name in sorted(models))
     prefixes = folders if len(folders) <= _FEW_MODELS else ("",)
-
-    def cut(files: Mapping[str, V]) -> dict[str, V]:
-        if not folders:
-            return {}
-        return {
-            path: files[path]
-            for path in files
-            if path.startswith(prefixes) and outtree.model_of(path) in touched
-        }
-
-    return cut(old), cut(new)
+    return {
+        path: files[path]
+        for path in files
+        if path.startswith(prefixes) and outtree.model_of(path) in models
+    }
 
 
 _FEW_MODELS = 64  # touched models whose folders pick a cut's candidates by prefix
