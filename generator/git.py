@@ -140,7 +140,8 @@ _INHERITABLE_GIT_VARS = frozenset(
 # refresh it (a `git checkout` the user runs meanwhile would fail on index.lock).
 _BASE_ENV: Mapping[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
-_REGULAR_MODES = frozenset({"100644", "100755", "100664"})
+_PLAIN_MODE = "100644"  # the mode of every file servegen writes
+_REGULAR_MODES = frozenset({_PLAIN_MODE, "100755", "100664"})
 _SYMLINK_MODE = "120000"
 _GITLINK_MODE = "160000"
 _HEX_OID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -335,15 +336,16 @@ class _ByPath(Mapping[str, _V]):
 class PlainFiles(_ByPath[TreeEntry]):
     """path -> TreeEntry of a tree of plain files (mode 100644), kept as path -> blob id.
 
-    A tree `build_commit` wrote, or its kept listing, has thousands of files but only
-    plain ones: their entries are made when asked for, and whoever only needs the ids
-    reads `oids` (making 6,000 entries was most of reading a kept listing back).
+    A tree `build_commit` wrote, its kept listing, or a tree git lists with no other
+    kind of entry, has thousands of files but only plain ones: their entries are made
+    when asked for, and whoever only needs the ids reads `oids` (making 6,000 entries
+    was most of reading a kept listing back).
     """
 
     __slots__ = ()
 
     def __getitem__(self, path: str) -> TreeEntry:
-        return TreeEntry(path, "100644", "blob", self.oids[path])
+        return TreeEntry(path, _PLAIN_MODE, "blob", self.oids[path])
 
 
 def file_oids(tree: Tree) -> Mapping[str, str]:
@@ -858,15 +860,21 @@ def read_tree(repo: Repo, commit: str) -> Tree:
     remembered = _LISTED.get((repo.git_dir, commit))
     if remembered is not None:
         return remembered
-    files: dict[str, TreeEntry] = {}
+    oids: dict[str, str] = {}  # every file's blob id, in git's order
+    special: dict[str, TreeEntry] = {}  # the files that are not plain (mode 100644)
     folders: dict[str, str] = {}
     listed = _ls_tree_records(repo, _check_oid(commit), f"cannot list {commit!r}", "-t")
     for path, mode, kind, oid in listed:
         if kind == "tree":
             folders[path] = oid
         else:
-            files[path] = TreeEntry(path, mode, kind, oid)
-    return Tree(commit, files, folders)
+            oids[path] = oid
+            if mode != _PLAIN_MODE or kind != "blob":
+                special[path] = TreeEntry(path, mode, kind, oid)
+    if not special:  # every tree servegen wrote: no entry made per file (62,000 at 10,000 specs)
+        return Tree(commit, PlainFiles(oids), folders)
+    plain = (TreeEntry(path, _PLAIN_MODE, "blob", oid) for path, oid in oids.items())
+    return Tree(commit, {entry.path: special.get(entry.path, entry) for entry in plain}, folders)
 
 
 # The listing of the last commit build_commit made: the next publish builds on it.
@@ -878,16 +886,32 @@ def made_listing(repo: Repo, commit: str) -> Tree | None:
     return _LISTED.get((repo.git_dir, commit))
 
 
-def listing_record(tree: Tree) -> bytes | None:
-    """A listing `build_commit` made, as bytes to keep; None for any other listing.
+def listing_record(tree: Tree) -> list[bytes] | None:
+    """A listing `build_commit` made, as the pieces of the bytes to keep (compact JSON);
+    None for any other listing.
 
     Read back with `listing_from_record`. What a commit id names never changes, so the
-    record is good for that commit in any repository holding it.
+    record is good for that commit in any repository holding it. The layout is encoded
+    a few hundred folders at a time: encoded whole, its encoder's list of small strings
+    and two copies of the text (10 MB at 10,000 specs) were the peak of a publish.
     """
     if tree.layout is None:
         return None
-    record = {"commit": tree.commit, "folders": dict(tree.folders), "layout": tree.layout}
-    return json.dumps(record, separators=(",", ":"), default=dict).encode()
+    encode = _COMPACT.encode
+    head = f'{{"commit":{encode(tree.commit)},"folders":{encode(dict(tree.folders))},"layout":{{'
+    pieces = [head.encode()]
+    folders = list(tree.layout.items())
+    for start in range(0, len(folders), _RECORD_FOLDERS):
+        part = {
+            folder: dict(entries) for folder, entries in folders[start : start + _RECORD_FOLDERS]
+        }
+        pieces.append(("," if start else "").encode() + encode(part)[1:-1].encode())
+    pieces.append(b"}}")
+    return pieces
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_RECORD_FOLDERS = 256  # of a layout, encoded at once by listing_record()
 
 
 def listing_from_record(repo: Repo, commit: str, record: bytes) -> Tree | None:
@@ -922,14 +946,24 @@ def _checked_listing(repo: Repo, commit: str, folders: object, layout: object) -
     if {len(oid) for oid in oids} != {size} or "".join(oids).encode().translate(None, _HEX):
         return None
     files: dict[str, str] = {}
+    for path, oid in layout_entries(layout):
+        if oid is not None:
+            files[path] = oid
+        elif path not in layout:
+            return None  # a sub-folder the layout does not list
+    return Tree(commit, PlainFiles(files), folders, layout)
+
+
+def layout_entries(
+    layout: Mapping[str, Mapping[str, str | None]],
+) -> Iterator[tuple[str, str | None]]:
+    """(path, blob id, or None for a sub-folder) of each entry of a layout, folder by
+    folder in the layout's order: the order a kept listing's files are in, which the
+    digests kept beside it follow (listingcache)."""
     for folder, entries in layout.items():
         top = f"{folder}/" if folder else ""
         for name, oid in entries.items():
-            if oid is not None:
-                files[top + name] = oid
-            elif top + name not in layout:
-                return None
-    return Tree(commit, PlainFiles(files), folders, layout)
+            yield top + name, oid
 
 
 _HEX = b"0123456789abcdef"
@@ -968,7 +1002,7 @@ def read_unlike(
     submodules are a GitError naming them, as in `read_tree_files` (a tree
     `build_commit` wrote has none).
     """
-    if tree.layout is not None:  # plain files only, as build_commit writes them
+    if isinstance(tree.files, PlainFiles):  # plain files only, as build_commit writes them
         listed = _file_oids(tree.files)
     else:
         listed = {e.path: e.oid for e in _regular_entries(list(tree.files.values()), tree.commit)}

@@ -1035,6 +1035,9 @@ def test_incremental_tree_equals_a_full_rebuild(
     remembered = g.read_tree(repo, child)
     fresh = listed_by_git(repo, child)
     assert (remembered.files, remembered.folders) == (fresh.files, fresh.folders)
+    # Plain files only: git's listing makes no entry per file either, and gives the ids.
+    assert isinstance(fresh.files, g.PlainFiles)
+    assert dict(g.file_oids(fresh)) == {p: e.oid for p, e in remembered.files.items()}
 
 
 @settings(
@@ -1077,6 +1080,15 @@ def test_incremental_tree_over_a_hand_made_base(repo: g.Repo, work: Path, tmp_pa
 
     listing = listed_by_git(repo, base)
     assert set(listing.folders) == {"dir", "dir/nothing"}
+    # Each entry as git lists it: a tree with other entries than plain files keeps them.
+    modes = {path: (entry.mode, entry.kind) for path, entry in listing.files.items()}
+    assert modes == {
+        "kept.yaml": ("100644", "blob"),
+        "link.yaml": ("120000", "blob"),
+        "run.sh": ("100755", "blob"),
+        "vendor": ("160000", "commit"),
+    }
+    assert not isinstance(listing.files, g.PlainFiles)
     assert g.write_tree(repo, new, listing) == plain_git_tree(tmp_path / "scratch", new)
     with pytest.raises(GitError, match=r"only regular files.*symlink 'link\.yaml'"):
         g.read_unlike(repo, listing, new, g.blob_ids(repo, new))

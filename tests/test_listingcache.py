@@ -102,9 +102,10 @@ def entry_of(target: pub.Target, commit: str) -> Path:
 
 
 def parts(entry: Path) -> tuple[bytes, bytes, bytes]:
-    """A kept listing's head, record and files' digests (a line each)."""
-    head, record, blobs = entry.read_bytes().split(b"\n")
-    return head, record, blobs
+    """A kept listing's head and record (a line each), then its files' digests (raw
+    bytes, newlines among them)."""
+    head, record, packed = entry.read_bytes().split(b"\n", 2)
+    return head, record, packed
 
 
 def rewrite(entry: Path, change: Any) -> None:
@@ -174,6 +175,28 @@ def test_a_kept_digest_is_used_only_for_the_path_it_was_kept_for(
     check_tree(work, target, swapped)
 
 
+def test_each_kept_digest_is_the_digest_of_the_file_at_its_path(
+    target: pub.Target, source: pub.Source
+) -> None:
+    """The digests are kept in the listing's own order, not beside their paths: read
+    back, each must still be its own file's (many folders, names that sort apart)."""
+    files = {
+        **{f"models/m{i:02d}/base/model.yaml": f"model: {i}\n".encode() for i in range(30)},
+        **{f"models/m{i:02d}/overlays/prod/patch.yaml": f"p: {i}\n".encode() for i in range(30)},
+        "clusters/dev/kustomization.yaml": b"a\n",
+        "README.md": b"readme\n",
+    }
+    commit = fresh_publish(target, source, stored(files)[0]).commit
+    assert commit is not None
+    found = listingcache.load(target.repo, commit)
+    assert found is not None
+    tree, digests = found
+    committed = git.read_tree_files(target.repo, commit)
+    assert set(git.file_oids(tree)) == set(committed) == {*files, "hydrator.metadata"}
+    # Every file knew its digest here: each is read back as its own file's.
+    assert digests == {path: digest(data) for path, data in committed.items()}
+
+
 def test_a_tip_someone_else_made_is_listed_with_git(
     work: Path, target: pub.Target, source: pub.Source, commands: list[str]
 ) -> None:
@@ -230,7 +253,7 @@ def test_no_listing_is_kept_or_read_with_the_cache_off(
 
 def damaged(entry: Path) -> None:
     data = bytearray(entry.read_bytes())
-    data[-20] ^= 0x01  # one bit of the record
+    data[len(parts(entry)[0]) + 20] ^= 0x01  # one bit of the record
     entry.write_bytes(bytes(data))
 
 
@@ -301,18 +324,48 @@ def with_another_files_id(entry: Path) -> None:
 
 
 def with_another_files_digest(entry: Path) -> None:
-    """A file's digest changed in the digests' line: caught by the entry's digest."""
-    head, record, blobs = parts(entry)
-    digests = json.loads(blobs)
-    path = sorted(digests)[0]
-    digests[path] = "0" * len(digests[path])
-    entry.write_bytes(head + b"\n" + record + b"\n" + json.dumps(digests).encode())
+    """A file's digest changed in the digests: caught by the entry's digest."""
+    head, record, packed = parts(entry)
+    changed = bytes([packed[0], packed[1] ^ 0x01]) + packed[2:]  # the first file's
+    entry.write_bytes(head + b"\n" + record + b"\n" + changed)
+
+
+def repacked(entry: Path, change: Any) -> None:
+    """Change a kept listing's digests and store them with a matching entry digest:
+    only the checks on their records can refuse them."""
+    head, record, packed = parts(entry)
+    packed = change(packed)
+    found = json.loads(head)
+    found["digest"] = hashlib.sha256(record + b"\n" + packed).hexdigest()
+    entry.write_bytes(json.dumps(found).encode() + b"\n" + record + b"\n" + packed)
+
+
+def with_a_digest_too_few(entry: Path) -> None:
+    repacked(entry, lambda packed: packed[: -len(listingcache._NONE)])
+
+
+def with_a_digest_too_many(entry: Path) -> None:
+    repacked(entry, lambda packed: packed + listingcache._NONE)
+
+
+def with_an_unknown_flag(entry: Path) -> None:
+    repacked(entry, lambda packed: b"\x02" + packed[1:])
+
+
+def with_an_unknown_digest_not_zero(entry: Path) -> None:
+    """A file whose digest is not known has zeros where the digest goes: the first
+    file's flag says unknown, its digest is left there."""
+    repacked(entry, lambda packed: b"\x00" + packed[1:])
 
 
 @pytest.mark.parametrize(
     "spoil",
     [
         damaged,
+        with_a_digest_too_few,
+        with_a_digest_too_many,
+        with_an_unknown_flag,
+        with_an_unknown_digest_not_zero,
         truncated,
         for_another_commit,
         with_a_parent_folder_name,
@@ -347,15 +400,22 @@ def test_a_spoilt_listing_is_a_miss_and_the_tip_is_listed_with_git(
     check_tree(work, target, files)
 
 
-def test_the_kept_listing_is_the_listing_git_gives(target: pub.Target, source: pub.Source) -> None:
+@pytest.mark.parametrize("folders", [1, 3, git._RECORD_FOLDERS])
+def test_the_kept_listing_is_the_listing_git_gives(
+    target: pub.Target, source: pub.Source, folders: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever number of folders the record's layout is encoded at a time."""
+    monkeypatch.setattr(git, "_RECORD_FOLDERS", folders)
     files = {**model("llama", 1), **model("qwen", 2), "clusters/dev/kustomization.yaml": b"a\n"}
     for replicas in (1, 2):
         files.update(model("qwen", replicas))
         commit = fresh_publish(target, source, files).commit
         assert commit is not None
         found = listingcache.load(target.repo, commit)
-        listed = git.read_tree(target.repo, commit)
-        assert found is not None
+        made = git.made_listing(target.repo, commit)
+        git._LISTED.clear()
+        listed = git.read_tree(target.repo, commit)  # by git
+        assert found is not None and made is not None and made.layout is not None
         kept = found[0]
-        assert kept.layout is not None
         assert kept.files == listed.files and kept.folders == listed.folders
+        assert kept.layout == {folder: dict(names) for folder, names in made.layout.items()}
