@@ -946,11 +946,13 @@ def _checked_listing(repo: Repo, commit: str, folders: object, layout: object) -
     if {len(oid) for oid in oids} != {size} or "".join(oids).encode().translate(None, _HEX):
         return None
     files: dict[str, str] = {}
-    for path, oid in layout_entries(layout):
-        if oid is not None:
-            files[path] = oid
-        elif path not in layout:
-            return None  # a sub-folder the layout does not list
+    for folder, entries in layout.items():  # layout_entries(), inlined: a call per entry
+        top = f"{folder}/" if folder else ""
+        for name, oid in entries.items():
+            if oid is not None:
+                files[top + name] = oid
+            elif top + name not in layout:
+                return None  # a sub-folder the layout does not list
     return Tree(commit, PlainFiles(files), folders, layout)
 
 
@@ -958,8 +960,9 @@ def layout_entries(
     layout: Mapping[str, Mapping[str, str | None]],
 ) -> Iterator[tuple[str, str | None]]:
     """(path, blob id, or None for a sub-folder) of each entry of a layout, folder by
-    folder in the layout's order: the order a kept listing's files are in, which the
-    digests kept beside it follow (listingcache)."""
+    folder in the layout's order: the order of the files of a listing read back from
+    its record (`_checked_listing` walks it the same way), which the digests kept
+    beside the record follow (listingcache)."""
     for folder, entries in layout.items():
         top = f"{folder}/" if folder else ""
         for name, oid in entries.items():

@@ -191,6 +191,9 @@ def test_each_kept_digest_is_the_digest_of_the_file_at_its_path(
     found = listingcache.load(target.repo, commit)
     assert found is not None
     tree, digests = found
+    assert tree.layout is not None  # its files in the order the digests were kept in:
+    in_order = [path for path, oid in git.layout_entries(tree.layout) if oid is not None]
+    assert list(git.file_oids(tree)) == in_order
     committed = git.read_tree_files(target.repo, commit)
     assert set(git.file_oids(tree)) == set(committed) == {*files, "hydrator.metadata"}
     # Every file knew its digest here: each is read back as its own file's.
