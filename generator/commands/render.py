@@ -33,10 +33,16 @@ def run(options: RenderOptions) -> int:
         else everything
     )
     shown = terminal.shown_path(out)
+    files, tree = result.files, result.tree
+    rendered = "" if options.check else _rendered(result, options.environment)
+    # The models' summaries: what they hold is for the check's or the write's reading of
+    # the output folder to reuse (14 MB at 10,000 specs; a check of an output nothing
+    # vouches for peaked 20 MB higher than the write with them still held).
+    del result
     if options.check:
-        stale = stale_paths(out, result.files, scope, tree=result.tree)
+        stale = stale_paths(out, files, scope, tree=tree)
         for path in stale:
-            print(f"{shown}/{path}: {_how_stale(out, path, result.files)}", file=sys.stderr)
+            print(f"{shown}/{path}: {_how_stale(out, path, files)}", file=sys.stderr)
         if stale:
             verb = "is" if len(stale) == 1 else "are"
             terminal.summary(
@@ -48,9 +54,6 @@ def run(options: RenderOptions) -> int:
             return EXIT_INVALID
         terminal.summary(f"{shown} is up to date", color=color)
         return EXIT_OK
-    files, tree = result.files, result.tree
-    rendered = _rendered(result, options.environment)
-    del result  # the models' summaries: what they hold is the write's to reuse (14 MB at 10,000)
     try:
         # The build's objects stay alive until the process ends: a full collection
         # while writing would walk them all for nothing (260 ms at 10,000 specs).
