@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -891,27 +892,34 @@ def listing_record(tree: Tree) -> list[bytes] | None:
     None for any other listing.
 
     Read back with `listing_from_record`. What a commit id names never changes, so the
-    record is good for that commit in any repository holding it. The layout is encoded
-    a few hundred folders at a time: encoded whole, its encoder's list of small strings
-    and two copies of the text (10 MB at 10,000 specs) were the peak of a publish.
+    record is good for that commit in any repository holding it. Its folders and its
+    layout are encoded a few hundred folders at a time: encoded whole, the encoder's
+    small strings and two copies of the text (10 MB at 10,000 specs) were the peak of
+    a publish.
     """
     if tree.layout is None:
         return None
-    encode = _COMPACT.encode
-    head = f'{{"commit":{encode(tree.commit)},"folders":{encode(dict(tree.folders))},"layout":{{'
-    pieces = [head.encode()]
-    folders = list(tree.layout.items())
-    for start in range(0, len(folders), _RECORD_FOLDERS):
-        part = {
-            folder: dict(entries) for folder, entries in folders[start : start + _RECORD_FOLDERS]
-        }
-        pieces.append(("," if start else "").encode() + encode(part)[1:-1].encode())
-    pieces.append(b"}}")
+    pieces = [f'{{"commit":{_COMPACT.encode(tree.commit)},"folders":'.encode()]
+    pieces += _object_pieces(tree.folders.items())
+    pieces.append(b',"layout":')
+    pieces += _object_pieces((folder, dict(names)) for folder, names in tree.layout.items())
+    pieces.append(b"}")
     return pieces
 
 
+def _object_pieces(items: Iterable[tuple[str, object]]) -> Iterator[bytes]:
+    """The compact JSON object of `items` (string keys), _RECORD_FOLDERS of them a
+    piece, each made when its turn comes."""
+    yield b"{"
+    left, separator = iter(items), ""
+    while batch := dict(itertools.islice(left, _RECORD_FOLDERS)):
+        yield (separator + _COMPACT.encode(batch)[1:-1]).encode()
+        separator = ","
+    yield b"}"
+
+
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
-_RECORD_FOLDERS = 256  # of a layout, encoded at once by listing_record()
+_RECORD_FOLDERS = 256  # folders encoded at once by listing_record()
 
 
 def listing_from_record(repo: Repo, commit: str, record: bytes) -> Tree | None:

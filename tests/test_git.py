@@ -8,6 +8,7 @@ CLI directly (`sh`), independently of the module under test.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import stat
@@ -1275,3 +1276,26 @@ _NAME_CHARS = st.sampled_from(["a", ".", "/", "\0", "\\", "g", "i", "t", "G", "I
 def test_names_judged_together_as_one_by_one(names: set[str]) -> None:
     """A kept listing's names are judged all at once; the answer is the per-name rule's."""
     assert g._plain_names(names) == all(map(g._plain_name, names))
+
+
+@pytest.mark.parametrize("folders", [0, 1, 2, 3, 7])
+def test_a_listing_record_is_the_compact_json_of_the_listing(
+    folders: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoded a few folders at a time, byte for byte the listing encoded whole (names
+    with quotes and non-ASCII letters included)."""
+    monkeypatch.setattr(g, "_RECORD_FOLDERS", 2)
+    layout: dict[str, dict[str, str | None]] = {"": {"a.yaml": "1" * 40, "d": None}}
+    tree_ids = {}
+    for number in range(folders):
+        folder = f"d/f{number}\u00e9"
+        tree_ids[folder] = f"{number:040x}"
+        layout[folder] = {"k.yaml": f"{number + 7:040x}", 'n"q': f"{number + 9:040x}"}
+    tree = g.Tree("c" * 40, g.PlainFiles({}), tree_ids, layout)
+    whole = {"commit": tree.commit, "folders": tree_ids, "layout": layout}
+    pieces = g.listing_record(tree)
+    assert pieces is not None
+    assert b"".join(pieces) == json.dumps(whole, separators=(",", ":")).encode()
+    # Each object's braces and a piece per two of its entries, the commit and the glue:
+    # the folders' object has `folders` entries, the layout's one more (the root).
+    assert len(pieces) == 3 + (2 + -(-folders // 2)) + (2 + -(-(folders + 1) // 2))
