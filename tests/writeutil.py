@@ -36,6 +36,14 @@ def left_beside(out: Path) -> list[str]:
     return found
 
 
+# What a write that ran to its end leaves beside an output folder named `out`
+# (left_beside()): with or without the spare, as the last swap left it.
+FINISHED_BESIDE = (
+    [".out.servegen", "out", ".out.servegen/.gitignore"],
+    [".out.servegen", "out", ".out.servegen/.gitignore", ".out.servegen/spare"],
+)
+
+
 def run_writer(program: str, args: list[str], kill_after: float | None) -> float:
     """Run `python -c program args...`, which prints `ready` before it writes; kill it
     `kill_after` seconds after that (None: let it finish). Returns its run time."""
