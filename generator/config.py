@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from generator.errors import UnknownEnvironmentError, cut
+from generator.errors import ServegenError, UnknownEnvironmentError, cut
 from generator.fields import (
     LINE_PATTERN,
     Annotations,
@@ -26,9 +26,12 @@ from generator.fields import (
     Resources,
     StrictModel,
     Toleration,
+    credential_pattern,
     single_line,
 )
 from generator.k8sformats import DNS1123_SUBDOMAIN
+from generator.k8sschemas import resolve_kubernetes_version
+from generator.urls import AUTHORITY_PATTERN, CREDENTIALS_PATTERN, CREDENTIALS_PROBLEM, url_problem
 
 CONFIG_FILE = "servegen.yaml"
 
@@ -173,6 +176,48 @@ def _branch_schema(schema: dict[str, Any]) -> None:
 
 BranchName = Annotated[str, AfterValidator(_branch_name), Field(json_schema_extra=_branch_schema)]
 
+_CREDENTIALS_ADVICE = "keep credentials in a Secret"
+
+
+def _service_url(value: str) -> str:
+    """generator/urls.py's rule, and no credential of a known kind anywhere in the URL (a
+    token as the user name, or in the query): it would be written out as it is."""
+    problem = url_problem(value)
+    if problem == CREDENTIALS_PROBLEM:  # the URL is not quoted: it would show the password
+        raise ValueError(f"{problem}: {_CREDENTIALS_ADVICE}")
+    kind = credential_pattern(value)
+    if kind:
+        raise ValueError(
+            f"holds what looks like {kind}, which would be written into the manifests in "
+            f"plaintext: {_CREDENTIALS_ADVICE}"
+        )
+    if problem:
+        raise ValueError(f"{cut(value)!r} {problem}")
+    return value
+
+
+def _service_url_schema(schema: dict[str, Any]) -> None:
+    """_service_url's rule, for editors (but for the credential patterns, which need `\\b`)."""
+    schema["allOf"] = [{"pattern": AUTHORITY_PATTERN}, {"not": {"pattern": CREDENTIALS_PATTERN}}]
+
+
+# Each URL field: its schemes (and the characters a URL may hold) first, so a URL without
+# a scheme is told which it needs, then _service_url.
+_URL_RULE = AfterValidator(_service_url)
+_URL_SCHEMA = Field(json_schema_extra=_service_url_schema)
+HttpUrl = Annotated[
+    str, StringConstraints(pattern=rf"^https?://[^{_BLANK}]+$"), _URL_RULE, _URL_SCHEMA
+]
+OtlpUrl = Annotated[
+    str, StringConstraints(pattern=rf"^(https?|grpc)://[^{_BLANK}]+$"), _URL_RULE, _URL_SCHEMA
+]
+GitUrl = Annotated[
+    str,
+    StringConstraints(pattern=r"^(http|https|ssh)://[^\n\r\u2028\u2029]*$"),
+    _URL_RULE,
+    _URL_SCHEMA,
+]
+
 
 def in_cluster_namespace(url: str) -> str | None:
     """The namespace an in-cluster Service URL names (`http://svc.ns.svc[.cluster.local]/...`)."""
@@ -197,9 +242,8 @@ class KubeAIInstall(StrictModel):
         description="Namespace KubeAI runs in. KubeAI reconciles Models only in its own "
         "namespace, so this environment's Models are written there."
     )
-    endpoint: str | None = Field(
+    endpoint: HttpUrl | None = Field(
         default=None,
-        pattern=rf"^https?://[^{_BLANK}]+$",
         description="OpenAI base URL of this KubeAI, as clients reach it "
         "(default: http://kubeai.<namespace>.svc.cluster.local/openai/v1).",
     )
@@ -354,9 +398,8 @@ class VLLM(StrictModel):
 
 
 class Telemetry(StrictModel):
-    otlp_endpoint: str | None = Field(
+    otlp_endpoint: OtlpUrl | None = Field(
         default=None,
-        pattern=rf"^(https?|grpc)://[^{_BLANK}]+$",
         description="OTLP traces endpoint (http://, https:// or grpc://) for specs with "
         "enable_telemetry.",
     )
@@ -368,6 +411,18 @@ class Validation(StrictModel):
         pattern=r"^v?1\.[0-9]{1,6}(\.[0-9]{1,6})?$",
         description="Kubernetes version whose schemas built-in kinds are checked against.",
     )
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _schemas_exist(cls, version: str) -> str:
+        # Told here, at its place in servegen.yaml, rather than when the first object is
+        # checked (a message without a position, after every spec was read).
+        try:
+            resolve_kubernetes_version(version)
+        except ServegenError as exc:
+            raise ValueError(exc.message) from None
+        return version
+
     crds: list[CrdSource] = Field(
         default_factory=list,
         description="Extra CRD YAML files or directories inside the repository (relative "
@@ -381,8 +436,7 @@ class Validation(StrictModel):
 
 
 class Flux(StrictModel):
-    url: str = Field(
-        pattern=r"^(http|https|ssh)://[^\n\r\u2028\u2029]*$",
+    url: GitUrl = Field(
         description="Git URL (http://, https:// or ssh://) Flux pulls the deploy branch from.",
     )
     interval: Interval = Field(

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import schemas
-from generator.errors import ServegenError, printable
+from generator.errors import ServegenError, cut, printable
 from generator.k8sformats import DNS1123_SUBDOMAIN
+from generator.urls import CREDENTIALS_PROBLEM, url_problem
 from generator.yamlio import YamlSyntaxError, load_documents
 
 SOURCES_FILE = "SOURCES.toml"  # not .yaml/.json: a --crds scan of this folder skips it
@@ -183,10 +184,11 @@ class Fetched:
 
 def shown_url(url: str) -> str:
     """`url` for messages: no user name or password, no query (a token may be there)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # a '[' or ']' around no IPv6 address: no part can be told apart
+        return printable(f"{cut(url.partition(':')[0], 20)}:...")
+    host = parts.netloc.rpartition("@")[2]  # as written: `.port` raises on a bad one
     query = "?..." if parts.query else ""
     return printable(urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")) + query)
 
@@ -202,11 +204,16 @@ def fetch_url(url: str) -> bytes:
     shown = shown_url(url)
     if not url.startswith(("https://", "http://")):
         raise ServegenError(f"--refresh {shown}: only http:// and https:// URLs are fetched")
-    if urllib.parse.urlsplit(url).username is not None:
+    problem = url_problem(url)
+    if problem == CREDENTIALS_PROBLEM or (
+        problem is None and urllib.parse.urlsplit(url).username is not None
+    ):
         raise ServegenError(
             f"--refresh {shown}: a user name or password in the URL is refused (it would be "
             "printed with every message); fetch a public URL"
         )
+    if problem:
+        raise ServegenError(f"--refresh {shown} {problem}")
     opener = urllib.request.build_opener(_safe_redirects())
     request = urllib.request.Request(url, headers={"User-Agent": "servegen"})  # noqa: S310
     deadline = time.monotonic() + FETCH_TIMEOUT_S

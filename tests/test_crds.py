@@ -296,6 +296,33 @@ def test_refresh_only_fetches_http_urls(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 1 and "only http:// and https:// URLs" in err
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:80a/crd.yaml", "has the port '80a': a port is a number from 1 to 65535"),
+        ("http://127.0.0.1:99999/crd.yaml", "has the port '99999'"),
+        ("http://[::1/crd.yaml", "has a '[' or ']' that does not enclose an IPv6 address"),
+        ("http:///crd.yaml", "has no host"),
+    ],
+)
+def test_refresh_names_what_is_wrong_with_a_url(
+    url: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Told, with exit 1, before anything is fetched (it was an internal error)."""
+    code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", url], capsys)
+    assert code == 1 and message in err, err
+    assert "internal error" not in err and not (tmp_path / "crds").exists()
+
+
+def test_refresh_prints_no_credentials_of_a_url_with_a_bad_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "http://alice:s3cret@127.0.0.1:80a/crd.yaml"
+    code, _, err = run(["-C", str(tmp_path), "crds", "--refresh", url], capsys)
+    assert code == 1 and "a user name or password in the URL is refused" in err
+    assert "s3cret" not in err and "alice" not in err
+
+
 class _Tricks(http.server.BaseHTTPRequestHandler):
     """Redirects, a body sent a byte at a time, and plain CRDs by name, on loopback."""
 

@@ -1,7 +1,11 @@
-"""Whatever a spec author types, validate answers 0 or 1 with positions: never a crash."""
+"""Whatever a spec author types, in a spec or in servegen.yaml, validate answers 0 or 1 with
+positions: never a crash."""
 
 from __future__ import annotations
 
+import re
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from tests.conftest import EXAMPLES
 from tests.specrepo import empty_spec_repo
 
 SPECS = sorted((EXAMPLES / "specs").rglob("*.yaml"))
+CONFIG = EXAMPLES / "servegen.yaml"
 NOISE = st.sampled_from(
     [
         ":",
@@ -49,9 +54,9 @@ NOISE = st.sampled_from(
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> str:
-    """An example spec with a few random insertions and deletions."""
-    text = draw(st.sampled_from(SPECS)).read_text()
+def mutated(draw: st.DrawFn, files: Sequence[Path] = SPECS) -> str:
+    """An example spec (or one of `files`) with a few random insertions and deletions."""
+    text = draw(st.sampled_from(files)).read_text()
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(text)))
         if draw(st.booleans()):
@@ -94,6 +99,39 @@ def _validates_without_a_crash(repo: Path, text: str, capsys: pytest.CaptureFixt
         assert out.startswith("specs/spec.yaml:"), out  # every problem is positioned
 
 
+@_fuzzed(300)
+@given(text=mutated([CONFIG]))
+def test_mutated_configs_never_crash(
+    config_repo: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """servegen.yaml mutated, with every example spec to validate and render under it (a
+    port that was not a number reached the render and crashed it)."""
+    _validates_config_without_a_crash(config_repo, text, capsys)
+
+
+def _validates_config_without_a_crash(
+    config_repo: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (config_repo / "servegen.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+    code = cli.main(["-C", str(config_repo), "validate"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), out + err
+    assert "internal error" not in err and "Traceback" not in err
+    errors = [line for line in out.splitlines() if ": error: " in line]
+    assert (code == 1) is bool(errors), out
+    assert all(POSITIONED.match(line) for line in errors), out  # a spec's, or servegen.yaml's
+
+
+POSITIONED = re.compile(r"(servegen\.yaml|specs/[^:]+\.yaml):[0-9]+:[0-9]+: error: ")
+
+
+@pytest.fixture(scope="module")
+def config_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fuzz-config")
+    shutil.copytree(EXAMPLES / "specs", root / "specs")
+    return root
+
+
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
@@ -123,11 +161,12 @@ def _paths(data: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, 
     return out
 
 
-def _one_value_replaced(draw: st.DrawFn, value: object) -> str:
-    """An example spec as YAML, with the value at one drawn path replaced by `value`."""
+def _one_value_replaced(draw: st.DrawFn, value: object, files: Sequence[Path] = SPECS) -> str:
+    """An example spec (or one of `files`) as YAML, with the value at one drawn path
+    replaced by `value`."""
     from generator.yamlio import dump, parse_rendered
 
-    (data,) = parse_rendered(draw(st.sampled_from(SPECS)).read_text())
+    (data,) = parse_rendered(draw(st.sampled_from(files)).read_text())
     path = draw(st.sampled_from(_paths(data)[1:]))
     node = data
     for step in path[:-1]:
@@ -148,6 +187,29 @@ def test_retyped_specs_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _validates_without_a_crash(repo, text, capsys)
+
+
+# Text that starts as a URL does, made of what splits one into its parts: servegen.yaml
+# holds three.
+URLISH = st.builds(
+    str.__add__,
+    st.sampled_from(["http://", "https://", "grpc://", "ssh://"]),
+    st.text(alphabet="ab.-:@[]/?#019x", max_size=16),
+)
+
+
+@st.composite
+def retyped_config(draw: st.DrawFn) -> str:
+    """The examples' servegen.yaml with one value replaced by arbitrary data or a URL."""
+    return _one_value_replaced(draw, draw(JSON_VALUES | URLISH), [CONFIG])
+
+
+@_fuzzed(300)
+@given(text=retyped_config())
+def test_retyped_configs_never_crash(
+    config_repo: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _validates_config_without_a_crash(config_repo, text, capsys)
 
 
 # Numbers written as YAML text at and past every limit a reader or a check has: int()'s

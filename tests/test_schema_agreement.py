@@ -183,6 +183,40 @@ def test_validate_and_the_schema_agree_on_blanks_in_urls(
 # --- what the schemas can say, they say ----------------------------------------------------
 
 
+URL_PLACES = [
+    "flux: {{url: '{}'}}\n",
+    "telemetry: {{otlp_endpoint: '{}'}}\n",
+    "kubeai: {{endpoint: '{}'}}\n",
+    "environments: {{prod: {{kubeai: {{namespace: kubeai, endpoint: '{}'}}}}}}\n",
+]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://otel:431v7", "https://h:65536/x", "http://h:0", "https://", "http:///openai/v1",
+     "https://bot:s3cret@h/x", "http://[::1/x", "http://a[::1]b/"],
+)  # fmt: skip
+@pytest.mark.parametrize("place", URL_PLACES)
+def test_a_url_validate_refuses_is_marked_by_the_schema(
+    url: str, place: str, tmp_path: Path
+) -> None:
+    text = place.format(url)
+    assert validate_config(tmp_path, text) != []
+    assert schema_errors(config_validator(), text) != []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://h:4317", "https://h:65535/x", "http://[::1]:4318/v1/traces", "http://u@h/x",
+     "http://h:/x"],
+)  # fmt: skip
+@pytest.mark.parametrize("place", URL_PLACES)
+def test_a_url_validate_accepts_is_not_marked(url: str, place: str, tmp_path: Path) -> None:
+    text = place.format(url)
+    assert validate_config(tmp_path, text) == []
+    assert schema_errors(config_validator(), text) == []
+
+
 @pytest.mark.parametrize("value", ["2 cores", "16GB", "16gi", "-1", "''", "-2", "-0.5"])
 def test_a_quantity_validate_refuses_is_marked_by_the_schema(value: str, tmp_path: Path) -> None:
     text = VLLM_SPEC + f"  resources: {{mem: 16Gi, cpu: {value}}}\n"
