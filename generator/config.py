@@ -31,7 +31,13 @@ from generator.fields import (
 )
 from generator.k8sformats import DNS1123_SUBDOMAIN
 from generator.k8sschemas import resolve_kubernetes_version
-from generator.urls import AUTHORITY_PATTERN, CREDENTIALS_PATTERN, CREDENTIALS_PROBLEM, url_problem
+from generator.urls import (
+    AUTHORITY_PATTERN,
+    CREDENTIALS_PATTERN,
+    CREDENTIALS_PROBLEM,
+    credential_places,
+    url_problem,
+)
 
 CONFIG_FILE = "servegen.yaml"
 
@@ -180,12 +186,12 @@ _CREDENTIALS_ADVICE = "keep credentials in a Secret"
 
 
 def _service_url(value: str) -> str:
-    """generator/urls.py's rule, and no credential of a known kind anywhere in the URL (a
-    token as the user name, or in the query): it would be written out as it is."""
+    """generator/urls.py's rule, and no credential of a known kind where a URL carries one
+    (a token as the user name, or in the query): it would be written out as it is."""
     problem = url_problem(value)
     if problem == CREDENTIALS_PROBLEM:  # the URL is not quoted: it would show the password
         raise ValueError(f"{problem}: {_CREDENTIALS_ADVICE}")
-    kind = credential_pattern(value)
+    kind = credential_pattern(credential_places(value))
     if kind:
         raise ValueError(
             f"holds what looks like {kind}, which would be written into the manifests in "

@@ -25,10 +25,12 @@ _PORT_NUMBER = (
     r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 )
 # scheme://[user@]host[:port] followed by the path, query, fragment or nothing. A host is
-# a name without the characters that end or split an authority, or a bracketed IPv6
-# address; an empty port (`host:`) is no port to both readers.
+# a name without the characters that end or split an authority, spaces and control
+# characters (net/url refuses them; urlsplit drops tabs and line breaks, and reads the
+# rest as part of the name), or a bracketed IPv6 address; an empty port (`host:`) is no
+# port to both readers.
 AUTHORITY_PATTERN = (
-    r"^[^:/?#]+://([^/?#]*@)?([^/?#@:\[\]]+|\[[0-9A-Fa-f:.]+\])"
+    r"^[^:/?#]+://([^/?#\x00-\x20\x7f]*@)?([^/?#@:\[\]\x00-\x20\x7f]+|\[[0-9A-Fa-f:.]+\])"
     rf"(:(0*{_PORT_NUMBER})?)?([/?#]|$)"
 )
 # A ':' before the last '@' of the authority: a password (urlsplit's `.password`).
@@ -36,6 +38,7 @@ CREDENTIALS_PATTERN = r"^[^:/?#]+://[^/?#]*:[^/?#]*@"
 
 _AUTHORITY = re.compile(AUTHORITY_PATTERN)
 _CREDENTIALS = re.compile(CREDENTIALS_PATTERN)
+_BLANK_AUTHORITY = re.compile(r"^[^:/?#]+://[^/?#]*[\x00-\x20\x7f]")
 
 CREDENTIALS_PROBLEM = "holds a password, which would be written into the manifests in plaintext"
 _BRACKETS = "has a '[' or ']' that does not enclose an IPv6 address"
@@ -49,6 +52,8 @@ def url_problem(url: str) -> str | None:
     """
     if _CREDENTIALS.match(url):
         return CREDENTIALS_PROBLEM
+    if _BLANK_AUTHORITY.match(url):
+        return "has a space or a control character before its path"
     try:
         parts = urlsplit(url)
     except ValueError:  # urlsplit checks what a '[' ... ']' encloses
@@ -77,3 +82,13 @@ def _valid_port(parts: SplitResult) -> bool:
         return bool(parts.port)  # None (no digits) cannot be here; 0 is no port
     except ValueError:
         return False
+
+
+def credential_places(url: str) -> str:
+    """The parts of `url` a credential would be put in: its user name, query and fragment
+    (not its host or path, which name things: a repository may be `sk-learn-...`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return " ".join((parts.netloc.rpartition("@")[0], parts.query, parts.fragment))

@@ -208,7 +208,7 @@ def test_a_url_validate_refuses_is_marked_by_the_schema(
 @pytest.mark.parametrize(
     "url",
     ["http://h:4317", "https://h:65535/x", "http://[::1]:4318/v1/traces", "http://u@h/x",
-     "http://h:/x"],
+     "http://h:/x", "https://github.com/org/sk-learn-examples-for-the-team"],
 )  # fmt: skip
 @pytest.mark.parametrize("place", URL_PLACES)
 def test_a_url_validate_accepts_is_not_marked(url: str, place: str, tmp_path: Path) -> None:

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.urls import AUTHORITY_PATTERN, CREDENTIALS_PATTERN, CREDENTIALS_PROBLEM, url_problem
+from generator.urls import (
+    AUTHORITY_PATTERN,
+    CREDENTIALS_PATTERN,
+    CREDENTIALS_PROBLEM,
+    credential_places,
+    url_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +56,9 @@ def test_a_usable_url_has_no_problem(url: str) -> None:
         ("http://a[::1]b/", "has a '[' or ']' that does not enclose an IPv6 address"),
         # urlsplit drops tabs and line breaks anywhere (Python 3.11 _UNSAFE_URL_BYTES_TO_REMOVE)
         # and would read port 12; Go refuses the control character.
-        ("http://h:1\t2/", "is not a URL of the form scheme://host[:port][/path]"),
+        ("http://h:1\t2/", "has a space or a control character before its path"),
+        ("https://git hub.com/o/r", "has a space or a control character before its path"),
+        ("https://bot @github.com/o/r", "has a space or a control character before its path"),
         ("https://bot:s3cret@github.com/o/r", CREDENTIALS_PROBLEM),
         ("https://bot:@github.com/o/r", CREDENTIALS_PROBLEM),
         ("https://a:b@c@github.com/o/r", CREDENTIALS_PROBLEM),
@@ -59,6 +67,20 @@ def test_a_usable_url_has_no_problem(url: str) -> None:
 )
 def test_a_url_no_service_can_use_is_refused_saying_why(url: str, problem: str) -> None:
     assert url_problem(url) == problem
+
+
+@pytest.mark.parametrize(
+    ("url", "places"),
+    [
+        ("https://github.com/org/sk-learn-examples-for-the-team", "  "),
+        ("https://ghp_x@github.com/o/r?token=t#f", "ghp_x token=t f"),
+        ("https://a:b@c@h/p", "a:b@c  "),
+        ("http://[::1/x", ""),
+    ],
+)
+def test_credentials_are_looked_for_where_a_url_carries_them(url: str, places: str) -> None:
+    """The user name, query and fragment; a host or path names things."""
+    assert credential_places(url) == places
 
 
 # --- the schema patterns say what url_problem() says -------------------------------------
@@ -71,7 +93,7 @@ def _editor() -> Any:
     return jsonschema_rs.Draft7Validator(schema)
 
 
-URLISH = st.text(alphabet="ab.-_%~:@[]/?#019x\\", max_size=14)
+URLISH = st.text(alphabet="ab.-_%~:@[]/?#019x\\ \t", max_size=14)
 
 
 @settings(max_examples=800, deadline=None)
