@@ -28,6 +28,7 @@ from generator.yamlio import YamlSyntaxError, load_documents
 
 JSON = dict[str, Any]
 Kind = tuple[str, str]  # (apiVersion, kind)
+Where = tuple[str | int, ...]  # keys, and indices into lists
 
 
 def convert_file(path: Path, data: bytes) -> dict[Kind, JSON]:
@@ -46,11 +47,46 @@ def convert_file(path: Path, data: bytes) -> dict[Kind, JSON]:
     else:
         documents = _yaml_documents(path, text)
     found = [
-        d for d in documents if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
+        (index, d)
+        for index, d in enumerate(documents)
+        if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
     ]
     if not found:
         raise ServegenError(f"CRD file {path} contains no CustomResourceDefinition")
-    return {kind: schema for crd in found for kind, schema in _crd_versions(crd, path)}
+    converted: dict[Kind, JSON] = {}
+    for index, crd in found:
+        try:
+            converted.update(_crd_versions(crd))
+        except _Refused as exc:
+            raise ServegenError(f"{_located(path, text, index, exc.where)}: {exc}") from None
+    return converted
+
+
+class _Refused(ValueError):
+    """What makes a CRD unusable, at `where` in its document (the message says where too)."""
+
+    def __init__(self, where: Where, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def _located(path: Path, text: str, index: int, where: Where) -> str:
+    """`path:line:col` of the node at `where` in the file's document `index` (or of its
+    deepest existing parent), read again with positions, which only a refused file needs;
+    `path` alone when the text cannot be read so (JSON that YAML reads otherwise)."""
+    try:
+        line, col = load_documents(text)[index].position(where)
+    except (YamlSyntaxError, IndexError):
+        return str(path)
+    return f"{path}:{line}:{col}"
+
+
+def _dotted(where: Where) -> str:
+    """`spec.versions[0].schema`: keys as they are, list indices in brackets."""
+    out = ""
+    for step in where:
+        out += f"[{step}]" if isinstance(step, int) else f".{step}" if out else step
+    return out
 
 
 def _yaml_documents(path: Path, text: str) -> list[Any]:
@@ -63,42 +99,42 @@ def _yaml_documents(path: Path, text: str) -> list[Any]:
         raise ServegenError(f"{path}:{exc.line}:{exc.col}: invalid YAML: {exc.message}") from None
 
 
-def _crd_versions(crd: JSON, path: Path) -> Iterator[tuple[Kind, JSON]]:
-    spec = _field(crd, path, dict, "spec")
-    group = _field(spec, path, str, "spec", "group")
-    kind = _field(_field(spec, path, dict, "spec", "names"), path, str, "spec", "names", "kind")
-    versions = _field(spec, path, list, "spec", "versions")
+def _crd_versions(crd: JSON) -> Iterator[tuple[Kind, JSON]]:
+    spec = _field(crd, dict, "spec")
+    group = _field(spec, str, "spec", "group")
+    kind = _field(_field(spec, dict, "spec", "names"), str, "spec", "names", "kind")
+    versions = _field(spec, list, "spec", "versions")
     for index, version in enumerate(versions):
-        where = ("spec", f"versions[{index}]")
+        where = ("spec", "versions", index)
         if not isinstance(version, dict):
-            raise _not_a_crd(path, where, dict)
+            raise _not_a_crd(where, dict)
         if not version.get("served", True):
             continue
-        name = _field(version, path, str, *where, "name")
-        schema = _field(version, path, dict, *where, "schema")
-        schema = _field(schema, path, dict, *where, "schema", "openAPIV3Schema")
+        name = _field(version, str, *where, "name")
+        schema = _field(version, dict, *where, "schema")
+        schema = _field(schema, dict, *where, "schema", "openAPIV3Schema")
         try:
             converted = convert(schema, structural=True)
         except SchemaError as exc:
-            at = ".".join((*where, "schema", "openAPIV3Schema", *exc.where))
-            raise ServegenError(f"{path}: {at}: {exc}") from None
+            at = (*where, "schema", "openAPIV3Schema", *exc.where)
+            raise _Refused(at, f"{_dotted(at)}: {exc}") from None
         root = with_root_metadata(converted, DNS1123_SUBDOMAIN)
         yield (f"{group}/{name}", kind), share_repeats(root)
 
 
-def _field(node: Mapping[str, Any], path: Path, want: type, *where: str) -> Any:
+def _field(node: Mapping[str, Any], want: type, *where: str | int) -> Any:
     """node[where[-1]], which must be a `want`; else a message that names the field."""
-    value = node.get(where[-1])
+    value = node.get(str(where[-1]))
     if not isinstance(value, want):
-        raise _not_a_crd(path, where, want)
+        raise _not_a_crd(where, want)
     return value
 
 
-def _not_a_crd(path: Path, where: tuple[str, ...], want: type) -> ServegenError:
+def _not_a_crd(where: Where, want: type) -> _Refused:
     what = "a mapping" if want is dict else "a list" if want is list else "a string"
-    return ServegenError(
-        f"{path}: not an apiextensions.k8s.io/v1 CustomResourceDefinition: "
-        f"{'.'.join(where)} must be {what}"
+    return _Refused(
+        where,
+        f"not an apiextensions.k8s.io/v1 CustomResourceDefinition: {_dotted(where)} must be {what}",
     )
 
 
@@ -129,7 +165,7 @@ _INT_OR_STRING_BRANCHES = [{"type": "integer"}, {"type": "string"}]
 class SchemaError(ValueError):
     """A CRD schema node the API server would refuse, at `where` below openAPIV3Schema."""
 
-    def __init__(self, where: tuple[str, ...], message: str) -> None:
+    def __init__(self, where: Where, message: str) -> None:
         super().__init__(message)
         self.where = where
 
@@ -161,7 +197,7 @@ _MAX_DEPTH = 64
 
 
 def convert(
-    node: Mapping[str, Any], *, structural: bool, where: tuple[str, ...] = (), depth: int = 0
+    node: Mapping[str, Any], *, structural: bool, where: Where = (), depth: int = 0
 ) -> JSON:
     """One OpenAPI v3 (structural) schema node as JSON Schema 2020-12.
 
@@ -187,7 +223,7 @@ def convert(
             out[key] = value
         elif key in ("allOf", "anyOf", "oneOf"):
             _expect(value, list, at, "a list of schemas")
-            out[key] = [_child(v, (*at, str(i)), False, depth) for i, v in enumerate(value)]
+            out[key] = [_child(v, (*at, i), False, depth) for i, v in enumerate(value)]
         elif key in _REFUSED_KEYS:
             raise SchemaError(
                 at, f"`{key}` is not supported in a CRD schema (the API server refuses it)"
@@ -221,7 +257,7 @@ _COPIED_TYPES = {
 }
 
 
-def _expect(value: Any, want: type | tuple[type, ...], where: tuple[str, ...], what: str) -> None:
+def _expect(value: Any, want: type | tuple[type, ...], where: Where, what: str) -> None:
     # bool is an int to Python, never to JSON Schema.
     if not isinstance(value, want) or (
         isinstance(value, bool) and bool not in (want if isinstance(want, tuple) else (want,))
@@ -229,7 +265,7 @@ def _expect(value: Any, want: type | tuple[type, ...], where: tuple[str, ...], w
         raise SchemaError(where, f"must be {what}")
 
 
-def _child(value: Any, where: tuple[str, ...], structural: bool, depth: int) -> JSON:
+def _child(value: Any, where: Where, structural: bool, depth: int) -> JSON:
     """A subschema at `where`, one level below its parent, converted."""
     _expect(value, Mapping, where, "a schema (a mapping)")
     return convert(value, structural=structural, where=where, depth=depth + 1)

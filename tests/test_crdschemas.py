@@ -20,6 +20,7 @@ from generator.crds import bundled_dir, bundled_files
 from generator.crdschemas import shipped_dir, write_shipped
 from generator.errors import ServegenError
 from generator.objectproblems import schema_problems
+from generator.yamlio import dump
 from tests.objects import crd, git_repository, inference_service, kubeai_model, kustomization
 
 K8S = "1.33"
@@ -379,7 +380,8 @@ def test_changed_crd_file_is_reloaded(tmp_path: Path) -> None:
         ("apiVersion: v1\nkind: ConfigMap\n", "contains no CustomResourceDefinition"),
         (
             "kind: CustomResourceDefinition\nspec: {group: x.io}\n",
-            "crd.yaml: not an apiextensions.k8s.io/v1 CustomResourceDefinition: "
+            # at `spec`, names' deepest existing parent
+            "crd.yaml:2:7: not an apiextensions.k8s.io/v1 CustomResourceDefinition: "
             "spec.names must be a mapping",
         ),
         (
@@ -443,9 +445,24 @@ AT = "spec.versions[0].schema.openAPIV3Schema.properties.spec"
 def test_what_the_api_server_refuses_in_a_crd_schema_is_named(
     tmp_path: Path, spec_schema: Any, where: str, message: str
 ) -> None:
-    error = conversion_error(widget_file(tmp_path, spec_schema))
-    assert error.startswith(f"{tmp_path / 'widgets.json'}: {AT}.{where}: "), error
-    assert message in error
+    path = widget_file(tmp_path, spec_schema)
+    error = conversion_error(path)
+    assert error.startswith(f"{path}:1:"), error  # JSON too: read again for the position
+    position, _, rest = error[len(f"{path}:") :].partition(": ")
+    assert rest.startswith(f"{AT}.{where}: ") and message in rest, error
+    refused = spec_schema
+    for key in where.split("."):
+        refused = refused[key]
+    column = int(position.split(":")[1])
+    assert path.read_text()[column - 1 :].startswith(json.dumps(refused)), error
+
+
+def test_a_refused_crd_schema_in_yaml_is_named_at_its_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "widgets.yaml"
+    path.write_text(dump(crd("example.com", "Widget", "v1", {"type": "object", "zz": 1})))
+    [(index, text)] = [(i, t) for i, t in enumerate(path.read_text().splitlines()) if "zz:" in t]
+    at = f"{path}:{index + 1}:{text.index('zz:') + 5}"  # the value, 1-based
+    assert conversion_error(path).startswith(f"{at}: {AT}.zz: "), conversion_error(path)
 
 
 def test_a_crd_schema_nested_beyond_reason_is_refused(tmp_path: Path) -> None:
