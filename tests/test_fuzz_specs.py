@@ -89,14 +89,21 @@ def test_mutated_specs_never_crash(
     _validates_without_a_crash(repo, text, capsys)
 
 
-def _validates_without_a_crash(repo: Path, text: str, capsys: pytest.CaptureFixture[str]) -> None:
-    (repo / "specs" / "spec.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+def _validates_without_a_crash(
+    repo: Path, text: str, capsys: pytest.CaptureFixture[str], name: str = "specs/spec.yaml"
+) -> None:
+    """`text` written as `name`: validate exits 0, or 1 with every error positioned."""
+    (repo / name).write_text(text, encoding="utf-8", errors="surrogatepass")
     code = cli.main(["-C", str(repo), "validate"])
     out, err = capsys.readouterr()
     assert code in (0, 1), out + err
     assert "internal error" not in err and "Traceback" not in err
-    if code == 1:
-        assert out.startswith("specs/spec.yaml:"), out  # every problem is positioned
+    errors = [line for line in out.splitlines() if ": error: " in line]
+    assert (code == 1) is bool(errors), out + err
+    assert all(POSITIONED.match(line) for line in errors), out  # a spec's, or servegen.yaml's
+
+
+POSITIONED = re.compile(r"(servegen\.yaml|specs/[^:]+\.yaml):[0-9]+:[0-9]+: error: ")
 
 
 @_fuzzed(300)
@@ -106,23 +113,7 @@ def test_mutated_configs_never_crash(
 ) -> None:
     """servegen.yaml mutated, with every example spec to validate and render under it (a
     port that was not a number reached the render and crashed it)."""
-    _validates_config_without_a_crash(config_repo, text, capsys)
-
-
-def _validates_config_without_a_crash(
-    config_repo: Path, text: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (config_repo / "servegen.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
-    code = cli.main(["-C", str(config_repo), "validate"])
-    out, err = capsys.readouterr()
-    assert code in (0, 1), out + err
-    assert "internal error" not in err and "Traceback" not in err
-    errors = [line for line in out.splitlines() if ": error: " in line]
-    assert (code == 1) is bool(errors), out
-    assert all(POSITIONED.match(line) for line in errors), out  # a spec's, or servegen.yaml's
-
-
-POSITIONED = re.compile(r"(servegen\.yaml|specs/[^:]+\.yaml):[0-9]+:[0-9]+: error: ")
+    _validates_without_a_crash(config_repo, text, capsys, "servegen.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +200,7 @@ def retyped_config(draw: st.DrawFn) -> str:
 def test_retyped_configs_never_crash(
     config_repo: Path, text: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _validates_config_without_a_crash(config_repo, text, capsys)
+    _validates_without_a_crash(config_repo, text, capsys, "servegen.yaml")
 
 
 # Numbers written as YAML text at and past every limit a reader or a check has: int()'s
