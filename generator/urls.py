@@ -92,3 +92,12 @@ def credential_places(url: str) -> str:
     except ValueError:
         return ""
     return " ".join((parts.netloc.rpartition("@")[0], parts.query, parts.fragment))
+
+
+def redacted(text: str) -> str:
+    """`text` with the password of a URL in it, if any, shown as `***` (for messages that
+    quote a value: one refused for its scheme may still hold a password)."""
+    return _CREDENTIALS_SPAN.sub(r"\1***@", text)
+
+
+_CREDENTIALS_SPAN = re.compile(r"^([^:/?#]+://[^/?#:]*:)[^/?#]*@")

@@ -26,6 +26,7 @@ from generator.fields import PATTERN_HELP, arg_credential_problem, credential_na
 from generator.load import SourceFile, file_error, load_config_file, load_specs
 from generator.pinning import pinning_problems
 from generator.spec import AnySpecDocument, deep_merge
+from generator.urls import redacted
 from generator.yamlio import Document, JsonPath, format_path
 from runtimes.base import Problem, Runtime
 
@@ -561,12 +562,13 @@ def _explain_value(model: type[BaseModel], loc: JsonPath, error: ErrorDetails, m
         return f"{cut(repr(got))} is not one of {expected}{_did_you_mean(got, options)}"
     if error["type"] == "string_pattern_mismatch":
         pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        shown = cut(repr(redacted(got) if isinstance(got, str) else got))
         if pattern in PATTERN_HELP:
-            return f"{cut(repr(got))} {PATTERN_HELP[pattern]}"
+            return f"{shown} {PATTERN_HELP[pattern]}"
         description = info.description if info is not None else None
         if description:
-            return f"{cut(repr(got))} is not valid: {description}"
-        return f"{cut(repr(got))} does not match {pattern}"
+            return f"{shown} is not valid: {description}"
+        return f"{shown} does not match {pattern}"
     return message
 
 

@@ -16,6 +16,7 @@ from generator.urls import (
     CREDENTIALS_PATTERN,
     CREDENTIALS_PROBLEM,
     credential_places,
+    redacted,
     url_problem,
 )
 
@@ -81,6 +82,20 @@ def test_a_url_no_service_can_use_is_refused_saying_why(url: str, problem: str) 
 def test_credentials_are_looked_for_where_a_url_carries_them(url: str, places: str) -> None:
     """The user name, query and fragment; a host or path names things."""
     assert credential_places(url) == places
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("ftp://u:pw@x:1/a", "ftp://u:***@x:1/a"),
+        ("ftp://a:b@c@d/e", "ftp://a:***@d/e"),  # urlsplit's password is b@c
+        ("ftp://u@x/a", "ftp://u@x/a"),
+        ("ftp://h:1/p@q", "ftp://h:1/p@q"),
+        ("not:a@url", "not:a@url"),
+    ],
+)
+def test_a_quoted_url_shows_no_password(text: str, shown: str) -> None:
+    assert redacted(text) == shown
 
 
 # --- the schema patterns say what url_problem() says -------------------------------------
