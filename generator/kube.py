@@ -321,18 +321,10 @@ class Cluster:
             body = self._json(what, _collection_path(kind, namespace, plural), [])
         except ApiException as exc:
             raise self._fail(exc, what) from None
-        if not isinstance(body, dict):
+        listing = parse_listing(body)
+        if listing is None:
             raise ClusterError(f"context {self.context!r}: {what}: not a list")
-        items = body.get("items") or []
-        metadata = body.get("metadata") or {}
-        named = {
-            str(item["metadata"]["name"]): item
-            for item in items
-            if isinstance(item, dict)
-            and isinstance(item.get("metadata"), dict)
-            and "name" in item["metadata"]
-        }
-        return Listing(named, str(metadata.get("resourceVersion", "")))
+        return listing
 
     def watch(
         self, kind: Kind, namespace: str, resource_version: str, timeout: int
@@ -358,7 +350,7 @@ class Cluster:
             for event in k8s_watch.Watch().stream(
                 request, resource_version=resource_version, timeout_seconds=max(1, timeout)
             ):
-                parsed = _event(event)
+                parsed = parse_event(event)
                 if parsed is not None:
                     yield parsed
         except ApiException as exc:
@@ -379,13 +371,39 @@ def _collection_path(kind: Kind, namespace: str, plural: str) -> str:
     return f"{_group_path(kind)}/namespaces/{namespace}/{plural}"
 
 
-def _event(event: Any) -> WatchEvent | None:
+def parse_listing(body: Any) -> Listing | None:
+    """A list response's named objects and resourceVersion; None when `body` is not a
+    list of objects (apimachinery's metav1.List: `items`, `metadata.resourceVersion`).
+    Items without a name are left out, as a watch leaves them out."""
+    if not isinstance(body, dict):
+        return None
+    items = body.get("items")
+    metadata = body.get("metadata")
+    if not isinstance(items if items is not None else [], list):
+        return None
+    if not isinstance(metadata if metadata is not None else {}, dict):
+        return None
+    named = {
+        item["metadata"]["name"]: item
+        for item in items or ()
+        if isinstance(item, dict)
+        and isinstance(item.get("metadata"), dict)
+        and isinstance(item["metadata"].get("name"), str)
+    }
+    version = (metadata or {}).get("resourceVersion")
+    return Listing(named, version if isinstance(version, str) else "")
+
+
+def parse_event(event: Any) -> WatchEvent | None:
     # The list functions return Any, so the client hands events over undeserialised.
     if not isinstance(event, dict):
         return None
     obj = event.get("raw_object", event.get("object"))
     if event.get("type") == "ERROR" and isinstance(obj, dict):
-        raise ApiException(status=int(obj.get("code") or 500), reason=str(obj.get("message")))
+        # A metav1.Status: its code is an HTTP status (410 Gone: the version is too old).
+        code = obj.get("code")
+        status = code if isinstance(code, int) and not isinstance(code, bool) else 500
+        raise ApiException(status=status, reason=str(obj.get("message")))
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
         return None
     if event.get("type") == "BOOKMARK":  # only moves the resourceVersion on

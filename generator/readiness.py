@@ -45,6 +45,12 @@ def condition(obj: Any, type_: str) -> dict[str, Any] | None:
         raise Malformed("status.conditions is not a list")
     for entry in conditions:
         if isinstance(entry, dict) and entry.get("type") == type_:
+            # metav1.Condition's status, reason and message are strings; the rules
+            # compare and join them as such.
+            for key in ("status", "reason", "message"):
+                value = entry.get(key)
+                if value is not None and not isinstance(value, str):
+                    raise Malformed(f"the {type_} condition's {key} is {value!r}, not a string")
             return entry
     return None
 

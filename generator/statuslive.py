@@ -117,9 +117,9 @@ def summary(status: EnvironmentStatus) -> str:
     sync = {True: "in sync", False: "out of sync", None: "sync unknown"}[status.in_sync]
     ready = sum(1 for m in status.models if m.ready)
     line = f"live {status.name}: {sync}, {ready}/{len(status.models)} model(s) ready"
-    waiting = [f"{m.name} ({printable(m.message)})" for m in status.models if not m.ready]
+    waiting = [f"{m.name} ({m.message})" for m in status.models if not m.ready]
     if waiting:
         line += "; not ready: " + ", ".join(waiting)
     if status.orphans:
         line += "; left behind: " + ", ".join(f"{o.kind}/{o.name}" for o in status.orphans)
-    return line
+    return printable(line)  # messages and orphans' names are the cluster's words

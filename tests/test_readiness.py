@@ -264,6 +264,25 @@ def test_inference_service_counts_its_predictor_deployments() -> None:
             "status.conditions is not a list",
         ),
         (lambda: inference_service({"status": {"url": 7}}, []), "status.url is 7, not a string"),
+        (
+            lambda: inference_service(
+                {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": ["x"]}]}},
+                [],
+            ),
+            "the Ready condition's reason is ['x'], not a string",
+        ),
+        (
+            lambda: deployment(
+                _deployment(
+                    1,
+                    {
+                        "observedGeneration": 1,
+                        "conditions": [{"type": "Progressing", "status": True}],
+                    },
+                )
+            ),
+            "the Progressing condition's status is True, not a string",
+        ),
     ],
 )
 def test_malformed_fields_raise_malformed(call: Any, message: str) -> None:

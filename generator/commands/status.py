@@ -106,7 +106,8 @@ def _text(status: EnvironmentStatus) -> str:
         f"environment {status.name} (context {status.context}): {_sync_word(status)}",
         f"  published {_short(status.published_commit)} "
         f"(source {_short(status.published_source_commit)}), "
-        f"applied {status.applied_revision or '-'} (source {_short(status.source_commit)})",
+        f"applied {printable(status.applied_revision or '-')} "
+        f"(source {_short(status.source_commit)})",
         f"  {printable(status.message)}",
     ]
     for m in status.models:
@@ -115,9 +116,12 @@ def _text(status: EnvironmentStatus) -> str:
             f"  {state:9}  {m.name}  {m.runtime}  {_replicas(m.ready_replicas, m.desired)}  "
             f"{m.url or '-'}  {printable(m.message)}"
         )
+    # An orphan's name and spec label are the cluster's words, like its messages.
     lines += [
-        f"  ORPHAN     {o.kind}/{o.name} in namespace {o.namespace} (spec {o.spec}): "
-        "not on the deploy branch any more"
+        printable(
+            f"  ORPHAN     {o.kind}/{o.name} in namespace {o.namespace} (spec {o.spec}): "
+            "not on the deploy branch any more"
+        )
         for o in status.orphans
     ]
     return "\n".join(lines) + "\n"
@@ -147,5 +151,8 @@ def _markdown(status: EnvironmentStatus) -> str:
         )
     if status.orphans:
         lines += ["", "Left in the cluster but no longer on the deploy branch:", ""]
-        lines += [f"- {o.kind} `{o.namespace}/{o.name}` (spec `{o.spec}`)" for o in status.orphans]
+        lines += [
+            f"- {o.kind} `{_cell(o.namespace)}/{_cell(o.name)}` (spec `{_cell(o.spec)}`)"
+            for o in status.orphans
+        ]
     return "\n".join(lines) + "\n"
