@@ -14,14 +14,17 @@ conversion's content key (generator/crdschemas.py), so editing it retires old re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
+
 from generator import k8sschemas
-from generator.errors import ServegenError
+from generator.errors import ServegenError, cut
 from generator.k8sformats import DNS1123_SUBDOMAIN
 from generator.k8sschemas import metadata_schema, with_root_metadata
 from generator.yamlio import YamlSyntaxError, load_documents
@@ -232,6 +235,10 @@ def convert(
             _expect(value, _COPIED_KEYS[key], at, _COPIED_TYPES[_COPIED_KEYS[key]])
             if key == "required" and not all(isinstance(name, str) for name in value):
                 raise SchemaError(at, "must be a list of field names")
+            if key == "pattern" and not _readable_pattern(value):
+                raise SchemaError(
+                    at, f"{cut(repr(value))} is not a regular expression JSON Schema can read"
+                )
             out[key] = value
         elif not str(key).startswith("x-kubernetes-"):
             raise SchemaError(
@@ -246,6 +253,19 @@ def convert(
             # "False schema does not allow ..." at the parent; with it, all of them by name.
             out.setdefault("properties", {})
     return out
+
+
+@functools.lru_cache(maxsize=256)  # a CRD repeats its patterns (quantities: hundreds)
+def _readable_pattern(pattern: str) -> bool:
+    """Whether the validator can compile `pattern`: refused here, at its field, rather
+    than when the first object of the kind is judged. (The API server compiles it with
+    Go's regexp when the CRD is created: apiextensions-apiserver v0.33
+    pkg/apiserver/schema/validation.go; JSON Schema reads it as ECMA-262.)"""
+    try:
+        jsonschema_rs.validator_for({"pattern": pattern})
+    except ValueError:
+        return False
+    return True
 
 
 _COPIED_TYPES = {

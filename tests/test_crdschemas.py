@@ -440,6 +440,11 @@ AT = "spec.versions[0].schema.openAPIV3Schema.properties.spec"
         ({"type": "string", "maxLength": "5"}, "maxLength", "must be an integer"),
         ({"type": "string", "maxLength": True}, "maxLength", "must be an integer"),
         ({"type": 5}, "type", "must be a string"),
+        (
+            {"type": "string", "pattern": "([a-z"},
+            "pattern",
+            "'([a-z' is not a regular expression JSON Schema can read",
+        ),
     ],
 )
 def test_what_the_api_server_refuses_in_a_crd_schema_is_named(
