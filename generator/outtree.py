@@ -268,8 +268,10 @@ def deployed_objects(files: Mapping[str, bytes]) -> dict[str, set[str]]:
 def flux_sources_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str, str]]]:
     """environment -> (namespace, name) of the GitRepository its flux folder holds: the
     namespace and name its Kustomizations share (generator/flux.py object_names). Only
-    that small file is read: the models' Kustomization lists every model."""
-    from generator.yamlio import parse_rendered  # only publish reads these back
+    that small file is read: the models' Kustomization lists every model. An environment
+    whose file names no object, or cannot be read (a deploy branch edited by hand), is
+    left out: nothing is known of its sources."""
+    from generator.yamlio import YamlSyntaxError, parse_rendered  # only publish reads these
 
     out: dict[str, set[tuple[str, str]]] = {}
     for path in files:
@@ -278,8 +280,13 @@ def flux_sources_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str
         where = parse(path)
         if where is None or where.kind != "flux" or not where.file.startswith("gitrepository-"):
             continue
-        found = out.setdefault(where._environment, set())
-        for obj in parse_rendered(files[path].decode("utf-8")):
-            meta = obj.get("metadata", {}) if isinstance(obj, dict) else {}
-            found.add((str(meta.get("namespace")), str(meta.get("name"))))
+        try:
+            documents = parse_rendered(files[path].decode("utf-8"))
+        except (UnicodeDecodeError, YamlSyntaxError):
+            continue
+        for obj in documents:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            if isinstance(meta, dict):
+                found = out.setdefault(where._environment, set())
+                found.add((str(meta.get("namespace")), str(meta.get("name"))))
     return {env: frozenset(sources) for env, sources in out.items()}

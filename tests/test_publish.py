@@ -280,6 +280,34 @@ def test_flux_objects_renamed_or_an_environment_removed_need_allow_prune(
     assert pub.flux_problems(old, renamed)[0] in problems
 
 
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        ("flux/dev/gitrepository-servegen-dev.yaml", b"\xff\xfe not UTF-8\n"),
+        ("flux/dev/gitrepository-servegen-dev.yaml", b"kind: [unclosed\n"),
+        ("flux/dev/gitrepository-servegen-dev.yaml", b"kind: GitRepository\nmetadata: 5\n"),
+        (pub.METADATA_FILE, b"[" * 100_000),
+    ],
+)
+def test_a_deploy_tip_edited_by_hand_into_anything_is_replaced(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], path: str, content: bytes
+) -> None:
+    """publish owns the deploy branch: a file there that servegen cannot read (someone
+    committed to the branch) tells it nothing, and the next publish writes the tree anew;
+    it used to end in an internal error."""
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    checkout = spec_repo.parent / "deploy-checkout"
+    sh(spec_repo, "worktree", "add", "-q", str(checkout), "deploy")
+    (checkout / path).write_bytes(content)
+    commit_all(checkout, "Edited by hand")
+    sh(spec_repo, "worktree", "remove", "--force", str(checkout))
+    edit(spec_repo / TINYLLAMA, 'VLLM_CPU_KVCACHE_SPACE: "4"', 'VLLM_CPU_KVCACHE_SPACE: "8"')
+    commit_all(spec_repo, "More KV cache")
+    code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 0, err
+    assert without_metadata(tree_files(spec_repo)) == build(spec_repo, crds=[crds_dir]).files
+
+
 def test_existing_foreign_branch_is_not_taken_over_silently(
     spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
