@@ -555,7 +555,10 @@ def attempt_publish(
     # Files compare by their blob ids: no file's bytes are read to tell they are the same.
     deployed_oids = listed.oids if listed is not None else {}
     differ = differing_paths(deployed_oids, oids)
-    if parent and not [path for path in differ if path != METADATA_FILE]:
+    # A new source that renders the same files needs no commit, unless the tip does not
+    # say which source it holds (its metadata removed or broken by hand): status and
+    # promote read it there.
+    if parent and recorded and not [path for path in differ if path != METADATA_FILE]:
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
     # The touched models' files, each named by its blob id: which models are added,
     # changed or removed, and which objects go, need no file's bytes.

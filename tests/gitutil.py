@@ -58,3 +58,36 @@ def sh(cwd: Path, *args: str, input: bytes | None = None, check: bool = True) ->
     if check and proc.returncode != 0:
         raise AssertionError(f"git {args} failed: {proc.stderr.decode()}")
     return proc.stdout.decode("utf-8", "surrogateescape").strip()
+
+
+def commit_tree_edits(
+    cwd: Path, base: str, edits: dict[str, tuple[str, bytes] | None], message: str
+) -> str:
+    """A commit on top of `base` with `edits` applied (path -> (mode, content), or None
+    to remove it), made with plumbing and a private index: nothing checked out, as
+    someone pushing to a branch by hand could make it. Returns the commit's id."""
+    index = cwd / ".git" / "servegen-test-index"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update({k: v for k, v in os.environ.items() if k in HARNESS_GIT_VARS})
+    env["GIT_INDEX_FILE"] = str(index)
+
+    def git(*args: str, data: bytes | None = None) -> str:
+        done = subprocess.run(
+            ["git", "-c", "core.hooksPath=/dev/null", *args],
+            cwd=cwd, input=data, capture_output=True, env=env, check=True,
+        )  # fmt: skip
+        return done.stdout.decode().strip()
+
+    try:
+        git("read-tree", base)
+        for path, edit in edits.items():
+            if edit is None:
+                git("update-index", "--force-remove", "--", path)
+                continue
+            mode, content = edit
+            blob = git("hash-object", "-w", "--stdin", data=content)
+            git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}")
+        tree = git("write-tree")
+        return git("commit-tree", tree, "-p", base, "-m", message)
+    finally:
+        index.unlink(missing_ok=True)

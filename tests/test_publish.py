@@ -289,23 +289,62 @@ def test_flux_objects_renamed_or_an_environment_removed_need_allow_prune(
         (pub.METADATA_FILE, b"[" * 100_000),
     ],
 )
+@pytest.mark.parametrize("spec_changed", [True, False])
 def test_a_deploy_tip_edited_by_hand_into_anything_is_replaced(
-    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], path: str, content: bytes
+    spec_repo: Path,
+    crds_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    content: bytes,
+    spec_changed: bool,
 ) -> None:
     """publish owns the deploy branch: a file there that servegen cannot read (someone
-    committed to the branch) tells it nothing, and the next publish writes the tree anew;
-    it used to end in an internal error."""
+    committed to the branch) tells it nothing, and the next publish writes the tree anew
+    (it used to end in an internal error), metadata included, even when the source
+    renders the same files (status and promote read the source commit there)."""
     assert publish(spec_repo, crds_dir, capsys)[0] == 0
-    checkout = spec_repo.parent / "deploy-checkout"
-    sh(spec_repo, "worktree", "add", "-q", str(checkout), "deploy")
-    (checkout / path).write_bytes(content)
-    commit_all(checkout, "Edited by hand")
-    sh(spec_repo, "worktree", "remove", "--force", str(checkout))
-    edit(spec_repo / TINYLLAMA, 'VLLM_CPU_KVCACHE_SPACE: "4"', 'VLLM_CPU_KVCACHE_SPACE: "8"')
-    commit_all(spec_repo, "More KV cache")
+    edit_deploy_branch(spec_repo, path, content)
+    if spec_changed:
+        edit(spec_repo / TINYLLAMA, 'VLLM_CPU_KVCACHE_SPACE: "4"', 'VLLM_CPU_KVCACHE_SPACE: "8"')
+        commit_all(spec_repo, "More KV cache")
     code, _, err = publish(spec_repo, crds_dir, capsys)
     assert code == 0, err
     assert without_metadata(tree_files(spec_repo)) == build(spec_repo, crds=[crds_dir]).files
+    assert deploy_metadata(spec_repo)["drySha"] == sh(spec_repo, "rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize("spec_changed", [True, False])
+def test_a_deploy_tip_without_its_metadata_is_foreign_until_allow_prune(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str], spec_changed: bool
+) -> None:
+    """Without hydrator.metadata nothing says servegen wrote the branch; once taken over,
+    the metadata is back even when the source renders the same files (it used to be
+    "up to date" then, and promote kept asking for a publish)."""
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    edit_deploy_branch(spec_repo, pub.METADATA_FILE, None)
+    if spec_changed:
+        edit(spec_repo / TINYLLAMA, 'VLLM_CPU_KVCACHE_SPACE: "4"', 'VLLM_CPU_KVCACHE_SPACE: "8"')
+        commit_all(spec_repo, "More KV cache")
+    hand_made = tip(spec_repo)
+    code, _, err = publish(spec_repo, crds_dir, capsys)
+    assert code == 1 and "file(s) not written by servegen (no hydrator.metadata)" in err
+    assert tip(spec_repo) == hand_made
+    code, _, err = publish(spec_repo, crds_dir, capsys, "--allow-prune")
+    assert code == 0, err
+    assert without_metadata(tree_files(spec_repo)) == build(spec_repo, crds=[crds_dir]).files
+    assert deploy_metadata(spec_repo)["drySha"] == sh(spec_repo, "rev-parse", "HEAD")
+
+
+def edit_deploy_branch(work: Path, path: str, content: bytes | None) -> None:
+    """A commit on the deploy branch made by hand: `path` written, or removed (None)."""
+    checkout = work.parent / "deploy-checkout"
+    sh(work, "worktree", "add", "-q", str(checkout), "deploy")
+    if content is None:
+        (checkout / path).unlink()
+    else:
+        (checkout / path).write_bytes(content)
+    commit_all(checkout, "Edited by hand")
+    sh(work, "worktree", "remove", "--force", str(checkout))
 
 
 def test_existing_foreign_branch_is_not_taken_over_silently(
