@@ -7,6 +7,7 @@ never an internal error, never a half-written tree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ _EDIT = st.one_of(
 @pytest.fixture
 def published(
     tmp_path: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> tuple[Path, str, dict[str, bytes]]:
+) -> tuple[Path, str, Mapping[str, bytes]]:
     """The examples published once: the repository, its deploy commit and what the
     examples render (each example starts from that commit again)."""
     work = make_spec_repo(tmp_path)
@@ -94,7 +95,7 @@ def published(
 )
 @given(edits=st.dictionaries(_PATHS, _EDIT, min_size=1, max_size=4))
 def test_publish_over_any_hand_made_deploy_commit_rewrites_it_or_refuses_cleanly(
-    published: tuple[Path, str, dict[str, bytes]],
+    published: tuple[Path, str, Mapping[str, bytes]],
     crds_dir: Path,
     capsys: pytest.CaptureFixture[str],
     edits: dict[str, tuple[str, bytes] | None],
@@ -117,7 +118,7 @@ def test_publish_over_any_hand_made_deploy_commit_rewrites_it_or_refuses_cleanly
         assert tip(work) == hand_made  # refused: the branch as it was found
 
 
-def _file_over_folder(files: dict[str, bytes], edits: dict[str, object]) -> bool:
+def _file_over_folder(files: Mapping[str, bytes], edits: Mapping[str, object]) -> bool:
     """Whether an edit puts a file where the tree has a folder, or inside a file."""
     folders = {path.rsplit("/", i)[0] for path in files for i in range(1, path.count("/") + 1)}
     return any(
