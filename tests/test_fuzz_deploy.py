@@ -73,7 +73,7 @@ _CONTENT = st.one_of(
 )
 _EDIT = st.one_of(
     st.none(),  # the file removed (when it is there)
-    st.tuples(st.sampled_from(["100644", "100644", "100755", "120000"]), _CONTENT),
+    st.tuples(st.sampled_from(["100644", "100644", "100755", "120000", "160000"]), _CONTENT),
 )
 
 
