@@ -226,7 +226,8 @@ def convert(
             out[key] = value
         elif key in ("allOf", "anyOf", "oneOf"):
             _expect(value, list, at, "a list of schemas")
-            out[key] = [_child(v, (*at, i), False, depth) for i, v in enumerate(value)]
+            if value:  # empty, it constrains nothing to the API server; JSON Schema refuses it
+                out[key] = [_child(v, (*at, i), False, depth) for i, v in enumerate(value)]
         elif key in _REFUSED_KEYS:
             raise SchemaError(
                 at, f"`{key}` is not supported in a CRD schema (the API server refuses it)"
@@ -235,10 +236,19 @@ def convert(
             _expect(value, _COPIED_KEYS[key], at, _COPIED_TYPES[_COPIED_KEYS[key]])
             if key == "required" and not all(isinstance(name, str) for name in value):
                 raise SchemaError(at, "must be a list of field names")
+            if key == "required":  # a name twice means it once (JSON Schema refuses it)
+                value = list(dict.fromkeys(value))
+            if key == "type" and value == "":
+                continue  # no type, as Go reads an empty string (x-kubernetes-int-or-string)
+            if key == "type" and value not in _TYPES:
+                raise SchemaError(at, f"{cut(repr(value))} is not one of {', '.join(_TYPES)}")
             if key == "pattern" and not _readable_pattern(value):
                 raise SchemaError(
                     at, f"{cut(repr(value))} is not a regular expression JSON Schema can read"
                 )
+            problem = _keyword_problem(key, json.dumps(value, sort_keys=True))
+            if problem:
+                raise SchemaError(at, cut(problem, 120))
             out[key] = value
         elif not str(key).startswith("x-kubernetes-"):
             raise SchemaError(
@@ -253,6 +263,23 @@ def convert(
             # "False schema does not allow ..." at the parent; with it, all of them by name.
             out.setdefault("properties", {})
     return out
+
+
+# The types a CRD schema may name: JSON Schema's, but `null` (apiextensions-apiserver
+# validation.go: "type cannot be set to null"; nullable says it instead).
+_TYPES = ("array", "boolean", "integer", "number", "object", "string")
+
+
+@functools.lru_cache(maxsize=1024)  # a CRD repeats its keywords' values many times over
+def _keyword_problem(key: str, value: str) -> str:
+    """What JSON Schema's own rules say against one keyword's value (JSON text), or "":
+    a negative `minLength`, a `multipleOf` of 0, a `required` naming a field twice. Found
+    here, at the keyword, rather than as a schema that does not compile."""
+    try:
+        jsonschema_rs.validator_for({key: json.loads(value)})
+    except ValueError as exc:
+        return str(exc).strip().split("\n", 1)[0]
+    return ""
 
 
 @functools.lru_cache(maxsize=256)  # a CRD repeats its patterns (quantities: hundreds)

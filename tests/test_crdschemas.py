@@ -445,6 +445,17 @@ AT = "spec.versions[0].schema.openAPIV3Schema.properties.spec"
             "pattern",
             "'([a-z' is not a regular expression JSON Schema can read",
         ),
+        ({"type": "string", "minLength": -2}, "minLength", "-2 is less than the minimum of 0"),
+        (
+            {"type": "number", "multipleOf": 0},
+            "multipleOf",
+            "0 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"type": "null"},
+            "type",
+            "'null' is not one of array, boolean, integer, number, object, string",
+        ),
     ],
 )
 def test_what_the_api_server_refuses_in_a_crd_schema_is_named(
@@ -460,6 +471,26 @@ def test_what_the_api_server_refuses_in_a_crd_schema_is_named(
         refused = refused[key]
     column = int(position.split(":")[1])
     assert path.read_text()[column - 1 :].startswith(json.dumps(refused)), error
+
+
+def test_what_the_api_server_takes_and_json_schema_would_not_is_read_as_it_means(
+    tmp_path: Path,
+) -> None:
+    """An empty `type` (Go reads no type), an empty `anyOf` (constrains nothing) and a
+    field `required` twice: accepted, as the API server accepts them, where the JSON
+    Schema compiler would refuse the whole schema."""
+    spec = {
+        "type": "object",
+        "properties": {"a": {"type": "", "x-kubernetes-int-or-string": True}},
+        "anyOf": [],
+        "required": ["a", "a"],
+    }
+    path = widget_file(tmp_path, spec)
+    checker = ManifestChecker(K8S, [path])
+    ok = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    assert checker.check([{**ok, "spec": {"a": 5}}]).problems == ()
+    [problem] = checker.check([{**ok, "spec": {}}]).problems
+    assert (problem.path, problem.message) == ("spec.a", "required field is missing")
 
 
 def test_a_refused_crd_schema_in_yaml_is_named_at_its_line_and_column(tmp_path: Path) -> None:
