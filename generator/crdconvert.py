@@ -179,6 +179,9 @@ class SchemaError(ValueError):
 _REFUSED_KEYS = frozenset(
     {"$ref", "$schema", "id", "definitions", "dependencies", "patternProperties", "additionalItems"}
 )
+# Counts, which JSON Schema's own rules (its meta-schema) hold to 0 or more: a negative
+# one is refused at its place, rather than as a schema that "cannot be compiled".
+_COUNTS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties")
 # JSONSchemaProps (k8s.io/apiextensions-apiserver v1 types_jsonschema.go) fields copied
 # as they are, with the JSON type each must have.
 _COPIED_KEYS: dict[str, tuple[type, ...]] = {
@@ -189,10 +192,7 @@ _COPIED_KEYS: dict[str, tuple[type, ...]] = {
     "required": (list,),
     "uniqueItems": (bool,),
     **dict.fromkeys(("maximum", "minimum", "multipleOf"), (int, float)),
-    **dict.fromkeys(
-        ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties"),
-        (int,),
-    ),
+    **dict.fromkeys(_COUNTS, (int,)),
 }
 # Deeper than any CRD servegen knows (KServe's InferenceService: 14 schemas deep), and far
 # from Python's recursion limit.
@@ -246,9 +246,10 @@ def convert(
                 raise SchemaError(
                     at, f"{cut(repr(value))} is not a regular expression JSON Schema can read"
                 )
-            problem = _keyword_problem(key, json.dumps(value, sort_keys=True))
-            if problem:
-                raise SchemaError(at, cut(problem, 120))
+            if key in _COUNTS and value < 0:
+                raise SchemaError(at, f"{cut(str(value))} is negative: a count is 0 or more")
+            if key == "multipleOf" and value <= 0:
+                raise SchemaError(at, f"{cut(str(value))}: must be greater than 0")
             out[key] = value
         elif not str(key).startswith("x-kubernetes-"):
             raise SchemaError(
@@ -268,18 +269,6 @@ def convert(
 # The types a CRD schema may name: JSON Schema's, but `null` (apiextensions-apiserver
 # validation.go: "type cannot be set to null"; nullable says it instead).
 _TYPES = ("array", "boolean", "integer", "number", "object", "string")
-
-
-@functools.lru_cache(maxsize=1024)  # a CRD repeats its keywords' values many times over
-def _keyword_problem(key: str, value: str) -> str:
-    """What JSON Schema's own rules say against one keyword's value (JSON text), or "":
-    a negative `minLength`, a `multipleOf` of 0, a `required` naming a field twice. Found
-    here, at the keyword, rather than as a schema that does not compile."""
-    try:
-        jsonschema_rs.validator_for({key: json.loads(value)})
-    except ValueError as exc:
-        return str(exc).strip().split("\n", 1)[0]
-    return ""
 
 
 @functools.lru_cache(maxsize=256)  # a CRD repeats its patterns (quantities: hundreds)

@@ -445,11 +445,11 @@ AT = "spec.versions[0].schema.openAPIV3Schema.properties.spec"
             "pattern",
             "'([a-z' is not a regular expression JSON Schema can read",
         ),
-        ({"type": "string", "minLength": -2}, "minLength", "-2 is less than the minimum of 0"),
+        ({"type": "string", "minLength": -2}, "minLength", "-2 is negative: a count is 0 or more"),
         (
             {"type": "number", "multipleOf": 0},
             "multipleOf",
-            "0 is less than or equal to the minimum of 0",
+            "0: must be greater than 0",
         ),
         (
             {"type": "null"},
