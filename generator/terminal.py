@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from generator import progress
-from generator.errors import Diagnostic, inert_line
+from generator.errors import Diagnostic, inert_line, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -58,9 +58,10 @@ def console(stream: TextIO, color: bool | None = None, width: int | None = None)
 
 def _write(stream: TextIO, parts: list[tuple[str, str]], color: bool | None) -> None:
     """One line from (text, style) parts; plain text when not colouring. No line of it
-    can be read as a CI workflow command (errors.inert_line), even where the parts meet."""
+    sends a terminal escape or can be read as a CI workflow command (errors.printable,
+    errors.inert_line), even where the parts meet: a path the user typed included."""
     plain = "".join(text for text, _ in parts)
-    inert = "\n".join(inert_line(line) for line in plain.split("\n"))
+    inert = "\n".join(inert_line(printable(line)) for line in plain.split("\n"))
     if inert != plain:
         parts = [(inert, "")]  # rare: its styles are dropped with the forged command
     if not use_color(stream, color):

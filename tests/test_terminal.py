@@ -98,6 +98,20 @@ def test_errors_are_coloured_by_severity() -> None:
     assert plain.getvalue() == str(diagnostic) + "\n"
 
 
+@pytest.mark.parametrize("stream", [io.StringIO, _Terminal], ids=["pipe", "terminal"])
+def test_no_summary_sends_an_escape_from_a_path_it_names(
+    tmp_path: Path, stream: type[io.StringIO], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder named with an escape sequence (typed, or pasted) is named escaped."""
+    target = tmp_path / "a\x1b[2Jb"
+    out = stream()
+    terminal.summary(f"created 10 files in {target}", stream=out)
+    assert "\x1b[2J" not in out.getvalue() and "a\\x1b[2Jb" in out.getvalue()
+    assert cli.main(["init", str(target)]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b[2J" not in shown and shown.count("a\\x1b[2Jb") == 2, shown  # summary, cd
+
+
 def test_progress_bar_on_a_terminal_for_long_work(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from generator import schema, terminal
-from generator.errors import EXIT_OK, ServegenError, UsageError, counted
+from generator.errors import EXIT_OK, ServegenError, UsageError, counted, printable
 from generator.options import InitOptions
 from generator.write import write_inside
 
@@ -122,7 +122,11 @@ def next_steps(target: Path, *, pinned: bool, in_git: bool = False) -> str:
 def _into_repository(target: Path, in_git: bool) -> list[str]:
     """The first steps: into the folder (unless it is where the command ran), and a
     `git init` where there is no repository yet."""
-    steps = [] if target.resolve() == Path.cwd().resolve() else [f"cd {shlex.quote(str(target))}"]
+    steps = (
+        []
+        if target.resolve() == Path.cwd().resolve()
+        else [f"cd {printable(shlex.quote(str(target)))}"]
+    )
     if not in_git:
         steps.append("git init -q -b main")
     return [f"  {' && '.join(steps)}"] if steps else []
