@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from generator.check import ManifestChecker
 from generator.errors import ServegenError
 from generator.yamlio import YamlSyntaxError, load_documents
+from tests.fuzzing import fuzzed
 from tests.objects import crd
 
 _KEYS = [
@@ -81,11 +82,7 @@ OBJECT_SPEC = st.recursive(
 )
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@fuzzed(300)
 @given(schema=SCHEMA, spec=OBJECT_SPEC)
 def test_any_crd_schema_judges_or_is_refused_with_its_file_named(
     tmp_path: Path, schema: Any, spec: Any

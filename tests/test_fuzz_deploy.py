@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from generator import git
 from generator import publish as pub
 from generator.pipeline import build
+from tests.fuzzing import fuzzed
 from tests.gitutil import commit_tree_edits, sh
 from tests.publishutil import without_metadata
 from tests.specrepo import make_spec_repo, publish, tip
@@ -88,11 +89,7 @@ def published(
     return work, sh(work, "rev-parse", "deploy"), build(work, crds=[crds_dir]).files
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@fuzzed(40)
 @given(edits=st.dictionaries(_PATHS, _EDIT, min_size=1, max_size=4))
 def test_publish_over_any_hand_made_deploy_commit_rewrites_it_or_refuses_cleanly(
     published: tuple[Path, str, Mapping[str, bytes]],

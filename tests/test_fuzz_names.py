@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -17,6 +17,7 @@ from generator.errors import InvalidInputError
 from generator.layout import HEADER
 from generator.pipeline import build
 from tests.conftest import EXAMPLES
+from tests.fuzzing import fuzzed
 from tests.specrepo import empty_spec_repo
 
 SPEC = EXAMPLES / "specs" / "vllm" / "qwen-chat.yaml"
@@ -86,11 +87,7 @@ def baseline(repo: Path, crds_dir: Path) -> dict[str, Any]:
         (repo / "specs" / "chat.yaml").unlink()
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@fuzzed(150)
 @given(folder=NAME, name=NAME)
 def test_names_never_add_objects_or_keys(
     repo: Path, crds_dir: Path, baseline: dict[str, Any], folder: str, name: str

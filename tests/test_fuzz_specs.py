@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from generator import cli
 from tests.conftest import EXAMPLES
+from tests.fuzzing import fuzzed
 from tests.specrepo import empty_spec_repo
 
 SPECS = sorted((EXAMPLES / "specs").rglob("*.yaml"))
@@ -66,22 +67,12 @@ def mutated(draw: st.DrawFn, files: Sequence[Path] = SPECS) -> str:
     return text
 
 
-def _fuzzed(examples: int) -> settings:
-    """The settings of every fuzzer here: `examples` specs, no deadline (a validate takes
-    what it takes), and one repository for them all (the fixture is not per example)."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return empty_spec_repo(tmp_path_factory.mktemp("fuzz"))
 
 
-@_fuzzed(500)
+@fuzzed(500)
 @given(text=mutated())
 def test_mutated_specs_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
@@ -106,7 +97,7 @@ def _validates_without_a_crash(
 POSITIONED = re.compile(r"(servegen\.yaml|specs/[^:]+\.yaml):[0-9]+:[0-9]+: error: ")
 
 
-@_fuzzed(300)
+@fuzzed(300)
 @given(text=mutated([CONFIG]))
 def test_mutated_configs_never_crash(
     config_repo: Path, text: str, capsys: pytest.CaptureFixture[str]
@@ -172,7 +163,7 @@ def retyped(draw: st.DrawFn) -> str:
     return _one_value_replaced(draw, draw(JSON_VALUES))
 
 
-@_fuzzed(500)
+@fuzzed(500)
 @given(text=retyped())
 def test_retyped_specs_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
@@ -195,7 +186,7 @@ def retyped_config(draw: st.DrawFn) -> str:
     return _one_value_replaced(draw, draw(JSON_VALUES | URLISH), [CONFIG])
 
 
-@_fuzzed(300)
+@fuzzed(300)
 @given(text=retyped_config())
 def test_retyped_configs_never_crash(
     config_repo: Path, text: str, capsys: pytest.CaptureFixture[str]
@@ -235,7 +226,7 @@ def edged(draw: st.DrawFn) -> str:
     return _one_value_replaced(draw, _EDGE).replace(f'"{_EDGE}"', draw(EDGES), 1)
 
 
-@_fuzzed(300)
+@fuzzed(300)
 @given(text=edged())
 def test_numbers_at_their_limits_never_crash(
     repo: Path, text: str, capsys: pytest.CaptureFixture[str]
