@@ -63,7 +63,7 @@ def _write(stream: TextIO, parts: list[tuple[str, str]], color: bool | None) -> 
     plain = "".join(text for text, _ in parts)
     inert = "\n".join(inert_line(printable(line)) for line in plain.split("\n"))
     if inert != plain:
-        parts = [(inert, "")]  # rare: its styles are dropped with the forged command
+        parts = [(inert, "")]  # rare: its styles go with what was escaped
     if not use_color(stream, color):
         stream.write(inert + "\n")
         return
