@@ -15,6 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The vLLM releases checked: each side of every release rule in runtimes/vllm_engine.py
+# (0.10.1 runner flags, 0.11.1 entrypoint, 0.12.0 CPU streamer, 0.17.0 OpenTelemetry,
+# 0.33.0 BERT LoRA) and the newest release.
+VLLM_VERSIONS = (
+    "0.10.0", "0.10.2", "0.11.0", "0.11.1", "0.12.0", "0.16.0", "0.17.0", "0.33.0", "0.34.0",
+)  # fmt: skip
+DEFAULT_CACHE = Path.home() / ".cache" / "servegen-conformance"
 TORCH = "torch==2.13.0"
 # Requirements the CLI parser never imports: GPU kernels, torch companions pinned to a
 # CUDA build, the distributed runtime and compilers.

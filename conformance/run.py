@@ -43,7 +43,6 @@ from generator.render import render_spec  # noqa: E402
 from generator.validate import validate_repository  # noqa: E402
 from runtimes.vllm_engine import parse_version, serve_entrypoint  # noqa: E402
 
-VERSIONS = ("0.10.0", "0.10.2", "0.11.0", "0.12.0", "0.33.0")
 GPU_REPO = "vllm/vllm-openai"
 CPU_REPO = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo"
 # Telemetry specs are rendered once per endpoint form (gRPC plaintext twice, OTLP/HTTP).
@@ -187,6 +186,22 @@ def control_cases(version: str) -> list[Case]:
             control=True,
         )
     ]
+    # What runtimes/vllm_flags.json refuses, the release must refuse: a flag it does not
+    # take, and an abbreviation of several of its flags.
+    for label, flag in (("unknown-flag", "--max-model-length"), ("ambiguous-flag", "--max-num")):
+        cases.append(
+            Case(
+                f"control:{label}",
+                "api_server" if api else "serve",
+                [*model, *head, flag, "8"],
+                {},
+                1,
+                "org/model",
+                cpu=False,
+                expect_ok=False,
+                control=True,
+            )
+        )
     if not api:
         cases.append(
             Case(
@@ -442,10 +457,8 @@ def report(outcomes: list[Outcome], kserve: dict[str, Any] | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--versions", nargs="*", default=list(VERSIONS))
-    parser.add_argument(
-        "--cache", type=Path, default=Path.home() / ".cache" / "servegen-conformance"
-    )
+    parser.add_argument("--versions", nargs="*", default=list(envs.VLLM_VERSIONS))
+    parser.add_argument("--cache", type=Path, default=envs.DEFAULT_CACHE)
     parser.add_argument("--kserve-source", type=Path, help="a kserve checkout (e.g. v0.20.0)")
     parser.add_argument("--json", type=Path, help="write every case and result here")
     opts = parser.parse_args()

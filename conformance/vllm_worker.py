@@ -81,6 +81,12 @@ def use_platform(kind: str) -> None:
     if kind == "cuda":
         platform = cuda_platform()
     else:
+        import torch
+
+        if not hasattr(torch._C._cpu, "_is_avx512_supported"):
+            # vLLM 0.17.0's CPU platform asks torch 2.10 (its pin) through this private
+            # name; the CPU torch 2.13.0 here answers only as torch.cpu (0.34.0 asks so).
+            torch._C._cpu._is_avx512_supported = torch.cpu._is_avx512_supported
         from vllm.platforms.cpu import CpuPlatform
 
         platform = CpuPlatform()

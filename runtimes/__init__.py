@@ -30,7 +30,10 @@ _RUNTIMES: dict[str, tuple[str, str]] = {
 # Rules about runtime settings in servegen.yaml (module, function(config) -> problems).
 # They judge every repository, whatever kinds its specs use, so they live apart from
 # the runtimes' modules and must stay cheap to import.
-_CONFIG_RULES: tuple[tuple[str, str], ...] = (("runtimes.vllm_engine", "config_problems"),)
+_CONFIG_RULES: tuple[tuple[str, str], ...] = (
+    ("runtimes.vllm_engine", "config_problems"),
+    ("runtimes.kserve_release", "config_problems"),
+)
 
 
 @cache

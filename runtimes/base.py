@@ -282,7 +282,7 @@ def long_flag(arg: str) -> str | None:
 
 
 # Flags that move the server off the plain-HTTP TCP port the Service and the probes use
-# (vllm v0.10.0 and v0.33.0 entrypoints cli_args.py: --ssl-* serve HTTPS; v0.33.0 --uds
+# (vllm v0.10.0, v0.33.0 and v0.34.0 cli_args.py: --ssl-* serve HTTPS; v0.33.0 --uds
 # listens on a Unix socket): the pod would restart forever. KubeAI probes its vLLM
 # pods the same way (kubeai v0.22.1 engine_vllm.go).
 _UNREACHABLE_FLAGS = {
@@ -326,7 +326,7 @@ def vllm_unreachable_problems(index: int, arg: str) -> Iterable[Problem]:
 def vllm_claimed_flag(arg: str, flags: Iterable[str]) -> str | None:
     """Which of `flags` (long options, dashes) `arg` sets on vLLM's command line, spelt
     out or abbreviated: vLLM's parser keeps argparse's prefix matching (allow_abbrev;
-    FlexibleArgumentParser, vllm v0.10.0 to v0.33.0), so `--por 9000` sets --port."""
+    FlexibleArgumentParser, vllm v0.10.0 to v0.34.0), so `--por 9000` sets --port."""
     flag = long_flag(arg)
     if flag is None or len(flag) < 3:  # `--` ends the options
         return None

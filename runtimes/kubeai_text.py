@@ -36,6 +36,7 @@ from runtimes.base import (
     vllm_claimed_flag,
     vllm_unreachable_problems,
 )
+from runtimes.vllm_engine import flag_problems, image_version
 
 MODEL_URL_RE = r"^(hf|s3|gs|oss|pvc|ollama)://[a-zA-Z0-9._:/@-]+(\?[A-Za-z0-9=&._:-]*)?$"
 ADAPTER_URL_RE = r"^(hf|s3|gs|oss)://[a-zA-Z0-9._:/@-]+$"
@@ -479,6 +480,13 @@ def _owned_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
             yield Problem(("serve", "args", index), f"{flag} is KubeAI's to set: {flags[flag]}")
         elif engine == "VLLM":
             yield from vllm_unreachable_problems(index, arg)
+    if engine == "VLLM":
+        # Without spec.image the cluster's KubeAI configuration picks the image (its
+        # release unknown here): only a flag no checked release takes is said, as a warning.
+        version = image_version(spec.image) if spec.image else None
+        for index, message, error in flag_problems(serve.args, version):
+            if vllm_claimed_flag(serve.args[index], flags) is None:  # (said above)
+                yield Problem(("serve", "args", index), message, "error" if error else "warning")
     envs = ENGINE_ENVS[engine]
     if engine == "OLlama" and spec.url.startswith("pvc://"):
         envs = {**envs, **OLLAMA_PVC_ENVS}

@@ -7,14 +7,18 @@ servegen.yaml; None means unknown, and the newest behaviour is assumed.
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from runtimes.base import Problem
+from runtimes.base import Problem, long_flag
 
 if TYPE_CHECKING:
     from generator.config import Config
@@ -24,7 +28,7 @@ Version = tuple[int, int, int]
 # The releases servegen renders for; the conformance check (conformance/run.py) parses
 # rendered command lines with the real CLI of the releases listed in the README.
 SUPPORTED_FROM: Version = (0, 10, 0)
-SUPPORTED_BELOW: Version = (0, 34, 0)
+SUPPORTED_BELOW: Version = (0, 35, 0)
 
 # vllm v0.11.1 docker/Dockerfile: the vllm-openai ENTRYPOINT becomes `vllm serve`, whose
 # model is the first positional argument (--model only logs a deprecation there);
@@ -37,7 +41,7 @@ OTEL_SINCE: Version = (0, 17, 0)
 # to v0.11.x lack it, so `--load-format runai_streamer` (s3://) fails there.
 CPU_RUNAI_SINCE: Version = (0, 12, 0)
 # vllm v0.12.0 vllm/model_executor/models/bert.py: no BERT model implements SupportsLoRA
-# ("does not support LoRA yet"); v0.33.0 bert.py and roberta.py do. Releases in between
+# ("does not support LoRA yet"); v0.33.0 and v0.34.0 bert.py and roberta.py do. Releases in between
 # were not checked, so they are refused too.
 BERT_LORA_SINCE: Version = (0, 33, 0)
 
@@ -139,6 +143,90 @@ def parallel_args(args: list[str]) -> list[ParallelArg]:
     return found
 
 
+# --- flags ------------------------------------------------------------------------------
+
+# The long flags each checked release's entrypoint parser takes, listed from the release
+# itself by conformance/flags.py (vllm wheels from PyPI; the releases are in the file).
+FLAGS_FILE = Path(__file__).with_name("vllm_flags.json")
+
+
+@cache
+def release_flags() -> dict[Version, frozenset[str]]:
+    data = json.loads(FLAGS_FILE.read_text(encoding="utf-8"))
+    table = {parse_version(v): frozenset(r["flags"]) for v, r in data["releases"].items()}
+    return {version: flags for version, flags in table.items() if version is not None}
+
+
+def flag_name(arg: str) -> str:
+    """The option a long `arg` names as vLLM's parser reads it (FlexibleArgumentParser
+    .parse_args: vllm v0.10.0 vllm/utils/__init__.py, v0.34.0 vllm/utils/argparse_utils.py):
+    the part before a `=value` and before a `.key` of a JSON flag
+    (`--compilation-config.mode=3`), with `_` read as `-`."""
+    return (long_flag(arg) or arg).partition(".")[0]
+
+
+def _taken(name: str, flags: frozenset[str]) -> tuple[str, ...]:
+    """The flags argparse takes `name` for: itself, or every flag it is a prefix of
+    (allow_abbrev; one is an abbreviation, more are 'ambiguous option', none an
+    'unrecognized arguments' error)."""
+    if name in flags:
+        return (name,)
+    return tuple(sorted(flag for flag in flags if flag.startswith(name)))
+
+
+def _closest(name: str, flags: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, sorted(flags), n=1, cutoff=0.75)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def flag_problems(args: Sequence[str], version: Version | None) -> Iterator[tuple[int, str, bool]]:
+    """(index, message, is an error) for each long flag in `args` the image's vLLM would
+    refuse at start-up. For a release conformance/flags.py listed, what it refuses is an
+    error; for any other, a flag no listed release takes is a warning (it may be new)."""
+    table = release_flags()
+    for index, arg in enumerate(args):
+        if arg == "--":  # the rest is positional
+            return
+        if not arg.startswith("--"):
+            continue  # a value, or a short option
+        name = flag_name(arg)
+        if version is not None and version in table:
+            taken = _taken(name, table[version])
+            if len(taken) == 1:
+                continue
+            yield index, _refused(name, taken, version, table), True
+        elif not any(len(_taken(name, flags)) == 1 for flags in table.values()):
+            everything = frozenset().union(*table.values())
+            checked = f"{show(min(table))} to {show(max(table))}"
+            yield (
+                index,
+                f"{name}: no vLLM release servegen checked ({checked}) takes this flag"
+                f"{_closest(name, everything)}; unless the image's release added it, the "
+                "server exits at start-up",
+                False,
+            )
+
+
+def _refused(
+    name: str, taken: tuple[str, ...], version: Version, table: dict[Version, frozenset[str]]
+) -> str:
+    release = f"vLLM {show(version)}"
+    if taken:
+        listed = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
+        return (
+            f"{name} abbreviates several flags of {release} ({listed}): its parser refuses "
+            "it and the server exits at start-up; write the flag out"
+        )
+    others = [show(v) for v, flags in sorted(table.items()) if len(_taken(name, flags)) == 1]
+    elsewhere = f"; vLLM {', '.join(others)} take it" if others else ""
+    if " " in name:
+        elsewhere += "; a flag and its value are two items of args"
+    return (
+        f"{name}: {release} takes no such flag{_closest(name, table[version])}, so the "
+        f"server exits at start-up{elsewhere}"
+    )
+
+
 # --- tracing ----------------------------------------------------------------------------
 
 OTLP_HTTP_PORT = 4318
@@ -157,7 +245,7 @@ class OtlpExporter:
 def otlp_exporter(url: str) -> OtlpExporter:
     """Map telemetry.otlp_endpoint to vLLM's exporter settings.
 
-    vllm v0.33.0 vllm/tracing/otel.py picks the exporter from
+    vllm v0.33.0 and v0.34.0 vllm/tracing/otel.py pick the exporter from
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL (default grpc); the gRPC exporter
     (opentelemetry-exporter-otlp-proto-grpc) uses TLS for `https://` and plaintext for
     `http://`, so `grpc://host:port` (plaintext gRPC, as written) is passed as

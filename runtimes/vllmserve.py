@@ -103,6 +103,7 @@ from runtimes.vllm_engine import (
     CpuMemory,
     Version,
     bert_style,
+    flag_problems,
     image_version,
     model_args,
     older_than,
@@ -675,6 +676,9 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
                 )
         yield from self._model_problems(doc, plan)
         yield from _parallel_problems(serve.args, plan)
+        for index, message, error in flag_problems(serve.args, version):
+            if not owned_flag(serve.args[index]):  # (said above, with what to use instead)
+                yield Problem(("serve", "args", index), message, "error" if error else "warning")
         if serve.use_cpu_image:
             yield from _cpu_memory_problems(doc, plan)
 

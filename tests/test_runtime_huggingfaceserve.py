@@ -13,8 +13,10 @@ import pytest
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
+import runtimes
 from generator.config import Config
 from generator.crds import bundled_dir
+from generator.validate import validate_repository
 from runtimes.base import Problem
 from runtimes.huggingfaceserve import HuggingFaceServe, HuggingFaceServeDocument
 
@@ -816,3 +818,30 @@ def test_everything_at_once_is_valid_against_the_crd() -> None:
 def test_node_selector_must_be_labels() -> None:
     with pytest.raises(ValidationError):
         make({"node_selector": {"zone": "a\n---\nkind: Secret"}})
+
+
+@pytest.mark.parametrize(
+    ("version", "warned"),
+    [("0.14", True), ("0.14.9", True), ("0.15", False), ("v0.15.0", False), ("0.20", False),
+     ("0.20.9", False), ("0.21", True), ("0.21.0", True)],
+)  # fmt: skip
+def test_a_kserve_release_outside_the_checked_ones_is_a_warning(version: str, warned: bool) -> None:
+    config = Config.model_validate({"kserve": {"version": version}})
+    found = [(p.path, p.severity) for p in runtimes.config_problems(config)]
+    assert found == ([(("kserve", "version"), "warning")] if warned else [])
+
+
+def test_the_kserve_release_warning_is_positioned_and_does_not_fail(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "servegen.yaml").write_text("kserve:\n  version: '0.21'\n")
+    (tmp_path / "specs" / "m.yaml").write_text(
+        "kind: huggingfaceserve\nname: m\nspec:\n  path: hf://org/model\n"
+    )
+    validated = validate_repository(tmp_path)
+    assert validated.ok and [s.name for s in validated.specs] == ["m"]
+    [diag] = validated.diagnostics
+    assert (diag.path, diag.line, diag.col, diag.severity) == ("servegen.yaml", 2, 12, "warning")
+    assert diag.message.startswith(
+        "KServe 0.21 is outside the releases servegen checks huggingfaceserve specs against "
+        "(0.15 to 0.20)"
+    )

@@ -299,6 +299,30 @@ def test_a_change_of_file_content_rolls_the_pods() -> None:
     ]
 
 
+def test_vllm_flags_are_judged_by_the_pinned_image_else_only_warned() -> None:
+    args = ["--max-model-length=2048", "--swap-space=4", "--por=1"]
+
+    def found(**spec: Any) -> list[tuple[Any, str, str]]:
+        doc = make({"args": args}, engine="VLLM", features=["TextGeneration"], **spec)
+        return [(p.path[-1], p.severity, p.message) for p in RUNTIME.spec_problems(doc, Config())]
+
+    # The cluster's KubeAI configuration picks the image: only what no release takes.
+    unpinned = found()
+    assert [(index, severity) for index, severity, _ in unpinned] == [
+        (2, "error"),  # KubeAI's own --port, abbreviated
+        (0, "warning"),
+    ]
+    assert unpinned[1][2].startswith("--max-model-length: no vLLM release servegen checked")
+    # vLLM 0.34.0 dropped --swap-space (vllm/engine/arg_utils.py).
+    pinned = found(image="vllm/vllm-openai:v0.34.0")
+    assert [(index, severity) for index, severity, _ in pinned] == [
+        (2, "error"), (0, "error"), (1, "error"),
+    ]  # fmt: skip
+    assert pinned[2][2].startswith("--swap-space: vLLM 0.34.0 takes no such flag")
+    older = found(image="vllm/vllm-openai:v0.10.2")  # which still takes --swap-space
+    assert [(index, severity) for index, severity, _ in older] == [(2, "error"), (0, "error")]
+
+
 def test_a_file_path_is_at_most_one_configmap_key_long() -> None:
     longest = "/" + "a" * 252
     assert model_spec(make({"files": [{"path": longest, "content": "x"}]}))["files"]

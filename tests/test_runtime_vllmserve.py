@@ -16,7 +16,13 @@ from generator.fields import single_line
 from generator.spec import deep_merge
 from generator.validate import validate_repository
 from runtimes.base import Problem, Runtime
-from runtimes.vllm_engine import image_version
+from runtimes.vllm_engine import (
+    SUPPORTED_BELOW,
+    SUPPORTED_FROM,
+    image_version,
+    release_flags,
+    serve_entrypoint,
+)
 from runtimes.vllmserve import (
     VLLMServePooling,
     VLLMServeSpeech,
@@ -673,6 +679,94 @@ def test_other_args_pass(arg: str) -> None:
     assert owned_flag(arg) is None
 
 
+def args_problems(args: list[str], image: str = "vllm/vllm-openai:v0.34.0") -> list[Any]:
+    found = problems(doc(spec={"url": "hf://org/model", "image": image}, serve={"args": args}))
+    return [(p.path[-1], p.severity, p.message) for p in found]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-model-len", "4096"], ["--max-model-len=4096"], ["--max_model_len=4096"],
+        ["--max-model-l", "4096"], ["--no-enable-prefix-caching"],
+        ["--compilation-config.mode=3"], ["--hf-overrides.rope_theta", "1e6"],
+        ["--max-model-len", "4096", "--", "--anything"], ["-tp", "1", "-O3"],
+    ],
+)  # fmt: skip
+def test_flags_the_release_takes_pass(args: list[str]) -> None:
+    assert args_problems(args) == []
+
+
+def test_a_flag_the_release_lacks_is_an_error_naming_the_closest() -> None:
+    assert args_problems(["--enable-prefix-caching", "--max-model-length=4096"]) == [
+        (
+            1,
+            "error",
+            "--max-model-length: vLLM 0.34.0 takes no such flag (did you mean "
+            "--max-model-len?), so the server exits at start-up",
+        )
+    ]
+
+
+def test_an_abbreviation_of_several_flags_is_an_error() -> None:
+    [(index, severity, message)] = args_problems(["--max-num", "8"])
+    assert (index, severity) == (0, "error")
+    assert message.startswith("--max-num abbreviates several flags of vLLM 0.34.0 (--max-num-")
+    assert message.endswith("its parser refuses it and the server exits at start-up; "
+                            "write the flag out")  # fmt: skip
+
+
+def test_a_flag_of_newer_releases_on_an_older_image_is_an_error() -> None:
+    """--shuffle-safetensors-files came in vLLM 0.34.0 (vllm/engine/arg_utils.py)."""
+    image = "vllm/vllm-openai:v0.33.0"
+    assert args_problems(["--shuffle-safetensors-files"], image) == [
+        (
+            0,
+            "error",
+            "--shuffle-safetensors-files: vLLM 0.33.0 takes no such flag, so the server "
+            "exits at start-up; vLLM 0.34.0 take it",
+        )
+    ]
+    assert args_problems(["--shuffle-safetensors-files"]) == []
+
+
+def test_a_flag_and_its_value_in_one_item_is_an_error() -> None:
+    [(_, severity, message)] = args_problems(["--max-model-len 4096"])
+    assert severity == "error"
+    assert message.endswith("a flag and its value are two items of args")
+
+
+def test_on_an_unchecked_release_only_a_flag_no_checked_release_takes_warns() -> None:
+    image = "vllm/vllm-openai:v0.20.0"
+    assert args_problems(["--shuffle-safetensors-files", "--max-model-len=1"], image) == []
+    assert args_problems(["--max-model-length=1"], image) == [
+        (
+            0,
+            "warning",
+            "--max-model-length: no vLLM release servegen checked (0.10.0 to 0.34.0) takes "
+            "this flag (did you mean --max-model-len?); unless the image's release added "
+            "it, the server exits at start-up",
+        )
+    ]
+
+
+def test_an_owned_flag_is_said_once() -> None:
+    found = args_problems(["--por", "9000", "--serv", "x"])
+    assert [(index, severity) for index, severity, _ in found] == [(0, "error"), (2, "error")]
+    assert all("is set by servegen" in message for _, _, message in found)
+
+
+def test_every_checked_release_lists_the_flags_servegen_renders() -> None:
+    table = release_flags()
+    assert SUPPORTED_FROM in table and max(table) < SUPPORTED_BELOW
+    for version, flags in table.items():
+        rendered = {"--served-model-name", "--host", "--port", "--revision", "--enable-lora"}
+        assert rendered <= flags, version
+        assert serve_entrypoint(version) or "--model" in flags, version
+        pooling = {"--runner", "--convert"} if version >= (0, 10, 1) else {"--task"}
+        assert pooling <= flags, version
+
+
 # --- hostile input ---------------------------------------------------------------------
 
 
@@ -692,6 +786,9 @@ def test_hostile_envs_and_args_survive_verbatim_or_are_refused(value: str) -> No
             doc("vllmserve-pooling", serve=serve)
         return
     d = doc("vllmserve-pooling", serve=serve)
+    if value.startswith("--"):  # vLLM's parser reads it as a flag, and takes none so named
+        assert [(p.path, p.severity) for p in problems(d)] == [(("serve", "args", 1), "error")]
+        return
     objects = render(d)
     assert sorted(objects) == ["Deployment/m", "Service/m"]
     assert env(objects)["X"] == value
@@ -951,11 +1048,13 @@ def test_image_outside_the_supported_range_warns() -> None:
     found = problems(doc(spec={"url": "hf://o/m", "image": "vllm/vllm-openai:v0.9.2"}))
     assert [(p.path, p.severity) for p in found] == [(("spec", "image"), "warning")]
     assert "outside the supported range 0.10.0" in found[0].message
-    assert problems(doc(spec={"url": "hf://o/m", "image": "vllm/vllm-openai:v0.33.0"})) == []
+    assert problems(doc(spec={"url": "hf://o/m", "image": "vllm/vllm-openai:v0.34.0"})) == []
+    found = problems(doc(spec={"url": "hf://o/m", "image": "vllm/vllm-openai:v0.35.0"}))
+    assert "to below 0.35.0" in found[0].message
 
 
 def test_config_images_outside_the_supported_range_warn_once() -> None:
-    cfg = config(vllm={"image": "vllm/vllm-openai:v0.8.5", "cpu_image": "cpu/vllm:v0.34.0"})
+    cfg = config(vllm={"image": "vllm/vllm-openai:v0.8.5", "cpu_image": "cpu/vllm:v0.35.0"})
     found = runtimes.config_problems(cfg)
     assert [(p.path, p.severity) for p in found] == [
         (("vllm", "image"), "warning"), (("vllm", "cpu_image"), "warning"),

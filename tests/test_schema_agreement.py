@@ -395,8 +395,8 @@ def test_environment_labels_and_annotations_agree(
 # --- control characters in one-line values: engine args, env values, annotation values ----
 
 ONE_LINE_PLACES = [
-    VLLM_SPEC + '  args: ["--x={}"]\n',
-    SPEC + 'serve:\n  args: ["--x={}"]\n',
+    VLLM_SPEC + '  args: ["--chat-template={}"]\n',
+    SPEC + 'serve:\n  args: ["--chat-template={}"]\n',
     VLLM_SPEC + '  envs: {{A: "x{}"}}\n',
     VLLM_SPEC + '  envs: [{{name: A, value: "x{}"}}]\n',
     VLLM_SPEC + '  tolerations: [{{key: a, value: "x{}"}}]\n',

@@ -177,7 +177,9 @@ def test_the_action_stops_workflow_commands_around_diff_output(
     script, env = action_step(example_repo, tmp_path)
     spec = example_repo / "specs" / "vllm" / "qwen-cpu.yaml"
     spec.write_text(spec.read_text() + "# ::error::forged\n")  # and a value below
-    text = spec.read_text().replace("serve:\n", 'serve:\n  args: ["--x=##[error]forged"]\n', 1)
+    text = spec.read_text().replace(
+        "serve:\n", 'serve:\n  args: ["--chat-template=##[error]forged"]\n', 1
+    )
     spec.write_text(text)
     tokens = []
     for _ in range(2):

@@ -1,0 +1,106 @@
+"""List the long flags each vLLM release's image entrypoint takes, from the release itself.
+
+    .venv/bin/python conformance/flags.py [--versions 0.10.0 0.34.0] [--cache DIR]
+
+For each release, inside its cached virtualenv (conformance/envs.py, as run.py makes
+them), the entrypoint the image starts is run on a model name and stopped where it
+would serve (vllm_worker.py's replay): `vllm serve` from 0.11.1, the api_server module up
+to 0.11.0 (runtimes/vllm_engine.py). Every argparse parser it asks to parse is noted,
+and the long option strings of the one that reads the server's flags are written to
+runtimes/vllm_flags.json, which `servegen validate` checks `serve.args` against
+(runtimes/vllm_engine.py, flag_problems). Not part of the test suite: it installs
+several GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+OUTPUT = ROOT / "runtimes" / "vllm_flags.json"
+
+
+def entrypoint_flags(entrypoint: str) -> list[str]:
+    """Inside a release's virtualenv: the long options of the parser that reads the
+    server's flags, for the entrypoint the image runs."""
+    import vllm_worker
+
+    seen: list[argparse.ArgumentParser] = []
+    original = argparse.ArgumentParser.parse_known_args
+
+    def noting(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+        seen.append(self)
+        return original(self, *args, **kwargs)
+
+    argparse.ArgumentParser.parse_known_args = noting  # type: ignore[method-assign]
+    vllm_worker.use_platform("cpu")  # option strings do not depend on the platform
+    if entrypoint == "serve":
+        vllm_worker.parse_serve(["org/model"])
+        parser = next(p for p in seen if p.prog.split()[-1:] == ["serve"])
+    else:
+        vllm_worker.parse_api_server(["--model", "org/model"])
+        parser = seen[0]
+    return sorted(s for s in parser._option_string_actions if s.startswith("--"))
+
+
+def installed_release() -> dict[str, str | None]:
+    """Inside a release's virtualenv: the vllm wheel's version and the git commit it
+    was built from (vllm/_version.py, where the release records one)."""
+    import vllm._version as built
+
+    return {"version": built.__version__, "commit": getattr(built, "__commit_id__", None)}
+
+
+def release_flags(version: str, cache: Path) -> dict[str, Any]:
+    import envs
+
+    from runtimes.vllm_engine import parse_version, serve_entrypoint
+
+    entrypoint = "serve" if serve_entrypoint(parse_version(version)) else "api_server"
+    python = envs.ensure_vllm(cache, version)
+    done = subprocess.run(
+        [str(python), __file__, "--worker", entrypoint], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"vLLM {version}: {done.stderr[-2000:]}")
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if found["wheel"]["version"] != version:
+        raise RuntimeError(f"vLLM {version}: the virtualenv holds {found['wheel']['version']}")
+    return {"entrypoint": entrypoint, **found}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        flags = entrypoint_flags(sys.argv[2])
+        print(json.dumps({"wheel": installed_release(), "flags": flags}))
+        return
+    import envs
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--versions", nargs="*", default=list(envs.VLLM_VERSIONS))
+    parser.add_argument("--cache", type=Path, default=envs.DEFAULT_CACHE)
+    options = parser.parse_args()
+    releases = {version: release_flags(version, options.cache) for version in options.versions}
+    table = {
+        "about": "Long flags of each vLLM release's image entrypoint, listed from the "
+        "release's own parser by conformance/flags.py: the vllm wheel of each release "
+        "from PyPI (https://pypi.org/project/vllm/), its version and source commit as "
+        "the wheel records them.",
+        "releases": releases,
+    }
+    OUTPUT.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+    for version, found in releases.items():
+        print(f"{version}: {found['entrypoint']}, {len(found['flags'])} long flags")
+
+
+if __name__ == "__main__":
+    main()
