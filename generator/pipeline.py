@@ -809,6 +809,15 @@ def build(
     return _filtered(built, environment)
 
 
+def stored_build(root: Path, crds: Sequence[Path] = ()) -> Build | None:
+    """What build() of `root` would return whole from the build cache (its models as
+    summaries: each object's identity and what Flux health checks need), without
+    reading or rendering a spec; None when the cache holds no build of these inputs."""
+    if not buildcache.enabled():
+        return None
+    return _reused_build(root, crds)[0]
+
+
 def _fresh_build(
     root: Path,
     crds: Sequence[Path],

@@ -3,7 +3,9 @@
 `publish` builds HEAD, `diff` builds its base (and HEAD with --committed), `promote`
 validates the source commit the deploy branch records, `status` renders it. All of them
 read the commit through here: its tree is exported with git (no checkout, no hooks, the
-user's worktree and index untouched) into a folder that is gone afterwards.
+user's worktree and index untouched) into a folder that is gone afterwards. `publish`
+and `status` use the working tree instead when it provably holds the commit's bytes
+(`on_commit`): a checkout of the commit, as in CI, is not written out again.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def build_head(
     repo: git.Repo, root: Path, commit: str, *, crds: Sequence[Path] = ()
 ) -> tuple[Build, bool]:
     """Build `root` as it is in `commit` (HEAD): from the working tree when it provably
-    holds the same bytes for every input, else exported (`build_at`). The flag: the
+    holds the same bytes for every input, else exported (`on_commit`). The flag: the
     working tree was used (so no spec change is left uncommitted).
 
     Same bytes: git status finds nothing staged, changed, untracked or ignored under the
@@ -90,12 +92,20 @@ def build_head(
     ctime, inode) between before that status and after the build. ctime cannot be set
     back by anyone, so an edit while the build read the files is seen.
     """
+    return on_commit(repo, root, commit, lambda where: build(where, crds=crds))
+
+
+def on_commit(repo: git.Repo, root: Path, commit: str, work: Callable[[Path], T]) -> tuple[T, bool]:
+    """`work` of `root` as it is in `commit`, and whether the working tree was used: it
+    is when it provably holds the commit's bytes for every input (see build_head),
+    else `work` runs on an export."""
     before = _clean_inputs(repo, root, commit)
     if before is not None:
-        built = build(root, crds=crds)
+        done = work(root)
         if _input_stats(root, before[0]) == before[1]:
-            return built, True
-    return build_at(repo, root, commit, crds=crds), False
+            return done, True
+    with exported(repo, root, commit) as dest:
+        return work(dest), False
 
 
 def _clean_inputs(

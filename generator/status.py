@@ -29,6 +29,7 @@ from generator.config import Config
 from generator.errors import ClusterError, GitError, InvalidInputError
 from generator.kube import Cluster, Gone, Interrupted, Listing, Object, connect
 from generator.outtree import in_environment, models_by_environment
+from generator.pipeline import stored_build
 from generator.publish import METADATA_FILE, recorded_source
 from generator.readiness import (
     Malformed,
@@ -41,7 +42,7 @@ from generator.readiness import (
     kubeai_model,
 )
 from generator.render import ModelRender, duplicate_objects, render_all
-from generator.snapshot import exported
+from generator.snapshot import on_commit
 from generator.statusplan import (
     SERVEGEN_LABEL,
     SPEC_LABEL,
@@ -166,11 +167,17 @@ def deploy_history(root: Path, config: Config, fetch: bool = True) -> DeployHist
 
 
 def render_models(root: Path) -> tuple[Config, list[ModelRender]]:
-    """Validate and render `root`: every object as the cluster receives it.
+    """Every model of `root`, each object where the cluster receives it.
 
-    No manifest checks and no file layout: where objects live is all status needs, and
-    what was published passed both already. This is most of status's running time.
+    Where objects live is all status needs. The build cache's build of these very
+    inputs has it (a `render` or `publish` of the same commit on this machine, or a CI
+    cache restored), and passed every check. Else `root` is validated and rendered,
+    without the manifest checks and the file layout, which what was published passed
+    already: then this is most of status's running time.
     """
+    stored = stored_build(root)
+    if stored is not None:
+        return stored.config, list(stored.models)
     validated = validate_repository(root)
     if not validated.ok:
         raise InvalidInputError(validated.diagnostics)
@@ -194,8 +201,8 @@ def render_published(root: Path, history: DeployHistory) -> tuple[Config, list[M
             "object locations come from the working tree"
         )
         return render_models(root)
-    with exported(history.repo, root, source) as dest:
-        return render_models(dest)
+    rendered, _ = on_commit(history.repo, root, source, render_models)
+    return rendered
 
 
 def environment_plans(

@@ -849,3 +849,21 @@ def test_every_single_change_of_shape_is_read_as_the_generic_reading_does() -> N
     for data in changes:
         generic, usual = _both_readings(data)
         assert usual == generic, data
+
+
+def test_the_stored_build_is_build_of_the_same_inputs_and_nothing_else(
+    example_repo: Path, renders: Counting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert pipeline.stored_build(example_repo) is None  # nothing built yet: nothing built now
+    assert renders.names == [] and entries() == []
+    built = build(example_repo)
+    stored = pipeline.stored_build(example_repo)
+    assert stored is not None and stored.files == built.files
+    assert [m.name for m in stored.models] == [m.name for m in built.models]
+    spec = next((example_repo / "specs").rglob("*.yaml"))
+    spec.write_bytes(spec.read_bytes() + b"# another byte\n")
+    assert pipeline.stored_build(example_repo) is None
+    spec.write_bytes(spec.read_bytes()[: -len(b"# another byte\n")])
+    assert pipeline.stored_build(example_repo) is not None
+    monkeypatch.setenv("SERVEGEN_NO_CACHE", "1")
+    assert pipeline.stored_build(example_repo) is None

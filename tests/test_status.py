@@ -31,6 +31,7 @@ from generator.check import ManifestChecker
 from generator.flux import flux_objects
 from generator.incremental import IncrementalBuild
 from generator.pipeline import Build, build
+from generator.render import render_all
 from generator.statusplan import environment_plan, rbac_objects
 from tests.cluster import apply_environment, flux_status, ready_status
 from tests.conftest import EXAMPLES, REPO_ROOT
@@ -202,6 +203,39 @@ def test_only_reads_and_only_lists_each_collection_once(
     lists = [p for _, p in live.api.requests if "/namespaces/" in p]
     assert len(lists) == len(set(lists))
     assert not any("watch=" in p for p in lists)
+
+
+def test_a_stored_build_of_the_published_commit_is_read_not_rendered(
+    live: Live, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a render of the published commit stored its build on this machine, status
+    takes every object's place from it and renders no spec; the answer is the same."""
+    renders: list[object] = []
+    real = render_all
+
+    def counting(*args: Any) -> Any:
+        renders.append(args)
+        return real(*args)
+
+    monkeypatch.setattr("generator.status.render_all", counting)
+    code, rendered = status_json(live, capsys)  # (publish stored a build with --crds only)
+    assert code == 0 and len(renders) == 1
+    assert cli.main(["-C", str(live.work), "render"]) == 0
+    code, stored = status_json(live, capsys)
+    assert code == 0 and len(renders) == 1
+    assert stored == rendered
+
+
+def test_what_the_working_tree_holds_beyond_the_published_commit_is_not_read(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A clean checkout of the published commit is read in place; one with a spec
+    removed (not committed) is not that commit, and the commit is read from git."""
+    code, published = status_json(live, capsys)
+    assert code == 0 and model(published, VLLM_MODEL)["ready"] is True
+    (live.work / "specs" / "vllm" / "qwen-chat.yaml").unlink()
+    code, now = status_json(live, capsys)
+    assert code == 0 and now == published
 
 
 def test_text_and_markdown_name_every_model(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
