@@ -29,9 +29,12 @@ sys.path.insert(0, str(HERE))
 OUTPUT = ROOT / "runtimes" / "vllm_flags.json"
 
 
-def entrypoint_flags(entrypoint: str) -> list[str]:
+def entrypoint_flags(entrypoint: str) -> dict[str, Any]:
     """Inside a release's virtualenv: the long options of the parser that reads the
-    server's flags, for the entrypoint the image runs."""
+    server's flags, for the entrypoint the image runs: every one (`flags`), those that
+    take no value (`switches`: `--x=1` is refused) and those that take exactly one
+    (`valued`: a missing value is refused), and for those of them whose value is kept
+    as written (no type conversion), the values argparse takes (`choices`)."""
     import vllm_worker
 
     seen: list[argparse.ArgumentParser] = []
@@ -49,7 +52,26 @@ def entrypoint_flags(entrypoint: str) -> list[str]:
     else:
         vllm_worker.parse_api_server(["--model", "org/model"])
         parser = seen[0]
-    return sorted(s for s in parser._option_string_actions if s.startswith("--"))
+    actions = {s: a for s, a in parser._option_string_actions.items() if s.startswith("--")}
+    as_written = (None, str)
+    # Choices drawn from a registry a plugin in a custom image can add to (parsers,
+    # model loaders, quantization methods) are not listed: only fixed ones are.
+    extensible = {"--load-format", "--quantization"}
+    return {
+        "flags": sorted(actions),
+        "switches": sorted(s for s, a in actions.items() if a.nargs == 0),
+        "valued": sorted(s for s, a in actions.items() if a.nargs is None),
+        "choices": {
+            s: sorted(map(str, a.choices))
+            for s, a in sorted(actions.items())
+            if a.nargs is None
+            and s not in extensible
+            and not s.endswith("-parser")
+            and a.type in as_written
+            and a.choices is not None
+            and all(isinstance(c, str) for c in a.choices)
+        },
+    }
 
 
 def installed_release() -> dict[str, str | None]:
@@ -80,8 +102,7 @@ def release_flags(version: str, cache: Path) -> dict[str, Any]:
 
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
-        flags = entrypoint_flags(sys.argv[2])
-        print(json.dumps({"wheel": installed_release(), "flags": flags}))
+        print(json.dumps({"wheel": installed_release(), **entrypoint_flags(sys.argv[2])}))
         return
     import envs
 

@@ -187,13 +187,21 @@ def control_cases(version: str) -> list[Case]:
         )
     ]
     # What runtimes/vllm_flags.json refuses, the release must refuse: a flag it does not
-    # take, and an abbreviation of several of its flags.
-    for label, flag in (("unknown-flag", "--max-model-length"), ("ambiguous-flag", "--max-num")):
+    # take, an abbreviation of several, a value for a switch, no value for a flag that
+    # takes one, and a value outside a flag's fixed choices.
+    refused = (
+        ("unknown-flag", ["--max-model-length", "8"]),
+        ("ambiguous-flag", ["--max-num", "8"]),
+        ("value-for-a-switch", ["--enforce-eager=true"]),
+        ("missing-value", ["--max-model-len", "--enforce-eager"]),
+        ("value-outside-choices", ["--dtype", "bf16"]),
+    )
+    for label, args in refused:
         cases.append(
             Case(
                 f"control:{label}",
                 "api_server" if api else "serve",
-                [*model, *head, flag, "8"],
+                [*model, *head, *args],
                 {},
                 1,
                 "org/model",

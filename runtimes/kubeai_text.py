@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
@@ -484,9 +485,9 @@ def _owned_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
         # Without spec.image the cluster's KubeAI configuration picks the image (its
         # release unknown here): only a flag no checked release takes is said, as a warning.
         version = image_version(spec.image) if spec.image else None
-        for index, message, error in flag_problems(serve.args, version):
-            if vllm_claimed_flag(serve.args[index], flags) is None:  # (said above)
-                yield Problem(("serve", "args", index), message, "error" if error else "warning")
+        kubeais = partial(vllm_claimed_flag, flags=flags)  # (said above)
+        for index, message, error in flag_problems(serve.args, version, kubeais):
+            yield Problem(("serve", "args", index), message, "error" if error else "warning")
     envs = ENGINE_ENVS[engine]
     if engine == "OLlama" and spec.url.startswith("pvc://"):
         envs = {**envs, **OLLAMA_PVC_ENVS}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -125,12 +125,18 @@ class ParallelArg:
     value: int | None  # None: not a positive integer
 
 
+def parallel_flag(arg: str) -> str | None:
+    """Which parallel size `arg` sets ("tensor", "pipeline", "data"), if any."""
+    flag = arg.partition("=")[0]
+    return PARALLEL_FLAGS.get(flag.replace("_", "-") if flag.startswith("--") else flag)
+
+
 def parallel_args(args: list[str]) -> list[ParallelArg]:
     """The tensor/pipeline/data parallel sizes a user passes (`-tp 2`, `--tp=2`...)."""
     found = []
     for index, arg in enumerate(args):
-        flag, eq, value = arg.partition("=")
-        kind = PARALLEL_FLAGS.get(flag.replace("_", "-") if flag.startswith("--") else flag)
+        _, eq, value = arg.partition("=")
+        kind = parallel_flag(arg)
         if kind is None:
             continue
         if not eq:
@@ -150,11 +156,30 @@ def parallel_args(args: list[str]) -> list[ParallelArg]:
 FLAGS_FILE = Path(__file__).with_name("vllm_flags.json")
 
 
+@dataclass(frozen=True)
+class ReleaseFlags:
+    """What one release's entrypoint parser takes (listed in FLAGS_FILE)."""
+
+    flags: frozenset[str]  # every long option
+    switches: frozenset[str]  # take no value: `--x=1` is refused
+    valued: frozenset[str]  # take exactly one value: none is refused
+    choices: Mapping[str, tuple[str, ...]]  # of `valued`, kept as written: the values taken
+
+
 @cache
-def release_flags() -> dict[Version, frozenset[str]]:
+def release_flags() -> dict[Version, ReleaseFlags]:
     data = json.loads(FLAGS_FILE.read_text(encoding="utf-8"))
-    table = {parse_version(v): frozenset(r["flags"]) for v, r in data["releases"].items()}
-    return {version: flags for version, flags in table.items() if version is not None}
+    table = {}
+    for text, listed in data["releases"].items():
+        version = parse_version(text)
+        if version is not None:
+            table[version] = ReleaseFlags(
+                frozenset(listed["flags"]),
+                frozenset(listed["switches"]),
+                frozenset(listed["valued"]),
+                {flag: tuple(values) for flag, values in listed["choices"].items()},
+            )
+    return table
 
 
 def flag_name(arg: str) -> str:
@@ -179,36 +204,93 @@ def _closest(name: str, flags: Iterable[str]) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
-def flag_problems(args: Sequence[str], version: Version | None) -> Iterator[tuple[int, str, bool]]:
-    """(index, message, is an error) for each long flag in `args` the image's vLLM would
-    refuse at start-up. For a release conformance/flags.py listed, what it refuses is an
-    error; for any other, a flag no listed release takes is a warning (it may be new)."""
+# argparse reads a word starting with `-` as an option, unless it is a negative number
+# or holds a space (Lib/argparse.py _parse_optional, _negative_number_matcher).
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]+|-[0-9]*\.[0-9]+")
+
+
+def _option_like(arg: str) -> bool:
+    return len(arg) > 1 and arg[0] == "-" and " " not in arg and not _NEGATIVE_NUMBER.fullmatch(arg)
+
+
+def flag_problems(
+    args: Sequence[str], version: Version | None, owned: Callable[[str], str | None]
+) -> Iterator[tuple[int, str, bool]]:
+    """(index, message, is an error) for each long flag in `args`, or its value, that
+    the image's vLLM would refuse at start-up; a flag `owned` names (one the caller
+    sets itself, and judges) and its value are left alone.
+
+    For a release conformance/flags.py listed, what it refuses is an error: a flag it
+    does not take or an abbreviation of several, a value given to a flag that takes
+    none, none given to one that takes one, and a value outside a flag's fixed
+    choices. For any other release, a flag no listed release takes is a warning (that
+    release may have added it)."""
     table = release_flags()
+    release = table.get(version) if version is not None else None
     for index, arg in enumerate(args):
         if arg == "--":  # the rest is positional
             return
-        if not arg.startswith("--"):
-            continue  # a value, or a short option
+        if not arg.startswith("--") or owned(arg):
+            continue  # a value, a short option, or the caller's to judge
         name = flag_name(arg)
-        if version is not None and version in table:
-            taken = _taken(name, table[version])
-            if len(taken) == 1:
-                continue
+        if release is None or version is None:
+            if not any(len(_taken(name, listed.flags)) == 1 for listed in table.values()):
+                yield index, _unlisted(name, table), False
+            continue
+        taken = _taken(name, release.flags)
+        if len(taken) != 1:
             yield index, _refused(name, taken, version, table), True
-        elif not any(len(_taken(name, flags)) == 1 for flags in table.values()):
-            everything = frozenset().union(*table.values())
-            checked = f"{show(min(table))} to {show(max(table))}"
+        elif "." not in arg.partition("=")[0]:  # (a JSON flag's `.key` takes JSON)
+            yield from _value_problems(args, index, taken[0], release, show(version))
+
+
+def _value_problems(
+    args: Sequence[str], index: int, flag: str, release: ReleaseFlags, version: str
+) -> Iterator[tuple[int, str, bool]]:
+    written, eq, value = args[index].partition("=")
+    at = index
+    if eq and flag in release.switches:
+        yield (
+            index,
+            f"{flag} takes no value in vLLM {version}: its parser refuses {written}= and "
+            "the server exits at start-up",
+            True,
+        )
+        return
+    if not eq:
+        if flag not in release.valued:
+            return
+        if index + 1 == len(args) or _option_like(args[index + 1]):
             yield (
                 index,
-                f"{name}: no vLLM release servegen checked ({checked}) takes this flag"
-                f"{_closest(name, everything)}; unless the image's release added it, the "
-                "server exits at start-up",
-                False,
+                f"{flag} needs a value in vLLM {version}: its parser refuses it without one "
+                "and the server exits at start-up",
+                True,
             )
+            return
+        at, value = index + 1, args[index + 1]
+    choices = release.choices.get(flag)
+    if choices is not None and value not in choices:
+        yield (
+            at,
+            f"{value!r} is not a value {flag} takes in vLLM {version} ("
+            f"{', '.join(choices)}){_closest(value, choices)}: the server exits at start-up",
+            True,
+        )
+
+
+def _unlisted(name: str, table: Mapping[Version, ReleaseFlags]) -> str:
+    everything = frozenset().union(*(listed.flags for listed in table.values()))
+    checked = f"{show(min(table))} to {show(max(table))}"
+    return (
+        f"{name}: no vLLM release servegen checked ({checked}) takes this flag"
+        f"{_closest(name, everything)}; unless the image's release added it, the "
+        "server exits at start-up"
+    )
 
 
 def _refused(
-    name: str, taken: tuple[str, ...], version: Version, table: dict[Version, frozenset[str]]
+    name: str, taken: tuple[str, ...], version: Version, table: Mapping[Version, ReleaseFlags]
 ) -> str:
     release = f"vLLM {show(version)}"
     if taken:
@@ -217,12 +299,12 @@ def _refused(
             f"{name} abbreviates several flags of {release} ({listed}): its parser refuses "
             "it and the server exits at start-up; write the flag out"
         )
-    others = [show(v) for v, flags in sorted(table.items()) if len(_taken(name, flags)) == 1]
+    others = [show(v) for v, flags in sorted(table.items()) if len(_taken(name, flags.flags)) == 1]
     elsewhere = f"; vLLM {', '.join(others)} take it" if others else ""
     if " " in name:
         elsewhere += "; a flag and its value are two items of args"
     return (
-        f"{name}: {release} takes no such flag{_closest(name, table[version])}, so the "
+        f"{name}: {release} takes no such flag{_closest(name, table[version].flags)}, so the "
         f"server exits at start-up{elsewhere}"
     )
 

@@ -109,6 +109,7 @@ from runtimes.vllm_engine import (
     older_than,
     otlp_exporter,
     parallel_args,
+    parallel_flag,
     parse_version,
     pooling_name,
     show,
@@ -361,6 +362,11 @@ def pooling_args(task: str | None, version: Version | None) -> list[str]:
     if task == "reward" and (version is None or version >= REWARD_CONVERT_UNTIL):
         return ["--runner", "pooling"]
     return ["--runner", "pooling", "--convert", CONVERT[task]]
+
+
+def _judged_here(arg: str) -> str | None:
+    """The flag `arg` sets when this module judges it and its value itself."""
+    return owned_flag(arg) or parallel_flag(arg)
 
 
 def owned_flag(arg: str) -> str | None:
@@ -676,9 +682,9 @@ class VLLMServeRuntime(Runtime[VLLMDocT]):
                 )
         yield from self._model_problems(doc, plan)
         yield from _parallel_problems(serve.args, plan)
-        for index, message, error in flag_problems(serve.args, version):
-            if not owned_flag(serve.args[index]):  # (said above, with what to use instead)
-                yield Problem(("serve", "args", index), message, "error" if error else "warning")
+        # Owned flags are said above, with what to use instead; parallel sizes too.
+        for index, message, error in flag_problems(serve.args, version, _judged_here):
+            yield Problem(("serve", "args", index), message, "error" if error else "warning")
         if serve.use_cpu_image:
             yield from _cpu_memory_problems(doc, plan)
 

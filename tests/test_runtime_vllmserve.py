@@ -759,12 +759,53 @@ def test_an_owned_flag_is_said_once() -> None:
 def test_every_checked_release_lists_the_flags_servegen_renders() -> None:
     table = release_flags()
     assert SUPPORTED_FROM in table and max(table) < SUPPORTED_BELOW
-    for version, flags in table.items():
+    for version, release in table.items():
         rendered = {"--served-model-name", "--host", "--port", "--revision", "--enable-lora"}
-        assert rendered <= flags, version
-        assert serve_entrypoint(version) or "--model" in flags, version
+        assert rendered <= release.flags, version
+        assert serve_entrypoint(version) or "--model" in release.flags, version
         pooling = {"--runner", "--convert"} if version >= (0, 10, 1) else {"--task"}
-        assert pooling <= flags, version
+        assert pooling <= release.flags, version
+        assert release.switches | release.valued <= release.flags
+        assert not release.switches & release.valued
+        assert release.choices.keys() <= release.valued
+        assert "--enable-lora" in release.switches and "--port" in release.valued
+
+
+@pytest.mark.parametrize(
+    ("args", "index", "message"),
+    [
+        (["--enable-prefix-caching=true"], 0,
+         "--enable-prefix-caching takes no value in vLLM 0.34.0: its parser refuses "
+         "--enable-prefix-caching= and the server exits at start-up"),
+        (["--max-model-len"], 0,
+         "--max-model-len needs a value in vLLM 0.34.0: its parser refuses it without one "
+         "and the server exits at start-up"),
+        (["--max-model-len", "--enforce-eager"], 0,
+         "--max-model-len needs a value in vLLM 0.34.0: its parser refuses it without one "
+         "and the server exits at start-up"),
+        (["--enforce-eager", "--dtype", "bfloat-16"], 2,
+         "'bfloat-16' is not a value --dtype takes in vLLM 0.34.0 (auto, bfloat16, float, "
+         "float16, float32, half) (did you mean bfloat16?): the server exits at start-up"),
+        (["--dtype=f16"], 0,
+         "'f16' is not a value --dtype takes in vLLM 0.34.0 (auto, bfloat16, float, "
+         "float16, float32, half): the server exits at start-up"),
+    ],
+)  # fmt: skip
+def test_a_value_the_release_refuses_is_an_error(args: list[str], index: int, message: str) -> None:
+    assert args_problems(args) == [(index, "error", message)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--seed", "-1"], ["--chat-template", "-a template"], ["--dtype", "bfloat16"],
+        ["--dtype=half"], ["--enable-prefix-caching"], ["--max-model-len", "-1"],
+        ["--compilation-config.mode", "3"], ["--runner", "nonsense"],
+    ],
+)  # fmt: skip
+def test_values_the_release_takes_or_servegen_judges_itself_pass(args: list[str]) -> None:
+    found = args_problems(args)
+    assert all("is set by servegen" in message for _, _, message in found)
 
 
 # --- hostile input ---------------------------------------------------------------------
@@ -787,7 +828,10 @@ def test_hostile_envs_and_args_survive_verbatim_or_are_refused(value: str) -> No
         return
     d = doc("vllmserve-pooling", serve=serve)
     if value.startswith("--"):  # vLLM's parser reads it as a flag, and takes none so named
-        assert [(p.path, p.severity) for p in problems(d)] == [(("serve", "args", 1), "error")]
+        assert [(p.path, p.severity) for p in problems(d)] == [
+            (("serve", "args", 0), "error"),  # --chat-template without a value
+            (("serve", "args", 1), "error"),
+        ]
         return
     objects = render(d)
     assert sorted(objects) == ["Deployment/m", "Service/m"]
