@@ -204,13 +204,19 @@ def _closest(name: str, flags: Iterable[str]) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
-# argparse reads a word starting with `-` as an option, unless it is a negative number
-# or holds a space (Lib/argparse.py _parse_optional, _negative_number_matcher).
-_NEGATIVE_NUMBER = re.compile(r"-[0-9]+|-[0-9]*\.[0-9]+")
+# argparse reads a word starting with `-` as an option when it names one (whole, before
+# a `=`, or as a prefix), else unless it is a negative number or holds a space
+# (CPython 3.11 and 3.12 Lib/argparse.py _parse_optional, _negative_number_matcher).
+_NEGATIVE_NUMBER = re.compile(r"-\d+|-\d*\.\d+")
 
 
-def _option_like(arg: str) -> bool:
-    return len(arg) > 1 and arg[0] == "-" and " " not in arg and not _NEGATIVE_NUMBER.fullmatch(arg)
+def _option_like(arg: str, flags: frozenset[str]) -> bool:
+    if len(arg) < 2 or arg[0] != "-":
+        return False
+    name = arg.partition("=")[0]
+    if arg in flags or name in flags or (arg.startswith("--") and _taken(name, flags)):
+        return True
+    return " " not in arg and not _NEGATIVE_NUMBER.fullmatch(arg)
 
 
 def flag_problems(
@@ -260,7 +266,7 @@ def _value_problems(
     if not eq:
         if flag not in release.valued:
             return
-        if index + 1 == len(args) or _option_like(args[index + 1]):
+        if index + 1 == len(args) or _option_like(args[index + 1], release.flags):
             yield (
                 index,
                 f"{flag} needs a value in vLLM {version}: its parser refuses it without one "
