@@ -151,8 +151,9 @@ def parallel_args(args: list[str]) -> list[ParallelArg]:
 
 # --- flags ------------------------------------------------------------------------------
 
-# The long flags each checked release's entrypoint parser takes, listed from the release
-# itself by conformance/flags.py (vllm wheels from PyPI; the releases are in the file).
+# The long flags each checked release's entrypoint parser takes, and how each takes a
+# value, listed from the release itself by conformance/flags.py (vllm wheels from PyPI;
+# the releases, their versions and source commits are in the file).
 FLAGS_FILE = Path(__file__).with_name("vllm_flags.json")
 
 
@@ -306,7 +307,8 @@ def _refused(
             "it and the server exits at start-up; write the flag out"
         )
     others = [show(v) for v, flags in sorted(table.items()) if len(_taken(name, flags.flags)) == 1]
-    elsewhere = f"; vLLM {', '.join(others)} take it" if others else ""
+    verb = "takes" if len(others) == 1 else "take"
+    elsewhere = f"; vLLM {', '.join(others)} {verb} it" if others else ""
     if " " in name:
         elsewhere += "; a flag and its value are two items of args"
     return (

@@ -724,7 +724,7 @@ def test_a_flag_of_newer_releases_on_an_older_image_is_an_error() -> None:
             0,
             "error",
             "--shuffle-safetensors-files: vLLM 0.33.0 takes no such flag, so the server "
-            "exits at start-up; vLLM 0.34.0 take it",
+            "exits at start-up; vLLM 0.34.0 takes it",
         )
     ]
     assert args_problems(["--shuffle-safetensors-files"]) == []
