@@ -195,6 +195,7 @@ def control_cases(version: str) -> list[Case]:
         ("value-for-a-switch", ["--enforce-eager=true"]),
         ("missing-value", ["--max-model-len", "--enforce-eager"]),
         ("value-outside-choices", ["--dtype", "bf16"]),
+        ("two-stray-words", ["--enforce-eager", "true", "false"]),
     )
     for label, args in refused:
         cases.append(
@@ -210,6 +211,21 @@ def control_cases(version: str) -> list[Case]:
                 control=True,
             )
         )
+    # One stray word: `vllm serve` refuses it (its model is the positional); the
+    # api_server entrypoint takes it as its positional model name and ignores it.
+    cases.append(
+        Case(
+            "control:one-stray-word",
+            "api_server" if api else "serve",
+            [*model, *head, "--enforce-eager", "true"],
+            {},
+            1,
+            "org/model",
+            cpu=False,
+            expect_ok=api,
+            control=True,
+        )
+    )
     if not api:
         cases.append(
             Case(

@@ -161,6 +161,7 @@ FLAGS_FILE = Path(__file__).with_name("vllm_flags.json")
 class ReleaseFlags:
     """What one release's entrypoint parser takes (listed in FLAGS_FILE)."""
 
+    serve: bool  # the entrypoint is `vllm serve` (the model its positional), else api_server
     flags: frozenset[str]  # every long option
     switches: frozenset[str]  # take no value: `--x=1` is refused
     valued: frozenset[str]  # take exactly one value: none is refused
@@ -175,6 +176,7 @@ def release_flags() -> dict[Version, ReleaseFlags]:
         version = parse_version(text)
         if version is not None:
             table[version] = ReleaseFlags(
+                listed["entrypoint"] == "serve",
                 frozenset(listed["flags"]),
                 frozenset(listed["switches"]),
                 frozenset(listed["valued"]),
@@ -230,10 +232,14 @@ def flag_problems(
     For a release conformance/flags.py listed, what it refuses is an error: a flag it
     does not take or an abbreviation of several, a value given to a flag that takes
     none, none given to one that takes one, and a value outside a flag's fixed
-    choices. For any other release, a flag no listed release takes is a warning (that
-    release may have added it)."""
+    choices. So is a word no flag takes as its value (`--trust-remote-code true`),
+    except the first on the api_server entrypoint, which takes it as a model name it
+    ignores (a warning). For any other release, a flag no listed release takes is a
+    warning (that release may have added it)."""
     table = release_flags()
     release = table.get(version) if version is not None else None
+    if release is not None and version is not None:
+        yield from _stray_problems(args, release, show(version))
     for index, arg in enumerate(args):
         if arg == "--":  # the rest is positional
             return
@@ -284,6 +290,60 @@ def _value_problems(
             f"{', '.join(choices)}){_closest(value, choices)}: the server exits at start-up",
             True,
         )
+
+
+def _stray_problems(
+    args: Sequence[str], release: ReleaseFlags, version: str
+) -> Iterator[tuple[int, str, bool]]:
+    """The words of `args` no option takes as its value, as argparse consumes them: a
+    switch takes none, a valued flag (or a JSON flag's `.key`, or a short option) the
+    next word that is no option, a flag of another arity (or one refused already)
+    every such word; after `--` every word is positional. The model is servegen's
+    positional on `vllm serve`; the api_server entrypoint takes a first stray word as
+    its (ignored) positional model name."""
+    strays: list[int] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            strays.extend(range(index, len(args)))
+            break
+        if not _option_like(arg, release.flags) and not arg.startswith("--"):
+            strays.append(index - 1)  # (a `--` word is a flag to judge, taken or not)
+            continue
+        if "=" in arg:
+            continue
+        if _switch(arg, release) is not None:
+            continue
+        taken = _taken(flag_name(arg), release.flags)
+        valued = len(taken) == 1 and taken[0] in release.valued
+        one = not arg.startswith("--") or "." in arg or valued
+        while index < len(args) and args[index] != "--":
+            if _option_like(args[index], release.flags):
+                break
+            index += 1
+            if one:
+                break
+    for count, at in enumerate(strays):
+        switch = _switch(args[at - 1], release) if at else None
+        hint = f" ({switch} takes no value)" if switch else ""
+        if count == 0 and not release.serve:
+            message = f"vLLM {version}'s api_server takes it as a model name, which it ignores"
+        else:
+            message = (
+                f"vLLM {version}'s parser refuses it ('unrecognized arguments') and the server "
+                "exits at start-up"
+            )
+        yield at, f"{args[at]!r} is no flag's value{hint}: {message}", count > 0 or release.serve
+
+
+def _switch(arg: str, release: ReleaseFlags) -> str | None:
+    """The switch (a flag that takes no value) `arg` names, written without `=`."""
+    if not arg.startswith("--") or "=" in arg or "." in arg:
+        return None
+    taken = _taken(flag_name(arg), release.flags)
+    return taken[0] if len(taken) == 1 and taken[0] in release.switches else None
 
 
 def _unlisted(name: str, table: Mapping[Version, ReleaseFlags]) -> str:

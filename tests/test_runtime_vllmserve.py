@@ -667,7 +667,8 @@ def test_alias_must_differ_from_the_name() -> None:
     ],
 )  # fmt: skip
 def test_owned_args_are_refused(arg: str) -> None:
-    d = doc(serve={"args": ["--max-model-len", "4096", arg, "x"]})
+    value = [] if "=" in arg or arg == "--enable-lora" else ["x"]
+    d = doc(serve={"args": ["--max-model-len", "4096", arg, *value]})
     found = problems(d)
     assert [p.path for p in found] == [("serve", "args", 2)]
     flag = owned_flag(arg)
@@ -690,7 +691,7 @@ def args_problems(args: list[str], image: str = "vllm/vllm-openai:v0.34.0") -> l
         ["--max-model-len", "4096"], ["--max-model-len=4096"], ["--max_model_len=4096"],
         ["--max-model-l", "4096"], ["--no-enable-prefix-caching"],
         ["--compilation-config.mode=3"], ["--hf-overrides.rope_theta", "1e6"],
-        ["--max-model-len", "4096", "--", "--anything"], ["-tp", "1", "-O3"],
+        ["--max-model-len", "4096", "--"], ["-tp", "1", "-O3"],
     ],
 )  # fmt: skip
 def test_flags_the_release_takes_pass(args: list[str]) -> None:
@@ -793,6 +794,28 @@ def test_every_checked_release_lists_the_flags_servegen_renders() -> None:
 )  # fmt: skip
 def test_a_value_the_release_refuses_is_an_error(args: list[str], index: int, message: str) -> None:
     assert args_problems(args) == [(index, "error", message)]
+
+
+def test_a_word_no_flag_takes_is_refused_by_vllm_serve() -> None:
+    assert args_problems(["--trust-remote-code", "true", "--max-model-len", "8"]) == [
+        (
+            1,
+            "error",
+            "'true' is no flag's value (--trust-remote-code takes no value): vLLM 0.34.0's "
+            "parser refuses it ('unrecognized arguments') and the server exits at start-up",
+        )
+    ]
+    assert [index for index, _, _ in args_problems(["--max-model-len", "8", "--", "x"])] == [3]
+
+
+def test_the_api_server_takes_a_first_stray_word_as_a_model_name_it_ignores() -> None:
+    image = "vllm/vllm-openai:v0.10.2"  # the api_server entrypoint (up to 0.11.0)
+    found = args_problems(["--trust-remote-code", "true", "--enforce-eager", "yes"], image)
+    assert [(index, severity) for index, severity, _ in found] == [(1, "warning"), (3, "error")]
+    assert found[0][2] == (
+        "'true' is no flag's value (--trust-remote-code takes no value): vLLM 0.10.2's "
+        "api_server takes it as a model name, which it ignores"
+    )
 
 
 @pytest.mark.parametrize(
