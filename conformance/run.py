@@ -173,22 +173,27 @@ def control_cases(version: str) -> list[Case]:
     api = not serve_entrypoint(v)
     head = ["--served-model-name", "m", "--host", "0.0.0.0", "--port", "8000"]  # noqa: S104
     model = ["--model", "org/model"] if api else ["org/model"]
-    cases = [
-        Case(
-            "control:otlp-endpoint",
-            "api_server" if api else "serve",
-            [*model, *head, "--otlp-traces-endpoint", "http://otel:4317"],
+    entrypoint = "api_server" if api else "serve"
+
+    def control(label: str, args: list[str], expect_ok: bool) -> Case:
+        """The model servegen passes, its own flags, then `args`."""
+        return Case(
+            f"control:{label}",
+            entrypoint,
+            [*model, *head, *args],
             {},
             1,
             "org/model",
             cpu=False,
-            expect_ok=v is not None and v >= (0, 17, 0),
+            expect_ok=expect_ok,
             control=True,
         )
-    ]
+
+    otel = v is not None and v >= (0, 17, 0)
+    cases = [control("otlp-endpoint", ["--otlp-traces-endpoint", "http://otel:4317"], otel)]
     # What runtimes/vllm_flags.json refuses, the release must refuse: a flag it does not
     # take, an abbreviation of several, a value for a switch, no value for a flag that
-    # takes one, and a value outside a flag's fixed choices.
+    # takes one, a value outside a flag's fixed choices, and words no flag takes.
     refused = (
         ("unknown-flag", ["--max-model-length", "8"]),
         ("ambiguous-flag", ["--max-num", "8"]),
@@ -197,35 +202,10 @@ def control_cases(version: str) -> list[Case]:
         ("value-outside-choices", ["--dtype", "bf16"]),
         ("two-stray-words", ["--enforce-eager", "true", "false"]),
     )
-    for label, args in refused:
-        cases.append(
-            Case(
-                f"control:{label}",
-                "api_server" if api else "serve",
-                [*model, *head, *args],
-                {},
-                1,
-                "org/model",
-                cpu=False,
-                expect_ok=False,
-                control=True,
-            )
-        )
+    cases += [control(label, args, False) for label, args in refused]
     # One stray word: `vllm serve` refuses it (its model is the positional); the
     # api_server entrypoint takes it as its positional model name and ignores it.
-    cases.append(
-        Case(
-            "control:one-stray-word",
-            "api_server" if api else "serve",
-            [*model, *head, "--enforce-eager", "true"],
-            {},
-            1,
-            "org/model",
-            cpu=False,
-            expect_ok=api,
-            control=True,
-        )
-    )
+    cases.append(control("one-stray-word", ["--enforce-eager", "true"], api))
     if not api:
         cases.append(
             Case(
