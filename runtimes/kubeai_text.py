@@ -484,9 +484,12 @@ def _owned_problems(spec: KubeAIModelSpec, serve: KubeAIServe) -> Iterable[Probl
     if engine == "VLLM":
         # Without spec.image the cluster's KubeAI configuration picks the image (its
         # release unknown here): only a flag no checked release takes is said, as a warning.
+        # kubeai v0.22.1 engine_vllm.go runs `python3 -m vllm.entrypoints.openai.api_server`
+        # with --model, whatever the image's entrypoint.
         version = image_version(spec.image) if spec.image else None
         kubeais = partial(vllm_claimed_flag, flags=flags)  # (said above)
-        for index, message, error in flag_problems(serve.args, version, kubeais):
+        found = flag_problems(serve.args, version, kubeais, api_server=True)
+        for index, message, error in found:
             yield Problem(("serve", "args", index), message, "error" if error else "warning")
     envs = ENGINE_ENVS[engine]
     if engine == "OLlama" and spec.url.startswith("pvc://"):

@@ -223,7 +223,11 @@ def _option_like(arg: str, flags: frozenset[str]) -> bool:
 
 
 def flag_problems(
-    args: Sequence[str], version: Version | None, owned: Callable[[str], str | None]
+    args: Sequence[str],
+    version: Version | None,
+    owned: Callable[[str], str | None],
+    *,
+    api_server: bool = False,
 ) -> Iterator[tuple[int, str, bool]]:
     """(index, message, is an error) for each long flag in `args`, or its value, that
     the image's vLLM would refuse at start-up; a flag `owned` names (one the caller
@@ -234,12 +238,13 @@ def flag_problems(
     none, none given to one that takes one, and a value outside a flag's fixed
     choices. So is a word no flag takes as its value (`--trust-remote-code true`),
     except the first on the api_server entrypoint, which takes it as a model name it
-    ignores (a warning). For any other release, a flag no listed release takes is a
-    warning (that release may have added it)."""
+    ignores (a warning), and so does that module when `api_server` says the command
+    runs it whatever the release (KubeAI does). For any other release, a flag no
+    listed release takes is a warning (that release may have added it)."""
     table = release_flags()
     release = table.get(version) if version is not None else None
     if release is not None and version is not None:
-        yield from _stray_problems(args, release, show(version))
+        yield from _stray_problems(args, release, show(version), release.serve and not api_server)
     for index, arg in enumerate(args):
         if arg == "--":  # the rest is positional
             return
@@ -293,14 +298,14 @@ def _value_problems(
 
 
 def _stray_problems(
-    args: Sequence[str], release: ReleaseFlags, version: str
+    args: Sequence[str], release: ReleaseFlags, version: str, serve: bool
 ) -> Iterator[tuple[int, str, bool]]:
     """The words of `args` no option takes as its value, as argparse consumes them: a
     switch takes none, a valued flag (or a JSON flag's `.key`, or a short option) the
     next word that is no option, a flag of another arity (or one refused already)
-    every such word; after `--` every word is positional. The model is servegen's
-    positional on `vllm serve`; the api_server entrypoint takes a first stray word as
-    its (ignored) positional model name."""
+    every such word; after `--` every word is positional. The model is the positional
+    of `vllm serve` (`serve`); the api_server module takes a first stray word as its
+    (ignored) positional model name."""
     strays: list[int] = []
     index = 0
     while index < len(args):
@@ -328,14 +333,14 @@ def _stray_problems(
     for count, at in enumerate(strays):
         switch = _switch(args[at - 1], release) if at else None
         hint = f" ({switch} takes no value)" if switch else ""
-        if count == 0 and not release.serve:
+        if count == 0 and not serve:
             message = f"vLLM {version}'s api_server takes it as a model name, which it ignores"
         else:
             message = (
                 f"vLLM {version}'s parser refuses it ('unrecognized arguments') and the server "
                 "exits at start-up"
             )
-        yield at, f"{args[at]!r} is no flag's value{hint}: {message}", count > 0 or release.serve
+        yield at, f"{args[at]!r} is no flag's value{hint}: {message}", count > 0 or serve
 
 
 def _switch(arg: str, release: ReleaseFlags) -> str | None:

@@ -323,6 +323,16 @@ def test_vllm_flags_are_judged_by_the_pinned_image_else_only_warned() -> None:
     assert [(index, severity) for index, severity, _ in older] == [(2, "error"), (0, "error")]
 
 
+def test_kubeai_runs_the_api_server_module_so_a_first_stray_word_is_ignored() -> None:
+    """kubeai v0.22.1 engine_vllm.go: `python3 -m vllm.entrypoints.openai.api_server`
+    with --model, also for an image whose entrypoint is `vllm serve`."""
+    args = ["--enforce-eager", "true", "false"]
+    doc = make({"args": args}, engine="VLLM", features=["TextGeneration"],
+               image="vllm/vllm-openai:v0.34.0")  # fmt: skip
+    found = [(p.path[-1], p.severity) for p in RUNTIME.spec_problems(doc, Config())]
+    assert found == [(1, "warning"), (2, "error")]
+
+
 def test_a_file_path_is_at_most_one_configmap_key_long() -> None:
     longest = "/" + "a" * 252
     assert model_spec(make({"files": [{"path": longest, "content": "x"}]}))["files"]
