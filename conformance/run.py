@@ -41,7 +41,8 @@ import envs  # noqa: E402
 
 from generator.render import render_spec  # noqa: E402
 from generator.validate import validate_repository  # noqa: E402
-from runtimes.vllm_engine import parse_version, serve_entrypoint  # noqa: E402
+from runtimes.huggingfaceserve import hf_backend_flags, kserve_parsers  # noqa: E402
+from runtimes.vllm_engine import HELP, ReleaseFlags, parse_version, serve_entrypoint  # noqa: E402
 
 GPU_REPO = "vllm/vllm-openai"
 CPU_REPO = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo"
@@ -201,6 +202,7 @@ def control_cases(version: str) -> list[Case]:
         ("missing-value", ["--max-model-len", "--enforce-eager"]),
         ("value-outside-choices", ["--dtype", "bf16"]),
         ("two-stray-words", ["--enforce-eager", "true", "false"]),
+        ("help", ["--hel"]),  # taken for --help: the usage printed, exit status 0
     )
     cases += [control(label, args, False) for label, args in refused]
     # One stray word: `vllm serve` refuses it (its model is the positional); the
@@ -333,7 +335,34 @@ def kserve_cases() -> list[dict[str, Any]]:
             "control": True,
         }
     )
-    cases.append({"id": "control:unknown-flag", "args": [*hf, "--no_such_flag"], "control": True})
+    # What servegen refuses on the Hugging Face backend: dropped by parse_known_args, or
+    # an exit (an abbreviation of several flags, the help).
+    refused = {
+        "unknown-flag": ["--no_such_flag"],
+        "dash-spelling": ["--max-model-len=128"],
+        "short-flag": ["-x"],
+        "after-double-dash": ["--", "--workers=2"],
+        "ambiguous-flag": ["--max_l=4"],
+        "help": ["--hel"],
+    }
+    cases += [
+        {"id": f"control:{label}", "args": [*hf, *args], "control": True}
+        for label, args in refused.items()
+    ]
+    # And on the vLLM backend (runtimes/kserve_flags.json): dropped, or an exit.
+    vllm = ["--model_name=m", "--backend=vllm"]
+    refused = {
+        "vllm-unknown-flag": ["--gpu-memory-utilisation=0.8"],
+        "vllm-json-key": ["--compilation-config.mode=3"],
+        "vllm-ambiguous-flag": ["--max-num", "8"],
+        "vllm-value-for-a-switch": ["--enforce-eager=true"],
+        "vllm-missing-value": ["--max-model-len"],
+        "vllm-value-outside-choices": ["--dtype", "bf16"],
+    }
+    cases += [
+        {"id": f"control:{label}", "args": [*vllm, *args], "control": True}
+        for label, args in refused.items()
+    ]
     return cases
 
 
@@ -353,8 +382,9 @@ sys.argv = ["huggingfaceserver", f"--model_dir={model_dir}", *json.loads(sys.arg
 try:
     ns = runpy.run_module("huggingfaceserver.__main__", run_name="servegen_conformance")
     args, extra = ns["parser"].parse_known_args()
+    flags = sorted(s for s in ns["parser"]._option_string_actions if s.startswith("--"))
     print(json.dumps({"ok": True, "extra": extra, "model_name": args.model_name,
-                      "backend": str(args.backend)}))
+                      "backend": str(args.backend), "flags": flags}))
 except SystemExit as exc:
     print(json.dumps({"ok": False, "error": f"exit {exc.code}"}))
 """
@@ -401,7 +431,31 @@ def check_kserve(source: Path, cache: Path) -> dict[str, Any]:
             result["ok"] = not result.get("ok")  # a control passes when the server refuses
             result["control"] = True
         results.append({"id": case["id"], "args": case["args"], **result})
-    return {"cases": cases, "results": results}
+    return {"cases": cases, "results": results, "flags": compare_flags(source, results)}
+
+
+def compare_flags(source: Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each backend parser's long flags (as a control case on that backend saw them)
+    against the list servegen judges `serve.args` by for this release."""
+    version = (source / "python" / "VERSION").read_text().strip()
+    minor = int(version.split(".")[1])
+    listed = kserve_parsers().get(minor, {})
+    empty = ("", ReleaseFlags.listed({"flags": [], "switches": [], "valued": [], "choices": {}}))
+    lists = {
+        "huggingface": ("control:unknown-flag", hf_backend_flags(minor) | HELP),
+        "huggingface, listed": ("control:unknown-flag", listed.get("huggingface", empty)[1].flags),
+        "vllm": ("control:vllm-unknown-flag", listed.get("vllm", empty)[1].flags),
+    }
+    compared: dict[str, Any] = {"version": version, "ok": True}
+    for backend, (case, ours) in lists.items():
+        seen = next((r.get("flags") for r in results if r["id"] == case), None)
+        if seen is None:
+            compared.update(ok=False, error=f"no parse of the {backend} backend's flags")
+            continue
+        missing, unknown = sorted(set(seen) - ours), sorted(ours - set(seen))
+        compared[backend] = {"count": len(seen), "not_listed": missing, "not_in_parser": unknown}
+        compared["ok"] = compared["ok"] and not missing and not unknown
+    return compared
 
 
 # --- report -------------------------------------------------------------------------------
@@ -449,6 +503,15 @@ def report(outcomes: list[Outcome], kserve: dict[str, Any] | None) -> str:
             f"| parser | {len(k_real)} | {ok} | {len(k_real) - ok} | "
             f"{k_caught}/{len(k_controls)} |",
         ]
+        flags = kserve.get("flags") or {}
+        if flags.get("ok"):
+            lines.append(
+                f"\nThe long flags of KServe {flags['version']}'s parsers are the ones servegen "
+                f"lists: {flags['huggingface']['count']} on the Hugging Face backend, "
+                f"{flags['vllm']['count']} on the vLLM backend."
+            )
+        elif flags:
+            details.append(f"kserve FAIL flags: {flags}")
         if kserve.get("setup_error"):
             details.append(f"kserve: setup failed: {kserve['setup_error']}")
         details += [
@@ -490,7 +553,12 @@ def main() -> int:
         o.setup_error or any(not passed(c, o.results.get(c.id, {})) for c in o.cases)
         for o in outcomes
     ) or bool(
-        kserve and (kserve.get("setup_error") or not all(r.get("ok") for r in kserve["results"]))
+        kserve
+        and (
+            kserve.get("setup_error")
+            or not all(r.get("ok") for r in kserve["results"])
+            or not kserve.get("flags", {}).get("ok")
+        )
     )
     return 1 if failed else 0
 

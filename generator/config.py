@@ -385,6 +385,11 @@ class KServe(StrictModel):
         "deployment-mode names (Standard/Knative from 0.16, RawDeployment/Serverless before).",
     )
 
+    @property
+    def minor(self) -> int:
+        """The release's minor number: 20 for 0.20 or v0.20.1."""
+        return int(self.version.lstrip("v").split(".")[1])
+
     def at_least(self, minor: int, patch: int = 0) -> bool:
         """Whether the release is 0.<minor>.<patch> or later; a version written without
         a patch counts as the newest of its minor."""

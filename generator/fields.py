@@ -347,11 +347,10 @@ def credential_name_problem(name: str, value: str) -> str | None:
     return None
 
 
-# A flag named for a credential, word by word: `--api-key`, `--hf-token`, `--password`,
-# but not `--tokenizer` or `--max-num-batched-tokens`.
-_SECRET_FLAG = re.compile(
-    r"(^|-)(token|secret|password|passwd|(api|access|private|secret)-key)(-|$)"
-)
+# A flag named for a credential by its last word: `--api-key`, `--hf-token`, `--password`,
+# but not `--tokenizer`, `--max-num-batched-tokens`, vLLM's `--long-prefill-token-threshold`
+# or KServe's `--return_token_type_ids` (the word names what the flag is about there).
+_SECRET_FLAG = re.compile(r"(^|-)(token|secret|password|passwd|(api|access|private|secret)-key)$")
 
 
 def arg_credential_problem(arg: str) -> str | None:

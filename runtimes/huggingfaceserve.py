@@ -9,8 +9,11 @@ OpenAI routes live under /openai/v1 on the `<name>-predictor` Service; encoder t
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
@@ -39,6 +42,16 @@ from runtimes.base import (
     Problem,
     Runtime,
     utilization_request_problem,
+)
+from runtimes.kserve_release import SUPPORTED_BELOW_MINOR, SUPPORTED_FROM_MINOR
+from runtimes.vllm_engine import (
+    HELP_MESSAGE,
+    NEGATIVE_NUMBER,
+    ReleaseFlags,
+    argparse_takes,
+    asks_for_help,
+    did_you_mean,
+    value_problems,
 )
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -127,27 +140,48 @@ OWNED_ARGS: dict[str, str] = {
     "http_port": "KServe owns the serving ports",
     "grpc_port": "KServe owns the serving ports",
 }
+# The option strings of the parser that reads the runtime's args when vLLM does not serve
+# the model (backend huggingface, or auto with an architecture vLLM lacks): kserve/
+# model_server.py's parser, then huggingfaceserver/__main__.py's own flags and those it
+# adds on that backend (--task, --max_log_len, --dtype). By KServe minor release, each
+# entry what that release added: read from v0.15.2, v0.16.0, v0.17.0 and v0.18.0 (v0.19.0
+# and v0.20.0 define the same); conformance/run.py compares v0.20.0's with the parser's.
+_HF_BACKEND_FLAGS_ADDED: dict[int, frozenset[str]] = {
+    15: frozenset(
+        {
+            "--access_log_format", "--backend", "--configure_logging", "--disable_log_requests",
+            "--disable_lower_case", "--disable_special_tokens", "--dtype", "--enable_docs_url",
+            "--enable_grpc", "--enable_latency_logging", "--enable_predictor_health_check",
+            "--grpc_max_receive_message_length", "--grpc_max_send_message_length",
+            "--grpc_port", "--http_port", "--log_config_file", "--max-log-len",
+            "--max_asyncio_workers", "--max_length", "--max_log_len", "--max_model_len",
+            "--max_threads", "--model_dir", "--model_id", "--model_name", "--model_revision",
+            "--predictor_host", "--predictor_protocol", "--predictor_request_retries",
+            "--predictor_request_timeout_seconds", "--predictor_use_ssl", "--protocol",
+            "--return_probabilities", "--return_token_type_ids", "--task",
+            "--tensor_input_names", "--tokenizer_revision", "--trust_remote_code", "--workers",
+        }
+    ),
+    16: frozenset({"--return_raw_logits"}),
+    17: frozenset({"--event-loop"}),
+    18: frozenset({"--return_offsets_mapping", "--timeout-keep-alive"}),
+}  # fmt: skip
+
+
+def hf_backend_flags(minor: int) -> frozenset[str]:
+    """The Hugging Face backend's option strings in KServe 0.<minor> (0.15 to 0.20)."""
+    return frozenset().union(
+        *(flags for since, flags in _HF_BACKEND_FLAGS_ADDED.items() if since <= minor)
+    )
+
+
 # The flags KServe's model server and huggingfaceserver/__main__.py define themselves
-# (kserve v0.15.2 to v0.20.0: kserve/model_server.py and huggingfaceserver/__main__.py),
-# '-' read as '_'. Every other flag is vLLM's under the vLLM backend, and __main__.py
-# reads it with parse_known_args(): vLLM's FlexibleArgumentParser turns '_' into '-'
-# only in parse_args() (vllm 0.24.0 vllm/utils/argparse_utils.py), so `--a_b` for
-# vLLM's `--a-b` is an unknown argument there and is dropped without a word.
-KSERVE_OWN_ARGS = frozenset(
-    {
-        "access_log_format", "backend", "configure_logging", "disable_log_requests",
-        "disable_lower_case", "disable_special_tokens", "dtype", "enable_docs_url",
-        "enable_grpc", "enable_latency_logging", "enable_predictor_health_check",
-        "event_loop", "grpc_max_receive_message_length", "grpc_max_send_message_length",
-        "grpc_port", "http_port", "log_config_file", "max_asyncio_workers", "max_length",
-        "max_log_len", "max_model_len", "max_threads", "model_dir", "model_id",
-        "model_name", "model_revision", "predictor_host", "predictor_protocol",
-        "predictor_request_retries", "predictor_request_timeout_seconds",
-        "predictor_use_ssl", "protocol", "return_offsets_mapping", "return_probabilities",
-        "return_raw_logits", "return_token_type_ids", "task", "tensor_input_names",
-        "timeout_keep_alive", "tokenizer_revision", "trust_remote_code", "workers",
-    }
-)  # fmt: skip
+# in any of those releases, '-' read as '_'. Every other flag is vLLM's under the vLLM
+# backend, and __main__.py reads it with parse_known_args(): vLLM's FlexibleArgumentParser
+# turns '_' into '-' only in parse_args() (vllm 0.24.0 vllm/utils/argparse_utils.py), so
+# `--a_b` for vLLM's `--a-b` is an unknown argument there and is dropped without a word.
+KSERVE_OWN_FLAGS = hf_backend_flags(20)
+KSERVE_OWN_ARGS = frozenset(flag[2:].replace("-", "_") for flag in KSERVE_OWN_FLAGS)
 # Flags a typed serve field renders; passing them in `args` too is ambiguous.
 FIELD_ARGS: dict[str, str] = {
     "max_model_len": "max_length",
@@ -505,8 +539,8 @@ class HuggingFaceServe(Runtime[HuggingFaceServeDocument]):
                 "storage initializer downloaded from spec.path; pin the revision in spec.path "
                 "(hf://org/model@rev) instead",
             )
-        yield from _args_problems(serve)
-        yield from _exclusive_output_problems(serve)
+        yield from _args_problems(serve, config)
+        yield from _exclusive_output_problems(serve, config)
         if serve.profile is not None and serve.profile not in config.profiles:
             known = ", ".join(sorted(config.profiles)) or "none are defined in servegen.yaml"
             yield Problem(
@@ -653,8 +687,22 @@ def _model_problems(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
         )
 
 
-def _args_problems(serve: HFServe) -> Iterable[Problem]:
+def _args_problems(serve: HFServe, config: Config) -> Iterable[Problem]:
+    vllm_backend = None if serve.backend == "huggingface" else _listed_parser(config, "vllm")
     for index, arg in enumerate(serve.args):
+        # Read by KServe's own parser first, whatever the backend (__main__.py's first
+        # parse_known_args(), kserve v0.15.2 to v0.20.0): the rest goes unread.
+        if arg == "--":
+            yield Problem(("serve", "args", index), DOUBLE_DASH)
+            return
+        if asks_for_help(arg, _release_flags(config)):
+            yield Problem(("serve", "args", index), HELP_MESSAGE.format(arg=arg))
+            continue
+        if serve.backend == "huggingface" and (
+            found := _hf_backend_problems(serve.args, index, config)
+        ):
+            yield from found
+            continue
         name = _arg_name(arg)
         if name is None:
             continue
@@ -668,13 +716,138 @@ def _args_problems(serve: HFServe) -> Iterable[Problem]:
                 ("serve", "args", index),
                 f"--{name} abbreviates an argument the generator sets; spell arguments out",
             )
-        elif name in FIELD_ARGS:
-            field = FIELD_ARGS[name]
-            value = getattr(serve, field)
-            if value is not None and value != []:
-                yield Problem(("serve", "args", index), f"--{name} is already set by serve.{field}")
+        elif name in FIELD_ARGS and getattr(serve, FIELD_ARGS[name]) not in (None, []):
+            yield Problem(
+                ("serve", "args", index), f"--{name} is already set by serve.{FIELD_ARGS[name]}"
+            )
+        elif vllm_backend is not None:
+            yield from _parser_problems(serve.args, index, *vllm_backend)
         elif serve.backend != "huggingface" and name not in KSERVE_OWN_ARGS:
             yield from _vllm_spelling_problems(index, arg)
+
+
+# After `--` the parser reads no item as a flag: the Hugging Face backend drops them all;
+# on the vLLM backend vLLM's optional positional model name takes the first (KServe
+# serves spec.path, not that name) and the rest are dropped (replayed on v0.20.0).
+DOUBLE_DASH = (
+    "-- ends the flags: no item after it is read as one, and none of them has any effect "
+    "(the runtime says nothing)"
+)
+# The parsers the runtime reads its args with, by KServe minor release and backend,
+# listed from the server itself by conformance/flags.py (with the vllm wheel its image
+# pins): KServe's and huggingfaceserver's flags, then vLLM's or the Hugging Face
+# backend's. Where a release is not listed, hf_backend_flags() names its flags.
+KSERVE_FLAGS_FILE = Path(__file__).with_name("kserve_flags.json")
+
+
+@cache
+def kserve_parsers() -> dict[int, dict[str, tuple[str, ReleaseFlags]]]:
+    """Each listed KServe minor release: each backend's parser, named for messages."""
+    data = json.loads(KSERVE_FLAGS_FILE.read_text(encoding="utf-8"))
+    parsers = {}
+    for minor, entry in data["releases"].items():
+        names = {
+            "huggingface": f"KServe {minor}'s Hugging Face backend",
+            "vllm": f"KServe {minor}'s vLLM backend (vLLM {entry['wheel']['version']})",
+        }
+        parsers[int(minor.split(".")[1])] = {
+            backend: (names[backend], ReleaseFlags.listed(listing))
+            for backend, listing in entry["backends"].items()
+        }
+    return parsers
+
+
+def _listed_parser(config: Config, backend: str) -> tuple[str, ReleaseFlags] | None:
+    return kserve_parsers().get(config.kserve.minor, {}).get(backend)
+
+
+def _parser_problems(
+    args: Sequence[str], index: int, release: str, flags: ReleaseFlags
+) -> Iterator[Problem]:
+    """What a listed parser of the runtime drops or refuses of the long flag `args[index]`.
+
+    kserve v0.20.0 huggingfaceserver/__main__.py reads the args with parse_known_args()
+    of vLLM's FlexibleArgumentParser (vllm 0.24.0 vllm/utils/argparse_utils.py), which,
+    unlike its parse_args(), reads each flag as written: no `_` as `-`, no JSON `.key`.
+    A flag it lacks is dropped without a word; a prefix of several flags, a value given
+    to a switch, none given to a flag that takes one and one outside fixed choices make
+    it exit. Words no flag takes are dropped too (on the vLLM backend the first is
+    vLLM's positional model name, which KServe ignores), and not judged here."""
+    arg = args[index]
+    name = arg.partition("=")[0]
+    taken = argparse_takes(name, flags.flags)
+    if len(taken) == 1:
+        for at, message, _ in value_problems(args, index, taken[0], flags, release):
+            yield Problem(("serve", "args", at), message)
+    elif taken:
+        yield Problem(("serve", "args", index), _abbreviates(name, taken, release))
+    elif "_" in name and "--" + name[2:].replace("_", "-") in flags.flags - KSERVE_OWN_FLAGS:
+        yield from _vllm_spelling_problems(index, arg)
+    else:
+        yield Problem(("serve", "args", index), _unknown(name, release, flags.flags))
+
+
+def _abbreviates(name: str, taken: Sequence[str], release: str) -> str:
+    listed = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
+    return (
+        f"{name} abbreviates several flags of {release} ({listed}): the server exits at "
+        "start-up; write the flag out"
+    )
+
+
+def _unknown(name: str, release: str, flags: frozenset[str]) -> str:
+    return f"{name}: {release} takes no such flag and drops it without a word{_hint(name, flags)}"
+
+
+def _hf_backend_problems(args: Sequence[str], index: int, config: Config) -> list[Problem]:
+    """What the Hugging Face backend's parser drops or refuses of `args[index]`.
+
+    kserve v0.15.2 to v0.20.0 huggingfaceserver/__main__.py reads the args with
+    parse_known_args(): an item no flag takes, a short flag included, is left over and
+    dropped without a word; a prefix of several flags is 'ambiguous option', and the
+    server exits. A listed release's parser judges values too (_parser_problems). Where
+    the release is outside those, a flag the nearest one lacks is a warning (that
+    release may define it)."""
+    arg = args[index]
+    listed = _listed_parser(config, "huggingface")
+    if arg.startswith("--") and listed is not None:
+        return list(_parser_problems(args, index, *listed))
+    minor = config.kserve.minor
+    release = f"KServe 0.{minor}'s Hugging Face backend"
+    flags = _release_flags(config)
+    if arg.startswith("--"):
+        name = arg.partition("=")[0]
+        taken = argparse_takes(name, flags)
+        if len(taken) == 1:
+            return []
+        if taken:
+            return [Problem(("serve", "args", index), _abbreviates(name, taken, release))]
+        message = _unknown(name, release, flags)
+    elif len(arg) > 1 and arg[0] == "-" and " " not in arg and not NEGATIVE_NUMBER.fullmatch(arg):
+        message = (
+            f"{arg}: the Hugging Face backend has no short flags; it drops {arg} without a word"
+        )
+    else:
+        return []  # a flag's value
+    checked = SUPPORTED_FROM_MINOR <= minor < SUPPORTED_BELOW_MINOR
+    return [Problem(("serve", "args", index), message, "error" if checked else "warning")]
+
+
+def _release_flags(config: Config) -> frozenset[str]:
+    """The Hugging Face backend's flags in the configured release, or in the nearest one
+    checked when it is outside them."""
+    minor = min(max(config.kserve.minor, SUPPORTED_FROM_MINOR), SUPPORTED_BELOW_MINOR - 1)
+    return hf_backend_flags(minor)
+
+
+def _hint(name: str, flags: frozenset[str]) -> str:
+    """How to write the flag `name` meant, if it is one of `flags` spelt otherwise."""
+    for spelt, other in (("-", "_"), ("_", "-")):
+        if (respelt := "--" + name[2:].replace(spelt, other)) in flags:
+            return f" (it spells this flag with '{other}': write {respelt})"
+    if " " in name:
+        return "; a flag and its value are two items of args"
+    return did_you_mean(name, flags)
 
 
 def _vllm_spelling_problems(index: int, arg: str) -> Iterable[Problem]:
@@ -689,15 +862,17 @@ def _vllm_spelling_problems(index: int, arg: str) -> Iterable[Problem]:
         )
 
 
-def _exclusive_output_problems(serve: HFServe) -> Iterable[Problem]:
+def _exclusive_output_problems(serve: HFServe, config: Config) -> Iterable[Problem]:
     # kserve v0.20.0 python/huggingfaceserver/huggingfaceserver/__main__.py: the two flags
-    # are a mutually exclusive argparse group; the server exits at start with both.
-    names = [_arg_name(arg) for arg in serve.args]
-    if "return_raw_logits" not in names:
+    # are a mutually exclusive argparse group; the server exits at start with both. Each
+    # is read as its parser reads it: spelt as defined, or a prefix of it alone.
+    flags = _release_flags(config)
+    taken = [argparse_takes(arg.partition("=")[0], flags) for arg in serve.args]
+    if ("--return_raw_logits",) not in taken:
         return
-    if serve.return_probabilities or "return_probabilities" in names:
+    if serve.return_probabilities or ("--return_probabilities",) in taken:
         yield Problem(
-            ("serve", "args", names.index("return_raw_logits")),
+            ("serve", "args", taken.index(("--return_raw_logits",))),
             "--return_raw_logits cannot go with return_probabilities: the runtime refuses "
             "both at start; choose one",
         )

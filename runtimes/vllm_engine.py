@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runtimes.base import Problem, long_flag
@@ -167,6 +167,17 @@ class ReleaseFlags:
     valued: frozenset[str]  # take exactly one value: none is refused
     choices: Mapping[str, tuple[str, ...]]  # of `valued`, kept as written: the values taken
 
+    @classmethod
+    def listed(cls, listing: Mapping[str, Any], *, serve: bool = False) -> ReleaseFlags:
+        """One parser's entry as conformance/flags.py writes it."""
+        return cls(
+            serve,
+            frozenset(listing["flags"]),
+            frozenset(listing["switches"]),
+            frozenset(listing["valued"]),
+            {flag: tuple(values) for flag, values in listing["choices"].items()},
+        )
+
 
 @cache
 def release_flags() -> dict[Version, ReleaseFlags]:
@@ -175,13 +186,7 @@ def release_flags() -> dict[Version, ReleaseFlags]:
     for text, listed in data["releases"].items():
         version = parse_version(text)
         if version is not None:
-            table[version] = ReleaseFlags(
-                listed["entrypoint"] == "serve",
-                frozenset(listed["flags"]),
-                frozenset(listed["switches"]),
-                frozenset(listed["valued"]),
-                {flag: tuple(values) for flag, values in listed["choices"].items()},
-            )
+            table[version] = ReleaseFlags.listed(listed, serve=listed["entrypoint"] == "serve")
     return table
 
 
@@ -193,7 +198,7 @@ def flag_name(arg: str) -> str:
     return (long_flag(arg) or arg).partition(".")[0]
 
 
-def _taken(name: str, flags: frozenset[str]) -> tuple[str, ...]:
+def argparse_takes(name: str, flags: frozenset[str]) -> tuple[str, ...]:
     """The flags argparse takes `name` for: itself, or every flag it is a prefix of
     (allow_abbrev; one is an abbreviation, more are 'ambiguous option', none an
     'unrecognized arguments' error)."""
@@ -202,7 +207,24 @@ def _taken(name: str, flags: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(flag for flag in flags if flag.startswith(name)))
 
 
-def _closest(name: str, flags: Iterable[str]) -> str:
+HELP = frozenset({"--help"})
+
+
+def asks_for_help(arg: str, flags: frozenset[str]) -> bool:
+    """Whether a parser of the long `flags` reads `arg` as its help flag: -h, --help (a
+    value too), or a prefix of --help alone. It prints its usage and exits with status 0,
+    so the server never starts and the pod restarts it over and over."""
+    if arg == "-h":
+        return True
+    return arg.startswith("--") and argparse_takes(arg.partition("=")[0], flags | HELP) == (
+        "--help",
+    )
+
+
+HELP_MESSAGE = "{arg} asks for the help: the server exits at start-up instead of serving"
+
+
+def did_you_mean(name: str, flags: Iterable[str]) -> str:
     match = difflib.get_close_matches(name, sorted(flags), n=1, cutoff=0.75)
     return f" (did you mean {match[0]}?)" if match else ""
 
@@ -210,16 +232,16 @@ def _closest(name: str, flags: Iterable[str]) -> str:
 # argparse reads a word starting with `-` as an option when it names one (whole, before
 # a `=`, or as a prefix), else unless it is a negative number or holds a space
 # (CPython 3.11 and 3.12 Lib/argparse.py _parse_optional, _negative_number_matcher).
-_NEGATIVE_NUMBER = re.compile(r"-\d+|-\d*\.\d+")
+NEGATIVE_NUMBER = re.compile(r"-\d+|-\d*\.\d+")
 
 
 def _option_like(arg: str, flags: frozenset[str]) -> bool:
     if len(arg) < 2 or arg[0] != "-":
         return False
     name = arg.partition("=")[0]
-    if arg in flags or name in flags or (arg.startswith("--") and _taken(name, flags)):
+    if arg in flags or name in flags or (arg.startswith("--") and argparse_takes(name, flags)):
         return True
-    return " " not in arg and not _NEGATIVE_NUMBER.fullmatch(arg)
+    return " " not in arg and not NEGATIVE_NUMBER.fullmatch(arg)
 
 
 def flag_problems(
@@ -245,32 +267,39 @@ def flag_problems(
     release = table.get(version) if version is not None else None
     if release is not None and version is not None:
         yield from _stray_problems(args, release, show(version), release.serve and not api_server)
+    everything = frozenset().union(*(listed.flags for listed in table.values()))
     for index, arg in enumerate(args):
         if arg == "--":  # the rest is positional
             return
+        if asks_for_help(arg, everything if release is None else release.flags):
+            yield index, HELP_MESSAGE.format(arg=arg), True
+            continue
         if not arg.startswith("--") or owned(arg):
             continue  # a value, a short option, or the caller's to judge
         name = flag_name(arg)
         if release is None or version is None:
-            if not any(len(_taken(name, listed.flags)) == 1 for listed in table.values()):
+            if not any(len(argparse_takes(name, listed.flags)) == 1 for listed in table.values()):
                 yield index, _unlisted(name, table), False
             continue
-        taken = _taken(name, release.flags)
+        taken = argparse_takes(name, release.flags)
         if len(taken) != 1:
             yield index, _refused(name, taken, version, table), True
         elif "." not in arg.partition("=")[0]:  # (a JSON flag's `.key` takes JSON)
-            yield from _value_problems(args, index, taken[0], release, show(version))
+            yield from value_problems(args, index, taken[0], release, f"vLLM {show(version)}")
 
 
-def _value_problems(
-    args: Sequence[str], index: int, flag: str, release: ReleaseFlags, version: str
+def value_problems(
+    args: Sequence[str], index: int, flag: str, release: ReleaseFlags, name: str
 ) -> Iterator[tuple[int, str, bool]]:
+    """What the parser of `release` (called `name` in messages) refuses of the value of
+    `args[index]`, which it takes for `flag`: a value for a switch, none for a flag
+    that takes one, one outside the flag's fixed choices. Each makes the server exit."""
     written, eq, value = args[index].partition("=")
     at = index
     if eq and flag in release.switches:
         yield (
             index,
-            f"{flag} takes no value in vLLM {version}: its parser refuses {written}= and "
+            f"{flag} takes no value in {name}: its parser refuses {written}= and "
             "the server exits at start-up",
             True,
         )
@@ -281,7 +310,7 @@ def _value_problems(
         if index + 1 == len(args) or _option_like(args[index + 1], release.flags):
             yield (
                 index,
-                f"{flag} needs a value in vLLM {version}: its parser refuses it without one "
+                f"{flag} needs a value in {name}: its parser refuses it without one "
                 "and the server exits at start-up",
                 True,
             )
@@ -291,8 +320,8 @@ def _value_problems(
     if choices is not None and value not in choices:
         yield (
             at,
-            f"{value!r} is not a value {flag} takes in vLLM {version} ("
-            f"{', '.join(choices)}){_closest(value, choices)}: the server exits at start-up",
+            f"{value!r} is not a value {flag} takes in {name} ("
+            f"{', '.join(choices)}){did_you_mean(value, choices)}: the server exits at start-up",
             True,
         )
 
@@ -321,7 +350,7 @@ def _stray_problems(
             continue
         if _switch(arg, release) is not None:
             continue
-        taken = _taken(flag_name(arg), release.flags)
+        taken = argparse_takes(flag_name(arg), release.flags)
         valued = len(taken) == 1 and taken[0] in release.valued
         one = not arg.startswith("--") or "." in arg or valued
         while index < len(args) and args[index] != "--":
@@ -347,7 +376,7 @@ def _switch(arg: str, release: ReleaseFlags) -> str | None:
     """The switch (a flag that takes no value) `arg` names, written without `=`."""
     if not arg.startswith("--") or "=" in arg or "." in arg:
         return None
-    taken = _taken(flag_name(arg), release.flags)
+    taken = argparse_takes(flag_name(arg), release.flags)
     return taken[0] if len(taken) == 1 and taken[0] in release.switches else None
 
 
@@ -356,7 +385,7 @@ def _unlisted(name: str, table: Mapping[Version, ReleaseFlags]) -> str:
     checked = f"{show(min(table))} to {show(max(table))}"
     return (
         f"{name}: no vLLM release servegen checked ({checked}) takes this flag"
-        f"{_closest(name, everything)}; unless the image's release added it, the "
+        f"{did_you_mean(name, everything)}; unless the image's release added it, the "
         "server exits at start-up"
     )
 
@@ -371,13 +400,15 @@ def _refused(
             f"{name} abbreviates several flags of {release} ({listed}): its parser refuses "
             "it and the server exits at start-up; write the flag out"
         )
-    others = [show(v) for v, flags in sorted(table.items()) if len(_taken(name, flags.flags)) == 1]
+    others = [
+        show(v) for v, flags in sorted(table.items()) if len(argparse_takes(name, flags.flags)) == 1
+    ]
     verb = "takes" if len(others) == 1 else "take"
     elsewhere = f"; vLLM {', '.join(others)} {verb} it" if others else ""
     if " " in name:
         elsewhere += "; a flag and its value are two items of args"
     return (
-        f"{name}: {release} takes no such flag{_closest(name, table[version].flags)}, so the "
+        f"{name}: {release} takes no such flag{did_you_mean(name, table[version].flags)}, so the "
         f"server exits at start-up{elsewhere}"
     )
 

@@ -391,8 +391,11 @@ def test_return_raw_logits_alone_is_fine() -> None:
         }
     )
     assert paths(doc) == []
-    both = make({"args": ["--return_probabilities", "--return-raw-logits"]})
+    both = make({"args": ["--return_probabilities", "--return_raw_log"]})
     assert paths(both) == [("serve", "args", 1)]
+    # Spelt with '-', it is no flag of the runtime's: dropped, and said so (once).
+    [found] = problems(make({"args": ["--return_probabilities", "--return-raw-logits"]}))
+    assert found.message.startswith("--return-raw-logits: KServe 0.20's vLLM backend ")
 
 
 # --- resources, profiles and policy ---------------------------------------------------
@@ -542,7 +545,7 @@ def test_vllm_flags_spelt_with_underscores_are_refused(backend: str) -> None:
     [
         # KServe's and huggingfaceserver's own flags are defined with '_'.
         ["--max_model_len=4096", "--trust_remote_code", "--disable_log_requests"],
-        ["--enable_docs_url", "--max_log_len=100", "--tensor-parallel-size=2"],
+        ["--enable_docs_url=true", "--max-log-len=100", "--tensor-parallel-size=2"],
         # A value may hold '_'; only the flag's name counts.
         ["--load-format=runai_streamer", "--kv-cache-dtype", "fp8_e4m3"],
     ],
@@ -555,6 +558,222 @@ def test_underscores_on_the_hugging_face_backend_are_its_own() -> None:
     # No vLLM parser there: the flag is huggingfaceserver's spelling or unknown either way.
     serve = {"backend": "huggingface", "huggingface_task": "fill_mask"}
     assert paths(make({**serve, "args": ["--return_token_type_ids"]})) == []
+
+
+HF_BACKEND = {"backend": "huggingface", "huggingface_task": "fill_mask"}
+ON_020 = "KServe 0.20's Hugging Face backend"
+
+
+@pytest.mark.parametrize(
+    ("args", "index", "message"),
+    [
+        (
+            ["--max-model-len=128"],
+            0,
+            f"--max-model-len: {ON_020} takes no such flag and drops it without a word "
+            "(it spells this flag with '_': write --max_model_len)",
+        ),
+        (
+            ["--enable_docs_url=false", "--timeout_keep_alive=5"],
+            1,
+            f"--timeout_keep_alive: {ON_020} takes no such flag and drops it without a word "
+            "(it spells this flag with '-': write --timeout-keep-alive)",
+        ),
+        (
+            ["--return_probabilites"],
+            0,
+            f"--return_probabilites: {ON_020} takes no such flag and drops it without a word "
+            "(did you mean --return_probabilities?)",
+        ),
+        (
+            ["--max_model_len 512"],
+            0,
+            f"--max_model_len 512: {ON_020} takes no such flag and drops it without a word; "
+            "a flag and its value are two items of args",
+        ),
+        (
+            ["--max_l=4"],
+            0,
+            f"--max_l abbreviates several flags of {ON_020} (--max_length, --max_log_len): "
+            "the server exits at start-up; write the flag out",
+        ),
+        (
+            ["-x"],
+            0,
+            "-x: the Hugging Face backend has no short flags; it drops -x without a word",
+        ),
+        (
+            ["--workers=2", "--", "--enable_docs_url"],
+            1,
+            "-- ends the flags: no item after it is read as one, and none of them has any "
+            "effect (the runtime says nothing)",
+        ),
+        # Values, as the release's parser (runtimes/kserve_flags.json) takes them.
+        (
+            ["--trust_remote_code=true"],
+            0,
+            f"--trust_remote_code takes no value in {ON_020}: its parser refuses "
+            "--trust_remote_code= and the server exits at start-up",
+        ),
+        (
+            ["--enable_docs_url", "--workers=2"],
+            0,
+            f"--enable_docs_url needs a value in {ON_020}: its parser refuses it without one "
+            "and the server exits at start-up",
+        ),
+        (
+            ["--protocol", "v3"],
+            1,
+            f"'v3' is not a value --protocol takes in {ON_020} (grpc-v2, v1, v2): the server "
+            "exits at start-up",
+        ),
+    ],
+)
+def test_hugging_face_backend_refuses_what_its_parser_drops(
+    args: list[str], index: int, message: str
+) -> None:
+    found = problems(make({**HF_BACKEND, "args": args}))
+    assert [(p.path, p.message, p.severity) for p in found] == [
+        (("serve", "args", index), message, "error")
+    ]
+
+
+@pytest.mark.parametrize("backend", ["huggingface", "vllm", "auto"])
+@pytest.mark.parametrize("arg", ["--help", "--hel", "-h", "--help=all"])
+def test_the_help_flag_is_an_error_on_every_backend(backend: str, arg: str) -> None:
+    # KServe's own parser reads the args first, whatever the backend, and exits.
+    serve = HF_BACKEND if backend == "huggingface" else {"backend": backend}
+    found = problems(make({**serve, "args": [arg]}))
+    assert [(p.path, p.message) for p in found] == [
+        (
+            ("serve", "args", 0),
+            f"{arg} asks for the help: the server exits at start-up instead of serving",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # Its own flags, a unique abbreviation (argparse takes it), values of any shape.
+        ["--workers", "2", "--max-log-len=100", "--return_prob", "--tensor_input_names=a,b"],
+        ["--max_model_len", "-1", "--model_revision", "main branch"],
+    ],
+)
+def test_hugging_face_backend_takes_its_own_flags(args: list[str]) -> None:
+    assert paths(make({**HF_BACKEND, "args": args})) == []
+
+
+VLLM_020 = "KServe 0.20's vLLM backend (vLLM 0.24.0)"
+
+
+@pytest.mark.parametrize("backend", ["vllm", "auto"])
+@pytest.mark.parametrize(
+    ("args", "index", "message"),
+    [
+        (
+            ["--gpu-memory-utilisation=0.8"],
+            0,
+            f"--gpu-memory-utilisation: {VLLM_020} takes no such flag and drops it without a "
+            "word (did you mean --gpu-memory-utilization?)",
+        ),
+        (
+            # No JSON `.key` in parse_known_args(): that is parse_args()'s.
+            ["--compilation-config.mode=3"],
+            0,
+            f"--compilation-config.mode: {VLLM_020} takes no such flag and drops it without a "
+            "word (did you mean --compilation-config?)",
+        ),
+        (
+            ["--max_log_len=100"],
+            0,
+            f"--max_log_len: {VLLM_020} takes no such flag and drops it without a word (it "
+            "spells this flag with '-': write --max-log-len)",
+        ),
+        (
+            ["--max-num", "8"],
+            0,
+            f"--max-num abbreviates several flags of {VLLM_020} (--max-num-batched-tokens, "
+            "--max-num-partial-prefills, --max-num-seqs): the server exits at start-up; write "
+            "the flag out",
+        ),
+        (
+            ["--enforce-eager=true"],
+            0,
+            f"--enforce-eager takes no value in {VLLM_020}: its parser refuses "
+            "--enforce-eager= and the server exits at start-up",
+        ),
+        (
+            ["--enable-prefix-caching", "--max-model-len"],
+            1,
+            f"--max-model-len needs a value in {VLLM_020}: its parser refuses it without one "
+            "and the server exits at start-up",
+        ),
+        (
+            ["--dtype", "bf16"],
+            1,
+            f"'bf16' is not a value --dtype takes in {VLLM_020} (auto, bfloat16, float, "
+            "float16, float32, half): the server exits at start-up",
+        ),
+    ],
+)
+def test_vllm_backend_refuses_what_its_parser_drops_or_exits_on(
+    backend: str, args: list[str], index: int, message: str
+) -> None:
+    found = problems(make({"backend": backend, "args": args}))
+    assert [(p.path, p.message) for p in found] == [(("serve", "args", index), message)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # vLLM's flags and KServe's own; a unique abbreviation; values of any shape.
+        ["--max-num-seq=4", "--enable-prefix-caching", "--max_model_len=4096"],
+        ["--gpu-memory-utilization", "0.85", "--chat-template={{ x }}", "--enable_docs_url=1"],
+    ],
+)
+def test_vllm_backend_takes_the_flags_of_its_parser(args: list[str]) -> None:
+    assert paths(make({"backend": "vllm", "args": args})) == []
+
+
+def test_vllm_backend_of_an_unlisted_release_judges_only_the_spelling() -> None:
+    # KServe 0.19 runs vLLM 0.20.0, whose parser servegen has not listed.
+    config = Config.model_validate({"kserve": {"version": "0.19"}})
+    doc = make({"backend": "vllm", "args": ["--gpu-memory-utilisation=0.8", "--max_num_seqs=4"]})
+    assert paths(doc, config) == [("serve", "args", 1)]
+
+
+@pytest.mark.parametrize(
+    ("version", "flag", "ok"),
+    [
+        ("0.15", "--return_raw_logits", False),
+        ("0.16", "--return_raw_logits", True),
+        ("0.16", "--event-loop=uvloop", False),
+        ("0.17", "--event-loop=uvloop", True),
+        ("0.17", "--timeout-keep-alive=5", False),
+        ("v0.18.1", "--timeout-keep-alive=5", True),
+        ("0.19", "--return_offsets_mapping", True),
+    ],
+)
+def test_hugging_face_backend_flags_follow_the_kserve_release(
+    version: str, flag: str, ok: bool
+) -> None:
+    config = Config.model_validate({"kserve": {"version": version}})
+    assert (paths(make({**HF_BACKEND, "args": [flag]}), config) == []) is ok
+
+
+@pytest.mark.parametrize(("version", "release"), [("0.14", "0.14"), ("v0.21.0", "0.21")])
+def test_hugging_face_backend_outside_the_checked_releases_warns(
+    version: str, release: str
+) -> None:
+    # That release may define the flag: said, but the spec still renders.
+    config = Config.model_validate({"kserve": {"version": version}})
+    [found] = problems(make({**HF_BACKEND, "args": ["--no_such_flag"]}), config)
+    assert (found.severity, found.message) == (
+        "warning",
+        f"--no_such_flag: KServe {release}'s Hugging Face backend takes no such flag and "
+        "drops it without a word",
+    )
 
 
 # --- check() rules --------------------------------------------------------------------
@@ -732,7 +951,8 @@ _LINE_BREAK_OR_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_strings_survive_verbatim_or_are_refused(value: str) -> None:
-    serve = {"envs": {"HOSTILE": value}, "args": [value, f"--flag={value}"]}
+    # (As an item of its own, a value like `---` is a flag the runtime lacks: refused.)
+    serve = {"envs": {"HOSTILE": value}, "args": [f"--chat-template={value}"]}
     if _LINE_BREAK_OR_CONTROL.search(value):  # the engine would refuse it
         with pytest.raises(ValidationError, match="control and line-break"):
             make(serve)
@@ -741,7 +961,7 @@ def test_hostile_strings_survive_verbatim_or_are_refused(value: str) -> None:
     obj = render(doc)
     model = obj["spec"]["predictor"]["model"]
     assert model["env"] == [{"name": "HOSTILE", "value": value}]
-    assert model["args"][-2:] == [value, f"--flag={value}"]
+    assert model["args"][-1:] == [f"--chat-template={value}"]
     assert obj["metadata"]["name"] == "qwen"
 
 

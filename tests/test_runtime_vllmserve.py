@@ -751,6 +751,31 @@ def test_on_an_unchecked_release_only_a_flag_no_checked_release_takes_warns() ->
     ]
 
 
+@pytest.mark.parametrize(
+    ("arg", "image"),
+    [
+        ("--help", "vllm/vllm-openai:v0.34.0"),
+        ("--hel", "vllm/vllm-openai:v0.34.0"),
+        ("-h", "vllm/vllm-openai:v0.34.0"),
+        ("--help=all", "vllm/vllm-openai:v0.10.0"),
+        ("--help", "vllm/vllm-openai:v0.20.0"),  # a release servegen has no list of
+    ],
+)
+def test_the_help_flag_is_an_error(arg: str, image: str) -> None:
+    # argparse prints the usage and exits with status 0: the pod restarts it forever.
+    assert args_problems(["--enforce-eager", arg], image) == [
+        (1, "error", f"{arg} asks for the help: the server exits at start-up instead of serving")
+    ]
+
+
+def test_a_prefix_of_help_and_another_flag_is_an_abbreviation_of_several() -> None:
+    """vLLM 0.34.0 takes --headless too: --he is ambiguous, not the help."""
+    [(_, severity, message)] = args_problems(["--he"])
+    assert severity == "error"
+    assert message.startswith("--he abbreviates several flags of vLLM 0.34.0 (--headless, ")
+    assert "--help" in message
+
+
 def test_an_owned_flag_is_said_once() -> None:
     found = args_problems(["--por", "9000", "--serv", "x"])
     assert [(index, severity) for index, severity, _ in found] == [(0, "error"), (2, "error")]

@@ -22,6 +22,8 @@ import pytest
 from generator.errors import Diagnostic
 from generator.fields import arg_credential_problem
 from generator.validate import validate_repository
+from runtimes.huggingfaceserve import hf_backend_flags
+from runtimes.vllm_engine import release_flags
 from tests.conftest import EXAMPLES
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -251,6 +253,10 @@ def test_a_crd_folder_without_crd_files_is_refused_at_its_entry(tmp_path: Path) 
         ("--enable-prompt-tokens-details", False),
         ("--served-model-name=Qwen2.5-0.5B-Instruct-AWQ-v2xyzABC123", False),
         ("--ssl-keyfile=/certs/key.pem", False),
+        # The word names what the flag is about: vLLM's and KServe's own flags.
+        ("--long-prefill-token-threshold=512", False),
+        ("--return-tokens-as-token-ids", False),
+        ("--return_token_type_ids", False),
         ("--api-key=abc", True),
         ("--api_key", True),
         ("--hf-token", True),
@@ -262,6 +268,13 @@ def test_a_crd_folder_without_crd_files_is_refused_at_its_entry(tmp_path: Path) 
 )
 def test_credentials_in_engine_arguments(arg: str, refused: bool) -> None:
     assert (arg_credential_problem(arg) is not None) is refused
+
+
+def test_only_credential_flags_of_the_servers_are_refused() -> None:
+    # Every long flag of every listed vLLM release and KServe's Hugging Face backend.
+    flags = {flag for release in release_flags().values() for flag in release.flags}
+    flags |= hf_backend_flags(20)
+    assert {flag for flag in flags if arg_credential_problem(flag)} == {"--api-key", "--hf-token"}
 
 
 # --- the examples -------------------------------------------------------------------------
