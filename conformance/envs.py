@@ -106,10 +106,12 @@ def kserve_vllm_pin(source: Path) -> str:
 
 
 def ensure_kserve(cache: Path, source: Path) -> Path:
-    """A virtualenv with the KServe Hugging Face server of `source` (a kserve checkout)."""
-    venv = cache / "kserve-huggingfaceserver"
+    """A virtualenv with the KServe Hugging Face server of `source` (a kserve checkout),
+    one per KServe release."""
+    version = (source / "python" / "VERSION").read_text().strip()
+    venv = cache / f"kserve-huggingfaceserver-{version}"
     done = venv / ".servegen-ready"
-    log = cache / "kserve.log"
+    log = cache / f"kserve-{version}.log"
     stamp = f"{source} {SKIPPED.pattern}"
     if done.exists() and done.read_text() == stamp:
         return python_of(venv)

@@ -167,13 +167,15 @@ def main() -> None:
     if options.kserve_source is not None:
         listed = kserve_release_flags(options.kserve_source, options.cache)
         minor = ".".join(listed["kserve"].split(".")[:2])
+        known = json.loads(KSERVE_OUTPUT.read_text()) if KSERVE_OUTPUT.exists() else {}
+        releases = {**known.get("releases", {}), minor: listed}
         kserve_table = {
             "about": "Long flags of the parsers KServe's Hugging Face server reads its args "
             "with, on its Hugging Face and vLLM backends, listed by conformance/flags.py from "
             "the server of a kserve checkout (https://github.com/kserve/kserve, "
             "python/huggingfaceserver) and the vllm wheel its image pins, by KServe minor "
             "release.",
-            "releases": {minor: listed},
+            "releases": dict(sorted(releases.items(), key=lambda item: int(item[0][2:]))),
         }
         KSERVE_OUTPUT.write_text(json.dumps(kserve_table, indent=1) + "\n", encoding="utf-8")
         for backend, found in listed["backends"].items():

@@ -18,7 +18,12 @@ from generator.config import Config
 from generator.crds import bundled_dir
 from generator.validate import validate_repository
 from runtimes.base import Problem
-from runtimes.huggingfaceserve import HuggingFaceServe, HuggingFaceServeDocument
+from runtimes.huggingfaceserve import (
+    HuggingFaceServe,
+    HuggingFaceServeDocument,
+    hf_backend_flags,
+    kserve_parsers,
+)
 
 RUNTIME = HuggingFaceServe()
 CRD_FILE = "serving.kserve.io_inferenceservices.yaml"
@@ -737,10 +742,21 @@ def test_vllm_backend_takes_the_flags_of_its_parser(args: list[str]) -> None:
 
 
 def test_vllm_backend_of_an_unlisted_release_judges_only_the_spelling() -> None:
-    # KServe 0.19 runs vLLM 0.20.0, whose parser servegen has not listed.
-    config = Config.model_validate({"kserve": {"version": "0.19"}})
+    # KServe 0.16 runs vLLM 0.9.2, whose parser servegen has not listed.
+    config = Config.model_validate({"kserve": {"version": "0.16"}})
     doc = make({"backend": "vllm", "args": ["--gpu-memory-utilisation=0.8", "--max_num_seqs=4"]})
     assert paths(doc, config) == [("serve", "args", 1)]
+
+
+@pytest.mark.parametrize("minor", sorted(kserve_parsers()))
+def test_listed_parsers_agree_with_the_flags_read_from_kserve_source(minor: int) -> None:
+    # runtimes/kserve_flags.json comes from the server's parser; hf_backend_flags() from
+    # each release's source files: the two must name the same flags (argparse adds -h).
+    parsers = kserve_parsers()[minor]
+    assert parsers["huggingface"][1].flags == hf_backend_flags(minor) | {"--help"}
+    # Every KServe flag but the Hugging Face backend's own is on the vLLM backend too.
+    own = {"--task", "--dtype", "--max_log_len", "--max-log-len"}
+    assert hf_backend_flags(minor) - own <= parsers["vllm"][1].flags
 
 
 @pytest.mark.parametrize(
