@@ -97,12 +97,14 @@ def ensure_vllm(cache: Path, version: str) -> Path:
 
 
 def kserve_vllm_pin(source: Path) -> str:
-    """The `vllm==X` requirement of kserve's `llm` extra (python/kserve/pyproject.toml)."""
-    text = (source / "python" / "kserve" / "pyproject.toml").read_text()
-    match = re.search(r"^llm = \[\s*\"(vllm==[0-9.]+)\"", text, re.MULTILINE)
+    """`vllm==X` for the vLLM the release's Hugging Face server image installs: its
+    Dockerfile's VLLM_VERSION (python/huggingface_server.Dockerfile; from v0.16.0 the
+    same as kserve's `llm` extra in python/kserve/pyproject.toml)."""
+    text = (source / "python" / "huggingface_server.Dockerfile").read_text()
+    match = re.search(r"^ARG VLLM_VERSION=([0-9.]+)$", text, re.MULTILINE)
     if not match:
-        raise RuntimeError("no vllm pin in kserve's llm extra")
-    return match.group(1)
+        raise RuntimeError("no VLLM_VERSION in python/huggingface_server.Dockerfile")
+    return f"vllm=={match.group(1)}"
 
 
 def ensure_kserve(cache: Path, source: Path) -> Path:
