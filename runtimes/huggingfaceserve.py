@@ -168,6 +168,7 @@ _HF_BACKEND_FLAGS_ADDED: dict[int, frozenset[str]] = {
 }  # fmt: skip
 
 
+@cache
 def hf_backend_flags(minor: int) -> frozenset[str]:
     """The Hugging Face backend's option strings in KServe 0.<minor> (0.15 to 0.20)."""
     return frozenset().union(

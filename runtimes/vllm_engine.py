@@ -216,9 +216,10 @@ def asks_for_help(arg: str, flags: frozenset[str]) -> bool:
     so the server never starts and the pod restarts it over and over."""
     if arg == "-h":
         return True
-    return arg.startswith("--") and argparse_takes(arg.partition("=")[0], flags | HELP) == (
-        "--help",
-    )
+    name = arg.partition("=")[0]
+    if len(name) < 3 or not "--help".startswith(name):  # (the usual case, at no cost)
+        return False
+    return argparse_takes(name, flags | HELP) == ("--help",)
 
 
 HELP_MESSAGE = "{arg} asks for the help: the server exits at start-up instead of serving"
