@@ -1,10 +1,11 @@
 """serve.args judged as argparse judges them, for every release runtimes/vllm_flags.json lists.
 
 Each listed release's options make an argparse parser here: its switches take no value,
-its valued flags one (with their fixed choices), the rest any number, and an optional
-positional model, which servegen fills first on `vllm serve` (the api_server
-entrypoint gets `--model` instead). Drawn command lines then go to both: servegen
-calls an error exactly what that parser refuses.
+its valued flags one (with their fixed choices), the rest any number, `--help` prints the
+usage and exits (the server never starts), and an optional positional model, which
+servegen fills first on `vllm serve` (the api_server entrypoint gets `--model` instead).
+Drawn command lines then go to both: servegen calls an error exactly what that parser
+refuses.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def parser_of(version: Version) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vllm", add_help=False, exit_on_error=False)
     parser.add_argument("model_tag", nargs="?")
     for flag in sorted(release.flags):
-        if flag in release.switches:
+        if flag == "--help":
+            parser.add_argument(flag, action="help")
+        elif flag in release.switches:
             parser.add_argument(flag, action="store_true")
         elif flag in release.valued:
             parser.add_argument(flag, choices=release.choices.get(flag))
@@ -45,7 +48,7 @@ def parser_of(version: Version) -> argparse.ArgumentParser:
 
 def argparse_refuses(version: Version, args: Sequence[str]) -> bool:
     model = ["org/model"] if release_flags()[version].serve else []
-    with contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         try:
             parser_of(version).parse_args([*model, *args])
         except (SystemExit, argparse.ArgumentError):
@@ -110,3 +113,11 @@ def test_the_parser_here_takes_what_servegen_renders(version: Version) -> None:
     args = ["--served-model-name", "m", "--host", "0.0.0.0", "--port", "8000"]
     assert not argparse_refuses(version, args)
     assert argparse_refuses(version, ["--port"])
+    assert argparse_refuses(version, ["--hel"])
+
+
+@pytest.mark.parametrize("version", RELEASES)
+@pytest.mark.parametrize("word", ["--help", "--hel", "--he", "--h", "--help=all"])
+def test_the_help_flag_and_its_prefixes_agree(version: Version, word: str) -> None:
+    """Drawn rarely: each prefix of --help, refused as the help or as ambiguous."""
+    assert servegen_refuses(version, [word]) == argparse_refuses(version, [word]) is True
