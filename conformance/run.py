@@ -42,7 +42,8 @@ import envs  # noqa: E402
 from generator.render import render_spec  # noqa: E402
 from generator.validate import validate_repository  # noqa: E402
 from runtimes.huggingfaceserve import hf_backend_flags, kserve_parsers  # noqa: E402
-from runtimes.vllm_engine import HELP, ReleaseFlags, parse_version, serve_entrypoint  # noqa: E402
+from runtimes.parser_rules import HELP, ReleaseFlags  # noqa: E402
+from runtimes.vllm_engine import parse_version, serve_entrypoint  # noqa: E402
 
 GPU_REPO = "vllm/vllm-openai"
 CPU_REPO = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo"

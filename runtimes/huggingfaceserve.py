@@ -44,7 +44,7 @@ from runtimes.base import (
     utilization_request_problem,
 )
 from runtimes.kserve_release import SUPPORTED_BELOW_MINOR, SUPPORTED_FROM_MINOR
-from runtimes.vllm_engine import (
+from runtimes.parser_rules import (
     HELP_MESSAGE,
     NEGATIVE_NUMBER,
     ReleaseFlags,

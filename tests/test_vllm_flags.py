@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtimes.vllm_engine import ReleaseFlags, Version, flag_problems, release_flags
+from runtimes.parser_rules import ReleaseFlags
+from runtimes.vllm_engine import Version, flag_problems, release_flags
 from tests.fuzzing import fuzzed
 
 RELEASES = sorted(release_flags())
