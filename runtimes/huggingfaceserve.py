@@ -689,6 +689,8 @@ def _model_problems(doc: HuggingFaceServeDocument) -> Iterable[Problem]:
 
 
 def _args_problems(serve: HFServe, config: Config) -> Iterable[Problem]:
+    if not serve.args:
+        return  # (the parsers' table is loaded for a spec with args only)
     vllm_backend = None if serve.backend == "huggingface" else _listed_parser(config, "vllm")
     for index, arg in enumerate(serve.args):
         # Read by KServe's own parser first, whatever the backend (__main__.py's first

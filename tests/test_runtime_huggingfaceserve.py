@@ -1081,3 +1081,16 @@ def test_the_kserve_release_warning_is_positioned_and_does_not_fail(tmp_path: Pa
         "KServe 0.21 is outside the releases servegen checks huggingfaceserve specs against "
         "(0.15 to 0.20)"
     )
+
+
+def test_the_parsers_table_is_read_for_a_spec_with_args_only() -> None:
+    # A spec without args has nothing for KServe's parsers to read: judging it must not
+    # cost the table's load (one per process, on a cold `validate`'s path).
+    kserve_parsers.cache_clear()
+    try:
+        assert problems(make({"backend": "vllm"})) == []
+        assert kserve_parsers.cache_info().currsize == 0
+        assert problems(make({"backend": "vllm", "args": ["--max-model-len=4096"]})) == []
+        assert kserve_parsers.cache_info().currsize == 1
+    finally:
+        kserve_parsers.cache_clear()
