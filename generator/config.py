@@ -393,8 +393,8 @@ class KServe(StrictModel):
     def at_least(self, minor: int, patch: int = 0) -> bool:
         """Whether the release is 0.<minor>.<patch> or later; a version written without
         a patch counts as the newest of its minor."""
-        parts = [int(p) for p in self.version.lstrip("v").split(".")[1:]]
-        return (parts[0], parts[1] if len(parts) > 1 else float("inf")) >= (minor, patch)
+        written = self.version.lstrip("v").split(".")[2:]
+        return (self.minor, int(written[0]) if written else float("inf")) >= (minor, patch)
 
 
 class VLLM(StrictModel):

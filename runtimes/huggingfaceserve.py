@@ -46,11 +46,11 @@ from runtimes.base import (
 from runtimes.kserve_release import SUPPORTED_BELOW_MINOR, SUPPORTED_FROM_MINOR
 from runtimes.parser_rules import (
     HELP_MESSAGE,
-    NEGATIVE_NUMBER,
     ReleaseFlags,
     argparse_takes,
     asks_for_help,
     did_you_mean,
+    option_like,
     value_problems,
 )
 
@@ -826,7 +826,7 @@ def _hf_backend_problems(args: Sequence[str], index: int, config: Config) -> lis
         if taken:
             return [Problem(("serve", "args", index), _abbreviates(name, taken, release))]
         message = _unknown(name, release, flags)
-    elif len(arg) > 1 and arg[0] == "-" and " " not in arg and not NEGATIVE_NUMBER.fullmatch(arg):
+    elif option_like(arg, flags):  # (a short one: the backend has none)
         message = (
             f"{arg}: the Hugging Face backend has no short flags; it drops {arg} without a word"
         )
