@@ -17,6 +17,10 @@ times (median reported), with its yardsticks from the same run:
   which makes the deploy branch (every file new; the branch is deleted before each
   run), and one after a spec's value changed and was committed and pushed (its
   model's files change; a fresh process, as CI runs it);
+- `diff --base HEAD~1` after a spec's value changed and was committed (a pull request's
+  diff: the base's build stored by the run before, the working tree the head), with
+  `git diff HEAD~1` of that commit as its yardstick; commits are exported into a
+  temporary folder on the workdir's file system;
 - watch's first build: a fresh IncrementalBuild.initial() (what `servegen watch` does
   first), with the output up to date and the build cache warm;
 - with --no-cache-rows, the nothing-changed and one-changed runs again with
@@ -67,6 +71,8 @@ NO_C = "render, nothing changed, run inside the repository (no -C)"
 WATCH_FIRST = "watch's first build (IncrementalBuild.initial), warm cache"
 PUBLISH_FIRST = "publish --push, a new deploy branch (every file new)"
 PUBLISH_ONE = "publish --push, one spec's value changed and pushed"
+DIFF = "diff --base HEAD~1, one spec's value changed and committed"
+GIT_DIFF = "yardstick: git diff HEAD~1 of that commit"
 CP = "yardstick: cp -r of the output"
 PYTHON = "yardstick: python -c pass"
 KUSTOMIZE = "yardstick: kubectl kustomize, every environment"
@@ -104,6 +110,7 @@ TARGETS = (
         "MB",
     ),
     Target("peak RSS, publish --push", 10_000, (PUBLISH_FIRST, PUBLISH_ONE), 200, "MB"),
+    Target("diff of one spec's change against its parent commit", 10_000, (DIFF,), 2.0),
 )
 
 
@@ -118,9 +125,14 @@ class Scenario:
         self.python, self.pythonpath = args.python, args.pythonpath
         self.root, self.cache = root, cache
         self.out = root / "output"
+        self.tmp = cache.parent / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
 
     def _env(self, cache: bool) -> list[str]:
         env = [f"XDG_CACHE_HOME={self.cache}", f"SERVEGEN_NO_CACHE={'' if cache else '1'}"]
+        # Where diff (and publish, from an unclean worktree) export a commit: beside the
+        # repository, on the workdir's file system (tmpfs, as every row here).
+        env.append(f"TMPDIR={self.tmp}")
         if self.pythonpath:  # another servegen source tree (e.g. before a change)
             env.append(f"PYTHONPATH={self.pythonpath}")
         return env
@@ -153,6 +165,7 @@ class Scenario:
 # --rows: the short name of each group of rows (a no-cache row goes with its row).
 ROW_KEYS = (
     *("cold", "cp", "unchanged", "noc", "watch", "comment", "value", "files", "publish"),
+    "diff",
     *("python", "kustomize"),
 )
 
@@ -176,6 +189,7 @@ def bench_size(
     keys.update({VALUE_CHANGED: "value", PYTHON: "python", KUSTOMIZE: "kustomize"})
     keys.update({ADDED: "files", REMOVED: "files"})
     keys.update(dict.fromkeys((PUBLISH_FIRST, PUBLISH_ONE), "publish"))
+    keys.update(dict.fromkeys((DIFF, GIT_DIFF), "diff"))
     keys.update(dict.fromkeys(UNCHANGED, "unchanged"))
 
     def measure(
@@ -230,10 +244,15 @@ def bench_size(
     added, removed = add_and_remove(root, workdir / "removed", counter)
     measure(ADDED, lambda: s.servegen("render"), added)
     measure(REMOVED, lambda: s.servegen("render"), removed)
-    if "publish" in picked:
+    if "publish" in picked or "diff" in picked:
         first, one = publish_steps(root, workdir / f"remote-{size}.git", bump)
         measure(PUBLISH_FIRST, lambda: s.servegen("publish", "--push"), first)
         measure(PUBLISH_ONE, lambda: s.servegen("publish", "--push"), one)
+        # A pull request's diff: its base built before (the publish job stored it), the
+        # working tree holding the commit that changed one spec.
+        measure(DIFF, lambda: s.servegen("diff", "--base", "HEAD~1"), one)
+        git_diff = ["git", "-C", str(root), "diff", "HEAD~1"]
+        measure(GIT_DIFF, lambda: checked(run_measured(git_diff), "git diff"))
     if args.no_cache_rows:
         measure(f"{ONE_CHANGED}, no cache", lambda: s.servegen("render", cache=False), touch)
     measure(PYTHON, lambda: checked(run_measured([args.python, "-c", "pass"]), "python"))

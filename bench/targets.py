@@ -42,6 +42,8 @@ from bench_cache import (  # noqa: E402
     ADDED,
     COLD,
     CP,
+    DIFF,
+    GIT_DIFF,
     KUSTOMIZE,
     ONE_CHANGED,
     PUBLISH_FIRST,
@@ -100,6 +102,22 @@ def files_added_or_removed(results: Results) -> Row:
     to the limit of one spec changed."""
     label = "10,000 specs, a spec file added / removed, `render` (not in the issue's table)"
     return _cache_row(results, label, (ADDED, REMOVED), 2.0)
+
+
+def diff_one_change(results: Results) -> Row | None:
+    """Not a row of the issue's table: a pull request's `diff` at 10,000 specs, held to
+    the limit of one spec changed; None for figures kept before this row existed."""
+    size = results["cache"]["10000"]
+    if DIFF not in size:
+        return None
+    seconds, peak = size[DIFF]
+    return Row(
+        "10,000 specs, `diff --base HEAD~1` of one spec's change (not in the issue's table)",
+        f"{seconds:.2f} s ({peak:.0f} MB)",
+        "< 2 s",
+        seconds < 2.0,
+        f"`git diff HEAD~1` {_ms(size[GIT_DIFF][0])}",
+    )
 
 
 def cold_render(results: Results) -> Row:
@@ -211,6 +229,7 @@ ROWS: tuple[Callable[[Results], Row | None], ...] = (
     nothing_changed,
     one_changed,
     files_added_or_removed,
+    diff_one_change,
     cold_render,
     publish,
     watch_deploy,

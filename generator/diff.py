@@ -11,25 +11,26 @@ not build (e.g. one that predates servegen) is treated as empty, with a note.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from generator import git
+from generator import git, listingcache, outindex, outtree
 from generator.config import CONFIG_FILE
 from generator.errors import GitError, ServegenError, inert_json, printable
 from generator.fields import LAST_APPLIED
 from generator.flux import flux_objects
 from generator.immutable import ImmutableChange, tree_changes
-from generator.pipeline import Build, build
-from generator.publish import recorded_source
-from generator.render import Object, object_key
-from generator.snapshot import build_at
+from generator.pipeline import Build, build, rendered_files
+from generator.publish import differing_paths, recorded_source, touched_models
+from generator.render import ModelRender, Object, object_key
+from generator.snapshot import built_at
 from generator.versions import ModelVersion, describe_change
 from generator.yamlio import dump
 
@@ -136,16 +137,25 @@ def _in_order(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_objects(result: Build | None) -> dict[str, dict[ObjectKey, RenderedObject]]:
-    """environment -> object key -> the object as the cluster receives it."""
+    """environment -> object key -> the object as the cluster receives it (a build that
+    kept every object)."""
     if result is None:
         return {}
+    return objects_of(result, result.models)
+
+
+def objects_of(
+    result: Build, models: Sequence[ModelRender], flux: bool = True
+) -> dict[str, dict[ObjectKey, RenderedObject]]:
+    """build_objects() of `models` (rendered with every object), and with `flux` of
+    `result`'s Flux objects, which its model summaries give."""
     out: dict[str, dict[ObjectKey, RenderedObject]] = {
         env: {} for env in result.config.environments
     }
-    for model in result.models:
+    for model in models:
         for env, rendered in model.environments.items():
             out.setdefault(env, {}).update(keyed_objects(model.name, rendered.objects))
-    for env in result.config.environments:
+    for env in result.config.environments if flux else ():
         out[env].update(keyed_objects("(flux)", flux_objects(result.models, result.config, env)))
     return out
 
@@ -162,11 +172,13 @@ def keyed_objects(
 
 def environment_versions(result: Build | None) -> dict[tuple[str, str], ModelVersion]:
     """(environment, model) -> the model version it runs there."""
-    if result is None:
-        return {}
+    return {} if result is None else _versions(result.models)
+
+
+def _versions(models: Iterable[ModelRender]) -> dict[tuple[str, str], ModelVersion]:
     return {
         (env, model.name): rendered.version
-        for model in result.models
+        for model in models
         for env, rendered in model.environments.items()
         if rendered.version is not None
     }
@@ -273,17 +285,22 @@ def _deployed_source(repo: git.Repo, rev: str) -> str | None:
 
 
 def build_base(
-    repo: git.Repo, root: Path, commit: str | None, crds: Sequence[Path] = ()
+    repo: git.Repo,
+    root: Path,
+    commit: str | None,
+    stack: contextlib.ExitStack,
+    crds: Sequence[Path] = (),
 ) -> tuple[Build | None, list[str]]:
-    """The base build, or None (with a note) when there is no base or it does not build."""
+    """The base build, or None (with a note) when there is no base or it does not build.
+    Its export stays until `stack` closes: Build.root, for rendered_files()."""
     if commit is None:
         return None, ["no base revision: everything shows as added"]
     try:
         # A base without servegen.yaml when the head has one predates servegen: not a
         # repository with default settings and no specs.
         has_config = (root / CONFIG_FILE).is_file()
-        built = build_at(
-            repo, root, commit, crds=crds, keep_objects=True, require_config=has_config
+        built = stack.enter_context(
+            built_at(repo, root, commit, crds=crds, require_config=has_config)
         )
         return built, []
     except ServegenError as exc:
@@ -293,16 +310,21 @@ def build_base(
 
 
 def build_head(
-    repo: git.Repo, root: Path, worktree: bool, crds: Sequence[Path] = ()
+    repo: git.Repo,
+    root: Path,
+    worktree: bool,
+    stack: contextlib.ExitStack,
+    crds: Sequence[Path] = (),
 ) -> tuple[Build, str]:
-    """The working state: the working tree, or HEAD with --committed. Errors propagate."""
+    """The working state: the working tree, or HEAD with --committed (exported until
+    `stack` closes). Errors propagate."""
     if worktree:
-        return build(root, crds=crds, keep_objects=True), "working tree"
+        return build(root, crds=crds), "working tree"
     try:
         head = git.resolve_commit(repo, "HEAD")
     except GitError as exc:
         raise GitError("the repository has no commit yet: commit the specs first") from exc
-    return build_at(repo, root, head, crds=crds, keep_objects=True), head
+    return stack.enter_context(built_at(repo, root, head, crds=crds)), head
 
 
 def choose_base(repo: git.Repo, base: str | None, deploy_branch: str) -> tuple[str | None, str]:
@@ -323,13 +345,15 @@ def compare(
     """Diff the rendered objects of `base` (default: see `default_base`) against the
     working tree (or HEAD when not `worktree`), in one environment or all."""
     repo = git.open_repo(root)
-    head_build, head_label = build_head(repo, root, worktree, crds)
-    envs = tuple(head_build.config.environments)
-    if environment is not None:
-        head_build.config.require_environment(environment)
-    base_sha, why = choose_base(repo, base, head_build.config.deploy.branch)
-    base_build, notes = build_base(repo, root, base_sha, crds)
-    changes = diff_objects(build_objects(base_build), build_objects(head_build), environment)
+    with contextlib.ExitStack() as stack:
+        head_build, head_label = build_head(repo, root, worktree, stack, crds)
+        envs = tuple(head_build.config.environments)
+        if environment is not None:
+            head_build.config.require_environment(environment)
+        base_sha, why = choose_base(repo, base, head_build.config.deploy.branch)
+        base_build, notes = build_base(repo, root, base_sha, stack, crds)
+        old, new = changed_sides(base_build, head_build, crds)
+    changes = diff_objects(old.objects, new.objects, environment)
     shown = {c.environment for c in changes} | set(envs)
     environments = tuple(e for e in sorted(shown) if environment in (None, e))
     replacements = tuple(
@@ -337,9 +361,7 @@ def compare(
         for change in deployed_replacements(repo, head_build)
         if environment in (None, change.environment)
     )
-    versions = diff_versions(
-        environment_versions(base_build), environment_versions(head_build), environment
-    )
+    versions = diff_versions(old.versions, new.versions, environment)
     return DiffResult(
         base_sha,
         head_label,
@@ -351,16 +373,94 @@ def compare(
     )
 
 
+# --------------------------------------------------------------------------- changed models
+
+Objects = dict[str, dict[ObjectKey, RenderedObject]]
+Versions = dict[tuple[str, str], ModelVersion]
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a diff: what differs from the other side, with every object."""
+
+    objects: Objects
+    versions: Versions
+
+
+def changed_sides(base: Build | None, head: Build, crds: Sequence[Path] = ()) -> tuple[Side, Side]:
+    """Both sides' objects and model versions, less what is the same on both.
+
+    Builds made with the build cache record their build key (servegen, config, CRDs)
+    and each spec file's digest (Build.inputs). Under one key a spec file with the same
+    bytes on both sides yields the same models, so only the spec files added, removed
+    or changed are rendered again with every object (pipeline.rendered_files()); the
+    Flux objects, which span every model, are compared only when the Flux folders'
+    files differ. Otherwise (no base, another key, no build cache, or a spec file that
+    changed since its side was built) each side is built again whole, with every
+    object, and compared whole.
+    """
+    if base is None or base.inputs is None or head.inputs is None:
+        return _whole(base, crds), _whole(head, crds)
+    (old_key, old), (new_key, new) = base.inputs, head.inputs
+    if old_key != new_key:
+        return _whole(base, crds), _whole(head, crds)
+    changed = {rel for rel in old.keys() | new.keys() if old.get(rel) != new.get(rel)}
+    flux = _flux_digests(base) != _flux_digests(head)
+    before = _part(base, changed & old.keys(), flux, crds)
+    return before, _part(head, changed & new.keys(), flux, crds)
+
+
+def _whole(built: Build | None, crds: Sequence[Path]) -> Side:
+    if built is None:
+        return Side({}, {})
+    full = build(built.root, crds=crds, keep_objects=True)
+    return Side(build_objects(full), environment_versions(full))
+
+
+def _part(built: Build, rels: set[str], flux: bool, crds: Sequence[Path]) -> Side:
+    """The side of `built` from its spec files `rels` (and its Flux objects if `flux`)."""
+    assert built.inputs is not None
+    states = rendered_files(built.root, rels, crds) if rels else {}
+    recorded = built.inputs[1]
+    if states is None or any(state.digest != recorded[rel] for rel, state in states.items()):
+        return _whole(built, crds)  # (a spec file changed since the build)
+    models = [output.render for state in states.values() for output in state.models]
+    return Side(objects_of(built, models, flux), _versions(models))
+
+
+def _flux_digests(built: Build) -> dict[str, bytes]:
+    return {p: d for p, d in outindex.digests_of(built.files).items() if outtree.in_flux(p)}
+
+
 def deployed_replacements(repo: git.Repo, head: Build) -> list[ImmutableChange]:
-    """What in `head` the cluster would refuse to update from the deploy branch's state."""
+    """What in `head` the cluster would refuse to update from the deploy branch's state.
+
+    Only the models whose files differ on the two sides are read and compared (as
+    publish does): an untouched model has no update to refuse.
+    """
     branch = head.config.deploy.branch
     for rev in (branch, f"origin/{branch}"):
         try:
-            deployed = git.read_tree_files(repo, rev, skip_special=True)
+            deployed, differ = _deployed(repo, rev, head.files)
         except GitError:
             continue
-        return tree_changes(deployed, head.files)
+        return tree_changes(*touched_models(deployed, head.files, differ))
     return []
+
+
+def _deployed(
+    repo: git.Repo, rev: str, files: Mapping[str, bytes]
+) -> tuple[Mapping[str, bytes], list[str]]:
+    """The deploy tree at `rev`, and the paths where it and `files` differ: by blob ids,
+    its files read only where they differ (git.read_unlike)."""
+    commit = git.resolve_commit(repo, rev)
+    oids = git.blob_ids(repo, files)
+    try:
+        listed = git.read_unlike(repo, listingcache.read_tree(repo, commit), files, oids)
+    except GitError:  # a symlink or submodule put there by hand: the rest is read
+        deployed = git.read_tree_files(repo, commit, skip_special=True)
+        return deployed, differing_paths(deployed, files)
+    return listed, differing_paths(listed.oids, oids)
 
 
 # --------------------------------------------------------------------------- formats

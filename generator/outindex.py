@@ -80,6 +80,13 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
+def digests_of(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Each file's digest: from what a stored build records, else from its bytes."""
+    if isinstance(files, Digested):
+        return dict(files.digests())
+    return {rel: digest(data) for rel, data in files.items()}
+
+
 class KnownDigests(Mapping[str, bytes]):
     """Files held in memory, with the digest of each (a Digested: computed once)."""
 

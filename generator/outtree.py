@@ -265,6 +265,14 @@ def deployed_objects(files: Mapping[str, bytes]) -> dict[str, set[str]]:
     return out
 
 
+def in_flux(path: str) -> bool:
+    """Whether `path` lies in the Flux folder (flux/<env>/), by its prefix alone."""
+    return path.startswith(_FLUX_PREFIX)
+
+
+_FLUX_PREFIX = f"{FLUX}/"
+
+
 def flux_sources_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str, str]]]:
     """environment -> (namespace, name) of the GitRepository its flux folder holds: the
     namespace and name its Kustomizations share (generator/flux.py object_names). Only
@@ -275,7 +283,7 @@ def flux_sources_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str
 
     out: dict[str, set[tuple[str, str]]] = {}
     for path in files:
-        if not path.startswith(f"{FLUX}/"):  # a tree of thousands of model files
+        if not in_flux(path):  # a tree of thousands of model files
             continue
         where = parse(path)
         if where is None or where.kind != "flux" or not where.file.startswith("gitrepository-"):

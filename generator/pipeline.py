@@ -85,6 +85,10 @@ class Build:
     tree: str | None = None
     # (objects, spec files) when known without looking at the models (the build cache).
     counts: tuple[int, int] | None = None
+    # What it was made from, when the build cache was used: the build key (servegen,
+    # config, CRDs) and each spec file's digest (wholebuild.spec_digest()). Two builds
+    # under one key yield the same models from a spec file with the same digest.
+    inputs: tuple[str, Mapping[str, bytes]] | None = None
 
     def object_count(self) -> int:
         if self.counts is not None:
@@ -182,7 +186,8 @@ class Repository:
         self._checker = _checker(
             validation.kubernetes_version, self.sources, validation.kubeconform
         )
-        # Full objects are not cached (only summaries are): diff renders afresh.
+        # Full objects are not cached (only summaries are): a build that keeps them (diff, for
+        # the spec files that changed) renders afresh.
         self._key: str | None = None  # buildcache.build_key(), when the cache is used
         if buildcache.enabled() and not keep_objects:
             self._key = buildcache.build_key(config, buildcache.crd_inputs(self.sources), root)
@@ -634,6 +639,9 @@ class Repository:
     def result(self) -> Build:
         """The Build (after a passing `problems()`)."""
         renders = tuple(self.renders())
+        inputs = None
+        if self._key is not None:
+            inputs = (self._key, {rel: state.digest for rel, state in self.files.items()})
         return Build(
             self.root,
             self.config,
@@ -642,6 +650,7 @@ class Repository:
             self.notes(),
             frozenset(),
             self.warnings(),
+            inputs=inputs,
         )
 
     def store(self, built: Build) -> str | None:
@@ -710,7 +719,8 @@ class Repository:
         base = latest.build
         built = Build(self.root, self.config, base.models, stored, base.notes, base.failed_files)
         counts = (base.objects, base.spec_files)
-        return replace(built, warnings=base.warnings, tree=tree, counts=counts)
+        inputs = (self._key, {rel: now[rel] for rel in ordered})
+        return replace(built, warnings=base.warnings, tree=tree, counts=counts, inputs=inputs)
 
     def seed(self, latest: wholebuild.Latest, digests: Mapping[str, bytes]) -> list[str] | None:
         """Take each spec file whose bytes are what the latest stored build was made
@@ -807,6 +817,25 @@ def build(
             return _filtered(reused, environment)
     built = _fresh_build(root, crds, keep_objects, environment, digests)
     return _filtered(built, environment)
+
+
+def rendered_files(
+    root: Path, rels: Iterable[str], crds: Sequence[Path] = ()
+) -> dict[str, FileState] | None:
+    """The spec files `rels` of `root` as they are now, their models rendered afresh
+    with every object, no other spec file read: for a caller holding the repository's
+    build (summaries, from the build cache) that needs the objects of a few models.
+    None when one of these files does not pass now."""
+    config, problems = load_config(root)
+    if _errors(problems):
+        return None
+    repository = Repository(root, config, crds=crds, keep_objects=True)
+    wanted = sorted(set(rels), key=_walk_order)
+    repository.update(wanted)
+    found = {rel: repository.files.get(rel) for rel in wanted}
+    if any(state is None or not state.passed for state in found.values()):
+        return None
+    return {rel: state for rel, state in found.items() if state is not None}
 
 
 def stored_build(root: Path, crds: Sequence[Path] = ()) -> Build | None:
@@ -954,7 +983,9 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[Build | None, dict[
         return None, dict(digests)
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
     counts = (reused.objects, reused.spec_files)
-    return replace(built, warnings=reused.warnings, tree=reused.tree, counts=counts), None
+    inputs = (build_key, dict(digests))
+    built = replace(built, warnings=reused.warnings, tree=reused.tree, counts=counts)
+    return replace(built, inputs=inputs), None
 
 
 # --- reading one spec file -------------------------------------------------------------------

@@ -213,7 +213,7 @@ def prune_problems(
 ) -> list[str]:
     """Why publishing `new` over `old` needs --allow-prune; empty when it does not.
 
-    `touched`: both trees cut down to the models with any difference (`_touched_models`).
+    `touched`: both trees cut down to the models with any difference (`touched_models`).
     An untouched model deploys the same objects on both sides, so the objects that go
     and the drop in their number are found from the cut alone; the whole old tree is
     counted only when the number drops at all, to weigh the drop against it.
@@ -562,13 +562,13 @@ def attempt_publish(
         return finish(target, tips, Outcome("up-to-date", target.branch, parent, source.sha))
     # The touched models' files, each named by its blob id: which models are added,
     # changed or removed, and which objects go, need no file's bytes.
-    named = _touched_models(deployed_oids, oids, differ)
+    named = touched_models(deployed_oids, oids, differ)
     old_ids, new_ids = ({path: oid.encode() for path, oid in side.items()} for side in named)
     changes = model_changes(old_ids, new_ids)  # once: the guard and the message use it
     check_prune(target, deployed, new_files, changes, (old_ids, new_ids))
     del named, old_ids, new_ids  # a first publish at 10,000 specs names every file here
     if deployed:  # only a deployed object can need replacing: a first publish reads none
-        check_replacements(target, *_touched_models(deployed, new_files, differ))
+        check_replacements(target, *touched_models(deployed, new_files, differ))
     message = commit_message(source, changes)
     committer = target.committer
     commit = git.build_commit(
@@ -619,7 +619,7 @@ def differing_paths(old: Mapping[str, object], new: Mapping[str, object]) -> lis
     return differ + [path for path in old if path not in new]
 
 
-def _touched_models(
+def touched_models(
     old: Mapping[str, V], new: Mapping[str, V], differ: Sequence[str]
 ) -> tuple[dict[str, V], dict[str, V]]:
     """Both trees cut down to the models with any file added, changed or removed (a

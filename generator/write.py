@@ -51,6 +51,7 @@ from generator.outindex import (
     SpareState,
     Stamp,
     digest,
+    digests_of,
     fields_of,
     forget_index,
     forget_spare,
@@ -320,7 +321,7 @@ def write_tree(
                 # holds() declined (a foreign file, a stale index): next time it need not.
                 store_index(out, current.stamps, current.folders, not current.foreign)
                 return WriteStats((), len(files), ())
-            new = _digests(files)
+            new = digests_of(files)
             kept = {r: d for r, d in current.owned.items() if r not in files and not scope(r)}
             wanted = {**kept, **new}
             written = tuple(sorted(r for r, d in new.items() if current.owned.get(r) != d))
@@ -788,13 +789,6 @@ def _retaken(
     return fresh
 
 
-def _digests(files: Mapping[str, bytes]) -> dict[str, bytes]:
-    """Each file's digest: from what a stored build records, else from its bytes."""
-    if isinstance(files, Digested):
-        return dict(files.digests())
-    return {rel: digest(data) for rel, data in files.items()}
-
-
 def _indexed_output(out: Path, proof: outindex.Proof | None) -> OutputFolder | None:
     """The output folder as its index describes it, when `proof` (what prove(out) just
     gave) shows that `out` holds what the index records and nothing else
@@ -1104,7 +1098,7 @@ def stale_paths(
     if tree is not None and _holds(current, files, tree):
         return []
     kept = [rel for rel in current.owned if rel not in files and not scope(rel)]
-    changed = [rel for rel, d in _digests(files).items() if current.owned.get(rel) != d]
+    changed = [rel for rel, d in digests_of(files).items() if current.owned.get(rel) != d]
     gone = [rel for rel in current.owned if rel not in files and scope(rel)]
     if current.manifest != manifest_bytes([*kept, *files]):
         changed.append(MANIFEST)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from generator import cli
+from generator import cli, git, pipeline
 from generator import diff as d
 from generator.pipeline import build
 from generator.versions import ModelVersion
@@ -365,3 +368,124 @@ def test_markdown_notes_and_replacements_bring_no_markdown_alive() -> None:
     quoted = "@octocat ![t](https://e.example/t.png) [x](https://e.example) **b** 'c'"
     assert f"> `base does not build: unknown field '{quoted}'`\n" in out
     assert f"> **Needs a replacement:** `Model/m: {quoted}\\u2028`\n" in out
+
+
+# --------------------------------------------------------------------------- what is rendered
+
+RERANKER = "specs/kubeai/bge-reranker.yaml"
+NOMIC = "specs/kubeai/nomic-embed.yaml"
+
+
+def add_spec(work: Path) -> None:
+    text = (work / TINYLLAMA).read_text().replace("name: tinyllama-chat", "name: tinyllama-two")
+    (work / "specs" / "kubeai" / "tinyllama-two.yaml").write_text(text)
+
+
+def rename_file(work: Path) -> None:
+    (work / NOMIC).rename(work / "specs" / "kubeai" / "nomic.yaml")
+
+
+def move_model(work: Path) -> None:
+    """The reranker's spec moves into tinyllama's file, as its second document."""
+    moved = (work / RERANKER).read_text()
+    (work / RERANKER).unlink()
+    (work / TINYLLAMA).write_text((work / TINYLLAMA).read_text() + "---\n" + moved)
+
+
+def add_adapter(work: Path) -> None:
+    added = '    - {name: poet, url: "hf://example/tinyllama-poet-lora"}\n'
+    edit(work / TINYLLAMA, "  adapters:\n", "  adapters:\n" + added)
+
+
+# Each edit of the examples, and the spec files a diff against the commit before it
+# renders again with every object (None: every spec file, since servegen.yaml changed).
+EDITS: dict[str, tuple[Callable[[Path], None], set[str] | None]] = {
+    "a value": (scale_tinyllama, {TINYLLAMA}),
+    "a comment": (lambda w: edit(w / TINYLLAMA, "# A chat", "# The chat"), {TINYLLAMA}),
+    "a spec file added": (add_spec, {"specs/kubeai/tinyllama-two.yaml"}),
+    "a spec file removed": (lambda w: (w / RERANKER).unlink(), {RERANKER}),
+    "a spec file renamed": (rename_file, {NOMIC, "specs/kubeai/nomic.yaml"}),
+    "a model moved into another file": (move_model, {TINYLLAMA, RERANKER}),
+    # dev's Model then scales to zero: its Flux health check goes.
+    "a Flux health check": (
+        lambda w: edit(w / TINYLLAMA, "min_replicas: 1", "min_replicas: 0"),
+        {TINYLLAMA},
+    ),
+    "a model version": (add_adapter, {TINYLLAMA}),
+    "servegen.yaml": (lambda w: edit(w / "servegen.yaml", "llm-dev", "llm-dev2"), None),
+}
+
+
+@pytest.mark.parametrize("name", EDITS)
+def test_only_what_changed_is_rendered_again_and_the_diff_is_the_whole_one(
+    spec_repo: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The builds come from the build cache as summaries; only the spec files that
+    differ are rendered again with their objects, and the result is the one of comparing
+    every object of both sides."""
+    change, expected = EDITS[name]
+    change(spec_repo)
+    with monkeypatch.context() as whole:
+        whole.setattr(
+            d, "changed_sides", lambda b, h, crds=(): (d._whole(b, crds), d._whole(h, crds))
+        )
+        every_object = d.compare(spec_repo, base="HEAD")
+    rendered: set[str] = set()
+    whole_builds: list[Path] = []
+
+    def rendered_files(root: Path, rels: Iterable[str], crds: Sequence[Path] = ()) -> object:
+        rendered.update(rels)
+        return pipeline.rendered_files(root, rels, crds)
+
+    def build(root: Path, **options: Any) -> pipeline.Build:
+        if options.get("keep_objects"):
+            whole_builds.append(root)
+        return pipeline.build(root, **options)
+
+    monkeypatch.setattr(d, "rendered_files", rendered_files)
+    monkeypatch.setattr(d, "build", build)
+    result = d.compare(spec_repo, base="HEAD")
+    assert result == every_object
+    # A comment, and a spec moved to another file, change no object.
+    moved = ("a comment", "a spec file renamed", "a model moved into another file")
+    assert bool(result.changes) is (name not in moved)
+    if expected is None:
+        assert (rendered, len(whole_builds)) == (set(), 2)
+    else:
+        assert (rendered, whole_builds) == (expected, [])
+    if name == "a Flux health check":
+        assert any(c.model == "(flux)" and c.environment == "dev" for c in result.changes)
+    if name == "a model version":
+        assert [v.model for v in result.versions] == ["tinyllama-chat", "tinyllama-chat"]
+
+
+def test_a_spec_edited_after_its_build_makes_that_side_whole(spec_repo: Path) -> None:
+    """The working tree changed between the build and the rendering of a changed file:
+    that side is built again whole from what the files hold now."""
+    scale_tinyllama(spec_repo)
+    repo = git.open_repo(spec_repo)
+    with contextlib.ExitStack() as stack:
+        head, _ = d.build_head(repo, spec_repo, True, stack)
+        base, _ = d.build_base(repo, spec_repo, sh(spec_repo, "rev-parse", "HEAD"), stack)
+        edit(spec_repo / TINYLLAMA, "max_replicas: 3\n", "max_replicas: 4\n")
+        old, new = d.changed_sides(base, head)
+        assert new == d._whole(head, ())
+    changes = d.diff_objects(old.objects, new.objects)
+    # What the file holds now (4), not what the head's build was made from (3).
+    assert any("\n-  maxReplicas: 2\n+  maxReplicas: 4\n" in c.diff for c in changes)
+
+
+def test_without_the_build_cache_both_sides_are_compared_whole(
+    spec_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SERVEGEN_NO_CACHE", "1")
+
+    def rendered_files(*args: object) -> object:
+        raise AssertionError("a build without the cache records no inputs to compare")
+
+    monkeypatch.setattr(d, "rendered_files", rendered_files)
+    scale_tinyllama(spec_repo)
+    code, out, _ = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0
+    assert "dev: 0 added, 1 changed, 0 removed\n" in out
+    assert "\n-  maxReplicas: 2\n+  maxReplicas: 3\n" in out

@@ -311,7 +311,7 @@ def _git_ids(target: pub.Target, files: dict[str, bytes]) -> dict[str, str]:
     }
 
 
-def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> None:
+def test_the_prune_guard_from_thetouched_models_equals_the_whole_trees() -> None:
     old = {pub.METADATA_FILE: b"{}\n", "clusters/dev/k.yaml": b"x\n"}
     for index in range(10):
         old.update(model(f"m{index}", 1))
@@ -319,7 +319,7 @@ def test_the_prune_guard_from_the_touched_models_equals_the_whole_trees() -> Non
     shrunk.update(model("m3", 2))  # changed
     grown = {**old, **model("m11", 1)}
     for new in (shrunk, grown, dict(old)):
-        touched = pub._touched_models(old, new, pub.differing_paths(old, new))
+        touched = pub.touched_models(old, new, pub.differing_paths(old, new))
         changes = pub.model_changes(*touched)
         for max_shrink in (0.0, 0.1, 0.5):
             whole = pub.prune_problems(old, new, max_shrink, pub.model_changes(old, new))
@@ -420,7 +420,7 @@ def test_a_first_publish_parses_no_object(
 
 
 @pytest.mark.parametrize("count", [3, pub._FEW_MODELS + 1], ids=["few", "many"])
-def test_the_touched_models_cut_holds_exactly_their_files(count: int) -> None:
+def test_thetouched_models_cut_holds_exactly_their_files(count: int) -> None:
     """Whether the touched models' folders pick the candidates or each path is asked,
     each side keeps exactly the files of the models with any difference."""
     old = {pub.METADATA_FILE: b"{}\n", "clusters/dev/k.yaml": b"x\n"}
@@ -431,6 +431,6 @@ def test_the_touched_models_cut_holds_exactly_their_files(count: int) -> None:
         new.update(model(f"m{index}", 2))
     del new["models/m0/base/kustomization.yaml"]  # and one loses a file
     touched = {f"m{index}" for index in range(count)}
-    cut = pub._touched_models(old, new, pub.differing_paths(old, new))
+    cut = pub.touched_models(old, new, pub.differing_paths(old, new))
     for side, kept in zip((old, new), cut, strict=True):
         assert kept == {p: d for p, d in side.items() if outtree.model_of(p) in touched}
