@@ -454,9 +454,12 @@ def _deployed(
     """The deploy tree at `rev`, and the paths where it and `files` differ: by blob ids,
     its files read only where they differ (git.read_unlike)."""
     commit = git.resolve_commit(repo, rev)
+    # Listed first: a listing kept in the build cache tells blob_ids() the blob id of
+    # each file by its digest, so the head's unchanged files are not read.
+    tip = listingcache.read_tree(repo, commit)
     oids = git.blob_ids(repo, files)
     try:
-        listed = git.read_unlike(repo, listingcache.read_tree(repo, commit), files, oids)
+        listed = git.read_unlike(repo, tip, files, oids)
     except GitError:  # a symlink or submodule put there by hand: the rest is read
         deployed = git.read_tree_files(repo, commit, skip_special=True)
         return deployed, differing_paths(deployed, files)

@@ -489,3 +489,18 @@ def test_without_the_build_cache_both_sides_are_compared_whole(
     assert code == 0
     assert "dev: 0 added, 1 changed, 0 removed\n" in out
     assert "\n-  maxReplicas: 2\n+  maxReplicas: 3\n" in out
+
+
+def test_a_change_the_cluster_refuses_is_listed_against_the_deploy_branch(
+    spec_repo: Path, crds_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the deploy branch's files that differ from the head's are read (by blob ids):
+    the replicated model's are, and its immutable field shows."""
+    assert publish(spec_repo, crds_dir, capsys)[0] == 0
+    edit(spec_repo / TINYLLAMA, "replication: 256", "replication: 128")
+    code, out, err = diff(spec_repo, capsys, "--base", "HEAD")
+    assert code == 0, err
+    refused = [line for line in out.splitlines() if line.startswith("warning: needs a replacement")]
+    assert len(refused) == 2, out  # dev and prod
+    assert all("Model " in line and "prefixHash.replication" in line for line in refused)
+    assert all("(256 -> 128)" in line for line in refused)
