@@ -37,6 +37,8 @@ def _figures(scale: float) -> dict[str, Any]:
     size[targets.CP] = [2.0, 35]
     size[targets.PUBLISH_FIRST] = [scale * 3.0, scale * 19]
     size[targets.PUBLISH_ONE] = [scale * 0.4, scale * 17]
+    size[targets.DIFF] = [scale * 0.12, scale * 16]
+    size[targets.GIT_DIFF] = [0.02, 10]
     return {
         "machine": {"date": "2026-01-01", "cpus": 2, "system": "Linux x86_64", "load": 0.5},
         "cache": {"10000": size},
@@ -67,18 +69,18 @@ def _figures(scale: float) -> dict[str, Any]:
 @pytest.mark.parametrize(("scale", "met"), [(1.0, "yes"), (100.0, "no")])
 def test_every_target_is_judged_against_its_limit(scale: float, met: str) -> None:
     rows = targets.table(_figures(scale)).splitlines()[4:]
-    assert len(rows) == len(targets.ROWS) == 9
-    assert [row.split(" | ")[3] for row in rows] == [met] * 9
+    assert len(rows) == len(targets.ROWS) == 10
+    assert [row.split(" | ")[3] for row in rows] == [met] * 10
 
 
 def test_a_row_the_figures_predate_is_left_out() -> None:
-    """Figures kept before the publish rows existed make the table without that row."""
+    """Figures kept before the publish and diff rows existed make the table without them."""
     figures = _figures(1.0)
-    for name in (targets.PUBLISH_FIRST, targets.PUBLISH_ONE):
+    for name in (targets.PUBLISH_FIRST, targets.PUBLISH_ONE, targets.DIFF, targets.GIT_DIFF):
         del figures["cache"]["10000"][name]
     rows = targets.table(figures).splitlines()[4:]
-    assert len(rows) == len(targets.ROWS) - 1
-    assert not any("publish --push`:" in row for row in rows)
+    assert len(rows) == len(targets.ROWS) - 2
+    assert not any("publish --push`:" in row or "`diff" in row for row in rows)
 
 
 def test_each_row_carries_its_yardstick_from_the_same_figures() -> None:
@@ -91,6 +93,7 @@ def test_each_row_carries_its_yardstick_from_the_same_figures() -> None:
     assert "`import pydantic` 100 ms, importing the libraries it needs 150 ms, " in text
     assert "importing those and servegen's modules 180 ms |" in text
     assert "| 0.16 / 0.17 s | < 2 s | yes |" in text  # a spec file added / removed
+    assert "| 0.12 s (16 MB) | < 2 s | yes | `git diff HEAD~1` 20 ms |" in text
     assert "| 20 / 20 / 21 / 20 MB | < 200 MB | yes | `cp -r` of the output 35 MB |" in text
     assert "| 19 / 17 MB (3.00 / 0.40 s) | < 200 MB | yes | `cp -r` of the output 35 MB |" in text
     assert (  # the cold render's, where kubectl kustomize finishes
