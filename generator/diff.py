@@ -406,8 +406,7 @@ def changed_sides(base: Build | None, head: Build, crds: Sequence[Path] = ()) ->
         return _whole(base, crds), _whole(head, crds)
     changed = {rel for rel in old.keys() | new.keys() if old.get(rel) != new.get(rel)}
     flux = _flux_digests(base) != _flux_digests(head)
-    before = _part(base, changed & old.keys(), flux, crds)
-    return before, _part(head, changed & new.keys(), flux, crds)
+    return _part(base, old, changed, flux, crds), _part(head, new, changed, flux, crds)
 
 
 def _whole(built: Build | None, crds: Sequence[Path]) -> Side:
@@ -417,11 +416,17 @@ def _whole(built: Build | None, crds: Sequence[Path]) -> Side:
     return Side(build_objects(full), environment_versions(full))
 
 
-def _part(built: Build, rels: set[str], flux: bool, crds: Sequence[Path]) -> Side:
-    """The side of `built` from its spec files `rels` (and its Flux objects if `flux`)."""
-    assert built.inputs is not None
+def _part(
+    built: Build,
+    recorded: Mapping[str, bytes],
+    changed: set[str],
+    flux: bool,
+    crds: Sequence[Path],
+) -> Side:
+    """The side of `built` (made from the spec files' digests `recorded`) from those of
+    its spec files that `changed`, and its Flux objects if `flux`."""
+    rels = changed & recorded.keys()
     states = rendered_files(built.root, rels, crds) if rels else {}
-    recorded = built.inputs[1]
     if states is None or any(state.digest != recorded[rel] for rel, state in states.items()):
         return _whole(built, crds)  # (a spec file changed since the build)
     models = [output.render for state in states.values() for output in state.models]
