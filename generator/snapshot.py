@@ -58,26 +58,6 @@ def exported(repo: git.Repo, root: Path, commit: str) -> Iterator[Path]:
         yield dest
 
 
-def build_at(
-    repo: git.Repo,
-    root: Path,
-    commit: str,
-    *,
-    crds: Sequence[Path] = (),
-    keep_objects: bool = False,
-    require_config: bool = False,
-) -> Build:
-    """Build `root` as it is in `commit`.
-
-    `require_config`: refuse a commit without servegen.yaml (one that predates servegen
-    would otherwise build as an empty repository with the default config).
-    """
-    with built_at(
-        repo, root, commit, crds=crds, keep_objects=keep_objects, require_config=require_config
-    ) as built:
-        return built
-
-
 @contextmanager
 def built_at(
     repo: git.Repo,
@@ -85,15 +65,18 @@ def built_at(
     commit: str,
     *,
     crds: Sequence[Path] = (),
-    keep_objects: bool = False,
     require_config: bool = False,
 ) -> Iterator[Build]:
-    """build_at(), with the export kept until the block ends: the build's root, for
-    reading more of the commit's spec files (pipeline.rendered_files())."""
+    """Build `root` as it is in `commit`, the export kept until the block ends: the
+    build's root, for reading more of the commit's spec files (pipeline.rendered_files()).
+
+    `require_config`: refuse a commit without servegen.yaml (one that predates servegen
+    would otherwise build as an empty repository with the default config).
+    """
     with exported(repo, root, commit) as dest:
         if require_config and not (dest / CONFIG_FILE).is_file():
             raise ServegenError(f"it has no {CONFIG_FILE} (predates servegen?)")
-        yield build(dest, crds=crds, keep_objects=keep_objects)
+        yield build(dest, crds=crds)
 
 
 def build_head(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,9 +39,14 @@ def head_build(work: Path, crds: Path) -> tuple[Build, bool]:
     return snapshot.build_head(repo, work, sh(work, "rev-parse", "HEAD"), crds=[crds])
 
 
+def build_at_head(repo: git.Repo, work: Path, crds: Sequence[Path] = ()) -> Build:
+    """HEAD's build from its export (gone once this returns)."""
+    with snapshot.built_at(repo, work, sh(work, "rev-parse", "HEAD"), crds=crds) as built:
+        return built
+
+
 def exported_build(work: Path, crds: Path) -> Build:
-    repo = git.open_repo(work)
-    return snapshot.build_at(repo, work, sh(work, "rev-parse", "HEAD"), crds=[crds])
+    return build_at_head(git.open_repo(work), work, [crds])
 
 
 @pytest.mark.usefixtures("settled")
@@ -222,11 +228,11 @@ def test_an_export_with_relative_crds_hits_the_build_cache(spec_repo: Path, crds
     edit(config, "\nvalidation:\n", "\nvalidation:\n  crds: [crds]\n")
     commit_all(spec_repo, "repository CRDs")
     repo = git.open_repo(spec_repo)
-    first = snapshot.build_at(repo, spec_repo, sh(spec_repo, "rev-parse", "HEAD"))
+    first = build_at_head(repo, spec_repo)
     entries = set(buildcache.cache_dir().rglob("*.json"))
     edit(spec_repo / TINYLLAMA, "tinyllama-chat", "tinyllama-renamed")
     commit_all(spec_repo, "one spec changed")
-    second = snapshot.build_at(repo, spec_repo, sh(spec_repo, "rev-parse", "HEAD"))
+    second = build_at_head(repo, spec_repo)
     new = set(buildcache.cache_dir().rglob("*.json")) - entries
     # The changed file, its cluster files and the whole build: nothing else is stored.
     assert len(new) <= 3, sorted(p.name for p in new)
