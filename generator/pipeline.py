@@ -719,7 +719,7 @@ class Repository:
         base = latest.build
         built = Build(self.root, self.config, base.models, stored, base.notes, base.failed_files)
         counts = (base.objects, base.spec_files)
-        inputs = (self._key, {rel: now[rel] for rel in ordered})
+        inputs = (self._key, now)  # every listed spec file's digest, as the key reads them
         return replace(built, warnings=base.warnings, tree=tree, counts=counts, inputs=inputs)
 
     def seed(self, latest: wholebuild.Latest, digests: Mapping[str, bytes]) -> list[str] | None:
