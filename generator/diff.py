@@ -434,7 +434,7 @@ def _part(
 
 
 def _flux_digests(built: Build) -> dict[str, bytes]:
-    return {p: d for p, d in outindex.digests_of(built.files).items() if outtree.in_flux(p)}
+    return outindex.digests_under(built.files, outtree.FLUX_PREFIX)
 
 
 def deployed_replacements(repo: git.Repo, head: Build) -> list[ImmutableChange]:

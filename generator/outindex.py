@@ -87,6 +87,22 @@ def digests_of(files: Mapping[str, bytes]) -> dict[str, bytes]:
     return {rel: digest(data) for rel, data in files.items()}
 
 
+@runtime_checkable
+class DigestedFolders(Protocol):
+    """Digested files that give the digests of one folder's files alone for less."""
+
+    def digests_under(self, prefix: str) -> dict[str, bytes]: ...
+
+
+def digests_under(files: Mapping[str, bytes], prefix: str) -> dict[str, bytes]:
+    """digests_of() the files whose paths start with `prefix`."""
+    if isinstance(files, DigestedFolders):
+        return files.digests_under(prefix)
+    if isinstance(files, Digested):
+        return {rel: d for rel, d in files.digests().items() if rel.startswith(prefix)}
+    return {rel: digest(data) for rel, data in files.items() if rel.startswith(prefix)}
+
+
 class KnownDigests(Mapping[str, bytes]):
     """Files held in memory, with the digest of each (a Digested: computed once)."""
 

@@ -267,10 +267,10 @@ def deployed_objects(files: Mapping[str, bytes]) -> dict[str, set[str]]:
 
 def in_flux(path: str) -> bool:
     """Whether `path` lies in the Flux folder (flux/<env>/), by its prefix alone."""
-    return path.startswith(_FLUX_PREFIX)
+    return path.startswith(FLUX_PREFIX)
 
 
-_FLUX_PREFIX = f"{FLUX}/"
+FLUX_PREFIX = f"{FLUX}/"
 
 
 def flux_sources_of(files: Mapping[str, bytes]) -> dict[str, frozenset[tuple[str, str]]]:

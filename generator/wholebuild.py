@@ -102,15 +102,18 @@ class _Stored:
                 return self._fallback()[0]
         return self._models
 
-    def listing(self) -> list[tuple[str, int, bytes]]:
-        """Each output file's path, length and digest, in order (raises when damaged)."""
-        found = [
-            (str(path), int(length), bytes.fromhex(hexed))
-            for path, length, hexed in json.loads(self._read("paths"))
-        ]
-        if sum(length for _, length, _ in found) != self._sections["bytes"][1]:
+    def listing(self, prefix: str = "") -> list[tuple[str, int, bytes]]:
+        """Each output file's path, length and digest, in order, of the files whose
+        paths start with `prefix` (raises when damaged). Every record is decoded and
+        counted against the bytes section; only those are made into tuples and digests."""
+        records = json.loads(self._read("paths"))
+        if sum(int(length) for _, length, _ in records) != self._sections["bytes"][1]:
             raise DamagedEntryError("paths")
-        return found
+        return [
+            (str(path), int(length), bytes.fromhex(hexed))
+            for path, length, hexed in records
+            if path.startswith(prefix)
+        ]
 
     def spans(self) -> Mapping[str, tuple[int, int, bytes]] | None:
         """Each file's place in the bytes section and its digest; None once rebuilt."""
@@ -127,6 +130,11 @@ class _Stored:
                 return None
             self._spans = spans
         return self._spans
+
+    @property
+    def spans_known(self) -> bool:
+        """Whether spans() has decoded the paths section already."""
+        return self._spans is not None
 
     def file(self, path: str) -> bytes:
         spans = self.spans()
@@ -264,6 +272,17 @@ class StoredFiles(Mapping[str, bytes]):
         if spans is None:
             return {path: digest(data) for path, data in self._stored.rebuilt_files().items()}
         return {path: file_digest for path, (_, _, file_digest) in spans.items()}
+
+    def digests_under(self, prefix: str) -> dict[str, bytes]:
+        """digests() of the files whose paths start with `prefix` (a folder's few of
+        62,000 at 10,000 specs: a third of the cost of decoding every record's span)."""
+        stored = self._stored
+        if stored.rebuilt or stored.spans_known:
+            return {p: d for p, d in self.digests().items() if p.startswith(prefix)}
+        try:
+            return {path: file_digest for path, _, file_digest in stored.listing(prefix)}
+        except (DamagedEntryError, ValueError, TypeError):
+            return {p: d for p, d in self.digests().items() if p.startswith(prefix)}
 
     def __contains__(self, path: object) -> bool:
         return path in self._files()

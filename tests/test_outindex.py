@@ -222,3 +222,25 @@ def test_the_index_of_a_removed_output_folder_is_not_read(
     assert indexed(out) is None and not holds(out, TREE)
     write_tree(out, FILES)
     assert {p: (out / p).read_bytes() for p in FILES} == FILES
+
+
+class _KnownDigests(dict[str, bytes]):
+    """Files that know their digests (outindex.Digested), and count who asks."""
+
+    asked = 0
+
+    def digests(self) -> dict[str, bytes]:
+        self.asked += 1
+        return {rel: digest(data) for rel, data in self.items()}
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["bytes", "digested"])
+def test_a_folders_digests_are_of_its_files_alone(known: bool) -> None:
+    files = {"flux/dev/a.yaml": b"a", "flux/dev/b.yaml": b"b", "fluxes/c": b"c", "models/x": b"x"}
+    given = _KnownDigests(files) if known else files
+    assert outindex.digests_under(given, "flux/") == {
+        "flux/dev/a.yaml": digest(b"a"),
+        "flux/dev/b.yaml": digest(b"b"),
+    }
+    assert outindex.digests_under(given, "none/") == {}
+    assert not known or (isinstance(given, _KnownDigests) and given.asked == 2)

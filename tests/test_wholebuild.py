@@ -197,6 +197,41 @@ def test_a_section_damaged_after_the_head_is_a_miss_too(
     assert dict(build(example_repo).files) == expected.files
 
 
+@pytest.mark.parametrize("prefix", [outtree.FLUX_PREFIX, "models/", "clusters/dev/", "none/", ""])
+def test_one_folders_digests_are_those_of_every_file_under_it(
+    example_repo: Path, prefix: str
+) -> None:
+    """digests_under() decodes the paths section without making every record a span:
+    the same digests as the whole listing's, whether or not the spans are known yet."""
+    expected = build(example_repo, keep_objects=True).files
+    wanted = {p: digest(d) for p, d in expected.items() if p.startswith(prefix)}
+    build(example_repo)
+    fresh = build(example_repo).files
+    assert isinstance(fresh, wholebuild.StoredFiles) and not fresh.stored.spans_known
+    assert fresh.digests_under(prefix) == wanted
+    assert not fresh.stored.spans_known  # (the records were not all made spans)
+    fresh.digests()
+    assert fresh.stored.spans_known and fresh.digests_under(prefix) == wanted
+    assert (prefix == "none/") == (wanted == {})
+
+
+def test_one_folders_digests_from_a_damaged_paths_section_are_the_rebuilds(
+    example_repo: Path,
+) -> None:
+    expected = build(example_repo, keep_objects=True).files
+    flux = {p: digest(d) for p, d in expected.items() if outtree.in_flux(p)}
+    build(example_repo)
+    entry = _whole_build_entry()
+    data = bytearray(entry.read_bytes())
+    lengths = [length for length, _ in head(entry)["sections"]]  # type: ignore[attr-defined]
+    data[data.index(b"\n") + 1 + lengths[0] + lengths[1] // 2] ^= 0x01  # in the paths
+    entry.write_bytes(bytes(data))
+    again = build(example_repo).files
+    assert isinstance(again, wholebuild.StoredFiles)
+    assert flux and again.digests_under(outtree.FLUX_PREFIX) == flux
+    assert again.stored.rebuilt
+
+
 @pytest.mark.parametrize("processes", ["one", "two"])
 def test_a_spec_key_is_none_for_what_the_loader_must_judge(
     example_repo: Path, monkeypatch: pytest.MonkeyPatch, processes: str
