@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from generator.immutable import ImmutableChange, tree_changes
 from generator.pipeline import Build, build, rendered_files
 from generator.publish import differing_paths, recorded_source, touched_models
 from generator.render import ModelRender, Object, object_key
-from generator.snapshot import built_at
+from generator.snapshot import built_at, stored_at
 from generator.versions import ModelVersion, describe_change
 from generator.yamlio import dump
 
@@ -290,23 +291,43 @@ def build_base(
     commit: str | None,
     stack: contextlib.ExitStack,
     crds: Sequence[Path] = (),
-) -> tuple[Build | None, list[str]]:
-    """The base build, or None (with a note) when there is no base or it does not build.
-    Its export stays until `stack` closes: Build.root, for rendered_files()."""
+    head: Build | None = None,
+) -> tuple[Build | None, list[str], Callable[[], Build | None]]:
+    """The base build, or None (with a note) when there is no base or it does not build;
+    and what gives it whole, with every spec file of the commit written out.
+
+    When the build cache holds the base's whole build under the `head`'s build key, it
+    is found from the commit's blobs, and only the spec files whose digests differ from
+    the head's are written out (snapshot.stored_at()). Else the commit is written out
+    whole. Either way the folder stays until `stack` closes: Build.root, for
+    rendered_files()."""
     if commit is None:
-        return None, ["no base revision: everything shows as added"]
-    try:
-        # A base without servegen.yaml when the head has one predates servegen: not a
-        # repository with default settings and no specs.
-        has_config = (root / CONFIG_FILE).is_file()
-        built = stack.enter_context(
+        return None, ["no base revision: everything shows as added"], lambda: None
+    # A base without servegen.yaml when the head has one predates servegen: not a
+    # repository with default settings and no specs.
+    has_config = (root / CONFIG_FILE).is_file()
+
+    def whole() -> Build:
+        return stack.enter_context(
             built_at(repo, root, commit, crds=crds, require_config=has_config)
         )
-        return built, []
+
+    try:
+        if head is not None and head.inputs is not None:
+            key, digests = head.inputs
+
+            def differing(base: Mapping[str, bytes]) -> list[str]:
+                return [rel for rel, digest in base.items() if digests.get(rel) != digest]
+
+            found = stack.enter_context(stored_at(repo, root, commit, crds=crds, pick=differing))
+            if found is not None and found.inputs is not None and found.inputs[0] == key:
+                return found, [], functools.cache(whole)
+        built = whole()
+        return built, [], lambda: built
     except ServegenError as exc:
         first = f" ({exc.diagnostics[0]})" if exc.diagnostics else ""
         note = f"base {commit[:7]} does not build: {exc.message}{first}; treated as empty"
-        return None, [note]
+        return None, [note], lambda: None
 
 
 def build_head(
@@ -351,8 +372,8 @@ def compare(
         if environment is not None:
             head_build.config.require_environment(environment)
         base_sha, why = choose_base(repo, base, head_build.config.deploy.branch)
-        base_build, notes = build_base(repo, root, base_sha, stack, crds)
-        old, new = changed_sides(base_build, head_build, crds)
+        base_build, notes, whole_base = build_base(repo, root, base_sha, stack, crds, head_build)
+        old, new = changed_sides(base_build, head_build, crds, whole_base)
     changes = diff_objects(old.objects, new.objects, environment)
     shown = {c.environment for c in changes} | set(envs)
     environments = tuple(e for e in sorted(shown) if environment in (None, e))
@@ -387,7 +408,12 @@ class Side:
     versions: Versions
 
 
-def changed_sides(base: Build | None, head: Build, crds: Sequence[Path] = ()) -> tuple[Side, Side]:
+def changed_sides(
+    base: Build | None,
+    head: Build,
+    crds: Sequence[Path] = (),
+    whole_base: Callable[[], Build | None] | None = None,
+) -> tuple[Side, Side]:
     """Both sides' objects and model versions, less what is the same on both.
 
     Builds made with the build cache record their build key (servegen, config, CRDs)
@@ -397,16 +423,21 @@ def changed_sides(base: Build | None, head: Build, crds: Sequence[Path] = ()) ->
     Flux objects, which span every model, are compared only when the Flux folders'
     files differ. Otherwise (no base, another key, no build cache, or a spec file that
     changed since its side was built) each side is built again whole, with every
-    object, and compared whole.
+    object, and compared whole: the base as `whole_base()` gives it (its root may hold
+    only the spec files that differ, see build_base()).
     """
+    whole_base = whole_base or (lambda: base)
     if base is None or base.inputs is None or head.inputs is None:
-        return _whole(base, crds), _whole(head, crds)
+        return _whole(whole_base(), crds), _whole(head, crds)
     (old_key, old), (new_key, new) = base.inputs, head.inputs
     if old_key != new_key:
-        return _whole(base, crds), _whole(head, crds)
+        return _whole(whole_base(), crds), _whole(head, crds)
     changed = {rel for rel in old.keys() | new.keys() if old.get(rel) != new.get(rel)}
     flux = _flux_digests(base) != _flux_digests(head)
-    return _part(base, old, changed, flux, crds), _part(head, new, changed, flux, crds)
+    return (
+        _part(base, old, changed, flux, crds, whole_base),
+        _part(head, new, changed, flux, crds, lambda: head),
+    )
 
 
 def _whole(built: Build | None, crds: Sequence[Path]) -> Side:
@@ -422,13 +453,14 @@ def _part(
     changed: set[str],
     flux: bool,
     crds: Sequence[Path],
+    whole: Callable[[], Build | None],
 ) -> Side:
     """The side of `built` (made from the spec files' digests `recorded`) from those of
     its spec files that `changed`, and its Flux objects if `flux`."""
     rels = changed & recorded.keys()
     states = rendered_files(built.root, rels, crds) if rels else {}
     if states is None or any(state.digest != recorded[rel] for rel, state in states.items()):
-        return _whole(built, crds)  # (a spec file changed since the build)
+        return _whole(whole(), crds)  # (a spec file changed since the build)
     models = [output.render for state in states.values() for output in state.models]
     return Side(objects_of(built, models, flux), _versions(models))
 

@@ -1118,6 +1118,27 @@ def export_tree(
     return [e.path for e in entries]
 
 
+def read_entries(repo: Repo, rev: str, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
+    """Path -> bytes of `entries` (some of `rev`'s listing, list_tree()): one `cat-file
+    --batch`. A symlink or submodule among them is a GitError naming it."""
+    regular = _regular_entries(list(entries), rev)
+    blobs = _read_blobs(repo, [e.oid for e in regular])
+    return {e.path: blobs[e.oid] for e in regular}
+
+
+def export_files(dest_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -> None:
+    """Write `files` (path -> bytes: regular files read from a commit) into `dest_dir`
+    as export_tree() writes a tree's: every path checked before anything is written,
+    each file created anew (one already there is a GitError), no symlink followed."""
+    for rel in files:
+        _path_parts(rel)
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    checked: set[Path] = set()
+    for rel, data in files.items():
+        _write_new_file(dest, rel, data, False, checked)
+
+
 def _make_link(dest: Path, rel: str, text: bytes, checked: set[Path]) -> None:
     target = _inside(dest, rel, checked)
     try:

@@ -10,7 +10,7 @@ import errno
 import os
 import posixpath
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,22 @@ def spec_files(
         for name in sorted(files):
             if is_spec_file(name):
                 yield folder + name
+
+
+def listed_spec_files(paths: Iterable[str], spec_dir: str) -> list[str]:
+    """Of the files `paths` (relative to the repository root, POSIX form, as a commit
+    lists its regular files), those spec_files() lists once they are written out: under
+    `spec_dir`, no hidden folder on the way below it, a spec file's name. In the order
+    given; spec_files() walks in the order of pipeline's _walk_order."""
+    lead = "" if spec_dir == "." else f"{spec_dir}/"
+    found = []
+    for path in paths:
+        if not path.startswith(lead):
+            continue
+        *folders, name = path[len(lead) :].split("/")
+        if is_spec_file(name) and not any(folder.startswith(".") for folder in folders):
+            found.append(path)
+    return found
 
 
 class NestedRepository(OSError):

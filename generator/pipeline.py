@@ -25,7 +25,7 @@ import errno
 import gc
 import os
 import stat
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
@@ -977,15 +977,58 @@ def _reused_build(root: Path, crds: Sequence[Path]) -> tuple[Build | None, dict[
     digests = wholebuild.spec_digests(root, spec_files(root, config.specs, unreadable))
     if digests is None or unlisted:
         return None, None
-    key = wholebuild.repository_key_of(build_key, digests)
-    reused = wholebuild.load_build(key, _rebuild(root, crds))
+    reused = _stored(root, config, build_key, digests, _rebuild(root, crds))
+    return reused, None if reused is not None else dict(digests)
+
+
+def stored_build_from(
+    root: Path,
+    specs: Mapping[str, bytes],
+    crds: Sequence[Path],
+    rebuild: Callable[[], Build],
+) -> Build | None:
+    """The build stored for `root`'s config and CRDs and the spec files `specs` (path
+    -> bytes: every spec file, as spec_files() would list them once written out), when
+    the build cache holds it whole; whatever spec files `root` itself holds. For a
+    commit read from git: only the files a caller renders again need be written out.
+    `rebuild()` gives the whole build should the entry turn out damaged when read.
+
+    None also where _reused_build() would find no key: a config with problems or
+    naming CRD files of the repository (they are inputs too), a file over the size
+    limit (the loader words that).
+    """
+    config, problems = load_config(root)
+    if problems or config.validation.crds or any(len(b) > MAX_FILE_BYTES for b in specs.values()):
+        return None
+    build_key = buildcache.build_key(
+        config, buildcache.crd_inputs(crd_sources(root, config, crds)), root
+    )
+    ordered = sorted(specs, key=_walk_order)
+    digests = [(rel, wholebuild.spec_digest(specs[rel])) for rel in ordered]
+
+    def rebuilt() -> tuple[Sequence[ModelRender], Mapping[str, bytes]]:
+        built = rebuild()
+        return built.models, built.files
+
+    return _stored(root, config, build_key, digests, rebuilt)
+
+
+def _stored(
+    root: Path,
+    config: Config,
+    build_key: str,
+    digests: Sequence[tuple[str, bytes]],
+    rebuild: wholebuild.Rebuild,
+) -> Build | None:
+    """The build stored under `build_key` and the spec files' `digests` (walk order)."""
+    reused = wholebuild.load_build(wholebuild.repository_key_of(build_key, digests), rebuild)
     if reused is None:
-        return None, dict(digests)
+        return None
     built = Build(root, config, reused.models, reused.files, reused.notes, reused.failed_files)
     counts = (reused.objects, reused.spec_files)
     inputs = (build_key, dict(digests))
     built = replace(built, warnings=reused.warnings, tree=reused.tree, counts=counts)
-    return replace(built, inputs=inputs), None
+    return replace(built, inputs=inputs)
 
 
 # --- reading one spec file -------------------------------------------------------------------

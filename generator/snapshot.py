@@ -15,7 +15,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +23,8 @@ from typing import TypeVar
 from generator import git
 from generator.config import CONFIG_FILE
 from generator.errors import GitError, ServegenError
-from generator.pipeline import Build, build
+from generator.load import listed_spec_files
+from generator.pipeline import Build, build, stored_build_from
 from generator.validate import load_config
 
 # A file changed this recently may change again within the same file system timestamp
@@ -77,6 +78,77 @@ def built_at(
         if require_config and not (dest / CONFIG_FILE).is_file():
             raise ServegenError(f"it has no {CONFIG_FILE} (predates servegen?)")
         yield build(dest, crds=crds)
+
+
+@contextmanager
+def stored_at(
+    repo: git.Repo,
+    root: Path,
+    commit: str,
+    *,
+    crds: Sequence[Path] = (),
+    pick: Callable[[Mapping[str, bytes]], Iterable[str]],
+) -> Iterator[Build | None]:
+    """The build of `root` as it is in `commit` when the build cache holds it whole,
+    found from the commit's blobs: a temporary folder, the build's root until the block
+    ends, holds servegen.yaml and only the spec files `pick` chooses, given each spec
+    file's digest (Build.inputs), for pipeline.rendered_files(). At 10,000 specs,
+    writing the commit out and reading it back was a third of a pull request's diff.
+
+    None when the cache does not hold that build, or the commit has a symlink or a
+    submodule at, above or inside the spec folder or at servegen.yaml (an export and the
+    loader judge those): then built_at() does it all.
+    """
+    with tempfile.TemporaryDirectory(prefix="servegen-source-") as tmp:
+        yield _stored_into(Path(tmp) / "src", repo, root, commit, crds, pick)
+
+
+def _stored_into(
+    dest: Path,
+    repo: git.Repo,
+    root: Path,
+    commit: str,
+    crds: Sequence[Path],
+    pick: Callable[[Mapping[str, bytes]], Iterable[str]],
+) -> Build | None:
+    try:
+        entries = git.list_tree(repo, commit, repository_prefix(repo, root))
+        configs = [entry for entry in entries if entry.path == CONFIG_FILE]
+        if not configs:
+            return None  # (built_at() says whether that is an error)
+        git.export_files(dest, git.read_entries(repo, commit, configs))
+        config, problems = load_config(dest)
+        if problems:
+            return None
+        if any(_in_the_way(entry.path, config.specs) for entry in entries):
+            return None  # the spec folder a file or link, or one on the way to it
+        inside = [entry for entry in entries if _inside(entry.path, config.specs)]
+        files = git.read_entries(repo, commit, inside)  # a GitError for a link or submodule
+    except GitError:
+        return None
+    specs = {rel: files[rel] for rel in listed_spec_files(files, config.specs)}
+
+    def rebuild() -> Build:  # the entry turned out damaged: the whole commit, written out
+        with exported(repo, root, commit) as whole:
+            return build(whole, crds=crds)
+
+    built = stored_build_from(dest, specs, crds, rebuild)
+    if built is None or built.inputs is None:
+        return None
+    try:
+        git.export_files(dest, {rel: specs[rel] for rel in pick(built.inputs[1])})
+    except GitError:
+        return None
+    return built
+
+
+def _in_the_way(path: str, specs: str) -> bool:
+    """Whether the file `path` is the spec folder `specs`, or a folder on the way to it."""
+    return specs != "." and (path == specs or specs.startswith(f"{path}/"))
+
+
+def _inside(path: str, specs: str) -> bool:
+    return specs == "." or path.startswith(f"{specs}/")
 
 
 def build_head(

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from generator import cli, git, pipeline
+from generator import buildcache, cli, git, pipeline
 from generator import diff as d
 from generator.pipeline import build
 from generator.versions import ModelVersion
+from tests.cacheutil import entries as cache_entries
+from tests.cacheutil import head as cache_head
 from tests.conftest import EXAMPLES
 from tests.gitutil import sh
 from tests.specrepo import TINYLLAMA, commit_all, edit, make_spec_repo, publish
@@ -426,9 +428,17 @@ def test_only_what_changed_is_rendered_again_and_the_diff_is_the_whole_one(
     change, expected = EDITS[name]
     change(spec_repo)
     with monkeypatch.context() as whole:
-        whole.setattr(
-            d, "changed_sides", lambda b, h, crds=(): (d._whole(b, crds), d._whole(h, crds))
-        )
+
+        def every_object_of(
+            b: pipeline.Build | None,
+            h: pipeline.Build,
+            crds: Sequence[Path] = (),
+            whole_base: Callable[[], pipeline.Build | None] | None = None,
+        ) -> tuple[d.Side, d.Side]:
+            base = b if whole_base is None else whole_base()
+            return d._whole(base, crds), d._whole(h, crds)
+
+        whole.setattr(d, "changed_sides", every_object_of)
         every_object = d.compare(spec_repo, base="HEAD")
     rendered: set[str] = set()
     whole_builds: list[Path] = []
@@ -466,7 +476,7 @@ def test_a_spec_edited_after_its_build_makes_that_side_whole(spec_repo: Path) ->
     repo = git.open_repo(spec_repo)
     with contextlib.ExitStack() as stack:
         head, _ = d.build_head(repo, spec_repo, True, stack)
-        base, _ = d.build_base(repo, spec_repo, sh(spec_repo, "rev-parse", "HEAD"), stack)
+        base, _, _ = d.build_base(repo, spec_repo, sh(spec_repo, "rev-parse", "HEAD"), stack)
         edit(spec_repo / TINYLLAMA, "max_replicas: 3\n", "max_replicas: 4\n")
         old, new = d.changed_sides(base, head)
         assert new == d._whole(head, ())
@@ -504,3 +514,77 @@ def test_a_change_the_cluster_refuses_is_listed_against_the_deploy_branch(
     assert len(refused) == 2, out  # dev and prod
     assert all("Model " in line and "prefixHash.replication" in line for line in refused)
     assert all("(256 -> 128)" in line for line in refused)
+
+
+# --- the base found from the commit's blobs -------------------------------------------------
+
+
+def _exports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The commits written out whole (git.export_tree), from now on."""
+    made: list[str] = []
+    export_tree = git.export_tree
+
+    def counted(repo: git.Repo, rev: str, *args: Any, **kwargs: Any) -> list[str]:
+        made.append(rev)
+        return export_tree(repo, rev, *args, **kwargs)
+
+    monkeypatch.setattr(git, "export_tree", counted)
+    return made
+
+
+def _files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_stored_base_is_found_from_its_blobs_with_only_the_changed_files_written(
+    spec_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scale_tinyllama(spec_repo)
+    first = diff(spec_repo, capsys, "--base", "HEAD")
+    assert first[0] == 0 and "\n-  maxReplicas: 2\n+  maxReplicas: 3\n" in first[1]
+    exports = _exports(monkeypatch)
+    roots: list[set[str]] = []
+    rendered_files = pipeline.rendered_files
+
+    def seen(root: Path, rels: Iterable[str], crds: Sequence[Path] = ()) -> object:
+        roots.append(_files_under(root))
+        return rendered_files(root, rels, crds)
+
+    monkeypatch.setattr(d, "rendered_files", seen)
+    assert diff(spec_repo, capsys, "--base", "HEAD") == first  # the base's build is stored
+    assert exports == []
+    base_root = {"servegen.yaml", TINYLLAMA}  # and the working tree, the head's root
+    assert roots[0] == base_root and TINYLLAMA in roots[1] and len(roots[1]) > len(base_root)
+
+
+@pytest.mark.parametrize(
+    "why", ["a symlink among the specs", "another build key", "nothing stored", "damaged"]
+)
+def test_a_base_not_found_from_its_blobs_is_written_out_whole(
+    spec_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], why: str
+) -> None:
+    """The same diff, from the commit written out: a symlink is for the loader to judge,
+    another key (servegen.yaml edited) compares both sides whole, a cache without the
+    base's build builds it, and a damaged entry is built again from the export."""
+    if why == "a symlink among the specs":
+        text = (spec_repo / TINYLLAMA).read_text().replace("tinyllama-chat", "tinyllama-linked")
+        (spec_repo / "shared").mkdir()
+        (spec_repo / "shared" / "linked.yaml").write_text(text)
+        (spec_repo / "specs" / "linked.yaml").symlink_to("../shared/linked.yaml")
+        commit_all(spec_repo, "a linked spec")
+    scale_tinyllama(spec_repo)
+    if why == "another build key":
+        edit(spec_repo / "servegen.yaml", "llm-dev", "llm-dev2")
+    expected = diff(spec_repo, capsys, "--base", "HEAD")
+    assert expected[0] == 0, expected[2]
+    if why == "nothing stored":
+        shutil.rmtree(buildcache.cache_dir())
+    if why == "damaged":  # each whole build's paths section: found when first read
+        for entry in (path for path in cache_entries() if "notes" in cache_head(path)):
+            data = bytearray(entry.read_bytes())
+            lengths = [length for length, _ in cache_head(entry)["sections"]]  # type: ignore[attr-defined]
+            data[data.index(b"\n") + 1 + lengths[0] + lengths[1] // 2] ^= 0x01
+            entry.write_bytes(bytes(data))
+    exports = _exports(monkeypatch)
+    assert diff(spec_repo, capsys, "--base", "HEAD") == expected
+    assert exports == [sh(spec_repo, "rev-parse", "HEAD")]

@@ -7,9 +7,12 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from generator import cli
 from generator.errors import Diagnostic
@@ -17,12 +20,14 @@ from generator.load import (
     MAX_FILE_BYTES,
     SourceFile,
     discover,
+    listed_spec_files,
     load_config_file,
     load_specs,
     parse_source,
     read_source,
     spec_files,
 )
+from generator.pipeline import _walk_order
 from generator.validate import validate_repository
 
 SPEC = "kind: kubeai-text\nname: {name}\nspec:\n  url: hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0\n"
@@ -462,3 +467,27 @@ def test_unreadable_spec_folder_or_file_is_an_error(tmp_path: Path, what: str) -
     assert f"{where}:1:1: error: cannot read" in done.stderr
     assert "Permission denied" in done.stderr
     assert not (tmp_path / "output").exists()
+
+
+_PARTS = st.sampled_from(["specs", "a", ".hidden", "b.yaml", "c.yml", ".d.yaml", "e.txt", "é"])
+
+
+@given(
+    st.sets(st.lists(_PARTS, min_size=1, max_size=4).map("/".join), max_size=10),
+    st.sampled_from(["specs", "specs/a", "."]),
+)
+@settings(max_examples=80, deadline=None)
+def test_a_commits_listing_names_the_spec_files_a_walk_of_it_written_out_finds(
+    paths: set[str], spec_dir: str
+) -> None:
+    """listed_spec_files() of a commit's files: what spec_files() lists once they are
+    written out (hidden folders and files, other suffixes and other folders left out),
+    in the walk's order once sorted by it."""
+    files = {p for p in paths if not any(q.startswith(p + "/") for q in paths)}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for rel in files:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).touch()
+        walked = list(spec_files(root, spec_dir))
+    assert sorted(listed_spec_files(files, spec_dir), key=_walk_order) == walked
