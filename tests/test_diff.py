@@ -568,9 +568,9 @@ def test_a_base_not_found_from_its_blobs_is_written_out_whole(
     base's build builds it, and a damaged entry is built again from the export."""
     if why == "a symlink among the specs":
         text = (spec_repo / TINYLLAMA).read_text().replace("tinyllama-chat", "tinyllama-linked")
-        (spec_repo / "shared").mkdir()
-        (spec_repo / "shared" / "linked.yaml").write_text(text)
-        (spec_repo / "specs" / "linked.yaml").symlink_to("../shared/linked.yaml")
+        (spec_repo / "common").mkdir()
+        (spec_repo / "common" / "linked.yaml").write_text(text)
+        (spec_repo / "specs" / "linked.yaml").symlink_to("../common/linked.yaml")
         commit_all(spec_repo, "a linked spec")
     scale_tinyllama(spec_repo)
     if why == "another build key":
