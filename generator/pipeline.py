@@ -42,8 +42,8 @@ from generator.load import (
     SourceFile,
     file_error,
     folder_problem,
-    is_spec_file,
     link_text_problem,
+    listed_spec_files,
     parse_source,
     read_source,
     spec_files,
@@ -252,9 +252,9 @@ class Repository:
 
     def is_spec(self, rel: str) -> bool:
         """Whether `discover()` would list `rel` now (it does not follow linked folders)."""
-        parts = PurePosixPath(rel).relative_to(self.config.specs).parts
-        if any(part.startswith(".") for part in parts[:-1]) or not is_spec_file(parts[-1]):
+        if not listed_spec_files([rel], self.config.specs):  # its name, hidden folders
             return False
+        parts = PurePosixPath(rel).relative_to(self.config.specs).parts
         folder = self.spec_root
         for part in parts[:-1]:
             folder = folder / part
