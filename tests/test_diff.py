@@ -588,3 +588,22 @@ def test_a_base_not_found_from_its_blobs_is_written_out_whole(
     exports = _exports(monkeypatch)
     assert diff(spec_repo, capsys, "--base", "HEAD") == expected
     assert exports == [sh(spec_repo, "rev-parse", "HEAD")]
+
+
+def test_a_base_in_a_folder_of_the_repository_is_found_from_its_blobs_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """servegen.yaml and the specs below the worktree's top: the commit's listing is the
+    folder's, as an export of it would be."""
+    work = tmp_path / "work"
+    work.mkdir()
+    sh(work, "init", "-q", "-b", "main")
+    root = work / "platform"
+    shutil.copytree(EXAMPLES, root)
+    commit_all(work, "specs in a folder")
+    scale_tinyllama(root)
+    first = diff(root, capsys, "--base", "HEAD")
+    assert first[0] == 0 and "\n-  maxReplicas: 2\n+  maxReplicas: 3\n" in first[1], first
+    exports = _exports(monkeypatch)
+    assert diff(root, capsys, "--base", "HEAD") == first
+    assert exports == []
